@@ -1,0 +1,90 @@
+//! The CPU model CPUID reports: the same leaves on every run and every host, advertising
+//! only what this emulator implements (no x87/SSE, no XSAVE, no x2APIC yet).
+
+/// Leaf 1 EDX feature bits.
+mod edx1 {
+    pub const TSC: u32 = 1 << 4;
+    pub const MSR: u32 = 1 << 5;
+    pub const PAE: u32 = 1 << 6;
+    pub const CX8: u32 = 1 << 8;
+    pub const APIC: u32 = 1 << 9;
+    pub const PGE: u32 = 1 << 13;
+    pub const CMOV: u32 = 1 << 15;
+    pub const PAT: u32 = 1 << 16;
+    pub const CLFSH: u32 = 1 << 19;
+    pub const PSE: u32 = 1 << 3;
+    pub const DE: u32 = 1 << 2;
+}
+/// Leaf 1 ECX feature bits.
+mod ecx1 {
+    pub const CX16: u32 = 1 << 13;
+    pub const PCID: u32 = 1 << 17;
+    pub const MOVBE: u32 = 1 << 22;
+    pub const POPCNT: u32 = 1 << 23;
+    pub const HYPERVISOR: u32 = 1 << 31;
+}
+/// Leaf 7 EBX feature bits.
+mod ebx7 {
+    pub const FSGSBASE: u32 = 1 << 0;
+    pub const BMI1: u32 = 1 << 3;
+    pub const SMEP: u32 = 1 << 7;
+    pub const BMI2: u32 = 1 << 8;
+    pub const ERMS: u32 = 1 << 9;
+    pub const INVPCID: u32 = 1 << 10;
+    pub const SMAP: u32 = 1 << 20;
+}
+/// Leaf 0x8000_0001 bits.
+mod ext1 {
+    pub const ECX_LAHF_LM: u32 = 1 << 0;
+    pub const ECX_ABM: u32 = 1 << 5;
+    pub const EDX_SYSCALL: u32 = 1 << 11;
+    pub const EDX_NX: u32 = 1 << 20;
+    pub const EDX_PAGE1GB: u32 = 1 << 26;
+    pub const EDX_RDTSCP: u32 = 1 << 27;
+    pub const EDX_LM: u32 = 1 << 29;
+}
+
+/// Highest basic leaf.
+const MAX_BASIC: u32 = 7;
+/// Highest extended leaf.
+const MAX_EXT: u32 = 0x8000_0008;
+/// Family 6, model 0x3A, stepping 9 (an Ivy Bridge signature; only informative).
+const SIGNATURE: u32 = 0x0003_06a9;
+/// CLFLUSH line size in 8-byte units (64-byte lines), CPUID.1:EBX[15:8].
+const CLFLUSH_LINE_QWORDS: u32 = 8;
+/// 40-bit physical, 48-bit linear addresses (CPUID.8000_0008:EAX).
+const ADDRESS_SIZES: u32 = (48 << 8) | crate::mmu::MAXPHYADDR;
+const VENDOR: &[u8; 12] = b"GenuineIntel";
+const BRAND: &[u8; 48] = b"vmscope virtual x86-64 CPU\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
+fn le(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// CPUID(leaf, subleaf) → (EAX, EBX, ECX, EDX) for CPU `apic_id`.
+pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
+    use self::{ebx7::*, ecx1::*, edx1::*, ext1::*};
+    match leaf {
+        0 => (MAX_BASIC, le(&VENDOR[0..4]), le(&VENDOR[8..12]), le(&VENDOR[4..8])),
+        1 => (
+            SIGNATURE,
+            (apic_id << 24) | (1 << 16) | (CLFLUSH_LINE_QWORDS << 8),
+            CX16 | PCID | MOVBE | POPCNT | HYPERVISOR,
+            DE | PSE | TSC | MSR | PAE | CX8 | APIC | PGE | CMOV | PAT | CLFSH,
+        ),
+        7 if subleaf == 0 => (0, FSGSBASE | BMI1 | SMEP | BMI2 | ERMS | INVPCID | SMAP, 0, 0),
+        0x8000_0000 => (MAX_EXT, 0, 0, 0),
+        0x8000_0001 => (
+            0,
+            0,
+            ECX_LAHF_LM | ECX_ABM,
+            EDX_SYSCALL | EDX_NX | EDX_PAGE1GB | EDX_RDTSCP | EDX_LM,
+        ),
+        0x8000_0002..=0x8000_0004 => {
+            let o = ((leaf - 0x8000_0002) * 16) as usize;
+            (le(&BRAND[o..]), le(&BRAND[o + 4..]), le(&BRAND[o + 8..]), le(&BRAND[o + 12..]))
+        }
+        0x8000_0008 => (ADDRESS_SIZES, 0, 0, 0),
+        _ => (0, 0, 0, 0),
+    }
+}

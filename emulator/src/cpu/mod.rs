@@ -1,0 +1,777 @@
+//! The CPU core: architectural state, fetch/decode (iced-x86, with a decode cache), operand
+//! and memory access through segmentation and the MMU, and the step loop. Execution of
+//! individual instructions lives in `exec/`, keyed on iced-x86's mnemonic; exception and
+//! interrupt delivery in `crate::interrupts`.
+
+pub mod alu;
+pub mod cpuid;
+pub mod exception;
+mod exec;
+pub mod regs;
+pub mod segment;
+
+use crate::addr::{GuestPhysAddr, GuestVirtAddr, PAGE_SIZE};
+use crate::bus::Bus;
+use crate::mmu::{self, Access, AccessKind, PagingMode};
+use crate::tlb::{FlushCause, Tlb, TlbMode};
+pub use exception::Exception;
+use iced_x86::{Decoder, DecoderOptions, Instruction, Register};
+use regs::{cr0, cr4, efer, rflags, DescTable, SegReg, Segment};
+use std::collections::HashSet;
+
+/// Longest legal x86 instruction.
+pub const MAX_INSN_LEN: usize = 15;
+/// Number of decode-cache slots (direct-mapped on the physical address).
+const DECODE_CACHE_SLOTS: usize = 8192;
+/// A REP string instruction runs at most this many iterations per step, then restarts,
+/// so interrupts can be taken between chunks as on hardware.
+pub const REP_CHUNK: u64 = 4096;
+
+/// Model-specific registers that are plain storage.
+#[derive(Debug, Clone, Default)]
+pub struct Msrs {
+    pub star: u64,
+    pub lstar: u64,
+    pub cstar: u64,
+    pub fmask: u64,
+    pub kernel_gs_base: u64,
+    pub tsc_aux: u64,
+    pub apic_base: u64,
+    pub pat: u64,
+    pub sysenter_cs: u64,
+    pub sysenter_esp: u64,
+    pub sysenter_eip: u64,
+    pub misc_enable: u64,
+    /// Guest writes to IA32_TSC set this offset from the instruction count.
+    pub tsc_offset: u64,
+}
+
+#[derive(Clone)]
+struct DecodeEntry {
+    /// Physical address + 1 (0 = empty).
+    key: u64,
+    rip: u64,
+    bitness: u32,
+    len: u8,
+    bytes: [u8; MAX_INSN_LEN],
+    instr: Instruction,
+}
+
+/// Why the CPU cannot go on (the machine stops with a report).
+#[derive(Debug, Clone)]
+pub enum CpuStop {
+    /// A fault while delivering #DF: the processor shuts down (SDM 6.15, "Interrupt 8").
+    TripleFault { first: Exception, second: Exception, third: Exception },
+    /// HLT with interrupts disabled and nothing that can wake the CPU.
+    HaltForever,
+}
+
+/// Result of one step.
+#[derive(Debug, Clone)]
+pub enum Step {
+    Ok,
+    Halted,
+    Stop(CpuStop),
+}
+
+pub struct Cpu {
+    pub id: u32,
+    pub gpr: [u64; 16],
+    pub rip: u64,
+    pub rflags: u64,
+    pub seg: [Segment; 6],
+    pub ldtr: Segment,
+    pub tr: Segment,
+    pub gdtr: DescTable,
+    pub idtr: DescTable,
+    pub cr0: u64,
+    pub cr2: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub cr8: u64,
+    pub efer: u64,
+    pub dr: [u64; 8],
+    pub msr: Msrs,
+    /// Current privilege level (CS.DPL after a load; SS.DPL equals it).
+    pub cpl: u8,
+    /// Instructions executed so far: the machine's clock.
+    pub icount: u64,
+    pub halted: bool,
+    /// Interrupts are inhibited until this icount (STI / MOV SS shadow).
+    pub shadow_until: u64,
+    /// NMIs are blocked from NMI delivery until the next IRET.
+    pub nmi_blocked: bool,
+    pub tlb: Tlb,
+    /// RIP of the instruction being executed (faults report it).
+    pub insn_rip: u64,
+    decode_cache: Vec<DecodeEntry>,
+    unimplemented_seen: HashSet<String>,
+    /// Set when #UD was raised for an instruction this CPU does not implement.
+    pub last_unimplemented: Option<String>,
+    /// Exceptions delivered, most recent last (bounded; for the stop report).
+    pub recent_exceptions: Vec<(u64, Exception)>,
+}
+
+impl Cpu {
+    pub fn new(id: u32, tlb_entries: usize, tlb_mode: TlbMode) -> Self {
+        let empty = DecodeEntry {
+            key: 0,
+            rip: 0,
+            bitness: 0,
+            len: 0,
+            bytes: [0; MAX_INSN_LEN],
+            instr: Instruction::default(),
+        };
+        let mut cpu = Cpu {
+            id,
+            gpr: [0; 16],
+            rip: 0xfff0,
+            rflags: rflags::FIXED,
+            seg: [Segment::default(); 6],
+            ldtr: Segment::default(),
+            tr: Segment::default(),
+            gdtr: DescTable { base: 0, limit: 0xffff },
+            idtr: DescTable { base: 0, limit: 0xffff },
+            cr0: cr0::ET | cr0::NW | cr0::CD,
+            cr2: 0,
+            cr3: 0,
+            cr4: 0,
+            cr8: 0,
+            efer: 0,
+            dr: [0, 0, 0, 0, 0, 0, 0xffff_0ff0, 0x400],
+            msr: Msrs {
+                pat: regs::msr::PAT_DEFAULT,
+                apic_base: regs::msr::APIC_BASE_DEFAULT,
+                ..Default::default()
+            },
+            cpl: 0,
+            icount: 0,
+            halted: false,
+            shadow_until: 0,
+            nmi_blocked: false,
+            tlb: Tlb::new(tlb_entries, tlb_mode),
+            insn_rip: 0,
+            decode_cache: vec![empty; DECODE_CACHE_SLOTS],
+            unimplemented_seen: HashSet::new(),
+            last_unimplemented: None,
+            recent_exceptions: Vec::new(),
+        };
+        // Real-mode reset segments (SDM Vol. 3A, Table 9-1).
+        for s in cpu.seg.iter_mut() {
+            *s = Segment { selector: 0, base: 0, limit: 0xffff, attr: 0x93 };
+        }
+        cpu.seg[SegReg::Cs as usize] =
+            Segment { selector: 0xf000, base: 0xffff_0000, limit: 0xffff, attr: 0x9b };
+        cpu
+    }
+
+    // ---- mode queries -------------------------------------------------------------------
+
+    #[inline]
+    pub fn long_mode(&self) -> bool {
+        self.efer & efer::LMA != 0
+    }
+    /// 64-bit mode: long mode with a 64-bit code segment.
+    #[inline]
+    pub fn mode64(&self) -> bool {
+        self.long_mode() && self.seg[SegReg::Cs as usize].long()
+    }
+    #[inline]
+    pub fn protected(&self) -> bool {
+        self.cr0 & cr0::PE != 0
+    }
+    /// Code size in bits: what the decoder needs.
+    #[inline]
+    pub fn bitness(&self) -> u32 {
+        if self.mode64() {
+            64
+        } else if self.seg[SegReg::Cs as usize].db() {
+            32
+        } else {
+            16
+        }
+    }
+    #[inline]
+    pub fn paging(&self) -> bool {
+        self.cr0 & cr0::PG != 0
+    }
+    pub fn pcid(&self) -> u16 {
+        if self.cr4 & cr4::PCIDE != 0 {
+            (self.cr3 & 0xfff) as u16
+        } else {
+            0
+        }
+    }
+
+    pub fn paging_mode(&self) -> PagingMode {
+        PagingMode {
+            cr3: self.cr3,
+            wp: self.cr0 & cr0::WP != 0,
+            nxe: self.efer & efer::NXE != 0,
+            smep: self.cr4 & cr4::SMEP != 0,
+            smap: self.cr4 & cr4::SMAP != 0,
+            ac: self.rflags & rflags::AC != 0 && self.cpl < 3,
+            pge: self.cr4 & cr4::PGE != 0,
+        }
+    }
+
+    #[inline]
+    pub fn flag(&self, f: u64) -> bool {
+        self.rflags & f != 0
+    }
+    #[inline]
+    pub fn set_flag(&mut self, f: u64, on: bool) {
+        if on {
+            self.rflags |= f;
+        } else {
+            self.rflags &= !f;
+        }
+    }
+    /// Replace the six status flags with `f`.
+    #[inline]
+    pub fn set_status(&mut self, f: u64) {
+        self.rflags = (self.rflags & !rflags::STATUS) | (f & rflags::STATUS);
+    }
+    /// Replace only the status flags in `which` with those in `f`.
+    #[inline]
+    pub fn set_status_masked(&mut self, f: u64, which: u64) {
+        self.rflags = (self.rflags & !which) | (f & which);
+    }
+
+    // ---- registers ----------------------------------------------------------------------
+
+    /// Read a general-purpose register of any width (AL..R15, incl. AH..BH).
+    #[inline]
+    pub fn reg(&self, r: Register) -> u64 {
+        use Register as R;
+        let n = r as u32;
+        if n >= R::RAX as u32 && n <= R::R15 as u32 {
+            self.gpr[(n - R::RAX as u32) as usize]
+        } else if n >= R::EAX as u32 && n <= R::R15D as u32 {
+            self.gpr[(n - R::EAX as u32) as usize] & 0xffff_ffff
+        } else if n >= R::AX as u32 && n <= R::R15W as u32 {
+            self.gpr[(n - R::AX as u32) as usize] & 0xffff
+        } else if n >= R::AL as u32 && n <= R::R15L as u32 {
+            let i = n - R::AL as u32;
+            if (4..8).contains(&i) {
+                (self.gpr[(i - 4) as usize] >> 8) & 0xff
+            } else if i < 4 {
+                self.gpr[i as usize] & 0xff
+            } else {
+                self.gpr[(i - 4) as usize] & 0xff
+            }
+        } else {
+            match r {
+                R::RIP => self.rip,
+                R::EIP => self.rip & 0xffff_ffff,
+                R::ES | R::CS | R::SS | R::DS | R::FS | R::GS => {
+                    self.seg[SegReg::from_iced(r).map_or(0, |s| s as usize)].selector as u64
+                }
+                _ => 0,
+            }
+        }
+    }
+
+    /// Write a general-purpose register with x86 width rules: 32-bit writes zero-extend,
+    /// 8- and 16-bit writes merge.
+    #[inline]
+    pub fn set_reg(&mut self, r: Register, v: u64) {
+        use Register as R;
+        let n = r as u32;
+        if n >= R::RAX as u32 && n <= R::R15 as u32 {
+            self.gpr[(n - R::RAX as u32) as usize] = v;
+        } else if n >= R::EAX as u32 && n <= R::R15D as u32 {
+            self.gpr[(n - R::EAX as u32) as usize] = v & 0xffff_ffff;
+        } else if n >= R::AX as u32 && n <= R::R15W as u32 {
+            let g = &mut self.gpr[(n - R::AX as u32) as usize];
+            *g = (*g & !0xffff) | (v & 0xffff);
+        } else if n >= R::AL as u32 && n <= R::R15L as u32 {
+            let i = n - R::AL as u32;
+            if (4..8).contains(&i) {
+                let g = &mut self.gpr[(i - 4) as usize];
+                *g = (*g & !0xff00) | ((v & 0xff) << 8);
+            } else {
+                let idx = if i < 4 { i } else { i - 4 } as usize;
+                let g = &mut self.gpr[idx];
+                *g = (*g & !0xff) | (v & 0xff);
+            }
+        }
+    }
+
+    /// The stack pointer width: 64 in 64-bit mode, else SS.B selects 32 or 16.
+    #[inline]
+    pub fn stack_size(&self) -> u32 {
+        if self.mode64() {
+            8
+        } else if self.seg[SegReg::Ss as usize].db() {
+            4
+        } else {
+            2
+        }
+    }
+
+    // ---- memory ---------------------------------------------------------------------------
+
+    /// Segmentation: offset → linear address, with the checks of the current mode.
+    /// `write` selects the writable-segment check; `size` the limit check.
+    pub fn linear(&self, seg: SegReg, off: u64, size: u32, write: bool) -> Result<u64, Exception> {
+        let s = &self.seg[seg as usize];
+        let stack = seg == SegReg::Ss;
+        let fault = || if stack { Exception::ss(0) } else { Exception::gp0() };
+        if self.mode64() {
+            let base = match seg {
+                SegReg::Fs | SegReg::Gs => s.base,
+                _ => 0,
+            };
+            let la = base.wrapping_add(off);
+            if !GuestVirtAddr(la).is_canonical48()
+                || !GuestVirtAddr(la.wrapping_add(size as u64 - 1)).is_canonical48()
+            {
+                return Err(fault());
+            }
+            return Ok(la);
+        }
+        if !self.protected() {
+            return Ok((s.base.wrapping_add(off & 0xffff)) & 0xf_ffff);
+        }
+        // Protected / compatibility mode: null (unusable) segment, type, limit.
+        if !s.present() {
+            return Err(fault());
+        }
+        if write && (s.is_code() || s.attr & regs::seg_attr::TYPE_RW == 0) {
+            return Err(fault());
+        }
+        if !write && s.is_code() && s.attr & regs::seg_attr::TYPE_RW == 0 {
+            return Err(fault());
+        }
+        let last = off.wrapping_add(size as u64 - 1);
+        let expand_down = !s.is_code() && s.attr & regs::seg_attr::TYPE_DC != 0;
+        if expand_down {
+            let upper = if s.db() { 0xffff_ffff } else { 0xffff };
+            if off <= s.limit as u64 || last > upper {
+                return Err(fault());
+            }
+        } else if last > s.limit as u64 || last < off {
+            return Err(fault());
+        }
+        Ok(s.base.wrapping_add(off) & 0xffff_ffff)
+    }
+
+    /// Paging: linear → physical, through the TLB. `implicit` marks implicit supervisor
+    /// accesses (descriptor tables, TSS, delivery pushes).
+    pub fn translate(
+        &mut self,
+        bus: &mut Bus,
+        la: u64,
+        kind: AccessKind,
+        implicit: bool,
+    ) -> Result<GuestPhysAddr, Exception> {
+        if !self.paging() {
+            let mask = if self.long_mode() { u64::MAX } else { 0xffff_ffff };
+            return Ok(GuestPhysAddr(la & mask));
+        }
+        if !self.long_mode() {
+            return self.translate_legacy(bus, la, kind, implicit);
+        }
+        let va = GuestVirtAddr(la);
+        let acc = Access { kind, user: self.cpl == 3 && !implicit, implicit_supervisor: implicit };
+        let mode = self.paging_mode();
+        let pcid = self.pcid();
+        if let Some(t) = self.tlb.lookup(va, pcid) {
+            if !mmu::permitted(&t, acc, &mode) {
+                // A fault from the cached rights (possibly stale: a "spurious" #PF, SDM
+                // 4.10.4.3). The #PF invalidates the entry.
+                if self.tlb.mode == TlbMode::Check {
+                    self.check_stale(bus, va, &t, acc, &mode);
+                }
+                self.tlb.flush_page(va, FlushCause::PageFault);
+                let code = mmu::access_error_bits(acc, &mode) | mmu::pf_err::P;
+                return Err(Exception::pf(code, la));
+            }
+            if kind != AccessKind::Write || t.dirty {
+                if self.tlb.mode == TlbMode::Check {
+                    self.check_stale(bus, va, &t, acc, &mode);
+                }
+                return Ok(t.phys(va));
+            }
+            // First write through a clean entry: walk again to set D (SDM 4.8).
+        }
+        match mmu::walk(&mut bus.mem, &mode, va, acc, true) {
+            Ok(t) => {
+                self.tlb.fill(va, pcid, t);
+                Ok(t.phys(va))
+            }
+            Err(pf) => {
+                self.tlb.flush_page(va, FlushCause::PageFault);
+                Err(Exception::pf(pf.error_code, la))
+            }
+        }
+    }
+
+    /// `--tlb check`: compare a cached translation with what the tables say now.
+    fn check_stale(
+        &mut self,
+        bus: &mut Bus,
+        va: GuestVirtAddr,
+        cached: &mmu::Translation,
+        acc: Access,
+        mode: &PagingMode,
+    ) {
+        let fresh = mmu::walk(&mut bus.mem, mode, va, acc, false);
+        let same = match &fresh {
+            Ok(t) => {
+                t.frame == cached.frame
+                    && t.writable == cached.writable
+                    && t.user == cached.user
+                    && t.nx == cached.nx
+            }
+            Err(_) => false,
+        };
+        if !same {
+            self.tlb.stats.stale_uses += 1;
+            let new = match fresh {
+                Ok(t) => format!(
+                    "{} {}{}{}",
+                    t.phys(va),
+                    if t.writable { "W" } else { "R" },
+                    if t.user { "U" } else { "S" },
+                    if t.nx { "NX" } else { "X" }
+                ),
+                Err(pf) => format!("#PF({:#x})", pf.error_code),
+            };
+            log::warn!(
+                "tlb check: stale TLB entry used at rip={:#x}: va={:#x} cached {} {}{}{} now {}",
+                self.insn_rip,
+                va.as_u64(),
+                cached.phys(va),
+                if cached.writable { "W" } else { "R" },
+                if cached.user { "U" } else { "S" },
+                if cached.nx { "NX" } else { "X" },
+                new
+            );
+        }
+    }
+
+    /// 32-bit paging without long mode is not part of this CPU model yet; treat it as
+    /// paging disabled would be wrong, so report and fault.
+    fn translate_legacy(
+        &mut self,
+        _bus: &mut Bus,
+        la: u64,
+        _kind: AccessKind,
+        _implicit: bool,
+    ) -> Result<GuestPhysAddr, Exception> {
+        log::error!("legacy (non-long-mode) paging is not implemented; #GP at {la:#x}");
+        Err(Exception::gp0())
+    }
+
+    /// Read `size` bytes at linear address `la` (may cross a page).
+    pub fn read_linear(
+        &mut self,
+        bus: &mut Bus,
+        la: u64,
+        size: u32,
+        kind: AccessKind,
+        implicit: bool,
+    ) -> Result<u64, Exception> {
+        let first = PAGE_SIZE - (la & (PAGE_SIZE - 1));
+        if size as u64 <= first {
+            let pa = self.translate(bus, la, kind, implicit)?;
+            return Ok(bus.read(pa, size as usize));
+        }
+        let pa1 = self.translate(bus, la, kind, implicit)?;
+        let pa2 = self.translate(bus, la.wrapping_add(first), kind, implicit)?;
+        let lo = bus.read(pa1, first as usize);
+        let hi = bus.read(pa2, size as usize - first as usize);
+        Ok(lo | (hi << (first * 8)))
+    }
+
+    /// Write `size` bytes at linear address `la`: both pages are translated before any
+    /// byte is written, so a fault leaves memory unchanged.
+    pub fn write_linear(
+        &mut self,
+        bus: &mut Bus,
+        la: u64,
+        size: u32,
+        val: u64,
+        implicit: bool,
+    ) -> Result<(), Exception> {
+        let first = PAGE_SIZE - (la & (PAGE_SIZE - 1));
+        if size as u64 <= first {
+            let pa = self.translate(bus, la, AccessKind::Write, implicit)?;
+            bus.write(pa, size as usize, val);
+            self.invalidate_decoded(pa, size as u64);
+            return Ok(());
+        }
+        let pa1 = self.translate(bus, la, AccessKind::Write, implicit)?;
+        let pa2 = self.translate(bus, la.wrapping_add(first), AccessKind::Write, implicit)?;
+        bus.write(pa1, first as usize, val);
+        bus.write(pa2, size as usize - first as usize, val >> (first * 8));
+        Ok(())
+    }
+
+    /// Self-modifying code is caught by comparing bytes on every decode-cache hit, so
+    /// writes need not invalidate anything; the hook exists for a future page-granular cache.
+    #[inline]
+    fn invalidate_decoded(&mut self, _pa: GuestPhysAddr, _len: u64) {}
+
+    /// Alignment check (#AC): CR0.AM, RFLAGS.AC, CPL 3 and a misaligned data access.
+    #[inline]
+    fn check_alignment(&self, la: u64, size: u32) -> Result<(), Exception> {
+        if self.cpl == 3
+            && size > 1
+            && la & (size as u64 - 1) != 0
+            && self.cr0 & cr0::AM != 0
+            && self.flag(rflags::AC)
+        {
+            return Err(Exception::ac());
+        }
+        Ok(())
+    }
+
+    /// Data read through a segment.
+    pub fn read_mem(&mut self, bus: &mut Bus, seg: SegReg, off: u64, size: u32) -> Result<u64, Exception> {
+        let la = self.linear(seg, off, size, false)?;
+        self.check_alignment(la, size)?;
+        self.read_linear(bus, la, size, AccessKind::Read, false)
+    }
+
+    /// Data write through a segment.
+    pub fn write_mem(
+        &mut self,
+        bus: &mut Bus,
+        seg: SegReg,
+        off: u64,
+        size: u32,
+        val: u64,
+    ) -> Result<(), Exception> {
+        let la = self.linear(seg, off, size, true)?;
+        self.check_alignment(la, size)?;
+        self.write_linear(bus, la, size, val, false)
+    }
+
+    /// Read for a read-modify-write: the translation is done as a write, so a fault on a
+    /// read-only page reports W=1 and the dirty bit is set, as hardware does.
+    pub fn read_mem_rmw(
+        &mut self,
+        bus: &mut Bus,
+        seg: SegReg,
+        off: u64,
+        size: u32,
+    ) -> Result<u64, Exception> {
+        let la = self.linear(seg, off, size, true)?;
+        self.check_alignment(la, size)?;
+        self.read_linear(bus, la, size, AccessKind::Write, false)
+    }
+
+    /// Push onto the stack (`size` bytes).
+    pub fn push(&mut self, bus: &mut Bus, val: u64, size: u32) -> Result<(), Exception> {
+        let ss = self.stack_size();
+        let sp_mask = alu::mask(ss);
+        let rsp = self.gpr[regs::gpr::RSP];
+        let new = rsp.wrapping_sub(size as u64) & sp_mask;
+        self.write_mem(bus, SegReg::Ss, new, size, val)?;
+        self.gpr[regs::gpr::RSP] = (rsp & !sp_mask) | new;
+        Ok(())
+    }
+
+    /// Pop from the stack (`size` bytes).
+    pub fn pop(&mut self, bus: &mut Bus, size: u32) -> Result<u64, Exception> {
+        let ss = self.stack_size();
+        let sp_mask = alu::mask(ss);
+        let rsp = self.gpr[regs::gpr::RSP];
+        let v = self.read_mem(bus, SegReg::Ss, rsp & sp_mask, size)?;
+        self.gpr[regs::gpr::RSP] = (rsp & !sp_mask) | (rsp.wrapping_add(size as u64) & sp_mask);
+        Ok(v)
+    }
+
+    // ---- fetch & decode -------------------------------------------------------------------
+
+    /// Fetch and decode the instruction at CS:RIP.
+    fn fetch_decode(&mut self, bus: &mut Bus) -> Result<Instruction, Exception> {
+        let bitness = self.bitness();
+        let cs = self.seg[SegReg::Cs as usize];
+        let la = if self.mode64() {
+            self.rip
+        } else {
+            if self.protected() && self.rip > cs.limit as u64 {
+                return Err(Exception::gp0());
+            }
+            cs.base.wrapping_add(self.rip) & 0xffff_ffff
+        };
+        if self.mode64() && !GuestVirtAddr(la).is_canonical48() {
+            return Err(Exception::gp0());
+        }
+        let pa = self.translate(bus, la, AccessKind::Fetch, false)?;
+        let in_page = (PAGE_SIZE - (la & (PAGE_SIZE - 1))) as usize;
+        let n = in_page.min(MAX_INSN_LEN);
+        let slot = ((pa.as_u64() ^ (pa.as_u64() >> 13)) as usize) & (DECODE_CACHE_SLOTS - 1);
+        let mut buf = [0u8; MAX_INSN_LEN];
+        match bus.mem.slice(pa, n) {
+            Some(s) => buf[..n].copy_from_slice(s),
+            None => {
+                for (i, b) in buf[..n].iter_mut().enumerate() {
+                    *b = bus.read(pa.add(i as u64), 1) as u8;
+                }
+            }
+        }
+        {
+            let e = &self.decode_cache[slot];
+            if e.key == pa.as_u64() + 1
+                && e.rip == self.rip
+                && e.bitness == bitness
+                && e.bytes[..e.len as usize] == buf[..e.len as usize]
+            {
+                return Ok(e.instr);
+            }
+        }
+        let mut len = n;
+        if n < MAX_INSN_LEN {
+            // The instruction may continue on the next page: fetch it only if needed.
+            let mut dec = Decoder::with_ip(bitness, &buf[..n], self.rip, DecoderOptions::NONE);
+            let i = dec.decode();
+            if dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
+                let pa2 = self.translate(bus, la.wrapping_add(n as u64), AccessKind::Fetch, false)?;
+                for (k, b) in buf[n..].iter_mut().enumerate() {
+                    *b = bus.read(pa2.add(k as u64), 1) as u8;
+                }
+                len = MAX_INSN_LEN;
+            } else {
+                return self.finish_decode(i, slot, pa, bitness, &buf, true);
+            }
+        }
+        let mut dec = Decoder::with_ip(bitness, &buf[..len], self.rip, DecoderOptions::NONE);
+        let i = dec.decode();
+        let cacheable = n == MAX_INSN_LEN || i.len() <= n;
+        self.finish_decode(i, slot, pa, bitness, &buf, cacheable)
+    }
+
+    fn finish_decode(
+        &mut self,
+        i: Instruction,
+        slot: usize,
+        pa: GuestPhysAddr,
+        bitness: u32,
+        buf: &[u8; MAX_INSN_LEN],
+        cacheable: bool,
+    ) -> Result<Instruction, Exception> {
+        if i.is_invalid() {
+            return Err(Exception::ud());
+        }
+        if cacheable {
+            self.decode_cache[slot] = DecodeEntry {
+                key: pa.as_u64() + 1,
+                rip: self.rip,
+                bitness,
+                len: i.len() as u8,
+                bytes: *buf,
+                instr: i,
+            };
+        }
+        Ok(i)
+    }
+
+    /// Raw bytes at CS:RIP for reports (no faults, best effort).
+    pub fn peek_bytes(&mut self, bus: &mut Bus, rip: u64, n: usize) -> Vec<u8> {
+        let cs_base = if self.mode64() { 0 } else { self.seg[SegReg::Cs as usize].base };
+        let mut out = Vec::new();
+        for k in 0..n as u64 {
+            let la = cs_base.wrapping_add(rip).wrapping_add(k);
+            match self.debug_translate(bus, la) {
+                Some(pa) => out.push(bus.read(pa, 1) as u8),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Translate for a debugger or report: no A/D updates, no TLB fill, no faults.
+    pub fn debug_translate(&mut self, bus: &mut Bus, la: u64) -> Option<GuestPhysAddr> {
+        if !self.paging() {
+            return Some(GuestPhysAddr(la));
+        }
+        if !self.long_mode() {
+            return None;
+        }
+        let mode = self.paging_mode();
+        let acc = Access::implicit(AccessKind::Read);
+        let m = PagingMode { smap: false, ..mode };
+        mmu::walk(&mut bus.mem, &m, GuestVirtAddr(la), acc, false).ok().map(|t| t.phys(GuestVirtAddr(la)))
+    }
+
+    // ---- stepping -------------------------------------------------------------------------
+
+    /// Execute one instruction (or deliver the exception it raises).
+    pub fn step(&mut self, bus: &mut Bus) -> Step {
+        if self.halted {
+            return Step::Halted;
+        }
+        self.insn_rip = self.rip;
+        let tf = self.flag(rflags::TF);
+        let result = match self.fetch_decode(bus) {
+            Ok(instr) => {
+                let mask = if self.mode64() { u64::MAX } else if self.bitness() == 32 { 0xffff_ffff } else { 0xffff };
+                self.rip = instr.next_ip() & mask;
+                exec::execute(self, bus, &instr)
+            }
+            Err(e) => Err(e),
+        };
+        self.icount += 1;
+        match result {
+            Ok(()) => {
+                if tf && !self.halted {
+                    // Single-step trap after the instruction (SDM 17.3.1.4): DR6.BS.
+                    self.dr[6] |= 1 << 14;
+                    if let Err(stop) = self.deliver_exception(bus, Exception::new(exception::vector::DB)) {
+                        return Step::Stop(stop);
+                    }
+                }
+                Step::Ok
+            }
+            Err(e) => {
+                // Faults restart the instruction: report the faulting RIP.
+                self.rip = self.insn_rip;
+                match self.deliver_exception(bus, e) {
+                    Ok(()) => Step::Ok,
+                    Err(stop) => Step::Stop(stop),
+                }
+            }
+        }
+    }
+
+    /// Raise #UD for an instruction this CPU does not implement, logging it once.
+    pub fn unimplemented(&mut self, instr: &Instruction) -> Exception {
+        let name = format!("{:?}", instr.code());
+        if self.unimplemented_seen.insert(name.clone()) {
+            log::warn!("unimplemented instruction {} ({}) at rip={:#x}: raising #UD", instr, name, self.insn_rip);
+        }
+        self.last_unimplemented = Some(format!("{instr} ({name})"));
+        Exception::ud()
+    }
+
+    /// A one-screen register dump for stop reports.
+    pub fn dump(&self) -> String {
+        let mut s = String::new();
+        for (i, name) in regs::gpr::NAMES.iter().enumerate() {
+            s += &format!("{name:>3}={:016x}{}", self.gpr[i], if i % 4 == 3 { "\n" } else { " " });
+        }
+        s += &format!(
+            "rip={:016x} rflags={:08x} cpl={} mode={}\n",
+            self.rip,
+            self.rflags,
+            self.cpl,
+            if self.mode64() { "64-bit" } else if self.long_mode() { "compat" } else if self.protected() { "protected" } else { "real" }
+        );
+        let names = ["es", "cs", "ss", "ds", "fs", "gs"];
+        for (i, n) in names.iter().enumerate() {
+            let sg = &self.seg[i];
+            s += &format!("{n}={:04x} base={:x} limit={:x} attr={:04x}\n", sg.selector, sg.base, sg.limit, sg.attr);
+        }
+        s += &format!(
+            "cr0={:x} cr2={:x} cr3={:x} cr4={:x} efer={:x}\ngdtr={:x}/{:x} idtr={:x}/{:x} tr={:04x}\n",
+            self.cr0, self.cr2, self.cr3, self.cr4, self.efer, self.gdtr.base, self.gdtr.limit,
+            self.idtr.base, self.idtr.limit, self.tr.selector
+        );
+        s
+    }
+}

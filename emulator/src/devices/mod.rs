@@ -1,0 +1,82 @@
+//! Device models and the buses that route guest I/O to them. A device sees port numbers or
+//! physical addresses relative to nothing: the bus decodes which device owns an access.
+
+pub mod debug_exit;
+pub mod uart16550;
+
+/// What a device asks of the machine after a guest write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoAction {
+    None,
+    /// Stop the machine with this raw host exit status (QEMU's isa-debug-exit convention).
+    Exit(u32),
+}
+
+/// A device on the x86 I/O port bus (`in`/`out`).
+pub trait PortDevice: Send {
+    fn name(&self) -> &'static str;
+    /// Read `size` (1, 2 or 4) bytes at `port`.
+    fn read(&mut self, port: u16, size: u8) -> u32;
+    /// Write `size` (1, 2 or 4) bytes at `port`.
+    fn write(&mut self, port: u16, size: u8, val: u32) -> IoAction;
+}
+
+struct PortRange {
+    first: u16,
+    last: u16,
+    dev: Box<dyn PortDevice>,
+}
+
+/// The I/O port bus: a handful of devices, looked up by range.
+#[derive(Default)]
+pub struct PortBus {
+    ranges: Vec<PortRange>,
+}
+
+/// Value of a read from a port nobody decodes: the ISA bus floats high.
+pub const OPEN_BUS: u32 = 0xffff_ffff;
+
+impl PortBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Register `dev` for ports `first..first+count`.
+    pub fn register(&mut self, first: u16, count: u16, dev: Box<dyn PortDevice>) {
+        self.ranges.push(PortRange { first, last: first + (count - 1), dev });
+    }
+
+    fn find(&mut self, port: u16) -> Option<&mut PortRange> {
+        self.ranges.iter_mut().find(|r| port >= r.first && port <= r.last)
+    }
+
+    pub fn read(&mut self, port: u16, size: u8) -> u32 {
+        let mask = size_mask(size);
+        match self.find(port) {
+            Some(r) => r.dev.read(port - r.first, size) & mask,
+            None => {
+                log::trace!("in from unclaimed port {port:#x}");
+                OPEN_BUS & mask
+            }
+        }
+    }
+
+    pub fn write(&mut self, port: u16, size: u8, val: u32) -> IoAction {
+        let mask = size_mask(size);
+        match self.find(port) {
+            Some(r) => r.dev.write(port - r.first, size, val & mask),
+            None => {
+                log::trace!("out {val:#x} to unclaimed port {port:#x}");
+                IoAction::None
+            }
+        }
+    }
+}
+
+fn size_mask(size: u8) -> u32 {
+    match size {
+        1 => 0xff,
+        2 => 0xffff,
+        _ => 0xffff_ffff,
+    }
+}

@@ -1,0 +1,307 @@
+//! Exception and interrupt delivery (SDM Vol. 3A, chapter 6): the IDT lookup and gate
+//! checks, the privilege-change stack switch to TSS.RSP0 or an IST stack, the interrupt
+//! frame, the #DF escalation rules (Table 6-5) and shutdown on a triple fault. Every
+//! delivery is recorded as a hardware trace event.
+
+use crate::bus::Bus;
+use crate::cpu::exception::{idt_error_code, vector, Exception, ExceptionClass};
+use crate::cpu::regs::{rflags, seg_attr, sys_type, SegReg, Segment};
+use crate::cpu::segment::segment_from_descriptor;
+use crate::cpu::{Cpu, CpuStop};
+use crate::mmu::AccessKind;
+
+/// How an event reached the CPU: it decides the EXT bit, the gate-DPL check and which RIP
+/// is pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// An exception raised by an instruction or by delivery (EXT = 1).
+    Exception,
+    /// An external interrupt or NMI (EXT = 1).
+    External,
+    /// INT n, INT3, INTO: the gate DPL is checked against CPL (EXT = 0).
+    Software,
+    /// INT1 (ICEBP): no DPL check, EXT = 1.
+    Icebp,
+}
+
+/// Offsets in the 64-bit TSS (SDM Vol. 3A, Figure 8-11).
+const TSS64_RSP0: u64 = 4;
+const TSS64_IST1: u64 = 0x24;
+/// Minimum limit of a 64-bit TSS.
+const TSS64_MIN_LIMIT: u32 = 0x67;
+
+/// One delivered event, for the hardware fault trace.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    pub icount: u64,
+    pub cpu: u32,
+    pub vector: u8,
+    pub error_code: Option<u32>,
+    pub cr2: Option<u64>,
+    pub cs: u16,
+    pub rip: u64,
+    pub cpl: u8,
+    pub rsp: u64,
+    pub ist: u8,
+    pub source: EventSource,
+}
+
+impl Cpu {
+    /// Deliver an exception raised while executing at `self.rip`, applying the double-fault
+    /// rules. `Err` means the CPU shut down.
+    pub fn deliver_exception(&mut self, bus: &mut Bus, e: Exception) -> Result<(), CpuStop> {
+        let mut current = e;
+        let mut first: Option<Exception> = None;
+        loop {
+            match self.deliver(bus, current, EventSource::Exception, self.rip) {
+                Ok(()) => return Ok(()),
+                Err(second) => {
+                    if current.vector == vector::DF {
+                        return Err(CpuStop::TripleFault {
+                            first: first.unwrap_or(current),
+                            second: current,
+                            third: second,
+                        });
+                    }
+                    first.get_or_insert(current);
+                    let (c1, c2) = (current.class(), second.class());
+                    let double = matches!(
+                        (c1, c2),
+                        (ExceptionClass::Contributory, ExceptionClass::Contributory)
+                            | (ExceptionClass::PageFault, ExceptionClass::Contributory)
+                            | (ExceptionClass::PageFault, ExceptionClass::PageFault)
+                    );
+                    current = if double { Exception::with_code(vector::DF, 0) } else { second };
+                }
+            }
+        }
+    }
+
+    /// Deliver an external interrupt (or NMI): the return RIP is the next instruction.
+    pub fn deliver_external(&mut self, bus: &mut Bus, vec: u8) -> Result<(), CpuStop> {
+        self.halted = false;
+        match self.deliver(bus, Exception::new(vec), EventSource::External, self.rip) {
+            Ok(()) => Ok(()),
+            Err(e) => self.deliver_exception(bus, e),
+        }
+    }
+
+    /// Deliver INT n / INT3 / INTO / INT1 from an instruction; `next_rip` is pushed.
+    pub fn software_interrupt(
+        &mut self,
+        bus: &mut Bus,
+        vec: u8,
+        source: EventSource,
+        next_rip: u64,
+    ) -> Result<(), Exception> {
+        self.deliver(bus, Exception::new(vec), source, next_rip)
+    }
+
+    /// One delivery attempt. A fault during it is returned for the caller's escalation.
+    fn deliver(
+        &mut self,
+        bus: &mut Bus,
+        e: Exception,
+        source: EventSource,
+        return_rip: u64,
+    ) -> Result<(), Exception> {
+        let vec = e.vector;
+        let external = source != EventSource::Software;
+        let idt_err = idt_error_code(vec, external);
+        if vec == vector::PF {
+            if let Some(a) = e.cr2 {
+                self.cr2 = a;
+            }
+        }
+        if !self.long_mode() {
+            return self.deliver_protected(bus, e, source, return_rip);
+        }
+        // IDT entry (16 bytes in long mode).
+        let off = vec as u64 * 16;
+        if off + 15 > self.idtr.limit as u64 {
+            return Err(Exception::gp(idt_err));
+        }
+        let la = self.idtr.base.wrapping_add(off);
+        let lo = self.read_linear(bus, la, 8, AccessKind::Read, true)?;
+        let hi = self.read_linear(bus, la + 8, 8, AccessKind::Read, true)?;
+        let gate_type = ((lo >> 40) & 0xf) as u16;
+        let gate_dpl = ((lo >> 45) & 3) as u8;
+        let present = lo & (1 << 47) != 0;
+        if gate_type != sys_type::INTR_GATE && gate_type != sys_type::TRAP_GATE {
+            return Err(Exception::gp(idt_err));
+        }
+        if source == EventSource::Software && gate_dpl < self.cpl {
+            return Err(Exception::gp(idt_err));
+        }
+        if !present {
+            return Err(Exception::np(idt_err));
+        }
+        let target_sel = ((lo >> 16) & 0xffff) as u16;
+        let target = (lo & 0xffff) | ((lo >> 32) & 0xffff_0000) | (hi << 32);
+        let ist = ((lo >> 32) & 7) as u8;
+        let ext = if external { 1 } else { 0 };
+
+        // Target code segment: 64-bit, DPL <= CPL, present.
+        if target_sel & !3 == 0 {
+            return Err(Exception::gp(ext));
+        }
+        let raw = self.read_descriptor(bus, target_sel).map_err(|x| {
+            if x.vector == vector::GP {
+                Exception::gp((target_sel as u32 & !3) | ext)
+            } else {
+                x
+            }
+        })?;
+        let cs = segment_from_descriptor(target_sel, raw);
+        let sel_err = (target_sel as u32 & !3) | ext;
+        if !cs.is_code() || !cs.long() || cs.db() || cs.dpl() > self.cpl {
+            return Err(Exception::gp(sel_err));
+        }
+        if !cs.present() {
+            return Err(Exception::np(sel_err));
+        }
+        let conforming = cs.attr & seg_attr::TYPE_DC != 0;
+        let new_cpl = if conforming { self.cpl } else { cs.dpl() };
+
+        // Stack: IST if named, else RSP0..2 on a privilege change, else the current stack.
+        let old_ss = self.seg[SegReg::Ss as usize].selector;
+        let old_rsp = self.gpr[4];
+        let mut rsp = if ist != 0 {
+            self.read_tss(bus, TSS64_IST1 + 8 * (ist as u64 - 1))?
+        } else if new_cpl < self.cpl {
+            self.read_tss(bus, TSS64_RSP0 + 8 * new_cpl as u64)?
+        } else {
+            old_rsp
+        };
+        rsp &= !0xf; // 64-bit mode aligns the frame to 16 bytes (SDM 6.14.2).
+        if !crate::addr::GuestVirtAddr(rsp.wrapping_sub(48)).is_canonical48()
+            || !crate::addr::GuestVirtAddr(rsp).is_canonical48()
+        {
+            return Err(Exception::ss(ext));
+        }
+        let old_cpl = self.cpl;
+        let old_cs = self.seg[SegReg::Cs as usize].selector;
+        let mut frame = vec![old_ss as u64, old_rsp, self.rflags, old_cs as u64, return_rip];
+        if let Some(code) = e.error_code {
+            frame.push(code as u64);
+        }
+        // Pushes are implicit supervisor writes at the new privilege level.
+        let saved_cpl = self.cpl;
+        self.cpl = new_cpl;
+        let mut p = rsp;
+        for v in &frame {
+            p = p.wrapping_sub(8);
+            if let Err(x) = self.write_linear(bus, p, 8, *v, true) {
+                self.cpl = saved_cpl;
+                return Err(x);
+            }
+        }
+        // Commit.
+        self.gpr[4] = p;
+        if new_cpl != old_cpl {
+            let mut ss = Segment { selector: new_cpl as u16, base: 0, limit: 0, attr: 0 };
+            ss.attr = (new_cpl as u16) << seg_attr::DPL_SHIFT | seg_attr::DB;
+            self.seg[SegReg::Ss as usize] = ss;
+        }
+        let mut cs = cs;
+        cs.selector = (target_sel & !3) | new_cpl as u16;
+        self.seg[SegReg::Cs as usize] = cs;
+        self.rip = target;
+        self.rflags &= !(rflags::TF | rflags::NT | rflags::RF | rflags::VM);
+        if gate_type == sys_type::INTR_GATE {
+            self.rflags &= !rflags::IF;
+        }
+        if vec == vector::NMI && source == EventSource::External {
+            self.nmi_blocked = true;
+        }
+        self.halted = false;
+        self.record_delivery(DeliveryRecord {
+            icount: self.icount,
+            cpu: self.id,
+            vector: vec,
+            error_code: e.error_code,
+            cr2: if vec == vector::PF { e.cr2 } else { None },
+            cs: old_cs,
+            rip: return_rip,
+            cpl: old_cpl,
+            rsp: p,
+            ist,
+            source,
+        });
+        Ok(())
+    }
+
+    fn read_tss(&mut self, bus: &mut Bus, off: u64) -> Result<u64, Exception> {
+        let tr = self.tr;
+        let err = tr.selector as u32 & !3;
+        if !tr.present() || tr.limit < TSS64_MIN_LIMIT || off + 7 > tr.limit as u64 {
+            return Err(Exception::ts(err));
+        }
+        self.read_linear(bus, tr.base.wrapping_add(off), 8, AccessKind::Read, true)
+    }
+
+    /// Protected-mode (32-bit) delivery through an interrupt or trap gate without a
+    /// privilege change: what a boot trampoline can meet. Anything else faults, which
+    /// escalates to a triple fault as on hardware with a broken IDT.
+    fn deliver_protected(
+        &mut self,
+        bus: &mut Bus,
+        e: Exception,
+        source: EventSource,
+        return_rip: u64,
+    ) -> Result<(), Exception> {
+        let vec = e.vector;
+        let idt_err = idt_error_code(vec, source != EventSource::Software);
+        let off = vec as u64 * 8;
+        if !self.protected() || off + 7 > self.idtr.limit as u64 {
+            return Err(Exception::gp(idt_err));
+        }
+        let la = self.idtr.base.wrapping_add(off);
+        let raw = self.read_linear(bus, la, 8, AccessKind::Read, true)?;
+        let ty = ((raw >> 40) & 0xf) as u16;
+        if ty != 0xe && ty != 0xf {
+            return Err(Exception::gp(idt_err));
+        }
+        if source == EventSource::Software && (((raw >> 45) & 3) as u8) < self.cpl {
+            return Err(Exception::gp(idt_err));
+        }
+        if raw & (1 << 47) == 0 {
+            return Err(Exception::np(idt_err));
+        }
+        let sel = ((raw >> 16) & 0xffff) as u16;
+        let target = (raw & 0xffff) | ((raw >> 32) & 0xffff_0000);
+        let (cs, _) = self.descriptor_for(bus, sel)?;
+        if !cs.is_code() || !cs.present() || cs.dpl() != self.cpl {
+            return Err(Exception::gp(sel as u32 & !3));
+        }
+        let old_cs = self.seg[SegReg::Cs as usize].selector;
+        self.push(bus, self.rflags & 0xffff_ffff, 4)?;
+        self.push(bus, old_cs as u64, 4)?;
+        self.push(bus, return_rip, 4)?;
+        if let Some(c) = e.error_code {
+            self.push(bus, c as u64, 4)?;
+        }
+        let mut cs = cs;
+        cs.selector = (sel & !3) | self.cpl as u16;
+        self.seg[SegReg::Cs as usize] = cs;
+        self.rip = target;
+        self.rflags &= !(rflags::TF | rflags::NT | rflags::RF | rflags::VM);
+        if ty == 0xe {
+            self.rflags &= !rflags::IF;
+        }
+        Ok(())
+    }
+
+    fn record_delivery(&mut self, r: DeliveryRecord) {
+        if self.recent_exceptions.len() >= 16 {
+            self.recent_exceptions.remove(0);
+        }
+        self.recent_exceptions.push((
+            r.icount,
+            Exception { vector: r.vector, error_code: r.error_code, cr2: r.cr2 },
+        ));
+        if let Some(sink) = self.deliveries.as_mut() {
+            sink.push(r);
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Guest RAM: one lazily committed anonymous `memmap2` mapping, laid out the way QEMU's `pc`
+//! machine lays out RAM in the guest-physical address space (RAM below the 32-bit PCI hole, the
+//! rest remapped above 4 GiB). Owns the host bytes; knows nothing of paging or devices.
+
+use crate::addr::GuestPhysAddr;
+use memmap2::MmapMut;
+
+/// Start of RAM that QEMU remaps above the 32-bit PCI hole.
+pub const HIGH_RAM_START: u64 = 0x1_0000_0000;
+/// QEMU `pc` default for `max-ram-below-4g` (the PCI hole starts at 3.5 GiB).
+pub const PC_MAX_RAM_BELOW_4G: u64 = 0xe000_0000;
+/// With `gigabyte_align` (on for current pc machine types), RAM of at least
+/// `PC_MAX_RAM_BELOW_4G` is split at 3 GiB so the high part stays gigabyte aligned.
+pub const PC_GIGABYTE_SPLIT: u64 = 0xc000_0000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("cannot reserve {0} bytes of guest RAM: {1}")]
+    Map(u64, std::io::Error),
+}
+
+/// Guest RAM split as QEMU's `pc` machine splits it.
+pub struct GuestMemory {
+    map: MmapMut,
+    below_4g: u64,
+    above_4g: u64,
+}
+
+impl GuestMemory {
+    /// Reserve `size` bytes of RAM. Pages are only committed by the host when first touched,
+    /// so `--mem 4G` costs what the guest uses, not 4 GiB.
+    pub fn new(size: u64) -> Result<Self, MemoryError> {
+        let (below_4g, above_4g) = pc_ram_split(size);
+        let map = MmapMut::map_anon(size as usize).map_err(|e| MemoryError::Map(size, e))?;
+        Ok(Self { map, below_4g, above_4g })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.below_4g + self.above_4g
+    }
+    pub fn below_4g(&self) -> u64 {
+        self.below_4g
+    }
+    pub fn above_4g(&self) -> u64 {
+        self.above_4g
+    }
+
+    /// Host offset of `len` bytes at `pa`, if they are all RAM in one region.
+    #[inline]
+    fn offset(&self, pa: GuestPhysAddr, len: u64) -> Option<usize> {
+        let a = pa.as_u64();
+        let end = a.checked_add(len)?;
+        if end <= self.below_4g {
+            Some(a as usize)
+        } else if a >= HIGH_RAM_START && end <= HIGH_RAM_START + self.above_4g {
+            Some((a - HIGH_RAM_START + self.below_4g) as usize)
+        } else {
+            None
+        }
+    }
+
+    /// True if `pa..pa+len` is backed by RAM.
+    pub fn is_ram(&self, pa: GuestPhysAddr, len: u64) -> bool {
+        self.offset(pa, len).is_some()
+    }
+
+    /// Borrow RAM bytes; `None` when any byte is not RAM.
+    #[inline]
+    pub fn slice(&self, pa: GuestPhysAddr, len: usize) -> Option<&[u8]> {
+        let off = self.offset(pa, len as u64)?;
+        Some(&self.map[off..off + len])
+    }
+
+    #[inline]
+    pub fn slice_mut(&mut self, pa: GuestPhysAddr, len: usize) -> Option<&mut [u8]> {
+        let off = self.offset(pa, len as u64)?;
+        Some(&mut self.map[off..off + len])
+    }
+
+    /// Read a little-endian value of `size` bytes (1, 2, 4 or 8).
+    #[inline]
+    pub fn read(&self, pa: GuestPhysAddr, size: usize) -> Option<u64> {
+        let s = self.slice(pa, size)?;
+        let mut b = [0u8; 8];
+        b[..size].copy_from_slice(s);
+        Some(u64::from_le_bytes(b))
+    }
+
+    /// Write the low `size` bytes of `val`, little-endian.
+    #[inline]
+    pub fn write(&mut self, pa: GuestPhysAddr, size: usize, val: u64) -> bool {
+        match self.slice_mut(pa, size) {
+            Some(s) => {
+                s.copy_from_slice(&val.to_le_bytes()[..size]);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Copy bytes into RAM (used by the loader). Fails if the range is not all RAM.
+    pub fn write_bytes(&mut self, pa: GuestPhysAddr, data: &[u8]) -> bool {
+        match self.slice_mut(pa, data.len()) {
+            Some(s) => {
+                s.copy_from_slice(data);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn read_u32(&self, pa: GuestPhysAddr) -> Option<u32> {
+        self.read(pa, 4).map(|v| v as u32)
+    }
+    pub fn read_u64(&self, pa: GuestPhysAddr) -> Option<u64> {
+        self.read(pa, 8)
+    }
+}
+
+/// How QEMU's `pc` machine splits `ram` between below and above 4 GiB (hw/i386/pc_piix.c).
+pub fn pc_ram_split(ram: u64) -> (u64, u64) {
+    let mut lowmem = PC_MAX_RAM_BELOW_4G;
+    if ram >= PC_MAX_RAM_BELOW_4G {
+        lowmem = lowmem.min(PC_GIGABYTE_SPLIT);
+    }
+    if ram >= lowmem {
+        (lowmem, ram - lowmem)
+    } else {
+        (ram, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_like_qemu() {
+        assert_eq!(pc_ram_split(128 << 20), (128 << 20, 0));
+        assert_eq!(pc_ram_split(3 << 30), (3 << 30, 0));
+        assert_eq!(pc_ram_split(4 << 30), (3 << 30, 1 << 30));
+    }
+
+    #[test]
+    fn high_ram_is_remapped() {
+        let mut m = GuestMemory::new(4 << 30).unwrap();
+        assert!(m.write(GuestPhysAddr(HIGH_RAM_START), 8, 0x1122_3344_5566_7788));
+        assert_eq!(m.read_u64(GuestPhysAddr(HIGH_RAM_START)), Some(0x1122_3344_5566_7788));
+        assert_eq!(m.read_u64(GuestPhysAddr(0xd000_0000)), None);
+        // A read straddling the end of low RAM is not RAM.
+        assert_eq!(m.read(GuestPhysAddr((3 << 30) - 4), 8), None);
+    }
+}

@@ -1,0 +1,285 @@
+//! The page walker: 4-level IA-32e paging (SDM Vol. 3A, 4.5) with 4 KiB, 2 MiB and 1 GiB
+//! pages, reserved-bit checks, the permission rules of 4.6 (U/S, R/W, NX, CR0.WP, SMEP,
+//! SMAP with RFLAGS.AC) and accessed/dirty updates (4.8). It owns no state: the CPU hands it
+//! the control registers and guest memory; the TLB (tlb.rs) sits in front of it.
+
+use crate::addr::{GuestPhysAddr, GuestVirtAddr};
+use crate::memory::GuestMemory;
+
+/// Page-table entry bits (SDM Vol. 3A, Tables 4-15 to 4-20).
+pub mod pte {
+    pub const P: u64 = 1 << 0;
+    pub const RW: u64 = 1 << 1;
+    pub const US: u64 = 1 << 2;
+    pub const PWT: u64 = 1 << 3;
+    pub const PCD: u64 = 1 << 4;
+    pub const A: u64 = 1 << 5;
+    pub const D: u64 = 1 << 6;
+    /// Page size (in PDPTE and PDE); PAT in a 4 KiB PTE.
+    pub const PS: u64 = 1 << 7;
+    pub const G: u64 = 1 << 8;
+    /// PAT bit of a 2 MiB / 1 GiB leaf.
+    pub const PAT_LARGE: u64 = 1 << 12;
+    pub const NX: u64 = 1 << 63;
+}
+
+/// #PF error code bits (SDM Vol. 3A, Figure 4-12).
+pub mod pf_err {
+    pub const P: u32 = 1 << 0;
+    pub const W: u32 = 1 << 1;
+    pub const U: u32 = 1 << 2;
+    pub const RSVD: u32 = 1 << 3;
+    pub const ID: u32 = 1 << 4;
+    pub const PK: u32 = 1 << 5;
+}
+
+/// Physical-address width this CPU reports in CPUID 0x80000008 (QEMU's TCG default).
+pub const MAXPHYADDR: u32 = 40;
+/// Bits 12..MAXPHYADDR-1 of an entry: the address of the next table or page.
+pub const ADDR_MASK: u64 = ((1u64 << MAXPHYADDR) - 1) & !0xfff;
+/// Bits MAXPHYADDR..51 must be zero in every entry.
+const RSVD_HIGH: u64 = ((1u64 << 52) - 1) & !((1u64 << MAXPHYADDR) - 1);
+
+/// What kind of access asks for a translation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessKind {
+    Read,
+    Write,
+    Fetch,
+}
+
+/// One memory access, as the permission rules need to see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub kind: AccessKind,
+    /// A user-mode access: CPL 3 and not an implicit supervisor access.
+    pub user: bool,
+    /// Implicit supervisor access (GDT/IDT/TSS reads, pushes during delivery): SMAP applies
+    /// regardless of RFLAGS.AC.
+    pub implicit_supervisor: bool,
+}
+
+impl Access {
+    pub const fn new(kind: AccessKind, user: bool) -> Self {
+        Access { kind, user, implicit_supervisor: false }
+    }
+    pub const fn implicit(kind: AccessKind) -> Self {
+        Access { kind, user: false, implicit_supervisor: true }
+    }
+}
+
+/// The paging-relevant control state, captured from the CPU for one walk.
+#[derive(Debug, Clone, Copy)]
+pub struct PagingMode {
+    pub cr3: u64,
+    pub wp: bool,
+    pub nxe: bool,
+    pub smep: bool,
+    pub smap: bool,
+    /// RFLAGS.AC (only relevant with SMAP and CPL < 3).
+    pub ac: bool,
+    pub pge: bool,
+}
+
+/// A successful translation with the combined rights of all levels, for the TLB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Translation {
+    /// Physical address of the 4 KiB frame containing the linear address.
+    pub frame: GuestPhysAddr,
+    /// log2 of the page size (12, 21 or 30).
+    pub page_shift: u8,
+    pub writable: bool,
+    pub user: bool,
+    pub nx: bool,
+    pub global: bool,
+    pub dirty: bool,
+}
+
+impl Translation {
+    pub fn phys(&self, va: GuestVirtAddr) -> GuestPhysAddr {
+        self.frame.add(va.page_offset())
+    }
+}
+
+/// Why a walk failed: the #PF error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageFault {
+    pub error_code: u32,
+}
+
+/// Error-code bits describing the access itself (W/R, U/S, I/D).
+pub fn access_error_bits(acc: Access, mode: &PagingMode) -> u32 {
+    let mut e = 0;
+    if acc.kind == AccessKind::Write {
+        e |= pf_err::W;
+    }
+    if acc.user {
+        e |= pf_err::U;
+    }
+    if acc.kind == AccessKind::Fetch && (mode.nxe || mode.smep) {
+        e |= pf_err::ID;
+    }
+    e
+}
+
+/// The permission rules of SDM 4.6 applied to combined rights. Returns true if allowed.
+pub fn permitted(t: &Translation, acc: Access, mode: &PagingMode) -> bool {
+    match acc.kind {
+        AccessKind::Fetch => {
+            if mode.nxe && t.nx {
+                return false;
+            }
+            if acc.user {
+                t.user
+            } else {
+                !(mode.smep && t.user)
+            }
+        }
+        AccessKind::Read | AccessKind::Write => {
+            let write = acc.kind == AccessKind::Write;
+            if acc.user {
+                t.user && (!write || t.writable)
+            } else {
+                if t.user && mode.smap && (acc.implicit_supervisor || !mode.ac) {
+                    return false;
+                }
+                !write || t.writable || !mode.wp
+            }
+        }
+    }
+}
+
+/// Walk the 4-level tables for `va`. With `update` false nothing is written back (used by
+/// `--tlb check` to compare without disturbing A/D bits).
+///
+/// Like QEMU (and permitted by SDM 4.8), accessed bits of non-leaf entries are set as the
+/// walk passes them, before the final permission check; the leaf's A (and D on a write) are
+/// set only when the access is allowed.
+pub fn walk(
+    mem: &mut GuestMemory,
+    mode: &PagingMode,
+    va: GuestVirtAddr,
+    acc: Access,
+    update: bool,
+) -> Result<Translation, PageFault> {
+    let acc_bits = access_error_bits(acc, mode);
+    let rsvd_nx = if mode.nxe { 0 } else { pte::NX };
+    let mut table = mode.cr3 & ADDR_MASK;
+    let (mut writable, mut user, mut nx) = (true, true, false);
+    // Levels: 4 = PML4, 3 = PDPT, 2 = PD, 1 = PT.
+    for level in (1..=4u32).rev() {
+        let shift = 12 + 9 * (level - 1);
+        let idx = (va.as_u64() >> shift) & 0x1ff;
+        let ea = GuestPhysAddr(table + idx * 8);
+        let entry = mem.read_u64(ea).unwrap_or(u64::MAX);
+        if entry & pte::P == 0 {
+            return Err(PageFault { error_code: acc_bits });
+        }
+        let leaf = level == 1 || (level <= 3 && entry & pte::PS != 0);
+        let mut rsvd = RSVD_HIGH | rsvd_nx;
+        if level == 4 {
+            rsvd |= pte::PS;
+        }
+        if leaf && level > 1 {
+            // Address bits below the page size, except the PAT bit, are reserved.
+            rsvd |= ((1u64 << shift) - 1) & !0xfff & !pte::PAT_LARGE;
+        }
+        if entry & rsvd != 0 {
+            return Err(PageFault { error_code: acc_bits | pf_err::P | pf_err::RSVD });
+        }
+        writable &= entry & pte::RW != 0;
+        user &= entry & pte::US != 0;
+        nx |= entry & pte::NX != 0;
+        if !leaf {
+            if update && entry & pte::A == 0 {
+                mem.write(ea, 8, entry | pte::A);
+            }
+            table = entry & ADDR_MASK;
+            continue;
+        }
+        let page_mask = (1u64 << shift) - 1;
+        let base = entry & ADDR_MASK & !page_mask;
+        let frame = GuestPhysAddr(base | (va.as_u64() & page_mask & !0xfff));
+        let write = acc.kind == AccessKind::Write;
+        let t = Translation {
+            frame,
+            page_shift: shift as u8,
+            writable,
+            user,
+            nx,
+            global: entry & pte::G != 0 && mode.pge,
+            dirty: entry & pte::D != 0 || write,
+        };
+        if !permitted(&t, acc, mode) {
+            return Err(PageFault { error_code: acc_bits | pf_err::P });
+        }
+        let mut new = entry | pte::A;
+        if write {
+            new |= pte::D;
+        }
+        if update && new != entry {
+            mem.write(ea, 8, new);
+        }
+        return Ok(t);
+    }
+    unreachable!("the walk returns at level 1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode() -> PagingMode {
+        PagingMode { cr3: 0x1000, wp: true, nxe: true, smep: false, smap: false, ac: false, pge: true }
+    }
+
+    /// Map va 0x40_0000 through tables at 0x1000.. to frame 0x9000 with `leaf_flags`.
+    fn setup(leaf_flags: u64) -> GuestMemory {
+        let mut m = GuestMemory::new(1 << 20).unwrap();
+        let upper = pte::P | pte::RW | pte::US;
+        m.write(GuestPhysAddr(0x1000), 8, 0x2000 | upper);
+        m.write(GuestPhysAddr(0x2000), 8, 0x3000 | upper);
+        m.write(GuestPhysAddr(0x3000 + 2 * 8), 8, 0x4000 | upper);
+        m.write(GuestPhysAddr(0x4000), 8, 0x9000 | leaf_flags);
+        m
+    }
+
+    #[test]
+    fn translate_and_set_ad() {
+        let mut m = setup(pte::P | pte::RW);
+        let va = GuestVirtAddr(0x40_0123);
+        let t = walk(&mut m, &mode(), va, Access::new(AccessKind::Write, false), true).unwrap();
+        assert_eq!(t.phys(va), GuestPhysAddr(0x9123));
+        let leaf = m.read_u64(GuestPhysAddr(0x4000)).unwrap();
+        assert_eq!(leaf & (pte::A | pte::D), pte::A | pte::D);
+        assert_ne!(m.read_u64(GuestPhysAddr(0x1000)).unwrap() & pte::A, 0);
+    }
+
+    #[test]
+    fn user_write_to_supervisor_page_faults_with_p_w_u() {
+        let mut m = setup(pte::P | pte::RW);
+        let e = walk(&mut m, &mode(), GuestVirtAddr(0x40_0000), Access::new(AccessKind::Write, true), true)
+            .unwrap_err();
+        assert_eq!(e.error_code, pf_err::P | pf_err::W | pf_err::U);
+        // Leaf A not set on a faulting access.
+        assert_eq!(m.read_u64(GuestPhysAddr(0x4000)).unwrap() & pte::A, 0);
+    }
+
+    #[test]
+    fn nx_without_nxe_is_reserved() {
+        let mut m = setup(pte::P | pte::NX);
+        let mut md = mode();
+        md.nxe = false;
+        let e = walk(&mut m, &md, GuestVirtAddr(0x40_0000), Access::new(AccessKind::Read, false), true)
+            .unwrap_err();
+        assert_eq!(e.error_code, pf_err::P | pf_err::RSVD);
+    }
+
+    #[test]
+    fn not_present_fetch_sets_id() {
+        let mut m = setup(0);
+        let e = walk(&mut m, &mode(), GuestVirtAddr(0x40_0000), Access::new(AccessKind::Fetch, true), true)
+            .unwrap_err();
+        assert_eq!(e.error_code, pf_err::U | pf_err::ID);
+    }
+}

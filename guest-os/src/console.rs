@@ -1,0 +1,96 @@
+//! The kernel console: `kprint!`/`kprintln!` and the `log` backend, both writing to COM1.
+//!
+//! Log records are printed as `[LEVEL] message`. The default maximum level is `Info`; the
+//! `loglevel=` command-line option (`off`, `error`, `warn`, `info`, `debug`, `trace`) changes it.
+
+use core::fmt::{self, Write};
+
+use log::{LevelFilter, Log, Metadata, Record};
+
+use crate::drivers::uart16550::COM1;
+
+/// Default maximum log level.
+pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::Info;
+
+/// A `fmt::Write` sink for the console.
+pub struct Console;
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Writes raw bytes to the console, unchanged.
+pub fn write_bytes(bytes: &[u8]) {
+    COM1.write_bytes(bytes);
+}
+
+/// Implementation of [`kprint!`]; not for direct use.
+#[doc(hidden)]
+pub fn _print(args: fmt::Arguments<'_>) {
+    // Console writes cannot fail.
+    let _ = Console.write_fmt(args);
+}
+
+/// Prints to the kernel console.
+#[macro_export]
+macro_rules! kprint {
+    ($($arg:tt)*) => {
+        $crate::console::_print(format_args!($($arg)*))
+    };
+}
+
+/// Prints to the kernel console, with a trailing `"\n"`.
+#[macro_export]
+macro_rules! kprintln {
+    () => {
+        $crate::kprint!("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::console::_print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// The `log` backend.
+struct KernelLogger;
+
+static LOGGER: KernelLogger = KernelLogger;
+
+impl Log for KernelLogger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if self.enabled(record.metadata()) {
+            kprintln!("[{}] {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the console as the `log` backend with maximum level `level`.
+pub fn init_logging(level: LevelFilter) {
+    // Fails only if a logger is already installed; then just update the level.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}
+
+/// The log level requested by a `loglevel=` option in `cmdline`, if any (the last valid one wins).
+pub fn log_level_from_cmdline(cmdline: &[u8]) -> Option<LevelFilter> {
+    cmdline
+        .split(|&b| b == b' ')
+        .rev()
+        .find_map(|arg| match arg.strip_prefix(b"loglevel=")? {
+            b"off" => Some(LevelFilter::Off),
+            b"error" => Some(LevelFilter::Error),
+            b"warn" => Some(LevelFilter::Warn),
+            b"info" => Some(LevelFilter::Info),
+            b"debug" => Some(LevelFilter::Debug),
+            b"trace" => Some(LevelFilter::Trace),
+            _ => None,
+        })
+}

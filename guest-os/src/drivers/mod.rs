@@ -1,0 +1,3 @@
+//! Device drivers.
+
+pub mod uart16550;

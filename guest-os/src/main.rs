@@ -1,0 +1,78 @@
+//! vmscope guest kernel: a `no_std` x86-64 kernel booted through the Xen PVH boot protocol.
+//!
+//! Boot flow: the loader enters `pvh_start32` (32-bit, paging off; `arch::x86_64::boot32`),
+//! which enables long mode with a boot mapping of the first 1 GiB and calls [`kernel_main`] in
+//! the higher half. The kernel prints its banner, command line and memory map on COM1 and
+//! exits through the isa-debug-exit device.
+
+#![no_std]
+#![no_main]
+
+pub mod arch;
+pub mod boot;
+pub mod console;
+pub mod drivers;
+pub mod exit;
+pub mod mm;
+mod panic;
+
+use boot::e820;
+use boot::pvh::PvhBootInfo;
+use mm::PhysAddr;
+
+/// Kernel version, from Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Rust entry point, called by the boot trampoline on the higher-half kernel stack.
+///
+/// `start_info_phys` is the physical address of the PVH `hvm_start_info` (EBX at entry).
+#[no_mangle]
+pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
+    drivers::uart16550::COM1.init();
+    console::init_logging(console::DEFAULT_LOG_LEVEL);
+
+    kprintln!("vmscope kernel {} (x86_64, PVH boot)", VERSION);
+
+    let boot_info = match PvhBootInfo::from_phys(PhysAddr::new(start_info_phys)) {
+        Ok(info) => info,
+        Err(err) => panic!("{}", err),
+    };
+
+    let cmdline = boot_info.cmdline();
+    if let Some(level) = console::log_level_from_cmdline(cmdline) {
+        log::set_max_level(level);
+    }
+    kprint!("Command line: ");
+    console::write_bytes(cmdline);
+    kprintln!();
+
+    let start_info = boot_info.start_info();
+    log::debug!(
+        "hvm_start_info at {:#x}: version {}, flags {:#x}, rsdp {:#x}",
+        start_info_phys,
+        start_info.version,
+        start_info.flags,
+        start_info.rsdp_paddr
+    );
+
+    kprintln!("BIOS-provided physical RAM map:");
+    e820::print_table("BIOS-e820", boot_info.memmap());
+    let summary = e820::Summary::of(boot_info.memmap());
+    kprintln!(
+        "Memory: {}K usable in {} ranges, {}K reserved",
+        summary.usable_bytes >> 10,
+        summary.usable_ranges,
+        summary.reserved_bytes >> 10
+    );
+
+    match boot_info.module(0) {
+        Some(initrd) => {
+            log::debug!("initrd at {:#x}", initrd.paddr);
+            kprintln!("initrd: {} bytes", initrd.size);
+        }
+        None => kprintln!("initrd: none"),
+    }
+
+    kprintln!("Boot OK");
+    exit::exit(exit::EXIT_SUCCESS)
+}

@@ -1,0 +1,133 @@
+//! Process system calls: exit, exit_group, getpid, getppid, fork, execve,
+//! wait4, kill.
+
+use core::convert::Infallible;
+use core::ffi::{c_char, CStr};
+
+use super::nr::*;
+use super::{check, syscall0, syscall1, syscall2, syscall3, syscall4, SysResult};
+
+/// `wait4` option: return immediately if no child has exited.
+pub const WNOHANG: u32 = 1;
+/// `wait4` option: also report stopped children.
+pub const WUNTRACED: u32 = 2;
+
+/// Ends the whole process (all threads) with `status & 0xff`.
+pub fn exit_group(status: i32) -> ! {
+    // SAFETY: exit_group does not return, so no memory is touched afterwards.
+    unsafe { syscall1(SYS_exit_group, status as usize) };
+    // Unreachable unless a (broken) kernel returned: make sure we never do.
+    loop {
+        // SAFETY: as above.
+        unsafe { syscall1(SYS_exit, status as usize) };
+    }
+}
+
+/// Ends the calling thread with `status & 0xff` (the whole process if it has
+/// a single thread). Programs normally want [`exit_group`].
+pub fn exit(status: i32) -> ! {
+    loop {
+        // SAFETY: exit does not return.
+        unsafe { syscall1(SYS_exit, status as usize) };
+    }
+}
+
+/// `getpid()`.
+pub fn getpid() -> i32 {
+    // SAFETY: no arguments; cannot fail.
+    unsafe { syscall0(SYS_getpid) as i32 }
+}
+
+/// `getppid()`.
+pub fn getppid() -> i32 {
+    // SAFETY: no arguments; cannot fail.
+    unsafe { syscall0(SYS_getppid) as i32 }
+}
+
+/// Result of [`fork`] as seen by each process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fork {
+    /// In the child.
+    Child,
+    /// In the parent, with the child's pid.
+    Parent(i32),
+}
+
+/// `fork()`.
+///
+/// The runtime has no threads and no locks held across calls, so the child
+/// may keep using everything (output macros, allocator).
+pub fn fork() -> SysResult<Fork> {
+    // SAFETY: the child gets a copy of the address space.
+    check(unsafe { syscall0(SYS_fork) }).map(|pid| match pid {
+        0 => Fork::Child,
+        pid => Fork::Parent(pid as i32),
+    })
+}
+
+/// `execve(path, argv, envp)`: only returns on failure.
+///
+/// # Safety
+/// `argv` and `envp` must each point to a NULL-terminated array of pointers
+/// to NUL-terminated strings.
+pub unsafe fn execve(
+    path: &CStr,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> SysResult<Infallible> {
+    let ret = syscall3(
+        SYS_execve,
+        path.as_ptr() as usize,
+        argv as usize,
+        envp as usize,
+    );
+    // execve returns only on error.
+    Err(check(ret).err().unwrap_or(super::Errno::EINVAL))
+}
+
+/// Decoded wait status (the `int *wstatus` of `wait4`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitStatus(pub i32);
+
+impl WaitStatus {
+    /// `WIFEXITED`: the child called exit.
+    pub fn exited(self) -> bool {
+        self.0 & 0x7f == 0
+    }
+    /// `WEXITSTATUS`: its exit status (valid if [`exited`](Self::exited)).
+    pub fn exit_status(self) -> i32 {
+        (self.0 >> 8) & 0xff
+    }
+    /// `WIFSIGNALED`: the child was killed by a signal.
+    pub fn signaled(self) -> bool {
+        let sig = self.0 & 0x7f;
+        sig != 0 && sig != 0x7f
+    }
+    /// `WTERMSIG`: the signal that killed it (valid if [`signaled`](Self::signaled)).
+    pub fn term_signal(self) -> i32 {
+        self.0 & 0x7f
+    }
+}
+
+/// `wait4(pid, &status, options, NULL)`: returns the reaped child's pid and
+/// its status (pid 0 with `WNOHANG` if no child changed state).
+pub fn wait4(pid: i32, options: u32) -> SysResult<(i32, WaitStatus)> {
+    let mut status: i32 = 0;
+    // SAFETY: status is writable; rusage is NULL.
+    let ret = check(unsafe {
+        syscall4(
+            SYS_wait4,
+            pid as usize,
+            &mut status as *mut i32 as usize,
+            options as usize,
+            0,
+        )
+    })?;
+    Ok((ret as i32, WaitStatus(status)))
+}
+
+/// `kill(pid, sig)`.
+pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
+    // SAFETY: no memory is involved.
+    check(unsafe { syscall2(SYS_kill, pid as usize, sig as usize) }).map(drop)
+}
