@@ -32,7 +32,12 @@ pub const OPEN_BUS: u64 = u64::MAX;
 
 impl Bus {
     pub fn new(mem: GuestMemory, io: PortBus) -> Self {
-        Bus { mem, io, mmio: Vec::new(), exit_request: None }
+        Bus {
+            mem,
+            io,
+            mmio: Vec::new(),
+            exit_request: None,
+        }
     }
 
     pub fn map_mmio(&mut self, base: u64, len: u64, dev: Box<dyn MmioDevice>) {
@@ -40,7 +45,9 @@ impl Bus {
     }
 
     fn mmio_find(&mut self, pa: u64) -> Option<&mut MmioRange> {
-        self.mmio.iter_mut().find(|r| pa >= r.base && pa - r.base < r.len)
+        self.mmio
+            .iter_mut()
+            .find(|r| pa >= r.base && pa - r.base < r.len)
     }
 
     /// Read `size` bytes (1..=8) that do not cross a page.

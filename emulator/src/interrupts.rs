@@ -71,7 +71,11 @@ impl Cpu {
                             | (ExceptionClass::PageFault, ExceptionClass::Contributory)
                             | (ExceptionClass::PageFault, ExceptionClass::PageFault)
                     );
-                    current = if double { Exception::with_code(vector::DF, 0) } else { second };
+                    current = if double {
+                        Exception::with_code(vector::DF, 0)
+                    } else {
+                        second
+                    };
                 }
             }
         }
@@ -181,7 +185,13 @@ impl Cpu {
         }
         let old_cpl = self.cpl;
         let old_cs = self.seg[SegReg::Cs as usize].selector;
-        let mut frame = vec![old_ss as u64, old_rsp, self.rflags, old_cs as u64, return_rip];
+        let mut frame = vec![
+            old_ss as u64,
+            old_rsp,
+            self.rflags,
+            old_cs as u64,
+            return_rip,
+        ];
         if let Some(code) = e.error_code {
             frame.push(code as u64);
         }
@@ -199,7 +209,12 @@ impl Cpu {
         // Commit.
         self.gpr[4] = p;
         if new_cpl != old_cpl {
-            let mut ss = Segment { selector: new_cpl as u16, base: 0, limit: 0, attr: 0 };
+            let mut ss = Segment {
+                selector: new_cpl as u16,
+                base: 0,
+                limit: 0,
+                attr: 0,
+            };
             ss.attr = (new_cpl as u16) << seg_attr::DPL_SHIFT | seg_attr::DB;
             self.seg[SegReg::Ss as usize] = ss;
         }
@@ -298,7 +313,11 @@ impl Cpu {
         }
         self.recent_exceptions.push((
             r.icount,
-            Exception { vector: r.vector, error_code: r.error_code, cr2: r.cr2 },
+            Exception {
+                vector: r.vector,
+                error_code: r.error_code,
+                cr2: r.cr2,
+            },
         ));
         if let Some(sink) = self.deliveries.as_mut() {
             sink.push(r);

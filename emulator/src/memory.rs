@@ -32,7 +32,11 @@ impl GuestMemory {
     pub fn new(size: u64) -> Result<Self, MemoryError> {
         let (below_4g, above_4g) = pc_ram_split(size);
         let map = MmapMut::map_anon(size as usize).map_err(|e| MemoryError::Map(size, e))?;
-        Ok(Self { map, below_4g, above_4g })
+        Ok(Self {
+            map,
+            below_4g,
+            above_4g,
+        })
     }
 
     pub fn size(&self) -> u64 {
@@ -145,7 +149,10 @@ mod tests {
     fn high_ram_is_remapped() {
         let mut m = GuestMemory::new(4 << 30).unwrap();
         assert!(m.write(GuestPhysAddr(HIGH_RAM_START), 8, 0x1122_3344_5566_7788));
-        assert_eq!(m.read_u64(GuestPhysAddr(HIGH_RAM_START)), Some(0x1122_3344_5566_7788));
+        assert_eq!(
+            m.read_u64(GuestPhysAddr(HIGH_RAM_START)),
+            Some(0x1122_3344_5566_7788)
+        );
         assert_eq!(m.read_u64(GuestPhysAddr(0xd000_0000)), None);
         // A read straddling the end of low RAM is not RAM.
         assert_eq!(m.read(GuestPhysAddr((3 << 30) - 4), 8), None);

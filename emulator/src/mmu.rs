@@ -61,10 +61,18 @@ pub struct Access {
 
 impl Access {
     pub const fn new(kind: AccessKind, user: bool) -> Self {
-        Access { kind, user, implicit_supervisor: false }
+        Access {
+            kind,
+            user,
+            implicit_supervisor: false,
+        }
     }
     pub const fn implicit(kind: AccessKind) -> Self {
-        Access { kind, user: false, implicit_supervisor: true }
+        Access {
+            kind,
+            user: false,
+            implicit_supervisor: true,
+        }
     }
 }
 
@@ -173,7 +181,9 @@ pub fn walk(
         let ea = GuestPhysAddr(table + idx * 8);
         let entry = mem.read_u64(ea).unwrap_or(u64::MAX);
         if entry & pte::P == 0 {
-            return Err(PageFault { error_code: acc_bits });
+            return Err(PageFault {
+                error_code: acc_bits,
+            });
         }
         let leaf = level == 1 || (level <= 3 && entry & pte::PS != 0);
         let mut rsvd = RSVD_HIGH | rsvd_nx;
@@ -185,7 +195,9 @@ pub fn walk(
             rsvd |= ((1u64 << shift) - 1) & !0xfff & !pte::PAT_LARGE;
         }
         if entry & rsvd != 0 {
-            return Err(PageFault { error_code: acc_bits | pf_err::P | pf_err::RSVD });
+            return Err(PageFault {
+                error_code: acc_bits | pf_err::P | pf_err::RSVD,
+            });
         }
         writable &= entry & pte::RW != 0;
         user &= entry & pte::US != 0;
@@ -211,7 +223,9 @@ pub fn walk(
             dirty: entry & pte::D != 0 || write,
         };
         if !permitted(&t, acc, mode) {
-            return Err(PageFault { error_code: acc_bits | pf_err::P });
+            return Err(PageFault {
+                error_code: acc_bits | pf_err::P,
+            });
         }
         let mut new = entry | pte::A;
         if write {
@@ -230,7 +244,15 @@ mod tests {
     use super::*;
 
     fn mode() -> PagingMode {
-        PagingMode { cr3: 0x1000, wp: true, nxe: true, smep: false, smap: false, ac: false, pge: true }
+        PagingMode {
+            cr3: 0x1000,
+            wp: true,
+            nxe: true,
+            smep: false,
+            smap: false,
+            ac: false,
+            pge: true,
+        }
     }
 
     /// Map va 0x40_0000 through tables at 0x1000.. to frame 0x9000 with `leaf_flags`.
@@ -248,7 +270,14 @@ mod tests {
     fn translate_and_set_ad() {
         let mut m = setup(pte::P | pte::RW);
         let va = GuestVirtAddr(0x40_0123);
-        let t = walk(&mut m, &mode(), va, Access::new(AccessKind::Write, false), true).unwrap();
+        let t = walk(
+            &mut m,
+            &mode(),
+            va,
+            Access::new(AccessKind::Write, false),
+            true,
+        )
+        .unwrap();
         assert_eq!(t.phys(va), GuestPhysAddr(0x9123));
         let leaf = m.read_u64(GuestPhysAddr(0x4000)).unwrap();
         assert_eq!(leaf & (pte::A | pte::D), pte::A | pte::D);
@@ -258,8 +287,14 @@ mod tests {
     #[test]
     fn user_write_to_supervisor_page_faults_with_p_w_u() {
         let mut m = setup(pte::P | pte::RW);
-        let e = walk(&mut m, &mode(), GuestVirtAddr(0x40_0000), Access::new(AccessKind::Write, true), true)
-            .unwrap_err();
+        let e = walk(
+            &mut m,
+            &mode(),
+            GuestVirtAddr(0x40_0000),
+            Access::new(AccessKind::Write, true),
+            true,
+        )
+        .unwrap_err();
         assert_eq!(e.error_code, pf_err::P | pf_err::W | pf_err::U);
         // Leaf A not set on a faulting access.
         assert_eq!(m.read_u64(GuestPhysAddr(0x4000)).unwrap() & pte::A, 0);
@@ -270,16 +305,28 @@ mod tests {
         let mut m = setup(pte::P | pte::NX);
         let mut md = mode();
         md.nxe = false;
-        let e = walk(&mut m, &md, GuestVirtAddr(0x40_0000), Access::new(AccessKind::Read, false), true)
-            .unwrap_err();
+        let e = walk(
+            &mut m,
+            &md,
+            GuestVirtAddr(0x40_0000),
+            Access::new(AccessKind::Read, false),
+            true,
+        )
+        .unwrap_err();
         assert_eq!(e.error_code, pf_err::P | pf_err::RSVD);
     }
 
     #[test]
     fn not_present_fetch_sets_id() {
         let mut m = setup(0);
-        let e = walk(&mut m, &mode(), GuestVirtAddr(0x40_0000), Access::new(AccessKind::Fetch, true), true)
-            .unwrap_err();
+        let e = walk(
+            &mut m,
+            &mode(),
+            GuestVirtAddr(0x40_0000),
+            Access::new(AccessKind::Fetch, true),
+            true,
+        )
+        .unwrap_err();
         assert_eq!(e.error_code, pf_err::U | pf_err::ID);
     }
 }

@@ -110,7 +110,11 @@ impl Tlb {
         if t.page_shift > 12 {
             self.large += 1;
         }
-        self.entries[i] = Entry { tag: vpn + 1, pcid, t: Some(t) };
+        self.entries[i] = Entry {
+            tag: vpn + 1,
+            pcid,
+            t: Some(t),
+        };
     }
 
     fn count(&mut self, cause: FlushCause) {
@@ -180,7 +184,9 @@ impl Tlb {
     pub fn peek(&self, va: GuestVirtAddr) -> Option<GuestPhysAddr> {
         let vpn = va.vpn();
         let e = &self.entries[(vpn & self.mask) as usize];
-        (e.tag == vpn + 1).then(|| e.t.map(|t| t.phys(va))).flatten()
+        (e.tag == vpn + 1)
+            .then(|| e.t.map(|t| t.phys(va)))
+            .flatten()
     }
 }
 

@@ -34,7 +34,7 @@ pub const fn sext(v: u64, size: u32) -> u64 {
 
 #[inline]
 fn parity(v: u64) -> u64 {
-    if (v as u8).count_ones() % 2 == 0 {
+    if (v as u8).count_ones().is_multiple_of(2) {
         PF
     } else {
         0
@@ -167,7 +167,11 @@ pub fn shift(kind: Shift, a: u64, count: u32, size: u32, flags_in: u64) -> (u64,
         }
         Shift::Shr => {
             let res = if count >= 64 { 0 } else { a >> count };
-            let cf = if count > 64 { 0 } else { (a >> (count - 1)) & 1 };
+            let cf = if count > 64 {
+                0
+            } else {
+                (a >> (count - 1)) & 1
+            };
             let mut f = szp(res, size) | if cf != 0 { CF } else { 0 };
             if msb(a) != 0 {
                 f |= OF;
@@ -195,7 +199,10 @@ pub fn shift(kind: Shift, a: u64, count: u32, size: u32, flags_in: u64) -> (u64,
             } else {
                 (msb(res), msb(res) ^ ((res >> (bits - 2)) & 1))
             };
-            (res, keep | if cf != 0 { CF } else { 0 } | if of != 0 { OF } else { 0 })
+            (
+                res,
+                keep | if cf != 0 { CF } else { 0 } | if of != 0 { OF } else { 0 },
+            )
         }
         Shift::Rcl | Shift::Rcr => {
             // Rotate through a (bits + 1)-wide value whose top bit is CF.
@@ -218,7 +225,10 @@ pub fn shift(kind: Shift, a: u64, count: u32, size: u32, flags_in: u64) -> (u64,
             } else {
                 msb(res) ^ ((res >> (bits - 2)) & 1)
             };
-            (res, keep | if cf != 0 { CF } else { 0 } | if of != 0 { OF } else { 0 })
+            (
+                res,
+                keep | if cf != 0 { CF } else { 0 } | if of != 0 { OF } else { 0 },
+            )
         }
     }
 }
@@ -338,7 +348,10 @@ mod tests {
     fn division() {
         assert_eq!(div(7, 0, 2, 4), Some((3, 1)));
         assert_eq!(div(0, 1, 1, 4), None);
-        assert_eq!(idiv((-7i64) as u64, u64::MAX, 2, 8), Some(((-3i64) as u64, (-1i64) as u64)));
+        assert_eq!(
+            idiv((-7i64) as u64, u64::MAX, 2, 8),
+            Some(((-3i64) as u64, (-1i64) as u64))
+        );
         assert_eq!(idiv(0x8000, 0xffff, 0xffff, 2), None); // -32768 / -1 overflows
         assert_eq!(div(1, 0, 0, 8), None);
     }

@@ -65,14 +65,24 @@ fn le(b: &[u8]) -> u32 {
 pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
     use self::{ebx7::*, ecx1::*, edx1::*, ext1::*};
     match leaf {
-        0 => (MAX_BASIC, le(&VENDOR[0..4]), le(&VENDOR[8..12]), le(&VENDOR[4..8])),
+        0 => (
+            MAX_BASIC,
+            le(&VENDOR[0..4]),
+            le(&VENDOR[8..12]),
+            le(&VENDOR[4..8]),
+        ),
         1 => (
             SIGNATURE,
             (apic_id << 24) | (1 << 16) | (CLFLUSH_LINE_QWORDS << 8),
             CX16 | PCID | MOVBE | POPCNT | HYPERVISOR,
             DE | PSE | TSC | MSR | PAE | CX8 | APIC | PGE | CMOV | PAT | CLFSH,
         ),
-        7 if subleaf == 0 => (0, FSGSBASE | BMI1 | SMEP | BMI2 | ERMS | INVPCID | SMAP, 0, 0),
+        7 if subleaf == 0 => (
+            0,
+            FSGSBASE | BMI1 | SMEP | BMI2 | ERMS | INVPCID | SMAP,
+            0,
+            0,
+        ),
         0x8000_0000 => (MAX_EXT, 0, 0, 0),
         0x8000_0001 => (
             0,
@@ -82,7 +92,12 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
         ),
         0x8000_0002..=0x8000_0004 => {
             let o = ((leaf - 0x8000_0002) * 16) as usize;
-            (le(&BRAND[o..]), le(&BRAND[o + 4..]), le(&BRAND[o + 8..]), le(&BRAND[o + 12..]))
+            (
+                le(&BRAND[o..]),
+                le(&BRAND[o + 4..]),
+                le(&BRAND[o + 8..]),
+                le(&BRAND[o + 12..]),
+            )
         }
         0x8000_0008 => (ADDRESS_SIZES, 0, 0, 0),
         _ => (0, 0, 0, 0),

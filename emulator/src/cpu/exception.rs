@@ -46,10 +46,18 @@ pub struct Exception {
 
 impl Exception {
     pub const fn new(vector: u8) -> Self {
-        Self { vector, error_code: None, cr2: None }
+        Self {
+            vector,
+            error_code: None,
+            cr2: None,
+        }
     }
     pub const fn with_code(vector: u8, code: u32) -> Self {
-        Self { vector, error_code: Some(code), cr2: None }
+        Self {
+            vector,
+            error_code: Some(code),
+            cr2: None,
+        }
     }
     pub const fn de() -> Self {
         Self::new(vector::DE)
@@ -76,7 +84,11 @@ impl Exception {
         Self::with_code(vector::AC, 0)
     }
     pub const fn pf(code: u32, addr: u64) -> Self {
-        Self { vector: vector::PF, error_code: Some(code), cr2: Some(addr) }
+        Self {
+            vector: vector::PF,
+            error_code: Some(code),
+            cr2: Some(addr),
+        }
     }
 
     /// Exception class for the double-fault rules (SDM Vol. 3A, Table 6-4).

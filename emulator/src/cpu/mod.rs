@@ -61,7 +61,11 @@ struct DecodeEntry {
 #[derive(Debug, Clone)]
 pub enum CpuStop {
     /// A fault while delivering #DF: the processor shuts down (SDM 6.15, "Interrupt 8").
-    TripleFault { first: Exception, second: Exception, third: Exception },
+    TripleFault {
+        first: Exception,
+        second: Exception,
+        third: Exception,
+    },
     /// HLT with interrupts disabled and nothing that can wake the CPU.
     HaltForever,
 }
@@ -110,6 +114,8 @@ pub struct Cpu {
     pub last_unimplemented: Option<String>,
     /// Exceptions delivered, most recent last (bounded; for the stop report).
     pub recent_exceptions: Vec<(u64, Exception)>,
+    /// Every delivered event, when a trace asks for them.
+    pub deliveries: Option<Vec<crate::interrupts::DeliveryRecord>>,
 }
 
 impl Cpu {
@@ -130,8 +136,14 @@ impl Cpu {
             seg: [Segment::default(); 6],
             ldtr: Segment::default(),
             tr: Segment::default(),
-            gdtr: DescTable { base: 0, limit: 0xffff },
-            idtr: DescTable { base: 0, limit: 0xffff },
+            gdtr: DescTable {
+                base: 0,
+                limit: 0xffff,
+            },
+            idtr: DescTable {
+                base: 0,
+                limit: 0xffff,
+            },
             cr0: cr0::ET | cr0::NW | cr0::CD,
             cr2: 0,
             cr3: 0,
@@ -155,13 +167,23 @@ impl Cpu {
             unimplemented_seen: HashSet::new(),
             last_unimplemented: None,
             recent_exceptions: Vec::new(),
+            deliveries: None,
         };
         // Real-mode reset segments (SDM Vol. 3A, Table 9-1).
         for s in cpu.seg.iter_mut() {
-            *s = Segment { selector: 0, base: 0, limit: 0xffff, attr: 0x93 };
+            *s = Segment {
+                selector: 0,
+                base: 0,
+                limit: 0xffff,
+                attr: 0x93,
+            };
         }
-        cpu.seg[SegReg::Cs as usize] =
-            Segment { selector: 0xf000, base: 0xffff_0000, limit: 0xffff, attr: 0x9b };
+        cpu.seg[SegReg::Cs as usize] = Segment {
+            selector: 0xf000,
+            base: 0xffff_0000,
+            limit: 0xffff,
+            attr: 0x9b,
+        };
         cpu
     }
 
@@ -317,7 +339,13 @@ impl Cpu {
     pub fn linear(&self, seg: SegReg, off: u64, size: u32, write: bool) -> Result<u64, Exception> {
         let s = &self.seg[seg as usize];
         let stack = seg == SegReg::Ss;
-        let fault = || if stack { Exception::ss(0) } else { Exception::gp0() };
+        let fault = || {
+            if stack {
+                Exception::ss(0)
+            } else {
+                Exception::gp0()
+            }
+        };
         if self.mode64() {
             let base = match seg {
                 SegReg::Fs | SegReg::Gs => s.base,
@@ -367,14 +395,22 @@ impl Cpu {
         implicit: bool,
     ) -> Result<GuestPhysAddr, Exception> {
         if !self.paging() {
-            let mask = if self.long_mode() { u64::MAX } else { 0xffff_ffff };
+            let mask = if self.long_mode() {
+                u64::MAX
+            } else {
+                0xffff_ffff
+            };
             return Ok(GuestPhysAddr(la & mask));
         }
         if !self.long_mode() {
             return self.translate_legacy(bus, la, kind, implicit);
         }
         let va = GuestVirtAddr(la);
-        let acc = Access { kind, user: self.cpl == 3 && !implicit, implicit_supervisor: implicit };
+        let acc = Access {
+            kind,
+            user: self.cpl == 3 && !implicit,
+            implicit_supervisor: implicit,
+        };
         let mode = self.paging_mode();
         let pcid = self.pcid();
         if let Some(t) = self.tlb.lookup(va, pcid) {
@@ -530,7 +566,13 @@ impl Cpu {
     }
 
     /// Data read through a segment.
-    pub fn read_mem(&mut self, bus: &mut Bus, seg: SegReg, off: u64, size: u32) -> Result<u64, Exception> {
+    pub fn read_mem(
+        &mut self,
+        bus: &mut Bus,
+        seg: SegReg,
+        off: u64,
+        size: u32,
+    ) -> Result<u64, Exception> {
         let la = self.linear(seg, off, size, false)?;
         self.check_alignment(la, size)?;
         self.read_linear(bus, la, size, AccessKind::Read, false)
@@ -631,7 +673,8 @@ impl Cpu {
             let mut dec = Decoder::with_ip(bitness, &buf[..n], self.rip, DecoderOptions::NONE);
             let i = dec.decode();
             if dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
-                let pa2 = self.translate(bus, la.wrapping_add(n as u64), AccessKind::Fetch, false)?;
+                let pa2 =
+                    self.translate(bus, la.wrapping_add(n as u64), AccessKind::Fetch, false)?;
                 for (k, b) in buf[n..].iter_mut().enumerate() {
                     *b = bus.read(pa2.add(k as u64), 1) as u8;
                 }
@@ -673,7 +716,11 @@ impl Cpu {
 
     /// Raw bytes at CS:RIP for reports (no faults, best effort).
     pub fn peek_bytes(&mut self, bus: &mut Bus, rip: u64, n: usize) -> Vec<u8> {
-        let cs_base = if self.mode64() { 0 } else { self.seg[SegReg::Cs as usize].base };
+        let cs_base = if self.mode64() {
+            0
+        } else {
+            self.seg[SegReg::Cs as usize].base
+        };
         let mut out = Vec::new();
         for k in 0..n as u64 {
             let la = cs_base.wrapping_add(rip).wrapping_add(k);
@@ -695,8 +742,13 @@ impl Cpu {
         }
         let mode = self.paging_mode();
         let acc = Access::implicit(AccessKind::Read);
-        let m = PagingMode { smap: false, ..mode };
-        mmu::walk(&mut bus.mem, &m, GuestVirtAddr(la), acc, false).ok().map(|t| t.phys(GuestVirtAddr(la)))
+        let m = PagingMode {
+            smap: false,
+            ..mode
+        };
+        mmu::walk(&mut bus.mem, &m, GuestVirtAddr(la), acc, false)
+            .ok()
+            .map(|t| t.phys(GuestVirtAddr(la)))
     }
 
     // ---- stepping -------------------------------------------------------------------------
@@ -710,7 +762,13 @@ impl Cpu {
         let tf = self.flag(rflags::TF);
         let result = match self.fetch_decode(bus) {
             Ok(instr) => {
-                let mask = if self.mode64() { u64::MAX } else if self.bitness() == 32 { 0xffff_ffff } else { 0xffff };
+                let mask = if self.mode64() {
+                    u64::MAX
+                } else if self.bitness() == 32 {
+                    0xffff_ffff
+                } else {
+                    0xffff
+                };
                 self.rip = instr.next_ip() & mask;
                 exec::execute(self, bus, &instr)
             }
@@ -722,7 +780,9 @@ impl Cpu {
                 if tf && !self.halted {
                     // Single-step trap after the instruction (SDM 17.3.1.4): DR6.BS.
                     self.dr[6] |= 1 << 14;
-                    if let Err(stop) = self.deliver_exception(bus, Exception::new(exception::vector::DB)) {
+                    if let Err(stop) =
+                        self.deliver_exception(bus, Exception::new(exception::vector::DB))
+                    {
                         return Step::Stop(stop);
                     }
                 }
@@ -731,6 +791,10 @@ impl Cpu {
             Err(e) => {
                 // Faults restart the instruction: report the faulting RIP.
                 self.rip = self.insn_rip;
+                if self.last_unimplemented.is_some() {
+                    // An emulator limit, not guest behaviour: stop instead of delivering #UD.
+                    return Step::Ok;
+                }
                 match self.deliver_exception(bus, e) {
                     Ok(()) => Step::Ok,
                     Err(stop) => Step::Stop(stop),
@@ -743,7 +807,12 @@ impl Cpu {
     pub fn unimplemented(&mut self, instr: &Instruction) -> Exception {
         let name = format!("{:?}", instr.code());
         if self.unimplemented_seen.insert(name.clone()) {
-            log::warn!("unimplemented instruction {} ({}) at rip={:#x}: raising #UD", instr, name, self.insn_rip);
+            log::warn!(
+                "unimplemented instruction {} ({}) at rip={:#x}: raising #UD",
+                instr,
+                name,
+                self.insn_rip
+            );
         }
         self.last_unimplemented = Some(format!("{instr} ({name})"));
         Exception::ud()
@@ -753,19 +822,34 @@ impl Cpu {
     pub fn dump(&self) -> String {
         let mut s = String::new();
         for (i, name) in regs::gpr::NAMES.iter().enumerate() {
-            s += &format!("{name:>3}={:016x}{}", self.gpr[i], if i % 4 == 3 { "\n" } else { " " });
+            s += &format!(
+                "{name:>3}={:016x}{}",
+                self.gpr[i],
+                if i % 4 == 3 { "\n" } else { " " }
+            );
         }
         s += &format!(
             "rip={:016x} rflags={:08x} cpl={} mode={}\n",
             self.rip,
             self.rflags,
             self.cpl,
-            if self.mode64() { "64-bit" } else if self.long_mode() { "compat" } else if self.protected() { "protected" } else { "real" }
+            if self.mode64() {
+                "64-bit"
+            } else if self.long_mode() {
+                "compat"
+            } else if self.protected() {
+                "protected"
+            } else {
+                "real"
+            }
         );
         let names = ["es", "cs", "ss", "ds", "fs", "gs"];
         for (i, n) in names.iter().enumerate() {
             let sg = &self.seg[i];
-            s += &format!("{n}={:04x} base={:x} limit={:x} attr={:04x}\n", sg.selector, sg.base, sg.limit, sg.attr);
+            s += &format!(
+                "{n}={:04x} base={:x} limit={:x} attr={:04x}\n",
+                sg.selector, sg.base, sg.limit, sg.attr
+            );
         }
         s += &format!(
             "cr0={:x} cr2={:x} cr3={:x} cr4={:x} efer={:x}\ngdtr={:x}/{:x} idtr={:x}/{:x} tr={:04x}\n",

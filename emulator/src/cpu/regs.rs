@@ -26,8 +26,7 @@ pub mod rflags {
     /// The six arithmetic status flags.
     pub const STATUS: u64 = CF | PF | AF | ZF | SF | OF;
     /// Bits software may change at all (others are reserved and read as 0, bit 1 as 1).
-    pub const WRITABLE: u64 =
-        STATUS | TF | IF | DF | IOPL | NT | RF | VM | AC | VIF | VIP | ID;
+    pub const WRITABLE: u64 = STATUS | TF | IF | DF | IOPL | NT | RF | VM | AC | VIF | VIP | ID;
 }
 
 /// CR0 bits (SDM Vol. 3A, 2.5).
@@ -68,9 +67,22 @@ pub mod cr4 {
     pub const SMAP: u64 = 1 << 21;
     pub const PKE: u64 = 1 << 22;
     /// The CR4 bits this CPU model implements; setting any other bit is #GP(0).
-    pub const SUPPORTED: u64 =
-        VME | PVI | TSD | DE | PSE | PAE | MCE | PGE | PCE | OSFXSR | OSXMMEXCPT | UMIP
-            | FSGSBASE | PCIDE | SMEP | SMAP;
+    pub const SUPPORTED: u64 = VME
+        | PVI
+        | TSD
+        | DE
+        | PSE
+        | PAE
+        | MCE
+        | PGE
+        | PCE
+        | OSFXSR
+        | OSXMMEXCPT
+        | UMIP
+        | FSGSBASE
+        | PCIDE
+        | SMEP
+        | SMAP;
     /// Changing any of these flushes the whole TLB (SDM Vol. 3A, 4.10.4.1).
     pub const TLB_FLUSH_BITS: u64 = PGE | PAE | PSE | PCIDE | SMEP | SMAP | LA57;
 }

@@ -20,12 +20,22 @@ pub fn segment_from_descriptor(sel: u16, raw: u64) -> Segment {
         limit = (limit << 12) | 0xfff;
     }
     let base = ((raw >> 16) & 0xff_ffff) | ((raw >> 32) & 0xff00_0000);
-    Segment { selector: sel, base, limit, attr }
+    Segment {
+        selector: sel,
+        base,
+        limit,
+        attr,
+    }
 }
 
 /// An unusable (null) segment for `sel` (0..3).
 pub fn null_segment(sel: u16) -> Segment {
-    Segment { selector: sel, base: 0, limit: 0, attr: 0 }
+    Segment {
+        selector: sel,
+        base: 0,
+        limit: 0,
+        attr: 0,
+    }
 }
 
 impl Cpu {
@@ -69,7 +79,12 @@ impl Cpu {
     }
 
     /// MOV/POP to DS, ES, FS, GS or SS (SDM Vol. 2, MOV — protected-mode checks).
-    pub fn load_data_segment(&mut self, bus: &mut Bus, seg: SegReg, sel: u16) -> Result<(), Exception> {
+    pub fn load_data_segment(
+        &mut self,
+        bus: &mut Bus,
+        seg: SegReg,
+        sel: u16,
+    ) -> Result<(), Exception> {
         if !self.protected() {
             let s = &mut self.seg[seg as usize];
             s.selector = sel;
@@ -128,7 +143,11 @@ impl Cpu {
     /// Check and load CS for a far JMP/CALL to a code segment at the current privilege
     /// level (SDM Vol. 2, JMP, "far jump to a conforming/nonconforming code segment").
     /// Returns the new CS contents; the caller commits it.
-    pub fn far_code_descriptor(&mut self, bus: &mut Bus, sel: u16) -> Result<(Segment, u64), Exception> {
+    pub fn far_code_descriptor(
+        &mut self,
+        bus: &mut Bus,
+        sel: u16,
+    ) -> Result<(Segment, u64), Exception> {
         let err = sel as u32 & !3;
         if sel & !SEL_RPL_MASK == 0 {
             return Err(Exception::gp0());
@@ -162,7 +181,13 @@ impl Cpu {
     }
 
     /// Commit a code segment: CS gets RPL = CPL (or `new_cpl`).
-    pub fn commit_cs(&mut self, bus: &mut Bus, mut d: Segment, raw: u64, new_cpl: u8) -> Result<(), Exception> {
+    pub fn commit_cs(
+        &mut self,
+        bus: &mut Bus,
+        mut d: Segment,
+        raw: u64,
+        new_cpl: u8,
+    ) -> Result<(), Exception> {
         self.mark_accessed(bus, d.selector, raw)?;
         d.selector = (d.selector & !SEL_RPL_MASK) | new_cpl as u16;
         d.attr |= seg_attr::TYPE_ACCESSED;

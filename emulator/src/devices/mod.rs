@@ -43,11 +43,17 @@ impl PortBus {
 
     /// Register `dev` for ports `first..first+count`.
     pub fn register(&mut self, first: u16, count: u16, dev: Box<dyn PortDevice>) {
-        self.ranges.push(PortRange { first, last: first + (count - 1), dev });
+        self.ranges.push(PortRange {
+            first,
+            last: first + (count - 1),
+            dev,
+        });
     }
 
     fn find(&mut self, port: u16) -> Option<&mut PortRange> {
-        self.ranges.iter_mut().find(|r| port >= r.first && port <= r.last)
+        self.ranges
+            .iter_mut()
+            .find(|r| port >= r.first && port <= r.last)
     }
 
     pub fn read(&mut self, port: u16, size: u8) -> u32 {

@@ -105,7 +105,11 @@ impl Uart16550 {
     }
 
     fn iir(&self) -> u8 {
-        let fifo = if self.fcr & FCR_ENABLE_FIFO != 0 { IIR_FIFO_ENABLED } else { 0 };
+        let fifo = if self.fcr & FCR_ENABLE_FIFO != 0 {
+            IIR_FIFO_ENABLED
+        } else {
+            0
+        };
         let id = if self.ier & IER_RDI != 0 && !self.rx.is_empty() {
             IIR_RDI
         } else if self.ier & IER_THRI != 0 && self.thri_pending {

@@ -33,7 +33,11 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             let size = op_size(i, 0);
             let a = cpu.read_op(bus, i, 0)?;
             let b = cpu.read_op(bus, i, 1)?;
-            let f = if m == M::Cmp { alu::sub(a, b, false, size).1 } else { alu::logic(a & b, size).1 };
+            let f = if m == M::Cmp {
+                alu::sub(a, b, false, size).1
+            } else {
+                alu::logic(a & b, size).1
+            };
             cpu.set_status(f);
         }
         M::Inc | M::Dec | M::Neg | M::Not => {
@@ -41,7 +45,11 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             let a = cpu.read_op_rmw(bus, i, 0)?;
             match m {
                 M::Inc | M::Dec => {
-                    let (r, f) = if m == M::Inc { alu::inc(a, size) } else { alu::dec(a, size) };
+                    let (r, f) = if m == M::Inc {
+                        alu::inc(a, size)
+                    } else {
+                        alu::dec(a, size)
+                    };
                     cpu.write_op(bus, i, 0, r)?;
                     cpu.set_status_masked(f, rflags::STATUS & !CF);
                 }
@@ -69,7 +77,11 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         }
         M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr => {
             let size = op_size(i, 0);
-            let raw = if i.op_count() > 1 { cpu.read_op(bus, i, 1)? } else { 1 };
+            let raw = if i.op_count() > 1 {
+                cpu.read_op(bus, i, 1)?
+            } else {
+                1
+            };
             let count = raw as u32 & alu::count_mask(size);
             let a = cpu.read_op_rmw(bus, i, 0)?;
             if count == 0 {
@@ -109,7 +121,11 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                 // Destination unchanged (AMD documents it; Intel parts behave so).
                 cpu.set_status_masked(ZF, ZF);
             } else {
-                let r = if m == M::Bsf { s.trailing_zeros() as u64 } else { 63 - s.leading_zeros() as u64 };
+                let r = if m == M::Bsf {
+                    s.trailing_zeros() as u64
+                } else {
+                    63 - s.leading_zeros() as u64
+                };
                 cpu.set_reg(i.op_register(0), r);
                 // Only ZF is defined; the other status flags are left unchanged.
                 cpu.set_status_masked(0, ZF);
@@ -120,13 +136,31 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             let s = cpu.read_op(bus, i, 1)? & mask(size);
             let bits = size * 8;
             let r = match m {
-                M::Tzcnt => if s == 0 { bits } else { s.trailing_zeros() },
-                M::Lzcnt => if s == 0 { bits } else { s.leading_zeros() - (64 - bits) },
+                M::Tzcnt => {
+                    if s == 0 {
+                        bits
+                    } else {
+                        s.trailing_zeros()
+                    }
+                }
+                M::Lzcnt => {
+                    if s == 0 {
+                        bits
+                    } else {
+                        s.leading_zeros() - (64 - bits)
+                    }
+                }
                 _ => s.count_ones(),
             } as u64;
             cpu.set_reg(i.op_register(0), r);
             let f = match m {
-                M::Popcnt => if s == 0 { ZF } else { 0 },
+                M::Popcnt => {
+                    if s == 0 {
+                        ZF
+                    } else {
+                        0
+                    }
+                }
                 _ => (if s == 0 { CF } else { 0 }) | (if r == 0 { ZF } else { 0 }),
             };
             cpu.set_status(f);
@@ -134,7 +168,11 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         M::Bswap => {
             let r = i.op_register(0);
             let v = cpu.reg(r);
-            let out = if r.size() == 8 { v.swap_bytes() } else if r.size() == 4 { (v as u32).swap_bytes() as u64 } else {
+            let out = if r.size() == 8 {
+                v.swap_bytes()
+            } else if r.size() == 4 {
+                (v as u32).swap_bytes() as u64
+            } else {
                 // BSWAP of a 16-bit register is undefined; hardware gives 0.
                 0
             };
@@ -184,7 +222,12 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             let lo = cpu.read_mem_rmw(bus, seg, off, half)?;
             let hi = cpu.read_mem_rmw(bus, seg, off + half as u64, half)?;
             let hm = mask(half);
-            let (ax, dx, bx, cx) = (cpu.gpr[0] & hm, cpu.gpr[2] & hm, cpu.gpr[3] & hm, cpu.gpr[1] & hm);
+            let (ax, dx, bx, cx) = (
+                cpu.gpr[0] & hm,
+                cpu.gpr[2] & hm,
+                cpu.gpr[3] & hm,
+                cpu.gpr[1] & hm,
+            );
             if lo == ax && hi == dx {
                 cpu.write_mem(bus, seg, off, half, bx)?;
                 cpu.write_mem(bus, seg, off + half as u64, half, cx)?;
@@ -192,14 +235,29 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             } else {
                 cpu.write_mem(bus, seg, off, half, lo)?;
                 cpu.write_mem(bus, seg, off + half as u64, half, hi)?;
-                let (ra, rd) = if wide { (Register::RAX, Register::RDX) } else { (Register::EAX, Register::EDX) };
+                let (ra, rd) = if wide {
+                    (Register::RAX, Register::RDX)
+                } else {
+                    (Register::EAX, Register::EDX)
+                };
                 cpu.set_reg(ra, lo);
                 cpu.set_reg(rd, hi);
                 cpu.set_status_masked(0, ZF);
             }
         }
-        M::Andn | M::Bextr | M::Blsi | M::Blsmsk | M::Blsr | M::Bzhi | M::Pdep | M::Pext
-        | M::Sarx | M::Shlx | M::Shrx | M::Rorx | M::Mulx => bmi(cpu, bus, i)?,
+        M::Andn
+        | M::Bextr
+        | M::Blsi
+        | M::Blsmsk
+        | M::Blsr
+        | M::Bzhi
+        | M::Pdep
+        | M::Pext
+        | M::Sarx
+        | M::Shlx
+        | M::Shrx
+        | M::Rorx
+        | M::Mulx => bmi(cpu, bus, i)?,
         M::Cmc => cpu.rflags ^= CF,
         M::Clc => cpu.set_flag(CF, false),
         M::Stc => cpu.set_flag(CF, true),
@@ -222,12 +280,20 @@ fn mul_div_1op(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     let m = i.mnemonic();
     let (lo, hi) = match m {
         M::Mul | M::Imul => {
-            let (lo, hi, f) = if m == M::Mul { alu::mul(lo_in, src, size) } else { alu::imul(lo_in, src, size) };
+            let (lo, hi, f) = if m == M::Mul {
+                alu::mul(lo_in, src, size)
+            } else {
+                alu::imul(lo_in, src, size)
+            };
             cpu.set_status(f & !AF);
             (lo, hi)
         }
         _ => {
-            let r = if m == M::Div { alu::div(lo_in, hi_in, src, size) } else { alu::idiv(lo_in, hi_in, src, size) };
+            let r = if m == M::Div {
+                alu::div(lo_in, hi_in, src, size)
+            } else {
+                alu::idiv(lo_in, hi_in, src, size)
+            };
             // Flags after DIV/IDIV are undefined; this model leaves them unchanged.
             r.ok_or_else(Exception::de)?
         }
@@ -261,13 +327,20 @@ fn bit_test(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     let (val, bit, mem_off) = if i.op_kind(0) == OpKind::Memory {
         let (bit, disp) = if i.op_kind(1) == OpKind::Register {
             let signed = sext(offset, size) as i64;
-            (signed.rem_euclid(bits as i64) as u64, signed.div_euclid(bits as i64) * size as i64)
+            (
+                signed.rem_euclid(bits as i64) as u64,
+                signed.div_euclid(bits as i64) * size as i64,
+            )
         } else {
             (offset & (bits - 1), 0)
         };
         let off = cpu.ea(i).wrapping_add(disp as u64);
         let seg = cpu.mem_seg(i);
-        let v = if write { cpu.read_mem_rmw(bus, seg, off, size)? } else { cpu.read_mem(bus, seg, off, size)? };
+        let v = if write {
+            cpu.read_mem_rmw(bus, seg, off, size)?
+        } else {
+            cpu.read_mem(bus, seg, off, size)?
+        };
         (v, bit, Some((seg, off)))
     } else {
         (cpu.read_op(bus, i, 0)?, offset & (bits - 1), None)
@@ -310,7 +383,11 @@ fn bmi(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             let start = (ctl & 0xff) as u32;
             let len = ((ctl >> 8) & 0xff) as u32;
             let shifted = if start >= bits { 0 } else { src >> start };
-            let r = if len >= 64 { shifted } else { shifted & ((1u64 << len) - 1) } & msk;
+            let r = if len >= 64 {
+                shifted
+            } else {
+                shifted & ((1u64 << len) - 1)
+            } & msk;
             cpu.set_reg(dst, r);
             cpu.set_status(if r == 0 { ZF } else { 0 });
         }
@@ -372,7 +449,11 @@ fn bmi(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         M::Rorx => {
             let s = cpu.read_op(bus, i, 1)? & msk;
             let c = (i.immediate(2) as u32) & (bits - 1);
-            let r = if c == 0 { s } else { ((s >> c) | (s << (bits - c))) & msk };
+            let r = if c == 0 {
+                s
+            } else {
+                ((s >> c) | (s << (bits - c))) & msk
+            };
             cpu.set_reg(dst, r);
         }
         _ => {

@@ -119,8 +119,18 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         M::Cbw => cpu.set_reg(Register::AX, sext(cpu.gpr[0], 1)),
         M::Cwde => cpu.set_reg(Register::EAX, sext(cpu.gpr[0], 2)),
         M::Cdqe => cpu.gpr[0] = sext(cpu.gpr[0], 4),
-        M::Cwd => cpu.set_reg(Register::DX, if cpu.gpr[0] & 0x8000 != 0 { 0xffff } else { 0 }),
-        M::Cdq => cpu.set_reg(Register::EDX, if cpu.gpr[0] & 0x8000_0000 != 0 { 0xffff_ffff } else { 0 }),
+        M::Cwd => cpu.set_reg(
+            Register::DX,
+            if cpu.gpr[0] & 0x8000 != 0 { 0xffff } else { 0 },
+        ),
+        M::Cdq => cpu.set_reg(
+            Register::EDX,
+            if cpu.gpr[0] & 0x8000_0000 != 0 {
+                0xffff_ffff
+            } else {
+                0
+            },
+        ),
         M::Cqo => cpu.gpr[2] = if (cpu.gpr[0] as i64) < 0 { u64::MAX } else { 0 },
         M::Lahf => {
             let f = cpu.rflags & (rflags::SF | rflags::ZF | rflags::AF | rflags::PF | rflags::CF);
@@ -144,7 +154,11 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             for r in (0..8).rev() {
                 let v = cpu.pop(bus, size)?;
                 if r != gpr::RSP {
-                    let reg = if size == 4 { Register::EAX } else { Register::AX };
+                    let reg = if size == 4 {
+                        Register::EAX
+                    } else {
+                        Register::AX
+                    };
                     let reg = iced_reg_from_index(reg, r);
                     cpu.set_reg(reg, v);
                 }
@@ -174,8 +188,26 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
 
 /// The register `base + index` (EAX+1 = ECX ...).
 fn iced_reg_from_index(base: Register, index: usize) -> Register {
-    let regs32 = [Register::EAX, Register::ECX, Register::EDX, Register::EBX, Register::ESP, Register::EBP, Register::ESI, Register::EDI];
-    let regs16 = [Register::AX, Register::CX, Register::DX, Register::BX, Register::SP, Register::BP, Register::SI, Register::DI];
+    let regs32 = [
+        Register::EAX,
+        Register::ECX,
+        Register::EDX,
+        Register::EBX,
+        Register::ESP,
+        Register::EBP,
+        Register::ESI,
+        Register::EDI,
+    ];
+    let regs16 = [
+        Register::AX,
+        Register::CX,
+        Register::DX,
+        Register::BX,
+        Register::SP,
+        Register::BP,
+        Register::SI,
+        Register::DI,
+    ];
     if base == Register::EAX {
         regs32[index]
     } else {
@@ -184,8 +216,16 @@ fn iced_reg_from_index(base: Register, index: usize) -> Register {
 }
 
 fn mov(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
-    let d = if i.op_kind(0) == OpKind::Register { i.op_register(0) } else { Register::None };
-    let s = if i.op_kind(1) == OpKind::Register { i.op_register(1) } else { Register::None };
+    let d = if i.op_kind(0) == OpKind::Register {
+        i.op_register(0)
+    } else {
+        Register::None
+    };
+    let s = if i.op_kind(1) == OpKind::Register {
+        i.op_register(1)
+    } else {
+        Register::None
+    };
     if d.is_cr() || d.is_dr() || s.is_cr() || s.is_dr() {
         return super::system::mov_cr_dr(cpu, bus, i);
     }
@@ -229,7 +269,17 @@ fn popf(cpu: &mut Cpu, v: u64, size: u32) {
 fn enter(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     let alloc = i.immediate(0) & 0xffff;
     let level = (i.immediate(1) & 0x1f) as u32;
-    let size: u32 = if cpu.mode64() { if i.code() == iced_x86::Code::Enterw_imm16_imm8 { 2 } else { 8 } } else if i.code() == iced_x86::Code::Enterd_imm16_imm8 { 4 } else { 2 };
+    let size: u32 = if cpu.mode64() {
+        if i.code() == iced_x86::Code::Enterw_imm16_imm8 {
+            2
+        } else {
+            8
+        }
+    } else if i.code() == iced_x86::Code::Enterd_imm16_imm8 {
+        4
+    } else {
+        2
+    };
     let sm = mask(cpu.stack_size());
     let saved_rsp = cpu.gpr[gpr::RSP];
     let saved_rbp = cpu.gpr[gpr::RBP];

@@ -20,44 +20,209 @@ pub type ExecResult = Result<(), Exception>;
 pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     match i.mnemonic() {
         // Data movement.
-        M::Mov | M::Movzx | M::Movsx | M::Movsxd | M::Lea | M::Xchg | M::Push | M::Pop
-        | M::Pushf | M::Pushfd | M::Pushfq | M::Popf | M::Popfd | M::Popfq | M::Enter
-        | M::Leave | M::Xlatb | M::Movbe | M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq
-        | M::Cqo | M::Lahf | M::Sahf | M::Cmovo | M::Cmovno | M::Cmovb | M::Cmovae
-        | M::Cmove | M::Cmovne | M::Cmovbe | M::Cmova | M::Cmovs | M::Cmovns | M::Cmovp
-        | M::Cmovnp | M::Cmovl | M::Cmovge | M::Cmovle | M::Cmovg | M::Seto | M::Setno
-        | M::Setb | M::Setae | M::Sete | M::Setne | M::Setbe | M::Seta | M::Sets | M::Setns
-        | M::Setp | M::Setnp | M::Setl | M::Setge | M::Setle | M::Setg | M::Pusha | M::Pushad
-        | M::Popa | M::Popad => data::execute(cpu, bus, i),
+        M::Mov
+        | M::Movzx
+        | M::Movsx
+        | M::Movsxd
+        | M::Lea
+        | M::Xchg
+        | M::Push
+        | M::Pop
+        | M::Pushf
+        | M::Pushfd
+        | M::Pushfq
+        | M::Popf
+        | M::Popfd
+        | M::Popfq
+        | M::Enter
+        | M::Leave
+        | M::Xlatb
+        | M::Movbe
+        | M::Cbw
+        | M::Cwde
+        | M::Cdqe
+        | M::Cwd
+        | M::Cdq
+        | M::Cqo
+        | M::Lahf
+        | M::Sahf
+        | M::Cmovo
+        | M::Cmovno
+        | M::Cmovb
+        | M::Cmovae
+        | M::Cmove
+        | M::Cmovne
+        | M::Cmovbe
+        | M::Cmova
+        | M::Cmovs
+        | M::Cmovns
+        | M::Cmovp
+        | M::Cmovnp
+        | M::Cmovl
+        | M::Cmovge
+        | M::Cmovle
+        | M::Cmovg
+        | M::Seto
+        | M::Setno
+        | M::Setb
+        | M::Setae
+        | M::Sete
+        | M::Setne
+        | M::Setbe
+        | M::Seta
+        | M::Sets
+        | M::Setns
+        | M::Setp
+        | M::Setnp
+        | M::Setl
+        | M::Setge
+        | M::Setle
+        | M::Setg
+        | M::Pusha
+        | M::Pushad
+        | M::Popa
+        | M::Popad => data::execute(cpu, bus, i),
 
         // Arithmetic, logic, shifts, bit operations.
-        M::Add | M::Adc | M::Sub | M::Sbb | M::Cmp | M::And | M::Or | M::Xor | M::Test
-        | M::Inc | M::Dec | M::Neg | M::Not | M::Mul | M::Imul | M::Div | M::Idiv | M::Shl
-        | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr | M::Shld | M::Shrd
-        | M::Bt | M::Bts | M::Btr | M::Btc | M::Bsf | M::Bsr | M::Tzcnt | M::Lzcnt
-        | M::Popcnt | M::Bswap | M::Xadd | M::Cmpxchg | M::Cmpxchg8b | M::Cmpxchg16b
-        | M::Andn | M::Bextr | M::Blsi | M::Blsmsk | M::Blsr | M::Bzhi | M::Pdep | M::Pext
-        | M::Sarx | M::Shlx | M::Shrx | M::Rorx | M::Mulx | M::Cmc | M::Clc | M::Stc
-        | M::Cld | M::Std => arith::execute(cpu, bus, i),
+        M::Add
+        | M::Adc
+        | M::Sub
+        | M::Sbb
+        | M::Cmp
+        | M::And
+        | M::Or
+        | M::Xor
+        | M::Test
+        | M::Inc
+        | M::Dec
+        | M::Neg
+        | M::Not
+        | M::Mul
+        | M::Imul
+        | M::Div
+        | M::Idiv
+        | M::Shl
+        | M::Sal
+        | M::Shr
+        | M::Sar
+        | M::Rol
+        | M::Ror
+        | M::Rcl
+        | M::Rcr
+        | M::Shld
+        | M::Shrd
+        | M::Bt
+        | M::Bts
+        | M::Btr
+        | M::Btc
+        | M::Bsf
+        | M::Bsr
+        | M::Tzcnt
+        | M::Lzcnt
+        | M::Popcnt
+        | M::Bswap
+        | M::Xadd
+        | M::Cmpxchg
+        | M::Cmpxchg8b
+        | M::Cmpxchg16b
+        | M::Andn
+        | M::Bextr
+        | M::Blsi
+        | M::Blsmsk
+        | M::Blsr
+        | M::Bzhi
+        | M::Pdep
+        | M::Pext
+        | M::Sarx
+        | M::Shlx
+        | M::Shrx
+        | M::Rorx
+        | M::Mulx
+        | M::Cmc
+        | M::Clc
+        | M::Stc
+        | M::Cld
+        | M::Std => arith::execute(cpu, bus, i),
 
         // Control transfer.
-        M::Jmp | M::Jo | M::Jno | M::Jb | M::Jae | M::Je | M::Jne | M::Jbe | M::Ja | M::Js
-        | M::Jns | M::Jp | M::Jnp | M::Jl | M::Jge | M::Jle | M::Jg | M::Call | M::Ret
-        | M::Retf | M::Loop | M::Loope | M::Loopne | M::Jcxz | M::Jecxz | M::Jrcxz
-        | M::Int | M::Int3 | M::Into | M::Int1 | M::Iret | M::Iretd | M::Iretq | M::Syscall
-        | M::Sysret | M::Sysretq => control::execute(cpu, bus, i),
+        M::Jmp
+        | M::Jo
+        | M::Jno
+        | M::Jb
+        | M::Jae
+        | M::Je
+        | M::Jne
+        | M::Jbe
+        | M::Ja
+        | M::Js
+        | M::Jns
+        | M::Jp
+        | M::Jnp
+        | M::Jl
+        | M::Jge
+        | M::Jle
+        | M::Jg
+        | M::Call
+        | M::Ret
+        | M::Retf
+        | M::Loop
+        | M::Loope
+        | M::Loopne
+        | M::Jcxz
+        | M::Jecxz
+        | M::Jrcxz
+        | M::Int
+        | M::Int3
+        | M::Into
+        | M::Int1
+        | M::Iret
+        | M::Iretd
+        | M::Iretq
+        | M::Syscall
+        | M::Sysret
+        | M::Sysretq => control::execute(cpu, bus, i),
 
         // String instructions.
-        M::Movsb | M::Movsw | M::Movsd | M::Movsq | M::Stosb | M::Stosw | M::Stosd
-        | M::Stosq | M::Lodsb | M::Lodsw | M::Lodsd | M::Lodsq | M::Scasb | M::Scasw
-        | M::Scasd | M::Scasq | M::Cmpsb | M::Cmpsw | M::Cmpsd | M::Cmpsq | M::Insb
-        | M::Insw | M::Insd | M::Outsb | M::Outsw | M::Outsd => string::execute(cpu, bus, i),
+        M::Movsb
+        | M::Movsw
+        | M::Movsd
+        | M::Movsq
+        | M::Stosb
+        | M::Stosw
+        | M::Stosd
+        | M::Stosq
+        | M::Lodsb
+        | M::Lodsw
+        | M::Lodsd
+        | M::Lodsq
+        | M::Scasb
+        | M::Scasw
+        | M::Scasd
+        | M::Scasq
+        | M::Cmpsb
+        | M::Cmpsw
+        | M::Cmpsd
+        | M::Cmpsq
+        | M::Insb
+        | M::Insw
+        | M::Insd
+        | M::Outsb
+        | M::Outsw
+        | M::Outsd => string::execute(cpu, bus, i),
 
         // No architectural effect in this model.
-        M::Nop | M::Pause | M::Lfence | M::Sfence | M::Mfence | M::Endbr64 | M::Endbr32
-        | M::Prefetchnta | M::Prefetcht0 | M::Prefetcht1 | M::Prefetcht2 | M::Prefetchw => {
-            Ok(())
-        }
+        M::Nop
+        | M::Pause
+        | M::Lfence
+        | M::Sfence
+        | M::Mfence
+        | M::Endbr64
+        | M::Endbr32
+        | M::Prefetchnta
+        | M::Prefetcht0
+        | M::Prefetcht1
+        | M::Prefetcht2
+        | M::Prefetchw => Ok(()),
 
         _ => system::execute(cpu, bus, i),
     }
@@ -123,7 +288,12 @@ impl Cpu {
 
     /// Read operand `n` (register, memory or immediate) with its own size.
     #[inline]
-    pub(crate) fn read_op(&mut self, bus: &mut Bus, i: &Instruction, n: u32) -> Result<u64, Exception> {
+    pub(crate) fn read_op(
+        &mut self,
+        bus: &mut Bus,
+        i: &Instruction,
+        n: u32,
+    ) -> Result<u64, Exception> {
         match i.op_kind(n) {
             OpKind::Register => Ok(self.reg(i.op_register(n))),
             OpKind::Memory => {
@@ -136,7 +306,12 @@ impl Cpu {
 
     /// Read operand `n` that will be written back (RMW translation for memory).
     #[inline]
-    pub(crate) fn read_op_rmw(&mut self, bus: &mut Bus, i: &Instruction, n: u32) -> Result<u64, Exception> {
+    pub(crate) fn read_op_rmw(
+        &mut self,
+        bus: &mut Bus,
+        i: &Instruction,
+        n: u32,
+    ) -> Result<u64, Exception> {
         match i.op_kind(n) {
             OpKind::Memory => {
                 let (seg, off) = (self.mem_seg(i), self.ea(i));
@@ -148,7 +323,13 @@ impl Cpu {
 
     /// Write operand `n` (register or memory).
     #[inline]
-    pub(crate) fn write_op(&mut self, bus: &mut Bus, i: &Instruction, n: u32, v: u64) -> Result<(), Exception> {
+    pub(crate) fn write_op(
+        &mut self,
+        bus: &mut Bus,
+        i: &Instruction,
+        n: u32,
+        v: u64,
+    ) -> Result<(), Exception> {
         match i.op_kind(n) {
             OpKind::Register => {
                 self.set_reg(i.op_register(n), v);

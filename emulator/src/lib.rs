@@ -1,0 +1,20 @@
+//! vmscope: an x86-64 machine emulator for a Linux-style virtual-memory teaching kernel.
+//!
+//! The crate is laid out by concept: [`cpu`] (decode with iced-x86, execute, segmentation),
+//! [`mmu`] (4-level page walks and #PF error codes), [`tlb`], [`interrupts`] (IDT delivery,
+//! #DF, triple fault), [`devices`] (UART, isa-debug-exit), [`bus`] (RAM, MMIO, ports),
+//! [`memory`] (guest RAM), [`boot`] (the PVH loader) and [`machine`] (the run loop that ties
+//! them together). See ARCHITECTURE.md for the data flow.
+
+pub mod addr;
+pub mod boot;
+pub mod bus;
+pub mod cpu;
+pub mod devices;
+pub mod guest;
+pub mod interrupts;
+pub mod machine;
+pub mod memory;
+pub mod mmu;
+pub mod qemu;
+pub mod tlb;

@@ -1,0 +1,202 @@
+//! `vmscope`: the command-line front end. See README.md for the commands and exit statuses.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use vmscope::devices::uart16550::ConsoleSink;
+use vmscope::machine::{exit_status, Machine, MachineConfig, Outcome};
+use vmscope::tlb::{TlbMode, DEFAULT_TLB_ENTRIES};
+use vmscope::{guest, qemu};
+
+#[derive(Parser)]
+#[command(
+    name = "vmscope",
+    version,
+    about = "An x86-64 machine emulator for a Linux-style virtual-memory kernel"
+)]
+#[command(
+    after_help = "Exit status: the guest's isa-debug-exit value v (QEMU's (v<<1)|1, decoded); \
+2 bad input; 140 triple fault; 141 unimplemented instruction; 142 halted forever; \
+143 instruction limit.\nLogging: RUST_LOG=info|debug|trace (default warn)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Boot a PVH kernel (the built-in guest-os by default) and exit with the guest's status.
+    Boot(BootArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TlbArg {
+    /// Cache translations like hardware (stale entries are visible to the guest).
+    On,
+    /// Walk the page tables on every access.
+    Off,
+    /// Cache, and warn whenever a cached translation differs from the page tables.
+    Check,
+}
+
+#[derive(Args)]
+struct BootArgs {
+    /// Kernel ELF with a PVH entry note [default: the built-in guest-os kernel].
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// Initial RAM disk, passed as PVH module 0.
+    #[arg(long, value_name = "PATH")]
+    initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, value_name = "STR", default_value = "")]
+    cmdline: String,
+    /// Guest RAM, as QEMU's -m: a number of MiB or a size with K, M, G suffix.
+    #[arg(long, value_name = "SIZE", default_value = "128M", value_parser = parse_size)]
+    mem: u64,
+    /// Run the identical machine under qemu-system-x86_64 instead (the cross-check).
+    #[arg(long)]
+    qemu: bool,
+    /// TLB model.
+    #[arg(long, value_enum, default_value = "on")]
+    tlb: TlbArg,
+    /// TLB entries (a power of two).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TLB_ENTRIES, value_parser = parse_pow2)]
+    tlb_entries: usize,
+    /// Stop after N instructions (exit status 143).
+    #[arg(long, value_name = "N")]
+    max_insns: Option<u64>,
+}
+
+/// Sizes as QEMU's -m takes them: plain numbers are MiB; K, M, G, T suffixes (binary).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'B' => 1,
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return Err(format!("unknown size suffix {c:?} (use K, M, G or T)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1u64 << 20),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?}"))?;
+    n.checked_mul(mult)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| format!("bad size: {s:?}"))
+}
+
+fn parse_pow2(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("not a number: {s:?}"))?;
+    if n.is_power_of_two() {
+        Ok(n)
+    } else {
+        Err(format!("{n} is not a power of two"))
+    }
+}
+
+fn read_file(p: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("cannot read {what} {}: {e}", p.display()))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Boot(a) => match boot(a) {
+            Ok(c) => c,
+            Err(msg) => {
+                eprintln!("vmscope: error: {msg}");
+                exit_status::BAD_INPUT
+            }
+        },
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn boot(a: BootArgs) -> Result<i32, String> {
+    if a.qemu {
+        return boot_qemu(&a);
+    }
+    let (kernel, name) = match &a.kernel {
+        Some(p) => (read_file(p, "kernel")?, p.display().to_string()),
+        None => (guest::KERNEL.to_vec(), "guest-os".to_string()),
+    };
+    let initrd = a
+        .initrd
+        .as_deref()
+        .map(|p| read_file(p, "initrd"))
+        .transpose()?;
+    let config = MachineConfig {
+        mem_bytes: a.mem,
+        tlb_mode: match a.tlb {
+            TlbArg::On => TlbMode::On,
+            TlbArg::Off => TlbMode::Off,
+            TlbArg::Check => TlbMode::Check,
+        },
+        tlb_entries: a.tlb_entries,
+        max_insns: a.max_insns,
+    };
+    let mut m = Machine::new(config, ConsoleSink::Stdout).map_err(|e| e.to_string())?;
+    m.load_pvh(&kernel, &name, &a.cmdline, initrd.as_deref())
+        .map_err(|e| e.to_string())?;
+    let outcome = m.run();
+    let _ = std::io::stdout().flush();
+    if !matches!(outcome, Outcome::Exit { .. }) {
+        eprint!("{}", m.report(&outcome));
+    }
+    log::info!("stopped after {} instructions: {:?}", m.cpu.icount, outcome);
+    Ok(outcome.exit_code())
+}
+
+fn boot_qemu(a: &BootArgs) -> Result<i32, String> {
+    if !qemu::available() {
+        return Err(format!(
+            "{} not found (install the qemu-system-x86 package)",
+            qemu::qemu_binary().display()
+        ));
+    }
+    if !a.mem.is_multiple_of(1 << 20) {
+        return Err("--qemu needs a RAM size in whole MiB".into());
+    }
+    // QEMU needs a file: use the given kernel, or write out the built-in one.
+    let tmp;
+    let kernel = match &a.kernel {
+        Some(p) => {
+            read_file(p, "kernel")?;
+            p.clone()
+        }
+        None => {
+            tmp = TempFile::new("kernel", guest::KERNEL)?;
+            tmp.0.clone()
+        }
+    };
+    let cmd = qemu::command(&kernel, a.initrd.as_deref(), &a.cmdline, a.mem >> 20);
+    log::info!("running {:?}", cmd);
+    qemu::run(cmd)
+}
+
+/// A file in the temp directory, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(tag: &str, data: &[u8]) -> Result<Self, String> {
+        let p = std::env::temp_dir().join(format!("vmscope-{}-{tag}.elf", std::process::id()));
+        std::fs::write(&p, data).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        Ok(TempFile(p))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

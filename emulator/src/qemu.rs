@@ -1,0 +1,77 @@
+//! Running the identical machine under QEMU: the cross-check oracle. The flags give QEMU
+//! the same devices vmscope models (COM1 on stdio, isa-debug-exit at 0xf4) and the same RAM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+/// The QEMU binary (override with $VMSCOPE_QEMU).
+pub fn qemu_binary() -> PathBuf {
+    std::env::var_os("VMSCOPE_QEMU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "qemu-system-x86_64".into())
+}
+
+/// Whether QEMU can be started.
+pub fn available() -> bool {
+    Command::new(qemu_binary())
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `qemu-system-x86_64` with the flags of the vmscope machine. `mem_mib` is in MiB.
+pub fn command(kernel: &Path, initrd: Option<&Path>, cmdline: &str, mem_mib: u64) -> Command {
+    let mut c = Command::new(qemu_binary());
+    c.arg("-kernel")
+        .arg(kernel)
+        .args([
+            "-serial",
+            "stdio",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+        ])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args(["-m", &format!("{mem_mib}M")])
+        .args(["-append", cmdline]);
+    if let Some(i) = initrd {
+        c.arg("-initrd").arg(i);
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Run QEMU (console on our stdout) and map its status with [`exit_code`]. QEMU's own
+/// start-up failures also exit 1, the status of a guest exit with 0, so they are told apart
+/// by QEMU's error message on stderr.
+pub fn run(mut cmd: Command) -> Result<i32, String> {
+    cmd.stdout(Stdio::inherit()).stderr(Stdio::piped());
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", qemu_binary().display()))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprint!("{err}");
+    if out.status.code() == Some(1) && err.contains("qemu-system") {
+        return Err(format!(
+            "QEMU failed: {}",
+            err.lines().next().unwrap_or("").trim()
+        ));
+    }
+    Ok(exit_code(out.status))
+}
+
+/// Map QEMU's exit status to vmscope's convention: odd statuses come from isa-debug-exit
+/// (`(v << 1) | 1` → `v`); 0 means QEMU shut down without it (a triple fault with
+/// -no-reboot, or a reset); anything else is QEMU's own failure and is passed through.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    match status.code() {
+        Some(raw) if raw & 1 == 1 => raw >> 1,
+        Some(0) => crate::machine::exit_status::TRIPLE_FAULT,
+        Some(other) => other,
+        None => 1,
+    }
+}
