@@ -297,3 +297,42 @@ fn qemu_cross_check_exit_status_and_triple_fault() {
     let t = Scratch::new("xtriple", &pvh_elf(&[0x0f, 0x0b]));
     cross_check(&["--kernel", t.path()]);
 }
+
+/// The guest's exception self-test: every case must match the SDM on vmscope, including the
+/// cases where QEMU's TCG is known to deviate (`exceptions-strict`).
+#[test]
+fn guest_exception_selftest_passes_on_vmscope() {
+    let o = vmscope(&["boot", "--cmdline", "selftest=exceptions,exceptions-strict"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let cases: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("exception "))
+        .collect();
+    assert!(cases.len() >= 30, "{out}");
+    assert!(cases.iter().all(|l| l.ends_with(" ok")), "{out}");
+    for needle in [
+        "#DE",
+        "#DB",
+        "#BP",
+        "#UD",
+        "#GP(0x0)",
+        "#SS(0x0)",
+        "#AC(0x0)",
+        "#PF(0x15)",
+        "#DF(0x0)",
+        "#NP(0x202)",
+    ] {
+        assert!(out.contains(needle), "missing {needle}:\n{out}");
+    }
+}
+
+/// The same exception cases under QEMU: identical vector, error code, RIP and CR2 lines.
+#[test]
+fn qemu_cross_check_exception_selftest() {
+    if !qemu_present() {
+        return;
+    }
+    cross_check(&["--cmdline", "selftest=exceptions"]);
+    cross_check(&["--cmdline", "selftest=exceptions", "--tlb", "off"]);
+}

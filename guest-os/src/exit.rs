@@ -9,6 +9,8 @@ use crate::arch::x86_64::{cpu::halt_forever, port::outl};
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 /// Value written on a clean shutdown (QEMU exit status 1).
 pub const EXIT_SUCCESS: u32 = 0;
+/// Value written when a self-test (`selftest=` on the command line) failed.
+pub const EXIT_SELFTEST_FAILED: u32 = 1;
 /// Value written after a kernel panic (QEMU exit status 201).
 pub const EXIT_KERNEL_PANIC: u32 = 100;
 

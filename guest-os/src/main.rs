@@ -15,6 +15,7 @@ pub mod drivers;
 pub mod exit;
 pub mod mm;
 mod panic;
+pub mod selftest;
 
 use boot::e820;
 use boot::pvh::PvhBootInfo;
@@ -74,5 +75,10 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     }
 
     kprintln!("Boot OK");
+
+    arch::x86_64::init_traps();
+    if !selftest::run_from_cmdline(cmdline) {
+        exit::exit(exit::EXIT_SELFTEST_FAILED);
+    }
     exit::exit(exit::EXIT_SUCCESS)
 }

@@ -1,5 +1,15 @@
-//! x86-64 support: the PVH boot trampoline, port I/O and basic CPU control.
+//! x86-64 support: the PVH boot trampoline, the GDT/TSS, the IDT and trap entry, port I/O
+//! and basic CPU control.
 
 pub mod boot32;
 pub mod cpu;
+pub mod gdt;
+pub mod idt;
 pub mod port;
+pub mod trap;
+
+/// Install the kernel's own GDT, TSS and IDT (replacing the boot GDT). Interrupts stay off.
+pub fn init_traps() {
+    gdt::init();
+    idt::init();
+}

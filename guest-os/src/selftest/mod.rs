@@ -1,0 +1,46 @@
+//! Built-in self-tests, selected on the kernel command line with `selftest=NAME[,NAME...]`.
+//! Each prints one line per case ending in `ok` or `FAIL`, then a summary line; the system
+//! tests run them on vmscope and on QEMU and compare the text.
+
+pub mod exceptions;
+
+use crate::kprintln;
+
+/// The value of `key=` on the command line (the last one wins).
+pub fn cmdline_param<'a>(cmdline: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    cmdline.split(|&b| b == b' ').rev().find_map(|arg| {
+        let rest = arg.strip_prefix(key.as_bytes())?;
+        rest.strip_prefix(b"=")
+    })
+}
+
+/// Run the self-tests named on the command line. Returns false if any case failed or a
+/// name is unknown.
+pub fn run_from_cmdline(cmdline: &[u8]) -> bool {
+    let Some(list) = cmdline_param(cmdline, "selftest") else {
+        return true;
+    };
+    let mut all_ok = true;
+    for name in list.split(|&b| b == b',').filter(|n| !n.is_empty()) {
+        match name {
+            b"exceptions" => {
+                let (pass, total) = exceptions::run();
+                kprintln!("selftest exceptions: {pass}/{total} passed");
+                all_ok &= pass == total;
+            }
+            b"exceptions-strict" => {
+                let (pass, total) = exceptions::run_strict();
+                kprintln!("selftest exceptions-strict: {pass}/{total} passed");
+                all_ok &= pass == total;
+            }
+            other => {
+                kprintln!(
+                    "selftest: unknown test {:?}",
+                    core::str::from_utf8(other).unwrap_or("?")
+                );
+                all_ok = false;
+            }
+        }
+    }
+    all_ok
+}
