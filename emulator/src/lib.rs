@@ -13,6 +13,7 @@ pub mod cpu;
 pub mod devices;
 pub mod guest;
 pub mod interrupts;
+pub mod linux_user;
 pub mod machine;
 pub mod memory;
 pub mod mmu;
