@@ -374,7 +374,8 @@ fn loop_family(cpu: &mut Cpu, i: &Instruction) -> ExecResult {
         M::Jcxz | M::Jecxz | M::Jrcxz => rcx & m == 0,
         mn => {
             let n = rcx.wrapping_sub(1) & m;
-            cpu.gpr[gpr::RCX] = (rcx & !m) | n;
+            // ECX is written as a 32-bit register: bits 63:32 of RCX become 0.
+            super::string::set_address_register(cpu, gpr::RCX, n, m);
             let zf = cpu.flag(rflags::ZF);
             n != 0
                 && match mn {

@@ -7,6 +7,8 @@ mod control;
 mod data;
 mod string;
 mod system;
+#[cfg(test)]
+mod tests;
 
 use super::exception::Exception;
 use super::regs::SegReg;

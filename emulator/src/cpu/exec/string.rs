@@ -36,6 +36,17 @@ fn address_bytes(i: &Instruction) -> u32 {
     8
 }
 
+/// Update RSI, RDI or RCX with the address size's width. It is a register write of that
+/// width: a 32-bit write zero-extends into bits 63:32 (SDM Vol. 1, 3.4.1.1), a 16-bit one
+/// keeps bits 63:16.
+pub(super) fn set_address_register(cpu: &mut Cpu, r: usize, v: u64, amask: u64) {
+    cpu.gpr[r] = if amask == 0xffff {
+        (cpu.gpr[r] & !0xffff) | (v & 0xffff)
+    } else {
+        v & amask
+    };
+}
+
 pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     let kind = match i.mnemonic() {
         M::Movsb | M::Movsw | M::Movsd | M::Movsq => Kind::Movs,
@@ -72,8 +83,8 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         _ => iced_x86::Register::RAX,
     };
     let bump = |cpu: &mut Cpu, r: usize| {
-        let v = cpu.gpr[r];
-        cpu.gpr[r] = (v & !amask) | (v.wrapping_add(step) & amask);
+        let v = cpu.gpr[r].wrapping_add(step);
+        set_address_register(cpu, r, v, amask);
     };
 
     let mut done = 0u64;
@@ -139,8 +150,8 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         if !rep {
             return Ok(());
         }
-        let c = cpu.gpr[gpr::RCX];
-        cpu.gpr[gpr::RCX] = (c & !amask) | (c.wrapping_sub(1) & amask);
+        let c = cpu.gpr[gpr::RCX].wrapping_sub(1);
+        set_address_register(cpu, gpr::RCX, c, amask);
         done += 1;
         if let Some(want_zf) = cond {
             if cpu.flag(rflags::ZF) != want_zf {

@@ -1,0 +1,98 @@
+//! Focused tests of single instructions in 64-bit mode at CPL 3, one per bug the
+//! differential test against the host CPU (tests/diff_cpu.rs) found.
+
+use crate::addr::GuestPhysAddr;
+use crate::bus::Bus;
+use crate::cpu::exception::Exception;
+use crate::cpu::regs::{cr0, cr4, efer, gpr, rflags, seg_attr, SegReg, Segment};
+use crate::cpu::{Cpu, CpuStop, Step};
+use crate::devices::PortBus;
+use crate::memory::GuestMemory;
+use crate::mmu::pte;
+use crate::tlb::TlbMode;
+
+/// Where the instruction under test goes.
+const CODE: u64 = 0x1000;
+/// Page tables (identity map of the first 2 MiB with one large page).
+const PML4: u64 = 0x10_0000;
+const PDPT: u64 = 0x10_1000;
+const PD: u64 = 0x10_2000;
+/// A data area inside the mapped 2 MiB.
+const DATA: u64 = 0x8000;
+
+struct Fixture {
+    cpu: Cpu,
+    bus: Bus,
+}
+
+impl Fixture {
+    /// A CPL 3 CPU in 64-bit mode with `code` at `CODE` and an empty IDT (any exception
+    /// ends in a triple fault that names it).
+    fn new(code: &[u8]) -> Fixture {
+        let mut bus = Bus::new(GuestMemory::new(4 << 20).unwrap(), PortBus::new());
+        let user = pte::P | pte::RW | pte::US;
+        let w = |bus: &mut Bus, pa: u64, v: u64| assert!(bus.mem.write(GuestPhysAddr(pa), 8, v));
+        w(&mut bus, PML4, PDPT | user);
+        w(&mut bus, PDPT, PD | user);
+        w(&mut bus, PD, pte::PS | user);
+        assert!(bus.mem.write_bytes(GuestPhysAddr(CODE), code));
+        let mut cpu = Cpu::new(0, 64, TlbMode::On);
+        cpu.cr0 = cr0::PE | cr0::PG | cr0::WP | cr0::ET | cr0::NE;
+        cpu.cr4 = cr4::PAE;
+        cpu.cr3 = PML4;
+        cpu.efer = efer::LME | efer::LMA | efer::NXE;
+        cpu.seg[SegReg::Cs as usize] = Segment {
+            selector: 0x33,
+            base: 0,
+            limit: 0xffff_ffff,
+            attr: 0xfb | seg_attr::L | seg_attr::G,
+        };
+        cpu.seg[SegReg::Ss as usize] = Segment {
+            selector: 0x2b,
+            base: 0,
+            limit: 0xffff_ffff,
+            attr: 0xf3 | seg_attr::DB | seg_attr::G,
+        };
+        cpu.cpl = 3;
+        cpu.idtr.limit = 0;
+        cpu.rip = CODE;
+        cpu.rflags = rflags::FIXED | rflags::IF;
+        cpu.gpr[gpr::RSP] = 0x9000;
+        Fixture { cpu, bus }
+    }
+
+    /// Execute one instruction; the exception it raised, if any.
+    fn step(&mut self) -> Option<Exception> {
+        match self.cpu.step(&mut self.bus) {
+            Step::Ok => None,
+            Step::Stop(CpuStop::TripleFault { first, .. }) => Some(first),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// A 32-bit address size updates ESI/EDI/ECX as 32-bit registers: bits 63:32 become 0.
+#[test]
+fn string_ops_with_32_bit_addresses_zero_extend_the_registers() {
+    // rep lodsq [esi] ; then movsb [edi],[esi]
+    let mut f = Fixture::new(&[0x67, 0xf3, 0x48, 0xad, 0x67, 0xa4]);
+    f.cpu.gpr[gpr::RSI] = 0xdead_beef_0000_0000 | DATA;
+    f.cpu.gpr[gpr::RDI] = 0x1234_0000_0000_0000 | (DATA + 0x100);
+    f.cpu.gpr[gpr::RCX] = 0xffff_0000_0000_0002;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.gpr[gpr::RSI], DATA + 16);
+    assert_eq!(f.cpu.gpr[gpr::RCX], 0);
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.gpr[gpr::RSI], DATA + 17);
+    assert_eq!(f.cpu.gpr[gpr::RDI], DATA + 0x101);
+}
+
+/// LOOP with a 32-bit address size decrements ECX as a 32-bit register.
+#[test]
+fn loop_with_ecx_zero_extends_rcx() {
+    // addr32 loop $+2 (falls through either way)
+    let mut f = Fixture::new(&[0x67, 0xe2, 0x00]);
+    f.cpu.gpr[gpr::RCX] = 0xffff_ffff_0000_0005;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.gpr[gpr::RCX], 4);
+}
