@@ -179,12 +179,20 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             cpu.set_reg(r, out);
         }
         M::Xadd => {
+            // TEMP <- SRC + DEST; SRC <- DEST; DEST <- TEMP: with one register as both
+            // operands the sum wins. A memory destination is written first, so a fault
+            // leaves the source register alone.
             let size = op_size(i, 0);
             let d = cpu.read_op_rmw(bus, i, 0)?;
             let s = cpu.reg(i.op_register(1));
             let (r, f) = alu::add(d, s, false, size);
-            cpu.write_op(bus, i, 0, r)?;
-            cpu.set_reg(i.op_register(1), d);
+            if i.op_kind(0) == OpKind::Memory {
+                cpu.write_op(bus, i, 0, r)?;
+                cpu.set_reg(i.op_register(1), d);
+            } else {
+                cpu.set_reg(i.op_register(1), d);
+                cpu.write_op(bus, i, 0, r)?;
+            }
             cpu.set_status(f);
         }
         M::Cmpxchg => {
@@ -202,9 +210,13 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                 let s = cpu.reg(i.op_register(1));
                 cpu.write_op(bus, i, 0, s)?;
             } else {
-                // SDM: DEST <- TEMP (a locked RMW cycle writes memory back unchanged),
-                // then the accumulator is loaded.
-                cpu.write_op(bus, i, 0, d)?;
+                // A memory destination gets a write cycle with its own value (SDM:
+                // "DEST <- TEMP"). A register destination is not written at all, so a
+                // 32-bit one keeps bits 63:32, as on hardware (tests/diff_cpu.rs checks
+                // it against the host CPU). Then the accumulator is loaded.
+                if i.op_kind(0) == OpKind::Memory {
+                    cpu.write_op(bus, i, 0, d)?;
+                }
                 cpu.set_reg(acc_reg, d);
             }
             cpu.set_status(f);

@@ -96,3 +96,27 @@ fn loop_with_ecx_zero_extends_rcx() {
     assert_eq!(f.step(), None);
     assert_eq!(f.cpu.gpr[gpr::RCX], 4);
 }
+
+/// A failed CMPXCHG does not write a register destination (its upper half survives); the
+/// accumulator is loaded, zero-extended.
+#[test]
+fn cmpxchg_failure_leaves_a_register_destination_alone() {
+    // cmpxchg r15d, edx
+    let mut f = Fixture::new(&[0x41, 0x0f, 0xb1, 0xd7]);
+    f.cpu.gpr[gpr::RAX] = 0x1111_1111_0000_0001;
+    f.cpu.gpr[15] = 0x445f_836c_a566_e92c;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.gpr[15], 0x445f_836c_a566_e92c);
+    assert_eq!(f.cpu.gpr[gpr::RAX], 0xa566_e92c);
+    assert_eq!(f.cpu.rflags & rflags::ZF, 0);
+}
+
+/// XADD with one register as both operands leaves the sum (DEST is written last).
+#[test]
+fn xadd_of_a_register_with_itself_keeps_the_sum() {
+    // xadd r12w, r12w
+    let mut f = Fixture::new(&[0x66, 0x45, 0x0f, 0xc1, 0xe4]);
+    f.cpu.gpr[12] = 0x068e_b726_6760_540b;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.gpr[12], 0x068e_b726_6760_a816);
+}
