@@ -234,16 +234,22 @@ pub fn shift(kind: Shift, a: u64, count: u32, size: u32, flags_in: u64) -> (u64,
 }
 
 /// SHLD (`left`) / SHRD: shift `dst` by `count` (masked, non-zero), filling from `src`.
-/// With a 16-bit operand and a count above 16 the SDM leaves result and flags undefined;
-/// this model shifts through the 32-bit concatenation `dst:src` (zeros beyond it).
+/// Undefined flags: OF is the 1-bit formula (sign changed) for every count, AF is 0. With a
+/// 16-bit operand and a count above 16 the SDM leaves result and flags undefined; this model
+/// shifts through the 32-bit concatenation `dst:src` (zeros beyond it) and computes the
+/// flags from that result.
 pub fn shld_shrd(left: bool, dst: u64, src: u64, count: u32, size: u32) -> (u64, u64) {
     let bits = size * 8;
     let m = mask(size);
     let (d, s) = (dst & m, src & m);
     let (res, cf) = if left {
+        // CF is the last bit shifted out of the 2*bits-wide dst:src.
         let v: u128 = ((d as u128) << bits) | s as u128;
         let r = v << count;
-        (((r >> bits) as u64) & m, ((r >> (2 * bits)) & 1) as u64)
+        (
+            ((r >> bits) as u64) & m,
+            ((v >> (2 * bits - count)) & 1) as u64,
+        )
     } else {
         let v: u128 = ((s as u128) << bits) | d as u128;
         let r = v >> count;
@@ -342,6 +348,20 @@ mod tests {
         assert_eq!(shift(Shift::Rol, 0x81, 1, 1, 0).0, 0x03);
         assert_eq!(shift(Shift::Rcr, 0x01, 1, 1, 0), (0x00, CF));
         assert_eq!(shift(Shift::Rcl, 0x80, 1, 1, CF).0, 0x01);
+    }
+
+    /// SHLD's CF is the last bit shifted out of the destination, for 64-bit operands too
+    /// (the double-width value is 128 bits there).
+    #[test]
+    fn shld_64_bit_carry() {
+        let d = 0x6ae5_06b3_f09b_87ff_u64;
+        for count in [1u32, 14, 33, 63] {
+            let (_, f) = shld_shrd(true, d, 0, count, 8);
+            assert_eq!(f & CF != 0, (d >> (64 - count)) & 1 != 0, "count {count}");
+            let (_, f) = shld_shrd(false, d, 0, count, 8);
+            assert_eq!(f & CF != 0, (d >> (count - 1)) & 1 != 0, "count {count}");
+        }
+        assert_eq!(shld_shrd(true, 1 << 63, 0, 1, 8).1 & CF, CF);
     }
 
     #[test]
