@@ -592,6 +592,25 @@ impl Cpu {
         self.write_linear(bus, la, size, val, false)
     }
 
+    /// Check that `size` bytes at `off` could be written (segmentation, alignment, paging
+    /// of every page they touch) without writing them: an access "probe".
+    pub fn probe_write(
+        &mut self,
+        bus: &mut Bus,
+        seg: SegReg,
+        off: u64,
+        size: u32,
+    ) -> Result<(), Exception> {
+        let la = self.linear(seg, off, size, true)?;
+        self.check_alignment(la, size)?;
+        self.translate(bus, la, AccessKind::Write, false)?;
+        let last = la.wrapping_add(size as u64 - 1);
+        if last & !(PAGE_SIZE - 1) != la & !(PAGE_SIZE - 1) {
+            self.translate(bus, last, AccessKind::Write, false)?;
+        }
+        Ok(())
+    }
+
     /// Read for a read-modify-write: the translation is done as a write, so a fault on a
     /// read-only page reports W=1 and the dirty bit is set, as hardware does.
     pub fn read_mem_rmw(

@@ -296,8 +296,10 @@ fn enter(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             cpu.push(bus, frame, size)?;
         }
         let new_sp = (cpu.gpr[gpr::RSP] & sm).wrapping_sub(alloc) & sm;
-        // The final stack pointer must be writable (hardware probes it).
-        cpu.linear(SegReg::Ss, new_sp, 1, true)?;
+        // ENTER ends with a write check of an operand-sized word at the final stack
+        // pointer (segmentation and paging; nothing is written), so a frame that runs
+        // off the stack faults here, not at its first use.
+        cpu.probe_write(bus, SegReg::Ss, new_sp, size)?;
         let bpreg = match size {
             2 => Register::BP,
             4 => Register::EBP,

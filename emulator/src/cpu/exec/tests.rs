@@ -3,7 +3,7 @@
 
 use crate::addr::GuestPhysAddr;
 use crate::bus::Bus;
-use crate::cpu::exception::Exception;
+use crate::cpu::exception::{vector, Exception};
 use crate::cpu::regs::{cr0, cr4, efer, gpr, rflags, seg_attr, SegReg, Segment};
 use crate::cpu::{Cpu, CpuStop, Step};
 use crate::devices::PortBus;
@@ -69,6 +69,10 @@ impl Fixture {
             other => panic!("unexpected {other:?}"),
         }
     }
+
+    fn read(&self, pa: u64, size: usize) -> u64 {
+        self.bus.mem.read(GuestPhysAddr(pa), size).unwrap()
+    }
 }
 
 /// A 32-bit address size updates ESI/EDI/ECX as 32-bit registers: bits 63:32 become 0.
@@ -119,4 +123,27 @@ fn xadd_of_a_register_with_itself_keeps_the_sum() {
     f.cpu.gpr[12] = 0x068e_b726_6760_540b;
     assert_eq!(f.step(), None);
     assert_eq!(f.cpu.gpr[12], 0x068e_b726_6760_a816);
+}
+
+/// ENTER write-checks its final stack pointer: a frame that ends on an unmapped page
+/// faults (#PF, W=1, U=1) and changes nothing.
+#[test]
+fn enter_probes_the_final_stack_pointer() {
+    // enter 0x2000, 0: RSP 0x9000 - 8 - 0x2000 ... wraps below 0 into unmapped space.
+    let mut f = Fixture::new(&[0xc8, 0x00, 0x20, 0x00]);
+    f.cpu.gpr[gpr::RSP] = 0x1800;
+    f.cpu.gpr[gpr::RBP] = 0x4242;
+    let e = f.step().expect("#PF");
+    assert_eq!(e.vector, vector::PF);
+    assert_eq!(e.cr2, Some(0x1800u64.wrapping_sub(8 + 0x2000)));
+    assert_eq!(e.error_code, Some(0b110));
+    assert_eq!(f.cpu.gpr[gpr::RSP], 0x1800);
+    assert_eq!(f.cpu.gpr[gpr::RBP], 0x4242);
+    assert_eq!(f.cpu.rip, CODE);
+    // Inside the mapped area it succeeds.
+    let mut f = Fixture::new(&[0xc8, 0x00, 0x01, 0x00]);
+    f.cpu.gpr[gpr::RBP] = 0x4242;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.gpr[gpr::RSP], 0x9000 - 8 - 0x100);
+    assert_eq!(f.read(0x9000 - 8, 8), 0x4242);
 }
