@@ -3,9 +3,13 @@
 //! the caller merges them into RFLAGS. Being pure, they are unit-tested and fuzzed against
 //! the host CPU directly.
 //!
-//! Undefined flags (SDM "undefined"): this CPU model uses one fixed policy, documented in
-//! README ("Undefined flags"): SF, ZF and PF are computed from the result, AF and OF are 0,
-//! unless the function's doc says otherwise. Tests mask the flags the SDM calls undefined.
+//! Undefined flags (SDM "undefined"): this CPU model follows one fixed policy, documented in
+//! ARCHITECTURE.md ("Undefined flags policy"): an undefined SF, ZF or PF is computed from the
+//! result, an undefined AF is 0, and an undefined OF is 0 except after shifts and rotates,
+//! where it follows the 1-bit formula for every count (see [`shift`] and [`shld_shrd`]).
+//! Instructions without such a result (DIV/IDIV, BT*, BSF/BSR) leave undefined flags
+//! unchanged; that is decided in `exec/arith.rs`. The differential test against the host CPU
+//! (tests/diff_cpu.rs) masks every flag the SDM calls undefined.
 
 use super::regs::rflags::{AF, CF, OF, PF, SF, ZF};
 
@@ -147,7 +151,9 @@ pub enum Shift {
 /// RCL/RCR and the flags rotates leave alone. Returns (result, status flags).
 ///
 /// Policy for undefined flags: OF is computed with the count-1 formula for every count;
-/// AF is 0 after shifts; rotates leave SF/ZF/AF/PF unchanged as the SDM specifies.
+/// AF is 0 after shifts; CF of SHL/SHR with a count of at least the operand width is the
+/// last bit shifted out (0 beyond the width); rotates leave SF/ZF/AF/PF unchanged as the SDM
+/// specifies.
 pub fn shift(kind: Shift, a: u64, count: u32, size: u32, flags_in: u64) -> (u64, u64) {
     let bits = size * 8;
     let m = mask(size);

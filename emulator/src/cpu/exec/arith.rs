@@ -3,7 +3,7 @@
 
 use super::super::alu::{self, mask, sext, Shift};
 use super::super::exception::Exception;
-use super::super::regs::rflags::{self, AF, CF, SF, ZF};
+use super::super::regs::rflags::{self, AF, CF, ZF};
 use super::{op_size, ExecResult};
 use crate::bus::Bus;
 use crate::cpu::Cpu;
@@ -161,7 +161,10 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                         0
                     }
                 }
-                _ => (if s == 0 { CF } else { 0 }) | (if r == 0 { ZF } else { 0 }),
+                // ZF (result 0) and CF (source 0) are defined; the undefined SF and PF
+                // come from the result, AF and OF are 0 (ARCHITECTURE.md, "Undefined
+                // flags policy").
+                _ => (if s == 0 { CF } else { 0 }) | alu::szp(r, size),
             };
             cpu.set_status(f);
         }
@@ -387,7 +390,8 @@ fn bmi(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             let b = cpu.read_op(bus, i, 2)?;
             let r = !a & b & msk;
             cpu.set_reg(dst, r);
-            cpu.set_status(alu::szp(r, size) & (SF | ZF));
+            // SF, ZF from the result, CF = OF = 0; undefined PF from the result, AF 0.
+            cpu.set_status(alu::szp(r, size));
         }
         M::Bextr => {
             let src = cpu.read_op(bus, i, 1)? & msk;
@@ -401,7 +405,8 @@ fn bmi(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                 shifted & ((1u64 << len) - 1)
             } & msk;
             cpu.set_reg(dst, r);
-            cpu.set_status(if r == 0 { ZF } else { 0 });
+            // ZF defined, CF = OF = 0; undefined SF and PF from the result, AF 0.
+            cpu.set_status(alu::szp(r, size));
         }
         M::Blsi | M::Blsmsk | M::Blsr => {
             let s = cpu.read_op(bus, i, 1)? & msk;
@@ -415,7 +420,9 @@ fn bmi(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                 M::Blsi => s != 0,
                 _ => s == 0,
             };
-            let mut f = alu::szp(r, size) & (SF | ZF);
+            // SF, ZF, CF defined (BLSMSK clears ZF), OF = 0; undefined PF from the
+            // result, AF 0.
+            let mut f = alu::szp(r, size);
             if m == M::Blsmsk {
                 f &= !ZF;
             }
@@ -426,7 +433,8 @@ fn bmi(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             let n = (cpu.reg(i.op_register(2)) & 0xff) as u32;
             let r = if n >= bits { s } else { s & ((1u64 << n) - 1) };
             cpu.set_reg(dst, r);
-            let f = (alu::szp(r, size) & (SF | ZF)) | if n > bits - 1 { CF } else { 0 };
+            // SF, ZF, CF defined, OF = 0; undefined PF from the result, AF 0.
+            let f = alu::szp(r, size) | if n > bits - 1 { CF } else { 0 };
             cpu.set_status(f);
         }
         M::Pdep | M::Pext => {

@@ -147,3 +147,30 @@ fn enter_probes_the_final_stack_pointer() {
     assert_eq!(f.cpu.gpr[gpr::RSP], 0x9000 - 8 - 0x100);
     assert_eq!(f.read(0x9000 - 8, 8), 0x4242);
 }
+
+/// The undefined-flags policy (ARCHITECTURE.md): instructions with a result compute an
+/// undefined SF/ZF/PF from it and clear an undefined AF/OF; DIV, BT and BSF leave undefined
+/// flags as they were.
+#[test]
+fn undefined_flags_follow_the_documented_policy() {
+    let status = rflags::CF | rflags::PF | rflags::AF | rflags::ZF | rflags::SF | rflags::OF;
+    // tzcnt eax, ecx (ecx = 8: result 3, parity even); div ecx; bt eax, 0; bsf eax, edx
+    let mut f = Fixture::new(&[
+        0xf3, 0x0f, 0xbc, 0xc1, 0xf7, 0xf1, 0x0f, 0xba, 0xe0, 0x00, 0x0f, 0xbc, 0xc2,
+    ]);
+    f.cpu.gpr[gpr::RCX] = 8;
+    f.cpu.rflags |= status;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.gpr[gpr::RAX], 3);
+    assert_eq!(f.cpu.rflags & status, rflags::PF);
+    f.cpu.rflags |= rflags::SF | rflags::AF;
+    f.cpu.gpr[gpr::RDX] = 0;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.rflags & status, rflags::PF | rflags::SF | rflags::AF);
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.rflags & status, rflags::PF | rflags::SF | rflags::AF);
+    f.cpu.gpr[gpr::RDX] = 0x10;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.gpr[gpr::RAX], 4);
+    assert_eq!(f.cpu.rflags & status, rflags::PF | rflags::SF | rflags::AF);
+}
