@@ -1,0 +1,409 @@
+//! The instruction forms under test: iced-x86's `Code` values grouped into classes, and
+//! the facts about each form the generator needs (stack use, implicit registers, sizes).
+//!
+//! A form is tested if its mnemonic belongs to a class, both Intel and AMD decode it the
+//! same way in 64-bit mode, the host CPU has it, and every operand is a general register,
+//! memory, an immediate, a near branch or a string operand (see `eligible`).
+
+use iced_x86::{
+    Code, CpuidFeature, DecoderOptions, EncodingKind, Instruction, MemorySize, Mnemonic as M,
+    OpCodeOperandKind as K,
+};
+
+/// Longest legal instruction (a longer one is #UD, not tested here).
+pub(super) const MAX_INSN_LEN: usize = 15;
+
+/// Instruction classes: what the run counts, and what a case is drawn from (a class
+/// uniformly, then one of its forms uniformly).
+pub const CLASSES: &[(&str, &[M])] = &[
+    ("mov", &[M::Mov]),
+    ("movzx/movsx/movsxd", &[M::Movzx, M::Movsx, M::Movsxd]),
+    ("lea", &[M::Lea]),
+    ("xchg", &[M::Xchg]),
+    ("cmpxchg", &[M::Cmpxchg]),
+    ("cmpxchg8b/16b", &[M::Cmpxchg8b, M::Cmpxchg16b]),
+    ("xadd", &[M::Xadd]),
+    (
+        "add/adc/sub/sbb/cmp",
+        &[M::Add, M::Adc, M::Sub, M::Sbb, M::Cmp],
+    ),
+    ("and/or/xor", &[M::And, M::Or, M::Xor]),
+    ("not/neg", &[M::Not, M::Neg]),
+    ("inc/dec", &[M::Inc, M::Dec]),
+    ("test", &[M::Test]),
+    ("mul/imul", &[M::Mul, M::Imul]),
+    ("div/idiv", &[M::Div, M::Idiv]),
+    ("shl/sal/shr/sar", &[M::Shl, M::Sal, M::Shr, M::Sar]),
+    ("rol/ror/rcl/rcr", &[M::Rol, M::Ror, M::Rcl, M::Rcr]),
+    ("shld/shrd", &[M::Shld, M::Shrd]),
+    ("bt/bts/btr/btc", &[M::Bt, M::Bts, M::Btr, M::Btc]),
+    ("bsf/bsr", &[M::Bsf, M::Bsr]),
+    ("tzcnt/lzcnt/popcnt", &[M::Tzcnt, M::Lzcnt, M::Popcnt]),
+    ("bswap", &[M::Bswap]),
+    (
+        "setcc",
+        &[
+            M::Seto,
+            M::Setno,
+            M::Setb,
+            M::Setae,
+            M::Sete,
+            M::Setne,
+            M::Setbe,
+            M::Seta,
+            M::Sets,
+            M::Setns,
+            M::Setp,
+            M::Setnp,
+            M::Setl,
+            M::Setge,
+            M::Setle,
+            M::Setg,
+        ],
+    ),
+    (
+        "cmovcc",
+        &[
+            M::Cmovo,
+            M::Cmovno,
+            M::Cmovb,
+            M::Cmovae,
+            M::Cmove,
+            M::Cmovne,
+            M::Cmovbe,
+            M::Cmova,
+            M::Cmovs,
+            M::Cmovns,
+            M::Cmovp,
+            M::Cmovnp,
+            M::Cmovl,
+            M::Cmovge,
+            M::Cmovle,
+            M::Cmovg,
+        ],
+    ),
+    (
+        "jcc",
+        &[
+            M::Jo,
+            M::Jno,
+            M::Jb,
+            M::Jae,
+            M::Je,
+            M::Jne,
+            M::Jbe,
+            M::Ja,
+            M::Js,
+            M::Jns,
+            M::Jp,
+            M::Jnp,
+            M::Jl,
+            M::Jge,
+            M::Jle,
+            M::Jg,
+        ],
+    ),
+    ("jmp/call/ret", &[M::Jmp, M::Call, M::Ret]),
+    (
+        "loop/jrcxz",
+        &[M::Loop, M::Loope, M::Loopne, M::Jrcxz, M::Jecxz],
+    ),
+    ("push/pop", &[M::Push, M::Pop]),
+    ("pushf/popf", &[M::Pushf, M::Pushfq, M::Popf, M::Popfq]),
+    ("enter/leave", &[M::Enter, M::Leave]),
+    (
+        "cbw/cwde/cdqe/cwd/cdq/cqo",
+        &[M::Cbw, M::Cwde, M::Cdqe, M::Cwd, M::Cdq, M::Cqo],
+    ),
+    (
+        "movs/stos/lods/scas/cmps",
+        &[
+            M::Movsb,
+            M::Movsw,
+            M::Movsd,
+            M::Movsq,
+            M::Stosb,
+            M::Stosw,
+            M::Stosd,
+            M::Stosq,
+            M::Lodsb,
+            M::Lodsw,
+            M::Lodsd,
+            M::Lodsq,
+            M::Scasb,
+            M::Scasw,
+            M::Scasd,
+            M::Scasq,
+            M::Cmpsb,
+            M::Cmpsw,
+            M::Cmpsd,
+            M::Cmpsq,
+        ],
+    ),
+    ("lahf/sahf", &[M::Lahf, M::Sahf]),
+    (
+        "cmc/clc/stc/cld/std",
+        &[M::Cmc, M::Clc, M::Stc, M::Cld, M::Std],
+    ),
+    ("nop/pause", &[M::Nop, M::Pause]),
+    ("xlat", &[M::Xlatb]),
+    ("movbe", &[M::Movbe]),
+    (
+        "andn/bextr/blsi/blsmsk/blsr",
+        &[M::Andn, M::Bextr, M::Blsi, M::Blsmsk, M::Blsr],
+    ),
+    (
+        "bzhi/pdep/pext/sarx/shlx/shrx/rorx/mulx",
+        &[
+            M::Bzhi,
+            M::Pdep,
+            M::Pext,
+            M::Sarx,
+            M::Shlx,
+            M::Shrx,
+            M::Rorx,
+            M::Mulx,
+        ],
+    ),
+];
+
+/// RSP, RCX, ... as bit masks over GPR numbers.
+pub(super) const fn bit(r: usize) -> u16 {
+    1 << r
+}
+pub const RAX: usize = 0;
+pub const RCX: usize = 1;
+pub const RDX: usize = 2;
+pub const RBX: usize = 3;
+pub const RSP: usize = 4;
+pub const RBP: usize = 5;
+pub const RSI: usize = 6;
+pub const RDI: usize = 7;
+
+/// Status flags and DF in RFLAGS.
+pub mod fl {
+    pub const CF: u64 = 1 << 0;
+    pub const PF: u64 = 1 << 2;
+    pub const AF: u64 = 1 << 4;
+    pub const ZF: u64 = 1 << 6;
+    pub const SF: u64 = 1 << 7;
+    pub const TF: u64 = 1 << 8;
+    pub const IF: u64 = 1 << 9;
+    pub const DF: u64 = 1 << 10;
+    pub const OF: u64 = 1 << 11;
+    pub const NT: u64 = 1 << 14;
+    pub const AC: u64 = 1 << 18;
+    pub const ID: u64 = 1 << 21;
+    pub const FIXED: u64 = 1 << 1;
+    pub const STATUS: u64 = CF | PF | AF | ZF | SF | OF;
+}
+
+/// The forms of each class.
+pub struct Catalogue {
+    pub classes: Vec<(&'static str, Vec<Code>)>,
+}
+
+impl Catalogue {
+    pub fn build() -> Catalogue {
+        let mut classes: Vec<(&'static str, Vec<Code>)> =
+            CLASSES.iter().map(|(n, _)| (*n, Vec::new())).collect();
+        for code in Code::values() {
+            let m = code.mnemonic();
+            let Some(ci) = CLASSES.iter().position(|(_, ms)| ms.contains(&m)) else {
+                continue;
+            };
+            if eligible(code) {
+                classes[ci].1.push(code);
+            }
+        }
+        Catalogue { classes }
+    }
+
+    pub fn class_of(&self, code: Code) -> Option<usize> {
+        self.classes.iter().position(|c| c.1.contains(&code))
+    }
+}
+
+/// Operand kinds the generator can fill in.
+pub(super) fn supported_kind(k: K) -> bool {
+    matches!(
+        k,
+        K::r8_or_mem
+            | K::r16_or_mem
+            | K::r32_or_mem
+            | K::r64_or_mem
+            | K::mem
+            | K::mem_offs
+            | K::r8_reg
+            | K::r8_opcode
+            | K::r16_reg
+            | K::r16_rm
+            | K::r16_opcode
+            | K::r32_reg
+            | K::r32_rm
+            | K::r32_opcode
+            | K::r32_vvvv
+            | K::r64_reg
+            | K::r64_rm
+            | K::r64_opcode
+            | K::r64_vvvv
+            | K::seg_reg
+            | K::al
+            | K::cl
+            | K::ax
+            | K::eax
+            | K::rax
+            | K::imm8
+            | K::imm8_const_1
+            | K::imm8sex16
+            | K::imm8sex32
+            | K::imm8sex64
+            | K::imm16
+            | K::imm32
+            | K::imm32sex64
+            | K::imm64
+            | K::seg_rSI
+            | K::es_rDI
+            | K::seg_rBX_al
+            | K::br64_1
+            | K::br64_4
+    )
+}
+
+pub(super) fn is_near_branch(m: M) -> bool {
+    matches!(
+        m,
+        M::Jmp | M::Call | M::Ret | M::Loop | M::Loope | M::Loopne | M::Jrcxz | M::Jecxz
+    ) || is_jcc(m)
+}
+
+pub(super) fn is_jcc(m: M) -> bool {
+    CLASSES.iter().any(|(n, ms)| *n == "jcc" && ms.contains(&m))
+}
+
+/// Whether the host CPU has what `code` needs.
+pub(super) fn host_supports(code: Code) -> bool {
+    Instruction::with(code)
+        .cpuid_features()
+        .iter()
+        .all(|f| match f {
+            CpuidFeature::BMI1 => std::arch::is_x86_feature_detected!("bmi1"),
+            CpuidFeature::BMI2 => std::arch::is_x86_feature_detected!("bmi2"),
+            CpuidFeature::LZCNT => std::arch::is_x86_feature_detected!("lzcnt"),
+            CpuidFeature::POPCNT => std::arch::is_x86_feature_detected!("popcnt"),
+            CpuidFeature::MOVBE => std::arch::is_x86_feature_detected!("movbe"),
+            CpuidFeature::CMPXCHG16B => std::arch::is_x86_feature_detected!("cmpxchg16b"),
+            _ => true,
+        })
+}
+
+/// A form is tested if both vendors decode it the same way in 64-bit mode and the
+/// generator can fill in all its operands.
+pub(super) fn eligible(code: Code) -> bool {
+    let op = code.op_code();
+    if !op.is_instruction()
+        || !op.mode64()
+        || !op.amd_decoder64()
+        || !op.intel_decoder64()
+        || op.decoder_option() != DecoderOptions::NONE
+    {
+        return false;
+    }
+    match op.encoding() {
+        EncodingKind::Legacy => {}
+        EncodingKind::VEX if op.l() == 0 => {}
+        _ => return false,
+    }
+    if !op.op_kinds().iter().all(|k| supported_kind(*k)) {
+        return false;
+    }
+    // Far JMP/CALL through memory: they load CS from a descriptor table.
+    if matches!(
+        op.memory_size(),
+        MemorySize::SegPtr16 | MemorySize::SegPtr32 | MemorySize::SegPtr64
+    ) {
+        return false;
+    }
+    // A segment register only as the source of MOV (loading one needs descriptors).
+    if op.op_kinds().iter().skip(1).any(|k| *k == K::seg_reg) && op.mnemonic() != M::Mov
+        || op.op_kind(0) == K::seg_reg
+    {
+        return false;
+    }
+    // In 64-bit mode Intel ignores 66h on near branches and AMD honours it (a 16-bit IP):
+    // vendor-specific, so only the 64-bit forms are tested.
+    if is_near_branch(op.mnemonic()) && op.operand_size() == 16 {
+        return false;
+    }
+    host_supports(code)
+}
+
+/// Stack users: RSP must point into the arena with room around it.
+pub(super) fn uses_stack(m: M) -> bool {
+    matches!(
+        m,
+        M::Push
+            | M::Pop
+            | M::Call
+            | M::Ret
+            | M::Pushf
+            | M::Pushfq
+            | M::Popf
+            | M::Popfq
+            | M::Enter
+            | M::Leave
+    )
+}
+
+pub(super) fn is_string(m: M) -> bool {
+    CLASSES
+        .iter()
+        .any(|(n, ms)| n.starts_with("movs/") && ms.contains(&m))
+}
+
+/// Registers an instruction reads or writes implicitly with values the generator plans
+/// (dividends, counts, accumulators): the memory planner does not use them for addresses.
+pub(super) fn implicit_regs(m: M, code: Code) -> u16 {
+    let op = code.op_code();
+    let uses_cl = op.op_kinds().contains(&K::cl);
+    let mut r = match m {
+        M::Mul | M::Imul | M::Div | M::Idiv | M::Mulx => bit(RAX) | bit(RDX),
+        M::Cmpxchg => bit(RAX),
+        M::Cmpxchg8b | M::Cmpxchg16b => bit(RAX) | bit(RDX) | bit(RBX) | bit(RCX),
+        M::Xlatb => bit(RAX) | bit(RBX),
+        M::Enter | M::Leave => bit(RBP),
+        M::Loop | M::Loope | M::Loopne | M::Jrcxz | M::Jecxz => bit(RCX),
+        _ => 0,
+    };
+    if is_string(m) {
+        r |= bit(RSI) | bit(RDI) | bit(RCX) | bit(RAX);
+    }
+    if uses_cl {
+        r |= bit(RCX);
+    }
+    r
+}
+
+/// Operand size in bytes of a form: its memory operand's size, else its first register's.
+pub fn operand_bytes(code: Code) -> usize {
+    let op = code.op_code();
+    let m = op.memory_size().size();
+    if m != 0 && m <= 8 {
+        return m;
+    }
+    for k in op.op_kinds() {
+        let s = match k {
+            K::r8_or_mem | K::r8_reg | K::r8_opcode | K::al => 1,
+            K::r16_or_mem | K::r16_reg | K::r16_rm | K::r16_opcode | K::ax => 2,
+            K::r32_or_mem | K::r32_reg | K::r32_rm | K::r32_opcode | K::r32_vvvv | K::eax => 4,
+            K::r64_or_mem | K::r64_reg | K::r64_rm | K::r64_opcode | K::r64_vvvv | K::rax => 8,
+            _ => continue,
+        };
+        return s;
+    }
+    if m != 0 {
+        m
+    } else {
+        8
+    }
+}
