@@ -336,3 +336,15 @@ fn qemu_cross_check_exception_selftest() {
     cross_check(&["--cmdline", "selftest=exceptions"]);
     cross_check(&["--cmdline", "selftest=exceptions", "--tlb", "off"]);
 }
+
+#[test]
+fn unimplemented_instruction_can_raise_ud_instead() {
+    // FLD1 with --unimplemented ud: #UD is delivered; with no IDT that escalates to a
+    // triple fault, whose report names #UD first.
+    let k = Scratch::new("fpu-ud", &pvh_elf(&[0xd9, 0xe8, 0xf4]));
+    let o = vmscope(&["boot", "--kernel", k.path(), "--unimplemented", "ud"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(140), "{err}");
+    assert!(err.contains("triple fault: #UD"), "{err}");
+    assert!(err.contains("unimplemented instruction"), "{err}");
+}

@@ -36,6 +36,8 @@ pub struct MachineConfig {
     pub tlb_entries: usize,
     /// Stop after this many instructions (None: run until the guest stops).
     pub max_insns: Option<u64>,
+    /// Raise #UD at unimplemented instructions instead of stopping (exit 141).
+    pub ud_on_unimplemented: bool,
 }
 
 impl Default for MachineConfig {
@@ -45,6 +47,7 @@ impl Default for MachineConfig {
             tlb_mode: TlbMode::On,
             tlb_entries: DEFAULT_TLB_ENTRIES,
             max_insns: None,
+            ud_on_unimplemented: false,
         }
     }
 }
@@ -106,7 +109,8 @@ impl Machine {
         );
         io.register(DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, Box::new(DebugExit));
         let bus = Bus::new(mem, io);
-        let cpu = Cpu::new(0, config.tlb_entries, config.tlb_mode);
+        let mut cpu = Cpu::new(0, config.tlb_entries, config.tlb_mode);
+        cpu.stop_on_unimplemented = !config.ud_on_unimplemented;
         Ok(Machine {
             cpu,
             bus,

@@ -41,6 +41,12 @@ enum TlbArg {
     Check,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum UnimplementedArg {
+    Stop,
+    Ud,
+}
+
 #[derive(Args)]
 struct BootArgs {
     /// Kernel ELF with a PVH entry note [default: the built-in guest-os kernel].
@@ -67,6 +73,10 @@ struct BootArgs {
     /// Stop after N instructions (exit status 143).
     #[arg(long, value_name = "N")]
     max_insns: Option<u64>,
+    /// At an instruction vmscope does not implement: stop with a report (exit 141), or
+    /// raise #UD in the guest as a CPU without that feature would (logged once).
+    #[arg(long, value_enum, default_value = "stop")]
+    unimplemented: UnimplementedArg,
 }
 
 /// Sizes as QEMU's -m takes them: plain numbers are MiB; K, M, G, T suffixes (binary).
@@ -144,6 +154,7 @@ fn boot(a: BootArgs) -> Result<i32, String> {
         },
         tlb_entries: a.tlb_entries,
         max_insns: a.max_insns,
+        ud_on_unimplemented: a.unimplemented == UnimplementedArg::Ud,
     };
     let mut m = Machine::new(config, ConsoleSink::Stdout).map_err(|e| e.to_string())?;
     m.load_pvh(&kernel, &name, &a.cmdline, initrd.as_deref())

@@ -112,6 +112,9 @@ pub struct Cpu {
     unimplemented_seen: HashSet<String>,
     /// Set when #UD was raised for an instruction this CPU does not implement.
     pub last_unimplemented: Option<String>,
+    /// Stop the machine at an unimplemented instruction (default) instead of raising #UD,
+    /// which is what the guest would see on a CPU without the feature.
+    pub stop_on_unimplemented: bool,
     /// Exceptions delivered, most recent last (bounded; for the stop report).
     pub recent_exceptions: Vec<(u64, Exception)>,
     /// Every delivered event, when a trace asks for them.
@@ -166,6 +169,7 @@ impl Cpu {
             decode_cache: vec![empty; DECODE_CACHE_SLOTS],
             unimplemented_seen: HashSet::new(),
             last_unimplemented: None,
+            stop_on_unimplemented: true,
             recent_exceptions: Vec::new(),
             deliveries: None,
         };
@@ -811,8 +815,11 @@ impl Cpu {
                 // Faults restart the instruction: report the faulting RIP.
                 self.rip = self.insn_rip;
                 if self.last_unimplemented.is_some() {
-                    // An emulator limit, not guest behaviour: stop instead of delivering #UD.
-                    return Step::Ok;
+                    if self.stop_on_unimplemented {
+                        // An emulator limit, not guest behaviour: the machine stops.
+                        return Step::Ok;
+                    }
+                    self.last_unimplemented = None;
                 }
                 match self.deliver_exception(bus, e) {
                     Ok(()) => Step::Ok,
