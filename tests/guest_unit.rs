@@ -2,7 +2,8 @@
 //! parsers and allocator, and later the kernel's mm algorithms) so that the one test command
 //! covers them. They build for the host target in their own target directory.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 
 fn host_triple() -> String {
@@ -17,23 +18,16 @@ fn host_triple() -> String {
 }
 
 fn cargo_test_in(dir: &str, package: &str) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(root.join(dir))
-        .args([
-            "test",
-            "-p",
-            package,
-            "--target",
-            &host_triple(),
-            "--target-dir",
-        ])
-        .arg(root.join("target").join("guest-host"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k == "RUSTFLAGS" {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = common::guest_cargo(dir);
+    cmd.args([
+        "test",
+        "-p",
+        package,
+        "--target",
+        &host_triple(),
+        "--target-dir",
+    ])
+    .arg(common::root().join("target").join("guest-host"));
     let out = cmd.output().expect("run cargo test");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -3,39 +3,29 @@
 //! the host. Output and exit status must be identical in all three, and no instruction may
 //! be unimplemented.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::root;
+use std::path::PathBuf;
 use std::process::Command;
 use vmscope::linux_user::{run_static_elf, UserExit};
 
 const MAX_INSNS: u64 = 50_000_000;
 const TARGET: &str = "x86_64-unknown-none";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// Build guest-programs with `profile`; returns the directory holding the binaries.
 fn build(profile: &str) -> PathBuf {
     let target_dir = root().join("target").join("guest-programs");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(root().join("guest-programs"))
-        .args([
-            "build",
-            "--profile",
-            profile,
-            "--target",
-            TARGET,
-            "--target-dir",
-        ])
-        .arg(&target_dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k == "RUSTFLAGS" {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = common::guest_cargo("guest-programs");
+    cmd.args([
+        "build",
+        "--profile",
+        profile,
+        "--target",
+        TARGET,
+        "--target-dir",
+    ])
+    .arg(&target_dir);
     let out = cmd.output().expect("run cargo");
     assert!(
         out.status.success(),

@@ -171,32 +171,9 @@ pub const CLASSES: &[(&str, &[M])] = &[
 pub(super) const fn bit(r: usize) -> u16 {
     1 << r
 }
-pub const RAX: usize = 0;
-pub const RCX: usize = 1;
-pub const RDX: usize = 2;
-pub const RBX: usize = 3;
-pub const RSP: usize = 4;
-pub const RBP: usize = 5;
-pub const RSI: usize = 6;
-pub const RDI: usize = 7;
-
-/// Status flags and DF in RFLAGS.
-pub mod fl {
-    pub const CF: u64 = 1 << 0;
-    pub const PF: u64 = 1 << 2;
-    pub const AF: u64 = 1 << 4;
-    pub const ZF: u64 = 1 << 6;
-    pub const SF: u64 = 1 << 7;
-    pub const TF: u64 = 1 << 8;
-    pub const IF: u64 = 1 << 9;
-    pub const DF: u64 = 1 << 10;
-    pub const OF: u64 = 1 << 11;
-    pub const NT: u64 = 1 << 14;
-    pub const AC: u64 = 1 << 18;
-    pub const ID: u64 = 1 << 21;
-    pub const FIXED: u64 = 1 << 1;
-    pub const STATUS: u64 = CF | PF | AF | ZF | SF | OF;
-}
+// GPR numbers and RFLAGS bits: the emulator's own definitions.
+pub use vmscope::cpu::regs::gpr::{RAX, RBP, RBX, RCX, RDI, RDX, RSI, RSP};
+pub use vmscope::cpu::regs::rflags as fl;
 
 /// The forms of each class.
 pub struct Catalogue {

@@ -144,10 +144,7 @@ fn jmp(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
 /// Far JMP to a code segment at the current privilege level (real mode: just load).
 fn far_jump(cpu: &mut Cpu, bus: &mut Bus, sel: u16, off: u64) -> ExecResult {
     if !cpu.protected() {
-        let cs = &mut cpu.seg[SegReg::Cs as usize];
-        cs.selector = sel;
-        cs.base = (sel as u64) << 4;
-        cpu.rip = off & 0xffff;
+        load_real_mode_cs(cpu, sel, off);
         return Ok(());
     }
     let (d, raw) = cpu.far_code_descriptor(bus, sel)?;
@@ -156,6 +153,14 @@ fn far_jump(cpu: &mut Cpu, bus: &mut Bus, sel: u16, off: u64) -> ExecResult {
     cpu.commit_cs(bus, d, raw, cpl)?;
     cpu.rip = off;
     Ok(())
+}
+
+/// Real-mode far transfer: CS = selector, base = selector * 16, IP is 16 bits.
+fn load_real_mode_cs(cpu: &mut Cpu, sel: u16, off: u64) {
+    let cs = &mut cpu.seg[SegReg::Cs as usize];
+    cs.selector = sel;
+    cs.base = (sel as u64) << 4;
+    cpu.rip = off & 0xffff;
 }
 
 /// The offset must be within the new CS limit (or canonical for a 64-bit segment).
@@ -182,10 +187,7 @@ fn call(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         if !cpu.protected() {
             cpu.push(bus, old_cs, size)?;
             cpu.push(bus, ret, size)?;
-            let cs = &mut cpu.seg[SegReg::Cs as usize];
-            cs.selector = sel;
-            cs.base = (sel as u64) << 4;
-            cpu.rip = off & 0xffff;
+            load_real_mode_cs(cpu, sel, off);
             return Ok(());
         }
         let (d, raw) = cpu.far_code_descriptor(bus, sel)?;
@@ -225,10 +227,7 @@ fn retf(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     let off = cpu.read_mem(bus, SegReg::Ss, at(0), size)?;
     let sel = cpu.read_mem(bus, SegReg::Ss, at(1), size)? as u16;
     if !cpu.protected() {
-        let cs = &mut cpu.seg[SegReg::Cs as usize];
-        cs.selector = sel;
-        cs.base = (sel as u64) << 4;
-        cpu.rip = off & 0xffff;
+        load_real_mode_cs(cpu, sel, off);
         adjust_sp(cpu, 2 * size as u64 + imm);
         return Ok(());
     }
@@ -256,14 +255,10 @@ fn retf(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     let ss = stack_for_return(cpu, bus, ss_sel, rpl, d.long())?;
     cpu.commit_cs(bus, d, raw, rpl)?;
     cpu.seg[SegReg::Ss as usize] = ss;
-    cpu.gpr[gpr::RSP] = new_sp.wrapping_add(imm) & mask(stack_bytes(cpu));
+    cpu.gpr[gpr::RSP] = new_sp.wrapping_add(imm) & mask(cpu.stack_size());
     cpu.rip = off;
     null_inaccessible_segments(cpu);
     Ok(())
-}
-
-fn stack_bytes(cpu: &Cpu) -> u32 {
-    cpu.stack_size()
 }
 
 /// CS checks of RETF/IRET: a code segment whose DPL fits the selector's RPL.
@@ -405,10 +400,7 @@ fn iret(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         let ip = cpu.pop(bus, size)?;
         let cs = cpu.pop(bus, size)? as u16;
         let fl = cpu.pop(bus, size)?;
-        let s = &mut cpu.seg[SegReg::Cs as usize];
-        s.selector = cs;
-        s.base = (cs as u64) << 4;
-        cpu.rip = ip & 0xffff;
+        load_real_mode_cs(cpu, cs, ip);
         let keep = if size == 2 {
             !0xffffu64
         } else {
