@@ -5,57 +5,9 @@
 //! QEMU tests print a visible SKIP when qemu-system-x86_64 is missing, unless
 //! VMSCOPE_REQUIRE_QEMU=1 (as in CI), when they fail instead.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-const VMSCOPE: &str = env!("CARGO_BIN_EXE_vmscope");
-
-fn vmscope(args: &[&str]) -> Output {
-    Command::new(VMSCOPE)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run vmscope")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn qemu_present() -> bool {
-    let ok = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("VMSCOPE_REQUIRE_QEMU").as_deref() == Ok("1") {
-            panic!("qemu-system-x86_64 is required (VMSCOPE_REQUIRE_QEMU=1) but was not found");
-        }
-        eprintln!("SKIP: qemu-system-x86_64 not found; the QEMU cross-check did not run");
-    }
-    ok
-}
-
-/// A scratch file that is removed afterwards.
-struct Scratch(PathBuf);
-impl Scratch {
-    fn new(name: &str, data: &[u8]) -> Self {
-        let p = std::env::temp_dir().join(format!("vmscope-test-{}-{name}", std::process::id()));
-        std::fs::write(&p, data).unwrap();
-        Scratch(p)
-    }
-    fn path(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use common::{qemu_present, stderr, stdout, vmscope, Scratch};
 
 /// A minimal PVH kernel: one RWX PT_LOAD at 1 MiB holding the headers, the Xen
 /// PHYS32_ENTRY note and `code`, which runs in 32-bit protected mode.

@@ -21,6 +21,11 @@ pub fn available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// The QEMU CPU model closest to vmscope's: QEMU's default `qemu64` plus the paging
+/// features vmscope implements and advertises (SMEP, SMAP, 1 GiB pages). NX is already in
+/// `qemu64`.
+pub const QEMU_CPU: &str = "qemu64,+smep,+smap,+pdpe1gb";
+
 /// `qemu-system-x86_64` with the flags of the vmscope machine. `mem_mib` is in MiB.
 pub fn command(kernel: &Path, initrd: Option<&Path>, cmdline: &str, mem_mib: u64) -> Command {
     let mut c = Command::new(qemu_binary());
@@ -36,6 +41,7 @@ pub fn command(kernel: &Path, initrd: Option<&Path>, cmdline: &str, mem_mib: u64
             "none",
         ])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        .args(["-cpu", QEMU_CPU])
         .args(["-m", &format!("{mem_mib}M")])
         .args(["-append", cmdline]);
     if let Some(i) = initrd {

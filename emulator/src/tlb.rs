@@ -59,8 +59,10 @@ pub struct TlbStats {
 pub struct Tlb {
     entries: Vec<Entry>,
     mask: u64,
-    /// Number of valid entries that came from 2 MiB / 1 GiB pages (makes INVLPG scan).
-    large: usize,
+    /// Slots holding entries from 2 MiB / 1 GiB pages, so INVLPG and #PF check only those
+    /// instead of scanning the whole TLB. May hold slots since overwritten (checked when
+    /// used, and dropped at the next flush).
+    large: Vec<u32>,
     pub mode: TlbMode,
     pub stats: TlbStats,
 }
@@ -71,7 +73,7 @@ impl Tlb {
         Tlb {
             entries: vec![Entry::default(); size],
             mask: size as u64 - 1,
-            large: 0,
+            large: Vec::new(),
             mode,
             stats: TlbStats::default(),
         }
@@ -102,13 +104,9 @@ impl Tlb {
         }
         let vpn = va.vpn();
         let i = (vpn & self.mask) as usize;
-        if let Some(old) = self.entries[i].t {
-            if old.page_shift > 12 {
-                self.large -= 1;
-            }
-        }
-        if t.page_shift > 12 {
-            self.large += 1;
+        let was_large = self.entries[i].t.is_some_and(|o| o.page_shift > 12);
+        if t.page_shift > 12 && !was_large {
+            self.large.push(i as u32);
         }
         self.entries[i] = Entry {
             tag: vpn + 1,
@@ -130,11 +128,6 @@ impl Tlb {
     }
 
     fn invalidate(&mut self, i: usize) {
-        if let Some(t) = self.entries[i].t {
-            if t.page_shift > 12 {
-                self.large -= 1;
-            }
-        }
         self.entries[i] = Entry::default();
     }
 
@@ -147,17 +140,22 @@ impl Tlb {
         if self.entries[i].tag == vpn + 1 {
             self.invalidate(i);
         }
-        if self.large > 0 {
-            for i in 0..self.entries.len() {
-                let e = self.entries[i];
-                if let Some(t) = e.t {
+        let entries = &mut self.entries;
+        self.large.retain(|&i| {
+            let e = &mut entries[i as usize];
+            match e.t {
+                Some(t) if t.page_shift > 12 => {
                     let span = (t.page_shift - 12) as u64;
-                    if t.page_shift > 12 && (e.tag - 1) >> span == vpn >> span {
-                        self.invalidate(i);
+                    if (e.tag - 1) >> span == vpn >> span {
+                        *e = Entry::default();
+                        false
+                    } else {
+                        true
                     }
                 }
+                _ => false,
             }
-        }
+        });
     }
 
     /// Flush all non-global entries (of `pcid` only, if given), as a CR3 load does.
@@ -171,13 +169,16 @@ impl Tlb {
                 }
             }
         }
+        let entries = &self.entries;
+        self.large
+            .retain(|&i| entries[i as usize].t.is_some_and(|t| t.page_shift > 12));
     }
 
     /// Flush everything, global entries included.
     pub fn flush_all(&mut self, cause: FlushCause) {
         self.count(cause);
         self.entries.iter_mut().for_each(|e| *e = Entry::default());
-        self.large = 0;
+        self.large.clear();
     }
 
     /// Physical address for `va` if cached (used by debuggers; does not count).

@@ -53,8 +53,23 @@ struct DecodeEntry {
     rip: u64,
     bitness: u32,
     len: u8,
-    bytes: [u8; MAX_INSN_LEN],
+    /// The instruction's bytes (little-endian, zero above `len`): compared as one word.
+    bytes: u128,
     instr: Instruction,
+}
+
+/// The first `len` bytes of `buf` as a little-endian word, the rest zero.
+#[inline]
+fn insn_word(buf: &[u8; MAX_INSN_LEN], len: u8) -> u128 {
+    let mut w = [0u8; 16];
+    w[..MAX_INSN_LEN].copy_from_slice(buf);
+    let v = u128::from_le_bytes(w);
+    let mask = if len >= 16 {
+        u128::MAX
+    } else {
+        (1u128 << (8 * len as u32)) - 1
+    };
+    v & mask
 }
 
 /// Why the CPU cannot go on (the machine stops with a report).
@@ -68,6 +83,9 @@ pub enum CpuStop {
     },
     /// HLT with interrupts disabled and nothing that can wake the CPU.
     HaltForever,
+    /// The processor entered the shutdown state for a reason other than a triple fault:
+    /// a machine check with CR4.MCE clear (SDM 15.10.1, "Machine-Check Exception").
+    Shutdown { cause: Exception },
 }
 
 /// Result of one step.
@@ -92,6 +110,8 @@ pub struct Cpu {
     pub cr2: u64,
     pub cr3: u64,
     pub cr4: u64,
+    /// The last value MOV to CR8 wrote; reads of CR8 come from the local APIC's TPR,
+    /// which MMIO writes change too.
     pub cr8: u64,
     pub efer: u64,
     pub dr: [u64; 8],
@@ -128,7 +148,7 @@ impl Cpu {
             rip: 0,
             bitness: 0,
             len: 0,
-            bytes: [0; MAX_INSN_LEN],
+            bytes: 0,
             instr: Instruction::default(),
         };
         let mut cpu = Cpu {
@@ -653,7 +673,10 @@ impl Cpu {
     // ---- fetch & decode -------------------------------------------------------------------
 
     /// Fetch and decode the instruction at CS:RIP.
-    fn fetch_decode(&mut self, bus: &mut Bus) -> Result<Instruction, Exception> {
+    ///
+    /// The instruction is written to `out` rather than returned: returning the 40-byte
+    /// `Instruction` inside a `Result` cost a store-forwarding stall on every step.
+    fn fetch_decode(&mut self, bus: &mut Bus, out: &mut Instruction) -> Result<(), Exception> {
         let bitness = self.bitness();
         let cs = self.seg[SegReg::Cs as usize];
         let la = if self.mode64() {
@@ -685,9 +708,10 @@ impl Cpu {
             if e.key == pa.as_u64() + 1
                 && e.rip == self.rip
                 && e.bitness == bitness
-                && e.bytes[..e.len as usize] == buf[..e.len as usize]
+                && e.bytes == insn_word(&buf, e.len)
             {
-                return Ok(e.instr);
+                *out = e.instr;
+                return Ok(());
             }
         }
         let mut len = n;
@@ -703,13 +727,13 @@ impl Cpu {
                 }
                 len = MAX_INSN_LEN;
             } else {
-                return self.finish_decode(i, slot, pa, bitness, &buf, true);
+                return self.finish_decode(i, slot, pa, bitness, &buf, true, out);
             }
         }
         let mut dec = Decoder::with_ip(bitness, &buf[..len], self.rip, DecoderOptions::NONE);
         let i = dec.decode();
         let cacheable = n == MAX_INSN_LEN || i.len() <= n;
-        self.finish_decode(i, slot, pa, bitness, &buf, cacheable)
+        self.finish_decode(i, slot, pa, bitness, &buf, cacheable, out)
     }
 
     fn finish_decode(
@@ -720,7 +744,8 @@ impl Cpu {
         bitness: u32,
         buf: &[u8; MAX_INSN_LEN],
         cacheable: bool,
-    ) -> Result<Instruction, Exception> {
+        out: &mut Instruction,
+    ) -> Result<(), Exception> {
         if i.is_invalid() {
             return Err(Exception::ud());
         }
@@ -730,11 +755,12 @@ impl Cpu {
                 rip: self.rip,
                 bitness,
                 len: i.len() as u8,
-                bytes: *buf,
+                bytes: insn_word(buf, i.len() as u8),
                 instr: i,
             };
         }
-        Ok(i)
+        *out = i;
+        Ok(())
     }
 
     /// Raw bytes at CS:RIP for reports (no faults, best effort).
@@ -782,9 +808,11 @@ impl Cpu {
             return Step::Halted;
         }
         self.insn_rip = self.rip;
+        bus.now = self.icount;
         let tf = self.flag(rflags::TF);
-        let result = match self.fetch_decode(bus) {
-            Ok(instr) => {
+        let mut instr = Instruction::default();
+        let result = match self.fetch_decode(bus, &mut instr) {
+            Ok(()) => {
                 let mask = if self.mode64() {
                     u64::MAX
                 } else if self.bitness() == 32 {
@@ -817,6 +845,7 @@ impl Cpu {
                 if self.last_unimplemented.is_some() {
                     if self.stop_on_unimplemented {
                         // An emulator limit, not guest behaviour: the machine stops.
+                        bus.kick();
                         return Step::Ok;
                     }
                     self.last_unimplemented = None;

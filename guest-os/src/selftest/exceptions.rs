@@ -8,7 +8,6 @@ use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::sync::atomic::Ordering;
 
-use crate::arch::x86_64::gdt::{USER_CS, USER_DS};
 use crate::arch::x86_64::idt::{self, vector};
 use crate::arch::x86_64::trap::{vector_name, CATCH};
 use crate::kprintln;
@@ -199,37 +198,7 @@ macro_rules! kernel_case {
 fn run_user(entry: u64, start: u64, end: u64, rflags: u64) {
     CATCH.insn_start.store(start, Ordering::SeqCst);
     CATCH.insn_end.store(end, Ordering::SeqCst);
-    // SAFETY: IRETQ to CPL 3 code mapped by `map_user_pages`; the snippet faults (or ends in
-    // UD2), and the catcher resumes at label 4 in kernel mode on the saved stack.
-    unsafe {
-        asm!(
-            "push rbx",
-            "push rbp",
-            "lea rax, [rip + 4f]",
-            "mov [rip + {c} + 8], rax",
-            "mov [rip + {c} + 16], rsp",
-            "mov qword ptr [rip + {c}], 1",
-            "push {uds}",
-            "mov rax, {ursp}",
-            "push rax",
-            "push rsi",
-            "push {ucs}",
-            "push rdi",
-            "iretq",
-            "4:",
-            "pop rbp",
-            "pop rbx",
-            c = sym CATCH,
-            uds = const USER_DS as u64,
-            ursp = const USER_STACK + 4096 - 64,
-            ucs = const USER_CS as u64,
-            inout("rdi") entry => _,
-            inout("rsi") rflags => _,
-            out("rax") _, out("rcx") _, out("rdx") _,
-            out("r8") _, out("r9") _, out("r10") _, out("r11") _, out("r12") _,
-            out("r13") _, out("r14") _, out("r15") _,
-        )
-    }
+    super::user::run_user(entry, USER_STACK + 4096 - 64, rflags, 0, 0);
 }
 
 /// Compare what the catcher recorded with `e`; print one line; return whether it matched.

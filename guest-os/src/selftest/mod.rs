@@ -3,6 +3,8 @@
 //! tests run them on vmscope and on QEMU and compare the text.
 
 pub mod exceptions;
+pub mod pagematrix;
+pub mod user;
 
 use crate::kprintln;
 
@@ -31,6 +33,11 @@ pub fn run_from_cmdline(cmdline: &[u8]) -> bool {
             b"exceptions-strict" => {
                 let (pass, total) = exceptions::run_strict();
                 kprintln!("selftest exceptions-strict: {pass}/{total} passed");
+                all_ok &= pass == total;
+            }
+            b"pagematrix" | b"pagematrix-verbose" => {
+                let (pass, total) = pagematrix::run(name == b"pagematrix-verbose");
+                kprintln!("selftest pagematrix: {pass}/{total} passed");
                 all_ok &= pass == total;
             }
             other => {
