@@ -4,11 +4,12 @@
 //! delivery is recorded as a hardware trace event.
 
 use crate::bus::Bus;
-use crate::cpu::exception::{idt_error_code, vector, Exception, ExceptionClass};
+use crate::cpu::exception::{idt_error_code, vector, vector_name, Exception, ExceptionClass};
 use crate::cpu::regs::{rflags, seg_attr, sys_type, SegReg, Segment};
 use crate::cpu::segment::segment_from_descriptor;
 use crate::cpu::{Cpu, CpuStop};
 use crate::mmu::AccessKind;
+use crate::trace::FaultEvent;
 
 /// How an event reached the CPU: it decides the EXT bit, the gate-DPL check and which RIP
 /// is pushed.
@@ -29,22 +30,6 @@ const TSS64_RSP0: u64 = 4;
 const TSS64_IST1: u64 = 0x24;
 /// Minimum limit of a 64-bit TSS.
 const TSS64_MIN_LIMIT: u32 = 0x67;
-
-/// One delivered event, for the hardware fault trace.
-#[derive(Debug, Clone)]
-pub struct DeliveryRecord {
-    pub icount: u64,
-    pub cpu: u32,
-    pub vector: u8,
-    pub error_code: Option<u32>,
-    pub cr2: Option<u64>,
-    pub cs: u16,
-    pub rip: u64,
-    pub cpl: u8,
-    pub rsp: u64,
-    pub ist: u8,
-    pub source: EventSource,
-}
 
 impl Cpu {
     /// Deliver an exception raised while executing at `self.rip`, applying the double-fault
@@ -101,7 +86,8 @@ impl Cpu {
         self.deliver(bus, Exception::new(vec), source, next_rip)
     }
 
-    /// One delivery attempt. A fault during it is returned for the caller's escalation.
+    /// One delivery attempt, recorded as a fault-trace event whether or not it completes.
+    /// A fault during it is returned for the caller's escalation.
     fn deliver(
         &mut self,
         bus: &mut Bus,
@@ -109,6 +95,24 @@ impl Cpu {
         source: EventSource,
         return_rip: u64,
     ) -> Result<(), Exception> {
+        let before = (
+            self.seg[SegReg::Cs as usize].selector,
+            self.cpl,
+            self.gpr[4],
+        );
+        let r = self.deliver_attempt(bus, e, source, return_rip);
+        self.record_delivery(e, source, return_rip, before, r.as_ref().ok().copied());
+        r.map(|_| ())
+    }
+
+    /// The delivery proper; on success returns the IST index used (0: none).
+    fn deliver_attempt(
+        &mut self,
+        bus: &mut Bus,
+        e: Exception,
+        source: EventSource,
+        return_rip: u64,
+    ) -> Result<u8, Exception> {
         let vec = e.vector;
         let external = source != EventSource::Software;
         let idt_err = idt_error_code(vec, external);
@@ -118,7 +122,9 @@ impl Cpu {
             }
         }
         if !self.long_mode() {
-            return self.deliver_protected(bus, e, source, return_rip);
+            return self
+                .deliver_protected(bus, e, source, return_rip)
+                .map(|()| 0);
         }
         // IDT entry (16 bytes in long mode).
         let off = vec as u64 * 16;
@@ -230,20 +236,7 @@ impl Cpu {
             self.nmi_blocked = true;
         }
         self.halted = false;
-        self.record_delivery(DeliveryRecord {
-            icount: self.icount,
-            cpu: self.id,
-            vector: vec,
-            error_code: e.error_code,
-            cr2: if vec == vector::PF { e.cr2 } else { None },
-            cs: old_cs,
-            rip: return_rip,
-            cpl: old_cpl,
-            rsp: p,
-            ist,
-            source,
-        });
-        Ok(())
+        Ok(ist)
     }
 
     fn read_tss(&mut self, bus: &mut Bus, off: u64) -> Result<u64, Exception> {
@@ -304,23 +297,55 @@ impl Cpu {
         if ty == 0xe {
             self.rflags &= !rflags::IF;
         }
+        if vec == vector::NMI && source == EventSource::External {
+            self.nmi_blocked = true;
+        }
+        self.halted = false;
         Ok(())
     }
 
-    fn record_delivery(&mut self, r: DeliveryRecord) {
-        if self.recent_exceptions.len() >= 16 {
-            self.recent_exceptions.remove(0);
+    /// Remember the event for stop reports and send it to the fault trace, if any.
+    /// `before` is (CS, CPL, RSP) when the event happened; `ist` is `Some` if delivery
+    /// completed.
+    fn record_delivery(
+        &mut self,
+        e: Exception,
+        source: EventSource,
+        return_rip: u64,
+        before: (u16, u8, u64),
+        ist: Option<u8>,
+    ) {
+        if ist.is_some() {
+            if self.recent_exceptions.len() >= 16 {
+                self.recent_exceptions.remove(0);
+            }
+            self.recent_exceptions.push((self.icount, e));
         }
-        self.recent_exceptions.push((
-            r.icount,
-            Exception {
-                vector: r.vector,
-                error_code: r.error_code,
-                cr2: r.cr2,
-            },
-        ));
-        if let Some(sink) = self.deliveries.as_mut() {
-            sink.push(r);
-        }
+        let Some(sink) = self.fault_sink.as_mut() else {
+            return;
+        };
+        // Software interrupts are reported at the INT instruction (as QEMU logs them);
+        // everything else at the RIP it pushes.
+        let rip = match source {
+            EventSource::Software | EventSource::Icebp => self.insn_rip,
+            _ => return_rip,
+        };
+        let (cs, cpl, rsp) = before;
+        sink.event(&FaultEvent {
+            icount: Some(self.icount),
+            cpu: self.id,
+            vector: e.vector,
+            name: vector_name(e.vector).to_string(),
+            kind: FaultEvent::kind_name(source).to_string(),
+            error_code: e.error_code,
+            cr2: if e.vector == vector::PF { e.cr2 } else { None },
+            cs,
+            rip,
+            cpl,
+            rsp,
+            delivered: Some(ist.is_some()),
+            stack: ist.map(|_| self.gpr[4]),
+            ist,
+        });
     }
 }

@@ -19,3 +19,4 @@ pub mod memory;
 pub mod mmu;
 pub mod qemu;
 pub mod tlb;
+pub mod trace;

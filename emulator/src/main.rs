@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use vmscope::devices::uart16550::ConsoleSink;
 use vmscope::machine::{exit_status, Machine, MachineConfig, Outcome};
 use vmscope::tlb::{TlbMode, DEFAULT_TLB_ENTRIES};
+use vmscope::trace::{self, FaultSink, JsonlSink};
 use vmscope::{guest, qemu};
 
 #[derive(Parser)]
@@ -77,6 +78,11 @@ struct BootArgs {
     /// raise #UD in the guest as a CPU without that feature would (logged once).
     #[arg(long, value_enum, default_value = "stop")]
     unimplemented: UnimplementedArg,
+    /// Write every exception and interrupt delivery attempt to FILE as JSON Lines (see
+    /// README, "Fault trace"). With --qemu, QEMU's `-d int` log is converted to the same
+    /// events.
+    #[arg(long, value_name = "FILE")]
+    fault_trace: Option<PathBuf>,
 }
 
 /// Sizes as QEMU's -m takes them: plain numbers are MiB; K, M, G, T suffixes (binary).
@@ -159,8 +165,17 @@ fn boot(a: BootArgs) -> Result<i32, String> {
     let mut m = Machine::new(config, ConsoleSink::Stdout).map_err(|e| e.to_string())?;
     m.load_pvh(&kernel, &name, &a.cmdline, initrd.as_deref())
         .map_err(|e| e.to_string())?;
+    if let Some(path) = &a.fault_trace {
+        let sink = JsonlSink::create(path)
+            .map_err(|e| format!("cannot create fault trace {}: {e}", path.display()))?;
+        m.cpu.fault_sink = Some(Box::new(sink));
+    }
     let outcome = m.run();
     let _ = std::io::stdout().flush();
+    if let Some(mut sink) = m.cpu.fault_sink.take() {
+        sink.finish()
+            .map_err(|e| format!("writing the fault trace: {e}"))?;
+    }
     if !matches!(outcome, Outcome::Exit { .. }) {
         eprint!("{}", m.report(&outcome));
     }
@@ -186,13 +201,33 @@ fn boot_qemu(a: &BootArgs) -> Result<i32, String> {
             p.clone()
         }
         None => {
-            tmp = TempFile::new("kernel", guest::KERNEL)?;
+            tmp = TempFile::new("kernel.elf", guest::KERNEL)?;
             tmp.0.clone()
         }
     };
-    let cmd = qemu::command(&kernel, a.initrd.as_deref(), &a.cmdline, a.mem >> 20);
+    let mut cmd = qemu::command(&kernel, a.initrd.as_deref(), &a.cmdline, a.mem >> 20);
+    let int_log = match &a.fault_trace {
+        Some(_) => {
+            let log = TempFile::new("int.log", b"")?;
+            cmd.args(["-d", "int", "-D"]).arg(&log.0);
+            Some(log)
+        }
+        None => None,
+    };
     log::info!("running {:?}", cmd);
-    qemu::run(cmd)
+    let status = qemu::run(cmd)?;
+    if let (Some(path), Some(log)) = (&a.fault_trace, &int_log) {
+        let text = std::fs::read_to_string(&log.0)
+            .map_err(|e| format!("cannot read QEMU's log {}: {e}", log.0.display()))?;
+        let mut sink = JsonlSink::create(path)
+            .map_err(|e| format!("cannot create fault trace {}: {e}", path.display()))?;
+        for ev in trace::from_qemu_int_log(&text) {
+            sink.event(&ev);
+        }
+        sink.finish()
+            .map_err(|e| format!("writing the fault trace: {e}"))?;
+    }
+    Ok(status)
 }
 
 /// A file in the temp directory, removed on drop.
@@ -200,7 +235,7 @@ struct TempFile(PathBuf);
 
 impl TempFile {
     fn new(tag: &str, data: &[u8]) -> Result<Self, String> {
-        let p = std::env::temp_dir().join(format!("vmscope-{}-{tag}.elf", std::process::id()));
+        let p = std::env::temp_dir().join(format!("vmscope-{}-{tag}", std::process::id()));
         std::fs::write(&p, data).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
         Ok(TempFile(p))
     }

@@ -139,3 +139,15 @@ pub const ERR_IDT: u32 = 2;
 pub fn idt_error_code(vector: u8, external: bool) -> u32 {
     ((vector as u32) << 3) | ERR_IDT | if external { ERR_EXT } else { 0 }
 }
+
+/// Whether an exception with this vector pushes an error code (SDM Vol. 3A, Table 6-1:
+/// #DF, #TS, #NP, #SS, #GP, #PF, #AC, #CP, #VC, #SX).
+pub fn has_error_code(vector: u8) -> bool {
+    const CP: u8 = 21;
+    const VC: u8 = 29;
+    const SX: u8 = 30;
+    matches!(
+        vector,
+        vector::DF | vector::TS | vector::NP | vector::SS | vector::GP | vector::PF | vector::AC
+    ) || matches!(vector, CP | VC | SX)
+}

@@ -137,8 +137,8 @@ pub struct Cpu {
     pub stop_on_unimplemented: bool,
     /// Exceptions delivered, most recent last (bounded; for the stop report).
     pub recent_exceptions: Vec<(u64, Exception)>,
-    /// Every delivered event, when a trace asks for them.
-    pub deliveries: Option<Vec<crate::interrupts::DeliveryRecord>>,
+    /// Where every delivery attempt is reported (`--fault-trace`), if anywhere.
+    pub fault_sink: Option<Box<dyn crate::trace::FaultSink>>,
 }
 
 impl Cpu {
@@ -191,7 +191,7 @@ impl Cpu {
             last_unimplemented: None,
             stop_on_unimplemented: true,
             recent_exceptions: Vec::new(),
-            deliveries: None,
+            fault_sink: None,
         };
         // Real-mode reset segments (SDM Vol. 3A, Table 9-1).
         for s in cpu.seg.iter_mut() {

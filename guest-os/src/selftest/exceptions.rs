@@ -198,7 +198,7 @@ macro_rules! kernel_case {
 fn run_user(entry: u64, start: u64, end: u64, rflags: u64) {
     CATCH.insn_start.store(start, Ordering::SeqCst);
     CATCH.insn_end.store(end, Ordering::SeqCst);
-    super::user::run_user(entry, USER_STACK + 4096 - 64, rflags, 0, 0);
+    super::user::run_user(entry, USER_STACK + 4096 - 64, rflags, [0; 3]);
 }
 
 /// Compare what the catcher recorded with `e`; print one line; return whether it matched.

@@ -2,6 +2,7 @@
 //! Each prints one line per case ending in `ok` or `FAIL`, then a summary line; the system
 //! tests run them on vmscope and on QEMU and compare the text.
 
+pub mod delivery;
 pub mod exceptions;
 pub mod pagematrix;
 pub mod user;
@@ -33,6 +34,11 @@ pub fn run_from_cmdline(cmdline: &[u8]) -> bool {
             b"exceptions-strict" => {
                 let (pass, total) = exceptions::run_strict();
                 kprintln!("selftest exceptions-strict: {pass}/{total} passed");
+                all_ok &= pass == total;
+            }
+            b"delivery" => {
+                let (pass, total) = delivery::run();
+                kprintln!("selftest delivery: {pass}/{total} passed");
                 all_ok &= pass == total;
             }
             b"pagematrix" | b"pagematrix-verbose" => {

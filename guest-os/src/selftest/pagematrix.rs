@@ -17,20 +17,16 @@
 //! enters the digest as the SDM outcome, so the lines stay comparable; the count is printed
 //! on its own line, which a faithful CPU never prints.
 
-use core::arch::{asm, global_asm};
+use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::Ordering;
 
 use crate::arch::x86_64::idt::vector;
 use crate::arch::x86_64::trap::CATCH;
+use super::user::{self, kernel_phys, pml4_entry, Kind};
 use crate::kprintln;
-use crate::mm::layout::KERNEL_VMA;
 
-/// PML4 slot 2: the user-mode access stub and its stack. Present, writable and user at
-/// every level and never NX, so every environment of the matrix leaves them usable.
-const STUB_BASE: u64 = 0x100_0000_0000;
-const STUB_STACK: u64 = STUB_BASE + 0x1000;
 /// PML4 slot 3: the linear addresses under test; nothing else maps this slot.
 const TARGET_BASE: u64 = 0x180_0000_0000;
 /// Offset of the tested byte in its 4 KiB page: not 0, so CR2 shows the full address.
@@ -126,12 +122,6 @@ impl Config {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Read,
-    Write,
-    Fetch,
-}
 
 /// One environment: privilege, access type and the control bits.
 #[derive(Clone, Copy)]
@@ -264,19 +254,15 @@ impl Deviation {
 
 #[repr(C, align(4096))]
 struct Page([u64; 512]);
-/// The test's own pages: page tables for slots 2 and 3, the user stack and the data page.
-struct Pages(UnsafeCell<[Page; 8]>);
+/// The test's own pages: the page tables for slot 3 and the data page.
+struct Pages(UnsafeCell<[Page; 4]>);
 // SAFETY: single CPU; only this module touches the pages.
 unsafe impl Sync for Pages {}
-static PAGES: Pages = Pages(UnsafeCell::new([const { Page([0; 512]) }; 8]));
-const STUB_PDPT: usize = 0;
-const STUB_PD: usize = 1;
-const STUB_PT: usize = 2;
-const STUB_STACK_PAGE: usize = 3;
-const T_PDPT: usize = 4;
-const T_PD: usize = 5;
-const T_PT: usize = 6;
-const T_DATA: usize = 7;
+static PAGES: Pages = Pages(UnsafeCell::new([const { Page([0; 512]) }; 4]));
+const T_PDPT: usize = 0;
+const T_PD: usize = 1;
+const T_PT: usize = 2;
+const T_DATA: usize = 3;
 
 /// Per-configuration results, filled environment by environment.
 struct Results {
@@ -302,14 +288,6 @@ fn fnv(mut h: u64, word: u32) -> u64 {
     h
 }
 
-extern "C" {
-    static pm_user_stub: u8;
-}
-
-fn kernel_phys(va: u64) -> u64 {
-    va - KERNEL_VMA
-}
-
 fn page_phys(i: usize) -> u64 {
     // SAFETY: only the address is computed.
     kernel_phys(unsafe { (PAGES.0.get() as *mut Page).add(i) } as u64)
@@ -321,33 +299,9 @@ fn entry(page: usize, idx: usize) -> *mut u64 {
     unsafe { ((PAGES.0.get() as *mut Page).add(page) as *mut u64).add(idx) }
 }
 
-/// The boot PML4 entry for `slot` (the boot tables live in identity-mapped low memory).
-fn pml4_entry(slot: u64) -> *mut u64 {
-    let cr3: u64;
-    // SAFETY: reading CR3 has no side effects.
-    unsafe { asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) };
-    ((cr3 & PTE_ADDR) + slot * 8) as *mut u64
-}
-
 fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
     let r = core::arch::x86_64::__cpuid_count(leaf, 0);
     (r.eax, r.ebx, r.ecx, r.edx)
-}
-
-/// Map the user stub and its stack in PML4 slot 2.
-fn map_stub() {
-    let all = PTE_P | PTE_W | PTE_U;
-    // SAFETY: single CPU; the slot-2 PML4 entry and these tables belong to this test.
-    unsafe {
-        write_volatile(pml4_entry(STUB_BASE >> 39), page_phys(STUB_PDPT) | all);
-        write_volatile(entry(STUB_PDPT, 0), page_phys(STUB_PD) | all);
-        write_volatile(entry(STUB_PD, 0), page_phys(STUB_PT) | all);
-        let code = kernel_phys(&pm_user_stub as *const u8 as u64);
-        write_volatile(entry(STUB_PT, 0), code | PTE_P | PTE_U);
-        write_volatile(entry(STUB_PT, 1), page_phys(STUB_STACK_PAGE) | all);
-        (*PAGES.0.get())[T_DATA].0[(TARGET_OFFSET / 8) as usize] = RET as u64;
-        asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags));
-    }
 }
 
 /// Write the target mapping for `cfg` (accessed and dirty clear) and return the linear
@@ -503,13 +457,11 @@ fn run_case(cfg: &Config, env: &Env) -> u32 {
     // SAFETY: INVLPG only drops cached translations (and, per SDM 4.10.4.1, the
     // paging-structure caches), so the new entries are walked.
     unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
-    let kind = env.kind as u64;
     let rflags = RFLAGS_FIXED | if env.ac { RFLAGS_AC } else { 0 };
     if env.user {
-        // The stub is the first thing on its page.
-        super::user::run_user(STUB_BASE, STUB_STACK + 4096 - 64, rflags, va, kind);
+        user::access(va, env.kind, RET, rflags);
     } else {
-        kernel_access(va, kind, rflags);
+        kernel_access(va, env.kind as u64, rflags);
     }
     let caught = CATCH.count.swap(0, Ordering::SeqCst);
     let vec = CATCH.vector.swap(u64::MAX, Ordering::SeqCst);
@@ -603,7 +555,9 @@ pub fn run(verbose: bool) -> (u32, u32) {
         kprintln!("pagematrix: no 1 GiB pages on this CPU; 1G cases skipped");
         &Leaf::ALL[..2]
     };
-    map_stub();
+    user::map_access_stub();
+    // SAFETY: single CPU; the data page belongs to this test.
+    unsafe { (*PAGES.0.get())[T_DATA].0[(TARGET_OFFSET / 8) as usize] = RET as u64 };
     let (cr0, cr4): (u64, u64);
     // SAFETY: reading control registers has no side effects.
     unsafe {
@@ -655,9 +609,8 @@ pub fn run(verbose: bool) -> (u32, u32) {
         asm!("mov cr4, {}", in(reg) cr4, options(nostack, preserves_flags));
         wrmsr(MSR_EFER, efer);
         write_volatile(pml4_entry(TARGET_BASE >> 39), 0);
-        write_volatile(pml4_entry(STUB_BASE >> 39), 0);
-        asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags));
     }
+    user::unmap_access_stub();
     if !verbose {
         let mut index = 0;
         for &leaf in leaves {
@@ -684,28 +637,3 @@ pub fn run(verbose: bool) -> (u32, u32) {
     kprintln!("pagematrix: {} passed, {} failed", pass, total - pass);
     (pass, total)
 }
-
-// The CPL 3 side: RDI = address, ESI = kind (0 read, 1 write, 2 fetch). A completed access
-// ends in UD2, which the catcher reports as #UD; a faulting one as #PF.
-global_asm!(
-    r#"
-    .section .text.user_pagematrix, "ax", @progbits
-    .balign 4096
-    .global pm_user_stub
-pm_user_stub:
-    cmp esi, 1
-    je 2f
-    ja 3f
-    mov al, [rdi]
-    ud2
-2:
-    mov byte ptr [rdi], {ret}
-    ud2
-3:
-    call rdi
-    ud2
-    .balign 4096
-    .text
-"#,
-    ret = const RET,
-);

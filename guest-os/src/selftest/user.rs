@@ -2,15 +2,119 @@
 //! mechanism of the self-tests. The kernel arms the one-shot [`CATCH`], IRETQs to the user
 //! entry, and the snippet ends in a fault or a UD2, whose delivery the catcher turns into a
 //! return to the instruction after the IRETQ, on the saved kernel stack.
+//!
+//! It also provides a user-mode *access stub*: one page of CPL 3 code that reads, writes or
+//! executes a given address, mapped with its stack in PML4 slot 2.
 
-use core::arch::asm;
+use core::arch::{asm, global_asm};
+use core::cell::UnsafeCell;
+use core::ptr::write_volatile;
 
 use crate::arch::x86_64::gdt::{USER_CS, USER_DS};
 use crate::arch::x86_64::trap::CATCH;
+use crate::mm::layout::KERNEL_VMA;
 
-/// Enter user mode at `entry` with RFLAGS `rflags`, stack pointer `rsp`, RDI = `arg0` and
-/// RSI = `arg1`; return once the catcher has caught the snippet's exception.
-pub fn run_user(entry: u64, rsp: u64, rflags: u64, arg0: u64, arg1: u64) {
+/// PML4 slot 2: the access stub and its stack. Present, writable and user at every level
+/// and never NX, so the stub runs under any CR0/CR4/EFER setting a test chooses.
+pub const STUB_BASE: u64 = 0x100_0000_0000;
+const STUB_STACK: u64 = STUB_BASE + 0x1000;
+const PAGE_SIZE: u64 = 4096;
+
+const PTE_P: u64 = 1 << 0;
+const PTE_W: u64 = 1 << 1;
+const PTE_U: u64 = 1 << 2;
+const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
+const RFLAGS_FIXED: u64 = 1 << 1;
+
+/// What the access stub does with the address.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum Kind {
+    Read = 0,
+    /// Stores the low byte of the value argument.
+    Write = 1,
+    /// Calls the address (which should hold a RET).
+    Fetch = 2,
+}
+
+#[repr(C, align(4096))]
+struct Page([u64; 512]);
+/// PDPT, PD and PT for slot 2, and the stub's stack page.
+struct Pages(UnsafeCell<[Page; 4]>);
+// SAFETY: single CPU; only this module touches the pages.
+unsafe impl Sync for Pages {}
+static PAGES: Pages = Pages(UnsafeCell::new([const { Page([0; 512]) }; 4]));
+const STUB_PDPT: usize = 0;
+const STUB_PD: usize = 1;
+const STUB_PT: usize = 2;
+const STUB_STACK_PAGE: usize = 3;
+
+extern "C" {
+    static user_access_stub: u8;
+}
+
+/// Physical address of a kernel-image virtual address (the image is mapped at KERNEL_VMA).
+pub fn kernel_phys(va: u64) -> u64 {
+    va - KERNEL_VMA
+}
+
+/// The boot PML4 entry for `slot` (the boot tables live in identity-mapped low memory).
+pub fn pml4_entry(slot: u64) -> *mut u64 {
+    let cr3: u64;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) };
+    ((cr3 & PTE_ADDR) + slot * 8) as *mut u64
+}
+
+/// Reload CR3: flush every non-global translation.
+pub fn flush_tlb() {
+    // SAFETY: reloading the same CR3 only drops cached translations.
+    unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
+}
+
+fn page_phys(i: usize) -> u64 {
+    // SAFETY: only the address is computed.
+    kernel_phys(unsafe { (PAGES.0.get() as *mut Page).add(i) } as u64)
+}
+
+/// Map the access stub and its stack in PML4 slot 2.
+pub fn map_access_stub() {
+    let all = PTE_P | PTE_W | PTE_U;
+    let table = |i: usize| {
+        // SAFETY: i < 4; the pages are static.
+        unsafe { (PAGES.0.get() as *mut Page).add(i) as *mut u64 }
+    };
+    // SAFETY: single CPU; slot 2 and these tables belong to this module.
+    unsafe {
+        write_volatile(pml4_entry(STUB_BASE >> 39), page_phys(STUB_PDPT) | all);
+        write_volatile(table(STUB_PDPT), page_phys(STUB_PD) | all);
+        write_volatile(table(STUB_PD), page_phys(STUB_PT) | all);
+        let code = kernel_phys(&user_access_stub as *const u8 as u64);
+        write_volatile(table(STUB_PT), code | PTE_P | PTE_U);
+        write_volatile(table(STUB_PT).add(1), page_phys(STUB_STACK_PAGE) | all);
+    }
+    flush_tlb();
+}
+
+/// Remove the slot-2 mapping again.
+pub fn unmap_access_stub() {
+    // SAFETY: as in `map_access_stub`.
+    unsafe { write_volatile(pml4_entry(STUB_BASE >> 39), 0) };
+    flush_tlb();
+}
+
+/// The initial user stack pointer of the access stub.
+pub const STUB_RSP: u64 = STUB_STACK + PAGE_SIZE - 64;
+
+/// Run the access stub at CPL 3 on `va` with RFLAGS `rflags` (IF is never set). A completed
+/// access ends in the stub's UD2 (caught as #UD); a faulting one is caught as its fault.
+pub fn access(va: u64, kind: Kind, value: u8, rflags: u64) {
+    run_user(STUB_BASE, STUB_RSP, rflags | RFLAGS_FIXED, [va, kind as u64, value as u64]);
+}
+
+/// Enter user mode at `entry` with RFLAGS `rflags`, stack pointer `rsp` and RDI, RSI, RDX =
+/// `args`; return once the catcher has caught the snippet's exception.
+pub fn run_user(entry: u64, rsp: u64, rflags: u64, args: [u64; 3]) {
     // SAFETY: IRETQ to CPL 3 code the caller has mapped; the snippet faults (or ends in
     // UD2), and the catcher resumes at label 4 in kernel mode on the saved stack. rbx and
     // rbp are saved by hand, everything else is declared clobbered.
@@ -37,10 +141,35 @@ pub fn run_user(entry: u64, rsp: u64, rflags: u64, arg0: u64, arg1: u64) {
             inout("r8") rsp => _,
             inout("r9") rflags => _,
             inout("r10") entry => _,
-            inout("rdi") arg0 => _,
-            inout("rsi") arg1 => _,
-            out("rax") _, out("rcx") _, out("rdx") _,
+            inout("rdi") args[0] => _,
+            inout("rsi") args[1] => _,
+            inout("rdx") args[2] => _,
+            out("rax") _, out("rcx") _,
             out("r11") _, out("r12") _, out("r13") _, out("r14") _, out("r15") _,
         )
     }
 }
+
+// The access stub: RDI = address, ESI = kind, DL = value to write. The stub is the first
+// thing on its page, which is mapped at STUB_BASE.
+global_asm!(
+    r#"
+    .section .text.user_access_stub, "ax", @progbits
+    .balign 4096
+    .global user_access_stub
+user_access_stub:
+    cmp esi, 1
+    je 2f
+    ja 3f
+    mov al, [rdi]
+    ud2
+2:
+    mov [rdi], dl
+    ud2
+3:
+    call rdi
+    ud2
+    .balign 4096
+    .text
+"#
+);

@@ -91,6 +91,27 @@ struct DescriptorTablePointer {
     base: u64,
 }
 
+/// Which trap stack contains `addr`: `Some(0)` for the RSP0 stack, `Some(n)` for IST n.
+/// Self-tests use it to check where a handler ran.
+pub fn trap_stack_of(addr: u64) -> Option<u8> {
+    let within = |top: u64| addr < top && addr >= top - TRAP_STACK_SIZE as u64;
+    if within(kernel_trap_stack_top()) {
+        return Some(0);
+    }
+    // SAFETY: only the stacks' addresses are computed.
+    let ist = unsafe { &*TABLES.ist.get() };
+    (1..=IST_STACKS as u8)
+        .find(|&n| within(ist[n as usize - 1].0.as_ptr() as u64 + TRAP_STACK_SIZE as u64))
+}
+
+/// The stack of IST slot `ist` (1-based, as in a gate): its lowest address and its top
+/// (one past the highest byte). `None` for a slot without a stack.
+pub fn ist_stack(ist: u8) -> Option<(u64, u64)> {
+    let k = (ist as usize).checked_sub(1).filter(|&k| k < IST_STACKS)?;
+    let bottom = (TABLES.ist.get() as *const Stack).wrapping_add(k) as u64;
+    Some((bottom, bottom + TRAP_STACK_SIZE as u64))
+}
+
 /// Top (highest address) of the RSP0 stack used for traps from user mode.
 pub fn kernel_trap_stack_top() -> u64 {
     TABLES.rsp0.get() as u64 + TRAP_STACK_SIZE as u64

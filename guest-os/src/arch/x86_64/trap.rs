@@ -35,6 +35,8 @@ pub struct Catch {
     pub rsp: AtomicU64,
     /// Number of exceptions caught since arming (> 1 would be a bug in a test).
     pub count: AtomicU64,
+    /// Address of the saved frame: which stack the handler ran on.
+    pub frame: AtomicU64,
 }
 
 /// Byte offsets of [`Catch`] fields, for assembly.
@@ -59,6 +61,7 @@ pub static CATCH: Catch = Catch {
     cr2: AtomicU64::new(0),
     rsp: AtomicU64::new(0),
     count: AtomicU64::new(0),
+    frame: AtomicU64::new(0),
 };
 
 /// CR2: the linear address of the last page fault.
@@ -92,6 +95,7 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
         CATCH.cs.store(frame.cs, Ordering::SeqCst);
         CATCH.cr2.store(cr2, Ordering::SeqCst);
         CATCH.rsp.store(frame.rsp, Ordering::SeqCst);
+        CATCH.frame.store(frame as *mut TrapFrame as u64, Ordering::SeqCst);
         CATCH.count.fetch_add(1, Ordering::SeqCst);
         frame.rip = CATCH.resume_rip.load(Ordering::SeqCst);
         frame.rsp = CATCH.resume_rsp.load(Ordering::SeqCst);
