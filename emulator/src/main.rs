@@ -32,7 +32,7 @@ enum Cmd {
     Boot(BootArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TlbArg {
     /// Cache translations like hardware (stale entries are visible to the guest).
     On,
@@ -83,6 +83,10 @@ struct BootArgs {
     /// events.
     #[arg(long, value_name = "FILE")]
     fault_trace: Option<PathBuf>,
+    /// At the end, print statistics to stderr: instructions, TLB hits, misses and flushes
+    /// by cause, stale uses found by --tlb check.
+    #[arg(long)]
+    stats: bool,
 }
 
 /// Sizes as QEMU's -m takes them: plain numbers are MiB; K, M, G, T suffixes (binary).
@@ -178,6 +182,18 @@ fn boot(a: BootArgs) -> Result<i32, String> {
     }
     if !matches!(outcome, Outcome::Exit { .. }) {
         eprint!("{}", m.report(&outcome));
+    }
+    let t = m.cpu.tlb.stats;
+    if a.tlb == TlbArg::Check {
+        eprintln!("vmscope: tlb check: {} stale TLB uses", t.stale_uses);
+    }
+    if a.stats {
+        eprintln!("instructions: {}", m.cpu.icount);
+        eprintln!("tlb: {} hits, {} misses", t.hits, t.misses);
+        eprintln!(
+            "tlb flushes: {} invlpg, {} cr3, {} cr4, {} invpcid, {} page fault, {} other",
+            t.flush_invlpg, t.flush_cr3, t.flush_cr4, t.flush_invpcid, t.flush_pf, t.flush_other
+        );
     }
     log::info!("stopped after {} instructions: {:?}", m.cpu.icount, outcome);
     Ok(outcome.exit_code())

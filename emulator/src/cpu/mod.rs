@@ -499,8 +499,9 @@ impl Cpu {
                 ),
                 Err(pf) => format!("#PF({:#x})", pf.error_code),
             };
-            log::warn!(
-                "tlb check: stale TLB entry used at rip={:#x}: va={:#x} cached {} {}{}{} now {}",
+            // An explicitly requested report: straight to stderr, whatever RUST_LOG says.
+            eprintln!(
+                "vmscope: tlb check: stale TLB entry used at rip={:#x}: va={:#x} cached {} {}{}{} now {}",
                 self.insn_rip,
                 va.as_u64(),
                 cached.phys(va),

@@ -5,6 +5,7 @@
 pub mod delivery;
 pub mod exceptions;
 pub mod pagematrix;
+pub mod tlb;
 pub mod user;
 
 use crate::kprintln;
@@ -39,6 +40,11 @@ pub fn run_from_cmdline(cmdline: &[u8]) -> bool {
             b"delivery" => {
                 let (pass, total) = delivery::run();
                 kprintln!("selftest delivery: {pass}/{total} passed");
+                all_ok &= pass == total;
+            }
+            b"tlb" | b"tlb-stale" => {
+                let (pass, total) = tlb::run(name == b"tlb-stale");
+                kprintln!("selftest tlb: {pass}/{total} passed");
                 all_ok &= pass == total;
             }
             b"pagematrix" | b"pagematrix-verbose" => {
