@@ -728,13 +728,15 @@ impl Cpu {
                 }
                 len = MAX_INSN_LEN;
             } else {
-                return self.finish_decode(i, slot, pa, bitness, &buf, true, out);
+                *out = self.finish_decode(i, slot, pa, bitness, &buf, true)?;
+                return Ok(());
             }
         }
         let mut dec = Decoder::with_ip(bitness, &buf[..len], self.rip, DecoderOptions::NONE);
         let i = dec.decode();
         let cacheable = n == MAX_INSN_LEN || i.len() <= n;
-        self.finish_decode(i, slot, pa, bitness, &buf, cacheable, out)
+        *out = self.finish_decode(i, slot, pa, bitness, &buf, cacheable)?;
+        Ok(())
     }
 
     fn finish_decode(
@@ -745,8 +747,7 @@ impl Cpu {
         bitness: u32,
         buf: &[u8; MAX_INSN_LEN],
         cacheable: bool,
-        out: &mut Instruction,
-    ) -> Result<(), Exception> {
+    ) -> Result<Instruction, Exception> {
         if i.is_invalid() {
             return Err(Exception::ud());
         }
@@ -760,8 +761,7 @@ impl Cpu {
                 instr: i,
             };
         }
-        *out = i;
-        Ok(())
+        Ok(i)
     }
 
     /// Raw bytes at CS:RIP for reports (no faults, best effort).
