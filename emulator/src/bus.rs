@@ -1,7 +1,16 @@
 //! The machine's buses as the CPU sees them: guest RAM, MMIO devices by physical range, and
 //! the I/O port bus. The CPU reaches every device through here; devices never see the CPU.
+//!
+//! The interrupt controllers live here as typed fields rather than behind the device
+//! traits, because the machine loop must query them directly: the local APIC (decoded at
+//! the page IA32_APIC_BASE names, ahead of other MMIO) and the 8259 pair (ports 0x20/0x21,
+//! 0xA0/0xA1, ELCR 0x4D0/0x4D1). Any access to them, or any IRQ line change, sets
+//! [`Bus::next_event`] to 0 so that the machine re-evaluates interrupts before the next
+//! instruction.
 
 use crate::addr::GuestPhysAddr;
+use crate::devices::lapic::Lapic;
+use crate::devices::pic::Pic;
 use crate::devices::{IoAction, PortBus};
 use crate::memory::GuestMemory;
 
@@ -25,6 +34,16 @@ pub struct Bus {
     mmio: Vec<MmioRange>,
     /// Set when a device asks the machine to stop (isa-debug-exit); raw host status.
     pub exit_request: Option<u32>,
+    /// The CPU's local APIC (one CPU).
+    pub lapic: Lapic,
+    /// The master/slave 8259A pair.
+    pub pic: Pic,
+    /// The instruction count of the instruction being executed: the time devices see.
+    pub now: u64,
+    /// The machine loop looks at interrupts, injections, device requests and the
+    /// instruction limit only once the CPU's icount reaches this value; lowering it to 0
+    /// ([`Bus::kick`]) makes it look before the next instruction.
+    pub next_event: u64,
 }
 
 /// What reads of unbacked physical addresses return (the bus floats high).
@@ -37,7 +56,31 @@ impl Bus {
             io,
             mmio: Vec::new(),
             exit_request: None,
+            lapic: Lapic::new(0),
+            pic: Pic::new(),
+            now: 0,
+            next_event: 0,
         }
+    }
+
+    /// Something may have changed that the machine loop must look at before the next
+    /// instruction (an interrupt controller access, an IRQ line, an exit request).
+    #[inline]
+    pub fn kick(&mut self) {
+        self.next_event = 0;
+    }
+
+    /// Drive an ISA IRQ line (0..15) of the 8259 pair: the API for devices.
+    pub fn set_irq(&mut self, line: u8, level: bool) {
+        self.pic.set_irq(line, level);
+        self.kick();
+    }
+
+    /// The local APIC's page, if `pa` falls in it.
+    #[inline]
+    fn lapic_offset(&self, pa: u64) -> Option<u64> {
+        let base = self.lapic.mmio_base()?;
+        (pa.wrapping_sub(base) < crate::devices::lapic::APIC_MMIO_SIZE).then(|| pa - base)
     }
 
     pub fn map_mmio(&mut self, base: u64, len: u64, dev: Box<dyn MmioDevice>) {
@@ -56,6 +99,10 @@ impl Bus {
         if let Some(v) = self.mem.read(pa, size) {
             return v;
         }
+        if let Some(off) = self.lapic_offset(pa.as_u64()) {
+            self.kick();
+            return self.lapic.mmio_read(off, size as u8, self.now);
+        }
         match self.mmio_find(pa.as_u64()) {
             Some(r) => r.dev.read(pa.as_u64() - r.base, size as u8),
             None => OPEN_BUS >> (64 - size * 8),
@@ -68,6 +115,11 @@ impl Bus {
         if self.mem.write(pa, size, val) {
             return;
         }
+        if let Some(off) = self.lapic_offset(pa.as_u64()) {
+            self.kick();
+            self.lapic.mmio_write(off, size as u8, val, self.now);
+            return;
+        }
         let action = match self.mmio_find(pa.as_u64()) {
             Some(r) => r.dev.write(pa.as_u64() - r.base, size as u8, val),
             None => IoAction::None,
@@ -76,17 +128,51 @@ impl Bus {
     }
 
     pub fn port_read(&mut self, port: u16, size: u8) -> u32 {
-        self.io.read(port, size)
+        if !Pic::claims(port) {
+            return self.io.read(port, size);
+        }
+        // The 8259 is a byte-wide ISA device: a wider access is split into byte accesses.
+        self.kick();
+        let mut v = 0;
+        for i in 0..size.min(4) as u16 {
+            let p = port.wrapping_add(i);
+            let b = if Pic::claims(p) {
+                self.pic.read(p) as u32
+            } else {
+                self.io.read(p, 1)
+            };
+            v |= b << (8 * i);
+        }
+        v
     }
 
     pub fn port_write(&mut self, port: u16, size: u8, val: u32) {
-        let action = self.io.write(port, size, val);
-        self.act(action);
+        if !Pic::claims(port) {
+            let action = self.io.write(port, size, val);
+            self.act(action);
+            return;
+        }
+        self.kick();
+        for i in 0..size.min(4) as u16 {
+            let p = port.wrapping_add(i);
+            let b = (val >> (8 * i)) as u8;
+            if Pic::claims(p) {
+                self.pic.write(p, b);
+            } else {
+                let action = self.io.write(p, 1, b as u32);
+                self.act(action);
+            }
+        }
     }
 
     fn act(&mut self, action: IoAction) {
-        if let IoAction::Exit(status) = action {
-            self.exit_request.get_or_insert(status);
+        match action {
+            IoAction::None => {}
+            IoAction::Exit(status) => {
+                self.exit_request.get_or_insert(status);
+                self.kick();
+            }
+            IoAction::Irq { line, level } => self.set_irq(line, level),
         }
     }
 }

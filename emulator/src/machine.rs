@@ -1,11 +1,31 @@
 //! The machine: one CPU, guest RAM and the devices of a minimal QEMU `pc` (COM1 16550A,
-//! isa-debug-exit), plus the run loop and the stop reports.
+//! isa-debug-exit, the local APIC and the 8259 pair), plus the run loop and the stop
+//! reports.
+//!
+//! # Events
+//! The run loop executes one instruction per iteration and makes one comparison:
+//! `cpu.icount >= bus.next_event`. Only then does it look at everything else
+//! ([`Machine::service`]): the guest's exit request, an unimplemented instruction, the
+//! instruction limit, scheduled injections, LAPIC timer expiries and interrupt
+//! acceptance. Afterwards `next_event` becomes the earliest icount at which anything can
+//! happen: the limit, the next injection, the next timer expiry, or the next instruction
+//! while an interrupt is pending but blocked (IF=0, the STI/MOV SS shadow, NMI blocking),
+//! since any instruction may unblock it. Devices lower it to 0 ([`Bus::kick`]) when they
+//! change state (an APIC or PIC access, MOV to CR8, an IRQ line, an exit request).
+//!
+//! # HLT and virtual time
+//! Time is the instruction count (1 instruction = 1 ns, see `devices::lapic`). A halted
+//! CPU executes nothing, so virtual time skips straight to the next event that could wake
+//! it (as QEMU's `-icount` does while the CPU sleeps): the LAPIC timer if IF=1 and its
+//! vector's priority class is above the PPR, or a scheduled injection. With no such
+//! event the CPU would sleep forever, and the machine stops with
+//! [`CpuStop::HaltForever`] (exit status 142).
 
 use crate::boot::pvh::{self, BootError, BootInfo};
 use crate::bus::Bus;
-use crate::cpu::exception::vector_name;
-use crate::cpu::regs::rflags;
-use crate::cpu::{Cpu, CpuStop, Step};
+use crate::cpu::exception::{vector, vector_name};
+use crate::cpu::regs::{cr4, rflags};
+use crate::cpu::{Cpu, CpuStop, Exception, Step};
 use crate::devices::debug_exit::{self, DebugExit, DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE};
 use crate::devices::uart16550::{ConsoleSink, Uart16550, COM1_PORT, UART_PORT_COUNT};
 use crate::devices::PortBus;
@@ -53,6 +73,18 @@ impl Default for MachineConfig {
 }
 
 /// Why the machine stopped.
+/// An event raised from outside the guest at a chosen instruction count (for tests and
+/// the command line): it is raised before the instruction with that icount executes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injection {
+    /// An NMI at the CPU's NMI input. It is taken at once unless NMIs are blocked (inside
+    /// an NMI handler, until IRET); one NMI can be pending.
+    Nmi,
+    /// A machine-check exception (#MC, vector 18), taken at the next instruction boundary
+    /// whatever RFLAGS.IF says. With CR4.MCE clear the CPU shuts down (exit status 140).
+    MachineCheck,
+}
+
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// The guest wrote to isa-debug-exit; `raw` is QEMU's exit status `(v << 1) | 1`.
@@ -77,6 +109,7 @@ impl Outcome {
             }
             Outcome::Stop(CpuStop::TripleFault { .. }) => exit_status::TRIPLE_FAULT,
             Outcome::Stop(CpuStop::HaltForever) => exit_status::HALTED,
+            Outcome::Stop(CpuStop::Shutdown { .. }) => exit_status::TRIPLE_FAULT,
             Outcome::Unimplemented { .. } => exit_status::UNIMPLEMENTED,
             Outcome::InsnLimit => exit_status::INSN_LIMIT,
         }
@@ -96,6 +129,10 @@ pub struct Machine {
     pub bus: Bus,
     pub config: MachineConfig,
     pub boot: Option<BootInfo>,
+    /// Scheduled injections, latest first (the next one is at the end).
+    injections: Vec<(u64, Injection)>,
+    /// An injected machine check waiting for the next instruction boundary.
+    mc_pending: bool,
 }
 
 impl Machine {
@@ -116,7 +153,17 @@ impl Machine {
             bus,
             config,
             boot: None,
+            injections: Vec::new(),
+            mc_pending: false,
         })
+    }
+
+    /// Raise `what` before the instruction with instruction count `at` executes (at once
+    /// if `at` has passed). Several injections may be scheduled, in any order.
+    pub fn inject(&mut self, at: u64, what: Injection) {
+        let i = self.injections.partition_point(|&(t, _)| t > at);
+        self.injections.insert(i, (at, what));
+        self.bus.kick();
     }
 
     /// Load a PVH kernel and point the CPU at its entry.
@@ -133,29 +180,153 @@ impl Machine {
 
     /// Run until the guest exits or the CPU cannot go on.
     pub fn run(&mut self) -> Outcome {
-        let limit = self.config.max_insns.unwrap_or(u64::MAX);
         loop {
-            if self.cpu.icount >= limit {
-                return Outcome::InsnLimit;
+            // The only per-instruction check: everything else waits for `next_event`.
+            if self.cpu.icount >= self.bus.next_event {
+                if let Some(outcome) = self.service() {
+                    return outcome;
+                }
             }
             match self.cpu.step(&mut self.bus) {
                 Step::Ok => {}
                 Step::Halted => {
-                    // No interrupt source exists yet that could wake a halted CPU.
-                    return Outcome::Stop(CpuStop::HaltForever);
+                    if let Some(outcome) = self.sleep() {
+                        return outcome;
+                    }
                 }
                 Step::Stop(s) => return Outcome::Stop(s),
             }
-            if let Some(raw) = self.bus.exit_request {
-                return Outcome::Exit { raw };
+        }
+    }
+
+    fn limit(&self) -> u64 {
+        self.config.max_insns.unwrap_or(u64::MAX)
+    }
+
+    /// Everything that is not an instruction, at an instruction boundary: stop requests,
+    /// the limit, injections, timer expiries and interrupt acceptance. Sets the next
+    /// `bus.next_event`.
+    fn service(&mut self) -> Option<Outcome> {
+        if let Some(raw) = self.bus.exit_request {
+            return Some(Outcome::Exit { raw });
+        }
+        if let Some(text) = self.cpu.last_unimplemented.take() {
+            return Some(Outcome::Unimplemented {
+                rip: self.cpu.insn_rip,
+                text,
+            });
+        }
+        let now = self.cpu.icount;
+        if now >= self.limit() {
+            return Some(Outcome::InsnLimit);
+        }
+        while let Some(&(at, what)) = self.injections.last() {
+            if at > now {
+                break;
             }
-            if let Some(text) = self.cpu.last_unimplemented.take() {
-                return Outcome::Unimplemented {
-                    rip: self.cpu.insn_rip,
-                    text,
-                };
+            self.injections.pop();
+            match what {
+                Injection::Nmi => self.bus.lapic.raise_nmi(),
+                Injection::MachineCheck => self.mc_pending = true,
             }
         }
+        self.bus.lapic.advance(now);
+        let pic_out = self.bus.pic.output();
+        self.bus.lapic.set_lint0(pic_out);
+
+        let delivered = match self.accept_event() {
+            Ok(d) => d,
+            Err(stop) => return Some(Outcome::Stop(stop)),
+        };
+        let mut next = self.limit();
+        if let Some(&(at, _)) = self.injections.last() {
+            next = next.min(at);
+        }
+        if let Some(t) = self.bus.lapic.next_timer_event() {
+            next = next.min(t);
+        }
+        if delivered {
+            // Look again before the handler's first instruction (another event may be
+            // acceptable there, e.g. an NMI after an interrupt through a trap gate).
+            next = now;
+        } else if self.event_pending() {
+            // Pending but blocked: any instruction may unblock it (STI, POPF, IRET...).
+            next = next.min(now + 1);
+        }
+        self.bus.next_event = next;
+        None
+    }
+
+    /// Whether an event waits that the CPU is not accepting yet.
+    fn event_pending(&self) -> bool {
+        self.mc_pending || self.bus.lapic.nmi_pending() || self.intr_pending()
+    }
+
+    /// A maskable interrupt request: the local APIC's, or the 8259's through LINT0.
+    fn intr_pending(&self) -> bool {
+        self.bus.lapic.pending_interrupt().is_some()
+            || (self.bus.pic.output() && self.bus.lapic.accepts_extint())
+    }
+
+    /// Accept at most one event, in the priority order of SDM Table 6-2: machine check,
+    /// then NMI, then maskable interrupts. `Ok(true)` if one was delivered.
+    fn accept_event(&mut self) -> Result<bool, CpuStop> {
+        let (cpu, bus) = (&mut self.cpu, &mut self.bus);
+        if self.mc_pending {
+            self.mc_pending = false;
+            let mc = Exception::new(vector::MC);
+            if cpu.cr4 & cr4::MCE == 0 {
+                return Err(CpuStop::Shutdown { cause: mc });
+            }
+            cpu.halted = false;
+            cpu.deliver_exception(bus, mc)?;
+            return Ok(true);
+        }
+        if bus.lapic.nmi_pending() && !cpu.nmi_blocked {
+            bus.lapic.take_nmi();
+            cpu.deliver_external(bus, vector::NMI)?;
+            return Ok(true);
+        }
+        if !cpu.flag(rflags::IF) || cpu.icount <= cpu.shadow_until {
+            return Ok(false);
+        }
+        // The local APIC's fixed interrupts first, then the 8259 (QEMU's order).
+        let vec = match bus.lapic.acknowledge() {
+            Some(v) => v,
+            None if bus.pic.output() && bus.lapic.accepts_extint() => bus.pic.acknowledge(),
+            None => return Ok(false),
+        };
+        cpu.deliver_external(bus, vec)?;
+        Ok(true)
+    }
+
+    /// The CPU is halted and [`Self::service`] found nothing to deliver at this instant
+    /// (it runs whenever anything changed). Skip virtual time to the next event that could
+    /// wake the CPU, or stop if there is none: nothing else changes while it sleeps.
+    fn sleep(&mut self) -> Option<Outcome> {
+        let now = self.cpu.icount;
+        let injection = self.injections.last().map(|&(at, _)| at);
+        let timer = if self.cpu.flag(rflags::IF) && self.bus.lapic.timer_can_wake() {
+            self.bus.lapic.next_timer_event()
+        } else {
+            None
+        };
+        // Both lie in the future: `service` has processed everything up to `now`.
+        let wake = [injection, timer]
+            .into_iter()
+            .flatten()
+            .filter(|&t| t > now)
+            .min();
+        let Some(at) = wake else {
+            return Some(Outcome::Stop(CpuStop::HaltForever));
+        };
+        if at >= self.limit() {
+            self.cpu.icount = self.limit();
+            return Some(Outcome::InsnLimit);
+        }
+        self.cpu.icount = at;
+        self.bus.next_event = at;
+        None
     }
 
     /// A report for a stop that is not a clean guest exit: what happened, where, the
@@ -175,13 +346,16 @@ impl Machine {
                 describe(third)
             ),
             Outcome::Stop(CpuStop::HaltForever) => format!(
-                "CPU halted with {} and no interrupt source",
+                "CPU halted with {} and no interrupt source that could wake it",
                 if self.cpu.flag(rflags::IF) {
                     "interrupts enabled"
                 } else {
                     "interrupts disabled"
                 }
             ),
+            Outcome::Stop(CpuStop::Shutdown { cause }) => {
+                format!("shutdown: {} with CR4.MCE clear", describe(cause))
+            }
             Outcome::Unimplemented { text, .. } => format!("unimplemented instruction: {text}"),
             Outcome::InsnLimit => format!("instruction limit of {} reached", self.cpu.icount),
         };
@@ -223,4 +397,221 @@ fn describe(e: &crate::cpu::Exception) -> String {
         s += &format!(" cr2={a:#x}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    //! The run loop's event handling, with hand-assembled 32-bit protected-mode code (flat
+    //! segments, paging off, a 32-bit IDT): the APIC page is reachable at its physical
+    //! address.
+    use super::*;
+    use crate::addr::GuestPhysAddr;
+    use crate::cpu::regs::{cr0, gpr, Segment};
+    use crate::devices::uart16550::ConsoleSink;
+
+    const GDT: u64 = 0x1000;
+    const IDT: u64 = 0x2000;
+    const STACK_TOP: u64 = 0x8000;
+    const CODE: u64 = 0x10000;
+    /// Handler for vector v at HANDLERS + v * 16: `mov eax, v; out 0xf4, eax; hlt`.
+    const HANDLERS: u64 = 0x20000;
+    const APIC: u32 = 0xfee0_0000;
+
+    fn machine(code: &[u8]) -> Machine {
+        let config = MachineConfig {
+            mem_bytes: 4 << 20,
+            ..MachineConfig::default()
+        };
+        let sink = ConsoleSink::Buffer(Default::default());
+        let mut m = Machine::new(config, sink).unwrap();
+        let mem = &mut m.bus.mem;
+        mem.write(GuestPhysAddr(GDT + 8), 8, 0x00cf_9b00_0000_ffff);
+        mem.write(GuestPhysAddr(GDT + 16), 8, 0x00cf_9300_0000_ffff);
+        for v in 0..=255u64 {
+            let h = HANDLERS + v * 16;
+            let gate = (h & 0xffff) | (0x08 << 16) | (0x8e00 << 32) | ((h >> 16) << 48);
+            mem.write(GuestPhysAddr(IDT + v * 8), 8, gate);
+            let stub = [0xb8, v as u8, 0, 0, 0, 0xe7, 0xf4, 0xf4];
+            mem.write_bytes(GuestPhysAddr(h), &stub);
+        }
+        mem.write_bytes(GuestPhysAddr(CODE), code);
+        let cpu = &mut m.cpu;
+        cpu.cr0 = cr0::PE | cr0::ET;
+        cpu.gdtr.base = GDT;
+        cpu.gdtr.limit = 23;
+        cpu.idtr.base = IDT;
+        cpu.idtr.limit = 256 * 8 - 1;
+        for s in 0..6 {
+            cpu.seg[s] = Segment::flat32(0x10, 0x93);
+        }
+        cpu.seg[crate::cpu::regs::SegReg::Cs as usize] = Segment::flat32(0x08, 0x9b);
+        cpu.gpr[gpr::RSP] = STACK_TOP;
+        cpu.rip = CODE;
+        m
+    }
+
+    /// `mov dword [APIC + reg], v` (10 bytes).
+    fn apic_write(code: &mut Vec<u8>, reg: u32, v: u32) {
+        code.extend_from_slice(&[0xc7, 0x05]);
+        code.extend_from_slice(&(APIC + reg).to_le_bytes());
+        code.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Enable the APIC and start a one-shot timer of `count` bus clocks (divide by 1) on
+    /// vector 0x40; the timer starts at the last instruction, icount 3.
+    fn timer_code(lvt: u32, count: u32) -> Vec<u8> {
+        use crate::devices::lapic::reg;
+        let mut c = Vec::new();
+        apic_write(&mut c, reg::SVR, 0x1ff);
+        apic_write(&mut c, reg::TIMER_DIVIDE_CONFIG, 0xb);
+        apic_write(&mut c, reg::LVT_TIMER, lvt);
+        apic_write(&mut c, reg::TIMER_INITIAL_COUNT, count);
+        c
+    }
+
+    fn exit_status(o: &Outcome) -> Option<u32> {
+        match o {
+            Outcome::Exit { raw } => Some(raw >> 1),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn timer_interrupt_lands_on_the_same_icount_halted_or_spinning() {
+        for tail in [&[0xfb, 0xf4, 0xeb, 0xfe][..], &[0xfb, 0xeb, 0xfe]] {
+            let mut code = timer_code(0x40, 1000);
+            code.extend_from_slice(tail);
+            let mut m = machine(&code);
+            let o = m.run();
+            assert_eq!(exit_status(&o), Some(0x40), "{o:?}");
+            // Started at icount 3, expired at 1003, handler: mov + out.
+            assert_eq!(m.cpu.icount, 1003 + 2, "tail {tail:x?}");
+        }
+    }
+
+    #[test]
+    fn hlt_with_a_masked_timer_halts_forever() {
+        let mut code = timer_code(LVT_MASKED_FOR_TEST | 0x40, 1000);
+        code.extend_from_slice(&[0xfb, 0xf4]);
+        let mut m = machine(&code);
+        let o = m.run();
+        assert!(matches!(o, Outcome::Stop(CpuStop::HaltForever)), "{o:?}");
+        assert_eq!(o.exit_code(), exit_status::HALTED);
+    }
+    const LVT_MASKED_FOR_TEST: u32 = crate::devices::lapic::LVT_MASKED;
+
+    #[test]
+    fn tpr_keeps_the_timer_from_waking_hlt() {
+        use crate::devices::lapic::reg;
+        let mut code = timer_code(0x40, 1000);
+        apic_write(&mut code, reg::TPR, 0x40);
+        code.extend_from_slice(&[0xfb, 0xf4]);
+        let o = machine(&code).run();
+        assert!(matches!(o, Outcome::Stop(CpuStop::HaltForever)), "{o:?}");
+    }
+
+    #[test]
+    fn halted_time_counts_against_the_instruction_limit() {
+        let mut code = timer_code(0x40, 1_000_000);
+        code.extend_from_slice(&[0xfb, 0xf4]);
+        let mut m = machine(&code);
+        m.config.max_insns = Some(5000);
+        let o = m.run();
+        assert!(matches!(o, Outcome::InsnLimit), "{o:?}");
+        assert_eq!(m.cpu.icount, 5000);
+    }
+
+    #[test]
+    fn nmi_injection_wakes_cli_hlt() {
+        let mut m = machine(&[0xfa, 0xf4]);
+        m.inject(500, Injection::Nmi);
+        let o = m.run();
+        assert_eq!(exit_status(&o), Some(2), "{o:?}");
+        assert_eq!(m.cpu.icount, 502);
+    }
+
+    #[test]
+    fn nmi_is_held_while_blocked() {
+        // The NMI handler is replaced by `jmp $`: a second NMI must not nest.
+        let mut m = machine(&[0xeb, 0xfe]);
+        m.bus
+            .mem
+            .write_bytes(GuestPhysAddr(HANDLERS + 2 * 16), &[0xeb, 0xfe]);
+        m.inject(10, Injection::Nmi);
+        m.inject(20, Injection::Nmi);
+        m.config.max_insns = Some(100);
+        m.run();
+        assert!(m.cpu.nmi_blocked);
+        assert!(m.bus.lapic.nmi_pending(), "the second NMI waits for IRET");
+        let nmis = m
+            .cpu
+            .recent_exceptions
+            .iter()
+            .filter(|(_, e)| e.vector == 2);
+        assert_eq!(nmis.count(), 1);
+    }
+
+    #[test]
+    fn machine_check_needs_cr4_mce() {
+        let mut m = machine(&[0xeb, 0xfe]);
+        m.inject(7, Injection::MachineCheck);
+        let o = m.run();
+        assert!(
+            matches!(o, Outcome::Stop(CpuStop::Shutdown { .. })),
+            "{o:?}"
+        );
+        assert_eq!(o.exit_code(), exit_status::TRIPLE_FAULT);
+
+        // mov eax, cr4; or eax, MCE; mov cr4, eax; jmp $
+        let mut m = machine(&[
+            0x0f, 0x20, 0xe0, 0x0d, 0x40, 0, 0, 0, 0x0f, 0x22, 0xe0, 0xeb, 0xfe,
+        ]);
+        m.inject(7, Injection::MachineCheck);
+        let o = m.run();
+        assert_eq!(exit_status(&o), Some(18), "{o:?}");
+        assert_eq!(m.cpu.icount, 9);
+    }
+
+    #[test]
+    fn pic_irq_reaches_the_cpu_through_lint0_extint() {
+        // ICW1-4 on the master (vectors 0x20..), unmask IRQ 0 only, sti, spin.
+        let mut code = Vec::new();
+        for (port, v) in [
+            (0x20u8, 0x11u8),
+            (0x21, 0x20),
+            (0x21, 0x04),
+            (0x21, 0x01),
+            (0x21, 0xfe),
+        ] {
+            code.extend_from_slice(&[0xb0, v, 0xe6, port]);
+        }
+        code.extend_from_slice(&[0xfb, 0xeb, 0xfe]);
+        let mut m = machine(&code);
+        m.config.max_insns = Some(100);
+        assert!(matches!(m.run(), Outcome::InsnLimit));
+        m.bus.set_irq(1, true); // masked
+        m.config.max_insns = Some(200);
+        assert!(matches!(m.run(), Outcome::InsnLimit));
+        m.bus.set_irq(0, true);
+        m.config.max_insns = None;
+        let o = m.run();
+        assert_eq!(exit_status(&o), Some(0x20), "{o:?}");
+        assert_eq!(m.cpu.icount, 202);
+    }
+
+    #[test]
+    fn interrupt_waits_for_the_sti_shadow() {
+        use crate::devices::lapic::reg;
+        // A self-IPI while IF=0, then sti; nop: taken after the nop, before the jmp.
+        let mut code = Vec::new();
+        apic_write(&mut code, reg::SVR, 0x1ff);
+        apic_write(&mut code, reg::ICR_LOW, (1 << 18) | 0x41);
+        code.extend_from_slice(&[0xfb, 0x90, 0xeb, 0xfe]);
+        let mut m = machine(&code);
+        let o = m.run();
+        assert_eq!(exit_status(&o), Some(0x41), "{o:?}");
+        // The return address pushed: the jmp after sti; nop.
+        let ret = m.bus.mem.read(GuestPhysAddr(STACK_TOP - 12), 4).unwrap();
+        assert_eq!(ret, CODE + 20 + 2);
+    }
 }

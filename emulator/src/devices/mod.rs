@@ -2,6 +2,8 @@
 //! physical addresses relative to nothing: the bus decodes which device owns an access.
 
 pub mod debug_exit;
+pub mod lapic;
+pub mod pic;
 pub mod uart16550;
 
 /// What a device asks of the machine after a guest write.
@@ -10,6 +12,11 @@ pub enum IoAction {
     None,
     /// Stop the machine with this raw host exit status (QEMU's isa-debug-exit convention).
     Exit(u32),
+    /// Drive ISA IRQ line `line` (0..15, the 8259 inputs) high or low.
+    Irq {
+        line: u8,
+        level: bool,
+    },
 }
 
 /// A device on the x86 I/O port bus (`in`/`out`).

@@ -32,14 +32,14 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     match i.mnemonic() {
         M::Rdmsr => {
             cpu.require_cpl0()?;
-            let v = read_msr(cpu, cpu.gpr[gpr::RCX] as u32)?;
+            let v = read_msr(cpu, bus, cpu.gpr[gpr::RCX] as u32)?;
             cpu.gpr[gpr::RAX] = v & 0xffff_ffff;
             cpu.gpr[gpr::RDX] = v >> 32;
         }
         M::Wrmsr => {
             cpu.require_cpl0()?;
             let v = (cpu.gpr[gpr::RDX] << 32) | (cpu.gpr[gpr::RAX] & 0xffff_ffff);
-            write_msr(cpu, cpu.gpr[gpr::RCX] as u32, v)?;
+            write_msr(cpu, bus, cpu.gpr[gpr::RCX] as u32, v)?;
         }
         M::Lgdt | M::Lidt => {
             cpu.require_cpl0()?;
@@ -285,7 +285,6 @@ pub(super) fn check_io_permission(
 
 /// MOV to/from CR0, CR2, CR3, CR4, CR8 and DR0-DR7.
 pub fn mov_cr_dr(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
-    let _ = bus;
     cpu.require_cpl0()?;
     let d = i.op_register(0);
     let s = i.op_register(1);
@@ -301,7 +300,10 @@ pub fn mov_cr_dr(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                 if v & !0xf != 0 {
                     return Err(Exception::gp0());
                 }
+                // CR8 is TPR[7:4] of the local APIC (SDM 10.8.6.1); TPR[3:0] become 0.
                 cpu.cr8 = v;
+                bus.lapic.set_tpr((v as u8) << 4);
+                bus.kick();
             }
             _ => return Err(Exception::ud()),
         }
@@ -311,7 +313,7 @@ pub fn mov_cr_dr(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             Register::CR2 => cpu.cr2,
             Register::CR3 => cpu.cr3,
             Register::CR4 => cpu.cr4,
-            Register::CR8 => cpu.cr8,
+            Register::CR8 => (bus.lapic.tpr() >> 4) as u64,
             _ => return Err(Exception::ud()),
         };
         cpu.set_reg(d, v & width);
@@ -413,10 +415,10 @@ fn set_cr4(cpu: &mut Cpu, v: u64) -> ExecResult {
     Ok(())
 }
 
-fn read_msr(cpu: &Cpu, n: u32) -> Result<u64, Exception> {
+fn read_msr(cpu: &Cpu, bus: &Bus, n: u32) -> Result<u64, Exception> {
     Ok(match n {
         msr::IA32_TSC => cpu.tsc(),
-        msr::IA32_APIC_BASE => cpu.msr.apic_base,
+        msr::IA32_APIC_BASE => bus.lapic.apic_base(),
         msr::IA32_MTRRCAP => 0,
         msr::IA32_SYSENTER_CS => cpu.msr.sysenter_cs,
         msr::IA32_SYSENTER_ESP => cpu.msr.sysenter_esp,
@@ -439,7 +441,7 @@ fn read_msr(cpu: &Cpu, n: u32) -> Result<u64, Exception> {
     })
 }
 
-fn write_msr(cpu: &mut Cpu, n: u32, v: u64) -> ExecResult {
+fn write_msr(cpu: &mut Cpu, bus: &mut Bus, n: u32, v: u64) -> ExecResult {
     let canonical = |v: u64| {
         if GuestVirtAddr(v).is_canonical48() {
             Ok(v)
@@ -450,11 +452,20 @@ fn write_msr(cpu: &mut Cpu, n: u32, v: u64) -> ExecResult {
     match n {
         msr::IA32_TSC => cpu.msr.tsc_offset = v.wrapping_sub(cpu.icount),
         msr::IA32_APIC_BASE => {
-            const APIC_BASE_RESERVED: u64 = !((1u64 << MAXPHYADDR) - 1) | 0x2ff;
+            // Bits 0-7 and 9 are reserved, and EXTD (x2APIC) too: CPUID does not offer it.
+            const APIC_BASE_RESERVED: u64 =
+                !((1u64 << MAXPHYADDR) - 1) | 0x2ff | crate::devices::lapic::APIC_BASE_EXTD;
             if v & APIC_BASE_RESERVED != 0 {
                 return Err(Exception::gp0());
             }
-            cpu.msr.apic_base = v;
+            bus.lapic.set_apic_base(v);
+            cpu.msr.apic_base = bus.lapic.apic_base();
+            if let Some(page) = bus.lapic.mmio_base() {
+                if bus.mem.slice(crate::addr::GuestPhysAddr(page), 1).is_some() {
+                    log::warn!("local APIC moved onto RAM at {page:#x}: RAM shadows it");
+                }
+            }
+            bus.kick();
         }
         msr::IA32_SYSENTER_CS => cpu.msr.sysenter_cs = v & 0xffff,
         msr::IA32_SYSENTER_ESP => cpu.msr.sysenter_esp = canonical(v)?,
