@@ -10,8 +10,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use common::{qemu_present, stderr, stdout, vmscope};
 use vmscope::trace::{read_jsonl, FaultEvent};
 
-/// Run `vmscope boot` with a fault trace and return (console, events, raw trace text).
+/// Run `vmscope boot` with a fault trace; it must exit 0. Returns (console, events, raw
+/// trace text).
 fn traced(extra: &[&str], cmdline: &str) -> (String, Vec<FaultEvent>, String) {
+    let (code, out, events, text) = run_traced(extra, cmdline);
+    assert_eq!(code, Some(0), "{out}");
+    (out, events, text)
+}
+
+/// Run `vmscope boot` with a fault trace: (exit status, console, events, raw trace text).
+fn run_traced(extra: &[&str], cmdline: &str) -> (Option<i32>, String, Vec<FaultEvent>, String) {
     static RUN: AtomicU32 = AtomicU32::new(0);
     let path = std::env::temp_dir().join(format!(
         "vmscope-ft-{}-{}.jsonl",
@@ -22,11 +30,11 @@ fn traced(extra: &[&str], cmdline: &str) -> (String, Vec<FaultEvent>, String) {
     let mut args = vec!["boot", "--cmdline", cmdline, "--fault-trace", p];
     args.extend_from_slice(extra);
     let o = vmscope(&args);
-    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    let text = std::fs::read_to_string(&path).unwrap();
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("no trace ({e}): {}", stderr(&o)));
     let _ = std::fs::remove_file(&path);
     let events = read_jsonl(&text).unwrap();
-    (stdout(&o), events, text)
+    (o.status.code(), stdout(&o), events, text)
 }
 
 #[test]
@@ -89,4 +97,37 @@ fn qemu_int_log_gives_the_same_events() {
             assert_eq!(a.comparable(), b.comparable(), "{a:?} / {b:?}");
         }
     }
+}
+
+/// `--inject nmi@N,mc@N`: events raised from outside reach their IST stacks (NMI: IST2,
+/// #MC: IST3). Each case of `selftest=inject` starts with an INT3 marker; the injection is
+/// placed 1000 instructions after it, found from a previous run's trace.
+#[test]
+fn injected_nmi_and_machine_check_land_on_their_ist_stacks() {
+    let markers = |ev: &[FaultEvent]| -> Vec<u64> {
+        ev.iter()
+            .filter(|e| e.vector == 3)
+            .map(|e| e.icount.unwrap())
+            .collect()
+    };
+    let (code, out, ev, _) = run_traced(&[], "selftest=inject");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("inject nmi: nothing delivered FAIL"), "{out}");
+    let nmi_at = format!("nmi@{}", markers(&ev)[0] + 1000);
+    let (_, out, ev, _) = run_traced(&["--inject", &nmi_at], "selftest=inject");
+    assert!(out.contains("inject nmi: NMI on ist2 ok"), "{out}");
+    let mc_at = format!("mc@{}", markers(&ev)[1] + 1000);
+    let both = format!("{nmi_at},{mc_at}");
+    let o = vmscope(&["boot", "--cmdline", "selftest=inject", "--inject", &both]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("inject mc: #MC on ist3 ok"), "{out}");
+    assert!(out.contains("selftest inject: 2/2 passed"), "{out}");
+}
+
+#[test]
+fn bad_injection_is_a_usage_error() {
+    let o = vmscope(&["boot", "--inject", "smi@5"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown event"), "{}", stderr(&o));
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vmscope::devices::uart16550::ConsoleSink;
-use vmscope::machine::{exit_status, Machine, MachineConfig, Outcome};
+use vmscope::machine::{exit_status, Injection, Machine, MachineConfig, Outcome};
 use vmscope::tlb::{TlbMode, DEFAULT_TLB_ENTRIES};
 use vmscope::trace::{self, FaultSink, JsonlSink};
 use vmscope::{guest, qemu};
@@ -30,6 +30,15 @@ struct Cli {
 enum Cmd {
     /// Boot a PVH kernel (the built-in guest-os by default) and exit with the guest's status.
     Boot(BootArgs),
+    /// Convert a QEMU `-d int` log (e.g. from `-d int -D qemu.log`) into vmscope's fault
+    /// trace format (JSON Lines), on stdout or into --output.
+    FaultTraceFromQemu {
+        /// The QEMU log file.
+        log: PathBuf,
+        /// Write here instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,6 +92,11 @@ struct BootArgs {
     /// events.
     #[arg(long, value_name = "FILE")]
     fault_trace: Option<PathBuf>,
+    /// Raise events from outside the guest, for testing handlers and IST stacks: a
+    /// comma-separated list of `nmi@N` and `mc@N` (NMI or machine check before the
+    /// instruction with icount N). Repeatable.
+    #[arg(long, value_name = "EVENT@ICOUNT", value_delimiter = ',', value_parser = parse_injection)]
+    inject: Vec<(u64, Injection)>,
     /// At the end, print statistics to stderr: instructions, TLB hits, misses and flushes
     /// by cause, stale uses found by --tlb check.
     #[arg(long)]
@@ -112,6 +126,22 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("bad size: {s:?}"))
 }
 
+/// `nmi@N` or `mc@N`.
+fn parse_injection(s: &str) -> Result<(u64, Injection), String> {
+    let (what, at) = s
+        .split_once('@')
+        .ok_or_else(|| format!("{s:?}: expected EVENT@ICOUNT, e.g. nmi@100000"))?;
+    let what = match what {
+        "nmi" => Injection::Nmi,
+        "mc" => Injection::MachineCheck,
+        _ => return Err(format!("{what:?}: unknown event (nmi or mc)")),
+    };
+    let at = at
+        .parse()
+        .map_err(|_| format!("{at:?}: not an instruction count"))?;
+    Ok((at, what))
+}
+
 fn parse_pow2(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|_| format!("not a number: {s:?}"))?;
     if n.is_power_of_two() {
@@ -131,14 +161,13 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let code = match cli.cmd {
-        Cmd::Boot(a) => match boot(a) {
-            Ok(c) => c,
-            Err(msg) => {
-                eprintln!("vmscope: error: {msg}");
-                exit_status::BAD_INPUT
-            }
-        },
+        Cmd::Boot(a) => boot(a),
+        Cmd::FaultTraceFromQemu { log, output } => convert_qemu_log(&log, output.as_deref()),
     };
+    let code = code.unwrap_or_else(|msg| {
+        eprintln!("vmscope: error: {msg}");
+        exit_status::BAD_INPUT
+    });
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
@@ -174,6 +203,9 @@ fn boot(a: BootArgs) -> Result<i32, String> {
             .map_err(|e| format!("cannot create fault trace {}: {e}", path.display()))?;
         m.cpu.fault_sink = Some(Box::new(sink));
     }
+    for &(at, what) in &a.inject {
+        m.inject(at, what);
+    }
     let outcome = m.run();
     let _ = std::io::stdout().flush();
     if let Some(mut sink) = m.cpu.fault_sink.take() {
@@ -197,6 +229,24 @@ fn boot(a: BootArgs) -> Result<i32, String> {
     }
     log::info!("stopped after {} instructions: {:?}", m.cpu.icount, outcome);
     Ok(outcome.exit_code())
+}
+
+fn convert_qemu_log(log: &Path, output: Option<&Path>) -> Result<i32, String> {
+    let text = std::fs::read(log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
+    let events = trace::from_qemu_int_log(&String::from_utf8_lossy(&text));
+    let mut sink = match output {
+        Some(p) => {
+            JsonlSink::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?
+        }
+        None => JsonlSink::new(Box::new(std::io::BufWriter::new(std::io::stdout()))),
+    };
+    for ev in &events {
+        sink.event(ev);
+    }
+    sink.finish()
+        .map_err(|e| format!("writing the trace: {e}"))?;
+    log::info!("{} events", events.len());
+    Ok(0)
 }
 
 fn boot_qemu(a: &BootArgs) -> Result<i32, String> {

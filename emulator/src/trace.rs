@@ -79,18 +79,18 @@ pub trait FaultSink: Send {
     fn finish(&mut self) -> io::Result<()>;
 }
 
-/// A JSON Lines file.
+/// JSON Lines to a file or any other writer.
 pub struct JsonlSink {
-    out: BufWriter<File>,
+    out: Box<dyn Write + Send>,
     error: Option<io::Error>,
 }
 
 impl JsonlSink {
     pub fn create(path: &Path) -> io::Result<Self> {
-        Ok(JsonlSink {
-            out: BufWriter::new(File::create(path)?),
-            error: None,
-        })
+        Ok(Self::new(Box::new(BufWriter::new(File::create(path)?))))
+    }
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        JsonlSink { out, error: None }
     }
 }
 

@@ -6,6 +6,8 @@ mod edx1 {
     pub const TSC: u32 = 1 << 4;
     pub const MSR: u32 = 1 << 5;
     pub const PAE: u32 = 1 << 6;
+    /// Machine-check exception (#MC) and CR4.MCE; no MCA banks.
+    pub const MCE: u32 = 1 << 7;
     pub const CX8: u32 = 1 << 8;
     pub const APIC: u32 = 1 << 9;
     pub const PGE: u32 = 1 << 13;
@@ -75,7 +77,7 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
             SIGNATURE,
             (apic_id << 24) | (1 << 16) | (CLFLUSH_LINE_QWORDS << 8),
             CX16 | PCID | MOVBE | POPCNT | HYPERVISOR,
-            DE | PSE | TSC | MSR | PAE | CX8 | APIC | PGE | CMOV | PAT | CLFSH,
+            DE | PSE | TSC | MSR | PAE | MCE | CX8 | APIC | PGE | CMOV | PAT | CLFSH,
         ),
         7 if subleaf == 0 => (
             0,
