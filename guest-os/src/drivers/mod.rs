@@ -1,3 +1,5 @@
 //! Device drivers.
 
+pub mod lapic;
+pub mod pic;
 pub mod uart16550;

@@ -7,6 +7,7 @@
 //! 0x0000_0000 .. 0x4000_0000  <->  KERNEL_VMA + 0 .. KERNEL_VMA + 1 GiB  (boot direct map)
 //! KERNEL_PHYS_BASE: .boot (trampoline, page tables, GDT), linked at its physical address
 //! next 4 KiB page:  .text .rodata .data .bss, linked at KERNEL_VMA + physical address
+//! device pages                 ->  mm::fixmap::FIXMAP_BASE (last 2 MiB), one 4 KiB slot each
 //! ```
 
 /// Physical address the kernel image is loaded at (2 MiB).

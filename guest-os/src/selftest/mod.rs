@@ -4,8 +4,8 @@
 
 pub mod delivery;
 pub mod exceptions;
-pub mod inject;
 pub mod pagematrix;
+pub mod timer;
 pub mod tlb;
 pub mod user;
 
@@ -43,11 +43,6 @@ pub fn run_from_cmdline(cmdline: &[u8]) -> bool {
                 kprintln!("selftest delivery: {pass}/{total} passed");
                 all_ok &= pass == total;
             }
-            b"inject" => {
-                let (pass, total) = inject::run();
-                kprintln!("selftest inject: {pass}/{total} passed");
-                all_ok &= pass == total;
-            }
             b"tlb" | b"tlb-stale" => {
                 let (pass, total) = tlb::run(name == b"tlb-stale");
                 kprintln!("selftest tlb: {pass}/{total} passed");
@@ -56,6 +51,11 @@ pub fn run_from_cmdline(cmdline: &[u8]) -> bool {
             b"pagematrix" | b"pagematrix-verbose" => {
                 let (pass, total) = pagematrix::run(name == b"pagematrix-verbose");
                 kprintln!("selftest pagematrix: {pass}/{total} passed");
+                all_ok &= pass == total;
+            }
+            b"timer" => {
+                let (pass, total) = timer::run();
+                kprintln!("selftest timer: {pass}/{total} passed");
                 all_ok &= pass == total;
             }
             other => {

@@ -1,10 +1,11 @@
-//! x86-64 support: the PVH boot trampoline, the GDT/TSS, the IDT and trap entry, port I/O
-//! and basic CPU control.
+//! x86-64 support: the PVH boot trampoline, the GDT/TSS, the IDT and trap entry, interrupt
+//! handler registration, port I/O and basic CPU control.
 
 pub mod boot32;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
+pub mod irq;
 pub mod port;
 pub mod trap;
 

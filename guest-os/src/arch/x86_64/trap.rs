@@ -1,9 +1,11 @@
 //! Trap dispatch: what happens after `trap_common` has saved a [`TrapFrame`].
 //!
-//! Nothing in the kernel expects exceptions yet, except self-tests, which arm a one-shot
-//! [`Catch`]: the next exception is recorded and execution resumes at a chosen kernel
-//! address and stack (the way Linux's exception-table fixups resume after a faulting
-//! instruction). Any other exception is a kernel bug and panics with the full frame.
+//! Vectors that a driver claimed (external interrupts, IPIs, the NMI; see [`super::irq`])
+//! go to their handler. Nothing in the kernel expects exceptions yet, except self-tests,
+//! which arm a one-shot [`Catch`]: the next exception is recorded and execution resumes at
+//! a chosen kernel address and stack (the way Linux's exception-table fixups resume after
+//! a faulting instruction). Any other vector is a kernel bug and panics with the full
+//! frame.
 
 use core::arch::asm;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -83,6 +85,10 @@ pub fn vector_name(v: u64) -> &'static str {
 
 /// Called by `trap_common` with the saved frame; returning resumes from the frame.
 pub extern "C" fn dispatch(frame: &mut TrapFrame) {
+    if let Some(handler) = super::irq::handler(frame.vector) {
+        handler(frame);
+        return;
+    }
     let cr2 = if frame.vector == vector::PF as u64 {
         read_cr2()
     } else {
