@@ -4,6 +4,7 @@
 
 pub mod delivery;
 pub mod exceptions;
+pub mod inject;
 pub mod pagematrix;
 pub mod timer;
 pub mod tlb;
@@ -41,6 +42,11 @@ pub fn run_from_cmdline(cmdline: &[u8]) -> bool {
             b"delivery" => {
                 let (pass, total) = delivery::run();
                 kprintln!("selftest delivery: {pass}/{total} passed");
+                all_ok &= pass == total;
+            }
+            b"inject" => {
+                let (pass, total) = inject::run();
+                kprintln!("selftest inject: {pass}/{total} passed");
                 all_ok &= pass == total;
             }
             b"tlb" | b"tlb-stale" => {
