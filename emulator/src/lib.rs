@@ -2,9 +2,10 @@
 //!
 //! The crate is laid out by concept: [`cpu`] (decode with iced-x86, execute, segmentation),
 //! [`mmu`] (4-level page walks and #PF error codes), [`tlb`], [`interrupts`] (IDT delivery,
-//! #DF, triple fault), [`devices`] (UART, isa-debug-exit), [`bus`] (RAM, MMIO, ports),
-//! [`memory`] (guest RAM), [`boot`] (the PVH loader) and [`machine`] (the run loop that ties
-//! them together). See ARCHITECTURE.md for the data flow.
+//! #DF, triple fault), [`devices`] (UART, isa-debug-exit, local APIC, 8259 pair), [`bus`]
+//! (RAM, MMIO, ports, the interrupt controllers), [`memory`] (guest RAM), [`boot`] (the PVH
+//! loader) and [`machine`] (the run loop that ties them together and accepts interrupts).
+//! See ARCHITECTURE.md for the data flow.
 
 pub mod addr;
 pub mod boot;
