@@ -491,14 +491,13 @@ mod tests {
 
     #[test]
     fn hlt_with_a_masked_timer_halts_forever() {
-        let mut code = timer_code(LVT_MASKED_FOR_TEST | 0x40, 1000);
+        let mut code = timer_code(crate::devices::lapic::LVT_MASKED | 0x40, 1000);
         code.extend_from_slice(&[0xfb, 0xf4]);
         let mut m = machine(&code);
         let o = m.run();
         assert!(matches!(o, Outcome::Stop(CpuStop::HaltForever)), "{o:?}");
         assert_eq!(o.exit_code(), exit_status::HALTED);
     }
-    const LVT_MASKED_FOR_TEST: u32 = crate::devices::lapic::LVT_MASKED;
 
     #[test]
     fn tpr_keeps_the_timer_from_waking_hlt() {
@@ -597,6 +596,46 @@ mod tests {
         let o = m.run();
         assert_eq!(exit_status(&o), Some(0x20), "{o:?}");
         assert_eq!(m.cpu.icount, 202);
+    }
+
+    /// A port device that drives IRQ 3 with the value written to it.
+    struct IrqRaiser;
+    impl crate::devices::PortDevice for IrqRaiser {
+        fn name(&self) -> &'static str {
+            "irq-raiser"
+        }
+        fn read(&mut self, _: u16, _: u8) -> u32 {
+            0
+        }
+        fn write(&mut self, _: u16, _: u8, v: u32) -> crate::devices::IoAction {
+            crate::devices::IoAction::Irq {
+                line: 3,
+                level: v != 0,
+            }
+        }
+    }
+
+    #[test]
+    fn a_port_device_raises_an_irq() {
+        // Master at 0x20.., IRQ 3 unmasked, sti, then `out 0x80, al` with al=1: the device
+        // raises IRQ 3, taken right after the OUT.
+        let mut code = Vec::new();
+        for (port, v) in [
+            (0x20u8, 0x11u8),
+            (0x21, 0x20),
+            (0x21, 0x04),
+            (0x21, 0x01),
+            (0x21, 0xf7),
+        ] {
+            code.extend_from_slice(&[0xb0, v, 0xe6, port]);
+        }
+        code.extend_from_slice(&[0xfb, 0xb0, 0x01, 0xe6, 0x80, 0xeb, 0xfe]);
+        let mut m = machine(&code);
+        m.bus.io.register(0x80, 1, Box::new(IrqRaiser));
+        let o = m.run();
+        assert_eq!(exit_status(&o), Some(0x23), "{o:?}");
+        // 10 PIC writes, sti, mov, out (icount 13), then the handler's mov and out.
+        assert_eq!(m.cpu.icount, 13 + 2);
     }
 
     #[test]
