@@ -6,12 +6,12 @@
 //! and QEMU.
 
 use core::arch::asm;
-use core::cell::UnsafeCell;
 use core::ptr::write_volatile;
 use core::sync::atomic::Ordering;
 
-use super::user::{self, kernel_phys, pml4_entry, Kind};
-use crate::arch::x86_64::gdt::{trap_stack_of, USER_CS};
+use super::testpages::{flush_tlb, pml4_entry, pte, stack_name, Pages};
+use super::user::{self, Kind};
+use crate::arch::x86_64::gdt::USER_CS;
 use crate::arch::x86_64::idt::vector;
 use crate::arch::x86_64::trap::{read_cr2, vector_name, CATCH};
 use crate::kprintln;
@@ -41,57 +41,32 @@ const ICR_DEST_SELF: u32 = 0b01 << 18;
 /// How long to wait for the self-NMI before calling it lost (instructions of a spin loop).
 const NMI_WAIT_LOOPS: u32 = 10_000;
 
-const PTE_P: u64 = 1 << 0;
-const PTE_W: u64 = 1 << 1;
-const PTE_PWT: u64 = 1 << 3;
-const PTE_PCD: u64 = 1 << 4;
-
-#[repr(C, align(4096))]
-struct Page([u64; 512]);
 /// PDPT, PD and PT for slot 4, and the small stack.
-struct Pages(UnsafeCell<[Page; 4]>);
-// SAFETY: single CPU; only this module touches the pages.
-unsafe impl Sync for Pages {}
-static PAGES: Pages = Pages(UnsafeCell::new([const { Page([0; 512]) }; 4]));
+static PAGES: Pages<4> = Pages::new();
 const PDPT: usize = 0;
 const PD: usize = 1;
 const PT: usize = 2;
 const STACK: usize = 3;
 
-fn page(i: usize) -> *mut u64 {
-    // SAFETY: i < 4; the pages are static.
-    unsafe { (PAGES.0.get() as *mut Page).add(i) as *mut u64 }
-}
-
 fn map_slot4() {
-    let phys = |i: usize| kernel_phys(page(i) as u64);
-    let rw = PTE_P | PTE_W;
+    let phys = |i: usize| PAGES.phys(i);
+    let rw = pte::P | pte::W;
     // SAFETY: single CPU; slot 4 and these tables belong to this test.
     unsafe {
         write_volatile(pml4_entry(SLOT4_BASE >> 39), phys(PDPT) | rw);
-        write_volatile(page(PDPT), phys(PD) | rw);
-        write_volatile(page(PD), phys(PT) | rw);
-        write_volatile(page(PT), 0); // the guard page
-        write_volatile(page(PT).add(1), phys(STACK) | rw);
-        write_volatile(page(PT).add(3), APIC_PHYS | rw | PTE_PCD | PTE_PWT);
+        write_volatile(PAGES.entry(PDPT, 0), phys(PD) | rw);
+        write_volatile(PAGES.entry(PD, 0), phys(PT) | rw);
+        write_volatile(PAGES.entry(PT, 0), 0); // the guard page
+        write_volatile(PAGES.entry(PT, 1), phys(STACK) | rw);
+        write_volatile(PAGES.entry(PT, 3), APIC_PHYS | rw | pte::PCD | pte::PWT);
     }
-    user::flush_tlb();
+    flush_tlb();
 }
 
 fn unmap_slot4() {
     // SAFETY: as in `map_slot4`.
     unsafe { write_volatile(pml4_entry(SLOT4_BASE >> 39), 0) };
-    user::flush_tlb();
-}
-
-fn stack_name(frame: u64) -> &'static str {
-    match trap_stack_of(frame) {
-        Some(0) => "rsp0",
-        Some(1) => "ist1",
-        Some(2) => "ist2",
-        Some(3) => "ist3",
-        _ => "other",
-    }
+    flush_tlb();
 }
 
 /// What the catcher saw, printed and compared with what the SDM requires.

@@ -8,6 +8,7 @@
 use core::arch::asm;
 use core::sync::atomic::Ordering;
 
+use super::testpages::stack_name;
 use crate::arch::x86_64::gdt::trap_stack_of;
 use crate::arch::x86_64::idt::vector;
 use crate::arch::x86_64::trap::{vector_name, CATCH};
@@ -81,18 +82,13 @@ fn case(name: &str, want_vector: u8, want_ist: u8) -> bool {
         kprintln!("inject {name}: nothing delivered FAIL");
         return false;
     }
-    let stack = trap_stack_of(CATCH.frame.load(Ordering::SeqCst));
+    let frame = CATCH.frame.load(Ordering::SeqCst);
+    let stack = trap_stack_of(frame);
     let ok = caught == 1 && vec == want_vector as u64 && stack == Some(want_ist);
     kprintln!(
         "inject {name}: {} on {} {}",
         vector_name(vec),
-        match stack {
-            Some(0) => "rsp0",
-            Some(1) => "ist1",
-            Some(2) => "ist2",
-            Some(3) => "ist3",
-            _ => "another stack",
-        },
+        stack_name(frame),
         if ok { "ok" } else { "FAIL" }
     );
     ok

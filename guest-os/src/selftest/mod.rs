@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod exceptions;
 pub mod inject;
 pub mod pagematrix;
+pub mod testpages;
 pub mod timer;
 pub mod tlb;
 pub mod user;

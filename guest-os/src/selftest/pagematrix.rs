@@ -24,7 +24,8 @@ use core::sync::atomic::Ordering;
 
 use crate::arch::x86_64::idt::vector;
 use crate::arch::x86_64::trap::CATCH;
-use super::user::{self, kernel_phys, pml4_entry, Kind};
+use super::testpages::{pml4_entry, pte, Pages};
+use super::user::{self, Kind};
 use crate::kprintln;
 
 /// PML4 slot 3: the linear addresses under test; nothing else maps this slot.
@@ -34,14 +35,6 @@ const TARGET_OFFSET: u64 = 0x7c8;
 /// The tested byte: RET, so a fetch returns to its caller and a write stores what is there.
 const RET: u8 = 0xc3;
 
-const PTE_P: u64 = 1 << 0;
-const PTE_W: u64 = 1 << 1;
-const PTE_U: u64 = 1 << 2;
-const PTE_A: u64 = 1 << 5;
-const PTE_D: u64 = 1 << 6;
-const PTE_PS: u64 = 1 << 7;
-const PTE_NX: u64 = 1 << 63;
-const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 
 const PF_P: u32 = 1 << 0;
 const PF_W: u32 = 1 << 1;
@@ -252,13 +245,8 @@ impl Deviation {
     }
 }
 
-#[repr(C, align(4096))]
-struct Page([u64; 512]);
 /// The test's own pages: the page tables for slot 3 and the data page.
-struct Pages(UnsafeCell<[Page; 4]>);
-// SAFETY: single CPU; only this module touches the pages.
-unsafe impl Sync for Pages {}
-static PAGES: Pages = Pages(UnsafeCell::new([const { Page([0; 512]) }; 4]));
+static PAGES: Pages<4> = Pages::new();
 const T_PDPT: usize = 0;
 const T_PD: usize = 1;
 const T_PT: usize = 2;
@@ -288,17 +276,6 @@ fn fnv(mut h: u64, word: u32) -> u64 {
     h
 }
 
-fn page_phys(i: usize) -> u64 {
-    // SAFETY: only the address is computed.
-    kernel_phys(unsafe { (PAGES.0.get() as *mut Page).add(i) } as u64)
-}
-
-/// Pointer to entry `idx` of one of this module's tables.
-fn entry(page: usize, idx: usize) -> *mut u64 {
-    // SAFETY: idx < 512; the pages are static.
-    unsafe { ((PAGES.0.get() as *mut Page).add(page) as *mut u64).add(idx) }
-}
-
 fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
     let r = core::arch::x86_64::__cpuid_count(leaf, 0);
     (r.eax, r.ebx, r.ecx, r.edx)
@@ -307,39 +284,39 @@ fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
 /// Write the target mapping for `cfg` (accessed and dirty clear) and return the linear
 /// address under test.
 fn map_target(cfg: &Config) -> u64 {
-    let data = page_phys(T_DATA) + TARGET_OFFSET;
+    let data = PAGES.phys(T_DATA) + TARGET_OFFSET;
     let flags = |b: u8| {
-        let mut f = PTE_P;
+        let mut f = pte::P;
         if b & LVL_U != 0 {
-            f |= PTE_U;
+            f |= pte::U;
         }
         if b & LVL_W != 0 {
-            f |= PTE_W;
+            f |= pte::W;
         }
         if b & LVL_NX != 0 {
-            f |= PTE_NX;
+            f |= pte::NX;
         }
         f
     };
     let b = cfg.bits;
     // SAFETY: single CPU; slot 3 and the T_* tables are used by nothing else.
     unsafe {
-        write_volatile(pml4_entry(TARGET_BASE >> 39), page_phys(T_PDPT) | flags(b[0]));
+        write_volatile(pml4_entry(TARGET_BASE >> 39), PAGES.phys(T_PDPT) | flags(b[0]));
         match cfg.leaf {
             Leaf::G1 => {
-                write_volatile(entry(T_PDPT, 0), PTE_PS | flags(b[1]));
+                write_volatile(PAGES.entry(T_PDPT, 0), pte::PS | flags(b[1]));
                 TARGET_BASE + data
             }
             Leaf::M2 => {
                 const M2: u64 = (2 << 20) - 1;
-                write_volatile(entry(T_PDPT, 0), page_phys(T_PD) | flags(b[1]));
-                write_volatile(entry(T_PD, 0), (data & !M2) | PTE_PS | flags(b[2]));
+                write_volatile(PAGES.entry(T_PDPT, 0), PAGES.phys(T_PD) | flags(b[1]));
+                write_volatile(PAGES.entry(T_PD, 0), (data & !M2) | pte::PS | flags(b[2]));
                 TARGET_BASE + (data & M2)
             }
             Leaf::K4 => {
-                write_volatile(entry(T_PDPT, 0), page_phys(T_PD) | flags(b[1]));
-                write_volatile(entry(T_PD, 0), page_phys(T_PT) | flags(b[2]));
-                write_volatile(entry(T_PT, 0), (data & PTE_ADDR) | flags(b[3]));
+                write_volatile(PAGES.entry(T_PDPT, 0), PAGES.phys(T_PD) | flags(b[1]));
+                write_volatile(PAGES.entry(T_PD, 0), PAGES.phys(T_PT) | flags(b[2]));
+                write_volatile(PAGES.entry(T_PT, 0), (data & pte::ADDR) | flags(b[3]));
                 TARGET_BASE + (data & 0xfff)
             }
         }
@@ -353,19 +330,19 @@ fn read_ad(cfg: &Config) -> u32 {
     let e = unsafe {
         [
             read_volatile(pml4_entry(TARGET_BASE >> 39)),
-            read_volatile(entry(T_PDPT, 0)),
-            read_volatile(entry(T_PD, 0)),
-            read_volatile(entry(T_PT, 0)),
+            read_volatile(PAGES.entry(T_PDPT, 0)),
+            read_volatile(PAGES.entry(T_PD, 0)),
+            read_volatile(PAGES.entry(T_PT, 0)),
         ]
     };
     let n = cfg.leaf.levels();
     let mut out = 0;
     for (i, v) in e.iter().enumerate().take(n) {
-        if v & PTE_A != 0 {
+        if v & pte::A != 0 {
             out |= 1 << i;
         }
     }
-    if e[n - 1] & PTE_D != 0 {
+    if e[n - 1] & pte::D != 0 {
         out |= OUT_D;
     }
     out
@@ -557,7 +534,7 @@ pub fn run(verbose: bool) -> (u32, u32) {
     };
     user::map_access_stub();
     // SAFETY: single CPU; the data page belongs to this test.
-    unsafe { (*PAGES.0.get())[T_DATA].0[(TARGET_OFFSET / 8) as usize] = RET as u64 };
+    unsafe { write_volatile(PAGES.entry(T_DATA, (TARGET_OFFSET / 8) as usize), RET as u64) };
     let (cr0, cr4): (u64, u64);
     // SAFETY: reading control registers has no side effects.
     unsafe {

@@ -9,10 +9,9 @@
 //! defined results only.
 
 use core::arch::asm;
-use core::cell::UnsafeCell;
 use core::ptr::{read_volatile, write_volatile};
 
-use super::user::{flush_tlb, kernel_phys, pml4_entry};
+use super::testpages::{flush_tlb, pml4_entry, pte, Pages};
 use crate::kprintln;
 
 /// PML4 slot 6: one test page whose PTE is switched between two frames.
@@ -22,35 +21,18 @@ const TEST_VA: u64 = SLOT6_BASE;
 const OLD_VALUE: u64 = 0x01d0_01d0;
 const NEW_VALUE: u64 = 0x0e30_0e30;
 
-const PTE_P: u64 = 1 << 0;
-const PTE_W: u64 = 1 << 1;
-
-#[repr(C, align(4096))]
-struct Page([u64; 512]);
 /// PDPT, PD, PT and the two frames.
-struct Pages(UnsafeCell<[Page; 5]>);
-// SAFETY: single CPU; only this module touches the pages.
-unsafe impl Sync for Pages {}
-static PAGES: Pages = Pages(UnsafeCell::new([const { Page([0; 512]) }; 5]));
+static PAGES: Pages<5> = Pages::new();
 const PDPT: usize = 0;
 const PD: usize = 1;
 const PT: usize = 2;
 const OLD_FRAME: usize = 3;
 const NEW_FRAME: usize = 4;
 
-fn page(i: usize) -> *mut u64 {
-    // SAFETY: i < 5; the pages are static.
-    unsafe { (PAGES.0.get() as *mut Page).add(i) as *mut u64 }
-}
-
-fn phys(i: usize) -> u64 {
-    kernel_phys(page(i) as u64)
-}
-
 /// Point the test PTE at `frame` without flushing anything.
 fn set_pte(frame: usize) {
     // SAFETY: the PT belongs to this test.
-    unsafe { write_volatile(page(PT), phys(frame) | PTE_P | PTE_W) };
+    unsafe { write_volatile(PAGES.entry(PT, 0), PAGES.phys(frame) | pte::P | pte::W) };
 }
 
 fn read_test_page() -> u64 {
@@ -59,14 +41,14 @@ fn read_test_page() -> u64 {
 }
 
 fn map() {
-    let rw = PTE_P | PTE_W;
+    let rw = pte::P | pte::W;
     // SAFETY: single CPU; slot 6 and these tables belong to this test.
     unsafe {
-        write_volatile(pml4_entry(SLOT6_BASE >> 39), phys(PDPT) | rw);
-        write_volatile(page(PDPT), phys(PD) | rw);
-        write_volatile(page(PD), phys(PT) | rw);
-        write_volatile(page(OLD_FRAME), OLD_VALUE);
-        write_volatile(page(NEW_FRAME), NEW_VALUE);
+        write_volatile(pml4_entry(SLOT6_BASE >> 39), PAGES.phys(PDPT) | rw);
+        write_volatile(PAGES.entry(PDPT, 0), PAGES.phys(PD) | rw);
+        write_volatile(PAGES.entry(PD, 0), PAGES.phys(PT) | rw);
+        write_volatile(PAGES.entry(OLD_FRAME, 0), OLD_VALUE);
+        write_volatile(PAGES.entry(NEW_FRAME, 0), NEW_VALUE);
     }
     set_pte(OLD_FRAME);
     flush_tlb();

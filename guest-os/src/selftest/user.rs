@@ -7,12 +7,12 @@
 //! executes a given address, mapped with its stack in PML4 slot 2.
 
 use core::arch::{asm, global_asm};
-use core::cell::UnsafeCell;
 use core::ptr::write_volatile;
+
+use super::testpages::{flush_tlb, kernel_phys, pml4_entry, pte, Pages};
 
 use crate::arch::x86_64::gdt::{USER_CS, USER_DS};
 use crate::arch::x86_64::trap::CATCH;
-use crate::mm::layout::KERNEL_VMA;
 
 /// PML4 slot 2: the access stub and its stack. Present, writable and user at every level
 /// and never NX, so the stub runs under any CR0/CR4/EFER setting a test chooses.
@@ -20,10 +20,6 @@ pub const STUB_BASE: u64 = 0x100_0000_0000;
 const STUB_STACK: u64 = STUB_BASE + 0x1000;
 const PAGE_SIZE: u64 = 4096;
 
-const PTE_P: u64 = 1 << 0;
-const PTE_W: u64 = 1 << 1;
-const PTE_U: u64 = 1 << 2;
-const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 const RFLAGS_FIXED: u64 = 1 << 1;
 
 /// What the access stub does with the address.
@@ -37,13 +33,8 @@ pub enum Kind {
     Fetch = 2,
 }
 
-#[repr(C, align(4096))]
-struct Page([u64; 512]);
 /// PDPT, PD and PT for slot 2, and the stub's stack page.
-struct Pages(UnsafeCell<[Page; 4]>);
-// SAFETY: single CPU; only this module touches the pages.
-unsafe impl Sync for Pages {}
-static PAGES: Pages = Pages(UnsafeCell::new([const { Page([0; 512]) }; 4]));
+static PAGES: Pages<4> = Pages::new();
 const STUB_PDPT: usize = 0;
 const STUB_PD: usize = 1;
 const STUB_PT: usize = 2;
@@ -53,45 +44,17 @@ extern "C" {
     static user_access_stub: u8;
 }
 
-/// Physical address of a kernel-image virtual address (the image is mapped at KERNEL_VMA).
-pub fn kernel_phys(va: u64) -> u64 {
-    va - KERNEL_VMA
-}
-
-/// The boot PML4 entry for `slot` (the boot tables live in identity-mapped low memory).
-pub fn pml4_entry(slot: u64) -> *mut u64 {
-    let cr3: u64;
-    // SAFETY: reading CR3 has no side effects.
-    unsafe { asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) };
-    ((cr3 & PTE_ADDR) + slot * 8) as *mut u64
-}
-
-/// Reload CR3: flush every non-global translation.
-pub fn flush_tlb() {
-    // SAFETY: reloading the same CR3 only drops cached translations.
-    unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack, preserves_flags)) };
-}
-
-fn page_phys(i: usize) -> u64 {
-    // SAFETY: only the address is computed.
-    kernel_phys(unsafe { (PAGES.0.get() as *mut Page).add(i) } as u64)
-}
-
 /// Map the access stub and its stack in PML4 slot 2.
 pub fn map_access_stub() {
-    let all = PTE_P | PTE_W | PTE_U;
-    let table = |i: usize| {
-        // SAFETY: i < 4; the pages are static.
-        unsafe { (PAGES.0.get() as *mut Page).add(i) as *mut u64 }
-    };
+    let all = pte::P | pte::W | pte::U;
     // SAFETY: single CPU; slot 2 and these tables belong to this module.
     unsafe {
-        write_volatile(pml4_entry(STUB_BASE >> 39), page_phys(STUB_PDPT) | all);
-        write_volatile(table(STUB_PDPT), page_phys(STUB_PD) | all);
-        write_volatile(table(STUB_PD), page_phys(STUB_PT) | all);
+        write_volatile(pml4_entry(STUB_BASE >> 39), PAGES.phys(STUB_PDPT) | all);
+        write_volatile(PAGES.entry(STUB_PDPT, 0), PAGES.phys(STUB_PD) | all);
+        write_volatile(PAGES.entry(STUB_PD, 0), PAGES.phys(STUB_PT) | all);
         let code = kernel_phys(&user_access_stub as *const u8 as u64);
-        write_volatile(table(STUB_PT), code | PTE_P | PTE_U);
-        write_volatile(table(STUB_PT).add(1), page_phys(STUB_STACK_PAGE) | all);
+        write_volatile(PAGES.entry(STUB_PT, 0), code | pte::P | pte::U);
+        write_volatile(PAGES.entry(STUB_PT, 1), PAGES.phys(STUB_STACK_PAGE) | all);
     }
     flush_tlb();
 }
