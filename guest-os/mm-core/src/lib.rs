@@ -1,0 +1,17 @@
+//! The guest kernel's memory-management algorithms, free of hardware access so that the same
+//! code runs in the kernel and in host unit tests.
+//!
+//! Everything here works on memory handed to it: a [`page::MemMap`] (the `struct page` array),
+//! and, for allocators that store data inside the pages they manage (SLUB free pointers), a
+//! [`page::PageProvider`] that knows where a frame's bytes are. The kernel supplies these from
+//! its direct map; the tests supply them from host heap buffers.
+//!
+//! The module names follow Linux (`memblock`, `buddy` for `page_alloc.c`'s core, `pcp`,
+//! `zone`, `gfp`, `slub`, `kmalloc`, `vmalloc`).
+
+#![cfg_attr(not(test), no_std)]
+
+pub mod addr;
+pub mod gfp;
+pub mod list;
+pub mod page;
