@@ -15,3 +15,15 @@ pub mod addr;
 pub mod gfp;
 pub mod list;
 pub mod page;
+pub mod memblock;
+pub mod buddy;
+pub mod pcp;
+pub mod zone;
+pub mod watermark;
+pub mod slub;
+pub mod kmalloc;
+pub mod vmalloc;
+pub mod report;
+
+/// Maximum number of CPUs the per-CPU structures (page lists, SLUB CPU slabs) are sized for.
+pub const NR_CPUS: usize = 4;
