@@ -291,13 +291,19 @@ mod tests {
         assert_eq!((Gfp::KERNEL | Gfp::DMA).zone(), ZoneType::Dma);
         assert_eq!((Gfp::KERNEL | Gfp::DMA32).zone(), ZoneType::Dma32);
         assert_eq!(Gfp::HIGHUSER_MOVABLE.migratetype(), MigrateType::Movable);
-        assert_eq!((Gfp::KERNEL | Gfp::RECLAIMABLE).migratetype(), MigrateType::Reclaimable);
+        assert_eq!(
+            (Gfp::KERNEL | Gfp::RECLAIMABLE).migratetype(),
+            MigrateType::Reclaimable
+        );
         assert_eq!(Gfp::KERNEL.migratetype(), MigrateType::Unmovable);
     }
 
     #[test]
     fn debug_names_like_linux() {
-        assert_eq!(format!("{:?}", Gfp::KERNEL | Gfp::ZERO), "GFP_KERNEL|__GFP_ZERO");
+        assert_eq!(
+            format!("{:?}", Gfp::KERNEL | Gfp::ZERO),
+            "GFP_KERNEL|__GFP_ZERO"
+        );
         assert_eq!(format!("{:?}", Gfp::GFP_ATOMIC), "GFP_ATOMIC");
         assert_eq!(format!("{:?}", Gfp(0)), "0");
     }

@@ -12,18 +12,18 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod addr;
-pub mod gfp;
-pub mod list;
-pub mod page;
-pub mod memblock;
 pub mod buddy;
-pub mod pcp;
-pub mod zone;
-pub mod watermark;
-pub mod slub;
+pub mod gfp;
 pub mod kmalloc;
-pub mod vmalloc;
+pub mod list;
+pub mod memblock;
+pub mod page;
+pub mod pcp;
 pub mod report;
+pub mod slub;
+pub mod vmalloc;
+pub mod watermark;
+pub mod zone;
 
 /// Maximum number of CPUs the per-CPU structures (page lists, SLUB CPU slabs) are sized for.
 pub const NR_CPUS: usize = 4;

@@ -144,9 +144,15 @@ mod tests {
             l.push_back(&mut mm, Pfn(i));
         }
         l.push_front(&mut mm, Pfn(100));
-        assert_eq!(l.iter(&mm).map(|p| p.0).collect::<Vec<_>>(), [100, 101, 102, 103]);
+        assert_eq!(
+            l.iter(&mm).map(|p| p.0).collect::<Vec<_>>(),
+            [100, 101, 102, 103]
+        );
         l.remove(&mut mm, Pfn(102));
-        assert_eq!(l.iter(&mm).map(|p| p.0).collect::<Vec<_>>(), [100, 101, 103]);
+        assert_eq!(
+            l.iter(&mm).map(|p| p.0).collect::<Vec<_>>(),
+            [100, 101, 103]
+        );
         assert_eq!(l.pop_back(&mut mm), Some(Pfn(103)));
         assert_eq!(l.pop_front(&mut mm), Some(Pfn(100)));
         assert_eq!(l.len(), 1);
