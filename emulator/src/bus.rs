@@ -6,11 +6,13 @@
 //! the page IA32_APIC_BASE names, ahead of other MMIO) and the 8259 pair (ports 0x20/0x21,
 //! 0xA0/0xA1, ELCR 0x4D0/0x4D1). Any access to them, or any IRQ line change, sets
 //! [`Bus::next_event`] to 0 so that the machine re-evaluates interrupts before the next
-//! instruction.
+//! instruction. The paravirtual port ([`PvPort`], 0x0E90..0x0EAF) is a typed field too,
+//! because it reads the bus's clock ([`Bus::now`]), which port devices do not see.
 
 use crate::addr::GuestPhysAddr;
 use crate::devices::lapic::Lapic;
 use crate::devices::pic::Pic;
+use crate::devices::pvport::PvPort;
 use crate::devices::{IoAction, PortBus};
 use crate::memory::GuestMemory;
 
@@ -38,6 +40,8 @@ pub struct Bus {
     pub lapic: Lapic,
     /// The master/slave 8259A pair.
     pub pic: Pic,
+    /// The vmscope paravirtual port (signature, instruction count).
+    pub pvport: PvPort,
     /// The instruction count of the instruction being executed: the time devices see.
     pub now: u64,
     /// The machine loop looks at interrupts, injections, device requests and the
@@ -58,6 +62,7 @@ impl Bus {
             exit_request: None,
             lapic: Lapic::new(0),
             pic: Pic::new(),
+            pvport: PvPort::new(),
             now: 0,
             next_event: 0,
         }
@@ -128,6 +133,9 @@ impl Bus {
     }
 
     pub fn port_read(&mut self, port: u16, size: u8) -> u32 {
+        if let Some(off) = PvPort::offset(port) {
+            return self.pvport.read(off, size, self.now);
+        }
         if !Pic::claims(port) {
             return self.io.read(port, size);
         }
@@ -147,6 +155,11 @@ impl Bus {
     }
 
     pub fn port_write(&mut self, port: u16, size: u8, val: u32) {
+        if let Some(off) = PvPort::offset(port) {
+            let action = self.pvport.write(off, size, val);
+            self.act(action);
+            return;
+        }
         if !Pic::claims(port) {
             let action = self.io.write(port, size, val);
             self.act(action);

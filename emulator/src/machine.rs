@@ -639,6 +639,26 @@ mod tests {
     }
 
     #[test]
+    fn pvport_reads_the_instruction_count() {
+        use crate::devices::pvport::SIGNATURE;
+        // Three NOPs, then `in eax, dx` from +4, +8 and +0 into ebx, ecx, esi, then
+        // `out 0xf4, eax` with eax=0. The count starts at 2^32 - 2, so the first IN runs
+        // at 2^32 + 2: it reads 2 and latches a high half of 1.
+        let mut code = vec![0x90, 0x90, 0x90];
+        for (off, mov) in [(4u8, 0xc3u8), (8, 0xc1), (0, 0xc6)] {
+            code.extend_from_slice(&[0xba, 0x90 + off, 0x0e, 0, 0, 0xed, 0x89, mov]);
+        }
+        code.extend_from_slice(&[0x31, 0xc0, 0xe7, 0xf4]);
+        let mut m = machine(&code);
+        m.cpu.icount = (1 << 32) - 2;
+        let o = m.run();
+        assert_eq!(exit_status(&o), Some(0), "{o:?}");
+        assert_eq!(m.cpu.gpr[gpr::RBX], 2);
+        assert_eq!(m.cpu.gpr[gpr::RCX], 1);
+        assert_eq!(m.cpu.gpr[gpr::RSI], u64::from(SIGNATURE));
+    }
+
+    #[test]
     fn interrupt_waits_for_the_sti_shadow() {
         use crate::devices::lapic::reg;
         // A self-IPI while IF=0, then sti; nop: taken after the nop, before the jmp.

@@ -4,6 +4,7 @@
 pub mod debug_exit;
 pub mod lapic;
 pub mod pic;
+pub mod pvport;
 pub mod uart16550;
 
 /// What a device asks of the machine after a guest write.

@@ -2,4 +2,5 @@
 
 pub mod lapic;
 pub mod pic;
+pub mod pvport;
 pub mod uart16550;
