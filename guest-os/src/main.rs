@@ -10,12 +10,14 @@
 
 pub mod arch;
 pub mod boot;
+pub mod cmdline;
 pub mod console;
 pub mod drivers;
 pub mod exit;
 pub mod mm;
 mod panic;
 pub mod selftest;
+pub mod sync;
 
 use boot::e820;
 use boot::pvh::PvhBootInfo;
@@ -74,9 +76,10 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
         None => kprintln!("initrd: none"),
     }
 
+    arch::x86_64::init_traps();
+    mm::init::init(&boot_info, start_info_phys, cmdline);
     kprintln!("Boot OK");
 
-    arch::x86_64::init_traps();
     if !selftest::run_from_cmdline(cmdline) {
         exit::exit(exit::EXIT_SELFTEST_FAILED);
     }

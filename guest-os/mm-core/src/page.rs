@@ -219,6 +219,14 @@ pub struct MemMap<'a> {
 }
 
 impl<'a> MemMap<'a> {
+    /// A map describing no frames (an allocator before `init`).
+    pub const fn empty() -> Self {
+        MemMap {
+            pages: &mut [],
+            start_pfn: 0,
+        }
+    }
+
     /// Descriptors for the frames from `start_pfn` on, one per element of `pages`.
     pub fn new(pages: &'a mut [Page], start_pfn: Pfn) -> Self {
         MemMap {

@@ -213,19 +213,42 @@ pub struct PageAllocator<'a, D: DirectMap> {
 }
 
 impl<'a, D: DirectMap> PageAllocator<'a, D> {
-    /// An allocator with `nr_nodes` empty nodes over `mem_map`. Every descriptor must be
-    /// reserved ([`crate::page::Page::new_reserved`]); memory is added with
-    /// [`PageAllocator::add_memory`] and then freed with [`PageAllocator::free_boot_range`].
-    pub fn new(mem_map: MemMap<'a>, dm: D, nr_nodes: usize) -> Self {
+    /// An allocator with no memory, constant so that the kernel can keep it in a static
+    /// (it is tens of KiB: building it on a kernel stack and moving it would overflow).
+    pub const fn new(dm: D) -> Self {
         PageAllocator {
-            mem_map,
-            nodes: core::array::from_fn(|n| Node::empty(n as u8)),
-            nr_nodes: nr_nodes.clamp(1, MAX_NUMNODES),
+            mem_map: MemMap::empty(),
+            nodes: [const { Node::empty(0) }; MAX_NUMNODES],
+            nr_nodes: 1,
             dm,
             min_free_kbytes: 0,
             totalreserve_pages: 0,
-            stats: AllocStats::default(),
+            stats: AllocStats {
+                kswapd_wakeups: 0,
+                allocstall: 0,
+                failures: 0,
+                no_watermark_allocs: 0,
+                bad_frees: 0,
+            },
             last_bad_free: None,
+        }
+    }
+
+    /// Give the allocator its `mem_map` and `nr_nodes` empty nodes. Every descriptor must be
+    /// reserved ([`crate::page::Page::new_reserved`]); memory is added with
+    /// [`PageAllocator::add_memory`] and then freed with [`PageAllocator::free_boot_range`].
+    pub fn init(&mut self, mem_map: MemMap<'a>, nr_nodes: usize) {
+        self.mem_map = mem_map;
+        self.nr_nodes = nr_nodes.clamp(1, MAX_NUMNODES);
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            n.nid = i as u8;
+            n.start_pfn = 0;
+            n.spanned = 0;
+            n.present = 0;
+            for (zi, z) in n.zones.iter_mut().enumerate() {
+                z.node = i as u8;
+                z.zone_type = ZoneType::ALL[zi];
+            }
         }
     }
 
@@ -648,7 +671,8 @@ pub(crate) mod tests {
     /// A 64 MiB machine shaped like a PC: RAM at 4 KiB..640 KiB and 1 MiB..64 MiB.
     fn pc(v: &mut [Page], nodes: usize) -> PageAllocator<'_, NoMemory> {
         let mm = MemMap::new(v, Pfn(0));
-        let mut a = PageAllocator::new(mm, NoMemory, nodes);
+        let mut a = PageAllocator::new(NoMemory);
+        a.init(mm, nodes);
         let per = 16384 / nodes as u64;
         for n in 0..nodes as u64 {
             let (s, e) = ((n * per).max(256), (n + 1) * per);

@@ -1,91 +1,49 @@
-//! Physical and virtual address newtypes, and translation through the boot direct map.
+//! Physical and virtual address newtypes (from `mm-core`), and translation through the
+//! direct map: physical address `pa` is mapped at `PAGE_OFFSET + pa`.
+//!
+//! During boot only the first [`BOOT_MAP_SIZE`] bytes are mapped there (by the trampoline's
+//! tables); `mm::init` maps all RAM and raises the limit with [`set_direct_map_end`].
 
-use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::layout::{BOOT_MAP_SIZE, KERNEL_VMA};
+pub use mm_core::addr::{PhysAddr, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
-/// A physical address.
-#[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PhysAddr(u64);
+use super::layout::{BOOT_MAP_SIZE, KERNEL_VMA, PAGE_OFFSET};
 
-/// A virtual (linear) address.
-#[repr(transparent)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VirtAddr(u64);
+/// One past the highest physical address the direct map covers.
+static DIRECT_MAP_END: AtomicU64 = AtomicU64::new(BOOT_MAP_SIZE);
 
-impl PhysAddr {
-    /// Wraps a raw physical address.
-    pub const fn new(addr: u64) -> Self {
-        Self(addr)
-    }
-
-    /// The raw address.
-    pub const fn as_u64(self) -> u64 {
-        self.0
-    }
-
-    /// Whether this is address 0 (PVH uses 0 for "absent").
-    pub const fn is_null(self) -> bool {
-        self.0 == 0
-    }
-
-    /// `self + offset`, or `None` on overflow.
-    pub const fn checked_add(self, offset: u64) -> Option<Self> {
-        match self.0.checked_add(offset) {
-            Some(a) => Some(Self(a)),
-            None => None,
-        }
-    }
+/// Record that the direct map now covers `[0, end)` (called once the page tables exist).
+pub fn set_direct_map_end(end: u64) {
+    DIRECT_MAP_END.store(end, Ordering::Relaxed);
 }
 
-impl VirtAddr {
-    /// Wraps a raw virtual address.
-    pub const fn new(addr: u64) -> Self {
-        Self(addr)
-    }
-
-    /// The raw address.
-    pub const fn as_u64(self) -> u64 {
-        self.0
-    }
-
-    /// The address as a raw pointer.
-    pub const fn as_ptr<T>(self) -> *const T {
-        self.0 as *const T
-    }
-
-    /// The address as a raw mutable pointer.
-    pub const fn as_mut_ptr<T>(self) -> *mut T {
-        self.0 as *mut T
-    }
+/// One past the highest physical address mapped by the direct map.
+pub fn direct_map_end() -> u64 {
+    DIRECT_MAP_END.load(Ordering::Relaxed)
 }
 
-impl fmt::LowerHex for PhysAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::LowerHex::fmt(&self.0, f)
-    }
-}
-
-impl fmt::LowerHex for VirtAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::LowerHex::fmt(&self.0, f)
-    }
-}
-
-/// Whether the physical range `[pa, pa + len)` lies inside the boot direct map.
-pub const fn direct_map_contains(pa: PhysAddr, len: u64) -> bool {
-    match pa.0.checked_add(len) {
-        Some(end) => end <= BOOT_MAP_SIZE,
+/// Whether the physical range `[pa, pa + len)` lies inside the direct map's span.
+pub fn direct_map_contains(pa: PhysAddr, len: u64) -> bool {
+    match pa.as_u64().checked_add(len) {
+        Some(end) => end <= direct_map_end(),
         None => false,
     }
 }
 
-/// Translates a physical address through the boot direct map (`KERNEL_VMA + pa`), or `None`
-/// if `[pa, pa + len)` is not covered by it (only the first [`BOOT_MAP_SIZE`] bytes are).
-pub const fn phys_to_virt(pa: PhysAddr, len: u64) -> Option<VirtAddr> {
-    if direct_map_contains(pa, len) {
-        Some(VirtAddr(KERNEL_VMA + pa.0))
+/// Translates a physical address through the direct map (`__va`), or `None` if
+/// `[pa, pa + len)` is beyond it.
+pub fn phys_to_virt(pa: PhysAddr, len: u64) -> Option<VirtAddr> {
+    direct_map_contains(pa, len).then(|| VirtAddr::new(PAGE_OFFSET + pa.as_u64()))
+}
+
+/// The physical address behind a direct-map or kernel-image virtual address (`__pa`).
+pub fn virt_to_phys(va: VirtAddr) -> Option<PhysAddr> {
+    let v = va.as_u64();
+    if v >= KERNEL_VMA {
+        Some(PhysAddr::new(v - KERNEL_VMA))
+    } else if v >= PAGE_OFFSET && v - PAGE_OFFSET < direct_map_end() {
+        Some(PhysAddr::new(v - PAGE_OFFSET))
     } else {
         None
     }

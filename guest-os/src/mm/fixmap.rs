@@ -7,7 +7,7 @@ use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::ptr::{read_volatile, write_volatile};
 
-use super::addr::{PhysAddr, VirtAddr};
+use super::addr::{phys_to_virt, PhysAddr, VirtAddr};
 use super::layout::KERNEL_VMA;
 
 /// Virtual address of slot 0.
@@ -45,20 +45,24 @@ fn image_phys(p: *const Table) -> u64 {
     p as u64 - KERNEL_VMA
 }
 
+/// Physical address of the fixmap's page directory (linked by the kernel page tables).
+pub fn pd_phys() -> PhysAddr {
+    PhysAddr::new(image_phys(TABLES.0.get() as *const Table))
+}
+
 /// Map the 4 KiB page at `pa` (page-aligned) into `slot`; returns its virtual address.
 pub fn map(slot: Slot, pa: PhysAddr) -> VirtAddr {
     let va = FIXMAP_BASE + (slot as u64) * 4096;
     // SAFETY: single CPU with interrupts disabled; the PML4 and the PDPT of the higher half
-    // lie in the boot direct map (KERNEL_VMA + pa), and PDPT[511]/PD[511] belong to the
-    // fixmap alone.
+    // are reachable through the direct map, and PDPT[511]/PD[511] belong to the fixmap alone.
     unsafe {
         let tables = TABLES.0.get() as *mut Table;
         let (pd, pt) = (tables, tables.add(1));
         let cr3: u64;
         asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags));
-        let pml4 = (KERNEL_VMA + (cr3 & PTE_ADDR)) as *mut u64;
+        let pml4 = table_va(cr3 & PTE_ADDR);
         let pml4e = read_volatile(pml4.add(index(va, 39)));
-        let pdpt = (KERNEL_VMA + (pml4e & PTE_ADDR)) as *mut u64;
+        let pdpt = table_va(pml4e & PTE_ADDR);
         write_volatile(pdpt.add(index(va, 30)), image_phys(pd) | PTE_P | PTE_W);
         (*pd).0[index(va, 21)] = image_phys(pt) | PTE_P | PTE_W;
         write_volatile(
@@ -68,4 +72,12 @@ pub fn map(slot: Slot, pa: PhysAddr) -> VirtAddr {
         asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
     }
     VirtAddr::new(va)
+}
+
+/// A page-table page through the direct map.
+fn table_va(pa: u64) -> *mut u64 {
+    match phys_to_virt(PhysAddr::new(pa), 4096) {
+        Some(va) => va.as_mut_ptr(),
+        None => panic!("fixmap: page table {pa:#x} outside the direct map"),
+    }
 }

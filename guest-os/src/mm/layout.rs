@@ -9,6 +9,18 @@
 //! next 4 KiB page:  .text .rodata .data .bss, linked at KERNEL_VMA + physical address
 //! device pages                 ->  mm::fixmap::FIXMAP_BASE (last 2 MiB), one 4 KiB slot each
 //! ```
+//!
+//! After `mm::init` the kernel runs on its own page tables (`mm::pgtable`), Linux's x86-64
+//! layout with 4-level paging:
+//!
+//! ```text
+//! 0x0000_0000_0000_0000 .. 0x0000_7fff_ffff_ffff  user space (empty until processes exist)
+//! PAGE_OFFSET    0xffff_8880_0000_0000  direct map of all RAM (1 GiB / 2 MiB / 4 KiB pages, NX)
+//! VMALLOC_START  0xffff_c900_0000_0000  vmalloc/vmap/ioremap, VMALLOC_SIZE (one PML4 slot)
+//! KERNEL_VMA     0xffff_ffff_8000_0000  kernel image, 4 KiB pages: text RX, rodata R, data RW
+//! FIXMAP_BASE    0xffff_ffff_ffe0_0000  fixmap
+//! ```
+//! The boot identity map is gone after `mm::init`: a null or low pointer faults.
 
 /// Physical address the kernel image is loaded at (2 MiB).
 pub const KERNEL_PHYS_BASE: u64 = 0x20_0000;
@@ -29,3 +41,16 @@ pub const BOOT_STACK_SIZE: usize = 4 * 1024;
 
 /// Stack the Rust kernel runs on (in `.bss`, higher half).
 pub const KERNEL_STACK_SIZE: usize = 64 * 1024;
+
+/// Start of the direct map of physical memory (`__PAGE_OFFSET`, Linux's value without KASLR).
+pub const PAGE_OFFSET: u64 = 0xffff_8880_0000_0000;
+
+/// Start of the vmalloc area (Linux's `VMALLOC_START` for 4-level paging).
+pub const VMALLOC_START: u64 = 0xffff_c900_0000_0000;
+
+/// Size of the vmalloc area: one PML4 slot (512 GiB), preallocated so that every address
+/// space shares it (Linux has 32 TiB; this kernel documents the smaller limit).
+pub const VMALLOC_SIZE: u64 = 512 << 30;
+
+/// One past the last byte of the vmalloc area.
+pub const VMALLOC_END: u64 = VMALLOC_START + VMALLOC_SIZE;

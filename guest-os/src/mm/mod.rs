@@ -1,9 +1,12 @@
-//! Memory management. For now: the fixed memory layout, physical/virtual address types and
-//! the fixmap for device registers. Frame allocation and page-table management will live
-//! here too.
+//! Memory management: address types and the fixed layout, boot memory (memblock), the
+//! kernel page tables, and the page allocator built on `mm-core`.
 
 pub mod addr;
 pub mod fixmap;
+pub mod init;
 pub mod layout;
+pub mod memblock;
+pub mod page_alloc;
+pub mod pgtable;
 
 pub use addr::{phys_to_virt, PhysAddr, VirtAddr};

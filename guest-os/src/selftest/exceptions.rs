@@ -29,8 +29,9 @@ const USER_NOT_PRESENT: u64 = USER_BASE + 0x12_000;
 const KERNEL_UNMAPPED: u64 = 0xffff_c000_0000_0000;
 /// A non-canonical address (bit 47 clear, bit 63 set).
 const NON_CANONICAL: u64 = 0x8000_0000_0000_0000;
-/// The kernel image (supervisor-only), for user accesses that must fault.
-const KERNEL_TEXT: u64 = KERNEL_VMA + 0x20_0000;
+/// Kernel memory (the direct map of physical 1 MiB: present, supervisor-only), for user
+/// accesses that must fault with a protection violation.
+const KERNEL_TEXT: u64 = crate::mm::layout::PAGE_OFFSET + 0x10_0000;
 // The kernel cases spell these addresses out as literals.
 const _: () = assert!(USER_RO == 0x80_0001_1000 && KERNEL_UNMAPPED == 0xffff_c000_0000_0000);
 const _: () = assert!(NON_CANONICAL == 0x8000_0000_0000_0000 && BOGUS_MSR == 0x1234_5678);
@@ -39,7 +40,6 @@ const PTE_P: u64 = 1 << 0;
 const PTE_W: u64 = 1 << 1;
 const PTE_U: u64 = 1 << 2;
 const PTE_NX: u64 = 1 << 63;
-const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 
 const RFLAGS_FIXED: u64 = 1 << 1;
 const RFLAGS_AC: u64 = 1 << 18;
@@ -80,17 +80,14 @@ fn kernel_phys(va: u64) -> u64 {
 
 /// Build the user test mappings under PML4 slot 1 of the current page tables.
 fn map_user_pages() {
-    // SAFETY: single CPU, interrupts off; the boot PML4 is identity-mapped (below 1 GiB),
-    // and the entries written here map only the pages of this module.
+    // SAFETY: single CPU, interrupts off; the PML4 is reached through the direct map, and
+    // the entries written here map only the pages of this module.
     unsafe {
         let base = PAGES.0.get() as *mut Page;
         let table = |i: usize| kernel_phys(base.add(i) as u64);
         let pages = &mut *PAGES.0.get();
-        let cr3: u64;
-        asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags));
-        let pml4 = (cr3 & PTE_ADDR) as *mut u64;
         let nonleaf = PTE_P | PTE_W | PTE_U;
-        *pml4.add(((USER_BASE >> 39) & 0x1ff) as usize) = table(PDPT) | nonleaf;
+        *super::testpages::pml4_entry(USER_BASE >> 39) = table(PDPT) | nonleaf;
         pages[PDPT].0[((USER_BASE >> 30) & 0x1ff) as usize] = table(PD) | nonleaf;
         pages[PD].0[((USER_BASE >> 21) & 0x1ff) as usize] = table(PT) | nonleaf;
         let pt = &mut pages[PT].0;

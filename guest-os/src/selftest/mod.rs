@@ -13,13 +13,7 @@ pub mod user;
 
 use crate::kprintln;
 
-/// The value of `key=` on the command line (the last one wins).
-pub fn cmdline_param<'a>(cmdline: &'a [u8], key: &str) -> Option<&'a [u8]> {
-    cmdline.split(|&b| b == b' ').rev().find_map(|arg| {
-        let rest = arg.strip_prefix(key.as_bytes())?;
-        rest.strip_prefix(b"=")
-    })
-}
+pub use crate::cmdline::param as cmdline_param;
 
 /// Run the self-tests named on the command line. Returns false if any case failed or a
 /// name is unknown.

@@ -519,6 +519,11 @@ fn print_case(cfg: &Config, env: &Env, got: u32, want: u32, dev: Option<Deviatio
 
 /// Run the whole matrix; returns (passed, total).
 pub fn run(verbose: bool) -> (u32, u32) {
+    // The matrix clears EFER.NXE, which the kernel's own NX mappings cannot survive.
+    super::testpages::on_boot_tables(|| run_on_boot_tables(verbose))
+}
+
+fn run_on_boot_tables(verbose: bool) -> (u32, u32) {
     let (_, ebx7, _, _) = cpuid(7);
     let (_, _, _, edx_ext) = cpuid(0x8000_0001);
     if ebx7 & CPUID7_EBX_SMEP == 0 || ebx7 & CPUID7_EBX_SMAP == 0 || edx_ext & CPUID_EXT_EDX_NX == 0

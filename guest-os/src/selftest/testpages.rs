@@ -7,6 +7,7 @@ use core::cell::UnsafeCell;
 
 use crate::arch::x86_64::gdt::trap_stack_of;
 use crate::mm::layout::KERNEL_VMA;
+use crate::mm::{phys_to_virt, PhysAddr};
 
 /// Page-table entry bits (SDM Vol. 3A, Tables 4-15 to 4-20).
 pub mod pte {
@@ -56,12 +57,15 @@ pub fn kernel_phys(va: u64) -> u64 {
     va - KERNEL_VMA
 }
 
-/// The boot PML4 entry for `slot` (the boot tables live in identity-mapped low memory).
+/// The current PML4's entry for `slot` (through the direct map).
 pub fn pml4_entry(slot: u64) -> *mut u64 {
     let cr3: u64;
     // SAFETY: reading CR3 has no side effects.
     unsafe { asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) };
-    ((cr3 & pte::ADDR) + slot * 8) as *mut u64
+    match phys_to_virt(PhysAddr::new((cr3 & pte::ADDR) + slot * 8), 8) {
+        Some(va) => va.as_mut_ptr(),
+        None => panic!("PML4 outside the direct map"),
+    }
 }
 
 /// Reload CR3: flush every non-global translation.
@@ -79,4 +83,36 @@ pub fn stack_name(addr: u64) -> &'static str {
         Some(3) => "ist3",
         _ => "another stack",
     }
+}
+
+/// CR4.PGE.
+const CR4_PGE: u64 = 1 << 7;
+
+extern "C" {
+    /// The trampoline's PML4 (in `.boot.data`, linked at its physical address).
+    static boot_pml4: u8;
+}
+
+/// Run `f` on the boot page tables: 2 MiB kernel mappings without NX bits and without
+/// global pages. For tests that clear EFER.NXE, which turns the NX bit of the kernel's own
+/// mappings into a reserved bit (every kernel data access would fault). Global pages are
+/// switched off for the duration so no translation of the kernel tables survives.
+pub fn on_boot_tables<R>(f: impl FnOnce() -> R) -> R {
+    let (cr3, cr4): (u64, u64);
+    // SAFETY: the boot tables still map the kernel image at KERNEL_VMA and physical memory
+    // at PAGE_OFFSET (first 1 GiB), which is all the self-tests use; the old CR3 and CR4 are
+    // restored before returning.
+    unsafe {
+        asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags));
+        asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack, preserves_flags));
+        asm!("mov cr4, {}", in(reg) cr4 & !CR4_PGE, options(nostack, preserves_flags));
+        asm!("mov cr3, {}", in(reg) &boot_pml4 as *const u8 as u64, options(nostack, preserves_flags));
+    }
+    let r = f();
+    // SAFETY: restores the kernel's tables and CR4.PGE.
+    unsafe {
+        asm!("mov cr3, {}", in(reg) cr3, options(nostack, preserves_flags));
+        asm!("mov cr4, {}", in(reg) cr4, options(nostack, preserves_flags));
+    }
+    r
 }

@@ -14,7 +14,9 @@
 //! 1. loads a boot stack (low memory, `.boot.bss`) and saves EBX;
 //! 2. uses static boot page tables (`.boot.data`) mapping physical `[0, 1 GiB)` with 2 MiB pages
 //!    twice: at 0 (identity, so this code keeps running when paging turns on) and at
-//!    [`KERNEL_VMA`] (PML4[511] -> PDPT[510]), where the kernel proper is linked;
+//!    [`KERNEL_VMA`] (PML4[511] -> PDPT[510]), where the kernel proper is linked, and a
+//!    third time at [`PAGE_OFFSET`] (PML4[273]), the start of the direct map, so that
+//!    `phys_to_virt` works the same before and after `mm::init` builds the real one;
 //! 3. enters IA-32e mode following Intel SDM Vol. 3A §10.8.5 "Initializing IA-32e Mode":
 //!    CR4.PAE, CR3, IA32_EFER.LME (+NXE), then CR0.PG (with CR0.WP);
 //! 4. loads a 64-bit GDT and far-jumps to [`KERNEL_CS`], clears `.bss`, switches to the
@@ -27,7 +29,7 @@
 use core::arch::global_asm;
 
 use crate::mm::layout::{
-    BOOT_MAP_SIZE, BOOT_PAGE_SIZE, BOOT_STACK_SIZE, KERNEL_STACK_SIZE, KERNEL_VMA,
+    BOOT_MAP_SIZE, BOOT_PAGE_SIZE, BOOT_STACK_SIZE, KERNEL_STACK_SIZE, KERNEL_VMA, PAGE_OFFSET,
 };
 
 /// CR0.PE: protected mode enable.
@@ -60,6 +62,8 @@ const BOOT_PAGE_FLAGS: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_HUGE;
 
 /// PML4 slot of [`KERNEL_VMA`] (511).
 const KERNEL_PML4_INDEX: u64 = (KERNEL_VMA >> 39) & 0x1ff;
+/// PML4 slot of [`PAGE_OFFSET`] (273).
+const DIRECT_MAP_PML4_INDEX: u64 = (PAGE_OFFSET >> 39) & 0x1ff;
 /// PDPT slot of [`KERNEL_VMA`] (510).
 const KERNEL_PDPT_INDEX: u64 = (KERNEL_VMA >> 30) & 0x1ff;
 /// Number of 2 MiB entries in the boot page directory (512: exactly 1 GiB).
@@ -180,10 +184,13 @@ long_mode_entry:
 /* ===================== Boot data: page tables, GDT (low memory) ===================== */
     .section .boot.data, "aw", @progbits
 
-    /* PML4: [0] -> identity PDPT, [511] -> higher-half PDPT. */
+    /* PML4: [0] -> identity PDPT, [273] -> the same PDPT (direct map at PAGE_OFFSET),
+       [511] -> higher-half PDPT. */
     .balign 4096
     .global boot_pml4
 boot_pml4:
+    .quad boot_pdpt_low + {BOOT_TABLE_FLAGS}
+    .org boot_pml4 + 8 * {DIRECT_MAP_PML4_INDEX}, 0
     .quad boot_pdpt_low + {BOOT_TABLE_FLAGS}
     .org boot_pml4 + 8 * {KERNEL_PML4_INDEX}, 0
     .quad boot_pdpt_high + {BOOT_TABLE_FLAGS}
@@ -233,9 +240,13 @@ boot_stack:
     .skip {BOOT_STACK_SIZE}
 boot_stack_top:
 
+    /* The page below the kernel stack is left unmapped by mm::pgtable: an overflow faults
+       (and ends in #DF on IST1) instead of overwriting the .bss below. */
     .section .bss.kernel_stack, "aw", @nobits
-    .balign 16
-    .global kernel_stack_bottom, kernel_stack_top
+    .balign 4096
+    .global kernel_stack_guard, kernel_stack_bottom, kernel_stack_top
+kernel_stack_guard:
+    .skip 4096
 kernel_stack_bottom:
     .skip {KERNEL_STACK_SIZE}
 kernel_stack_top:
@@ -254,6 +265,7 @@ kernel_stack_top:
     BOOT_PAGE_SIZE = const BOOT_PAGE_SIZE,
     BOOT_PD_ENTRIES = const BOOT_PD_ENTRIES,
     KERNEL_PML4_INDEX = const KERNEL_PML4_INDEX,
+    DIRECT_MAP_PML4_INDEX = const DIRECT_MAP_PML4_INDEX,
     KERNEL_PDPT_INDEX = const KERNEL_PDPT_INDEX,
     GDT_CODE64 = const GDT_CODE64,
     GDT_DATA = const GDT_DATA,

@@ -111,6 +111,14 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
         frame.rflags = RFLAGS_FIXED;
         return;
     }
+    if frame.vector == vector::DF as u64 && crate::mm::pgtable::is_stack_guard(read_cr2()) {
+        panic!(
+            "kernel stack overflow: #PF on the guard page at {:#x}, then #DF (rip {:#x}, rsp {:#x})",
+            read_cr2(),
+            frame.rip,
+            frame.rsp
+        );
+    }
     panic!(
         "unhandled exception {} (vector {}) error {:#x} at {:#x}:{:#x} rflags {:#x} rsp {:#x} cr2 {:#x}",
         vector_name(frame.vector),

@@ -1,0 +1,149 @@
+//! The kernel's page allocator: the `mm-core` zones behind one lock, with Linux's entry
+//! points (`alloc_pages`, `alloc_pages_node`, `__get_free_pages`, `__free_pages`,
+//! `free_pages`) and its failure reports.
+
+use mm_core::buddy::BadFree;
+use mm_core::gfp::Gfp;
+use mm_core::page::Pages;
+use mm_core::zone::{DirectMap, PageAllocator};
+
+use super::addr::{virt_to_phys, Pfn, VirtAddr, PAGE_SHIFT};
+use super::layout::PAGE_OFFSET;
+use super::pgtable::TableAlloc;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::sync::IrqLock;
+use super::addr::PhysAddr;
+
+/// Frames are reached through the direct map.
+pub struct KernelDirectMap;
+
+impl DirectMap for KernelDirectMap {
+    fn page_address(&self, pfn: Pfn) -> *mut u8 {
+        (PAGE_OFFSET + (pfn.as_u64() << PAGE_SHIFT)) as *mut u8
+    }
+
+    fn virt_to_pfn(&self, addr: *const u8) -> Option<Pfn> {
+        let a = addr as u64;
+        if a < PAGE_OFFSET {
+            return None;
+        }
+        let pa = virt_to_phys(VirtAddr::new(a))?;
+        (a < super::layout::KERNEL_VMA).then(|| pa.pfn())
+    }
+}
+
+/// The allocator type the kernel uses.
+pub type Allocator = PageAllocator<'static, KernelDirectMap>;
+
+static PAGE_ALLOC: IrqLock<Allocator> = IrqLock::new("zone", Allocator::new(KernelDirectMap));
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// Set up the allocator in place (`mm::init`); it becomes usable after [`mark_ready`].
+pub fn init_with<R>(f: impl FnOnce(&mut Allocator) -> R) -> R {
+    f(&mut PAGE_ALLOC.lock())
+}
+
+/// Open the allocator for use.
+pub fn mark_ready() {
+    READY.store(true, Ordering::Release);
+}
+
+/// Whether the page allocator is up.
+pub fn is_ready() -> bool {
+    READY.load(Ordering::Acquire)
+}
+
+/// Run `f` on the allocator with its lock held (interrupts off).
+pub fn with<R>(f: impl FnOnce(&mut Allocator) -> R) -> R {
+    if !is_ready() {
+        panic!("page allocator used before mm::init");
+    }
+    f(&mut PAGE_ALLOC.lock())
+}
+
+/// Report a failed allocation as Linux's `warn_alloc` does, and enforce `__GFP_NOFAIL`.
+fn failed(gfp: Gfp, order: usize) {
+    if gfp.contains(Gfp::NOFAIL) {
+        // Linux would loop in reclaim and the OOM killer; neither exists yet, so nothing
+        // could ever free memory for this caller.
+        panic!("Out of memory: __GFP_NOFAIL allocation of order {order} ({gfp:?}) cannot be satisfied");
+    }
+    if !gfp.contains(Gfp::NOWARN) {
+        log::warn!("kernel: page allocation failure: order:{}, mode:{:#x}({:?})", order, gfp.0, gfp);
+    }
+}
+
+/// `alloc_pages(gfp, order)` on the CPU's node.
+pub fn alloc_pages(gfp: Gfp, order: usize) -> Option<Pfn> {
+    let r = with(|a| a.alloc_pages(gfp, order, None, 0));
+    if r.is_none() {
+        failed(gfp, order);
+    }
+    r
+}
+
+/// `alloc_pages_node(nid, gfp, order)`.
+pub fn alloc_pages_node(nid: usize, gfp: Gfp, order: usize) -> Option<Pfn> {
+    let r = with(|a| a.alloc_pages(gfp, order, Some(nid), 0));
+    if r.is_none() {
+        failed(gfp, order);
+    }
+    r
+}
+
+/// `__free_pages(page, order)`. A bad free is reported ("Bad page state") and ignored, as
+/// Linux does, so a buggy caller leaks instead of corrupting the free lists.
+pub fn free_pages(pfn: Pfn, order: usize) {
+    if let Err(e) = with(|a| a.free_pages(pfn, order, 0)) {
+        report_bad_free(e);
+    }
+}
+
+fn report_bad_free(e: BadFree) {
+    let (pfn, why) = match e {
+        BadFree::OutOfZone(p) => (p, "outside its zone"),
+        BadFree::Misaligned(p, _) => (p, "wrong order or tail page"),
+        BadFree::AlreadyFree(p) => (p, "already free"),
+        BadFree::Reserved(p) => (p, "PAGE_FLAGS_CHECK_AT_FREE flag(s) set: reserved"),
+        BadFree::Mapped(p) => (p, "nonzero mapcount"),
+    };
+    log::error!("BUG: Bad page state: pfn:{:#x} {}", pfn.as_u64(), why);
+}
+
+/// The direct-map address of a frame (`page_address`).
+pub fn page_address(pfn: Pfn) -> VirtAddr {
+    VirtAddr::new(PAGE_OFFSET + (pfn.as_u64() << PAGE_SHIFT))
+}
+
+/// `__get_free_pages(gfp, order)`: the block's direct-map address.
+pub fn get_free_pages(gfp: Gfp, order: usize) -> Option<VirtAddr> {
+    alloc_pages(gfp, order).map(page_address)
+}
+
+/// `free_pages(addr, order)`.
+pub fn free_pages_va(va: VirtAddr, order: usize) {
+    match virt_to_phys(va) {
+        Some(pa) if va.as_u64() < super::layout::KERNEL_VMA => free_pages(pa.pfn(), order),
+        _ => log::error!("BUG: free_pages of {:#x}, not a direct-map address", va.as_u64()),
+    }
+}
+
+/// Page flags of a frame (for reports and tests).
+pub fn page_flags(pfn: Pfn) -> u32 {
+    with(|a| a.page(pfn).flags)
+}
+
+/// Page-table pages from the buddy allocator (after boot), counted for /proc/meminfo.
+pub struct BuddyTables;
+
+/// Kernel page-table pages allocated since boot.
+pub static KERNEL_PAGETABLES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+impl TableAlloc for BuddyTables {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        let pfn = alloc_pages(Gfp::KERNEL | Gfp::ZERO, 0)?;
+        KERNEL_PAGETABLES.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        Some(pfn.phys())
+    }
+}

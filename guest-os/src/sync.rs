@@ -1,0 +1,77 @@
+//! Locking for a single-CPU kernel: [`IrqLock`] disables interrupts while held, so an
+//! interrupt handler cannot observe a half-updated structure. Taking a lock that is already
+//! held can only be re-entry on this CPU (a handler or a nested call), which would deadlock
+//! on real SMP hardware: it panics with the lock's name instead.
+
+use core::arch::asm;
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// A lock that masks interrupts while held.
+pub struct IrqLock<T> {
+    name: &'static str,
+    locked: AtomicBool,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: access to `data` is serialized by `locked` with interrupts off.
+unsafe impl<T: Send> Sync for IrqLock<T> {}
+
+impl<T> IrqLock<T> {
+    pub const fn new(name: &'static str, value: T) -> Self {
+        IrqLock {
+            name,
+            locked: AtomicBool::new(false),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Disable interrupts and take the lock (`spin_lock_irqsave`).
+    pub fn lock(&self) -> IrqGuard<'_, T> {
+        let rflags: u64;
+        // SAFETY: reading RFLAGS and clearing IF has no memory effects.
+        unsafe { asm!("pushfq", "pop {}", "cli", out(reg) rflags, options(nomem, preserves_flags)) };
+        if self.locked.swap(true, Ordering::Acquire) {
+            panic!("IrqLock {}: taken twice (re-entry on one CPU)", self.name);
+        }
+        IrqGuard {
+            lock: self,
+            irqs_were_on: rflags & RFLAGS_IF != 0,
+        }
+    }
+}
+
+/// Holds an [`IrqLock`]; unlocking restores the interrupt flag.
+pub struct IrqGuard<'a, T> {
+    lock: &'a IrqLock<T>,
+    irqs_were_on: bool,
+}
+
+impl<T> Deref for IrqGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard owns the lock.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T> DerefMut for IrqGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard owns the lock.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T> Drop for IrqGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+        if self.irqs_were_on {
+            // SAFETY: restores the interrupt flag saved by `lock`.
+            unsafe { asm!("sti", options(nomem, nostack)) };
+        }
+    }
+}
