@@ -181,7 +181,7 @@ pub fn write_meminfo<W: Write, D: DirectMap>(
     x: &MemInfoExtra,
 ) -> fmt::Result {
     let kb = crate::addr::PAGE_SIZE >> 10;
-    let mut line =
+    let line =
         |w: &mut W, name: &str, kbytes: u64| writeln!(w, "{:<16}{:>8} kB", Label(name), kbytes);
     line(w, "MemTotal", a.totalram_pages() * kb)?;
     line(w, "MemFree", a.nr_free_pages() * kb)?;

@@ -8,5 +8,6 @@ pub mod layout;
 pub mod memblock;
 pub mod page_alloc;
 pub mod pgtable;
+pub mod vmalloc;
 
 pub use addr::{phys_to_virt, PhysAddr, VirtAddr};

@@ -349,6 +349,17 @@ pub fn build_kernel_tables(ram: impl Iterator<Item = (u64, u64)>, alloc: &mut dy
     Ok((pt, dm))
 }
 
+/// The kernel's master page table (`init_mm.pgd`), once built.
+static KERNEL_ROOT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The kernel's master page table: vmalloc and other kernel mappings are made here.
+pub fn kernel() -> PageTable {
+    match KERNEL_ROOT.load(core::sync::atomic::Ordering::Relaxed) {
+        0 => panic!("kernel page table used before mm::init"),
+        r => PageTable::from_root(PhysAddr::new(r)),
+    }
+}
+
 /// CR4.PGE: global pages survive CR3 writes.
 const CR4_PGE: u64 = 1 << 7;
 
@@ -367,6 +378,7 @@ pub unsafe fn activate(pt: &PageTable) {
         pge = in(reg) CR4_PGE,
         options(nostack, preserves_flags)
     );
+    KERNEL_ROOT.store(pt.root().as_u64(), core::sync::atomic::Ordering::Relaxed);
 }
 
 /// The page table CR3 points to.
