@@ -1218,7 +1218,7 @@ impl KmemCache {
             let free = free_objs(c);
             if c.inuse == 0 {
                 self.discard_slab(pp, slab);
-            } else if free <= SHRINK_PROMOTE_MAX {
+            } else if (1..=SHRINK_PROMOTE_MAX).contains(&free) {
                 promote[free - 1].push_back(pp, slab);
             } else {
                 rest.push_back(pp, slab);
@@ -2478,5 +2478,120 @@ mod tests {
             }
         ));
         assert_eq!(pp.in_use, 0);
+    }
+
+    #[test]
+    fn tiny_debug_objects_keep_a_red_zone() {
+        let mut pp = TestPages::new(16);
+        let mut c = cache("tiny", 4, 0, DEBUG);
+        // [rz 8][obj 4][rz 4][fp 8][pad 8]
+        assert_eq!((c.red_left_pad(), c.offset(), c.size()), (8, 8, 32));
+        let x = alloc(&mut c, &mut pp, 0);
+        // SAFETY: byte 4 is the right red zone of the 4-byte object.
+        unsafe { x.as_ptr().add(4).write(9) };
+        let e = c.free(&mut pp, x, 0).unwrap_err();
+        assert!(matches!(
+            e.kind,
+            SlabErrorKind::Overwritten {
+                area: Area::RightRedzone,
+                found: 9,
+                ..
+            }
+        ));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Alloc(usize),
+            Free(usize, usize),
+            Shrink,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                5 => (0..NR_CPUS).prop_map(Op::Alloc),
+                4 => (any::<usize>(), 0..NR_CPUS).prop_map(|(i, c)| Op::Free(i, c)),
+                1 => Just(Op::Shrink),
+            ]
+        }
+
+        fn flags() -> impl Strategy<Value = u32> {
+            (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(h, r, p, d)| {
+                (if h { SLAB_HWCACHE_ALIGN } else { 0 })
+                    | (if r { SLAB_RED_ZONE } else { 0 })
+                    | (if p { SLAB_POISON } else { 0 })
+                    | (if d { SLAB_RECLAIM_ACCOUNT } else { 0 })
+            })
+        }
+
+        fn set_ff(p: *mut u8) {
+            // SAFETY: the smallest object in these tests is 1 byte.
+            unsafe { p.write(0xff) };
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+            /// Any geometry, any interleaving of CPUs: objects aligned, disjoint, intact;
+            /// counters consistent; every frame back after freeing and shrinking.
+            #[test]
+            fn random_cache_geometry_and_ops(
+                size in prop_oneof![1usize..=64, 1usize..=3000, 3000usize..=20000],
+                align in prop::sample::select(vec![0usize, 8, 16, 64, 256, 4096]),
+                flags in flags(),
+                with_ctor in any::<bool>(),
+                ops in prop::collection::vec(op(), 1..200),
+            ) {
+                let ctor: Option<fn(*mut u8)> = if with_ctor { Some(set_ff) } else { None };
+                let mut c = Box::new(KmemCache::new("prop", size, align, flags, ctor).unwrap());
+                let mut pp = TestPages::new(2048);
+                prop_assert!(c.size() >= size && c.align() >= align.max(8));
+                prop_assert!(c.size().is_multiple_of(c.align()));
+                let mut live: Vec<(usize, u8)> = Vec::new();
+                let mut pat = 0u8;
+                for op in ops {
+                    match op {
+                        Op::Alloc(cpu) => {
+                            let p = c.alloc(&mut pp, Gfp::KERNEL, cpu).expect("arena big enough");
+                            let a = p.as_ptr() as usize;
+                            prop_assert_eq!(a % c.align(), 0);
+                            for &(b, _) in &live {
+                                prop_assert!(a + size <= b || b + size <= a, "overlap");
+                            }
+                            pat = pat.wrapping_add(29);
+                            // SAFETY: a live object of `size` bytes.
+                            unsafe { core::ptr::write_bytes(p.as_ptr(), pat, size) };
+                            live.push((a, pat));
+                        }
+                        Op::Free(i, cpu) => {
+                            if live.is_empty() {
+                                continue;
+                            }
+                            let (a, v) = live.swap_remove(i % live.len());
+                            prop_assert!(bytes(a as *const u8, size).iter().all(|&x| x == v));
+                            c.free(&mut pp, NonNull::new(a as *mut u8).unwrap(), cpu).unwrap();
+                        }
+                        Op::Shrink => {
+                            c.shrink(&mut pp);
+                        }
+                    }
+                    prop_assert_eq!(c.validate(&pp), Ok(()));
+                    prop_assert_eq!(c.live_objects(), live.len());
+                }
+                prop_assert!(c.take_report().is_none());
+                for (a, v) in live.drain(..) {
+                    prop_assert!(bytes(a as *const u8, size).iter().all(|&x| x == v));
+                    c.free(&mut pp, NonNull::new(a as *mut u8).unwrap(), 0).unwrap();
+                }
+                c.destroy(&mut pp).unwrap();
+                prop_assert!(c.take_report().is_none());
+                prop_assert_eq!(pp.in_use, 0);
+                prop_assert_eq!(c.info().num_objs, 0);
+            }
+        }
     }
 }
