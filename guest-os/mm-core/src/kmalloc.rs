@@ -240,7 +240,8 @@ impl Kmalloc {
     /// `SLAB_CONSISTENCY_CHECKS`, like `slub_debug=`) apply to every cache. `const` so that
     /// the kernel can place it in a static without building it on the stack.
     pub const fn new(debug_flags: u32) -> Result<Kmalloc, SlabError> {
-        // A placeholder to fill the arrays; every element is replaced below.
+        // A placeholder to fill the arrays; every element is replaced below. Evaluated at
+        // compile time, so its `panic!` can only fail the build.
         const PLACEHOLDER: KmemCache = match KmemCache::new("", 8, 0, 0, None) {
             Ok(c) => c,
             Err(_) => panic!("8-byte cache"),
