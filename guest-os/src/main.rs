@@ -8,6 +8,8 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 pub mod arch;
 pub mod boot;
 pub mod cmdline;
@@ -22,6 +24,10 @@ pub mod sync;
 use boot::e820;
 use boot::pvh::PvhBootInfo;
 use mm::PhysAddr;
+
+/// Rust's `alloc` (Box, Vec, BTreeMap) allocates from kmalloc.
+#[global_allocator]
+static ALLOCATOR: mm::slab::KernelAllocator = mm::slab::KernelAllocator;
 
 /// Kernel version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -78,6 +84,8 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
 
     arch::x86_64::init_traps();
     mm::init::init(&boot_info, start_info_phys, cmdline);
+    mm::slab::init(cmdline);
+    mm::proc::print_from_cmdline(cmdline);
     kprintln!("Boot OK");
 
     if !selftest::run_from_cmdline(cmdline) {

@@ -86,10 +86,11 @@ pub fn init(boot: &PvhBootInfo, start_info_pa: u64) -> Result<(), MemblockError>
     Ok(())
 }
 
-/// Split RAM into `n` fake NUMA nodes of equal size, in 32 MiB units like Linux's
-/// `numa=fake=N` (`FAKE_NODE_MIN_SIZE`); returns how many nodes have memory.
+/// Split RAM into `n` fake NUMA nodes (`numa=fake=N`) of equal shares of RAM, rounded down
+/// to a pageblock (2 MiB; Linux rounds to 32 MiB and spreads the rest, which leaves small
+/// machines unbalanced); the last node takes the remainder. Returns the number of nodes.
 pub fn split_fake_nodes(n: usize) -> usize {
-    const FAKE_NODE_MIN_SIZE: u64 = 32 << 20;
+    const FAKE_NODE_MIN_SIZE: u64 = 2 << 20;
     let mut g = MEMBLOCK.lock();
     let mb = &mut g.0;
     let total = mb.memory.total();

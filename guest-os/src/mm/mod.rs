@@ -8,6 +8,8 @@ pub mod layout;
 pub mod memblock;
 pub mod page_alloc;
 pub mod pgtable;
+pub mod proc;
+pub mod slab;
 pub mod vmalloc;
 
 pub use addr::{phys_to_virt, PhysAddr, VirtAddr};

@@ -70,8 +70,13 @@ fn reserve(size: u64, kind: AreaKind, caller: &'static str) -> Option<VirtAddr> 
 /// `__vmalloc(size, gfp)`: `size` bytes (rounded up to pages) of virtually contiguous
 /// memory; `caller` names the user in /proc/vmallocinfo.
 pub fn vmalloc_gfp(size: u64, gfp: Gfp, caller: &'static str) -> Option<VirtAddr> {
-    let va = reserve(size, AreaKind::Vmalloc, caller)?;
     let n = size.div_ceil(PAGE_SIZE);
+    // Like Linux, refuse at once what could never fit in RAM.
+    if n > page_alloc::with(|a| a.totalram_pages()) {
+        log::warn!("vmalloc: allocation failure: {size} bytes ({caller}): larger than RAM");
+        return None;
+    }
+    let va = reserve(size, AreaKind::Vmalloc, caller)?;
     let gfp = gfp | Gfp::HIGHMEM | Gfp::NOWARN;
     let r = map_pages(va, n, pte::PAGE_KERNEL, |_| page_alloc::alloc_pages(gfp, 0).map(Pfn::phys));
     if let Err((mapped, unmapped)) = r {

@@ -5,7 +5,10 @@
 pub mod delivery;
 pub mod exceptions;
 pub mod inject;
+pub mod mm;
+pub mod mmbench;
 pub mod pagematrix;
+pub mod probe;
 pub mod testpages;
 pub mod timer;
 pub mod tlb;
@@ -54,6 +57,12 @@ pub fn run_from_cmdline(cmdline: &[u8]) -> bool {
                 kprintln!("selftest pagematrix: {pass}/{total} passed");
                 all_ok &= pass == total;
             }
+            b"mm" => {
+                let (pass, total) = mm::run();
+                kprintln!("selftest mm: {pass}/{total} passed");
+                all_ok &= pass == total;
+            }
+            b"mmbench" => mmbench::run(),
             b"timer" => {
                 let (pass, total) = timer::run();
                 kprintln!("selftest timer: {pass}/{total} passed");

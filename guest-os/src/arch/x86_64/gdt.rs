@@ -33,6 +33,12 @@ const IST_STACKS: usize = 3;
 /// Size of each IST stack and of the RSP0 stack.
 const TRAP_STACK_SIZE: usize = 16 * 1024;
 
+/// Bytes of kernel stacks: the boot kernel stack, RSP0 and the IST stacks (`KernelStack` in
+/// /proc/meminfo).
+pub fn kernel_stack_bytes() -> u64 {
+    (crate::mm::layout::KERNEL_STACK_SIZE + (IST_STACKS + 1) * TRAP_STACK_SIZE) as u64
+}
+
 /// Descriptor encodings: base 0, limit 0xfffff, G=1, P=1, accessed.
 const DESC_KERNEL_CODE64: u64 = 0x00af_9b00_0000_ffff;
 const DESC_KERNEL_DATA: u64 = 0x00cf_9300_0000_ffff;
