@@ -778,6 +778,8 @@ impl KmemCache {
     /// The oldest corruption found while allocating (allocation carries on with another
     /// object, as Linux does after printing its report).
     pub fn take_report(&mut self) -> Option<SlabError> {
+        // Cheap when there is nothing to report: kmalloc asks after every allocation.
+        self.reports[0]?;
         let r = self.reports[0].take();
         self.reports.rotate_left(1);
         r
