@@ -54,9 +54,18 @@ fn mm_selftest_passes_and_returns_every_page() {
         assert!(out.contains(&format!("mm {case}: ok\n")), "{case}:\n{out}");
     }
     // The debug reports name the cache and the object, in Linux's words.
-    assert!(out.contains("BUG selftest_debug: Object already free at 0x"), "{out}");
-    assert!(out.contains("BUG selftest_debug: Right Redzone overwritten at 0x"), "{out}");
-    assert!(out.contains("BUG selftest_debug: Poison overwritten at 0x"), "{out}");
+    assert!(
+        out.contains("BUG selftest_debug: Object already free at 0x"),
+        "{out}"
+    );
+    assert!(
+        out.contains("BUG selftest_debug: Right Redzone overwritten at 0x"),
+        "{out}"
+    );
+    assert!(
+        out.contains("BUG selftest_debug: Poison overwritten at 0x"),
+        "{out}"
+    );
     assert!(out.contains("BUG: Bad page state: pfn:0x"), "{out}");
 }
 
@@ -82,7 +91,10 @@ fn mm_selftest_with_fake_numa_and_slub_debug() {
 fn ram_pages_per_zone(out: &str) -> [u64; 3] {
     const LIMITS: [(u64, u64); 3] = [(0, 4096), (4096, 1 << 20), (1 << 20, u64::MAX)];
     let mut pages = [0; 3];
-    for l in out.lines().filter(|l| l.starts_with("BIOS-e820: ") && l.ends_with(" usable")) {
+    for l in out
+        .lines()
+        .filter(|l| l.starts_with("BIOS-e820: ") && l.ends_with(" usable"))
+    {
         let range = &l[l.find("[mem ").unwrap() + 5..l.find(']').unwrap()];
         let (s, e) = range.split_once('-').unwrap();
         let s = u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
@@ -100,19 +112,34 @@ fn meminfo_kb(out: &str, key: &str) -> u64 {
         .lines()
         .find(|l| l.starts_with(&format!("{key}:")))
         .unwrap_or_else(|| panic!("no {key}:\n{out}"));
-    l[key.len() + 1..].trim().trim_end_matches(" kB").trim().parse().unwrap()
+    l[key.len() + 1..]
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// /proc/buddyinfo adds up to MemFree, /proc/zoneinfo's present pages equal the RAM of the
 /// firmware map in each zone's range, and MemTotal is what the zones manage.
 fn check_reports(mem: &str, zones: &[&str]) {
-    let o = vmscope(&["boot", "--mem", mem, "--cmdline", "kmem=meminfo,buddyinfo,zoneinfo"]);
+    let o = vmscope(&[
+        "boot",
+        "--mem",
+        mem,
+        "--cmdline",
+        "kmem=meminfo,buddyinfo,zoneinfo",
+    ]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
 
     let buddy_pages: u64 = out
         .lines()
-        .filter(|l| l.starts_with("Node ") && l.contains(", zone ") && l.split_whitespace().count() == 4 + 11)
+        .filter(|l| {
+            l.starts_with("Node ")
+                && l.contains(", zone ")
+                && l.split_whitespace().count() == 4 + 11
+        })
         .map(|l| {
             l.split_whitespace()
                 .skip(4)
@@ -129,7 +156,9 @@ fn check_reports(mem: &str, zones: &[&str]) {
     let mut managed_total = 0;
     for (z, name) in ["DMA", "DMA32", "Normal"].iter().enumerate() {
         let header = format!("Node 0, zone {name:>8}\n");
-        let section = &zoneinfo[zoneinfo.find(&header).unwrap_or_else(|| panic!("{header}{out}"))..];
+        let section = &zoneinfo[zoneinfo
+            .find(&header)
+            .unwrap_or_else(|| panic!("{header}{out}"))..];
         let field = |f: &str| -> u64 {
             section
                 .lines()
@@ -138,8 +167,15 @@ fn check_reports(mem: &str, zones: &[&str]) {
                 .map_or(0, |l| l.trim_start()[f.len()..].trim().parse().unwrap())
         };
         if zones.contains(name) {
-            assert_eq!(field("present "), ram[z], "{name} present pages vs e820:\n{out}");
-            assert!(field("managed ") > 0 && field("managed ") <= ram[z], "{out}");
+            assert_eq!(
+                field("present "),
+                ram[z],
+                "{name} present pages vs e820:\n{out}"
+            );
+            assert!(
+                field("managed ") > 0 && field("managed ") <= ram[z],
+                "{out}"
+            );
             managed_total += field("managed ");
         } else {
             assert_eq!(ram[z], 0, "{out}");
@@ -169,7 +205,15 @@ fn mmbench_counts_instructions_deterministically() {
     let lines: Vec<&str> = a.lines().filter(|l| l.starts_with("mmbench ")).collect();
     assert_eq!(lines.len(), 4, "{a}");
     for l in &lines {
-        let n: u64 = l.split(": ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap_or(0);
+        let n: u64 = l
+            .split(": ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or(0);
         assert!(n > 10 && n < 1_000_000, "{l}");
     }
     assert_eq!(a, run(), "two runs differ");

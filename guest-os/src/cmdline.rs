@@ -10,5 +10,7 @@ pub fn param<'a>(cmdline: &'a [u8], key: &str) -> Option<&'a [u8]> {
 
 /// Whether the exact word `word` (a flag such as `kmem`, or `key=value`) is present.
 pub fn has_flag(cmdline: &[u8], word: &str) -> bool {
-    cmdline.split(|&b| b == b' ').any(|arg| arg == word.as_bytes())
+    cmdline
+        .split(|&b| b == b' ')
+        .any(|arg| arg == word.as_bytes())
 }

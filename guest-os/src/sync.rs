@@ -34,7 +34,9 @@ impl<T> IrqLock<T> {
     pub fn lock(&self) -> IrqGuard<'_, T> {
         let rflags: u64;
         // SAFETY: reading RFLAGS and clearing IF has no memory effects.
-        unsafe { asm!("pushfq", "pop {}", "cli", out(reg) rflags, options(nomem, preserves_flags)) };
+        unsafe {
+            asm!("pushfq", "pop {}", "cli", out(reg) rflags, options(nomem, preserves_flags))
+        };
         if self.locked.swap(true, Ordering::Acquire) {
             panic!("IrqLock {}: taken twice (re-entry on one CPU)", self.name);
         }

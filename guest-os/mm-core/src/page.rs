@@ -262,7 +262,7 @@ impl<'a> MemMap<'a> {
         let base = self.pages.as_ptr() as usize;
         let off = (page as usize).wrapping_sub(base);
         let idx = off / core::mem::size_of::<Page>();
-        (off % core::mem::size_of::<Page>() == 0 && idx < self.pages.len())
+        (off.is_multiple_of(core::mem::size_of::<Page>()) && idx < self.pages.len())
             .then(|| Pfn(self.start_pfn + idx as u64))
     }
 

@@ -77,7 +77,7 @@ pub fn pageblock_counts<D: DirectMap>(a: &PageAllocator<'_, D>, z: &Zone) -> [u6
     let end = z.start_pfn + z.spanned;
     let mut pfn = start;
     // Linux counts every pageblock of the zone's span, including a partial first one.
-    if z.start_pfn % PAGEBLOCK_NR_PAGES != 0 && z.spanned > 0 {
+    if !z.start_pfn.is_multiple_of(PAGEBLOCK_NR_PAGES) && z.spanned > 0 {
         counts[Buddy::pageblock_mt(&a.mem_map, crate::addr::Pfn(z.start_pfn)) as usize] += 1;
     }
     while pfn < end {

@@ -49,22 +49,24 @@ pub fn min_free_kbytes(lowmem_pages: u64) -> u64 {
     int_sqrt(kbytes * 16).clamp(MIN_FREE_KBYTES_RANGE.0, MIN_FREE_KBYTES_RANGE.1)
 }
 
-/// Watermarks `[min, low, high]` of each zone with the given managed pages.
+/// Watermarks `[min, low, high]` of a zone of `managed` pages, when all zones together
+/// manage `total` pages (`__setup_per_zone_wmarks`).
+pub fn zone_watermark(managed: u64, total: u64, min_free_kbytes: u64) -> [u64; 3] {
+    let pages_min = min_free_kbytes >> (crate::addr::PAGE_SHIFT - 10);
+    let min = (pages_min * managed).checked_div(total).unwrap_or(0);
+    let gap = (min / 4).max(managed * WATERMARK_SCALE_FACTOR / 10_000);
+    [min, min + gap, min + 2 * gap]
+}
+
+/// Watermarks of each zone with the given managed pages.
 pub fn zone_watermarks(
     managed: &[u64],
     min_free_kbytes: u64,
 ) -> impl Iterator<Item = [u64; 3]> + '_ {
-    let pages_min = min_free_kbytes >> (crate::addr::PAGE_SHIFT - 10);
-    let lowmem: u64 = managed.iter().sum();
-    managed.iter().map(move |&m| {
-        let min = if lowmem == 0 {
-            0
-        } else {
-            pages_min * m / lowmem
-        };
-        let gap = (min / 4).max(m * WATERMARK_SCALE_FACTOR / 10_000);
-        [min, min + gap, min + 2 * gap]
-    })
+    let total: u64 = managed.iter().sum();
+    managed
+        .iter()
+        .map(move |&m| zone_watermark(m, total, min_free_kbytes))
 }
 
 /// `lowmem_reserve` of zone `i` given every zone's managed pages (one node).

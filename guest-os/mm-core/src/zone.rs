@@ -324,19 +324,12 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
     pub fn setup_watermarks(&mut self) {
         let total: u64 = self.zones().map(|z| z.managed).sum();
         self.min_free_kbytes = watermark::min_free_kbytes(total);
-        let pages_min = self.min_free_kbytes >> (crate::addr::PAGE_SHIFT - 10);
         let mut reserve_total = 0;
         for n in 0..self.nr_nodes {
             let managed: [u64; MAX_NR_ZONES] =
                 core::array::from_fn(|i| self.nodes[n].zones[i].managed);
             for (i, z) in self.nodes[n].zones.iter_mut().enumerate() {
-                let min = if total == 0 {
-                    0
-                } else {
-                    pages_min * z.managed / total
-                };
-                let gap = (min / 4).max(z.managed * watermark::WATERMARK_SCALE_FACTOR / 10_000);
-                z.watermark = [min, min + gap, min + 2 * gap];
+                z.watermark = watermark::zone_watermark(z.managed, total, self.min_free_kbytes);
                 z.lowmem_reserve = watermark::lowmem_reserve(&managed, i);
                 let max_reserve = z.lowmem_reserve.iter().copied().max().unwrap_or(0);
                 reserve_total += (max_reserve + z.watermark[WMARK_HIGH]).min(z.managed);

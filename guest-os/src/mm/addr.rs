@@ -6,7 +6,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-pub use mm_core::addr::{PhysAddr, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+pub use mm_core::addr::{Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
 use super::layout::{BOOT_MAP_SIZE, KERNEL_VMA, PAGE_OFFSET};
 

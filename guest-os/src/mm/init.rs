@@ -16,7 +16,7 @@ use mm_core::gfp::ZoneType;
 use mm_core::page::{MemMap, Page};
 use mm_core::zone::{zone_pfn_limits, PageAllocator, MAX_NUMNODES};
 
-use super::addr::{phys_to_virt, set_direct_map_end, PhysAddr, Pfn};
+use super::addr::{phys_to_virt, set_direct_map_end, Pfn, PhysAddr};
 use super::layout::BOOT_MAP_SIZE;
 use super::memblock;
 use super::page_alloc::{self, KernelDirectMap};
@@ -76,10 +76,11 @@ pub fn init(boot: &PvhBootInfo, start_info_pa: u64, cmdline: &[u8]) {
         }
     });
     let ram_end = ram[..nr_ram].iter().map(|&(b, s)| b + s).max().unwrap_or(0);
-    let (pt, dm): (_, MapCounts) = match pgtable::build_kernel_tables(ram[..nr_ram].iter().copied(), &mut MemblockTables) {
-        Ok(x) => x,
-        Err(e) => panic!("kernel page tables: {e:?}"),
-    };
+    let (pt, dm): (_, MapCounts) =
+        match pgtable::build_kernel_tables(ram[..nr_ram].iter().copied(), &mut MemblockTables) {
+            Ok(x) => x,
+            Err(e) => panic!("kernel page tables: {e:?}"),
+        };
     DIRECT_MAP_4K.store(dm.k4, Ordering::Relaxed);
     DIRECT_MAP_2M.store(dm.m2, Ordering::Relaxed);
     DIRECT_MAP_1G.store(dm.g1, Ordering::Relaxed);
@@ -99,51 +100,56 @@ pub fn init(boot: &PvhBootInfo, start_info_pa: u64, cmdline: &[u8]) {
         panic!("mem_map outside the direct map");
     };
     // SAFETY: memblock reserved these bytes for mem_map alone, for the kernel's lifetime.
-    let pages: &'static mut [Page] = unsafe { core::slice::from_raw_parts_mut(map_va.as_mut_ptr::<Page>(), max_pfn as usize) };
+    let pages: &'static mut [Page] =
+        unsafe { core::slice::from_raw_parts_mut(map_va.as_mut_ptr::<Page>(), max_pfn as usize) };
     for p in pages.iter_mut() {
         *p = Page::new_reserved();
     }
     page_alloc::init_with(|alloc| {
-    alloc.init(MemMap::new(pages, Pfn(0)), nr_nodes);
+        alloc.init(MemMap::new(pages, Pfn(0)), nr_nodes);
 
-    // Nodes and zones from RAM; then every free range to the buddy allocator.
-    memblock::with(|mb| {
-        for r in mb.memory.regions() {
-            alloc.add_memory(r.nid as usize, Pfn(r.base / PAGE_SIZE), Pfn(r.end() / PAGE_SIZE));
-        }
-    });
-    print_zone_ranges(alloc, ram_end);
-    let mut free = [(0u64, 0u64); 64];
-    let mut nr_free = 0;
-    memblock::with(|mb| {
-        for r in mb.free_ranges() {
-            if nr_free < free.len() {
-                free[nr_free] = (r.base / PAGE_SIZE, r.end() / PAGE_SIZE);
-                nr_free += 1;
+        // Nodes and zones from RAM; then every free range to the buddy allocator.
+        memblock::with(|mb| {
+            for r in mb.memory.regions() {
+                alloc.add_memory(
+                    r.nid as usize,
+                    Pfn(r.base / PAGE_SIZE),
+                    Pfn(r.end() / PAGE_SIZE),
+                );
             }
+        });
+        print_zone_ranges(alloc, ram_end);
+        let mut free = [(0u64, 0u64); 64];
+        let mut nr_free = 0;
+        memblock::with(|mb| {
+            for r in mb.free_ranges() {
+                if nr_free < free.len() {
+                    free[nr_free] = (r.base / PAGE_SIZE, r.end() / PAGE_SIZE);
+                    nr_free += 1;
+                }
+            }
+        });
+        memblock::retire();
+        for &(s, e) in &free[..nr_free] {
+            alloc.free_boot_range(Pfn(s), Pfn(e));
         }
-    });
-    memblock::retire();
-    for &(s, e) in &free[..nr_free] {
-        alloc.free_boot_range(Pfn(s), Pfn(e));
-    }
-    alloc.setup_watermarks();
+        alloc.setup_watermarks();
 
-    let present: u64 = alloc.zones().map(|z| z.present).sum();
-    let managed = alloc.totalram_pages();
-    let (ks, ke) = memblock::kernel_image();
-    let secs = pgtable::image_sections();
-    let kib = |a: u64, b: u64| (b - a) >> 10;
-    kprintln!(
-        "Memory: {}K/{}K available ({}K kernel code, {}K rwdata, {}K rodata, {}K reserved)",
-        managed * 4,
-        present * 4,
-        kib(secs[0].1, secs[0].2),
-        kib(secs[2].1, secs[2].2),
-        kib(secs[1].1, secs[1].2),
-        (present - managed) * 4
-    );
-    log::debug!("kernel image at [{ks:#x}-{ke:#x})");
+        let present: u64 = alloc.zones().map(|z| z.present).sum();
+        let managed = alloc.totalram_pages();
+        let (ks, ke) = memblock::kernel_image();
+        let secs = pgtable::image_sections();
+        let kib = |a: u64, b: u64| (b - a) >> 10;
+        kprintln!(
+            "Memory: {}K/{}K available ({}K kernel code, {}K rwdata, {}K rodata, {}K reserved)",
+            managed * 4,
+            present * 4,
+            kib(secs[0].1, secs[0].2),
+            kib(secs[2].1, secs[2].2),
+            kib(secs[1].1, secs[1].2),
+            (present - managed) * 4
+        );
+        log::debug!("kernel image at [{ks:#x}-{ke:#x})");
     });
     page_alloc::mark_ready();
 }
@@ -157,7 +163,10 @@ fn print_zone_ranges(a: &PageAllocator<'_, KernelDirectMap>, ram_end: u64) {
     kprintln!("Zone ranges:");
     for zt in ZoneType::ALL {
         let (lo, hi) = zone_pfn_limits(zt);
-        let (lo, hi) = (lo.max(1) * PAGE_SIZE, (hi.saturating_mul(PAGE_SIZE)).min(ram_end));
+        let (lo, hi) = (
+            lo.max(1) * PAGE_SIZE,
+            (hi.saturating_mul(PAGE_SIZE)).min(ram_end),
+        );
         if lo >= hi {
             kprintln!("  {:<8} empty", zt.name());
         } else {
@@ -167,7 +176,12 @@ fn print_zone_ranges(a: &PageAllocator<'_, KernelDirectMap>, ram_end: u64) {
     kprintln!("Early memory node ranges");
     memblock::with(|mb| {
         for r in mb.memory.regions() {
-            kprintln!("  node {:>3}: [mem {:#018x}-{:#018x}]", r.nid, r.base, r.end() - 1);
+            kprintln!(
+                "  node {:>3}: [mem {:#018x}-{:#018x}]",
+                r.nid,
+                r.base,
+                r.end() - 1
+            );
         }
     });
     for n in &a.nodes[..a.nr_nodes.min(MAX_NUMNODES)] {

@@ -50,7 +50,10 @@ pub fn init(boot: &PvhBootInfo, start_info_pa: u64) -> Result<(), MemblockError>
     for e in boot.memmap().filter(|e| e.type_ == E820_TYPE_RAM) {
         // Page 0 is not RAM to the kernel (Linux's `trim_bios_range`): it holds the
         // real-mode IVT, and a zero frame number must never look like a valid page.
-        let (s, end) = (page_up(e.addr).max(PAGE_SIZE), page_down(e.addr.saturating_add(e.size)));
+        let (s, end) = (
+            page_up(e.addr).max(PAGE_SIZE),
+            page_down(e.addr.saturating_add(e.size)),
+        );
         if end > s {
             mb.add(s, end - s)?;
         }
@@ -66,7 +69,11 @@ pub fn init(boot: &PvhBootInfo, start_info_pa: u64) -> Result<(), MemblockError>
     let (ks, ke) = kernel_image();
     reserve(mb, ks, ke - ks)?;
     let si: &HvmStartInfo = boot.start_info();
-    reserve(mb, start_info_pa, core::mem::size_of::<HvmStartInfo>() as u64)?;
+    reserve(
+        mb,
+        start_info_pa,
+        core::mem::size_of::<HvmStartInfo>() as u64,
+    )?;
     reserve(
         mb,
         si.memmap_paddr,
@@ -112,10 +119,18 @@ pub fn split_fake_nodes(n: usize) -> usize {
     };
     let mut bounds = [0u64; mm_core::zone::MAX_NUMNODES + 1];
     for (k, b) in bounds.iter_mut().enumerate().take(n + 1).skip(1) {
-        *b = if k == n { mb.memory.regions().last().map_or(0, |r| r.end()) } else { addr_of_ram_offset(per * k as u64) };
+        *b = if k == n {
+            mb.memory.regions().last().map_or(0, |r| r.end())
+        } else {
+            addr_of_ram_offset(per * k as u64)
+        };
     }
     for k in 0..n {
-        if mb.memory.set_node(bounds[k], bounds[k + 1] - bounds[k], k as u8).is_err() {
+        if mb
+            .memory
+            .set_node(bounds[k], bounds[k + 1] - bounds[k], k as u8)
+            .is_err()
+        {
             return k.max(1);
         }
     }
@@ -150,7 +165,11 @@ pub fn retire() {
 pub fn print() {
     with(|mb| {
         kprintln!("MEMBLOCK configuration:");
-        kprintln!(" memory size = {:#x} reserved size = {:#x}", mb.memory.total(), mb.reserved.total());
+        kprintln!(
+            " memory size = {:#x} reserved size = {:#x}",
+            mb.memory.total(),
+            mb.reserved.total()
+        );
         for (name, set) in [("memory", &mb.memory), ("reserved", &mb.reserved)] {
             kprintln!(" {}.cnt  = {:#x}", name, set.regions().len());
             for (i, r) in set.regions().iter().enumerate() {

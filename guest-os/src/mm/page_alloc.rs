@@ -12,8 +12,8 @@ use super::layout::PAGE_OFFSET;
 use super::pgtable::TableAlloc;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::sync::IrqLock;
 use super::addr::PhysAddr;
+use crate::sync::IrqLock;
 
 /// Frames are reached through the direct map.
 pub struct KernelDirectMap;
@@ -67,10 +67,17 @@ fn failed(gfp: Gfp, order: usize) {
     if gfp.contains(Gfp::NOFAIL) {
         // Linux would loop in reclaim and the OOM killer; neither exists yet, so nothing
         // could ever free memory for this caller.
-        panic!("Out of memory: __GFP_NOFAIL allocation of order {order} ({gfp:?}) cannot be satisfied");
+        panic!(
+            "Out of memory: __GFP_NOFAIL allocation of order {order} ({gfp:?}) cannot be satisfied"
+        );
     }
     if !gfp.contains(Gfp::NOWARN) {
-        log::warn!("kernel: page allocation failure: order:{}, mode:{:#x}({:?})", order, gfp.0, gfp);
+        log::warn!(
+            "kernel: page allocation failure: order:{}, mode:{:#x}({:?})",
+            order,
+            gfp.0,
+            gfp
+        );
     }
 }
 
@@ -125,7 +132,10 @@ pub fn get_free_pages(gfp: Gfp, order: usize) -> Option<VirtAddr> {
 pub fn free_pages_va(va: VirtAddr, order: usize) {
     match virt_to_phys(va) {
         Some(pa) if va.as_u64() < super::layout::KERNEL_VMA => free_pages(pa.pfn(), order),
-        _ => log::error!("BUG: free_pages of {:#x}, not a direct-map address", va.as_u64()),
+        _ => log::error!(
+            "BUG: free_pages of {:#x}, not a direct-map address",
+            va.as_u64()
+        ),
     }
 }
 

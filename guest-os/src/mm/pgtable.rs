@@ -129,7 +129,12 @@ impl PageTable {
 
     /// Pointer to the entry for `va` at `level` (4 = PML4 .. 1 = PT), allocating missing
     /// tables down to that level.
-    fn walk_alloc(&mut self, va: u64, level: u32, alloc: &mut dyn TableAlloc) -> Result<*mut u64, MapError> {
+    fn walk_alloc(
+        &mut self,
+        va: u64,
+        level: u32,
+        alloc: &mut dyn TableAlloc,
+    ) -> Result<*mut u64, MapError> {
         let mut tbl = self.root.as_u64();
         for l in (level + 1..=4).rev() {
             // SAFETY: `tbl` is a page-table page reached from the root; index < 512.
@@ -152,9 +157,16 @@ impl PageTable {
     }
 
     /// Map one page of `size` at `va` to `pa` with leaf `flags`.
-    pub fn map(&mut self, va: VirtAddr, pa: PhysAddr, size: PageSize, flags: u64, alloc: &mut dyn TableAlloc) -> Result<(), MapError> {
+    pub fn map(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        size: PageSize,
+        flags: u64,
+        alloc: &mut dyn TableAlloc,
+    ) -> Result<(), MapError> {
         let b = size.bytes();
-        if va.as_u64() % b != 0 || pa.as_u64() % b != 0 {
+        if !va.as_u64().is_multiple_of(b) || !pa.as_u64().is_multiple_of(b) {
             return Err(MapError::Misaligned);
         }
         let e = self.walk_alloc(va.as_u64(), size.level(), alloc)?;
@@ -163,7 +175,11 @@ impl PageTable {
             if e.read_volatile() & pte::PRESENT != 0 {
                 return Err(MapError::AlreadyMapped(va));
             }
-            let ps = if size == PageSize::Size4K { 0 } else { pte::PSE };
+            let ps = if size == PageSize::Size4K {
+                0
+            } else {
+                pte::PSE
+            };
             e.write_volatile(pa.as_u64() | flags | ps);
         }
         Ok(())
@@ -171,8 +187,19 @@ impl PageTable {
 
     /// Map `[va, va+len)` to `[pa, pa+len)` with the largest pages alignment allows, up to
     /// `max`.
-    pub fn map_range(&mut self, va: VirtAddr, pa: PhysAddr, len: u64, flags: u64, max: PageSize, alloc: &mut dyn TableAlloc) -> Result<MapCounts, MapError> {
-        if va.as_u64() % PAGE_SIZE != 0 || pa.as_u64() % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+    pub fn map_range(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        len: u64,
+        flags: u64,
+        max: PageSize,
+        alloc: &mut dyn TableAlloc,
+    ) -> Result<MapCounts, MapError> {
+        if !va.as_u64().is_multiple_of(PAGE_SIZE)
+            || !pa.as_u64().is_multiple_of(PAGE_SIZE)
+            || !len.is_multiple_of(PAGE_SIZE)
+        {
             return Err(MapError::Misaligned);
         }
         let mut counts = MapCounts::default();
@@ -181,7 +208,9 @@ impl PageTable {
             let (v, p, left) = (va.as_u64() + off, pa.as_u64() + off, len - off);
             let size = [PageSize::Size1G, PageSize::Size2M, PageSize::Size4K]
                 .into_iter()
-                .find(|s| *s <= max && v % s.bytes() == 0 && p % s.bytes() == 0 && left >= s.bytes())
+                .find(|s| {
+                    *s <= max && v % s.bytes() == 0 && p % s.bytes() == 0 && left >= s.bytes()
+                })
                 .unwrap_or(PageSize::Size4K);
             self.map(VirtAddr::new(v), PhysAddr::new(p), size, flags, alloc)?;
             match size {
@@ -225,7 +254,10 @@ impl PageTable {
         // SAFETY: `e` points into a live table.
         let v = unsafe { e.read_volatile() };
         let off = va.as_u64() & (size.bytes() - 1);
-        Some((PhysAddr::new((v & pte::ADDR_MASK & !(size.bytes() - 1)) + off), v & !pte::ADDR_MASK))
+        Some((
+            PhysAddr::new((v & pte::ADDR_MASK & !(size.bytes() - 1)) + off),
+            v & !pte::ADDR_MASK,
+        ))
     }
 
     /// Remove the 4 KiB mapping of `va` and flush it from the TLB; returns what it mapped.
@@ -250,12 +282,21 @@ impl PageTable {
     }
 
     /// Ensure the PML4 slot of `va` points to a table (preallocation of shared slots).
-    pub fn prealloc_pml4(&mut self, va: VirtAddr, alloc: &mut dyn TableAlloc) -> Result<(), MapError> {
+    pub fn prealloc_pml4(
+        &mut self,
+        va: VirtAddr,
+        alloc: &mut dyn TableAlloc,
+    ) -> Result<(), MapError> {
         self.walk_alloc(va.as_u64(), 3, alloc).map(|_| ())
     }
 
     /// Link the PDPT entry of `va` to an existing page directory at `pd`.
-    pub fn link_pd(&mut self, va: VirtAddr, pd: PhysAddr, alloc: &mut dyn TableAlloc) -> Result<(), MapError> {
+    pub fn link_pd(
+        &mut self,
+        va: VirtAddr,
+        pd: PhysAddr,
+        alloc: &mut dyn TableAlloc,
+    ) -> Result<(), MapError> {
         let e = self.walk_alloc(va.as_u64(), 3, alloc)?;
         // SAFETY: `e` points into a live PDPT.
         unsafe { e.write_volatile(pd.as_u64() | pte::KERNPG_TABLE) };
@@ -282,9 +323,24 @@ pub fn image_sections() -> [(&'static str, u64, u64, u64); 3] {
     unsafe {
         let a = |s: &u8| s as *const u8 as u64;
         [
-            ("text", a(&image::__text_start), up(a(&image::__text_end)), pte::PAGE_KERNEL_ROX),
-            ("rodata", a(&image::__rodata_start), up(a(&image::__rodata_end)), pte::PAGE_KERNEL_RO),
-            ("data", a(&image::__data_start), up(a(&image::__kernel_end)), pte::PAGE_KERNEL),
+            (
+                "text",
+                a(&image::__text_start),
+                up(a(&image::__text_end)),
+                pte::PAGE_KERNEL_ROX,
+            ),
+            (
+                "rodata",
+                a(&image::__rodata_start),
+                up(a(&image::__rodata_end)),
+                pte::PAGE_KERNEL_RO,
+            ),
+            (
+                "data",
+                a(&image::__data_start),
+                up(a(&image::__kernel_end)),
+                pte::PAGE_KERNEL,
+            ),
         ]
     }
 }
@@ -321,13 +377,27 @@ pub const FIXMAP_PDPT_VA: u64 = super::fixmap::FIXMAP_BASE;
 
 /// Build the kernel address space over `ram` (page-aligned `(base, size)` ranges); returns
 /// the table and the direct-map leaf counts.
-pub fn build_kernel_tables(ram: impl Iterator<Item = (u64, u64)>, alloc: &mut dyn TableAlloc) -> Result<(PageTable, MapCounts), MapError> {
+pub fn build_kernel_tables(
+    ram: impl Iterator<Item = (u64, u64)>,
+    alloc: &mut dyn TableAlloc,
+) -> Result<(PageTable, MapCounts), MapError> {
     let root = alloc.alloc_table().ok_or(MapError::NoMemory)?;
     let mut pt = PageTable::from_root(root);
-    let max = if cpu_has_gbpages() { PageSize::Size1G } else { PageSize::Size2M };
+    let max = if cpu_has_gbpages() {
+        PageSize::Size1G
+    } else {
+        PageSize::Size2M
+    };
     let mut dm = MapCounts::default();
     for (base, size) in ram {
-        let c = pt.map_range(VirtAddr::new(PAGE_OFFSET + base), PhysAddr::new(base), size, pte::PAGE_KERNEL, max, alloc)?;
+        let c = pt.map_range(
+            VirtAddr::new(PAGE_OFFSET + base),
+            PhysAddr::new(base),
+            size,
+            pte::PAGE_KERNEL,
+            max,
+            alloc,
+        )?;
         dm.k4 += c.k4;
         dm.m2 += c.m2;
         dm.g1 += c.g1;
@@ -341,11 +411,22 @@ pub fn build_kernel_tables(ram: impl Iterator<Item = (u64, u64)>, alloc: &mut dy
             [(start, end), (end, end)]
         };
         for (s, e) in pieces.into_iter().filter(|(s, e)| e > s) {
-            pt.map_range(VirtAddr::new(s), PhysAddr::new(s - KERNEL_VMA), e - s, flags, PageSize::Size4K, alloc)?;
+            pt.map_range(
+                VirtAddr::new(s),
+                PhysAddr::new(s - KERNEL_VMA),
+                e - s,
+                flags,
+                PageSize::Size4K,
+                alloc,
+            )?;
         }
     }
     pt.prealloc_pml4(VirtAddr::new(VMALLOC_START), alloc)?;
-    pt.link_pd(VirtAddr::new(FIXMAP_PDPT_VA), super::fixmap::pd_phys(), alloc)?;
+    pt.link_pd(
+        VirtAddr::new(FIXMAP_PDPT_VA),
+        super::fixmap::pd_phys(),
+        alloc,
+    )?;
     Ok((pt, dm))
 }
 

@@ -13,7 +13,14 @@ use crate::console::Console;
 use crate::kprintln;
 
 /// The reports, by file name under /proc.
-pub const FILES: [&str; 6] = ["meminfo", "buddyinfo", "pagetypeinfo", "zoneinfo", "slabinfo", "vmallocinfo"];
+pub const FILES: [&str; 6] = [
+    "meminfo",
+    "buddyinfo",
+    "pagetypeinfo",
+    "zoneinfo",
+    "slabinfo",
+    "vmallocinfo",
+];
 
 /// The counters /proc/meminfo needs from outside the page allocator.
 pub fn meminfo_extra() -> MemInfoExtra {
@@ -23,7 +30,8 @@ pub fn meminfo_extra() -> MemInfoExtra {
         slab_reclaimable: slab_r,
         slab_unreclaimable: slab_u,
         kernel_stack_bytes: crate::arch::x86_64::gdt::kernel_stack_bytes(),
-        page_tables: init::BOOT_PAGETABLES.load(Ordering::Relaxed) + page_alloc::KERNEL_PAGETABLES.load(Ordering::Relaxed),
+        page_tables: init::BOOT_PAGETABLES.load(Ordering::Relaxed)
+            + page_alloc::KERNEL_PAGETABLES.load(Ordering::Relaxed),
         vmalloc_total: vm_total,
         vmalloc_used: vm_used,
         vmalloc_chunk: vm_chunk,

@@ -27,7 +27,10 @@ static KMALLOC: IrqLock<Kmalloc> = IrqLock::new(
 /// Apply `slub_debug` from the command line (before the first allocation).
 pub fn init(cmdline: &[u8]) {
     if crate::cmdline::has_flag(cmdline, "slub_debug") {
-        if let Err(e) = KMALLOC.lock().init(SLAB_RED_ZONE | SLAB_POISON | SLAB_CONSISTENCY_CHECKS) {
+        if let Err(e) = KMALLOC
+            .lock()
+            .init(SLAB_RED_ZONE | SLAB_POISON | SLAB_CONSISTENCY_CHECKS)
+        {
             log::error!("slub_debug: {e}");
         }
     }
@@ -98,9 +101,18 @@ pub struct Cache(IrqLock<KmemCache>, IrqLock<Option<SlabError>>);
 
 impl Cache {
     /// `kmem_cache_create(name, size, align, flags, ctor)`, usable in a `static`.
-    pub const fn new(name: &'static str, size: usize, align: usize, flags: u32, ctor: Option<fn(*mut u8)>) -> Self {
+    pub const fn new(
+        name: &'static str,
+        size: usize,
+        align: usize,
+        flags: u32,
+        ctor: Option<fn(*mut u8)>,
+    ) -> Self {
         match KmemCache::new(name, size, align, flags, ctor) {
-            Ok(c) => Cache(IrqLock::new("kmem_cache", c), IrqLock::new("kmem_cache_report", None)),
+            Ok(c) => Cache(
+                IrqLock::new("kmem_cache", c),
+                IrqLock::new("kmem_cache_report", None),
+            ),
             Err(_) => panic!("kmem_cache_create: bad geometry"),
         }
     }
@@ -115,7 +127,10 @@ impl Cache {
         }
         match r.iter_mut().find(|s| s.is_none()) {
             Some(slot) => *slot = Some(self),
-            None => log::warn!("slab: registry full, {} not listed", self.with(|c| c.name())),
+            None => log::warn!(
+                "slab: registry full, {} not listed",
+                self.with(|c| c.name())
+            ),
         }
     }
 
@@ -180,12 +195,18 @@ impl Cache {
 
 /// Slab pages: `(reclaimable, unreclaimable)` of the kmalloc caches.
 pub fn slab_pages() -> (u64, u64) {
-    with_kmalloc(|k| (k.slab_reclaimable_pages() as u64, k.slab_unreclaimable_pages() as u64))
+    with_kmalloc(|k| {
+        (
+            k.slab_reclaimable_pages() as u64,
+            k.slab_unreclaimable_pages() as u64,
+        )
+    })
 }
 
 /// Caches created by kernel code that /proc/slabinfo lists.
 const MAX_REGISTERED: usize = 32;
-static REGISTRY: IrqLock<[Option<&'static Cache>; MAX_REGISTERED]> = IrqLock::new("slab_caches", [None; MAX_REGISTERED]);
+static REGISTRY: IrqLock<[Option<&'static Cache>; MAX_REGISTERED]> =
+    IrqLock::new("slab_caches", [None; MAX_REGISTERED]);
 
 /// Write /proc/slabinfo: registered caches, newest first (as Linux lists `slab_caches`),
 /// then the kmalloc caches.

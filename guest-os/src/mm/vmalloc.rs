@@ -12,7 +12,7 @@
 use mm_core::gfp::Gfp;
 use mm_core::vmalloc::{Area, AreaKind, VmallocError, VmapAreas};
 
-use super::addr::{PhysAddr, Pfn, VirtAddr, PAGE_SIZE};
+use super::addr::{Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
 use super::layout::{VMALLOC_END, VMALLOC_SIZE, VMALLOC_START};
 use super::page_alloc::{self, BuddyTables};
 use super::pgtable::{self, pte, PageSize, PageTable};
@@ -33,14 +33,22 @@ fn kernel_table() -> PageTable {
 /// Map `n` pages at `va`, the i-th to `frame_of(i)`. On failure returns how many were
 /// mapped, and the frame that could not be mapped (if one was produced) so the caller can
 /// release it.
-fn map_pages(va: VirtAddr, n: u64, flags: u64, mut frame_of: impl FnMut(u64) -> Option<PhysAddr>) -> Result<(), (u64, Option<PhysAddr>)> {
+fn map_pages(
+    va: VirtAddr,
+    n: u64,
+    flags: u64,
+    mut frame_of: impl FnMut(u64) -> Option<PhysAddr>,
+) -> Result<(), (u64, Option<PhysAddr>)> {
     let mut pt = kernel_table();
     for i in 0..n {
         let page_va = VirtAddr::new(va.as_u64() + i * PAGE_SIZE);
         let Some(pa) = frame_of(i) else {
             return Err((i, None));
         };
-        if pt.map(page_va, pa, PageSize::Size4K, flags, &mut BuddyTables).is_err() {
+        if pt
+            .map(page_va, pa, PageSize::Size4K, flags, &mut BuddyTables)
+            .is_err()
+        {
             return Err((i, Some(pa)));
         }
     }
@@ -78,7 +86,9 @@ pub fn vmalloc_gfp(size: u64, gfp: Gfp, caller: &'static str) -> Option<VirtAddr
     }
     let va = reserve(size, AreaKind::Vmalloc, caller)?;
     let gfp = gfp | Gfp::HIGHMEM | Gfp::NOWARN;
-    let r = map_pages(va, n, pte::PAGE_KERNEL, |_| page_alloc::alloc_pages(gfp, 0).map(Pfn::phys));
+    let r = map_pages(va, n, pte::PAGE_KERNEL, |_| {
+        page_alloc::alloc_pages(gfp, 0).map(Pfn::phys)
+    });
     if let Err((mapped, unmapped)) = r {
         if let Some(pa) = unmapped {
             page_alloc::free_pages(pa.pfn(), 0);
@@ -107,7 +117,9 @@ pub type VfreeError = VmallocError;
 /// `vfree(addr)`: unmap the area starting at `va` and free its pages.
 pub fn vfree(va: VirtAddr) -> Result<(), VfreeError> {
     let area = free_area(va, |k| k.owns_pages())?;
-    unmap_pages(area.start(), area.size_pages(), |pa| page_alloc::free_pages(pa.pfn(), 0));
+    unmap_pages(area.start(), area.size_pages(), |pa| {
+        page_alloc::free_pages(pa.pfn(), 0)
+    });
     Ok(())
 }
 
@@ -124,7 +136,9 @@ fn free_area(va: VirtAddr, ok: impl Fn(AreaKind) -> bool) -> Result<Area, Vmallo
 pub fn vmap(frames: &[Pfn], caller: &'static str) -> Option<VirtAddr> {
     let n = frames.len() as u64;
     let va = reserve(n * PAGE_SIZE, AreaKind::Vmap, caller)?;
-    if let Err((mapped, _)) = map_pages(va, n, pte::PAGE_KERNEL, |i| Some(frames[i as usize].phys())) {
+    if let Err((mapped, _)) =
+        map_pages(va, n, pte::PAGE_KERNEL, |i| Some(frames[i as usize].phys()))
+    {
         unmap_pages(va, mapped, |_| {});
         let _ = AREAS.lock().free(va);
         return None;
@@ -145,7 +159,9 @@ pub fn ioremap(phys: PhysAddr, size: u64, caller: &'static str) -> Option<VirtAd
     let off = phys.as_u64() - base.as_u64();
     let n = (off + size).div_ceil(PAGE_SIZE);
     let va = reserve(n * PAGE_SIZE, AreaKind::Ioremap { phys: base }, caller)?;
-    let r = map_pages(va, n, pte::PAGE_KERNEL_IO, |i| base.checked_add(i * PAGE_SIZE));
+    let r = map_pages(va, n, pte::PAGE_KERNEL_IO, |i| {
+        base.checked_add(i * PAGE_SIZE)
+    });
     if let Err((mapped, _)) = r {
         unmap_pages(va, mapped, |_| {});
         let _ = AREAS.lock().free(va);

@@ -201,7 +201,11 @@ fn nmi_on_ist() -> bool {
 /// Run every case; returns (passed, total).
 pub fn run() -> (u32, u32) {
     map_slot4();
-    let results = [pf_from_user(), double_fault_on_stack_overflow(), nmi_on_ist()];
+    let results = [
+        pf_from_user(),
+        double_fault_on_stack_overflow(),
+        nmi_on_ist(),
+    ];
     unmap_slot4();
     let pass = results.iter().filter(|&&ok| ok).count() as u32;
     (pass, results.len() as u32)

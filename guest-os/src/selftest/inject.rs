@@ -105,7 +105,11 @@ pub fn run() -> (u32, u32) {
     }
     let results = [
         case("nmi", vector::NMI, crate::arch::x86_64::gdt::IST_NMI),
-        case("mc", vector::MC, crate::arch::x86_64::gdt::IST_MACHINE_CHECK),
+        case(
+            "mc",
+            vector::MC,
+            crate::arch::x86_64::gdt::IST_MACHINE_CHECK,
+        ),
     ];
     let pass = results.iter().filter(|&&ok| ok).count() as u32;
     (pass, results.len() as u32)

@@ -14,7 +14,9 @@ use mm_core::buddy::{Buddy, MAX_ORDER};
 use mm_core::gfp::{Gfp, MigrateType, ZoneType, MAX_NR_ZONES};
 use mm_core::page::flags::{PG_HEAD, PG_TAIL};
 use mm_core::page::Pages;
-use mm_core::slub::{SlabErrorKind, SLAB_CONSISTENCY_CHECKS, SLAB_HWCACHE_ALIGN, SLAB_POISON, SLAB_RED_ZONE};
+use mm_core::slub::{
+    SlabErrorKind, SLAB_CONSISTENCY_CHECKS, SLAB_HWCACHE_ALIGN, SLAB_POISON, SLAB_RED_ZONE,
+};
 use mm_core::zone::{zone_pfn_limits, MAX_DMA32_PFN, MAX_DMA_PFN, MAX_NUMNODES};
 
 use crate::kprintln;
@@ -61,7 +63,10 @@ fn snapshot() -> Snapshot {
         for (b, z) in blocks.iter_mut().zip(a.zones()) {
             *b = z.buddy.blocks_per_order();
         }
-        Snapshot { free: a.nr_free_pages(), blocks }
+        Snapshot {
+            free: a.nr_free_pages(),
+            blocks,
+        }
     })
 }
 
@@ -107,7 +112,14 @@ fn boot_layout() -> bool {
         }
         let buddy_sum: u64 = a
             .zones()
-            .map(|z| z.buddy.blocks_per_order().iter().enumerate().map(|(o, n)| n << o).sum::<u64>())
+            .map(|z| {
+                z.buddy
+                    .blocks_per_order()
+                    .iter()
+                    .enumerate()
+                    .map(|(o, n)| n << o)
+                    .sum::<u64>()
+            })
             .sum();
         ok && buddy_sum == a.nr_free_pages()
     })
@@ -163,17 +175,32 @@ fn buddy_random(rng: &mut Rng) -> bool {
 }
 
 fn zone_of(pfn: Pfn) -> ZoneType {
-    page_alloc::with(|a| ZoneType::from_index(a.page(pfn).zone as usize).unwrap_or(ZoneType::Normal))
+    page_alloc::with(|a| {
+        ZoneType::from_index(a.page(pfn).zone as usize).unwrap_or(ZoneType::Normal)
+    })
 }
 
 /// The highest zone with memory.
 fn highest_zone() -> ZoneType {
-    page_alloc::with(|a| a.zones().filter(|z| z.managed > 0).map(|z| z.zone_type).max().unwrap_or(ZoneType::Dma))
+    page_alloc::with(|a| {
+        a.zones()
+            .filter(|z| z.managed > 0)
+            .map(|z| z.zone_type)
+            .max()
+            .unwrap_or(ZoneType::Dma)
+    })
 }
 
 fn gfp_zones() -> bool {
     let mut ok = true;
-    for (gfp, want) in [(Gfp::KERNEL | Gfp::DMA, ZoneType::Dma), (Gfp::KERNEL | Gfp::DMA32, ZoneType::Dma32.min(highest_zone())), (Gfp::KERNEL, highest_zone())] {
+    for (gfp, want) in [
+        (Gfp::KERNEL | Gfp::DMA, ZoneType::Dma),
+        (
+            Gfp::KERNEL | Gfp::DMA32,
+            ZoneType::Dma32.min(highest_zone()),
+        ),
+        (Gfp::KERNEL, highest_zone()),
+    ] {
         match page_alloc::alloc_pages(gfp, 0) {
             Some(p) => {
                 ok &= zone_of(p) == want;
@@ -186,23 +213,36 @@ fn gfp_zones() -> bool {
 }
 
 fn zeroed_page() -> bool {
-    let Some(p) = page_alloc::alloc_pages(Gfp::KERNEL, 0) else { return false };
+    let Some(p) = page_alloc::alloc_pages(Gfp::KERNEL, 0) else {
+        return false;
+    };
     // SAFETY: the page is ours.
     unsafe { core::ptr::write_bytes(page_address(p).as_mut_ptr::<u8>(), 0xaa, PAGE_SIZE as usize) };
     page_alloc::free_pages(p, 0);
-    let Some(q) = page_alloc::alloc_pages(Gfp::KERNEL | Gfp::ZERO, 0) else { return false };
+    let Some(q) = page_alloc::alloc_pages(Gfp::KERNEL | Gfp::ZERO, 0) else {
+        return false;
+    };
     // The hot per-CPU list hands the same page back: it must have been cleared.
     // SAFETY: the page is ours.
-    let bytes = unsafe { core::slice::from_raw_parts(page_address(q).as_ptr::<u8>(), PAGE_SIZE as usize) };
+    let bytes =
+        unsafe { core::slice::from_raw_parts(page_address(q).as_ptr::<u8>(), PAGE_SIZE as usize) };
     let ok = p == q && bytes.iter().all(|&b| b == 0);
     page_alloc::free_pages(q, 0);
     ok
 }
 
 fn compound_and_refcount() -> bool {
-    let Some(p) = page_alloc::alloc_pages(Gfp::KERNEL | Gfp::COMP, 3) else { return false };
+    let Some(p) = page_alloc::alloc_pages(Gfp::KERNEL | Gfp::COMP, 3) else {
+        return false;
+    };
     let (head, tails) = page_alloc::with(|a| {
-        (a.page(p).test(PG_HEAD) && a.page(p).order == 3, (1..8).all(|i| a.page(p.add(i)).test(PG_TAIL) && a.page(p.add(i)).compound_head == p.as_u64() as u32))
+        (
+            a.page(p).test(PG_HEAD) && a.page(p).order == 3,
+            (1..8).all(|i| {
+                a.page(p.add(i)).test(PG_TAIL)
+                    && a.page(p.add(i)).compound_head == p.as_u64() as u32
+            }),
+        )
     });
     page_alloc::with(|a| a.get_page(p));
     page_alloc::free_pages(p, 3); // drops the extra reference only
@@ -214,7 +254,9 @@ fn compound_and_refcount() -> bool {
 
 /// A double free is refused ("Bad page state"), counted, and leaves the lists intact.
 fn bad_free_rejected() -> bool {
-    let Some(p) = page_alloc::alloc_pages(Gfp::KERNEL, 2) else { return false };
+    let Some(p) = page_alloc::alloc_pages(Gfp::KERNEL, 2) else {
+        return false;
+    };
     page_alloc::free_pages(p, 2);
     let before = page_alloc::with(|a| a.stats.bad_frees);
     kprintln!("mm bad-free: expect one \"Bad page state\" report:");
@@ -228,9 +270,16 @@ fn mobility_grouping() -> bool {
     const N: usize = 512;
     let mut unmov = [Pfn(0); N];
     let mut mov = [Pfn(0); N];
-    let steals_before = page_alloc::with(|a| a.zones().map(|z| z.buddy.stats.pageblocks_stolen).sum::<u64>());
+    let steals_before = page_alloc::with(|a| {
+        a.zones()
+            .map(|z| z.buddy.stats.pageblocks_stolen)
+            .sum::<u64>()
+    });
     for i in 0..N {
-        match (page_alloc::alloc_pages(Gfp::KERNEL, 0), page_alloc::alloc_pages(Gfp::HIGHUSER_MOVABLE, 0)) {
+        match (
+            page_alloc::alloc_pages(Gfp::KERNEL, 0),
+            page_alloc::alloc_pages(Gfp::HIGHUSER_MOVABLE, 0),
+        ) {
             (Some(u), Some(m)) => {
                 unmov[i] = u;
                 mov[i] = m;
@@ -239,10 +288,22 @@ fn mobility_grouping() -> bool {
         }
     }
     let (u_ok, m_ok) = page_alloc::with(|a| {
-        let in_type = |pages: &[Pfn], mt| pages.iter().filter(|&&p| Buddy::pageblock_mt(&a.mem_map, p) == mt).count();
-        (in_type(&unmov, MigrateType::Unmovable), in_type(&mov, MigrateType::Movable))
+        let in_type = |pages: &[Pfn], mt| {
+            pages
+                .iter()
+                .filter(|&&p| Buddy::pageblock_mt(&a.mem_map, p) == mt)
+                .count()
+        };
+        (
+            in_type(&unmov, MigrateType::Unmovable),
+            in_type(&mov, MigrateType::Movable),
+        )
     });
-    let steals = page_alloc::with(|a| a.zones().map(|z| z.buddy.stats.pageblocks_stolen).sum::<u64>()) - steals_before;
+    let steals = page_alloc::with(|a| {
+        a.zones()
+            .map(|z| z.buddy.stats.pageblocks_stolen)
+            .sum::<u64>()
+    }) - steals_before;
     for i in 0..N {
         page_alloc::free_pages(unmov[i], 0);
         page_alloc::free_pages(mov[i], 0);
@@ -257,7 +318,12 @@ fn exhaust(gfp: Gfp, mut head: Option<Pfn>) -> (Option<Pfn>, u64) {
     let mut n = 0;
     while let Some(p) = page_alloc::alloc_pages(gfp | Gfp::NOWARN, 0) {
         // SAFETY: the page is ours; its first word links the chain.
-        unsafe { write_volatile(page_address(p).as_mut_ptr::<u64>(), head.map_or(u64::MAX, Pfn::as_u64)) };
+        unsafe {
+            write_volatile(
+                page_address(p).as_mut_ptr::<u64>(),
+                head.map_or(u64::MAX, Pfn::as_u64),
+            )
+        };
         head = Some(p);
         n += 1;
     }
@@ -280,11 +346,18 @@ fn watermarks() -> bool {
     let (chain, n_kernel) = exhaust(Gfp::KERNEL, None);
     let classzone = highest_zone() as usize;
     let at_min = page_alloc::with(|a| {
-        a.zones().filter(|z| z.managed > 0).all(|z| z.free_pages() <= z.watermark[mm_core::watermark::WMARK_MIN] + z.lowmem_reserve[classzone])
+        a.zones().filter(|z| z.managed > 0).all(|z| {
+            z.free_pages()
+                <= z.watermark[mm_core::watermark::WMARK_MIN] + z.lowmem_reserve[classzone]
+        })
     });
     let (chain, n_nowait) = exhaust(Gfp::NOWAIT, chain);
     let (chain, n_atomic) = exhaust(Gfp::GFP_ATOMIC, chain);
-    let below = page_alloc::with(|a| a.zones().filter(|z| z.managed > 0 && z.zone_type as usize == classzone).all(|z| z.free_pages() < z.watermark[mm_core::watermark::WMARK_MIN]));
+    let below = page_alloc::with(|a| {
+        a.zones()
+            .filter(|z| z.managed > 0 && z.zone_type as usize == classzone)
+            .all(|z| z.free_pages() < z.watermark[mm_core::watermark::WMARK_MIN])
+    });
     let woke = page_alloc::with(|a| a.stats.kswapd_wakeups) > wake0;
     free_chain(chain);
     kprintln!("mm watermarks: GFP_KERNEL took {n_kernel} pages, then GFP_NOWAIT {n_nowait}, GFP_ATOMIC {n_atomic} more");
@@ -326,7 +399,13 @@ fn obj_ctor(p: *mut u8) {
 }
 
 static TEST_CACHE: Cache = Cache::new("selftest_obj", 200, 64, SLAB_HWCACHE_ALIGN, Some(obj_ctor));
-static DEBUG_CACHE: Cache = Cache::new("selftest_debug", 48, 8, SLAB_RED_ZONE | SLAB_POISON | SLAB_CONSISTENCY_CHECKS, None);
+static DEBUG_CACHE: Cache = Cache::new(
+    "selftest_debug",
+    48,
+    8,
+    SLAB_RED_ZONE | SLAB_POISON | SLAB_CONSISTENCY_CHECKS,
+    None,
+);
 
 fn slab_cache() -> bool {
     TEST_CACHE.register();
@@ -343,7 +422,9 @@ fn slab_cache() -> bool {
     ok &= addrs.windows(2).all(|w| w[1] - w[0] >= 200);
     ok &= addrs.iter().all(|a| a % 64 == 0);
     // SAFETY: each object is live and at least 8 bytes.
-    ok &= objs.iter().all(|o| unsafe { read_volatile(o.as_ptr() as *const u64) } == OBJ_MAGIC);
+    ok &= objs
+        .iter()
+        .all(|o| unsafe { read_volatile(o.as_ptr() as *const u64) } == OBJ_MAGIC);
     let slabs = TEST_CACHE.with(|c| c.nr_slabs());
     // Destroying a cache with live objects is refused.
     kprintln!("mm slab-cache: expect one \"Objects remaining\" report:");
@@ -365,11 +446,15 @@ fn slab_debug() -> bool {
     let mut ok = true;
     kprintln!("mm slab-debug: expect three BUG reports:");
     // Double free.
-    let Some(a) = DEBUG_CACHE.alloc(Gfp::KERNEL) else { return false };
+    let Some(a) = DEBUG_CACHE.alloc(Gfp::KERNEL) else {
+        return false;
+    };
     ok &= DEBUG_CACHE.free(a).is_ok();
     ok &= matches!(DEBUG_CACHE.free(a), Err(e) if e.kind == SlabErrorKind::DoubleFree);
     // Overflow by one byte into the right red zone.
-    let Some(b) = DEBUG_CACHE.alloc(Gfp::KERNEL) else { return false };
+    let Some(b) = DEBUG_CACHE.alloc(Gfp::KERNEL) else {
+        return false;
+    };
     let past = (b.as_ptr() as usize + 48) as *mut u8;
     // SAFETY: the byte after the object is its red zone, inside the slab page.
     let saved = unsafe { read_volatile(past) };
@@ -380,7 +465,9 @@ fn slab_debug() -> bool {
     unsafe { write_volatile(past, saved) };
     ok &= DEBUG_CACHE.free(b).is_ok();
     // Use after free: poison overwritten, found when the object is handed out again.
-    let Some(c) = DEBUG_CACHE.alloc(Gfp::KERNEL) else { return false };
+    let Some(c) = DEBUG_CACHE.alloc(Gfp::KERNEL) else {
+        return false;
+    };
     ok &= DEBUG_CACHE.free(c).is_ok();
     // SAFETY: the freed object's memory stays mapped (it is in a live slab page).
     unsafe { write_volatile(c.as_ptr().add(8), 0x42) };
@@ -444,7 +531,9 @@ fn kmalloc_classes() -> bool {
         match slab::krealloc(p.as_ptr(), 5000, Gfp::KERNEL) {
             Some(q) => {
                 // SAFETY: the new block holds at least 5000 bytes, the first 40 copied.
-                ok &= unsafe { core::slice::from_raw_parts(q.as_ptr(), 40) }.iter().all(|&b| b == 0x37);
+                ok &= unsafe { core::slice::from_raw_parts(q.as_ptr(), 40) }
+                    .iter()
+                    .all(|&b| b == 0x37);
                 ok &= slab::ksize(q.as_ptr()) == Some(8192);
                 ok &= slab::kfree(q.as_ptr()).is_ok();
             }
@@ -483,9 +572,12 @@ fn vmalloc_cases() -> bool {
     let mut ok = true;
     let size = 1 << 20;
     let free0 = snapshot().free;
-    let Some(va) = vmalloc::vmalloc(size, "selftest_vmalloc") else { return false };
+    let Some(va) = vmalloc::vmalloc(size, "selftest_vmalloc") else {
+        return false;
+    };
     // SAFETY: the area is mapped for `size` bytes.
-    let buf = unsafe { core::slice::from_raw_parts_mut(va.as_mut_ptr::<u64>(), (size / 8) as usize) };
+    let buf =
+        unsafe { core::slice::from_raw_parts_mut(va.as_mut_ptr::<u64>(), (size / 8) as usize) };
     for (i, w) in buf.iter_mut().enumerate() {
         *w = i as u64 ^ 0x5a5a;
     }
@@ -499,7 +591,12 @@ fn vmalloc_cases() -> bool {
     // The guard page after the area faults.
     let guard = va.as_u64() + size;
     match super::probe::read_u8(guard) {
-        Err(c) => ok &= c.vector == 14 && c.cr2 == guard && vmalloc::find(VirtAddr::new(guard)).is_some_and(|a| a.in_guard(VirtAddr::new(guard))),
+        Err(c) => {
+            ok &= c.vector == 14
+                && c.cr2 == guard
+                && vmalloc::find(VirtAddr::new(guard))
+                    .is_some_and(|a| a.in_guard(VirtAddr::new(guard)))
+        }
         Ok(_) => ok = false,
     }
     ok &= vmalloc::vfree(va).is_ok();
@@ -528,7 +625,9 @@ fn vmalloc_cases() -> bool {
     free_chain(chain);
     ok &= snapshot().free == free0;
     // vmap three scattered frames; the mapping shows their contents.
-    let frames: Vec<Pfn> = (0..3).filter_map(|_| page_alloc::alloc_pages(Gfp::KERNEL, 1).map(|p| p.add(1))).collect();
+    let frames: Vec<Pfn> = (0..3)
+        .filter_map(|_| page_alloc::alloc_pages(Gfp::KERNEL, 1).map(|p| p.add(1)))
+        .collect();
     ok &= frames.len() == 3;
     for (i, &f) in frames.iter().enumerate() {
         // SAFETY: frames are ours.
@@ -538,7 +637,8 @@ fn vmalloc_cases() -> bool {
         Some(v) => {
             for i in 0..3 {
                 // SAFETY: the vmap area maps three pages.
-                ok &= unsafe { read_volatile((v.as_u64() + i * PAGE_SIZE) as *const u64) } == 1000 + i;
+                ok &= unsafe { read_volatile((v.as_u64() + i * PAGE_SIZE) as *const u64) }
+                    == 1000 + i;
             }
             ok &= vmalloc::vunmap(v).is_ok();
         }
@@ -551,7 +651,11 @@ fn vmalloc_cases() -> bool {
     if let Some(p) = page_alloc::alloc_pages(Gfp::KERNEL, 0) {
         // SAFETY: the page is ours.
         unsafe { write_volatile(page_address(p).as_mut_ptr::<u64>().add(3), 0xfeed) };
-        match vmalloc::ioremap(p.phys().checked_add(24).unwrap_or(p.phys()), 8, "selftest_ioremap") {
+        match vmalloc::ioremap(
+            p.phys().checked_add(24).unwrap_or(p.phys()),
+            8,
+            "selftest_ioremap",
+        ) {
             Some(v) => {
                 // SAFETY: 8 bytes mapped.
                 ok &= unsafe { read_volatile(v.as_ptr::<u64>()) } == 0xfeed;
@@ -585,12 +689,32 @@ pub fn run() -> (u32, u32) {
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     check("boot-layout", boot_layout(), &mut pass, &mut total);
-    check("buddy-random", buddy_random(&mut rng), &mut pass, &mut total);
+    check(
+        "buddy-random",
+        buddy_random(&mut rng),
+        &mut pass,
+        &mut total,
+    );
     check("gfp-zones", gfp_zones(), &mut pass, &mut total);
     check("zeroed-page", zeroed_page(), &mut pass, &mut total);
-    check("compound-refcount", compound_and_refcount(), &mut pass, &mut total);
-    check("bad-free-rejected", bad_free_rejected(), &mut pass, &mut total);
-    check("mobility-grouping", mobility_grouping(), &mut pass, &mut total);
+    check(
+        "compound-refcount",
+        compound_and_refcount(),
+        &mut pass,
+        &mut total,
+    );
+    check(
+        "bad-free-rejected",
+        bad_free_rejected(),
+        &mut pass,
+        &mut total,
+    );
+    check(
+        "mobility-grouping",
+        mobility_grouping(),
+        &mut pass,
+        &mut total,
+    );
     check("watermarks", watermarks(), &mut pass, &mut total);
     match numa() {
         Some(ok) => check("numa", ok, &mut pass, &mut total),
@@ -608,8 +732,16 @@ pub fn run() -> (u32, u32) {
     DEBUG_CACHE.shrink();
     let quarantined = DEBUG_CACHE.with(|c| c.nr_pages()) as u64;
     let end = snapshot();
-    kprintln!("mm: MemFree {} kB after the tests, {} kB quarantined by slub_debug", memfree(&end), quarantined * (PAGE_SIZE >> 10));
-    let returned = if quarantined == 0 { end == start } else { end.free + quarantined == start.free };
+    kprintln!(
+        "mm: MemFree {} kB after the tests, {} kB quarantined by slub_debug",
+        memfree(&end),
+        quarantined * (PAGE_SIZE >> 10)
+    );
+    let returned = if quarantined == 0 {
+        end == start
+    } else {
+        end.free + quarantined == start.free
+    };
     check("everything-returned", returned, &mut pass, &mut total);
     kprintln!("mm: {} passed, {} failed", pass, total - pass);
     (pass, total)

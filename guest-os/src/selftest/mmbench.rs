@@ -21,7 +21,10 @@ fn measure(name: &str, iters: u64, mut op: impl FnMut()) {
         op();
     }
     let end = pvport::icount().unwrap_or(start);
-    kprintln!("mmbench {name}: {} instructions per operation ({iters} iterations)", (end - start) / iters);
+    kprintln!(
+        "mmbench {name}: {} instructions per operation ({iters} iterations)",
+        (end - start) / iters
+    );
 }
 
 /// Print the figures.

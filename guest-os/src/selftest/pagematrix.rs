@@ -22,10 +22,10 @@ use core::cell::UnsafeCell;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::Ordering;
 
-use crate::arch::x86_64::idt::vector;
-use crate::arch::x86_64::trap::CATCH;
 use super::testpages::{pml4_entry, pte, Pages};
 use super::user::{self, Kind};
+use crate::arch::x86_64::idt::vector;
+use crate::arch::x86_64::trap::CATCH;
 use crate::kprintln;
 
 /// PML4 slot 3: the linear addresses under test; nothing else maps this slot.
@@ -34,7 +34,6 @@ const TARGET_BASE: u64 = 0x180_0000_0000;
 const TARGET_OFFSET: u64 = 0x7c8;
 /// The tested byte: RET, so a fetch returns to its caller and a write stores what is there.
 const RET: u8 = 0xc3;
-
 
 const PF_P: u32 = 1 << 0;
 const PF_W: u32 = 1 << 1;
@@ -115,7 +114,6 @@ impl Config {
     }
 }
 
-
 /// One environment: privilege, access type and the control bits.
 #[derive(Clone, Copy)]
 struct Env {
@@ -191,7 +189,7 @@ fn expected(cfg: &Config, env: &Env) -> u32 {
     // 4.6 access rights.
     let allowed = match (env.kind, env.user) {
         (Kind::Fetch, true) => user_page && !nx,
-        (Kind::Fetch, false) => !nx && !(env.smep && user_page),
+        (Kind::Fetch, false) => !(nx || (env.smep && user_page)),
         (Kind::Read, true) => user_page,
         (Kind::Write, true) => user_page && writable,
         (kind, false) => {
@@ -301,7 +299,10 @@ fn map_target(cfg: &Config) -> u64 {
     let b = cfg.bits;
     // SAFETY: single CPU; slot 3 and the T_* tables are used by nothing else.
     unsafe {
-        write_volatile(pml4_entry(TARGET_BASE >> 39), PAGES.phys(T_PDPT) | flags(b[0]));
+        write_volatile(
+            pml4_entry(TARGET_BASE >> 39),
+            PAGES.phys(T_PDPT) | flags(b[0]),
+        );
         match cfg.leaf {
             Leaf::G1 => {
                 write_volatile(PAGES.entry(T_PDPT, 0), pte::PS | flags(b[1]));
@@ -444,7 +445,11 @@ fn run_case(cfg: &Config, env: &Env) -> u32 {
     let vec = CATCH.vector.swap(u64::MAX, Ordering::SeqCst);
     let mut out = read_ad(cfg);
     // A completed user access ends in the stub's UD2; a completed kernel access in nothing.
-    let done = if env.user { vector::UD as u64 } else { u64::MAX };
+    let done = if env.user {
+        vector::UD as u64
+    } else {
+        u64::MAX
+    };
     if caught > 0 && vec == vector::PF as u64 {
         out |= OUT_FAULT | (CATCH.error_code.load(Ordering::SeqCst) as u32 & 0xff) << 8;
         if CATCH.cr2.load(Ordering::SeqCst) != va {
@@ -539,7 +544,12 @@ fn run_on_boot_tables(verbose: bool) -> (u32, u32) {
     };
     user::map_access_stub();
     // SAFETY: single CPU; the data page belongs to this test.
-    unsafe { write_volatile(PAGES.entry(T_DATA, (TARGET_OFFSET / 8) as usize), RET as u64) };
+    unsafe {
+        write_volatile(
+            PAGES.entry(T_DATA, (TARGET_OFFSET / 8) as usize),
+            RET as u64,
+        )
+    };
     let (cr0, cr4): (u64, u64);
     // SAFETY: reading control registers has no side effects.
     unsafe {

@@ -34,6 +34,12 @@ pub struct Pages<const N: usize>(UnsafeCell<[Page; N]>);
 // SAFETY: single CPU; each static belongs to one test module, which runs alone.
 unsafe impl<const N: usize> Sync for Pages<N> {}
 
+impl<const N: usize> Default for Pages<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<const N: usize> Pages<N> {
     pub const fn new() -> Self {
         Pages(UnsafeCell::new([const { Page([0; ENTRIES]) }; N]))

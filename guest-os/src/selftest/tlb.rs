@@ -110,7 +110,10 @@ pub fn run(show_stale: bool) -> (u32, u32) {
 
     set_pte(OLD_FRAME);
     flush_tlb();
-    results[2] = check("cr3-reload-shows-new-mapping", read_test_page() == OLD_VALUE);
+    results[2] = check(
+        "cr3-reload-shows-new-mapping",
+        read_test_page() == OLD_VALUE,
+    );
     unmap();
     let pass = results.iter().filter(|&&ok| ok).count() as u32;
     (pass, results.len() as u32)

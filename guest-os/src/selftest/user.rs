@@ -72,7 +72,12 @@ pub const STUB_RSP: u64 = STUB_STACK + PAGE_SIZE - 64;
 /// Run the access stub at CPL 3 on `va` with RFLAGS `rflags` (IF is never set). A completed
 /// access ends in the stub's UD2 (caught as #UD); a faulting one is caught as its fault.
 pub fn access(va: u64, kind: Kind, value: u8, rflags: u64) {
-    run_user(STUB_BASE, STUB_RSP, rflags | RFLAGS_FIXED, [va, kind as u64, value as u64]);
+    run_user(
+        STUB_BASE,
+        STUB_RSP,
+        rflags | RFLAGS_FIXED,
+        [va, kind as u64, value as u64],
+    );
 }
 
 /// Enter user mode at `entry` with RFLAGS `rflags`, stack pointer `rsp` and RDI, RSI, RDX =

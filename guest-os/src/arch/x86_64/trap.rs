@@ -101,7 +101,9 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
         CATCH.cs.store(frame.cs, Ordering::SeqCst);
         CATCH.cr2.store(cr2, Ordering::SeqCst);
         CATCH.rsp.store(frame.rsp, Ordering::SeqCst);
-        CATCH.frame.store(frame as *mut TrapFrame as u64, Ordering::SeqCst);
+        CATCH
+            .frame
+            .store(frame as *mut TrapFrame as u64, Ordering::SeqCst);
         CATCH.count.fetch_add(1, Ordering::SeqCst);
         frame.rip = CATCH.resume_rip.load(Ordering::SeqCst);
         frame.rsp = CATCH.resume_rsp.load(Ordering::SeqCst);
