@@ -44,6 +44,7 @@ fn mm_selftest_passes_and_returns_every_page() {
         "bad-free-rejected",
         "mobility-grouping",
         "watermarks",
+        "fragmentation",
         "slab-cache",
         "slab-debug",
         "kmalloc-classes",

@@ -364,6 +364,53 @@ fn watermarks() -> bool {
     n_kernel > 0 && at_min && n_nowait == 0 && n_atomic > 0 && below && woke
 }
 
+/// External fragmentation: with every other frame still allocated, half of memory is free
+/// yet almost all of it in order-0 blocks, so no larger request can use it; freeing the
+/// rest merges everything back.
+fn fragmentation() -> bool {
+    let (chain, n) = exhaust(Gfp::KERNEL, None);
+    // Free the even frames, keep the odd ones on a new chain.
+    let mut kept: Option<Pfn> = None;
+    let mut next = chain;
+    while let Some(p) = next {
+        // SAFETY: chain pages are ours until freed.
+        let after = unsafe { read_volatile(page_address(p).as_ptr::<u64>()) };
+        next = (after != u64::MAX).then_some(Pfn(after));
+        if p.as_u64() % 2 == 0 {
+            page_alloc::free_pages(p, 0);
+        } else {
+            // SAFETY: as above.
+            unsafe {
+                write_volatile(
+                    page_address(p).as_mut_ptr::<u64>(),
+                    kept.map_or(u64::MAX, Pfn::as_u64),
+                )
+            };
+            kept = Some(p);
+        }
+    }
+    let (free, order0, largest) = page_alloc::with(|a| {
+        a.drain_all();
+        let mut per_order = [0u64; MAX_ORDER];
+        for z in a.zones() {
+            for (o, n) in z.buddy.blocks_per_order().iter().enumerate() {
+                per_order[o] += n << o;
+            }
+        }
+        let largest = (0..MAX_ORDER)
+            .rev()
+            .find(|&o| per_order[o] > 0)
+            .unwrap_or(0);
+        (a.nr_free_pages(), per_order[0], largest)
+    });
+    free_chain(kept);
+    kprintln!(
+        "mm fragmentation: {n} pages allocated, every other one freed: {free} pages free, {}% of them in order-0 blocks (largest free order {largest})",
+        order0 * 100 / free.max(1)
+    );
+    free > n / 3 && order0 * 100 >= free * 90
+}
+
 /// With `numa=fake=N`: node-local allocation, fallback to another node, `__GFP_THISNODE`.
 fn numa() -> Option<bool> {
     let nodes = page_alloc::with(|a| a.nr_nodes);
@@ -716,6 +763,7 @@ pub fn run() -> (u32, u32) {
         &mut total,
     );
     check("watermarks", watermarks(), &mut pass, &mut total);
+    check("fragmentation", fragmentation(), &mut pass, &mut total);
     match numa() {
         Some(ok) => check("numa", ok, &mut pass, &mut total),
         None => kprintln!("mm numa: skipped (one node; boot with numa=fake=2)"),
