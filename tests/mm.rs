@@ -39,7 +39,7 @@ fn mm_selftest_passes_and_returns_every_page() {
         "boot-layout",
         "buddy-random",
         "gfp-zones",
-        "zeroed-page",
+        "zeroed-hot-cold",
         "compound-refcount",
         "bad-free-rejected",
         "mobility-grouping",

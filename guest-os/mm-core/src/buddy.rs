@@ -299,7 +299,7 @@ impl Buddy {
 
     /// Move every free block inside the pageblock at `pb` to `mt`'s lists; returns the
     /// number of free frames moved (`move_freepages_block`).
-    fn move_freepages_block<P: Pages + ?Sized>(
+    pub fn move_freepages_block<P: Pages + ?Sized>(
         &mut self,
         pages: &mut P,
         pb: u64,

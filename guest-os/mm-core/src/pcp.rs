@@ -78,6 +78,16 @@ impl PerCpuPages {
         self.lists[mt as usize].len()
     }
 
+    /// The page the next allocation of `mt` takes (the hottest).
+    pub fn first_of(&self, mt: MigrateType) -> Option<Pfn> {
+        self.lists.get(mt as usize)?.first()
+    }
+
+    /// The page taken last (the coldest).
+    pub fn last_of(&self, mt: MigrateType) -> Option<Pfn> {
+        self.lists.get(mt as usize)?.last()
+    }
+
     /// An order-0 page of `mt` (`rmqueue_pcplist`), refilling from `buddy` if needed.
     pub fn alloc<P: Pages + ?Sized>(
         &mut self,

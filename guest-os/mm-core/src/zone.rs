@@ -49,6 +49,8 @@ pub struct ZoneStats {
     pub numa_miss: u64,
     /// Allocations served on the preferred node (`numa_hit`).
     pub numa_hit: u64,
+    /// Pageblocks reserved for high-order atomic allocations.
+    pub highatomic_reserved: u64,
 }
 
 /// One zone (`struct zone`).
@@ -71,6 +73,9 @@ pub struct Zone {
     pub buddy: Buddy,
     pub pcp: [PerCpuPages; NR_CPUS],
     pub stats: ZoneStats,
+    /// Pages in pageblocks reserved for high-order atomic allocations
+    /// (`nr_reserved_highatomic`).
+    pub nr_reserved_highatomic: u64,
 }
 
 impl Zone {
@@ -91,7 +96,9 @@ impl Zone {
                 pgfree: 0,
                 numa_miss: 0,
                 numa_hit: 0,
+                highatomic_reserved: 0,
             },
+            nr_reserved_highatomic: 0,
         }
     }
 
@@ -126,11 +133,58 @@ impl Zone {
         if flags.harder {
             min -= min / 4;
         }
-        let free = self.free_pages() as i64 - ((1i64 << order) - 1);
+        let mut free = self.free_pages() as i64 - ((1i64 << order) - 1);
+        if !flags.harder {
+            // The high-atomic reserve is not for ordinary allocations.
+            free -= self.nr_reserved_highatomic as i64;
+        }
         if free <= min + self.lowmem_reserve[highest as usize] as i64 {
             return false;
         }
         order == 0 || self.buddy.has_block(order, flags.harder)
+    }
+}
+
+impl Zone {
+    /// After a high-order atomic allocation from `pfn`'s pageblock, keep that pageblock for
+    /// such allocations (`reserve_highatomic_pageblock`): at most 1% of the zone plus one
+    /// pageblock, so that bursts of atomic high-order requests (network buffers in Linux)
+    /// find blocks that ordinary allocations have not fragmented.
+    fn reserve_highatomic<P: Pages + ?Sized>(&mut self, pages: &mut P, pfn: Pfn) {
+        let max = self.managed / 100 + PAGEBLOCK_NR_PAGES;
+        if self.nr_reserved_highatomic >= max {
+            return;
+        }
+        let mt = Buddy::pageblock_mt(pages, pfn);
+        if matches!(mt, MigrateType::HighAtomic | MigrateType::Isolate) {
+            return;
+        }
+        let pb = Pfn(pfn.0 & !(PAGEBLOCK_NR_PAGES - 1));
+        Buddy::set_pageblock_mt(pages, pb, MigrateType::HighAtomic);
+        self.buddy
+            .move_freepages_block(pages, pb.0, MigrateType::HighAtomic);
+        self.nr_reserved_highatomic += PAGEBLOCK_NR_PAGES;
+        self.stats.highatomic_reserved += 1;
+    }
+
+    /// Give one reserved pageblock back to `mt` (`unreserve_highatomic_pageblock`), when an
+    /// ordinary allocation is about to fail. Returns whether one was released.
+    fn unreserve_highatomic<P: Pages + ?Sized>(&mut self, pages: &mut P, mt: MigrateType) -> bool {
+        if self.nr_reserved_highatomic == 0 {
+            return false;
+        }
+        let Some(pfn) = (0..MAX_ORDER)
+            .find_map(|o| self.buddy.free_area[o].lists[MigrateType::HighAtomic as usize].first())
+        else {
+            return false;
+        };
+        let pb = Pfn(pfn.0 & !(PAGEBLOCK_NR_PAGES - 1));
+        Buddy::set_pageblock_mt(pages, pb, mt);
+        self.buddy.move_freepages_block(pages, pb.0, mt);
+        self.nr_reserved_highatomic = self
+            .nr_reserved_highatomic
+            .saturating_sub(PAGEBLOCK_NR_PAGES);
+        true
     }
 }
 
@@ -422,6 +476,9 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
                 g.or_else(|| z.buddy.alloc(&mut self.mem_map, order, mt))
             };
             if let Some(pfn) = got {
+                if flags.harder && order > 0 {
+                    z.reserve_highatomic(&mut self.mem_map, pfn);
+                }
                 z.stats.pgalloc += 1 << order;
                 if nid == preferred {
                     z.stats.numa_hit += 1;
@@ -469,7 +526,17 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
             };
             got = self.get_page_from_freelist(gfp, order, preferred, cpu, slow);
             if got.is_none() && gfp.contains(Gfp::DIRECT_RECLAIM) {
+                // Where Linux would reclaim: give back high-atomic reserves and the per-CPU
+                // lists' pages, then retry once (`__alloc_pages_direct_reclaim`).
                 self.stats.allocstall += 1;
+                let mt = gfp.migratetype();
+                for n in &mut self.nodes[..self.nr_nodes] {
+                    for z in &mut n.zones {
+                        z.unreserve_highatomic(&mut self.mem_map, mt);
+                    }
+                }
+                self.drain_all();
+                got = self.get_page_from_freelist(gfp, order, preferred, cpu, slow);
             }
             let may_ignore = gfp.contains(Gfp::NOFAIL)
                 || (gfp.contains(Gfp::MEMALLOC) && !gfp.contains(Gfp::NOMEMALLOC));
@@ -536,7 +603,23 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
     /// last. A bad free (double free, wrong order of a compound page, reserved or mapped
     /// page) is refused, counted and reported in `last_bad_free`.
     pub fn free_pages(&mut self, pfn: Pfn, order: usize, cpu: usize) -> Result<(), BadFree> {
-        let r = self.try_free_pages(pfn, order, cpu);
+        self.free_pages_hint(pfn, order, cpu, false)
+    }
+
+    /// [`PageAllocator::free_pages`] for a page whose contents are cold (not recently
+    /// touched, e.g. after DMA): it goes to the tail of the per-CPU list, to be reused last.
+    pub fn free_cold_page(&mut self, pfn: Pfn, cpu: usize) -> Result<(), BadFree> {
+        self.free_pages_hint(pfn, 0, cpu, true)
+    }
+
+    fn free_pages_hint(
+        &mut self,
+        pfn: Pfn,
+        order: usize,
+        cpu: usize,
+        cold: bool,
+    ) -> Result<(), BadFree> {
+        let r = self.try_free_pages(pfn, order, cpu, cold);
         if let Err(e) = r {
             self.stats.bad_frees += 1;
             self.last_bad_free = Some(e);
@@ -544,7 +627,13 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
         r
     }
 
-    fn try_free_pages(&mut self, pfn: Pfn, order: usize, cpu: usize) -> Result<(), BadFree> {
+    fn try_free_pages(
+        &mut self,
+        pfn: Pfn,
+        order: usize,
+        cpu: usize,
+        cold: bool,
+    ) -> Result<(), BadFree> {
         let Some(p) = self.mem_map.get(pfn) else {
             return Err(BadFree::OutOfZone(pfn));
         };
@@ -576,7 +665,7 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
             pg.index = 0;
             pg.private = 0;
             pg.compound_head = NO_PFN;
-            z.pcp[cpu % NR_CPUS].free(&mut z.buddy, &mut self.mem_map, pfn, mt, false);
+            z.pcp[cpu % NR_CPUS].free(&mut z.buddy, &mut self.mem_map, pfn, mt, cold);
         } else {
             for i in 0..1u64 << order {
                 self.mem_map.page_mut(pfn.add(i)).clear(PG_HEAD | PG_TAIL);
@@ -785,6 +874,56 @@ pub(crate) mod tests {
         assert_eq!(a.free_pages(p, 2, 0), Err(BadFree::AlreadyFree(p)));
         assert_eq!(a.nr_free_pages() + a.pcp_pages(), before);
         a.drain_all();
+        a.check().unwrap();
+    }
+
+    #[test]
+    fn hot_frees_are_reused_first_cold_frees_last() {
+        let mut v = vec![Page::new_reserved(); 16384];
+        let mut a = pc(&mut v, 1);
+        let p = a.alloc_pages(Gfp::KERNEL, 0, None, 0).unwrap();
+        a.free_pages(p, 0, 0).unwrap();
+        assert_eq!(a.alloc_pages(Gfp::KERNEL, 0, None, 0), Some(p));
+        a.free_cold_page(p, 0).unwrap();
+        assert_ne!(a.alloc_pages(Gfp::KERNEL, 0, None, 0), Some(p));
+    }
+
+    #[test]
+    fn high_order_atomic_reserves_a_pageblock_and_gives_it_back() {
+        let mut v = vec![Page::new_reserved(); 16384];
+        let mut a = pc(&mut v, 1);
+        // Only the slow path (memory short) is "harder" and reserves.
+        let mut held = Vec::new();
+        while let Some(p) = a.alloc_pages(Gfp::KERNEL, 0, None, 0) {
+            held.push(p);
+        }
+        let p = a.alloc_pages(Gfp::GFP_ATOMIC, 2, None, 0).unwrap();
+        assert_eq!(Buddy::pageblock_mt(&a.mem_map, p), MigrateType::HighAtomic);
+        assert_eq!(
+            a.zone_of(p).unwrap().nr_reserved_highatomic,
+            PAGEBLOCK_NR_PAGES
+        );
+        for q in held.drain(..) {
+            a.free_pages(q, 0, 0).unwrap();
+        }
+        a.drain_all();
+        // Pages freed inside the reserved pageblock stay on the high-atomic lists, out of
+        // reach of ordinary allocations...
+        let z = a.zone_of(p).unwrap();
+        assert!(z
+            .buddy
+            .blocks_per_order_of(MigrateType::HighAtomic)
+            .iter()
+            .any(|&n| n > 0));
+        // ...until memory runs out: then the reserve is released and used.
+        while a.alloc_pages(Gfp::KERNEL, 0, None, 0).is_some() {}
+        let z = a.zone_of(p).unwrap();
+        assert_eq!(z.nr_reserved_highatomic, 0);
+        assert!(z
+            .buddy
+            .blocks_per_order_of(MigrateType::HighAtomic)
+            .iter()
+            .all(|&n| n == 0));
         a.check().unwrap();
     }
 

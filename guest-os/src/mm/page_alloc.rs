@@ -107,6 +107,14 @@ pub fn free_pages(pfn: Pfn, order: usize) {
     }
 }
 
+/// Free an order-0 page whose contents are cold: it is reused last (`free_unref_page` with
+/// a cold hint, Linux's old `free_cold_page`).
+pub fn free_cold_page(pfn: Pfn) {
+    if let Err(e) = with(|a| a.free_cold_page(pfn, 0)) {
+        report_bad_free(e);
+    }
+}
+
 fn report_bad_free(e: BadFree) {
     let (pfn, why) = match e {
         BadFree::OutOfZone(p) => (p, "outside its zone"),

@@ -47,6 +47,21 @@ pub fn kmalloc(size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
     if let Some(e) = k.take_report() {
         report(&e);
     }
+    drop(k);
+    if r.is_none() && !gfp.contains(Gfp::NOWARN) {
+        if size > KMALLOC_MAX_SIZE {
+            // Linux WARNs here: no kmalloc can be larger than the largest buddy block.
+            log::warn!(
+                "kmalloc: {size} bytes is above KMALLOC_MAX_SIZE ({KMALLOC_MAX_SIZE}); use vmalloc"
+            );
+        } else {
+            log::warn!(
+                "kmalloc: allocation failure: {size} bytes, mode:{:#x}({:?})",
+                gfp.0,
+                gfp
+            );
+        }
+    }
     r
 }
 
