@@ -11,6 +11,10 @@
 
 #![cfg_attr(not(test), no_std)]
 
+// Heap-backed structures (the VMA tree) use `alloc`; the kernel provides a global
+// allocator (kmalloc), the host tests std's.
+extern crate alloc;
+
 pub mod addr;
 pub mod buddy;
 pub mod gfp;
@@ -22,6 +26,7 @@ pub mod pcp;
 pub mod report;
 pub mod slub;
 pub mod vmalloc;
+pub mod vma;
 pub mod watermark;
 pub mod zone;
 
