@@ -1,4 +1,7 @@
-//! The kernel console: `kprint!`/`kprintln!` and the `log` backend, both writing to COM1.
+//! The kernel console: `kprint!`/`kprintln!` and the `log` backend, writing to COM1, or to
+//! COM2 with `console=ttyS1` (what `vmscope run` uses, so that COM1 carries only the user
+//! program's output). `quiet` drops `kprint!` output (banners, reports) but keeps log
+//! records at warning level and above, and panics, as Linux's `quiet` does.
 //!
 //! Log records are printed as `[LEVEL] message`. The default maximum level is `Info`; the
 //! `loglevel=` command-line option (`off`, `error`, `warn`, `info`, `debug`, `trace`) changes it.
@@ -7,7 +10,51 @@ use core::fmt::{self, Write};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
-use crate::drivers::uart16550::COM1;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::drivers::uart16550::{Uart16550, COM1, COM2};
+
+/// Console on COM2 instead of COM1.
+static ON_COM2: AtomicBool = AtomicBool::new(false);
+/// `quiet`: no `kprint!` output.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+fn port() -> &'static Uart16550 {
+    if ON_COM2.load(Ordering::Relaxed) {
+        &COM2
+    } else {
+        &COM1
+    }
+}
+
+/// Apply `console=ttyS0|ttyS1` and `quiet` from the command line.
+pub fn configure(cmdline: &[u8]) {
+    if crate::cmdline::param(cmdline, "console") == Some(b"ttyS1") {
+        COM2.init();
+        ON_COM2.store(true, Ordering::Relaxed);
+    }
+    if crate::cmdline::has_flag(cmdline, "quiet") {
+        QUIET.store(true, Ordering::Relaxed);
+        if log::max_level() > LevelFilter::Warn {
+            log::set_max_level(LevelFilter::Warn);
+        }
+    }
+}
+
+/// Write to the console even under `quiet` (log records, panics).
+pub fn write_bytes_always(bytes: &[u8]) {
+    port().write_bytes(bytes);
+}
+
+/// A console sink that ignores `quiet`.
+pub struct LoudConsole;
+
+impl Write for LoudConsole {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        write_bytes_always(s.as_bytes());
+        Ok(())
+    }
+}
 
 /// Default maximum log level.
 pub const DEFAULT_LOG_LEVEL: LevelFilter = LevelFilter::Info;
@@ -22,9 +69,11 @@ impl Write for Console {
     }
 }
 
-/// Writes raw bytes to the console, unchanged.
+/// Writes raw bytes to the console, unchanged (nothing under `quiet`).
 pub fn write_bytes(bytes: &[u8]) {
-    COM1.write_bytes(bytes);
+    if !QUIET.load(Ordering::Relaxed) {
+        port().write_bytes(bytes);
+    }
 }
 
 /// Implementation of [`kprint!`]; not for direct use.
@@ -65,7 +114,7 @@ impl Log for KernelLogger {
 
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
-            kprintln!("[{}] {}", record.level(), record.args());
+            let _ = writeln!(LoudConsole, "[{}] {}", record.level(), record.args());
         }
     }
 

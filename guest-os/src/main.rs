@@ -40,17 +40,18 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     drivers::uart16550::COM1.init();
     console::init_logging(console::DEFAULT_LOG_LEVEL);
 
-    kprintln!("vmscope kernel {} (x86_64, PVH boot)", VERSION);
-
     let boot_info = match PvhBootInfo::from_phys(PhysAddr::new(start_info_phys)) {
         Ok(info) => info,
         Err(err) => panic!("{}", err),
     };
 
+    // The command line decides where the console goes, so read it before printing.
     let cmdline = boot_info.cmdline();
     if let Some(level) = console::log_level_from_cmdline(cmdline) {
         log::set_max_level(level);
     }
+    console::configure(cmdline);
+    kprintln!("vmscope kernel {} (x86_64, PVH boot)", VERSION);
     kprint!("Command line: ");
     console::write_bytes(cmdline);
     kprintln!();

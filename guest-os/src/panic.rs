@@ -1,5 +1,6 @@
 //! The panic handler: report like Linux's `panic()` and exit with [`EXIT_KERNEL_PANIC`].
 
+use core::fmt::Write;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,15 +14,18 @@ fn panic(info: &PanicInfo<'_>) -> ! {
     if PANICKING.swap(true, Ordering::Relaxed) {
         exit(EXIT_KERNEL_PANIC);
     }
-    crate::kprint!("Kernel panic - not syncing: {}", info.message());
+    let mut con = crate::console::LoudConsole;
+    let _ = write!(con, "Kernel panic - not syncing: {}", info.message());
     if let Some(location) = info.location() {
-        crate::kprint!(
+        let _ = write!(
+            con,
             " (at {}:{}:{})",
             location.file(),
             location.line(),
             location.column()
         );
     }
-    crate::kprintln!();
+    let _ = writeln!(con);
+    crate::drivers::debugcon::report_panic();
     exit(EXIT_KERNEL_PANIC)
 }

@@ -1,5 +1,6 @@
 //! Device drivers.
 
+pub mod debugcon;
 pub mod lapic;
 pub mod pic;
 pub mod pvport;

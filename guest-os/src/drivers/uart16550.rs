@@ -11,6 +11,8 @@ use crate::arch::x86_64::port::{inb, outb};
 
 /// I/O base of COM1.
 pub const COM1_BASE: u16 = 0x3f8;
+/// Second serial port (`ttyS1`).
+pub const COM2_BASE: u16 = 0x2f8;
 
 /// Input clock divided by 16: the baud rate for divisor 1.
 const UART_CLOCK_BAUD: u32 = 115_200;
@@ -59,6 +61,8 @@ pub struct Uart16550 {
 
 /// The console UART.
 pub static COM1: Uart16550 = Uart16550::new(COM1_BASE);
+/// `ttyS1`: the kernel console under `console=ttyS1`, and a process's stderr under `vmscope run`.
+pub static COM2: Uart16550 = Uart16550::new(COM2_BASE);
 
 impl Uart16550 {
     /// A UART at I/O base `base` (not yet initialised).
