@@ -13,9 +13,11 @@
 //! program whose output is closed still runs to completion; use
 //! [`write_fmt`] to see them.
 
+use alloc_crate::vec::Vec;
+use core::ffi::CStr;
 use core::fmt;
 
-use crate::sys::fs::write_all;
+use crate::sys::fs::{close, open, read, write_all, O_CLOEXEC, O_RDONLY};
 use crate::sys::{Errno, SysResult};
 
 /// Size of the per-call output buffer.
@@ -94,6 +96,29 @@ pub fn _print(fd: i32, args: fmt::Arguments<'_>, newline: bool) {
     let _ = write_fmt(fd, args, newline);
 }
 
+/// Reads from `fd` until end of file (retrying `EINTR`). Works for files
+/// whose size is unknown in advance, such as those in `/proc`.
+pub fn read_all(fd: i32) -> SysResult<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match read(fd, &mut chunk) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Opens `path` read-only and returns its whole contents.
+pub fn read_file(path: &CStr) -> SysResult<Vec<u8>> {
+    let fd = open(path, O_RDONLY | O_CLOEXEC, 0)?;
+    let data = read_all(fd);
+    let _ = close(fd);
+    data
+}
+
 /// Prints to standard output (fd 1) with one `write` per call.
 #[macro_export]
 macro_rules! print {
@@ -165,6 +190,14 @@ mod tests {
         }
         close(r).expect("close");
         assert_eq!(got, b"  abcdefghij-12345");
+    }
+
+    #[test]
+    fn read_file_reads_proc_files_to_the_end() {
+        // /proc files report size 0 but have content.
+        let maps = read_file(c"/proc/self/maps").expect("read");
+        assert!(maps.len() > 100 && maps.ends_with(b"\n"));
+        assert_eq!(read_file(c"/nonexistent"), Err(Errno::ENOENT));
     }
 
     #[test]

@@ -32,6 +32,11 @@
 //!   formats into a stack buffer and normally issues a single `write`.
 //! * System calls: [`sys`] (typed wrappers returning `Result<_, Errno>`, and
 //!   the raw `syscall0..syscall6`).
+//! * Reading whole files (e.g. from `/proc`): [`io::read_file`],
+//!   [`io::read_all`].
+//! * Touching memory that may fault, and getting the signal's `siginfo`
+//!   back instead of dying: [`fault`].
+//! * The vDSO's clock functions, found by parsing its ELF image: [`vdso`].
 //! * `alloc` (`Vec`, `String`, `format!`) works: the global allocator takes
 //!   memory from `brk` the first time it is used (programs that never
 //!   allocate never move the break).
@@ -49,7 +54,9 @@
 //! # Host tests
 //!
 //! The pure parts (initial-stack parsing, the allocator's size classes and
-//! free lists, errno names, output buffering)
+//! free lists, errno names, output buffering, directory-record and vDSO ELF
+//! parsing) and the syscall wrappers that behave the same on the host
+//! (signals and fault probes, pipes, limits, the host's own vDSO)
 //! are unit-tested on the host:
 //! `cargo test -p vmrt --target x86_64-unknown-linux-gnu`. In that
 //! configuration the crate links `std`, and `_start`, the panic handler and
@@ -62,9 +69,11 @@ extern crate alloc as alloc_crate;
 
 pub mod alloc;
 pub mod env;
+pub mod fault;
 pub mod io;
 pub mod start;
 pub mod sys;
+pub mod vdso;
 
 mod panic;
 

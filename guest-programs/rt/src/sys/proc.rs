@@ -1,11 +1,13 @@
 //! Process system calls: exit, exit_group, getpid, getppid, fork, execve,
-//! wait4, kill.
+//! wait4, kill, pause, prlimit64 (resource limits), sched_getaffinity,
+//! getcpu.
 
 use core::convert::Infallible;
 use core::ffi::{c_char, CStr};
 
 use super::nr::*;
 use super::{check, syscall0, syscall1, syscall2, syscall3, syscall4, SysResult};
+use crate::sys::Errno;
 
 /// `wait4` option: return immediately if no child has exited.
 pub const WNOHANG: u32 = 1;
@@ -130,4 +132,129 @@ pub fn wait4(pid: i32, options: u32) -> SysResult<(i32, WaitStatus)> {
 pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
     // SAFETY: no memory is involved.
     check(unsafe { syscall2(SYS_kill, pid as usize, sig as usize) }).map(drop)
+}
+
+/// `pause()`: sleeps until a signal is delivered (returns `EINTR` after a
+/// handler ran; never returns if the signal kills the process).
+pub fn pause() -> Errno {
+    // SAFETY: no memory is involved.
+    check(unsafe { syscall0(SYS_pause) })
+        .err()
+        .unwrap_or(Errno::EINTR)
+}
+
+/// Resource: maximum size of the stack (bytes).
+pub const RLIMIT_STACK: u32 = 3;
+/// Resource: maximum size of a core dump (bytes).
+pub const RLIMIT_CORE: u32 = 4;
+/// Resource: maximum number of open files.
+pub const RLIMIT_NOFILE: u32 = 7;
+/// Resource: maximum size of the address space (bytes).
+pub const RLIMIT_AS: u32 = 9;
+/// "No limit".
+pub const RLIM_INFINITY: u64 = u64::MAX;
+
+/// `struct rlimit64`: soft and hard limit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rlimit {
+    /// Soft limit (what the kernel enforces).
+    pub cur: u64,
+    /// Hard limit (ceiling for the soft limit).
+    pub max: u64,
+}
+
+/// `prlimit64(0, resource, NULL, &old)`: the calling process's limit.
+pub fn getrlimit(resource: u32) -> SysResult<Rlimit> {
+    let mut old = Rlimit::default();
+    // SAFETY: old is writable; no new limit.
+    check(unsafe {
+        syscall4(
+            SYS_prlimit64,
+            0,
+            resource as usize,
+            0,
+            &mut old as *mut Rlimit as usize,
+        )
+    })?;
+    Ok(old)
+}
+
+/// `prlimit64(0, resource, &new, NULL)`: sets the calling process's limit.
+pub fn setrlimit(resource: u32, new: Rlimit) -> SysResult<()> {
+    // SAFETY: new is readable; old is NULL.
+    check(unsafe {
+        syscall4(
+            SYS_prlimit64,
+            0,
+            resource as usize,
+            &new as *const Rlimit as usize,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Number of CPUs the calling thread may run on (`sched_getaffinity` with a
+/// 1024-CPU mask).
+pub fn nproc() -> SysResult<u32> {
+    let mut mask = [0u64; 16];
+    // SAFETY: the kernel writes at most size_of_val(&mask) bytes (and
+    // returns how many it wrote).
+    let n = check(unsafe {
+        syscall3(
+            SYS_sched_getaffinity,
+            0,
+            core::mem::size_of_val(&mask),
+            mask.as_mut_ptr() as usize,
+        )
+    })?;
+    let words = (n / 8).min(mask.len());
+    Ok(mask[..words].iter().map(|w| w.count_ones()).sum())
+}
+
+/// `getcpu(&cpu, &node, NULL)`: the CPU and NUMA node the caller is running
+/// on (may be stale as soon as it returns).
+pub fn getcpu() -> SysResult<(u32, u32)> {
+    let (mut cpu, mut node) = (0u32, 0u32);
+    // SAFETY: both pointers are writable u32s.
+    check(unsafe {
+        syscall3(
+            SYS_getcpu,
+            &mut cpu as *mut u32 as usize,
+            &mut node as *mut u32 as usize,
+            0,
+        )
+    })?;
+    Ok((cpu, node))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_status_decoding() {
+        let exited = WaitStatus(42 << 8);
+        assert!(exited.exited() && !exited.signaled());
+        assert_eq!(exited.exit_status(), 42);
+        let killed = WaitStatus(9);
+        assert!(killed.signaled() && !killed.exited());
+        assert_eq!(killed.term_signal(), 9);
+        let dumped = WaitStatus(0x80 | 11);
+        assert!(dumped.signaled());
+        assert_eq!(dumped.term_signal(), 11);
+        let stopped = WaitStatus(0x137f);
+        assert!(!stopped.signaled() && !stopped.exited());
+    }
+
+    #[test]
+    fn limits_and_cpus() {
+        let core = getrlimit(RLIMIT_CORE).expect("getrlimit");
+        assert!(core.cur <= core.max);
+        let n = nproc().expect("nproc");
+        assert!(n >= 1);
+        let (cpu, _node) = getcpu().expect("getcpu");
+        assert!(cpu < 1024);
+    }
 }

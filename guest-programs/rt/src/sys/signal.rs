@@ -1,5 +1,6 @@
 //! Signal system calls: rt_sigaction, rt_sigprocmask, rt_sigreturn, plus
-//! the signal numbers.
+//! the signal numbers and the structures a `SA_SIGINFO` handler receives
+//! ([`SigInfo`], [`UContext`]).
 //!
 //! On x86-64 the kernel requires `SA_RESTORER`: after a handler returns it
 //! jumps to `sa_restorer`, which must issue `rt_sigreturn`. [`sigaction`]
@@ -9,6 +10,7 @@ use core::arch::global_asm;
 
 use super::nr::*;
 use super::{check, syscall4, SysResult};
+use core::ffi::c_void;
 
 /// Hangup.
 pub const SIGHUP: i32 = 1;
@@ -100,6 +102,160 @@ pub const SIG_UNBLOCK: u32 = 1;
 /// `rt_sigprocmask` how: replace the mask.
 pub const SIG_SETMASK: u32 = 2;
 
+/// `si_code`: sent by `kill` (or `raise`).
+pub const SI_USER: i32 = 0;
+/// `si_code`: sent by the kernel (e.g. SIGSEGV from a general-protection
+/// fault, such as an access to a non-canonical address).
+pub const SI_KERNEL: i32 = 0x80;
+/// `si_code`: sent by `tkill`/`tgkill`.
+pub const SI_TKILL: i32 = -6;
+/// `si_code` of SIGSEGV: no mapping at the address.
+pub const SEGV_MAPERR: i32 = 1;
+/// `si_code` of SIGSEGV: mapped, but the access is not permitted.
+pub const SEGV_ACCERR: i32 = 2;
+/// `si_code` of SIGBUS: invalid address alignment.
+pub const BUS_ADRALN: i32 = 1;
+/// `si_code` of SIGBUS: nonexistent physical address (e.g. beyond a file's end).
+pub const BUS_ADRERR: i32 = 2;
+/// `si_code` of SIGCHLD: the child exited.
+pub const CLD_EXITED: i32 = 1;
+/// `si_code` of SIGCHLD: the child was killed.
+pub const CLD_KILLED: i32 = 2;
+/// `si_code` of SIGCHLD: the child was killed and dumped core.
+pub const CLD_DUMPED: i32 = 3;
+
+/// `siginfo_t` as the kernel passes it to a `SA_SIGINFO` handler (128
+/// bytes). The union after the three header fields is kept raw; the
+/// accessors decode the members that exist for a given signal.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigInfo {
+    /// Signal number.
+    pub si_signo: i32,
+    /// Errno value (normally 0).
+    pub si_errno: i32,
+    /// Why the signal was sent (`SI_*`, `SEGV_*`, `CLD_*`, ...).
+    pub si_code: i32,
+    /// Padding before the union (which is 8-byte aligned).
+    pub __pad: i32,
+    /// The union `_sifields`.
+    pub fields: [u64; 14],
+}
+
+const _: () = assert!(core::mem::size_of::<SigInfo>() == 128);
+
+impl SigInfo {
+    /// All zero.
+    pub const fn zeroed() -> SigInfo {
+        SigInfo {
+            si_signo: 0,
+            si_errno: 0,
+            si_code: 0,
+            __pad: 0,
+            fields: [0; 14],
+        }
+    }
+    /// `si_addr`: the faulting address (SIGSEGV, SIGBUS, SIGILL, SIGFPE).
+    pub fn addr(&self) -> usize {
+        self.fields[0] as usize
+    }
+    /// `si_pid`: the sending process (signals from `kill`, SIGCHLD).
+    pub fn pid(&self) -> i32 {
+        self.fields[0] as u32 as i32
+    }
+    /// `si_uid`: the sender's real user id.
+    pub fn uid(&self) -> u32 {
+        (self.fields[0] >> 32) as u32
+    }
+    /// `si_status` of SIGCHLD: exit status or signal number.
+    pub fn status(&self) -> i32 {
+        self.fields[1] as u32 as i32
+    }
+}
+
+/// Index of `r8` in [`MContext::gregs`] (the kernel's `struct sigcontext`
+/// order, which is also glibc's `REG_*`).
+pub const REG_R8: usize = 0;
+/// Index of `rdi` in [`MContext::gregs`].
+pub const REG_RDI: usize = 8;
+/// Index of `rsi` in [`MContext::gregs`].
+pub const REG_RSI: usize = 9;
+/// Index of `rbp` in [`MContext::gregs`].
+pub const REG_RBP: usize = 10;
+/// Index of `rbx` in [`MContext::gregs`].
+pub const REG_RBX: usize = 11;
+/// Index of `rdx` in [`MContext::gregs`].
+pub const REG_RDX: usize = 12;
+/// Index of `rax` in [`MContext::gregs`].
+pub const REG_RAX: usize = 13;
+/// Index of `rcx` in [`MContext::gregs`].
+pub const REG_RCX: usize = 14;
+/// Index of `rsp` in [`MContext::gregs`].
+pub const REG_RSP: usize = 15;
+/// Index of `rip` in [`MContext::gregs`].
+pub const REG_RIP: usize = 16;
+/// Index of `rflags` in [`MContext::gregs`].
+pub const REG_EFL: usize = 17;
+/// Index of the packed `cs, gs, fs, ss` selectors in [`MContext::gregs`].
+pub const REG_CSGSFS: usize = 18;
+/// Index of the page-fault error code in [`MContext::gregs`].
+pub const REG_ERR: usize = 19;
+/// Index of the exception vector in [`MContext::gregs`] (14 = page fault).
+pub const REG_TRAPNO: usize = 20;
+/// Index of the old signal mask in [`MContext::gregs`].
+pub const REG_OLDMASK: usize = 21;
+/// Index of `cr2` (the faulting address) in [`MContext::gregs`].
+pub const REG_CR2: usize = 22;
+
+/// `stack_t`: an alternate signal stack.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackT {
+    /// Base address.
+    pub ss_sp: usize,
+    /// `SS_*` flags.
+    pub ss_flags: i32,
+    /// Size in bytes.
+    pub ss_size: usize,
+}
+
+/// `mcontext_t` (the kernel's `struct sigcontext`): the interrupted
+/// registers. A handler may change them; `rt_sigreturn` resumes with the
+/// changed values.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MContext {
+    /// General registers, indexed by the `REG_*` constants.
+    pub gregs: [u64; 23],
+    /// Pointer to the saved FPU/SSE state (may be NULL).
+    pub fpregs: usize,
+    /// Reserved.
+    pub __reserved: [u64; 8],
+}
+
+/// `ucontext_t` as the kernel lays it out on the signal stack (the third
+/// argument of a `SA_SIGINFO` handler).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UContext {
+    /// `UC_*` flags.
+    pub uc_flags: u64,
+    /// Linked context (unused by the kernel).
+    pub uc_link: usize,
+    /// The signal stack in use.
+    pub uc_stack: StackT,
+    /// The interrupted registers.
+    pub uc_mcontext: MContext,
+    /// The signal mask to restore on return.
+    pub uc_sigmask: SigSet,
+}
+
+const _: () = assert!(core::mem::offset_of!(UContext, uc_mcontext) == 40);
+const _: () = assert!(core::mem::offset_of!(UContext, uc_sigmask) == 296);
+
+/// A `SA_SIGINFO` handler: `(signal, info, ucontext)`.
+pub type SigInfoHandler = extern "C" fn(i32, *mut SigInfo, *mut c_void);
+
 /// A kernel signal set (64 signals; `sigsetsize` is 8 on x86-64).
 #[repr(transparent)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,6 +305,17 @@ impl SigAction {
         SigAction {
             handler: handler as usize,
             flags: flags | SA_RESTORER,
+            restorer: restorer(),
+            mask: SigSet::empty(),
+        }
+    }
+    /// An action that runs `handler(sig, info, ucontext)` (`SA_SIGINFO`)
+    /// with `flags | SA_SIGINFO | SA_RESTORER` and this runtime's restorer.
+    /// The third argument points to a [`UContext`].
+    pub fn siginfo(handler: SigInfoHandler, flags: u64) -> SigAction {
+        SigAction {
+            handler: handler as usize,
+            flags: flags | SA_SIGINFO | SA_RESTORER,
             restorer: restorer(),
             mask: SigSet::empty(),
         }
@@ -244,6 +411,11 @@ pub fn sigprocmask(how: u32, set: Option<&SigSet>) -> SysResult<SigSet> {
     Ok(old)
 }
 
+/// Sends `sig` to the calling process (`kill(getpid(), sig)`).
+pub fn raise(sig: i32) -> SysResult<()> {
+    super::proc::kill(super::proc::getpid(), sig)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +427,38 @@ mod tests {
         assert!(s.contains(SIGINT) && s.contains(SIGCHLD) && !s.contains(SIGTERM));
         assert_eq!(SigSet::empty().with(0).with(65), SigSet::empty());
         assert_eq!(core::mem::size_of::<SigAction>(), 32);
+    }
+
+    /// A real SIGSEGV on the host: the handler sees si_addr, the page-fault
+    /// registers, and can resume elsewhere by changing rip.
+    #[test]
+    fn siginfo_handler_sees_fault_and_can_resume() {
+        use core::sync::atomic::{AtomicUsize, Ordering};
+        static ADDR: AtomicUsize = AtomicUsize::new(0);
+        static CODE: AtomicUsize = AtomicUsize::new(0);
+        static TRAP: AtomicUsize = AtomicUsize::new(0);
+        extern "C" fn on_segv(_sig: i32, info: *mut SigInfo, uc: *mut c_void) {
+            // SAFETY: the kernel passes valid siginfo and ucontext pointers.
+            unsafe {
+                ADDR.store((*info).addr(), Ordering::SeqCst);
+                CODE.store((*info).si_code as usize, Ordering::SeqCst);
+                let uc = &mut *(uc as *mut UContext);
+                TRAP.store(uc.uc_mcontext.gregs[REG_TRAPNO] as usize, Ordering::SeqCst);
+                // Skip the faulting 3-byte `mov byte ptr [rdi], 1`.
+                uc.uc_mcontext.gregs[REG_RIP] += 3;
+            }
+        }
+        let act = SigAction::siginfo(on_segv, 0);
+        // SAFETY: the handler only uses atomics.
+        let old = unsafe { sigaction(SIGSEGV, Some(&act)) }.expect("sigaction");
+        let bad: usize = 0x10; // below mmap_min_addr: never mapped
+                               // SAFETY: the fault is caught and skipped by the handler.
+        unsafe {
+            core::arch::asm!(".byte 0xc6, 0x07, 0x01", in("rdi") bad); // mov byte [rdi], 1
+            sigaction(SIGSEGV, Some(&old)).expect("restore");
+        }
+        assert_eq!(ADDR.load(Ordering::SeqCst), bad);
+        assert_eq!(CODE.load(Ordering::SeqCst) as i32, SEGV_MAPERR);
+        assert_eq!(TRAP.load(Ordering::SeqCst), 14);
     }
 }

@@ -1,7 +1,9 @@
-//! Time system calls: clock_gettime, clock_getres, nanosleep.
+//! Time system calls: clock_gettime, clock_getres, gettimeofday, time,
+//! nanosleep. (The same clocks are also readable through the vDSO, see
+//! [`crate::vdso`].)
 
 use super::nr::*;
-use super::{check, syscall2, SysResult};
+use super::{check, syscall1, syscall2, SysResult};
 
 /// Wall-clock time.
 pub const CLOCK_REALTIME: u32 = 0;
@@ -59,4 +61,28 @@ pub fn clock_getres(clock: u32) -> SysResult<Timespec> {
 pub fn nanosleep(req: &Timespec) -> SysResult<()> {
     // SAFETY: req is readable; rem is NULL.
     check(unsafe { syscall2(SYS_nanosleep, req as *const Timespec as usize, 0) }).map(drop)
+}
+
+/// `struct timeval` (microseconds).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timeval {
+    /// Seconds.
+    pub tv_sec: i64,
+    /// Microseconds, `0..1_000_000`.
+    pub tv_usec: i64,
+}
+
+/// `gettimeofday(&tv, NULL)`: wall-clock time.
+pub fn gettimeofday() -> SysResult<Timeval> {
+    let mut tv = Timeval::default();
+    // SAFETY: tv is writable; no timezone.
+    check(unsafe { syscall2(SYS_gettimeofday, &mut tv as *mut Timeval as usize, 0) })?;
+    Ok(tv)
+}
+
+/// `time(NULL)`: wall-clock seconds.
+pub fn time() -> SysResult<i64> {
+    // SAFETY: with NULL the kernel writes nothing.
+    check(unsafe { syscall1(SYS_time, 0) }).map(|t| t as i64)
 }
