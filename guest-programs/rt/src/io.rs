@@ -119,6 +119,52 @@ pub fn read_file(path: &CStr) -> SysResult<Vec<u8>> {
     data
 }
 
+/// `"yes"` or `"no"`.
+pub const fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// A list of checks printed as `<what>: yes|no` on stdout, remembering
+/// whether any failed (for the exit status).
+#[derive(Debug, Default)]
+pub struct Report {
+    failures: u32,
+}
+
+impl Report {
+    /// No checks yet.
+    pub const fn new() -> Report {
+        Report { failures: 0 }
+    }
+
+    /// Prints `<what>: yes` or `<what>: no` and counts a `no` as a failure.
+    /// Returns `ok`.
+    pub fn check(&mut self, what: &str, ok: bool) -> bool {
+        crate::println!("{what}: {}", yes_no(ok));
+        self.failures += u32::from(!ok);
+        ok
+    }
+
+    /// Counts a failure reported in some other way.
+    pub fn fail(&mut self) {
+        self.failures += 1;
+    }
+
+    /// Number of failed checks.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// 0 if every check passed, else 1.
+    pub fn exit_status(&self) -> i32 {
+        i32::from(self.failures != 0)
+    }
+}
+
 /// Prints to standard output (fd 1) with one `write` per call.
 #[macro_export]
 macro_rules! print {

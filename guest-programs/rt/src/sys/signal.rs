@@ -411,6 +411,67 @@ pub fn sigprocmask(how: u32, set: Option<&SigSet>) -> SysResult<SigSet> {
     Ok(old)
 }
 
+/// The symbolic name of a signal (`"SIGSEGV"`), or `None` for an unknown
+/// or real-time number.
+pub const fn name(sig: i32) -> Option<&'static str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    if sig >= 1 && sig <= 31 {
+        Some(NAMES[(sig - 1) as usize])
+    } else {
+        None
+    }
+}
+
+/// The symbolic name of the `si_code` of a fault signal (SIGSEGV, SIGBUS)
+/// or of a generic code (`SI_USER`, `SI_KERNEL`, `SI_TKILL`).
+pub const fn code_name(sig: i32, code: i32) -> Option<&'static str> {
+    match (sig, code) {
+        (_, SI_USER) => Some("SI_USER"),
+        (_, SI_KERNEL) => Some("SI_KERNEL"),
+        (_, SI_TKILL) => Some("SI_TKILL"),
+        (SIGSEGV, SEGV_MAPERR) => Some("SEGV_MAPERR"),
+        (SIGSEGV, SEGV_ACCERR) => Some("SEGV_ACCERR"),
+        (SIGBUS, BUS_ADRALN) => Some("BUS_ADRALN"),
+        (SIGBUS, BUS_ADRERR) => Some("BUS_ADRERR"),
+        (SIGCHLD, CLD_EXITED) => Some("CLD_EXITED"),
+        (SIGCHLD, CLD_KILLED) => Some("CLD_KILLED"),
+        (SIGCHLD, CLD_DUMPED) => Some("CLD_DUMPED"),
+        _ => None,
+    }
+}
+
 /// Sends `sig` to the calling process (`kill(getpid(), sig)`).
 pub fn raise(sig: i32) -> SysResult<()> {
     super::proc::kill(super::proc::getpid(), sig)
@@ -427,6 +488,12 @@ mod tests {
         assert!(s.contains(SIGINT) && s.contains(SIGCHLD) && !s.contains(SIGTERM));
         assert_eq!(SigSet::empty().with(0).with(65), SigSet::empty());
         assert_eq!(core::mem::size_of::<SigAction>(), 32);
+        assert_eq!(name(SIGHUP), Some("SIGHUP"));
+        assert_eq!(name(SIGSEGV), Some("SIGSEGV"));
+        assert_eq!(name(SIGSYS), Some("SIGSYS"));
+        assert_eq!(name(0), None);
+        assert_eq!(code_name(SIGSEGV, SEGV_ACCERR), Some("SEGV_ACCERR"));
+        assert_eq!(code_name(SIGBUS, 1), Some("BUS_ADRALN"));
     }
 
     /// A real SIGSEGV on the host: the handler sees si_addr, the page-fault
