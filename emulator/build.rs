@@ -26,6 +26,8 @@ fn main() {
     }
     for p in [
         "guest-os/src",
+        "guest-os/mm-core",
+        "guest-os/kfs",
         "guest-os/build.rs",
         "guest-os/.cargo/config.toml",
         "guest-os/Cargo.lock",
