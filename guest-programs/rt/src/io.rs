@@ -119,6 +119,22 @@ pub fn read_file(path: &CStr) -> SysResult<Vec<u8>> {
     data
 }
 
+/// Displays bytes as text, replacing invalid UTF-8 with U+FFFD (valid
+/// UTF-8 prints byte-exact). For names read from files such as `/proc`.
+pub struct Lossy<'a>(pub &'a [u8]);
+
+impl fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            f.write_str(chunk.valid())?;
+            if !chunk.invalid().is_empty() {
+                f.write_str("\u{FFFD}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `"yes"` or `"no"`.
 pub const fn yes_no(b: bool) -> &'static str {
     if b {

@@ -36,6 +36,7 @@
 //!   [`io::read_all`].
 //! * Touching memory that may fault, and getting the signal's `siginfo`
 //!   back instead of dying: [`fault`].
+//! * Parsing `/proc` files (`meminfo`, `PID/stat`, `PID/maps`): [`procfs`].
 //! * The vDSO's clock functions, found by parsing its ELF image: [`vdso`].
 //! * `alloc` (`Vec`, `String`, `format!`) works: the global allocator takes
 //!   memory from `brk` the first time it is used (programs that never
@@ -71,6 +72,7 @@ pub mod alloc;
 pub mod env;
 pub mod fault;
 pub mod io;
+pub mod procfs;
 pub mod start;
 pub mod sys;
 pub mod vdso;
