@@ -2,10 +2,10 @@
 //! `vmstat`) read: they take the bytes of a file (see
 //! [`crate::io::read_file`]) and never allocate.
 //!
-//! * [`value`]: `Key: 1234 kB` lines (`/proc/meminfo`, `/proc/PID/status`)
-//!   and `key 1234` lines (`/proc/vmstat`, `/proc/stat`);
-//! * [`PidStat::parse`]: `/proc/PID/stat`;
-//! * [`MapsEntry::parse`]: one line of `/proc/PID/maps`.
+//! * `Key: 1234 kB` lines (`/proc/meminfo`, `/proc/PID/status`) and
+//!   `key 1234` lines (`/proc/vmstat`, `/proc/stat`) with [`value`];
+//! * `/proc/PID/stat` with [`PidStat::parse`];
+//! * one line of `/proc/PID/maps` with [`MapsEntry::parse`].
 
 /// Splits text into lines (without the `\n`).
 pub fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {

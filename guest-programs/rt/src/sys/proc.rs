@@ -195,22 +195,41 @@ pub fn setrlimit(resource: u32, new: Rlimit) -> SysResult<()> {
     .map(drop)
 }
 
-/// Number of CPUs the calling thread may run on (`sched_getaffinity` with a
-/// 1024-CPU mask).
-pub fn nproc() -> SysResult<u32> {
-    let mut mask = [0u64; 16];
-    // SAFETY: the kernel writes at most size_of_val(&mask) bytes (and
-    // returns how many it wrote).
-    let n = check(unsafe {
+/// A CPU affinity mask of up to 1024 CPUs (`cpu_set_t`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSet(pub [u64; 16]);
+
+impl CpuSet {
+    /// Whether `cpu` is in the set.
+    pub fn contains(&self, cpu: u32) -> bool {
+        let (word, bit) = ((cpu / 64) as usize, cpu % 64);
+        word < self.0.len() && self.0[word] & (1 << bit) != 0
+    }
+    /// Number of CPUs in the set.
+    pub fn count(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
+    }
+}
+
+/// `sched_getaffinity(0, ...)`: the CPUs the calling thread may run on.
+pub fn sched_getaffinity() -> SysResult<CpuSet> {
+    let mut set = CpuSet::default();
+    // SAFETY: the kernel writes at most size_of_val(&set.0) bytes (and
+    // returns how many it wrote; the rest stays zero).
+    check(unsafe {
         syscall3(
             SYS_sched_getaffinity,
             0,
-            core::mem::size_of_val(&mask),
-            mask.as_mut_ptr() as usize,
+            core::mem::size_of_val(&set.0),
+            set.0.as_mut_ptr() as usize,
         )
     })?;
-    let words = (n / 8).min(mask.len());
-    Ok(mask[..words].iter().map(|w| w.count_ones()).sum())
+    Ok(set)
+}
+
+/// Number of CPUs the calling thread may run on.
+pub fn nproc() -> SysResult<u32> {
+    sched_getaffinity().map(|s| s.count())
 }
 
 /// `getcpu(&cpu, &node, NULL)`: the CPU and NUMA node the caller is running
@@ -256,5 +275,7 @@ mod tests {
         assert!(n >= 1);
         let (cpu, _node) = getcpu().expect("getcpu");
         assert!(cpu < 1024);
+        // (The thread may migrate between the calls, but only within its mask.)
+        assert!(sched_getaffinity().expect("affinity").contains(cpu));
     }
 }
