@@ -16,10 +16,13 @@ pub mod cmdline;
 pub mod console;
 pub mod drivers;
 pub mod exit;
+pub mod fs;
 pub mod mm;
 mod panic;
+pub mod proc;
 pub mod selftest;
 pub mod sync;
+pub mod syscall;
 
 use boot::e820;
 use boot::pvh::PvhBootInfo;
@@ -75,7 +78,8 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
         summary.reserved_bytes >> 10
     );
 
-    match boot_info.module(0) {
+    let initrd = boot_info.module(0);
+    match initrd {
         Some(initrd) => {
             log::debug!("initrd at {:#x}", initrd.paddr);
             kprintln!("initrd: {} bytes", initrd.size);
@@ -89,8 +93,16 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     mm::proc::print_from_cmdline(cmdline);
     kprintln!("Boot OK");
 
+    if let Some(initrd) = initrd {
+        // Not every initrd is an initramfs (tests pass arbitrary bytes): only a newc archive
+        // is mounted.
+        if let Err(e) = fs::mount_initramfs(initrd.paddr, initrd.size) {
+            log::info!("{e}");
+        }
+    }
     if !selftest::run_from_cmdline(cmdline) {
         exit::exit(exit::EXIT_SELFTEST_FAILED);
     }
+    proc::init::run_from_cmdline(cmdline);
     exit::exit(exit::EXIT_SUCCESS)
 }

@@ -6,10 +6,12 @@ pub mod fixmap;
 pub mod init;
 pub mod layout;
 pub mod memblock;
+pub mod mm_struct;
 pub mod page_alloc;
 pub mod pgtable;
 pub mod proc;
 pub mod slab;
+pub mod uaccess;
 pub mod vmalloc;
 
 pub use addr::{phys_to_virt, PhysAddr, VirtAddr};

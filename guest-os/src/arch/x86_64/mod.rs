@@ -7,6 +7,7 @@ pub mod gdt;
 pub mod idt;
 pub mod irq;
 pub mod port;
+pub mod syscall;
 pub mod trap;
 
 /// Install the kernel's own GDT, TSS and IDT (replacing the boot GDT). Interrupts stay off.

@@ -94,6 +94,9 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
     } else {
         0
     };
+    if crate::proc::current().is_some() && process_trap(frame, cr2) {
+        return;
+    }
     if CATCH.armed.swap(0, Ordering::SeqCst) != 0 {
         CATCH.vector.store(frame.vector, Ordering::SeqCst);
         CATCH.error_code.store(frame.error_code, Ordering::SeqCst);
@@ -132,4 +135,88 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
         frame.rsp,
         cr2
     );
+}
+
+/// The signal an exception in user mode raises (`do_trap`/`do_error_trap` in Linux's
+/// traps.c): signal, `si_code`, `si_addr`.
+fn signal_for(frame: &TrapFrame, cr2: u64) -> crate::proc::signal::SigInfo {
+    use crate::proc::signal::*;
+    let (signo, code, addr) = match frame.vector as u8 {
+        vector::DE => (SIGFPE, FPE_INTDIV, frame.rip),
+        vector::MF => (SIGFPE, 0, frame.rip),
+        vector::DB | vector::BP => (SIGTRAP, TRAP_BRKPT, frame.rip),
+        vector::UD => (SIGILL, ILL_ILLOPN, frame.rip),
+        vector::AC => (SIGBUS, BUS_ADRALN, cr2),
+        // #GP and the rest: SIGSEGV with SI_KERNEL and no address, as Linux.
+        _ => (SIGSEGV, SI_KERNEL, 0),
+    };
+    SigInfo {
+        signo,
+        code,
+        addr,
+        pid: 0,
+    }
+}
+
+/// Exceptions that concern the running process: page faults on user addresses (from user
+/// mode, or from the kernel's user-access code) and any exception in user mode. Returns
+/// whether the trap was handled (the frame then resumes, possibly in a signal handler).
+fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
+    use crate::proc::signal::{force_sig, SigInfo, SIGSEGV};
+    let user_mode = frame.cs & 3 == 3;
+    if frame.vector == vector::PF as u64 && cr2 < crate::mm::uaccess::TASK_SIZE {
+        let write = frame.error_code & 2 != 0;
+        let exec = frame.error_code & 16 != 0;
+        let Some(t) = crate::proc::current() else {
+            return false;
+        };
+        let r =
+            t.mm.lock()
+                .as_mut()
+                .map(|mm| mm.handle_fault(cr2, write, exec, false));
+        match r {
+            Some(Ok(_)) => {
+                // The initramfs is in memory: no fault needs I/O, all are minor.
+                t.count_fault(false);
+                return true;
+            }
+            Some(Err(si_code)) if user_mode => {
+                force_sig(
+                    frame,
+                    SigInfo {
+                        signo: SIGSEGV,
+                        code: si_code,
+                        addr: cr2,
+                        pid: 0,
+                    },
+                );
+                return true;
+            }
+            _ => {}
+        }
+    }
+    if !user_mode && frame.vector == vector::PF as u64 {
+        if let Some(fixup) = crate::mm::uaccess::search_exception_table(frame.rip) {
+            frame.rip = fixup;
+            return true;
+        }
+        return false;
+    }
+    if user_mode && frame.vector < 32 {
+        if frame.vector == vector::PF as u64 {
+            // A user fault on a kernel or non-canonical address: no VMA can cover it.
+            let info = SigInfo {
+                signo: SIGSEGV,
+                code: crate::mm::mm_struct::SEGV_MAPERR,
+                addr: cr2,
+                pid: 0,
+            };
+            force_sig(frame, info);
+        } else {
+            let info = signal_for(frame, cr2);
+            force_sig(frame, info);
+        }
+        return true;
+    }
+    false
 }

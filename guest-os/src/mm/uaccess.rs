@@ -1,0 +1,132 @@
+//! Access to user memory from the kernel (`copy_from_user`, `copy_to_user`, `get_user`,
+//! `put_user`, `strncpy_from_user`), safe against any pointer a program passes.
+//!
+//! Two checks, as in Linux: `access_ok` refuses ranges that are not entirely in the user
+//! half (kernel and non-canonical addresses) without touching them; the copy itself runs
+//! in `__copy_user`, whose one faulting instruction has an entry in the exception table.
+//! A page fault there first goes to the normal fault handler (demand paging, COW, stack
+//! growth); only if that cannot resolve it does the trap handler resume at the fixup, and
+//! the copy reports how many bytes it did not copy. The caller turns that into -EFAULT.
+
+use core::arch::global_asm;
+
+use crate::syscall::errno::{Errno, EFAULT};
+
+/// One past the highest user address (`TASK_SIZE_MAX` with 4-level paging: the last page
+/// below the canonical hole is left unmapped, as in Linux).
+pub const TASK_SIZE: u64 = 0x0000_7fff_ffff_f000;
+
+/// Whether `[addr, addr+len)` lies in user space (`access_ok`).
+pub fn access_ok(addr: u64, len: usize) -> bool {
+    match addr.checked_add(len as u64) {
+        Some(end) => end <= TASK_SIZE,
+        None => false,
+    }
+}
+
+global_asm!(
+    r#"
+    .section .text.uaccess, "ax", @progbits
+    .balign 16
+    .global __copy_user
+/* __copy_user(dst: rdi, src: rsi, len: rdx) -> bytes not copied (rax) */
+__copy_user:
+    movq %rdx, %rcx
+1:  rep movsb
+    xorl %eax, %eax
+    ret
+2:  movq %rcx, %rax
+    ret
+    .pushsection __ex_table, "a"
+    .balign 8
+    .quad 1b, 2b
+    .popsection
+    .text
+"#,
+    options(att_syntax)
+);
+
+extern "C" {
+    fn __copy_user(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    static __start___ex_table: [u64; 0];
+    static __stop___ex_table: [u64; 0];
+}
+
+/// The fixup address for a fault at kernel `rip`, if `rip` is a user-access instruction.
+pub fn search_exception_table(rip: u64) -> Option<u64> {
+    // SAFETY: the linker places (insn, fixup) u64 pairs between the two symbols.
+    let table = unsafe {
+        let start = __start___ex_table.as_ptr();
+        let end = __stop___ex_table.as_ptr();
+        core::slice::from_raw_parts(start, (end.offset_from(start) as usize) & !1)
+    };
+    table.chunks_exact(2).find(|e| e[0] == rip).map(|e| e[1])
+}
+
+/// Copy `dst.len()` bytes from user address `src`.
+pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), Errno> {
+    if !access_ok(src, dst.len()) {
+        return Err(EFAULT);
+    }
+    // SAFETY: the destination is a kernel buffer; the source is a user range checked above,
+    // whose faults are fixed up.
+    match unsafe { __copy_user(dst.as_mut_ptr(), src as *const u8, dst.len()) } {
+        0 => Ok(()),
+        _ => Err(EFAULT),
+    }
+}
+
+/// Copy `src` to user address `dst`.
+pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
+    if !access_ok(dst, src.len()) {
+        return Err(EFAULT);
+    }
+    // SAFETY: as in `copy_from_user`, directions swapped.
+    match unsafe { __copy_user(dst as *mut u8, src.as_ptr(), src.len()) } {
+        0 => Ok(()),
+        _ => Err(EFAULT),
+    }
+}
+
+/// Read a plain value (`get_user`).
+pub fn get_user<T: Copy + Default>(addr: u64) -> Result<T, Errno> {
+    let mut v = T::default();
+    // SAFETY: `v` is a plain value of size_of::<T>() bytes.
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(&mut v as *mut T as *mut u8, core::mem::size_of::<T>())
+    };
+    copy_from_user(bytes, addr)?;
+    Ok(v)
+}
+
+/// Write a plain value (`put_user`).
+pub fn put_user<T: Copy>(addr: u64, v: T) -> Result<(), Errno> {
+    // SAFETY: as in `get_user`.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(&v as *const T as *const u8, core::mem::size_of::<T>())
+    };
+    copy_to_user(addr, bytes)
+}
+
+/// Copy a NUL-terminated string of at most `max` bytes (without the NUL) into a new
+/// buffer (`strncpy_from_user`). Reads page by page, so a string that ends before an
+/// unmapped page is fine. ENAMETOOLONG if no NUL within `max`.
+pub fn strncpy_from_user(addr: u64, max: usize) -> Result<alloc::vec::Vec<u8>, Errno> {
+    let mut out = alloc::vec::Vec::new();
+    let mut cur = addr;
+    let mut chunk = [0u8; 256];
+    loop {
+        let to_page_end = (0x1000 - (cur & 0xfff)) as usize;
+        let n = to_page_end.min(chunk.len()).min(max + 1 - out.len());
+        copy_from_user(&mut chunk[..n], cur)?;
+        if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..z]);
+            return Ok(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() > max {
+            return Err(crate::syscall::errno::ENAMETOOLONG);
+        }
+        cur += n as u64;
+    }
+}

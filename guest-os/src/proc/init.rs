@@ -1,0 +1,101 @@
+//! Starting the first process (`rdinit=`), as Linux's `run_init_process` does.
+//!
+//! `rdinit=PATH` names the program in the initramfs. If PATH is not an ELF file it is the
+//! runner's control file (`vmscope run`): its text is the program's path, and the files
+//! `argv` and `envp` next to it hold NUL-terminated strings, which avoids quoting arguments
+//! on the kernel command line. Otherwise argv is `[PATH]` plus the words after `--` on the
+//! command line, and the environment is `HOME=/ TERM=linux` as Linux gives init.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use super::{exec, set_current, Task};
+use crate::arch::x86_64::{gdt, syscall};
+use crate::syscall::errno::Errno;
+
+fn split_nul(data: &[u8]) -> Vec<Vec<u8>> {
+    data.split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_vec())
+        .collect()
+}
+
+/// Resolve what to run: (path, argv, envp).
+fn plan(rdinit: &[u8], cmdline: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>), Errno> {
+    let data = crate::fs::read_file(rdinit)?;
+    if data.starts_with(b"\x7fELF") {
+        let mut argv = alloc::vec![rdinit.to_vec()];
+        if let Some(pos) = cmdline.windows(4).position(|w| w == b" -- ") {
+            argv.extend(
+                cmdline[pos + 4..]
+                    .split(|&b| b == b' ')
+                    .filter(|w| !w.is_empty())
+                    .map(|w| w.to_vec()),
+            );
+        }
+        return Ok((
+            rdinit.to_vec(),
+            argv,
+            alloc::vec![b"HOME=/".to_vec(), b"TERM=linux".to_vec()],
+        ));
+    }
+    let dir = match rdinit.iter().rposition(|&b| b == b'/') {
+        Some(i) => &rdinit[..=i],
+        None => b"/".as_slice(),
+    };
+    let path: Vec<u8> = data
+        .iter()
+        .copied()
+        .take_while(|&b| b != b'\n' && b != 0)
+        .collect();
+    let file = |name: &str| {
+        let mut p = dir.to_vec();
+        p.extend_from_slice(name.as_bytes());
+        crate::fs::read_file(&p).map(split_nul).unwrap_or_default()
+    };
+    let mut argv = file("argv");
+    if argv.is_empty() {
+        argv.push(path.clone());
+    }
+    Ok((path, argv, file("envp")))
+}
+
+/// Run `rdinit=` from the command line, if given; never returns then.
+pub fn run_from_cmdline(cmdline: &[u8]) {
+    let Some(rdinit) = crate::cmdline::param(cmdline, "rdinit") else {
+        return;
+    };
+    let (path, argv, envp) = match plan(rdinit, cmdline) {
+        Ok(p) => p,
+        Err(e) => panic!(
+            "No working init found: rdinit={} ({:?})",
+            core::str::from_utf8(rdinit).unwrap_or("?"),
+            e
+        ),
+    };
+    let task: &'static Task = Box::leak(Box::new(Task::new(1, 0)));
+    set_current(task);
+    let ino = match crate::fs::lookup(&path) {
+        Ok(i) => i,
+        Err(e) => panic!(
+            "init: {}: {:?}",
+            core::str::from_utf8(&path).unwrap_or("?"),
+            e
+        ),
+    };
+    let img = crate::fs::file_data(ino).and_then(|data| exec::load(data, ino, &path, &argv, &envp));
+    let img = match img {
+        Ok(i) => i,
+        Err(e) => panic!(
+            "init: exec {} failed: {:?}",
+            core::str::from_utf8(&path).unwrap_or("?"),
+            e
+        ),
+    };
+    task.set_comm(&path);
+    img.mm.activate();
+    *task.mm.lock() = Some(img.mm);
+    syscall::init(gdt::kernel_trap_stack_top());
+    // SAFETY: the new address space maps the entry point and the initial stack.
+    unsafe { syscall::enter_user(img.entry, img.rsp) }
+}

@@ -1,0 +1,140 @@
+//! Processes: the task structure, the current task, exec, exit.
+//!
+//! One CPU. A task's user state lives in the [`TrapFrame`] on its kernel stack while it is in
+//! the kernel; its address space in an [`crate::mm::mm_struct::Mm`].
+
+pub mod exec;
+pub mod init;
+pub mod signal;
+pub mod stack;
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::mm::mm_struct::Mm;
+use crate::sync::IrqLock;
+
+/// An open file.
+pub enum File {
+    /// The console: stdout goes to COM1, stderr to COM2 under `vmscope run`.
+    Console { port: ConsolePort },
+    /// A regular file or directory of the initramfs, with the file offset.
+    Ram { ino: u64, offset: u64 },
+}
+
+/// Which serial port a console file writes to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ConsolePort {
+    Com1,
+    Com2,
+}
+
+/// A task (`task_struct`).
+pub struct Task {
+    pub pid: u32,
+    pub ppid: u32,
+    /// The executable's name (`comm`, 15 bytes max as in Linux).
+    pub comm: IrqLock<[u8; 16]>,
+    pub mm: IrqLock<Option<Box<Mm>>>,
+    pub files: IrqLock<Vec<Option<File>>>,
+    /// The user FS base (`arch_prctl(ARCH_SET_FS)`).
+    pub fs_base: AtomicU64,
+    /// `set_tid_address`.
+    pub clear_child_tid: AtomicU64,
+    /// Page faults that needed no I/O / that read a file (`min_flt`, `maj_flt`).
+    pub min_flt: AtomicU64,
+    pub maj_flt: AtomicU64,
+    pub signals: signal::SignalLock,
+}
+
+static CURRENT: IrqLock<Option<&'static Task>> = IrqLock::new("current", None);
+
+/// The running task, if a process has been started.
+pub fn current() -> Option<&'static Task> {
+    *CURRENT.lock()
+}
+
+/// Make `t` the running task.
+pub fn set_current(t: &'static Task) {
+    *CURRENT.lock() = Some(t);
+}
+
+impl Task {
+    /// A task with the three standard file descriptors on the console.
+    pub fn new(pid: u32, ppid: u32) -> Task {
+        let mut files = Vec::new();
+        files.push(Some(File::Console {
+            port: ConsolePort::Com1,
+        }));
+        files.push(Some(File::Console {
+            port: ConsolePort::Com1,
+        }));
+        files.push(Some(File::Console {
+            port: ConsolePort::Com2,
+        }));
+        Task {
+            pid,
+            ppid,
+            comm: IrqLock::new("comm", [0; 16]),
+            mm: IrqLock::new("task_mm", None),
+            files: IrqLock::new("files", files),
+            fs_base: AtomicU64::new(0),
+            clear_child_tid: AtomicU64::new(0),
+            min_flt: AtomicU64::new(0),
+            maj_flt: AtomicU64::new(0),
+            signals: IrqLock::new("signals", signal::Signals::new()),
+        }
+    }
+
+    /// Set `comm` from a path's last component.
+    pub fn set_comm(&self, path: &[u8]) {
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+        let mut c = [0u8; 16];
+        let n = name.len().min(15);
+        c[..n].copy_from_slice(&name[..n]);
+        *self.comm.lock() = c;
+    }
+
+    /// Count a page fault.
+    pub fn count_fault(&self, major: bool) {
+        if major {
+            self.maj_flt.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.min_flt.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug)]
+pub enum ExitReason {
+    /// `exit`/`exit_group` with this status.
+    Exit(u8),
+    /// Killed by this signal.
+    Signal(u8),
+}
+
+/// End the current process. With one process (the init the runner started), the machine
+/// reports how it ended on the debug console and powers off (exit status, or 128 + signal).
+pub fn exit_current(r: ExitReason) -> ! {
+    if let Some(t) = current() {
+        let mm = t.mm.lock().take();
+        if let Some(mm) = mm {
+            // Leave the address space before freeing its tables.
+            // SAFETY: the master table maps the kernel; nothing user is touched after this.
+            unsafe { crate::mm::pgtable::activate(&crate::mm::pgtable::kernel()) };
+            mm.destroy();
+        }
+    }
+    match r {
+        ExitReason::Exit(s) => {
+            crate::drivers::debugcon::report_exit(s);
+            crate::exit::exit(s as u32)
+        }
+        ExitReason::Signal(sig) => {
+            crate::drivers::debugcon::report_signal(sig);
+            crate::exit::exit(128 + sig as u32)
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! Signals (`kernel/signal.c`, `arch/x86/kernel/signal.c`): per-task handlers and mask,
+//! synchronous signals from exceptions (SIGSEGV with `si_addr`, SIGILL, SIGFPE, SIGTRAP,
+//! SIGBUS), `kill` of the own process, and delivery through the x86-64 `rt_sigframe` on the
+//! user stack, undone by `rt_sigreturn`.
+//!
+//! The frame is Linux's: the return address (`sa_restorer`, required on x86-64), then
+//! `struct ucontext` (flags, link, `stack_t`, `struct sigcontext` with every general
+//! register, `uc_sigmask`), then the 128-byte `siginfo`. User programs are built without
+//! SSE, so no FPU state is saved (`fpstate` = NULL, which Linux also accepts).
+
+use crate::arch::x86_64::gdt::{USER_CS, USER_DS};
+use crate::arch::x86_64::idt::TrapFrame;
+use crate::mm::uaccess::{copy_from_user, copy_to_user};
+use crate::sync::IrqLock;
+
+pub const SIGILL: u8 = 4;
+pub const SIGTRAP: u8 = 5;
+pub const SIGBUS: u8 = 7;
+pub const SIGFPE: u8 = 8;
+pub const SIGKILL: u8 = 9;
+pub const SIGSEGV: u8 = 11;
+pub const SIGCHLD: u8 = 17;
+pub const SIGCONT: u8 = 18;
+pub const SIGSTOP: u8 = 19;
+/// Signals 1..=64.
+pub const NSIG: usize = 64;
+
+pub const SIG_DFL: u64 = 0;
+pub const SIG_IGN: u64 = 1;
+pub const SA_SIGINFO: u64 = 0x4;
+pub const SA_RESTORER: u64 = 0x0400_0000;
+pub const SA_NODEFER: u64 = 0x4000_0000;
+pub const SA_RESETHAND: u64 = 0x8000_0000;
+
+/// `si_code` values.
+pub const SI_USER: i32 = 0;
+pub const SI_KERNEL: i32 = 0x80;
+pub const SI_TKILL: i32 = -6;
+pub const ILL_ILLOPN: i32 = 2;
+pub const FPE_INTDIV: i32 = 1;
+pub const TRAP_BRKPT: i32 = 1;
+pub const BUS_ADRALN: i32 = 1;
+
+/// `struct sigaction` as the kernel sees it (`struct kernel_sigaction` on x86-64).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SigAction {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// A task's signal state.
+pub struct Signals {
+    pub actions: [SigAction; NSIG],
+    pub blocked: u64,
+    pub pending: u64,
+    /// The `siginfo` of a pending signal (one per signal; standard signals do not queue).
+    pub info: [SigInfo; NSIG],
+}
+
+impl Signals {
+    pub const fn new() -> Self {
+        Signals {
+            actions: [SigAction {
+                handler: 0,
+                flags: 0,
+                restorer: 0,
+                mask: 0,
+            }; NSIG],
+            blocked: 0,
+            pending: 0,
+            info: [SigInfo {
+                signo: 0,
+                code: 0,
+                addr: 0,
+                pid: 0,
+            }; NSIG],
+        }
+    }
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a signal carries (the fields of `siginfo_t` we fill).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SigInfo {
+    pub signo: u8,
+    pub code: i32,
+    /// `si_addr` (faults) .
+    pub addr: u64,
+    /// `si_pid` (kill).
+    pub pid: u32,
+}
+
+fn bit(sig: u8) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// Signals whose default action is to be ignored (SIGCHLD, SIGCONT, SIGURG, SIGWINCH).
+fn default_ignored(sig: u8) -> bool {
+    matches!(sig, 17 | 18 | 23 | 28)
+}
+
+/// Raise a synchronous signal from an exception in user mode (`force_sig_fault`): if it is
+/// blocked or has no handler, the process dies; otherwise `frame` is redirected to the
+/// handler, which runs when the trap returns.
+pub fn force_sig(frame: &mut TrapFrame, info: SigInfo) {
+    let Some(t) = super::current() else {
+        super::exit_current(super::ExitReason::Signal(info.signo))
+    };
+    let act = t.signals.lock().actions[info.signo as usize - 1];
+    let blocked = t.signals.lock().blocked & bit(info.signo) != 0;
+    if blocked || act.handler == SIG_DFL || act.handler == SIG_IGN {
+        super::exit_current(super::ExitReason::Signal(info.signo));
+    }
+    if setup_frame(frame, info, act).is_err() {
+        super::exit_current(super::ExitReason::Signal(SIGSEGV));
+    }
+}
+
+/// Queue `sig` for the current task (`kill` of the own process).
+pub fn send_self(sig: u8, info: SigInfo) {
+    if let Some(t) = super::current() {
+        let mut s = t.signals.lock();
+        s.pending |= bit(sig);
+        s.info[sig as usize - 1] = info;
+    }
+}
+
+/// Deliver one pending, unblocked signal before returning to user mode (syscall exit).
+pub fn do_signal(frame: &mut TrapFrame) {
+    let Some(t) = super::current() else { return };
+    let (sig, info, act) = {
+        let mut s = t.signals.lock();
+        let ready = s.pending & !(s.blocked & !(bit(SIGKILL) | bit(SIGSTOP)));
+        if ready == 0 {
+            return;
+        }
+        let sig = ready.trailing_zeros() as u8 + 1;
+        s.pending &= !bit(sig);
+        (sig, s.info[sig as usize - 1], s.actions[sig as usize - 1])
+    };
+    if act.handler == SIG_IGN || (act.handler == SIG_DFL && default_ignored(sig)) {
+        return;
+    }
+    if act.handler == SIG_DFL || sig == SIGKILL {
+        super::exit_current(super::ExitReason::Signal(sig));
+    }
+    if setup_frame(frame, info, act).is_err() {
+        super::exit_current(super::ExitReason::Signal(SIGSEGV));
+    }
+}
+
+/// Size of `struct ucontext` with its `sigcontext`, and of `siginfo`.
+const UCONTEXT_SIZE: usize = 304;
+const SIGINFO_SIZE: usize = 128;
+const FRAME_SIZE: usize = 8 + UCONTEXT_SIZE + SIGINFO_SIZE;
+/// Offset of `uc_mcontext` in `ucontext`, and of `uc_sigmask`.
+const MCONTEXT_OFF: usize = 40;
+const SIGMASK_OFF: usize = MCONTEXT_OFF + 256;
+/// The x86-64 red zone below RSP that signal frames must skip.
+const RED_ZONE: u64 = 128;
+
+/// `sigcontext` register order (glibc's `REG_*` indexes).
+fn mcontext(frame: &TrapFrame, info: &SigInfo, trapno: u64, oldmask: u64) -> [u64; 32] {
+    let mut m = [0u64; 32];
+    m[..18].copy_from_slice(&[
+        frame.r8,
+        frame.r9,
+        frame.r10,
+        frame.r11,
+        frame.r12,
+        frame.r13,
+        frame.r14,
+        frame.r15,
+        frame.rdi,
+        frame.rsi,
+        frame.rbp,
+        frame.rbx,
+        frame.rdx,
+        frame.rax,
+        frame.rcx,
+        frame.rsp,
+        frame.rip,
+        frame.rflags,
+    ]);
+    m[18] = (frame.cs & 0xffff) | (frame.ss & 0xffff) << 48;
+    m[19] = frame.error_code;
+    m[20] = trapno;
+    m[21] = oldmask;
+    m[22] = if info.signo == SIGSEGV || info.signo == SIGBUS {
+        info.addr
+    } else {
+        0
+    };
+    m
+}
+
+fn setup_frame(frame: &mut TrapFrame, info: SigInfo, act: SigAction) -> Result<(), ()> {
+    let t = super::current().ok_or(())?;
+    let oldmask = t.signals.lock().blocked;
+    let sp = ((frame.rsp - RED_ZONE - FRAME_SIZE as u64) & !0xf) - 8;
+    let mut buf = [0u8; FRAME_SIZE];
+    buf[..8].copy_from_slice(&act.restorer.to_le_bytes());
+    let uc = 8;
+    let trapno = if frame.vector < 32 { frame.vector } else { 0 };
+    for (i, w) in mcontext(frame, &info, trapno, oldmask).iter().enumerate() {
+        let o = uc + MCONTEXT_OFF + i * 8;
+        buf[o..o + 8].copy_from_slice(&w.to_le_bytes());
+    }
+    buf[uc + SIGMASK_OFF..uc + SIGMASK_OFF + 8].copy_from_slice(&oldmask.to_le_bytes());
+    let si = 8 + UCONTEXT_SIZE;
+    buf[si..si + 4].copy_from_slice(&(info.signo as i32).to_le_bytes());
+    buf[si + 8..si + 12].copy_from_slice(&info.code.to_le_bytes());
+    if info.code <= 0 {
+        // kill/tkill: si_pid, si_uid.
+        buf[si + 16..si + 20].copy_from_slice(&info.pid.to_le_bytes());
+    } else {
+        buf[si + 16..si + 24].copy_from_slice(&info.addr.to_le_bytes());
+    }
+    copy_to_user(sp, &buf).map_err(|_| ())?;
+    let mut s = t.signals.lock();
+    s.blocked |= act.mask;
+    if act.flags & SA_NODEFER == 0 {
+        s.blocked |= bit(info.signo);
+    }
+    if act.flags & SA_RESETHAND != 0 {
+        s.actions[info.signo as usize - 1] = SigAction::default();
+    }
+    drop(s);
+    frame.rsp = sp;
+    frame.rip = act.handler;
+    frame.rdi = info.signo as u64;
+    frame.rsi = sp + si as u64;
+    frame.rdx = sp + uc as u64;
+    frame.rax = 0;
+    frame.cs = USER_CS as u64;
+    frame.ss = USER_DS as u64;
+    // TF and DF cleared for the handler, as Linux does.
+    frame.rflags &= !((1 << 8) | (1 << 10));
+    Ok(())
+}
+
+/// RFLAGS bits user code may change through `rt_sigreturn` (`FIX_EFLAGS`): CF PF AF ZF SF
+/// TF DF OF RF AC ID.
+const FIX_EFLAGS: u64 =
+    0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x1_0000 | 0x4_0000 | 0x20_0000;
+
+/// `rt_sigreturn()`: restore the registers and mask saved in the frame at RSP - 8 (the
+/// handler's `ret` popped the restorer address). A bad frame kills with SIGSEGV.
+pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> u64 {
+    let uc = frame.rsp;
+    let mut m = [0u8; 256 + 8];
+    if copy_from_user(&mut m, uc + MCONTEXT_OFF as u64).is_err() {
+        super::exit_current(super::ExitReason::Signal(SIGSEGV));
+    }
+    let w = |i: usize| u64::from_le_bytes(m[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    frame.r8 = w(0);
+    frame.r9 = w(1);
+    frame.r10 = w(2);
+    frame.r11 = w(3);
+    frame.r12 = w(4);
+    frame.r13 = w(5);
+    frame.r14 = w(6);
+    frame.r15 = w(7);
+    frame.rdi = w(8);
+    frame.rsi = w(9);
+    frame.rbp = w(10);
+    frame.rbx = w(11);
+    frame.rdx = w(12);
+    frame.rax = w(13);
+    frame.rcx = w(14);
+    frame.rsp = w(15);
+    frame.rip = w(16);
+    frame.rflags = (frame.rflags & !FIX_EFLAGS) | (w(17) & FIX_EFLAGS);
+    frame.cs = USER_CS as u64;
+    frame.ss = USER_DS as u64;
+    let mask = w(32);
+    if let Some(t) = super::current() {
+        t.signals.lock().blocked = mask & !(bit(SIGKILL) | bit(SIGSTOP));
+    }
+    frame.rax
+}
+
+/// Per-task signal state behind a lock.
+pub type SignalLock = IrqLock<Signals>;

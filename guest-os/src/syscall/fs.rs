@@ -1,0 +1,276 @@
+//! File system calls on the initramfs and the console: read, write, writev, open(at),
+//! close, fstat, lseek, ioctl, getdents64. Every user buffer goes through `uaccess`, so a
+//! bad pointer is -EFAULT.
+
+use alloc::vec::Vec;
+
+use super::errno::{
+    Errno, SysResult, EACCES, EBADF, EFAULT, EINVAL, EISDIR, EMFILE, ENOTDIR, ENOTTY, ESPIPE,
+};
+use super::Args;
+use crate::drivers::uart16550::{COM1, COM2};
+use crate::mm::uaccess::{copy_from_user, copy_to_user, get_user, strncpy_from_user};
+use crate::proc::{self, ConsolePort, File};
+use kfs::FileType;
+
+/// Largest chunk copied through a kernel buffer at a time.
+const CHUNK: usize = 4096;
+/// Most open files per process (`RLIMIT_NOFILE`'s usual soft limit is 1024).
+const NR_OPEN: usize = 1024;
+/// `PATH_MAX`.
+const PATH_MAX: usize = 4096;
+
+fn console_write(port: ConsolePort, bytes: &[u8]) {
+    match port {
+        ConsolePort::Com1 => COM1.write_bytes(bytes),
+        ConsolePort::Com2 => COM2.write_bytes(bytes),
+    }
+}
+
+/// What a descriptor is, without holding the table lock across user copies.
+#[derive(Clone, Copy)]
+enum Kind {
+    Console(ConsolePort),
+    Ram { ino: u64, offset: u64 },
+}
+
+fn kind_of(fd: u64) -> Result<Kind, Errno> {
+    let t = proc::current().ok_or(EBADF)?;
+    let files = t.files.lock();
+    match files.get(fd as usize).and_then(|f| f.as_ref()) {
+        Some(File::Console { port }) => Ok(Kind::Console(*port)),
+        Some(File::Ram { ino, offset }) => Ok(Kind::Ram {
+            ino: *ino,
+            offset: *offset,
+        }),
+        None => Err(EBADF),
+    }
+}
+
+fn set_offset(fd: u64, off: u64) {
+    if let Some(t) = proc::current() {
+        if let Some(Some(File::Ram { offset, .. })) = t.files.lock().get_mut(fd as usize) {
+            *offset = off;
+        }
+    }
+}
+
+fn write_buf(fd: u64, buf: u64, len: u64) -> SysResult {
+    let kind = kind_of(fd)?;
+    let Kind::Console(port) = kind else {
+        return Err(EBADF); // the initramfs is read-only; files are opened O_RDONLY
+    };
+    let mut chunk = [0u8; CHUNK];
+    let mut done = 0u64;
+    while done < len {
+        let n = ((len - done) as usize).min(CHUNK);
+        if copy_from_user(&mut chunk[..n], buf + done).is_err() {
+            // Linux returns what was written before the fault, or -EFAULT for none.
+            return if done > 0 { Ok(done) } else { Err(EFAULT) };
+        }
+        console_write(port, &chunk[..n]);
+        done += n as u64;
+    }
+    Ok(done)
+}
+
+pub fn sys_write(a: &Args) -> SysResult {
+    write_buf(a.0[0], a.0[1], a.0[2])
+}
+
+/// `writev(fd, iov, iovcnt)`.
+pub fn sys_writev(a: &Args) -> SysResult {
+    let (fd, iov, cnt) = (a.0[0], a.0[1], a.0[2]);
+    if cnt > 1024 {
+        return Err(EINVAL);
+    }
+    kind_of(fd)?;
+    let mut total = 0;
+    for i in 0..cnt {
+        let base: u64 = get_user(iov + i * 16)?;
+        let len: u64 = get_user(iov + i * 16 + 8)?;
+        match write_buf(fd, base, len) {
+            Ok(n) => total += n,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(total)
+}
+
+pub fn sys_read(a: &Args) -> SysResult {
+    let (fd, buf, len) = (a.0[0], a.0[1], a.0[2]);
+    match kind_of(fd)? {
+        // No input device yet: the console reads as end of file.
+        Kind::Console(_) => crate::mm::uaccess::access_ok(buf, len as usize)
+            .then_some(0)
+            .ok_or(EFAULT),
+        Kind::Ram { ino, offset } => {
+            if crate::fs::with_root(|fs| fs.file_type(ino))? == FileType::Directory {
+                return Err(EISDIR);
+            }
+            let data = crate::fs::file_data(ino)?;
+            let start = (offset as usize).min(data.len());
+            let n = (data.len() - start).min(len as usize);
+            copy_to_user(buf, &data[start..start + n])?;
+            set_offset(fd, offset + n as u64);
+            Ok(n as u64)
+        }
+    }
+}
+
+const O_ACCMODE: u64 = 3;
+const O_RDONLY: u64 = 0;
+const O_DIRECTORY: u64 = 0o200000;
+const AT_FDCWD: i64 = -100;
+
+fn open_path(path_ptr: u64, flags: u64) -> SysResult {
+    let path = strncpy_from_user(path_ptr, PATH_MAX)?;
+    if path.is_empty() {
+        return Err(super::errno::ENOENT);
+    }
+    // The initramfs is read-only: writing or creating is refused as on a read-only mount.
+    if flags & O_ACCMODE != O_RDONLY {
+        return Err(EACCES);
+    }
+    // Relative paths resolve from / (the only working directory there is).
+    let ino = crate::fs::lookup(&path)?;
+    let ft = crate::fs::with_root(|fs| fs.file_type(ino))?;
+    if flags & O_DIRECTORY != 0 && ft != FileType::Directory {
+        return Err(ENOTDIR);
+    }
+    let t = proc::current().ok_or(EBADF)?;
+    let mut files = t.files.lock();
+    let fd = match files.iter().position(|f| f.is_none()) {
+        Some(i) => i,
+        None if files.len() < NR_OPEN => {
+            files.push(None);
+            files.len() - 1
+        }
+        None => return Err(EMFILE),
+    };
+    files[fd] = Some(File::Ram { ino, offset: 0 });
+    Ok(fd as u64)
+}
+
+pub fn sys_open(a: &Args) -> SysResult {
+    open_path(a.0[0], a.0[1])
+}
+
+pub fn sys_openat(a: &Args) -> SysResult {
+    if a.0[0] as i64 != AT_FDCWD {
+        let p = strncpy_from_user(a.0[1], PATH_MAX)?;
+        if !p.starts_with(b"/") {
+            kind_of(a.0[0])?; // only the fd's validity matters for absolute paths
+        }
+    }
+    open_path(a.0[1], a.0[2])
+}
+
+pub fn sys_close(a: &Args) -> SysResult {
+    let t = proc::current().ok_or(EBADF)?;
+    let mut files = t.files.lock();
+    match files.get_mut(a.0[0] as usize) {
+        Some(f @ Some(_)) => {
+            *f = None;
+            Ok(0)
+        }
+        _ => Err(EBADF),
+    }
+}
+
+/// `struct stat` of x86-64 (144 bytes).
+fn stat_bytes(ino: u64, mode: u32, nlink: u64, size: u64, rdev: u64, mtime: u64) -> [u8; 144] {
+    let mut b = [0u8; 144];
+    let mut put =
+        |off: usize, v: u64, n: usize| b[off..off + n].copy_from_slice(&v.to_le_bytes()[..n]);
+    put(0, 1, 8); // st_dev
+    put(8, ino, 8);
+    put(16, nlink, 8);
+    put(24, mode as u64, 4);
+    put(28, 0, 4); // uid
+    put(32, 0, 4); // gid
+    put(40, rdev, 8);
+    put(48, size, 8);
+    put(56, 4096, 8); // st_blksize
+    put(64, size.div_ceil(512), 8); // st_blocks
+    put(72, mtime, 8); // atime
+    put(88, mtime, 8); // mtime
+    put(104, mtime, 8); // ctime
+    b
+}
+
+pub fn sys_fstat(a: &Args) -> SysResult {
+    let bytes = match kind_of(a.0[0])? {
+        // A character device, like a tty (major 4).
+        Kind::Console(p) => stat_bytes(3, 0o020620, 1, 0, (4 << 8) | (64 + p as u64), 0),
+        Kind::Ram { ino, .. } => {
+            let s = crate::fs::with_root(|fs| fs.stat(ino))?;
+            stat_bytes(s.ino, s.mode, s.nlink as u64, s.size, 0, s.mtime)
+        }
+    };
+    copy_to_user(a.0[1], &bytes)?;
+    Ok(0)
+}
+
+pub fn sys_lseek(a: &Args) -> SysResult {
+    let (fd, off, whence) = (a.0[0], a.0[1] as i64, a.0[2]);
+    let Kind::Ram { ino, offset } = kind_of(fd)? else {
+        return Err(ESPIPE);
+    };
+    let size = crate::fs::with_root(|fs| fs.stat(ino))?.size as i64;
+    let new = match whence {
+        0 => off,
+        1 => offset as i64 + off,
+        2 => size + off,
+        _ => return Err(EINVAL),
+    };
+    if new < 0 {
+        return Err(EINVAL);
+    }
+    set_offset(fd, new as u64);
+    Ok(new as u64)
+}
+
+/// `ioctl`: the console is not a terminal with settings yet.
+pub fn sys_ioctl(a: &Args) -> SysResult {
+    kind_of(a.0[0])?;
+    Err(ENOTTY)
+}
+
+/// `getdents64(fd, dirp, count)`.
+pub fn sys_getdents64(a: &Args) -> SysResult {
+    let (fd, buf, count) = (a.0[0], a.0[1], a.0[2] as usize);
+    let Kind::Ram { ino, offset } = kind_of(fd)? else {
+        return Err(ENOTDIR);
+    };
+    let mut out: Vec<u8> = Vec::new();
+    let mut next_pos = offset;
+    crate::fs::with_root(|fs| {
+        for e in fs.readdir_from(ino, offset)? {
+            let reclen = (19 + e.name.len() + 1).next_multiple_of(8);
+            if out.len() + reclen > count {
+                break;
+            }
+            let start = out.len();
+            out.resize(start + reclen, 0);
+            out[start..start + 8].copy_from_slice(&e.ino.to_le_bytes());
+            out[start + 8..start + 16].copy_from_slice(&e.next.to_le_bytes());
+            out[start + 16..start + 18].copy_from_slice(&(reclen as u16).to_le_bytes());
+            out[start + 18] = e.file_type.dirent_type();
+            out[start + 19..start + 19 + e.name.len()].copy_from_slice(e.name);
+            next_pos = e.next;
+        }
+        Ok(())
+    })?;
+    if out.is_empty() && count > 0 && next_pos == offset {
+        // Nothing fit or nothing left: 0 at the end, EINVAL if the buffer is too small.
+        let more = crate::fs::with_root(|fs| Ok(fs.readdir_from(ino, offset)?.next().is_some()))?;
+        if more {
+            return Err(EINVAL);
+        }
+    }
+    copy_to_user(buf, &out)?;
+    set_offset(fd, next_pos);
+    Ok(out.len() as u64)
+}

@@ -1,0 +1,65 @@
+//! Information system calls: uname, clock_gettime, getrandom.
+
+use super::errno::{SysResult, EINVAL};
+use super::Args;
+use crate::mm::uaccess::copy_to_user;
+
+const UTS_LEN: usize = 65;
+
+/// `uname(buf)`: six 65-byte fields.
+pub fn sys_uname(a: &Args) -> SysResult {
+    let fields: [&[u8]; 6] = [
+        b"Linux",
+        b"vmscope",
+        b"6.1.0-vmscope",
+        b"#1 SMP vmscope",
+        b"x86_64",
+        b"(none)",
+    ];
+    let mut buf = [0u8; UTS_LEN * 6];
+    for (i, f) in fields.iter().enumerate() {
+        buf[i * UTS_LEN..i * UTS_LEN + f.len()].copy_from_slice(f);
+    }
+    copy_to_user(a.0[0], &buf)?;
+    Ok(0)
+}
+
+/// Nanoseconds since boot on the virtual clock: the TSC, which vmscope derives from the
+/// instruction count (deterministic) and QEMU from the host.
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// `clock_gettime(clock, ts)`: REALTIME, MONOTONIC, and their variants, all from the
+/// virtual clock (REALTIME starts at the epoch: the machine has no RTC reading yet).
+pub fn sys_clock_gettime(a: &Args) -> SysResult {
+    if a.0[0] > 11 {
+        return Err(EINVAL);
+    }
+    let ns = monotonic_ns();
+    let ts = [ns / 1_000_000_000, ns % 1_000_000_000];
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&ts[0].to_le_bytes());
+    b[8..].copy_from_slice(&ts[1].to_le_bytes());
+    copy_to_user(a.0[1], &b)?;
+    Ok(0)
+}
+
+/// `getrandom(buf, len, flags)`: a deterministic stream (xorshift), so runs repeat.
+pub fn sys_getrandom(a: &Args) -> SysResult {
+    static STATE: core::sync::atomic::AtomicU64 =
+        core::sync::atomic::AtomicU64::new(0x9e37_79b9_7f4a_7c15);
+    let len = (a.0[1] as usize).min(256);
+    let mut buf = [0u8; 256];
+    for b in buf[..len].iter_mut() {
+        let mut x = STATE.load(core::sync::atomic::Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        STATE.store(x, core::sync::atomic::Ordering::Relaxed);
+        *b = x as u8;
+    }
+    copy_to_user(a.0[0], &buf[..len])?;
+    Ok(len as u64)
+}

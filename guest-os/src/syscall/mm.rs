@@ -1,0 +1,336 @@
+//! Memory system calls: brk, mmap, munmap, mprotect, madvise, mincore. The VMA bookkeeping
+//! (splits, merges, placement, brk rules) is `mm_core::vma`; here the page tables follow.
+
+use mm_core::vma::{
+    BrkOutcome, BrkRequest, FileRef, Placement, VmFlags, Vma, VM_BRK_FLAGS, VM_EXEC, VM_GROWSDOWN,
+    VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE,
+};
+
+use super::errno::{Errno, SysResult, EACCES, EBADF, EINVAL, ENODEV, ENOMEM, ESRCH};
+use super::Args;
+use crate::mm::addr::{VirtAddr, PAGE_SIZE};
+use crate::mm::mm_struct::Mm;
+use crate::mm::uaccess::copy_to_user;
+use crate::proc::{self, File};
+
+fn with_mm<R>(f: impl FnOnce(&mut Mm) -> Result<R, Errno>) -> Result<R, Errno> {
+    let t = proc::current().ok_or(ESRCH)?;
+    let mut g = t.mm.lock();
+    let mm = g.as_mut().ok_or(ESRCH)?;
+    f(mm)
+}
+
+fn err(e: mm_core::vma::VmaError) -> Errno {
+    Errno(e.errno())
+}
+
+/// `brk(addr)`: returns the new break, or the old one if the change is refused.
+pub fn sys_brk(a: &Args) -> SysResult {
+    with_mm(|mm| {
+        let req = BrkRequest {
+            brk: a.0[0],
+            cur_brk: mm.brk,
+            start_brk: mm.start_brk,
+            min_brk: mm.start_brk,
+            flags: VM_BRK_FLAGS,
+        };
+        let layout = mm.layout;
+        match mm.vmas.brk(req, &layout) {
+            Ok(outcome) => {
+                if let BrkOutcome::Shrunk(pieces) = outcome {
+                    for v in pieces {
+                        mm.zap_range(v.start.as_u64(), v.end.as_u64());
+                    }
+                }
+                mm.brk = a.0[0];
+                Ok(mm.brk)
+            }
+            Err(_) => Ok(mm.brk),
+        }
+    })
+}
+
+const PROT_READ: u64 = 1;
+const PROT_WRITE: u64 = 2;
+const PROT_EXEC: u64 = 4;
+const MAP_SHARED: u64 = 0x01;
+const MAP_PRIVATE: u64 = 0x02;
+const MAP_SHARED_VALIDATE: u64 = 0x03;
+const MAP_TYPE: u64 = 0x0f;
+const MAP_FIXED: u64 = 0x10;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_GROWSDOWN: u64 = 0x100;
+const MAP_POPULATE: u64 = 0x8000;
+const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+
+fn prot_flags(prot: u64) -> VmFlags {
+    let mut f = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
+    if prot & PROT_READ != 0 {
+        f |= VM_READ;
+    }
+    if prot & PROT_WRITE != 0 {
+        f |= VM_WRITE;
+    }
+    if prot & PROT_EXEC != 0 {
+        f |= VM_EXEC;
+    }
+    f
+}
+
+/// `mmap(addr, len, prot, flags, fd, offset)`.
+pub fn sys_mmap(a: &Args) -> SysResult {
+    let [addr, len, prot, flags, fd, off] = a.0;
+    if len == 0 || off % PAGE_SIZE != 0 || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+        return Err(EINVAL);
+    }
+    let shared = match flags & MAP_TYPE {
+        MAP_SHARED | MAP_SHARED_VALIDATE => true,
+        MAP_PRIVATE => false,
+        _ => return Err(EINVAL),
+    };
+    let mut vflags = prot_flags(prot);
+    if shared {
+        vflags |= VM_SHARED | VM_MAYSHARE;
+    }
+    if flags & MAP_GROWSDOWN != 0 {
+        vflags |= VM_GROWSDOWN;
+    }
+    let file = if flags & MAP_ANONYMOUS != 0 {
+        None
+    } else {
+        let t = proc::current().ok_or(ESRCH)?;
+        let files = t.files.lock();
+        match files.get(fd as usize).and_then(|f| f.as_ref()) {
+            Some(File::Ram { ino, .. }) => Some(*ino),
+            Some(File::Console { .. }) => return Err(ENODEV),
+            None => return Err(EBADF),
+        }
+    };
+    // The initramfs is read-only: a shared writable file mapping would write to it.
+    if file.is_some() && shared && prot & PROT_WRITE != 0 {
+        return Err(EACCES);
+    }
+    let placement = if flags & MAP_FIXED_NOREPLACE != 0 {
+        Placement::FixedNoReplace
+    } else if flags & MAP_FIXED != 0 {
+        Placement::Fixed
+    } else {
+        Placement::Anywhere
+    };
+    let start = with_mm(|mm| {
+        let layout = mm.layout;
+        let start = mm
+            .vmas
+            .get_unmapped_area(len, VirtAddr::new(addr), placement, &layout)
+            .map_err(err)?;
+        let end = VirtAddr::new(start.as_u64() + len.next_multiple_of(PAGE_SIZE));
+        let vma = match file {
+            Some(ino) => {
+                let name = alloc::format!("ino{ino}");
+                Vma::file(
+                    start,
+                    end,
+                    vflags,
+                    FileRef::new(ino, 0, 1, ino, &name),
+                    off / PAGE_SIZE,
+                )
+            }
+            None => Vma::anon(start, end, vflags),
+        };
+        for old in mm.vmas.map_fixed(vma).map_err(err)? {
+            mm.zap_range(old.start.as_u64(), old.end.as_u64());
+        }
+        if flags & MAP_POPULATE != 0 {
+            let write = prot & PROT_WRITE != 0 && !shared;
+            let mut va = start.as_u64();
+            while va < end.as_u64() {
+                let _ = mm.handle_fault(va, write, false, false);
+                va += PAGE_SIZE;
+            }
+        }
+        Ok(start.as_u64())
+    })?;
+    Ok(start)
+}
+
+fn check_range(addr: u64, len: u64) -> Result<(), Errno> {
+    if addr % PAGE_SIZE != 0 || len == 0 || addr.checked_add(len).is_none() {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// `munmap(addr, len)`.
+pub fn sys_munmap(a: &Args) -> SysResult {
+    let (addr, len) = (a.0[0], a.0[1]);
+    check_range(addr, len)?;
+    with_mm(|mm| {
+        for v in mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)? {
+            mm.zap_range(v.start.as_u64(), v.end.as_u64());
+        }
+        Ok(0)
+    })
+}
+
+/// `mprotect(addr, len, prot)`.
+pub fn sys_mprotect(a: &Args) -> SysResult {
+    let (addr, len, prot) = (a.0[0], a.0[1], a.0[2]);
+    if addr % PAGE_SIZE != 0 || prot & !(PROT_READ | PROT_WRITE | PROT_EXEC) != 0 {
+        return Err(EINVAL);
+    }
+    if len == 0 {
+        return Ok(0);
+    }
+    with_mm(|mm| {
+        // Only the access bits: the VMA keeps its VM_MAY* permissions.
+        let access = VmFlags(prot_flags(prot).bits() & (VM_READ | VM_WRITE | VM_EXEC).bits());
+        mm.vmas
+            .mprotect(VirtAddr::new(addr), len, access)
+            .map_err(err)?;
+        mm.change_protection(addr, addr + len.next_multiple_of(PAGE_SIZE));
+        Ok(0)
+    })
+}
+
+const MADV_NORMAL: u64 = 0;
+const MADV_RANDOM: u64 = 1;
+const MADV_SEQUENTIAL: u64 = 2;
+const MADV_WILLNEED: u64 = 3;
+const MADV_DONTNEED: u64 = 4;
+
+/// `madvise(addr, len, advice)`: DONTNEED drops the pages (private memory reads back as
+/// zero, file mappings as the file), WILLNEED faults them in; hints are accepted.
+pub fn sys_madvise(a: &Args) -> SysResult {
+    let (addr, len, advice) = (a.0[0], a.0[1], a.0[2]);
+    check_range(addr, len)?;
+    let end = addr + len.next_multiple_of(PAGE_SIZE);
+    with_mm(|mm| {
+        // The whole range must be mapped (ENOMEM otherwise, after applying what is).
+        let mut covered = addr;
+        for v in mm
+            .vmas
+            .iter()
+            .filter(|v| v.end.as_u64() > addr && v.start.as_u64() < end)
+        {
+            if v.start.as_u64() > covered {
+                break;
+            }
+            covered = v.end.as_u64();
+        }
+        match advice {
+            MADV_DONTNEED => mm.zap_range(addr, end.min(covered)),
+            MADV_WILLNEED => {
+                let mut va = addr;
+                while va < end.min(covered) {
+                    let _ = mm.handle_fault(va, false, false, false);
+                    va += PAGE_SIZE;
+                }
+            }
+            MADV_NORMAL | MADV_RANDOM | MADV_SEQUENTIAL => {}
+            _ => return Err(EINVAL),
+        }
+        if covered < end {
+            return Err(ENOMEM);
+        }
+        Ok(0)
+    })
+}
+
+/// `mincore(addr, len, vec)`: one byte per page, 1 if resident.
+pub fn sys_mincore(a: &Args) -> SysResult {
+    let (addr, len, vec) = (a.0[0], a.0[1], a.0[2]);
+    check_range(addr, len)?;
+    let pages = len.div_ceil(PAGE_SIZE);
+    let mut out = alloc::vec![0u8; pages as usize];
+    with_mm(|mm| {
+        for (i, b) in out.iter_mut().enumerate() {
+            let va = addr + i as u64 * PAGE_SIZE;
+            match mm.vmas.find_vma(VirtAddr::new(va)) {
+                Some(v) if v.start.as_u64() <= va => *b = mm.is_resident(va) as u8,
+                _ => return Err(ENOMEM),
+            }
+        }
+        Ok(())
+    })?;
+    copy_to_user(vec, &out)?;
+    Ok(0)
+}
+
+const MREMAP_MAYMOVE: u64 = 1;
+const MREMAP_FIXED: u64 = 2;
+
+/// `mremap(old_addr, old_len, new_len, flags, new_addr)`: shrink in place, grow in place
+/// when the space after is free, else move (with `MREMAP_MAYMOVE`) by moving the page-table
+/// entries, so the pages (and their contents) go along without copying.
+pub fn sys_mremap(a: &Args) -> SysResult {
+    let [old, old_len, new_len, flags, new_addr, _] = a.0;
+    if old % PAGE_SIZE != 0 || new_len == 0 || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 {
+        return Err(EINVAL);
+    }
+    if flags & MREMAP_FIXED != 0 && (flags & MREMAP_MAYMOVE == 0 || new_addr % PAGE_SIZE != 0) {
+        return Err(EINVAL);
+    }
+    let (old_len, new_len) = (
+        old_len.next_multiple_of(PAGE_SIZE),
+        new_len.next_multiple_of(PAGE_SIZE),
+    );
+    with_mm(|mm| {
+        let layout = mm.layout;
+        if flags & MREMAP_FIXED == 0 {
+            if new_len <= old_len {
+                if new_len < old_len {
+                    for v in mm
+                        .vmas
+                        .unmap(VirtAddr::new(old + new_len), old_len - new_len)
+                        .map_err(err)?
+                    {
+                        mm.zap_range(v.start.as_u64(), v.end.as_u64());
+                    }
+                }
+                return Ok(old);
+            }
+            if mm
+                .vmas
+                .can_grow_in_place(VirtAddr::new(old), old_len, new_len, &layout)
+                .is_ok()
+            {
+                mm.vmas
+                    .grow_in_place(VirtAddr::new(old), old_len, new_len, &layout)
+                    .map_err(err)?;
+                return Ok(old);
+            }
+            if flags & MREMAP_MAYMOVE == 0 {
+                return Err(ENOMEM);
+            }
+        }
+        let dest = if flags & MREMAP_FIXED != 0 {
+            for v in mm
+                .vmas
+                .unmap(VirtAddr::new(new_addr), new_len)
+                .map_err(err)?
+            {
+                mm.zap_range(v.start.as_u64(), v.end.as_u64());
+            }
+            VirtAddr::new(new_addr)
+        } else {
+            mm.vmas
+                .get_unmapped_area(new_len, VirtAddr::new(0), Placement::Anywhere, &layout)
+                .map_err(err)?
+        };
+        let moved_len = old_len.min(new_len);
+        if new_len < old_len {
+            for v in mm
+                .vmas
+                .unmap(VirtAddr::new(old + new_len), old_len - new_len)
+                .map_err(err)?
+            {
+                mm.zap_range(v.start.as_u64(), v.end.as_u64());
+            }
+        }
+        mm.vmas
+            .move_range(VirtAddr::new(old), moved_len, dest, new_len, &layout)
+            .map_err(err)?;
+        mm.move_ptes(old, dest.as_u64(), moved_len);
+        Ok(dest.as_u64())
+    })
+}

@@ -1,0 +1,144 @@
+//! Signal system calls: rt_sigaction, rt_sigprocmask, kill/tkill/tgkill (to the own
+//! process; other processes arrive with fork).
+
+use super::errno::{SysResult, EINVAL, ESRCH};
+use super::Args;
+use crate::mm::uaccess::{copy_from_user, copy_to_user};
+use crate::proc;
+use crate::proc::signal::{self, SigAction, SigInfo, NSIG, SIGKILL, SIGSTOP, SI_TKILL, SI_USER};
+
+fn valid(sig: u64) -> Result<u8, super::errno::Errno> {
+    if sig == 0 || sig > NSIG as u64 {
+        Err(EINVAL)
+    } else {
+        Ok(sig as u8)
+    }
+}
+
+/// `rt_sigaction(sig, act, oldact, sigsetsize)`.
+pub fn sys_rt_sigaction(a: &Args) -> SysResult {
+    let [sig, act, oact, size, ..] = a.0;
+    let sig = valid(sig)?;
+    if size != 8 {
+        return Err(EINVAL);
+    }
+    let t = proc::current().ok_or(ESRCH)?;
+    let new = if act != 0 {
+        if sig == SIGKILL || sig == SIGSTOP {
+            return Err(EINVAL);
+        }
+        let mut b = [0u8; 32];
+        copy_from_user(&mut b, act)?;
+        let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        Some(SigAction {
+            handler: w(0),
+            flags: w(1),
+            restorer: w(2),
+            mask: w(3) & !((1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))),
+        })
+    } else {
+        None
+    };
+    let old = t.signals.lock().actions[sig as usize - 1];
+    if oact != 0 {
+        let mut b = [0u8; 32];
+        for (i, v) in [old.handler, old.flags, old.restorer, old.mask]
+            .iter()
+            .enumerate()
+        {
+            b[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        copy_to_user(oact, &b)?;
+    }
+    if let Some(n) = new {
+        t.signals.lock().actions[sig as usize - 1] = n;
+    }
+    Ok(0)
+}
+
+const SIG_BLOCK: u64 = 0;
+const SIG_UNBLOCK: u64 = 1;
+const SIG_SETMASK: u64 = 2;
+
+/// `rt_sigprocmask(how, set, oldset, sigsetsize)`.
+pub fn sys_rt_sigprocmask(a: &Args) -> SysResult {
+    let [how, set, oset, size, ..] = a.0;
+    if size != 8 {
+        return Err(EINVAL);
+    }
+    let t = proc::current().ok_or(ESRCH)?;
+    let new = if set != 0 {
+        let mut b = [0u8; 8];
+        copy_from_user(&mut b, set)?;
+        Some(u64::from_le_bytes(b))
+    } else {
+        None
+    };
+    let old = t.signals.lock().blocked;
+    if oset != 0 {
+        copy_to_user(oset, &old.to_le_bytes())?;
+    }
+    if let Some(m) = new {
+        let m = m & !((1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1)));
+        let blocked = match how {
+            SIG_BLOCK => old | m,
+            SIG_UNBLOCK => old & !m,
+            SIG_SETMASK => m,
+            _ => return Err(EINVAL),
+        };
+        t.signals.lock().blocked = blocked;
+    } else if how > SIG_SETMASK {
+        return Err(EINVAL);
+    }
+    Ok(0)
+}
+
+/// `kill(pid, sig)`: only the own process exists to signal.
+pub fn sys_kill(a: &Args) -> SysResult {
+    let t = proc::current().ok_or(ESRCH)?;
+    let (pid, sig) = (a.0[0] as i64, a.0[1]);
+    if pid != t.pid as i64 && pid != 0 && pid != -1 {
+        return Err(ESRCH);
+    }
+    if sig == 0 {
+        return Ok(0);
+    }
+    let sig = valid(sig)?;
+    signal::send_self(
+        sig,
+        SigInfo {
+            signo: sig,
+            code: SI_USER,
+            addr: 0,
+            pid: t.pid,
+        },
+    );
+    Ok(0)
+}
+
+/// `tgkill(tgid, tid, sig)` / `tkill(tid, sig)`.
+pub fn sys_tgkill(a: &Args, tgid_first: bool) -> SysResult {
+    let t = proc::current().ok_or(ESRCH)?;
+    let (tid, sig) = if tgid_first {
+        (a.0[1], a.0[2])
+    } else {
+        (a.0[0], a.0[1])
+    };
+    if tid != t.pid as u64 {
+        return Err(ESRCH);
+    }
+    if sig == 0 {
+        return Ok(0);
+    }
+    let sig = valid(sig)?;
+    signal::send_self(
+        sig,
+        SigInfo {
+            signo: sig,
+            code: SI_TKILL,
+            addr: 0,
+            pid: t.pid,
+        },
+    );
+    Ok(0)
+}
