@@ -88,6 +88,10 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     }
 
     arch::x86_64::init_traps();
+    // The firmware leaves the 8259s at their reset vectors (IRQ 0 would arrive as vector 8,
+    // looking like #DF) and QEMU's PIT ticks: remap and mask them before anything enables
+    // interrupts, as Linux does early in boot.
+    drivers::pic::remap_and_mask_all();
     mm::init::init(&boot_info, start_info_phys, cmdline);
     mm::slab::init(cmdline);
     mm::proc::print_from_cmdline(cmdline);
