@@ -1,6 +1,8 @@
 //! Filesystems: the initramfs (a newc cpio archive from the boot loader, unpacked into the
 //! read-only ramfs of the `kfs` crate) as the root.
 
+pub mod pipe;
+
 use kfs::ramfs::{Ino, Ramfs};
 
 use crate::mm::{phys_to_virt, PhysAddr};

@@ -21,6 +21,8 @@ pub enum File {
     Console { port: ConsolePort },
     /// A regular file or directory of the initramfs, with the file offset.
     Ram { ino: u64, offset: u64 },
+    /// One end of a pipe.
+    Pipe(crate::fs::pipe::PipeEnd),
 }
 
 /// Which serial port a console file writes to.

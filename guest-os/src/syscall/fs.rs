@@ -28,10 +28,10 @@ fn console_write(port: ConsolePort, bytes: &[u8]) {
 }
 
 /// What a descriptor is, without holding the table lock across user copies.
-#[derive(Clone, Copy)]
 enum Kind {
     Console(ConsolePort),
     Ram { ino: u64, offset: u64 },
+    Pipe(alloc::sync::Arc<crate::fs::pipe::Pipe>, bool),
 }
 
 fn kind_of(fd: u64) -> Result<Kind, Errno> {
@@ -43,6 +43,7 @@ fn kind_of(fd: u64) -> Result<Kind, Errno> {
             ino: *ino,
             offset: *offset,
         }),
+        Some(File::Pipe(end)) => Ok(Kind::Pipe(end.pipe(), end.is_write_end())),
         None => Err(EBADF),
     }
 }
@@ -57,6 +58,38 @@ fn set_offset(fd: u64, off: u64) {
 
 fn write_buf(fd: u64, buf: u64, len: u64) -> SysResult {
     let kind = kind_of(fd)?;
+    if let Kind::Pipe(p, write) = &kind {
+        if !write {
+            return Err(EBADF);
+        }
+        let mut chunk = [0u8; CHUNK];
+        let mut done = 0u64;
+        while done < len {
+            let n = ((len - done) as usize).min(CHUNK);
+            if copy_from_user(&mut chunk[..n], buf + done).is_err() {
+                return if done > 0 { Ok(done) } else { Err(EFAULT) };
+            }
+            match p.write(&chunk[..n]) {
+                Ok(w) => done += w as u64,
+                Err(e) if done == 0 => {
+                    if e == super::errno::EPIPE {
+                        crate::proc::signal::send_self(
+                            13,
+                            crate::proc::signal::SigInfo {
+                                signo: 13,
+                                code: 0,
+                                addr: 0,
+                                pid: 0,
+                            },
+                        );
+                    }
+                    return Err(e);
+                }
+                Err(_) => break,
+            }
+        }
+        return Ok(done);
+    }
     let Kind::Console(port) = kind else {
         return Err(EBADF); // the initramfs is read-only; files are opened O_RDONLY
     };
@@ -105,6 +138,16 @@ pub fn sys_read(a: &Args) -> SysResult {
         Kind::Console(_) => crate::mm::uaccess::access_ok(buf, len as usize)
             .then_some(0)
             .ok_or(EFAULT),
+        Kind::Pipe(p, write) => {
+            if write {
+                return Err(EBADF);
+            }
+            let mut chunk = [0u8; CHUNK];
+            let n = p.peek(&mut chunk[..(len as usize).min(CHUNK)])?;
+            copy_to_user(buf, &chunk[..n])?;
+            p.consume(n);
+            Ok(n as u64)
+        }
         Kind::Ram { ino, offset } => {
             if crate::fs::with_root(|fs| fs.file_type(ino))? == FileType::Directory {
                 return Err(EISDIR);
@@ -208,6 +251,8 @@ pub fn sys_fstat(a: &Args) -> SysResult {
             let s = crate::fs::with_root(|fs| fs.stat(ino))?;
             stat_bytes(s.ino, s.mode, s.nlink as u64, s.size, 0, s.mtime)
         }
+        // A FIFO (S_IFIFO, rw-------).
+        Kind::Pipe(..) => stat_bytes(4, 0o010600, 1, 0, 0, 0),
     };
     copy_to_user(a.0[1], &bytes)?;
     Ok(0)
@@ -273,4 +318,81 @@ pub fn sys_getdents64(a: &Args) -> SysResult {
     copy_to_user(buf, &out)?;
     set_offset(fd, next_pos);
     Ok(out.len() as u64)
+}
+
+/// Install `f` at the lowest free descriptor.
+fn install(f: File) -> Result<usize, Errno> {
+    let t = proc::current().ok_or(EBADF)?;
+    let mut files = t.files.lock();
+    let fd = match files.iter().position(|f| f.is_none()) {
+        Some(i) => i,
+        None if files.len() < NR_OPEN => {
+            files.push(None);
+            files.len() - 1
+        }
+        None => return Err(EMFILE),
+    };
+    files[fd] = Some(f);
+    Ok(fd)
+}
+
+const O_NONBLOCK: u64 = 0o4000;
+const O_CLOEXEC: u64 = 0o2000000;
+
+/// `pipe2(fds, flags)` / `pipe(fds)`.
+pub fn sys_pipe2(a: &Args) -> SysResult {
+    let (fds, flags) = (a.0[0], a.0[1]);
+    if flags & !(O_NONBLOCK | O_CLOEXEC) != 0 {
+        return Err(EINVAL);
+    }
+    if !crate::mm::uaccess::access_ok(fds, 8) {
+        return Err(EFAULT);
+    }
+    let (r, w) = crate::fs::pipe::new_pipe();
+    let rfd = install(File::Pipe(r))?;
+    let wfd = match install(File::Pipe(w)) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = sys_close(&Args([rfd as u64, 0, 0, 0, 0, 0]));
+            return Err(e);
+        }
+    };
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&(rfd as u32).to_le_bytes());
+    b[4..].copy_from_slice(&(wfd as u32).to_le_bytes());
+    if let Err(e) = copy_to_user(fds, &b) {
+        // Linux releases both descriptors when it cannot report them.
+        let _ = sys_close(&Args([rfd as u64, 0, 0, 0, 0, 0]));
+        let _ = sys_close(&Args([wfd as u64, 0, 0, 0, 0, 0]));
+        return Err(e);
+    }
+    Ok(0)
+}
+
+/// `dup2(old, new)` / `dup3`: pipes and console descriptors duplicate; files share no
+/// offset (the initramfs files are read-only, so only the offset could differ).
+pub fn sys_dup2(a: &Args) -> SysResult {
+    let (old, new) = (a.0[0] as usize, a.0[1] as usize);
+    if new >= NR_OPEN {
+        return Err(EBADF);
+    }
+    let t = proc::current().ok_or(EBADF)?;
+    let mut files = t.files.lock();
+    let copy = match files.get(old).and_then(|f| f.as_ref()) {
+        Some(File::Console { port }) => File::Console { port: *port },
+        Some(File::Ram { ino, offset }) => File::Ram {
+            ino: *ino,
+            offset: *offset,
+        },
+        Some(File::Pipe(end)) => File::Pipe(end.dup()),
+        None => return Err(EBADF),
+    };
+    if old == new {
+        return Ok(new as u64);
+    }
+    if files.len() <= new {
+        files.resize_with(new + 1, || None);
+    }
+    files[new] = Some(copy);
+    Ok(new as u64)
 }

@@ -33,6 +33,9 @@ pub mod nr {
     pub const RT_SIGRETURN: u64 = 15;
     pub const IOCTL: u64 = 16;
     pub const WRITEV: u64 = 20;
+    pub const PIPE: u64 = 22;
+    pub const DUP2: u64 = 33;
+    pub const PIPE2: u64 = 293;
     pub const MREMAP: u64 = 25;
     pub const MSYNC: u64 = 26;
     pub const MINCORE: u64 = 27;
@@ -99,6 +102,9 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::TGKILL => signal::sys_tgkill(&a, true),
         nr::IOCTL => fs::sys_ioctl(&a),
         nr::WRITEV => fs::sys_writev(&a),
+        nr::PIPE => fs::sys_pipe2(&Args([a.0[0], 0, 0, 0, 0, 0])),
+        nr::PIPE2 => fs::sys_pipe2(&a),
+        nr::DUP2 => fs::sys_dup2(&a),
         nr::MREMAP => mm::sys_mremap(&a),
         nr::MINCORE => mm::sys_mincore(&a),
         nr::MADVISE => mm::sys_madvise(&a),
