@@ -26,6 +26,8 @@
 //!   Linux lets mmap reach limit + 1.
 //! - Gap search walks the VMAs (O(n) worst case); the maple tree tracks the largest gap per
 //!   node to make it O(log n).
+//! - `insert`/`insert_merged` refuse overlaps with EEXIST, which says what is wrong;
+//!   `insert_vm_struct` returns ENOMEM.
 //! - Allocation failure of the tree's nodes is not reported (BTreeMap has no fallible insert);
 //!   the kernel's allocator decides what happens.
 
@@ -301,8 +303,7 @@ pub struct Vma {
     pub anon: Option<u64>,
 }
 
-/// The part of [`MmapLayout`] the `/proc/PID/maps` names depend on (`mm->start_brk`,
-/// `mm->brk`, `mm->start_stack`).
+/// The `mm_struct` fields the `/proc/PID/maps` names `[heap]` and `[stack]` depend on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MapsContext {
     pub start_brk: u64,
@@ -859,18 +860,40 @@ impl VmaTree {
         Some(v)
     }
 
-    /// Replaces the VMAs `old` by `new` (VMAs present in both stay), unless that would
-    /// raise the count above `max_map_count`.
+    /// Replaces the VMAs `old` by `new`, both in address order, unless that would raise the
+    /// count above `max_map_count`. VMAs present in both are left in place.
     fn replace(&mut self, old: &[Vma], new: &[Vma]) -> Result<(), VmaError> {
         let after = self.len() - old.len() + new.len();
         if new.len() > old.len() && after > self.max_map_count {
             return Err(VmaError::NoMemory);
         }
-        for o in old.iter().filter(|o| !new.contains(o)) {
-            self.unlink(o.end.as_u64());
+        // Equal VMAs have equal ends, so one pass over both sorted lists finds them.
+        let mut same = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() && j < new.len() {
+            match old[i].end.cmp(&new[j].end) {
+                core::cmp::Ordering::Less => i += 1,
+                core::cmp::Ordering::Greater => j += 1,
+                core::cmp::Ordering::Equal => {
+                    if old[i] == new[j] {
+                        same.push((i, j));
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
         }
-        for n in new.iter().filter(|n| !old.contains(n)) {
-            self.link(*n);
+        let mut keep = same.iter().peekable();
+        for (i, o) in old.iter().enumerate() {
+            if keep.next_if(|(k, _)| *k == i).is_none() {
+                self.unlink(o.end.as_u64());
+            }
+        }
+        let mut keep = same.iter().peekable();
+        for (j, n) in new.iter().enumerate() {
+            if keep.next_if(|(_, k)| *k == j).is_none() {
+                self.link(*n);
+            }
         }
         Ok(())
     }
@@ -2334,6 +2357,22 @@ mod tests {
         assert_eq!(t.unmap_all().len(), n);
         assert!(t.is_empty());
         assert_eq!(t.stat(), VmStat::default());
+    }
+
+    #[test]
+    fn thousands_of_vmas() {
+        // Alternating flags, unmerged: one mprotect over all of them leaves one VMA.
+        let mut t = VmaTree::new();
+        for i in 0..4000 {
+            let flags = if i % 2 == 0 { RW } else { RO | VM_ACCOUNT };
+            t.insert(anon(10 + i, 11 + i, flags)).unwrap();
+        }
+        assert_eq!(t.mprotect(va(10), 4000 * P, VM_READ), Ok(0));
+        assert_eq!(ranges(&t), [(10, 4010)]);
+        assert_eq!(t.stat(), recount(&t));
+        let removed = t.unmap(va(11), 3998 * P).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(ranges(&t), [(10, 11), (4009, 4010)]);
     }
 
     #[test]
