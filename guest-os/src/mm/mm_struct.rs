@@ -434,6 +434,57 @@ impl Mm {
         }
     }
 
+    /// A copy of this address space for a forked child (`dup_mmap`): the same VMAs, and
+    /// every present page shared: private writable pages become read-only in both, so the
+    /// first write on either side copies (COW); shared mappings stay writable. Pages gain a
+    /// reference and a mapping each. The caller reloads CR3 afterwards (this is the current
+    /// address space, whose PTEs lost write permission).
+    pub fn fork(&mut self) -> Option<Mm> {
+        let mut child = Mm::new()?;
+        child.vmas = self.vmas.clone();
+        child.layout = self.layout;
+        child.start_brk = self.start_brk;
+        child.brk = self.brk;
+        child.start_stack = self.start_stack;
+        let zero = ZERO_PFN.load(Ordering::Relaxed);
+        let vmas: alloc::vec::Vec<Vma> = self.vmas.iter().copied().collect();
+        for v in vmas {
+            let shared = v.flags.contains(VM_SHARED);
+            let mut va = v.start.as_u64();
+            while va < v.end.as_u64() {
+                if let Some(p) = self.pgd.pte_ptr(VirtAddr::new(va)) {
+                    // SAFETY: a live PTE of this address space.
+                    let mut e = unsafe { p.read_volatile() };
+                    if e & pte::PRESENT != 0 {
+                        if !shared && e & pte::RW != 0 {
+                            e &= !pte::RW;
+                            // SAFETY: write-protecting the parent's entry (flushed by the caller).
+                            unsafe { p.write_volatile(e) };
+                        }
+                        let pa = PhysAddr::new(e & pte::ADDR_MASK);
+                        if child
+                            .pgd
+                            .map_user(VirtAddr::new(va), pa, e & !pte::ADDR_MASK, &mut BuddyTables)
+                            .is_err()
+                        {
+                            child.destroy();
+                            return None;
+                        }
+                        if pa.pfn().as_u64() != zero {
+                            page_alloc::with(|a| {
+                                a.get_page(pa.pfn());
+                                a.page_mut(pa.pfn()).mapcount += 1;
+                            });
+                            child.rss += 1;
+                        }
+                    }
+                }
+                va += PAGE_SIZE;
+            }
+        }
+        Some(child)
+    }
+
     /// Whether the page at `va` is present (mincore).
     pub fn is_resident(&self, va: u64) -> bool {
         self.pgd.pte_ptr(VirtAddr::new(va)).is_some_and(|p| {

@@ -21,7 +21,10 @@ fn split_nul(data: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// Resolve what to run: (path, argv, envp).
-fn plan(rdinit: &[u8], cmdline: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>), Errno> {
+/// What init runs: path, argv, envp.
+type Plan = (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+fn plan(rdinit: &[u8], cmdline: &[u8]) -> Result<Plan, Errno> {
     let data = crate::fs::read_file(rdinit)?;
     if data.starts_with(b"\x7fELF") {
         let mut argv = alloc::vec![rdinit.to_vec()];
@@ -73,7 +76,12 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
             e
         ),
     };
-    let task: &'static Task = Box::leak(Box::new(Task::new(1, 0)));
+    let pid = super::sched::alloc_pid();
+    let Some(task) = Task::new(pid, 0) else {
+        panic!("init: no memory for a task");
+    };
+    let task: &'static Task = Box::leak(Box::new(task));
+    super::sched::register(task);
     set_current(task);
     let ino = match crate::fs::lookup(&path) {
         Ok(i) => i,
@@ -95,7 +103,8 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
     task.set_comm(&path);
     img.mm.activate();
     *task.mm.lock() = Some(img.mm);
-    syscall::init(gdt::kernel_trap_stack_top());
+    syscall::init(task.kstack.top());
+    gdt::set_rsp0(task.kstack.top());
     // SAFETY: the new address space maps the entry point and the initial stack.
     unsafe { syscall::enter_user(img.entry, img.rsp) }
 }

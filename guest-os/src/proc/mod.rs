@@ -4,13 +4,15 @@
 //! the kernel; its address space in an [`crate::mm::mm_struct::Mm`].
 
 pub mod exec;
+pub mod fork;
 pub mod init;
+pub mod sched;
 pub mod signal;
 pub mod stack;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crate::mm::mm_struct::Mm;
 use crate::sync::IrqLock;
@@ -25,6 +27,20 @@ pub enum File {
     Pipe(crate::fs::pipe::PipeEnd),
 }
 
+impl File {
+    /// Another descriptor for the same open file (fork, dup).
+    pub fn dup(&self) -> File {
+        match self {
+            File::Console { port } => File::Console { port: *port },
+            File::Ram { ino, offset } => File::Ram {
+                ino: *ino,
+                offset: *offset,
+            },
+            File::Pipe(end) => File::Pipe(end.dup()),
+        }
+    }
+}
+
 /// Which serial port a console file writes to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ConsolePort {
@@ -32,14 +48,23 @@ pub enum ConsolePort {
     Com2,
 }
 
+/// Scheduling states (`/proc/PID/stat` letters: R, S, Z).
+pub mod state {
+    pub const RUNNABLE: u8 = 0;
+    pub const SLEEPING: u8 = 1;
+    pub const ZOMBIE: u8 = 2;
+}
+
 /// A task (`task_struct`).
 pub struct Task {
     pub pid: u32,
-    pub ppid: u32,
+    pub ppid: AtomicU32,
     /// The executable's name (`comm`, 15 bytes max as in Linux).
     pub comm: IrqLock<[u8; 16]>,
     pub mm: IrqLock<Option<Box<Mm>>>,
     pub files: IrqLock<Vec<Option<File>>>,
+    /// Descriptors closed by execve (`O_CLOEXEC`).
+    pub cloexec: IrqLock<alloc::collections::BTreeSet<usize>>,
     /// The user FS base (`arch_prctl(ARCH_SET_FS)`).
     pub fs_base: AtomicU64,
     /// `set_tid_address`.
@@ -48,6 +73,14 @@ pub struct Task {
     pub min_flt: AtomicU64,
     pub maj_flt: AtomicU64,
     pub signals: signal::SignalLock,
+    /// [`state`].
+    pub state: AtomicU8,
+    /// The wait status once a zombie (`exit_code`: status << 8, or the signal).
+    pub exit_code: AtomicU32,
+    /// Children, for wait4.
+    pub children: IrqLock<Vec<&'static Task>>,
+    /// Kernel stack and the saved stack pointer while switched out.
+    pub kstack: sched::KernelStack,
 }
 
 static CURRENT: IrqLock<Option<&'static Task>> = IrqLock::new("current", None);
@@ -63,30 +96,37 @@ pub fn set_current(t: &'static Task) {
 }
 
 impl Task {
-    /// A task with the three standard file descriptors on the console.
-    pub fn new(pid: u32, ppid: u32) -> Task {
-        let mut files = Vec::new();
-        files.push(Some(File::Console {
-            port: ConsolePort::Com1,
-        }));
-        files.push(Some(File::Console {
-            port: ConsolePort::Com1,
-        }));
-        files.push(Some(File::Console {
-            port: ConsolePort::Com2,
-        }));
-        Task {
+    /// A task with the three standard file descriptors on the console, or `None` without
+    /// memory for its kernel stack.
+    pub fn new(pid: u32, ppid: u32) -> Option<Task> {
+        let files = alloc::vec![
+            Some(File::Console {
+                port: ConsolePort::Com1
+            }),
+            Some(File::Console {
+                port: ConsolePort::Com1
+            }),
+            Some(File::Console {
+                port: ConsolePort::Com2
+            }),
+        ];
+        Some(Task {
             pid,
-            ppid,
+            ppid: AtomicU32::new(ppid),
             comm: IrqLock::new("comm", [0; 16]),
             mm: IrqLock::new("task_mm", None),
             files: IrqLock::new("files", files),
+            cloexec: IrqLock::new("cloexec", alloc::collections::BTreeSet::new()),
             fs_base: AtomicU64::new(0),
             clear_child_tid: AtomicU64::new(0),
             min_flt: AtomicU64::new(0),
             maj_flt: AtomicU64::new(0),
             signals: IrqLock::new("signals", signal::Signals::new()),
-        }
+            state: AtomicU8::new(state::RUNNABLE),
+            exit_code: AtomicU32::new(0),
+            children: IrqLock::new("children", Vec::new()),
+            kstack: sched::KernelStack::new()?,
+        })
     }
 
     /// Set `comm` from a path's last component.
@@ -117,18 +157,50 @@ pub enum ExitReason {
     Signal(u8),
 }
 
-/// End the current process. With one process (the init the runner started), the machine
-/// reports how it ended on the debug console and powers off (exit status, or 128 + signal).
+/// End the current process (`do_exit`): its memory and files go, it becomes a zombie for its
+/// parent's wait4, its children go to init, the parent gets SIGCHLD. When init (pid 1) ends,
+/// the machine reports how on the debug console and powers off (exit status, or 128 +
+/// signal): under `vmscope run` init is the user's program.
 pub fn exit_current(r: ExitReason) -> ! {
-    if let Some(t) = current() {
-        let mm = t.mm.lock().take();
-        if let Some(mm) = mm {
-            // Leave the address space before freeing its tables.
-            // SAFETY: the master table maps the kernel; nothing user is touched after this.
-            unsafe { crate::mm::pgtable::activate(&crate::mm::pgtable::kernel()) };
-            mm.destroy();
-        }
+    let Some(t) = current() else {
+        report_and_power_off(r)
+    };
+    let mm = t.mm.lock().take();
+    if let Some(mm) = mm {
+        // Leave the address space before freeing its tables.
+        // SAFETY: the master table maps the kernel; nothing user is touched after this.
+        unsafe { crate::mm::pgtable::activate(&crate::mm::pgtable::kernel()) };
+        mm.destroy();
     }
+    t.files.lock().clear();
+    if t.pid == 1 {
+        report_and_power_off(r);
+    }
+    let code = match r {
+        ExitReason::Exit(s) => (s as u32) << 8,
+        ExitReason::Signal(sig) => sig as u32 & 0x7f,
+    };
+    t.exit_code.store(code, Ordering::Relaxed);
+    sched::reparent_children(t);
+    t.state.store(state::ZOMBIE, Ordering::Release);
+    if let Some(parent) = sched::find(t.ppid.load(Ordering::Relaxed)) {
+        signal::send(
+            parent,
+            signal::SIGCHLD,
+            signal::SigInfo {
+                signo: signal::SIGCHLD,
+                code: 1,
+                addr: 0,
+                pid: t.pid,
+            },
+        );
+        sched::wake(parent);
+    }
+    sched::schedule();
+    unreachable!("a zombie was scheduled")
+}
+
+fn report_and_power_off(r: ExitReason) -> ! {
     match r {
         ExitReason::Exit(s) => {
             crate::drivers::debugcon::report_exit(s);

@@ -123,12 +123,50 @@ pub fn force_sig(frame: &mut TrapFrame, info: SigInfo) {
     }
 }
 
-/// Queue `sig` for the current task (`kill` of the own process).
+/// Queue `sig` for `t` and wake it if it sleeps interruptibly (`send_signal`). Ignored
+/// signals are dropped at once, as Linux does.
+pub fn send(t: &'static super::Task, sig: u8, info: SigInfo) {
+    let mut s = t.signals.lock();
+    let act = s.actions[sig as usize - 1];
+    if sig != SIGKILL
+        && (act.handler == SIG_IGN || (act.handler == SIG_DFL && default_ignored(sig)))
+    {
+        return;
+    }
+    s.pending |= bit(sig);
+    s.info[sig as usize - 1] = info;
+    drop(s);
+    super::sched::wake(t);
+}
+
+/// Queue `sig` for the current task.
 pub fn send_self(sig: u8, info: SigInfo) {
     if let Some(t) = super::current() {
-        let mut s = t.signals.lock();
-        s.pending |= bit(sig);
-        s.info[sig as usize - 1] = info;
+        send(t, sig, info);
+    }
+}
+
+/// Whether `t` has a pending signal it does not block (interrupts sleeps: EINTR).
+pub fn has_pending(t: &super::Task) -> bool {
+    let s = t.signals.lock();
+    s.pending & !s.blocked != 0
+}
+
+/// Signal state a child inherits over fork: handlers and mask, nothing pending.
+pub fn fork_copy(parent: &super::Task, child: &super::Task) {
+    let p = parent.signals.lock();
+    let mut c = child.signals.lock();
+    c.actions = p.actions;
+    c.blocked = p.blocked;
+}
+
+/// execve: caught signals go back to their default action; ignored stay ignored.
+pub fn reset_on_exec(t: &super::Task) {
+    let mut s = t.signals.lock();
+    for a in s.actions.iter_mut() {
+        if a.handler != SIG_IGN {
+            *a = SigAction::default();
+        }
     }
 }
 

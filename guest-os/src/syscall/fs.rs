@@ -193,6 +193,8 @@ fn open_path(path_ptr: u64, flags: u64) -> SysResult {
         None => return Err(EMFILE),
     };
     files[fd] = Some(File::Ram { ino, offset: 0 });
+    drop(files);
+    set_cloexec(fd, flags & O_CLOEXEC != 0);
     Ok(fd as u64)
 }
 
@@ -210,7 +212,20 @@ pub fn sys_openat(a: &Args) -> SysResult {
     open_path(a.0[1], a.0[2])
 }
 
+/// Mark `fd` close-on-exec or not.
+fn set_cloexec(fd: usize, on: bool) {
+    if let Some(t) = proc::current() {
+        let mut c = t.cloexec.lock();
+        if on {
+            c.insert(fd);
+        } else {
+            c.remove(&fd);
+        }
+    }
+}
+
 pub fn sys_close(a: &Args) -> SysResult {
+    set_cloexec(a.0[0] as usize, false);
     let t = proc::current().ok_or(EBADF)?;
     let mut files = t.files.lock();
     match files.get_mut(a.0[0] as usize) {
@@ -357,6 +372,8 @@ pub fn sys_pipe2(a: &Args) -> SysResult {
             return Err(e);
         }
     };
+    set_cloexec(rfd, flags & O_CLOEXEC != 0);
+    set_cloexec(wfd, flags & O_CLOEXEC != 0);
     let mut b = [0u8; 8];
     b[..4].copy_from_slice(&(rfd as u32).to_le_bytes());
     b[4..].copy_from_slice(&(wfd as u32).to_le_bytes());
@@ -384,7 +401,7 @@ pub fn sys_dup2(a: &Args) -> SysResult {
             ino: *ino,
             offset: *offset,
         },
-        Some(File::Pipe(end)) => File::Pipe(end.dup()),
+        Some(f) => f.dup(),
         None => return Err(EBADF),
     };
     if old == new {
@@ -394,5 +411,7 @@ pub fn sys_dup2(a: &Args) -> SysResult {
         files.resize_with(new + 1, || None);
     }
     files[new] = Some(copy);
+    drop(files);
+    set_cloexec(new, false);
     Ok(new as u64)
 }

@@ -140,7 +140,10 @@ pub fn sys_mmap(a: &Args) -> SysResult {
         for old in mm.vmas.map_fixed(vma).map_err(err)? {
             mm.zap_range(old.start.as_u64(), old.end.as_u64());
         }
-        if flags & MAP_POPULATE != 0 {
+        // Shared anonymous memory has no shmem object behind it yet: its pages are allocated
+        // now, so that every process that later inherits the mapping shares the same pages.
+        if flags & MAP_POPULATE != 0 || (shared && file.is_none()) {
+            // A read fault on shared memory still allocates a real page (never the zero page).
             let write = prot & PROT_WRITE != 0 && !shared;
             let mut va = start.as_u64();
             while va < end.as_u64() {
@@ -154,7 +157,7 @@ pub fn sys_mmap(a: &Args) -> SysResult {
 }
 
 fn check_range(addr: u64, len: u64) -> Result<(), Errno> {
-    if addr % PAGE_SIZE != 0 || len == 0 || addr.checked_add(len).is_none() {
+    if !addr.is_multiple_of(PAGE_SIZE) || len == 0 || addr.checked_add(len).is_none() {
         return Err(EINVAL);
     }
     Ok(())

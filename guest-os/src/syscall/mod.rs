@@ -40,7 +40,9 @@ pub mod nr {
     pub const MSYNC: u64 = 26;
     pub const MINCORE: u64 = 27;
     pub const MADVISE: u64 = 28;
+    pub const PAUSE: u64 = 34;
     pub const GETPID: u64 = 39;
+    pub const CLONE: u64 = 56;
     pub const FORK: u64 = 57;
     pub const VFORK: u64 = 58;
     pub const EXECVE: u64 = 59;
@@ -97,7 +99,19 @@ pub fn dispatch(frame: &mut TrapFrame) {
             crate::proc::signal::do_signal(frame);
             return;
         }
-        nr::KILL => signal::sys_kill(&a),
+        nr::KILL => crate::proc::fork::sys_kill(&a),
+        nr::FORK | nr::VFORK => crate::proc::fork::do_fork(frame),
+        nr::CLONE => {
+            const CLONE_VM: u64 = 0x100;
+            if a.0[0] & CLONE_VM != 0 {
+                Err(ENOSYS) // threads come later
+            } else {
+                crate::proc::fork::do_fork(frame)
+            }
+        }
+        nr::EXECVE => crate::proc::fork::sys_execve(frame, &a),
+        nr::WAIT4 => crate::proc::fork::sys_wait4(&a),
+        nr::PAUSE => crate::proc::fork::sys_pause(),
         nr::TKILL => signal::sys_tgkill(&a, false),
         nr::TGKILL => signal::sys_tgkill(&a, true),
         nr::IOCTL => fs::sys_ioctl(&a),

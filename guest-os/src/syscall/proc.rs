@@ -18,7 +18,7 @@ pub fn sys_getpid(_: &Args) -> SysResult {
 }
 
 pub fn sys_getppid(_: &Args) -> SysResult {
-    Ok(proc::current().map_or(0, |t| t.ppid) as u64)
+    Ok(proc::current().map_or(0, |t| t.ppid.load(core::sync::atomic::Ordering::Relaxed)) as u64)
 }
 
 /// Everyone is root (uid/gid 0).

@@ -123,6 +123,19 @@ pub fn kernel_trap_stack_top() -> u64 {
     TABLES.rsp0.get() as u64 + TRAP_STACK_SIZE as u64
 }
 
+/// Point TSS.RSP0 at `top`: traps and interrupts from user mode land on the current task's
+/// kernel stack.
+pub fn set_rsp0(top: u64) {
+    // SAFETY: single CPU; the CPU reads RSP0 only when entering the kernel from user mode,
+    // which cannot happen while the kernel runs.
+    unsafe {
+        let tss = TABLES.tss.get();
+        core::ptr::addr_of_mut!((*tss).rsp)
+            .cast::<u64>()
+            .write_unaligned(top);
+    }
+}
+
 /// Load the kernel GDT, reload every segment register and load the task register.
 pub fn init() {
     // SAFETY: runs once on the boot CPU with interrupts disabled; nothing else references

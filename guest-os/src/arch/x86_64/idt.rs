@@ -167,6 +167,13 @@ trap_stubs:
 
     .balign 16
 trap_common:
+    /* From user mode, switch GS to the kernel's per-CPU area as the SYSCALL entry does, so
+       that in the kernel GS is always the kernel's (Linux's error_entry). CS is at 24: the
+       vector and error code were pushed above the CPU's frame. */
+    testb $3, 24(%rsp)
+    jz 1f
+    swapgs
+1:
     pushq %r15
     pushq %r14
     pushq %r13
@@ -201,6 +208,10 @@ trap_common:
     popq %r14
     popq %r15
     addq $16, %rsp
+    testb $3, 8(%rsp)
+    jz 2f
+    swapgs
+2:
     iretq
     .text
 "#,

@@ -1,0 +1,257 @@
+//! fork, wait4 and execve: the process life cycle (`kernel/fork.c`, `kernel/exit.c`,
+//! `fs/exec.c`).
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use super::{current, sched, signal, state, File, Task};
+use crate::arch::x86_64::idt::TrapFrame;
+use crate::mm::uaccess::{copy_to_user, get_user, put_user, strncpy_from_user};
+use crate::syscall::errno::{Errno, SysResult, E2BIG, ECHILD, EINTR, EINVAL, ENOMEM, ESRCH};
+
+/// `fork()` (and `vfork`, `clone` without CLONE_VM, which behave alike here): a copy of the
+/// calling process whose address space shares every page copy-on-write. The child returns
+/// 0 from the same system call.
+pub fn do_fork(frame: &TrapFrame) -> SysResult {
+    let parent = current().ok_or(ESRCH)?;
+    let pid = sched::alloc_pid();
+    let child: &'static Task = Box::leak(Box::new(Task::new(pid, parent.pid).ok_or(ENOMEM)?));
+    *child.comm.lock() = *parent.comm.lock();
+    child
+        .fs_base
+        .store(parent.fs_base.load(Ordering::Relaxed), Ordering::Relaxed);
+    signal::fork_copy(parent, child);
+    {
+        let pf = parent.files.lock();
+        let mut cf = child.files.lock();
+        cf.clear();
+        for f in pf.iter() {
+            cf.push(f.as_ref().map(File::dup));
+        }
+        *child.cloexec.lock() = parent.cloexec.lock().clone();
+    }
+    let mm = parent.mm.lock().as_mut().and_then(|m| m.fork());
+    let Some(mm) = mm else {
+        // SAFETY: `child` was leaked above and is referenced nowhere else.
+        drop(unsafe { Box::from_raw(child as *const Task as *mut Task) });
+        return Err(ENOMEM);
+    };
+    // The parent's PTEs lost write permission: flush its TLB.
+    if let Some(m) = parent.mm.lock().as_ref() {
+        m.activate();
+    }
+    *child.mm.lock() = Some(Box::new(mm));
+    let mut f = *frame;
+    f.rax = 0;
+    sched::prepare_child(child, &f);
+    parent.children.lock().push(child);
+    sched::register(child);
+    sched::enqueue(child);
+    Ok(pid as u64)
+}
+
+const WNOHANG: u64 = 1;
+const WUNTRACED: u64 = 2;
+const WCONTINUED: u64 = 8;
+const __WALL: u64 = 0x4000_0000;
+const __WCLONE: u64 = 0x8000_0000;
+
+/// `wait4(pid, status, options, rusage)`: reap a zombie child (pid -1: any; > 0: that one;
+/// 0 and < -1 name process groups, which are all one group here).
+pub fn sys_wait4(a: &crate::syscall::Args) -> SysResult {
+    let [pid, status, options, rusage, ..] = a.0;
+    if options & !(WNOHANG | WUNTRACED | WCONTINUED | __WALL | __WCLONE) != 0 {
+        return Err(EINVAL);
+    }
+    let me = current().ok_or(ESRCH)?;
+    let want = |t: &Task| (pid as i64) <= 0 || t.pid as i64 == pid as i64;
+    loop {
+        let kids: Vec<&'static Task> = me
+            .children
+            .lock()
+            .iter()
+            .copied()
+            .filter(|t| want(t))
+            .collect();
+        if kids.is_empty() {
+            return Err(ECHILD);
+        }
+        if let Some(z) = kids
+            .iter()
+            .copied()
+            .find(|t| t.state.load(Ordering::Acquire) == state::ZOMBIE)
+        {
+            let code = z.exit_code.load(Ordering::Relaxed);
+            if status != 0 {
+                put_user(status, code)?;
+            }
+            if rusage != 0 {
+                // struct rusage: 144 bytes; fault counts at ru_minflt (offset 64) / ru_majflt.
+                let mut ru = [0u8; 144];
+                ru[64..72].copy_from_slice(&z.min_flt.load(Ordering::Relaxed).to_le_bytes());
+                ru[72..80].copy_from_slice(&z.maj_flt.load(Ordering::Relaxed).to_le_bytes());
+                copy_to_user(rusage, &ru)?;
+            }
+            me.children.lock().retain(|t| !core::ptr::eq(*t, z));
+            sched::unregister(z);
+            let zpid = z.pid;
+            // SAFETY: the zombie no longer runs (its last switch saved its stack for good)
+            // and is referenced by no list: the leaked Box is freed here.
+            drop(unsafe { Box::from_raw(z as *const Task as *mut Task) });
+            return Ok(zpid as u64);
+        }
+        if options & WNOHANG != 0 {
+            return Ok(0);
+        }
+        if signal::has_pending(me) {
+            return Err(EINTR);
+        }
+        sched::sleep();
+    }
+}
+
+/// `pause()`: sleep until a signal arrives; always -EINTR (the handler runs on return).
+pub fn sys_pause() -> SysResult {
+    let me = current().ok_or(ESRCH)?;
+    while !signal::has_pending(me) {
+        sched::sleep();
+    }
+    Err(EINTR)
+}
+
+/// `kill(pid, sig)`: to one process (pid > 0) or to every process but init (-1, as
+/// root); 0 and < -1 name process groups, which are all one group here.
+pub fn sys_kill(a: &crate::syscall::Args) -> SysResult {
+    let me = current().ok_or(ESRCH)?;
+    let (pid, sig) = (a.0[0] as i64 as i32, a.0[1]);
+    if sig > signal::NSIG as u64 {
+        return Err(EINVAL);
+    }
+    let targets: Vec<&'static Task> = match pid {
+        p if p > 0 => sched::find(p as u32)
+            .filter(|t| t.state.load(Ordering::Acquire) != state::ZOMBIE)
+            .into_iter()
+            .collect(),
+        -1 => sched::all()
+            .into_iter()
+            .filter(|t| t.pid != 1 && t.pid != me.pid)
+            .collect(),
+        _ => sched::all(),
+    };
+    if targets.is_empty() {
+        return Err(ESRCH);
+    }
+    if sig != 0 {
+        for t in targets {
+            signal::send(
+                t,
+                sig as u8,
+                signal::SigInfo {
+                    signo: sig as u8,
+                    code: signal::SI_USER,
+                    addr: 0,
+                    pid: me.pid,
+                },
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Read a NULL-terminated array of user string pointers (argv, envp).
+fn read_strings(mut ptr: u64, total: &mut usize) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut out = Vec::new();
+    if ptr == 0 {
+        return Ok(out);
+    }
+    loop {
+        let p: u64 = get_user(ptr)?;
+        if p == 0 {
+            return Ok(out);
+        }
+        let s = strncpy_from_user(p, super::exec::MAX_ARG_STRLEN_TOTAL)?;
+        *total += s.len() + 1;
+        if *total > super::exec::MAX_ARG_STRLEN_TOTAL || out.len() >= 0x7fff_ffff {
+            return Err(E2BIG);
+        }
+        out.push(s);
+        ptr += 8;
+    }
+}
+
+/// `execve(path, argv, envp)`: on success the old image is gone and the frame starts the
+/// new program; on failure the caller continues unchanged with -errno.
+pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult {
+    let me = current().ok_or(ESRCH)?;
+    let path = strncpy_from_user(a.0[0], 4096)?;
+    let mut total = 0;
+    let argv = read_strings(a.0[1], &mut total)?;
+    let envp = read_strings(a.0[2], &mut total)?;
+    let ino = crate::fs::lookup(&path)?;
+    if crate::fs::with_root(|fs| fs.file_type(ino))? != kfs::FileType::Regular {
+        return Err(crate::syscall::errno::EACCES);
+    }
+    let data = crate::fs::file_data(ino)?;
+    let img = super::exec::load(data, ino, &path, &argv, &envp)?;
+    // Point of no return.
+    img.mm.activate();
+    let old = me.mm.lock().replace(img.mm);
+    if let Some(old) = old {
+        old.destroy();
+    }
+    me.set_comm(&path);
+    signal::reset_on_exec(me);
+    let close: Vec<usize> = core::mem::take(&mut *me.cloexec.lock())
+        .into_iter()
+        .collect();
+    {
+        let mut files = me.files.lock();
+        for fd in close {
+            if let Some(f) = files.get_mut(fd) {
+                *f = None;
+            }
+        }
+    }
+    me.fs_base.store(0, Ordering::Relaxed);
+    // SAFETY: clearing the user FS base for the new image.
+    unsafe { crate::arch::x86_64::syscall::wrmsr(crate::arch::x86_64::syscall::MSR_FS_BASE, 0) };
+    let cs = frame.cs;
+    let ss = frame.ss;
+    *frame = TrapFrame {
+        rip: img.entry,
+        rsp: img.rsp,
+        cs,
+        ss,
+        rflags: 0x202,
+        ..zero_frame()
+    };
+    Ok(0)
+}
+
+fn zero_frame() -> TrapFrame {
+    TrapFrame {
+        rax: 0,
+        rbx: 0,
+        rcx: 0,
+        rdx: 0,
+        rsi: 0,
+        rdi: 0,
+        rbp: 0,
+        r8: 0,
+        r9: 0,
+        r10: 0,
+        r11: 0,
+        r12: 0,
+        r13: 0,
+        r14: 0,
+        r15: 0,
+        vector: 0,
+        error_code: 0,
+        rip: 0,
+        cs: 0,
+        rflags: 0,
+        rsp: 0,
+        ss: 0,
+    }
+}

@@ -1,0 +1,243 @@
+//! The scheduler: the task list, a FIFO run queue, kernel stacks and the context switch.
+//!
+//! Switching is cooperative for now: a task gives up the CPU when it sleeps (wait4, pause)
+//! or exits; the LAPIC-timer timeslice comes later. `schedule` picks the next runnable
+//! task, loads its address space (CR3), its kernel stack into TSS.RSP0 and the SYSCALL
+//! entry, its FS base, and switches kernel stacks with [`__switch_to`], which saves and
+//! restores only the callee-saved registers, as Linux's `__switch_to_asm` does: everything
+//! else is already on the stacks.
+//!
+//! Each task has a THREAD_SIZE = 16 KiB kernel stack from vmalloc. vmalloc areas are laid
+//! out with an unmapped guard page after each, so the page below every stack is unmapped
+//! too (Linux's VMAP_STACK): an overflow faults instead of corrupting a neighbour.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::{current, set_current, state, Task};
+use crate::arch::x86_64::idt::TrapFrame;
+use crate::arch::x86_64::syscall::{self, wrmsr, MSR_FS_BASE};
+use crate::mm::addr::VirtAddr;
+use crate::mm::vmalloc;
+use crate::sync::IrqLock;
+
+/// Kernel stack size (`THREAD_SIZE` with KASAN off is 16 KiB on x86-64).
+pub const THREAD_SIZE: u64 = 16 << 10;
+
+/// A task's kernel stack.
+pub struct KernelStack {
+    base: VirtAddr,
+    /// RSP saved by `__switch_to` while the task is switched out.
+    saved_rsp: AtomicU64,
+}
+
+impl KernelStack {
+    pub fn new() -> Option<KernelStack> {
+        let base = vmalloc::vmalloc(THREAD_SIZE, "kernel_stack")?;
+        Some(KernelStack {
+            base,
+            saved_rsp: AtomicU64::new(0),
+        })
+    }
+
+    /// One past the highest byte.
+    pub fn top(&self) -> u64 {
+        self.base.as_u64() + THREAD_SIZE
+    }
+}
+
+impl Drop for KernelStack {
+    fn drop(&mut self) {
+        let _ = vmalloc::vfree(self.base);
+    }
+}
+
+static TASKS: IrqLock<Vec<&'static Task>> = IrqLock::new("tasks", Vec::new());
+static RUNQ: IrqLock<VecDeque<&'static Task>> = IrqLock::new("runqueue", VecDeque::new());
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+
+/// The next process id (pids are not reused, as Linux does until they wrap).
+pub fn alloc_pid() -> u32 {
+    NEXT_PID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Add a new task to the task list.
+pub fn register(t: &'static Task) {
+    TASKS.lock().push(t);
+}
+
+/// Forget a reaped task.
+pub fn unregister(t: &'static Task) {
+    TASKS.lock().retain(|x| !core::ptr::eq(*x, t));
+}
+
+/// The task with `pid`.
+pub fn find(pid: u32) -> Option<&'static Task> {
+    TASKS.lock().iter().copied().find(|t| t.pid == pid)
+}
+
+/// Every task (for /proc and kill(-1)).
+pub fn all() -> Vec<&'static Task> {
+    TASKS.lock().clone()
+}
+
+/// Make `t` runnable if it sleeps, and queue it.
+pub fn wake(t: &'static Task) {
+    if t.state
+        .compare_exchange(
+            state::SLEEPING,
+            state::RUNNABLE,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_ok()
+    {
+        RUNQ.lock().push_back(t);
+    }
+}
+
+/// Queue a new runnable task.
+pub fn enqueue(t: &'static Task) {
+    RUNQ.lock().push_back(t);
+}
+
+/// Give the children of `t` to init (pid 1), as Linux reparents orphans.
+pub fn reparent_children(t: &'static Task) {
+    let kids: Vec<&'static Task> = core::mem::take(&mut *t.children.lock());
+    if let Some(init) = find(1) {
+        for k in kids {
+            k.ppid.store(1, Ordering::Relaxed);
+            init.children.lock().push(k);
+        }
+    }
+}
+
+/// Put the current task to sleep until [`wake`] (the caller set up what will wake it).
+pub fn sleep() {
+    if let Some(t) = current() {
+        t.state.store(state::SLEEPING, Ordering::Release);
+        schedule();
+    }
+}
+
+/// Run another task if one is runnable. The current task keeps running if it is the only
+/// runnable one; if no task can run at all, every process waits for another: a deadlock the
+/// kernel reports (there is no timer or device input yet that could end it).
+pub fn schedule() {
+    let Some(prev) = current() else { return };
+    let prev_runnable = prev.state.load(Ordering::Acquire) == state::RUNNABLE;
+    let next = loop {
+        let n = RUNQ.lock().pop_front();
+        match n {
+            Some(t)
+                if t.state.load(Ordering::Acquire) == state::RUNNABLE
+                    && !core::ptr::eq(t, prev) =>
+            {
+                break t
+            }
+            Some(_) => continue,
+            None if prev_runnable => return,
+            None => panic!("deadlock: every process sleeps (pid {} last)", prev.pid),
+        }
+    };
+    if prev_runnable {
+        RUNQ.lock().push_back(prev);
+    }
+    switch_to(prev, next);
+}
+
+fn switch_to(prev: &'static Task, next: &'static Task) {
+    if let Some(mm) = next.mm.lock().as_ref() {
+        mm.activate();
+    }
+    crate::arch::x86_64::gdt::set_rsp0(next.kstack.top());
+    syscall::set_kernel_stack(next.kstack.top());
+    // SAFETY: FS base of the next task (user TLS).
+    unsafe { wrmsr(MSR_FS_BASE, next.fs_base.load(Ordering::Relaxed)) };
+    set_current(next);
+    // SAFETY: both stacks are live kernel stacks; `next`'s saved RSP was produced by
+    // `__switch_to` or by `prepare_child`.
+    unsafe {
+        __switch_to(
+            prev.kstack.saved_rsp.as_ptr(),
+            next.kstack.saved_rsp.load(Ordering::Relaxed),
+        )
+    };
+}
+
+extern "C" {
+    /// Save callee-saved registers and RSP in `*prev_rsp`, load `next_rsp`, restore.
+    fn __switch_to(prev_rsp: *mut u64, next_rsp: u64);
+    /// Where a new child starts: returns to user mode through the frame above it.
+    fn ret_from_fork();
+}
+
+global_asm!(
+    r#"
+    .section .text.switch, "ax", @progbits
+    .balign 16
+    .global __switch_to
+__switch_to:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+
+    .balign 16
+    .global ret_from_fork
+ret_from_fork:
+    popq %rax
+    popq %rbx
+    popq %rcx
+    popq %rdx
+    popq %rsi
+    popq %rdi
+    popq %rbp
+    popq %r8
+    popq %r9
+    popq %r10
+    popq %r11
+    popq %r12
+    popq %r13
+    popq %r14
+    popq %r15
+    addq $16, %rsp
+    swapgs
+    iretq
+    .text
+"#,
+    options(att_syntax)
+);
+
+/// Lay out a new task's kernel stack so that its first switch-in returns to user mode with
+/// `frame` (a copy of the parent's system-call frame, RAX = 0 for the child).
+pub fn prepare_child(t: &Task, frame: &TrapFrame) {
+    let top = t.kstack.top();
+    let frame_size = core::mem::size_of::<TrapFrame>() as u64;
+    let frame_at = top - frame_size;
+    // Six callee-saved registers (zero) and the return address into ret_from_fork.
+    let switch_at = frame_at - 7 * 8;
+    // SAFETY: the stack is the new task's own, unused, mapped memory.
+    unsafe {
+        core::ptr::write(frame_at as *mut TrapFrame, *frame);
+        let w = switch_at as *mut u64;
+        for i in 0..6 {
+            w.add(i).write(0);
+        }
+        w.add(6).write(ret_from_fork as *const () as u64);
+    }
+    t.kstack.saved_rsp.store(switch_at, Ordering::Relaxed);
+}
