@@ -1,6 +1,6 @@
 //! The machine: one CPU, guest RAM and the devices of a minimal QEMU `pc` (COM1 16550A,
-//! isa-debug-exit, the local APIC and the 8259 pair), plus the run loop and the stop
-//! reports.
+//! isa-debug-exit, the local APIC and the 8259 pair; COM2 and isa-debugcon on request),
+//! plus the run loop and the stop reports.
 //!
 //! # Events
 //! The run loop executes one instruction per iteration and makes one comparison:
@@ -27,10 +27,12 @@ use crate::cpu::exception::{vector, vector_name};
 use crate::cpu::regs::{cr4, rflags};
 use crate::cpu::{Cpu, CpuStop, Exception, Step};
 use crate::devices::debug_exit::{self, DebugExit, DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE};
-use crate::devices::uart16550::{ConsoleSink, Uart16550, COM1_PORT, UART_PORT_COUNT};
+use crate::devices::debugcon::{Debugcon, DEBUGCON_PORT};
+use crate::devices::uart16550::{ConsoleSink, Uart16550, COM1_PORT, COM2_PORT, UART_PORT_COUNT};
 use crate::devices::PortBus;
 use crate::memory::{GuestMemory, MemoryError};
 use crate::tlb::{TlbMode, DEFAULT_TLB_ENTRIES};
+use std::sync::{Arc, Mutex};
 
 /// Process exit statuses with a fixed meaning. Guest statuses from isa-debug-exit are
 /// 0..=127 (QEMU exits with `(v << 1) | 1`, vmscope reports `v`), so the machine's own
@@ -46,6 +48,8 @@ pub mod exit_status {
     pub const HALTED: i32 = 142;
     /// The instruction limit (--max-insns) was reached.
     pub const INSN_LIMIT: i32 = 143;
+    /// `vmscope run`: the guest kernel reported a panic on debugcon.
+    pub const KERNEL_PANIC: i32 = 144;
 }
 
 /// How a machine is built.
@@ -156,6 +160,23 @@ impl Machine {
             injections: Vec::new(),
             mc_pending: false,
         })
+    }
+
+    /// Add COM2 (0x2f8), as QEMU's second `-serial`. Not there by default, so that `boot`
+    /// matches QEMU with one `-serial`.
+    pub fn add_com2(&mut self, sink: ConsoleSink) {
+        self.bus
+            .io
+            .register(COM2_PORT, UART_PORT_COUNT, Box::new(Uart16550::new(sink)));
+    }
+
+    /// Add an isa-debugcon at 0x402; the returned buffer collects what the guest writes.
+    pub fn add_debugcon(&mut self) -> Arc<Mutex<Vec<u8>>> {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        self.bus
+            .io
+            .register(DEBUGCON_PORT, 1, Box::new(Debugcon::new(buf.clone())));
+        buf
     }
 
     /// Raise `what` before the instruction with instruction count `at` executes (at once
@@ -656,6 +677,29 @@ mod tests {
         assert_eq!(m.cpu.gpr[gpr::RBX], 2);
         assert_eq!(m.cpu.gpr[gpr::RCX], 1);
         assert_eq!(m.cpu.gpr[gpr::RSI], u64::from(SIGNATURE));
+    }
+
+    #[test]
+    fn com2_and_debugcon_when_added() {
+        // `mov dx, 0x2f8; mov al, 'E'; out dx, al; mov dx, 0x402; mov al, 'D'; out dx, al;
+        // in al, dx; mov ebx, eax; xor eax, eax; out 0xf4, eax`
+        let code = [
+            0x66, 0xba, 0xf8, 0x02, 0xb0, b'E', 0xee, 0x66, 0xba, 0x02, 0x04, 0xb0, b'D', 0xee,
+            0xec, 0x89, 0xc3, 0x31, 0xc0, 0xe7, 0xf4,
+        ];
+        let com2 = Arc::new(Mutex::new(Vec::new()));
+        let mut m = machine(&code);
+        m.add_com2(ConsoleSink::Buffer(com2.clone()));
+        let debugcon = m.add_debugcon();
+        assert_eq!(exit_status(&m.run()), Some(0));
+        assert_eq!(&*com2.lock().unwrap(), b"E");
+        assert_eq!(&*debugcon.lock().unwrap(), b"D");
+        assert_eq!(m.cpu.gpr[gpr::RBX] & 0xff, 0xe9);
+
+        // Without them (as `boot`), the same writes go nowhere and reads float high.
+        let mut m = machine(&code);
+        assert_eq!(exit_status(&m.run()), Some(0));
+        assert_eq!(m.cpu.gpr[gpr::RBX] & 0xff, 0xff);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! physical addresses relative to nothing: the bus decodes which device owns an access.
 
 pub mod debug_exit;
+pub mod debugcon;
 pub mod lapic;
 pub mod pic;
 pub mod pvport;

@@ -1,4 +1,4 @@
-//! A 16550A UART (the PC's COM1 at 0x3F8), with the registers a Linux-style 8250 driver
+//! A 16550A UART (the PC's COM1 at 0x3F8, COM2 at 0x2F8), with the registers a Linux-style 8250 driver
 //! touches: divisor latch, IER, IIR/FCR, LCR, MCR (incl. loopback, which Linux's autoconfig
 //! probes), LSR, MSR and the scratch register. Transmitted bytes go to the console sink
 //! unchanged (no CR/LF translation), so the text compares byte-for-byte with QEMU's
@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 /// Base port of COM1.
 pub const COM1_PORT: u16 = 0x3f8;
+/// Base port of COM2 (`vmscope run` sends it to stderr).
+pub const COM2_PORT: u16 = 0x2f8;
 /// The UART decodes 8 consecutive ports.
 pub const UART_PORT_COUNT: u16 = 8;
 
@@ -38,11 +40,27 @@ const FCR_CLEAR_RCVR: u8 = 0x02;
 const IER_RDI: u8 = 0x01;
 const IER_THRI: u8 = 0x02;
 
-/// Where transmitted bytes go: the host's stdout, or a shared buffer (tests, --qemu parity).
+/// Where transmitted bytes go: the host's stdout or stderr, or a shared buffer (tests,
+/// --qemu parity).
 #[derive(Clone)]
 pub enum ConsoleSink {
     Stdout,
+    /// Line-buffered here (std's stderr is not), so a guest's byte-at-a-time output does not
+    /// cost a system call per byte; [`flush_consoles`] writes out a partial line.
+    Stderr,
     Buffer(Arc<Mutex<Vec<u8>>>),
+}
+
+/// The pending line of [`ConsoleSink::Stderr`].
+static STDERR_LINE: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Write out what the console sinks hold (call before the emulator prints on its own).
+pub fn flush_consoles() {
+    let _ = std::io::stdout().flush();
+    if let Ok(mut line) = STDERR_LINE.lock() {
+        let _ = std::io::stderr().write_all(&line);
+        line.clear();
+    }
 }
 
 impl ConsoleSink {
@@ -53,6 +71,15 @@ impl ConsoleSink {
                 let _ = out.write_all(&[b]);
                 if b == b'\n' {
                     let _ = out.flush();
+                }
+            }
+            ConsoleSink::Stderr => {
+                if let Ok(mut line) = STDERR_LINE.lock() {
+                    line.push(b);
+                    if b == b'\n' || line.len() >= 4096 {
+                        let _ = std::io::stderr().write_all(&line);
+                        line.clear();
+                    }
                 }
             }
             ConsoleSink::Buffer(buf) => {
