@@ -5,6 +5,7 @@
 //! #DF, triple fault), [`devices`] (UART, isa-debug-exit, local APIC, 8259 pair), [`bus`]
 //! (RAM, MMIO, ports, the interrupt controllers), [`memory`] (guest RAM), [`boot`] (the PVH
 //! loader) and [`machine`] (the run loop that ties them together and accepts interrupts).
+//! [`run`] and [`initramfs`] are `vmscope run`: a program started under the guest kernel.
 //! See ARCHITECTURE.md for the data flow.
 
 pub mod addr;
@@ -13,11 +14,13 @@ pub mod bus;
 pub mod cpu;
 pub mod devices;
 pub mod guest;
+pub mod initramfs;
 pub mod interrupts;
 pub mod linux_user;
 pub mod machine;
 pub mod memory;
 pub mod mmu;
 pub mod qemu;
+pub mod run;
 pub mod tlb;
 pub mod trace;
