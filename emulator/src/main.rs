@@ -1,11 +1,12 @@
 //! `vmscope`: the command-line front end. See README.md for the commands and exit statuses.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::io::Write;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use vmscope::devices::uart16550::ConsoleSink;
+use std::process::{Command, ExitCode};
+use vmscope::devices::uart16550::{flush_consoles, ConsoleSink};
 use vmscope::machine::{exit_status, Injection, Machine, MachineConfig, Outcome};
+use vmscope::run::{self as runner, GuestEnd};
 use vmscope::tlb::{TlbMode, DEFAULT_TLB_ENTRIES};
 use vmscope::trace::{self, FaultSink, JsonlSink};
 use vmscope::{guest, qemu};
@@ -19,7 +20,8 @@ use vmscope::{guest, qemu};
 #[command(
     after_help = "Exit status: the guest's isa-debug-exit value v (QEMU's (v<<1)|1, decoded); \
 2 bad input; 140 triple fault; 141 unimplemented instruction; 142 halted forever; \
-143 instruction limit.\nLogging: RUST_LOG=info|debug|trace (default warn)."
+143 instruction limit; with `run`, the program's status (128+S if killed by signal S) or \
+144 kernel panic.\nLogging: RUST_LOG=info|debug|trace (default warn)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,6 +32,10 @@ struct Cli {
 enum Cmd {
     /// Boot a PVH kernel (the built-in guest-os by default) and exit with the guest's status.
     Boot(BootArgs),
+    /// Run a static x86-64 Linux program under the guest kernel and exit with its status.
+    /// Its stdout is vmscope's stdout (COM1); the kernel log and its stderr go to vmscope's
+    /// stderr (COM2).
+    Run(RunArgs),
     /// Convert a QEMU `-d int` log (e.g. from `-d int -D qemu.log`) into vmscope's fault
     /// trace format (JSON Lines), on stdout or into --output.
     FaultTraceFromQemu {
@@ -57,17 +63,9 @@ enum UnimplementedArg {
     Ud,
 }
 
+/// Machine options shared by `boot` and `run`.
 #[derive(Args)]
-struct BootArgs {
-    /// Kernel ELF with a PVH entry note [default: the built-in guest-os kernel].
-    #[arg(long, value_name = "PATH")]
-    kernel: Option<PathBuf>,
-    /// Initial RAM disk, passed as PVH module 0.
-    #[arg(long, value_name = "PATH")]
-    initrd: Option<PathBuf>,
-    /// Kernel command line.
-    #[arg(long, value_name = "STR", default_value = "")]
-    cmdline: String,
+struct MachineArgs {
     /// Guest RAM, as QEMU's -m: a number of MiB or a size with K, M, G suffix.
     #[arg(long, value_name = "SIZE", default_value = "128M", value_parser = parse_size)]
     mem: u64,
@@ -92,15 +90,61 @@ struct BootArgs {
     /// events.
     #[arg(long, value_name = "FILE")]
     fault_trace: Option<PathBuf>,
+    /// At the end, print statistics to stderr: instructions, TLB hits, misses and flushes
+    /// by cause, stale uses found by --tlb check.
+    #[arg(long)]
+    stats: bool,
+}
+
+#[derive(Args)]
+struct BootArgs {
+    /// Kernel ELF with a PVH entry note [default: the built-in guest-os kernel].
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// Initial RAM disk, passed as PVH module 0.
+    #[arg(long, value_name = "PATH")]
+    initrd: Option<PathBuf>,
+    /// Kernel command line.
+    #[arg(long, value_name = "STR", default_value = "")]
+    cmdline: String,
+    #[command(flatten)]
+    machine: MachineArgs,
     /// Raise events from outside the guest, for testing handlers and IST stacks: a
     /// comma-separated list of `nmi@N` and `mc@N` (NMI or machine check before the
     /// instruction with icount N). Repeatable.
     #[arg(long, value_name = "EVENT@ICOUNT", value_delimiter = ',', value_parser = parse_injection)]
     inject: Vec<(u64, Injection)>,
-    /// At the end, print statistics to stderr: instructions, TLB hits, misses and flushes
-    /// by cause, stale uses found by --tlb check.
-    #[arg(long)]
-    stats: bool,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "PROGRAM is a bundled program (hello, args, brk, exitcode, ...) or, if it \
+contains a '/', a static x86-64 ELF on the host. It runs as /bin/NAME with argv \
+[/bin/NAME, ARGS...] and the environment HOME=/ PATH=/bin TERM=dumb VMSCOPE_BIN=/bin. \
+Options go before PROGRAM; everything after it is passed to the program.\n\
+Exit status: the program's (0-255), 128+S if killed by signal S, 144 kernel panic, 2 bad \
+input, 140-143 machine stops as for `boot`."
+)]
+struct RunArgs {
+    /// Kernel ELF with a PVH entry note [default: the built-in guest-os kernel].
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// Extra kernel command-line words, appended to
+    /// "quiet console=ttyS1 rdinit=/etc/vmscope/init".
+    #[arg(long, value_name = "STR", default_value = "")]
+    cmdline: String,
+    #[command(flatten)]
+    machine: MachineArgs,
+    /// A bundled program's name, or a path to a static x86-64 ELF executable.
+    #[arg(value_name = "PROGRAM")]
+    program: OsString,
+    /// Arguments for the program (argv[1..]).
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<OsString>,
 }
 
 /// Sizes as QEMU's -m takes them: plain numbers are MiB; K, M, G, T suffixes (binary).
@@ -162,6 +206,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Boot(a) => boot(a),
+        Cmd::Run(a) => run(a),
         Cmd::FaultTraceFromQemu { log, output } => convert_qemu_log(&log, output.as_deref()),
     };
     let code = code.unwrap_or_else(|msg| {
@@ -172,18 +217,50 @@ fn main() -> ExitCode {
 }
 
 fn boot(a: BootArgs) -> Result<i32, String> {
-    if a.qemu {
-        return boot_qemu(&a);
+    if a.machine.qemu {
+        return machine_on_qemu(
+            a.kernel.as_deref(),
+            a.initrd.as_deref(),
+            &a.cmdline,
+            &a.machine,
+            |_| Ok(()),
+        );
     }
-    let (kernel, name) = match &a.kernel {
-        Some(p) => (read_file(p, "kernel")?, p.display().to_string()),
-        None => (guest::KERNEL.to_vec(), "guest-os".to_string()),
-    };
+    let kernel = kernel_image(a.kernel.as_deref())?;
     let initrd = a
         .initrd
         .as_deref()
         .map(|p| read_file(p, "initrd"))
         .transpose()?;
+    let outcome = machine_on_vmscope(
+        kernel,
+        &a.cmdline,
+        initrd.as_deref(),
+        &a.machine,
+        &a.inject,
+        |_| {},
+    )?;
+    Ok(outcome.exit_code())
+}
+
+/// The kernel to boot: the file given, or the built-in one.
+fn kernel_image(path: Option<&Path>) -> Result<(Vec<u8>, String), String> {
+    Ok(match path {
+        Some(p) => (read_file(p, "kernel")?, p.display().to_string()),
+        None => (guest::KERNEL.to_vec(), "guest-os".to_string()),
+    })
+}
+
+/// Boot a PVH kernel on vmscope with `a`'s options (`setup` adds devices), run it to the
+/// end, and print the stop report and statistics on stderr.
+fn machine_on_vmscope(
+    (kernel, name): (Vec<u8>, String),
+    cmdline: &str,
+    initrd: Option<&[u8]>,
+    a: &MachineArgs,
+    inject: &[(u64, Injection)],
+    setup: impl FnOnce(&mut Machine),
+) -> Result<Outcome, String> {
     let config = MachineConfig {
         mem_bytes: a.mem,
         tlb_mode: match a.tlb {
@@ -196,18 +273,19 @@ fn boot(a: BootArgs) -> Result<i32, String> {
         ud_on_unimplemented: a.unimplemented == UnimplementedArg::Ud,
     };
     let mut m = Machine::new(config, ConsoleSink::Stdout).map_err(|e| e.to_string())?;
-    m.load_pvh(&kernel, &name, &a.cmdline, initrd.as_deref())
+    m.load_pvh(&kernel, &name, cmdline, initrd)
         .map_err(|e| e.to_string())?;
+    setup(&mut m);
     if let Some(path) = &a.fault_trace {
         let sink = JsonlSink::create(path)
             .map_err(|e| format!("cannot create fault trace {}: {e}", path.display()))?;
         m.cpu.fault_sink = Some(Box::new(sink));
     }
-    for &(at, what) in &a.inject {
+    for &(at, what) in inject {
         m.inject(at, what);
     }
     let outcome = m.run();
-    let _ = std::io::stdout().flush();
+    flush_consoles();
     if let Some(mut sink) = m.cpu.fault_sink.take() {
         sink.finish()
             .map_err(|e| format!("writing the fault trace: {e}"))?;
@@ -228,7 +306,83 @@ fn boot(a: BootArgs) -> Result<i32, String> {
         );
     }
     log::info!("stopped after {} instructions: {:?}", m.cpu.icount, outcome);
-    Ok(outcome.exit_code())
+    Ok(outcome)
+}
+
+fn run(a: RunArgs) -> Result<i32, String> {
+    let program = runner::resolve_program(&a.program, guest::PROGRAMS)?;
+    let initrd = runner::initramfs(&program, &a.args, guest::PROGRAMS)?;
+    let cmdline = runner::cmdline(&a.cmdline);
+    log::info!(
+        "run: /bin/{} ({}), initramfs {} bytes, command line {cmdline:?}",
+        program.name,
+        if program.bundled {
+            "bundled"
+        } else {
+            "host file"
+        },
+        initrd.len()
+    );
+    if a.machine.qemu {
+        let rd = TempFile::new("initramfs.cpio", &initrd)?;
+        let com2 = TempFile::new("com2.txt", b"")?;
+        let dcon = TempFile::new("debugcon.txt", b"")?;
+        let machine_status = machine_on_qemu(
+            a.kernel.as_deref(),
+            Some(&rd.0),
+            &cmdline,
+            &a.machine,
+            |cmd| {
+                qemu::add_run_devices(cmd, &com2.0, &dcon.0);
+                Ok(())
+            },
+        );
+        // The kernel log first, even when QEMU failed: it may say why.
+        if let Ok(log) = std::fs::read(&com2.0) {
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(&log);
+        }
+        let machine_status = machine_status?;
+        let report = std::fs::read(&dcon.0).unwrap_or_default();
+        return Ok(run_status(
+            runner::decode_debugcon(&report),
+            machine_status,
+            true,
+        ));
+    }
+    let kernel = kernel_image(a.kernel.as_deref())?;
+    let mut debugcon = None;
+    let outcome = machine_on_vmscope(kernel, &cmdline, Some(&initrd), &a.machine, &[], |m| {
+        m.add_com2(ConsoleSink::Stderr);
+        debugcon = Some(m.add_debugcon());
+    })?;
+    let report = debugcon
+        .and_then(|b| b.lock().ok().map(|b| b.clone()))
+        .unwrap_or_default();
+    let clean = matches!(outcome, Outcome::Exit { .. });
+    Ok(run_status(
+        runner::decode_debugcon(&report),
+        outcome.exit_code(),
+        clean,
+    ))
+}
+
+/// The kernel's report wins; without one, the machine's status, and a warning if the
+/// machine ended cleanly (a stop has its own report already).
+fn run_status(end: Option<GuestEnd>, machine_status: i32, clean_exit: bool) -> i32 {
+    match end {
+        Some(end) => end.status(),
+        None => {
+            if clean_exit {
+                eprintln!(
+                    "vmscope: warning: the kernel did not report how the program ended \
+                     (no `exit N` line on debugcon port 0x402); exit status {machine_status} \
+                     is the kernel's isa-debug-exit value"
+                );
+            }
+            machine_status
+        }
+    }
 }
 
 fn convert_qemu_log(log: &Path, output: Option<&Path>) -> Result<i32, String> {
@@ -249,7 +403,14 @@ fn convert_qemu_log(log: &Path, output: Option<&Path>) -> Result<i32, String> {
     Ok(0)
 }
 
-fn boot_qemu(a: &BootArgs) -> Result<i32, String> {
+/// Run the kernel under QEMU with `a`'s options; `extra` adds to the command line.
+fn machine_on_qemu(
+    kernel: Option<&Path>,
+    initrd: Option<&Path>,
+    cmdline: &str,
+    a: &MachineArgs,
+    extra: impl FnOnce(&mut Command) -> Result<(), String>,
+) -> Result<i32, String> {
     if !qemu::available() {
         return Err(format!(
             "{} not found (install the qemu-system-x86 package)",
@@ -261,17 +422,18 @@ fn boot_qemu(a: &BootArgs) -> Result<i32, String> {
     }
     // QEMU needs a file: use the given kernel, or write out the built-in one.
     let tmp;
-    let kernel = match &a.kernel {
+    let kernel = match kernel {
         Some(p) => {
             read_file(p, "kernel")?;
-            p.clone()
+            p.to_path_buf()
         }
         None => {
             tmp = TempFile::new("kernel.elf", guest::KERNEL)?;
             tmp.0.clone()
         }
     };
-    let mut cmd = qemu::command(&kernel, a.initrd.as_deref(), &a.cmdline, a.mem >> 20);
+    let mut cmd = qemu::command(&kernel, initrd, cmdline, a.mem >> 20);
+    extra(&mut cmd)?;
     let int_log = match &a.fault_trace {
         Some(_) => {
             let log = TempFile::new("int.log", b"")?;

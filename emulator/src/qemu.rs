@@ -51,6 +51,20 @@ pub fn command(kernel: &Path, initrd: Option<&Path>, cmdline: &str, mem_mib: u64
     c
 }
 
+/// The devices `vmscope run` adds: COM2 into the file `com2` (QEMU's second `-serial`), and
+/// isa-debugcon at 0x402 into the file `debugcon` (its default port would be 0xe9).
+pub fn add_run_devices(c: &mut Command, com2: &Path, debugcon: &Path) {
+    // In `-chardev` options a comma is written as two.
+    let path = debugcon.to_string_lossy().replace(',', ",,");
+    c.arg("-serial")
+        .arg(format!("file:{}", com2.to_string_lossy()))
+        .args(["-chardev", &format!("file,id=vmscope-debugcon,path={path}")])
+        .args([
+            "-device",
+            "isa-debugcon,iobase=0x402,chardev=vmscope-debugcon",
+        ]);
+}
+
 /// Run QEMU (console on our stdout) and map its status with [`exit_code`]. QEMU's own
 /// start-up failures also exit 1, the status of a guest exit with 0, so they are told apart
 /// by QEMU's error message on stderr.

@@ -74,3 +74,42 @@ impl Drop for Scratch {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// A minimal PVH kernel: one RWX PT_LOAD at 1 MiB holding the headers, the Xen
+/// PHYS32_ENTRY note and `code`, which runs in 32-bit protected mode with EBX pointing at
+/// `hvm_start_info`.
+pub fn pvh_kernel(code: &[u8]) -> Vec<u8> {
+    const BASE: u64 = 0x10_0000;
+    const CODE_OFF: usize = 0x100;
+    const NOTE: usize = 0xb0;
+    let entry = BASE + CODE_OFF as u64;
+    let mut f = vec![0u8; CODE_OFF];
+    f.extend_from_slice(code);
+    let total = f.len() as u64;
+    let put = |f: &mut Vec<u8>, o: usize, v: &[u8]| f[o..o + v.len()].copy_from_slice(v);
+    put(&mut f, 0, b"\x7fELF\x02\x01\x01");
+    put(&mut f, 16, &2u16.to_le_bytes()); // ET_EXEC
+    put(&mut f, 18, &62u16.to_le_bytes()); // EM_X86_64
+    put(&mut f, 20, &1u32.to_le_bytes());
+    put(&mut f, 24, &entry.to_le_bytes());
+    put(&mut f, 32, &0x40u64.to_le_bytes()); // e_phoff
+    put(&mut f, 52, &64u16.to_le_bytes());
+    put(&mut f, 54, &56u16.to_le_bytes());
+    put(&mut f, 56, &2u16.to_le_bytes());
+    // PT_LOAD (RWX) of the whole file, and PT_NOTE with the Xen note.
+    let load = [0u64, BASE, BASE, total, total, 0x1000];
+    let note = [NOTE as u64, 0, 0, 20, 20, 4];
+    for (ph, ty, flags, fields) in [(0x40, 1u32, 7u32, load), (0x40 + 56, 4, 4, note)] {
+        put(&mut f, ph, &ty.to_le_bytes());
+        put(&mut f, ph + 4, &flags.to_le_bytes());
+        for (i, v) in fields.iter().enumerate() {
+            put(&mut f, ph + 8 + 8 * i, &v.to_le_bytes());
+        }
+    }
+    put(&mut f, NOTE, &4u32.to_le_bytes()); // namesz
+    put(&mut f, NOTE + 4, &4u32.to_le_bytes()); // descsz
+    put(&mut f, NOTE + 8, &18u32.to_le_bytes()); // XEN_ELFNOTE_PHYS32_ENTRY
+    put(&mut f, NOTE + 12, b"Xen\0");
+    put(&mut f, NOTE + 16, &(entry as u32).to_le_bytes());
+    f
+}

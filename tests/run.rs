@@ -1,0 +1,423 @@
+//! System tests of `vmscope run`: PROGRAM validation (bad input is one line and status 2),
+//! and, with hand-made PVH kernels standing in for the guest kernel, everything the host
+//! side does: the initramfs and command line the kernel receives, COM1 to stdout, COM2 to
+//! stderr, and the debugcon report turned into the exit status, on vmscope and identically
+//! under QEMU. Then real programs end to end, against the same binaries run natively.
+//!
+//! QEMU tests print a visible SKIP when qemu-system-x86_64 is missing, unless
+//! VMSCOPE_REQUIRE_QEMU=1 (as in CI), when they fail instead.
+
+mod common;
+
+use common::{pvh_kernel, qemu_present, root, stderr, stdout, vmscope, Scratch};
+use kfs::Ramfs;
+use std::ffi::OsStr;
+use std::process::Output;
+use vmscope::guest::PROGRAMS;
+use vmscope::initramfs::RUN_ENV;
+use vmscope::run::{initramfs, resolve_program, RUN_CMDLINE};
+
+fn run(args: &[&str]) -> Output {
+    let mut v = vec!["run"];
+    v.extend_from_slice(args);
+    vmscope(&v)
+}
+
+fn assert_bad_input(args: &[&str], needle: &str) {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(o.stdout.is_empty(), "{args:?}: output on stdout");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: want one line, got: {err}");
+    assert!(lines[0].starts_with("vmscope: error: "), "{args:?}: {err}");
+    assert!(lines[0].contains(needle), "{args:?}: {err}");
+}
+
+/// A bundled guest program's image as built (the same bytes vmscope embeds).
+fn built_program(name: &str) -> Vec<u8> {
+    let p = root()
+        .join("target/guest-programs/x86_64-unknown-none/release")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn help_describes_program_and_args() {
+    let o = vmscope(&["run", "--help"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in [
+        "PROGRAM",
+        "ARGS",
+        "--mem",
+        "--kernel",
+        "--cmdline",
+        "--qemu",
+        "--max-insns",
+        "--tlb",
+        "--fault-trace",
+        "144",
+    ] {
+        assert!(out.contains(needle), "no {needle} in:\n{out}");
+    }
+    let o = vmscope(&["--help"]);
+    assert!(stdout(&o).contains("run"), "{}", stdout(&o));
+}
+
+#[test]
+fn bad_programs_give_one_line_and_status_2() {
+    assert_bad_input(&["/nonexistent/prog"], "cannot read /nonexistent/prog");
+    assert_bad_input(&["nosuchprogram"], "no such bundled program");
+    let dir = std::env::temp_dir();
+    assert_bad_input(&[dir.to_str().unwrap()], "cannot read");
+    let txt = Scratch::new("run-text", b"#!/bin/sh\necho not an ELF\n");
+    assert_bad_input(&[txt.path()], "not an ELF file");
+    let empty = Scratch::new("run-empty", b"");
+    assert_bad_input(&[empty.path()], "not an ELF file");
+    // This test binary: a dynamically linked host executable.
+    let me = std::env::current_exe().unwrap();
+    assert_bad_input(&[me.to_str().unwrap()], "dynamically linked");
+    // A PVH kernel is an ELF64 x86-64 executable, but truncated it is malformed.
+    let k = pvh_kernel(&[0xf4]);
+    let trunc = Scratch::new("run-trunc", &k[..0x60]);
+    assert_bad_input(&[trunc.path()], trunc.path());
+    let mut elf32 = built_program("hello");
+    elf32[4] = 1;
+    let elf32 = Scratch::new("run-elf32", &elf32);
+    assert_bad_input(&[elf32.path()], "32-bit");
+    // A bad kernel or RAM size for a good program.
+    assert_bad_input(
+        &["--kernel", "/nonexistent/kernel", "hello"],
+        "cannot read kernel",
+    );
+    assert_bad_input(&["--mem", "1M", "hello"], "RAM too small");
+    // Clap's own usage errors use status 2 too.
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+// ---- hand-made kernels ---------------------------------------------------------------------
+
+/// `mov dx, port`, then `mov al, b; out dx, al` for each byte.
+fn out_bytes(code: &mut Vec<u8>, port: u16, bytes: &[u8]) {
+    code.extend_from_slice(&[0x66, 0xba]);
+    code.extend_from_slice(&port.to_le_bytes());
+    for &b in bytes {
+        code.extend_from_slice(&[0xb0, b, 0xee]);
+    }
+}
+
+/// `h = rol(h + word, 5)` over the module's little-endian 32-bit words, as the
+/// [`kernel`] with `dump` computes it (a full dump over a serial port would take long for
+/// megabytes).
+fn digest(m: &[u8]) -> u32 {
+    assert!(
+        m.len().is_multiple_of(4),
+        "cpio archives are padded to 4 bytes"
+    );
+    m.chunks_exact(4).fold(0u32, |h, w| {
+        h.wrapping_add(u32::from_le_bytes(w.try_into().unwrap()))
+            .rotate_left(5)
+    })
+}
+
+/// Write the command line, a newline, then module 0's size and [`digest`] (4 bytes each,
+/// little endian) to COM1.
+fn dump_code(code: &mut Vec<u8>) {
+    // out dx, al; then three times shr eax, 8; out dx, al
+    let out_eax = [
+        0xee, 0xc1, 0xe8, 0x08, 0xee, 0xc1, 0xe8, 0x08, 0xee, 0xc1, 0xe8, 0x08, 0xee,
+    ];
+    code.extend_from_slice(&[
+        0x8b, 0x73, 0x18, // mov esi, [ebx+24]      cmdline_paddr
+        0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+        0x8a, 0x06, // 1: mov al, [esi]
+        0x84, 0xc0, // test al, al
+        0x74, 0x04, // jz 2f
+        0xee, // out dx, al
+        0x46, // inc esi
+        0xeb, 0xf6, // jmp 1b
+        0xb0, b'\n', 0xee, // 2: newline
+        0x8b, 0x73, 0x10, // mov esi, [ebx+16]      modlist_paddr
+        0x8b, 0x4e, 0x08, // mov ecx, [esi+8]       module 0 size
+        0x8b, 0x36, // mov esi, [esi]            module 0 paddr
+        0x89, 0xc8, // mov eax, ecx
+    ]);
+    code.extend_from_slice(&out_eax);
+    code.extend_from_slice(&[
+        0xc1, 0xe9, 0x02, // shr ecx, 2
+        0x31, 0xff, // xor edi, edi
+        0xad, // 3: lodsd
+        0x01, 0xc7, // add edi, eax
+        0xc1, 0xc7, 0x05, // rol edi, 5
+        0xe2, 0xf8, // loop 3b
+        0x89, 0xf8, // mov eax, edi
+    ]);
+    code.extend_from_slice(&out_eax);
+}
+
+/// A stand-in for the guest kernel: optionally dump what it was given, write `out` to COM1,
+/// `err` to COM2 and `report` to debugcon, then `code_tail` (default: isa-debug-exit
+/// with `exit`).
+fn kernel(
+    dump: bool,
+    out: &[u8],
+    err: &[u8],
+    report: &[u8],
+    tail: Option<&[u8]>,
+    exit: u8,
+) -> Vec<u8> {
+    let mut code = Vec::new();
+    if dump {
+        dump_code(&mut code);
+    }
+    out_bytes(&mut code, 0x3f8, out);
+    out_bytes(&mut code, 0x2f8, err);
+    out_bytes(&mut code, 0x402, report);
+    match tail {
+        Some(t) => code.extend_from_slice(t),
+        None => code.extend_from_slice(&[0xb8, exit, 0, 0, 0, 0xe7, 0xf4, 0xf4]),
+    }
+    pvh_kernel(&code)
+}
+
+/// `run --kernel K ARGS...` on vmscope, and under QEMU when `qemu`; the same output and
+/// status from both, which is returned.
+fn run_both(k: &[u8], tag: &str, args: &[&str], qemu: bool) -> Output {
+    // Tests run in parallel: the QEMU variant needs its own files.
+    let k = Scratch::new(&format!("{tag}-{}", if qemu { "q" } else { "v" }), k);
+    let mut v = vec!["--kernel", k.path()];
+    v.extend_from_slice(args);
+    let a = run(&v);
+    if qemu {
+        v.insert(0, "--qemu");
+        let b = run(&v);
+        assert!(
+            a.stdout == b.stdout,
+            "stdout differs for {args:?} ({} / {} bytes); qemu stderr: {}",
+            a.stdout.len(),
+            b.stdout.len(),
+            stderr(&b)
+        );
+        assert_eq!(stderr(&a), stderr(&b), "stderr differs for {args:?}");
+        assert_eq!(
+            a.status.code(),
+            b.status.code(),
+            "status differs for {args:?}"
+        );
+    }
+    a
+}
+
+fn check_statuses(qemu: bool) {
+    let cases: [(&[u8], u8, i32); 6] = [
+        (b"exit 0\n", 0, 0),
+        (b"exit 200\n", 0, 200),
+        (b"signal 9\n", 0, 137),
+        (b"signal 11\n", 1, 139),
+        (b"panic\n", 100, 144),
+        (b"exit 1\npanic\n", 0, 144),
+    ];
+    for (i, (report, exit, want)) in cases.into_iter().enumerate() {
+        let k = kernel(false, b"to stdout\n", b"to stderr\n", report, None, exit);
+        let o = run_both(&k, &format!("run-status{i}"), &["hello"], qemu);
+        assert_eq!(
+            o.status.code(),
+            Some(want),
+            "{:?}: {}",
+            String::from_utf8_lossy(report),
+            stderr(&o)
+        );
+        assert_eq!(stdout(&o), "to stdout\n");
+        assert_eq!(stderr(&o), "to stderr\n");
+    }
+}
+
+#[test]
+fn debugcon_report_is_the_exit_status() {
+    check_statuses(false);
+}
+
+#[test]
+fn qemu_cross_check_debugcon_report_and_streams() {
+    if qemu_present() {
+        check_statuses(true);
+    }
+}
+
+fn check_without_report(qemu: bool) {
+    // No report: the isa-debug-exit value, with a warning.
+    let k = kernel(false, b"", b"log\n", b"", None, 5);
+    let o = run_both(&k, "run-noreport", &["hello"], qemu);
+    assert_eq!(o.status.code(), Some(5));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("log\nvmscope: warning: the kernel did not report"),
+        "{err}"
+    );
+    // A cut-off or unknown line is no report either.
+    let k = kernel(false, b"", b"", b"nonsense\nexit 3", None, 6);
+    assert_eq!(
+        run_both(&k, "run-cutoff", &["hello"], qemu).status.code(),
+        Some(6)
+    );
+    // A triple fault (ud2 without an IDT) and no report: 140, as for `boot`.
+    let k = kernel(false, b"", b"", b"", Some(&[0x0f, 0x0b]), 0);
+    let kf = Scratch::new(if qemu { "run-triple-q" } else { "run-triple-v" }, &k);
+    let mut args = vec!["--kernel", kf.path(), "hello"];
+    if qemu {
+        args.insert(0, "--qemu");
+    }
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(140), "{}", stderr(&o));
+}
+
+#[test]
+fn without_a_report_the_machine_status_counts() {
+    check_without_report(false);
+    // A report, then a machine stop: the report counts, the stop is still reported.
+    let k = kernel(false, b"", b"", b"exit 4\n", Some(&[0xeb, 0xfe]), 0);
+    let o = run_both(&k, "run-limit", &["--max-insns", "100000", "hello"], false);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(stderr(&o).contains("instruction limit"), "{}", stderr(&o));
+}
+
+#[test]
+fn qemu_cross_check_without_a_report() {
+    if qemu_present() {
+        check_without_report(true);
+    }
+}
+
+/// The kernel gets the run command line and, as module 0, the initramfs: a host program
+/// named like the file, arguments with spaces, dashes, an empty one and `--`.
+fn check_initramfs(qemu: bool) {
+    let k = kernel(true, b"", b"", b"exit 0\n", None, 0);
+    let prog = Scratch::new(
+        if qemu { "myprog-q" } else { "myprog-v" },
+        &built_program("hello"),
+    );
+    let args = ["a b", "--x", "-y", "", "--"];
+    let mut cli = vec!["--cmdline", "loglevel=debug", prog.path()];
+    cli.extend_from_slice(&args);
+    let o = run_both(&k, "run-dump", &cli, qemu);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // What vmscope must have passed, built by the library...
+    let program = resolve_program(OsStr::new(prog.path()), PROGRAMS).unwrap();
+    let image = initramfs(&program, &args, PROGRAMS).unwrap();
+    let mut want = format!("{RUN_CMDLINE} loglevel=debug\n").into_bytes();
+    want.extend_from_slice(&(image.len() as u32).to_le_bytes());
+    want.extend_from_slice(&digest(&image).to_le_bytes());
+    assert_eq!(o.stdout, want);
+
+    // ...and what the kernel will find in it.
+    let fs = Ramfs::from_cpio(&image).expect("a valid initramfs");
+    let read = |p: &str| fs.data(fs.lookup(p.as_bytes()).unwrap()).unwrap().to_vec();
+    let name = std::path::Path::new(prog.path()).file_name().unwrap();
+    let bin = format!("/bin/{}", name.to_str().unwrap());
+    assert_eq!(read("/etc/vmscope/init"), bin.as_bytes());
+    assert_eq!(
+        read("/etc/vmscope/argv"),
+        format!("{bin}\0a b\0--x\0-y\0\0--\0").as_bytes()
+    );
+    let env: String = RUN_ENV.iter().map(|e| format!("{e}\0")).collect();
+    assert_eq!(read("/etc/vmscope/envp"), env.as_bytes());
+    assert_eq!(read(&bin), built_program("hello"));
+    for (p, image) in PROGRAMS {
+        assert_eq!(read(&format!("/bin/{p}")), *image, "/bin/{p}");
+    }
+}
+
+#[test]
+fn kernel_receives_command_line_and_initramfs() {
+    check_initramfs(false);
+}
+
+#[test]
+fn qemu_cross_check_command_line_and_initramfs() {
+    if qemu_present() {
+        check_initramfs(true);
+    }
+}
+
+// ---- the real kernel -----------------------------------------------------------------------
+
+/// `vmscope run PROGRAM ARGS` on vmscope, under QEMU (if present) and natively on the host
+/// with the same argv[0] and environment: identical stdout, stderr (`quiet` leaves the
+/// program's alone on COM2) and status.
+fn e2e(program: &str, args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut v = vec![program];
+    v.extend_from_slice(args);
+    let a = run(&v);
+    let native_bin = root()
+        .join("target/guest-programs/x86_64-unknown-none/release")
+        .join(program);
+    let native = std::process::Command::new(native_bin)
+        .arg0(format!("/bin/{program}"))
+        .args(args)
+        .env_clear()
+        .envs(RUN_ENV.iter().map(|e| e.split_once('=').unwrap()))
+        .output()
+        .expect("run natively");
+    assert_eq!(
+        stdout(&a),
+        stdout(&native),
+        "{program} {args:?}: {}",
+        stderr(&a)
+    );
+    assert_eq!(stderr(&a), stderr(&native), "{program} {args:?}: stderr");
+    assert_eq!(
+        a.status.code(),
+        native.status.code(),
+        "{program} {args:?}: {}",
+        stderr(&a)
+    );
+    if qemu_present() {
+        let mut q = vec!["--qemu"];
+        q.extend_from_slice(&v);
+        let b = run(&q);
+        assert_eq!(
+            a.stdout,
+            b.stdout,
+            "{program} {args:?} under QEMU: {}",
+            stderr(&b)
+        );
+        assert_eq!(
+            stderr(&a),
+            stderr(&b),
+            "{program} {args:?} under QEMU: stderr"
+        );
+        assert_eq!(
+            a.status.code(),
+            b.status.code(),
+            "{program} {args:?} under QEMU"
+        );
+    }
+    a
+}
+
+#[test]
+fn hello_runs_under_the_guest_kernel() {
+    let o = e2e("hello", &[]);
+    assert_eq!(stdout(&o), "Hello, world!\n");
+    assert_eq!(o.status.code(), Some(0));
+}
+
+#[test]
+fn args_exitcode_and_brk_match_the_host() {
+    e2e("args", &["x", "second arg", "--flag"]);
+    assert_eq!(e2e("exitcode", &[]).status.code(), Some(42));
+    assert_eq!(e2e("exitcode", &["300"]).status.code(), Some(44));
+    assert_eq!(e2e("exitcode", &["nope"]).status.code(), Some(2));
+    e2e("brk", &[]);
+}
+
+#[test]
+fn a_host_program_runs_from_its_path() {
+    let prog = Scratch::new("hostprog", &built_program("exitcode"));
+    let o = run(&[prog.path(), "7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+}
