@@ -348,6 +348,13 @@ fn qemu_cross_check_command_line_and_initramfs() {
 /// with the same argv[0] and environment: identical stdout, stderr (`quiet` leaves the
 /// program's alone on COM2) and status.
 fn e2e(program: &str, args: &[&str]) -> Output {
+    e2e_with(program, args, &[])
+}
+
+/// [`e2e`], with `native_env` overriding variables of the native run only (`execchain`
+/// finds the programs it execs through `VMSCOPE_BIN`, which must name the host's build
+/// directory natively and `/bin` in the guest).
+fn e2e_with(program: &str, args: &[&str], native_env: &[(&str, &str)]) -> Output {
     use std::os::unix::process::CommandExt;
     let mut v = vec![program];
     v.extend_from_slice(args);
@@ -360,6 +367,7 @@ fn e2e(program: &str, args: &[&str]) -> Output {
         .args(args)
         .env_clear()
         .envs(RUN_ENV.iter().map(|e| e.split_once('=').unwrap()))
+        .envs(native_env.iter().copied())
         .output()
         .expect("run natively");
     assert_eq!(
@@ -369,9 +377,17 @@ fn e2e(program: &str, args: &[&str]) -> Output {
         stderr(&a)
     );
     assert_eq!(stderr(&a), stderr(&native), "{program} {args:?}: stderr");
+    // The shell's convention for a process killed by a signal: 128 + signal.
+    let native_status = {
+        use std::os::unix::process::ExitStatusExt;
+        native
+            .status
+            .code()
+            .or_else(|| native.status.signal().map(|s| 128 + s))
+    };
     assert_eq!(
         a.status.code(),
-        native.status.code(),
+        native_status,
         "{program} {args:?}: {}",
         stderr(&a)
     );
@@ -420,4 +436,31 @@ fn a_host_program_runs_from_its_path() {
     let prog = Scratch::new("hostprog", &built_program("exitcode"));
     let o = run(&[prog.path(), "7"]);
     assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+}
+
+/// Memory: anonymous mmap/munmap/mprotect/mremap/madvise/mincore with caught SIGSEGVs, stack
+/// growth, signal delivery for every fault kind, and 7,000 bad pointers that must each give
+/// EFAULT (the kernel stays up).
+#[test]
+fn memory_signal_and_efault_programs_match_the_host() {
+    e2e("mmap", &[]);
+    e2e("stack", &[]);
+    e2e("segv", &[]);
+    assert_eq!(e2e("segv", &["uncaught"]).status.code(), Some(139));
+    e2e("efault", &[]);
+}
+
+/// Processes: fork with copy-on-write both ways and a shared mapping, wait statuses (exit
+/// codes, SIGSEGV and SIGKILL deaths, WNOHANG, ECHILD), exec chains with close-on-exec and
+/// signal dispositions.
+#[test]
+fn process_programs_match_the_host() {
+    e2e("forkcow", &[]);
+    e2e("wait", &[]);
+    let host_bin = root().join("target/guest-programs/x86_64-unknown-none/release");
+    e2e_with(
+        "execchain",
+        &[],
+        &[("VMSCOPE_BIN", host_bin.to_str().unwrap())],
+    );
 }
