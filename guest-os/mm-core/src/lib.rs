@@ -25,8 +25,8 @@ pub mod page;
 pub mod pcp;
 pub mod report;
 pub mod slub;
-pub mod vmalloc;
 pub mod vma;
+pub mod vmalloc;
 pub mod watermark;
 pub mod zone;
 
