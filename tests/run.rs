@@ -464,3 +464,26 @@ fn process_programs_match_the_host() {
         &[("VMSCOPE_BIN", host_bin.to_str().unwrap())],
     );
 }
+
+/// The tools that describe the kernel itself read /proc: they are not compared with the
+/// host, but must run and show this kernel's view (and the same on QEMU).
+#[test]
+fn proc_tools_show_the_guest_kernel() {
+    let check = |prog: &str, needles: &[&str]| {
+        let o = run(&[prog]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{prog}: {out}{}", stderr(&o));
+        for n in needles {
+            assert!(out.contains(n), "{prog}: no {n:?} in\n{out}");
+        }
+        if qemu_present() {
+            let q = run(&["--qemu", prog]);
+            assert_eq!(stdout(&q), out, "{prog} under QEMU");
+        }
+    };
+    check("maps", &["r-xp 00003000 00:01", "/bin/maps", "[stack]"]);
+    check("ps", &["PID", "PPID", "/bin/ps"]);
+    check("pmap", &["/bin/pmap", "[ stack ]", "total"]);
+    check("free", &["total", "Mem:", "Swap:"]);
+    check("vmstat", &["procs", "free"]);
+}

@@ -2,6 +2,7 @@
 //! read-only ramfs of the `kfs` crate) as the root.
 
 pub mod pipe;
+pub mod procfs;
 
 use kfs::ramfs::{Ino, Ramfs};
 

@@ -18,6 +18,7 @@ pub fn do_fork(frame: &TrapFrame) -> SysResult {
     let pid = sched::alloc_pid();
     let child: &'static Task = Box::leak(Box::new(Task::new(pid, parent.pid).ok_or(ENOMEM)?));
     *child.comm.lock() = *parent.comm.lock();
+    *child.cmdline.lock() = parent.cmdline.lock().clone();
     child
         .fs_base
         .store(parent.fs_base.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -201,6 +202,7 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
         old.destroy();
     }
     me.set_comm(&path);
+    me.set_cmdline(&argv);
     signal::reset_on_exec(me);
     let close: Vec<usize> = core::mem::take(&mut *me.cloexec.lock())
         .into_iter()

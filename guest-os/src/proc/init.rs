@@ -101,6 +101,7 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
         ),
     };
     task.set_comm(&path);
+    task.set_cmdline(&argv);
     img.mm.activate();
     *task.mm.lock() = Some(img.mm);
     syscall::init(task.kstack.top());

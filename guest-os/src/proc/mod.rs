@@ -25,6 +25,13 @@ pub enum File {
     Ram { ino: u64, offset: u64 },
     /// One end of a pipe.
     Pipe(crate::fs::pipe::PipeEnd),
+    /// A /proc file: its text as of open, and the offset.
+    Proc {
+        data: alloc::sync::Arc<Vec<u8>>,
+        offset: u64,
+    },
+    /// A /proc directory (`None`: /proc itself; `Some(pid)`: a process's), and the position.
+    ProcDir { pid: Option<u32>, pos: u64 },
 }
 
 impl File {
@@ -37,6 +44,14 @@ impl File {
                 offset: *offset,
             },
             File::Pipe(end) => File::Pipe(end.dup()),
+            File::Proc { data, offset } => File::Proc {
+                data: data.clone(),
+                offset: *offset,
+            },
+            File::ProcDir { pid, pos } => File::ProcDir {
+                pid: *pid,
+                pos: *pos,
+            },
         }
     }
 }
@@ -81,6 +96,8 @@ pub struct Task {
     pub children: IrqLock<Vec<&'static Task>>,
     /// Kernel stack and the saved stack pointer while switched out.
     pub kstack: sched::KernelStack,
+    /// argv as NUL-terminated strings (`/proc/PID/cmdline`).
+    pub cmdline: IrqLock<Vec<u8>>,
 }
 
 static CURRENT: IrqLock<Option<&'static Task>> = IrqLock::new("current", None);
@@ -126,6 +143,7 @@ impl Task {
             exit_code: AtomicU32::new(0),
             children: IrqLock::new("children", Vec::new()),
             kstack: sched::KernelStack::new()?,
+            cmdline: IrqLock::new("cmdline", Vec::new()),
         })
     }
 
@@ -136,6 +154,16 @@ impl Task {
         let n = name.len().min(15);
         c[..n].copy_from_slice(&name[..n]);
         *self.comm.lock() = c;
+    }
+
+    /// Record argv for /proc/PID/cmdline.
+    pub fn set_cmdline(&self, argv: &[Vec<u8>]) {
+        let mut c = Vec::new();
+        for a in argv {
+            c.extend_from_slice(a);
+            c.push(0);
+        }
+        *self.cmdline.lock() = c;
     }
 
     /// Count a page fault.

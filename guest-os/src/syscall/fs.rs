@@ -32,6 +32,8 @@ enum Kind {
     Console(ConsolePort),
     Ram { ino: u64, offset: u64 },
     Pipe(alloc::sync::Arc<crate::fs::pipe::Pipe>, bool),
+    Proc(alloc::sync::Arc<Vec<u8>>, u64),
+    ProcDir(Option<u32>, u64),
 }
 
 fn kind_of(fd: u64) -> Result<Kind, Errno> {
@@ -44,14 +46,21 @@ fn kind_of(fd: u64) -> Result<Kind, Errno> {
             offset: *offset,
         }),
         Some(File::Pipe(end)) => Ok(Kind::Pipe(end.pipe(), end.is_write_end())),
+        Some(File::Proc { data, offset }) => Ok(Kind::Proc(data.clone(), *offset)),
+        Some(File::ProcDir { pid, pos }) => Ok(Kind::ProcDir(*pid, *pos)),
         None => Err(EBADF),
     }
 }
 
 fn set_offset(fd: u64, off: u64) {
     if let Some(t) = proc::current() {
-        if let Some(Some(File::Ram { offset, .. })) = t.files.lock().get_mut(fd as usize) {
-            *offset = off;
+        match t.files.lock().get_mut(fd as usize) {
+            Some(Some(
+                File::Ram { offset, .. }
+                | File::Proc { offset, .. }
+                | File::ProcDir { pos: offset, .. },
+            )) => *offset = off,
+            _ => {}
         }
     }
 }
@@ -148,6 +157,14 @@ pub fn sys_read(a: &Args) -> SysResult {
             p.consume(n);
             Ok(n as u64)
         }
+        Kind::Proc(data, offset) => {
+            let start = (offset as usize).min(data.len());
+            let n = (data.len() - start).min(len as usize);
+            copy_to_user(buf, &data[start..start + n])?;
+            set_offset(fd, offset + n as u64);
+            Ok(n as u64)
+        }
+        Kind::ProcDir(..) => Err(EISDIR),
         Kind::Ram { ino, offset } => {
             if crate::fs::with_root(|fs| fs.file_type(ino))? == FileType::Directory {
                 return Err(EISDIR);
@@ -175,6 +192,27 @@ fn open_path(path_ptr: u64, flags: u64) -> SysResult {
     // The initramfs is read-only: writing or creating is refused as on a read-only mount.
     if flags & O_ACCMODE != O_RDONLY {
         return Err(EACCES);
+    }
+    if let Some(node) = crate::fs::procfs::lookup(&path) {
+        let file = match node? {
+            crate::fs::procfs::Node::File(data) => {
+                if flags & O_DIRECTORY != 0 {
+                    return Err(ENOTDIR);
+                }
+                File::Proc {
+                    data: alloc::sync::Arc::new(data),
+                    offset: 0,
+                }
+            }
+            crate::fs::procfs::Node::Root => File::ProcDir { pid: None, pos: 0 },
+            crate::fs::procfs::Node::PidDir(pid) => File::ProcDir {
+                pid: Some(pid),
+                pos: 0,
+            },
+        };
+        let fd = install(file)?;
+        set_cloexec(fd, flags & O_CLOEXEC != 0);
+        return Ok(fd as u64);
     }
     // Relative paths resolve from / (the only working directory there is).
     let ino = crate::fs::lookup(&path)?;
@@ -268,6 +306,9 @@ pub fn sys_fstat(a: &Args) -> SysResult {
         }
         // A FIFO (S_IFIFO, rw-------).
         Kind::Pipe(..) => stat_bytes(4, 0o010600, 1, 0, 0, 0),
+        // /proc files report size 0, as Linux's.
+        Kind::Proc(..) => stat_bytes(5, 0o100444, 1, 0, 0, 0),
+        Kind::ProcDir(..) => stat_bytes(6, 0o040555, 2, 0, 0, 0),
     };
     copy_to_user(a.0[1], &bytes)?;
     Ok(0)
@@ -275,10 +316,12 @@ pub fn sys_fstat(a: &Args) -> SysResult {
 
 pub fn sys_lseek(a: &Args) -> SysResult {
     let (fd, off, whence) = (a.0[0], a.0[1] as i64, a.0[2]);
-    let Kind::Ram { ino, offset } = kind_of(fd)? else {
-        return Err(ESPIPE);
+    let (size, offset) = match kind_of(fd)? {
+        Kind::Ram { ino, offset } => (crate::fs::with_root(|fs| fs.stat(ino))?.size as i64, offset),
+        Kind::Proc(data, offset) => (data.len() as i64, offset),
+        Kind::ProcDir(_, pos) => (0, pos),
+        _ => return Err(ESPIPE),
     };
-    let size = crate::fs::with_root(|fs| fs.stat(ino))?.size as i64;
     let new = match whence {
         0 => off,
         1 => offset as i64 + off,
@@ -301,8 +344,10 @@ pub fn sys_ioctl(a: &Args) -> SysResult {
 /// `getdents64(fd, dirp, count)`.
 pub fn sys_getdents64(a: &Args) -> SysResult {
     let (fd, buf, count) = (a.0[0], a.0[1], a.0[2] as usize);
-    let Kind::Ram { ino, offset } = kind_of(fd)? else {
-        return Err(ENOTDIR);
+    let (ino, offset) = match kind_of(fd)? {
+        Kind::Ram { ino, offset } => (ino, offset),
+        Kind::ProcDir(pid, pos) => return proc_getdents(fd, pid, pos, buf, count),
+        _ => return Err(ENOTDIR),
     };
     let mut out: Vec<u8> = Vec::new();
     let mut next_pos = offset;
@@ -414,4 +459,58 @@ pub fn sys_dup2(a: &Args) -> SysResult {
     drop(files);
     set_cloexec(new, false);
     Ok(new as u64)
+}
+
+/// Append one `linux_dirent64` record; false if it does not fit in `count`.
+fn put_dirent(
+    out: &mut Vec<u8>,
+    count: usize,
+    ino: u64,
+    next: u64,
+    dtype: u8,
+    name: &[u8],
+) -> bool {
+    let reclen = (19 + name.len() + 1).next_multiple_of(8);
+    if out.len() + reclen > count {
+        return false;
+    }
+    let start = out.len();
+    out.resize(start + reclen, 0);
+    out[start..start + 8].copy_from_slice(&ino.to_le_bytes());
+    out[start + 8..start + 16].copy_from_slice(&next.to_le_bytes());
+    out[start + 16..start + 18].copy_from_slice(&(reclen as u16).to_le_bytes());
+    out[start + 18] = dtype;
+    out[start + 19..start + 19 + name.len()].copy_from_slice(name);
+    true
+}
+
+/// getdents64 on a /proc directory: ".", "..", then its entries.
+fn proc_getdents(fd: u64, pid: Option<u32>, pos: u64, buf: u64, count: usize) -> SysResult {
+    const DT_DIR: u8 = 4;
+    const DT_REG: u8 = 8;
+    let mut entries: Vec<(alloc::string::String, bool, u64)> =
+        alloc::vec![(".".into(), true, 1), ("..".into(), true, 1),];
+    entries.extend(crate::fs::procfs::readdir(pid));
+    let mut out = Vec::new();
+    let mut p = pos as usize;
+    while p < entries.len() {
+        let (name, dir, ino) = &entries[p];
+        if !put_dirent(
+            &mut out,
+            count,
+            *ino,
+            p as u64 + 1,
+            if *dir { DT_DIR } else { DT_REG },
+            name.as_bytes(),
+        ) {
+            if out.is_empty() {
+                return Err(EINVAL);
+            }
+            break;
+        }
+        p += 1;
+    }
+    copy_to_user(buf, &out)?;
+    set_offset(fd, p as u64);
+    Ok(out.len() as u64)
 }

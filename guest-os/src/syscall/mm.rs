@@ -102,7 +102,9 @@ pub fn sys_mmap(a: &Args) -> SysResult {
         let files = t.files.lock();
         match files.get(fd as usize).and_then(|f| f.as_ref()) {
             Some(File::Ram { ino, .. }) => Some(*ino),
-            Some(File::Console { .. } | File::Pipe(_)) => return Err(ENODEV),
+            Some(
+                File::Console { .. } | File::Pipe(_) | File::Proc { .. } | File::ProcDir { .. },
+            ) => return Err(ENODEV),
             None => return Err(EBADF),
         }
     };

@@ -1,0 +1,289 @@
+//! /proc: process and memory reports as files, in Linux's formats (`fs/proc`).
+//!
+//! A file's text is generated when it is opened (a snapshot, as Linux's `single_open`
+//! files effectively are for small reads) and read from that buffer; directories list the
+//! processes and the report files. Everything is read-only.
+//!
+//! ```text
+//! /proc/{meminfo,buddyinfo,pagetypeinfo,zoneinfo,slabinfo,vmallocinfo,vmstat,stat}
+//! /proc/self -> /proc/<current pid>
+//! /proc/<pid>/{cmdline,maps,stat,status}
+//! ```
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::sync::atomic::Ordering;
+
+use crate::proc::{self, sched, state, Task};
+use crate::syscall::errno::{Errno, ENOENT, ENOTDIR};
+
+/// A /proc node reached by a path.
+pub enum Node {
+    /// `/proc` itself.
+    Root,
+    /// `/proc/<pid>`.
+    PidDir(u32),
+    /// A file with its contents.
+    File(Vec<u8>),
+}
+
+/// Files directly under /proc.
+const ROOT_FILES: [&str; 8] = [
+    "meminfo",
+    "buddyinfo",
+    "pagetypeinfo",
+    "zoneinfo",
+    "slabinfo",
+    "vmallocinfo",
+    "vmstat",
+    "stat",
+];
+/// Files in a process directory.
+const PID_FILES: [&str; 4] = ["cmdline", "maps", "stat", "status"];
+
+/// Resolve `path` if it is under /proc (`None` otherwise).
+pub fn lookup(path: &[u8]) -> Option<Result<Node, Errno>> {
+    let p = core::str::from_utf8(path).ok()?;
+    let rest = p.strip_prefix("/proc")?;
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return None;
+    }
+    let parts: Vec<&str> = rest
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    Some(resolve(&parts))
+}
+
+fn resolve(parts: &[&str]) -> Result<Node, Errno> {
+    match parts {
+        [] => Ok(Node::Root),
+        [name] if ROOT_FILES.contains(name) => Ok(Node::File(root_file(name))),
+        [pid] => pid_of(pid).map(Node::PidDir),
+        [pid, file] => {
+            let pid = pid_of(pid)?;
+            let t = sched::find(pid).ok_or(ENOENT)?;
+            match *file {
+                "maps" => Ok(Node::File(maps(t))),
+                "cmdline" => Ok(Node::File(t.cmdline.lock().clone())),
+                "stat" => Ok(Node::File(stat(t))),
+                "status" => Ok(Node::File(status(t))),
+                _ => Err(ENOENT),
+            }
+        }
+        [name, ..] if ROOT_FILES.contains(name) => Err(ENOTDIR),
+        _ => Err(ENOENT),
+    }
+}
+
+fn pid_of(s: &str) -> Result<u32, Errno> {
+    let pid = if s == "self" {
+        proc::current().map(|t| t.pid).ok_or(ENOENT)?
+    } else {
+        s.parse().map_err(|_| ENOENT)?
+    };
+    sched::find(pid).map(|t| t.pid).ok_or(ENOENT)
+}
+
+/// Directory entries of a /proc directory: (name, is_dir, inode).
+pub fn readdir(node_pid: Option<u32>) -> Vec<(String, bool, u64)> {
+    let mut v = Vec::new();
+    match node_pid {
+        None => {
+            for t in sched::all() {
+                v.push((format!("{}", t.pid), true, 0x1000 + t.pid as u64));
+            }
+            v.push((String::from("self"), true, 0x0fff));
+            for (i, f) in ROOT_FILES.iter().enumerate() {
+                v.push((String::from(*f), false, 0x100 + i as u64));
+            }
+        }
+        Some(pid) => {
+            for (i, f) in PID_FILES.iter().enumerate() {
+                v.push((String::from(*f), false, ((pid as u64) << 8) + i as u64));
+            }
+        }
+    }
+    v
+}
+
+/// Most bytes a generated /proc file may have.
+const MAX_FILE: usize = 64 << 10;
+
+/// A `fmt::Write` into a buffer allocated up front that never grows: the memory reports are
+/// written with the page allocator's lock held, where allocating would re-enter it.
+struct Capped(Vec<u8>);
+
+impl Write for Capped {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = self.0.capacity() - self.0.len();
+        let n = s.len().min(room);
+        self.0.extend_from_slice(&s.as_bytes()[..n]);
+        if n < s.len() {
+            Err(core::fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn root_file(name: &str) -> Vec<u8> {
+    if crate::mm::proc::FILES.contains(&name) {
+        let mut c = Capped(Vec::with_capacity(MAX_FILE));
+        let _ = crate::mm::proc::write(name, &mut c);
+        return c.0;
+    }
+    let mut s = String::new();
+    match name {
+        "vmstat" => {
+            let _ = vmstat(&mut s);
+        }
+        "stat" => {
+            // CPU times are not accounted yet: one CPU line of zeros, as a machine that has
+            // not ticked.
+            let _ = writeln!(s, "cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0");
+            let _ = writeln!(
+                s,
+                "processes {}\nprocs_running 1\nprocs_blocked 0",
+                sched::all().len()
+            );
+        }
+        _ => {}
+    }
+    s.into_bytes()
+}
+
+/// /proc/vmstat: the counters that exist, with Linux's names. (Collected first, written
+/// after the allocator's lock is released.)
+fn vmstat(s: &mut String) -> core::fmt::Result {
+    let (free, zones, stats) = crate::mm::page_alloc::with(|a| {
+        let mut z = [(0u64, 0u64); 3];
+        for zone in a.zones() {
+            z[zone.zone_type as usize].0 += zone.stats.pgalloc;
+            z[zone.zone_type as usize].1 += zone.stats.pgfree;
+        }
+        (a.nr_free_pages(), z, a.stats)
+    });
+    let (minflt, majflt) = sched::all().iter().fold((0, 0), |(a, b), t| {
+        (
+            a + t.min_flt.load(Ordering::Relaxed),
+            b + t.maj_flt.load(Ordering::Relaxed),
+        )
+    });
+    writeln!(s, "nr_free_pages {free}")?;
+    writeln!(s, "pgalloc_dma {}", zones[0].0)?;
+    writeln!(s, "pgalloc_dma32 {}", zones[1].0)?;
+    writeln!(s, "pgalloc_normal {}", zones[2].0)?;
+    writeln!(s, "pgfree {}", zones.iter().map(|z| z.1).sum::<u64>())?;
+    writeln!(s, "pgfault {}", minflt + majflt)?;
+    writeln!(s, "pgmajfault {majflt}")?;
+    writeln!(s, "allocstall {}", stats.allocstall)?;
+    writeln!(s, "kswapd_wakeups {}", stats.kswapd_wakeups)
+}
+
+fn comm(t: &Task) -> String {
+    let c = *t.comm.lock();
+    let n = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+    String::from_utf8_lossy(&c[..n]).into_owned()
+}
+
+fn state_char(t: &Task) -> char {
+    match t.state.load(Ordering::Acquire) {
+        state::SLEEPING => 'S',
+        state::ZOMBIE => 'Z',
+        _ => 'R',
+    }
+}
+
+/// (VmSize pages, RSS pages, stack pages, data pages, exec pages).
+fn mem_of(t: &Task) -> (u64, u64, u64, u64, u64) {
+    t.mm.lock().as_ref().map_or((0, 0, 0, 0, 0), |mm| {
+        let st = mm.vmas.stat();
+        (st.total_vm, mm.rss, st.stack_vm, st.data_vm, st.exec_vm)
+    })
+}
+
+fn maps(t: &Task) -> Vec<u8> {
+    let mut s = String::new();
+    if let Some(mm) = t.mm.lock().as_ref() {
+        let ctx = mm_core::vma::MapsContext {
+            start_brk: mm.start_brk,
+            brk: mm.brk,
+            start_stack: mm.start_stack,
+        };
+        let _ = mm.vmas.write_maps(&mut s, &ctx);
+    }
+    s.into_bytes()
+}
+
+/// /proc/PID/stat: the 52 fields of `do_task_stat`, with what exists filled in.
+fn stat(t: &Task) -> Vec<u8> {
+    let (vm, rss, ..) = mem_of(t);
+    let (start_stack, start_brk, brk) =
+        t.mm.lock()
+            .as_ref()
+            .map_or((0, 0, 0), |m| (m.start_stack, m.start_brk, m.brk));
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "{} ({}) {} {} {} {} 0 -1 4194304 {} 0 {} 0 0 0 0 0 20 0 1 0 0 {} {} 18446744073709551615 0 0 {} 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 {} {} 0 0 0 0 {}",
+        t.pid,
+        comm(t),
+        state_char(t),
+        t.ppid.load(Ordering::Relaxed),
+        t.pid,
+        t.pid,
+        t.min_flt.load(Ordering::Relaxed),
+        t.maj_flt.load(Ordering::Relaxed),
+        vm * 4096,
+        rss,
+        start_stack,
+        start_brk,
+        brk,
+        t.exit_code.load(Ordering::Relaxed)
+    );
+    s.push('\n');
+    s.into_bytes()
+}
+
+/// /proc/PID/status: the lines of `proc_pid_status` that exist here.
+fn status(t: &Task) -> Vec<u8> {
+    let (vm, rss, stack, data, exe) = mem_of(t);
+    let state = match state_char(t) {
+        'S' => "S (sleeping)",
+        'Z' => "Z (zombie)",
+        _ => "R (running)",
+    };
+    let mut s = String::new();
+    let kb = |p: u64| p * 4;
+    let _ = write!(
+        s,
+        "Name:\t{}\nUmask:\t0022\nState:\t{}\nTgid:\t{}\nNgid:\t0\nPid:\t{}\nPPid:\t{}\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nFDSize:\t{}\n\
+VmPeak:\t{:>8} kB\nVmSize:\t{:>8} kB\nVmLck:\t{:>8} kB\nVmPin:\t{:>8} kB\nVmHWM:\t{:>8} kB\nVmRSS:\t{:>8} kB\nRssAnon:\t{:>8} kB\nRssFile:\t{:>8} kB\nRssShmem:\t{:>8} kB\n\
+VmData:\t{:>8} kB\nVmStk:\t{:>8} kB\nVmExe:\t{:>8} kB\nVmLib:\t{:>8} kB\nVmPTE:\t{:>8} kB\nVmSwap:\t{:>8} kB\nThreads:\t1\n",
+        comm(t),
+        state,
+        t.pid,
+        t.pid,
+        t.ppid.load(Ordering::Relaxed),
+        t.files.lock().len().next_multiple_of(64),
+        kb(vm),
+        kb(vm),
+        0,
+        0,
+        kb(rss),
+        kb(rss),
+        kb(rss),
+        0,
+        0,
+        kb(data),
+        kb(stack),
+        kb(exe),
+        0,
+        0,
+        0
+    );
+    s.into_bytes()
+}
