@@ -123,8 +123,7 @@ pub fn sleep() {
 }
 
 /// Run another task if one is runnable. The current task keeps running if it is the only
-/// runnable one; if no task can run at all, every process waits for another: a deadlock the
-/// kernel reports (there is no timer or device input yet that could end it).
+/// runnable one; if no task can run at all, the CPU idles (see [`idle`]).
 pub fn schedule() {
     let Some(prev) = current() else { return };
     let prev_runnable = prev.state.load(Ordering::Acquire) == state::RUNNABLE;
@@ -139,13 +138,29 @@ pub fn schedule() {
             }
             Some(_) => continue,
             None if prev_runnable => return,
-            None => panic!("deadlock: every process sleeps (pid {} last)", prev.pid),
+            None => break idle(prev),
         }
     };
     if prev_runnable {
         RUNQ.lock().push_back(prev);
     }
     switch_to(prev, next);
+}
+
+/// Nothing can run: every process waits for another. Like Linux, wait for an interrupt
+/// (HLT with interrupts on). No device wakes a process yet, so this is a hang; vmscope
+/// reports a CPU halted with nothing pending (exit status 142) instead of spinning.
+fn idle(prev: &'static Task) -> &'static Task {
+    log::warn!("every process sleeps (last: pid {}): idling", prev.pid);
+    loop {
+        // SAFETY: enabling interrupts and halting until one arrives.
+        unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+        if let Some(t) = RUNQ.lock().pop_front() {
+            if t.state.load(Ordering::Acquire) == state::RUNNABLE {
+                return t;
+            }
+        }
+    }
 }
 
 fn switch_to(prev: &'static Task, next: &'static Task) {
