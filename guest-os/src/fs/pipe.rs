@@ -1,10 +1,9 @@
 //! Pipes (`fs/pipe.c`): a 64 KiB ring buffer shared by a read end and a write end.
 //!
-//! Semantics as Linux for everything that does not wait: data in FIFO order, reads return
-//! what is there, end of file once every write end is closed, EPIPE (and SIGPIPE) when
-//! writing with every read end closed, O_NONBLOCK giving EAGAIN. A call that would block
-//! (reading an empty pipe, writing a full one) needs another process to make progress; until
-//! the scheduler exists there is none, so it fails with EAGAIN instead of waiting forever.
+//! Semantics as Linux: data in FIFO order, reads return what is there, end of file once
+//! every write end is closed, EPIPE (and SIGPIPE) when writing with every read end closed.
+//! Reading an empty pipe or writing a full one sleeps until the other side acts (or a
+//! signal arrives: EINTR); with O_NONBLOCK it fails with EAGAIN instead.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
@@ -21,33 +20,41 @@ struct State {
     writers: u32,
 }
 
-/// A pipe.
-pub struct Pipe(IrqLock<State>);
+/// A pipe, and the tasks sleeping on it.
+pub struct Pipe(
+    IrqLock<State>,
+    IrqLock<alloc::vec::Vec<&'static crate::proc::Task>>,
+);
 
 /// One end of a pipe; dropping it closes that end.
 pub struct PipeEnd {
     pipe: Arc<Pipe>,
     write: bool,
+    /// O_NONBLOCK.
+    pub nonblock: bool,
 }
 
-/// A new pipe's (read end, write end).
-pub fn new_pipe() -> (PipeEnd, PipeEnd) {
-    let p = Arc::new(Pipe(IrqLock::new(
-        "pipe",
-        State {
-            data: VecDeque::new(),
-            readers: 1,
-            writers: 1,
-        },
-    )));
+/// A new pipe's (read end, write end); `nonblock` is O_NONBLOCK for both.
+pub fn new_pipe(nonblock: bool) -> (PipeEnd, PipeEnd) {
+    let state = State {
+        data: VecDeque::new(),
+        readers: 1,
+        writers: 1,
+    };
+    let p = Arc::new(Pipe(
+        IrqLock::new("pipe", state),
+        IrqLock::new("pipe_wait", alloc::vec::Vec::new()),
+    ));
     (
         PipeEnd {
             pipe: p.clone(),
             write: false,
+            nonblock,
         },
         PipeEnd {
             pipe: p,
             write: true,
+            nonblock,
         },
     )
 }
@@ -69,6 +76,7 @@ impl PipeEnd {
         PipeEnd {
             pipe: self.pipe.clone(),
             write: self.write,
+            nonblock: self.nonblock,
         }
     }
 
@@ -79,6 +87,28 @@ impl PipeEnd {
 }
 
 impl Pipe {
+    /// Sleep until the other side reads, writes or closes (`pipe_wait`). EINTR when a
+    /// signal is pending.
+    pub fn wait(&self) -> Result<(), Errno> {
+        let Some(me) = crate::proc::current() else {
+            return Err(EAGAIN);
+        };
+        if crate::proc::signal::has_pending(me) {
+            return Err(crate::syscall::errno::EINTR);
+        }
+        self.1.lock().push(me);
+        crate::proc::sched::sleep();
+        Ok(())
+    }
+
+    /// Wake every task sleeping on the pipe.
+    pub fn wake_all(&self) {
+        let waiters = core::mem::take(&mut *self.1.lock());
+        for t in waiters {
+            crate::proc::sched::wake(t);
+        }
+    }
+
     /// Copy up to `buf.len()` queued bytes without taking them: `Ok(0)` at end of file,
     /// EAGAIN when empty with writers left. Take them with [`Pipe::consume`] once the copy
     /// to the reader succeeded, so a bad buffer loses no data (as in Linux).
@@ -99,6 +129,8 @@ impl Pipe {
         let mut s = self.0.lock();
         let n = n.min(s.data.len());
         s.data.drain(..n);
+        drop(s);
+        self.wake_all();
     }
 
     /// Append as much of `bytes` as fits: EPIPE without readers, EAGAIN when full.
@@ -112,6 +144,8 @@ impl Pipe {
             return Err(EAGAIN);
         }
         s.data.extend(&bytes[..n]);
+        drop(s);
+        self.wake_all();
         Ok(n)
     }
 }
@@ -124,5 +158,8 @@ impl Drop for PipeEnd {
         } else {
             s.readers -= 1;
         }
+        drop(s);
+        // Readers see end of file, writers EPIPE.
+        self.pipe.wake_all();
     }
 }

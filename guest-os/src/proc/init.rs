@@ -106,6 +106,7 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
     *task.mm.lock() = Some(img.mm);
     syscall::init(task.kstack.top());
     gdt::set_rsp0(task.kstack.top());
+    super::sched::start_tick();
     // SAFETY: the new address space maps the entry point and the initial stack.
     unsafe { syscall::enter_user(img.entry, img.rsp) }
 }

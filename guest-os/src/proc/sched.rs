@@ -1,7 +1,9 @@
 //! The scheduler: the task list, a FIFO run queue, kernel stacks and the context switch.
 //!
-//! Switching is cooperative for now: a task gives up the CPU when it sleeps (wait4, pause)
-//! or exits; the LAPIC-timer timeslice comes later. `schedule` picks the next runnable
+//! A task gives up the CPU when it sleeps (wait4, pause) or exits, and is preempted when its
+//! timeslice ends: the local APIC timer ticks every [`TIMESLICE_NS`] and a tick that
+//! interrupts user mode switches to the next runnable task (round robin). The kernel itself
+//! is not preempted (it runs with interrupts off). `schedule` picks the next runnable
 //! task, loads its address space (CR3), its kernel stack into TSS.RSP0 and the SYSCALL
 //! entry, its FS base, and switches kernel stacks with [`__switch_to`], which saves and
 //! restores only the callee-saved registers, as Linux's `__switch_to_asm` does: everything
@@ -22,6 +24,44 @@ use crate::arch::x86_64::syscall::{self, wrmsr, MSR_FS_BASE};
 use crate::mm::addr::VirtAddr;
 use crate::mm::vmalloc;
 use crate::sync::IrqLock;
+
+/// The timeslice: 4 ms, Linux's default base slice at HZ=250. On vmscope the APIC timer
+/// runs on the instruction count, so preemption points are the same on every run.
+pub const TIMESLICE_NS: u32 = 4_000_000;
+/// Vector of the local APIC timer (Linux's LOCAL_TIMER_VECTOR).
+pub const LOCAL_TIMER_VECTOR: u8 = 0xec;
+/// The APIC timer's input divider and the resulting count per timeslice (1 GHz bus clock,
+/// as QEMU's and vmscope's APIC model).
+const TIMER_DIVIDE: crate::drivers::lapic::Divide = crate::drivers::lapic::Divide::By16;
+const TIMER_COUNT: u32 = TIMESLICE_NS / 16;
+
+/// Timer ticks so far.
+pub static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Start the scheduler tick (when the first process starts).
+pub fn start_tick() {
+    use crate::drivers::lapic;
+    if !lapic::init() {
+        log::warn!("no local APIC: scheduling stays cooperative");
+        return;
+    }
+    crate::arch::x86_64::irq::register(LOCAL_TIMER_VECTOR, timer_tick);
+    lapic::timer_start(
+        LOCAL_TIMER_VECTOR,
+        lapic::APIC_TIMER_PERIODIC,
+        TIMER_DIVIDE,
+        TIMER_COUNT,
+    );
+}
+
+/// The tick: end of a timeslice. Preempts only user mode (no kernel lock can be held there).
+fn timer_tick(frame: &mut TrapFrame) {
+    crate::drivers::lapic::eoi();
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    if frame.cs & 3 == 3 {
+        schedule();
+    }
+}
 
 /// Kernel stack size (`THREAD_SIZE` with KASAN off is 16 KiB on x86-64).
 pub const THREAD_SIZE: u64 = 16 << 10;

@@ -30,8 +30,12 @@ fn console_write(port: ConsolePort, bytes: &[u8]) {
 /// What a descriptor is, without holding the table lock across user copies.
 enum Kind {
     Console(ConsolePort),
-    Ram { ino: u64, offset: u64 },
-    Pipe(alloc::sync::Arc<crate::fs::pipe::Pipe>, bool),
+    Ram {
+        ino: u64,
+        offset: u64,
+    },
+    /// The pipe, whether this is the write end, O_NONBLOCK.
+    Pipe(alloc::sync::Arc<crate::fs::pipe::Pipe>, bool, bool),
     Proc(alloc::sync::Arc<Vec<u8>>, u64),
     ProcDir(Option<u32>, u64),
 }
@@ -45,7 +49,7 @@ fn kind_of(fd: u64) -> Result<Kind, Errno> {
             ino: *ino,
             offset: *offset,
         }),
-        Some(File::Pipe(end)) => Ok(Kind::Pipe(end.pipe(), end.is_write_end())),
+        Some(File::Pipe(end)) => Ok(Kind::Pipe(end.pipe(), end.is_write_end(), end.nonblock)),
         Some(File::Proc { data, offset }) => Ok(Kind::Proc(data.clone(), *offset)),
         Some(File::ProcDir { pid, pos }) => Ok(Kind::ProcDir(*pid, *pos)),
         None => Err(EBADF),
@@ -67,7 +71,7 @@ fn set_offset(fd: u64, off: u64) {
 
 fn write_buf(fd: u64, buf: u64, len: u64) -> SysResult {
     let kind = kind_of(fd)?;
-    if let Kind::Pipe(p, write) = &kind {
+    if let Kind::Pipe(p, write, nonblock) = &kind {
         if !write {
             return Err(EBADF);
         }
@@ -80,6 +84,11 @@ fn write_buf(fd: u64, buf: u64, len: u64) -> SysResult {
             }
             match p.write(&chunk[..n]) {
                 Ok(w) => done += w as u64,
+                Err(super::errno::EAGAIN) if !nonblock => {
+                    if let Err(e) = p.wait() {
+                        return if done > 0 { Ok(done) } else { Err(e) };
+                    }
+                }
                 Err(e) if done == 0 => {
                     if e == super::errno::EPIPE {
                         crate::proc::signal::send_self(
@@ -147,12 +156,17 @@ pub fn sys_read(a: &Args) -> SysResult {
         Kind::Console(_) => crate::mm::uaccess::access_ok(buf, len as usize)
             .then_some(0)
             .ok_or(EFAULT),
-        Kind::Pipe(p, write) => {
+        Kind::Pipe(p, write, nonblock) => {
             if write {
                 return Err(EBADF);
             }
             let mut chunk = [0u8; CHUNK];
-            let n = p.peek(&mut chunk[..(len as usize).min(CHUNK)])?;
+            let n = loop {
+                match p.peek(&mut chunk[..(len as usize).min(CHUNK)]) {
+                    Err(super::errno::EAGAIN) if !nonblock => p.wait()?,
+                    r => break r?,
+                }
+            };
             copy_to_user(buf, &chunk[..n])?;
             p.consume(n);
             Ok(n as u64)
@@ -408,7 +422,7 @@ pub fn sys_pipe2(a: &Args) -> SysResult {
     if !crate::mm::uaccess::access_ok(fds, 8) {
         return Err(EFAULT);
     }
-    let (r, w) = crate::fs::pipe::new_pipe();
+    let (r, w) = crate::fs::pipe::new_pipe(flags & O_NONBLOCK != 0);
     let rfd = install(File::Pipe(r))?;
     let wfd = match install(File::Pipe(w)) {
         Ok(fd) => fd,
