@@ -58,13 +58,13 @@ fn kind_of(fd: u64) -> Result<Kind, Errno> {
 
 fn set_offset(fd: u64, off: u64) {
     if let Some(t) = proc::current() {
-        match t.files.lock().get_mut(fd as usize) {
-            Some(Some(
-                File::Ram { offset, .. }
-                | File::Proc { offset, .. }
-                | File::ProcDir { pos: offset, .. },
-            )) => *offset = off,
-            _ => {}
+        if let Some(Some(
+            File::Ram { offset, .. }
+            | File::Proc { offset, .. }
+            | File::ProcDir { pos: offset, .. },
+        )) = t.files.lock().get_mut(fd as usize)
+        {
+            *offset = off;
         }
     }
 }

@@ -40,7 +40,10 @@ pub mod nr {
     pub const MSYNC: u64 = 26;
     pub const MINCORE: u64 = 27;
     pub const MADVISE: u64 = 28;
+    pub const SCHED_YIELD: u64 = 24;
     pub const PAUSE: u64 = 34;
+    pub const GETRUSAGE: u64 = 98;
+    pub const SCHED_GETAFFINITY: u64 = 204;
     pub const GETPID: u64 = 39;
     pub const CLONE: u64 = 56;
     pub const FORK: u64 = 57;
@@ -128,6 +131,9 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => proc::sys_getuid(&a),
         nr::GETPPID => proc::sys_getppid(&a),
         nr::ARCH_PRCTL => proc::sys_arch_prctl(&a),
+        nr::SCHED_YIELD => proc::sys_sched_yield(&a),
+        nr::GETRUSAGE => proc::sys_getrusage(&a),
+        nr::SCHED_GETAFFINITY => proc::sys_sched_getaffinity(&a),
         nr::SET_TID_ADDRESS => proc::sys_set_tid_address(&a),
         nr::CLOCK_GETTIME => info::sys_clock_gettime(&a),
         nr::OPENAT => fs::sys_openat(&a),

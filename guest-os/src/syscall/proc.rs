@@ -65,3 +65,42 @@ pub fn sys_set_tid_address(a: &Args) -> SysResult {
     t.clear_child_tid.store(a.0[0], Ordering::Relaxed);
     Ok(t.pid as u64)
 }
+
+/// `sched_getaffinity(pid, len, mask)`: one CPU, CPU 0. Returns the bytes written (the
+/// size of the kernel's cpumask, 8), as the raw system call does.
+pub fn sys_sched_getaffinity(a: &Args) -> SysResult {
+    let (pid, len, mask) = (a.0[0], a.0[1], a.0[2]);
+    if pid != 0 && crate::proc::sched::find(pid as u32).is_none() {
+        return Err(ESRCH);
+    }
+    if len < 8 || len % 8 != 0 {
+        return Err(EINVAL);
+    }
+    crate::mm::uaccess::copy_to_user(mask, &1u64.to_le_bytes())?;
+    Ok(8)
+}
+
+/// `sched_yield()`: give the CPU to the next runnable task.
+pub fn sys_sched_yield(_: &Args) -> SysResult {
+    crate::proc::sched::schedule();
+    Ok(0)
+}
+
+/// `getrusage(who, usage)`: fault counts of the process (RUSAGE_SELF) or of its reaped
+/// children (RUSAGE_CHILDREN, not accumulated yet: 0). CPU times are not accounted.
+pub fn sys_getrusage(a: &Args) -> SysResult {
+    const RUSAGE_SELF: i64 = 0;
+    const RUSAGE_CHILDREN: i64 = -1;
+    let t = proc::current().ok_or(ESRCH)?;
+    let mut ru = [0u8; 144];
+    match a.0[0] as i64 {
+        RUSAGE_SELF => {
+            ru[64..72].copy_from_slice(&t.min_flt.load(Ordering::Relaxed).to_le_bytes());
+            ru[72..80].copy_from_slice(&t.maj_flt.load(Ordering::Relaxed).to_le_bytes());
+        }
+        RUSAGE_CHILDREN => {}
+        _ => return Err(EINVAL),
+    }
+    crate::mm::uaccess::copy_to_user(a.0[1], &ru)?;
+    Ok(0)
+}
