@@ -450,6 +450,13 @@ fn memory_signal_and_efault_programs_match_the_host() {
     e2e("efault", &[]);
 }
 
+/// The vDSO: found through AT_SYSINFO_EHDR, parsed as an ELF shared object, its clocks
+/// agreeing with the system calls.
+#[test]
+fn vdso_program_matches_the_host() {
+    e2e("vdso", &[]);
+}
+
 /// Processes: fork with copy-on-write both ways and a shared mapping, wait statuses (exit
 /// codes, SIGSEGV and SIGKILL deaths, WNOHANG, ECHILD), exec chains with close-on-exec and
 /// signal dispositions.

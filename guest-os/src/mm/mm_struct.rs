@@ -64,6 +64,11 @@ impl Prot {
 /// The zero page: mapped read-only wherever anonymous memory is read before written.
 static ZERO_PFN: AtomicU64 = AtomicU64::new(0);
 
+/// Pages every address space maps without owning them: the zero page, the vDSO and vvar.
+fn is_shared_page(pfn: Pfn) -> bool {
+    pfn.as_u64() == ZERO_PFN.load(Ordering::Relaxed) || crate::proc::vdso::is_vdso_page(pfn)
+}
+
 fn zero_pfn() -> Option<Pfn> {
     match ZERO_PFN.load(Ordering::Relaxed) {
         0 => {
@@ -166,6 +171,37 @@ impl Mm {
             .insert_merged(v)
             .map(|_| ())
             .map_err(|e| Errno(e.errno()))
+    }
+
+    /// Map `[vvar]` and `[vdso]` (one page each, top-down like any mmap) and return the
+    /// vDSO's address for AT_SYSINFO_EHDR.
+    pub fn map_vdso(&mut self) -> Result<u64, Errno> {
+        let layout = self.layout;
+        let start = self
+            .vmas
+            .get_unmapped_area(
+                2 * PAGE_SIZE,
+                VirtAddr::new(0),
+                mm_core::vma::Placement::Anywhere,
+                &layout,
+            )
+            .map_err(|e| Errno(e.errno()))?;
+        let vvar = start.as_u64();
+        let vdso = vvar + PAGE_SIZE;
+        let special = |s: u64, flags: VmFlags, name: &'static str| {
+            Vma::special(VirtAddr::new(s), VirtAddr::new(s + PAGE_SIZE), flags, name)
+        };
+        self.vmas
+            .insert(special(vvar, VM_READ | VM_MAYREAD, "[vvar]"))
+            .map_err(|e| Errno(e.errno()))?;
+        self.vmas
+            .insert(special(
+                vdso,
+                VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYEXEC,
+                "[vdso]",
+            ))
+            .map_err(|e| Errno(e.errno()))?;
+        Ok(vdso)
     }
 
     pub fn set_brk_start(&mut self, brk: u64) {
@@ -272,6 +308,16 @@ impl Mm {
         leaf: u64,
     ) -> Result<FaultKind, i32> {
         let rw = if writable { pte::RW } else { 0 };
+        if let Backing::Special(name) = vma.backing {
+            let (vdso, vvar) = crate::proc::vdso::pfns().ok_or(SEGV_MAPERR)?;
+            let pfn = if name == "[vdso]" { vdso } else { vvar };
+            // Read-only to user space, whatever the VMA says.
+            return self
+                .pgd
+                .map_user(va, pfn.phys(), leaf, &mut BuddyTables)
+                .map(|_| FaultKind::ZeroPage)
+                .map_err(|_| SEGV_MAPERR);
+        }
         let (pfn, kind, flags) = match vma.backing {
             Backing::File(f) => {
                 let pfn = page_alloc::alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO, 0)
@@ -422,7 +468,7 @@ impl Mm {
                     {
                         // No memory for a table: the page is dropped (it reads back as zero).
                         let pfn = pa.pfn();
-                        if pfn.as_u64() != ZERO_PFN.load(Ordering::Relaxed) {
+                        if !is_shared_page(pfn) {
                             page_mapcount_add(pfn, -1);
                             page_alloc::free_pages(pfn, 0);
                             self.rss = self.rss.saturating_sub(1);
@@ -470,7 +516,7 @@ impl Mm {
                             child.destroy();
                             return None;
                         }
-                        if pa.pfn().as_u64() != zero {
+                        if pa.pfn().as_u64() != zero && !is_shared_page(pa.pfn()) {
                             page_alloc::with(|a| {
                                 a.get_page(pa.pfn());
                                 a.page_mut(pa.pfn()).mapcount += 1;
@@ -509,7 +555,7 @@ impl Mm {
                         asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags));
                     }
                     let pfn = PhysAddr::new(e & pte::ADDR_MASK).pfn();
-                    if pfn.as_u64() != zero {
+                    if pfn.as_u64() != zero && !is_shared_page(pfn) {
                         page_mapcount_add(pfn, -1);
                         page_alloc::free_pages(pfn, 0);
                         self.rss = self.rss.saturating_sub(1);

@@ -128,13 +128,18 @@ pub fn load(
         },
         true,
     )?;
+    let vdso = if super::vdso::init() {
+        mm.map_vdso().ok()
+    } else {
+        None
+    };
     let aux = AuxInfo {
         phdr: phdr_addr,
         phent: h.e_phentsize as u64,
         phnum: h.e_phnum as u64,
         entry: h.e_entry + bias,
         hwcap: cpuid_hwcap(),
-        sysinfo_ehdr: None,
+        sysinfo_ehdr: vdso,
     };
     let img = stack::build(STACK_TOP, path, argv, envp, &aux);
     if img.bytes.len() as u64 > STACK_INITIAL {

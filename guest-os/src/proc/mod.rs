@@ -9,6 +9,7 @@ pub mod init;
 pub mod sched;
 pub mod signal;
 pub mod stack;
+pub mod vdso;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;

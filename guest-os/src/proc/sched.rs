@@ -58,6 +58,7 @@ pub fn start_tick() {
 fn timer_tick(frame: &mut TrapFrame) {
     crate::drivers::lapic::eoi();
     TICKS.fetch_add(1, Ordering::Relaxed);
+    super::vdso::tick();
     if frame.cs & 3 == 3 {
         schedule();
     }
