@@ -193,6 +193,7 @@ fn state_char(t: &Task) -> char {
     match t.state.load(Ordering::Acquire) {
         state::SLEEPING => 'S',
         state::ZOMBIE => 'Z',
+        state::STOPPED => 'T',
         _ => 'R',
     }
 }
@@ -254,6 +255,7 @@ fn status(t: &Task) -> Vec<u8> {
     let state = match state_char(t) {
         'S' => "S (sleeping)",
         'Z' => "Z (zombie)",
+        'T' => "T (stopped)",
         _ => "R (running)",
     };
     let mut s = String::new();

@@ -102,6 +102,19 @@ pub fn sys_wait4(a: &crate::syscall::Args) -> SysResult {
             drop(unsafe { Box::from_raw(z as *const Task as *mut Task) });
             return Ok(zpid as u64);
         }
+        // Stops (WUNTRACED) and continues (WCONTINUED), each reported once.
+        for k in &kids {
+            let r = k.stop_report.load(Ordering::Acquire);
+            let wanted = (r & 0xff == 0x7f && options & WUNTRACED != 0)
+                || (r == 0xffff && options & WCONTINUED != 0);
+            if r != 0 && wanted {
+                k.stop_report.store(0, Ordering::Release);
+                if status != 0 {
+                    put_user(status, r)?;
+                }
+                return Ok(k.pid as u64);
+            }
+        }
         if options & WNOHANG != 0 {
             return Ok(0);
         }

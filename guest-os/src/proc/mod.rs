@@ -69,6 +69,8 @@ pub mod state {
     pub const RUNNABLE: u8 = 0;
     pub const SLEEPING: u8 = 1;
     pub const ZOMBIE: u8 = 2;
+    /// Stopped by SIGSTOP (or TSTP/TTIN/TTOU) until SIGCONT.
+    pub const STOPPED: u8 = 3;
 }
 
 /// A task (`task_struct`).
@@ -99,6 +101,9 @@ pub struct Task {
     pub kstack: sched::KernelStack,
     /// argv as NUL-terminated strings (`/proc/PID/cmdline`).
     pub cmdline: IrqLock<Vec<u8>>,
+    /// A stop or continue not yet reported to wait4 (WUNTRACED: `sig << 8 | 0x7f`,
+    /// WCONTINUED: 0xffff), 0 for none.
+    pub stop_report: AtomicU32,
 }
 
 static CURRENT: IrqLock<Option<&'static Task>> = IrqLock::new("current", None);
@@ -145,6 +150,7 @@ impl Task {
             children: IrqLock::new("children", Vec::new()),
             kstack: sched::KernelStack::new()?,
             cmdline: IrqLock::new("cmdline", Vec::new()),
+            stop_report: AtomicU32::new(0),
         })
     }
 

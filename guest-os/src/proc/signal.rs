@@ -101,6 +101,30 @@ fn bit(sig: u8) -> u64 {
     1u64 << (sig - 1)
 }
 
+/// SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU: their default action stops the process.
+const STOP_SIGNALS: u64 = (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21);
+/// `si_code` of SIGCHLD.
+const CLD_STOPPED: i32 = 5;
+const CLD_CONTINUED: i32 = 6;
+
+/// Tell the parent a child stopped or continued: SIGCHLD, and wake it (it may wait).
+fn notify_parent(t: &'static super::Task, code: i32) {
+    let ppid = t.ppid.load(core::sync::atomic::Ordering::Relaxed);
+    if let Some(parent) = super::sched::find(ppid) {
+        send(
+            parent,
+            SIGCHLD,
+            SigInfo {
+                signo: SIGCHLD,
+                code,
+                addr: 0,
+                pid: t.pid,
+            },
+        );
+        super::sched::wake(parent);
+    }
+}
+
 /// Signals whose default action is to be ignored (SIGCHLD, SIGCONT, SIGURG, SIGWINCH).
 fn default_ignored(sig: u8) -> bool {
     matches!(sig, 17 | 18 | 23 | 28)
@@ -126,6 +150,40 @@ pub fn force_sig(frame: &mut TrapFrame, info: SigInfo) {
 /// Queue `sig` for `t` and wake it if it sleeps interruptibly (`send_signal`). Ignored
 /// signals are dropped at once, as Linux does.
 pub fn send(t: &'static super::Task, sig: u8, info: SigInfo) {
+    use super::state;
+    use core::sync::atomic::Ordering;
+    // SIGCONT resumes a stopped process whatever its disposition, and cancels pending stops;
+    // a stop signal cancels a pending SIGCONT (`prepare_signal`).
+    if sig == SIGCONT {
+        t.signals.lock().pending &= !STOP_SIGNALS;
+        if t.state
+            .compare_exchange(
+                state::STOPPED,
+                state::RUNNABLE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            t.stop_report.store(0xffff, Ordering::Release);
+            notify_parent(t, CLD_CONTINUED);
+            super::sched::enqueue(t);
+        }
+    } else if STOP_SIGNALS & bit(sig) != 0 {
+        t.signals.lock().pending &= !bit(SIGCONT);
+    }
+    if sig == SIGKILL
+        && t.state
+            .compare_exchange(
+                state::STOPPED,
+                state::RUNNABLE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    {
+        super::sched::enqueue(t);
+    }
     let mut s = t.signals.lock();
     let act = s.actions[sig as usize - 1];
     if sig != SIGKILL
@@ -185,6 +243,17 @@ pub fn do_signal(frame: &mut TrapFrame) {
     };
     if act.handler == SIG_IGN || (act.handler == SIG_DFL && default_ignored(sig)) {
         return;
+    }
+    if act.handler == SIG_DFL && STOP_SIGNALS & bit(sig) != 0 {
+        // Stop until SIGCONT (or SIGKILL): the parent can see it with WUNTRACED.
+        use core::sync::atomic::Ordering;
+        t.stop_report
+            .store((sig as u32) << 8 | 0x7f, Ordering::Release);
+        t.state.store(super::state::STOPPED, Ordering::Release);
+        notify_parent(t, CLD_STOPPED);
+        super::sched::schedule();
+        // Resumed: a SIGKILL that woke us is handled on the next return to user mode.
+        return do_signal(frame);
     }
     if act.handler == SIG_DFL || sig == SIGKILL {
         super::exit_current(super::ExitReason::Signal(sig));

@@ -13,6 +13,8 @@ use crate::sys::Errno;
 pub const WNOHANG: u32 = 1;
 /// `wait4` option: also report stopped children.
 pub const WUNTRACED: u32 = 2;
+/// `wait4` option: also report children continued by SIGCONT.
+pub const WCONTINUED: u32 = 8;
 
 /// Ends the whole process (all threads) with `status & 0xff`.
 pub fn exit_group(status: i32) -> ! {
@@ -108,6 +110,18 @@ impl WaitStatus {
     /// `WTERMSIG`: the signal that killed it (valid if [`signaled`](Self::signaled)).
     pub fn term_signal(self) -> i32 {
         self.0 & 0x7f
+    }
+    /// `WIFSTOPPED`: the child was stopped by a signal.
+    pub fn stopped(self) -> bool {
+        self.0 & 0xff == 0x7f
+    }
+    /// `WSTOPSIG`: the signal that stopped it (valid if [`stopped`](Self::stopped)).
+    pub fn stop_signal(self) -> i32 {
+        (self.0 >> 8) & 0xff
+    }
+    /// `WIFCONTINUED`: the child was resumed by SIGCONT.
+    pub fn continued(self) -> bool {
+        self.0 == 0xffff
     }
 }
 
