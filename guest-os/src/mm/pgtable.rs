@@ -490,23 +490,29 @@ pub fn build_kernel_tables(
         dm.m2 += c.m2;
         dm.g1 += c.g1;
     }
-    let guard = kernel_stack_guard();
+    // Every page of the image except the guard pages below the kernel and trap stacks.
+    let is_guard = |va: u64| {
+        va == kernel_stack_guard() || crate::arch::x86_64::gdt::guard_pages().any(|g| g == va)
+    };
     for (_, start, end, flags) in image_sections() {
-        // Every page but the kernel stack's guard page.
-        let pieces = if (start..end).contains(&guard) {
-            [(start, guard), (guard + PAGE_SIZE, end)]
-        } else {
-            [(start, end), (end, end)]
-        };
-        for (s, e) in pieces.into_iter().filter(|(s, e)| e > s) {
-            pt.map_range(
-                VirtAddr::new(s),
-                PhysAddr::new(s - KERNEL_VMA),
-                e - s,
-                flags,
-                PageSize::Size4K,
-                alloc,
-            )?;
+        let mut va = start;
+        while va < end {
+            // The longest run of mappable pages from `va`.
+            let mut run_end = va;
+            while run_end < end && !is_guard(run_end) {
+                run_end += PAGE_SIZE;
+            }
+            if run_end > va {
+                pt.map_range(
+                    VirtAddr::new(va),
+                    PhysAddr::new(va - KERNEL_VMA),
+                    run_end - va,
+                    flags,
+                    PageSize::Size4K,
+                    alloc,
+                )?;
+            }
+            va = run_end + PAGE_SIZE;
         }
     }
     pt.prealloc_pml4(VirtAddr::new(VMALLOC_START), alloc)?;

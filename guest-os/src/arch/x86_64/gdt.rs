@@ -29,7 +29,9 @@ pub const TSS_SEL: u16 = 0x28;
 pub const IST_DOUBLE_FAULT: u8 = 1;
 pub const IST_NMI: u8 = 2;
 pub const IST_MACHINE_CHECK: u8 = 3;
-const IST_STACKS: usize = 3;
+/// #DB gets its own stack too, as in Linux (a debug trap can hit anywhere, even on entry).
+pub const IST_DEBUG: u8 = 4;
+const IST_STACKS: usize = 4;
 /// Size of each IST stack and of the RSP0 stack.
 const TRAP_STACK_SIZE: usize = 16 * 1024;
 
@@ -61,8 +63,29 @@ pub struct Tss {
     pub iomap_base: u16,
 }
 
-#[repr(C, align(16))]
-struct Stack([u8; TRAP_STACK_SIZE]);
+/// A trap stack preceded by a guard page, which the kernel page tables leave unmapped: an
+/// overflow faults instead of running into the neighbouring stack.
+#[repr(C, align(4096))]
+struct Stack {
+    guard: [u8; GUARD_SIZE],
+    stack: [u8; TRAP_STACK_SIZE],
+}
+
+/// Size of the guard page below each trap stack.
+const GUARD_SIZE: usize = 4096;
+
+impl Stack {
+    const fn new() -> Stack {
+        Stack {
+            guard: [0; GUARD_SIZE],
+            stack: [0; TRAP_STACK_SIZE],
+        }
+    }
+
+    fn bottom(&self) -> u64 {
+        self.stack.as_ptr() as u64
+    }
+}
 
 /// GDT, TSS and trap stacks. Written once by [`init`] on the boot CPU before interrupts
 /// are enabled, then only read by the CPU.
@@ -87,8 +110,8 @@ static TABLES: Tables = Tables {
         _reserved3: 0,
         iomap_base: size_of::<Tss>() as u16,
     }),
-    ist: UnsafeCell::new([const { Stack([0; TRAP_STACK_SIZE]) }; IST_STACKS]),
-    rsp0: UnsafeCell::new(Stack([0; TRAP_STACK_SIZE])),
+    ist: UnsafeCell::new([const { Stack::new() }; IST_STACKS]),
+    rsp0: UnsafeCell::new(Stack::new()),
 };
 
 #[repr(C, packed)]
@@ -106,21 +129,31 @@ pub fn trap_stack_of(addr: u64) -> Option<u8> {
     }
     // SAFETY: only the stacks' addresses are computed.
     let ist = unsafe { &*TABLES.ist.get() };
-    (1..=IST_STACKS as u8)
-        .find(|&n| within(ist[n as usize - 1].0.as_ptr() as u64 + TRAP_STACK_SIZE as u64))
+    (1..=IST_STACKS as u8).find(|&n| within(ist[n as usize - 1].bottom() + TRAP_STACK_SIZE as u64))
 }
 
 /// The stack of IST slot `ist` (1-based, as in a gate): its lowest address and its top
 /// (one past the highest byte). `None` for a slot without a stack.
 pub fn ist_stack(ist: u8) -> Option<(u64, u64)> {
     let k = (ist as usize).checked_sub(1).filter(|&k| k < IST_STACKS)?;
-    let bottom = (TABLES.ist.get() as *const Stack).wrapping_add(k) as u64;
+    // SAFETY: only an address is computed.
+    let bottom = unsafe { (*TABLES.ist.get())[k].bottom() };
     Some((bottom, bottom + TRAP_STACK_SIZE as u64))
 }
 
 /// Top (highest address) of the RSP0 stack used for traps from user mode.
 pub fn kernel_trap_stack_top() -> u64 {
-    TABLES.rsp0.get() as u64 + TRAP_STACK_SIZE as u64
+    // SAFETY: only an address is computed.
+    unsafe { (*TABLES.rsp0.get()).bottom() + TRAP_STACK_SIZE as u64 }
+}
+
+/// The guard pages below the trap stacks (left unmapped by the kernel page tables).
+pub fn guard_pages() -> impl Iterator<Item = u64> {
+    // SAFETY: only addresses are computed.
+    let (ist, rsp0) = unsafe { (&*TABLES.ist.get(), &*TABLES.rsp0.get()) };
+    ist.iter()
+        .chain(core::iter::once(rsp0))
+        .map(|s| s.guard.as_ptr() as u64)
 }
 
 /// Point TSS.RSP0 at `top`: traps and interrupts from user mode land on the current task's
@@ -144,7 +177,7 @@ pub fn init() {
         let tss = &mut *TABLES.tss.get();
         let ist = &*TABLES.ist.get();
         for (k, stack) in ist.iter().enumerate() {
-            tss.ist[k] = stack.0.as_ptr() as u64 + TRAP_STACK_SIZE as u64;
+            tss.ist[k] = stack.bottom() + TRAP_STACK_SIZE as u64;
         }
         tss.rsp[0] = kernel_trap_stack_top();
 

@@ -10,7 +10,7 @@ use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::mem::size_of;
 
-use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CS};
+use super::gdt::{IST_DEBUG, IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CS};
 
 /// Exception vectors (Intel SDM Vol. 3A, Table 6-1).
 pub mod vector {
@@ -102,6 +102,7 @@ pub fn init() {
             vector::DF => (GATE_INTERRUPT, IST_DOUBLE_FAULT),
             vector::NMI => (GATE_INTERRUPT, IST_NMI),
             vector::MC => (GATE_INTERRUPT, IST_MACHINE_CHECK),
+            vector::DB => (GATE_INTERRUPT, IST_DEBUG),
             _ => (GATE_INTERRUPT, 0),
         };
         set_gate(v, attr, ist);
