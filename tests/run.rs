@@ -493,4 +493,10 @@ fn proc_tools_show_the_guest_kernel() {
     check("pmap", &["/bin/pmap", "[ stack ]", "total"]);
     check("free", &["total", "Mem:", "Swap:"]);
     check("vmstat", &["procs", "free"]);
+    let o = run(&["cat", "/proc/self/smaps"]);
+    let smaps = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{smaps}");
+    for n in ["/bin/cat\nSize:", "Rss:", "Pss:", "Private_Dirty:", "VmFlags: rd", "[stack]"] {
+        assert!(smaps.contains(n), "smaps: no {n:?} in\n{smaps}");
+    }
 }

@@ -7,7 +7,7 @@
 //! ```text
 //! /proc/{meminfo,buddyinfo,pagetypeinfo,zoneinfo,slabinfo,vmallocinfo,vmstat,stat}
 //! /proc/self -> /proc/<current pid>
-//! /proc/<pid>/{cmdline,maps,stat,status}
+//! /proc/<pid>/{cmdline,maps,smaps,stat,status}
 //! ```
 
 use alloc::format;
@@ -41,7 +41,7 @@ const ROOT_FILES: [&str; 8] = [
     "stat",
 ];
 /// Files in a process directory.
-const PID_FILES: [&str; 4] = ["cmdline", "maps", "stat", "status"];
+const PID_FILES: [&str; 5] = ["cmdline", "maps", "smaps", "stat", "status"];
 
 /// Resolve `path` if it is under /proc (`None` otherwise).
 pub fn lookup(path: &[u8]) -> Option<Result<Node, Errno>> {
@@ -67,6 +67,7 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
             let t = sched::find(pid).ok_or(ENOENT)?;
             match *file {
                 "maps" => Ok(Node::File(maps(t))),
+                "smaps" => Ok(Node::File(smaps(t))),
                 "cmdline" => Ok(Node::File(t.cmdline.lock().clone())),
                 "stat" => Ok(Node::File(stat(t))),
                 "status" => Ok(Node::File(status(t))),
@@ -217,6 +218,84 @@ fn maps(t: &Task) -> Vec<u8> {
         let _ = mm.vmas.write_maps(&mut s, &ctx);
     }
     s.into_bytes()
+}
+
+/// `VmFlags:` mnemonics of `show_smap_vma_flags`.
+fn vm_flag_names(f: mm_core::vma::VmFlags) -> String {
+    use mm_core::vma::*;
+    let table: [(VmFlags, &str); 14] = [
+        (VM_READ, "rd"),
+        (VM_WRITE, "wr"),
+        (VM_EXEC, "ex"),
+        (VM_SHARED, "sh"),
+        (VM_MAYREAD, "mr"),
+        (VM_MAYWRITE, "mw"),
+        (VM_MAYEXEC, "me"),
+        (VM_MAYSHARE, "ms"),
+        (VM_GROWSDOWN, "gd"),
+        (VM_LOCKED, "lo"),
+        (VM_DONTEXPAND, "de"),
+        (VM_ACCOUNT, "ac"),
+        (VM_NORESERVE, "nr"),
+        (VM_SOFTDIRTY, "sd"),
+    ];
+    let mut s = String::new();
+    for (bit, name) in table {
+        if f.contains(bit) {
+            s.push_str(name);
+            s.push(' ');
+        }
+    }
+    s
+}
+
+/// /proc/PID/smaps: each maps line followed by the memory it uses, in Linux's layout.
+fn smaps(t: &Task) -> Vec<u8> {
+    let mut out = String::new();
+    let g = t.mm.lock();
+    let Some(mm) = g.as_ref() else {
+        return Vec::new();
+    };
+    let ctx = mm_core::vma::MapsContext {
+        start_brk: mm.start_brk,
+        brk: mm.brk,
+        start_stack: mm.start_stack,
+    };
+    let vmas: Vec<mm_core::vma::Vma> = mm.vmas.iter().copied().collect();
+    for v in &vmas {
+        let c = mm.smaps_counts(v);
+        let _ = writeln!(out, "{}", v.maps_line(&ctx));
+        let kb = |pages: u64| pages * 4;
+        let rows: [(&str, u64); 20] = [
+            ("Size", kb(v.pages())),
+            ("KernelPageSize", 4),
+            ("MMUPageSize", 4),
+            ("Rss", kb(c[0])),
+            ("Pss", c[1] * 4 / 64),
+            ("Shared_Clean", kb(c[2])),
+            ("Shared_Dirty", kb(c[3])),
+            ("Private_Clean", kb(c[4])),
+            ("Private_Dirty", kb(c[5])),
+            ("Referenced", kb(c[6])),
+            ("Anonymous", kb(c[7])),
+            ("LazyFree", 0),
+            ("AnonHugePages", 0),
+            ("ShmemPmdMapped", 0),
+            ("FilePmdMapped", 0),
+            ("Shared_Hugetlb", 0),
+            ("Private_Hugetlb", 0),
+            ("Swap", 0),
+            ("SwapPss", 0),
+            ("Locked", 0),
+        ];
+        for (name, val) in rows {
+            let label = format!("{name}:");
+            let _ = writeln!(out, "{label:<16}{val:>8} kB");
+        }
+        let _ = writeln!(out, "THPeligible:    0");
+        let _ = writeln!(out, "VmFlags: {}", vm_flag_names(v.flags));
+    }
+    out.into_bytes()
 }
 
 /// /proc/PID/stat: the 52 fields of `do_task_stat`, with what exists filled in.

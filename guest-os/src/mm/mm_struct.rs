@@ -531,6 +531,51 @@ impl Mm {
         Some(child)
     }
 
+    /// What `/proc/PID/smaps` reports for one VMA, in pages: (rss, pss in 1/64 pages,
+    /// shared clean, shared dirty, private clean, private dirty, referenced, anonymous).
+    pub fn smaps_counts(&self, v: &Vma) -> [u64; 8] {
+        let mut c = [0u64; 8];
+        let mut va = v.start.as_u64();
+        while va < v.end.as_u64() {
+            if let Some(p) = self.pgd.pte_ptr(VirtAddr::new(va)) {
+                // SAFETY: a live PTE.
+                let e = unsafe { p.read_volatile() };
+                if e & pte::PRESENT != 0 {
+                    let pfn = PhysAddr::new(e & pte::ADDR_MASK).pfn();
+                    // Mappers: the zero page and the vDSO count as shared by many.
+                    let mappers = if is_shared_page(pfn) {
+                        2
+                    } else {
+                        page_alloc::with(|a| a.page(pfn).mapcount.max(0) as u64 + 1)
+                    };
+                    let dirty = e & pte::DIRTY != 0;
+                    c[0] += 1;
+                    c[1] += 64 / mappers;
+                    let slot = match (mappers > 1, dirty) {
+                        (true, false) => 2,
+                        (true, true) => 3,
+                        (false, false) => 4,
+                        (false, true) => 5,
+                    };
+                    c[slot] += 1;
+                    if e & pte::ACCESSED != 0 {
+                        c[6] += 1;
+                    }
+                    // Pages of anonymous mappings. (File pages are per-mapping copies here,
+                    // standing in for the page cache, so they count as file pages.)
+                    if !is_shared_page(pfn)
+                        && v.backing == Backing::Anon
+                        && !v.flags.contains(VM_SHARED)
+                    {
+                        c[7] += 1;
+                    }
+                }
+            }
+            va += PAGE_SIZE;
+        }
+        c
+    }
+
     /// Whether the page at `va` is present (mincore).
     pub fn is_resident(&self, va: u64) -> bool {
         self.pgd.pte_ptr(VirtAddr::new(va)).is_some_and(|p| {

@@ -339,3 +339,41 @@ pub fn sys_mremap(a: &Args) -> SysResult {
         Ok(dest.as_u64())
     })
 }
+
+const MS_ASYNC: u64 = 1;
+const MS_INVALIDATE: u64 = 2;
+const MS_SYNC: u64 = 4;
+
+/// `msync(addr, len, flags)`: checks as Linux (alignment, flags, the range mapped); there
+/// is nothing to write back, since no mapping can make a file dirty (the initramfs is
+/// read-only and shared writable file mappings are refused).
+pub fn sys_msync(a: &Args) -> SysResult {
+    let (addr, len, flags) = (a.0[0], a.0[1], a.0[2]);
+    if !addr.is_multiple_of(PAGE_SIZE)
+        || flags & !(MS_ASYNC | MS_INVALIDATE | MS_SYNC) != 0
+        || (flags & MS_ASYNC != 0 && flags & MS_SYNC != 0)
+    {
+        return Err(EINVAL);
+    }
+    let end = addr
+        .checked_add(len.next_multiple_of(PAGE_SIZE))
+        .ok_or(ENOMEM)?;
+    with_mm(|mm| {
+        let mut covered = addr;
+        for v in mm
+            .vmas
+            .iter()
+            .filter(|v| v.end.as_u64() > addr && v.start.as_u64() < end)
+        {
+            if v.start.as_u64() > covered {
+                break;
+            }
+            covered = v.end.as_u64();
+        }
+        if covered < end {
+            Err(ENOMEM)
+        } else {
+            Ok(0)
+        }
+    })
+}

@@ -123,6 +123,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::PIPE2 => fs::sys_pipe2(&a),
         nr::DUP2 => fs::sys_dup2(&a),
         nr::MREMAP => mm::sys_mremap(&a),
+        nr::MSYNC => mm::sys_msync(&a),
         nr::MINCORE => mm::sys_mincore(&a),
         nr::MADVISE => mm::sys_madvise(&a),
         nr::GETPID | nr::GETTID => proc::sys_getpid(&a),
