@@ -496,7 +496,37 @@ fn proc_tools_show_the_guest_kernel() {
     let o = run(&["cat", "/proc/self/smaps"]);
     let smaps = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{smaps}");
-    for n in ["/bin/cat\nSize:", "Rss:", "Pss:", "Private_Dirty:", "VmFlags: rd", "[stack]"] {
+    for n in [
+        "/bin/cat\nSize:",
+        "Rss:",
+        "Pss:",
+        "Private_Dirty:",
+        "VmFlags: rd",
+        "[stack]",
+    ] {
         assert!(smaps.contains(n), "smaps: no {n:?} in\n{smaps}");
+    }
+}
+
+/// Reverse mapping: with `rmap_check`, the kernel checks at every exit (and after mremap
+/// moves pages) that each private page of the process finds its own PTE by reverse walk, and
+/// exactly as many mappings as its mapcount says (shared after fork, moved by mremap).
+#[test]
+fn reverse_mapping_finds_every_pte() {
+    for prog in ["forkcow", "wait", "execchain", "mmap", "stopcont"] {
+        let o = run(&["--cmdline", "rmap_check", prog]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{prog}: {err}");
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("rmap_check"))
+            .collect();
+        assert!(!lines.is_empty(), "{prog}: no rmap_check report\n{err}");
+        for l in lines {
+            assert!(
+                l.starts_with("rmap_check pid ") && l.ends_with(", 0 mismatches"),
+                "{prog}: {l}\n{err}"
+            );
+        }
     }
 }

@@ -107,6 +107,8 @@ pub struct Mm {
     pub start_stack: u64,
     /// Resident pages (anonymous and file copies).
     pub rss: u64,
+    /// The anon_vma of this address space ([`super::rmap`]).
+    pub anon_id: u64,
 }
 
 fn page_mapcount_add(pfn: Pfn, d: i32) {
@@ -127,6 +129,7 @@ impl Mm {
             brk: 0,
             start_stack: 0,
             rss: 0,
+            anon_id: super::rmap::new_id(),
         })
     }
 
@@ -360,6 +363,7 @@ impl Mm {
         }
         if kind != FaultKind::ZeroPage {
             page_mapcount_add(pfn, 1);
+            super::rmap::add_new_anon(pfn, self.anon_id, va.as_u64());
             self.rss += 1;
         }
         Ok(kind)
@@ -394,6 +398,7 @@ impl Mm {
             asm!("invlpg [{}]", in(reg) va.as_u64(), options(nostack, preserves_flags));
         }
         page_mapcount_add(new, 1);
+        super::rmap::add_new_anon(new, self.anon_id, va.as_u64());
         if is_zero {
             self.rss += 1;
         } else {
@@ -456,6 +461,9 @@ impl Mm {
                         asm!("invlpg [{}]", in(reg) src.as_u64(), options(nostack, preserves_flags));
                     }
                     let pa = PhysAddr::new(e & pte::ADDR_MASK);
+                    if !is_shared_page(pa.pfn()) {
+                        super::rmap::move_to(pa.pfn(), to + off);
+                    }
                     if self
                         .pgd
                         .map_user(
@@ -492,6 +500,7 @@ impl Mm {
         child.start_brk = self.start_brk;
         child.brk = self.brk;
         child.start_stack = self.start_stack;
+        child.anon_id = self.anon_id;
         let zero = ZERO_PFN.load(Ordering::Relaxed);
         let vmas: alloc::vec::Vec<Vma> = self.vmas.iter().copied().collect();
         for v in vmas {
@@ -574,6 +583,27 @@ impl Mm {
             va += PAGE_SIZE;
         }
         c
+    }
+
+    /// Every present page this address space owns a share of (not the zero page or the
+    /// vDSO), with its address: for the rmap check.
+    pub fn private_pages(&self) -> alloc::vec::Vec<(Pfn, u64)> {
+        let mut out = alloc::vec::Vec::new();
+        for v in self.vmas.iter() {
+            let mut va = v.start.as_u64();
+            while va < v.end.as_u64() {
+                if let Some(p) = self.pgd.pte_ptr(VirtAddr::new(va)) {
+                    // SAFETY: a live PTE.
+                    let e = unsafe { p.read_volatile() };
+                    let pfn = PhysAddr::new(e & pte::ADDR_MASK).pfn();
+                    if e & pte::PRESENT != 0 && !is_shared_page(pfn) {
+                        out.push((pfn, va));
+                    }
+                }
+                va += PAGE_SIZE;
+            }
+        }
+        out
     }
 
     /// Whether the page at `va` is present (mincore).

@@ -10,6 +10,7 @@ pub mod mm_struct;
 pub mod page_alloc;
 pub mod pgtable;
 pub mod proc;
+pub mod rmap;
 pub mod slab;
 pub mod uaccess;
 pub mod vmalloc;

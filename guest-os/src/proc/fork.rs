@@ -42,6 +42,7 @@ pub fn do_fork(frame: &TrapFrame) -> SysResult {
     if let Some(m) = parent.mm.lock().as_ref() {
         m.activate();
     }
+    crate::mm::rmap::attach(mm.anon_id, pid);
     *child.mm.lock() = Some(Box::new(mm));
     let mut f = *frame;
     f.rax = 0;
@@ -210,8 +211,11 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
     let img = super::exec::load(data, ino, &path, &argv, &envp)?;
     // Point of no return.
     img.mm.activate();
+    crate::mm::rmap::check(me);
+    crate::mm::rmap::attach(img.mm.anon_id, me.pid);
     let old = me.mm.lock().replace(img.mm);
     if let Some(old) = old {
+        crate::mm::rmap::detach(old.anon_id, me.pid);
         old.destroy();
     }
     me.set_comm(&path);

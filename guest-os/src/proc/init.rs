@@ -103,7 +103,11 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
     task.set_comm(&path);
     task.set_cmdline(&argv);
     img.mm.activate();
+    crate::mm::rmap::attach(img.mm.anon_id, task.pid);
     *task.mm.lock() = Some(img.mm);
+    if crate::cmdline::has_flag(cmdline, "rmap_check") {
+        crate::mm::rmap::CHECK.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
     syscall::init(task.kstack.top());
     gdt::set_rsp0(task.kstack.top());
     super::sched::start_tick();

@@ -200,8 +200,10 @@ pub fn exit_current(r: ExitReason) -> ! {
     let Some(t) = current() else {
         report_and_power_off(r)
     };
+    crate::mm::rmap::check(t);
     let mm = t.mm.lock().take();
     if let Some(mm) = mm {
+        crate::mm::rmap::detach(mm.anon_id, t.pid);
         // Leave the address space before freeing its tables.
         // SAFETY: the master table maps the kernel; nothing user is touched after this.
         unsafe { crate::mm::pgtable::activate(&crate::mm::pgtable::kernel()) };

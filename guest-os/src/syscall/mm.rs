@@ -338,6 +338,12 @@ pub fn sys_mremap(a: &Args) -> SysResult {
         mm.move_ptes(old, dest.as_u64(), moved_len);
         Ok(dest.as_u64())
     })
+    .inspect(|_| {
+        // Moving pages changes their rmap index: check it now under `rmap_check`.
+        if let Some(t) = proc::current() {
+            crate::mm::rmap::check(t);
+        }
+    })
 }
 
 const MS_ASYNC: u64 = 1;
