@@ -255,24 +255,7 @@ __switch_to:
     .balign 16
     .global ret_from_fork
 ret_from_fork:
-    popq %rax
-    popq %rbx
-    popq %rcx
-    popq %rdx
-    popq %rsi
-    popq %rdi
-    popq %rbp
-    popq %r8
-    popq %r9
-    popq %r10
-    popq %r11
-    popq %r12
-    popq %r13
-    popq %r14
-    popq %r15
-    addq $16, %rsp
-    swapgs
-    iretq
+    jmp trap_return
     .text
 "#,
     options(att_syntax)

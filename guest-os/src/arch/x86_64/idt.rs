@@ -36,7 +36,7 @@ pub mod vector {
 
 /// Register state at a trap, in the order `trap_common` pushes it (lowest address first).
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct TrapFrame {
     pub rax: u64,
     pub rbx: u64,
@@ -175,6 +175,9 @@ trap_common:
     jz 1f
     swapgs
 1:
+    /* The SYSCALL entry joins here with its frame built and GS already swapped. */
+    .global trap_save_regs
+trap_save_regs:
     pushq %r15
     pushq %r14
     pushq %r13
@@ -193,6 +196,9 @@ trap_common:
     movq %rsp, %rdi
     cld
     call {dispatch}
+    /* Return to the frame on the stack; ret_from_fork starts a new task here too. */
+    .global trap_return
+trap_return:
     popq %rax
     popq %rbx
     popq %rcx

@@ -3,10 +3,11 @@
 //! SYSCALL leaves the user RSP in place, RIP in RCX and RFLAGS in R11, and masks RFLAGS with
 //! IA32_FMASK (interrupts, TF, DF, AC off). The entry swaps GS to the per-CPU area, stashes
 //! the user RSP there, switches to the current task's kernel stack and builds the same
-//! [`TrapFrame`] an exception builds (vector [`SYSCALL_VECTOR`]), so signal delivery, fork
-//! and exec handle both alike. The syscall number is in RAX, the arguments in RDI, RSI, RDX,
-//! R10, R8, R9 (the Linux x86-64 ABI); the result goes back in RAX. The return path is
-//! IRETQ, which restores every register from the frame (so RCX/R11 come back holding the
+//! [`TrapFrame`](super::idt::TrapFrame) an exception builds (vector [`SYSCALL_VECTOR`]), so signal delivery, fork
+//! and exec handle both alike; it then continues in the exception entry's register save and
+//! return path (`trap_save_regs`, `trap_return` in idt.rs). The syscall number is in RAX,
+//! the arguments in RDI, RSI, RDX, R10, R8, R9 (the Linux x86-64 ABI); the result goes back
+//! in RAX. The return path is IRETQ, which restores every register from the frame (so RCX/R11 come back holding the
 //! user RIP/RFLAGS, as after SYSRET); Linux returns with SYSRET when the frame allows it,
 //! which is faster but not needed for correctness.
 
@@ -14,7 +15,6 @@ use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 
 use super::gdt::{KERNEL_CS, KERNEL_DS, USER_CS, USER_DS};
-use super::idt::TrapFrame;
 
 /// The `vector` field of a syscall frame (not an IDT vector).
 pub const SYSCALL_VECTOR: u64 = 0x1_0000;
@@ -106,54 +106,16 @@ syscall_entry:
     pushq %rcx
     pushq $0
     pushq ${vector}
-    pushq %r15
-    pushq %r14
-    pushq %r13
-    pushq %r12
-    pushq %r11
-    pushq %r10
-    pushq %r9
-    pushq %r8
-    pushq %rbp
-    pushq %rdi
-    pushq %rsi
-    pushq %rdx
-    pushq %rcx
-    pushq %rbx
-    pushq %rax
-    movq %rsp, %rdi
-    cld
-    call {dispatch}
-    popq %rax
-    popq %rbx
-    popq %rcx
-    popq %rdx
-    popq %rsi
-    popq %rdi
-    popq %rbp
-    popq %r8
-    popq %r9
-    popq %r10
-    popq %r11
-    popq %r12
-    popq %r13
-    popq %r14
-    popq %r15
-    addq $16, %rsp
-    swapgs
-    iretq
+    /* The rest as for an exception: save the registers, dispatch (trap::dispatch sends
+       SYSCALL_VECTOR here), return through trap_return, which swaps GS back for user CS. */
+    jmp trap_save_regs
     .text
 "#,
     user_ds = const USER_DS,
     user_cs = const USER_CS,
     vector = const SYSCALL_VECTOR,
-    dispatch = sym syscall_dispatch,
     options(att_syntax)
 );
-
-extern "C" fn syscall_dispatch(frame: &mut TrapFrame) {
-    crate::syscall::dispatch(frame);
-}
 
 /// Enter user mode for the first time: IRETQ to `rip` with stack `rsp`, interrupts on.
 ///

@@ -85,6 +85,10 @@ pub fn vector_name(v: u64) -> &'static str {
 
 /// Called by `trap_common` with the saved frame; returning resumes from the frame.
 pub extern "C" fn dispatch(frame: &mut TrapFrame) {
+    if frame.vector == super::syscall::SYSCALL_VECTOR {
+        crate::syscall::dispatch(frame);
+        return;
+    }
     if let Some(handler) = super::irq::handler(frame.vector) {
         handler(frame);
         return;
