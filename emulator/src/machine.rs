@@ -202,21 +202,28 @@ impl Machine {
     /// Run until the guest exits or the CPU cannot go on.
     pub fn run(&mut self) -> Outcome {
         loop {
-            // The only per-instruction check: everything else waits for `next_event`.
-            if self.cpu.icount >= self.bus.next_event {
-                if let Some(outcome) = self.service() {
-                    return outcome;
-                }
+            if let Some(outcome) = self.step() {
+                return outcome;
             }
-            match self.cpu.step(&mut self.bus) {
-                Step::Ok => {}
-                Step::Halted => {
-                    if let Some(outcome) = self.sleep() {
-                        return outcome;
-                    }
-                }
-                Step::Stop(s) => return Outcome::Stop(s),
+        }
+    }
+
+    /// One iteration of the run loop: service due events (interrupt delivery included),
+    /// then execute one instruction or, when halted, skip virtual time to the next wake-up.
+    /// `Some` when the machine stopped. Debuggers and tracers drive the machine with this
+    /// so that [`Self::run`], the fast path, carries none of their checks.
+    #[inline(always)]
+    pub fn step(&mut self) -> Option<Outcome> {
+        // The only per-instruction check: everything else waits for `next_event`.
+        if self.cpu.icount >= self.bus.next_event {
+            if let Some(outcome) = self.service() {
+                return Some(outcome);
             }
+        }
+        match self.cpu.step(&mut self.bus) {
+            Step::Ok => None,
+            Step::Halted => self.sleep(),
+            Step::Stop(s) => Some(Outcome::Stop(s)),
         }
     }
 

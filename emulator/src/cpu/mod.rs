@@ -139,6 +139,25 @@ pub struct Cpu {
     pub recent_exceptions: Vec<(u64, Exception)>,
     /// Where every delivery attempt is reported (`--fault-trace`), if anywhere.
     pub fault_sink: Option<Box<dyn crate::trace::FaultSink>>,
+    /// When `Some`, every guest memory access made through the MMU (data, stack, implicit
+    /// descriptor-table and delivery accesses; not instruction fetch) is appended here, for
+    /// the instruction trace and debugger watchpoints. The owner clears it. Compiled out
+    /// without the `trace-hooks` feature.
+    #[cfg(feature = "trace-hooks")]
+    pub mem_log: Option<Vec<MemAccess>>,
+}
+
+/// One memory access recorded in [`Cpu::mem_log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemAccess {
+    pub la: GuestVirtAddr,
+    /// Physical address of the first byte (an access that crosses a page is logged as
+    /// two records, one per page).
+    pub pa: GuestPhysAddr,
+    pub size: u8,
+    pub write: bool,
+    /// The value read or written (low `size` bytes).
+    pub value: u64,
 }
 
 impl Cpu {
@@ -192,6 +211,8 @@ impl Cpu {
             stop_on_unimplemented: true,
             recent_exceptions: Vec::new(),
             fault_sink: None,
+            #[cfg(feature = "trace-hooks")]
+            mem_log: None,
         };
         // Real-mode reset segments (SDM Vol. 3A, Table 9-1).
         for s in cpu.seg.iter_mut() {
@@ -538,13 +559,35 @@ impl Cpu {
         let first = PAGE_SIZE - (la & (PAGE_SIZE - 1));
         if size as u64 <= first {
             let pa = self.translate(bus, la, kind, implicit)?;
-            return Ok(bus.read(pa, size as usize));
+            let v = bus.read(pa, size as usize);
+            self.log_access(la, pa, size as u64, false, v);
+            return Ok(v);
         }
         let pa1 = self.translate(bus, la, kind, implicit)?;
         let pa2 = self.translate(bus, la.wrapping_add(first), kind, implicit)?;
         let lo = bus.read(pa1, first as usize);
         let hi = bus.read(pa2, size as usize - first as usize);
+        self.log_access(la, pa1, first, false, lo);
+        self.log_access(la.wrapping_add(first), pa2, size as u64 - first, false, hi);
         Ok(lo | (hi << (first * 8)))
+    }
+
+    /// Record an access in [`Self::mem_log`] when someone is listening.
+    #[inline(always)]
+    fn log_access(&mut self, la: u64, pa: GuestPhysAddr, size: u64, write: bool, value: u64) {
+        #[cfg(feature = "trace-hooks")]
+        if let Some(log) = self.mem_log.as_mut() {
+            let mask = if size >= 8 { u64::MAX } else { (1u64 << (size * 8)) - 1 };
+            log.push(MemAccess {
+                la: GuestVirtAddr(la),
+                pa,
+                size: size as u8,
+                write,
+                value: value & mask,
+            });
+        }
+        #[cfg(not(feature = "trace-hooks"))]
+        let _ = (la, pa, size, write, value);
     }
 
     /// Write `size` bytes at linear address `la`: both pages are translated before any
@@ -562,12 +605,15 @@ impl Cpu {
             let pa = self.translate(bus, la, AccessKind::Write, implicit)?;
             bus.write(pa, size as usize, val);
             self.invalidate_decoded(pa, size as u64);
+            self.log_access(la, pa, size as u64, true, val);
             return Ok(());
         }
         let pa1 = self.translate(bus, la, AccessKind::Write, implicit)?;
         let pa2 = self.translate(bus, la.wrapping_add(first), AccessKind::Write, implicit)?;
         bus.write(pa1, first as usize, val);
         bus.write(pa2, size as usize - first as usize, val >> (first * 8));
+        self.log_access(la, pa1, first, true, val);
+        self.log_access(la.wrapping_add(first), pa2, size as u64 - first, true, val >> (first * 8));
         Ok(())
     }
 
