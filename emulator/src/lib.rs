@@ -6,6 +6,8 @@
 //! (RAM, MMIO, ports, the interrupt controllers), [`memory`] (guest RAM), [`boot`] (the PVH
 //! loader) and [`machine`] (the run loop that ties them together and accepts interrupts).
 //! [`run`] and [`initramfs`] are `vmscope run`: a program started under the guest kernel.
+//! [`itrace`] is the instruction trace (`--trace`), [`symbols`] the ELF symbol tables it names
+//! code with.
 //! See ARCHITECTURE.md for the data flow.
 
 pub mod addr;
@@ -16,11 +18,13 @@ pub mod devices;
 pub mod guest;
 pub mod initramfs;
 pub mod interrupts;
+pub mod itrace;
 pub mod linux_user;
 pub mod machine;
 pub mod memory;
 pub mod mmu;
 pub mod qemu;
 pub mod run;
+pub mod symbols;
 pub mod tlb;
 pub mod trace;

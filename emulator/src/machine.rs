@@ -214,12 +214,27 @@ impl Machine {
     /// so that [`Self::run`], the fast path, carries none of their checks.
     #[inline(always)]
     pub fn step(&mut self) -> Option<Outcome> {
+        if let Some(outcome) = self.step_events() {
+            return Some(outcome);
+        }
+        self.step_insn()
+    }
+
+    /// The first half of [`Self::step`]: the events due at this instruction boundary
+    /// (an interrupt may be delivered, moving RIP to its handler). The instruction trace
+    /// calls the halves separately to tell a delivery from the instruction after it.
+    #[inline(always)]
+    pub fn step_events(&mut self) -> Option<Outcome> {
         // The only per-instruction check: everything else waits for `next_event`.
         if self.cpu.icount >= self.bus.next_event {
-            if let Some(outcome) = self.service() {
-                return Some(outcome);
-            }
+            return self.service();
         }
+        None
+    }
+
+    /// The second half of [`Self::step`]: execute one instruction, or sleep when halted.
+    #[inline(always)]
+    pub fn step_insn(&mut self) -> Option<Outcome> {
         match self.cpu.step(&mut self.bus) {
             Step::Ok => None,
             Step::Halted => self.sleep(),

@@ -94,6 +94,8 @@ struct MachineArgs {
     /// by cause, stale uses found by --tlb check.
     #[arg(long)]
     stats: bool,
+    #[command(flatten)]
+    trace: vmscope::itrace::TraceArgs,
 }
 
 #[derive(Args)]
@@ -284,8 +286,9 @@ fn machine_on_vmscope(
     for &(at, what) in inject {
         m.inject(at, what);
     }
-    let outcome = m.run();
+    let outcome = vmscope::itrace::run(&mut m, &a.trace, &kernel, initrd);
     flush_consoles();
+    let outcome = outcome?;
     if let Some(mut sink) = m.cpu.fault_sink.take() {
         sink.finish()
             .map_err(|e| format!("writing the fault trace: {e}"))?;
@@ -411,6 +414,9 @@ fn machine_on_qemu(
     a: &MachineArgs,
     extra: impl FnOnce(&mut Command) -> Result<(), String>,
 ) -> Result<i32, String> {
+    if a.trace.enabled() {
+        return Err("--trace works on vmscope only, not with --qemu".into());
+    }
     if !qemu::available() {
         return Err(format!(
             "{} not found (install the qemu-system-x86 package)",
