@@ -20,6 +20,7 @@ pub mod linux_user;
 pub mod machine;
 pub mod memory;
 pub mod mmu;
+pub mod ostrace;
 pub mod qemu;
 pub mod run;
 pub mod tlb;

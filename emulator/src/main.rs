@@ -8,7 +8,7 @@ use vmscope::devices::uart16550::{flush_consoles, ConsoleSink};
 use vmscope::machine::{exit_status, Injection, Machine, MachineConfig, Outcome};
 use vmscope::run::{self as runner, GuestEnd};
 use vmscope::tlb::{TlbMode, DEFAULT_TLB_ENTRIES};
-use vmscope::trace::{self, FaultSink, JsonlSink};
+use vmscope::trace::{self, JsonlSink, TextSink, TraceEvent, TraceSink};
 use vmscope::{guest, qemu};
 
 #[derive(Parser)]
@@ -58,6 +58,21 @@ enum TlbArg {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TraceFormat {
+    Jsonl,
+    Text,
+}
+
+/// Open the fault-trace sink for `path` in `format`.
+fn trace_sink(path: &Path, format: TraceFormat) -> Result<Box<dyn TraceSink>, String> {
+    let err = |e: std::io::Error| format!("cannot create fault trace {}: {e}", path.display());
+    Ok(match format {
+        TraceFormat::Jsonl => Box::new(JsonlSink::create(path).map_err(err)?),
+        TraceFormat::Text => Box::new(TextSink::create(path).map_err(err)?),
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum UnimplementedArg {
     Stop,
     Ud,
@@ -90,6 +105,10 @@ struct MachineArgs {
     /// events.
     #[arg(long, value_name = "FILE")]
     fault_trace: Option<PathBuf>,
+    /// Format of --fault-trace: JSON Lines (for tools and `vmscope trace diff`) or one
+    /// human-readable line per event.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    fault_trace_format: TraceFormat,
     /// At the end, print statistics to stderr: instructions, TLB hits, misses and flushes
     /// by cause, stale uses found by --tlb check.
     #[arg(long)]
@@ -277,18 +296,22 @@ fn machine_on_vmscope(
         .map_err(|e| e.to_string())?;
     setup(&mut m);
     if let Some(path) = &a.fault_trace {
-        let sink = JsonlSink::create(path)
-            .map_err(|e| format!("cannot create fault trace {}: {e}", path.display()))?;
-        m.cpu.fault_sink = Some(Box::new(sink));
+        m.bus.trace = Some(trace_sink(path, a.fault_trace_format)?);
     }
     for &(at, what) in inject {
         m.inject(at, what);
     }
     let outcome = m.run();
     flush_consoles();
-    if let Some(mut sink) = m.cpu.fault_sink.take() {
+    if let Some(mut sink) = m.bus.trace.take() {
         sink.finish()
             .map_err(|e| format!("writing the fault trace: {e}"))?;
+    }
+    if m.bus.os.bad_records > 0 {
+        eprintln!(
+            "vmscope: {} malformed trace annotations from the guest were ignored",
+            m.bus.os.bad_records
+        );
     }
     if !matches!(outcome, Outcome::Exit { .. }) {
         eprint!("{}", m.report(&outcome));
@@ -394,12 +417,11 @@ fn convert_qemu_log(log: &Path, output: Option<&Path>) -> Result<i32, String> {
         }
         None => JsonlSink::new(Box::new(std::io::BufWriter::new(std::io::stdout()))),
     };
-    for ev in &events {
-        sink.event(ev);
+    for ev in events {
+        sink.event(&TraceEvent::Delivery(ev));
     }
     sink.finish()
         .map_err(|e| format!("writing the trace: {e}"))?;
-    log::info!("{} events", events.len());
     Ok(0)
 }
 
@@ -447,10 +469,9 @@ fn machine_on_qemu(
     if let (Some(path), Some(log)) = (&a.fault_trace, &int_log) {
         let text = std::fs::read_to_string(&log.0)
             .map_err(|e| format!("cannot read QEMU's log {}: {e}", log.0.display()))?;
-        let mut sink = JsonlSink::create(path)
-            .map_err(|e| format!("cannot create fault trace {}: {e}", path.display()))?;
+        let mut sink = trace_sink(path, a.fault_trace_format)?;
         for ev in trace::from_qemu_int_log(&text) {
-            sink.event(&ev);
+            sink.event(&TraceEvent::Delivery(ev));
         }
         sink.finish()
             .map_err(|e| format!("writing the fault trace: {e}"))?;
