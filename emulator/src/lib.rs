@@ -23,5 +23,7 @@ pub mod mmu;
 pub mod ostrace;
 pub mod qemu;
 pub mod run;
+pub mod timeline;
 pub mod tlb;
 pub mod trace;
+pub mod tracediff;
