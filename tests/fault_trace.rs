@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::{qemu_present, stderr, stdout, vmscope};
-use vmscope::trace::{read_jsonl, FaultEvent};
+use vmscope::trace::{deliveries, read_jsonl, FaultEvent};
 
 /// Run `vmscope boot` with a fault trace; it must exit 0. Returns (console, events, raw
 /// trace text).
@@ -33,7 +33,7 @@ fn run_traced(extra: &[&str], cmdline: &str) -> (Option<i32>, String, Vec<FaultE
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("no trace ({e}): {}", stderr(&o)));
     let _ = std::fs::remove_file(&path);
-    let events = read_jsonl(&text).unwrap();
+    let events = deliveries(&read_jsonl(&text).unwrap());
     (o.status.code(), stdout(&o), events, text)
 }
 

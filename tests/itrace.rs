@@ -8,6 +8,7 @@ mod common;
 use common::{stderr, stdout, vmscope};
 use std::path::PathBuf;
 use std::sync::OnceLock;
+use vmscope::symbols::SymbolTable;
 
 /// A trace file in the temp directory, removed on drop.
 struct TraceFile(PathBuf);
@@ -104,6 +105,33 @@ fn two_runs_give_byte_identical_traces() {
 }
 
 #[test]
+fn tracing_changes_nothing_in_the_guest() {
+    // The fault trace (every delivery, with its icount) is the same with and without the
+    // instruction trace, and with a trace cut short by a limit.
+    let mut traces = Vec::new();
+    for extra in [
+        &[][..],
+        &["--trace", "/dev/null"],
+        &["--trace", "/dev/null", "--trace-limit", "5"],
+    ] {
+        let f = TraceFile::new(&format!("ft{}", traces.len()));
+        let mut args = vec!["run", "--fault-trace", f.path()];
+        args.extend_from_slice(extra);
+        args.push("hello");
+        let o = vmscope(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "Hello, world!\n");
+        traces.push(f.read());
+    }
+    assert!(traces[0].len() > 1000);
+    assert!(traces[0] == traces[1], "--trace changed the fault trace");
+    assert!(
+        traces[0] == traces[2],
+        "--trace-limit changed the fault trace"
+    );
+}
+
+#[test]
 fn every_instruction_has_a_line_in_order() {
     let (text, err) = full();
     let insns: u64 = err
@@ -112,7 +140,10 @@ fn every_instruction_has_a_line_in_order() {
         .expect("--stats prints the instruction count")
         .parse()
         .unwrap();
-    let lines: Vec<Line> = text.lines().map(parse).collect();
+    // The task lines: the kernel's annotations say init (pid 1) runs, then that it
+    // exec'd hello.
+    assert_eq!(tasks(text), ["1 ?", "1 /bin/hello"]);
+    let lines: Vec<Line> = body(text).into_iter().map(parse).collect();
     // hello halts nowhere and takes no interrupt: one line per instruction, counted from 0.
     assert_eq!(lines.len() as u64, insns);
     for (i, l) in lines.iter().enumerate() {
@@ -220,13 +251,30 @@ fn syscall_changes_segments_and_swapgs_the_gs_base() {
     assert!(field(next, "kernel_gs_base").is_some(), "{next}");
 }
 
+/// The lines without the task lines (which a filtered trace puts before its first line).
+fn body(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.contains(" -- task ")).collect()
+}
+
+/// What the task lines say.
+fn tasks(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.split_once(" -- task ").map(|(_, t)| t))
+        .collect()
+}
+
 #[test]
 fn cpl_filter_keeps_user_lines_only() {
     let (text, _) = trace_hello("cpl3", &["--trace-cpl", "3"]);
-    let lines: Vec<&str> = text.lines().collect();
+    let lines = body(&text);
     assert!(lines.len() > 100, "{} lines", lines.len());
-    assert!(lines.iter().all(|l| parse(l).mode == "u"));
-    let want: Vec<&str> = full().0.lines().filter(|l| parse(l).mode == "u").collect();
+    assert!(text.lines().all(|l| parse(l).mode == "u"));
+    assert_eq!(tasks(&text), ["1 /bin/hello"]);
+    assert!(text.starts_with(&format!("{} cpu0 u ", parse(lines[0]).icount)));
+    let want: Vec<&str> = body(&full().0)
+        .into_iter()
+        .filter(|l| parse(l).mode == "u")
+        .collect();
     assert_eq!(lines, want);
 }
 
@@ -250,32 +298,34 @@ fn start_and_stop_at_symbols() {
             "vmrt::io::_print",
         ],
     );
-    let lines: Vec<&str> = text.lines().collect();
+    let lines = body(&text);
+    assert_eq!(tasks(&text), ["1 /bin/hello"]);
     assert!(lines[0].contains(" <__vmrt_main> "), "{}", lines[0]);
     let last = lines.last().unwrap();
     assert!(last.contains(" <vmrt::io::_print> "), "{last}");
-    let full: Vec<&str> = full().0.lines().collect();
+    let full = body(&full().0);
     let at = full.iter().position(|l| *l == lines[0]).unwrap();
     assert_eq!(lines, &full[at..at + lines.len()]);
     assert!(lines.len() > 3 && lines.len() < 20, "{lines:?}");
 
-    // Start at an address (as the trace prints it), stop by a count.
+    // Start at an address (as the trace prints it), stop by a count: the task line and
+    // two instructions.
     let rip = lines[0].split(' ').nth(3).unwrap();
-    let (text, _) = trace_hello("startaddr", &["--trace-start", rip, "--trace-limit", "3"]);
-    assert_eq!(text.lines().collect::<Vec<_>>(), &lines[..3]);
+    let (short, _) = trace_hello("startaddr", &["--trace-start", rip, "--trace-limit", "3"]);
+    let want: Vec<&str> = text.lines().take(3).collect();
+    assert_eq!(short.lines().collect::<Vec<_>>(), want);
 }
 
 #[test]
 fn range_keeps_the_lines_inside() {
     let (text, _) = trace_hello("range", &["--trace-range", "0x401000-0x401010"]);
-    let lines: Vec<&str> = text.lines().collect();
+    let lines = body(&text);
     assert!(!lines.is_empty());
-    assert!(lines
-        .iter()
-        .all(|l| (0x401000..0x401010).contains(&parse(l).rip)));
-    let want: Vec<&str> = full()
-        .0
+    assert!(text
         .lines()
+        .all(|l| (0x401000..0x401010).contains(&parse(l).rip)));
+    let want: Vec<&str> = body(&full().0)
+        .into_iter()
         .filter(|l| (0x401000..0x401010).contains(&parse(l).rip))
         .collect();
     assert_eq!(lines, want);
@@ -283,6 +333,35 @@ fn range_keeps_the_lines_inside() {
     let (text, _) = trace_hello("range-sym", &["--trace-range", "kernel_main"]);
     assert!(!text.is_empty());
     assert!(text.lines().all(|l| l.contains(" <kernel_main")), "{text}");
+}
+
+#[test]
+fn pid_filter_follows_one_process_through_exec() {
+    // execchain forks pid 2, which execs exitcode.
+    let f = TraceFile::new("pid");
+    let o = vmscope(&["run", "--trace", f.path(), "--trace-pid", "2", "execchain"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8(f.read()).unwrap();
+    assert_eq!(
+        tasks(&text),
+        ["2 /bin/execchain", "2 /bin/exitcode"],
+        "task lines"
+    );
+    assert!(text.lines().next().unwrap().contains(" -- task 2 "));
+    // User symbols come from the ELF the task runs: exitcode's main after the exec.
+    let sym = |prog: &str| {
+        let t = SymbolTable::from_elf(vmscope::guest::program(prog).unwrap()).unwrap();
+        t.find("__vmrt_main").unwrap().addr
+    };
+    let main_line = format!(" u {:016x} <__vmrt_main> ", sym("exitcode"));
+    let after_exec = text.split(" -- task 2 /bin/exitcode").nth(1).unwrap();
+    assert!(after_exec.contains(&main_line), "no {main_line:?}");
+    assert_ne!(sym("exitcode"), sym("execchain"));
+    // Only pid 2: not a line from the parent's main.
+    let parent_main = format!(" u {:016x} <__vmrt_main> ", sym("execchain"));
+    assert!(!text.contains(&parent_main), "a line of pid 1");
+    let n = text.lines().count();
+    assert!(n > 1000, "{n} lines");
 }
 
 #[test]

@@ -15,6 +15,8 @@ use crate::devices::pic::Pic;
 use crate::devices::pvport::PvPort;
 use crate::devices::{IoAction, PortBus};
 use crate::memory::GuestMemory;
+use crate::ostrace::OsState;
+use crate::trace::TraceSink;
 
 /// A device mapped into the physical address space.
 pub trait MmioDevice: Send {
@@ -40,8 +42,12 @@ pub struct Bus {
     pub lapic: Lapic,
     /// The master/slave 8259A pair.
     pub pic: Pic,
-    /// The vmscope paravirtual port (signature, instruction count).
+    /// The vmscope paravirtual port (signature, instruction count, annotations).
     pub pvport: PvPort,
+    /// Where trace events go (`--fault-trace`, `--timeline`), if anywhere.
+    pub trace: Option<Box<dyn TraceSink>>,
+    /// The guest's tasks as its annotations describe them.
+    pub os: OsState,
     /// The instruction count of the instruction being executed: the time devices see.
     pub now: u64,
     /// The machine loop looks at interrupts, injections, device requests and the
@@ -63,6 +69,8 @@ impl Bus {
             lapic: Lapic::new(0),
             pic: Pic::new(),
             pvport: PvPort::new(),
+            trace: None,
+            os: OsState::new(),
             now: 0,
             next_event: 0,
         }
@@ -175,6 +183,14 @@ impl Bus {
                 let action = self.io.write(p, 1, b as u32);
                 self.act(action);
             }
+        }
+    }
+
+    /// The running task's PID and name, for attributing hardware events.
+    pub fn who(&self) -> (Option<u32>, Option<String>) {
+        match self.os.current() {
+            Some(t) => (Some(t.pid), Some(t.comm.clone())),
+            None => (None, None),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::cpu::regs::{rflags, seg_attr, sys_type, SegReg, Segment};
 use crate::cpu::segment::segment_from_descriptor;
 use crate::cpu::{Cpu, CpuStop};
 use crate::mmu::AccessKind;
-use crate::trace::FaultEvent;
+use crate::trace::{FaultEvent, TraceEvent};
 
 /// How an event reached the CPU: it decides the EXT bit, the gate-DPL check and which RIP
 /// is pushed.
@@ -101,7 +101,7 @@ impl Cpu {
             self.gpr[4],
         );
         let r = self.deliver_attempt(bus, e, source, return_rip);
-        self.record_delivery(e, source, return_rip, before, r.as_ref().ok().copied());
+        self.record_delivery(bus, e, source, return_rip, before, r.as_ref().ok().copied());
         r.map(|_| ())
     }
 
@@ -309,6 +309,7 @@ impl Cpu {
     /// completed.
     fn record_delivery(
         &mut self,
+        bus: &mut Bus,
         e: Exception,
         source: EventSource,
         return_rip: u64,
@@ -321,9 +322,9 @@ impl Cpu {
             }
             self.recent_exceptions.push((self.icount, e));
         }
-        let Some(sink) = self.fault_sink.as_mut() else {
+        if bus.trace.is_none() {
             return;
-        };
+        }
         // Software interrupts are reported at the INT instruction (as QEMU logs them);
         // everything else at the RIP it pushes.
         let rip = match source {
@@ -331,7 +332,8 @@ impl Cpu {
             _ => return_rip,
         };
         let (cs, cpl, rsp) = before;
-        sink.event(&FaultEvent {
+        let (pid, comm) = bus.who();
+        let ev = TraceEvent::Delivery(FaultEvent {
             icount: Some(self.icount),
             cpu: self.id,
             vector: e.vector,
@@ -346,6 +348,11 @@ impl Cpu {
             delivered: Some(ist.is_some()),
             stack: ist.map(|_| self.gpr[4]),
             ist,
+            pid,
+            comm,
         });
+        if let Some(sink) = bus.trace.as_mut() {
+            sink.event(&ev);
+        }
     }
 }

@@ -23,7 +23,7 @@ use crate::cpu::regs::SegReg;
 use crate::cpu::{Cpu, MAX_INSN_LEN};
 use crate::machine::{Machine, Outcome};
 use crate::symbols::SymbolTable;
-use crate::trace::{FaultEvent, FaultSink};
+use crate::trace::{FaultEvent, TraceEvent, TraceSink};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use iced_x86::{
     Decoder, DecoderOptions, Formatter, GasFormatter, Instruction, IntelFormatter, MasmFormatter,
@@ -218,14 +218,6 @@ struct Task {
     load_bias: u64,
 }
 
-/// Whether the emulator follows the guest's tasks (for `--trace-pid` and user symbols).
-const OS_ANNOTATIONS: bool = false;
-
-/// The current task, from the guest's OS annotations, when the emulator has them.
-fn current_task(_m: &Machine, _syms: &GuestSymbols) -> Option<Task> {
-    None
-}
-
 // ---- records ----------------------------------------------------------------------------
 
 /// Registers compared before and after each instruction, as one flat array.
@@ -410,6 +402,8 @@ enum Kind {
     Boundary,
     /// The CPU was halted and virtual time skipped to `target`.
     Halt,
+    /// From here on, another task runs (`pid`, `image`).
+    Task,
 }
 
 /// One line of the trace, before formatting.
@@ -429,6 +423,8 @@ struct Rec {
     bytes: [u8; MAX_INSN_LEN],
     /// User image (index into [`GuestSymbols::user`]) and its load bias; `u32::MAX`: none.
     image: u32,
+    /// The running task's PID; `u32::MAX`: none known.
+    pid: u32,
     bias: u64,
     /// Where the events left RIP (the handler), or for `Halt` the icount woken at.
     target: u64,
@@ -457,6 +453,9 @@ impl Batch {
         self.text.clear();
     }
 }
+
+/// `(pid, image)` before any task is known.
+const NO_TASK: (u32, u32) = (u32::MAX, u32::MAX);
 
 /// Records per batch.
 const BATCH: usize = 2048;
@@ -519,6 +518,8 @@ impl SymbolResolver for Resolver {
 struct LineFormatter {
     kernel: Arc<SymbolTable>,
     user: Vec<Arc<SymbolTable>>,
+    /// The guest paths of `user`.
+    paths: Vec<String>,
     empty: Arc<SymbolTable>,
     scope: Rc<RefCell<Scope>>,
     fmt: Box<dyn Formatter>,
@@ -544,7 +545,12 @@ struct CachedText {
 }
 
 impl LineFormatter {
-    fn new(kernel: Arc<SymbolTable>, user: Vec<Arc<SymbolTable>>, syntax: Syntax) -> Self {
+    fn new(
+        kernel: Arc<SymbolTable>,
+        user: Vec<Arc<SymbolTable>>,
+        paths: Vec<String>,
+        syntax: Syntax,
+    ) -> Self {
         let scope = Rc::new(RefCell::new(Scope {
             table: kernel.clone(),
             bias: 0,
@@ -561,6 +567,7 @@ impl LineFormatter {
         LineFormatter {
             kernel,
             user,
+            paths,
             empty: Arc::new(SymbolTable::default()),
             scope,
             fmt,
@@ -618,6 +625,20 @@ impl LineFormatter {
                 self.symbol(out, r.rip, r.cpl, r.image, r.bias);
                 out.extend_from_slice(b" -- halted until ");
                 dec(out, r.target);
+            }
+            Kind::Task => {
+                self.symbol(out, r.rip, r.cpl, r.image, r.bias);
+                if r.pid == u32::MAX {
+                    out.extend_from_slice(b" -- no task");
+                } else {
+                    out.extend_from_slice(b" -- task ");
+                    dec(out, r.pid as u64);
+                    out.push(b' ');
+                    match self.paths.get(r.image as usize) {
+                        Some(p) => out.extend_from_slice(p.as_bytes()),
+                        None => out.push(b'?'),
+                    }
+                }
             }
             Kind::Boundary => {
                 self.symbol(out, r.rip, r.cpl, r.image, r.bias);
@@ -827,6 +848,7 @@ impl Writer {
         format_here: bool,
         kernel: Arc<SymbolTable>,
         user: Vec<Arc<SymbolTable>>,
+        paths: Vec<String>,
         syntax: Syntax,
     ) -> io::Result<Self> {
         let (tx, rx) = bounded::<Batch>(IN_FLIGHT);
@@ -836,7 +858,8 @@ impl Writer {
         let handle = std::thread::Builder::new()
             .name("vmscope-trace".into())
             .spawn(move || -> WriterResult {
-                let mut lf = (!format_here).then(|| LineFormatter::new(kernel, user, syntax));
+                let mut lf =
+                    (!format_here).then(|| LineFormatter::new(kernel, user, paths, syntax));
                 let mut text = Vec::new();
                 let mut error = None;
                 for mut b in rx {
@@ -903,18 +926,18 @@ impl Drop for Writer {
 
 // ---- the fault-sink tap -----------------------------------------------------------------
 
-/// Sits in [`Cpu::fault_sink`]: collects events while the tracer listens and passes
-/// everything on to the sink that was there (`--fault-trace`).
+/// Sits in [`crate::bus::Bus::trace`]: collects deliveries while the tracer listens and
+/// passes everything on to the sink that was there (`--fault-trace`, `--timeline`).
 struct Tap {
-    inner: Option<Box<dyn FaultSink>>,
+    inner: Option<Box<dyn TraceSink>>,
     listening: Arc<AtomicBool>,
     events: Arc<Mutex<Vec<Event>>>,
     pending: Arc<AtomicBool>,
 }
 
-impl FaultSink for Tap {
-    fn event(&mut self, e: &FaultEvent) {
-        if self.listening.load(Ordering::Relaxed) {
+impl TraceSink for Tap {
+    fn event(&mut self, e: &TraceEvent) {
+        if let (TraceEvent::Delivery(e), true) = (e, self.listening.load(Ordering::Relaxed)) {
             if let Ok(mut v) = self.events.lock() {
                 v.push(Event::from_fault(e));
                 self.pending.store(true, Ordering::Relaxed);
@@ -966,6 +989,11 @@ struct Tracer<'a> {
     before_valid: bool,
     /// Set by the tap when it has events for [`Self::collect`].
     pending: Arc<AtomicBool>,
+    /// `(pid, image)` of the last line (a change gets a task line).
+    last_task: (u32, u32),
+    /// The current task's executable and its index in [`GuestSymbols::user`].
+    exe: Option<String>,
+    exe_image: Option<usize>,
 }
 
 /// Where a line happens: what the filters look at.
@@ -978,13 +1006,28 @@ struct Here {
 }
 
 impl Tracer<'_> {
-    fn here(&self, m: &Machine) -> Here {
+    fn here(&mut self, m: &Machine) -> Here {
         Here {
             icount: m.cpu.icount,
             rip: m.cpu.rip,
             cpl: m.cpu.cpl,
-            task: current_task(m, self.syms),
+            task: self.current_task(m),
         }
+    }
+
+    /// The task on the CPU, as the guest kernel's annotations (`crate::ostrace`) describe
+    /// it, with its executable's symbols found by path (remembered while it stays the same).
+    fn current_task(&mut self, m: &Machine) -> Option<Task> {
+        let t = m.bus.os.current()?;
+        if self.exe.as_deref() != t.exe.as_deref() {
+            self.exe.clone_from(&t.exe);
+            self.exe_image = t.exe.as_deref().and_then(|e| self.syms.user_index(e));
+        }
+        Some(Task {
+            pid: t.pid,
+            image: self.exe_image,
+            load_bias: t.load_bias,
+        })
     }
 
     fn passes(&self, h: &Here) -> bool {
@@ -1033,6 +1076,7 @@ impl Tracer<'_> {
     }
 
     fn base_rec(&self, kind: Kind, m: &Machine, h: &Here) -> Rec {
+        let pid = h.task.map_or(u32::MAX, |t| t.pid);
         let (image, bias) = match h.task {
             Some(Task {
                 image: Some(i),
@@ -1054,6 +1098,7 @@ impl Tracer<'_> {
             rip: h.rip,
             bytes: [0; MAX_INSN_LEN],
             image,
+            pid,
             bias,
             target: m.cpu.rip,
             changes: (0, 0),
@@ -1062,8 +1107,31 @@ impl Tracer<'_> {
         }
     }
 
-    /// Add a line; false (and tracing ends) once the limit is reached.
+    /// Add a line (after a task line if the task changed); tracing ends at the limit.
     fn push(&mut self, r: Rec) {
+        let task = if r.pid == u32::MAX {
+            NO_TASK
+        } else {
+            (r.pid, r.image)
+        };
+        if task != self.last_task {
+            self.last_task = task;
+            if task != NO_TASK || self.lines > 0 {
+                let t = Rec {
+                    kind: Kind::Task,
+                    changes: (0, 0),
+                    mems: (0, 0),
+                    events: (0, 0),
+                    ..r
+                };
+                self.batch.recs.push(t);
+                self.lines += 1;
+                if self.lines >= self.limit {
+                    self.phase = Phase::Done;
+                    return;
+                }
+            }
+        }
         self.batch.recs.push(r);
         self.lines += 1;
         if self.lines >= self.limit {
@@ -1248,12 +1316,6 @@ pub fn run(
         .as_deref()
         .map(|r| syms.range(r))
         .transpose()?;
-    if args.trace_pid.is_some() && !OS_ANNOTATIONS {
-        return Err(
-            "--trace-pid needs the guest's OS annotations, which this vmscope does not read yet"
-                .into(),
-        );
-    }
     let out: Box<dyn Write + Send> = if path.as_os_str() == "-" {
         Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))
     } else {
@@ -1263,19 +1325,21 @@ pub fn run(
     };
     let format_here = std::env::var("VMSCOPE_TRACE_FORMAT").as_deref() == Ok("emulator");
     let user: Vec<Arc<SymbolTable>> = syms.user.iter().map(|(_, t)| t.clone()).collect();
+    let paths: Vec<String> = syms.user.iter().map(|(p, _)| p.clone()).collect();
     let writer = Writer::spawn(
         out,
         format_here,
         syms.kernel.clone(),
         user.clone(),
+        paths.clone(),
         args.syntax,
     )
     .map_err(|e| format!("cannot start the trace writer: {e}"))?;
     let listening = Arc::new(AtomicBool::new(false));
     let events = Arc::new(Mutex::new(Vec::new()));
     let pending = Arc::new(AtomicBool::new(false));
-    let inner = m.cpu.fault_sink.take();
-    m.cpu.fault_sink = Some(Box::new(Tap {
+    let inner = m.bus.trace.take();
+    m.bus.trace = Some(Box::new(Tap {
         inner,
         listening: listening.clone(),
         events: events.clone(),
@@ -1297,7 +1361,8 @@ pub fn run(
         },
         writer,
         batch: Batch::default(),
-        local: format_here.then(|| LineFormatter::new(syms.kernel.clone(), user, args.syntax)),
+        local: format_here
+            .then(|| LineFormatter::new(syms.kernel.clone(), user, paths, args.syntax)),
         listening,
         events,
         mem_buf: Vec::new(),
@@ -1305,6 +1370,9 @@ pub fn run(
         after: [0; NREGS],
         before_valid: false,
         pending,
+        exe: None,
+        exe_image: None,
+        last_task: NO_TASK,
     };
     if t.limit == 0 {
         t.phase = Phase::Done;

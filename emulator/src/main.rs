@@ -7,8 +7,10 @@ use std::process::{Command, ExitCode};
 use vmscope::devices::uart16550::{flush_consoles, ConsoleSink};
 use vmscope::machine::{exit_status, Injection, Machine, MachineConfig, Outcome};
 use vmscope::run::{self as runner, GuestEnd};
+use vmscope::timeline::TimelineSink;
 use vmscope::tlb::{TlbMode, DEFAULT_TLB_ENTRIES};
-use vmscope::trace::{self, FaultSink, JsonlSink};
+use vmscope::trace::{self, JsonlSink, TextSink, TraceEvent, TraceSink};
+use vmscope::tracediff::{self, Normalize};
 use vmscope::{guest, qemu};
 
 #[derive(Parser)]
@@ -38,6 +40,9 @@ enum Cmd {
     Run(RunArgs),
     /// Convert a QEMU `-d int` log (e.g. from `-d int -D qemu.log`) into vmscope's fault
     /// trace format (JSON Lines), on stdout or into --output.
+    /// Work with fault traces: compare two (`diff`) or print one (`show`).
+    #[command(subcommand)]
+    Trace(TraceCmd),
     FaultTraceFromQemu {
         /// The QEMU log file.
         log: PathBuf,
@@ -55,6 +60,128 @@ enum TlbArg {
     Off,
     /// Cache, and warn whenever a cached translation differs from the page tables.
     Check,
+}
+
+#[derive(Subcommand)]
+enum TraceCmd {
+    /// Align two JSON Lines fault traces and print the first divergence with context and a
+    /// summary. Exit status: 0 equal, 1 different, 2 bad input.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        #[command(flatten)]
+        norm: NormArgs,
+        /// Events of context around the divergence.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        context: usize,
+    },
+    /// Print a JSON Lines fault trace in the text format, or (--jsonl) normalised as JSON
+    /// Lines, e.g. to write a golden trace.
+    Show {
+        file: PathBuf,
+        #[command(flatten)]
+        norm: NormArgs,
+        /// Print the normalised events as JSON Lines instead of text.
+        #[arg(long)]
+        jsonl: bool,
+    },
+}
+
+/// How traces are normalised before they are compared or shown.
+#[derive(Args)]
+struct NormArgs {
+    /// Leave this field out of every event (repeatable or comma-separated), e.g. icount.
+    #[arg(long, value_name = "FIELD", value_delimiter = ',')]
+    ignore: Vec<String>,
+    /// Leave out events whose FIELD has VALUE (repeatable), e.g. kind=external (timer
+    /// interrupts) or event=mmu.
+    #[arg(long, value_name = "FIELD=VALUE", value_parser = parse_drop)]
+    drop: Vec<(String, String)>,
+    /// Compare kernel-half addresses as "kernel" (traces of two kernel builds).
+    #[arg(long)]
+    ignore_kernel_addresses: bool,
+    /// The golden-trace preset: --ignore icount --drop kind=external --drop op=cr3
+    /// --drop op=cr4 --ignore-kernel-addresses.
+    #[arg(long)]
+    golden: bool,
+}
+
+impl NormArgs {
+    fn normalize(&self) -> Normalize {
+        let mut n = if self.golden {
+            Normalize::golden()
+        } else {
+            Normalize::default()
+        };
+        n.ignore.extend(self.ignore.iter().cloned());
+        n.drop.extend(self.drop.iter().cloned());
+        n.kernel_addresses |= self.ignore_kernel_addresses;
+        n
+    }
+}
+
+fn parse_drop(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected FIELD=VALUE, got {s:?}"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Read and normalise a trace file for `trace diff`/`show`.
+fn read_trace(path: &Path, norm: &Normalize) -> Result<tracediff::Trace, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    tracediff::Trace::parse(&text, norm).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn trace_cmd(cmd: TraceCmd) -> Result<i32, String> {
+    match cmd {
+        TraceCmd::Diff {
+            a,
+            b,
+            norm,
+            context,
+        } => {
+            let n = norm.normalize();
+            let (ta, tb) = (read_trace(&a, &n)?, read_trace(&b, &n)?);
+            let (na, nb) = (a.display().to_string(), b.display().to_string());
+            let r = tracediff::diff(&ta, &tb, (&na, &nb), context);
+            print!("{}", r.text);
+            Ok(if r.equal { 0 } else { 1 })
+        }
+        TraceCmd::Show { file, norm, jsonl } => {
+            let n = norm.normalize();
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            if jsonl {
+                let t = tracediff::Trace::parse(&text, &n)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                print!("{}", t.to_jsonl());
+            } else {
+                let events =
+                    trace::read_jsonl(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+                for e in &events {
+                    println!("{}", trace::format_event(e));
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TraceFormat {
+    Jsonl,
+    Text,
+}
+
+/// Open the fault-trace sink for `path` in `format`.
+fn trace_sink(path: &Path, format: TraceFormat) -> Result<Box<dyn TraceSink>, String> {
+    let err = |e: std::io::Error| format!("cannot create fault trace {}: {e}", path.display());
+    Ok(match format {
+        TraceFormat::Jsonl => Box::new(JsonlSink::create(path).map_err(err)?),
+        TraceFormat::Text => Box::new(TextSink::create(path).map_err(err)?),
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,6 +217,14 @@ struct MachineArgs {
     /// events.
     #[arg(long, value_name = "FILE")]
     fault_trace: Option<PathBuf>,
+    /// Format of --fault-trace: JSON Lines (for tools and `vmscope trace diff`) or one
+    /// human-readable line per event.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    fault_trace_format: TraceFormat,
+    /// Write a Chrome/Perfetto trace-event JSON timeline of the run to FILE (open it in
+    /// ui.perfetto.dev): which task ran when, system calls, page faults, interrupts.
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<PathBuf>,
     /// At the end, print statistics to stderr: instructions, TLB hits, misses and flushes
     /// by cause, stale uses found by --tlb check.
     #[arg(long)]
@@ -209,6 +344,7 @@ fn main() -> ExitCode {
     let code = match cli.cmd {
         Cmd::Boot(a) => boot(a),
         Cmd::Run(a) => run(a),
+        Cmd::Trace(t) => trace_cmd(t),
         Cmd::FaultTraceFromQemu { log, output } => convert_qemu_log(&log, output.as_deref()),
     };
     let code = code.unwrap_or_else(|msg| {
@@ -278,20 +414,35 @@ fn machine_on_vmscope(
     m.load_pvh(&kernel, &name, cmdline, initrd)
         .map_err(|e| e.to_string())?;
     setup(&mut m);
+    let mut sinks: Vec<Box<dyn TraceSink>> = Vec::new();
     if let Some(path) = &a.fault_trace {
-        let sink = JsonlSink::create(path)
-            .map_err(|e| format!("cannot create fault trace {}: {e}", path.display()))?;
-        m.cpu.fault_sink = Some(Box::new(sink));
+        sinks.push(trace_sink(path, a.fault_trace_format)?);
     }
+    if let Some(path) = &a.timeline {
+        let t = TimelineSink::create(path)
+            .map_err(|e| format!("cannot create timeline {}: {e}", path.display()))?;
+        sinks.push(Box::new(t));
+    }
+    m.bus.trace = match sinks.len() {
+        0 => None,
+        1 => sinks.pop(),
+        _ => Some(Box::new(trace::Tee(sinks))),
+    };
     for &(at, what) in inject {
         m.inject(at, what);
     }
     let outcome = vmscope::itrace::run(&mut m, &a.trace, &kernel, initrd);
     flush_consoles();
     let outcome = outcome?;
-    if let Some(mut sink) = m.cpu.fault_sink.take() {
+    if let Some(mut sink) = m.bus.trace.take() {
         sink.finish()
-            .map_err(|e| format!("writing the fault trace: {e}"))?;
+            .map_err(|e| format!("writing the trace: {e}"))?;
+    }
+    if m.bus.os.bad_records > 0 {
+        eprintln!(
+            "vmscope: {} malformed trace annotations from the guest were ignored",
+            m.bus.os.bad_records
+        );
     }
     if !matches!(outcome, Outcome::Exit { .. }) {
         eprint!("{}", m.report(&outcome));
@@ -397,12 +548,11 @@ fn convert_qemu_log(log: &Path, output: Option<&Path>) -> Result<i32, String> {
         }
         None => JsonlSink::new(Box::new(std::io::BufWriter::new(std::io::stdout()))),
     };
-    for ev in &events {
-        sink.event(ev);
+    for ev in events {
+        sink.event(&TraceEvent::Delivery(ev));
     }
     sink.finish()
         .map_err(|e| format!("writing the trace: {e}"))?;
-    log::info!("{} events", events.len());
     Ok(0)
 }
 
@@ -438,6 +588,9 @@ fn machine_on_qemu(
             tmp.0.clone()
         }
     };
+    if a.timeline.is_some() {
+        return Err("--timeline needs the guest's annotations, which QEMU does not decode".into());
+    }
     let mut cmd = qemu::command(&kernel, initrd, cmdline, a.mem >> 20);
     extra(&mut cmd)?;
     let int_log = match &a.fault_trace {
@@ -453,10 +606,9 @@ fn machine_on_qemu(
     if let (Some(path), Some(log)) = (&a.fault_trace, &int_log) {
         let text = std::fs::read_to_string(&log.0)
             .map_err(|e| format!("cannot read QEMU's log {}: {e}", log.0.display()))?;
-        let mut sink = JsonlSink::create(path)
-            .map_err(|e| format!("cannot create fault trace {}: {e}", path.display()))?;
+        let mut sink = trace_sink(path, a.fault_trace_format)?;
         for ev in trace::from_qemu_int_log(&text) {
-            sink.event(&ev);
+            sink.event(&TraceEvent::Delivery(ev));
         }
         sink.finish()
             .map_err(|e| format!("writing the fault trace: {e}"))?;

@@ -23,6 +23,7 @@ pub mod proc;
 pub mod selftest;
 pub mod sync;
 pub mod syscall;
+pub mod trace;
 
 use boot::e820;
 use boot::pvh::PvhBootInfo;
@@ -92,6 +93,7 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     // looking like #DF) and QEMU's PIT ticks: remap and mask them before anything enables
     // interrupts, as Linux does early in boot.
     drivers::pic::remap_and_mask_all();
+    trace::init();
     mm::init::init(&boot_info, start_info_phys, cmdline);
     mm::slab::init(cmdline);
     mm::proc::print_from_cmdline(cmdline);

@@ -13,7 +13,9 @@ pub mod segment;
 use crate::addr::{GuestPhysAddr, GuestVirtAddr, PAGE_SIZE};
 use crate::bus::Bus;
 use crate::mmu::{self, Access, AccessKind, PagingMode};
+use crate::ostrace;
 use crate::tlb::{FlushCause, Tlb, TlbMode};
+use crate::trace::{MmuEvent, TraceEvent};
 pub use exception::Exception;
 use iced_x86::{Decoder, DecoderOptions, Instruction, Register};
 use regs::{cr0, cr4, efer, rflags, DescTable, SegReg, Segment};
@@ -137,8 +139,6 @@ pub struct Cpu {
     pub stop_on_unimplemented: bool,
     /// Exceptions delivered, most recent last (bounded; for the stop report).
     pub recent_exceptions: Vec<(u64, Exception)>,
-    /// Where every delivery attempt is reported (`--fault-trace`), if anywhere.
-    pub fault_sink: Option<Box<dyn crate::trace::FaultSink>>,
     /// When `Some`, every guest memory access made through the MMU (data, stack, implicit
     /// descriptor-table and delivery accesses; not instruction fetch) is appended here, for
     /// the instruction trace and debugger watchpoints. The owner clears it. Compiled out
@@ -210,7 +210,6 @@ impl Cpu {
             last_unimplemented: None,
             stop_on_unimplemented: true,
             recent_exceptions: Vec::new(),
-            fault_sink: None,
             #[cfg(feature = "trace-hooks")]
             mem_log: None,
         };
@@ -577,7 +576,11 @@ impl Cpu {
     fn log_access(&mut self, la: u64, pa: GuestPhysAddr, size: u64, write: bool, value: u64) {
         #[cfg(feature = "trace-hooks")]
         if let Some(log) = self.mem_log.as_mut() {
-            let mask = if size >= 8 { u64::MAX } else { (1u64 << (size * 8)) - 1 };
+            let mask = if size >= 8 {
+                u64::MAX
+            } else {
+                (1u64 << (size * 8)) - 1
+            };
             log.push(MemAccess {
                 la: GuestVirtAddr(la),
                 pa,
@@ -613,7 +616,13 @@ impl Cpu {
         bus.write(pa1, first as usize, val);
         bus.write(pa2, size as usize - first as usize, val >> (first * 8));
         self.log_access(la, pa1, first, true, val);
-        self.log_access(la.wrapping_add(first), pa2, size as u64 - first, true, val >> (first * 8));
+        self.log_access(
+            la.wrapping_add(first),
+            pa2,
+            size as u64 - first,
+            true,
+            val >> (first * 8),
+        );
         Ok(())
     }
 
@@ -902,6 +911,66 @@ impl Cpu {
                     Err(stop) => Step::Stop(stop),
                 }
             }
+        }
+    }
+
+    /// Report a CR3/CR4 write, INVLPG or INVPCID to the trace, if one is recording.
+    pub fn mmu_event(&mut self, bus: &mut Bus, op: &str, value: u64, old: Option<u64>) {
+        if bus.trace.is_none() {
+            return;
+        }
+        let (pid, comm) = bus.who();
+        let ev = TraceEvent::Mmu(MmuEvent {
+            icount: self.icount,
+            cpu: self.id,
+            pid,
+            comm,
+            op: op.to_string(),
+            rip: self.insn_rip,
+            value,
+            old,
+        });
+        if let Some(sink) = bus.trace.as_mut() {
+            sink.event(&ev);
+        }
+    }
+
+    /// The guest submitted an annotation record at virtual address `va` (see
+    /// [`crate::ostrace`]): read it through the page tables, update the view of the
+    /// guest's tasks, and trace it. Unreadable or malformed records are counted and
+    /// logged, never fatal.
+    pub fn annotation(&mut self, bus: &mut Bus, va: u64) {
+        let read = |cpu: &mut Cpu, bus: &mut Bus, va: u64, len: usize| -> Option<Vec<u8>> {
+            let mut out = Vec::with_capacity(len);
+            for k in 0..len as u64 {
+                let pa = cpu.debug_translate(bus, va.wrapping_add(k))?;
+                out.push(bus.read(pa, 1) as u8);
+            }
+            Some(out)
+        };
+        let rec = read(self, bus, va, 4)
+            .ok_or_else(|| "unmapped".to_string())
+            .and_then(|h| ostrace::record_size(&h).map_err(|e| e.to_string()))
+            .and_then(|n| read(self, bus, va, n).ok_or_else(|| "unmapped".to_string()))
+            .and_then(|r| ostrace::decode(&r).map_err(|e| e.to_string()));
+        let a = match rec {
+            Ok(a) => a,
+            Err(e) => {
+                bus.os.bad_records += 1;
+                log::warn!(
+                    "bad trace annotation at {va:#x} (rip {:#x}): {e}",
+                    self.insn_rip
+                );
+                return;
+            }
+        };
+        bus.os.apply(&a);
+        if let Some(sink) = bus.trace.as_mut() {
+            sink.event(&TraceEvent::Os(crate::trace::os_event(
+                &a,
+                self.icount,
+                self.id,
+            )));
         }
     }
 

@@ -8,7 +8,9 @@
 //! | +0x0 | read | [`SIGNATURE`] 0x43534d56, "VMSC" in little-endian byte order |
 //! | +0x4 | read | low 32 bits of the instruction count; latches the high 32 bits |
 //! | +0x8 | read | the high 32 bits latched by the last read of +0x4 |
-//! | +0x10..+0x1f | | reserved for trace annotations |
+//! | +0x10 | write | low 32 bits of an annotation record's virtual address; submits it |
+//! | +0x14 | write | high 32 bits of the next record's address (latched) |
+//! | +0x18..+0x1f | | reserved |
 //!
 //! The instruction count is [`Bus::now`](crate::bus::Bus::now): the number of instructions
 //! retired before the `in` that reads it (the `icount` of the fault trace). It depends on
@@ -16,7 +18,8 @@
 //! a consistent 64-bit value.
 //!
 //! A narrower access at a register's offset returns the register's low bytes (and a read of
-//! +0x4 still latches); other offsets read 0. Writes are ignored. QEMU's `pc` machine has no
+//! +0x4 still latches); other offsets read 0. Writes other than 32-bit writes to the
+//! annotation registers are ignored; the record format is in `crate::ostrace`. QEMU's `pc` machine has no
 //! device at these ports: an `in` there reads all ones, which is how a guest tells it is not
 //! on vmscope.
 //!
@@ -49,16 +52,26 @@ pub mod reg {
     pub const ICOUNT_LO: u16 = 0x4;
     /// Read: the high 32 bits latched by the last read of [`ICOUNT_LO`].
     pub const ICOUNT_HI: u16 = 0x8;
+    /// Write: low 32 bits of the guest-virtual address of an annotation record; the write
+    /// submits it (see `crate::ostrace`).
+    pub const TRACE_PTR_LO: u16 = 0x10;
+    /// Write: high 32 bits of the next record's address (latched).
+    pub const TRACE_PTR_HI: u16 = 0x14;
     /// First register reserved for trace annotations.
     pub const TRACE_FIRST: u16 = 0x10;
     /// Last port reserved for trace annotations.
     pub const TRACE_LAST: u16 = 0x1f;
 }
 
-/// The port's state: only the latched high half of the instruction count.
+/// The port's state: the latched high half of the instruction count, and the annotation
+/// address being written.
 #[derive(Debug, Default, Clone)]
 pub struct PvPort {
     icount_hi: u32,
+    /// High half of the next annotation's address ([`reg::TRACE_PTR_HI`]).
+    trace_hi: u32,
+    /// A submitted annotation, waiting for the CPU to read it ([`Self::take_annotation`]).
+    annotation: Option<u64>,
 }
 
 impl PvPort {
@@ -92,10 +105,26 @@ impl PvPort {
         }
     }
 
-    /// Write at register offset `off`: nothing is writable yet (the trace annotations of
-    /// +0x10..+0x1f come later).
-    pub fn write(&mut self, _off: u16, _size: u8, _val: u32) -> IoAction {
+    /// Write at register offset `off`: only the annotation address registers take writes
+    /// (32-bit only; narrower writes are ignored).
+    pub fn write(&mut self, off: u16, size: u8, val: u32) -> IoAction {
+        if size == 4 {
+            match off {
+                reg::TRACE_PTR_HI => self.trace_hi = val,
+                reg::TRACE_PTR_LO => {
+                    self.annotation = Some(u64::from(self.trace_hi) << 32 | u64::from(val))
+                }
+                _ => {}
+            }
+        }
         IoAction::None
+    }
+
+    /// The address of a record the guest just submitted, once. The CPU reads the record
+    /// after the `out` (it needs the page tables, which the device cannot see).
+    #[inline]
+    pub fn take_annotation(&mut self) -> Option<u64> {
+        self.annotation.take()
     }
 }
 
@@ -128,12 +157,25 @@ mod tests {
     }
 
     #[test]
+    fn annotation_address_is_latched_then_submitted() {
+        let mut p = PvPort::new();
+        p.write(reg::TRACE_PTR_HI, 4, 0xffff_c900);
+        assert_eq!(p.take_annotation(), None);
+        p.write(reg::TRACE_PTR_LO, 2, 0x1234);
+        assert_eq!(p.take_annotation(), None, "narrow writes are ignored");
+        p.write(reg::TRACE_PTR_LO, 4, 0x0001_2340);
+        assert_eq!(p.take_annotation(), Some(0xffff_c900_0001_2340));
+        assert_eq!(p.take_annotation(), None, "taken once");
+    }
+
+    #[test]
     fn other_offsets_read_zero_and_ignore_writes() {
         let mut p = PvPort::new();
         for off in [0x1, 0x3, 0xc, reg::TRACE_FIRST, 0x14, reg::TRACE_LAST] {
             assert_eq!(p.write(off, 4, 0xffff_ffff), IoAction::None);
             assert_eq!(p.read(off, 4, 42), 0, "offset {off:#x}");
         }
+        p.take_annotation();
         assert_eq!(p.write(reg::ICOUNT_HI, 4, 9), IoAction::None);
         assert_eq!(p.read(reg::SIGNATURE, 4, 0), SIGNATURE);
         assert_eq!(p.read(reg::ICOUNT_HI, 4, 0), 0);

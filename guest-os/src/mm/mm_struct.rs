@@ -95,6 +95,31 @@ pub enum FaultKind {
     CowReuse,
     /// The PTE was already fine (another path filled it).
     Spurious,
+    /// A page of a special mapping ([vdso], [vvar]).
+    Special,
+}
+
+impl FaultKind {
+    /// The outcome code of the trace annotation (`crate::trace::outcome`).
+    pub fn trace_outcome(self) -> u64 {
+        use crate::trace::outcome as o;
+        match self {
+            FaultKind::DemandZero => o::DEMAND_ZERO,
+            FaultKind::ZeroPage => o::ZERO_PAGE,
+            FaultKind::File | FaultKind::Special => o::FILE_PAGE,
+            FaultKind::CowCopy => o::COW_COPY,
+            FaultKind::CowReuse => o::COW_REUSE,
+            FaultKind::Spurious => o::SPURIOUS,
+        }
+    }
+}
+
+/// A resolved page fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// The stack VMA was extended down to the address first.
+    pub stack_grew: bool,
 }
 
 /// An address space.
@@ -256,21 +281,37 @@ impl Mm {
         write: bool,
         exec: bool,
         force: bool,
-    ) -> Result<FaultKind, i32> {
+    ) -> Result<Fault, i32> {
         if addr >= TASK_SIZE {
             return Err(SEGV_MAPERR);
         }
-        let va = VirtAddr::new(addr & !(PAGE_SIZE - 1));
+        let mut stack_grew = false;
         let vma = match self.vmas.find_vma(VirtAddr::new(addr)) {
             Some(v) if v.start.as_u64() <= addr => *v,
             Some(v) if v.flags.contains(VM_GROWSDOWN) => {
                 self.vmas
                     .expand_stack(VirtAddr::new(addr), &self.layout, STACK_RLIMIT)
                     .map_err(|_| SEGV_MAPERR)?;
+                stack_grew = true;
                 *self.vmas.find_vma(VirtAddr::new(addr)).ok_or(SEGV_MAPERR)?
             }
             _ => return Err(SEGV_MAPERR),
         };
+        let kind = self.fault_in_vma(addr, &vma, write, exec, force)?;
+        Ok(Fault { kind, stack_grew })
+    }
+
+    /// The part of [`Self::handle_fault`] after the VMA is known: permission checks, then
+    /// fill or copy-on-write.
+    fn fault_in_vma(
+        &mut self,
+        addr: u64,
+        vma: &Vma,
+        write: bool,
+        exec: bool,
+        force: bool,
+    ) -> Result<FaultKind, i32> {
+        let va = VirtAddr::new(addr & !(PAGE_SIZE - 1));
         let f = vma.flags;
         let allowed = if force {
             true
@@ -297,7 +338,7 @@ impl Mm {
                 }
                 self.cow(va, e, leaf)
             }
-            _ => self.fill(va, &vma, write, writable, leaf),
+            _ => self.fill(va, vma, write, writable, leaf),
         }
     }
 
@@ -318,7 +359,7 @@ impl Mm {
             return self
                 .pgd
                 .map_user(va, pfn.phys(), leaf, &mut BuddyTables)
-                .map(|_| FaultKind::ZeroPage)
+                .map(|_| FaultKind::Special)
                 .map_err(|_| SEGV_MAPERR);
         }
         let (pfn, kind, flags) = match vma.backing {

@@ -43,6 +43,8 @@ pub struct Image {
     pub mm: Box<Mm>,
     pub entry: u64,
     pub rsp: u64,
+    /// How far an ET_DYN image was moved from its link addresses (0 for ET_EXEC).
+    pub load_bias: u64,
 }
 
 /// Build the address space of `file` (the executable's bytes, `file_id` naming it for
@@ -151,6 +153,7 @@ pub fn load(
         mm,
         entry: h.e_entry + bias,
         rsp: img.rsp,
+        load_bias: bias,
     })
 }
 

@@ -49,6 +49,7 @@ pub fn do_fork(frame: &TrapFrame) -> SysResult {
     sched::prepare_child(child, &f);
     parent.children.lock().push(child);
     sched::register(child);
+    crate::trace::fork(parent, pid);
     sched::enqueue(child);
     Ok(pid as u64)
 }
@@ -220,6 +221,7 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
     }
     me.set_comm(&path);
     me.set_cmdline(&argv);
+    crate::trace::exec(me, &path, img.entry, img.load_bias);
     signal::reset_on_exec(me);
     let close: Vec<usize> = core::mem::take(&mut *me.cloexec.lock())
         .into_iter()

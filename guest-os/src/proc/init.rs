@@ -83,6 +83,7 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
     let task: &'static Task = Box::leak(Box::new(task));
     super::sched::register(task);
     set_current(task);
+    crate::trace::switch(0, Some(task));
     let ino = match crate::fs::lookup(&path) {
         Ok(i) => i,
         Err(e) => panic!(
@@ -102,6 +103,7 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
     };
     task.set_comm(&path);
     task.set_cmdline(&argv);
+    crate::trace::exec(task, &path, img.entry, img.load_bias);
     img.mm.activate();
     crate::mm::rmap::attach(img.mm.anon_id, task.pid);
     *task.mm.lock() = Some(img.mm);

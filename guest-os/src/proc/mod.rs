@@ -210,13 +210,14 @@ pub fn exit_current(r: ExitReason) -> ! {
         mm.destroy();
     }
     t.files.lock().clear();
-    if t.pid == 1 {
-        report_and_power_off(r);
-    }
     let code = match r {
         ExitReason::Exit(s) => (s as u32) << 8,
         ExitReason::Signal(sig) => sig as u32 & 0x7f,
     };
+    crate::trace::exit(t, code);
+    if t.pid == 1 {
+        report_and_power_off(r);
+    }
     t.exit_code.store(code, Ordering::Relaxed);
     sched::reparent_children(t);
     t.state.store(state::ZOMBIE, Ordering::Release);

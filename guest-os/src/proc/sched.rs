@@ -205,6 +205,7 @@ fn idle(prev: &'static Task) -> &'static Task {
 }
 
 fn switch_to(prev: &'static Task, next: &'static Task) {
+    crate::trace::switch(prev.pid, Some(next));
     if let Some(mm) = next.mm.lock().as_ref() {
         mm.activate();
     }

@@ -12,6 +12,7 @@ use crate::arch::x86_64::gdt::{USER_CS, USER_DS};
 use crate::arch::x86_64::idt::TrapFrame;
 use crate::mm::uaccess::{copy_from_user, copy_to_user};
 use crate::sync::IrqLock;
+use crate::trace;
 
 pub const SIGILL: u8 = 4;
 pub const SIGTRAP: u8 = 5;
@@ -125,6 +126,11 @@ fn notify_parent(t: &'static super::Task, code: i32) {
     }
 }
 
+/// Tell the trace what became of a signal.
+fn trace_signal(t: &super::Task, info: SigInfo, action: u64) {
+    trace::signal(t, info.signo, info.code, info.addr, action);
+}
+
 /// Signals whose default action is to be ignored (SIGCHLD, SIGCONT, SIGURG, SIGWINCH).
 fn default_ignored(sig: u8) -> bool {
     matches!(sig, 17 | 18 | 23 | 28)
@@ -140,8 +146,10 @@ pub fn force_sig(frame: &mut TrapFrame, info: SigInfo) {
     let act = t.signals.lock().actions[info.signo as usize - 1];
     let blocked = t.signals.lock().blocked & bit(info.signo) != 0;
     if blocked || act.handler == SIG_DFL || act.handler == SIG_IGN {
+        trace_signal(t, info, trace::sigaction::KILL);
         super::exit_current(super::ExitReason::Signal(info.signo));
     }
+    trace_signal(t, info, trace::sigaction::HANDLER);
     if setup_frame(frame, info, act).is_err() {
         super::exit_current(super::ExitReason::Signal(SIGSEGV));
     }
@@ -166,6 +174,7 @@ pub fn send(t: &'static super::Task, sig: u8, info: SigInfo) {
             .is_ok()
         {
             t.stop_report.store(0xffff, Ordering::Release);
+            trace_signal(t, info, trace::sigaction::CONTINUE);
             notify_parent(t, CLD_CONTINUED);
             super::sched::enqueue(t);
         }
@@ -250,14 +259,17 @@ pub fn do_signal(frame: &mut TrapFrame) {
         t.stop_report
             .store((sig as u32) << 8 | 0x7f, Ordering::Release);
         t.state.store(super::state::STOPPED, Ordering::Release);
+        trace_signal(t, info, trace::sigaction::STOP);
         notify_parent(t, CLD_STOPPED);
         super::sched::schedule();
         // Resumed: a SIGKILL that woke us is handled on the next return to user mode.
         return do_signal(frame);
     }
     if act.handler == SIG_DFL || sig == SIGKILL {
+        trace_signal(t, info, trace::sigaction::KILL);
         super::exit_current(super::ExitReason::Signal(sig));
     }
+    trace_signal(t, info, trace::sigaction::HANDLER);
     if setup_frame(frame, info, act).is_err() {
         super::exit_current(super::ExitReason::Signal(SIGSEGV));
     }

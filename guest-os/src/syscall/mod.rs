@@ -82,6 +82,7 @@ impl Args {
 /// Run the system call in `frame` and store its result in RAX.
 pub fn dispatch(frame: &mut TrapFrame) {
     let nr = frame.rax;
+    crate::trace::syscall(nr);
     let a = Args::of(frame);
     let r: SysResult = match nr {
         nr::READ => fs::sys_read(&a),
@@ -149,6 +150,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         Ok(v) => v,
         Err(Errno(e)) => (-(e as i64)) as u64,
     };
+    crate::trace::sysret(nr, frame.rax);
     // Signals are delivered on the way back to user mode.
     crate::proc::signal::do_signal(frame);
 }

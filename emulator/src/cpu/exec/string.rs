@@ -144,6 +144,9 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             Kind::Outs => {
                 let v = cpu.read_mem(bus, src_seg, si, size)?;
                 bus.port_write(cpu.gpr[gpr::RDX] as u16, size as u8, v as u32);
+                if let Some(va) = bus.pvport.take_annotation() {
+                    cpu.annotation(bus, va);
+                }
                 bump(cpu, gpr::RSI);
             }
         }

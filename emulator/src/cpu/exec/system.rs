@@ -154,6 +154,9 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             check_io_permission(cpu, bus, port, size)?;
             let v = cpu.reg(i.op_register(1)) as u32;
             bus.port_write(port, size as u8, v);
+            if let Some(va) = bus.pvport.take_annotation() {
+                cpu.annotation(bus, va);
+            }
         }
         M::Cpuid => {
             let (a, b, c, d) = cpuid(cpu.gpr[gpr::RAX] as u32, cpu.gpr[gpr::RCX] as u32, cpu.id);
@@ -180,6 +183,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             if !cpu.mode64() || GuestVirtAddr(la).is_canonical48() {
                 cpu.tlb.flush_page(GuestVirtAddr(la), FlushCause::Invlpg);
             }
+            cpu.mmu_event(bus, "invlpg", la, None);
         }
         M::Invpcid => invpcid(cpu, bus, i)?,
         M::Wbinvd | M::Invd => cpu.require_cpl0()?,
@@ -294,8 +298,16 @@ pub fn mov_cr_dr(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         match d {
             Register::CR0 => set_cr0(cpu, v)?,
             Register::CR2 => cpu.cr2 = v,
-            Register::CR3 => set_cr3(cpu, v)?,
-            Register::CR4 => set_cr4(cpu, v)?,
+            Register::CR3 => {
+                let old = cpu.cr3;
+                set_cr3(cpu, v)?;
+                cpu.mmu_event(bus, "cr3", v, Some(old));
+            }
+            Register::CR4 => {
+                let old = cpu.cr4;
+                set_cr4(cpu, v)?;
+                cpu.mmu_event(bus, "cr4", v, Some(old));
+            }
             Register::CR8 => {
                 if v & !0xf != 0 {
                     return Err(Exception::gp0());
@@ -544,5 +556,6 @@ fn invpcid(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         ALL_INCL_GLOBAL => cpu.tlb.flush_all(FlushCause::Invpcid),
         _ => cpu.tlb.flush_non_global(None, FlushCause::Invpcid),
     }
+    cpu.mmu_event(bus, "invpcid", addr, Some(ty));
     Ok(())
 }

@@ -162,11 +162,21 @@ fn signal_for(frame: &TrapFrame, cr2: u64) -> crate::proc::signal::SigInfo {
     }
 }
 
+/// The trace outcome of a page fault that raises SIGSEGV with `si_code`.
+fn segv_outcome(si_code: i32) -> u64 {
+    if si_code == crate::mm::mm_struct::SEGV_ACCERR {
+        crate::trace::outcome::SEGV_ACCERR
+    } else {
+        crate::trace::outcome::SEGV_MAPERR
+    }
+}
+
 /// Exceptions that concern the running process: page faults on user addresses (from user
 /// mode, or from the kernel's user-access code) and any exception in user mode. Returns
 /// whether the trap was handled (the frame then resumes, possibly in a signal handler).
 fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
     use crate::proc::signal::{force_sig, SigInfo, SIGSEGV};
+    use crate::trace::{self, outcome};
     let user_mode = frame.cs & 3 == 3;
     if frame.vector == vector::PF as u64 && cr2 < crate::mm::uaccess::TASK_SIZE {
         let write = frame.error_code & 2 != 0;
@@ -179,12 +189,20 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
                 .as_mut()
                 .map(|mm| mm.handle_fault(cr2, write, exec, false));
         match r {
-            Some(Ok(_)) => {
+            Some(Ok(f)) => {
+                let grew = if f.stack_grew { outcome::STACK_GREW } else { 0 };
+                trace::fault(
+                    cr2,
+                    frame.error_code,
+                    frame.rip,
+                    f.kind.trace_outcome() | grew,
+                );
                 // The initramfs is in memory: no fault needs I/O, all are minor.
                 t.count_fault(false);
                 return true;
             }
             Some(Err(si_code)) if user_mode => {
+                trace::fault(cr2, frame.error_code, frame.rip, segv_outcome(si_code));
                 force_sig(
                     frame,
                     SigInfo {
@@ -201,6 +219,7 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
     }
     if !user_mode && frame.vector == vector::PF as u64 {
         if let Some(fixup) = crate::mm::uaccess::search_exception_table(frame.rip) {
+            trace::fault(cr2, frame.error_code, frame.rip, outcome::FIXUP_EFAULT);
             frame.rip = fixup;
             return true;
         }
@@ -209,6 +228,7 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
     if user_mode && frame.vector < 32 {
         if frame.vector == vector::PF as u64 {
             // A user fault on a kernel or non-canonical address: no VMA can cover it.
+            trace::fault(cr2, frame.error_code, frame.rip, outcome::SEGV_MAPERR);
             let info = SigInfo {
                 signo: SIGSEGV,
                 code: crate::mm::mm_struct::SEGV_MAPERR,
