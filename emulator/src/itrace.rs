@@ -1398,3 +1398,167 @@ pub fn run(
         Err(e) => Err(format!("writing the trace to {path_shown}: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::initramfs::CpioWriter;
+
+    #[test]
+    fn numbers() {
+        let mut v = Vec::new();
+        hex(&mut v, 0, 0);
+        v.push(b' ');
+        hex(&mut v, 0xab, 4);
+        v.push(b' ');
+        hex(&mut v, u64::MAX, 16);
+        v.push(b' ');
+        hex(&mut v, 0x1234, 2);
+        v.push(b' ');
+        dec(&mut v, 0);
+        v.push(b' ');
+        dec(&mut v, u64::MAX);
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "0 00ab ffffffffffffffff 1234 0 18446744073709551615"
+        );
+    }
+
+    fn guest_symbols() -> GuestSymbols {
+        let mut w = CpioWriter::new();
+        w.file("/bin/hello", 0o755, crate::guest::program("hello").unwrap())
+            .unwrap();
+        w.file("/bin/not-elf", 0o755, b"#!/bin/sh\n").unwrap();
+        w.file(crate::initramfs::INIT_FILE, 0o644, b"/bin/hello")
+            .unwrap();
+        GuestSymbols::new(crate::guest::KERNEL, Some(&w.finish()))
+    }
+
+    #[test]
+    fn symbols_of_the_kernel_and_the_initramfs() {
+        let s = guest_symbols();
+        assert!(s.kernel.find("kernel_main").is_some());
+        assert_eq!(s.user.len(), 1, "only ELF files");
+        assert_eq!(s.user[0].0, "/bin/hello");
+        assert_eq!(s.init, Some(0));
+        let (main, size) = s.place("__vmrt_main").unwrap();
+        assert!(size > 0 && (0x40_0000..0x50_0000).contains(&main));
+        assert_eq!(s.place("0x401000").unwrap(), (0x401000, 0));
+        assert_eq!(s.place("401000").unwrap(), (0x401000, 0));
+        assert!(s.place("no_such_thing").is_err());
+        assert_eq!(s.range("1000-2000").unwrap(), (0x1000, 0x2000));
+        assert_eq!(s.range("__vmrt_main").unwrap(), (main, main + size));
+        assert!(s.range("2000-1000").is_err());
+        // Anything that is not a cpio archive has no programs.
+        let none = GuestSymbols::new(crate::guest::KERNEL, Some(b"garbage"));
+        assert!(none.user.is_empty() && none.init.is_none());
+    }
+
+    fn rec(kind: Kind, rip: u64, bytes: &[u8]) -> Rec {
+        let mut b = [0; MAX_INSN_LEN];
+        b[..bytes.len()].copy_from_slice(bytes);
+        Rec {
+            kind,
+            cpu: 0,
+            cpl: 0,
+            bitness: 64,
+            nbytes: bytes.len() as u8,
+            faulted: false,
+            target_cpl: 0,
+            icount: 7,
+            rip,
+            bytes: b,
+            image: u32::MAX,
+            pid: u32::MAX,
+            bias: 0,
+            target: 0,
+            changes: (0, 0),
+            mems: (0, 0),
+            events: (0, 0),
+        }
+    }
+
+    fn format(b: &Batch) -> String {
+        let kernel = Arc::new(SymbolTable::from_symbols([(0x1000, 0x100, "func")]));
+        let mut lf = LineFormatter::new(kernel, Vec::new(), Vec::new(), Syntax::Intel);
+        let mut out = Vec::new();
+        lf.format_batch(b, &mut out);
+        // Twice: the second time from the cache of formatted instructions.
+        let first = String::from_utf8(out.clone()).unwrap();
+        out.clear();
+        lf.format_batch(b, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), first);
+        first
+    }
+
+    #[test]
+    fn line_formats() {
+        let mut b = Batch::default();
+        // push rbp: rsp changed, one write.
+        let mut r = rec(Kind::Insn, 0x1004, &[0x55]);
+        b.changes.push(Change {
+            reg: 4,
+            value: 0xff8,
+        });
+        r.changes = (0, 1);
+        b.mems.push(Mem {
+            la: 0xff8,
+            pa: 0x5ff8,
+            size: 8,
+            write: true,
+            value: 0x1234,
+        });
+        r.mems = (0, 1);
+        b.recs.push(r);
+        // A faulting store: the event, no register changes.
+        let mut r = rec(Kind::Insn, 0x1005, &[0x48, 0x89, 0x07]);
+        b.changes.push(Change { reg: 0, value: 1 });
+        r.changes = (1, 2);
+        r.faulted = true;
+        b.events.push(Event {
+            vector: 14,
+            source: 0,
+            error_code: Some(2),
+            cr2: Some(0x2000),
+            rip: 0x1005,
+            delivered: true,
+        });
+        r.events = (0, 1);
+        r.target = 0x1080;
+        b.recs.push(r);
+        // Unreadable, undecodable, outside any symbol, user mode.
+        b.recs.push(rec(Kind::Insn, 0x9000, &[]));
+        let mut r = rec(Kind::Insn, 0x9000, &[0x06]);
+        r.cpl = 3;
+        b.recs.push(r);
+        // An interrupt at the boundary, a halt, a task change.
+        let mut r = rec(Kind::Boundary, 0x1010, &[]);
+        b.events.push(Event {
+            vector: 0xec,
+            source: 1,
+            error_code: None,
+            cr2: None,
+            rip: 0x1010,
+            delivered: true,
+        });
+        r.events = (1, 2);
+        r.target = 0x1000;
+        b.recs.push(r);
+        let mut r = rec(Kind::Halt, 0x1010, &[]);
+        r.target = 5000;
+        b.recs.push(r);
+        let mut r = rec(Kind::Task, 0x1010, &[]);
+        r.pid = 3;
+        b.recs.push(r);
+        assert_eq!(
+            format(&b),
+            "7 cpu0 k 0000000000001004 <func+0x4> 55  push rbp  rsp=0000000000000ff8  [W 0000000000000ff8→5ff8 8=0000000000001234]\n\
+             7 cpu0 k 0000000000001005 <func+0x5> 48 89 07  mov [rdi],rax  !#PF err=0x2 cr2=0000000000002000 → 0000000000001080 <func+0x80>\n\
+             7 cpu0 k 0000000000009000 ??  (unreadable)\n\
+             7 cpu0 u 0000000000009000 06  (bad)\n\
+             7 cpu0 k 0000000000001010 <func+0x10> >> INT 0xec → 0000000000001000 <func>\n\
+             7 cpu0 k 0000000000001010 <func+0x10> -- halted until 5000\n\
+             7 cpu0 k 0000000000001010 <func+0x10> -- task 3 ?\n"
+        );
+    }
+}
