@@ -470,6 +470,14 @@ fn process_programs_match_the_host() {
         &[],
         &[("VMSCOPE_BIN", host_bin.to_str().unwrap())],
     );
+    // The vfork parent is in state D until its child exits or execs, here as on Linux.
+    let o = e2e_with("vfork", &[], &[("VMSCOPE_BIN", host_bin.to_str().unwrap())]);
+    assert_eq!(
+        stdout(&o).matches("parent state D").count(),
+        2,
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// The tools that describe the kernel itself read /proc: they are not compared with the
@@ -528,5 +536,55 @@ fn reverse_mapping_finds_every_pte() {
                 "{prog}: {l}\n{err}"
             );
         }
+    }
+}
+
+/// `randomize_va_space`: off by default (runs repeat); at 2 the stack, the mmap area (and
+/// the vDSO in it) move with the seed, the same seed gives the same layout, `norandmaps`
+/// turns it off, and programs behave the same either way.
+#[test]
+fn address_space_randomisation_is_a_switch() {
+    let maps = |cmdline: &str| {
+        let o = run(&["--cmdline", cmdline, "maps"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let line = |text: &str, tag: &str| -> String {
+        text.lines()
+            .find(|l| l.ends_with(tag))
+            .unwrap_or_else(|| panic!("no {tag} in\n{text}"))
+            .to_string()
+    };
+    let off = maps("");
+    assert_eq!(off, maps("randomize_va_space=0"));
+    let (a, b) = (
+        maps("randomize_va_space=2 aslr_seed=1"),
+        maps("randomize_va_space=2 aslr_seed=2"),
+    );
+    assert_eq!(
+        a,
+        maps("randomize_va_space=2 aslr_seed=1"),
+        "same seed, same layout"
+    );
+    for tag in ["[stack]", "[vdso]", "[vvar]"] {
+        assert_ne!(line(&a, tag), line(&b, tag), "{tag} did not move");
+        assert_ne!(line(&a, tag), line(&off, tag), "{tag} did not move");
+    }
+    assert_eq!(off, maps("randomize_va_space=2 aslr_seed=1 norandmaps"));
+    let level = |cmdline: &str| {
+        stdout(&run(&[
+            "--cmdline",
+            cmdline,
+            "cat",
+            "/proc/sys/kernel/randomize_va_space",
+        ]))
+    };
+    assert_eq!(level(""), "0\n");
+    assert_eq!(level("randomize_va_space=2"), "2\n");
+    for prog in ["mmap", "forkcow", "brk"] {
+        let plain = run(&[prog]);
+        let random = run(&["--cmdline", "randomize_va_space=2 aslr_seed=3", prog]);
+        assert_eq!(stdout(&plain), stdout(&random), "{prog}");
+        assert_eq!(plain.status.code(), random.status.code(), "{prog}");
     }
 }
