@@ -18,7 +18,7 @@ fn main() {
     let root = manifest.parent().expect("workspace root").to_path_buf();
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
 
-    for p in ["guest-os", "guest-programs", "linker"] {
+    for p in ["guest-os", "guest-programs"] {
         println!(
             "cargo:rerun-if-changed={}",
             root.join(p).join("Cargo.toml").display()
