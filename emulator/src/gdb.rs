@@ -56,7 +56,7 @@ use std::sync::OnceLock;
 
 /// Run-loop iterations between two looks at the network (a new gdb while the machine runs
 /// free, Ctrl-C while gdb lets it run). A look costs a few system calls; this many
-/// iterations take a few milliseconds, so gdb still gets an answer at once.
+/// iterations take about ten milliseconds, so gdb still gets an answer at once.
 pub const POLL_INTERVAL: u32 = 1 << 16;
 
 /// The host when `--gdb` names only a port: local connections only.
