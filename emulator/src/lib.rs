@@ -6,6 +6,7 @@
 //! (RAM, MMIO, ports, the interrupt controllers), [`memory`] (guest RAM), [`boot`] (the PVH
 //! loader) and [`machine`] (the run loop that ties them together and accepts interrupts).
 //! [`run`] and [`initramfs`] are `vmscope run`: a program started under the guest kernel.
+//! [`gdb`] is the GDB remote stub (`--gdb`).
 //! See ARCHITECTURE.md for the data flow.
 
 pub mod addr;
@@ -13,6 +14,7 @@ pub mod boot;
 pub mod bus;
 pub mod cpu;
 pub mod devices;
+pub mod gdb;
 pub mod guest;
 pub mod initramfs;
 pub mod interrupts;
