@@ -4,7 +4,9 @@
 //!
 //! Each guest crate is built with its own directory as the working directory, so cargo reads
 //! that crate's `.cargo/config.toml` (code model, relocation model), and into its own target
-//! directory under the workspace's `target/`, so the two flag sets never invalidate each other.
+//! directory under the workspace's `target/`, so the flag sets never invalidate each other.
+//! The kernel's build script builds the vDSO (guest-os/vdso) first, into `target/guest-vdso`
+//! as told here; the emulator embeds that shared object too, for its tests.
 
 use std::env;
 use std::fs;
@@ -18,7 +20,7 @@ fn main() {
     let root = manifest.parent().expect("workspace root").to_path_buf();
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
 
-    for p in ["guest-os", "guest-programs", "linker"] {
+    for p in ["guest-os", "guest-programs"] {
         println!(
             "cargo:rerun-if-changed={}",
             root.join(p).join("Cargo.toml").display()
@@ -29,6 +31,11 @@ fn main() {
         "guest-os/mm-core",
         "guest-os/kfs",
         "guest-os/build.rs",
+        "guest-os/vdso/src",
+        "guest-os/vdso/build.rs",
+        "guest-os/vdso/Cargo.toml",
+        "guest-os/vdso/Cargo.lock",
+        "guest-os/vdso/.cargo/config.toml",
         "guest-os/.cargo/config.toml",
         "guest-os/Cargo.lock",
         "guest-programs/rt",
@@ -43,10 +50,17 @@ fn main() {
     ensure_target();
     let os_target = root.join("target").join("guest-os");
     let progs_target = root.join("target").join("guest-programs");
-    cargo_build(&root.join("guest-os"), &os_target);
-    cargo_build(&root.join("guest-programs"), &progs_target);
+    let vdso_target = root.join("target").join("guest-vdso");
+    cargo_build(
+        &root.join("guest-os"),
+        &os_target,
+        &[("VMSCOPE_VDSO_TARGET_DIR", &vdso_target)],
+    );
+    cargo_build(&root.join("guest-programs"), &progs_target, &[]);
 
     let kernel = os_target.join(GUEST_TARGET).join("release").join("kernel");
+    let vdso = vdso_target.join(GUEST_TARGET).join("release").join("vdso");
+    assert!(vdso.exists(), "the vDSO {} was not built", vdso.display());
     let mut programs = Vec::new();
     let bin_dir = root.join("guest-programs/programs/src/bin");
     let mut names: Vec<String> = fs::read_dir(&bin_dir)
@@ -79,6 +93,11 @@ fn main() {
     src += &format!(
         "pub static KERNEL: &[u8] = include_bytes!({:?});\n",
         kernel.display().to_string()
+    );
+    src += "/// The vDSO shared object (linux-vdso.so.1) the kernel embeds.\n";
+    src += &format!(
+        "pub static VDSO: &[u8] = include_bytes!({:?});\n",
+        vdso.display().to_string()
     );
     src += "/// Guest user programs by name.\n";
     src += "pub static PROGRAMS: &[(&str, &[u8])] = &[\n";
@@ -130,8 +149,9 @@ fn has_rlibs(dir: &Path) -> bool {
 }
 
 /// `cargo build --release --target x86_64-unknown-none` in `dir`, with the outer build's
-/// environment (target, flags, profile) removed so it cannot leak into the guest build.
-fn cargo_build(dir: &Path, target_dir: &Path) {
+/// environment (target, flags, profile) removed so it cannot leak into the guest build, and
+/// `vars` set.
+fn cargo_build(dir: &Path, target_dir: &Path, vars: &[(&str, &Path)]) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(dir)
@@ -164,6 +184,9 @@ fn cargo_build(dir: &Path, target_dir: &Path) {
         if leaks {
             cmd.env_remove(&k);
         }
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
     }
     let status = cmd
         .status()

@@ -29,6 +29,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ("wait", "wait", &[]),
     ("execchain", "execchain", &[]),
     ("stopcont", "stopcont", &[]),
+    ("vfork", "vfork", &[]),
     ("maps", "maps", &[]),
     ("ps", "ps", &[]),
     ("pmap", "pmap", &[]),

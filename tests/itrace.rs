@@ -440,6 +440,7 @@ fn bad_trace_options_are_errors() {
             "cannot create trace",
         ),
         (&["boot", "--trace", "/dev/null", "--qemu"], "--trace"),
+        (&["boot", "--trace", "/dev/null", "--gdb", "0"], "--gdb"),
     ] {
         let o = vmscope(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));

@@ -457,6 +457,174 @@ fn vdso_program_matches_the_host() {
     e2e("vdso", &[]);
 }
 
+/// The vDSO image itself, as built from guest-os/vdso with linker/vdso.ld and embedded in the
+/// kernel: what a dynamic loader, a debugger or a libc's vDSO lookup expects of
+/// `linux-vdso.so.1` on x86-64, and what the kernel needs to map it unrelocated.
+#[test]
+fn vdso_image_is_a_relocation_free_shared_object() {
+    use goblin::elf::dynamic::{
+        DF_TEXTREL, DT_FLAGS, DT_GNU_HASH, DT_HASH, DT_JMPREL, DT_NEEDED, DT_REL, DT_RELA,
+        DT_SONAME, DT_STRTAB, DT_SYMTAB, DT_TEXTREL, DT_VERDEF, DT_VERSYM,
+    };
+    use goblin::elf::header::{EM_X86_64, ET_DYN};
+    use goblin::elf::note::NT_GNU_BUILD_ID;
+    use goblin::elf::program_header::{
+        PF_R, PF_W, PF_X, PT_DYNAMIC, PT_GNU_EH_FRAME, PT_INTERP, PT_LOAD, PT_NOTE,
+    };
+    use goblin::elf::section_header::{SHT_REL, SHT_RELA};
+    use goblin::elf::sym::{STB_GLOBAL, STB_WEAK, STT_FUNC};
+    use goblin::elf::Elf;
+    use vmscope::guest::{KERNEL, VDSO};
+
+    let elf = Elf::parse(VDSO).expect("the vDSO parses as ELF");
+    assert!(elf.is_64 && elf.little_endian);
+    assert_eq!(elf.header.e_type, ET_DYN, "a shared object");
+    assert_eq!(elf.header.e_machine, EM_X86_64);
+    assert_eq!(elf.soname, Some("linux-vdso.so.1"));
+    assert!(elf.libraries.is_empty(), "DT_NEEDED: {:?}", elf.libraries);
+
+    // Segments: one R+X PT_LOAD from file offset 0 at address 0 (the kernel maps the file as
+    // it is), PT_DYNAMIC, PT_NOTE and PT_GNU_EH_FRAME inside it, no interpreter.
+    let ph = &elf.program_headers;
+    let loads: Vec<_> = ph.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    assert_eq!(loads.len(), 1, "one PT_LOAD: {ph:#?}");
+    let load = loads[0];
+    assert_eq!((load.p_offset, load.p_vaddr), (0, 0));
+    assert_eq!(load.p_filesz, load.p_memsz, "no bss");
+    assert_eq!(
+        load.p_flags & (PF_R | PF_W | PF_X),
+        PF_R | PF_X,
+        "read-only, executable"
+    );
+    assert!(load.p_filesz as usize <= VDSO.len());
+    for ty in [PT_DYNAMIC, PT_NOTE, PT_GNU_EH_FRAME] {
+        let p = ph
+            .iter()
+            .find(|p| p.p_type == ty)
+            .unwrap_or_else(|| panic!("no program header of type {ty:#x}"));
+        assert!(
+            p.p_vaddr == p.p_offset && p.p_offset + p.p_filesz <= load.p_filesz,
+            "{p:?} is not inside the PT_LOAD"
+        );
+    }
+    assert!(ph.iter().all(|p| p.p_type != PT_INTERP));
+    assert!(
+        VDSO.len() <= 4 * 4096,
+        "{} bytes: more than the kernel's MAX_VDSO_PAGES",
+        VDSO.len()
+    );
+
+    // Relocation-free: nothing would apply a relocation to the shared, read-only image.
+    assert!(elf.dynrelas.is_empty() && elf.dynrels.is_empty() && elf.pltrelocs.is_empty());
+    assert!(elf
+        .section_headers
+        .iter()
+        .all(|s| s.sh_type != SHT_RELA && s.sh_type != SHT_REL));
+    let dyns = &elf.dynamic.as_ref().expect(".dynamic").dyns;
+    let has = |tag: u64| dyns.iter().any(|d| d.d_tag == tag);
+    for tag in [
+        DT_HASH,
+        DT_GNU_HASH,
+        DT_SYMTAB,
+        DT_STRTAB,
+        DT_SONAME,
+        DT_VERSYM,
+        DT_VERDEF,
+    ] {
+        assert!(has(tag), "no dynamic tag {tag:#x}");
+    }
+    for tag in [DT_NEEDED, DT_RELA, DT_REL, DT_JMPREL, DT_TEXTREL] {
+        assert!(!has(tag), "dynamic tag {tag:#x} present");
+    }
+    assert!(dyns
+        .iter()
+        .all(|d| d.d_tag != DT_FLAGS || d.d_val & DF_TEXTREL == 0));
+
+    // Symbol versions: LINUX_2.6 is defined (besides the base version, named by the soname).
+    let verdef = elf.verdef.as_ref().expect(".gnu.version_d");
+    let mut linux_26 = None;
+    for vd in verdef.iter() {
+        for aux in vd.iter() {
+            if elf.dynstrtab.get_at(aux.vda_name) == Some("LINUX_2.6") {
+                linux_26 = Some(vd.vd_ndx);
+            }
+        }
+    }
+    let linux_26 = linux_26.expect("version LINUX_2.6 defined");
+    let versym = elf.versym.as_ref().expect(".gnu.version");
+
+    // The exported functions: each __vdso_ name global, and its plain name a weak alias at
+    // the same address with the same size, all defined with version LINUX_2.6 and inside
+    // the PT_LOAD. Nothing is undefined, and nothing else is exported.
+    let mut exported = Vec::new();
+    for (i, sym) in elf.dynsyms.iter().enumerate().skip(1) {
+        let name = elf.dynstrtab.get_at(sym.st_name).expect("symbol name");
+        assert_ne!(sym.st_shndx, 0, "{name} is undefined");
+        let v = versym.get_at(i).expect("versym entry");
+        assert_eq!(v.version(), linux_26, "{name} has version {}", v.version());
+        assert!(
+            !v.is_hidden(),
+            "{name}@LINUX_2.6 is not the default version"
+        );
+        exported.push((name, sym));
+    }
+    let find = |name: &str| {
+        exported
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| s)
+            .unwrap_or_else(|| panic!("{name} not in .dynsym"))
+    };
+    for f in ["clock_gettime", "gettimeofday", "time", "getcpu"] {
+        let real = find(&format!("__vdso_{f}"));
+        let alias = find(f);
+        assert_eq!(real.st_bind(), STB_GLOBAL, "__vdso_{f}");
+        assert_eq!(real.st_type(), STT_FUNC, "__vdso_{f}");
+        assert!(real.st_size > 0 && real.st_value + real.st_size <= load.p_filesz);
+        assert_eq!(alias.st_bind(), STB_WEAK, "{f}");
+        assert_eq!(alias.st_type(), STT_FUNC, "{f}");
+        assert_eq!(
+            (alias.st_value, alias.st_size),
+            (real.st_value, real.st_size)
+        );
+    }
+    assert_eq!(
+        exported.len(),
+        8,
+        "exports: {:?}",
+        exported.iter().map(|e| e.0)
+    );
+
+    // The vvar page: the linker script's vvar_page, one page below the image, where the
+    // kernel maps [vvar].
+    let vvar = elf
+        .syms
+        .iter()
+        .find(|s| elf.strtab.get_at(s.st_name) == Some("vvar_page"))
+        .expect("vvar_page in .symtab");
+    assert_eq!(vvar.st_value as i64, -4096);
+
+    // Notes: a build ID (a content hash, so the same sources give the same image) and the
+    // Linux version note.
+    let notes: Vec<_> = elf
+        .iter_note_headers(VDSO)
+        .expect("PT_NOTE")
+        .map(|n| n.expect("well-formed note"))
+        .collect();
+    assert!(notes
+        .iter()
+        .any(|n| n.name == "GNU" && n.n_type == NT_GNU_BUILD_ID && n.desc.len() == 20));
+    assert!(notes
+        .iter()
+        .any(|n| n.name == "Linux" && n.n_type == 0 && n.desc == [0, 1, 6, 0]));
+
+    // And the kernel carries exactly this image.
+    assert!(
+        KERNEL.windows(VDSO.len()).any(|w| w == VDSO),
+        "the kernel image does not embed this vDSO"
+    );
+}
+
 /// Processes: fork with copy-on-write both ways and a shared mapping, wait statuses (exit
 /// codes, SIGSEGV and SIGKILL deaths, WNOHANG, ECHILD), exec chains with close-on-exec and
 /// signal dispositions.
@@ -469,6 +637,14 @@ fn process_programs_match_the_host() {
         "execchain",
         &[],
         &[("VMSCOPE_BIN", host_bin.to_str().unwrap())],
+    );
+    // The vfork parent is in state D until its child exits or execs, here as on Linux.
+    let o = e2e_with("vfork", &[], &[("VMSCOPE_BIN", host_bin.to_str().unwrap())]);
+    assert_eq!(
+        stdout(&o).matches("parent state D").count(),
+        2,
+        "{}",
+        stdout(&o)
     );
 }
 
@@ -528,5 +704,55 @@ fn reverse_mapping_finds_every_pte() {
                 "{prog}: {l}\n{err}"
             );
         }
+    }
+}
+
+/// `randomize_va_space`: off by default (runs repeat); at 2 the stack, the mmap area (and
+/// the vDSO in it) move with the seed, the same seed gives the same layout, `norandmaps`
+/// turns it off, and programs behave the same either way.
+#[test]
+fn address_space_randomisation_is_a_switch() {
+    let maps = |cmdline: &str| {
+        let o = run(&["--cmdline", cmdline, "maps"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let line = |text: &str, tag: &str| -> String {
+        text.lines()
+            .find(|l| l.ends_with(tag))
+            .unwrap_or_else(|| panic!("no {tag} in\n{text}"))
+            .to_string()
+    };
+    let off = maps("");
+    assert_eq!(off, maps("randomize_va_space=0"));
+    let (a, b) = (
+        maps("randomize_va_space=2 aslr_seed=1"),
+        maps("randomize_va_space=2 aslr_seed=2"),
+    );
+    assert_eq!(
+        a,
+        maps("randomize_va_space=2 aslr_seed=1"),
+        "same seed, same layout"
+    );
+    for tag in ["[stack]", "[vdso]", "[vvar]"] {
+        assert_ne!(line(&a, tag), line(&b, tag), "{tag} did not move");
+        assert_ne!(line(&a, tag), line(&off, tag), "{tag} did not move");
+    }
+    assert_eq!(off, maps("randomize_va_space=2 aslr_seed=1 norandmaps"));
+    let level = |cmdline: &str| {
+        stdout(&run(&[
+            "--cmdline",
+            cmdline,
+            "cat",
+            "/proc/sys/kernel/randomize_va_space",
+        ]))
+    };
+    assert_eq!(level(""), "0\n");
+    assert_eq!(level("randomize_va_space=2"), "2\n");
+    for prog in ["mmap", "forkcow", "brk"] {
+        let plain = run(&[prog]);
+        let random = run(&["--cmdline", "randomize_va_space=2 aslr_seed=3", prog]);
+        assert_eq!(stdout(&plain), stdout(&random), "{prog}");
+        assert_eq!(plain.status.code(), random.status.code(), "{prog}");
     }
 }

@@ -4,7 +4,7 @@
 //! value); exceptions and interrupts are marked where they happen. README.md
 //! ("Instruction trace") documents the format and the options.
 //!
-//! The machine is driven with [`Machine::step_events`] and [`Machine::step_insn`] (one
+//! The machine is driven with [`Machine::service_due`] and [`Machine::execute`] (one
 //! iteration of the run loop in two halves), never through [`Machine::run`], which stays
 //! the fast path: when tracing is off or over, that is what runs. Memory accesses come
 //! from [`Cpu::mem_log`] (the `trace-hooks` feature), exceptions and interrupts from a tap
@@ -1172,7 +1172,7 @@ impl Tracer<'_> {
             if tracing {
                 let h = self.here(m);
                 self.listen(m);
-                let stop = m.step_events();
+                let stop = m.service_due();
                 let (events, mems) = self.collect(m);
                 if events.0 != events.1 && self.passes(&h) {
                     let mut r = self.base_rec(Kind::Boundary, m, &h);
@@ -1188,9 +1188,9 @@ impl Tracer<'_> {
                 }
                 if self.phase != Phase::Tracing {
                     // The limit was reached: the instruction still runs, as untraced.
-                    return m.step_insn();
+                    return m.execute();
                 }
-            } else if let Some(o) = m.step_events() {
+            } else if let Some(o) = m.service_due() {
                 return Some(o);
             }
         }
@@ -1199,18 +1199,18 @@ impl Tracer<'_> {
             self.phase = Phase::Tracing;
         }
         if self.phase != Phase::Tracing {
-            return m.step_insn();
+            return m.execute();
         }
         let h = self.here(m);
         if !self.passes(&h) {
-            let o = m.step_insn();
+            let o = m.execute();
             if !halted && Some(h.rip) == self.stop {
                 self.phase = Phase::Done;
             }
             return o;
         }
         if halted {
-            let o = m.step_insn();
+            let o = m.execute();
             if m.cpu.icount != h.icount {
                 let mut r = self.base_rec(Kind::Halt, m, &h);
                 r.target = m.cpu.icount;
@@ -1225,7 +1225,7 @@ impl Tracer<'_> {
             snapshot(&m.cpu, &mut self.before);
         }
         self.listen(m);
-        let o = m.step_insn();
+        let o = m.execute();
         let (events, mems) = self.collect(m);
         r.events = events;
         r.mems = mems;

@@ -8,6 +8,7 @@
 //! [`run`] and [`initramfs`] are `vmscope run`: a program started under the guest kernel.
 //! [`itrace`] is the instruction trace (`--trace`), [`symbols`] the ELF symbol tables it names
 //! code with.
+//! [`gdb`] is the GDB remote stub (`--gdb`).
 //! See ARCHITECTURE.md for the data flow.
 
 pub mod addr;
@@ -15,6 +16,7 @@ pub mod boot;
 pub mod bus;
 pub mod cpu;
 pub mod devices;
+pub mod gdb;
 pub mod guest;
 pub mod initramfs;
 pub mod interrupts;

@@ -50,6 +50,8 @@ pub mod exit_status {
     pub const INSN_LIMIT: i32 = 143;
     /// `vmscope run`: the guest kernel reported a panic on debugcon.
     pub const KERNEL_PANIC: i32 = 144;
+    /// gdb's `kill` ended the machine (`--gdb`).
+    pub const KILLED: i32 = 145;
 }
 
 /// How a machine is built.
@@ -102,6 +104,8 @@ pub enum Outcome {
         text: String,
     },
     InsnLimit,
+    /// The debugger ended the machine (gdb's `kill`).
+    Killed,
 }
 
 impl Outcome {
@@ -116,6 +120,7 @@ impl Outcome {
             Outcome::Stop(CpuStop::Shutdown { .. }) => exit_status::TRIPLE_FAULT,
             Outcome::Unimplemented { .. } => exit_status::UNIMPLEMENTED,
             Outcome::InsnLimit => exit_status::INSN_LIMIT,
+            Outcome::Killed => exit_status::KILLED,
         }
     }
 }
@@ -214,17 +219,19 @@ impl Machine {
     /// so that [`Self::run`], the fast path, carries none of their checks.
     #[inline(always)]
     pub fn step(&mut self) -> Option<Outcome> {
-        if let Some(outcome) = self.step_events() {
+        if let Some(outcome) = self.service_due() {
             return Some(outcome);
         }
-        self.step_insn()
+        self.execute()
     }
 
-    /// The first half of [`Self::step`]: the events due at this instruction boundary
-    /// (an interrupt may be delivered, moving RIP to its handler). The instruction trace
-    /// calls the halves separately to tell a delivery from the instruction after it.
+    /// The first half of [`Self::step`]: service the events due at this instruction
+    /// boundary (an interrupt delivery moves RIP to its handler). A debugger calls the two
+    /// halves itself so that it can stop at a breakpoint on a handler's first instruction
+    /// before that instruction runs; calling each half once per step keeps the guest's
+    /// behaviour identical to [`Self::run`].
     #[inline(always)]
-    pub fn step_events(&mut self) -> Option<Outcome> {
+    pub fn service_due(&mut self) -> Option<Outcome> {
         // The only per-instruction check: everything else waits for `next_event`.
         if self.cpu.icount >= self.bus.next_event {
             return self.service();
@@ -232,9 +239,10 @@ impl Machine {
         None
     }
 
-    /// The second half of [`Self::step`]: execute one instruction, or sleep when halted.
+    /// The second half of [`Self::step`]: execute one instruction or, when halted, skip
+    /// virtual time to the next wake-up.
     #[inline(always)]
-    pub fn step_insn(&mut self) -> Option<Outcome> {
+    pub fn execute(&mut self) -> Option<Outcome> {
         match self.cpu.step(&mut self.bus) {
             Step::Ok => None,
             Step::Halted => self.sleep(),
@@ -401,6 +409,7 @@ impl Machine {
             }
             Outcome::Unimplemented { text, .. } => format!("unimplemented instruction: {text}"),
             Outcome::InsnLimit => format!("instruction limit of {} reached", self.cpu.icount),
+            Outcome::Killed => "killed from gdb".to_string(),
         };
         let bytes = self
             .cpu

@@ -11,7 +11,7 @@ use vmscope::timeline::TimelineSink;
 use vmscope::tlb::{TlbMode, DEFAULT_TLB_ENTRIES};
 use vmscope::trace::{self, JsonlSink, TextSink, TraceEvent, TraceSink};
 use vmscope::tracediff::{self, Normalize};
-use vmscope::{guest, qemu};
+use vmscope::{gdb, guest, qemu};
 
 #[derive(Parser)]
 #[command(
@@ -231,6 +231,22 @@ struct MachineArgs {
     stats: bool,
     #[command(flatten)]
     trace: vmscope::itrace::TraceArgs,
+    /// Serve the GDB remote protocol on HOST:PORT (or PORT: 127.0.0.1; port 0 picks a
+    /// free one). The address is printed on stderr. With --qemu, QEMU's own stub.
+    #[arg(long, value_name = "HOST:PORT", value_parser = gdb::parse_listen_addr)]
+    gdb: Option<String>,
+    /// With --gdb: wait for gdb to connect before the first instruction (QEMU: -S).
+    #[arg(long, requires = "gdb")]
+    gdb_wait: bool,
+}
+
+impl MachineArgs {
+    fn gdb_config(&self) -> Option<gdb::GdbConfig> {
+        self.gdb.as_ref().map(|addr| gdb::GdbConfig {
+            addr: addr.clone(),
+            wait: self.gdb_wait,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -431,7 +447,11 @@ fn machine_on_vmscope(
     for &(at, what) in inject {
         m.inject(at, what);
     }
-    let outcome = vmscope::itrace::run(&mut m, &a.trace, &kernel, initrd);
+    let outcome = match a.gdb_config() {
+        Some(_) if a.trace.enabled() => Err("--trace and --gdb cannot be combined".into()),
+        Some(cfg) => gdb::run(&mut m, &cfg),
+        None => vmscope::itrace::run(&mut m, &a.trace, &kernel, initrd),
+    };
     flush_consoles();
     let outcome = outcome?;
     if let Some(mut sink) = m.bus.trace.take() {
@@ -593,6 +613,9 @@ fn machine_on_qemu(
     }
     let mut cmd = qemu::command(&kernel, initrd, cmdline, a.mem >> 20);
     extra(&mut cmd)?;
+    if let Some(cfg) = a.gdb_config() {
+        cmd.args(gdb::qemu_args(&cfg)?);
+    }
     let int_log = match &a.fault_trace {
         Some(_) => {
             let log = TempFile::new("int.log", b"")?;

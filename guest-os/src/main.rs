@@ -94,6 +94,7 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     // interrupts, as Linux does early in boot.
     drivers::pic::remap_and_mask_all();
     trace::init();
+    mm::aslr::init(cmdline);
     mm::init::init(&boot_info, start_info_phys, cmdline);
     mm::slab::init(cmdline);
     mm::proc::print_from_cmdline(cmdline);

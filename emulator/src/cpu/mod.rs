@@ -940,11 +940,17 @@ impl Cpu {
     /// guest's tasks, and trace it. Unreadable or malformed records are counted and
     /// logged, never fatal.
     pub fn annotation(&mut self, bus: &mut Bus, va: u64) {
+        // One translation per page the record touches.
         let read = |cpu: &mut Cpu, bus: &mut Bus, va: u64, len: usize| -> Option<Vec<u8>> {
             let mut out = Vec::with_capacity(len);
-            for k in 0..len as u64 {
-                let pa = cpu.debug_translate(bus, va.wrapping_add(k))?;
-                out.push(bus.read(pa, 1) as u8);
+            let mut at = va;
+            while out.len() < len {
+                let pa = cpu.debug_translate(bus, at)?;
+                let in_page = (PAGE_SIZE - (at & (PAGE_SIZE - 1))) as usize;
+                for k in 0..in_page.min(len - out.len()) {
+                    out.push(bus.read(GuestPhysAddr(pa.0 + k as u64), 1) as u8);
+                }
+                at = va.wrapping_add(out.len() as u64);
             }
             Some(out)
         };

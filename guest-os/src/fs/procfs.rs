@@ -74,6 +74,9 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
                 _ => Err(ENOENT),
             }
         }
+        ["sys", "kernel", "randomize_va_space"] => Ok(Node::File(
+            format!("{}\n", crate::mm::aslr::level()).into_bytes(),
+        )),
         [name, ..] if ROOT_FILES.contains(name) => Err(ENOTDIR),
         _ => Err(ENOENT),
     }
@@ -195,6 +198,7 @@ fn state_char(t: &Task) -> char {
         state::SLEEPING => 'S',
         state::ZOMBIE => 'Z',
         state::STOPPED => 'T',
+        state::DISK_SLEEP => 'D',
         _ => 'R',
     }
 }
@@ -335,6 +339,7 @@ fn status(t: &Task) -> Vec<u8> {
         'S' => "S (sleeping)",
         'Z' => "Z (zombie)",
         'T' => "T (stopped)",
+        'D' => "D (disk sleep)",
         _ => "R (running)",
     };
     let mut s = String::new();

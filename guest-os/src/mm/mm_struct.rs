@@ -201,30 +201,34 @@ impl Mm {
             .map_err(|e| Errno(e.errno()))
     }
 
-    /// Map `[vvar]` and `[vdso]` (one page each, top-down like any mmap) and return the
-    /// vDSO's address for AT_SYSINFO_EHDR.
+    /// Map `[vvar]` and `[vdso]` (the vvar page, then the image's pages right above it,
+    /// top-down like any mmap) and return the vDSO's address for AT_SYSINFO_EHDR.
     pub fn map_vdso(&mut self) -> Result<u64, Errno> {
+        use crate::proc::vdso;
         let layout = self.layout;
+        let vvar_len = vdso::VVAR_PAGES as u64 * PAGE_SIZE;
+        let vdso_len = vdso::vdso_pages() as u64 * PAGE_SIZE;
         let start = self
             .vmas
             .get_unmapped_area(
-                2 * PAGE_SIZE,
+                vvar_len + vdso_len,
                 VirtAddr::new(0),
                 mm_core::vma::Placement::Anywhere,
                 &layout,
             )
             .map_err(|e| Errno(e.errno()))?;
         let vvar = start.as_u64();
-        let vdso = vvar + PAGE_SIZE;
-        let special = |s: u64, flags: VmFlags, name: &'static str| {
-            Vma::special(VirtAddr::new(s), VirtAddr::new(s + PAGE_SIZE), flags, name)
+        let vdso = vvar + vvar_len;
+        let special = |s: u64, len: u64, flags: VmFlags, name: &'static str| {
+            Vma::special(VirtAddr::new(s), VirtAddr::new(s + len), flags, name)
         };
         self.vmas
-            .insert(special(vvar, VM_READ | VM_MAYREAD, "[vvar]"))
+            .insert(special(vvar, vvar_len, VM_READ | VM_MAYREAD, "[vvar]"))
             .map_err(|e| Errno(e.errno()))?;
         self.vmas
             .insert(special(
                 vdso,
+                vdso_len,
                 VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYEXEC,
                 "[vdso]",
             ))
@@ -353,8 +357,15 @@ impl Mm {
     ) -> Result<FaultKind, i32> {
         let rw = if writable { pte::RW } else { 0 };
         if let Backing::Special(name) = vma.backing {
-            let (vdso, vvar) = crate::proc::vdso::pfns().ok_or(SEGV_MAPERR)?;
-            let pfn = if name == "[vdso]" { vdso } else { vvar };
+            use crate::proc::vdso;
+            // The page within the mapping (pgoff follows a split, as Linux's vmf->pgoff).
+            let page = (vma.pgoff + (va.as_u64() - vma.start.as_u64()) / PAGE_SIZE) as usize;
+            let pfn = if name == "[vdso]" {
+                vdso::vdso_pfn(page)
+            } else {
+                vdso::vvar_pfn().filter(|_| page == 0)
+            }
+            .ok_or(SEGV_MAPERR)?;
             // Read-only to user space, whatever the VMA says.
             return self
                 .pgd

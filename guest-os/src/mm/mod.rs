@@ -2,6 +2,7 @@
 //! kernel page tables, and the page allocator built on `mm-core`.
 
 pub mod addr;
+pub mod aslr;
 pub mod fixmap;
 pub mod init;
 pub mod layout;

@@ -15,8 +15,9 @@ use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD};
 use goblin::elf::Elf;
 
 use super::stack::{self, AuxInfo};
-use crate::mm::mm_struct::{Mm, Prot};
+use crate::mm::mm_struct::{Mm, Prot, STACK_RLIMIT};
 use crate::syscall::errno::{Errno, E2BIG, ENOEXEC, ENOMEM};
+use mm_core::vma::MmapLayout;
 
 /// Top of the initial stack (the end of user space, no randomisation).
 pub const STACK_TOP: u64 = crate::mm::uaccess::TASK_SIZE;
@@ -68,12 +69,15 @@ pub fn load(
     if elf.program_headers.iter().any(|p| p.p_type == PT_INTERP) {
         return Err(ENOEXEC);
     }
+    let rnd = crate::mm::aslr::for_exec();
     let bias = if h.e_type == ET_DYN {
-        ELF_ET_DYN_BASE
+        ELF_ET_DYN_BASE + rnd.pie
     } else {
         0
     };
     let mut mm = Box::new(Mm::new().ok_or(ENOMEM)?);
+    mm.layout = MmapLayout::new(crate::mm::uaccess::TASK_SIZE, STACK_RLIMIT, rnd.mmap);
+    let stack_top = STACK_TOP - rnd.stack;
     let mut brk = 0u64;
     let mut phdr_addr = 0u64;
     for ph in elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD) {
@@ -119,10 +123,10 @@ pub fn load(
         }
         brk = brk.max(page_up(mem_end));
     }
-    mm.set_brk_start(brk);
+    mm.set_brk_start(brk + rnd.brk);
     mm.map_anon(
-        STACK_TOP - STACK_INITIAL,
-        STACK_TOP,
+        stack_top - STACK_INITIAL,
+        stack_top,
         Prot {
             read: true,
             write: true,
@@ -143,7 +147,7 @@ pub fn load(
         hwcap: cpuid_hwcap(),
         sysinfo_ehdr: vdso,
     };
-    let img = stack::build(STACK_TOP, path, argv, envp, &aux);
+    let img = stack::build(stack_top, path, argv, envp, &aux);
     if img.bytes.len() as u64 > STACK_INITIAL {
         return Err(E2BIG);
     }

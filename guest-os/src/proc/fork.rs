@@ -10,10 +10,28 @@ use crate::arch::x86_64::idt::TrapFrame;
 use crate::mm::uaccess::{copy_to_user, get_user, put_user, strncpy_from_user};
 use crate::syscall::errno::{Errno, SysResult, E2BIG, ECHILD, EINTR, EINVAL, ENOMEM, ESRCH};
 
-/// `fork()` (and `vfork`, `clone` without CLONE_VM, which behave alike here): a copy of the
-/// calling process whose address space shares every page copy-on-write. The child returns
-/// 0 from the same system call.
-pub fn do_fork(frame: &TrapFrame) -> SysResult {
+/// `clone` flags this kernel acts on.
+pub const CLONE_VM: u64 = 0x100;
+pub const CLONE_VFORK: u64 = 0x4000;
+/// The clone flags that make threads or share state between processes, which come with
+/// threads ([08]): refused with ENOSYS rather than silently not shared.
+const CLONE_SHARING: u64 = 0x200 /* FS */ | 0x400 /* FILES */ | 0x800 /* SIGHAND */
+    | 0x1_0000 /* THREAD */ | 0x4_0000 /* SYSVSEM */;
+
+/// `fork()`, `vfork()` and process-creating `clone(flags, newsp)`: a copy of the calling
+/// process whose address space shares every page copy-on-write. The child returns 0 from
+/// the same system call, on `newsp` if one is given.
+///
+/// With CLONE_VFORK (vfork, and posix_spawn's `clone(CLONE_VM|CLONE_VFORK)`) the parent
+/// sleeps in state D until the child execs or exits, as Linux's does. Linux's vfork child
+/// also borrows the parent's memory (CLONE_VM); here it gets a copy-on-write copy instead,
+/// which differs only for a child that writes memory before exec, something POSIX leaves
+/// undefined. CLONE_VM without CLONE_VFORK (threads) is refused with ENOSYS until threads
+/// exist.
+pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
+    if flags & CLONE_SHARING != 0 || (flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0) {
+        return Err(crate::syscall::errno::ENOSYS);
+    }
     let parent = current().ok_or(ESRCH)?;
     let pid = sched::alloc_pid();
     let child: &'static Task = Box::leak(Box::new(Task::new(pid, parent.pid).ok_or(ENOMEM)?));
@@ -46,11 +64,27 @@ pub fn do_fork(frame: &TrapFrame) -> SysResult {
     *child.mm.lock() = Some(Box::new(mm));
     let mut f = *frame;
     f.rax = 0;
+    if newsp != 0 {
+        f.rsp = newsp;
+    }
     sched::prepare_child(child, &f);
     parent.children.lock().push(child);
     sched::register(child);
     crate::trace::fork(parent, pid);
+    let vfork = flags & CLONE_VFORK != 0;
+    if vfork {
+        child.vfork_parent.store(parent.pid, Ordering::Release);
+    }
     sched::enqueue(child);
+    if vfork {
+        // Killable: SIGKILL ends the wait (the child runs on).
+        while child.vfork_parent.load(Ordering::Acquire) != 0 && !signal::kill_pending(parent) {
+            parent
+                .state
+                .store(super::state::DISK_SLEEP, Ordering::Release);
+            sched::schedule();
+        }
+    }
     Ok(pid as u64)
 }
 
@@ -222,6 +256,7 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
     me.set_comm(&path);
     me.set_cmdline(&argv);
     crate::trace::exec(me, &path, img.entry, img.load_bias);
+    super::release_vfork(me);
     signal::reset_on_exec(me);
     let close: Vec<usize> = core::mem::take(&mut *me.cloexec.lock())
         .into_iter()

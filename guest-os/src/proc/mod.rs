@@ -71,6 +71,9 @@ pub mod state {
     pub const ZOMBIE: u8 = 2;
     /// Stopped by SIGSTOP (or TSTP/TTIN/TTOU) until SIGCONT.
     pub const STOPPED: u8 = 3;
+    /// Uninterruptible sleep ("D" in /proc): signals do not wake it, except SIGKILL
+    /// (Linux's TASK_KILLABLE, which /proc also shows as D). A vfork parent waits so.
+    pub const DISK_SLEEP: u8 = 4;
 }
 
 /// A task (`task_struct`).
@@ -104,6 +107,20 @@ pub struct Task {
     /// A stop or continue not yet reported to wait4 (WUNTRACED: `sig << 8 | 0x7f`,
     /// WCONTINUED: 0xffff), 0 for none.
     pub stop_report: AtomicU32,
+    /// Set in a vfork child: the PID of the parent waiting in D state until this task
+    /// execs or exits ([`release_vfork`]); 0 otherwise.
+    pub vfork_parent: AtomicU32,
+}
+
+/// A vfork child execs or exits: its parent may run again (`mm_release` ->
+/// `complete_vfork_done`).
+pub fn release_vfork(t: &Task) {
+    let parent = t.vfork_parent.swap(0, Ordering::AcqRel);
+    if parent != 0 {
+        if let Some(p) = sched::find(parent) {
+            sched::wake_uninterruptible(p);
+        }
+    }
 }
 
 static CURRENT: IrqLock<Option<&'static Task>> = IrqLock::new("current", None);
@@ -151,6 +168,7 @@ impl Task {
             kstack: sched::KernelStack::new()?,
             cmdline: IrqLock::new("cmdline", Vec::new()),
             stop_report: AtomicU32::new(0),
+            vfork_parent: AtomicU32::new(0),
         })
     }
 
@@ -210,6 +228,7 @@ pub fn exit_current(r: ExitReason) -> ! {
         mm.destroy();
     }
     t.files.lock().clear();
+    release_vfork(t);
     let code = match r {
         ExitReason::Exit(s) => (s as u32) << 8,
         ExitReason::Signal(sig) => sig as u32 & 0x7f,

@@ -139,6 +139,21 @@ pub fn wake(t: &'static Task) {
     }
 }
 
+/// Wake `t` from an uninterruptible ([`state::DISK_SLEEP`]) sleep.
+pub fn wake_uninterruptible(t: &'static Task) {
+    if t.state
+        .compare_exchange(
+            state::DISK_SLEEP,
+            state::RUNNABLE,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_ok()
+    {
+        RUNQ.lock().push_back(t);
+    }
+}
+
 /// Queue a new runnable task.
 pub fn enqueue(t: &'static Task) {
     RUNQ.lock().push_back(t);

@@ -181,15 +181,13 @@ pub fn send(t: &'static super::Task, sig: u8, info: SigInfo) {
     } else if STOP_SIGNALS & bit(sig) != 0 {
         t.signals.lock().pending &= !bit(SIGCONT);
     }
+    // SIGKILL also ends stops and killable sleeps (a vfork parent's D state).
     if sig == SIGKILL
-        && t.state
-            .compare_exchange(
-                state::STOPPED,
-                state::RUNNABLE,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
+        && [state::STOPPED, state::DISK_SLEEP].into_iter().any(|from| {
+            t.state
+                .compare_exchange(from, state::RUNNABLE, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })
     {
         super::sched::enqueue(t);
     }
@@ -211,6 +209,11 @@ pub fn send_self(sig: u8, info: SigInfo) {
     if let Some(t) = super::current() {
         send(t, sig, info);
     }
+}
+
+/// Whether SIGKILL is pending for `t` (ends killable sleeps).
+pub fn kill_pending(t: &super::Task) -> bool {
+    t.signals.lock().pending & bit(SIGKILL) != 0
 }
 
 /// Whether `t` has a pending signal it does not block (interrupts sleeps: EINTR).

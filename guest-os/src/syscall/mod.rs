@@ -104,15 +104,12 @@ pub fn dispatch(frame: &mut TrapFrame) {
             return;
         }
         nr::KILL => crate::proc::fork::sys_kill(&a),
-        nr::FORK | nr::VFORK => crate::proc::fork::do_fork(frame),
-        nr::CLONE => {
-            const CLONE_VM: u64 = 0x100;
-            if a.0[0] & CLONE_VM != 0 {
-                Err(ENOSYS) // threads come later
-            } else {
-                crate::proc::fork::do_fork(frame)
-            }
+        nr::FORK => crate::proc::fork::do_fork(frame, 0, 0),
+        nr::VFORK => {
+            use crate::proc::fork::{CLONE_VFORK, CLONE_VM};
+            crate::proc::fork::do_fork(frame, CLONE_VM | CLONE_VFORK, 0)
         }
+        nr::CLONE => crate::proc::fork::do_fork(frame, a.0[0], a.0[1]),
         nr::EXECVE => crate::proc::fork::sys_execve(frame, &a),
         nr::WAIT4 => crate::proc::fork::sys_wait4(&a),
         nr::PAUSE => crate::proc::fork::sys_pause(),
