@@ -1,6 +1,6 @@
 //! Trace annotations: what the kernel decided, told to vmscope through the trace registers
-//! of its paravirtual port (`emulator/src/ostrace.rs` documents the protocol and record
-//! layout; the two must agree). vmscope interleaves them with the hardware events of the
+//! of its paravirtual port (the protocol and record layout are the `trace-abi` crate, which
+//! vmscope decodes with). vmscope interleaves them with the hardware events of the
 //! fault trace and follows the running task with them.
 //!
 //! A record is built on the caller's stack and its virtual address written to the port,
@@ -15,49 +15,12 @@ use crate::drivers::pvport;
 use crate::proc::Task;
 use crate::sync::IrqLock;
 
-/// Port registers (offsets from [`pvport::BASE`]).
-const TRACE_PTR_LO: u16 = pvport::BASE + 0x10;
-const TRACE_PTR_HI: u16 = pvport::BASE + 0x14;
+use trace_abi::{kind, Record, MAX_RECORD};
+pub use trace_abi::{outcome, sigaction};
 
-/// Record kinds (emulator `ostrace::kind`).
-mod kind {
-    pub const FAULT: u16 = 1;
-    pub const FORK: u16 = 2;
-    pub const EXEC: u16 = 3;
-    pub const EXIT: u16 = 4;
-    pub const SIGNAL: u16 = 5;
-    pub const SWITCH: u16 = 6;
-    pub const SYSCALL: u16 = 7;
-    pub const SYSRET: u16 = 8;
-}
-
-/// Page-fault outcomes (emulator `ostrace::outcome`).
-pub mod outcome {
-    pub const DEMAND_ZERO: u64 = 1;
-    pub const ZERO_PAGE: u64 = 2;
-    pub const FILE_PAGE: u64 = 3;
-    pub const COW_COPY: u64 = 4;
-    pub const COW_REUSE: u64 = 5;
-    pub const SPURIOUS: u64 = 7;
-    pub const SEGV_MAPERR: u64 = 8;
-    pub const SEGV_ACCERR: u64 = 9;
-    pub const FIXUP_EFAULT: u64 = 11;
-    /// Flag: the stack VMA grew first.
-    pub const STACK_GREW: u64 = 1 << 8;
-}
-
-/// What happened with a signal (emulator `ostrace::sigaction`).
-pub mod sigaction {
-    pub const HANDLER: u64 = 0;
-    pub const KILL: u64 = 1;
-    pub const STOP: u64 = 2;
-    pub const CONTINUE: u64 = 3;
-}
-
-/// Fixed part of a record; the string follows.
-const HEADER: usize = 56;
-/// Longest string carried (the rest is cut).
-const MAX_TEXT: usize = 200;
+/// Port registers.
+const TRACE_PTR_LO: u16 = pvport::BASE + trace_abi::TRACE_PTR_LO;
+const TRACE_PTR_HI: u16 = pvport::BASE + trace_abi::TRACE_PTR_HI;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -70,28 +33,23 @@ pub fn init() {
 }
 
 #[repr(C, align(8))]
-struct Record([u8; HEADER + MAX_TEXT]);
+struct Buf([u8; MAX_RECORD]);
 
 /// Send one record: `who` names the task the event concerns (PID and comm).
 fn emit(kind: u16, who: Option<&Task>, args: [u64; 4], text: &[u8]) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
-    let text = &text[..text.len().min(MAX_TEXT)];
-    let size = HEADER + text.len();
-    let mut r = Record([0; HEADER + MAX_TEXT]);
-    let b = &mut r.0;
-    b[0..2].copy_from_slice(&kind.to_le_bytes());
-    b[2..4].copy_from_slice(&(size as u16).to_le_bytes());
-    if let Some(t) = who {
-        b[4..8].copy_from_slice(&t.pid.to_le_bytes());
-        b[8..24].copy_from_slice(&*t.comm.lock());
+    let mut r = Buf([0; MAX_RECORD]);
+    Record {
+        kind,
+        pid: who.map_or(0, |t| t.pid),
+        comm: who.map_or([0; 16], |t| *t.comm.lock()),
+        args,
+        text,
     }
-    for (i, a) in args.iter().enumerate() {
-        b[24 + 8 * i..32 + 8 * i].copy_from_slice(&a.to_le_bytes());
-    }
-    b[HEADER..size].copy_from_slice(text);
-    let va = b.as_ptr() as u64;
+    .encode(&mut r.0);
+    let va = r.0.as_ptr() as u64;
     let _latch = LATCH.lock();
     // SAFETY: the trace registers of vmscope's port (present, checked in `init`); the
     // record stays alive until the second write returns, when vmscope has read it.

@@ -54,9 +54,9 @@ pub mod reg {
     pub const ICOUNT_HI: u16 = 0x8;
     /// Write: low 32 bits of the guest-virtual address of an annotation record; the write
     /// submits it (see `crate::ostrace`).
-    pub const TRACE_PTR_LO: u16 = 0x10;
+    pub const TRACE_PTR_LO: u16 = trace_abi::TRACE_PTR_LO;
     /// Write: high 32 bits of the next record's address (latched).
-    pub const TRACE_PTR_HI: u16 = 0x14;
+    pub const TRACE_PTR_HI: u16 = trace_abi::TRACE_PTR_HI;
     /// First register reserved for trace annotations.
     pub const TRACE_FIRST: u16 = 0x10;
     /// Last port reserved for trace annotations.
