@@ -38,7 +38,8 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ("cat-smaps", "cat", &["/proc/self/smaps"]),
 ];
 
-/// Run one case and return its raw JSON Lines trace.
+/// Run one case and return its raw JSON Lines trace. Every run is also under `--tlb check`:
+/// no bundled program may use a stale TLB entry (a missing INVLPG in the guest kernel).
 fn trace_of(name: &str, program: &str, args: &[&str]) -> String {
     let file = std::env::temp_dir().join(format!(
         "vmscope-golden-{}-{name}.jsonl",
@@ -48,6 +49,7 @@ fn trace_of(name: &str, program: &str, args: &[&str]) -> String {
         .arg("run")
         .arg("--fault-trace")
         .arg(&file)
+        .args(["--tlb", "check"])
         .arg(program)
         .args(args)
         .env("RUST_LOG", "warn")
@@ -58,6 +60,11 @@ fn trace_of(name: &str, program: &str, args: &[&str]) -> String {
         code < 140,
         "{name}: vmscope stopped with status {code}: {}",
         String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("tlb check: 0 stale TLB uses"),
+        "{name}: the TLB checker found stale uses:\n{err}"
     );
     let text = std::fs::read_to_string(&file).expect("read the trace");
     std::fs::remove_file(&file).ok();

@@ -41,13 +41,13 @@ fn tlb_check_is_silent_on_a_correct_kernel() {
     let o = vmscope(&[
         "boot",
         "--cmdline",
-        "selftest=tlb,exceptions,delivery",
+        "selftest=tlb,exceptions,delivery,mm,timer",
         "--tlb",
         "check",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
-        stderr(&o).contains("tlb check: 0 stale TLB uses"),
+        stderr(&o).contains("tlb check: 0 stale TLB uses, 0 spurious page faults"),
         "{}",
         stderr(&o)
     );

@@ -469,7 +469,10 @@ fn machine_on_vmscope(
     }
     let t = m.cpu.tlb.stats;
     if a.tlb == TlbArg::Check {
-        eprintln!("vmscope: tlb check: {} stale TLB uses", t.stale_uses);
+        eprintln!(
+            "vmscope: tlb check: {} stale TLB uses, {} spurious page faults",
+            t.stale_uses, t.spurious_faults
+        );
     }
     if a.stats {
         eprintln!("instructions: {}", m.cpu.icount);

@@ -53,7 +53,10 @@ pub struct TlbStats {
     pub flush_invpcid: u64,
     pub flush_pf: u64,
     pub flush_other: u64,
+    /// `--tlb check`: translations used from the TLB that the tables no longer allow.
     pub stale_uses: u64,
+    /// `--tlb check`: #PFs raised from cached rights that the tables would now allow.
+    pub spurious_faults: u64,
 }
 
 pub struct Tlb {

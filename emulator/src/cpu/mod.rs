@@ -462,7 +462,7 @@ impl Cpu {
                 // A fault from the cached rights (possibly stale: a "spurious" #PF, SDM
                 // 4.10.4.3). The #PF invalidates the entry.
                 if self.tlb.mode == TlbMode::Check {
-                    self.check_stale(bus, va, &t, acc, &mode);
+                    self.check_stale(bus, va, &t, acc, &mode, false);
                 }
                 self.tlb.flush_page(va, FlushCause::PageFault);
                 let code = mmu::access_error_bits(acc, &mode) | mmu::pf_err::P;
@@ -470,7 +470,7 @@ impl Cpu {
             }
             if kind != AccessKind::Write || t.dirty {
                 if self.tlb.mode == TlbMode::Check {
-                    self.check_stale(bus, va, &t, acc, &mode);
+                    self.check_stale(bus, va, &t, acc, &mode, true);
                 }
                 return Ok(t.phys(va));
             }
@@ -488,7 +488,18 @@ impl Cpu {
         }
     }
 
-    /// `--tlb check`: compare a cached translation with what the tables say now.
+    /// `--tlb check`: compare the cached translation that decided access `acc` with what
+    /// the tables say now (a walk that sets no A/D bits).
+    ///
+    /// - The cached entry permitted the access (`cached_permits`): it is a *stale use* if
+    ///   the tables no longer permit this access or now map another frame. That is the
+    ///   missing-INVLPG bug this mode exists to find. Rights the access did not use (a
+    ///   stale W bit on a read) make no observable difference and are not reported.
+    /// - The cached entry denied the access: if the tables permit it, the #PF is a
+    ///   *spurious fault* (SDM 4.10.4.3: hardware may fault on stale, more restrictive
+    ///   rights; Linux relies on that when it upgrades permissions without a flush). Legal,
+    ///   so counted separately; the first few are shown. If the tables deny it too, the
+    ///   fault is real and nothing is reported (an ordinary COW write).
     fn check_stale(
         &mut self,
         bus: &mut Bus,
@@ -496,40 +507,59 @@ impl Cpu {
         cached: &mmu::Translation,
         acc: Access,
         mode: &PagingMode,
+        cached_permits: bool,
     ) {
+        /// Spurious faults shown on stderr before they are only counted.
+        const SPURIOUS_SHOWN: u64 = 10;
         let fresh = mmu::walk(&mut bus.mem, mode, va, acc, false);
-        let same = match &fresh {
-            Ok(t) => {
-                t.frame == cached.frame
-                    && t.writable == cached.writable
-                    && t.user == cached.user
-                    && t.nx == cached.nx
-            }
-            Err(_) => false,
+        let fresh_permits = matches!(&fresh, Ok(t) if mmu::permitted(t, acc, mode));
+        let describe = |t: &mmu::Translation| {
+            format!(
+                "{} {}{}{}",
+                t.phys(va),
+                if t.writable { "W" } else { "R" },
+                if t.user { "U" } else { "S" },
+                if t.nx { "NX" } else { "X" }
+            )
         };
-        if !same {
-            self.tlb.stats.stale_uses += 1;
-            let new = match fresh {
-                Ok(t) => format!(
-                    "{} {}{}{}",
-                    t.phys(va),
-                    if t.writable { "W" } else { "R" },
-                    if t.user { "U" } else { "S" },
-                    if t.nx { "NX" } else { "X" }
-                ),
-                Err(pf) => format!("#PF({:#x})", pf.error_code),
+        let now = match &fresh {
+            Ok(t) => describe(t),
+            Err(pf) => format!("#PF({:#x})", pf.error_code),
+        };
+        if cached_permits {
+            let stale = match &fresh {
+                Ok(t) => !fresh_permits || t.phys(va) != cached.phys(va),
+                Err(_) => true,
             };
-            // An explicitly requested report: straight to stderr, whatever RUST_LOG says.
-            eprintln!(
-                "vmscope: tlb check: stale TLB entry used at rip={:#x}: va={:#x} cached {} {}{}{} now {}",
-                self.insn_rip,
-                va.as_u64(),
-                cached.phys(va),
-                if cached.writable { "W" } else { "R" },
-                if cached.user { "U" } else { "S" },
-                if cached.nx { "NX" } else { "X" },
-                new
-            );
+            if stale {
+                self.tlb.stats.stale_uses += 1;
+                // An explicitly requested report: straight to stderr, whatever RUST_LOG says.
+                eprintln!(
+                    "vmscope: tlb check: stale TLB entry used at rip={:#x}: va={:#x} {:?} cached {} now {}",
+                    self.insn_rip,
+                    va.as_u64(),
+                    acc.kind,
+                    describe(cached),
+                    now
+                );
+            }
+        } else if fresh_permits {
+            self.tlb.stats.spurious_faults += 1;
+            if self.tlb.stats.spurious_faults <= SPURIOUS_SHOWN {
+                eprintln!(
+                    "vmscope: tlb check: spurious #PF at rip={:#x}: va={:#x} {:?} denied by cached {} now {}{}",
+                    self.insn_rip,
+                    va.as_u64(),
+                    acc.kind,
+                    describe(cached),
+                    now,
+                    if self.tlb.stats.spurious_faults == SPURIOUS_SHOWN {
+                        " (further spurious faults are only counted)"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
     }
 
@@ -1034,5 +1064,108 @@ impl Cpu {
             self.idtr.base, self.idtr.limit, self.tr.selector
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tlb_check_tests {
+    //! `--tlb check`'s classification, on hand-built 4-level tables: a cached entry that
+    //! permits what the tables no longer permit is a stale use; a cached entry that denies
+    //! what the tables now permit is a spurious fault; a cached entry that denies what the
+    //! tables deny too (an ordinary COW write) is neither.
+    use super::*;
+    use crate::devices::uart16550::ConsoleSink;
+    use crate::machine::{Machine, MachineConfig};
+    use crate::mmu::AccessKind;
+
+    const PML4: u64 = 0x1000;
+    const PDPT: u64 = 0x2000;
+    const PD: u64 = 0x3000;
+    const PT: u64 = 0x4000;
+    const FRAME_A: u64 = 0x10000;
+    const FRAME_B: u64 = 0x11000;
+    /// The page under test: PML4, PDPT, PD and PT index 0.
+    const VA: u64 = 0;
+    const P: u64 = 1;
+    const W: u64 = 2;
+    const U: u64 = 4;
+
+    /// A long-mode machine at CPL 3 whose tables map VA to FRAME_A with `leaf` flags.
+    fn machine(leaf: u64) -> Machine {
+        let config = MachineConfig {
+            mem_bytes: 4 << 20,
+            tlb_mode: TlbMode::Check,
+            ..MachineConfig::default()
+        };
+        let mut m = Machine::new(config, ConsoleSink::Buffer(Default::default())).unwrap();
+        let mem = &mut m.bus.mem;
+        mem.write(GuestPhysAddr(PML4), 8, PDPT | P | W | U);
+        mem.write(GuestPhysAddr(PDPT), 8, PD | P | W | U);
+        mem.write(GuestPhysAddr(PD), 8, PT | P | W | U);
+        mem.write(GuestPhysAddr(PT), 8, FRAME_A | leaf);
+        let c = &mut m.cpu;
+        c.cr0 = cr0::PE | cr0::PG | cr0::WP;
+        c.cr4 = cr4::PAE;
+        c.efer = efer::LME | efer::LMA | efer::NXE;
+        c.cr3 = PML4;
+        c.cpl = 3;
+        m
+    }
+
+    fn set_leaf(m: &mut Machine, v: u64) {
+        m.bus.mem.write(GuestPhysAddr(PT), 8, v);
+    }
+
+    fn access(m: &mut Machine, kind: AccessKind) -> Result<GuestPhysAddr, Exception> {
+        m.cpu.translate(&mut m.bus, VA, kind, false)
+    }
+
+    #[test]
+    fn cow_write_through_a_read_only_entry_is_not_stale() {
+        let mut m = machine(P | U);
+        assert!(access(&mut m, AccessKind::Read).is_ok());
+        // The kernel has not changed anything: the write faults on both counts.
+        assert!(access(&mut m, AccessKind::Write).is_err());
+        assert_eq!(m.cpu.tlb.stats.stale_uses, 0);
+        assert_eq!(m.cpu.tlb.stats.spurious_faults, 0);
+    }
+
+    #[test]
+    fn write_after_a_missing_flush_of_a_write_protect_is_stale() {
+        let mut m = machine(P | W | U);
+        assert!(access(&mut m, AccessKind::Write).is_ok());
+        set_leaf(&mut m, FRAME_A | P | U); // write-protected, no INVLPG
+        assert!(access(&mut m, AccessKind::Write).is_ok());
+        assert_eq!(m.cpu.tlb.stats.stale_uses, 1);
+        // A read through the same entry is still what the tables allow.
+        assert!(access(&mut m, AccessKind::Read).is_ok());
+        assert_eq!(m.cpu.tlb.stats.stale_uses, 1);
+    }
+
+    #[test]
+    fn another_frame_or_an_unmapped_page_is_stale() {
+        let mut m = machine(P | W | U);
+        assert!(access(&mut m, AccessKind::Read).is_ok());
+        set_leaf(&mut m, FRAME_B | P | W | U);
+        assert_eq!(
+            access(&mut m, AccessKind::Read).unwrap(),
+            GuestPhysAddr(FRAME_A)
+        );
+        assert_eq!(m.cpu.tlb.stats.stale_uses, 1);
+        set_leaf(&mut m, 0);
+        assert!(access(&mut m, AccessKind::Read).is_ok());
+        assert_eq!(m.cpu.tlb.stats.stale_uses, 2);
+    }
+
+    #[test]
+    fn a_fault_from_stale_stricter_rights_is_spurious() {
+        let mut m = machine(P | U);
+        assert!(access(&mut m, AccessKind::Read).is_ok());
+        set_leaf(&mut m, FRAME_A | P | W | U); // upgraded without a flush
+        assert!(access(&mut m, AccessKind::Write).is_err());
+        assert_eq!(m.cpu.tlb.stats.spurious_faults, 1);
+        assert_eq!(m.cpu.tlb.stats.stale_uses, 0);
+        // The #PF dropped the entry: the retry walks and succeeds.
+        assert!(access(&mut m, AccessKind::Write).is_ok());
     }
 }
