@@ -594,13 +594,21 @@ fn setup_frame(frame: &mut TrapFrame, info: SigInfo, act: SigAction) -> Result<(
 const FIX_EFLAGS: u64 =
     0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x1_0000 | 0x4_0000 | 0x20_0000;
 
-/// `rt_sigreturn()`: restore the registers and mask saved in the frame at RSP - 8 (the
-/// handler's `ret` popped the restorer address). A bad frame kills with SIGSEGV.
-pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> u64 {
+/// `rt_sigreturn()`: restore the registers, mask and alternate stack saved in the frame
+/// at RSP - 8 (the handler's `ret` popped the restorer address), as Linux's
+/// `restore_sigcontext`: only the user-changeable RFLAGS bits are taken, CS and SS are
+/// forced to RPL 3. Returns true when the process must get SIGSEGV instead: an unreadable
+/// frame (Linux's `badframe`), or a CS that is not the user code segment, on which the
+/// return's IRET would fault (Linux's `bad_iret` path). A non-canonical RIP is caught on
+/// the way out ([`check_user_return`]).
+pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> bool {
     let uc = frame.rsp;
     let mut m = [0u8; 256 + 8];
-    if copy_from_user(&mut m, uc + MCONTEXT_OFF as u64).is_err() {
-        super::exit_current(super::ExitReason::Signal(SIGSEGV));
+    let mut st = [0u8; 24];
+    if copy_from_user(&mut m, uc + MCONTEXT_OFF as u64).is_err()
+        || copy_from_user(&mut st, uc + UC_STACK_OFF as u64).is_err()
+    {
+        return true;
     }
     let w = |i: usize| u64::from_le_bytes(m[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
     frame.r8 = w(0);
@@ -621,20 +629,21 @@ pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> u64 {
     frame.rsp = w(15);
     frame.rip = w(16);
     frame.rflags = (frame.rflags & !FIX_EFLAGS) | (w(17) & FIX_EFLAGS);
+    // `cs | 3` must be the 64-bit user code segment for the IRET to succeed; SS is made
+    // valid (`force_valid_ss`), so it never faults.
+    let bad_cs = (w(18) & 0xffff) | 3 != USER_CS as u64;
     frame.cs = USER_CS as u64;
     frame.ss = USER_DS as u64;
     let mask = w(32);
     if let Some(t) = super::current() {
         t.signals.lock().blocked = mask & !(bit(SIGKILL) | bit(SIGSTOP));
-        // `restore_altstack`: only a fault reading it is fatal; EPERM/EINVAL are ignored.
-        let mut st = [0u8; 24];
-        if copy_from_user(&mut st, uc + UC_STACK_OFF as u64).is_err() {
-            super::exit_current(super::ExitReason::Signal(SIGSEGV));
-        }
+        // A sleep interrupted before this handler is not continued any more.
+        *t.restart_block.lock() = None;
+        // `restore_altstack`: EPERM/EINVAL are ignored.
         let q = |i: usize| u64::from_le_bytes(st[i..i + 8].try_into().unwrap_or([0; 8]));
         let _ = do_sigaltstack(t, Some((q(0), q(8) as u32, q(16))), frame.rsp);
     }
-    frame.rax
+    bad_cs
 }
 
 /// Per-task signal state behind a lock.

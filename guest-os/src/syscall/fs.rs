@@ -520,10 +520,10 @@ pub fn sys_fcntl(a: &Args) -> SysResult {
 /// file open for writing (Linux: EBADF if not open for writing, EINVAL if not regular);
 /// the initramfs cannot be opened for writing, so only memfds get here.
 pub fn sys_ftruncate(a: &Args) -> SysResult {
-    let f = fget(a.0[0] as u32 as u64)?;
     if (a.0[1] as i64) < 0 {
         return Err(EINVAL);
     }
+    let f = fget(a.0[0] as u32 as u64)?;
     if f.flags() & O_PATH != 0 {
         return Err(EBADF);
     }
@@ -586,9 +586,10 @@ pub fn sys_memfd_create(a: &Args) -> SysResult {
         // No hugetlbfs.
         return Err(EINVAL);
     }
-    let name = strncpy_from_user(a.0[0], MFD_NAME_MAX_LEN + 1)?;
-    if name.len() > MFD_NAME_MAX_LEN {
-        return Err(EINVAL);
+    match strncpy_from_user(a.0[0], MFD_NAME_MAX_LEN) {
+        Ok(_) => {}
+        Err(super::errno::ENAMETOOLONG) => return Err(EINVAL),
+        Err(e) => return Err(e),
     }
     let f = try_file(
         try_ops(crate::fs::memfd::MemFile::new())?,
@@ -646,6 +647,14 @@ pub mod readonly {
                     Node::Proc(p) => !matches!(p, procfs::Node::File(_) | procfs::Node::Link(_)),
                 };
                 let last = path.rsplit(|&b| b == b'/').find(|c| !c.is_empty());
+                if let Node::Proc(p) = &node {
+                    // /proc itself is a mount point; nothing in it can be removed.
+                    return Err(match (need, p) {
+                        (Need::Rmdir, procfs::Node::Root) => super::super::errno::EBUSY,
+                        (Need::Unlink, _) if dir => EISDIR,
+                        _ => EPERM,
+                    });
+                }
                 if need == Need::Rmdir {
                     if !dir {
                         return Err(ENOTDIR);
@@ -659,9 +668,6 @@ pub mod readonly {
                 } else if dir {
                     // unlink of a directory: EISDIR on Linux.
                     return Err(EISDIR);
-                }
-                if matches!(node, Node::Proc(_)) {
-                    return Err(EPERM);
                 }
                 Ok(())
             }

@@ -87,7 +87,17 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::RT_SIGPROCMASK => signal::sys_rt_sigprocmask(&a),
         nr::RT_SIGRETURN => {
             // Restores every register, RAX included: nothing to store.
-            crate::proc::signal::sys_rt_sigreturn(frame);
+            if crate::proc::signal::sys_rt_sigreturn(frame) {
+                crate::proc::signal::force_sig(
+                    frame,
+                    crate::proc::signal::SigInfo {
+                        signo: crate::proc::signal::SIGSEGV,
+                        code: crate::proc::signal::SI_KERNEL,
+                        addr: 0,
+                        pid: 0,
+                    },
+                );
+            }
             crate::proc::signal::do_signal(frame, None);
             crate::proc::signal::check_user_return(frame);
             return;

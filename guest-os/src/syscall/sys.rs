@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 
 use super::errno::{SysResult, EFAULT, EINVAL, EPERM, ESRCH};
 use super::Args;
-use crate::mm::uaccess::{copy_from_user, copy_to_user, put_user, strncpy_from_user};
+use crate::mm::uaccess::{copy_from_user, copy_to_user, get_user, put_user};
 use crate::proc::rlimit::{Rlimit, RLIMIT_NOFILE, RLIM_NLIMITS};
 use crate::proc::{self, sched, state, Task};
 
@@ -131,10 +131,15 @@ pub fn sys_prctl(a: &Args) -> SysResult {
     let t = proc::current().ok_or(ESRCH)?;
     match a.0[0] as u32 as u64 {
         PR_SET_NAME => {
-            let name = strncpy_from_user(a.0[1], 16)?;
+            // At most 15 bytes are taken; a longer name is cut, not an error.
             let mut c = [0u8; 16];
-            let n = name.len().min(15);
-            c[..n].copy_from_slice(&name[..n]);
+            for (i, b) in c.iter_mut().take(15).enumerate() {
+                let v: u8 = get_user(a.0[1] + i as u64)?;
+                if v == 0 {
+                    break;
+                }
+                *b = v;
+            }
             *t.comm.lock() = c;
             Ok(0)
         }

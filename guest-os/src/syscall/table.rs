@@ -1,10 +1,10 @@
 //! The x86-64 system-call table by name (`arch/x86/entry/syscalls/syscall_64.tbl`, the
-//! `common` and `64` entries of Linux 6.15; the x32 entries from 512 are not part of the 64-bit
+//! `common` and `64` entries of Linux 6.17; the x32 entries from 512 are not part of the 64-bit
 //! ABI). [`NAMES`] gives every number its name, for the one-time "not implemented" log line
 //! and for traces; [`nr`] names the numbers the dispatcher uses.
 
-/// The highest system-call number (`__NR_syscalls - 1`).
-pub const NR_SYSCALLS: usize = 468;
+/// The number of table entries (`__NR_syscalls`).
+pub const NR_SYSCALLS: usize = 470;
 
 /// Name of each system call, by number (`""` for a hole in the table).
 pub static NAMES: [&str; NR_SYSCALLS] = [
@@ -343,8 +343,8 @@ pub static NAMES: [&str; NR_SYSCALLS] = [
     "statx",                   // 332
     "io_pgetevents",           // 333
     "rseq",                    // 334
-    "",                        // 335
-    "",                        // 336
+    "uretprobe",               // 335
+    "uprobe",                  // 336
     "",                        // 337
     "",                        // 338
     "",                        // 339
@@ -476,6 +476,8 @@ pub static NAMES: [&str; NR_SYSCALLS] = [
     "listxattrat",             // 465
     "removexattrat",           // 466
     "open_tree_attr",          // 467
+    "file_getattr",            // 468
+    "file_setattr",            // 469
 ];
 
 /// The name of system call `nr`, if it has one.
@@ -824,6 +826,8 @@ pub mod nr {
     pub const STATX: u64 = 332;
     pub const IO_PGETEVENTS: u64 = 333;
     pub const RSEQ: u64 = 334;
+    pub const URETPROBE: u64 = 335;
+    pub const UPROBE: u64 = 336;
     pub const PIDFD_SEND_SIGNAL: u64 = 424;
     pub const IO_URING_SETUP: u64 = 425;
     pub const IO_URING_ENTER: u64 = 426;
@@ -868,4 +872,6 @@ pub mod nr {
     pub const LISTXATTRAT: u64 = 465;
     pub const REMOVEXATTRAT: u64 = 466;
     pub const OPEN_TREE_ATTR: u64 = 467;
+    pub const FILE_GETATTR: u64 = 468;
+    pub const FILE_SETATTR: u64 = 469;
 }

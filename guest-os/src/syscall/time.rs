@@ -81,14 +81,14 @@ pub fn sys_nanosleep(a: &Args) -> SysResult {
     sleep_relative(deadline, a.0[1])
 }
 
-/// Whether `clock` can be slept on (`clock_nanosleep`'s answer: EINVAL for an unknown id
-/// or a thread CPU clock, EOPNOTSUPP for clocks without nanosleep).
+/// Whether `clock` can be slept on (`clock_nanosleep`'s answer: EINVAL for an unknown id,
+/// EOPNOTSUPP for clocks without nanosleep, the thread CPU clock among them).
 fn sleep_clock(clock: u64) -> Result<(), Errno> {
     match clock {
         CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_BOOTTIME | CLOCK_TAI => Ok(()),
         CLOCK_PROCESS_CPUTIME_ID => Ok(()),
-        CLOCK_THREAD_CPUTIME_ID => Err(EINVAL),
-        CLOCK_MONOTONIC_RAW
+        CLOCK_THREAD_CPUTIME_ID
+        | CLOCK_MONOTONIC_RAW
         | CLOCK_REALTIME_COARSE
         | CLOCK_MONOTONIC_COARSE
         | CLOCK_REALTIME_ALARM
