@@ -99,14 +99,20 @@ const __WALL: u64 = 0x4000_0000;
 const __WCLONE: u64 = 0x8000_0000;
 
 /// `wait4(pid, status, options, rusage)`: reap a zombie child (pid -1: any; > 0: that one;
-/// 0 and < -1 name process groups, which are all one group here).
+/// 0: one in the caller's process group; < -1: one in group -pid).
 pub fn sys_wait4(a: &crate::syscall::Args) -> SysResult {
     let [pid, status, options, rusage, ..] = a.0;
     if options & !(WNOHANG | WUNTRACED | WCONTINUED | __WALL | __WCLONE) != 0 {
         return Err(EINVAL);
     }
     let me = current().ok_or(ESRCH)?;
-    let want = |t: &Task| (pid as i64) <= 0 || t.pid as i64 == pid as i64;
+    let my_pgid = me.pgid.load(Ordering::Relaxed);
+    let want = |t: &Task| match pid as i64 as i32 {
+        -1 => true,
+        0 => t.pgid.load(Ordering::Relaxed) == my_pgid,
+        p if p < 0 => t.pgid.load(Ordering::Relaxed) == p.unsigned_abs(),
+        p => t.pid == p as u32,
+    };
     loop {
         let kids: Vec<&'static Task> = me
             .children
@@ -177,8 +183,8 @@ pub fn sys_pause() -> SysResult {
     Err(crate::syscall::errno::ERESTARTNOHAND)
 }
 
-/// `kill(pid, sig)`: to one process (pid > 0) or to every process but init (-1, as
-/// root); 0 and < -1 name process groups, which are all one group here.
+/// `kill(pid, sig)`: to one process (pid > 0), to every process but init and the caller
+/// (-1, as root), to the caller's process group (0) or to group -pid (< -1).
 pub fn sys_kill(a: &crate::syscall::Args) -> SysResult {
     let me = current().ok_or(ESRCH)?;
     let (pid, sig) = (a.0[0] as i64 as i32, a.0[1]);
@@ -194,7 +200,21 @@ pub fn sys_kill(a: &crate::syscall::Args) -> SysResult {
             .into_iter()
             .filter(|t| t.pid != 1 && t.pid != me.pid)
             .collect(),
-        _ => sched::all(),
+        // 0: the caller's process group; -N: group N.
+        p => {
+            let pgid = if p == 0 {
+                me.pgid.load(Ordering::Relaxed)
+            } else {
+                p.unsigned_abs()
+            };
+            sched::all()
+                .into_iter()
+                .filter(|t| {
+                    t.pgid.load(Ordering::Relaxed) == pgid
+                        && t.state.load(Ordering::Acquire) != state::ZOMBIE
+                })
+                .collect()
+        }
     };
     if targets.is_empty() {
         return Err(ESRCH);

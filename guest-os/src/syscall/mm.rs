@@ -112,7 +112,13 @@ pub fn sys_mmap(a: &Args) -> SysResult {
     } else {
         Placement::Anywhere
     };
+    // RLIMIT_AS (`may_expand_vm`; overlap with a MAP_FIXED range is not subtracted).
+    let as_limit = crate::proc::rlimit::current(crate::proc::rlimit::RLIMIT_AS);
     let start = with_mm(|mm| {
+        let pages = len.div_ceil(PAGE_SIZE);
+        if (mm.vmas.stat().total_vm.saturating_add(pages)).saturating_mul(PAGE_SIZE) > as_limit {
+            return Err(ENOMEM);
+        }
         let layout = mm.layout;
         let start = mm
             .vmas

@@ -666,6 +666,33 @@ fn process(r: &mut Report) {
         }
         Err(_) => r.fail(),
     }
+    // kill and wait4 by process group.
+    match fork() {
+        Ok(Fork::Child) => {
+            let _ = sys(SYS_setpgid, &[0, 0]);
+            loop {
+                // SAFETY: no memory involved.
+                let _ = unsafe { call(SYS_pause, &[]) };
+            }
+        }
+        Ok(Fork::Parent(pid)) => {
+            let _ = sys(SYS_setpgid, &[pid as usize, pid as usize]);
+            r.check(
+                "kill(-pgrp) signals the group",
+                sys(SYS_kill, &[(-pid) as isize as usize, 15]) == Ok(0),
+            );
+            let w = wait4(-pid, 0);
+            r.check(
+                "wait4(-pgrp) reaps it, killed by SIGTERM",
+                w.is_ok_and(|(p, s)| p == pid && s.signaled() && s.term_signal() == 15),
+            );
+            println!(
+                "kill of an empty group: {}",
+                err(sys(SYS_kill, &[(-pid) as isize as usize, 0]))
+            );
+        }
+        Err(_) => r.fail(),
+    }
     // membarrier.
     let q = sys(SYS_membarrier, &[0, 0, 0]);
     r.check(
@@ -794,4 +821,20 @@ fn rlimits(r: &mut Report) {
         let _ = close(fd);
     }
     let _ = sys(SYS_setrlimit, &[RLIMIT_NOFILE, nofile.as_ptr() as usize]);
+    // RLIMIT_AS: a mapping that would pass it is ENOMEM.
+    const RLIMIT_AS: usize = 9;
+    let as_old = get(RLIMIT_AS).unwrap_or([u64::MAX, u64::MAX]);
+    let lim = [64u64 << 20, as_old[1]];
+    r.check(
+        "setrlimit AS to 64 MiB",
+        sys(SYS_setrlimit, &[RLIMIT_AS, lim.as_ptr() as usize]) == Ok(0),
+    );
+    let map = |len: usize| sys(SYS_mmap, &[0, len, 3, 0x22, usize::MAX, 0]);
+    println!("mmap of 128 MiB under it: {}", err(map(128 << 20)));
+    let small = map(1 << 20);
+    r.check("mmap of 1 MiB still works", small.is_ok());
+    if let Ok(p) = small {
+        let _ = sys(SYS_munmap, &[p, 1 << 20]);
+    }
+    let _ = sys(SYS_setrlimit, &[RLIMIT_AS, as_old.as_ptr() as usize]);
 }
