@@ -36,6 +36,8 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ("free", "free", &[]),
     ("vmstat", "vmstat", &[]),
     ("cat-smaps", "cat", &["/proc/self/smaps"]),
+    ("fileshare", "fileshare", &[]),
+    ("sigreturn", "sigreturn", &[]),
 ];
 
 /// Run one case and return its raw JSON Lines trace. Every run is also under `--tlb check`:

@@ -648,6 +648,67 @@ fn process_programs_match_the_host() {
     );
 }
 
+/// Open-file descriptions shared by dup, fork and exec, fcntl flags and memfds
+/// (`fileshare`); the stat family, *at calls, the working directory, the read-only root's
+/// errno order, time calls, rlimits, process groups (`syscalls`); sleeps, poll/select and
+/// SA_RESTART (`sleep`); futexes; the alternate signal stack catching a stack overflow;
+/// ENOSYS for numbers without a system call.
+#[test]
+fn file_and_syscall_programs_match_the_host() {
+    let host_bin = root().join("target/guest-programs/x86_64-unknown-none/release");
+    let env = [("VMSCOPE_BIN", host_bin.to_str().unwrap())];
+    e2e_with("fileshare", &[], &env);
+    e2e_with("syscalls", &[], &env);
+    e2e("sleep", &[]);
+    e2e("futex", &[]);
+    e2e("altstack", &[]);
+    e2e("enosys", &[]);
+}
+
+/// rt_sigreturn with a non-canonical RIP or a bad CS in the frame: SIGSEGV (status 139, or
+/// the SIGSEGV handler runs), never a kernel panic; privileged RFLAGS bits are dropped.
+#[test]
+fn sigreturn_with_a_bad_frame_matches_the_host() {
+    assert_eq!(e2e("sigreturn", &[]).status.code(), Some(139));
+    let o = e2e("sigreturn", &["caught"]);
+    assert!(stdout(&o).contains("si_code 128"), "{}", stdout(&o));
+    assert_eq!(e2e("sigreturn", &["cs"]).status.code(), Some(139));
+    let o = e2e("sigreturn", &["flags"]);
+    assert!(stdout(&o).contains("IOPL 0, NT 0"), "{}", stdout(&o));
+}
+
+/// Every unimplemented number answers ENOSYS and is logged once, by name (at info level,
+/// so `quiet` runs stay silent).
+#[test]
+fn unimplemented_syscalls_are_logged_once() {
+    let o = run(&["--cmdline", "loglevel=info", "enosys"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    for name in [
+        "181 (getpmsg)",
+        "184 (tuxcall)",
+        "236 (vserver)",
+        "337 (unknown)",
+    ] {
+        let line = format!("syscall {name} not implemented");
+        assert_eq!(err.matches(&line).count(), 1, "{line} in:\n{err}");
+    }
+    // Numbers past the table share one line.
+    assert_eq!(err.matches("(unknown) not implemented").count(), 1, "{err}");
+}
+
+/// RLIMIT_NPROC: fork fails with EAGAIN at the limit. Not compared with the host, where
+/// root is exempt.
+#[test]
+fn rlimit_nproc_limits_fork() {
+    let o = run(&["rlimit"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "setrlimit NPROC 1: Ok(0)\nfork at the limit: EAGAIN\nbelow the limit fork works; the child at it cannot: true\n"
+    );
+}
+
 /// The tools that describe the kernel itself read /proc: they are not compared with the
 /// host, but must run and show this kernel's view (and the same on QEMU).
 #[test]

@@ -35,7 +35,9 @@ pub fn configure(cmdline: &[u8]) {
     }
     if crate::cmdline::has_flag(cmdline, "quiet") {
         QUIET.store(true, Ordering::Relaxed);
-        if log::max_level() > LevelFilter::Warn {
+        // An explicit `loglevel=` (which `vmscope run --cmdline` appends after `quiet`)
+        // wins, as the later of the two does on Linux.
+        if log::max_level() > LevelFilter::Warn && log_level_from_cmdline(cmdline).is_none() {
             log::set_max_level(LevelFilter::Warn);
         }
     }

@@ -5,6 +5,8 @@
 //!   images, that reports malformed or truncated archives as errors instead of panicking;
 //! * [`ramfs`]: the in-memory file system an archive unpacks into (directories, regular
 //!   files, symbolic links, device nodes), with path lookup, `read`, `stat` and `readdir`;
+//! * [`fdtable`]: a process's descriptor table (`files_struct`), generic over the open-file
+//!   type;
 //! * [`Errno`]: Linux error numbers, so the kernel can return them from system calls as is.
 
 #![cfg_attr(not(test), no_std)]
@@ -15,6 +17,7 @@ extern crate alloc;
 
 pub mod cpio;
 mod errno;
+pub mod fdtable;
 pub mod ramfs;
 
 pub use errno::Errno;

@@ -1,8 +1,18 @@
 //! Filesystems: the initramfs (a newc cpio archive from the boot loader, unpacked into the
-//! read-only ramfs of the `kfs` crate) as the root.
+//! read-only ramfs of the `kfs` crate) as the root, /proc beside it, pipes, memfds and the
+//! console, all as open files ([`file::File`] with [`file::FileOps`]) in per-process
+//! descriptor tables ([`fdtable`]).
 
+pub mod console;
+pub mod dirent;
+pub mod fdtable;
+pub mod file;
+pub mod memfd;
+pub mod namei;
 pub mod pipe;
 pub mod procfs;
+pub mod ramfile;
+pub mod stat;
 
 use kfs::ramfs::{Ino, Ramfs};
 

@@ -2,17 +2,31 @@
 //!
 //! Semantics as Linux: data in FIFO order, reads return what is there, end of file once
 //! every write end is closed, EPIPE (and SIGPIPE) when writing with every read end closed.
-//! Reading an empty pipe or writing a full one sleeps until the other side acts (or a
-//! signal arrives: EINTR); with O_NONBLOCK it fails with EAGAIN instead.
+//! Reading an empty pipe or writing a full one sleeps until the other side acts, or until
+//! a signal arrives (`-ERESTARTSYS`: the call restarts under SA_RESTART, else EINTR); with
+//! O_NONBLOCK (on the open-file description, so `fcntl(F_SETFL)` changes it) it fails with
+//! EAGAIN instead.
+//!
+//! A pipe end is a [`FileOps`]; each end's description counts once as a reader or writer,
+//! however many descriptors share it, so the counts change only when a description goes.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
+use super::file::{poll, File, FileOps};
+use super::stat::{Kstat, PIPEFS_DEV, S_IFIFO};
+use crate::mm::uaccess::{copy_from_user, copy_to_user};
+use crate::proc::Task;
 use crate::sync::IrqLock;
-use crate::syscall::errno::{Errno, EAGAIN, EPIPE};
+use crate::syscall::errno::{Errno, SysResult, EAGAIN, EBADF, EFAULT, ENOMEM, EPIPE, ERESTARTSYS};
 
 /// Pipe capacity (Linux's default: 16 pages).
 pub const PIPE_BUF_SIZE: usize = 64 << 10;
+/// Writes of at most this many bytes are atomic (POSIX `PIPE_BUF`).
+pub const PIPE_BUF: usize = 4096;
+/// Bytes copied through the kernel stack at a time.
+const CHUNK: usize = 4096;
 
 struct State {
     data: VecDeque<u8>,
@@ -20,90 +34,86 @@ struct State {
     writers: u32,
 }
 
-/// A pipe, and the tasks sleeping on it.
-pub struct Pipe(
-    IrqLock<State>,
-    IrqLock<alloc::vec::Vec<&'static crate::proc::Task>>,
-);
+/// A pipe, and the tasks sleeping on it (its wait queue).
+pub struct Pipe {
+    state: IrqLock<State>,
+    waiters: IrqLock<Vec<&'static Task>>,
+    /// Inode number for fstat (pipefs gives each pipe its own).
+    ino: u64,
+}
 
-/// One end of a pipe; dropping it closes that end.
+/// One end of a pipe; dropping it (the last descriptor of its description closed) closes
+/// that end.
 pub struct PipeEnd {
     pipe: Arc<Pipe>,
     write: bool,
-    /// O_NONBLOCK.
-    pub nonblock: bool,
 }
 
-/// A new pipe's (read end, write end); `nonblock` is O_NONBLOCK for both.
-pub fn new_pipe(nonblock: bool) -> (PipeEnd, PipeEnd) {
+/// A new pipe's (read end, write end), or ENOMEM.
+pub fn new_pipe() -> Result<(PipeEnd, PipeEnd), Errno> {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static NEXT_INO: AtomicU64 = AtomicU64::new(0x1000);
+    let mut data = VecDeque::new();
+    data.try_reserve(PIPE_BUF).map_err(|_| ENOMEM)?;
     let state = State {
-        data: VecDeque::new(),
+        data,
         readers: 1,
         writers: 1,
     };
-    let p = Arc::new(Pipe(
-        IrqLock::new("pipe", state),
-        IrqLock::new("pipe_wait", alloc::vec::Vec::new()),
-    ));
-    (
+    let p = super::file::try_arc(Pipe {
+        state: IrqLock::new("pipe", state),
+        waiters: IrqLock::new("pipe_wait", Vec::new()),
+        ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
+    })?;
+    Ok((
         PipeEnd {
             pipe: p.clone(),
             write: false,
-            nonblock,
         },
         PipeEnd {
             pipe: p,
             write: true,
-            nonblock,
         },
-    )
-}
-
-impl PipeEnd {
-    pub fn is_write_end(&self) -> bool {
-        self.write
-    }
-
-    /// Another descriptor for the same end (dup).
-    pub fn dup(&self) -> PipeEnd {
-        let mut s = self.pipe.0.lock();
-        if self.write {
-            s.writers += 1;
-        } else {
-            s.readers += 1;
-        }
-        drop(s);
-        PipeEnd {
-            pipe: self.pipe.clone(),
-            write: self.write,
-            nonblock: self.nonblock,
-        }
-    }
-
-    /// The pipe itself (operations do not change its reader/writer counts).
-    pub fn pipe(&self) -> Arc<Pipe> {
-        self.pipe.clone()
-    }
+    ))
 }
 
 impl Pipe {
-    /// Sleep until the other side reads, writes or closes (`pipe_wait`). EINTR when a
-    /// signal is pending.
-    pub fn wait(&self) -> Result<(), Errno> {
+    /// Queue the current task on the pipe (once).
+    fn add_waiter(&self) {
+        if let Some(me) = crate::proc::current() {
+            let mut w = self.waiters.lock();
+            if !w.iter().any(|t| core::ptr::eq(*t, me)) && w.try_reserve(1).is_ok() {
+                w.push(me);
+            }
+        }
+    }
+
+    /// Take the current task off the queue (`finish_wait`): a task woken by a signal or a
+    /// timer must not stay queued, it may be gone by the time the pipe wakes its queue.
+    fn remove_waiter(&self) {
+        if let Some(me) = crate::proc::current() {
+            self.waiters.lock().retain(|t| !core::ptr::eq(*t, me));
+        }
+    }
+
+    /// Sleep until the other side reads, writes or closes (`pipe_wait`); ERESTARTSYS when
+    /// a signal is pending.
+    fn wait(&self) -> Result<(), Errno> {
         let Some(me) = crate::proc::current() else {
             return Err(EAGAIN);
         };
         if crate::proc::signal::has_pending(me) {
-            return Err(crate::syscall::errno::EINTR);
+            return Err(ERESTARTSYS);
         }
-        self.1.lock().push(me);
+        self.add_waiter();
         crate::proc::sched::sleep();
+        self.remove_waiter();
         Ok(())
     }
 
     /// Wake every task sleeping on the pipe.
-    pub fn wake_all(&self) {
-        let waiters = core::mem::take(&mut *self.1.lock());
+    fn wake_all(&self) {
+        let waiters = core::mem::take(&mut *self.waiters.lock());
         for t in waiters {
             crate::proc::sched::wake(t);
         }
@@ -112,8 +122,8 @@ impl Pipe {
     /// Copy up to `buf.len()` queued bytes without taking them: `Ok(0)` at end of file,
     /// EAGAIN when empty with writers left. Take them with [`Pipe::consume`] once the copy
     /// to the reader succeeded, so a bad buffer loses no data (as in Linux).
-    pub fn peek(&self, buf: &mut [u8]) -> Result<usize, Errno> {
-        let s = self.0.lock();
+    fn peek(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let s = self.state.lock();
         if s.data.is_empty() {
             return if s.writers == 0 { Ok(0) } else { Err(EAGAIN) };
         }
@@ -125,24 +135,27 @@ impl Pipe {
     }
 
     /// Drop `n` bytes from the front.
-    pub fn consume(&self, n: usize) {
-        let mut s = self.0.lock();
+    fn consume(&self, n: usize) {
+        let mut s = self.state.lock();
         let n = n.min(s.data.len());
         s.data.drain(..n);
         drop(s);
         self.wake_all();
     }
 
-    /// Append as much of `bytes` as fits: EPIPE without readers, EAGAIN when full.
-    pub fn write(&self, bytes: &[u8]) -> Result<usize, Errno> {
-        let mut s = self.0.lock();
+    /// Append `bytes` if there is room for all of them (`PIPE_BUF` atomicity: callers pass
+    /// at most a chunk): EPIPE without readers, EAGAIN when full, ENOMEM if the ring
+    /// cannot grow.
+    fn write(&self, bytes: &[u8]) -> Result<usize, Errno> {
+        let mut s = self.state.lock();
         if s.readers == 0 {
             return Err(EPIPE);
         }
         let n = bytes.len().min(PIPE_BUF_SIZE - s.data.len());
-        if n == 0 {
+        if n == 0 || (bytes.len() <= PIPE_BUF && n < bytes.len()) {
             return Err(EAGAIN);
         }
+        s.data.try_reserve(n).map_err(|_| ENOMEM)?;
         s.data.extend(&bytes[..n]);
         drop(s);
         self.wake_all();
@@ -150,9 +163,120 @@ impl Pipe {
     }
 }
 
+impl FileOps for PipeEnd {
+    fn read(&self, file: &File, buf: u64, len: usize, _: &mut u64) -> SysResult {
+        if self.write {
+            return Err(EBADF);
+        }
+        if len == 0 {
+            return Ok(0);
+        }
+        let mut chunk = [0u8; CHUNK];
+        let n = loop {
+            match self.pipe.peek(&mut chunk[..len.min(CHUNK)]) {
+                Err(EAGAIN) if !file.nonblock() => self.pipe.wait()?,
+                r => break r?,
+            }
+        };
+        copy_to_user(buf, &chunk[..n])?;
+        self.pipe.consume(n);
+        Ok(n as u64)
+    }
+
+    fn write(&self, file: &File, buf: u64, len: usize, _: &mut u64) -> SysResult {
+        if !self.write {
+            return Err(EBADF);
+        }
+        let mut chunk = [0u8; CHUNK];
+        let mut done = 0usize;
+        while done < len {
+            let n = (len - done).min(CHUNK);
+            if copy_from_user(&mut chunk[..n], buf + done as u64).is_err() {
+                return if done > 0 {
+                    Ok(done as u64)
+                } else {
+                    Err(EFAULT)
+                };
+            }
+            let mut off = 0;
+            while off < n {
+                match self.pipe.write(&chunk[off..n]) {
+                    Ok(w) => off += w,
+                    Err(EAGAIN) if !file.nonblock() => {
+                        if let Err(e) = self.pipe.wait() {
+                            let total = done + off;
+                            return if total > 0 { Ok(total as u64) } else { Err(e) };
+                        }
+                    }
+                    Err(e) => {
+                        let total = done + off;
+                        if total > 0 {
+                            return Ok(total as u64);
+                        }
+                        if e == EPIPE {
+                            crate::proc::signal::send_self(
+                                crate::proc::signal::SIGPIPE,
+                                crate::proc::signal::SigInfo {
+                                    signo: crate::proc::signal::SIGPIPE,
+                                    code: crate::proc::signal::SI_USER,
+                                    addr: 0,
+                                    pid: 0,
+                                },
+                            );
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            done += n;
+        }
+        Ok(done as u64)
+    }
+
+    fn stat(&self) -> Result<Kstat, Errno> {
+        // A FIFO (S_IFIFO, rw-------) on pipefs.
+        let mut k = Kstat::new(PIPEFS_DEV, self.pipe.ino, S_IFIFO | 0o600, 1, 0);
+        k.blocks = 0;
+        Ok(k)
+    }
+
+    fn poll(&self, _: &File) -> u16 {
+        let s = self.pipe.state.lock();
+        let mut mask = 0;
+        if self.write {
+            if s.data.len() < PIPE_BUF_SIZE {
+                mask |= poll::POLLOUT | poll::POLLWRNORM;
+            }
+            if s.readers == 0 {
+                mask |= poll::POLLERR;
+            }
+        } else {
+            if !s.data.is_empty() {
+                mask |= poll::POLLIN | poll::POLLRDNORM;
+            }
+            if s.writers == 0 {
+                mask |= poll::POLLHUP;
+            }
+        }
+        mask
+    }
+
+    fn poll_wait(&self) {
+        self.pipe.add_waiter();
+    }
+
+    fn poll_unwait(&self) {
+        self.pipe.remove_waiter();
+    }
+
+    fn name(&self) -> &'static str {
+        "pipe"
+    }
+}
+
 impl Drop for PipeEnd {
     fn drop(&mut self) {
-        let mut s = self.pipe.0.lock();
+        let mut s = self.pipe.state.lock();
         if self.write {
             s.writers -= 1;
         } else {

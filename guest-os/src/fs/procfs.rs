@@ -16,8 +16,11 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
+use super::file::{File, FileOps};
+use super::stat::{Kstat, PROC_DEV, S_IFDIR, S_IFREG};
+use crate::mm::uaccess::copy_to_user;
 use crate::proc::{self, sched, state, Task};
-use crate::syscall::errno::{Errno, ENOENT, ENOTDIR};
+use crate::syscall::errno::{Errno, SysResult, ENOENT, ENOTDIR};
 
 /// A /proc node reached by a path.
 pub enum Node {
@@ -27,6 +30,8 @@ pub enum Node {
     PidDir(u32),
     /// A file with its contents.
     File(Vec<u8>),
+    /// A symbolic link (`/proc/PID/exe`) and its target.
+    Link(Vec<u8>),
 }
 
 /// Files directly under /proc.
@@ -71,6 +76,7 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
                 "cmdline" => Ok(Node::File(t.cmdline.lock().clone())),
                 "stat" => Ok(Node::File(stat(t))),
                 "status" => Ok(Node::File(status(t))),
+                "exe" => Ok(Node::Link(t.exe.lock().clone())),
                 _ => Err(ENOENT),
             }
         }
@@ -346,15 +352,16 @@ fn status(t: &Task) -> Vec<u8> {
     let kb = |p: u64| p * 4;
     let _ = write!(
         s,
-        "Name:\t{}\nUmask:\t0022\nState:\t{}\nTgid:\t{}\nNgid:\t0\nPid:\t{}\nPPid:\t{}\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nFDSize:\t{}\n\
+        "Name:\t{}\nUmask:\t{:04o}\nState:\t{}\nTgid:\t{}\nNgid:\t0\nPid:\t{}\nPPid:\t{}\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nFDSize:\t{}\n\
 VmPeak:\t{:>8} kB\nVmSize:\t{:>8} kB\nVmLck:\t{:>8} kB\nVmPin:\t{:>8} kB\nVmHWM:\t{:>8} kB\nVmRSS:\t{:>8} kB\nRssAnon:\t{:>8} kB\nRssFile:\t{:>8} kB\nRssShmem:\t{:>8} kB\n\
 VmData:\t{:>8} kB\nVmStk:\t{:>8} kB\nVmExe:\t{:>8} kB\nVmLib:\t{:>8} kB\nVmPTE:\t{:>8} kB\nVmSwap:\t{:>8} kB\nThreads:\t1\n",
         comm(t),
+        t.umask.load(Ordering::Relaxed),
         state,
         t.pid,
         t.pid,
         t.ppid.load(Ordering::Relaxed),
-        t.files.lock().len().next_multiple_of(64),
+        t.files.lock().max_fds().next_multiple_of(64),
         kb(vm),
         kb(vm),
         0,
@@ -372,4 +379,108 @@ VmData:\t{:>8} kB\nVmStk:\t{:>8} kB\nVmExe:\t{:>8} kB\nVmLib:\t{:>8} kB\nVmPTE:\
         0
     );
     s.into_bytes()
+}
+
+/// An open /proc file: its text as generated at open.
+pub struct ProcFile {
+    pub data: Vec<u8>,
+}
+
+impl FileOps for ProcFile {
+    fn read(&self, _: &File, buf: u64, len: usize, pos: &mut u64) -> SysResult {
+        let start = usize::try_from(*pos)
+            .unwrap_or(usize::MAX)
+            .min(self.data.len());
+        let n = (self.data.len() - start).min(len);
+        copy_to_user(buf, &self.data[start..start + n])?;
+        *pos += n as u64;
+        Ok(n as u64)
+    }
+
+    fn seekable(&self) -> bool {
+        true
+    }
+
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+
+    fn stat(&self) -> Result<Kstat, Errno> {
+        // /proc files report size 0, as Linux's.
+        let mut k = Kstat::new(PROC_DEV, 5, S_IFREG | 0o444, 1, 0);
+        k.blksize = 1024;
+        Ok(k)
+    }
+
+    fn name(&self) -> &'static str {
+        "proc"
+    }
+}
+
+/// An open /proc directory (`None`: /proc itself; `Some(pid)`: a process's).
+pub struct ProcDir {
+    pub pid: Option<u32>,
+}
+
+impl FileOps for ProcDir {
+    fn read(&self, _: &File, _: u64, _: usize, _: &mut u64) -> SysResult {
+        Err(crate::syscall::errno::EISDIR)
+    }
+
+    fn seekable(&self) -> bool {
+        true
+    }
+
+    /// ".", "..", then the entries.
+    fn getdents(&self, _: &File, buf: u64, count: usize, pos: &mut u64) -> SysResult {
+        const DT_DIR: u8 = 4;
+        const DT_REG: u8 = 8;
+        let mut entries: Vec<(String, bool, u64)> =
+            alloc::vec![(".".into(), true, 1), ("..".into(), true, 1)];
+        entries.extend(readdir(self.pid));
+        let mut out = Vec::new();
+        let mut p = usize::try_from(*pos).unwrap_or(usize::MAX);
+        while p < entries.len() {
+            let (name, dir, ino) = &entries[p];
+            if !super::dirent::put_dirent(
+                &mut out,
+                count,
+                *ino,
+                p as u64 + 1,
+                if *dir { DT_DIR } else { DT_REG },
+                name.as_bytes(),
+            ) {
+                if out.is_empty() {
+                    return Err(crate::syscall::errno::EINVAL);
+                }
+                break;
+            }
+            p += 1;
+        }
+        copy_to_user(buf, &out)?;
+        *pos = p as u64;
+        Ok(out.len() as u64)
+    }
+
+    fn stat(&self) -> Result<Kstat, Errno> {
+        let ino = self.pid.map_or(1, |p| 0x1000 + p as u64);
+        let mut k = Kstat::new(PROC_DEV, ino, S_IFDIR | 0o555, 2, 0);
+        k.blksize = 1024;
+        Ok(k)
+    }
+
+    fn is_dir(&self) -> bool {
+        true
+    }
+
+    fn path(&self) -> Option<Vec<u8>> {
+        Some(match self.pid {
+            None => b"/proc".to_vec(),
+            Some(p) => format!("/proc/{p}").into_bytes(),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "proc"
+    }
 }

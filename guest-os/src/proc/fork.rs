@@ -5,10 +5,10 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
-use super::{current, sched, signal, state, File, Task};
+use super::{current, sched, signal, state, Task};
 use crate::arch::x86_64::idt::TrapFrame;
 use crate::mm::uaccess::{copy_to_user, get_user, put_user, strncpy_from_user};
-use crate::syscall::errno::{Errno, SysResult, E2BIG, ECHILD, EINTR, EINVAL, ENOMEM, ESRCH};
+use crate::syscall::errno::{Errno, SysResult, E2BIG, ECHILD, EINVAL, ENOMEM, ESRCH};
 
 /// `clone` flags this kernel acts on.
 pub const CLONE_VM: u64 = 0x100;
@@ -33,6 +33,15 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
         return Err(crate::syscall::errno::ENOSYS);
     }
     let parent = current().ok_or(ESRCH)?;
+    // RLIMIT_NPROC: the user's processes, this one included (`copy_process`).
+    if super::rlimit::nr_processes() >= super::rlimit::of(parent, super::rlimit::RLIMIT_NPROC).cur {
+        return Err(crate::syscall::errno::EAGAIN);
+    }
+    let files = parent
+        .files
+        .lock()
+        .try_clone()
+        .map_err(|e| crate::syscall::errno::Errno(e.0))?;
     let pid = sched::alloc_pid();
     let child: &'static Task = Box::leak(Box::new(Task::new(pid, parent.pid).ok_or(ENOMEM)?));
     *child.comm.lock() = *parent.comm.lock();
@@ -41,15 +50,10 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
         .fs_base
         .store(parent.fs_base.load(Ordering::Relaxed), Ordering::Relaxed);
     signal::fork_copy(parent, child);
-    {
-        let pf = parent.files.lock();
-        let mut cf = child.files.lock();
-        cf.clear();
-        for f in pf.iter() {
-            cf.push(f.as_ref().map(File::dup));
-        }
-        *child.cloexec.lock() = parent.cloexec.lock().clone();
-    }
+    // The descriptor table is copied; the open-file descriptions are shared.
+    let console = core::mem::replace(&mut *child.files.lock(), files);
+    drop(console);
+    super::fork_copy_fs(parent, child);
     let mm = parent.mm.lock().as_mut().and_then(|m| m.fork());
     let Some(mm) = mm else {
         // SAFETY: `child` was leaked above and is referenced nowhere else.
@@ -95,14 +99,20 @@ const __WALL: u64 = 0x4000_0000;
 const __WCLONE: u64 = 0x8000_0000;
 
 /// `wait4(pid, status, options, rusage)`: reap a zombie child (pid -1: any; > 0: that one;
-/// 0 and < -1 name process groups, which are all one group here).
+/// 0: one in the caller's process group; < -1: one in group -pid).
 pub fn sys_wait4(a: &crate::syscall::Args) -> SysResult {
     let [pid, status, options, rusage, ..] = a.0;
     if options & !(WNOHANG | WUNTRACED | WCONTINUED | __WALL | __WCLONE) != 0 {
         return Err(EINVAL);
     }
     let me = current().ok_or(ESRCH)?;
-    let want = |t: &Task| (pid as i64) <= 0 || t.pid as i64 == pid as i64;
+    let my_pgid = me.pgid.load(Ordering::Relaxed);
+    let want = |t: &Task| match pid as i64 as i32 {
+        -1 => true,
+        0 => t.pgid.load(Ordering::Relaxed) == my_pgid,
+        p if p < 0 => t.pgid.load(Ordering::Relaxed) == p.unsigned_abs(),
+        p => t.pid == p as u32,
+    };
     loop {
         let kids: Vec<&'static Task> = me
             .children
@@ -155,23 +165,26 @@ pub fn sys_wait4(a: &crate::syscall::Args) -> SysResult {
             return Ok(0);
         }
         if signal::has_pending(me) {
-            return Err(EINTR);
+            // Restarted if the signal has no handler or an SA_RESTART one.
+            return Err(crate::syscall::errno::ERESTARTSYS);
         }
         sched::sleep();
     }
 }
 
-/// `pause()`: sleep until a signal arrives; always -EINTR (the handler runs on return).
+/// `pause()`: sleep until a signal arrives; -EINTR once a handler ran (never restarted
+/// after a handler, even SA_RESTART; a signal without a handler, such as a stop and
+/// continue, restarts it: ERESTARTNOHAND).
 pub fn sys_pause() -> SysResult {
     let me = current().ok_or(ESRCH)?;
     while !signal::has_pending(me) {
         sched::sleep();
     }
-    Err(EINTR)
+    Err(crate::syscall::errno::ERESTARTNOHAND)
 }
 
-/// `kill(pid, sig)`: to one process (pid > 0) or to every process but init (-1, as
-/// root); 0 and < -1 name process groups, which are all one group here.
+/// `kill(pid, sig)`: to one process (pid > 0), to every process but init and the caller
+/// (-1, as root), to the caller's process group (0) or to group -pid (< -1).
 pub fn sys_kill(a: &crate::syscall::Args) -> SysResult {
     let me = current().ok_or(ESRCH)?;
     let (pid, sig) = (a.0[0] as i64 as i32, a.0[1]);
@@ -187,7 +200,21 @@ pub fn sys_kill(a: &crate::syscall::Args) -> SysResult {
             .into_iter()
             .filter(|t| t.pid != 1 && t.pid != me.pid)
             .collect(),
-        _ => sched::all(),
+        // 0: the caller's process group; -N: group N.
+        p => {
+            let pgid = if p == 0 {
+                me.pgid.load(Ordering::Relaxed)
+            } else {
+                p.unsigned_abs()
+            };
+            sched::all()
+                .into_iter()
+                .filter(|t| {
+                    t.pgid.load(Ordering::Relaxed) == pgid
+                        && t.state.load(Ordering::Acquire) != state::ZOMBIE
+                })
+                .collect()
+        }
     };
     if targets.is_empty() {
         return Err(ESRCH);
@@ -258,17 +285,7 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
     crate::trace::exec(me, &path, img.entry, img.load_bias);
     super::release_vfork(me);
     signal::reset_on_exec(me);
-    let close: Vec<usize> = core::mem::take(&mut *me.cloexec.lock())
-        .into_iter()
-        .collect();
-    {
-        let mut files = me.files.lock();
-        for fd in close {
-            if let Some(f) = files.get_mut(fd) {
-                *f = None;
-            }
-        }
-    }
+    crate::fs::fdtable::close_on_exec(me);
     me.fs_base.store(0, Ordering::Relaxed);
     // SAFETY: clearing the user FS base for the new image.
     unsafe { crate::arch::x86_64::syscall::wrmsr(crate::arch::x86_64::syscall::MSR_FS_BASE, 0) };

@@ -6,9 +6,11 @@
 pub mod exec;
 pub mod fork;
 pub mod init;
+pub mod rlimit;
 pub mod sched;
 pub mod signal;
 pub mod stack;
+pub mod timer;
 pub mod vdso;
 
 use alloc::boxed::Box;
@@ -18,51 +20,8 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use crate::mm::mm_struct::Mm;
 use crate::sync::IrqLock;
 
-/// An open file.
-pub enum File {
-    /// The console: stdout goes to COM1, stderr to COM2 under `vmscope run`.
-    Console { port: ConsolePort },
-    /// A regular file or directory of the initramfs, with the file offset.
-    Ram { ino: u64, offset: u64 },
-    /// One end of a pipe.
-    Pipe(crate::fs::pipe::PipeEnd),
-    /// A /proc file: its text as of open, and the offset.
-    Proc {
-        data: alloc::sync::Arc<Vec<u8>>,
-        offset: u64,
-    },
-    /// A /proc directory (`None`: /proc itself; `Some(pid)`: a process's), and the position.
-    ProcDir { pid: Option<u32>, pos: u64 },
-}
-
-impl File {
-    /// Another descriptor for the same open file (fork, dup).
-    pub fn dup(&self) -> File {
-        match self {
-            File::Console { port } => File::Console { port: *port },
-            File::Ram { ino, offset } => File::Ram {
-                ino: *ino,
-                offset: *offset,
-            },
-            File::Pipe(end) => File::Pipe(end.dup()),
-            File::Proc { data, offset } => File::Proc {
-                data: data.clone(),
-                offset: *offset,
-            },
-            File::ProcDir { pid, pos } => File::ProcDir {
-                pid: *pid,
-                pos: *pos,
-            },
-        }
-    }
-}
-
-/// Which serial port a console file writes to.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum ConsolePort {
-    Com1,
-    Com2,
-}
+/// Which serial port a console file writes to (see [`crate::fs::console`]).
+pub use crate::fs::console::ConsolePort;
 
 /// Scheduling states (`/proc/PID/stat` letters: R, S, Z).
 pub mod state {
@@ -83,9 +42,28 @@ pub struct Task {
     /// The executable's name (`comm`, 15 bytes max as in Linux).
     pub comm: IrqLock<[u8; 16]>,
     pub mm: IrqLock<Option<Box<Mm>>>,
-    pub files: IrqLock<Vec<Option<File>>>,
-    /// Descriptors closed by execve (`O_CLOEXEC`).
-    pub cloexec: IrqLock<alloc::collections::BTreeSet<usize>>,
+    /// The descriptor table (`files_struct`): fork copies it, sharing the descriptions.
+    pub files: IrqLock<crate::fs::fdtable::FilesStruct>,
+    /// The working directory as a canonical absolute path (`fs_struct.pwd`); relative
+    /// paths start there. Inherited by fork, kept by exec.
+    pub cwd: IrqLock<Vec<u8>>,
+    /// The file-mode creation mask (`umask`, 0022 for init).
+    pub umask: AtomicU32,
+    /// Resource limits ([`rlimit`]).
+    pub rlim: IrqLock<[rlimit::Rlimit; rlimit::RLIM_NLIMITS]>,
+    /// Process group and session ids (`setpgid`, `setsid`).
+    pub pgid: AtomicU32,
+    pub sid: AtomicU32,
+    /// The executable's absolute path (`/proc/PID/exe`).
+    pub exe: IrqLock<Vec<u8>>,
+    /// `set_robust_list(head, len)`: stored for thread exit ([10] adds threads).
+    pub robust_list: AtomicU64,
+    /// `membarrier` registrations (the MEMBARRIER_CMD_REGISTER_* bits).
+    pub membarrier: AtomicU32,
+    /// What `restart_syscall` continues after a signal interrupted a sleep
+    /// (`restart_block`): the absolute deadline (ns, monotonic) and where to report the
+    /// remaining time.
+    pub restart_block: IrqLock<Option<crate::proc::timer::RestartBlock>>,
     /// The user FS base (`arch_prctl(ARCH_SET_FS)`).
     pub fs_base: AtomicU64,
     /// `set_tid_address`.
@@ -139,24 +117,22 @@ impl Task {
     /// A task with the three standard file descriptors on the console, or `None` without
     /// memory for its kernel stack.
     pub fn new(pid: u32, ppid: u32) -> Option<Task> {
-        let files = alloc::vec![
-            Some(File::Console {
-                port: ConsolePort::Com1
-            }),
-            Some(File::Console {
-                port: ConsolePort::Com1
-            }),
-            Some(File::Console {
-                port: ConsolePort::Com2
-            }),
-        ];
+        let files = crate::fs::fdtable::console_table()?;
         Some(Task {
             pid,
             ppid: AtomicU32::new(ppid),
             comm: IrqLock::new("comm", [0; 16]),
             mm: IrqLock::new("task_mm", None),
             files: IrqLock::new("files", files),
-            cloexec: IrqLock::new("cloexec", alloc::collections::BTreeSet::new()),
+            cwd: IrqLock::new("cwd", alloc::vec![b'/']),
+            umask: AtomicU32::new(0o022),
+            rlim: IrqLock::new("rlimit", rlimit::init_rlimits()),
+            pgid: AtomicU32::new(pid),
+            sid: AtomicU32::new(pid),
+            exe: IrqLock::new("exe", Vec::new()),
+            robust_list: AtomicU64::new(0),
+            membarrier: AtomicU32::new(0),
+            restart_block: IrqLock::new("restart_block", None),
             fs_base: AtomicU64::new(0),
             clear_child_tid: AtomicU64::new(0),
             min_flt: AtomicU64::new(0),
@@ -172,8 +148,11 @@ impl Task {
         })
     }
 
-    /// Set `comm` from a path's last component.
+    /// Set `comm` from a path's last component, and the executable's path
+    /// (`/proc/PID/exe`; a relative path is taken from the working directory).
     pub fn set_comm(&self, path: &[u8]) {
+        let exe = crate::fs::namei::absolute(&self.cwd.lock(), path);
+        *self.exe.lock() = exe;
         let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
         let mut c = [0u8; 16];
         let n = name.len().min(15);
@@ -199,6 +178,23 @@ impl Task {
             self.min_flt.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// What fork copies besides memory, descriptors and signals: the working directory,
+/// umask, limits, process group and session, the executable's path.
+pub fn fork_copy_fs(parent: &Task, child: &Task) {
+    *child.cwd.lock() = parent.cwd.lock().clone();
+    child
+        .umask
+        .store(parent.umask.load(Ordering::Relaxed), Ordering::Relaxed);
+    *child.rlim.lock() = *parent.rlim.lock();
+    child
+        .pgid
+        .store(parent.pgid.load(Ordering::Relaxed), Ordering::Relaxed);
+    child
+        .sid
+        .store(parent.sid.load(Ordering::Relaxed), Ordering::Relaxed);
+    *child.exe.lock() = parent.exe.lock().clone();
 }
 
 /// How a process ended.
@@ -227,7 +223,8 @@ pub fn exit_current(r: ExitReason) -> ! {
         unsafe { crate::mm::pgtable::activate(&crate::mm::pgtable::kernel()) };
         mm.destroy();
     }
-    t.files.lock().clear();
+    let files = t.files.lock().clear();
+    drop(files);
     release_vfork(t);
     let code = match r {
         ExitReason::Exit(s) => (s as u32) << 8,

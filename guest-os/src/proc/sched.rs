@@ -59,6 +59,7 @@ fn timer_tick(frame: &mut TrapFrame) {
     crate::drivers::lapic::eoi();
     TICKS.fetch_add(1, Ordering::Relaxed);
     super::vdso::tick();
+    super::timer::expire();
     if frame.cs & 3 == 3 {
         schedule();
     }
@@ -194,7 +195,14 @@ pub fn schedule() {
             }
             Some(_) => continue,
             None if prev_runnable => return,
-            None => break idle(prev),
+            None => {
+                let n = idle(prev);
+                if core::ptr::eq(n, prev) {
+                    // Woken while idle (a timer, an interrupt): carry on without a switch.
+                    return;
+                }
+                break n;
+            }
         }
     };
     if prev_runnable {
@@ -203,11 +211,14 @@ pub fn schedule() {
     switch_to(prev, next);
 }
 
-/// Nothing can run: every process waits for another. Like Linux, wait for an interrupt
-/// (HLT with interrupts on). No device wakes a process yet, so this is a hang; vmscope
-/// reports a CPU halted with nothing pending (exit status 142) instead of spinning.
+/// Nothing can run: every process waits. Like Linux, wait for an interrupt (HLT with
+/// interrupts on): the tick wakes sleepers whose deadline passed. Without a timer pending
+/// nothing can wake a process (no input device yet), so this is a hang; vmscope reports a
+/// CPU halted with nothing pending (exit status 142) instead of spinning.
 fn idle(prev: &'static Task) -> &'static Task {
-    log::warn!("every process sleeps (last: pid {}): idling", prev.pid);
+    if !super::timer::pending() {
+        log::warn!("every process sleeps (last: pid {}): idling", prev.pid);
+    }
     loop {
         // SAFETY: enabling interrupts and halting until one arrives.
         unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };

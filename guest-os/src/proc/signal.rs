@@ -20,6 +20,7 @@ pub const SIGBUS: u8 = 7;
 pub const SIGFPE: u8 = 8;
 pub const SIGKILL: u8 = 9;
 pub const SIGSEGV: u8 = 11;
+pub const SIGPIPE: u8 = 13;
 pub const SIGCHLD: u8 = 17;
 pub const SIGCONT: u8 = 18;
 pub const SIGSTOP: u8 = 19;
@@ -29,6 +30,8 @@ pub const NSIG: usize = 64;
 pub const SIG_DFL: u64 = 0;
 pub const SIG_IGN: u64 = 1;
 pub const SA_SIGINFO: u64 = 0x4;
+pub const SA_ONSTACK: u64 = 0x0800_0000;
+pub const SA_RESTART: u64 = 0x1000_0000;
 pub const SA_RESTORER: u64 = 0x0400_0000;
 pub const SA_NODEFER: u64 = 0x4000_0000;
 pub const SA_RESETHAND: u64 = 0x8000_0000;
@@ -58,6 +61,14 @@ pub struct Signals {
     pub pending: u64,
     /// The `siginfo` of a pending signal (one per signal; standard signals do not queue).
     pub info: [SigInfo; NSIG],
+    /// The mask to restore once a signal was delivered or none was (Linux's
+    /// `saved_sigmask` with TIF_RESTORE_SIGMASK): ppoll, pselect6 and rt_sigsuspend wait
+    /// with a temporary mask, and the handler's frame saves this one.
+    pub saved_mask: Option<u64>,
+    /// The alternate signal stack (`sigaltstack`): base, size (0: none) and flags.
+    pub sas_ss_sp: u64,
+    pub sas_ss_size: u64,
+    pub sas_ss_flags: u32,
 }
 
 impl Signals {
@@ -77,6 +88,10 @@ impl Signals {
                 addr: 0,
                 pid: 0,
             }; NSIG],
+            saved_mask: None,
+            sas_ss_sp: 0,
+            sas_ss_size: 0,
+            sas_ss_flags: 0,
         }
     }
 }
@@ -228,11 +243,18 @@ pub fn fork_copy(parent: &super::Task, child: &super::Task) {
     let mut c = child.signals.lock();
     c.actions = p.actions;
     c.blocked = p.blocked;
+    c.sas_ss_sp = p.sas_ss_sp;
+    c.sas_ss_size = p.sas_ss_size;
+    c.sas_ss_flags = p.sas_ss_flags;
 }
 
-/// execve: caught signals go back to their default action; ignored stay ignored.
+/// execve: caught signals go back to their default action; ignored stay ignored; the
+/// alternate stack is gone with the old memory.
 pub fn reset_on_exec(t: &super::Task) {
     let mut s = t.signals.lock();
+    s.sas_ss_sp = 0;
+    s.sas_ss_size = 0;
+    s.sas_ss_flags = 0;
     for a in s.actions.iter_mut() {
         if a.handler != SIG_IGN {
             *a = SigAction::default();
@@ -240,40 +262,134 @@ pub fn reset_on_exec(t: &super::Task) {
     }
 }
 
-/// Deliver one pending, unblocked signal before returning to user mode (syscall exit).
-pub fn do_signal(frame: &mut TrapFrame) {
-    let Some(t) = super::current() else { return };
-    let (sig, info, act) = {
-        let mut s = t.signals.lock();
-        let ready = s.pending & !(s.blocked & !(bit(SIGKILL) | bit(SIGSTOP)));
-        if ready == 0 {
+/// `__NR_restart_syscall`.
+const NR_RESTART_SYSCALL: u64 = 219;
+
+/// What to do with an interrupted system call (`handle_signal`'s and
+/// `arch_do_signal_or_restart`'s switch on the restart codes): `handler` says whether a
+/// handler is about to run, and with which flags.
+fn syscall_restart(frame: &mut TrapFrame, nr: u64, handler: Option<u64>) {
+    use crate::syscall::errno::{
+        EINTR, ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK,
+    };
+    let code = (frame.rax as i64).wrapping_neg();
+    let restart = match (code, handler) {
+        (c, None) if c == ERESTART_RESTARTBLOCK.0 as i64 => {
+            frame.rax = NR_RESTART_SYSCALL;
+            frame.rip -= 2;
             return;
         }
-        let sig = ready.trailing_zeros() as u8 + 1;
-        s.pending &= !bit(sig);
-        (sig, s.info[sig as usize - 1], s.actions[sig as usize - 1])
+        (c, None)
+            if c == ERESTARTSYS.0 as i64
+                || c == ERESTARTNOHAND.0 as i64
+                || c == ERESTARTNOINTR.0 as i64 =>
+        {
+            true
+        }
+        (c, Some(_)) if c == ERESTARTNOINTR.0 as i64 => true,
+        (c, Some(flags)) if c == ERESTARTSYS.0 as i64 => {
+            if flags & SA_RESTART != 0 {
+                true
+            } else {
+                frame.rax = EINTR.ret();
+                return;
+            }
+        }
+        (c, Some(_)) if c == ERESTARTNOHAND.0 as i64 || c == ERESTART_RESTARTBLOCK.0 as i64 => {
+            frame.rax = EINTR.ret();
+            return;
+        }
+        _ => false,
     };
-    if act.handler == SIG_IGN || (act.handler == SIG_DFL && default_ignored(sig)) {
+    if restart {
+        // Back over the 2-byte SYSCALL instruction, with the number in RAX again.
+        frame.rax = nr;
+        frame.rip -= 2;
+    }
+}
+
+/// Deliver pending, unblocked signals before returning to user mode (`get_signal` +
+/// `handle_signal`): ignored ones are dropped, a default action stops or kills, the first
+/// caught one gets a frame. `syscall` is the number of the system call returning (its
+/// result in RAX may ask for a restart), `None` on other paths.
+pub fn do_signal(frame: &mut TrapFrame, syscall: Option<u64>) {
+    let Some(t) = super::current() else { return };
+    // A bounded loop: each round takes one pending signal away.
+    for _ in 0..=NSIG {
+        let (sig, info, act) = {
+            let mut s = t.signals.lock();
+            let ready = s.pending & !(s.blocked & !(bit(SIGKILL) | bit(SIGSTOP)));
+            if ready == 0 {
+                break;
+            }
+            let sig = ready.trailing_zeros() as u8 + 1;
+            s.pending &= !bit(sig);
+            (sig, s.info[sig as usize - 1], s.actions[sig as usize - 1])
+        };
+        if act.handler == SIG_IGN || (act.handler == SIG_DFL && default_ignored(sig)) {
+            continue;
+        }
+        if act.handler == SIG_DFL && STOP_SIGNALS & bit(sig) != 0 {
+            // Stop until SIGCONT (or SIGKILL): the parent can see it with WUNTRACED.
+            use core::sync::atomic::Ordering;
+            t.stop_report
+                .store((sig as u32) << 8 | 0x7f, Ordering::Release);
+            t.state.store(super::state::STOPPED, Ordering::Release);
+            trace_signal(t, info, trace::sigaction::STOP);
+            notify_parent(t, CLD_STOPPED);
+            super::sched::schedule();
+            // Resumed: a SIGKILL that woke us is handled in the next round.
+            continue;
+        }
+        if act.handler == SIG_DFL || sig == SIGKILL {
+            trace_signal(t, info, trace::sigaction::KILL);
+            super::exit_current(super::ExitReason::Signal(sig));
+        }
+        if let Some(nr) = syscall {
+            syscall_restart(frame, nr, Some(act.flags));
+        }
+        trace_signal(t, info, trace::sigaction::HANDLER);
+        if setup_frame(frame, info, act).is_err() {
+            super::exit_current(super::ExitReason::Signal(SIGSEGV));
+        }
         return;
     }
-    if act.handler == SIG_DFL && STOP_SIGNALS & bit(sig) != 0 {
-        // Stop until SIGCONT (or SIGKILL): the parent can see it with WUNTRACED.
-        use core::sync::atomic::Ordering;
-        t.stop_report
-            .store((sig as u32) << 8 | 0x7f, Ordering::Release);
-        t.state.store(super::state::STOPPED, Ordering::Release);
-        trace_signal(t, info, trace::sigaction::STOP);
-        notify_parent(t, CLD_STOPPED);
-        super::sched::schedule();
-        // Resumed: a SIGKILL that woke us is handled on the next return to user mode.
-        return do_signal(frame);
+    // No handler runs: restart an interrupted call, and put back a temporary mask.
+    if let Some(nr) = syscall {
+        syscall_restart(frame, nr, None);
     }
-    if act.handler == SIG_DFL || sig == SIGKILL {
-        trace_signal(t, info, trace::sigaction::KILL);
-        super::exit_current(super::ExitReason::Signal(sig));
+    let mut s = t.signals.lock();
+    if let Some(m) = s.saved_mask.take() {
+        s.blocked = m;
     }
-    trace_signal(t, info, trace::sigaction::HANDLER);
-    if setup_frame(frame, info, act).is_err() {
+}
+
+/// Whether `v` is a canonical address (bits 63..47 all equal).
+fn canonical(v: u64) -> bool {
+    ((v as i64) << 16 >> 16) as u64 == v
+}
+
+/// Last check before IRETQ to user mode: a non-canonical RIP (from a sigreturn frame, or a
+/// handler address) would fault on the IRETQ itself, in the kernel. Linux returns through
+/// IRET in that case and its `bad_iret` fixup turns the fault into the user's #GP: SIGSEGV
+/// (SI_KERNEL). Raise it here instead; a second bad RIP (the handler's own) finds SIGSEGV
+/// blocked and kills, as Linux's forced signal does.
+pub fn check_user_return(frame: &mut TrapFrame) {
+    for _ in 0..2 {
+        if frame.cs & 3 != 3 || canonical(frame.rip) {
+            return;
+        }
+        force_sig(
+            frame,
+            SigInfo {
+                signo: SIGSEGV,
+                code: SI_KERNEL,
+                addr: 0,
+                pid: 0,
+            },
+        );
+    }
+    if !canonical(frame.rip) {
         super::exit_current(super::ExitReason::Signal(SIGSEGV));
     }
 }
@@ -323,13 +439,113 @@ fn mcontext(frame: &TrapFrame, info: &SigInfo, trapno: u64, oldmask: u64) -> [u6
     m
 }
 
+/// `sigaltstack` flags.
+pub const SS_ONSTACK: u32 = 1;
+pub const SS_DISABLE: u32 = 2;
+/// Disarm the alternate stack while a handler runs on it (restored by sigreturn).
+pub const SS_AUTODISARM: u32 = 1 << 31;
+/// The smallest alternate stack (`MINSIGSTKSZ` on x86).
+pub const MINSIGSTKSZ: u64 = 2048;
+
+/// Whether `sp` is on the alternate stack (`on_sig_stack`; the stack grows down, so its
+/// top address counts and its base does not).
+fn on_sig_stack(s: &Signals, sp: u64) -> bool {
+    if s.sas_ss_flags & SS_AUTODISARM != 0 {
+        return false;
+    }
+    sp > s.sas_ss_sp && sp - s.sas_ss_sp <= s.sas_ss_size
+}
+
+/// `sas_ss_flags(sp)`: SS_DISABLE without an alternate stack, SS_ONSTACK on it, else 0.
+fn sas_ss_flags(s: &Signals, sp: u64) -> u32 {
+    if s.sas_ss_size == 0 {
+        SS_DISABLE
+    } else if on_sig_stack(s, sp) {
+        SS_ONSTACK
+    } else {
+        0
+    }
+}
+
+/// `do_sigaltstack`: install `new` (sp, flags, size) unless on the alternate stack now
+/// (EPERM); returns the old (sp, flags, size).
+pub fn do_sigaltstack(
+    t: &super::Task,
+    new: Option<(u64, u32, u64)>,
+    sp: u64,
+) -> Result<(u64, u32, u64), crate::syscall::errno::Errno> {
+    use crate::syscall::errno::{EINVAL, ENOMEM, EPERM};
+    let mut s = t.signals.lock();
+    let old = (
+        s.sas_ss_sp,
+        sas_ss_flags(&s, sp) | (s.sas_ss_flags & SS_AUTODISARM),
+        s.sas_ss_size,
+    );
+    if let Some((ss_sp, flags, size)) = new {
+        if on_sig_stack(&s, sp) {
+            return Err(EPERM);
+        }
+        let mode = flags & !SS_AUTODISARM;
+        if mode != SS_DISABLE && mode != SS_ONSTACK && mode != 0 {
+            return Err(EINVAL);
+        }
+        if mode == SS_DISABLE {
+            s.sas_ss_sp = 0;
+            s.sas_ss_size = 0;
+            s.sas_ss_flags = SS_DISABLE;
+        } else {
+            if size < MINSIGSTKSZ {
+                return Err(ENOMEM);
+            }
+            s.sas_ss_sp = ss_sp;
+            s.sas_ss_size = size;
+            s.sas_ss_flags = flags & SS_AUTODISARM;
+        }
+    }
+    Ok(old)
+}
+
+/// Offset of `uc_stack` in `ucontext` (after `uc_flags` and `uc_link`).
+const UC_STACK_OFF: usize = 16;
+
 fn setup_frame(frame: &mut TrapFrame, info: SigInfo, act: SigAction) -> Result<(), ()> {
     let t = super::current().ok_or(())?;
-    let oldmask = t.signals.lock().blocked;
-    let sp = ((frame.rsp - RED_ZONE - FRAME_SIZE as u64) & !0xf) - 8;
+    // The mask the handler's sigreturn restores: a temporary one (ppoll, sigsuspend) is
+    // undone then.
+    let (oldmask, stack) = {
+        let mut s = t.signals.lock();
+        let old = s.saved_mask.take().unwrap_or(s.blocked);
+        let stack = (
+            s.sas_ss_sp,
+            sas_ss_flags(&s, frame.rsp) | (s.sas_ss_flags & SS_AUTODISARM),
+            s.sas_ss_size,
+        );
+        (old, stack)
+    };
+    // `get_sigframe`: skip the red zone, or move to the top of the alternate stack for an
+    // SA_ONSTACK handler when not already on it.
+    let mut top = frame.rsp.wrapping_sub(RED_ZONE);
+    let mut onstack = false;
+    if act.flags & SA_ONSTACK != 0 && stack.1 == 0 {
+        top = stack.0.wrapping_add(stack.2);
+        onstack = true;
+    } else if stack.1 & SS_ONSTACK != 0 {
+        onstack = true;
+    }
+    let sp = (top.wrapping_sub(FRAME_SIZE as u64) & !0xf).wrapping_sub(8);
+    if onstack {
+        // The frame must fit on the alternate stack (Linux: SIGSEGV otherwise).
+        let s = t.signals.lock();
+        if s.sas_ss_size != 0 && !(sp > s.sas_ss_sp && sp - s.sas_ss_sp <= s.sas_ss_size) {
+            return Err(());
+        }
+    }
     let mut buf = [0u8; FRAME_SIZE];
     buf[..8].copy_from_slice(&act.restorer.to_le_bytes());
     let uc = 8;
+    buf[uc + UC_STACK_OFF..uc + UC_STACK_OFF + 8].copy_from_slice(&stack.0.to_le_bytes());
+    buf[uc + UC_STACK_OFF + 8..uc + UC_STACK_OFF + 12].copy_from_slice(&stack.1.to_le_bytes());
+    buf[uc + UC_STACK_OFF + 16..uc + UC_STACK_OFF + 24].copy_from_slice(&stack.2.to_le_bytes());
     let trapno = if frame.vector < 32 { frame.vector } else { 0 };
     for (i, w) in mcontext(frame, &info, trapno, oldmask).iter().enumerate() {
         let o = uc + MCONTEXT_OFF + i * 8;
@@ -347,6 +563,11 @@ fn setup_frame(frame: &mut TrapFrame, info: SigInfo, act: SigAction) -> Result<(
     }
     copy_to_user(sp, &buf).map_err(|_| ())?;
     let mut s = t.signals.lock();
+    if s.sas_ss_flags & SS_AUTODISARM != 0 && act.flags & SA_ONSTACK != 0 {
+        s.sas_ss_sp = 0;
+        s.sas_ss_size = 0;
+        s.sas_ss_flags = SS_DISABLE;
+    }
     s.blocked |= act.mask;
     if act.flags & SA_NODEFER == 0 {
         s.blocked |= bit(info.signo);
@@ -373,13 +594,21 @@ fn setup_frame(frame: &mut TrapFrame, info: SigInfo, act: SigAction) -> Result<(
 const FIX_EFLAGS: u64 =
     0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x400 | 0x800 | 0x1_0000 | 0x4_0000 | 0x20_0000;
 
-/// `rt_sigreturn()`: restore the registers and mask saved in the frame at RSP - 8 (the
-/// handler's `ret` popped the restorer address). A bad frame kills with SIGSEGV.
-pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> u64 {
+/// `rt_sigreturn()`: restore the registers, mask and alternate stack saved in the frame
+/// at RSP - 8 (the handler's `ret` popped the restorer address), as Linux's
+/// `restore_sigcontext`: only the user-changeable RFLAGS bits are taken, CS and SS are
+/// forced to RPL 3. Returns true when the process must get SIGSEGV instead: an unreadable
+/// frame (Linux's `badframe`), or a CS that is not the user code segment, on which the
+/// return's IRET would fault (Linux's `bad_iret` path). A non-canonical RIP is caught on
+/// the way out ([`check_user_return`]).
+pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> bool {
     let uc = frame.rsp;
     let mut m = [0u8; 256 + 8];
-    if copy_from_user(&mut m, uc + MCONTEXT_OFF as u64).is_err() {
-        super::exit_current(super::ExitReason::Signal(SIGSEGV));
+    let mut st = [0u8; 24];
+    if copy_from_user(&mut m, uc + MCONTEXT_OFF as u64).is_err()
+        || copy_from_user(&mut st, uc + UC_STACK_OFF as u64).is_err()
+    {
+        return true;
     }
     let w = |i: usize| u64::from_le_bytes(m[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
     frame.r8 = w(0);
@@ -400,13 +629,21 @@ pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> u64 {
     frame.rsp = w(15);
     frame.rip = w(16);
     frame.rflags = (frame.rflags & !FIX_EFLAGS) | (w(17) & FIX_EFLAGS);
+    // `cs | 3` must be the 64-bit user code segment for the IRET to succeed; SS is made
+    // valid (`force_valid_ss`), so it never faults.
+    let bad_cs = (w(18) & 0xffff) | 3 != USER_CS as u64;
     frame.cs = USER_CS as u64;
     frame.ss = USER_DS as u64;
     let mask = w(32);
     if let Some(t) = super::current() {
         t.signals.lock().blocked = mask & !(bit(SIGKILL) | bit(SIGSTOP));
+        // A sleep interrupted before this handler is not continued any more.
+        *t.restart_block.lock() = None;
+        // `restore_altstack`: EPERM/EINVAL are ignored.
+        let q = |i: usize| u64::from_le_bytes(st[i..i + 8].try_into().unwrap_or([0; 8]));
+        let _ = do_sigaltstack(t, Some((q(0), q(8) as u32, q(16))), frame.rsp);
     }
-    frame.rax
+    bad_cs
 }
 
 /// Per-task signal state behind a lock.

@@ -31,6 +31,28 @@ pub const ERANGE: Errno = Errno(34);
 pub const ENAMETOOLONG: Errno = Errno(36);
 pub const ENOSYS: Errno = Errno(38);
 pub const ELOOP: Errno = Errno(40);
+pub const EROFS: Errno = Errno(30);
+pub const EBUSY: Errno = Errno(16);
+pub const EXDEV: Errno = Errno(18);
+pub const ENOTEMPTY: Errno = Errno(39);
+pub const EFBIG: Errno = Errno(27);
+pub const ETIMEDOUT: Errno = Errno(110);
+pub const EOPNOTSUPP: Errno = Errno(95);
+pub const EOVERFLOW: Errno = Errno(75);
+
+/// Internal restart codes (`include/linux/errno.h`): a slow system call interrupted by a
+/// signal returns one of these; signal delivery turns it into a restart or EINTR, so user
+/// space never sees them.
+///
+/// Restart if the signal has no handler or its handler has SA_RESTART, else EINTR.
+pub const ERESTARTSYS: Errno = Errno(512);
+/// Always restart (fork-like calls that must not fail with EINTR).
+pub const ERESTARTNOINTR: Errno = Errno(513);
+/// Restart only if no handler ran (pause, sigsuspend: a handler always means EINTR).
+pub const ERESTARTNOHAND: Errno = Errno(514);
+/// Restart through `restart_syscall` with state kept in the task (nanosleep's remaining
+/// time) if no handler ran, else EINTR.
+pub const ERESTART_RESTARTBLOCK: Errno = Errno(516);
 
 impl Errno {
     /// The value a system call returns: `-errno`.

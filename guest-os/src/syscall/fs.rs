@@ -1,530 +1,676 @@
-//! File system calls on the initramfs and the console: read, write, writev, open(at),
-//! close, fstat, lseek, ioctl, getdents64. Every user buffer goes through `uaccess`, so a
-//! bad pointer is -EFAULT.
+//! File system calls on open files (`fs/read_write.c`, `fs/open.c`, `fs/fcntl.c`,
+//! `fs/file.c`): read, write and their vector and positioned forms, open(at), creat,
+//! close, lseek, ioctl, getdents64, pipe(2), dup/dup2/dup3, fcntl, ftruncate/truncate,
+//! fsync, memfd_create. Every user buffer goes through `uaccess`, so a bad pointer is
+//! -EFAULT; the descriptions are the shared [`File`]s of `fs/file.rs`.
 
-use alloc::vec::Vec;
+use alloc::sync::Arc;
 
 use super::errno::{
-    Errno, SysResult, EACCES, EBADF, EFAULT, EINVAL, EISDIR, EMFILE, ENOTDIR, ENOTTY, ESPIPE,
+    Errno, SysResult, EACCES, EBADF, EEXIST, EFAULT, EINVAL, EISDIR, ENOENT, ENOTDIR, EPERM, EROFS,
+    ESPIPE,
 };
 use super::Args;
-use crate::drivers::uart16550::{COM1, COM2};
-use crate::mm::uaccess::{copy_from_user, copy_to_user, get_user, strncpy_from_user};
-use crate::proc::{self, ConsolePort, File};
-use kfs::FileType;
+use crate::fs::fdtable::{close_fd, fd_install, fd_install_from, fd_replace, fget, nofile_limit};
+use crate::fs::file::{flags::*, try_file, try_ops, File};
+use crate::fs::namei::{self, Node, AT_FDCWD, PATH_MAX};
+use crate::fs::procfs;
+use crate::mm::uaccess::{access_ok, copy_to_user, get_user, put_user, strncpy_from_user};
 
-/// Largest chunk copied through a kernel buffer at a time.
-const CHUNK: usize = 4096;
-/// Most open files per process (`RLIMIT_NOFILE`'s usual soft limit is 1024).
-const NR_OPEN: usize = 1024;
-/// `PATH_MAX`.
-const PATH_MAX: usize = 4096;
+/// Largest count one read or write transfers (`MAX_RW_COUNT`: INT_MAX rounded down to a
+/// page).
+const MAX_RW_COUNT: usize = 0x7fff_f000;
+/// Most iovecs per call (`UIO_MAXIOV`).
+const UIO_MAXIOV: u64 = 1024;
 
-fn console_write(port: ConsolePort, bytes: &[u8]) {
-    match port {
-        ConsolePort::Com1 => COM1.write_bytes(bytes),
-        ConsolePort::Com2 => COM2.write_bytes(bytes),
+/// A path argument, copied in (EFAULT, ENAMETOOLONG; empty paths are the caller's call).
+pub fn user_path(ptr: u64) -> Result<alloc::vec::Vec<u8>, Errno> {
+    let p = strncpy_from_user(ptr, PATH_MAX)?;
+    if p.len() >= PATH_MAX {
+        return Err(super::errno::ENAMETOOLONG);
+    }
+    Ok(p)
+}
+
+/// The position a read or write at the file offset uses and stores back. Offsets are not
+/// locked across the operation (which may sleep), as on Linux for non-regular files.
+fn rw_at_pos(f: &File, op: impl FnOnce(&File, &mut u64) -> SysResult) -> SysResult {
+    let mut pos = f.pos();
+    let r = op(f, &mut pos);
+    if r.is_ok() && f.f_op.seekable() {
+        f.set_pos(pos);
+    }
+    r
+}
+
+/// `vfs_read`'s checks, then the read.
+fn do_read(f: &File, buf: u64, len: u64, pos: Option<u64>) -> SysResult {
+    if !f.readable() {
+        return Err(EBADF);
+    }
+    let len = (len as usize).min(MAX_RW_COUNT);
+    if !access_ok(buf, len) {
+        return Err(EFAULT);
+    }
+    match pos {
+        Some(mut p) => f.f_op.read(f, buf, len, &mut p),
+        None => rw_at_pos(f, |f, p| f.f_op.read(f, buf, len, p)),
     }
 }
 
-/// What a descriptor is, without holding the table lock across user copies.
-enum Kind {
-    Console(ConsolePort),
-    Ram {
-        ino: u64,
-        offset: u64,
-    },
-    /// The pipe, whether this is the write end, O_NONBLOCK.
-    Pipe(alloc::sync::Arc<crate::fs::pipe::Pipe>, bool, bool),
-    Proc(alloc::sync::Arc<Vec<u8>>, u64),
-    ProcDir(Option<u32>, u64),
-}
-
-fn kind_of(fd: u64) -> Result<Kind, Errno> {
-    let t = proc::current().ok_or(EBADF)?;
-    let files = t.files.lock();
-    match files.get(fd as usize).and_then(|f| f.as_ref()) {
-        Some(File::Console { port }) => Ok(Kind::Console(*port)),
-        Some(File::Ram { ino, offset }) => Ok(Kind::Ram {
-            ino: *ino,
-            offset: *offset,
-        }),
-        Some(File::Pipe(end)) => Ok(Kind::Pipe(end.pipe(), end.is_write_end(), end.nonblock)),
-        Some(File::Proc { data, offset }) => Ok(Kind::Proc(data.clone(), *offset)),
-        Some(File::ProcDir { pid, pos }) => Ok(Kind::ProcDir(*pid, *pos)),
-        None => Err(EBADF),
+/// `vfs_write`'s checks, then the write.
+fn do_write(f: &File, buf: u64, len: u64, pos: Option<u64>) -> SysResult {
+    if !f.writable() {
+        return Err(EBADF);
+    }
+    let len = (len as usize).min(MAX_RW_COUNT);
+    if !access_ok(buf, len) {
+        return Err(EFAULT);
+    }
+    match pos {
+        Some(mut p) => f.f_op.write(f, buf, len, &mut p),
+        None => rw_at_pos(f, |f, p| f.f_op.write(f, buf, len, p)),
     }
 }
 
-fn set_offset(fd: u64, off: u64) {
-    if let Some(t) = proc::current() {
-        if let Some(Some(
-            File::Ram { offset, .. }
-            | File::Proc { offset, .. }
-            | File::ProcDir { pos: offset, .. },
-        )) = t.files.lock().get_mut(fd as usize)
-        {
-            *offset = off;
-        }
-    }
-}
-
-fn write_buf(fd: u64, buf: u64, len: u64) -> SysResult {
-    let kind = kind_of(fd)?;
-    if let Kind::Pipe(p, write, nonblock) = &kind {
-        if !write {
-            return Err(EBADF);
-        }
-        let mut chunk = [0u8; CHUNK];
-        let mut done = 0u64;
-        while done < len {
-            let n = ((len - done) as usize).min(CHUNK);
-            if copy_from_user(&mut chunk[..n], buf + done).is_err() {
-                return if done > 0 { Ok(done) } else { Err(EFAULT) };
-            }
-            match p.write(&chunk[..n]) {
-                Ok(w) => done += w as u64,
-                Err(super::errno::EAGAIN) if !nonblock => {
-                    if let Err(e) = p.wait() {
-                        return if done > 0 { Ok(done) } else { Err(e) };
-                    }
-                }
-                Err(e) if done == 0 => {
-                    if e == super::errno::EPIPE {
-                        crate::proc::signal::send_self(
-                            13,
-                            crate::proc::signal::SigInfo {
-                                signo: 13,
-                                code: 0,
-                                addr: 0,
-                                pid: 0,
-                            },
-                        );
-                    }
-                    return Err(e);
-                }
-                Err(_) => break,
-            }
-        }
-        return Ok(done);
-    }
-    let Kind::Console(port) = kind else {
-        return Err(EBADF); // the initramfs is read-only; files are opened O_RDONLY
-    };
-    let mut chunk = [0u8; CHUNK];
-    let mut done = 0u64;
-    while done < len {
-        let n = ((len - done) as usize).min(CHUNK);
-        if copy_from_user(&mut chunk[..n], buf + done).is_err() {
-            // Linux returns what was written before the fault, or -EFAULT for none.
-            return if done > 0 { Ok(done) } else { Err(EFAULT) };
-        }
-        console_write(port, &chunk[..n]);
-        done += n as u64;
-    }
-    Ok(done)
+pub fn sys_read(a: &Args) -> SysResult {
+    let f = fget(a.0[0] as u32 as u64)?;
+    do_read(&f, a.0[1], a.0[2], None)
 }
 
 pub fn sys_write(a: &Args) -> SysResult {
-    write_buf(a.0[0], a.0[1], a.0[2])
+    let f = fget(a.0[0] as u32 as u64)?;
+    do_write(&f, a.0[1], a.0[2], None)
 }
 
-/// `writev(fd, iov, iovcnt)`.
-pub fn sys_writev(a: &Args) -> SysResult {
-    let (fd, iov, cnt) = (a.0[0], a.0[1], a.0[2]);
-    if cnt > 1024 {
+/// A positioned transfer's file: ESPIPE without positions, EINVAL for a negative offset.
+fn positioned(fd: u64, off: u64) -> Result<Arc<File>, Errno> {
+    let f = fget(fd as u32 as u64)?;
+    if (off as i64) < 0 {
         return Err(EINVAL);
     }
-    kind_of(fd)?;
-    let mut total = 0;
+    if !f.f_op.seekable() {
+        return Err(ESPIPE);
+    }
+    Ok(f)
+}
+
+/// `pread64(fd, buf, count, offset)`: at `offset`, leaving the file offset alone.
+pub fn sys_pread64(a: &Args) -> SysResult {
+    let f = positioned(a.0[0], a.0[3])?;
+    do_read(&f, a.0[1], a.0[2], Some(a.0[3]))
+}
+
+/// `pwrite64(fd, buf, count, offset)`.
+pub fn sys_pwrite64(a: &Args) -> SysResult {
+    let f = positioned(a.0[0], a.0[3])?;
+    do_write(&f, a.0[1], a.0[2], Some(a.0[3]))
+}
+
+/// The vector calls (`do_readv`/`do_writev`): each iovec in turn, stopping at the first
+/// short transfer; an error after progress returns the progress.
+fn vectored(f: &File, iov: u64, cnt: u64, mut pos: Option<u64>, write: bool) -> SysResult {
+    if cnt > UIO_MAXIOV {
+        return Err(EINVAL);
+    }
+    // Linux checks the whole vector before transferring (`import_iovec`): EFAULT for an
+    // unreadable vector, EINVAL for a negative length or a total that overflows ssize_t.
+    let mut sum: u64 = 0;
+    for i in 0..cnt {
+        let len: u64 = get_user(iov + i * 16 + 8)?;
+        if (len as i64) < 0 {
+            return Err(EINVAL);
+        }
+        sum = sum.checked_add(len).ok_or(EINVAL)?;
+        if (sum as i64) < 0 {
+            return Err(EINVAL);
+        }
+    }
+    if write && !f.writable() || !write && !f.readable() {
+        return Err(EBADF);
+    }
+    let mut total: u64 = 0;
     for i in 0..cnt {
         let base: u64 = get_user(iov + i * 16)?;
         let len: u64 = get_user(iov + i * 16 + 8)?;
-        match write_buf(fd, base, len) {
-            Ok(n) => total += n,
+        if len == 0 {
+            continue;
+        }
+        let r = if write {
+            do_write(f, base, len, pos)
+        } else {
+            do_read(f, base, len, pos)
+        };
+        match r {
+            Ok(n) => {
+                total += n;
+                if let Some(p) = pos.as_mut() {
+                    *p += n;
+                }
+                if n < len {
+                    break;
+                }
+            }
             Err(e) if total == 0 => return Err(e),
             Err(_) => break,
+        }
+        if total as usize >= MAX_RW_COUNT {
+            break;
         }
     }
     Ok(total)
 }
 
-pub fn sys_read(a: &Args) -> SysResult {
-    let (fd, buf, len) = (a.0[0], a.0[1], a.0[2]);
-    match kind_of(fd)? {
-        // No input device yet: the console reads as end of file.
-        Kind::Console(_) => crate::mm::uaccess::access_ok(buf, len as usize)
-            .then_some(0)
-            .ok_or(EFAULT),
-        Kind::Pipe(p, write, nonblock) => {
-            if write {
-                return Err(EBADF);
-            }
-            let mut chunk = [0u8; CHUNK];
-            let n = loop {
-                match p.peek(&mut chunk[..(len as usize).min(CHUNK)]) {
-                    Err(super::errno::EAGAIN) if !nonblock => p.wait()?,
-                    r => break r?,
-                }
-            };
-            copy_to_user(buf, &chunk[..n])?;
-            p.consume(n);
-            Ok(n as u64)
-        }
-        Kind::Proc(data, offset) => {
-            let start = (offset as usize).min(data.len());
-            let n = (data.len() - start).min(len as usize);
-            copy_to_user(buf, &data[start..start + n])?;
-            set_offset(fd, offset + n as u64);
-            Ok(n as u64)
-        }
-        Kind::ProcDir(..) => Err(EISDIR),
-        Kind::Ram { ino, offset } => {
-            if crate::fs::with_root(|fs| fs.file_type(ino))? == FileType::Directory {
-                return Err(EISDIR);
-            }
-            let data = crate::fs::file_data(ino)?;
-            let start = (offset as usize).min(data.len());
-            let n = (data.len() - start).min(len as usize);
-            copy_to_user(buf, &data[start..start + n])?;
-            set_offset(fd, offset + n as u64);
-            Ok(n as u64)
-        }
-    }
+/// `readv(fd, iov, iovcnt)`.
+pub fn sys_readv(a: &Args) -> SysResult {
+    let f = fget(a.0[0] as u32 as u64)?;
+    vectored(&f, a.0[1], a.0[2], None, false)
 }
 
-const O_ACCMODE: u64 = 3;
-const O_RDONLY: u64 = 0;
-const O_DIRECTORY: u64 = 0o200000;
-const AT_FDCWD: i64 = -100;
+/// `writev(fd, iov, iovcnt)`.
+pub fn sys_writev(a: &Args) -> SysResult {
+    let f = fget(a.0[0] as u32 as u64)?;
+    vectored(&f, a.0[1], a.0[2], None, true)
+}
 
-fn open_path(path_ptr: u64, flags: u64) -> SysResult {
-    let path = strncpy_from_user(path_ptr, PATH_MAX)?;
-    if path.is_empty() {
-        return Err(super::errno::ENOENT);
+/// `preadv(fd, iov, iovcnt, pos_l, pos_h)` (x86-64 passes the whole offset in `pos_l`).
+pub fn sys_preadv(a: &Args) -> SysResult {
+    let f = positioned(a.0[0], a.0[3])?;
+    vectored(&f, a.0[1], a.0[2], Some(a.0[3]), false)
+}
+
+/// `pwritev(fd, iov, iovcnt, pos_l, pos_h)`.
+pub fn sys_pwritev(a: &Args) -> SysResult {
+    let f = positioned(a.0[0], a.0[3])?;
+    vectored(&f, a.0[1], a.0[2], Some(a.0[3]), true)
+}
+
+/// Open the node at `abs` with `flags` (`do_filp_open` on a read-only root): returns the
+/// new description. Errors in Linux's order: lookup, O_EXCL, EROFS for anything that would
+/// write, EISDIR, ENOTDIR.
+fn open_node(abs: &[u8], flags: u32) -> Result<Arc<File>, Errno> {
+    let acc = flags & O_ACCMODE;
+    let wants_write = acc == O_WRONLY || acc == O_RDWR || flags & O_TRUNC != 0;
+    let follow = flags & O_NOFOLLOW == 0;
+    if flags & O_TMPFILE == O_TMPFILE {
+        namei::lookup(abs, true)?;
+        return Err(EROFS);
     }
-    // The initramfs is read-only: writing or creating is refused as on a read-only mount.
-    if flags & O_ACCMODE != O_RDONLY {
-        return Err(EACCES);
+    let node = match namei::lookup(abs, follow) {
+        Ok(n) => n,
+        Err(ENOENT) if flags & O_CREAT != 0 => {
+            // Creating on the read-only root: the parent must exist first.
+            namei::lookup_parent(abs)?;
+            if abs.last() == Some(&b'/') {
+                return Err(EISDIR);
+            }
+            return Err(EROFS);
+        }
+        Err(e) => return Err(e),
+    };
+    if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
+        return Err(EEXIST);
     }
-    if let Some(node) = crate::fs::procfs::lookup(&path) {
-        let file = match node? {
-            crate::fs::procfs::Node::File(data) => {
-                if flags & O_DIRECTORY != 0 {
-                    return Err(ENOTDIR);
-                }
-                File::Proc {
-                    data: alloc::sync::Arc::new(data),
-                    offset: 0,
+    let ops = match node {
+        Node::Ram(ino) => {
+            let file = crate::fs::ramfile::RamFile::new(ino)?;
+            let ft = crate::fs::with_root(|fs| fs.file_type(ino))?;
+            if ft == kfs::FileType::Symlink {
+                // O_NOFOLLOW on a link (O_PATH would open the link itself).
+                if flags & O_PATH == 0 {
+                    return Err(super::errno::ELOOP);
                 }
             }
-            crate::fs::procfs::Node::Root => File::ProcDir { pid: None, pos: 0 },
-            crate::fs::procfs::Node::PidDir(pid) => File::ProcDir {
-                pid: Some(pid),
-                pos: 0,
-            },
-        };
-        let fd = install(file)?;
-        set_cloexec(fd, flags & O_CLOEXEC != 0);
-        return Ok(fd as u64);
-    }
-    // Relative paths resolve from / (the only working directory there is).
-    let ino = crate::fs::lookup(&path)?;
-    let ft = crate::fs::with_root(|fs| fs.file_type(ino))?;
-    if flags & O_DIRECTORY != 0 && ft != FileType::Directory {
-        return Err(ENOTDIR);
-    }
-    let t = proc::current().ok_or(EBADF)?;
-    let mut files = t.files.lock();
-    let fd = match files.iter().position(|f| f.is_none()) {
-        Some(i) => i,
-        None if files.len() < NR_OPEN => {
-            files.push(None);
-            files.len() - 1
+            if file.dir && (flags & O_CREAT != 0 || (wants_write && flags & O_PATH == 0)) {
+                return Err(EISDIR);
+            }
+            if !file.dir && flags & O_DIRECTORY != 0 {
+                return Err(ENOTDIR);
+            }
+            if wants_write && flags & O_PATH == 0 {
+                return Err(EROFS);
+            }
+            try_ops(file)?
         }
-        None => return Err(EMFILE),
+        Node::Proc(p) => {
+            let is_dir = !matches!(p, procfs::Node::File(_) | procfs::Node::Link(_));
+            if is_dir && (flags & O_CREAT != 0 || (wants_write && flags & O_PATH == 0)) {
+                return Err(EISDIR);
+            }
+            if !is_dir && flags & O_DIRECTORY != 0 {
+                return Err(ENOTDIR);
+            }
+            // /proc files are read-only (mode 0444).
+            if wants_write && flags & O_PATH == 0 {
+                return Err(EACCES);
+            }
+            match p {
+                procfs::Node::File(data) => try_ops(procfs::ProcFile { data })?,
+                procfs::Node::Root => try_ops(procfs::ProcDir { pid: None })?,
+                procfs::Node::PidDir(pid) => try_ops(procfs::ProcDir { pid: Some(pid) })?,
+                procfs::Node::Link(_) => return Err(super::errno::ELOOP),
+            }
+        }
     };
-    files[fd] = Some(File::Ram { ino, offset: 0 });
-    drop(files);
-    set_cloexec(fd, flags & O_CLOEXEC != 0);
-    Ok(fd as u64)
+    // O_PATH descriptors can neither read nor write.
+    let mode_flags = if flags & O_PATH != 0 {
+        O_PATH | (flags & (O_DIRECTORY | O_NOFOLLOW))
+    } else {
+        flags & !(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC)
+    };
+    let f = try_file(ops, mode_flags)?;
+    Ok(f)
+}
+
+/// `openat(dirfd, path, flags, mode)` and its older forms.
+fn do_open(dirfd: i32, path_ptr: u64, flags: u32) -> SysResult {
+    let path = user_path(path_ptr)?;
+    let abs = namei::path_at(dirfd, &path)?;
+    let f = open_node(&abs, flags)?;
+    let f = if flags & O_PATH != 0 {
+        // No access at all through an O_PATH descriptor.
+        match Arc::try_unwrap(f) {
+            Ok(mut file) => {
+                file.f_mode = 0;
+                crate::fs::file::try_arc(file)?
+            }
+            Err(f) => f,
+        }
+    } else {
+        f
+    };
+    Ok(fd_install(f, flags & O_CLOEXEC != 0)? as u64)
 }
 
 pub fn sys_open(a: &Args) -> SysResult {
-    open_path(a.0[0], a.0[1])
+    do_open(AT_FDCWD, a.0[0], a.0[1] as u32)
 }
 
 pub fn sys_openat(a: &Args) -> SysResult {
-    if a.0[0] as i64 != AT_FDCWD {
-        let p = strncpy_from_user(a.0[1], PATH_MAX)?;
-        if !p.starts_with(b"/") {
-            kind_of(a.0[0])?; // only the fd's validity matters for absolute paths
-        }
-    }
-    open_path(a.0[1], a.0[2])
+    do_open(a.0[0] as i32, a.0[1], a.0[2] as u32)
 }
 
-/// Mark `fd` close-on-exec or not.
-fn set_cloexec(fd: usize, on: bool) {
-    if let Some(t) = proc::current() {
-        let mut c = t.cloexec.lock();
-        if on {
-            c.insert(fd);
-        } else {
-            c.remove(&fd);
-        }
-    }
+/// `creat(path, mode)` = `open(path, O_CREAT|O_WRONLY|O_TRUNC, mode)`.
+pub fn sys_creat(a: &Args) -> SysResult {
+    do_open(AT_FDCWD, a.0[0], O_CREAT | O_WRONLY | O_TRUNC)
 }
 
 pub fn sys_close(a: &Args) -> SysResult {
-    set_cloexec(a.0[0] as usize, false);
-    let t = proc::current().ok_or(EBADF)?;
-    let mut files = t.files.lock();
-    match files.get_mut(a.0[0] as usize) {
-        Some(f @ Some(_)) => {
-            *f = None;
-            Ok(0)
-        }
-        _ => Err(EBADF),
+    close_fd(a.0[0] as u32 as u64)?;
+    Ok(0)
+}
+
+/// `close_range(first, last, flags)`: close (or with CLOSE_RANGE_CLOEXEC mark) a range.
+pub fn sys_close_range(a: &Args) -> SysResult {
+    const CLOSE_RANGE_UNSHARE: u64 = 1 << 1;
+    const CLOSE_RANGE_CLOEXEC: u64 = 1 << 2;
+    let (first, last, flags) = (a.0[0] as u32 as usize, a.0[1] as u32 as usize, a.0[2]);
+    if flags & !(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) != 0 || first > last {
+        return Err(EINVAL);
     }
-}
-
-/// `struct stat` of x86-64 (144 bytes).
-fn stat_bytes(ino: u64, mode: u32, nlink: u64, size: u64, rdev: u64, mtime: u64) -> [u8; 144] {
-    let mut b = [0u8; 144];
-    let mut put =
-        |off: usize, v: u64, n: usize| b[off..off + n].copy_from_slice(&v.to_le_bytes()[..n]);
-    put(0, 1, 8); // st_dev
-    put(8, ino, 8);
-    put(16, nlink, 8);
-    put(24, mode as u64, 4);
-    put(28, 0, 4); // uid
-    put(32, 0, 4); // gid
-    put(40, rdev, 8);
-    put(48, size, 8);
-    put(56, 4096, 8); // st_blksize
-    put(64, size.div_ceil(512), 8); // st_blocks
-    put(72, mtime, 8); // atime
-    put(88, mtime, 8); // mtime
-    put(104, mtime, 8); // ctime
-    b
-}
-
-pub fn sys_fstat(a: &Args) -> SysResult {
-    let bytes = match kind_of(a.0[0])? {
-        // A character device, like a tty (major 4).
-        Kind::Console(p) => stat_bytes(3, 0o020620, 1, 0, (4 << 8) | (64 + p as u64), 0),
-        Kind::Ram { ino, .. } => {
-            let s = crate::fs::with_root(|fs| fs.stat(ino))?;
-            stat_bytes(s.ino, s.mode, s.nlink as u64, s.size, 0, s.mtime)
+    let t = crate::proc::current().ok_or(EBADF)?;
+    let max = t.files.lock().max_fds();
+    for fd in first..=last.min(max.saturating_sub(1)) {
+        if flags & CLOSE_RANGE_CLOEXEC != 0 {
+            let mut files = t.files.lock();
+            if files.get(fd as u64).is_some() {
+                files.set_close_on_exec(fd, true);
+            }
+        } else {
+            let _ = close_fd(fd as u64);
         }
-        // A FIFO (S_IFIFO, rw-------).
-        Kind::Pipe(..) => stat_bytes(4, 0o010600, 1, 0, 0, 0),
-        // /proc files report size 0, as Linux's.
-        Kind::Proc(..) => stat_bytes(5, 0o100444, 1, 0, 0, 0),
-        Kind::ProcDir(..) => stat_bytes(6, 0o040555, 2, 0, 0, 0),
-    };
-    copy_to_user(a.0[1], &bytes)?;
+    }
     Ok(0)
 }
 
 pub fn sys_lseek(a: &Args) -> SysResult {
-    let (fd, off, whence) = (a.0[0], a.0[1] as i64, a.0[2]);
-    let (size, offset) = match kind_of(fd)? {
-        Kind::Ram { ino, offset } => (crate::fs::with_root(|fs| fs.stat(ino))?.size as i64, offset),
-        Kind::Proc(data, offset) => (data.len() as i64, offset),
-        Kind::ProcDir(_, pos) => (0, pos),
-        _ => return Err(ESPIPE),
-    };
-    let new = match whence {
-        0 => off,
-        1 => offset as i64 + off,
-        2 => size + off,
-        _ => return Err(EINVAL),
-    };
-    if new < 0 {
-        return Err(EINVAL);
-    }
-    set_offset(fd, new as u64);
-    Ok(new as u64)
+    fget(a.0[0] as u32 as u64)?.llseek(a.0[1] as i64, a.0[2] as u32)
 }
 
-/// `ioctl`: the console is not a terminal with settings yet.
+/// `ioctl(fd, cmd, arg)`: the file's own answer (ENOTTY for all but terminals, which have
+/// no settings yet either). FIOCLEX/FIONCLEX work on any descriptor.
 pub fn sys_ioctl(a: &Args) -> SysResult {
-    kind_of(a.0[0])?;
-    Err(ENOTTY)
+    const FIONCLEX: u64 = 0x5450;
+    const FIOCLEX: u64 = 0x5451;
+    const FIONBIO: u64 = 0x5421;
+    let f = fget(a.0[0] as u32 as u64)?;
+    match a.0[1] & 0xffff_ffff {
+        FIOCLEX | FIONCLEX => {
+            let t = crate::proc::current().ok_or(EBADF)?;
+            t.files
+                .lock()
+                .set_close_on_exec(a.0[0] as usize, a.0[1] & 0xffff_ffff == FIOCLEX);
+            Ok(0)
+        }
+        FIONBIO => {
+            let on: i32 = get_user(a.0[2])?;
+            let fl = if on != 0 {
+                f.flags() | O_NONBLOCK
+            } else {
+                f.flags() & !O_NONBLOCK
+            };
+            f.f_flags.store(fl, core::sync::atomic::Ordering::Relaxed);
+            Ok(0)
+        }
+        cmd => f.f_op.ioctl(&f, cmd, a.0[2]),
+    }
 }
 
 /// `getdents64(fd, dirp, count)`.
 pub fn sys_getdents64(a: &Args) -> SysResult {
-    let (fd, buf, count) = (a.0[0], a.0[1], a.0[2] as usize);
-    let (ino, offset) = match kind_of(fd)? {
-        Kind::Ram { ino, offset } => (ino, offset),
-        Kind::ProcDir(pid, pos) => return proc_getdents(fd, pid, pos, buf, count),
-        _ => return Err(ENOTDIR),
-    };
-    let mut out: Vec<u8> = Vec::new();
-    let mut next_pos = offset;
-    crate::fs::with_root(|fs| {
-        for e in fs.readdir_from(ino, offset)? {
-            let reclen = (19 + e.name.len() + 1).next_multiple_of(8);
-            if out.len() + reclen > count {
-                break;
-            }
-            let start = out.len();
-            out.resize(start + reclen, 0);
-            out[start..start + 8].copy_from_slice(&e.ino.to_le_bytes());
-            out[start + 8..start + 16].copy_from_slice(&e.next.to_le_bytes());
-            out[start + 16..start + 18].copy_from_slice(&(reclen as u16).to_le_bytes());
-            out[start + 18] = e.file_type.dirent_type();
-            out[start + 19..start + 19 + e.name.len()].copy_from_slice(e.name);
-            next_pos = e.next;
-        }
-        Ok(())
-    })?;
-    if out.is_empty() && count > 0 && next_pos == offset {
-        // Nothing fit or nothing left: 0 at the end, EINVAL if the buffer is too small.
-        let more = crate::fs::with_root(|fs| Ok(fs.readdir_from(ino, offset)?.next().is_some()))?;
-        if more {
-            return Err(EINVAL);
-        }
+    let (buf, count) = (a.0[1], a.0[2] as usize);
+    let f = fget(a.0[0] as u32 as u64)?;
+    if !f.f_op.is_dir() {
+        return Err(ENOTDIR);
     }
-    copy_to_user(buf, &out)?;
-    set_offset(fd, next_pos);
-    Ok(out.len() as u64)
+    if !access_ok(buf, count) {
+        return Err(EFAULT);
+    }
+    let count = count.min(MAX_RW_COUNT);
+    let mut pos = f.pos();
+    let n = f.f_op.getdents(&f, buf, count, &mut pos)?;
+    f.set_pos(pos);
+    Ok(n)
 }
-
-/// Install `f` at the lowest free descriptor.
-fn install(f: File) -> Result<usize, Errno> {
-    let t = proc::current().ok_or(EBADF)?;
-    let mut files = t.files.lock();
-    let fd = match files.iter().position(|f| f.is_none()) {
-        Some(i) => i,
-        None if files.len() < NR_OPEN => {
-            files.push(None);
-            files.len() - 1
-        }
-        None => return Err(EMFILE),
-    };
-    files[fd] = Some(f);
-    Ok(fd)
-}
-
-const O_NONBLOCK: u64 = 0o4000;
-const O_CLOEXEC: u64 = 0o2000000;
 
 /// `pipe2(fds, flags)` / `pipe(fds)`.
 pub fn sys_pipe2(a: &Args) -> SysResult {
-    let (fds, flags) = (a.0[0], a.0[1]);
-    if flags & !(O_NONBLOCK | O_CLOEXEC) != 0 {
+    let (fds, flags) = (a.0[0], a.0[1] as u32);
+    if a.0[1] & !((O_NONBLOCK | O_CLOEXEC | O_DIRECT) as u64) != 0 {
         return Err(EINVAL);
     }
-    if !crate::mm::uaccess::access_ok(fds, 8) {
-        return Err(EFAULT);
-    }
-    let (r, w) = crate::fs::pipe::new_pipe(flags & O_NONBLOCK != 0);
-    let rfd = install(File::Pipe(r))?;
-    let wfd = match install(File::Pipe(w)) {
+    let (r, w) = crate::fs::pipe::new_pipe()?;
+    let status = flags & (O_NONBLOCK | O_DIRECT);
+    let rf = try_file(try_ops(r)?, O_RDONLY | status)?;
+    let wf = try_file(try_ops(w)?, O_WRONLY | status)?;
+    let cloexec = flags & O_CLOEXEC != 0;
+    let rfd = fd_install(rf, cloexec)?;
+    let wfd = match fd_install(wf, cloexec) {
         Ok(fd) => fd,
         Err(e) => {
-            let _ = sys_close(&Args([rfd as u64, 0, 0, 0, 0, 0]));
+            let _ = close_fd(rfd as u64);
             return Err(e);
         }
     };
-    set_cloexec(rfd, flags & O_CLOEXEC != 0);
-    set_cloexec(wfd, flags & O_CLOEXEC != 0);
     let mut b = [0u8; 8];
     b[..4].copy_from_slice(&(rfd as u32).to_le_bytes());
     b[4..].copy_from_slice(&(wfd as u32).to_le_bytes());
     if let Err(e) = copy_to_user(fds, &b) {
         // Linux releases both descriptors when it cannot report them.
-        let _ = sys_close(&Args([rfd as u64, 0, 0, 0, 0, 0]));
-        let _ = sys_close(&Args([wfd as u64, 0, 0, 0, 0, 0]));
+        let _ = close_fd(rfd as u64);
+        let _ = close_fd(wfd as u64);
         return Err(e);
     }
     Ok(0)
 }
 
-/// `dup2(old, new)` / `dup3`: pipes and console descriptors duplicate; files share no
-/// offset (the initramfs files are read-only, so only the offset could differ).
+/// `dup(old)`: the lowest free descriptor, sharing the description.
+pub fn sys_dup(a: &Args) -> SysResult {
+    let f = fget(a.0[0] as u32 as u64)?;
+    Ok(fd_install(f, false)? as u64)
+}
+
+/// `dup2(old, new)`: `new` names `old`'s description (closing what it named); the same
+/// number returns it unchanged if valid.
 pub fn sys_dup2(a: &Args) -> SysResult {
-    let (old, new) = (a.0[0] as usize, a.0[1] as usize);
-    if new >= NR_OPEN {
-        return Err(EBADF);
-    }
-    let t = proc::current().ok_or(EBADF)?;
-    let mut files = t.files.lock();
-    let copy = match files.get(old).and_then(|f| f.as_ref()) {
-        Some(File::Console { port }) => File::Console { port: *port },
-        Some(File::Ram { ino, offset }) => File::Ram {
-            ino: *ino,
-            offset: *offset,
-        },
-        Some(f) => f.dup(),
-        None => return Err(EBADF),
-    };
-    if old == new {
+    let (old, new) = (a.0[0] as u32 as u64, a.0[1] as u32 as usize);
+    let f = fget(old)?;
+    if old as usize == new {
         return Ok(new as u64);
     }
-    if files.len() <= new {
-        files.resize_with(new + 1, || None);
-    }
-    files[new] = Some(copy);
-    drop(files);
-    set_cloexec(new, false);
+    fd_replace(new, f, false)?;
     Ok(new as u64)
 }
 
-/// Append one `linux_dirent64` record; false if it does not fit in `count`.
-fn put_dirent(
-    out: &mut Vec<u8>,
-    count: usize,
-    ino: u64,
-    next: u64,
-    dtype: u8,
-    name: &[u8],
-) -> bool {
-    let reclen = (19 + name.len() + 1).next_multiple_of(8);
-    if out.len() + reclen > count {
-        return false;
+/// `dup3(old, new, flags)`: as dup2 with O_CLOEXEC allowed, and EINVAL when equal.
+pub fn sys_dup3(a: &Args) -> SysResult {
+    let (old, new, flags) = (a.0[0] as u32 as u64, a.0[1] as u32 as usize, a.0[2]);
+    if flags & !(O_CLOEXEC as u64) != 0 || old as usize == new {
+        return Err(EINVAL);
     }
-    let start = out.len();
-    out.resize(start + reclen, 0);
-    out[start..start + 8].copy_from_slice(&ino.to_le_bytes());
-    out[start + 8..start + 16].copy_from_slice(&next.to_le_bytes());
-    out[start + 16..start + 18].copy_from_slice(&(reclen as u16).to_le_bytes());
-    out[start + 18] = dtype;
-    out[start + 19..start + 19 + name.len()].copy_from_slice(name);
-    true
+    let f = fget(old)?;
+    fd_replace(new, f, flags != 0)?;
+    Ok(new as u64)
 }
 
-/// getdents64 on a /proc directory: ".", "..", then its entries.
-fn proc_getdents(fd: u64, pid: Option<u32>, pos: u64, buf: u64, count: usize) -> SysResult {
-    const DT_DIR: u8 = 4;
-    const DT_REG: u8 = 8;
-    let mut entries: Vec<(alloc::string::String, bool, u64)> =
-        alloc::vec![(".".into(), true, 1), ("..".into(), true, 1),];
-    entries.extend(crate::fs::procfs::readdir(pid));
-    let mut out = Vec::new();
-    let mut p = pos as usize;
-    while p < entries.len() {
-        let (name, dir, ino) = &entries[p];
-        if !put_dirent(
-            &mut out,
-            count,
-            *ino,
-            p as u64 + 1,
-            if *dir { DT_DIR } else { DT_REG },
-            name.as_bytes(),
-        ) {
-            if out.is_empty() {
+/// `fcntl` commands (`include/uapi/asm-generic/fcntl.h`, `linux/fcntl.h`).
+const F_DUPFD: u64 = 0;
+const F_GETFD: u64 = 1;
+const F_SETFD: u64 = 2;
+const F_GETFL: u64 = 3;
+const F_SETFL: u64 = 4;
+const F_GETLK: u64 = 5;
+const F_SETLK: u64 = 6;
+const F_SETLKW: u64 = 7;
+const F_SETOWN: u64 = 8;
+const F_GETOWN: u64 = 9;
+const F_DUPFD_CLOEXEC: u64 = 1030;
+const F_GETPIPE_SZ: u64 = 1032;
+const FD_CLOEXEC: u64 = 1;
+
+/// `fcntl(fd, cmd, arg)`: duplication, the close-on-exec flag, the status flags
+/// (O_APPEND, O_NONBLOCK... on the shared description), the pipe size; record locks on
+/// this one-process-at-a-time root are granted (nothing can conflict on a read-only file
+/// system but another process's locks, which are not tracked: F_GETLK says unlocked).
+pub fn sys_fcntl(a: &Args) -> SysResult {
+    let (fd, cmd, arg) = (a.0[0] as u32 as u64, a.0[1] & 0xffff_ffff, a.0[2]);
+    let f = fget(fd)?;
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            let start = arg as u32 as usize;
+            if start >= nofile_limit() {
                 return Err(EINVAL);
             }
-            break;
+            Ok(fd_install_from(start, f, cmd == F_DUPFD_CLOEXEC)? as u64)
         }
-        p += 1;
+        F_GETFD => {
+            let t = crate::proc::current().ok_or(EBADF)?;
+            let on = t.files.lock().close_on_exec_of(fd as usize);
+            Ok(if on { FD_CLOEXEC } else { 0 })
+        }
+        F_SETFD => {
+            let t = crate::proc::current().ok_or(EBADF)?;
+            t.files
+                .lock()
+                .set_close_on_exec(fd as usize, arg & FD_CLOEXEC != 0);
+            Ok(0)
+        }
+        F_GETFL => {
+            let fl = f.flags();
+            // Linux reports O_LARGEFILE on 64-bit opens.
+            Ok((fl | if fl & O_PATH == 0 { O_LARGEFILE } else { 0 }) as u64)
+        }
+        F_SETFL => {
+            if f.flags() & O_PATH != 0 {
+                return Err(EBADF);
+            }
+            let arg = arg as u32;
+            // O_APPEND cannot be cleared on an append-only inode (none here).
+            let new = (f.flags() & !SETFL_MASK) | (arg & SETFL_MASK);
+            f.f_flags.store(new, core::sync::atomic::Ordering::Relaxed);
+            Ok(0)
+        }
+        F_GETLK => {
+            // struct flock: l_type (short) first; F_UNLCK = 2.
+            put_user(arg, 2u16)?;
+            Ok(0)
+        }
+        F_SETLK | F_SETLKW => {
+            let _: [u8; 32] = {
+                let mut b = [0u8; 32];
+                crate::mm::uaccess::copy_from_user(&mut b, arg)?;
+                b
+            };
+            Ok(0)
+        }
+        F_GETOWN => Ok(0),
+        F_SETOWN => Ok(0),
+        F_GETPIPE_SZ => {
+            if f.f_op.name() == "pipe" {
+                Ok(crate::fs::pipe::PIPE_BUF_SIZE as u64)
+            } else {
+                Err(EBADF)
+            }
+        }
+        _ => Err(EINVAL),
     }
-    copy_to_user(buf, &out)?;
-    set_offset(fd, p as u64);
-    Ok(out.len() as u64)
+}
+
+/// `ftruncate(fd, length)`: EINVAL for a negative length or a file that is not a regular
+/// file open for writing (Linux: EBADF if not open for writing, EINVAL if not regular);
+/// the initramfs cannot be opened for writing, so only memfds get here.
+pub fn sys_ftruncate(a: &Args) -> SysResult {
+    if (a.0[1] as i64) < 0 {
+        return Err(EINVAL);
+    }
+    let f = fget(a.0[0] as u32 as u64)?;
+    if f.flags() & O_PATH != 0 {
+        return Err(EBADF);
+    }
+    let regular = f.f_op.stat().is_ok_and(|s| s.mode & 0o170000 == 0o100000);
+    if !regular || f.f_op.is_dir() {
+        return Err(EINVAL);
+    }
+    if !f.writable() {
+        return Err(EINVAL);
+    }
+    f.f_op.truncate(a.0[1])
+}
+
+/// `truncate(path, length)`: lookup errors first, then EISDIR, EINVAL, EROFS.
+pub fn sys_truncate(a: &Args) -> SysResult {
+    let path = user_path(a.0[0])?;
+    let abs = namei::path_at(AT_FDCWD, &path)?;
+    let node = namei::lookup(&abs, true)?;
+    if (a.0[1] as i64) < 0 {
+        return Err(EINVAL);
+    }
+    match node {
+        Node::Ram(ino) => {
+            if crate::fs::with_root(|fs| fs.file_type(ino))? == kfs::FileType::Directory {
+                return Err(EISDIR);
+            }
+            Err(EROFS)
+        }
+        Node::Proc(procfs::Node::File(_)) => Err(EACCES),
+        Node::Proc(_) => Err(EISDIR),
+    }
+}
+
+/// `fsync(fd)`/`fdatasync(fd)`: nothing is ever dirty; EINVAL for files that cannot be
+/// synced (pipes, the console), as Linux.
+pub fn sys_fsync(a: &Args) -> SysResult {
+    let f = fget(a.0[0] as u32 as u64)?;
+    match f.f_op.name() {
+        "pipe" | "console" => Err(EINVAL),
+        _ => Ok(0),
+    }
+}
+
+/// `memfd_create(name, flags)`: an anonymous file in memory (`fs/memfd.c`).
+pub fn sys_memfd_create(a: &Args) -> SysResult {
+    const MFD_CLOEXEC: u64 = 1;
+    const MFD_ALLOW_SEALING: u64 = 2;
+    const MFD_HUGETLB: u64 = 4;
+    const MFD_NOEXEC_SEAL: u64 = 8;
+    const MFD_EXEC: u64 = 0x10;
+    /// `MFD_NAME_MAX_LEN`: NAME_MAX minus the "memfd:" prefix.
+    const MFD_NAME_MAX_LEN: usize = 255 - 6;
+    let flags = a.0[1];
+    if flags & !(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC) != 0
+        || flags & (MFD_NOEXEC_SEAL | MFD_EXEC) == (MFD_NOEXEC_SEAL | MFD_EXEC)
+    {
+        return Err(EINVAL);
+    }
+    if flags & MFD_HUGETLB != 0 {
+        // No hugetlbfs.
+        return Err(EINVAL);
+    }
+    match strncpy_from_user(a.0[0], MFD_NAME_MAX_LEN) {
+        Ok(_) => {}
+        Err(super::errno::ENAMETOOLONG) => return Err(EINVAL),
+        Err(e) => return Err(e),
+    }
+    let f = try_file(
+        try_ops(crate::fs::memfd::MemFile::new())?,
+        O_RDWR | O_LARGEFILE,
+    )?;
+    Ok(fd_install(f, flags & MFD_CLOEXEC != 0)? as u64)
+}
+
+/// Calls that would modify the read-only root (mkdir, unlink, rmdir, rename, link,
+/// symlink, chmod, chown, mknod, utimes...): path lookup errors come first, as in Linux,
+/// then EEXIST for a name that must not exist, then EROFS.
+pub mod readonly {
+    use super::*;
+
+    /// What the call needs of its path.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Need {
+        /// The last component is created: its parent must exist, it must not (EEXIST).
+        Create,
+        /// The object must exist (unlink, chmod...).
+        Exist,
+        /// rmdir: must exist, must be a directory; "/" is busy.
+        Rmdir,
+        /// unlink: must exist and not be a directory (EISDIR).
+        Unlink,
+    }
+
+    /// The error the call gives for `path` from `dirfd`.
+    pub fn check(dirfd: i32, path_ptr: u64, need: Need, follow: bool) -> Errno {
+        match check_inner(dirfd, path_ptr, need, follow) {
+            Ok(()) => EROFS,
+            Err(e) => e,
+        }
+    }
+
+    fn check_inner(dirfd: i32, path_ptr: u64, need: Need, follow: bool) -> Result<(), Errno> {
+        let path = user_path(path_ptr)?;
+        let abs = namei::path_at(dirfd, &path)?;
+        match need {
+            Need::Create => {
+                namei::lookup_parent(&abs)?;
+                match namei::lookup(&abs, false) {
+                    Ok(_) => Err(EEXIST),
+                    Err(ENOENT) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Need::Exist => namei::lookup(&abs, follow).map(|_| ()),
+            Need::Rmdir | Need::Unlink => {
+                let node = namei::lookup(&abs, false)?;
+                let dir = match &node {
+                    Node::Ram(ino) => {
+                        crate::fs::with_root(|fs| fs.file_type(*ino))? == kfs::FileType::Directory
+                    }
+                    Node::Proc(p) => !matches!(p, procfs::Node::File(_) | procfs::Node::Link(_)),
+                };
+                let last = path.rsplit(|&b| b == b'/').find(|c| !c.is_empty());
+                if let Node::Proc(p) = &node {
+                    // /proc itself is a mount point; nothing in it can be removed.
+                    return Err(match (need, p) {
+                        (Need::Rmdir, procfs::Node::Root) => super::super::errno::EBUSY,
+                        (Need::Unlink, _) if dir => EISDIR,
+                        _ => EPERM,
+                    });
+                }
+                if need == Need::Rmdir {
+                    if !dir {
+                        return Err(ENOTDIR);
+                    }
+                    match last {
+                        None => return Err(super::super::errno::EBUSY),
+                        Some(b".") => return Err(EINVAL),
+                        Some(b"..") => return Err(super::super::errno::ENOTEMPTY),
+                        _ => {}
+                    }
+                } else if dir {
+                    // unlink of a directory: EISDIR on Linux.
+                    return Err(EISDIR);
+                }
+                Ok(())
+            }
+        }
+    }
 }

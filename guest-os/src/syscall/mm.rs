@@ -6,12 +6,12 @@ use mm_core::vma::{
     VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE,
 };
 
-use super::errno::{Errno, SysResult, EACCES, EBADF, EINVAL, ENODEV, ENOMEM, ESRCH};
+use super::errno::{Errno, SysResult, EACCES, EINVAL, ENOMEM, ESRCH};
 use super::Args;
 use crate::mm::addr::{VirtAddr, PAGE_SIZE};
 use crate::mm::mm_struct::Mm;
 use crate::mm::uaccess::copy_to_user;
-use crate::proc::{self, File};
+use crate::proc;
 
 fn with_mm<R>(f: impl FnOnce(&mut Mm) -> Result<R, Errno>) -> Result<R, Errno> {
     let t = proc::current().ok_or(ESRCH)?;
@@ -98,15 +98,8 @@ pub fn sys_mmap(a: &Args) -> SysResult {
     let file = if flags & MAP_ANONYMOUS != 0 {
         None
     } else {
-        let t = proc::current().ok_or(ESRCH)?;
-        let files = t.files.lock();
-        match files.get(fd as usize).and_then(|f| f.as_ref()) {
-            Some(File::Ram { ino, .. }) => Some(*ino),
-            Some(
-                File::Console { .. } | File::Pipe(_) | File::Proc { .. } | File::ProcDir { .. },
-            ) => return Err(ENODEV),
-            None => return Err(EBADF),
-        }
+        // The open mode is `crate::fs::fdtable::open_mode(fd)` (for VM_MAYWRITE).
+        Some(crate::fs::fdtable::fget(fd as u32 as u64)?.mmap_ino()?)
     };
     // The initramfs is read-only: a shared writable file mapping would write to it.
     if file.is_some() && shared && prot & PROT_WRITE != 0 {
@@ -119,7 +112,13 @@ pub fn sys_mmap(a: &Args) -> SysResult {
     } else {
         Placement::Anywhere
     };
+    // RLIMIT_AS (`may_expand_vm`; overlap with a MAP_FIXED range is not subtracted).
+    let as_limit = crate::proc::rlimit::current(crate::proc::rlimit::RLIMIT_AS);
     let start = with_mm(|mm| {
+        let pages = len.div_ceil(PAGE_SIZE);
+        if (mm.vmas.stat().total_vm.saturating_add(pages)).saturating_mul(PAGE_SIZE) > as_limit {
+            return Err(ENOMEM);
+        }
         let layout = mm.layout;
         let start = mm
             .vmas

@@ -2,73 +2,33 @@
 //!
 //! [`dispatch`] runs on the task's kernel stack with the user registers in a
 //! [`TrapFrame`]: number in RAX, arguments in RDI, RSI, RDX, R10, R8, R9, result (or
-//! `-errno`) back in RAX. Unknown numbers return -ENOSYS, as Linux does.
+//! `-errno`) back in RAX. Every number of the x86-64 table ([`table`]) is either
+//! implemented or answers -ENOSYS, logging `syscall N (name) not implemented` once per
+//! number (at info level, so `quiet` runs stay silent); numbers past the table are -ENOSYS
+//! as on Linux.
+//!
+//! A slow call interrupted by a signal returns an internal restart code
+//! (`errno::ERESTARTSYS`...); signal delivery on the way out turns it into a restart of
+//! the call (RIP back over the SYSCALL instruction, RAX the number again) or into EINTR.
 
 pub mod errno;
 pub mod fs;
+pub mod futex;
 pub mod info;
 pub mod mm;
+pub mod poll;
 pub mod proc;
 pub mod signal;
+pub mod stat;
+pub mod sys;
+pub mod table;
+pub mod time;
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::x86_64::idt::TrapFrame;
 use errno::{Errno, SysResult, ENOSYS};
-
-/// Linux x86-64 system-call numbers (`arch/x86/entry/syscalls/syscall_64.tbl`).
-pub mod nr {
-    pub const READ: u64 = 0;
-    pub const WRITE: u64 = 1;
-    pub const OPEN: u64 = 2;
-    pub const CLOSE: u64 = 3;
-    pub const STAT: u64 = 4;
-    pub const FSTAT: u64 = 5;
-    pub const LSTAT: u64 = 6;
-    pub const LSEEK: u64 = 8;
-    pub const MMAP: u64 = 9;
-    pub const MPROTECT: u64 = 10;
-    pub const MUNMAP: u64 = 11;
-    pub const BRK: u64 = 12;
-    pub const RT_SIGACTION: u64 = 13;
-    pub const RT_SIGPROCMASK: u64 = 14;
-    pub const RT_SIGRETURN: u64 = 15;
-    pub const IOCTL: u64 = 16;
-    pub const WRITEV: u64 = 20;
-    pub const PIPE: u64 = 22;
-    pub const DUP2: u64 = 33;
-    pub const PIPE2: u64 = 293;
-    pub const MREMAP: u64 = 25;
-    pub const MSYNC: u64 = 26;
-    pub const MINCORE: u64 = 27;
-    pub const MADVISE: u64 = 28;
-    pub const SCHED_YIELD: u64 = 24;
-    pub const PAUSE: u64 = 34;
-    pub const GETRUSAGE: u64 = 98;
-    pub const SCHED_GETAFFINITY: u64 = 204;
-    pub const GETPID: u64 = 39;
-    pub const CLONE: u64 = 56;
-    pub const FORK: u64 = 57;
-    pub const VFORK: u64 = 58;
-    pub const EXECVE: u64 = 59;
-    pub const EXIT: u64 = 60;
-    pub const WAIT4: u64 = 61;
-    pub const KILL: u64 = 62;
-    pub const UNAME: u64 = 63;
-    pub const GETUID: u64 = 102;
-    pub const GETGID: u64 = 104;
-    pub const GETEUID: u64 = 107;
-    pub const GETEGID: u64 = 108;
-    pub const GETPPID: u64 = 110;
-    pub const ARCH_PRCTL: u64 = 158;
-    pub const GETTID: u64 = 186;
-    pub const SET_TID_ADDRESS: u64 = 218;
-    pub const CLOCK_GETTIME: u64 = 228;
-    pub const EXIT_GROUP: u64 = 231;
-    pub const OPENAT: u64 = 257;
-    pub const GETDENTS64: u64 = 217;
-    pub const GETRANDOM: u64 = 318;
-    pub const TKILL: u64 = 200;
-    pub const TGKILL: u64 = 234;
-}
+pub use table::nr;
 
 /// The six argument registers of a system call.
 pub struct Args(pub [u64; 6]);
@@ -79,17 +39,45 @@ impl Args {
     }
 }
 
+/// Numbers already reported as not implemented (one bit each).
+static REPORTED: [AtomicU64; table::NR_SYSCALLS.div_ceil(64)] =
+    [const { AtomicU64::new(0) }; table::NR_SYSCALLS.div_ceil(64)];
+/// Whether a number past the table was reported.
+static REPORTED_UNKNOWN: AtomicU64 = AtomicU64::new(0);
+
+/// -ENOSYS for `nr`, with the one-time log line.
+fn not_implemented(nr: u64) -> SysResult {
+    match table::name(nr) {
+        Some(name) => {
+            let (w, b) = (nr as usize / 64, nr % 64);
+            if REPORTED[w].fetch_or(1 << b, Ordering::Relaxed) & (1 << b) == 0 {
+                log::info!("syscall {nr} ({name}) not implemented");
+            }
+        }
+        None => {
+            if REPORTED_UNKNOWN.swap(1, Ordering::Relaxed) == 0 {
+                log::info!("syscall {nr} (unknown) not implemented");
+            }
+        }
+    }
+    Err(ENOSYS)
+}
+
 /// Run the system call in `frame` and store its result in RAX.
 pub fn dispatch(frame: &mut TrapFrame) {
     let nr = frame.rax;
     crate::trace::syscall(nr);
     let a = Args::of(frame);
+    use crate::proc::fork as pf;
     let r: SysResult = match nr {
         nr::READ => fs::sys_read(&a),
         nr::WRITE => fs::sys_write(&a),
         nr::OPEN => fs::sys_open(&a),
         nr::CLOSE => fs::sys_close(&a),
-        nr::FSTAT => fs::sys_fstat(&a),
+        nr::STAT => stat::sys_stat(&a),
+        nr::FSTAT => stat::sys_fstat(&a),
+        nr::LSTAT => stat::sys_lstat(&a),
+        nr::POLL => poll::sys_poll(&a),
         nr::LSEEK => fs::sys_lseek(&a),
         nr::MMAP => mm::sys_mmap(&a),
         nr::MPROTECT => mm::sys_mprotect(&a),
@@ -99,55 +87,231 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::RT_SIGPROCMASK => signal::sys_rt_sigprocmask(&a),
         nr::RT_SIGRETURN => {
             // Restores every register, RAX included: nothing to store.
-            crate::proc::signal::sys_rt_sigreturn(frame);
-            crate::proc::signal::do_signal(frame);
+            if crate::proc::signal::sys_rt_sigreturn(frame) {
+                crate::proc::signal::force_sig(
+                    frame,
+                    crate::proc::signal::SigInfo {
+                        signo: crate::proc::signal::SIGSEGV,
+                        code: crate::proc::signal::SI_KERNEL,
+                        addr: 0,
+                        pid: 0,
+                    },
+                );
+            }
+            crate::proc::signal::do_signal(frame, None);
+            crate::proc::signal::check_user_return(frame);
             return;
         }
-        nr::KILL => crate::proc::fork::sys_kill(&a),
-        nr::FORK => crate::proc::fork::do_fork(frame, 0, 0),
-        nr::VFORK => {
-            use crate::proc::fork::{CLONE_VFORK, CLONE_VM};
-            crate::proc::fork::do_fork(frame, CLONE_VM | CLONE_VFORK, 0)
-        }
-        nr::CLONE => crate::proc::fork::do_fork(frame, a.0[0], a.0[1]),
-        nr::EXECVE => crate::proc::fork::sys_execve(frame, &a),
-        nr::WAIT4 => crate::proc::fork::sys_wait4(&a),
-        nr::PAUSE => crate::proc::fork::sys_pause(),
-        nr::TKILL => signal::sys_tgkill(&a, false),
-        nr::TGKILL => signal::sys_tgkill(&a, true),
         nr::IOCTL => fs::sys_ioctl(&a),
+        nr::PREAD64 => fs::sys_pread64(&a),
+        nr::PWRITE64 => fs::sys_pwrite64(&a),
+        nr::READV => fs::sys_readv(&a),
         nr::WRITEV => fs::sys_writev(&a),
+        nr::ACCESS => stat::sys_access(&a),
         nr::PIPE => fs::sys_pipe2(&Args([a.0[0], 0, 0, 0, 0, 0])),
-        nr::PIPE2 => fs::sys_pipe2(&a),
-        nr::DUP2 => fs::sys_dup2(&a),
+        nr::SELECT => poll::sys_select(&a),
+        nr::SCHED_YIELD => proc::sys_sched_yield(&a),
         nr::MREMAP => mm::sys_mremap(&a),
         nr::MSYNC => mm::sys_msync(&a),
         nr::MINCORE => mm::sys_mincore(&a),
         nr::MADVISE => mm::sys_madvise(&a),
-        nr::GETPID | nr::GETTID => proc::sys_getpid(&a),
+        nr::DUP => fs::sys_dup(&a),
+        nr::DUP2 => fs::sys_dup2(&a),
+        nr::PAUSE => pf::sys_pause(),
+        nr::NANOSLEEP => time::sys_nanosleep(&a),
+        nr::GETPID => proc::sys_getpid(&a),
+        nr::CLONE => pf::do_fork(frame, a.0[0], a.0[1]),
+        nr::FORK => pf::do_fork(frame, 0, 0),
+        nr::VFORK => pf::do_fork(frame, pf::CLONE_VM | pf::CLONE_VFORK, 0),
+        nr::EXECVE => pf::sys_execve(frame, &a),
         nr::EXIT | nr::EXIT_GROUP => proc::sys_exit_group(&a),
+        nr::WAIT4 => pf::sys_wait4(&a),
+        nr::KILL => pf::sys_kill(&a),
         nr::UNAME => info::sys_uname(&a),
+        nr::FCNTL => fs::sys_fcntl(&a),
+        nr::FSYNC | nr::FDATASYNC => fs::sys_fsync(&a),
+        nr::TRUNCATE => fs::sys_truncate(&a),
+        nr::FTRUNCATE => fs::sys_ftruncate(&a),
+        nr::GETDENTS64 => fs::sys_getdents64(&a),
+        nr::GETCWD => stat::sys_getcwd(&a),
+        nr::CHDIR => stat::sys_chdir(&a),
+        nr::FCHDIR => stat::sys_fchdir(&a),
+        nr::CREAT => fs::sys_creat(&a),
+        nr::READLINK => stat::sys_readlink(&a),
+        nr::UMASK => stat::sys_umask(&a),
+        nr::GETTIMEOFDAY => time::sys_gettimeofday(&a),
+        nr::GETRLIMIT => sys::sys_getrlimit(&a),
+        nr::SETRLIMIT => sys::sys_setrlimit(&a),
+        nr::PRLIMIT64 => sys::sys_prlimit64(&a),
+        nr::GETRUSAGE => proc::sys_getrusage(&a),
+        nr::SYSINFO => sys::sys_sysinfo(&a),
+        nr::TIMES => time::sys_times(&a),
         nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => proc::sys_getuid(&a),
         nr::GETPPID => proc::sys_getppid(&a),
+        nr::SETPGID => sys::sys_setpgid(&a),
+        nr::GETPGRP => sys::sys_getpgid(&Args([0; 6])),
+        nr::SETSID => sys::sys_setsid(&a),
+        nr::GETPGID => sys::sys_getpgid(&a),
+        nr::GETSID => sys::sys_getsid(&a),
+        nr::RT_SIGPENDING => signal::sys_rt_sigpending(&a),
+        nr::RT_SIGSUSPEND => signal::sys_rt_sigsuspend(&a),
+        nr::SIGALTSTACK => signal::sys_sigaltstack(frame, &a),
+        nr::PRCTL => sys::sys_prctl(&a),
         nr::ARCH_PRCTL => proc::sys_arch_prctl(&a),
-        nr::SCHED_YIELD => proc::sys_sched_yield(&a),
-        nr::GETRUSAGE => proc::sys_getrusage(&a),
+        nr::SYNC => Ok(0),
+        nr::GETTID => proc::sys_getpid(&a),
+        nr::TKILL => signal::sys_tgkill(&a, false),
+        nr::TIME => time::sys_time(&a),
+        nr::FUTEX => futex::sys_futex(&a),
         nr::SCHED_GETAFFINITY => proc::sys_sched_getaffinity(&a),
         nr::SET_TID_ADDRESS => proc::sys_set_tid_address(&a),
+        nr::RESTART_SYSCALL => time::sys_restart_syscall(&a),
         nr::CLOCK_GETTIME => info::sys_clock_gettime(&a),
+        nr::CLOCK_GETRES => time::sys_clock_getres(&a),
+        nr::CLOCK_NANOSLEEP => time::sys_clock_nanosleep(&a),
+        nr::TGKILL => signal::sys_tgkill(&a, true),
         nr::OPENAT => fs::sys_openat(&a),
-        nr::GETDENTS64 => fs::sys_getdents64(&a),
-        nr::GETRANDOM => info::sys_getrandom(&a),
-        _ => {
-            log::debug!("syscall {nr}: not implemented (ENOSYS)");
-            Err(ENOSYS)
+        nr::MKDIR => Err(fs::readonly::check(
+            fs_at(),
+            a.0[0],
+            fs::readonly::Need::Create,
+            false,
+        )),
+        nr::MKDIRAT | nr::MKNODAT => Err(fs::readonly::check(
+            a.0[0] as i32,
+            a.0[1],
+            fs::readonly::Need::Create,
+            false,
+        )),
+        nr::MKNOD => Err(fs::readonly::check(
+            fs_at(),
+            a.0[0],
+            fs::readonly::Need::Create,
+            false,
+        )),
+        nr::RMDIR => Err(fs::readonly::check(
+            fs_at(),
+            a.0[0],
+            fs::readonly::Need::Rmdir,
+            false,
+        )),
+        nr::UNLINK => Err(fs::readonly::check(
+            fs_at(),
+            a.0[0],
+            fs::readonly::Need::Unlink,
+            false,
+        )),
+        nr::UNLINKAT => sys_unlinkat(&a),
+        nr::RENAME => Err(rename_error(fs_at(), a.0[0], fs_at(), a.0[1])),
+        nr::RENAMEAT | nr::RENAMEAT2 => {
+            Err(rename_error(a.0[0] as i32, a.0[1], a.0[2] as i32, a.0[3]))
         }
+        nr::LINK => Err(link_error(fs_at(), a.0[0], fs_at(), a.0[1])),
+        nr::LINKAT => Err(link_error(a.0[0] as i32, a.0[1], a.0[2] as i32, a.0[3])),
+        nr::SYMLINK => Err(fs::readonly::check(
+            fs_at(),
+            a.0[1],
+            fs::readonly::Need::Create,
+            false,
+        )),
+        nr::SYMLINKAT => Err(fs::readonly::check(
+            a.0[1] as i32,
+            a.0[2],
+            fs::readonly::Need::Create,
+            false,
+        )),
+        nr::CHMOD | nr::CHOWN => Err(fs::readonly::check(
+            fs_at(),
+            a.0[0],
+            fs::readonly::Need::Exist,
+            true,
+        )),
+        nr::LCHOWN => Err(fs::readonly::check(
+            fs_at(),
+            a.0[0],
+            fs::readonly::Need::Exist,
+            false,
+        )),
+        nr::FCHMODAT | nr::FCHOWNAT => Err(fs::readonly::check(
+            a.0[0] as i32,
+            a.0[1],
+            fs::readonly::Need::Exist,
+            true,
+        )),
+        nr::NEWFSTATAT => stat::sys_newfstatat(&a),
+        nr::READLINKAT => stat::sys_readlinkat(&a),
+        nr::FACCESSAT => stat::sys_faccessat(&a),
+        nr::PSELECT6 => poll::sys_pselect6(&a),
+        nr::PPOLL => poll::sys_ppoll(&a),
+        nr::SET_ROBUST_LIST => sys::sys_set_robust_list(&a),
+        nr::GET_ROBUST_LIST => sys::sys_get_robust_list(&a),
+        nr::DUP3 => fs::sys_dup3(&a),
+        nr::PIPE2 => fs::sys_pipe2(&a),
+        nr::PREADV => fs::sys_preadv(&a),
+        nr::PWRITEV => fs::sys_pwritev(&a),
+        nr::GETRANDOM => info::sys_getrandom(&a),
+        nr::MEMFD_CREATE => fs::sys_memfd_create(&a),
+        nr::MEMBARRIER => sys::sys_membarrier(&a),
+        nr::STATX => stat::sys_statx(&a),
+        nr::CLOSE_RANGE => fs::sys_close_range(&a),
+        nr::FACCESSAT2 => stat::sys_faccessat2(&a),
+        // rseq: glibc (2.35+) registers it at start-up and treats ENOSYS as "rseq
+        // unavailable" (`__rseq_size` stays 0); musl does not use it.
+        // clone3: glibc's clone3 wrapper falls back to clone on ENOSYS (fork, posix_spawn
+        // and pthread_create all go through that fallback); musl uses clone.
+        nr::RSEQ | nr::CLONE3 => not_implemented(nr),
+        _ => not_implemented(nr),
     };
     frame.rax = match r {
         Ok(v) => v,
         Err(Errno(e)) => (-(e as i64)) as u64,
     };
     crate::trace::sysret(nr, frame.rax);
-    // Signals are delivered on the way back to user mode.
-    crate::proc::signal::do_signal(frame);
+    // Signals are delivered on the way back to user mode; interrupted calls restart or
+    // fail with EINTR there.
+    crate::proc::signal::do_signal(frame, Some(nr));
+    crate::proc::signal::check_user_return(frame);
+}
+
+/// The `dirfd` of the non-`at` forms.
+fn fs_at() -> i32 {
+    crate::fs::namei::AT_FDCWD
+}
+
+/// `unlinkat(dirfd, path, flags)`: AT_REMOVEDIR makes it rmdir.
+fn sys_unlinkat(a: &Args) -> SysResult {
+    const AT_REMOVEDIR: u64 = 0x200;
+    if a.0[2] & !AT_REMOVEDIR != 0 {
+        return Err(errno::EINVAL);
+    }
+    let need = if a.0[2] & AT_REMOVEDIR != 0 {
+        fs::readonly::Need::Rmdir
+    } else {
+        fs::readonly::Need::Unlink
+    };
+    Err(fs::readonly::check(a.0[0] as i32, a.0[1], need, false))
+}
+
+/// rename and link on the read-only root: the source must exist, the target's parent
+/// must exist; then EROFS.
+fn rename_error(olddir: i32, old: u64, newdir: i32, new: u64) -> Errno {
+    let e = fs::readonly::check(olddir, old, fs::readonly::Need::Exist, false);
+    if e != errno::EROFS {
+        return e;
+    }
+    match fs::readonly::check(newdir, new, fs::readonly::Need::Create, false) {
+        // An existing target is replaced by rename: still EROFS.
+        errno::EEXIST => errno::EROFS,
+        e => e,
+    }
+}
+
+/// link on the read-only root: the source must exist, the target must not (EEXIST);
+/// then EROFS.
+fn link_error(olddir: i32, old: u64, newdir: i32, new: u64) -> Errno {
+    let e = fs::readonly::check(olddir, old, fs::readonly::Need::Exist, false);
+    if e != errno::EROFS {
+        return e;
+    }
+    fs::readonly::check(newdir, new, fs::readonly::Need::Create, false)
 }

@@ -142,3 +142,69 @@ pub fn sys_tgkill(a: &Args, tgid_first: bool) -> SysResult {
     );
     Ok(0)
 }
+
+/// `rt_sigpending(set, sigsetsize)`: the pending signals that are blocked (the others
+/// would have been delivered).
+pub fn sys_rt_sigpending(a: &Args) -> SysResult {
+    let (set, size) = (a.0[0], a.0[1]);
+    if size > 8 {
+        return Err(EINVAL);
+    }
+    let t = proc::current().ok_or(ESRCH)?;
+    let p = {
+        let s = t.signals.lock();
+        s.pending & s.blocked
+    };
+    copy_to_user(set, &p.to_le_bytes()[..size as usize])?;
+    Ok(0)
+}
+
+/// `rt_sigsuspend(mask, sigsetsize)`: wait with `mask` until a signal is delivered; the
+/// old mask comes back after the handler (`saved_mask`). Always EINTR.
+pub fn sys_rt_sigsuspend(a: &Args) -> SysResult {
+    if a.0[1] != 8 {
+        return Err(EINVAL);
+    }
+    let mut b = [0u8; 8];
+    copy_from_user(&mut b, a.0[0])?;
+    let t = proc::current().ok_or(ESRCH)?;
+    set_temporary_mask(t, u64::from_le_bytes(b));
+    while !signal::has_pending(t) {
+        crate::proc::sched::sleep();
+    }
+    Err(super::errno::ERESTARTNOHAND)
+}
+
+/// Wait with `mask` blocked; the current mask is restored once a signal was handled or
+/// none was (ppoll, pselect6, rt_sigsuspend).
+pub fn set_temporary_mask(t: &crate::proc::Task, mask: u64) {
+    let mut s = t.signals.lock();
+    let old = s.blocked;
+    if s.saved_mask.is_none() {
+        s.saved_mask = Some(old);
+    }
+    s.blocked = mask & !((1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1)));
+}
+
+/// `sigaltstack(ss, old_ss)`: `stack_t` is `{ void *ss_sp; int ss_flags; size_t ss_size; }`.
+pub fn sys_sigaltstack(frame: &crate::arch::x86_64::idt::TrapFrame, a: &Args) -> SysResult {
+    let (uss, uoss) = (a.0[0], a.0[1]);
+    let new = if uss != 0 {
+        let mut b = [0u8; 24];
+        copy_from_user(&mut b, uss)?;
+        let q = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        Some((q(0), q(8) as u32, q(16)))
+    } else {
+        None
+    };
+    let t = proc::current().ok_or(ESRCH)?;
+    let (sp, flags, size) = signal::do_sigaltstack(t, new, frame.rsp)?;
+    if uoss != 0 {
+        let mut b = [0u8; 24];
+        b[..8].copy_from_slice(&sp.to_le_bytes());
+        b[8..12].copy_from_slice(&flags.to_le_bytes());
+        b[16..24].copy_from_slice(&size.to_le_bytes());
+        copy_to_user(uoss, &b)?;
+    }
+    Ok(0)
+}

@@ -130,6 +130,17 @@ pub unsafe fn syscall6(
     ret
 }
 
+/// Any system call with up to six arguments (missing ones are 0), checked: for the calls
+/// without a typed wrapper, such as the edge cases test programs probe.
+///
+/// # Safety
+/// As for [`syscall6`]: pointer arguments must be valid for what the kernel does with
+/// them, and the call must not break memory safety.
+pub unsafe fn call(n: usize, args: &[usize]) -> SysResult<usize> {
+    let a = |i: usize| args.get(i).copied().unwrap_or(0);
+    check(syscall6(n, a(0), a(1), a(2), a(3), a(4), a(5)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

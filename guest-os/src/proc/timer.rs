@@ -1,0 +1,124 @@
+//! Sleeping on the clock (`kernel/time/hrtimer.c`'s role, at tick resolution): a task that
+//! sleeps until a deadline puts itself on the timer list, and the scheduler tick wakes every
+//! task whose deadline has passed. nanosleep, clock_nanosleep, and the timeouts of poll,
+//! select and futex sleep here; a signal wakes the sleeper early.
+//!
+//! The clock is the virtual monotonic clock (the TSC, nanoseconds); the tick every
+//! [`super::sched::TIMESLICE_NS`] checks the list, so a sleep ends at the first tick at or
+//! after its deadline, as with Linux's low-resolution timers.
+
+use alloc::vec::Vec;
+
+use super::{current, sched, signal, Task};
+use crate::sync::IrqLock;
+
+/// Sleepers and their deadlines (monotonic ns). Short: one entry per sleeping task.
+static TIMERS: IrqLock<Vec<(u64, &'static Task)>> = IrqLock::new("timers", Vec::new());
+
+/// What `restart_syscall` resumes after a sleep was interrupted and the signal ran no
+/// handler (Linux's `restart_block.nanosleep`).
+#[derive(Clone, Copy, Debug)]
+pub struct RestartBlock {
+    /// Absolute deadline on the monotonic clock.
+    pub deadline: u64,
+    /// Where to store the time left if interrupted again (0: nowhere).
+    pub rmtp: u64,
+}
+
+/// The monotonic clock in nanoseconds.
+pub fn now_ns() -> u64 {
+    crate::syscall::info::monotonic_ns()
+}
+
+/// Why a timed sleep ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The deadline passed.
+    Timeout,
+    /// A signal is pending.
+    Signal,
+    /// Something else woke the task ([`sched::wake`]): the caller re-checks its condition.
+    Woken,
+}
+
+/// Sleep once until `deadline` (or forever for `None`), a signal, or a wake-up. The caller
+/// queued itself wherever a wake-up may come from beforehand, and loops on its condition.
+pub fn sleep_once(deadline: Option<u64>) -> Wake {
+    let Some(me) = current() else {
+        return Wake::Timeout;
+    };
+    if signal::has_pending(me) {
+        return Wake::Signal;
+    }
+    if let Some(d) = deadline {
+        if now_ns() >= d {
+            return Wake::Timeout;
+        }
+        let mut t = TIMERS.lock();
+        if t.try_reserve(1).is_err() {
+            // No memory for the timer entry: report the timeout rather than sleep forever.
+            return Wake::Timeout;
+        }
+        t.push((d, me));
+    }
+    sched::sleep();
+    cancel(me);
+    if signal::has_pending(me) {
+        Wake::Signal
+    } else if deadline.is_some_and(|d| now_ns() >= d) {
+        Wake::Timeout
+    } else {
+        Wake::Woken
+    }
+}
+
+/// Sleep until `deadline`: true once it passed, false if a signal is pending first.
+pub fn sleep_until(deadline: u64) -> bool {
+    loop {
+        match sleep_once(Some(deadline)) {
+            Wake::Timeout => return true,
+            Wake::Signal => return false,
+            Wake::Woken => {}
+        }
+    }
+}
+
+/// Take `t` off the timer list.
+pub fn cancel(t: &Task) {
+    TIMERS.lock().retain(|(_, x)| !core::ptr::eq(*x, t));
+}
+
+/// Wake the sleepers whose deadline passed (from the tick).
+pub fn expire() {
+    let now = now_ns();
+    let mut due: [Option<&'static Task>; 8] = [None; 8];
+    loop {
+        let mut n = 0;
+        {
+            let mut t = TIMERS.lock();
+            let mut i = 0;
+            while i < t.len() && n < due.len() {
+                if t[i].0 <= now {
+                    due[n] = Some(t.swap_remove(i).1);
+                    n += 1;
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        for t in due.iter_mut().take(n) {
+            if let Some(t) = t.take() {
+                sched::wake(t);
+            }
+        }
+        if n < due.len() {
+            return;
+        }
+    }
+}
+
+/// Whether a sleeper waits for the clock (an idle CPU then waits for the tick, which is
+/// not a hang).
+pub fn pending() -> bool {
+    !TIMERS.lock().is_empty()
+}

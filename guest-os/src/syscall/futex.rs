@@ -1,0 +1,165 @@
+//! `futex` (`kernel/futex/`): FUTEX_WAIT and FUTEX_WAKE (and their BITSET forms, private
+//! or shared), with single-threaded semantics: a process waits for another process that
+//! shares the memory, for a signal, or for its timeout.
+//!
+//! Waiters are keyed by address: a private futex by (process, address), a shared one by
+//! the address alone, which is right for memory shared over fork (the same address in
+//! parent and child) and the only sharing there is until file-backed shared mappings of
+//! [08] (Linux keys those by inode and offset). WAIT compares the word with the expected
+//! value under the queue lock, so a WAKE between the check and the sleep is not lost.
+
+use alloc::vec::Vec;
+
+use super::errno::{Errno, SysResult, EAGAIN, EINVAL, ENOMEM, ENOSYS, ERESTARTSYS, ETIMEDOUT};
+use super::time::get_timespec;
+use super::Args;
+use crate::mm::uaccess::get_user;
+use crate::proc::timer::{self, Wake};
+use crate::proc::{self, Task};
+use crate::sync::IrqLock;
+
+const FUTEX_WAIT: u64 = 0;
+const FUTEX_WAKE: u64 = 1;
+const FUTEX_WAIT_BITSET: u64 = 9;
+const FUTEX_WAKE_BITSET: u64 = 10;
+const FUTEX_PRIVATE_FLAG: u64 = 128;
+const FUTEX_CLOCK_REALTIME: u64 = 256;
+const FUTEX_CMD_MASK: u64 = !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+/// `FUTEX_BITSET_MATCH_ANY`: the bitset of plain WAIT and WAKE.
+const MATCH_ANY: u32 = u32::MAX;
+
+/// A waiter: key, bitset, task, and whether a WAKE took it.
+struct Waiter {
+    key: (u32, u64),
+    bitset: u32,
+    task: &'static Task,
+    woken: bool,
+}
+
+static QUEUE: IrqLock<Vec<Waiter>> = IrqLock::new("futex_queue", Vec::new());
+
+/// `futex(uaddr, op, val, timeout/val2, uaddr2, val3)`.
+pub fn sys_futex(a: &Args) -> SysResult {
+    let [uaddr, op, val, utime, _uaddr2, val3] = a.0;
+    let cmd = op & FUTEX_CMD_MASK;
+    let private = op & FUTEX_PRIVATE_FLAG != 0;
+    if op & FUTEX_CLOCK_REALTIME != 0 && cmd != FUTEX_WAIT_BITSET {
+        return Err(ENOSYS);
+    }
+    match cmd {
+        FUTEX_WAIT | FUTEX_WAIT_BITSET => {
+            let bitset = if cmd == FUTEX_WAIT {
+                MATCH_ANY
+            } else {
+                val3 as u32
+            };
+            if bitset == 0 {
+                return Err(EINVAL);
+            }
+            // WAIT's timeout is relative, WAIT_BITSET's absolute.
+            let deadline = if utime != 0 {
+                let ns = get_timespec(utime)?;
+                Some(if cmd == FUTEX_WAIT {
+                    timer::now_ns().saturating_add(ns)
+                } else {
+                    ns
+                })
+            } else {
+                None
+            };
+            futex_wait(uaddr, private, val as u32, bitset, deadline)
+        }
+        FUTEX_WAKE | FUTEX_WAKE_BITSET => {
+            let bitset = if cmd == FUTEX_WAKE {
+                MATCH_ANY
+            } else {
+                val3 as u32
+            };
+            if bitset == 0 {
+                return Err(EINVAL);
+            }
+            futex_wake(uaddr, private, val as u32, bitset)
+        }
+        _ => Err(ENOSYS),
+    }
+}
+
+/// The key of `uaddr` (EINVAL unless 4-byte aligned).
+fn key(uaddr: u64, private: bool) -> Result<(u32, u64), Errno> {
+    if !uaddr.is_multiple_of(4) {
+        return Err(EINVAL);
+    }
+    let pid = if private {
+        proc::current().map_or(0, |t| t.pid)
+    } else {
+        0
+    };
+    Ok((pid, uaddr))
+}
+
+fn futex_wait(
+    uaddr: u64,
+    private: bool,
+    val: u32,
+    bitset: u32,
+    deadline: Option<u64>,
+) -> SysResult {
+    let key = key(uaddr, private)?;
+    let me = proc::current().ok_or(EAGAIN)?;
+    // Read the word first (EFAULT), then queue: nothing runs in between on one CPU
+    // without preemption in the kernel, so a wake cannot slip past.
+    let cur: u32 = get_user(uaddr)?;
+    if cur != val {
+        return Err(EAGAIN);
+    }
+    {
+        let mut q = QUEUE.lock();
+        q.try_reserve(1).map_err(|_| ENOMEM)?;
+        q.push(Waiter {
+            key,
+            bitset,
+            task: me,
+            woken: false,
+        });
+    }
+    let result = loop {
+        let w = timer::sleep_once(deadline);
+        let woken = QUEUE
+            .lock()
+            .iter()
+            .any(|x| core::ptr::eq(x.task, me) && x.woken);
+        if woken {
+            break Ok(0);
+        }
+        match w {
+            Wake::Timeout => break Err(ETIMEDOUT),
+            Wake::Signal => break Err(ERESTARTSYS),
+            Wake::Woken => {}
+        }
+    };
+    QUEUE.lock().retain(|x| !core::ptr::eq(x.task, me));
+    result
+}
+
+/// Wake up to `n` waiters on the key whose bitset matches; returns how many.
+fn futex_wake(uaddr: u64, private: bool, n: u32, bitset: u32) -> SysResult {
+    let key = key(uaddr, private)?;
+    let mut woken: Vec<&'static Task> = Vec::new();
+    {
+        let mut q = QUEUE.lock();
+        for w in q.iter_mut() {
+            if woken.len() as u32 >= n {
+                break;
+            }
+            if w.key == key && !w.woken && w.bitset & bitset != 0 && woken.try_reserve(1).is_ok() {
+                w.woken = true;
+                woken.push(w.task);
+            }
+        }
+    }
+    let count = woken.len() as u64;
+    for t in woken {
+        crate::proc::sched::wake(t);
+    }
+    Ok(count)
+}

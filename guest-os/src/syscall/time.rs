@@ -1,0 +1,177 @@
+//! Time system calls (`kernel/time/`): nanosleep, clock_nanosleep (relative and
+//! TIMER_ABSTIME), restart_syscall, clock_getres, gettimeofday, time, times. Every clock
+//! reads the virtual monotonic clock (REALTIME starts at the epoch: no RTC is read yet);
+//! sleeps wait on the scheduler tick ([`crate::proc::timer`]).
+//!
+//! Interrupted sleeps follow Linux: a relative sleep returns `-ERESTART_RESTARTBLOCK`
+//! with the time left stored for `restart_syscall` and written to `rem`, so it continues
+//! after a signal without a handler (a stop and continue) and fails with EINTR after a
+//! handler, SA_RESTART or not; an absolute sleep returns `-ERESTARTNOHAND` and is simply
+//! restarted when no handler ran.
+
+use super::errno::ERESTART_RESTARTBLOCK;
+use super::errno::{Errno, SysResult, EFAULT, EINTR, EINVAL, EOPNOTSUPP, ERESTARTNOHAND};
+use super::Args;
+use crate::mm::uaccess::{copy_from_user, copy_to_user, put_user};
+use crate::proc::timer::{self, RestartBlock};
+use crate::proc::{self, sched};
+
+const NSEC_PER_SEC: u64 = 1_000_000_000;
+
+/// Clock ids.
+const CLOCK_REALTIME: u64 = 0;
+const CLOCK_MONOTONIC: u64 = 1;
+const CLOCK_PROCESS_CPUTIME_ID: u64 = 2;
+const CLOCK_THREAD_CPUTIME_ID: u64 = 3;
+const CLOCK_MONOTONIC_RAW: u64 = 4;
+const CLOCK_REALTIME_COARSE: u64 = 5;
+const CLOCK_MONOTONIC_COARSE: u64 = 6;
+const CLOCK_BOOTTIME: u64 = 7;
+const CLOCK_REALTIME_ALARM: u64 = 8;
+const CLOCK_BOOTTIME_ALARM: u64 = 9;
+const CLOCK_TAI: u64 = 11;
+/// `clock_nanosleep` flag: the time is a deadline.
+const TIMER_ABSTIME: u64 = 1;
+
+/// Read a `struct timespec` and check it (`timespec64_valid`): EINVAL for a negative
+/// second count or nanoseconds outside 0..1e9. Returns nanoseconds (saturating).
+pub fn get_timespec(addr: u64) -> Result<u64, Errno> {
+    let mut b = [0u8; 16];
+    copy_from_user(&mut b, addr)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+    let nsec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
+    if sec < 0 || !(0..NSEC_PER_SEC as i64).contains(&nsec) {
+        return Err(EINVAL);
+    }
+    Ok((sec as u64)
+        .saturating_mul(NSEC_PER_SEC)
+        .saturating_add(nsec as u64))
+}
+
+/// Write nanoseconds as a `struct timespec`.
+pub fn put_timespec(addr: u64, ns: u64) -> Result<(), Errno> {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(ns / NSEC_PER_SEC).to_le_bytes());
+    b[8..].copy_from_slice(&(ns % NSEC_PER_SEC).to_le_bytes());
+    copy_to_user(addr, &b)
+}
+
+/// Sleep until `deadline`; on a signal, remember the rest for `restart_syscall` and
+/// report it in `rmtp` (if given).
+fn sleep_relative(deadline: u64, rmtp: u64) -> SysResult {
+    if timer::sleep_until(deadline) {
+        return Ok(0);
+    }
+    let left = deadline.saturating_sub(timer::now_ns());
+    if left == 0 {
+        return Ok(0);
+    }
+    if rmtp != 0 {
+        put_timespec(rmtp, left).map_err(|_| EFAULT)?;
+    }
+    let t = proc::current().ok_or(EINTR)?;
+    *t.restart_block.lock() = Some(RestartBlock { deadline, rmtp });
+    Err(ERESTART_RESTARTBLOCK)
+}
+
+/// `nanosleep(req, rem)`.
+pub fn sys_nanosleep(a: &Args) -> SysResult {
+    let ns = get_timespec(a.0[0])?;
+    let deadline = timer::now_ns().saturating_add(ns);
+    sleep_relative(deadline, a.0[1])
+}
+
+/// Whether `clock` can be slept on (`clock_nanosleep`'s answer: EINVAL for an unknown id,
+/// EOPNOTSUPP for clocks without nanosleep, the thread CPU clock among them).
+fn sleep_clock(clock: u64) -> Result<(), Errno> {
+    match clock {
+        CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_BOOTTIME | CLOCK_TAI => Ok(()),
+        CLOCK_PROCESS_CPUTIME_ID => Ok(()),
+        CLOCK_THREAD_CPUTIME_ID
+        | CLOCK_MONOTONIC_RAW
+        | CLOCK_REALTIME_COARSE
+        | CLOCK_MONOTONIC_COARSE
+        | CLOCK_REALTIME_ALARM
+        | CLOCK_BOOTTIME_ALARM => Err(EOPNOTSUPP),
+        _ => Err(EINVAL),
+    }
+}
+
+/// `clock_nanosleep(clock, flags, req, rem)`.
+pub fn sys_clock_nanosleep(a: &Args) -> SysResult {
+    let (clock, flags, req, rem) = (a.0[0] as u32 as u64, a.0[1], a.0[2], a.0[3]);
+    sleep_clock(clock)?;
+    let ns = get_timespec(req)?;
+    if flags & TIMER_ABSTIME != 0 {
+        // Every clock reads the same virtual time, so the deadline is on the monotonic
+        // clock as given.
+        return if timer::sleep_until(ns) {
+            Ok(0)
+        } else {
+            Err(ERESTARTNOHAND)
+        };
+    }
+    let deadline = timer::now_ns().saturating_add(ns);
+    sleep_relative(deadline, rem)
+}
+
+/// `restart_syscall()`: continue the sleep a signal without a handler interrupted;
+/// EINTR if there is none (`do_no_restart_syscall`).
+pub fn sys_restart_syscall(_: &Args) -> SysResult {
+    let t = proc::current().ok_or(EINTR)?;
+    let rb = t.restart_block.lock().take();
+    match rb {
+        Some(RestartBlock { deadline, rmtp }) => sleep_relative(deadline, rmtp),
+        None => Err(EINTR),
+    }
+}
+
+/// `clock_getres(clock, res)`: 1 ns for the high-resolution clocks, the tick for the
+/// coarse ones; `res` may be NULL.
+pub fn sys_clock_getres(a: &Args) -> SysResult {
+    let clock = a.0[0] as u32 as u64;
+    let res = match clock {
+        CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE => sched::TIMESLICE_NS as u64,
+        CLOCK_REALTIME..=CLOCK_BOOTTIME_ALARM | CLOCK_TAI => 1,
+        _ => return Err(EINVAL),
+    };
+    if a.0[1] != 0 {
+        put_timespec(a.0[1], res)?;
+    }
+    Ok(0)
+}
+
+/// `gettimeofday(tv, tz)`: either may be NULL; the time zone is UTC.
+pub fn sys_gettimeofday(a: &Args) -> SysResult {
+    let ns = super::info::monotonic_ns();
+    if a.0[0] != 0 {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&(ns / NSEC_PER_SEC).to_le_bytes());
+        b[8..].copy_from_slice(&((ns % NSEC_PER_SEC) / 1000).to_le_bytes());
+        copy_to_user(a.0[0], &b)?;
+    }
+    if a.0[1] != 0 {
+        copy_to_user(a.0[1], &[0u8; 8])?;
+    }
+    Ok(0)
+}
+
+/// `time(tloc)`: seconds, also stored at `tloc` unless NULL.
+pub fn sys_time(a: &Args) -> SysResult {
+    let s = super::info::monotonic_ns() / NSEC_PER_SEC;
+    if a.0[0] != 0 {
+        put_user(a.0[0], s)?;
+    }
+    Ok(s)
+}
+
+/// `USER_HZ`: the unit of `clock_t`.
+const USER_HZ: u64 = 100;
+
+/// `times(buf)`: CPU times are not accounted (all 0); returns clock ticks since boot.
+pub fn sys_times(a: &Args) -> SysResult {
+    if a.0[0] != 0 {
+        copy_to_user(a.0[0], &[0u8; 32])?;
+    }
+    Ok(super::info::monotonic_ns() / (NSEC_PER_SEC / USER_HZ))
+}
