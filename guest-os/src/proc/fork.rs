@@ -34,7 +34,8 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
     }
     let parent = current().ok_or(ESRCH)?;
     let pid = sched::alloc_pid();
-    let child: &'static Task = Box::leak(Box::new(Task::new(pid, parent.pid).ok_or(ENOMEM)?));
+    let task = Task::new(pid, parent.pid).ok_or(ENOMEM)?;
+    let child: &'static Task = Box::leak(crate::mm::slab::try_box(task).map_err(|_| ENOMEM)?);
     *child.comm.lock() = *parent.comm.lock();
     *child.cmdline.lock() = parent.cmdline.lock().clone();
     child
@@ -50,7 +51,12 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
         }
         *child.cloexec.lock() = parent.cloexec.lock().clone();
     }
-    let mm = parent.mm.lock().as_mut().and_then(|m| m.fork());
+    let mm = parent
+        .mm
+        .lock()
+        .as_mut()
+        .and_then(|m| m.fork())
+        .and_then(|m| crate::mm::slab::try_box(m).map_err(|m| m.destroy()).ok());
     let Some(mm) = mm else {
         // SAFETY: `child` was leaked above and is referenced nowhere else.
         drop(unsafe { Box::from_raw(child as *const Task as *mut Task) });
@@ -61,7 +67,7 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
         m.activate();
     }
     crate::mm::rmap::attach(mm.anon_id, pid);
-    *child.mm.lock() = Some(Box::new(mm));
+    *child.mm.lock() = Some(mm);
     let mut f = *frame;
     f.rax = 0;
     if newsp != 0 {
