@@ -709,6 +709,105 @@ fn rlimit_nproc_limits_fork() {
     );
 }
 
+/// [07] The memory-management promises under hostile programs, each compared with the host:
+/// a sparse 16 TiB MAP_NORESERVE mapping forked and unmapped, PROT_NONE that the kernel
+/// cannot read through (`write` gives EFAULT), MAP_SHARED|MAP_ANONYMOUS memory that stays
+/// shared after MADV_DONTNEED and a child's mprotect round trip and is not prefaulted,
+/// mincore's argument checks with a 1 TiB length, and VM_MAYWRITE following the open mode.
+#[test]
+fn hostile_mm_programs_match_the_host() {
+    e2e("sparse", &[]);
+    e2e("protnone", &[]);
+    e2e("shmanon", &[]);
+    e2e("mincore", &[]);
+    let host_bin = root().join("target/guest-programs/x86_64-unknown-none/release");
+    e2e_with(
+        "mapshared",
+        &[],
+        &[("VMSCOPE_BIN", host_bin.to_str().unwrap())],
+    );
+    for prog in ["sparse", "protnone", "shmanon"] {
+        let o = run(&["--cmdline", "rmap_check", prog]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{prog}: {err}");
+        assert!(
+            err.lines()
+                .filter(|l| l.starts_with("rmap_check"))
+                .all(|l| l.ends_with(", 0 mismatches")),
+            "{prog}: {err}"
+        );
+    }
+}
+
+/// The longest system call of `program`'s run named `name`, in guest instructions, from
+/// the timeline (whose `dur` is instructions / 1000).
+fn longest_syscall(program: &str, name: &str) -> f64 {
+    let file = std::env::temp_dir().join(format!(
+        "vmscope-run-{}-{program}-timeline.json",
+        std::process::id()
+    ));
+    let o = run(&["--timeline", file.to_str().unwrap(), program]);
+    assert_eq!(o.status.code(), Some(0), "{program}: {}", stderr(&o));
+    let text = std::fs::read_to_string(&file).expect("read the timeline");
+    std::fs::remove_file(&file).ok();
+    let v: serde_json::Value = serde_json::from_str(&text).expect("timeline JSON");
+    let events = v
+        .get("traceEvents")
+        .and_then(|e| e.as_array())
+        .cloned()
+        .or_else(|| v.as_array().cloned())
+        .expect("trace events");
+    events
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["name"] == name)
+        .filter_map(|e| e["dur"].as_f64())
+        .fold(0.0, f64::max)
+        * 1000.0
+}
+
+/// Unmapping and forking a sparse 16 TiB mapping cost work proportional to the page tables
+/// present (a few per touched page), not to the range: each under 100,000 instructions.
+#[test]
+fn sparse_16tib_fork_and_unmap_are_bounded() {
+    const BOUND: f64 = 100_000.0;
+    for call in ["fork", "munmap"] {
+        let n = longest_syscall("sparse", call);
+        assert!(n > 0.0, "no {call} in the timeline");
+        assert!(
+            n < BOUND,
+            "{call} of a sparse 16 TiB mapping took {n} instructions"
+        );
+    }
+}
+
+/// Out of memory: a child that touches more than the machine's memory is killed by the
+/// OOM killer with SIGKILL (its parent sees signal 9), with Linux's report on the kernel
+/// log; as init, the program itself dies with status 137. Guest only: natively this would
+/// exhaust the host.
+#[test]
+fn out_of_memory_kills_with_sigkill() {
+    let o = run(&["oom"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(stdout(&o), "child killed by signal 9\n", "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("Out of memory: Killed process 2 (oom) total-vm:"))
+        .unwrap_or_else(|| panic!("no OOM report in\n{err}"));
+    for part in [
+        "anon-rss:",
+        "file-rss:",
+        "shmem-rss:",
+        "UID:0 pgtables:",
+        "oom_score_adj:0",
+    ] {
+        assert!(line.contains(part), "{line}");
+    }
+    let o = run(&["oom", "self"]);
+    assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Out of memory: Killed process 1 (oom)"));
+}
+
 /// The tools that describe the kernel itself read /proc: they are not compared with the
 /// host, but must run and show this kernel's view (and the same on QEMU).
 #[test]

@@ -70,6 +70,16 @@ pub fn fault(addr: u64, error_code: u64, rip: u64, outcome: u64) {
     );
 }
 
+/// The OOM killer chose `victim_pid` (a RECLAIM record with code OOM_KILL).
+pub fn oom_kill(victim_pid: u32) {
+    emit(
+        kind::RECLAIM,
+        crate::proc::current(),
+        [trace_abi::reclaim::OOM_KILL, 0, 0, victim_pid as u64],
+        &[],
+    );
+}
+
 /// `parent` made `child_pid`.
 pub fn fork(parent: &Task, child_pid: u32) {
     emit(kind::FORK, Some(parent), [child_pid as u64, 0, 0, 0], &[]);

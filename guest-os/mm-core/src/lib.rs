@@ -23,6 +23,7 @@ pub mod list;
 pub mod memblock;
 pub mod page;
 pub mod pcp;
+pub mod pgtable;
 pub mod report;
 pub mod slub;
 pub mod vma;

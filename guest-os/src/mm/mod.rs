@@ -1,5 +1,7 @@
 //! Memory management: address types and the fixed layout, boot memory (memblock), the
-//! kernel page tables, and the page allocator built on `mm-core`.
+//! kernel page tables, the page allocator built on `mm-core`, and the process address
+//! space split as Linux's `mm/` is (mm_struct, memory, mmap, mprotect, mremap, rmap,
+//! shmem, task_mmu, oom_kill).
 
 pub mod addr;
 pub mod aslr;
@@ -7,12 +9,19 @@ pub mod fixmap;
 pub mod init;
 pub mod layout;
 pub mod memblock;
+pub mod memory;
 pub mod mm_struct;
+pub mod mmap;
+pub mod mprotect;
+pub mod mremap;
+pub mod oom_kill;
 pub mod page_alloc;
 pub mod pgtable;
 pub mod proc;
 pub mod rmap;
+pub mod shmem;
 pub mod slab;
+pub mod task_mmu;
 pub mod uaccess;
 pub mod vmalloc;
 

@@ -137,18 +137,7 @@ impl PageTable {
         level: u32,
         alloc: &mut dyn TableAlloc,
     ) -> Result<*mut u64, MapError> {
-        self.walk_alloc_with(va, level, pte::KERNPG_TABLE, alloc)
-    }
-
-    /// As `walk_alloc`, creating missing tables with `table_flags` (user mappings need
-    /// USER set at every level; the leaf decides the rest).
-    fn walk_alloc_with(
-        &mut self,
-        va: u64,
-        level: u32,
-        table_flags: u64,
-        alloc: &mut dyn TableAlloc,
-    ) -> Result<*mut u64, MapError> {
+        let table_flags = pte::KERNPG_TABLE;
         let mut tbl = self.root.as_u64();
         for l in (level + 1..=4).rev() {
             // SAFETY: `tbl` is a page-table page reached from the root; index < 512.
@@ -197,68 +186,6 @@ impl PageTable {
             e.write_volatile(pa.as_u64() | flags | ps);
         }
         Ok(())
-    }
-
-    /// Map a 4 KiB user page (tables on the way created user-accessible).
-    pub fn map_user(
-        &mut self,
-        va: VirtAddr,
-        pa: PhysAddr,
-        flags: u64,
-        alloc: &mut dyn TableAlloc,
-    ) -> Result<(), MapError> {
-        let e = self.walk_alloc_with(va.as_u64(), 1, pte::USER_TABLE, alloc)?;
-        // SAFETY: `e` points into a live table.
-        unsafe {
-            if e.read_volatile() & pte::PRESENT != 0 {
-                return Err(MapError::AlreadyMapped(va));
-            }
-            e.write_volatile(pa.as_u64() | flags);
-        }
-        Ok(())
-    }
-
-    /// The 4 KiB leaf entry of `va`, if the tables down to it exist (present or not).
-    pub fn pte_ptr(&self, va: VirtAddr) -> Option<*mut u64> {
-        let mut tbl = self.root.as_u64();
-        for l in (2..=4).rev() {
-            // SAFETY: walking live tables through the direct map.
-            let v = unsafe { table(tbl).add(index(va.as_u64(), l)).read_volatile() };
-            if v & pte::PRESENT == 0 || v & pte::PSE != 0 {
-                return None;
-            }
-            tbl = v & pte::ADDR_MASK;
-        }
-        // SAFETY: as above.
-        Some(unsafe { table(tbl).add(index(va.as_u64(), 1)) })
-    }
-
-    /// Call `f` with every page-table page under PML4 slots `slots`, deepest first (for
-    /// tearing down a user address space), and then clear those PML4 entries.
-    pub fn free_tables(&mut self, slots: core::ops::Range<usize>, f: &mut dyn FnMut(PhysAddr)) {
-        fn walk(tbl: u64, level: u32, f: &mut dyn FnMut(PhysAddr)) {
-            if level == 1 {
-                return;
-            }
-            for i in 0..512 {
-                // SAFETY: live tables through the direct map.
-                let v = unsafe { table(tbl).add(i).read_volatile() };
-                if v & pte::PRESENT != 0 && v & pte::PSE == 0 {
-                    let child = v & pte::ADDR_MASK;
-                    walk(child, level - 1, f);
-                    f(PhysAddr::new(child));
-                }
-            }
-        }
-        for slot in slots {
-            let v = self.pml4_entry(slot);
-            if v & pte::PRESENT != 0 {
-                walk(v & pte::ADDR_MASK, 3, f);
-                f(PhysAddr::new(v & pte::ADDR_MASK));
-                // SAFETY: the root is a live table.
-                unsafe { table(self.root.as_u64()).add(slot).write_volatile(0) };
-            }
-        }
     }
 
     /// Copy PML4 entries `slots` from `other` (the kernel half of a new address space).

@@ -17,9 +17,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm_core::page::{flags::PG_ANON, Pages};
 
-use super::addr::{Pfn, PhysAddr, VirtAddr, PAGE_SHIFT};
+use super::addr::{Pfn, PAGE_SHIFT};
 use super::page_alloc;
-use super::pgtable::pte;
 use crate::sync::IrqLock;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -84,12 +83,11 @@ pub fn rmap_walk(pfn: Pfn) -> Vec<(u32, u64)> {
         };
         let g = t.mm.lock();
         let Some(mm) = g.as_ref() else { continue };
-        if let Some(p) = mm.pgd.pte_ptr(VirtAddr::new(va)) {
-            // SAFETY: a live PTE of that address space.
-            let e = unsafe { p.read_volatile() };
-            if e & pte::PRESENT != 0 && PhysAddr::new(e & pte::ADDR_MASK).pfn() == pfn {
-                found.push((pid, va));
-            }
+        if mm
+            .query_pte(va)
+            .is_some_and(|p| p.is_present() && p.phys().pfn() == pfn)
+        {
+            found.push((pid, va));
         }
     }
     found

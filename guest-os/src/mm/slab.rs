@@ -247,6 +247,31 @@ fn kmalloc_size(layout: Layout) -> usize {
     }
 }
 
+/// The Rust heap's allocations (`Box`, `Vec`...) may dip below the min watermark
+/// (`__GFP_HIGH`), which user pages and page tables may not: when user memory runs out the
+/// kernel keeps a reserve for the bookkeeping that follows (the OOM kill, the victim's
+/// exit, the failing system call's unwinding).
+const GFP_KERNEL_HEAP: Gfp = Gfp(Gfp::KERNEL.0 | Gfp::HIGH.0);
+
+/// `Box::new` that reports failure instead of aborting (`Box::try_new` is unstable): for
+/// objects user programs make the kernel allocate. On failure the value comes back.
+pub fn try_box<T>(v: T) -> Result<alloc::boxed::Box<T>, T> {
+    let layout = Layout::new::<T>();
+    if layout.size() == 0 {
+        return Ok(alloc::boxed::Box::new(v));
+    }
+    // SAFETY: a non-zero-sized layout; the global allocator returns null or a block fit
+    // for `T`, which is then initialised and owned by the Box.
+    unsafe {
+        let p = alloc::alloc::alloc(layout) as *mut T;
+        if p.is_null() {
+            return Err(v);
+        }
+        p.write(v);
+        Ok(alloc::boxed::Box::from_raw(p))
+    }
+}
+
 // SAFETY: kmalloc returns unique, live blocks of at least the requested size and alignment
 // (see `kmalloc_size`), and kfree accepts exactly the pointers kmalloc returned.
 unsafe impl GlobalAlloc for KernelAllocator {
@@ -255,7 +280,7 @@ unsafe impl GlobalAlloc for KernelAllocator {
         if size > KMALLOC_MAX_SIZE || !page_alloc::is_ready() {
             return core::ptr::null_mut();
         }
-        kmalloc(size, Gfp::KERNEL).map_or(core::ptr::null_mut(), NonNull::as_ptr)
+        kmalloc(size, GFP_KERNEL_HEAP).map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
@@ -267,6 +292,6 @@ unsafe impl GlobalAlloc for KernelAllocator {
         if size > KMALLOC_MAX_SIZE || !page_alloc::is_ready() {
             return core::ptr::null_mut();
         }
-        kzalloc(size, Gfp::KERNEL).map_or(core::ptr::null_mut(), NonNull::as_ptr)
+        kzalloc(size, GFP_KERNEL_HEAP).map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 }

@@ -43,7 +43,8 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
         .try_clone()
         .map_err(|e| crate::syscall::errno::Errno(e.0))?;
     let pid = sched::alloc_pid();
-    let child: &'static Task = Box::leak(Box::new(Task::new(pid, parent.pid).ok_or(ENOMEM)?));
+    let task = Task::new(pid, parent.pid).ok_or(ENOMEM)?;
+    let child: &'static Task = Box::leak(crate::mm::slab::try_box(task).map_err(|_| ENOMEM)?);
     *child.comm.lock() = *parent.comm.lock();
     *child.cmdline.lock() = parent.cmdline.lock().clone();
     child
@@ -54,7 +55,12 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
     let console = core::mem::replace(&mut *child.files.lock(), files);
     drop(console);
     super::fork_copy_fs(parent, child);
-    let mm = parent.mm.lock().as_mut().and_then(|m| m.fork());
+    let mm = parent
+        .mm
+        .lock()
+        .as_mut()
+        .and_then(|m| m.fork())
+        .and_then(|m| crate::mm::slab::try_box(m).map_err(|m| m.destroy()).ok());
     let Some(mm) = mm else {
         // SAFETY: `child` was leaked above and is referenced nowhere else.
         drop(unsafe { Box::from_raw(child as *const Task as *mut Task) });
@@ -65,7 +71,7 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
         m.activate();
     }
     crate::mm::rmap::attach(mm.anon_id, pid);
-    *child.mm.lock() = Some(Box::new(mm));
+    *child.mm.lock() = Some(mm);
     let mut f = *frame;
     f.rax = 0;
     if newsp != 0 {

@@ -120,6 +120,14 @@ pub fn find(pid: u32) -> Option<&'static Task> {
     TASKS.lock().iter().copied().find(|t| t.pid == pid)
 }
 
+/// Call `f` on every task without allocating (the OOM killer), under the task-list lock:
+/// `f` must not take it.
+pub fn for_each(mut f: impl FnMut(&'static Task)) {
+    for &t in TASKS.lock().iter() {
+        f(t);
+    }
+}
+
 /// Every task (for /proc and kill(-1)).
 pub fn all() -> Vec<&'static Task> {
     TASKS.lock().clone()

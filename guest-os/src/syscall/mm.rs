@@ -2,15 +2,16 @@
 //! (splits, merges, placement, brk rules) is `mm_core::vma`; here the page tables follow.
 
 use mm_core::vma::{
-    BrkOutcome, BrkRequest, FileRef, Placement, VmFlags, Vma, VM_BRK_FLAGS, VM_EXEC, VM_GROWSDOWN,
-    VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE,
+    Backing, BrkOutcome, BrkRequest, FileRef, Placement, VmFlags, Vma, VM_BRK_FLAGS, VM_EXEC,
+    VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE,
 };
 
-use super::errno::{Errno, SysResult, EACCES, EINVAL, ENOMEM, ESRCH};
+use super::errno::{Errno, SysResult, EACCES, EBADF, EFAULT, EINVAL, ENODEV, ENOMEM, ESRCH};
 use super::Args;
 use crate::mm::addr::{VirtAddr, PAGE_SIZE};
-use crate::mm::mm_struct::Mm;
-use crate::mm::uaccess::copy_to_user;
+use crate::mm::mm_struct::{FaultError, Mm};
+use crate::mm::shmem;
+use crate::mm::uaccess::{copy_to_user, TASK_SIZE};
 use crate::proc;
 
 fn with_mm<R>(f: impl FnOnce(&mut Mm) -> Result<R, Errno>) -> Result<R, Errno> {
@@ -38,9 +39,7 @@ pub fn sys_brk(a: &Args) -> SysResult {
         match mm.vmas.brk(req, &layout) {
             Ok(outcome) => {
                 if let BrkOutcome::Shrunk(pieces) = outcome {
-                    for v in pieces {
-                        mm.zap_range(v.start.as_u64(), v.end.as_u64());
-                    }
+                    mm.unmap_vmas(&pieces);
                 }
                 mm.brk = a.0[0];
                 Ok(mm.brk)
@@ -98,13 +97,21 @@ pub fn sys_mmap(a: &Args) -> SysResult {
     let file = if flags & MAP_ANONYMOUS != 0 {
         None
     } else {
-        // The open mode is `crate::fs::fdtable::open_mode(fd)` (for VM_MAYWRITE).
-        Some(crate::fs::fdtable::fget(fd as u32 as u64)?.mmap_ino()?)
+        let f = mmap_file(fd)?;
+        // do_mmap: the open mode bounds what the mapping may ever do.
+        if shared {
+            if prot & PROT_WRITE != 0 && !f.writable {
+                return Err(EACCES);
+            }
+            if !f.writable {
+                vflags = VmFlags(vflags.bits() & !(VM_MAYWRITE | VM_SHARED).bits());
+            }
+        }
+        if !f.readable {
+            return Err(EACCES);
+        }
+        Some(f.ino)
     };
-    // The initramfs is read-only: a shared writable file mapping would write to it.
-    if file.is_some() && shared && prot & PROT_WRITE != 0 {
-        return Err(EACCES);
-    }
     let placement = if flags & MAP_FIXED_NOREPLACE != 0 {
         Placement::FixedNoReplace
     } else if flags & MAP_FIXED != 0 {
@@ -136,19 +143,34 @@ pub fn sys_mmap(a: &Args) -> SysResult {
                     off / PAGE_SIZE,
                 )
             }
+            // Shared anonymous memory belongs to a shmem object, from page 0.
+            None if shared => {
+                let mut v = Vma::anon(start, end, vflags);
+                v.backing = shmem::create(end.as_u64() - start.as_u64())?;
+                v.pgoff = 0;
+                v
+            }
             None => Vma::anon(start, end, vflags),
         };
-        for old in mm.vmas.map_fixed(vma).map_err(err)? {
-            mm.zap_range(old.start.as_u64(), old.end.as_u64());
-        }
-        // Shared anonymous memory has no shmem object behind it yet: its pages are allocated
-        // now, so that every process that later inherits the mapping shares the same pages.
-        if flags & MAP_POPULATE != 0 || (shared && file.is_none()) {
-            // A read fault on shared memory still allocates a real page (never the zero page).
+        let shmem_vma = [vma];
+        let old = match mm.vmas.map_fixed(vma) {
+            Ok(old) => old,
+            Err(e) => {
+                // The new object is held by nobody.
+                shmem::put_removed(&mm.vmas, &shmem_vma);
+                return Err(err(e));
+            }
+        };
+        mm.unmap_vmas(&old);
+        if flags & MAP_POPULATE != 0 {
+            // Pages are faulted in one by one (as GUP does); running out of memory ends
+            // the population early, which mmap does not report.
             let write = prot & PROT_WRITE != 0 && !shared;
             let mut va = start.as_u64();
             while va < end.as_u64() {
-                let _ = mm.handle_fault(va, write, false, false);
+                if mm.handle_fault(va, write, false, false) == Err(FaultError::Oom) {
+                    break;
+                }
                 va += PAGE_SIZE;
             }
         }
@@ -169,9 +191,8 @@ pub fn sys_munmap(a: &Args) -> SysResult {
     let (addr, len) = (a.0[0], a.0[1]);
     check_range(addr, len)?;
     with_mm(|mm| {
-        for v in mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)? {
-            mm.zap_range(v.start.as_u64(), v.end.as_u64());
-        }
+        let removed = mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)?;
+        mm.unmap_vmas(&removed);
         Ok(0)
     })
 }
@@ -201,16 +222,24 @@ const MADV_RANDOM: u64 = 1;
 const MADV_SEQUENTIAL: u64 = 2;
 const MADV_WILLNEED: u64 = 3;
 const MADV_DONTNEED: u64 = 4;
+const MADV_FREE: u64 = 8;
 
-/// `madvise(addr, len, advice)`: DONTNEED drops the pages (private memory reads back as
-/// zero, file mappings as the file), WILLNEED faults them in; hints are accepted.
+/// `madvise(addr, len, advice)`: DONTNEED unmaps the pages (private memory then reads back
+/// as zero, file mappings as the file, shared memory keeps its data in its shmem object);
+/// FREE, allowed on private anonymous memory only, drops them at once (Linux frees them
+/// lazily, under memory pressure; reading back zeroes is one of its allowed outcomes);
+/// WILLNEED and the access hints are accepted (anonymous memory has nothing to read
+/// ahead).
 pub fn sys_madvise(a: &Args) -> SysResult {
     let (addr, len, advice) = (a.0[0], a.0[1], a.0[2]);
     check_range(addr, len)?;
-    let end = addr + len.next_multiple_of(PAGE_SIZE);
+    let end = addr
+        .checked_add(len.next_multiple_of(PAGE_SIZE))
+        .ok_or(EINVAL)?;
     with_mm(|mm| {
         // The whole range must be mapped (ENOMEM otherwise, after applying what is).
         let mut covered = addr;
+        let mut private_anon = true;
         for v in mm
             .vmas
             .iter()
@@ -220,17 +249,13 @@ pub fn sys_madvise(a: &Args) -> SysResult {
                 break;
             }
             covered = v.end.as_u64();
+            private_anon &= v.backing == Backing::Anon && !v.flags.contains(VM_SHARED);
         }
         match advice {
             MADV_DONTNEED => mm.zap_range(addr, end.min(covered)),
-            MADV_WILLNEED => {
-                let mut va = addr;
-                while va < end.min(covered) {
-                    let _ = mm.handle_fault(va, false, false, false);
-                    va += PAGE_SIZE;
-                }
-            }
-            MADV_NORMAL | MADV_RANDOM | MADV_SEQUENTIAL => {}
+            MADV_FREE if !private_anon => return Err(EINVAL),
+            MADV_FREE => mm.zap_range(addr, end.min(covered)),
+            MADV_NORMAL | MADV_RANDOM | MADV_SEQUENTIAL | MADV_WILLNEED => {}
             _ => return Err(EINVAL),
         }
         if covered < end {
@@ -240,24 +265,68 @@ pub fn sys_madvise(a: &Args) -> SysResult {
     })
 }
 
-/// `mincore(addr, len, vec)`: one byte per page, 1 if resident.
+/// Pages of mincore's vector filled per step: a bounded kernel buffer however long the
+/// range (Linux uses one page).
+const MINCORE_CHUNK: usize = 512;
+
+/// `mincore(addr, len, vec)`: one byte per page, 1 if resident. Checked as Linux's
+/// `sys_mincore` does before any work (EINVAL unaligned, ENOMEM beyond user space, EFAULT
+/// for a vector that cannot fit), then filled and copied out in bounded chunks; a hole
+/// in the range ends it with ENOMEM, as `do_mincore` finds no VMA there.
 pub fn sys_mincore(a: &Args) -> SysResult {
     let (addr, len, vec) = (a.0[0], a.0[1], a.0[2]);
-    check_range(addr, len)?;
-    let pages = len.div_ceil(PAGE_SIZE);
-    let mut out = alloc::vec![0u8; pages as usize];
-    with_mm(|mm| {
-        for (i, b) in out.iter_mut().enumerate() {
-            let va = addr + i as u64 * PAGE_SIZE;
-            match mm.vmas.find_vma(VirtAddr::new(va)) {
-                Some(v) if v.start.as_u64() <= va => *b = mm.is_resident(va) as u8,
+    if !addr.is_multiple_of(PAGE_SIZE) {
+        return Err(EINVAL);
+    }
+    if !access_ok(addr, len) {
+        return Err(ENOMEM);
+    }
+    let mut pages = len.div_ceil(PAGE_SIZE);
+    if !access_ok(vec, pages) {
+        return Err(EFAULT);
+    }
+    let (mut start, mut vec) = (addr, vec);
+    let mut buf = [0u8; MINCORE_CHUNK];
+    while pages > 0 {
+        let n = with_mm(|mm| {
+            let vma = match mm.vmas.find_vma(VirtAddr::new(start)) {
+                Some(v) if v.start.as_u64() <= start => *v,
                 _ => return Err(ENOMEM),
-            }
-        }
-        Ok(())
-    })?;
-    copy_to_user(vec, &out)?;
+            };
+            let n = pages
+                .min(MINCORE_CHUNK as u64)
+                .min((vma.end.as_u64() - start) / PAGE_SIZE) as usize;
+            mm.mincore_range(&vma, start, &mut buf[..n]);
+            Ok(n)
+        })?;
+        copy_to_user(vec, &buf[..n])?;
+        pages -= n as u64;
+        vec += n as u64;
+        start += n as u64 * PAGE_SIZE;
+    }
     Ok(0)
+}
+
+/// `access_ok(addr, size)`: the range lies in user space.
+fn access_ok(addr: u64, size: u64) -> bool {
+    addr.checked_add(size).is_some_and(|e| e <= TASK_SIZE)
+}
+
+/// What mmap needs of an open file: its inode and open mode. The one place mm reads the
+/// descriptor table (`file->f_mode`); initramfs files are opened read-only.
+struct MmapFile {
+    ino: u64,
+    readable: bool,
+    writable: bool,
+}
+
+fn mmap_file(fd: u64) -> Result<MmapFile, Errno> {
+    let f = crate::fs::fdtable::fget(fd)?;
+    Ok(MmapFile {
+        ino: f.mmap_ino()?,
+        readable: f.readable(),
+        writable: f.writable(),
+    })
 }
 
 const MREMAP_MAYMOVE: u64 = 1;
@@ -283,13 +352,11 @@ pub fn sys_mremap(a: &Args) -> SysResult {
         if flags & MREMAP_FIXED == 0 {
             if new_len <= old_len {
                 if new_len < old_len {
-                    for v in mm
+                    let removed = mm
                         .vmas
                         .unmap(VirtAddr::new(old + new_len), old_len - new_len)
-                        .map_err(err)?
-                    {
-                        mm.zap_range(v.start.as_u64(), v.end.as_u64());
-                    }
+                        .map_err(err)?;
+                    mm.unmap_vmas(&removed);
                 }
                 return Ok(old);
             }
@@ -308,13 +375,11 @@ pub fn sys_mremap(a: &Args) -> SysResult {
             }
         }
         let dest = if flags & MREMAP_FIXED != 0 {
-            for v in mm
+            let removed = mm
                 .vmas
                 .unmap(VirtAddr::new(new_addr), new_len)
-                .map_err(err)?
-            {
-                mm.zap_range(v.start.as_u64(), v.end.as_u64());
-            }
+                .map_err(err)?;
+            mm.unmap_vmas(&removed);
             VirtAddr::new(new_addr)
         } else {
             mm.vmas
@@ -323,13 +388,11 @@ pub fn sys_mremap(a: &Args) -> SysResult {
         };
         let moved_len = old_len.min(new_len);
         if new_len < old_len {
-            for v in mm
+            let removed = mm
                 .vmas
                 .unmap(VirtAddr::new(old + new_len), old_len - new_len)
-                .map_err(err)?
-            {
-                mm.zap_range(v.start.as_u64(), v.end.as_u64());
-            }
+                .map_err(err)?;
+            mm.unmap_vmas(&removed);
         }
         mm.vmas
             .move_range(VirtAddr::new(old), moved_len, dest, new_len, &layout)

@@ -201,7 +201,30 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
                 t.count_fault(false);
                 return true;
             }
-            Some(Err(si_code)) if user_mode => {
+            Some(Err(crate::mm::mm_struct::FaultError::Oom)) => {
+                // VM_FAULT_OOM: the OOM killer picks a victim (no mm lock is held here).
+                let victim = crate::mm::oom_kill::out_of_memory(t);
+                if user_mode {
+                    if core::ptr::eq(victim, t) {
+                        force_sig(
+                            frame,
+                            SigInfo {
+                                signo: crate::proc::signal::SIGKILL,
+                                code: crate::proc::signal::SI_KERNEL,
+                                addr: 0,
+                                pid: 0,
+                            },
+                        );
+                    }
+                    // Another task is to die and free memory: let it run, then retry the
+                    // access.
+                    crate::proc::sched::schedule();
+                    return true;
+                }
+                // A uaccess fault: -EFAULT through the fixup below; the SIGKILL is
+                // delivered on the way out of the system call.
+            }
+            Some(Err(crate::mm::mm_struct::FaultError::Segv(si_code))) if user_mode => {
                 trace::fault(cr2, frame.error_code, frame.rip, segv_outcome(si_code));
                 force_sig(
                     frame,

@@ -1,0 +1,458 @@
+//! Page faults and the page-table walks of whole ranges (`mm/memory.c`):
+//!
+//! - anonymous memory: a read maps the shared zero page read-only, a write a fresh zeroed
+//!   page; a write to the zero page (or to a page shared after fork) copies it (COW);
+//! - shared mappings never copy: a write fault on a read-only PTE of a VM_SHARED mapping
+//!   makes it writable in place (`wp_page_shared`), and shared anonymous pages come from
+//!   their shmem object ([`super::shmem`]);
+//! - private file mappings: the file's page is copied into a new page on first touch (there
+//!   is no page cache yet, so every mapping gets its own copy);
+//! - PROT_NONE pages are mapped with PRESENT clear and `_PAGE_PROTNONE` set: no access
+//!   reaches them, from user mode or from the kernel, yet they are mapped pages to zap,
+//!   fork, smaps and rmap;
+//! - the stack grows down on a fault below it, within the stack limit and the guard gap;
+//! - anything else is a SIGSEGV for the caller to deliver (SEGV_MAPERR: nothing mapped,
+//!   SEGV_ACCERR: mapped without that permission), and a page or page table that cannot
+//!   be allocated is `VM_FAULT_OOM` for the OOM killer ([`super::oom_kill`]).
+//!
+//! `zap_range` (`unmap_page_range`) and `copy_page_range` walk the page tables with the
+//! mm-core cursor, so their cost follows the tables present, not the range's size: about
+//! 10 guest instructions per entry read, i.e. a few thousand per present page table, plus
+//! the work per mapped page (mapcount, `put_page`).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use mm_core::gfp::Gfp;
+use mm_core::page::Pages;
+use mm_core::pgtable::{pte, Cursor, MmuGather, PtError, Pte};
+use mm_core::vma::{Backing, Vma, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE};
+
+use super::addr::{Pfn, VirtAddr, PAGE_SIZE};
+use super::mm_struct::{page_mapcount_add, Mm, RssStat, UserPt, STACK_RLIMIT};
+use super::page_alloc::{self, page_address};
+use super::uaccess::TASK_SIZE;
+use crate::syscall::errno::{Errno, EFAULT, ENOMEM};
+
+/// `si_code` values of SIGSEGV.
+pub const SEGV_MAPERR: i32 = 1;
+pub const SEGV_ACCERR: i32 = 2;
+
+/// Allocation flags of user pages: movable, and quiet on failure since the OOM killer
+/// reports it.
+const GFP_USER_PAGE: Gfp = Gfp(Gfp::HIGHUSER_MOVABLE.0 | Gfp::NOWARN.0);
+
+/// The zero page: mapped read-only wherever anonymous memory is read before written.
+static ZERO_PFN: AtomicU64 = AtomicU64::new(0);
+
+/// Pages every address space maps without owning them: the zero page, the vDSO and vvar.
+pub(super) fn is_shared_page(pfn: Pfn) -> bool {
+    pfn.as_u64() == ZERO_PFN.load(Ordering::Relaxed) || crate::proc::vdso::is_vdso_page(pfn)
+}
+
+fn zero_pfn() -> Option<Pfn> {
+    match ZERO_PFN.load(Ordering::Relaxed) {
+        0 => {
+            let p = page_alloc::alloc_pages(Gfp::KERNEL | Gfp::ZERO, 0)?;
+            ZERO_PFN.store(p.as_u64(), Ordering::Relaxed);
+            Some(p)
+        }
+        p => Some(Pfn(p)),
+    }
+}
+
+/// What a page fault did, for the fault counters and traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// A fresh zeroed page.
+    DemandZero,
+    /// The shared zero page, read-only.
+    ZeroPage,
+    /// A page copied from a file, or a page of a shmem object.
+    File,
+    /// A copy of a shared page on write.
+    CowCopy,
+    /// The last user of a page wrote it, or a shared mapping was written: made writable
+    /// in place.
+    CowReuse,
+    /// The PTE was already fine (another path filled it).
+    Spurious,
+    /// A page of a special mapping ([vdso], [vvar]).
+    Special,
+}
+
+impl FaultKind {
+    /// The outcome code of the trace annotation (`crate::trace::outcome`).
+    pub fn trace_outcome(self) -> u64 {
+        use crate::trace::outcome as o;
+        match self {
+            FaultKind::DemandZero => o::DEMAND_ZERO,
+            FaultKind::ZeroPage => o::ZERO_PAGE,
+            FaultKind::File | FaultKind::Special => o::FILE_PAGE,
+            FaultKind::CowCopy => o::COW_COPY,
+            FaultKind::CowReuse => o::COW_REUSE,
+            FaultKind::Spurious => o::SPURIOUS,
+        }
+    }
+}
+
+/// A resolved page fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// The stack VMA was extended down to the address first.
+    pub stack_grew: bool,
+}
+
+/// An unresolved page fault (`VM_FAULT_SIGSEGV` with its si_code, or `VM_FAULT_OOM`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultError {
+    Segv(i32),
+    Oom,
+}
+
+impl From<PtError> for FaultError {
+    fn from(e: PtError) -> Self {
+        match e {
+            PtError::NoMemory => FaultError::Oom,
+            PtError::BadRange => FaultError::Segv(SEGV_MAPERR),
+        }
+    }
+}
+
+/// The leaf flags of a page of `vma` (without RW, which faults decide).
+fn leaf_flags(vma: &Vma) -> u64 {
+    pte::PRESENT
+        | pte::USER
+        | if vma.flags.contains(VM_EXEC) {
+            0
+        } else {
+            pte::NX
+        }
+}
+
+impl Mm {
+    /// Write `bytes` at user address `va` of this (possibly not current) address space,
+    /// faulting pages in as needed (exec's stack and bss setup).
+    pub fn write_user(&mut self, va: u64, bytes: &[u8]) -> Result<(), Errno> {
+        let mut done = 0;
+        while done < bytes.len() {
+            let addr = va + done as u64;
+            let in_page = (PAGE_SIZE - addr % PAGE_SIZE) as usize;
+            let n = in_page.min(bytes.len() - done);
+            self.handle_fault(addr, true, false, true).map_err(|e| {
+                if e == FaultError::Oom {
+                    ENOMEM
+                } else {
+                    EFAULT
+                }
+            })?;
+            let p = self
+                .query_pte(addr)
+                .filter(|p| p.is_accessible())
+                .ok_or(EFAULT)?;
+            let dst = (page_address(p.phys().pfn()).as_u64() + addr % PAGE_SIZE) as *mut u8;
+            // SAFETY: `dst..dst+n` lies inside the page the fault handler just made present
+            // and writable, reached through the direct map.
+            unsafe { core::ptr::copy_nonoverlapping(bytes[done..].as_ptr(), dst, n) };
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Resolve a fault at `addr` (`write`: a write access, `exec`: an instruction fetch;
+    /// `force`: from the kernel on the process's behalf, e.g. exec, ignoring VMA write
+    /// permission).
+    pub fn handle_fault(
+        &mut self,
+        addr: u64,
+        write: bool,
+        exec: bool,
+        force: bool,
+    ) -> Result<Fault, FaultError> {
+        if addr >= TASK_SIZE {
+            return Err(FaultError::Segv(SEGV_MAPERR));
+        }
+        let mut stack_grew = false;
+        let vma = match self.vmas.find_vma(VirtAddr::new(addr)) {
+            Some(v) if v.start.as_u64() <= addr => *v,
+            Some(v) if v.flags.contains(VM_GROWSDOWN) => {
+                self.vmas
+                    .expand_stack(VirtAddr::new(addr), &self.layout, STACK_RLIMIT)
+                    .map_err(|_| FaultError::Segv(SEGV_MAPERR))?;
+                stack_grew = true;
+                *self
+                    .vmas
+                    .find_vma(VirtAddr::new(addr))
+                    .ok_or(FaultError::Segv(SEGV_MAPERR))?
+            }
+            _ => return Err(FaultError::Segv(SEGV_MAPERR)),
+        };
+        let kind = self.fault_in_vma(addr, &vma, write, exec, force)?;
+        Ok(Fault { kind, stack_grew })
+    }
+
+    /// The part of [`Self::handle_fault`] after the VMA is known: permission checks, then
+    /// fill or write-protect handling (`handle_pte_fault`).
+    fn fault_in_vma(
+        &mut self,
+        addr: u64,
+        vma: &Vma,
+        write: bool,
+        exec: bool,
+        force: bool,
+    ) -> Result<FaultKind, FaultError> {
+        let va = VirtAddr::new(addr & !(PAGE_SIZE - 1));
+        let f = vma.flags;
+        let allowed = if force {
+            true
+        } else if write {
+            f.contains(VM_WRITE)
+        } else if exec {
+            f.contains(VM_EXEC)
+        } else {
+            f.intersects(VM_READ | VM_WRITE | VM_EXEC)
+        };
+        if !allowed {
+            return Err(FaultError::Segv(SEGV_ACCERR));
+        }
+        let writable = f.contains(VM_WRITE) || force;
+        let leaf = leaf_flags(vma);
+        match self.query_pte(va.as_u64()) {
+            Some(e) if e.is_protnone() => {
+                // The VMA allows access again (mprotect normally rewrote the entry already):
+                // make it accessible; write permission comes back through the write fault.
+                let keep = e.flags() & (pte::ACCESSED | pte::DIRTY);
+                self.set_pte(va, Pte::new(e.phys(), leaf | keep))?;
+                Ok(FaultKind::Spurious)
+            }
+            Some(e) if e.is_present() => {
+                if !write || e.is_writable() {
+                    return Ok(FaultKind::Spurious);
+                }
+                if f.contains(VM_SHARED) {
+                    // wp_page_shared: a shared page is never copied.
+                    self.set_pte(va, Pte(e.0 | pte::RW))?;
+                    return Ok(FaultKind::CowReuse);
+                }
+                self.do_wp_page(va, e, leaf)
+            }
+            _ => self.fill(va, vma, write, writable, leaf),
+        }
+    }
+
+    /// Rewrite the entry of `va` (which exists) and flush its old translation.
+    fn set_pte(&mut self, va: VirtAddr, new: Pte) -> Result<Pte, FaultError> {
+        let mut pt = UserPt::default();
+        let mut tlb = MmuGather::new(self.is_active());
+        let root = self.pgd.root();
+        let old = {
+            let mut c = Cursor::new(&mut pt, root, va..VirtAddr::new(va.as_u64() + PAGE_SIZE))?;
+            c.replace(new).ok_or(FaultError::Segv(SEGV_MAPERR))?
+        };
+        if old.is_accessible() {
+            tlb.add_page(va);
+        }
+        tlb.finish(&mut pt);
+        Ok(old)
+    }
+
+    /// Map `new` at `va`, creating tables (`set_pte_at` after `pte_alloc`).
+    fn install_pte(&mut self, va: VirtAddr, new: Pte) -> Result<(), FaultError> {
+        let mut pt = UserPt::default();
+        let root = self.pgd.root();
+        let r = Cursor::new(&mut pt, root, va..VirtAddr::new(va.as_u64() + PAGE_SIZE))
+            .and_then(|mut c| c.map(new));
+        self.account_tables(&pt);
+        r.map(|_| ()).map_err(FaultError::from)
+    }
+
+    /// First touch of a page: fill the PTE (`do_anonymous_page`, `do_fault`).
+    fn fill(
+        &mut self,
+        va: VirtAddr,
+        vma: &Vma,
+        write: bool,
+        writable: bool,
+        leaf: u64,
+    ) -> Result<FaultKind, FaultError> {
+        let rw = if writable { pte::RW } else { 0 };
+        // The page within the mapping (pgoff follows a split, as Linux's vmf->pgoff).
+        let pgoff = vma.pgoff + (va.as_u64() - vma.start.as_u64()) / PAGE_SIZE;
+        let (pfn, kind, flags) = match vma.backing {
+            Backing::Special(name) => {
+                use crate::proc::vdso;
+                let pfn = if name == "[vdso]" {
+                    vdso::vdso_pfn(pgoff as usize)
+                } else {
+                    vdso::vvar_pfn().filter(|_| pgoff == 0)
+                }
+                .ok_or(FaultError::Segv(SEGV_MAPERR))?;
+                // Read-only to user space, whatever the VMA says.
+                self.install_pte(va, Pte::new(pfn.phys(), leaf))?;
+                return Ok(FaultKind::Special);
+            }
+            Backing::File(f) if super::shmem::is_shmem(f.id) => {
+                let pfn = super::shmem::find_or_create(f.id, pgoff)?;
+                page_alloc::with(|a| a.get_page(pfn));
+                if let Err(e) = self.install_pte(va, Pte::new(pfn.phys(), leaf | rw)) {
+                    page_alloc::free_pages(pfn, 0);
+                    return Err(e);
+                }
+                page_mapcount_add(pfn, 1);
+                self.rss_inc(pfn);
+                return Ok(FaultKind::File);
+            }
+            Backing::File(f) => {
+                let pfn =
+                    page_alloc::alloc_pages(GFP_USER_PAGE | Gfp::ZERO, 0).ok_or(FaultError::Oom)?;
+                let off = pgoff * PAGE_SIZE;
+                if let Ok(data) = crate::fs::file_data(f.id) {
+                    if (off as usize) < data.len() {
+                        let n = (data.len() - off as usize).min(PAGE_SIZE as usize);
+                        // SAFETY: the new page is ours; `n` bytes fit in it.
+                        unsafe {
+                            core::ptr::copy_nonoverlapping(
+                                data[off as usize..].as_ptr(),
+                                page_address(pfn).as_mut_ptr::<u8>(),
+                                n,
+                            )
+                        };
+                    }
+                }
+                (pfn, FaultKind::File, leaf | rw)
+            }
+            Backing::Anon if !write && !vma.flags.contains(VM_SHARED) => {
+                let z = zero_pfn().ok_or(FaultError::Oom)?;
+                (z, FaultKind::ZeroPage, leaf)
+            }
+            Backing::Anon => {
+                let pfn =
+                    page_alloc::alloc_pages(GFP_USER_PAGE | Gfp::ZERO, 0).ok_or(FaultError::Oom)?;
+                (pfn, FaultKind::DemandZero, leaf | rw)
+            }
+        };
+        if let Err(e) = self.install_pte(va, Pte::new(pfn.phys(), flags)) {
+            if kind != FaultKind::ZeroPage {
+                page_alloc::free_pages(pfn, 0);
+            }
+            return Err(e);
+        }
+        if kind != FaultKind::ZeroPage {
+            page_mapcount_add(pfn, 1);
+            super::rmap::add_new_anon(pfn, self.anon_id, va.as_u64());
+            self.rss_inc(pfn);
+        }
+        Ok(kind)
+    }
+
+    /// A write to a present read-only page of a private writable mapping (`do_wp_page`):
+    /// reuse it if this is its only user, else copy it.
+    fn do_wp_page(&mut self, va: VirtAddr, old: Pte, leaf: u64) -> Result<FaultKind, FaultError> {
+        let old_pfn = old.phys().pfn();
+        let is_zero = old_pfn.as_u64() == ZERO_PFN.load(Ordering::Relaxed);
+        let shared = is_zero
+            || page_alloc::with(|a| a.page(old_pfn).mapcount > 0 || a.page(old_pfn).refcount > 1);
+        if !shared {
+            self.set_pte(va, Pte(old.0 | pte::RW))?;
+            return Ok(FaultKind::CowReuse);
+        }
+        let new = page_alloc::alloc_pages(GFP_USER_PAGE, 0).ok_or(FaultError::Oom)?;
+        // SAFETY: copying one page between two frames through the direct map.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                page_address(old_pfn).as_ptr::<u8>(),
+                page_address(new).as_mut_ptr::<u8>(),
+                PAGE_SIZE as usize,
+            );
+        }
+        if let Err(e) = self.set_pte(va, Pte::new(new.phys(), leaf | pte::RW)) {
+            page_alloc::free_pages(new, 0);
+            return Err(e);
+        }
+        page_mapcount_add(new, 1);
+        super::rmap::add_new_anon(new, self.anon_id, va.as_u64());
+        if is_zero {
+            self.rss_inc(new);
+        } else {
+            // The old page's TLB entry is gone (set_pte flushed): drop our reference.
+            self.rss_stat.dec(old_pfn);
+            self.rss_stat.inc(new);
+            page_mapcount_add(old_pfn, -1);
+            page_alloc::free_pages(old_pfn, 0);
+        }
+        Ok(FaultKind::CowCopy)
+    }
+
+    /// Unmap the pages of `[start, end)` and drop their references (`unmap_page_range`
+    /// with `zap_pte_range` at the bottom); tables left empty are freed. TLB entries are
+    /// flushed in batches, before any page or table is freed.
+    pub fn zap_range(&mut self, start: u64, end: u64) {
+        let start = start & !(PAGE_SIZE - 1);
+        let end = end.min(mm_core::pgtable::USER_TOP);
+        if start >= end {
+            return;
+        }
+        let mut pt = UserPt::default();
+        let mut tlb = MmuGather::new(self.is_active());
+        let mut stat = self.rss_stat;
+        let mut rss = self.rss;
+        if let Ok(mut c) = Cursor::new(
+            &mut pt,
+            self.pgd.root(),
+            VirtAddr::new(start)..VirtAddr::new(end),
+        ) {
+            let _ = c.unmap(end - start, &mut tlb, &mut |_, p| {
+                let pfn = p.phys().pfn();
+                if is_shared_page(pfn) {
+                    return false;
+                }
+                page_mapcount_add(pfn, -1);
+                stat.dec(pfn);
+                rss = rss.saturating_sub(1);
+                true
+            });
+        }
+        tlb.finish(&mut pt);
+        self.rss_stat = stat;
+        self.rss = rss;
+        self.account_tables(&pt);
+    }
+
+    /// Share every mapped page of this address space with `child` (`copy_page_range`),
+    /// VMA by VMA: private writable pages are write-protected in both (COW), pages gain a
+    /// reference and a mapping each.
+    pub(super) fn copy_page_range(&mut self, child: &mut Mm) -> Result<(), PtError> {
+        let mut pt = UserPt::default();
+        let mut stat = RssStat::default();
+        let mut r = Ok(());
+        for v in self.vmas.iter() {
+            let shared = v.flags.contains(VM_SHARED);
+            let mut c = Cursor::new(&mut pt, self.pgd.root(), v.start..v.end)?;
+            r = c.copy_to(
+                child.pgd.root(),
+                v.end.as_u64() - v.start.as_u64(),
+                &mut |_, p| {
+                    if !shared && p.is_writable() {
+                        p.0 &= !pte::RW;
+                    }
+                    let pfn = p.phys().pfn();
+                    if !is_shared_page(pfn) {
+                        page_alloc::with(|a| {
+                            a.get_page(pfn);
+                            a.page_mut(pfn).mapcount += 1;
+                        });
+                        stat.inc(pfn);
+                    }
+                    Some(*p)
+                },
+            );
+            if r.is_err() {
+                break;
+            }
+        }
+        child.rss_stat = stat;
+        child.rss = stat.total();
+        child.account_tables(&pt);
+        r
+    }
+}

@@ -1,0 +1,102 @@
+//! Creating mappings (`mm/mmap.c`): the VMA side of mmap, the mappings exec makes, and
+//! `[vvar]`/`[vdso]`. Pages are never populated here; faults fill them.
+
+use mm_core::vma::{FileRef, VmFlags, Vma, VM_EXEC, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_READ};
+
+use super::addr::{VirtAddr, PAGE_SIZE};
+use super::mm_struct::{Mm, Prot};
+use crate::syscall::errno::{Errno, ENOMEM};
+
+impl Mm {
+    /// Map `[start, end)` of file `file_id` (named `name`) from byte `offset`, privately.
+    pub fn map_file(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: Prot,
+        file_id: u64,
+        offset: u64,
+        name: &str,
+    ) -> Result<(), Errno> {
+        let f = FileRef::new(file_id, 0, 1, file_id, name);
+        let v = Vma::file(
+            VirtAddr::new(start),
+            VirtAddr::new(end),
+            prot.vm_flags(),
+            f,
+            offset / PAGE_SIZE,
+        );
+        self.vmas
+            .insert_merged(v)
+            .map(|_| ())
+            .map_err(|e| Errno(e.errno()))
+    }
+
+    /// Map anonymous memory `[start, end)`; `growsdown` for the stack.
+    pub fn map_anon(
+        &mut self,
+        start: u64,
+        end: u64,
+        prot: Prot,
+        growsdown: bool,
+    ) -> Result<(), Errno> {
+        let mut flags = prot.vm_flags();
+        if growsdown {
+            flags |= VM_GROWSDOWN;
+        }
+        let v = Vma::anon(VirtAddr::new(start), VirtAddr::new(end), flags);
+        self.vmas
+            .insert_merged(v)
+            .map(|_| ())
+            .map_err(|e| Errno(e.errno()))
+    }
+
+    /// Map `[vvar]` and `[vdso]` (the vvar page, then the image's pages right above it,
+    /// top-down like any mmap) and return the vDSO's address for AT_SYSINFO_EHDR.
+    pub fn map_vdso(&mut self) -> Result<u64, Errno> {
+        use crate::proc::vdso;
+        let layout = self.layout;
+        let vvar_len = vdso::VVAR_PAGES as u64 * PAGE_SIZE;
+        let vdso_len = vdso::vdso_pages() as u64 * PAGE_SIZE;
+        let start = self
+            .vmas
+            .get_unmapped_area(
+                vvar_len + vdso_len,
+                VirtAddr::new(0),
+                mm_core::vma::Placement::Anywhere,
+                &layout,
+            )
+            .map_err(|e| Errno(e.errno()))?;
+        let vvar = start.as_u64();
+        let vdso = vvar + vvar_len;
+        let special = |s: u64, len: u64, flags: VmFlags, name: &'static str| {
+            Vma::special(VirtAddr::new(s), VirtAddr::new(s + len), flags, name)
+        };
+        self.vmas
+            .insert(special(vvar, vvar_len, VM_READ | VM_MAYREAD, "[vvar]"))
+            .map_err(|e| Errno(e.errno()))?;
+        self.vmas
+            .insert(special(
+                vdso,
+                vdso_len,
+                VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYEXEC,
+                "[vdso]",
+            ))
+            .map_err(|e| Errno(e.errno()))?;
+        Ok(vdso)
+    }
+
+    /// Remove the mappings `removed` (already out of the VMA tree) from the page tables,
+    /// and drop this address space's hold on the shmem objects it no longer maps.
+    pub fn unmap_vmas(&mut self, removed: &[Vma]) {
+        for v in removed {
+            self.zap_range(v.start.as_u64(), v.end.as_u64());
+        }
+        super::shmem::put_removed(&self.vmas, removed);
+    }
+}
+
+/// Errno for a failed mapping.
+pub fn nomem() -> Errno {
+    ENOMEM
+}

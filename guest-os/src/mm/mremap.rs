@@ -1,0 +1,67 @@
+//! mremap's page-table half (`mm/mremap.c`, `move_page_tables`/`move_ptes`): the mapped
+//! entries of the old range move to the new one, so the pages keep their contents and
+//! their single mapping; only present tables are visited, empty source tables are freed.
+
+use mm_core::pgtable::{Cursor, MmuGather, Pte};
+
+use super::addr::{VirtAddr, PAGE_SIZE};
+use super::memory::is_shared_page;
+use super::mm_struct::{page_mapcount_add, Mm, UserPt};
+
+impl Mm {
+    /// Move the entries of `[from, from+len)` to `to` (the ranges do not overlap). A page
+    /// whose destination table cannot be allocated is dropped (it reads back as zero),
+    /// as before; the VMAs have already moved.
+    pub fn move_ptes(&mut self, from: u64, to: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let mut pt = UserPt::default();
+        let mut tlb = MmuGather::new(self.is_active());
+        let root = self.pgd.root();
+        let src = VirtAddr::new(from)..VirtAddr::new(from + len);
+        let mut pos = from;
+        let mut dropped = 0u64;
+        while let Ok(mut c) = Cursor::new(&mut pt, root, src.clone()) {
+            if c.jump(VirtAddr::new(pos)).is_err() {
+                break;
+            }
+            let Some((va, p)) = c.find_next() else {
+                break;
+            };
+            c.replace(Pte::NONE);
+            if p.is_accessible() {
+                tlb.add_page(va);
+            }
+            let dst = to + (va.as_u64() - from);
+            let moved = Cursor::new(
+                &mut pt,
+                root,
+                VirtAddr::new(dst)..VirtAddr::new(dst + PAGE_SIZE),
+            )
+            .and_then(|mut d| d.map(p));
+            let pfn = p.phys().pfn();
+            if moved.is_ok() {
+                if !is_shared_page(pfn) {
+                    super::rmap::move_to(pfn, dst);
+                }
+            } else if !is_shared_page(pfn) {
+                page_mapcount_add(pfn, -1);
+                self.rss_stat.dec(pfn);
+                dropped += 1;
+                tlb.remove_page(p.phys(), &mut pt);
+            }
+            pos = va.as_u64() + PAGE_SIZE;
+            if pos >= from + len {
+                break;
+            }
+        }
+        self.rss = self.rss.saturating_sub(dropped);
+        // The source range is empty now: this only frees its empty tables.
+        if let Ok(mut c) = Cursor::new(&mut pt, root, src) {
+            let _ = c.unmap(len, &mut tlb, &mut |_, _| false);
+        }
+        tlb.finish(&mut pt);
+        self.account_tables(&pt);
+    }
+}

@@ -1,0 +1,221 @@
+//! Shared anonymous memory (`mm/shmem.c`, `shmem_zero_setup`): a MAP_SHARED|MAP_ANONYMOUS
+//! mapping is backed by a shmem object that owns its pages, not by the first process that
+//! touched them. The object maps page index → page in a radix tree, which is the mm-core
+//! page-table cursor over its own table pages (index `i` at "address" `i << PAGE_SHIFT`),
+//! so lookups and inserts are O(1) and every allocation is fallible.
+//!
+//! VMAs name the object through `Backing::File` with an id carrying [`SHMEM_ID_BIT`] and
+//! the name Linux prints, `/dev/zero (deleted)`. An object lives while some address space
+//! maps it: `refs` counts address spaces (fork takes one per object its child maps,
+//! unmapping the last VMA of it in an address space drops one); the last drop frees the
+//! pages and the tree. Pages hold one reference for the object and one per mapping, and
+//! carry PG_SWAPBACKED without PG_ANON (shmem-rss). Faults never copy them (VM_SHARED), and
+//! MADV_DONTNEED only unmaps them: the data stays in the object.
+//!
+//! The anon rmap does not track shmem pages (Linux finds them through the file's
+//! `i_mmap`, which does not exist here).
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use mm_core::gfp::Gfp;
+use mm_core::pgtable::{pte, Cursor, MmuGather, Pte, USER_TOP};
+use mm_core::vma::{Backing, FileRef, Vma};
+
+use super::addr::{Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use super::memory::FaultError;
+use super::mm_struct::{set_page_shmem, UserPt};
+use super::page_alloc;
+use crate::sync::IrqLock;
+use crate::syscall::errno::{Errno, ENOMEM};
+
+/// Marks the file ids of shmem objects (kfs inode numbers are far smaller).
+pub const SHMEM_ID_BIT: u64 = 1 << 62;
+/// What /proc/PID/maps shows for shared anonymous memory (as Linux).
+const SHMEM_NAME: &str = "/dev/zero (deleted)";
+/// The device of Linux's internal shm mount, as maps prints it (00:01).
+const SHMEM_DEV: (u32, u32) = (0, 1);
+/// The largest object: every index must be an address of the radix tree.
+const MAX_INDEX: u64 = USER_TOP >> PAGE_SHIFT;
+
+struct ShmemObject {
+    id: u64,
+    /// Address spaces mapping it.
+    refs: u64,
+    /// Root of the index → page tree.
+    root: PhysAddr,
+    /// Epoch marks for the counting passes of [`get_all`] and [`put_removed`].
+    seen: u64,
+    kept: u64,
+}
+
+/// Live objects, sorted by id (ids only grow, so creation appends).
+static OBJECTS: IrqLock<Vec<ShmemObject>> = IrqLock::new("shmem", Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+pub fn is_shmem(id: u64) -> bool {
+    id & SHMEM_ID_BIT != 0
+}
+
+fn find(objs: &mut [ShmemObject], id: u64) -> Option<&mut ShmemObject> {
+    objs.binary_search_by_key(&id, |o| o.id)
+        .ok()
+        .map(|i| &mut objs[i])
+}
+
+/// A new object of `len` bytes, held by the calling address space; returns the backing
+/// its VMA names (`shmem_zero_setup`).
+pub fn create(len: u64) -> Result<Backing, Errno> {
+    if len.div_ceil(PAGE_SIZE) > MAX_INDEX {
+        return Err(ENOMEM);
+    }
+    let root = page_alloc::alloc_pages(Gfp::KERNEL | Gfp::ZERO | Gfp::NOWARN, 0).ok_or(ENOMEM)?;
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let id = SHMEM_ID_BIT | n;
+    let mut objs = OBJECTS.lock();
+    if objs.try_reserve(1).is_err() {
+        drop(objs);
+        page_alloc::free_pages(root, 0);
+        return Err(ENOMEM);
+    }
+    objs.push(ShmemObject {
+        id,
+        refs: 1,
+        root: root.phys(),
+        seen: 0,
+        kept: 0,
+    });
+    Ok(Backing::File(FileRef::new(
+        id,
+        SHMEM_DEV.0,
+        SHMEM_DEV.1,
+        n,
+        SHMEM_NAME,
+    )))
+}
+
+/// The shmem id of `v`, if it maps an object.
+fn id_of(v: &Vma) -> Option<u64> {
+    match v.backing {
+        Backing::File(f) if is_shmem(f.id) => Some(f.id),
+        _ => None,
+    }
+}
+
+/// The page at `index` of object `id`, allocated (zeroed) on first use. The object keeps
+/// its own reference; the caller takes one for its mapping.
+pub fn find_or_create(id: u64, index: u64) -> Result<Pfn, FaultError> {
+    if index >= MAX_INDEX {
+        return Err(FaultError::Segv(super::memory::SEGV_MAPERR));
+    }
+    let mut objs = OBJECTS.lock();
+    let obj = find(&mut objs, id).ok_or(FaultError::Segv(super::memory::SEGV_MAPERR))?;
+    let va = VirtAddr::new(index << PAGE_SHIFT);
+    let mut pt = UserPt::default();
+    let mut c = Cursor::new(
+        &mut pt,
+        obj.root,
+        va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
+    )?;
+    if let Some(p) = c.query().filter(|p| p.is_present()) {
+        return Ok(p.phys().pfn());
+    }
+    let pfn = page_alloc::alloc_pages(
+        Gfp(Gfp::HIGHUSER_MOVABLE.0 | Gfp::ZERO.0 | Gfp::NOWARN.0),
+        0,
+    )
+    .ok_or(FaultError::Oom)?;
+    if c.map(Pte::new(pfn.phys(), pte::PRESENT)).is_err() {
+        page_alloc::free_pages(pfn, 0);
+        return Err(FaultError::Oom);
+    }
+    set_page_shmem(pfn);
+    Ok(pfn)
+}
+
+/// Mark in `out` (one byte per index from `first`) the pages object `id` holds.
+pub fn resident(id: u64, first: u64, out: &mut [u8]) {
+    let mut objs = OBJECTS.lock();
+    let Some(obj) = find(&mut objs, id) else {
+        return;
+    };
+    let end = (first + out.len() as u64).min(MAX_INDEX);
+    if first >= end {
+        return;
+    }
+    let mut pt = UserPt::default();
+    let Ok(mut c) = Cursor::new(
+        &mut pt,
+        obj.root,
+        VirtAddr::new(first << PAGE_SHIFT)..VirtAddr::new(end << PAGE_SHIFT),
+    ) else {
+        return;
+    };
+    while let Some((va, _)) = c.find_next() {
+        out[((va.as_u64() >> PAGE_SHIFT) - first) as usize] = 1;
+        c.move_forward();
+    }
+}
+
+/// Drop one address space's hold on `obj`; the last frees its pages and tree.
+fn put(objs: &mut Vec<ShmemObject>, id: u64) {
+    let Ok(i) = objs.binary_search_by_key(&id, |o| o.id) else {
+        return;
+    };
+    objs[i].refs -= 1;
+    if objs[i].refs > 0 {
+        return;
+    }
+    let obj = objs.remove(i);
+    let mut pt = UserPt::default();
+    // Never loaded in CR3: nothing to flush, pages and tables are freed at `finish`.
+    let mut tlb = MmuGather::new(false);
+    if let Ok(mut c) = Cursor::new(&mut pt, obj.root, VirtAddr::new(0)..VirtAddr::new(USER_TOP)) {
+        let _ = c.unmap(USER_TOP, &mut tlb, &mut |_, _| true);
+    }
+    tlb.finish(&mut pt);
+    page_alloc::free_pages(obj.root.pfn(), 0);
+}
+
+/// A forked address space maps the objects of `vmas`: one more hold on each (counted
+/// once per object however many VMAs name it).
+pub fn get_all(vmas: &mm_core::vma::VmaTree) -> Result<(), Errno> {
+    let epoch = EPOCH.fetch_add(1, Ordering::Relaxed);
+    let mut objs = OBJECTS.lock();
+    for v in vmas.iter() {
+        if let Some(o) = id_of(v).and_then(|id| find(&mut objs, id)) {
+            if o.seen != epoch {
+                o.seen = epoch;
+                o.refs += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `removed` left an address space whose remaining VMAs are `remaining`: drop its hold
+/// on each object it no longer maps at all.
+pub fn put_removed(remaining: &mm_core::vma::VmaTree, removed: &[Vma]) {
+    if !removed.iter().any(|v| id_of(v).is_some()) {
+        return;
+    }
+    let kept = EPOCH.fetch_add(1, Ordering::Relaxed);
+    let seen = EPOCH.fetch_add(1, Ordering::Relaxed);
+    let mut objs = OBJECTS.lock();
+    for v in remaining.iter() {
+        if let Some(o) = id_of(v).and_then(|id| find(&mut objs, id)) {
+            o.kept = kept;
+        }
+    }
+    for v in removed {
+        let Some(id) = id_of(v) else { continue };
+        let Some(o) = find(&mut objs, id) else {
+            continue;
+        };
+        if o.kept != kept && o.seen != seen {
+            o.seen = seen;
+            put(&mut objs, id);
+        }
+    }
+}
