@@ -144,3 +144,22 @@ pub fn strncpy_from_user(addr: u64, max: usize) -> Result<alloc::vec::Vec<u8>, E
     }
 }
 
+/// The length of the user string at `addr` including its NUL, if that is at most `max`
+/// (`strnlen_user`); `Ok(max + 1)` when no NUL is found within `max` bytes, EFAULT if the
+/// string runs into memory that cannot be read first. Reads page by page through
+/// `copy_from_user`, so it never touches a page past the string's end.
+pub fn strnlen_user(addr: u64, max: usize) -> Result<usize, Errno> {
+    let mut chunk = [0u8; 256];
+    let mut done = 0usize;
+    while done < max {
+        let cur = addr.checked_add(done as u64).ok_or(EFAULT)?;
+        let to_page_end = (0x1000 - (cur & 0xfff)) as usize;
+        let n = to_page_end.min(chunk.len()).min(max - done);
+        copy_from_user(&mut chunk[..n], cur)?;
+        if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
+            return Ok(done + z + 1);
+        }
+        done += n;
+    }
+    Ok(max + 1)
+}
