@@ -808,6 +808,25 @@ fn out_of_memory_kills_with_sigkill() {
     assert!(stderr(&o).contains("Out of memory: Killed process 1 (oom)"));
 }
 
+/// execve's argv/envp limits as Linux's (1 MiB of arguments runs, one string of
+/// MAX_ARG_STRLEN runs, one byte more and 3 MiB are E2BIG, bad pointers EFAULT), and 200
+/// failed execs leave MemFree exactly where it was on the guest kernel. The native run gets
+/// a tolerance: a busy host's MemFree moves on its own.
+#[test]
+fn exec_limits_match_the_host_and_failed_execs_free_their_memory() {
+    let host_bin = root().join("target/guest-programs/x86_64-unknown-none/release");
+    let o = e2e_with(
+        "execlimits",
+        &[],
+        &[
+            ("VMSCOPE_BIN", host_bin.to_str().unwrap()),
+            ("EXECLIMITS_TOLERANCE_KB", "1048576"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("MemFree unchanged: yes"));
+}
+
 /// The tools that describe the kernel itself read /proc: they are not compared with the
 /// host, but must run and show this kernel's view (and the same on QEMU).
 #[test]

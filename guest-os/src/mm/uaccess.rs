@@ -7,6 +7,12 @@
 //! A page fault there first goes to the normal fault handler (demand paging, COW, stack
 //! growth); only if that cannot resolve it does the trap handler resume at the fixup, and
 //! the copy reports how many bytes it did not copy. The caller turns that into -EFAULT.
+//!
+//! With SMAP on (`arch::x86_64::cpufeature`), `__copy_user` is the only code that may touch
+//! a user page: it opens the window with STAC and closes it with CLAC, on the normal path
+//! and on the fixup path alike. A fault inside the window enters the kernel, whose entry
+//! clears AC (Linux's `ASM_CLAC` in the entry code); IRETQ brings AC back for the rest of
+//! the copy. Anything else in the kernel that dereferences a user address faults.
 
 use core::arch::global_asm;
 
@@ -29,14 +35,21 @@ global_asm!(
     .section .text.uaccess, "ax", @progbits
     .balign 16
     .global __copy_user
-/* __copy_user(dst: rdi, src: rsi, len: rdx) -> bytes not copied (rax) */
+/* __copy_user(dst: rdi, src: rsi, len: rdx) -> bytes not copied (rax).
+   STAC/CLAC only when SMAP is on (they are #UD on a CPU without it). */
 __copy_user:
     movq %rdx, %rcx
+    testb $1, SMAP_ON(%rip)
+    jz 1f
+    stac
 1:  rep movsb
     xorl %eax, %eax
-    ret
+    jmp 3f
 2:  movq %rcx, %rax
-    ret
+3:  testb $1, SMAP_ON(%rip)
+    jz 4f
+    clac
+4:  ret
     .pushsection __ex_table, "a"
     .balign 8
     .quad 1b, 2b
@@ -129,4 +142,24 @@ pub fn strncpy_from_user(addr: u64, max: usize) -> Result<alloc::vec::Vec<u8>, E
         }
         cur += n as u64;
     }
+}
+
+/// The length of the user string at `addr` including its NUL, if that is at most `max`
+/// (`strnlen_user`); `Ok(max + 1)` when no NUL is found within `max` bytes, EFAULT if the
+/// string runs into memory that cannot be read first. Reads page by page through
+/// `copy_from_user`, so it never touches a page past the string's end.
+pub fn strnlen_user(addr: u64, max: usize) -> Result<usize, Errno> {
+    let mut chunk = [0u8; 256];
+    let mut done = 0usize;
+    while done < max {
+        let cur = addr.checked_add(done as u64).ok_or(EFAULT)?;
+        let to_page_end = (0x1000 - (cur & 0xfff)) as usize;
+        let n = to_page_end.min(chunk.len()).min(max - done);
+        copy_from_user(&mut chunk[..n], cur)?;
+        if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
+            return Ok(done + z + 1);
+        }
+        done += n;
+    }
+    Ok(max + 1)
 }

@@ -14,22 +14,33 @@ use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
 use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD};
 use goblin::elf::Elf;
 
-use super::stack::{self, AuxInfo};
+use super::stack::{self, AuxInfo, Layout};
 use crate::mm::mm_struct::{Mm, Prot, STACK_RLIMIT};
-use crate::syscall::errno::{Errno, E2BIG, ENOEXEC, ENOMEM};
+use crate::mm::uaccess::{copy_from_user, get_user, strnlen_user};
+use crate::syscall::errno::{Errno, E2BIG, EFAULT, ENOEXEC, ENOMEM};
 use mm_core::vma::MmapLayout;
 
 /// Top of the initial stack (the end of user space, no randomisation).
 pub const STACK_TOP: u64 = crate::mm::uaccess::TASK_SIZE;
 /// Where a static PIE is loaded (Linux's `ELF_ET_DYN_BASE`: 2/3 of TASK_SIZE, page aligned).
 pub const ELF_ET_DYN_BASE: u64 = (crate::mm::uaccess::TASK_SIZE / 3 * 2) & !0xfff;
-/// Total bytes of argv + envp strings allowed (Linux: a quarter of the stack rlimit; we use
-/// the 128 KiB of the historic MAX_ARG_PAGES).
-pub const MAX_ARG_STRLEN_TOTAL: usize = 128 << 10;
-/// Initial size of the stack mapping (it grows down on demand).
+/// Initial size of the stack mapping (it grows down on demand); larger when argv and envp
+/// need more.
 const STACK_INITIAL: u64 = 128 << 10;
 
 const PAGE: u64 = 4096;
+
+/// Linux's `MAX_ARG_STRLEN`: one argument or environment string, NUL included, takes at
+/// most 32 pages; a longer one is E2BIG.
+pub const MAX_ARG_STRLEN: usize = 32 * PAGE as usize;
+/// Linux's `MAX_ARG_STRINGS`: the most strings argv or envp may hold.
+pub const MAX_ARG_STRINGS: usize = 0x7fff_ffff;
+/// Linux's `ARG_MAX`: the strings may always take 32 pages, however small the stack limit.
+const ARG_MAX: u64 = 32 * PAGE;
+/// Linux's `_STK_LIM` (8 MiB): the strings never take more than 3/4 of it.
+const STK_LIM: u64 = 8 << 20;
+/// Bytes copied per step between the old and the new address space.
+const COPY_CHUNK: usize = 1024;
 
 fn page_down(a: u64) -> u64 {
     a & !(PAGE - 1)
@@ -39,6 +50,252 @@ fn page_up(a: u64) -> u64 {
     (a + PAGE - 1) & !(PAGE - 1)
 }
 
+/// Bytes argv and envp (strings and pointers) may take with stack limit `rlim_stack`: a
+/// quarter of it, at most 3/4 of `_STK_LIM`, at least `ARG_MAX` (`bprm_stack_limits`).
+/// 2 MiB with the default 8 MiB limit.
+pub fn arg_limit(rlim_stack: u64) -> u64 {
+    (STK_LIM / 4 * 3).min(rlim_stack / 4).max(ARG_MAX)
+}
+
+/// Where argv and envp come from.
+#[derive(Clone, Copy)]
+pub enum ArgSource<'a> {
+    /// Kernel copies (the first process, from the initramfs).
+    Kernel {
+        argv: &'a [Vec<u8>],
+        envp: &'a [Vec<u8>],
+    },
+    /// NULL-terminated arrays of string pointers in the calling process (execve); a NULL
+    /// array is empty.
+    User { argv: u64, envp: u64 },
+}
+
+/// The sizes of argv and envp: string counts and bytes (NULs included).
+#[derive(Debug, Default, Clone, Copy)]
+struct ArgSizes {
+    argc: usize,
+    envc: usize,
+    argv_bytes: usize,
+    envp_bytes: usize,
+}
+
+/// Number of pointers before the NULL in the user array `arr`; E2BIG once they alone would
+/// exceed `limit` bytes (Linux's `count`).
+fn count_user(arr: u64, limit: u64) -> Result<usize, Errno> {
+    if arr == 0 {
+        return Ok(0);
+    }
+    let mut n = 0usize;
+    loop {
+        let at = arr.checked_add(n as u64 * 8).ok_or(EFAULT)?;
+        let p: u64 = get_user(at)?;
+        if p == 0 {
+            return Ok(n);
+        }
+        n += 1;
+        if n >= MAX_ARG_STRINGS || n as u64 * 8 > limit {
+            return Err(E2BIG);
+        }
+    }
+}
+
+/// Bytes (NULs included) of the `n` strings of user array `arr`, refusing a string over
+/// `MAX_ARG_STRLEN` and a total over `budget` with E2BIG.
+fn measure_user(arr: u64, n: usize, budget: u64) -> Result<usize, Errno> {
+    let mut total = 0u64;
+    for i in 0..n {
+        let p: u64 = get_user(arr + i as u64 * 8)?;
+        let len = strnlen_user(p, MAX_ARG_STRLEN)?;
+        total += len as u64;
+        if len > MAX_ARG_STRLEN || total > budget {
+            return Err(E2BIG);
+        }
+    }
+    Ok(total as usize)
+}
+
+/// Bytes (NULs included) of kernel strings, with the same limits as [`measure_user`].
+fn measure_kernel(list: &[Vec<u8>], budget: u64) -> Result<usize, Errno> {
+    let mut total = 0u64;
+    for s in list {
+        let len = s.len() + 1;
+        total += len as u64;
+        if len > MAX_ARG_STRLEN || total > budget {
+            return Err(E2BIG);
+        }
+    }
+    Ok(total as usize)
+}
+
+/// Count and measure argv and envp against the limits of `bprm_stack_limits` and
+/// `copy_strings`: each string at most `MAX_ARG_STRLEN`, and the path, the strings and
+/// the pointer arrays together within [`arg_limit`]. Reads only what it must: it stops at
+/// the first string past the limit.
+fn measure(args: ArgSource, path_len: usize) -> Result<ArgSizes, Errno> {
+    let limit = arg_limit(STACK_RLIMIT);
+    let (argc, envc) = match args {
+        ArgSource::Kernel { argv, envp } => (argv.len(), envp.len()),
+        ArgSource::User { argv, envp } => (count_user(argv, limit)?, count_user(envp, limit)?),
+    };
+    let ptr_size = (argc.max(1) as u64 + envc as u64) * 8;
+    if limit <= ptr_size {
+        return Err(E2BIG);
+    }
+    // The path is copied first (`bprm->filename`) and counts against the same budget.
+    let path_bytes = path_len as u64 + 1;
+    if path_bytes > MAX_ARG_STRLEN as u64 || path_bytes > limit - ptr_size {
+        return Err(E2BIG);
+    }
+    let budget = limit - ptr_size - path_bytes;
+    let (argv_bytes, envp_bytes) = match args {
+        ArgSource::Kernel { argv, envp } => {
+            let e = measure_kernel(envp, budget)?;
+            (measure_kernel(argv, budget - e as u64)?, e)
+        }
+        ArgSource::User { argv, envp } => {
+            let e = measure_user(envp, envc, budget)?;
+            (measure_user(argv, argc, budget - e as u64)?, e)
+        }
+    };
+    Ok(ArgSizes {
+        argc,
+        envc,
+        argv_bytes,
+        envp_bytes,
+    })
+}
+
+/// A new address space under construction: destroyed (page tables, pages and all) if
+/// exec fails before it is installed, so no error path leaks it.
+struct NewMm(Option<Box<Mm>>);
+
+impl NewMm {
+    fn get(&mut self) -> Result<&mut Mm, Errno> {
+        self.0.as_deref_mut().ok_or(ENOMEM)
+    }
+
+    /// Hand the finished address space over to the caller.
+    fn install(mut self) -> Result<Box<Mm>, Errno> {
+        self.0.take().ok_or(ENOMEM)
+    }
+}
+
+impl Drop for NewMm {
+    fn drop(&mut self) {
+        if let Some(mm) = self.0.take() {
+            (*mm).destroy();
+        }
+    }
+}
+
+/// Buffered sequential writes into the (not yet current) new address space.
+struct StackWriter {
+    addr: u64,
+    buf: [u8; COPY_CHUNK],
+    len: usize,
+}
+
+impl StackWriter {
+    fn new(addr: u64) -> StackWriter {
+        StackWriter {
+            addr,
+            buf: [0; COPY_CHUNK],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, mm: &mut Mm, mut bytes: &[u8]) -> Result<(), Errno> {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(COPY_CHUNK - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+            self.len += n;
+            bytes = &bytes[n..];
+            if self.len == COPY_CHUNK {
+                self.flush(mm)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push_word(&mut self, mm: &mut Mm, w: u64) -> Result<(), Errno> {
+        self.push(mm, &w.to_le_bytes())
+    }
+
+    fn flush(&mut self, mm: &mut Mm) -> Result<(), Errno> {
+        mm.write_user(self.addr, &self.buf[..self.len])?;
+        self.addr += self.len as u64;
+        self.len = 0;
+        Ok(())
+    }
+}
+
+/// Copy the `n` strings of `args`' list (`envp` or argv) into the new stack through
+/// `strings`, writing each one's address through `words`; a copy of argv goes to
+/// `cmdline` too. At most `budget` bytes: the strings were measured, and a string that
+/// changed since is E2BIG rather than a write past the layout.
+#[allow(clippy::too_many_arguments)]
+fn copy_strings(
+    mm: &mut Mm,
+    args: ArgSource,
+    envp: bool,
+    n: usize,
+    budget: usize,
+    strings: &mut StackWriter,
+    words: &mut StackWriter,
+    mut cmdline: Option<&mut Vec<u8>>,
+) -> Result<(), Errno> {
+    let mut used = 0usize;
+    let mut chunk = [0u8; COPY_CHUNK];
+    for i in 0..n {
+        let at = strings.addr + strings.len as u64;
+        words.push_word(mm, at)?;
+        match args {
+            ArgSource::Kernel { argv, envp: env } => {
+                let s = if envp { &env[i] } else { &argv[i] };
+                used += s.len() + 1;
+                if used > budget {
+                    return Err(E2BIG);
+                }
+                strings.push(mm, s)?;
+                strings.push(mm, &[0])?;
+                if let Some(c) = cmdline.as_deref_mut() {
+                    c.extend_from_slice(s);
+                    c.push(0);
+                }
+            }
+            ArgSource::User { argv, envp: env } => {
+                let arr = if envp { env } else { argv };
+                let mut p: u64 = get_user(arr + i as u64 * 8)?;
+                loop {
+                    let to_page_end = (PAGE - (p & (PAGE - 1))) as usize;
+                    let k = to_page_end.min(COPY_CHUNK).min(budget + 1 - used);
+                    if k == 0 {
+                        return Err(E2BIG);
+                    }
+                    copy_from_user(&mut chunk[..k], p)?;
+                    let (part, done) = match chunk[..k].iter().position(|&b| b == 0) {
+                        Some(z) => (&chunk[..=z], true),
+                        None => (&chunk[..k], false),
+                    };
+                    used += part.len();
+                    if used > budget {
+                        return Err(E2BIG);
+                    }
+                    strings.push(mm, part)?;
+                    if let Some(c) = cmdline.as_deref_mut() {
+                        c.extend_from_slice(part);
+                    }
+                    if done {
+                        break;
+                    }
+                    p += k as u64;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The new image: its address space, entry point and initial stack pointer.
 pub struct Image {
     pub mm: Box<Mm>,
@@ -46,21 +303,25 @@ pub struct Image {
     pub rsp: u64,
     /// How far an ET_DYN image was moved from its link addresses (0 for ET_EXEC).
     pub load_bias: u64,
+    /// argv as NUL-terminated strings, for /proc/PID/cmdline.
+    pub cmdline: Vec<u8>,
 }
 
 /// Build the address space of `file` (the executable's bytes, `file_id` naming it for
-/// file-backed mappings) with `argv` and `envp`.
+/// file-backed mappings) with the arguments and environment of `args`.
+///
+/// In Linux's order (`do_execveat_common`): the new address space first, then argv and
+/// envp are counted and measured against the limits (E2BIG, EFAULT), then the ELF is
+/// checked and mapped (ENOEXEC), then the strings are copied straight from the caller's
+/// memory to the new stack. Every error after the new address space exists frees it.
 pub fn load(
     file: &'static [u8],
     file_id: u64,
     path: &[u8],
-    argv: &[Vec<u8>],
-    envp: &[Vec<u8>],
+    args: ArgSource,
 ) -> Result<Image, Errno> {
-    let total: usize = argv.iter().chain(envp).map(|s| s.len() + 1).sum();
-    if total > MAX_ARG_STRLEN_TOTAL {
-        return Err(E2BIG);
-    }
+    let mut new = NewMm(Some(Box::new(Mm::new().ok_or(ENOMEM)?)));
+    let sizes = measure(args, path.len())?;
     let elf = Elf::parse(file).map_err(|_| ENOEXEC)?;
     let h = &elf.header;
     if !elf.is_64 || h.e_machine != EM_X86_64 || !(h.e_type == ET_EXEC || h.e_type == ET_DYN) {
@@ -75,7 +336,7 @@ pub fn load(
     } else {
         0
     };
-    let mut mm = Box::new(Mm::new().ok_or(ENOMEM)?);
+    let mm = new.get()?;
     mm.layout = MmapLayout::new(crate::mm::uaccess::TASK_SIZE, STACK_RLIMIT, rnd.mmap);
     let stack_top = STACK_TOP - rnd.stack;
     let mut brk = 0u64;
@@ -115,8 +376,8 @@ pub fn load(
         }
         // The bytes between p_filesz and the end of its page are bss, not file data.
         if ph.p_memsz > ph.p_filesz && filesz_end % PAGE != 0 {
-            let zeros = alloc::vec![0u8; (PAGE - filesz_end % PAGE) as usize];
-            mm.write_user(filesz_end, &zeros)?;
+            let zeros = [0u8; PAGE as usize];
+            mm.write_user(filesz_end, &zeros[..(PAGE - filesz_end % PAGE) as usize])?;
         }
         if ph.p_offset <= h.e_phoff && h.e_phoff < file_end {
             phdr_addr = vaddr + (h.e_phoff - ph.p_offset);
@@ -124,16 +385,6 @@ pub fn load(
         brk = brk.max(page_up(mem_end));
     }
     mm.set_brk_start(brk + rnd.brk);
-    mm.map_anon(
-        stack_top - STACK_INITIAL,
-        stack_top,
-        Prot {
-            read: true,
-            write: true,
-            exec: false,
-        },
-        true,
-    )?;
     let vdso = if super::vdso::init() {
         mm.map_vdso().ok()
     } else {
@@ -147,17 +398,81 @@ pub fn load(
         hwcap: cpuid_hwcap(),
         sysinfo_ehdr: vdso,
     };
-    let img = stack::build(stack_top, path, argv, envp, &aux);
-    if img.bytes.len() as u64 > STACK_INITIAL {
-        return Err(E2BIG);
-    }
-    mm.write_user(img.rsp, &img.bytes)?;
-    mm.set_stack_start(img.rsp);
-    Ok(Image {
+    let strings_len = sizes.argv_bytes + sizes.envp_bytes;
+    let layout = Layout::new(
+        stack_top,
+        path.len(),
+        sizes.argc,
+        sizes.envc,
+        strings_len,
+        stack::auxv_pairs(&aux),
+    )
+    .ok_or(E2BIG)?;
+    let stack_size = STACK_INITIAL.max(page_up(layout.size(stack_top)));
+    mm.map_anon(
+        stack_top - stack_size,
+        stack_top,
+        Prot {
+            read: true,
+            write: true,
+            exec: false,
+        },
+        true,
+    )?;
+    let mut cmdline = Vec::new();
+    cmdline
+        .try_reserve_exact(sizes.argv_bytes)
+        .map_err(|_| ENOMEM)?;
+    let mut strings = StackWriter::new(layout.execfn());
+    let mut words = StackWriter::new(layout.rsp);
+    strings.push(mm, path)?;
+    strings.push(mm, &[0])?;
+    words.push_word(mm, sizes.argc as u64)?;
+    copy_strings(
         mm,
+        args,
+        false,
+        sizes.argc,
+        sizes.argv_bytes,
+        &mut strings,
+        &mut words,
+        Some(&mut cmdline),
+    )?;
+    words.push_word(mm, 0)?;
+    copy_strings(
+        mm,
+        args,
+        true,
+        sizes.envc,
+        sizes.envp_bytes,
+        &mut strings,
+        &mut words,
+        None,
+    )?;
+    words.push_word(mm, 0)?;
+    let before = path.len() + 1 + strings_len;
+    for s in stack::tail_strings() {
+        strings.push(mm, s)?;
+    }
+    strings.flush(mm)?;
+    let auxv = stack::auxv(
+        &aux,
+        layout.random(before),
+        layout.execfn(),
+        layout.platform(before),
+    );
+    for &(t, v) in auxv.pairs() {
+        words.push_word(mm, t)?;
+        words.push_word(mm, v)?;
+    }
+    words.flush(mm)?;
+    mm.set_stack_start(layout.rsp);
+    Ok(Image {
+        mm: new.install()?,
         entry: h.e_entry + bias,
-        rsp: img.rsp,
+        rsp: layout.rsp,
         load_bias: bias,
+        cmdline,
     })
 }
 

@@ -7,8 +7,8 @@ use core::sync::atomic::Ordering;
 
 use super::{current, sched, signal, state, Task};
 use crate::arch::x86_64::idt::TrapFrame;
-use crate::mm::uaccess::{copy_to_user, get_user, put_user, strncpy_from_user};
-use crate::syscall::errno::{Errno, SysResult, E2BIG, ECHILD, EINVAL, ENOMEM, ESRCH};
+use crate::mm::uaccess::{copy_to_user, put_user, strncpy_from_user};
+use crate::syscall::errno::{SysResult, ECHILD, EINVAL, ENOMEM, ESRCH};
 
 /// `clone` flags this kernel acts on.
 pub const CLONE_VM: u64 = 0x100;
@@ -242,41 +242,21 @@ pub fn sys_kill(a: &crate::syscall::Args) -> SysResult {
     Ok(0)
 }
 
-/// Read a NULL-terminated array of user string pointers (argv, envp).
-fn read_strings(mut ptr: u64, total: &mut usize) -> Result<Vec<Vec<u8>>, Errno> {
-    let mut out = Vec::new();
-    if ptr == 0 {
-        return Ok(out);
-    }
-    loop {
-        let p: u64 = get_user(ptr)?;
-        if p == 0 {
-            return Ok(out);
-        }
-        let s = strncpy_from_user(p, super::exec::MAX_ARG_STRLEN_TOTAL)?;
-        *total += s.len() + 1;
-        if *total > super::exec::MAX_ARG_STRLEN_TOTAL || out.len() >= 0x7fff_ffff {
-            return Err(E2BIG);
-        }
-        out.push(s);
-        ptr += 8;
-    }
-}
-
 /// `execve(path, argv, envp)`: on success the old image is gone and the frame starts the
 /// new program; on failure the caller continues unchanged with -errno.
 pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult {
     let me = current().ok_or(ESRCH)?;
     let path = strncpy_from_user(a.0[0], 4096)?;
-    let mut total = 0;
-    let argv = read_strings(a.0[1], &mut total)?;
-    let envp = read_strings(a.0[2], &mut total)?;
     let ino = crate::fs::lookup(&path)?;
     if crate::fs::with_root(|fs| fs.file_type(ino))? != kfs::FileType::Regular {
         return Err(crate::syscall::errno::EACCES);
     }
     let data = crate::fs::file_data(ino)?;
-    let img = super::exec::load(data, ino, &path, &argv, &envp)?;
+    let args = super::exec::ArgSource::User {
+        argv: a.0[1],
+        envp: a.0[2],
+    };
+    let img = super::exec::load(data, ino, &path, args)?;
     // Point of no return.
     img.mm.activate();
     crate::mm::rmap::check(me);
@@ -287,7 +267,7 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
         old.destroy();
     }
     me.set_comm(&path);
-    me.set_cmdline(&argv);
+    *me.cmdline.lock() = img.cmdline;
     crate::trace::exec(me, &path, img.entry, img.load_bias);
     super::release_vfork(me);
     signal::reset_on_exec(me);

@@ -92,7 +92,11 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
             e
         ),
     };
-    let img = crate::fs::file_data(ino).and_then(|data| exec::load(data, ino, &path, &argv, &envp));
+    let args = exec::ArgSource::Kernel {
+        argv: &argv,
+        envp: &envp,
+    };
+    let img = crate::fs::file_data(ino).and_then(|data| exec::load(data, ino, &path, args));
     let img = match img {
         Ok(i) => i,
         Err(e) => panic!(
@@ -102,7 +106,7 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
         ),
     };
     task.set_comm(&path);
-    task.set_cmdline(&argv);
+    *task.cmdline.lock() = img.cmdline;
     crate::trace::exec(task, &path, img.entry, img.load_bias);
     img.mm.activate();
     crate::mm::rmap::attach(img.mm.anon_id, task.pid);

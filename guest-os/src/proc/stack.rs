@@ -3,10 +3,10 @@
 //! platform string, then, 16-byte aligned at `rsp`: argc, argv pointers, NULL, envp
 //! pointers, NULL, and the auxiliary vector of (type, value) pairs ending with AT_NULL.
 //!
-//! Built as a byte image in kernel memory with the user addresses it will have, then copied
-//! to the new process's stack in one go.
-
-use alloc::vec::Vec;
+//! [`Layout`] computes where everything goes from the sizes alone, so exec can copy the
+//! strings straight from the old process into the new stack (as Linux's `copy_strings`
+//! does) instead of building the whole image, up to a quarter of the stack limit, in
+//! kernel memory. [`auxv`] gives the auxiliary vector.
 
 /// Auxiliary vector types (`include/uapi/linux/auxvec.h`).
 pub mod at {
@@ -46,78 +46,139 @@ pub struct AuxInfo {
 /// entropy pool; programs use them for stack canaries and hash seeds).
 pub const AT_RANDOM_BYTES: [u8; 16] = *b"vmscope-at-rand!";
 
-/// The image of the stack's top part and the initial `rsp`.
-pub struct StackImage {
-    /// Bytes to place so that their last byte is at `top - 1`.
-    pub bytes: Vec<u8>,
+/// Bytes of the fixed strings: the platform name with its NUL, then the AT_RANDOM bytes.
+const PLATFORM: &[u8] = b"x86_64\0";
+
+/// Where the initial stack's parts go, from the top down.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// Start of the strings block: execfn, argv strings, envp strings, platform, random.
+    pub strings_start: u64,
+    /// The initial stack pointer: argc, then the pointer arrays and auxv.
     pub rsp: u64,
+    /// Number of 8-byte words from `rsp` (argc, argv, NULL, envp, NULL, auxv).
+    pub words: usize,
 }
 
-/// Lay out the initial stack below `top` (exclusive, 16-byte aligned).
-pub fn build(
-    top: u64,
-    execfn: &[u8],
-    argv: &[Vec<u8>],
-    envp: &[Vec<u8>],
-    aux: &AuxInfo,
-) -> StackImage {
-    // Strings area, filled from the top down: execfn first (Linux puts it highest).
-    let mut strings: Vec<u8> = Vec::new();
-    let place = |s: &[u8], strings: &mut Vec<u8>| -> u64 {
-        // Returns the offset from the start of the final strings block, fixed up below.
-        strings.extend_from_slice(s);
-        strings.push(0);
-        strings.len() as u64 - s.len() as u64 - 1
-    };
-    let execfn_off = place(execfn, &mut strings);
-    let argv_off: Vec<u64> = argv.iter().map(|a| place(a, &mut strings)).collect();
-    let envp_off: Vec<u64> = envp.iter().map(|e| place(e, &mut strings)).collect();
-    let platform_off = place(b"x86_64", &mut strings);
-    let random_off = strings.len() as u64;
-    strings.extend_from_slice(&AT_RANDOM_BYTES);
-    // The strings block ends 8 bytes below top (a NULL word at the very top, as Linux).
-    let strings_start = (top - 8 - strings.len() as u64) & !0xf;
-    let addr = |off: u64| strings_start + off;
+impl Layout {
+    /// Lay out a stack below `top` (exclusive, 16-byte aligned) for an `execfn_len`-byte
+    /// path, `argc` + `envc` strings of `strings_len` bytes (NULs included) and
+    /// `auxv_pairs` auxiliary entries (AT_NULL included). None if it does not fit below
+    /// `top` at all.
+    pub fn new(
+        top: u64,
+        execfn_len: usize,
+        argc: usize,
+        envc: usize,
+        strings_len: usize,
+        auxv_pairs: usize,
+    ) -> Option<Layout> {
+        let strings = (execfn_len + 1)
+            .checked_add(strings_len)?
+            .checked_add(PLATFORM.len() + AT_RANDOM_BYTES.len())? as u64;
+        // The strings block ends 8 bytes below top (a NULL word at the very top, as Linux).
+        let strings_start = top.checked_sub(8 + strings)? & !0xf;
+        let words = 1 + argc + 1 + envc + 1 + 2 * auxv_pairs;
+        let rsp = strings_start.checked_sub(words as u64 * 8)? & !0xf;
+        Some(Layout {
+            strings_start,
+            rsp,
+            words,
+        })
+    }
 
-    let mut words: Vec<u64> = Vec::new();
-    words.push(argv.len() as u64);
-    words.extend(argv_off.iter().map(|&o| addr(o)));
-    words.push(0);
-    words.extend(envp_off.iter().map(|&o| addr(o)));
-    words.push(0);
-    let mut auxv = |t: u64, v: u64| {
-        words.push(t);
-        words.push(v);
+    /// Address of the execfn string (the first string).
+    pub fn execfn(&self) -> u64 {
+        self.strings_start
+    }
+
+    /// Address of the platform string, given the bytes of execfn, argv and envp strings
+    /// (NULs included).
+    pub fn platform(&self, strings_before: usize) -> u64 {
+        self.strings_start + strings_before as u64
+    }
+
+    /// Address of the AT_RANDOM bytes.
+    pub fn random(&self, strings_before: usize) -> u64 {
+        self.platform(strings_before) + PLATFORM.len() as u64
+    }
+
+    /// Bytes from `rsp` to `top`: how much of the stack the image occupies.
+    pub fn size(&self, top: u64) -> u64 {
+        top - self.rsp
+    }
+}
+
+/// The fixed strings after envp: platform name and AT_RANDOM bytes.
+pub fn tail_strings() -> [&'static [u8]; 2] {
+    [PLATFORM, &AT_RANDOM_BYTES]
+}
+
+/// Number of auxiliary-vector entries [`auxv`] produces, AT_NULL included.
+pub fn auxv_pairs(aux: &AuxInfo) -> usize {
+    auxv(aux, 0, 0, 0).len()
+}
+
+/// The auxiliary vector in Linux's order (`create_elf_tables`), ending with AT_NULL.
+pub fn auxv(aux: &AuxInfo, random: u64, execfn: u64, platform: u64) -> AuxVec {
+    let mut v = AuxVec {
+        pairs: [(0, 0); MAX_AUXV],
+        len: 0,
     };
     if let Some(vdso) = aux.sysinfo_ehdr {
-        auxv(at::SYSINFO_EHDR, vdso);
+        v.push(at::SYSINFO_EHDR, vdso);
     }
-    auxv(at::HWCAP, aux.hwcap);
-    auxv(at::PAGESZ, 4096);
-    auxv(at::CLKTCK, 100);
-    auxv(at::PHDR, aux.phdr);
-    auxv(at::PHENT, aux.phent);
-    auxv(at::PHNUM, aux.phnum);
-    auxv(at::BASE, 0);
-    auxv(at::FLAGS, 0);
-    auxv(at::ENTRY, aux.entry);
-    auxv(at::UID, 0);
-    auxv(at::EUID, 0);
-    auxv(at::GID, 0);
-    auxv(at::EGID, 0);
-    auxv(at::SECURE, 0);
-    auxv(at::RANDOM, addr(random_off));
-    auxv(at::HWCAP2, 0);
-    auxv(at::EXECFN, addr(execfn_off));
-    auxv(at::PLATFORM, addr(platform_off));
-    auxv(at::NULL, 0);
+    v.push(at::HWCAP, aux.hwcap);
+    v.push(at::PAGESZ, 4096);
+    v.push(at::CLKTCK, 100);
+    v.push(at::PHDR, aux.phdr);
+    v.push(at::PHENT, aux.phent);
+    v.push(at::PHNUM, aux.phnum);
+    v.push(at::BASE, 0);
+    v.push(at::FLAGS, 0);
+    v.push(at::ENTRY, aux.entry);
+    v.push(at::UID, 0);
+    v.push(at::EUID, 0);
+    v.push(at::GID, 0);
+    v.push(at::EGID, 0);
+    v.push(at::SECURE, 0);
+    v.push(at::RANDOM, random);
+    v.push(at::HWCAP2, 0);
+    v.push(at::EXECFN, execfn);
+    v.push(at::PLATFORM, platform);
+    v.push(at::NULL, 0);
+    v
+}
 
-    let rsp = (strings_start - words.len() as u64 * 8) & !0xf;
-    let mut bytes = alloc::vec![0u8; (top - rsp) as usize];
-    for (i, w) in words.iter().enumerate() {
-        bytes[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+/// Room for every auxiliary entry this kernel emits.
+const MAX_AUXV: usize = 24;
+
+/// A fixed-capacity auxiliary vector (no allocation on the exec path).
+pub struct AuxVec {
+    pairs: [(u64, u64); MAX_AUXV],
+    len: usize,
+}
+
+impl AuxVec {
+    fn push(&mut self, t: u64, v: u64) {
+        // `auxv` pushes at most 20 entries, below MAX_AUXV; a miscount would drop entries
+        // rather than panic.
+        if let Some(p) = self.pairs.get_mut(self.len) {
+            *p = (t, v);
+            self.len += 1;
+        }
     }
-    let s = (strings_start - rsp) as usize;
-    bytes[s..s + strings.len()].copy_from_slice(&strings);
-    StackImage { bytes, rsp }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The entries as (type, value) pairs.
+    pub fn pairs(&self) -> &[(u64, u64)] {
+        &self.pairs[..self.len]
+    }
 }

@@ -6,7 +6,7 @@ use mm_core::vma::{
     VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE,
 };
 
-use super::errno::{Errno, SysResult, EACCES, EBADF, EFAULT, EINVAL, ENODEV, ENOMEM, ESRCH};
+use super::errno::{Errno, SysResult, EACCES, EFAULT, EINVAL, ENOMEM, ESRCH};
 use super::Args;
 use crate::mm::addr::{VirtAddr, PAGE_SIZE};
 use crate::mm::mm_struct::{FaultError, Mm};

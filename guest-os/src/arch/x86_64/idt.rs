@@ -175,6 +175,12 @@ trap_common:
     jz 1f
     swapgs
 1:
+    /* No user access allowed in the handler, whatever AC the interrupted code had (a user
+       program may set it; __copy_user runs with it set). IRETQ restores it. */
+    testb $1, SMAP_ON(%rip)
+    jz 3f
+    clac
+3:
     /* The SYSCALL entry joins here with its frame built and GS already swapped. */
     .global trap_save_regs
 trap_save_regs:

@@ -3,6 +3,7 @@
 
 pub mod boot32;
 pub mod cpu;
+pub mod cpufeature;
 pub mod gdt;
 pub mod idt;
 pub mod irq;
