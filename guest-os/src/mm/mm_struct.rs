@@ -245,6 +245,9 @@ impl Mm {
     /// reloads CR3 afterwards (`flush_tlb_mm`: this is the current address space, whose
     /// PTEs lost write permission). `None` when memory runs out (the partial copy is torn
     /// down).
+    // Not inlined: its locals (cursor, gather batches) would add to do_fork's frame on a
+    // 16 KiB kernel stack.
+    #[inline(never)]
     pub fn fork(&mut self) -> Option<Mm> {
         let mut child = Mm::new()?;
         child.vmas = self.vmas.clone();

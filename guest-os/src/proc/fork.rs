@@ -43,8 +43,7 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
         .try_clone()
         .map_err(|e| crate::syscall::errno::Errno(e.0))?;
     let pid = sched::alloc_pid();
-    let task = Task::new(pid, parent.pid).ok_or(ENOMEM)?;
-    let child: &'static Task = Box::leak(crate::mm::slab::try_box(task).map_err(|_| ENOMEM)?);
+    let child: &'static Task = Box::leak(Task::new(pid, parent.pid).ok_or(ENOMEM)?);
     *child.comm.lock() = *parent.comm.lock();
     *child.cmdline.lock() = parent.cmdline.lock().clone();
     child

@@ -80,7 +80,7 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
     let Some(task) = Task::new(pid, 0) else {
         panic!("init: no memory for a task");
     };
-    let task: &'static Task = Box::leak(Box::new(task));
+    let task: &'static Task = Box::leak(task);
     super::sched::register(task);
     set_current(task);
     crate::trace::switch(0, Some(task));

@@ -114,11 +114,13 @@ pub fn set_current(t: &'static Task) {
 }
 
 impl Task {
-    /// A task with the three standard file descriptors on the console, or `None` without
-    /// memory for its kernel stack.
-    pub fn new(pid: u32, ppid: u32) -> Option<Task> {
+    /// A task with the three standard file descriptors on the console, allocated on the
+    /// heap (it is over 4 KiB: built here, not in the caller's frame on a 16 KiB kernel
+    /// stack), or `None` without memory for it or its kernel stack.
+    #[inline(never)]
+    pub fn new(pid: u32, ppid: u32) -> Option<Box<Task>> {
         let files = crate::fs::fdtable::console_table()?;
-        Some(Task {
+        crate::mm::slab::try_box(Task {
             pid,
             ppid: AtomicU32::new(ppid),
             comm: IrqLock::new("comm", [0; 16]),
@@ -146,6 +148,7 @@ impl Task {
             stop_report: AtomicU32::new(0),
             vfork_parent: AtomicU32::new(0),
         })
+        .ok()
     }
 
     /// Set `comm` from a path's last component, and the executable's path

@@ -238,6 +238,7 @@ pub fn has_pending(t: &super::Task) -> bool {
 }
 
 /// Signal state a child inherits over fork: handlers and mask, nothing pending.
+#[inline(never)]
 pub fn fork_copy(parent: &super::Task, child: &super::Task) {
     let p = parent.signals.lock();
     let mut c = child.signals.lock();
