@@ -44,6 +44,11 @@ pub fn kernel_image() -> (u64, u64) {
 /// Fill memblock from the boot information: RAM from the e820 map (whole pages only), then
 /// reservations for low memory, the kernel image, and every boot structure the loader
 /// placed in RAM (start_info, memory map, module list, command line, modules).
+///
+/// Kept out of line (it runs once): inlined, its first statement becomes the first line of
+/// `mm::init::init`, and a debugger's `break kernel::mm::init::init` reports the inlined
+/// lock instead of the function (tests/gdb.rs).
+#[inline(never)]
 pub fn init(boot: &PvhBootInfo, start_info_pa: u64) -> Result<(), MemblockError> {
     let mut g = MEMBLOCK.lock();
     let mb = &mut g.0;
