@@ -36,6 +36,9 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ("free", "free", &[]),
     ("vmstat", "vmstat", &[]),
     ("cat-smaps", "cat", &["/proc/self/smaps"]),
+    ("sparse", "sparse", &[]),
+    ("protnone", "protnone", &[]),
+    ("shmanon", "shmanon", &[]),
 ];
 
 /// Run one case and return its raw JSON Lines trace.

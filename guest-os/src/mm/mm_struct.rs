@@ -246,6 +246,7 @@ impl Mm {
     /// PTEs lost write permission). `None` when memory runs out (the partial copy is torn
     /// down).
     pub fn fork(&mut self) -> Option<Mm> {
+        super::mmap::vma_prealloc().ok()?;
         let mut child = Mm::new()?;
         child.vmas = self.vmas.clone();
         child.layout = self.layout;

@@ -10,6 +10,7 @@ use super::errno::{Errno, SysResult, EACCES, EBADF, EFAULT, EINVAL, ENODEV, ENOM
 use super::Args;
 use crate::mm::addr::{VirtAddr, PAGE_SIZE};
 use crate::mm::mm_struct::{FaultError, Mm};
+use crate::mm::mmap::vma_prealloc;
 use crate::mm::shmem;
 use crate::mm::uaccess::{copy_to_user, TASK_SIZE};
 use crate::proc::{self, File};
@@ -28,6 +29,9 @@ fn err(e: mm_core::vma::VmaError) -> Errno {
 /// `brk(addr)`: returns the new break, or the old one if the change is refused.
 pub fn sys_brk(a: &Args) -> SysResult {
     with_mm(|mm| {
+        if vma_prealloc().is_err() {
+            return Ok(mm.brk);
+        }
         let req = BrkRequest {
             brk: a.0[0],
             cur_brk: mm.brk,
@@ -120,6 +124,7 @@ pub fn sys_mmap(a: &Args) -> SysResult {
         Placement::Anywhere
     };
     let start = with_mm(|mm| {
+        vma_prealloc()?;
         let layout = mm.layout;
         let start = mm
             .vmas
@@ -185,6 +190,7 @@ pub fn sys_munmap(a: &Args) -> SysResult {
     let (addr, len) = (a.0[0], a.0[1]);
     check_range(addr, len)?;
     with_mm(|mm| {
+        vma_prealloc()?;
         let removed = mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)?;
         mm.unmap_vmas(&removed);
         Ok(0)
@@ -201,6 +207,7 @@ pub fn sys_mprotect(a: &Args) -> SysResult {
         return Ok(0);
     }
     with_mm(|mm| {
+        vma_prealloc()?;
         // Only the access bits: the VMA keeps its VM_MAY* permissions.
         let access = VmFlags(prot_flags(prot).bits() & (VM_READ | VM_WRITE | VM_EXEC).bits());
         mm.vmas
@@ -349,6 +356,7 @@ pub fn sys_mremap(a: &Args) -> SysResult {
         new_len.next_multiple_of(PAGE_SIZE),
     );
     with_mm(|mm| {
+        vma_prealloc()?;
         let layout = mm.layout;
         if flags & MREMAP_FIXED == 0 {
             if new_len <= old_len {
