@@ -725,22 +725,29 @@ fn sparse_16tib_fork_and_unmap_are_bounded() {
 /// exhaust the host.
 #[test]
 fn out_of_memory_kills_with_sigkill() {
-    let o = run(&["oom"]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(0), "{err}");
-    assert_eq!(stdout(&o), "child killed by signal 9\n", "{err}");
-    let line = err
-        .lines()
-        .find(|l| l.contains("Out of memory: Killed process 2 (oom) total-vm:"))
-        .unwrap_or_else(|| panic!("no OOM report in\n{err}"));
-    for part in [
-        "anon-rss:",
-        "file-rss:",
-        "shmem-rss:",
-        "UID:0 pgtables:",
-        "oom_score_adj:0",
-    ] {
-        assert!(line.contains(part), "{line}");
+    for mode in [None, Some("uaccess"), Some("shmem")] {
+        let o = run(&["oom"].into_iter().chain(mode).collect::<Vec<_>>());
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{mode:?}: {err}");
+        assert_eq!(
+            stdout(&o),
+            "child killed by signal 9\nmemory given back: yes\n",
+            "{mode:?}: {err}"
+        );
+        let line = err
+            .lines()
+            .find(|l| l.contains("Out of memory: Killed process 2 (oom) total-vm:"))
+            .unwrap_or_else(|| panic!("{mode:?}: no OOM report in\n{err}"));
+        for part in [
+            "anon-rss:",
+            "file-rss:",
+            "shmem-rss:",
+            "UID:0 pgtables:",
+            "oom_score_adj:0",
+        ] {
+            assert!(line.contains(part), "{line}");
+        }
+        assert!(!err.contains("panic"), "{mode:?}: {err}");
     }
     let o = run(&["oom", "self"]);
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));

@@ -254,13 +254,9 @@ impl Mm {
         child.brk = self.brk;
         child.start_stack = self.start_stack;
         child.anon_id = self.anon_id;
-        if super::shmem::get_all(&child.vmas).is_err() {
-            child.vmas = VmaTree::new();
-            child.destroy();
-            return None;
-        }
-        let ok = self.copy_page_range(&mut child).is_ok();
-        if !ok {
+        // From here on `destroy` gives back whatever the child holds.
+        super::shmem::get_all(&child.vmas);
+        if self.copy_page_range(&mut child).is_err() {
             child.destroy();
             return None;
         }
@@ -278,13 +274,13 @@ impl Mm {
     }
 }
 
-/// Drop a page's mapping reference count.
+/// Change a page's mapping count (`_mapcount`) by `d`.
 pub(super) fn page_mapcount_add(pfn: Pfn, d: i32) {
     page_alloc::with(|a| a.page_mut(pfn).mapcount += d);
 }
 
-/// The anonymous-memory view of a fresh page (`page_add_new_anon_rmap`) is set by
-/// [`super::rmap::add_new_anon`]; this gives the shmem view.
+/// Mark a fresh page as a shmem page (PG_SWAPBACKED without PG_ANON; anonymous pages get
+/// theirs from [`super::rmap::add_new_anon`]).
 pub(super) fn set_page_shmem(pfn: Pfn) {
     page_alloc::with(|a| a.page_mut(pfn).set(PG_SWAPBACKED));
 }

@@ -110,8 +110,3 @@ pub fn vma_prealloc() -> Result<(), Errno> {
     page_alloc::free_pages(pfn, 0);
     Ok(())
 }
-
-/// Errno for a failed mapping.
-pub fn nomem() -> Errno {
-    ENOMEM
-}

@@ -180,7 +180,7 @@ fn put(objs: &mut Vec<ShmemObject>, id: u64) {
 
 /// A forked address space maps the objects of `vmas`: one more hold on each (counted
 /// once per object however many VMAs name it).
-pub fn get_all(vmas: &mm_core::vma::VmaTree) -> Result<(), Errno> {
+pub fn get_all(vmas: &mm_core::vma::VmaTree) {
     let epoch = EPOCH.fetch_add(1, Ordering::Relaxed);
     let mut objs = OBJECTS.lock();
     for v in vmas.iter() {
@@ -191,7 +191,6 @@ pub fn get_all(vmas: &mm_core::vma::VmaTree) -> Result<(), Errno> {
             }
         }
     }
-    Ok(())
 }
 
 /// `removed` left an address space whose remaining VMAs are `remaining`: drop its hold
