@@ -266,10 +266,9 @@ impl Mm {
     /// Tear the address space down: every page, every page table, the PML4, and its
     /// references on shmem objects. The caller must have switched to another address space.
     pub fn destroy(mut self) {
-        let vmas = self.vmas.unmap_all();
         // One walk over the whole user half: its cost follows the tables present.
         self.zap_range(0, USER_TOP);
-        super::shmem::put_removed(&self.vmas, &vmas);
+        super::shmem::put_all(&self.vmas);
         page_alloc::free_pages(self.pgd.root().pfn(), 0);
     }
 }

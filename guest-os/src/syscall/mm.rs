@@ -269,6 +269,9 @@ pub fn sys_madvise(a: &Args) -> SysResult {
 /// Pages of mincore's vector filled per step: a bounded kernel buffer however long the
 /// range (Linux uses one page).
 const MINCORE_CHUNK: usize = 512;
+/// Steps between voluntary reschedules: a long vector (its length is the caller's) does
+/// not keep other tasks off the CPU.
+const MINCORE_RESCHED_STEPS: u64 = 64;
 
 /// `mincore(addr, len, vec)`: one byte per page, 1 if resident. Checked as Linux's
 /// `sys_mincore` does before any work (EINVAL unaligned, ENOMEM beyond user space, EFAULT
@@ -288,7 +291,13 @@ pub fn sys_mincore(a: &Args) -> SysResult {
     }
     let (mut start, mut vec) = (addr, vec);
     let mut buf = [0u8; MINCORE_CHUNK];
+    let mut steps = 0u64;
     while pages > 0 {
+        steps += 1;
+        if steps.is_multiple_of(MINCORE_RESCHED_STEPS) {
+            // No lock is held between steps.
+            proc::sched::cond_resched();
+        }
         let n = with_mm(|mm| {
             let vma = match mm.vmas.find_vma(VirtAddr::new(start)) {
                 Some(v) if v.start.as_u64() <= start => *v,
