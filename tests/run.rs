@@ -748,6 +748,19 @@ fn out_of_memory_kills_with_sigkill() {
             assert!(line.contains(part), "{line}");
         }
         assert!(!err.contains("panic"), "{mode:?}: {err}");
+        if qemu_present() {
+            let q = run(&["--qemu", "oom"]
+                .into_iter()
+                .chain(mode)
+                .collect::<Vec<_>>());
+            assert_eq!(
+                stdout(&q),
+                stdout(&o),
+                "{mode:?} under QEMU: {}",
+                stderr(&q)
+            );
+            assert_eq!(q.status.code(), Some(0), "{mode:?} under QEMU");
+        }
     }
     let o = run(&["oom", "self"]);
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));

@@ -836,6 +836,41 @@ mod tests {
     }
 
     #[test]
+    fn find_next_and_protect_skip_empty_tables() {
+        let mut m = FakeMem::new();
+        let r = root(&mut m);
+        // Two pages 64 TiB apart: everything between is empty PML4 slots.
+        let (a, b) = (1u64 << 27, 1u64 << 34);
+        map_page(&mut m, r, a, 0x1000 | pte::PRESENT | pte::RW);
+        map_page(&mut m, r, b, 0x2000 | pte::PRESENT | pte::RW);
+        let mut c = Cursor::new(&mut m, r, VirtAddr::new(0)..VirtAddr::new(USER_TOP)).unwrap();
+        let mut seen = Vec::new();
+        while let Some((va, _)) = c.find_next() {
+            seen.push(va.as_u64() >> PAGE_SHIFT);
+            c.move_forward();
+        }
+        assert_eq!(seen, vec![a, b]);
+        // Two chains of 3 tables below the root: each of the 3 calls enters only tables
+        // on its way (the 64 TiB between cost one root entry each), and the entries read
+        // stay within the 7 tables' worth.
+        assert!(
+            c.stats.tables <= 12 && c.stats.entries <= 7 * ENTRIES as u64,
+            "{:?}",
+            c.stats
+        );
+        let mut tlb = MmuGather::new(true);
+        c.jump(VirtAddr::new(0)).unwrap();
+        c.stats = WalkStats::default();
+        c.protect(USER_TOP, &mut tlb, &mut |_, p| Pte(p.0 & !pte::RW))
+            .unwrap();
+        assert!(c.stats.entries <= 7 * ENTRIES as u64, "{:?}", c.stats);
+        let f = tlb.finish(&mut m);
+        // Two pages far apart: one range spanning them, above the ceiling.
+        assert_eq!(f, FlushStats { pages: 0, full: 1 });
+        assert!(all(&mut m, r).values().all(|v| v & pte::RW == 0));
+    }
+
+    #[test]
     fn flush_ceiling_and_batches() {
         let mut m = FakeMem::new();
         let r = root(&mut m);
