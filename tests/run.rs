@@ -656,6 +656,7 @@ fn process_programs_match_the_host() {
 #[test]
 fn hostile_mm_programs_match_the_host() {
     e2e("sparse", &[]);
+    e2e("sparse", &["dense"]);
     e2e("protnone", &[]);
     e2e("shmanon", &[]);
     e2e("mincore", &[]);

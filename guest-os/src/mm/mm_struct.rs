@@ -27,6 +27,9 @@ pub use super::memory::{Fault, FaultError, FaultKind, SEGV_ACCERR, SEGV_MAPERR};
 
 /// The stack limit (`RLIMIT_STACK`, Linux's default 8 MiB).
 pub const STACK_RLIMIT: u64 = 8 << 20;
+/// Entries a zap clears between voluntary reschedules (one page table's worth, as Linux's
+/// `cond_resched` in `zap_pmd_range`): a few hundred thousand instructions.
+pub const ZAP_BATCH: u64 = mm_core::pgtable::ENTRIES as u64;
 /// PML4 slots of the kernel half, shared by every address space.
 const KERNEL_SLOTS: core::ops::Range<usize> = 256..512;
 
@@ -265,9 +268,25 @@ impl Mm {
 
     /// Tear the address space down: every page, every page table, the PML4, and its
     /// references on shmem objects. The caller must have switched to another address space.
-    pub fn destroy(mut self) {
-        // One walk over the whole user half: its cost follows the tables present.
-        self.zap_range(0, USER_TOP);
+    /// May be called with locks held (a failed fork): it never reschedules.
+    pub fn destroy(self) {
+        self.teardown(false);
+    }
+
+    /// [`Self::destroy`] for an exiting task (`exit_mmap`): no lock may be held; other
+    /// tasks get the CPU between pieces of [`ZAP_BATCH`] entries.
+    pub fn exit_mmap(self) {
+        self.teardown(true);
+    }
+
+    fn teardown(mut self, resched: bool) {
+        // Walks over the whole user half: their cost follows the tables present.
+        let budget = if resched { ZAP_BATCH } else { u64::MAX };
+        let mut from = 0;
+        while let Some(next) = self.zap_range_bounded(from, USER_TOP, budget) {
+            from = next;
+            crate::proc::sched::cond_resched();
+        }
         super::shmem::put_all(&self.vmas);
         page_alloc::free_pages(self.pgd.root().pfn(), 0);
     }

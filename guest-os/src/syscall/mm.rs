@@ -9,7 +9,7 @@ use mm_core::vma::{
 use super::errno::{Errno, SysResult, EACCES, EBADF, EFAULT, EINVAL, ENODEV, ENOMEM, ESRCH};
 use super::Args;
 use crate::mm::addr::{VirtAddr, PAGE_SIZE};
-use crate::mm::mm_struct::{FaultError, Mm};
+use crate::mm::mm_struct::{FaultError, Mm, ZAP_BATCH};
 use crate::mm::mmap::vma_prealloc;
 use crate::mm::shmem;
 use crate::mm::uaccess::{copy_to_user, TASK_SIZE};
@@ -189,10 +189,23 @@ fn check_range(addr: u64, len: u64) -> Result<(), Errno> {
 pub fn sys_munmap(a: &Args) -> SysResult {
     let (addr, len) = (a.0[0], a.0[1]);
     check_range(addr, len)?;
-    with_mm(|mm| {
+    let removed = with_mm(|mm| {
         vma_prealloc()?;
-        let removed = mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)?;
-        mm.unmap_vmas(&removed);
+        mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)
+    })?;
+    // The range left the VMA tree: nothing can fault it in again, so its pages can go in
+    // pieces, with the mm lock dropped and the CPU offered to others in between.
+    for v in &removed {
+        let mut from = v.start.as_u64();
+        while let Some(next) =
+            with_mm(|mm| Ok(mm.zap_range_bounded(from, v.end.as_u64(), ZAP_BATCH)))?
+        {
+            from = next;
+            proc::sched::cond_resched();
+        }
+    }
+    with_mm(|mm| {
+        shmem::put_removed(&mm.vmas, &removed);
         Ok(0)
     })
 }
