@@ -766,6 +766,22 @@ fn out_of_memory_kills_with_sigkill() {
     let o = run(&["oom", "self"]);
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
     assert!(stderr(&o).contains("Out of memory: Killed process 1 (oom)"));
+    // The largest process dies, not the one that faulted; that one then gets its memory
+    // (the killer waits for the victim's exit instead of choosing again).
+    let o = run(&["oom", "victim"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("child killed by signal 9\n"), "{out}");
+    assert!(out.contains("grandchild survived\n"), "{out}");
+    assert_eq!(
+        err.matches("Out of memory: Killed process").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("Out of memory: Killed process 2 (oom)"),
+        "{err}"
+    );
 }
 
 /// The tools that describe the kernel itself read /proc: they are not compared with the

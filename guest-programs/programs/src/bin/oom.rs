@@ -7,7 +7,10 @@
 //! - `uaccess`: the kernel writes the child's memory (`getrandom`, one byte per page), so
 //!   the pages run out in the kernel's `copy_to_user`;
 //! - `shmem`: the memory is MAP_SHARED|MAP_ANONYMOUS;
-//! - `self`: the program itself writes (as init it then ends with status 137).
+//! - `self`: the program itself writes (as init it then ends with status 137);
+//! - `victim`: the child first writes 3/4 of MemTotal, then forks a grandchild that
+//!   writes the rest: the OOM killer takes the child, the largest process, not the
+//!   faulting grandchild, which then has memory again (`grandchild survived`).
 //!
 //! The parent prints how the child ended (`child killed by signal 9`) and whether MemFree
 //! came back to within 2 MiB of what it was before the child. Only meant to run in the
@@ -17,6 +20,7 @@
 
 use vmrt::println;
 use vmrt::procfs::value;
+use vmrt::sys::fs::{pipe2, read, write};
 use vmrt::sys::info::getrandom;
 use vmrt::sys::mm::{
     mmap, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, PAGE_SIZE, PROT_READ, PROT_WRITE,
@@ -86,11 +90,76 @@ fn hog(bytes: usize, mode: Mode) -> ! {
     exit_group(1);
 }
 
+/// Write `len` fresh bytes of private memory, one per page.
+fn fill(len: usize) -> bool {
+    // SAFETY: without MAP_FIXED the kernel picks unused addresses.
+    let Ok(p) = (unsafe {
+        mmap(
+            0,
+            len,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+            -1,
+            0,
+        )
+    }) else {
+        return false;
+    };
+    let mut off = 0;
+    while off < len {
+        // SAFETY: inside the mapping.
+        unsafe { p.add(off).write_volatile(1) };
+        off += PAGE_SIZE;
+    }
+    true
+}
+
+/// The `victim` mode's child: fork a grandchild that waits on a pipe, take 3/4 of
+/// memory, then let the grandchild take half: it runs out, and the child is the largest.
+fn big_then_small(total: usize) -> ! {
+    let Ok((rd, wr)) = pipe2(0) else {
+        exit_group(1);
+    };
+    match fork() {
+        Ok(Fork::Child) => {
+            let mut b = [0u8; 1];
+            let _ = read(rd, &mut b);
+            if fill(total / 2) {
+                println!("grandchild survived");
+            }
+            exit_group(0);
+        }
+        Ok(Fork::Parent(pid)) => {
+            let ok = fill(total / 4 * 3);
+            let _ = write(wr, b"x");
+            let _ = wait4(pid, 0);
+            exit_group(if ok { 0 } else { 1 });
+        }
+        Err(_) => exit_group(1),
+    }
+}
+
 fn main() -> i32 {
     let bytes = ((meminfo("MemTotal") as usize) << 10) + EXTRA;
     let arg = vmrt::env::arg(1).map(|a| a.as_bytes());
     let mode = match arg {
         Some(b"self") => hog(bytes, Mode::Private),
+        Some(b"victim") => {
+            let total = (meminfo("MemTotal") as usize) << 10;
+            return match fork() {
+                Ok(Fork::Child) => big_then_small(total),
+                Ok(Fork::Parent(pid)) => match wait4(pid, 0) {
+                    Ok((_, st)) if st.signaled() => {
+                        println!("child killed by signal {}", st.term_signal());
+                        // The orphaned grandchild is ours now: wait for it too.
+                        let _ = wait4(-1, 0);
+                        0
+                    }
+                    _ => 1,
+                },
+                Err(_) => 1,
+            };
+        }
         Some(b"uaccess") => Mode::Uaccess,
         Some(b"shmem") => Mode::Shmem,
         _ => Mode::Private,
