@@ -38,6 +38,9 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ("cat-smaps", "cat", &["/proc/self/smaps"]),
     ("fileshare", "fileshare", &[]),
     ("sigreturn", "sigreturn", &[]),
+    ("sparse", "sparse", &[]),
+    ("protnone", "protnone", &[]),
+    ("shmanon", "shmanon", &[]),
 ];
 
 /// Run one case and return its raw JSON Lines trace. Every run is also under `--tlb check`:

@@ -717,6 +717,7 @@ fn rlimit_nproc_limits_fork() {
 #[test]
 fn hostile_mm_programs_match_the_host() {
     e2e("sparse", &[]);
+    e2e("sparse", &["dense"]);
     e2e("protnone", &[]);
     e2e("shmanon", &[]);
     e2e("mincore", &[]);
@@ -786,26 +787,62 @@ fn sparse_16tib_fork_and_unmap_are_bounded() {
 /// exhaust the host.
 #[test]
 fn out_of_memory_kills_with_sigkill() {
-    let o = run(&["oom"]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(0), "{err}");
-    assert_eq!(stdout(&o), "child killed by signal 9\n", "{err}");
-    let line = err
-        .lines()
-        .find(|l| l.contains("Out of memory: Killed process 2 (oom) total-vm:"))
-        .unwrap_or_else(|| panic!("no OOM report in\n{err}"));
-    for part in [
-        "anon-rss:",
-        "file-rss:",
-        "shmem-rss:",
-        "UID:0 pgtables:",
-        "oom_score_adj:0",
-    ] {
-        assert!(line.contains(part), "{line}");
+    for mode in [None, Some("uaccess"), Some("shmem")] {
+        let o = run(&["oom"].into_iter().chain(mode).collect::<Vec<_>>());
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{mode:?}: {err}");
+        assert_eq!(
+            stdout(&o),
+            "child killed by signal 9\nmemory given back: yes\n",
+            "{mode:?}: {err}"
+        );
+        let line = err
+            .lines()
+            .find(|l| l.contains("Out of memory: Killed process 2 (oom) total-vm:"))
+            .unwrap_or_else(|| panic!("{mode:?}: no OOM report in\n{err}"));
+        for part in [
+            "anon-rss:",
+            "file-rss:",
+            "shmem-rss:",
+            "UID:0 pgtables:",
+            "oom_score_adj:0",
+        ] {
+            assert!(line.contains(part), "{line}");
+        }
+        assert!(!err.contains("panic"), "{mode:?}: {err}");
+        if qemu_present() {
+            let q = run(&["--qemu", "oom"]
+                .into_iter()
+                .chain(mode)
+                .collect::<Vec<_>>());
+            assert_eq!(
+                stdout(&q),
+                stdout(&o),
+                "{mode:?} under QEMU: {}",
+                stderr(&q)
+            );
+            assert_eq!(q.status.code(), Some(0), "{mode:?} under QEMU");
+        }
     }
     let o = run(&["oom", "self"]);
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
     assert!(stderr(&o).contains("Out of memory: Killed process 1 (oom)"));
+    // The largest process dies, not the one that faulted; that one then gets its memory
+    // (the killer waits for the victim's exit instead of choosing again).
+    let o = run(&["oom", "victim"]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("child killed by signal 9\n"), "{out}");
+    assert!(out.contains("grandchild survived\n"), "{out}");
+    assert_eq!(
+        err.matches("Out of memory: Killed process").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("Out of memory: Killed process 2 (oom)"),
+        "{err}"
+    );
 }
 
 /// execve's argv/envp limits as Linux's (1 MiB of arguments runs, one string of

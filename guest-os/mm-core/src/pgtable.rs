@@ -277,6 +277,9 @@ pub struct Cursor<'a, M: PtMemory> {
     root: PhysAddr,
     range: Range<u64>,
     va: u64,
+    /// Entries [`Self::unmap_bounded`] may still clear, and where it stopped.
+    budget: u64,
+    stopped_at: Option<u64>,
     pub stats: WalkStats,
 }
 
@@ -297,6 +300,8 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
             root,
             va: range.start.as_u64(),
             range: range.start.as_u64()..range.end.as_u64(),
+            budget: u64::MAX,
+            stopped_at: None,
             stats: WalkStats::default(),
         })
     }
@@ -430,10 +435,26 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
         tlb: &mut MmuGather,
         f: &mut dyn FnMut(VirtAddr, Pte) -> bool,
     ) -> Result<(), PtError> {
+        self.unmap_bounded(len, u64::MAX, tlb, f).map(drop)
+    }
+
+    /// [`Self::unmap`] that stops before clearing entry number `budget + 1`, so that a
+    /// caller can reschedule between pieces of a huge zap (Linux's `cond_resched` in
+    /// `zap_pmd_range`). Returns where it stopped (the cursor is there), or `None` when the
+    /// range is done.
+    pub fn unmap_bounded(
+        &mut self,
+        len: u64,
+        budget: u64,
+        tlb: &mut MmuGather,
+        f: &mut dyn FnMut(VirtAddr, Pte) -> bool,
+    ) -> Result<Option<VirtAddr>, PtError> {
         let (start, end) = self.sub_range(len)?;
+        self.budget = budget;
+        self.stopped_at = None;
         self.zap_table(self.root, ROOT_LEVEL, 0, start, end, tlb, f);
-        self.va = end;
-        Ok(())
+        self.va = self.stopped_at.unwrap_or(end);
+        Ok(self.stopped_at.map(VirtAddr::new))
     }
 
     /// The range `[cursor, cursor + len)`, checked against the cursor's.
@@ -469,6 +490,11 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
             }
             let ebase = base + i as u64 * span;
             if level == 1 {
+                if self.budget == 0 {
+                    self.stopped_at = Some(ebase);
+                    return false;
+                }
+                self.budget -= 1;
                 self.mem.write_entry(table, i, 0);
                 let p = Pte(e);
                 if p.is_accessible() {
@@ -484,6 +510,8 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
                 if self.zap_table(child, level - 1, ebase, s, en, tlb, f) {
                     self.mem.write_entry(table, i, 0);
                     tlb.remove_table(child, self.mem);
+                } else if self.stopped_at.is_some() {
+                    return false;
                 } else {
                     kept = true;
                 }
@@ -836,6 +864,41 @@ mod tests {
     }
 
     #[test]
+    fn find_next_and_protect_skip_empty_tables() {
+        let mut m = FakeMem::new();
+        let r = root(&mut m);
+        // Two pages 64 TiB apart: everything between is empty PML4 slots.
+        let (a, b) = (1u64 << 27, 1u64 << 34);
+        map_page(&mut m, r, a, 0x1000 | pte::PRESENT | pte::RW);
+        map_page(&mut m, r, b, 0x2000 | pte::PRESENT | pte::RW);
+        let mut c = Cursor::new(&mut m, r, VirtAddr::new(0)..VirtAddr::new(USER_TOP)).unwrap();
+        let mut seen = Vec::new();
+        while let Some((va, _)) = c.find_next() {
+            seen.push(va.as_u64() >> PAGE_SHIFT);
+            c.move_forward();
+        }
+        assert_eq!(seen, vec![a, b]);
+        // Two chains of 3 tables below the root: each of the 3 calls enters only tables
+        // on its way (the 64 TiB between cost one root entry each), and the entries read
+        // stay within the 7 tables' worth.
+        assert!(
+            c.stats.tables <= 12 && c.stats.entries <= 7 * ENTRIES as u64,
+            "{:?}",
+            c.stats
+        );
+        let mut tlb = MmuGather::new(true);
+        c.jump(VirtAddr::new(0)).unwrap();
+        c.stats = WalkStats::default();
+        c.protect(USER_TOP, &mut tlb, &mut |_, p| Pte(p.0 & !pte::RW))
+            .unwrap();
+        assert!(c.stats.entries <= 7 * ENTRIES as u64, "{:?}", c.stats);
+        let f = tlb.finish(&mut m);
+        // Two pages far apart: one range spanning them, above the ceiling.
+        assert_eq!(f, FlushStats { pages: 0, full: 1 });
+        assert!(all(&mut m, r).values().all(|v| v & pte::RW == 0));
+    }
+
+    #[test]
     fn flush_ceiling_and_batches() {
         let mut m = FakeMem::new();
         let r = root(&mut m);
@@ -875,6 +938,41 @@ mod tests {
         let (_, f) = zap(&mut m, r, 0, 1 << 30, false);
         assert_eq!(f, FlushStats::default());
         assert_eq!(m.live.len(), 1);
+    }
+
+    #[test]
+    fn bounded_unmap_resumes_where_it_stopped() {
+        let mut m = FakeMem::new();
+        let r = root(&mut m);
+        let n = 3 * ENTRIES as u64 + 7;
+        for vpn in 0..n {
+            map_page(&mut m, r, 100 + vpn, (vpn + 1) << 12 | pte::PRESENT);
+        }
+        let (s, e) = (100u64 << PAGE_SHIFT, (100 + n) << PAGE_SHIFT);
+        let mut pieces = 0;
+        let mut from = s;
+        loop {
+            let mut tlb = MmuGather::new(true);
+            let mut c = Cursor::new(&mut m, r, VirtAddr::new(from)..VirtAddr::new(e)).unwrap();
+            let mut cleared = 0;
+            let next = c
+                .unmap_bounded(e - from, ENTRIES as u64, &mut tlb, &mut |_, _| {
+                    cleared += 1;
+                    true
+                })
+                .unwrap();
+            assert!(cleared <= ENTRIES);
+            tlb.finish(&mut m);
+            pieces += 1;
+            match next {
+                Some(va) => from = va.as_u64(),
+                None => break,
+            }
+        }
+        assert_eq!(pieces, 4);
+        assert_eq!(m.released.len() as u64, n);
+        assert!(all(&mut m, r).is_empty());
+        assert_eq!(m.live.len(), 1, "every table freed by the last piece");
     }
 
     #[test]

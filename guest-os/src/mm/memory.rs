@@ -387,35 +387,46 @@ impl Mm {
     /// with `zap_pte_range` at the bottom); tables left empty are freed. TLB entries are
     /// flushed in batches, before any page or table is freed.
     pub fn zap_range(&mut self, start: u64, end: u64) {
+        self.zap_range_bounded(start, end, u64::MAX);
+    }
+
+    /// [`Self::zap_range`] that clears at most `budget` entries and returns where it
+    /// stopped (`None`: done), for callers that reschedule between pieces.
+    pub fn zap_range_bounded(&mut self, start: u64, end: u64, budget: u64) -> Option<u64> {
         let start = start & !(PAGE_SIZE - 1);
         let end = end.min(mm_core::pgtable::USER_TOP);
         if start >= end {
-            return;
+            return None;
         }
         let mut pt = UserPt::default();
         let mut tlb = MmuGather::new(self.is_active());
         let mut stat = self.rss_stat;
         let mut rss = self.rss;
+        let mut stopped = None;
         if let Ok(mut c) = Cursor::new(
             &mut pt,
             self.pgd.root(),
             VirtAddr::new(start)..VirtAddr::new(end),
         ) {
-            let _ = c.unmap(end - start, &mut tlb, &mut |_, p| {
-                let pfn = p.phys().pfn();
-                if is_shared_page(pfn) {
-                    return false;
-                }
-                page_mapcount_add(pfn, -1);
-                stat.dec(pfn);
-                rss = rss.saturating_sub(1);
-                true
-            });
+            stopped = c
+                .unmap_bounded(end - start, budget, &mut tlb, &mut |_, p| {
+                    let pfn = p.phys().pfn();
+                    if is_shared_page(pfn) {
+                        return false;
+                    }
+                    page_mapcount_add(pfn, -1);
+                    stat.dec(pfn);
+                    rss = rss.saturating_sub(1);
+                    true
+                })
+                .ok()
+                .flatten();
         }
         tlb.finish(&mut pt);
         self.rss_stat = stat;
         self.rss = rss;
         self.account_tables(&pt);
+        stopped.map(|va| va.as_u64())
     }
 
     /// Share every mapped page of this address space with `child` (`copy_page_range`),

@@ -27,6 +27,9 @@ pub use super::memory::{Fault, FaultError, FaultKind, SEGV_ACCERR, SEGV_MAPERR};
 
 /// The stack limit (`RLIMIT_STACK`, Linux's default 8 MiB).
 pub const STACK_RLIMIT: u64 = 8 << 20;
+/// Entries a zap clears between voluntary reschedules (one page table's worth, as Linux's
+/// `cond_resched` in `zap_pmd_range`): a few hundred thousand instructions.
+pub const ZAP_BATCH: u64 = mm_core::pgtable::ENTRIES as u64;
 /// PML4 slots of the kernel half, shared by every address space.
 const KERNEL_SLOTS: core::ops::Range<usize> = 256..512;
 
@@ -249,6 +252,7 @@ impl Mm {
     // 16 KiB kernel stack.
     #[inline(never)]
     pub fn fork(&mut self) -> Option<Mm> {
+        super::mmap::vma_prealloc().ok()?;
         let mut child = Mm::new()?;
         child.vmas = self.vmas.clone();
         child.layout = self.layout;
@@ -256,13 +260,9 @@ impl Mm {
         child.brk = self.brk;
         child.start_stack = self.start_stack;
         child.anon_id = self.anon_id;
-        if super::shmem::get_all(&child.vmas).is_err() {
-            child.vmas = VmaTree::new();
-            child.destroy();
-            return None;
-        }
-        let ok = self.copy_page_range(&mut child).is_ok();
-        if !ok {
+        // From here on `destroy` gives back whatever the child holds.
+        super::shmem::get_all(&child.vmas);
+        if self.copy_page_range(&mut child).is_err() {
             child.destroy();
             return None;
         }
@@ -271,22 +271,37 @@ impl Mm {
 
     /// Tear the address space down: every page, every page table, the PML4, and its
     /// references on shmem objects. The caller must have switched to another address space.
-    pub fn destroy(mut self) {
-        let vmas = self.vmas.unmap_all();
-        // One walk over the whole user half: its cost follows the tables present.
-        self.zap_range(0, USER_TOP);
-        super::shmem::put_removed(&self.vmas, &vmas);
+    /// May be called with locks held (a failed fork): it never reschedules.
+    pub fn destroy(self) {
+        self.teardown(false);
+    }
+
+    /// [`Self::destroy`] for an exiting task (`exit_mmap`): no lock may be held; other
+    /// tasks get the CPU between pieces of [`ZAP_BATCH`] entries.
+    pub fn exit_mmap(self) {
+        self.teardown(true);
+    }
+
+    fn teardown(mut self, resched: bool) {
+        // Walks over the whole user half: their cost follows the tables present.
+        let budget = if resched { ZAP_BATCH } else { u64::MAX };
+        let mut from = 0;
+        while let Some(next) = self.zap_range_bounded(from, USER_TOP, budget) {
+            from = next;
+            crate::proc::sched::cond_resched();
+        }
+        super::shmem::put_all(&self.vmas);
         page_alloc::free_pages(self.pgd.root().pfn(), 0);
     }
 }
 
-/// Drop a page's mapping reference count.
+/// Change a page's mapping count (`_mapcount`) by `d`.
 pub(super) fn page_mapcount_add(pfn: Pfn, d: i32) {
     page_alloc::with(|a| a.page_mut(pfn).mapcount += d);
 }
 
-/// The anonymous-memory view of a fresh page (`page_add_new_anon_rmap`) is set by
-/// [`super::rmap::add_new_anon`]; this gives the shmem view.
+/// Mark a fresh page as a shmem page (PG_SWAPBACKED without PG_ANON; anonymous pages get
+/// theirs from [`super::rmap::add_new_anon`]).
 pub(super) fn set_page_shmem(pfn: Pfn) {
     page_alloc::with(|a| a.page_mut(pfn).set(PG_SWAPBACKED));
 }

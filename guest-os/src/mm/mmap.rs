@@ -3,8 +3,11 @@
 
 use mm_core::vma::{FileRef, VmFlags, Vma, VM_EXEC, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_READ};
 
+use mm_core::gfp::Gfp;
+
 use super::addr::{VirtAddr, PAGE_SIZE};
 use super::mm_struct::{Mm, Prot};
+use super::page_alloc;
 use crate::syscall::errno::{Errno, ENOMEM};
 
 impl Mm {
@@ -96,7 +99,14 @@ impl Mm {
     }
 }
 
-/// Errno for a failed mapping.
-pub fn nomem() -> Errno {
-    ENOMEM
+/// Make sure a VMA operation will find kernel memory for its tree nodes before it starts
+/// (`vma_iter_prealloc`): one page with the flags of user memory, which stop at the min
+/// watermark, is taken and given back. The VMA tree's own allocations cannot fail
+/// gracefully, so this keeps the kernel heap's reserve below min (`__GFP_HIGH`, see
+/// `slab.rs`) for bookkeeping already under way: when user memory runs out, mmap, munmap,
+/// mprotect, mremap, brk and fork give ENOMEM instead.
+pub fn vma_prealloc() -> Result<(), Errno> {
+    let pfn = page_alloc::alloc_pages(Gfp::KERNEL | Gfp::NOWARN, 0).ok_or(ENOMEM)?;
+    page_alloc::free_pages(pfn, 0);
+    Ok(())
 }

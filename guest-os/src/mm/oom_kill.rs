@@ -50,11 +50,15 @@ fn badness(t: &Task) -> Option<Badness> {
 /// Choose and kill a victim for a fault of `faulter` that found no memory. Returns the
 /// victim. Must be called with no mm lock held.
 pub fn out_of_memory(faulter: &'static Task) -> &'static Task {
-    // A victim that has not died yet: wait for it rather than kill another
+    // A victim that has not died yet, perhaps still tearing its address space down (which
+    // reschedules between pieces): wait for it rather than kill another
     // (`oom_evaluate_task` aborts on `tsk_is_oom_victim`).
     let mut dying: Option<&'static Task> = None;
     crate::proc::sched::for_each(|t| {
-        if dying.is_none() && signal::kill_pending(t) && badness(t).is_some() {
+        let alive = t.state.load(Ordering::Acquire) != state::ZOMBIE;
+        // Exiting: the address space is out of the task but not yet freed.
+        let exiting = alive && t.mm.lock().is_none();
+        if dying.is_none() && ((alive && signal::kill_pending(t)) || exiting) {
             dying = Some(t);
         }
     });

@@ -180,7 +180,7 @@ fn put(objs: &mut Vec<ShmemObject>, id: u64) {
 
 /// A forked address space maps the objects of `vmas`: one more hold on each (counted
 /// once per object however many VMAs name it).
-pub fn get_all(vmas: &mm_core::vma::VmaTree) -> Result<(), Errno> {
+pub fn get_all(vmas: &mm_core::vma::VmaTree) {
     let epoch = EPOCH.fetch_add(1, Ordering::Relaxed);
     let mut objs = OBJECTS.lock();
     for v in vmas.iter() {
@@ -191,7 +191,23 @@ pub fn get_all(vmas: &mm_core::vma::VmaTree) -> Result<(), Errno> {
             }
         }
     }
-    Ok(())
+}
+
+/// An address space mapping `vmas` goes away (exit, exec, a failed fork): drop its hold
+/// on each object they name. Allocates nothing, for the OOM victim's exit.
+pub fn put_all(vmas: &mm_core::vma::VmaTree) {
+    let seen = EPOCH.fetch_add(1, Ordering::Relaxed);
+    let mut objs = OBJECTS.lock();
+    for v in vmas.iter() {
+        let Some(id) = id_of(v) else { continue };
+        let Some(o) = find(&mut objs, id) else {
+            continue;
+        };
+        if o.seen != seen {
+            o.seen = seen;
+            put(&mut objs, id);
+        }
+    }
 }
 
 /// `removed` left an address space whose remaining VMAs are `remaining`: drop its hold

@@ -224,7 +224,7 @@ pub fn exit_current(r: ExitReason) -> ! {
         // Leave the address space before freeing its tables.
         // SAFETY: the master table maps the kernel; nothing user is touched after this.
         unsafe { crate::mm::pgtable::activate(&crate::mm::pgtable::kernel()) };
-        mm.destroy();
+        mm.exit_mmap();
     }
     let files = t.files.lock().clear();
     drop(files);

@@ -187,6 +187,13 @@ pub fn sleep() {
     }
 }
 
+/// A voluntary preemption point for long system calls (`cond_resched`): let another
+/// runnable task have the CPU. The kernel is not preemptible and runs with interrupts off,
+/// so the caller must hold no lock (an `IrqLock` held across a switch would be re-entered).
+pub fn cond_resched() {
+    schedule();
+}
+
 /// Run another task if one is runnable. The current task keeps running if it is the only
 /// runnable one; if no task can run at all, the CPU idles (see [`idle`]).
 pub fn schedule() {

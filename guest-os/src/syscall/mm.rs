@@ -9,7 +9,8 @@ use mm_core::vma::{
 use super::errno::{Errno, SysResult, EACCES, EFAULT, EINVAL, ENOMEM, ESRCH};
 use super::Args;
 use crate::mm::addr::{VirtAddr, PAGE_SIZE};
-use crate::mm::mm_struct::{FaultError, Mm};
+use crate::mm::mm_struct::{FaultError, Mm, ZAP_BATCH};
+use crate::mm::mmap::vma_prealloc;
 use crate::mm::shmem;
 use crate::mm::uaccess::{copy_to_user, TASK_SIZE};
 use crate::proc;
@@ -28,6 +29,9 @@ fn err(e: mm_core::vma::VmaError) -> Errno {
 /// `brk(addr)`: returns the new break, or the old one if the change is refused.
 pub fn sys_brk(a: &Args) -> SysResult {
     with_mm(|mm| {
+        if vma_prealloc().is_err() {
+            return Ok(mm.brk);
+        }
         let req = BrkRequest {
             brk: a.0[0],
             cur_brk: mm.brk,
@@ -122,6 +126,7 @@ pub fn sys_mmap(a: &Args) -> SysResult {
     // RLIMIT_AS (`may_expand_vm`; overlap with a MAP_FIXED range is not subtracted).
     let as_limit = crate::proc::rlimit::current(crate::proc::rlimit::RLIMIT_AS);
     let start = with_mm(|mm| {
+        vma_prealloc()?;
         let pages = len.div_ceil(PAGE_SIZE);
         if (mm.vmas.stat().total_vm.saturating_add(pages)).saturating_mul(PAGE_SIZE) > as_limit {
             return Err(ENOMEM);
@@ -190,9 +195,23 @@ fn check_range(addr: u64, len: u64) -> Result<(), Errno> {
 pub fn sys_munmap(a: &Args) -> SysResult {
     let (addr, len) = (a.0[0], a.0[1]);
     check_range(addr, len)?;
+    let removed = with_mm(|mm| {
+        vma_prealloc()?;
+        mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)
+    })?;
+    // The range left the VMA tree: nothing can fault it in again, so its pages can go in
+    // pieces, with the mm lock dropped and the CPU offered to others in between.
+    for v in &removed {
+        let mut from = v.start.as_u64();
+        while let Some(next) =
+            with_mm(|mm| Ok(mm.zap_range_bounded(from, v.end.as_u64(), ZAP_BATCH)))?
+        {
+            from = next;
+            proc::sched::cond_resched();
+        }
+    }
     with_mm(|mm| {
-        let removed = mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)?;
-        mm.unmap_vmas(&removed);
+        shmem::put_removed(&mm.vmas, &removed);
         Ok(0)
     })
 }
@@ -207,6 +226,7 @@ pub fn sys_mprotect(a: &Args) -> SysResult {
         return Ok(0);
     }
     with_mm(|mm| {
+        vma_prealloc()?;
         // Only the access bits: the VMA keeps its VM_MAY* permissions.
         let access = VmFlags(prot_flags(prot).bits() & (VM_READ | VM_WRITE | VM_EXEC).bits());
         mm.vmas
@@ -268,6 +288,9 @@ pub fn sys_madvise(a: &Args) -> SysResult {
 /// Pages of mincore's vector filled per step: a bounded kernel buffer however long the
 /// range (Linux uses one page).
 const MINCORE_CHUNK: usize = 512;
+/// Steps between voluntary reschedules: a long vector (its length is the caller's) does
+/// not keep other tasks off the CPU.
+const MINCORE_RESCHED_STEPS: u64 = 64;
 
 /// `mincore(addr, len, vec)`: one byte per page, 1 if resident. Checked as Linux's
 /// `sys_mincore` does before any work (EINVAL unaligned, ENOMEM beyond user space, EFAULT
@@ -287,7 +310,13 @@ pub fn sys_mincore(a: &Args) -> SysResult {
     }
     let (mut start, mut vec) = (addr, vec);
     let mut buf = [0u8; MINCORE_CHUNK];
+    let mut steps = 0u64;
     while pages > 0 {
+        steps += 1;
+        if steps.is_multiple_of(MINCORE_RESCHED_STEPS) {
+            // No lock is held between steps.
+            proc::sched::cond_resched();
+        }
         let n = with_mm(|mm| {
             let vma = match mm.vmas.find_vma(VirtAddr::new(start)) {
                 Some(v) if v.start.as_u64() <= start => *v,
@@ -348,6 +377,7 @@ pub fn sys_mremap(a: &Args) -> SysResult {
         new_len.next_multiple_of(PAGE_SIZE),
     );
     with_mm(|mm| {
+        vma_prealloc()?;
         let layout = mm.layout;
         if flags & MREMAP_FIXED == 0 {
             if new_len <= old_len {

@@ -10,6 +10,10 @@
 //! 3. The parent reports the child's status, unmaps the 16 TiB and maps it again to
 //!    check the range is free and reads back as zero.
 //!
+//! With the argument `dense`, instead: 8 MiB are mapped and every page written, then
+//! unmapped (the kernel frees them in pieces, rescheduling in between) and mapped again,
+//! reading back zero.
+//!
 //! Exit status 0 if every check held.
 #![no_std]
 #![no_main]
@@ -48,7 +52,44 @@ fn map() -> *mut u8 {
     }
 }
 
+/// The dense case's size.
+const DENSE_LEN: usize = 8 << 20;
+
+fn dense() -> i32 {
+    let mut r = Report::new();
+    let Ok(p) = vmrt::sys::mm::mmap_anonymous(DENSE_LEN) else {
+        return 1;
+    };
+    let mut off = 0;
+    while off < DENSE_LEN {
+        // SAFETY: inside the mapping.
+        unsafe { p.add(off).write_volatile(0x5a) };
+        off += PAGE_SIZE;
+    }
+    println!("wrote {} pages", DENSE_LEN / PAGE_SIZE);
+    // SAFETY: nothing uses the mapping afterwards.
+    r.check(
+        "munmap 8 MiB written",
+        unsafe { munmap(p, DENSE_LEN) }.is_ok(),
+    );
+    let Ok(q) = vmrt::sys::mm::mmap_anonymous(DENSE_LEN) else {
+        return 1;
+    };
+    let mut zero = true;
+    off = 0;
+    while off < DENSE_LEN {
+        // SAFETY: inside the new mapping.
+        zero &= unsafe { q.add(off).read_volatile() } == 0;
+        off += PAGE_SIZE;
+    }
+    r.check("mapped again, reads zero", zero);
+    r.exit_status()
+}
+
 fn main() -> i32 {
+    if vmrt::env::arg(1).is_some_and(|a| a.as_bytes() == b"dense") {
+        return dense();
+    }
     let mut r = Report::new();
     let p = map();
     println!("mapped 16 TiB");
