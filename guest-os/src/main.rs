@@ -97,6 +97,7 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     mm::aslr::init(cmdline);
     mm::init::init(&boot_info, start_info_phys, cmdline);
     mm::slab::init(cmdline);
+    mm::memory::init_zero_page();
     // From here on the kernel may touch user memory only through mm::uaccess.
     let prot = arch::x86_64::cpufeature::init();
     log::info!("SMEP {}, SMAP {}", prot.smep, prot.smap);

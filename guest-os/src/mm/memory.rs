@@ -49,15 +49,29 @@ pub(super) fn is_shared_page(pfn: Pfn) -> bool {
     pfn.as_u64() == ZERO_PFN.load(Ordering::Relaxed) || crate::proc::vdso::is_vdso_page(pfn)
 }
 
+/// Allocate the zero page at boot (Linux's `empty_zero_page` is static): allocated at the
+/// first read fault instead, it would lower MemFree for good at a moment some process
+/// chose, which any before/after leak check takes for a leak.
+pub fn init_zero_page() {
+    match page_alloc::alloc_pages(Gfp::KERNEL | Gfp::ZERO, 0) {
+        Some(p) => ZERO_PFN.store(p.as_u64(), Ordering::Relaxed),
+        None => panic!("no memory for the zero page"),
+    }
+}
+
 fn zero_pfn() -> Option<Pfn> {
     match ZERO_PFN.load(Ordering::Relaxed) {
-        0 => {
-            let p = page_alloc::alloc_pages(Gfp::KERNEL | Gfp::ZERO, 0)?;
-            ZERO_PFN.store(p.as_u64(), Ordering::Relaxed);
-            Some(p)
-        }
+        0 => None,
         p => Some(Pfn(p)),
     }
+}
+
+/// The page's index in the anon_vma's linear space (`linear_page_index`): the VMA's
+/// `pgoff` plus the page's offset in it. mremap keeps a moved VMA's `pgoff`, so a page
+/// keeps its index wherever a process moves it, and [`super::rmap::rmap_walk`] finds it in
+/// every process sharing it, moved or not.
+pub(super) fn linear_page_index(vma: &Vma, va: VirtAddr) -> u64 {
+    vma.pgoff + (va.as_u64() - vma.start.as_u64()) / PAGE_SIZE
 }
 
 /// What a page fault did, for the fault counters and traces.
@@ -234,7 +248,7 @@ impl Mm {
                     self.set_pte(va, Pte(e.0 | pte::RW))?;
                     return Ok(FaultKind::CowReuse);
                 }
-                self.do_wp_page(va, e, leaf)
+                self.do_wp_page(va, linear_page_index(vma, va), e, leaf)
             }
             _ => self.fill(va, vma, write, writable, leaf),
         }
@@ -277,7 +291,7 @@ impl Mm {
     ) -> Result<FaultKind, FaultError> {
         let rw = if writable { pte::RW } else { 0 };
         // The page within the mapping (pgoff follows a split, as Linux's vmf->pgoff).
-        let pgoff = vma.pgoff + (va.as_u64() - vma.start.as_u64()) / PAGE_SIZE;
+        let pgoff = linear_page_index(vma, va);
         let (pfn, kind, flags) = match vma.backing {
             Backing::Special(name) => {
                 use crate::proc::vdso;
@@ -339,7 +353,7 @@ impl Mm {
         }
         if kind != FaultKind::ZeroPage {
             page_mapcount_add(pfn, 1);
-            super::rmap::add_new_anon(pfn, self.anon_id, va.as_u64());
+            super::rmap::add_new_anon(pfn, self.anon_id, pgoff);
             self.rss_inc(pfn);
         }
         Ok(kind)
@@ -347,7 +361,13 @@ impl Mm {
 
     /// A write to a present read-only page of a private writable mapping (`do_wp_page`):
     /// reuse it if this is its only user, else copy it.
-    fn do_wp_page(&mut self, va: VirtAddr, old: Pte, leaf: u64) -> Result<FaultKind, FaultError> {
+    fn do_wp_page(
+        &mut self,
+        va: VirtAddr,
+        index: u64,
+        old: Pte,
+        leaf: u64,
+    ) -> Result<FaultKind, FaultError> {
         let old_pfn = old.phys().pfn();
         let is_zero = old_pfn.as_u64() == ZERO_PFN.load(Ordering::Relaxed);
         let shared = is_zero
@@ -370,7 +390,7 @@ impl Mm {
             return Err(e);
         }
         page_mapcount_add(new, 1);
-        super::rmap::add_new_anon(new, self.anon_id, va.as_u64());
+        super::rmap::add_new_anon(new, self.anon_id, index);
         if is_zero {
             self.rss_inc(new);
         } else {

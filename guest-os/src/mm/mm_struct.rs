@@ -9,6 +9,7 @@
 //! over [`UserPt`]; nothing here reads or writes a PTE by pointer.
 
 use core::arch::asm;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm_core::gfp::Gfp;
 use mm_core::page::flags::{PG_ANON, PG_SWAPBACKED};
@@ -105,6 +106,10 @@ pub struct UserPt {
     pub freed: u64,
 }
 
+/// Page-table pages of every user address space, PML4s included (/proc/meminfo's
+/// `PageTables`, with the kernel's own).
+pub static USER_PAGETABLES: AtomicU64 = AtomicU64::new(0);
+
 /// The entries of a page-table page, through the direct map.
 fn table_entry(table: PhysAddr, index: usize) -> *mut u64 {
     page_alloc::page_address(table.pfn())
@@ -127,11 +132,13 @@ impl PtMemory for UserPt {
     fn alloc_table(&mut self) -> Option<PhysAddr> {
         let pfn = page_alloc::alloc_pages(Gfp::KERNEL | Gfp::ZERO | Gfp::ACCOUNT | Gfp::NOWARN, 0)?;
         self.allocated += 1;
+        USER_PAGETABLES.fetch_add(1, Ordering::Relaxed);
         Some(pfn.phys())
     }
 
     fn free_table(&mut self, table: PhysAddr) {
         self.freed += 1;
+        USER_PAGETABLES.fetch_sub(1, Ordering::Relaxed);
         page_alloc::free_pages(table.pfn(), 0);
     }
 
@@ -179,6 +186,7 @@ impl Mm {
     /// An empty address space sharing the kernel half of the master page table.
     pub fn new() -> Option<Mm> {
         let root = page_alloc::alloc_pages(Gfp::KERNEL | Gfp::ZERO | Gfp::NOWARN, 0)?;
+        USER_PAGETABLES.fetch_add(1, Ordering::Relaxed);
         let mut pgd = PageTable::from_root(root.phys());
         pgd.copy_pml4_entries(&pgtable::kernel(), KERNEL_SLOTS);
         Some(Mm {
@@ -291,6 +299,7 @@ impl Mm {
             crate::proc::sched::cond_resched();
         }
         super::shmem::put_all(&self.vmas);
+        USER_PAGETABLES.fetch_sub(1, Ordering::Relaxed);
         page_alloc::free_pages(self.pgd.root().pfn(), 0);
     }
 }

@@ -41,11 +41,8 @@ impl Mm {
             )
             .and_then(|mut d| d.map(p));
             let pfn = p.phys().pfn();
-            if moved.is_ok() {
-                if !is_shared_page(pfn) {
-                    super::rmap::move_to(pfn, dst);
-                }
-            } else if !is_shared_page(pfn) {
+            // The page keeps its rmap index: the moved VMA keeps its pgoff.
+            if moved.is_err() && !is_shared_page(pfn) {
                 page_mapcount_add(pfn, -1);
                 self.rss_stat.dec(pfn);
                 dropped += 1;

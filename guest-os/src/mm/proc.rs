@@ -31,7 +31,8 @@ pub fn meminfo_extra() -> MemInfoExtra {
         slab_unreclaimable: slab_u,
         kernel_stack_bytes: crate::arch::x86_64::gdt::kernel_stack_bytes(),
         page_tables: init::BOOT_PAGETABLES.load(Ordering::Relaxed)
-            + page_alloc::KERNEL_PAGETABLES.load(Ordering::Relaxed),
+            + page_alloc::KERNEL_PAGETABLES.load(Ordering::Relaxed)
+            + super::mm_struct::USER_PAGETABLES.load(Ordering::Relaxed),
         vmalloc_total: vm_total,
         vmalloc_used: vm_used,
         vmalloc_chunk: vm_chunk,

@@ -4,18 +4,21 @@
 //! The equivalent of Linux's anon_vma, simplified to one `anon_vma` per process tree: an
 //! address space gets a fresh id at exec, a forked child shares its parent's, and the
 //! registry lists the processes using each id. A private page (anonymous, a COW copy, or
-//! the private copy of a file page) records the id in `page->mapping` and its virtual page
-//! number in `page->index` when it is first mapped (`page_add_new_anon_rmap`). To find its
-//! PTEs, [`rmap_walk`] visits every process of that id and looks at that address: after fork
-//! the page sits at the same address in parent and children, and mremap updates `index`
-//! when it moves pages. (Linux keeps an anon_vma per VMA and chains them, which narrows the
-//! search after many forks and execs; the answer is the same.)
+//! the private copy of a file page) records the id in `page->mapping` and its *linear
+//! index* in `page->index` when it is first mapped (`page_add_new_anon_rmap`): the VMA's
+//! `pgoff` plus the page's offset in the VMA ([`super::memory::linear_page_index`]). To
+//! find its PTEs, [`rmap_walk`] visits every process of that id and, in each, every private
+//! VMA whose `pgoff` range holds the index (`vma_address`), and looks at that address. A
+//! VMA that mremap moved keeps its `pgoff`, so a page shared copy-on-write by a parent and
+//! a child that moved it is found in both. (Linux keeps an anon_vma per VMA and chains
+//! them, which narrows the search after many forks and execs; the answer is the same.)
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm_core::page::{flags::PG_ANON, Pages};
+use mm_core::vma::{Backing, VM_SHARED};
 
 use super::addr::{Pfn, PAGE_SHIFT};
 use super::page_alloc;
@@ -45,23 +48,13 @@ pub fn detach(id: u64, pid: u32) {
     }
 }
 
-/// Record the owner of a newly mapped private page.
-pub fn add_new_anon(pfn: Pfn, id: u64, va: u64) {
+/// Record the owner of a newly mapped private page and its linear index.
+pub fn add_new_anon(pfn: Pfn, id: u64, index: u64) {
     page_alloc::with(|a| {
         let p = a.page_mut(pfn);
         p.mapping = id as usize;
-        p.index = va >> PAGE_SHIFT;
+        p.index = index;
         p.set(PG_ANON);
-    });
-}
-
-/// A page moved to `va` (mremap).
-pub fn move_to(pfn: Pfn, va: u64) {
-    page_alloc::with(|a| {
-        let p = a.page_mut(pfn);
-        if p.test(PG_ANON) {
-            p.index = va >> PAGE_SHIFT;
-        }
     });
 }
 
@@ -75,7 +68,6 @@ pub fn rmap_walk(pfn: Pfn) -> Vec<(u32, u64)> {
     if !anon {
         return found;
     }
-    let va = index << PAGE_SHIFT;
     let pids = REGISTRY.lock().get(&id).cloned().unwrap_or_default();
     for pid in pids {
         let Some(t) = crate::proc::sched::find(pid) else {
@@ -83,11 +75,22 @@ pub fn rmap_walk(pfn: Pfn) -> Vec<(u32, u64)> {
         };
         let g = t.mm.lock();
         let Some(mm) = g.as_ref() else { continue };
-        if mm
-            .query_pte(va)
-            .is_some_and(|p| p.is_present() && p.phys().pfn() == pfn)
-        {
-            found.push((pid, va));
+        // `vma_address` in every private VMA whose pgoff range holds the index; the PTE
+        // there decides (a file VMA's pgoffs may overlap an anonymous VMA's).
+        for v in mm.vmas.iter() {
+            if v.flags.contains(VM_SHARED) || matches!(v.backing, Backing::Special(_)) {
+                continue;
+            }
+            if index < v.pgoff || index - v.pgoff >= v.pages() {
+                continue;
+            }
+            let va = v.start.as_u64() + ((index - v.pgoff) << PAGE_SHIFT);
+            if mm
+                .query_pte(va)
+                .is_some_and(|p| p.is_present() && p.phys().pfn() == pfn)
+            {
+                found.push((pid, va));
+            }
         }
     }
     found
