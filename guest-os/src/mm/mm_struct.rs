@@ -65,7 +65,7 @@ impl Prot {
 static ZERO_PFN: AtomicU64 = AtomicU64::new(0);
 
 /// Pages every address space maps without owning them: the zero page, the vDSO and vvar.
-fn is_shared_page(pfn: Pfn) -> bool {
+pub(crate) fn is_shared_page(pfn: Pfn) -> bool {
     pfn.as_u64() == ZERO_PFN.load(Ordering::Relaxed) || crate::proc::vdso::is_vdso_page(pfn)
 }
 
