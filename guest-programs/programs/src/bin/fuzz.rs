@@ -1,7 +1,10 @@
-//! `fuzz [SEED [CALLS [PER_CHILD [CHILD]]]]`: a trinity-style system-call
-//! fuzzer for the guest kernel. Defaults: seed 1, 20,000 calls, 1,000 per
-//! child. With CHILD, only that child runs (same seed, same calls), printing
-//! each call and its result on stderr: the replay of a finding.
+//! `fuzz [SEED [CALLS [PER_CHILD [OPTIONS]]]]`: a trinity-style
+//! system-call fuzzer for the guest kernel. Defaults: seed 1, 20,000 calls,
+//! 1,000 per child. OPTIONS, separated by commas: a child number (only that
+//! child runs, same seed, same calls, printing each call and its result on
+//! stderr: the replay of a finding), `each` (the self-check after every
+//! child; the run stops at the first failure, naming the child to replay),
+//! `raw` (without the TEMPORARY workarounds below).
 //!
 //! The parent never makes a random call. It forks children one after the
 //! other, each running up to PER_CHILD random system calls, until CALLS
@@ -41,6 +44,7 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use core::ffi::CStr;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use vmrt::io::read_file;
 use vmrt::println;
@@ -65,6 +69,8 @@ const SELFCHECK: &CStr = c"/proc/vmscope/selfcheck";
 
 /// The descriptor a child reports on; random calls never get this number.
 const REPORT_FD: i32 = 1000;
+/// `raw` option: the TEMPORARY denials and caps are off.
+static RAW: AtomicBool = AtomicBool::new(false);
 /// In a replay of one child, its log of calls (a copy of stderr).
 const LOG_FD: i32 = 1001;
 /// A child reports progress every this many calls (so a killed child's
@@ -75,6 +81,9 @@ const TAG_PROGRESS: u64 = 0x7072_6f67;
 const TAG_FINAL: u64 = 0x6669_6e61;
 /// errno values counted one by one (Linux's go to 133).
 const NERRNO: usize = 134;
+/// Words of a final report: tag, calls, ok, denied, other, errno counts,
+/// checksum.
+const FINAL_WORDS: usize = 5 + NERRNO + 1;
 
 const PAGE: usize = 4096;
 /// The scratch mapping: good pointers point here; a PROT_NONE page follows.
@@ -442,10 +451,11 @@ fn plan(w: &mut World, nr: u64, mut a: [u64; 6]) -> Plan {
             *v = REPORT_FD as u64 - 1;
         }
     }
+    let raw = RAW.load(Ordering::Relaxed);
     match nr {
         // TEMPORARY (FUZZ-FINDINGS.md): a frame with a non-canonical RIP
         // panics the kernel.
-        15 => return Plan::Deny,
+        15 if !raw => return Plan::Deny,
         // End or replace the child, or multiply it.
         56 | 57 | 58 | 59 | 60 | 231 | 322 | 435 => return Plan::Deny,
         // Sleep until a signal, with no timeout.
@@ -531,6 +541,9 @@ fn plan(w: &mut World, nr: u64, mut a: [u64; 6]) -> Plan {
         _ => {}
     }
     // TEMPORARY (FUZZ-FINDINGS.md): memory-management lengths capped.
+    if raw {
+        return Plan::Call(a);
+    }
     match nr {
         9 | 10 | 11 | 26 | 27 | 28 => a[1] = cap(a[1]),
         25 => {
@@ -576,6 +589,14 @@ impl Stats {
             other: 0,
         }
     }
+}
+
+/// A check word over a report, so that a report the child's own calls
+/// scribbled on is recognised.
+fn checksum(words: &[u64]) -> u64 {
+    words.iter().fold(0x5eed_f00d_u64, |a, &w| {
+        (a ^ w).wrapping_mul(0x0100_0000_01b3).rotate_left(7)
+    })
 }
 
 fn report(words: &[u64]) {
@@ -747,9 +768,10 @@ fn child(seed: u64, index: u64, calls: u64, verbose: bool) -> ! {
             report(&[TAG_PROGRESS, st.calls]);
         }
     }
-    let mut words = [0u64; 5 + NERRNO];
+    let mut words = [0u64; FINAL_WORDS];
     words[..5].copy_from_slice(&[TAG_FINAL, st.calls, st.ok, st.denied, st.other]);
-    words[5..].copy_from_slice(&st.errno);
+    words[5..5 + NERRNO].copy_from_slice(&st.errno);
+    words[FINAL_WORDS - 1] = checksum(&words[..FINAL_WORDS - 1]);
     report(&words);
     exit_group(0)
 }
@@ -767,6 +789,8 @@ struct Totals {
     exit_nonzero: u64,
     signaled: [u64; 65],
     stopped: u64,
+    /// Final reports that did not add up (the child overwrote its counters).
+    corrupt: u64,
 }
 
 impl Totals {
@@ -782,13 +806,14 @@ impl Totals {
             exit_nonzero: 0,
             signaled: [0; 65],
             stopped: 0,
+            corrupt: 0,
         }
     }
 }
 
 /// Read a child's report records from `fd` until end of file, into `buf`
 /// (allocated once: the parent's memory must not grow while it measures).
-fn collect(fd: i32, t: &mut Totals, buf: &mut [u8]) {
+fn collect(fd: i32, k: u64, t: &mut Totals, buf: &mut [u8]) {
     let mut len = 0;
     while len < buf.len() {
         match read(fd, &mut buf[len..]) {
@@ -807,16 +832,33 @@ fn collect(fd: i32, t: &mut Totals, buf: &mut [u8]) {
     while i < words {
         match word(i) {
             TAG_PROGRESS if i + 1 < words => {
-                progress = progress.max(word(i + 1));
+                progress = progress.max(word(i + 1).min(k));
                 i += 2;
             }
-            TAG_FINAL if i + 5 + NERRNO <= words => {
-                t.calls += word(i + 1);
-                t.ok += word(i + 2);
-                t.denied += word(i + 3);
-                t.other += word(i + 4);
-                for k in 0..NERRNO {
-                    t.errno[k] += word(i + 5 + k);
+            TAG_FINAL if i + FINAL_WORDS <= words => {
+                // The child's memory is fair game for its own random calls: a
+                // report that does not add up is ignored.
+                let mut rec = [0u64; FINAL_WORDS];
+                for (k, r) in rec.iter_mut().enumerate() {
+                    *r = word(i + k);
+                }
+                let counted = rec[2..5]
+                    .iter()
+                    .chain(&rec[5..5 + NERRNO])
+                    .try_fold(0u64, |a, &b| a.checked_add(b));
+                if checksum(&rec[..FINAL_WORDS - 1]) != rec[FINAL_WORDS - 1]
+                    || counted != Some(rec[1])
+                    || rec[1] > k
+                {
+                    t.corrupt += 1;
+                    break;
+                }
+                t.calls += rec[1];
+                t.ok += rec[2];
+                t.denied += rec[3];
+                t.other += rec[4];
+                for (e, n) in t.errno.iter_mut().zip(&rec[5..5 + NERRNO]) {
+                    *e += n;
                 }
                 return;
             }
@@ -886,11 +928,13 @@ fn main() -> i32 {
     let _ = mem_free();
     let baseline = mem_free();
     let mut t = Totals::new();
-    // Replay of one child, with its calls on stderr.
-    if let Some(c) = vmrt::env::arg(4)
-        .and_then(|a| a.to_str())
-        .and_then(|s| s.parse().ok())
-    {
+    // Options: `each` (the self-check after every child, to find the one
+    // that broke something), `raw` (without the TEMPORARY workarounds), a
+    // child number (replay that child alone, its calls on stderr).
+    let opts = vmrt::env::arg(4).and_then(|a| a.to_str()).unwrap_or("");
+    let check_each = opts.split(',').any(|o| o == "each");
+    RAW.store(opts.split(',').any(|o| o == "raw"), Ordering::Relaxed);
+    if let Some(c) = opts.split(',').find_map(|o| o.parse::<u64>().ok()) {
         println!("replaying child {c} ({per_child} calls)");
         let _ = mem_free();
         let baseline = mem_free();
@@ -914,8 +958,15 @@ fn main() -> i32 {
         // A child killed early made few calls: more children until the
         // target is reached (each at most PER_CHILD, whatever is left).
         let k = per_child.min(calls - t.calls);
+        if check_each {
+            println!("child {c}");
+        }
         let free_before = mem_free();
         if !run_child(seed, c, k, &mut t, &mut buf, false) {
+            return 1;
+        }
+        if check_each && !selfcheck("after this child") {
+            println!("fuzz: the self-check failed after child {c} (replay: fuzz {seed} {calls} {per_child} {c})");
             return 1;
         }
         // Which children MemFree did not come back after (kernel caches may
@@ -931,13 +982,13 @@ fn main() -> i32 {
     let after = mem_free();
     let killed: u64 = t.signaled.iter().sum();
     println!(
-        "calls: {} made ({} by children killed before their last report), {} succeeded, {} denied",
+        "calls: {} made ({} by children killed or with a garbled report), {} succeeded, {} denied",
         t.calls, t.unreported, t.ok, t.denied
     );
     print_errnos(&t);
     println!(
-        "children: {forked} forked, {} exited ({} with a nonzero status), {killed} killed by a signal, {} stopped and killed",
-        t.exited, t.exit_nonzero, t.stopped
+        "children: {forked} forked, {} exited ({} with a nonzero status, {} garbled reports), {killed} killed by a signal, {} stopped and killed",
+        t.exited, t.exit_nonzero, t.corrupt, t.stopped
     );
     if killed > 0 {
         vmrt::print!("  signals:");
@@ -1009,7 +1060,7 @@ fn run_child(seed: u64, c: u64, k: u64, t: &mut Totals, buf: &mut [u8], verbose:
                     }
                 }
             }
-            collect(rfd, t, buf);
+            collect(rfd, k, t, buf);
             let _ = close(rfd);
         }
         Err(e) => {
