@@ -23,7 +23,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use mm_core::page::flags::PG_BUDDY;
-use mm_core::page::Pages;
 
 use super::addr::{Pfn, PhysAddr, PAGE_SHIFT};
 use super::page_alloc::{self, page_address};

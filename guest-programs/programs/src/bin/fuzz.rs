@@ -533,11 +533,7 @@ fn plan(w: &mut World, nr: u64, mut a: [u64; 6]) -> Plan {
         128 => a[2] = w.zero_ts,
         202 => a[3] = w.zero_ts,
         // Close everything but the report descriptor.
-        436 => {
-            if a[0] <= LOG_FD as u64 && a[1] >= REPORT_FD as u64 {
-                a[1] = REPORT_FD as u64 - 1;
-            }
-        }
+        436 if a[0] <= LOG_FD as u64 && a[1] >= REPORT_FD as u64 => a[1] = REPORT_FD as u64 - 1,
         _ => {}
     }
     // TEMPORARY (FUZZ-FINDINGS.md): memory-management lengths capped.
@@ -690,7 +686,7 @@ fn world(seed: u64, child: u64) -> Option<World> {
         pid: getpid() as u64,
         scratch,
         fds,
-        text: main as usize as u64,
+        text: main as *const () as u64,
         stack: &local as *const u64 as u64,
         heap: heap.as_ptr() as u64,
         vdso: vmrt::env::auxv(33).unwrap_or(0) as u64,
