@@ -329,10 +329,7 @@ fn check_rmap(p: &mut Problems, maps: &[Mapping]) {
     }
 }
 
-/// Files under `/proc/vmscope`.
-pub const PROC_FILES: [&str; 2] = ["selfcheck", "freepages"];
-
-/// The contents of `/proc/vmscope/NAME`, if it exists.
+/// The contents of `/proc/vmscope/NAME` (`selfcheck`, `freepages`), if it exists.
 pub fn proc_file(name: &str) -> Option<Vec<u8>> {
     match name {
         "selfcheck" => Some(selfcheck()),

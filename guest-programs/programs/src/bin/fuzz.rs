@@ -989,7 +989,10 @@ fn main() -> i32 {
     if killed > 0 {
         vmrt::print!("  signals:");
         for (s, n) in t.signaled.iter().enumerate().filter(|(_, n)| **n > 0) {
-            vmrt::print!(" {}x{n}", signal_name(s));
+            match signal_name(s) {
+                Some(name) => vmrt::print!(" {name}x{n}"),
+                None => vmrt::print!(" SIG{s}x{n}"),
+            }
         }
         println!();
     }
@@ -1081,7 +1084,8 @@ fn print_errnos(t: &Totals) {
     println!();
 }
 
-fn signal_name(s: usize) -> &'static str {
+/// The name of a classic signal; None for the real-time ones (32..=64).
+fn signal_name(s: usize) -> Option<&'static str> {
     const NAMES: [&str; 32] = [
         "0",
         "SIGHUP",
@@ -1116,5 +1120,5 @@ fn signal_name(s: usize) -> &'static str {
         "SIGPWR",
         "SIGSYS",
     ];
-    NAMES.get(s).copied().unwrap_or("SIGRT")
+    NAMES.get(s).copied()
 }
