@@ -31,6 +31,7 @@ mmap|0|mmap
 stack|0|stack
 forkcow|0|forkcow
 execchain|0|VMSCOPE_BIN=$BIN ./execchain
+execlimits|0|VMSCOPE_BIN=$BIN EXECLIMITS_TOLERANCE_KB=1048576 ./execlimits
 wait|0|wait
 segv|0|segv
 segv-uncaught|139|segv uncaught

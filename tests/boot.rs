@@ -300,3 +300,18 @@ fn unimplemented_instruction_can_raise_ud_instead() {
     assert!(err.contains("triple fault: #UD"), "{err}");
     assert!(err.contains("unimplemented instruction"), "{err}");
 }
+
+/// The kernel turns SMEP and SMAP on at boot (both CPUs advertise them), so that it can
+/// touch user memory only through its user-access routines (STAC/CLAC around them).
+#[test]
+fn guest_kernel_turns_smep_and_smap_on() {
+    let want = "SMEP true, SMAP true";
+    let o = vmscope(&["boot", "--cmdline", "loglevel=info"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains(want), "{}", stdout(&o));
+    if qemu_present() {
+        let q = vmscope(&["boot", "--qemu", "--cmdline", "loglevel=info"]);
+        assert_eq!(q.status.code(), Some(0), "{}", stderr(&q));
+        assert!(stdout(&q).contains(want), "QEMU: {}", stdout(&q));
+    }
+}

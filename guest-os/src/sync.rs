@@ -6,7 +6,17 @@
 use core::arch::asm;
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// IrqLocks held on this CPU (Linux's `preempt_count` for spinlocks): a preemption point
+/// (`proc::sched::cond_resched`) does nothing while it is not 0.
+static LOCKS_HELD: AtomicU32 = AtomicU32::new(0);
+
+/// Whether any [`IrqLock`] is held (a voluntary switch or an interrupt window now could
+/// re-enter it).
+pub fn locks_held() -> bool {
+    LOCKS_HELD.load(Ordering::Relaxed) != 0
+}
 
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
@@ -40,6 +50,7 @@ impl<T> IrqLock<T> {
         if self.locked.swap(true, Ordering::Acquire) {
             panic!("IrqLock {}: taken twice (re-entry on one CPU)", self.name);
         }
+        LOCKS_HELD.fetch_add(1, Ordering::Relaxed);
         IrqGuard {
             lock: self,
             irqs_were_on: rflags & RFLAGS_IF != 0,
@@ -70,6 +81,7 @@ impl<T> DerefMut for IrqGuard<'_, T> {
 
 impl<T> Drop for IrqGuard<'_, T> {
     fn drop(&mut self) {
+        LOCKS_HELD.fetch_sub(1, Ordering::Relaxed);
         self.lock.locked.store(false, Ordering::Release);
         if self.irqs_were_on {
             // SAFETY: restores the interrupt flag saved by `lock`.

@@ -67,6 +67,7 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
         [] => Ok(Node::Root),
         [name] if ROOT_FILES.contains(name) => Ok(Node::File(root_file(name))),
         [pid] => pid_of(pid).map(Node::PidDir),
+        ["vmscope", rest @ ..] => vmscope_node(rest),
         [pid, file] => {
             let pid = pid_of(pid)?;
             let t = sched::find(pid).ok_or(ENOENT)?;
@@ -84,6 +85,17 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
             format!("{}\n", crate::mm::aslr::level()).into_bytes(),
         )),
         [name, ..] if ROOT_FILES.contains(name) => Err(ENOTDIR),
+        _ => Err(ENOENT),
+    }
+}
+
+/// `/proc/vmscope/NAME`: the kernel's own debugging files (the memory self-check), kept
+/// apart from Linux's files. Reading `selfcheck` runs the checks of `mm::debug_vm`.
+fn vmscope_node(rest: &[&str]) -> Result<Node, Errno> {
+    match rest {
+        [name] => crate::mm::debug_vm::proc_file(name)
+            .map(Node::File)
+            .ok_or(ENOENT),
         _ => Err(ENOENT),
     }
 }

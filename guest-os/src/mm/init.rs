@@ -124,7 +124,9 @@ pub fn init(boot: &PvhBootInfo, start_info_pa: u64, cmdline: &[u8]) {
         memblock::with(|mb| {
             for r in mb.free_ranges() {
                 if nr_free < free.len() {
-                    free[nr_free] = (r.base / PAGE_SIZE, r.end() / PAGE_SIZE);
+                    // Only whole pages (PFN_UP/PFN_DOWN): the partial page after a
+                    // reservation that ends mid-page (mem_map's tail) is not free.
+                    free[nr_free] = (r.base.div_ceil(PAGE_SIZE), r.end() / PAGE_SIZE);
                     nr_free += 1;
                 }
             }

@@ -5,6 +5,7 @@
 
 pub mod addr;
 pub mod aslr;
+pub mod debug_vm;
 pub mod fixmap;
 pub mod init;
 pub mod layout;

@@ -76,11 +76,24 @@ pub fn search_exception_table(rip: u64) -> Option<u64> {
     table.chunks_exact(2).find(|e| e[0] == rip).map(|e| e[1])
 }
 
+/// Linux's `might_fault`: every user copy may sleep, so it is also where a long system
+/// call gives the CPU up. After [`RESCHED_BYTES`] of copying in one system call this is a
+/// preemption point (`cond_resched`); callers never hold an IrqLock across a user copy,
+/// and if one does, the point does nothing.
+///
+/// [`RESCHED_BYTES`]: crate::arch::x86_64::syscall::RESCHED_BYTES
+fn might_fault(len: usize) {
+    if crate::arch::x86_64::syscall::uaccess_work(len as u64) {
+        crate::proc::sched::cond_resched();
+    }
+}
+
 /// Copy `dst.len()` bytes from user address `src`.
 pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), Errno> {
     if !access_ok(src, dst.len()) {
         return Err(EFAULT);
     }
+    might_fault(dst.len());
     // SAFETY: the destination is a kernel buffer; the source is a user range checked above,
     // whose faults are fixed up.
     match unsafe { __copy_user(dst.as_mut_ptr(), src as *const u8, dst.len()) } {
@@ -94,6 +107,7 @@ pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
     if !access_ok(dst, src.len()) {
         return Err(EFAULT);
     }
+    might_fault(src.len());
     // SAFETY: as in `copy_from_user`, directions swapped.
     match unsafe { __copy_user(dst as *mut u8, src.as_ptr(), src.len()) } {
         0 => Ok(()),

@@ -16,7 +16,7 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::{current, set_current, state, Task};
 use crate::arch::x86_64::idt::TrapFrame;
@@ -54,13 +54,42 @@ pub fn start_tick() {
     );
 }
 
-/// The tick: end of a timeslice. Preempts only user mode (no kernel lock can be held there).
+/// The tick: end of a timeslice. Preempts user mode at once (no kernel lock can be held
+/// there); in the kernel, which takes interrupts only at preemption points
+/// ([`cond_resched`]), it asks for a switch there.
 fn timer_tick(frame: &mut TrapFrame) {
     crate::drivers::lapic::eoi();
     TICKS.fetch_add(1, Ordering::Relaxed);
     super::vdso::tick();
     super::timer::expire();
     if frame.cs & 3 == 3 {
+        schedule();
+    } else {
+        NEED_RESCHED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The tick came while the kernel ran: switch at the next preemption point (Linux's
+/// `TIF_NEED_RESCHED`).
+static NEED_RESCHED: AtomicBool = AtomicBool::new(false);
+
+/// A preemption point for long kernel loops (Linux's `cond_resched`). The kernel runs with
+/// interrupts off; here it lets a pending interrupt in (`sti; nop; cli`: the one-instruction
+/// STI shadow, then the window), and if the timeslice ended meanwhile, runs the next task
+/// before going on. Does nothing while an [`IrqLock`](crate::sync::IrqLock) is held, so
+/// callers need not know whether theirs are; they must hold nothing else another task could
+/// change.
+pub fn cond_resched() {
+    // Only a running task gives the CPU up here: one on its way to sleep or exit must get
+    // there first (schedule() would not bring it back).
+    let running = current().is_some_and(|t| t.state.load(Ordering::Acquire) == state::RUNNABLE);
+    if crate::sync::locks_held() || !running {
+        return;
+    }
+    // SAFETY: no lock is held, so an interrupt handler cannot re-enter one; interrupts are
+    // off again after the window.
+    unsafe { core::arch::asm!("sti", "nop", "cli", options(nomem, nostack)) };
+    if NEED_RESCHED.swap(false, Ordering::Relaxed) {
         schedule();
     }
 }
@@ -187,16 +216,10 @@ pub fn sleep() {
     }
 }
 
-/// A voluntary preemption point for long system calls (`cond_resched`): let another
-/// runnable task have the CPU. The kernel is not preemptible and runs with interrupts off,
-/// so the caller must hold no lock (an `IrqLock` held across a switch would be re-entered).
-pub fn cond_resched() {
-    schedule();
-}
-
 /// Run another task if one is runnable. The current task keeps running if it is the only
 /// runnable one; if no task can run at all, the CPU idles (see [`idle`]).
 pub fn schedule() {
+    NEED_RESCHED.store(false, Ordering::Relaxed);
     let Some(prev) = current() else { return };
     let prev_runnable = prev.state.load(Ordering::Acquire) == state::RUNNABLE;
     let next = loop {

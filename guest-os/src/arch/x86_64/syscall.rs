@@ -39,6 +39,9 @@ pub struct PerCpu {
     user_rsp: u64,
     /// Top of the current task's kernel stack.
     kernel_rsp: u64,
+    /// Bytes copied to or from user memory since the system call began, or since the last
+    /// preemption point ([`uaccess_work`]); zeroed by the entry code.
+    uaccess_bytes: u64,
 }
 
 struct PerCpuCell(UnsafeCell<PerCpu>);
@@ -48,7 +51,27 @@ unsafe impl Sync for PerCpuCell {}
 static PER_CPU: PerCpuCell = PerCpuCell(UnsafeCell::new(PerCpu {
     user_rsp: 0,
     kernel_rsp: 0,
+    uaccess_bytes: 0,
 }));
+
+/// Bytes a system call may copy between preemption points: short calls never meet one,
+/// long ones (a big pipe or console write, exec's arguments, getdents of a big directory)
+/// reach one at least this often (README, "Bounded system calls").
+pub const RESCHED_BYTES: u64 = 64 << 10;
+
+/// Account `bytes` of user copying to the running system call; true when it has done
+/// [`RESCHED_BYTES`] since the last preemption point (the count starts again).
+pub fn uaccess_work(bytes: u64) -> bool {
+    // SAFETY: single CPU, interrupts off: nothing else touches the per-CPU area now.
+    let pc = unsafe { &mut *PER_CPU.0.get() };
+    pc.uaccess_bytes = pc.uaccess_bytes.saturating_add(bytes);
+    if pc.uaccess_bytes >= RESCHED_BYTES {
+        pc.uaccess_bytes = 0;
+        true
+    } else {
+        false
+    }
+}
 
 /// Set the kernel stack used by the next SYSCALL (the current task's).
 pub fn set_kernel_stack(top: u64) {
@@ -99,6 +122,7 @@ syscall_entry:
     swapgs
     movq %rsp, %gs:0
     movq %gs:8, %rsp
+    movq $0, %gs:16
     pushq ${user_ds}
     pushq %gs:0
     pushq %r11
