@@ -675,6 +675,9 @@ fn sigreturn_with_a_bad_frame_matches_the_host() {
     assert_eq!(e2e("sigreturn", &["cs"]).status.code(), Some(139));
     let o = e2e("sigreturn", &["flags"]);
     assert!(stdout(&o).contains("IOPL 0, NT 0"), "{}", stdout(&o));
+    // A non-canonical handler address: entering it faults, as Linux's IRET does.
+    assert_eq!(e2e("sigreturn", &["handler"]).status.code(), Some(139));
+    assert_eq!(e2e("sigreturn", &["segvhandler"]).status.code(), Some(139));
 }
 
 /// Every unimplemented number answers ENOSYS and is logged once, by name (at info level,

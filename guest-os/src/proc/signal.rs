@@ -276,7 +276,7 @@ fn syscall_restart(frame: &mut TrapFrame, nr: u64, handler: Option<u64>) {
     let restart = match (code, handler) {
         (c, None) if c == ERESTART_RESTARTBLOCK.0 as i64 => {
             frame.rax = NR_RESTART_SYSCALL;
-            frame.rip -= 2;
+            frame.rip = frame.rip.wrapping_sub(2);
             return;
         }
         (c, None)
@@ -304,7 +304,7 @@ fn syscall_restart(frame: &mut TrapFrame, nr: u64, handler: Option<u64>) {
     if restart {
         // Back over the 2-byte SYSCALL instruction, with the number in RAX again.
         frame.rax = nr;
-        frame.rip -= 2;
+        frame.rip = frame.rip.wrapping_sub(2);
     }
 }
 

@@ -99,6 +99,8 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
         0
     };
     if crate::proc::current().is_some() && process_trap(frame, cr2) {
+        // A handler address from sigaction may be non-canonical: no IRETQ to it.
+        crate::proc::signal::check_user_return(frame);
         return;
     }
     if CATCH.armed.swap(0, Ordering::SeqCst) != 0 {
