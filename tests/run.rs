@@ -700,6 +700,36 @@ fn unimplemented_syscalls_are_logged_once() {
     assert_eq!(err.matches("(unknown) not implemented").count(), 1, "{err}");
 }
 
+/// Writing to the read-only initramfs root: EROFS after the checks Linux makes first (the
+/// parent's lookup, EEXIST for a name that must be new). Not compared with the host, whose
+/// root is writable.
+#[test]
+fn the_read_only_root_gives_erofs_in_linux_order() {
+    let o = run(&["syscalls", "rofs"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    for line in [
+        "mkdir /newdir: EROFS",
+        "mkdir /bin: EEXIST",
+        "rmdir /bin: EROFS",
+        "rmdir /nonexistent: EROFS",
+        "unlink /nonexistent: EROFS",
+        "rename /nonexistent: EROFS",
+        "link self: EROFS",
+        "link onto /bin: EEXIST",
+        "symlink onto /bin: EEXIST",
+        "chmod /nonexistent: ENOENT",
+        "truncate self: EROFS",
+        "access self W_OK: EROFS",
+        "open self O_WRONLY: EROFS",
+        "open self O_TRUNC: EROFS",
+        "open /newfile O_CREAT: EROFS",
+        "creat /newfile: EROFS",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in:\n{out}");
+    }
+}
+
 /// RLIMIT_NPROC: fork fails with EAGAIN at the limit. Not compared with the host, where
 /// root is exempt.
 #[test]

@@ -599,22 +599,56 @@ pub fn sys_memfd_create(a: &Args) -> SysResult {
 }
 
 /// Calls that would modify the read-only root (mkdir, unlink, rmdir, rename, link,
-/// symlink, chmod, chown, mknod, utimes...): path lookup errors come first, as in Linux,
-/// then EEXIST for a name that must not exist, then EROFS.
+/// symlink, chmod, chown, mknod...), with Linux's order of checks: the parent directory's
+/// lookup first (ENOENT, ENOTDIR), then the last component's kind (`/`, `.`, `..`), then
+/// `mnt_want_write` (EROFS on the initramfs) except where Linux looks the name up before
+/// (EEXIST for the calls that create it). /proc is a writable mount of its own whose
+/// directories refuse everything: ENOENT for new names, EPERM to remove, ENOTDIR/EISDIR
+/// by type.
 pub mod readonly {
     use super::*;
+    use alloc::vec::Vec;
 
-    /// What the call needs of its path.
+    /// What the call does to its path.
     #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Need {
-        /// The last component is created: its parent must exist, it must not (EEXIST).
+        /// The last component is created (mkdir, symlink, mknod, link's new name).
         Create,
-        /// The object must exist (unlink, chmod...).
+        /// The object must exist and is changed in place (chmod, chown).
         Exist,
-        /// rmdir: must exist, must be a directory; "/" is busy.
+        /// rmdir.
         Rmdir,
-        /// unlink: must exist and not be a directory (EISDIR).
+        /// unlink.
         Unlink,
+    }
+
+    /// The last component: `None` for the root, else the name (`.`, `..` included).
+    fn last_component(path: &[u8]) -> Option<&[u8]> {
+        path.rsplit(|&b| b == b'/').find(|c| !c.is_empty())
+    }
+
+    /// Whether the parent of `abs` is in /proc (the call acts on the proc mount).
+    fn parent_in_proc(abs: &[u8]) -> bool {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        for c in abs.split(|&b| b == b'/') {
+            match c {
+                b"" | b"." => {}
+                b".." => {
+                    parts.pop();
+                }
+                c => parts.push(c),
+            }
+        }
+        parts.len() >= 2 && parts[0] == b"proc"
+    }
+
+    /// Whether the parent of `abs` is a /proc/PID directory or below.
+    fn parent_in_pid_dir(abs: &[u8]) -> bool {
+        let n = abs
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .count();
+        parent_in_proc(abs) && n >= 3
     }
 
     /// The error the call gives for `path` from `dirfd`.
@@ -625,52 +659,90 @@ pub mod readonly {
         }
     }
 
-    fn check_inner(dirfd: i32, path_ptr: u64, need: Need, follow: bool) -> Result<(), Errno> {
+    /// The absolute path of `path_ptr` and whether its parent is in /proc, after the
+    /// parent lookup.
+    pub fn parent(dirfd: i32, path_ptr: u64) -> Result<(Vec<u8>, bool), Errno> {
         let path = user_path(path_ptr)?;
         let abs = namei::path_at(dirfd, &path)?;
-        match need {
-            Need::Create => {
-                namei::lookup_parent(&abs)?;
-                match namei::lookup(&abs, false) {
-                    Ok(_) => Err(EEXIST),
-                    Err(ENOENT) => Ok(()),
-                    Err(e) => Err(e),
-                }
+        namei::lookup_parent(&abs)?;
+        let proc = parent_in_proc(&abs);
+        Ok((abs, proc))
+    }
+
+    fn is_dir(node: &Node) -> Result<bool, Errno> {
+        Ok(match node {
+            Node::Ram(ino) => {
+                crate::fs::with_root(|fs| fs.file_type(*ino))? == kfs::FileType::Directory
             }
-            Need::Exist => namei::lookup(&abs, follow).map(|_| ()),
-            Need::Rmdir | Need::Unlink => {
+            Node::Proc(p) => !matches!(p, procfs::Node::File(_) | procfs::Node::Link(_)),
+        })
+    }
+
+    fn check_inner(dirfd: i32, path_ptr: u64, need: Need, follow: bool) -> Result<(), Errno> {
+        if need == Need::Exist {
+            let path = user_path(path_ptr)?;
+            let abs = namei::path_at(dirfd, &path)?;
+            return namei::lookup(&abs, follow).map(|_| ());
+        }
+        let (abs, proc) = parent(dirfd, path_ptr)?;
+        let last = last_component(&abs);
+        match (need, last) {
+            (Need::Create, None | Some(b".") | Some(b"..")) => return Err(EEXIST),
+            (Need::Rmdir, None) => return Err(super::super::errno::EBUSY),
+            (Need::Rmdir, Some(b".")) => return Err(EINVAL),
+            (Need::Rmdir, Some(b"..")) => return Err(super::super::errno::ENOTEMPTY),
+            (Need::Unlink, None | Some(b".") | Some(b"..")) => return Err(EISDIR),
+            _ => {}
+        }
+        match need {
+            Need::Create => match namei::lookup(&abs, false) {
+                Ok(_) => Err(EEXIST),
+                Err(ENOENT) if proc => Err(ENOENT),
+                Err(ENOENT) => Ok(()),
+                Err(e) => Err(e),
+            },
+            _ if !proc => Ok(()),
+            Need::Rmdir => {
                 let node = namei::lookup(&abs, false)?;
-                let dir = match &node {
-                    Node::Ram(ino) => {
-                        crate::fs::with_root(|fs| fs.file_type(*ino))? == kfs::FileType::Directory
-                    }
-                    Node::Proc(p) => !matches!(p, procfs::Node::File(_) | procfs::Node::Link(_)),
-                };
-                let last = path.rsplit(|&b| b == b'/').find(|c| !c.is_empty());
-                if let Node::Proc(p) = &node {
-                    // /proc itself is a mount point; nothing in it can be removed.
-                    return Err(match (need, p) {
-                        (Need::Rmdir, procfs::Node::Root) => super::super::errno::EBUSY,
-                        (Need::Unlink, _) if dir => EISDIR,
-                        _ => EPERM,
-                    });
+                // Linux answers EPERM inside a process directory whatever the type.
+                if !is_dir(&node)? && !parent_in_pid_dir(&abs) {
+                    return Err(ENOTDIR);
                 }
-                if need == Need::Rmdir {
-                    if !dir {
-                        return Err(ENOTDIR);
-                    }
-                    match last {
-                        None => return Err(super::super::errno::EBUSY),
-                        Some(b".") => return Err(EINVAL),
-                        Some(b"..") => return Err(super::super::errno::ENOTEMPTY),
-                        _ => {}
-                    }
-                } else if dir {
-                    // unlink of a directory: EISDIR on Linux.
+                Err(EPERM)
+            }
+            _ => {
+                let node = namei::lookup(&abs, false)?;
+                if is_dir(&node)? {
                     return Err(EISDIR);
                 }
-                Ok(())
+                Err(EPERM)
             }
+        }
+    }
+
+    /// rename: both parents, EXDEV across mounts, EBUSY for `/`, `.` and `..`, then
+    /// EROFS (in /proc: the lookups, ENOENT).
+    pub fn rename(olddir: i32, old: u64, newdir: i32, new: u64) -> Errno {
+        let r = (|| -> Result<(), Errno> {
+            let (oabs, oproc) = parent(olddir, old)?;
+            let (nabs, nproc) = parent(newdir, new)?;
+            if oproc != nproc {
+                return Err(super::super::errno::EXDEV);
+            }
+            for p in [&oabs, &nabs] {
+                if matches!(last_component(p), None | Some(b".") | Some(b"..")) {
+                    return Err(super::super::errno::EBUSY);
+                }
+            }
+            if oproc {
+                namei::lookup(&oabs, false)?;
+                return Err(ENOENT);
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => EROFS,
+            Err(e) => e,
         }
     }
 }

@@ -292,18 +292,9 @@ fn sys_unlinkat(a: &Args) -> SysResult {
     Err(fs::readonly::check(a.0[0] as i32, a.0[1], need, false))
 }
 
-/// rename and link on the read-only root: the source must exist, the target's parent
-/// must exist; then EROFS.
+/// rename on the read-only root ([`fs::readonly::rename`]).
 fn rename_error(olddir: i32, old: u64, newdir: i32, new: u64) -> Errno {
-    let e = fs::readonly::check(olddir, old, fs::readonly::Need::Exist, false);
-    if e != errno::EROFS {
-        return e;
-    }
-    match fs::readonly::check(newdir, new, fs::readonly::Need::Create, false) {
-        // An existing target is replaced by rename: still EROFS.
-        errno::EEXIST => errno::EROFS,
-        e => e,
-    }
+    fs::readonly::rename(olddir, old, newdir, new)
 }
 
 /// link on the read-only root: the source must exist, the target must not (EEXIST);

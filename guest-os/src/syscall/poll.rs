@@ -6,6 +6,11 @@
 //! wakes it, the timeout passes or a signal arrives, and polls again. Work per call is
 //! bounded by the number of descriptors, which is capped by `RLIMIT_NOFILE` (poll: EINVAL
 //! above it) or by the table size (select), as on Linux.
+//!
+//! A signal ends the wait with `-ERESTARTNOHAND`: EINTR after a handler, a restart when
+//! none ran. The restarted call waits its whole timeout again (Linux's poll keeps the time
+//! left in its restart block; select and pselect6 report it in their timeout argument,
+//! which the restart then uses, as here).
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -16,8 +21,8 @@ use super::Args;
 use crate::fs::fdtable::{fget, nofile_limit};
 use crate::fs::file::{poll::*, File};
 use crate::mm::uaccess::{copy_from_user, copy_to_user};
+use crate::proc;
 use crate::proc::timer::{self, Wake};
-use crate::proc::{self, signal};
 
 /// One `struct pollfd`: `{ int fd; short events; short revents; }`.
 const POLLFD_SIZE: usize = 8;
@@ -279,9 +284,4 @@ pub fn sys_pselect6(a: &Args) -> SysResult {
         let _ = super::time::put_timespec(tsp, d.saturating_sub(timer::now_ns()));
     }
     r
-}
-
-/// Whether a signal would interrupt a wait now (for callers that poll once).
-pub fn signal_pending() -> bool {
-    proc::current().is_some_and(signal::has_pending)
 }
