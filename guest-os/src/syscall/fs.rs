@@ -11,7 +11,9 @@ use super::errno::{
     ESPIPE,
 };
 use super::Args;
-use crate::fs::fdtable::{close_fd, fd_install, fd_install_from, fd_replace, fget, nofile_limit};
+use crate::fs::fdtable::{
+    close_fd, fd_install, fd_install_from, fd_replace, fdget, fget, nofile_limit,
+};
 use crate::fs::file::{flags::*, try_file, try_ops, File};
 use crate::fs::namei::{self, Node, AT_FDCWD, PATH_MAX};
 use crate::fs::procfs;
@@ -74,18 +76,18 @@ fn do_write(f: &File, buf: u64, len: u64, pos: Option<u64>) -> SysResult {
 }
 
 pub fn sys_read(a: &Args) -> SysResult {
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     do_read(&f, a.0[1], a.0[2], None)
 }
 
 pub fn sys_write(a: &Args) -> SysResult {
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     do_write(&f, a.0[1], a.0[2], None)
 }
 
 /// A positioned transfer's file: ESPIPE without positions, EINVAL for a negative offset.
 fn positioned(fd: u64, off: u64) -> Result<Arc<File>, Errno> {
-    let f = fget(fd as u32 as u64)?;
+    let f = fdget(fd as u32 as u64)?;
     if (off as i64) < 0 {
         return Err(EINVAL);
     }
@@ -163,13 +165,13 @@ fn vectored(f: &File, iov: u64, cnt: u64, mut pos: Option<u64>, write: bool) -> 
 
 /// `readv(fd, iov, iovcnt)`.
 pub fn sys_readv(a: &Args) -> SysResult {
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     vectored(&f, a.0[1], a.0[2], None, false)
 }
 
 /// `writev(fd, iov, iovcnt)`.
 pub fn sys_writev(a: &Args) -> SysResult {
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     vectored(&f, a.0[1], a.0[2], None, true)
 }
 
@@ -324,7 +326,7 @@ pub fn sys_close_range(a: &Args) -> SysResult {
 }
 
 pub fn sys_lseek(a: &Args) -> SysResult {
-    fget(a.0[0] as u32 as u64)?.llseek(a.0[1] as i64, a.0[2] as u32)
+    fdget(a.0[0] as u32 as u64)?.llseek(a.0[1] as i64, a.0[2] as u32)
 }
 
 /// `ioctl(fd, cmd, arg)`: the file's own answer (ENOTTY for all but terminals, which have
@@ -333,7 +335,7 @@ pub fn sys_ioctl(a: &Args) -> SysResult {
     const FIONCLEX: u64 = 0x5450;
     const FIOCLEX: u64 = 0x5451;
     const FIONBIO: u64 = 0x5421;
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     match a.0[1] & 0xffff_ffff {
         FIOCLEX | FIONCLEX => {
             let t = crate::proc::current().ok_or(EBADF)?;
@@ -359,7 +361,7 @@ pub fn sys_ioctl(a: &Args) -> SysResult {
 /// `getdents64(fd, dirp, count)`.
 pub fn sys_getdents64(a: &Args) -> SysResult {
     let (buf, count) = (a.0[1], a.0[2] as usize);
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     if !f.f_op.is_dir() {
         return Err(ENOTDIR);
     }
@@ -560,7 +562,7 @@ pub fn sys_truncate(a: &Args) -> SysResult {
 /// `fsync(fd)`/`fdatasync(fd)`: nothing is ever dirty; EINVAL for files that cannot be
 /// synced (pipes, the console), as Linux.
 pub fn sys_fsync(a: &Args) -> SysResult {
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     match f.f_op.name() {
         "pipe" | "console" => Err(EINVAL),
         _ => Ok(0),

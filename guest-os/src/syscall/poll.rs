@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use super::errno::{Errno, SysResult, EBADF, EINVAL, ENOMEM, ERESTARTNOHAND};
 use super::time::get_timespec;
 use super::Args;
-use crate::fs::fdtable::{fget, nofile_limit};
+use crate::fs::fdtable::{fdget, nofile_limit};
 use crate::fs::file::{poll::*, File};
 use crate::mm::uaccess::{copy_from_user, copy_to_user};
 use crate::proc;
@@ -71,7 +71,7 @@ fn do_poll(ufds: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
     files.try_reserve_exact(n).map_err(|_| ENOMEM)?;
     for i in 0..n {
         let fd = i32::from_le_bytes(raw[i * 8..i * 8 + 4].try_into().unwrap_or([0; 4]));
-        files.push(if fd < 0 { None } else { fget(fd as u64).ok() });
+        files.push(if fd < 0 { None } else { fdget(fd as u64).ok() });
     }
     let count = wait_loop(&files, deadline, || {
         let mut ready = 0;
@@ -186,7 +186,7 @@ fn do_select(n: u64, inp: u64, outp: u64, exp: u64, deadline: Option<u64>) -> Sy
     for fd in 0..n {
         let wanted = sets.iter().any(|s| s[fd / 64] & (1 << (fd % 64)) != 0);
         if wanted {
-            files.push(Some(fget(fd as u64)?));
+            files.push(Some(fdget(fd as u64)?));
         } else {
             files.push(None);
         }

@@ -356,6 +356,41 @@ fn stat_family(r: &mut Report) {
         let _ = close(p);
         n.is_ok_and(|n| b[..n] == *format!("{pid}").as_bytes())
     });
+    // O_PATH: a location only.
+    const O_PATH: u32 = 0o10000000;
+    if let Ok(pf) = open(&cstr("/proc"), O_PATH, 0) {
+        let mut b = [0u8; 64];
+        println!(
+            "read through O_PATH: {}",
+            err(vmrt::sys::fs::read(pf, &mut b))
+        );
+        println!(
+            "getdents64 through O_PATH: {}",
+            err(sys(
+                SYS_getdents64,
+                &[pf as usize, b.as_mut_ptr() as usize, 64]
+            ))
+        );
+        println!(
+            "lseek through O_PATH: {}",
+            err(vmrt::sys::fs::lseek(pf, 0, 0))
+        );
+        r.check(
+            "fstat through O_PATH",
+            fstat(pf).is_ok_and(|s| kind(&s) == S_IFDIR),
+        );
+        r.check(
+            "F_GETFL shows O_PATH",
+            sys(SYS_fcntl, &[pf as usize, 3]).is_ok_and(|f| f & O_PATH as usize != 0),
+        );
+        r.check(
+            "newfstatat relative to an O_PATH directory",
+            fstatat(pf as usize, &cstr("self"), 0).is_ok_and(|s| kind(&s) == S_IFDIR),
+        );
+        let _ = close(pf);
+    } else {
+        r.fail();
+    }
     let _ = close(dfd);
     let _ = close(fd);
 }
