@@ -748,3 +748,77 @@ pub mod readonly {
         }
     }
 }
+
+/// `fchmod(fd, mode)` / `fchown(fd, uid, gid)`: EROFS for an initramfs file; pipes, the
+/// console, memfds and /proc files take the change without keeping it (there is nobody to
+/// check permissions against but root).
+pub fn sys_fchmod(a: &Args) -> SysResult {
+    let f = fdget(a.0[0] as u32 as u64)?;
+    match f.f_op.name() {
+        "ramfs" => Err(EROFS),
+        _ => Ok(0),
+    }
+}
+
+/// `flock(fd, op)`: one process holds any lock it asks for (no other holder is tracked);
+/// EINVAL for an unknown operation.
+pub fn sys_flock(a: &Args) -> SysResult {
+    const LOCK_SH: u64 = 1;
+    const LOCK_EX: u64 = 2;
+    const LOCK_NB: u64 = 4;
+    const LOCK_UN: u64 = 8;
+    let f = fdget(a.0[0] as u32 as u64)?;
+    let _ = f;
+    match a.0[1] & !LOCK_NB {
+        LOCK_SH | LOCK_EX | LOCK_UN => Ok(0),
+        _ => Err(EINVAL),
+    }
+}
+
+/// `fadvise64(fd, offset, len, advice)`: advice is accepted and ignored; ESPIPE for pipes,
+/// EINVAL for an unknown advice or a negative length.
+pub fn sys_fadvise64(a: &Args) -> SysResult {
+    let f = fdget(a.0[0] as u32 as u64)?;
+    if f.f_op.name() == "pipe" {
+        return Err(ESPIPE);
+    }
+    if a.0[3] > 5 || (a.0[2] as i64) < 0 {
+        return Err(EINVAL);
+    }
+    Ok(0)
+}
+
+/// `utimensat(dirfd, path, times, flags)`: a NULL path means the descriptor itself
+/// (`futimens`); the initramfs cannot take new times (EROFS), other files ignore them.
+pub fn sys_utimensat(a: &Args) -> SysResult {
+    const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+    const AT_EMPTY_PATH: u64 = 0x1000;
+    if a.0[3] & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(EINVAL);
+    }
+    if a.0[1] == 0 {
+        return sys_fchmod(&Args([a.0[0], 0, 0, 0, 0, 0]));
+    }
+    match readonly::check(
+        a.0[0] as i32,
+        a.0[1],
+        readonly::Need::Exist,
+        a.0[3] & AT_SYMLINK_NOFOLLOW == 0,
+    ) {
+        // /proc files take the call.
+        EROFS => {
+            let path = user_path(a.0[1])?;
+            let abs = namei::path_at(a.0[0] as i32, &path)?;
+            match namei::lookup(&abs, a.0[3] & AT_SYMLINK_NOFOLLOW == 0)? {
+                Node::Ram(_) => Err(EROFS),
+                Node::Proc(_) => Ok(0),
+            }
+        }
+        e => Err(e),
+    }
+}
+
+/// `syncfs(fd)`: nothing is ever dirty.
+pub fn sys_syncfs(a: &Args) -> SysResult {
+    fdget(a.0[0] as u32 as u64).map(|_| 0)
+}

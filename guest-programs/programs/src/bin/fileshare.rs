@@ -240,6 +240,11 @@ fn main() -> i32 {
         read(wr, &mut b) == Err(Errno::EBADF),
     );
     r.check(
+        "fadvise64 on a pipe: ESPIPE",
+        sys(SYS_fadvise64, &[rd as usize, 0, 0, 0]) == Err(Errno::ESPIPE),
+    );
+    r.check("syncfs of a pipe", sys(SYS_syncfs, &[rd as usize]) == Ok(0));
+    r.check(
         "ftruncate on a pipe: EINVAL",
         sys(SYS_ftruncate, &[wr as usize, 0]) == Err(Errno::EINVAL),
     );
@@ -363,6 +368,19 @@ fn memfd(r: &mut Report) {
     r.check(
         "the kept bytes remain",
         got == Ok(8) && &b[..3] == b"hel" && b[3..] == [0; 5],
+    );
+    r.check(
+        "fchmod of a memfd",
+        sys(SYS_fchmod, &[m as usize, 0o600]) == Ok(0),
+    );
+    r.check("flock LOCK_EX", sys(SYS_flock, &[m as usize, 2]) == Ok(0));
+    r.check(
+        "flock with no operation: EINVAL",
+        sys(SYS_flock, &[m as usize, 0]) == Err(Errno::EINVAL),
+    );
+    r.check(
+        "futimens of a memfd",
+        sys(SYS_utimensat, &[m as usize, 0, 0, 0]) == Ok(0),
     );
     r.check(
         "memfd_create with unknown flags: EINVAL",
