@@ -722,6 +722,51 @@ fn process(r: &mut Report) {
         }
         Err(_) => r.fail(),
     }
+    // Identity and scheduling queries.
+    let mut ids = [7u32; 3];
+    r.check(
+        "getresuid: root",
+        sys(
+            SYS_getresuid,
+            &[
+                ids.as_mut_ptr() as usize,
+                ids.as_mut_ptr() as usize + 4,
+                ids.as_mut_ptr() as usize + 8,
+            ],
+        ) == Ok(0)
+            && ids == [0, 0, 0],
+    );
+    let mut cpu = [0u32; 2];
+    r.check(
+        "getcpu",
+        sys(
+            SYS_getcpu,
+            &[cpu.as_mut_ptr() as usize, cpu.as_mut_ptr() as usize + 4, 0],
+        ) == Ok(0),
+    );
+    r.check(
+        "sched_get_priority_max/min of SCHED_FIFO",
+        sys(SYS_sched_get_priority_max, &[1]) == Ok(99)
+            && sys(SYS_sched_get_priority_min, &[1]) == Ok(1),
+    );
+    r.check(
+        "and of SCHED_OTHER",
+        sys(SYS_sched_get_priority_max, &[0]) == Ok(0)
+            && sys(SYS_sched_get_priority_min, &[0]) == Ok(0),
+    );
+    println!(
+        "sched_get_priority_max of policy 42: {}",
+        err(sys(SYS_sched_get_priority_max, &[42]))
+    );
+    let mut prio = 5i32;
+    r.check(
+        "sched_getparam: priority 0",
+        sys(SYS_sched_getparam, &[0, &mut prio as *mut i32 as usize]) == Ok(0) && prio == 0,
+    );
+    println!(
+        "sched_getscheduler of no process: {}",
+        err(sys(SYS_sched_getscheduler, &[0x3fff_fff0]))
+    );
     // membarrier.
     let q = sys(SYS_membarrier, &[0, 0, 0]);
     r.check(
