@@ -850,3 +850,56 @@ fn address_space_randomisation_is_a_switch() {
         assert_eq!(plain.status.code(), random.status.code(), "{prog}");
     }
 }
+
+/// The guest kernel's system-call table (`guest-os/src/syscall/table.rs`) names every
+/// number as Linux's `asm/unistd_64.h` does: checked against the runtime's list generated
+/// from that header (`guest-programs/rt/src/sys/nr.rs`, numbers up to 450), and the later
+/// additions by hand.
+#[test]
+fn the_syscall_table_names_match_linux() {
+    let table = std::fs::read_to_string(root().join("guest-os/src/syscall/table.rs")).unwrap();
+    let names: Vec<&str> = table
+        .lines()
+        .filter_map(|l| {
+            // `"name", // N` (rustfmt pads the comments into a column).
+            let rest = l.trim().strip_prefix('"')?;
+            let (name, tail) = rest.split_once('"')?;
+            let num = tail.trim_start_matches(',').trim().strip_prefix("//")?;
+            let n: usize = num.trim().parse().ok()?;
+            Some((n, name))
+        })
+        .enumerate()
+        .map(|(i, (n, name))| {
+            assert_eq!(i, n, "table entry {i} is commented as {n}");
+            name
+        })
+        .collect();
+    assert!(names.len() >= 462, "only {} entries", names.len());
+    let nr = std::fs::read_to_string(root().join("guest-programs/rt/src/sys/nr.rs")).unwrap();
+    let mut listed = std::collections::BTreeMap::new();
+    for l in nr.lines() {
+        if let Some(rest) = l.strip_prefix("pub const SYS_") {
+            let (name, num) = rest.split_once(": usize = ").unwrap();
+            let n: usize = num.trim_end_matches(';').parse().unwrap();
+            listed.insert(n, name);
+        }
+    }
+    let max = *listed.keys().max().unwrap();
+    for n in 0..=max {
+        match listed.get(&n) {
+            Some(name) => assert_eq!(names[n], *name, "syscall {n}"),
+            // Holes, except the two numbers Linux 6.11 and 6.16 filled after the header.
+            None if n == 335 => assert_eq!(names[n], "uretprobe"),
+            None if n == 336 => assert_eq!(names[n], "uprobe"),
+            None => assert_eq!(names[n], "", "syscall {n} is a hole in Linux's table"),
+        }
+    }
+    for (n, name) in [
+        (451, "cachestat"),
+        (452, "fchmodat2"),
+        (461, "lsm_list_modules"),
+        (462, "mseal"),
+    ] {
+        assert_eq!(names[n], name);
+    }
+}
