@@ -895,6 +895,19 @@ fn rlimits(r: &mut Report) {
         let _ = close(fd);
     }
     let _ = sys(SYS_setrlimit, &[RLIMIT_NOFILE, nofile.as_ptr() as usize]);
+    // /proc/self/limits: Linux's columns, and the soft limit as getrlimit reports it.
+    let text = vmrt::io::read_file(c"/proc/self/limits").unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let mut lines = text.lines();
+    println!("/proc/self/limits: {}", lines.next().unwrap_or(""));
+    for l in lines {
+        println!("  {}", l.get(..25).unwrap_or(l).trim_end());
+    }
+    let files = text.lines().find(|l| l.starts_with("Max open files"));
+    r.check(
+        "its open-file limit is getrlimit's",
+        files.is_some_and(|l| l.get(26..46).map(str::trim) == Some(&*format!("{}", nofile[0]))),
+    );
     // RLIMIT_AS: a mapping that would pass it is ENOMEM.
     const RLIMIT_AS: usize = 9;
     let as_old = get(RLIMIT_AS).unwrap_or([u64::MAX, u64::MAX]);
