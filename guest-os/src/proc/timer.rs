@@ -16,14 +16,31 @@ use crate::sync::IrqLock;
 /// Sleepers and their deadlines (monotonic ns). Short: one entry per sleeping task.
 static TIMERS: IrqLock<Vec<(u64, &'static Task)>> = IrqLock::new("timers", Vec::new());
 
-/// What `restart_syscall` resumes after a sleep was interrupted and the signal ran no
-/// handler (Linux's `restart_block.nanosleep`).
+/// What `restart_syscall` resumes after a timed wait was interrupted and the signal ran
+/// no handler (Linux's `restart_block`): the call and its absolute deadline, so the wait
+/// goes on for the time that was left.
 #[derive(Clone, Copy, Debug)]
-pub struct RestartBlock {
-    /// Absolute deadline on the monotonic clock.
-    pub deadline: u64,
-    /// Where to store the time left if interrupted again (0: nowhere).
-    pub rmtp: u64,
+pub enum RestartBlock {
+    /// nanosleep/clock_nanosleep: where to report the time left if interrupted again.
+    Nanosleep { deadline: u64, rmtp: u64 },
+    /// poll with a timeout (`do_restart_poll`).
+    Poll { ufds: u64, nfds: u64, deadline: u64 },
+    /// FUTEX_WAIT(_BITSET) with a timeout (`futex_wait_restart`).
+    Futex {
+        uaddr: u64,
+        private: bool,
+        val: u32,
+        bitset: u32,
+        deadline: u64,
+    },
+}
+
+/// Store `rb` for `restart_syscall` (returns the code that asks for it).
+pub fn set_restart(rb: RestartBlock) -> crate::syscall::errno::Errno {
+    if let Some(t) = current() {
+        *t.restart_block.lock() = Some(rb);
+    }
+    crate::syscall::errno::ERESTART_RESTARTBLOCK
 }
 
 /// The monotonic clock in nanoseconds.

@@ -8,9 +8,9 @@
 //! above it) or by the table size (select), as on Linux.
 //!
 //! A signal ends the wait with `-ERESTARTNOHAND`: EINTR after a handler, a restart when
-//! none ran. The restarted call waits its whole timeout again (Linux's poll keeps the time
-//! left in its restart block; select and pselect6 report it in their timeout argument,
-//! which the restart then uses, as here).
+//! none ran. poll with a timeout keeps the time left in the restart block
+//! (`-ERESTART_RESTARTBLOCK`); select and pselect6 report it in their timeout argument,
+//! which the restarted call then uses; ppoll restarts with its whole timeout, as Linux's.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -97,11 +97,31 @@ fn do_poll(ufds: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
     Ok(count)
 }
 
-/// `poll(fds, nfds, timeout_ms)`: a negative timeout waits forever.
+/// `poll(fds, nfds, timeout_ms)`: a negative timeout waits forever. Interrupted with a
+/// timeout, it continues through `restart_syscall` with the time left when no handler
+/// ran (`do_restart_poll`).
 pub fn sys_poll(a: &Args) -> SysResult {
     let ms = a.0[2] as i32;
     let deadline = (ms >= 0).then(|| timer::now_ns().saturating_add(ms as u64 * 1_000_000));
-    do_poll(a.0[0], a.0[1], deadline)
+    poll_restartable(a.0[0], a.0[1], deadline)
+}
+
+fn poll_restartable(ufds: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
+    match (do_poll(ufds, nfds, deadline), deadline) {
+        (Err(ERESTARTNOHAND), Some(deadline)) => {
+            Err(timer::set_restart(timer::RestartBlock::Poll {
+                ufds,
+                nfds,
+                deadline,
+            }))
+        }
+        (r, _) => r,
+    }
+}
+
+/// `restart_syscall` of an interrupted poll.
+pub fn restart_poll(ufds: u64, nfds: u64, deadline: u64) -> SysResult {
+    poll_restartable(ufds, nfds, Some(deadline))
 }
 
 /// Apply ppoll's/pselect6's signal mask for the wait (restored after delivery).

@@ -9,7 +9,6 @@
 //! handler, SA_RESTART or not; an absolute sleep returns `-ERESTARTNOHAND` and is simply
 //! restarted when no handler ran.
 
-use super::errno::ERESTART_RESTARTBLOCK;
 use super::errno::{Errno, SysResult, EFAULT, EINTR, EINVAL, EOPNOTSUPP, ERESTARTNOHAND};
 use super::Args;
 use crate::mm::uaccess::{copy_from_user, copy_to_user, put_user};
@@ -69,9 +68,10 @@ fn sleep_relative(deadline: u64, rmtp: u64) -> SysResult {
     if rmtp != 0 {
         put_timespec(rmtp, left).map_err(|_| EFAULT)?;
     }
-    let t = proc::current().ok_or(EINTR)?;
-    *t.restart_block.lock() = Some(RestartBlock { deadline, rmtp });
-    Err(ERESTART_RESTARTBLOCK)
+    Err(timer::set_restart(RestartBlock::Nanosleep {
+        deadline,
+        rmtp,
+    }))
 }
 
 /// `nanosleep(req, rem)`.
@@ -115,13 +115,26 @@ pub fn sys_clock_nanosleep(a: &Args) -> SysResult {
     sleep_relative(deadline, rem)
 }
 
-/// `restart_syscall()`: continue the sleep a signal without a handler interrupted;
-/// EINTR if there is none (`do_no_restart_syscall`).
+/// `restart_syscall()`: continue the wait a signal without a handler interrupted (a
+/// sleep, a poll, a futex wait, each with its deadline); EINTR if there is none
+/// (`do_no_restart_syscall`).
 pub fn sys_restart_syscall(_: &Args) -> SysResult {
     let t = proc::current().ok_or(EINTR)?;
     let rb = t.restart_block.lock().take();
     match rb {
-        Some(RestartBlock { deadline, rmtp }) => sleep_relative(deadline, rmtp),
+        Some(RestartBlock::Nanosleep { deadline, rmtp }) => sleep_relative(deadline, rmtp),
+        Some(RestartBlock::Poll {
+            ufds,
+            nfds,
+            deadline,
+        }) => super::poll::restart_poll(ufds, nfds, deadline),
+        Some(RestartBlock::Futex {
+            uaddr,
+            private,
+            val,
+            bitset,
+            deadline,
+        }) => super::futex::restart_wait(uaddr, private, val, bitset, deadline),
         None => Err(EINTR),
     }
 }

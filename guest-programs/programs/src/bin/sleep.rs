@@ -93,6 +93,7 @@ fn main() -> i32 {
     polling(&mut r);
     restarts(&mut r);
     itimers(&mut r);
+    stopped(&mut r);
     r.exit_status()
 }
 
@@ -433,5 +434,63 @@ fn itimers(r: &mut Report) {
             );
         }
         Err(_) => r.fail(),
+    }
+}
+
+/// A child in a timed wait is stopped and continued: no handler runs, so the call goes on
+/// through restart_syscall to its original deadline (300 ms in all), not for its whole
+/// timeout again (which would end after 500 ms).
+fn stopped(r: &mut Report) {
+    const SIGSTOP: i32 = 19;
+    const SIGCONT: i32 = 18;
+    for what in ["poll", "nanosleep", "futex"] {
+        let Ok((rd, wr)) = pipe2(0) else {
+            r.fail();
+            return;
+        };
+        match fork() {
+            Ok(Fork::Child) => {
+                let t0 = now();
+                let ok = match what {
+                    "poll" => {
+                        let mut fds = [(rd as u32 as u64) | (1 << 32)];
+                        sys(SYS_poll, &[fds.as_mut_ptr() as usize, 1, 300]) == Ok(0)
+                    }
+                    "nanosleep" => nanosleep(300 * MS) == Ok(0),
+                    _ => {
+                        let word = 0u32;
+                        let t = ts(300 * MS);
+                        sys(
+                            SYS_futex,
+                            &[&word as *const u32 as usize, 128, 0, t.as_ptr() as usize],
+                        ) == Err(Errno::ETIMEDOUT)
+                    }
+                };
+                let took = now() - t0;
+                exit_group(if ok && took >= 300 * MS && took < 450 * MS {
+                    0
+                } else {
+                    1
+                });
+            }
+            Ok(Fork::Parent(pid)) => {
+                let _ = nanosleep(100 * MS);
+                let _ = kill(pid, SIGSTOP);
+                let _ = nanosleep(100 * MS);
+                let _ = kill(pid, SIGCONT);
+                let st = wait4(pid, 0).map(|(_, s)| s.exit_status());
+                r.check(stopped_label(what), st == Ok(0));
+            }
+            Err(_) => r.fail(),
+        }
+        let _ = (close(rd), close(wr));
+    }
+}
+
+fn stopped_label(what: &str) -> &'static str {
+    match what {
+        "poll" => "a stopped poll continues to its deadline",
+        "nanosleep" => "a stopped nanosleep continues to its deadline",
+        _ => "a stopped futex wait continues to its deadline",
     }
 }
