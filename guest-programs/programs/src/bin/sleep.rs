@@ -438,8 +438,8 @@ fn itimers(r: &mut Report) {
 }
 
 /// A child in a timed wait is stopped and continued: no handler runs, so the call goes on
-/// through restart_syscall to its original deadline (300 ms in all), not for its whole
-/// timeout again (which would end after 500 ms).
+/// through restart_syscall to its original deadline (600 ms in all), not for its whole
+/// timeout again (which would end after 800 ms).
 fn stopped(r: &mut Report) {
     const SIGSTOP: i32 = 19;
     const SIGCONT: i32 = 18;
@@ -454,12 +454,12 @@ fn stopped(r: &mut Report) {
                 let ok = match what {
                     "poll" => {
                         let mut fds = [(rd as u32 as u64) | (1 << 32)];
-                        sys(SYS_poll, &[fds.as_mut_ptr() as usize, 1, 300]) == Ok(0)
+                        sys(SYS_poll, &[fds.as_mut_ptr() as usize, 1, 600]) == Ok(0)
                     }
-                    "nanosleep" => nanosleep(300 * MS) == Ok(0),
+                    "nanosleep" => nanosleep(600 * MS) == Ok(0),
                     _ => {
                         let word = 0u32;
-                        let t = ts(300 * MS);
+                        let t = ts(600 * MS);
                         sys(
                             SYS_futex,
                             &[&word as *const u32 as usize, 128, 0, t.as_ptr() as usize],
@@ -467,7 +467,7 @@ fn stopped(r: &mut Report) {
                     }
                 };
                 let took = now() - t0;
-                exit_group(if ok && took >= 300 * MS && took < 450 * MS {
+                exit_group(if ok && took >= 600 * MS && took < 750 * MS {
                     0
                 } else {
                     1
