@@ -818,6 +818,18 @@ pub fn sys_utimensat(a: &Args) -> SysResult {
     }
 }
 
+/// `eventfd2(initval, flags)` / `eventfd(initval)`: a counter file (`fs/eventfd.rs`).
+pub fn sys_eventfd2(a: &Args) -> SysResult {
+    use crate::fs::eventfd::{EventFd, EFD_SEMAPHORE};
+    let flags = a.0[1] as u32;
+    if a.0[1] & !((O_CLOEXEC | O_NONBLOCK | EFD_SEMAPHORE) as u64) != 0 {
+        return Err(EINVAL);
+    }
+    let ops = try_ops(EventFd::new(a.0[0] as u32, flags & EFD_SEMAPHORE != 0))?;
+    let f = try_file(ops, O_RDWR | (flags & O_NONBLOCK))?;
+    Ok(fd_install(f, flags & O_CLOEXEC != 0)? as u64)
+}
+
 /// `syncfs(fd)`: nothing is ever dirty.
 pub fn sys_syncfs(a: &Args) -> SysResult {
     fdget(a.0[0] as u32 as u64).map(|_| 0)
