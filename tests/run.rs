@@ -675,6 +675,9 @@ fn sigreturn_with_a_bad_frame_matches_the_host() {
     assert_eq!(e2e("sigreturn", &["cs"]).status.code(), Some(139));
     let o = e2e("sigreturn", &["flags"]);
     assert!(stdout(&o).contains("IOPL 0, NT 0"), "{}", stdout(&o));
+    // A non-canonical handler address: entering it faults, as Linux's IRET does.
+    assert_eq!(e2e("sigreturn", &["handler"]).status.code(), Some(139));
+    assert_eq!(e2e("sigreturn", &["segvhandler"]).status.code(), Some(139));
 }
 
 /// Every unimplemented number answers ENOSYS and is logged once, by name (at info level,
@@ -695,6 +698,36 @@ fn unimplemented_syscalls_are_logged_once() {
     }
     // Numbers past the table share one line.
     assert_eq!(err.matches("(unknown) not implemented").count(), 1, "{err}");
+}
+
+/// Writing to the read-only initramfs root: EROFS after the checks Linux makes first (the
+/// parent's lookup, EEXIST for a name that must be new). Not compared with the host, whose
+/// root is writable.
+#[test]
+fn the_read_only_root_gives_erofs_in_linux_order() {
+    let o = run(&["syscalls", "rofs"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    for line in [
+        "mkdir /newdir: EROFS",
+        "mkdir /bin: EEXIST",
+        "rmdir /bin: EROFS",
+        "rmdir /nonexistent: EROFS",
+        "unlink /nonexistent: EROFS",
+        "rename /nonexistent: EROFS",
+        "link self: EROFS",
+        "link onto /bin: EEXIST",
+        "symlink onto /bin: EEXIST",
+        "chmod /nonexistent: ENOENT",
+        "truncate self: EROFS",
+        "access self W_OK: EROFS",
+        "open self O_WRONLY: EROFS",
+        "open self O_TRUNC: EROFS",
+        "open /newfile O_CREAT: EROFS",
+        "creat /newfile: EROFS",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in:\n{out}");
+    }
 }
 
 /// RLIMIT_NPROC: fork fails with EAGAIN at the limit. Not compared with the host, where
@@ -970,5 +1003,58 @@ fn address_space_randomisation_is_a_switch() {
         let random = run(&["--cmdline", "randomize_va_space=2 aslr_seed=3", prog]);
         assert_eq!(stdout(&plain), stdout(&random), "{prog}");
         assert_eq!(plain.status.code(), random.status.code(), "{prog}");
+    }
+}
+
+/// The guest kernel's system-call table (`guest-os/src/syscall/table.rs`) names every
+/// number as Linux's `asm/unistd_64.h` does: checked against the runtime's list generated
+/// from that header (`guest-programs/rt/src/sys/nr.rs`, numbers up to 450), and the later
+/// additions by hand.
+#[test]
+fn the_syscall_table_names_match_linux() {
+    let table = std::fs::read_to_string(root().join("guest-os/src/syscall/table.rs")).unwrap();
+    let names: Vec<&str> = table
+        .lines()
+        .filter_map(|l| {
+            // `"name", // N` (rustfmt pads the comments into a column).
+            let rest = l.trim().strip_prefix('"')?;
+            let (name, tail) = rest.split_once('"')?;
+            let num = tail.trim_start_matches(',').trim().strip_prefix("//")?;
+            let n: usize = num.trim().parse().ok()?;
+            Some((n, name))
+        })
+        .enumerate()
+        .map(|(i, (n, name))| {
+            assert_eq!(i, n, "table entry {i} is commented as {n}");
+            name
+        })
+        .collect();
+    assert!(names.len() >= 462, "only {} entries", names.len());
+    let nr = std::fs::read_to_string(root().join("guest-programs/rt/src/sys/nr.rs")).unwrap();
+    let mut listed = std::collections::BTreeMap::new();
+    for l in nr.lines() {
+        if let Some(rest) = l.strip_prefix("pub const SYS_") {
+            let (name, num) = rest.split_once(": usize = ").unwrap();
+            let n: usize = num.trim_end_matches(';').parse().unwrap();
+            listed.insert(n, name);
+        }
+    }
+    let max = *listed.keys().max().unwrap();
+    for (n, &have) in names.iter().enumerate().take(max + 1) {
+        match listed.get(&n) {
+            Some(name) => assert_eq!(have, *name, "syscall {n}"),
+            // Holes, except the two numbers Linux 6.11 and 6.16 filled after the header.
+            None if n == 335 => assert_eq!(have, "uretprobe"),
+            None if n == 336 => assert_eq!(have, "uprobe"),
+            None => assert_eq!(have, "", "syscall {n} is a hole in Linux's table"),
+        }
+    }
+    for (n, name) in [
+        (451, "cachestat"),
+        (452, "fchmodat2"),
+        (461, "lsm_list_modules"),
+        (462, "mseal"),
+    ] {
+        assert_eq!(names[n], name);
     }
 }

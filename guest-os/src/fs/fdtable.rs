@@ -19,11 +19,22 @@ fn errno(e: kfs::Errno) -> Errno {
     Errno(e.0)
 }
 
-/// The description behind `fd` of the current process (`fget`), or EBADF.
+/// The description behind `fd` of the current process (`fget`, or Linux's `fdget_raw`:
+/// O_PATH descriptors included), or EBADF.
 pub fn fget(fd: u64) -> Result<Arc<File>, Errno> {
     let t = proc::current().ok_or(EBADF)?;
     let files = t.files.lock();
     files.get(fd).cloned().ok_or(EBADF)
+}
+
+/// [`fget`] for operations on the file itself (`fdget`): an O_PATH descriptor names a
+/// location only, so reading, writing, seeking, listing, ioctl and mmap are EBADF.
+pub fn fdget(fd: u64) -> Result<Arc<File>, Errno> {
+    let f = fget(fd)?;
+    if f.flags() & super::file::flags::O_PATH != 0 {
+        return Err(EBADF);
+    }
+    Ok(f)
 }
 
 /// The open mode of `fd`: (readable, writable), for mmap's VM_MAYREAD/VM_MAYWRITE.

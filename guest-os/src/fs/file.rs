@@ -198,8 +198,12 @@ impl File {
         Ok(new as u64)
     }
 
-    /// The inode mmap can map, or ENODEV.
+    /// The inode mmap can map: EBADF for an O_PATH descriptor, ENODEV for a file that
+    /// cannot be mapped.
     pub fn mmap_ino(&self) -> Result<kfs::Ino, Errno> {
+        if self.flags() & flags::O_PATH != 0 {
+            return Err(crate::syscall::errno::EBADF);
+        }
         self.f_op.mmap_ino().ok_or(ENODEV)
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod console;
 pub mod dirent;
+pub mod eventfd;
 pub mod fdtable;
 pub mod file;
 pub mod memfd;

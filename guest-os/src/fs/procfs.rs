@@ -46,7 +46,7 @@ const ROOT_FILES: [&str; 8] = [
     "stat",
 ];
 /// Files in a process directory.
-const PID_FILES: [&str; 5] = ["cmdline", "maps", "smaps", "stat", "status"];
+const PID_FILES: [&str; 6] = ["cmdline", "maps", "smaps", "stat", "status", "limits"];
 
 /// Resolve `path` if it is under /proc (`None` otherwise).
 pub fn lookup(path: &[u8]) -> Option<Result<Node, Errno>> {
@@ -78,6 +78,7 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
                 "stat" => Ok(Node::File(stat(t))),
                 "status" => Ok(Node::File(status(t))),
                 "exe" => Ok(Node::Link(t.exe.lock().clone())),
+                "limits" => Ok(Node::File(limits(t))),
                 _ => Err(ENOENT),
             }
         }
@@ -347,6 +348,50 @@ fn stat(t: &Task) -> Vec<u8> {
         t.exit_code.load(Ordering::Relaxed)
     );
     s.push('\n');
+    s.into_bytes()
+}
+
+/// /proc/PID/limits (`proc_pid_limits`): the resource limits in Linux's columns.
+fn limits(t: &Task) -> Vec<u8> {
+    use crate::proc::rlimit::RLIM_INFINITY;
+    const NAMES: [(&str, &str); 16] = [
+        ("Max cpu time", "seconds"),
+        ("Max file size", "bytes"),
+        ("Max data size", "bytes"),
+        ("Max stack size", "bytes"),
+        ("Max core file size", "bytes"),
+        ("Max resident set", "bytes"),
+        ("Max processes", "processes"),
+        ("Max open files", "files"),
+        ("Max locked memory", "bytes"),
+        ("Max address space", "bytes"),
+        ("Max file locks", "locks"),
+        ("Max pending signals", "signals"),
+        ("Max msgqueue size", "bytes"),
+        ("Max nice priority", ""),
+        ("Max realtime priority", ""),
+        ("Max realtime timeout", "us"),
+    ];
+    let rlim = *t.rlim.lock();
+    let mut s = format!(
+        "{:<25} {:<20} {:<20} {:<10}\n",
+        "Limit", "Soft Limit", "Hard Limit", "Units"
+    );
+    let val = |v: u64| {
+        if v == RLIM_INFINITY {
+            String::from("unlimited")
+        } else {
+            format!("{v}")
+        }
+    };
+    for ((name, unit), r) in NAMES.iter().zip(rlim.iter()) {
+        let _ = write!(s, "{:<25} {:<20} {:<20} ", name, val(r.cur), val(r.max));
+        if unit.is_empty() {
+            s.push('\n');
+        } else {
+            let _ = writeln!(s, "{unit:<10}");
+        }
+    }
     s.into_bytes()
 }
 

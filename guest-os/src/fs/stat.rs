@@ -16,6 +16,7 @@ pub const ROOTFS_DEV: u64 = 1;
 pub const PROC_DEV: u64 = 0x16;
 pub const PIPEFS_DEV: u64 = 0xd;
 pub const SHMEM_DEV: u64 = 0x5;
+pub const ANON_INODE_DEV: u64 = 0xe;
 /// The console's device: `/dev/ttyS0` is `4:64` (`TTY_MAJOR`, minor 64 + port).
 pub const TTY_MAJOR: u32 = 4;
 

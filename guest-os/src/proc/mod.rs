@@ -228,6 +228,7 @@ pub fn exit_current(r: ExitReason) -> ! {
     }
     let files = t.files.lock().clear();
     drop(files);
+    timer::exit_timers(t);
     release_vfork(t);
     let code = match r {
         ExitReason::Exit(s) => (s as u32) << 8,

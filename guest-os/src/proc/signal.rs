@@ -21,6 +21,7 @@ pub const SIGFPE: u8 = 8;
 pub const SIGKILL: u8 = 9;
 pub const SIGSEGV: u8 = 11;
 pub const SIGPIPE: u8 = 13;
+pub const SIGALRM: u8 = 14;
 pub const SIGCHLD: u8 = 17;
 pub const SIGCONT: u8 = 18;
 pub const SIGSTOP: u8 = 19;
@@ -277,7 +278,7 @@ fn syscall_restart(frame: &mut TrapFrame, nr: u64, handler: Option<u64>) {
     let restart = match (code, handler) {
         (c, None) if c == ERESTART_RESTARTBLOCK.0 as i64 => {
             frame.rax = NR_RESTART_SYSCALL;
-            frame.rip -= 2;
+            frame.rip = frame.rip.wrapping_sub(2);
             return;
         }
         (c, None)
@@ -305,7 +306,7 @@ fn syscall_restart(frame: &mut TrapFrame, nr: u64, handler: Option<u64>) {
     if restart {
         // Back over the 2-byte SYSCALL instruction, with the number in RAX again.
         frame.rax = nr;
-        frame.rip -= 2;
+        frame.rip = frame.rip.wrapping_sub(2);
     }
 }
 

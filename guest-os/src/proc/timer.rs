@@ -1,7 +1,8 @@
 //! Sleeping on the clock (`kernel/time/hrtimer.c`'s role, at tick resolution): a task that
 //! sleeps until a deadline puts itself on the timer list, and the scheduler tick wakes every
 //! task whose deadline has passed. nanosleep, clock_nanosleep, and the timeouts of poll,
-//! select and futex sleep here; a signal wakes the sleeper early.
+//! select and futex sleep here; a signal wakes the sleeper early. The tick also fires the
+//! processes' ITIMER_REAL timers (`alarm`, `setitimer`): SIGALRM.
 //!
 //! The clock is the virtual monotonic clock (the TSC, nanoseconds); the tick every
 //! [`super::sched::TIMESLICE_NS`] checks the list, so a sleep ends at the first tick at or
@@ -15,14 +16,31 @@ use crate::sync::IrqLock;
 /// Sleepers and their deadlines (monotonic ns). Short: one entry per sleeping task.
 static TIMERS: IrqLock<Vec<(u64, &'static Task)>> = IrqLock::new("timers", Vec::new());
 
-/// What `restart_syscall` resumes after a sleep was interrupted and the signal ran no
-/// handler (Linux's `restart_block.nanosleep`).
+/// What `restart_syscall` resumes after a timed wait was interrupted and the signal ran
+/// no handler (Linux's `restart_block`): the call and its absolute deadline, so the wait
+/// goes on for the time that was left.
 #[derive(Clone, Copy, Debug)]
-pub struct RestartBlock {
-    /// Absolute deadline on the monotonic clock.
-    pub deadline: u64,
-    /// Where to store the time left if interrupted again (0: nowhere).
-    pub rmtp: u64,
+pub enum RestartBlock {
+    /// nanosleep/clock_nanosleep: where to report the time left if interrupted again.
+    Nanosleep { deadline: u64, rmtp: u64 },
+    /// poll with a timeout (`do_restart_poll`).
+    Poll { ufds: u64, nfds: u64, deadline: u64 },
+    /// FUTEX_WAIT(_BITSET) with a timeout (`futex_wait_restart`).
+    Futex {
+        uaddr: u64,
+        private: bool,
+        val: u32,
+        bitset: u32,
+        deadline: u64,
+    },
+}
+
+/// Store `rb` for `restart_syscall` (returns the code that asks for it).
+pub fn set_restart(rb: RestartBlock) -> crate::syscall::errno::Errno {
+    if let Some(t) = current() {
+        *t.restart_block.lock() = Some(rb);
+    }
+    crate::syscall::errno::ERESTART_RESTARTBLOCK
 }
 
 /// The monotonic clock in nanoseconds.
@@ -88,9 +106,10 @@ pub fn cancel(t: &Task) {
     TIMERS.lock().retain(|(_, x)| !core::ptr::eq(*x, t));
 }
 
-/// Wake the sleepers whose deadline passed (from the tick).
+/// Wake the sleepers whose deadline passed and fire the interval timers (from the tick).
 pub fn expire() {
     let now = now_ns();
+    expire_itimers(now);
     let mut due: [Option<&'static Task>; 8] = [None; 8];
     loop {
         let mut n = 0;
@@ -117,8 +136,112 @@ pub fn expire() {
     }
 }
 
-/// Whether a sleeper waits for the clock (an idle CPU then waits for the tick, which is
-/// not a hang).
+/// Whether a sleeper or an interval timer waits for the clock (an idle CPU then waits for
+/// the tick, which is not a hang).
 pub fn pending() -> bool {
-    !TIMERS.lock().is_empty()
+    !TIMERS.lock().is_empty() || !ITIMERS.lock().is_empty()
+}
+
+/// A process's real-time interval timer (`ITIMER_REAL`, also `alarm`): SIGALRM at the
+/// deadline, again every `interval` if non-zero.
+struct Itimer {
+    task: &'static Task,
+    deadline: u64,
+    interval: u64,
+}
+
+/// Armed real-time timers, one per process at most.
+static ITIMERS: IrqLock<Vec<Itimer>> = IrqLock::new("itimers", Vec::new());
+
+/// Arm (or with `value` 0 disarm) `t`'s ITIMER_REAL; returns the old (time left,
+/// interval) in nanoseconds. ENOMEM if the timer list cannot grow.
+pub fn set_itimer_real(
+    t: &'static Task,
+    value: u64,
+    interval: u64,
+) -> Result<(u64, u64), crate::syscall::errno::Errno> {
+    let now = now_ns();
+    let mut l = ITIMERS.lock();
+    let old = l
+        .iter()
+        .position(|x| core::ptr::eq(x.task, t))
+        .map(|i| l.swap_remove(i));
+    let old = old.map_or((0, 0), |o| {
+        (o.deadline.saturating_sub(now).max(1), o.interval)
+    });
+    if value != 0 {
+        l.try_reserve(1)
+            .map_err(|_| crate::syscall::errno::ENOMEM)?;
+        l.push(Itimer {
+            task: t,
+            deadline: now.saturating_add(value),
+            interval,
+        });
+    }
+    Ok(old)
+}
+
+/// `t`'s ITIMER_REAL: (time left, interval) in nanoseconds, (0, 0) when disarmed.
+pub fn get_itimer_real(t: &Task) -> (u64, u64) {
+    let now = now_ns();
+    ITIMERS
+        .lock()
+        .iter()
+        .find(|x| core::ptr::eq(x.task, t))
+        .map_or((0, 0), |o| {
+            (o.deadline.saturating_sub(now).max(1), o.interval)
+        })
+}
+
+/// Forget `t`'s timers (exit: the task may be freed).
+pub fn exit_timers(t: &Task) {
+    cancel(t);
+    ITIMERS.lock().retain(|x| !core::ptr::eq(x.task, t));
+}
+
+/// Send SIGALRM for every expired interval timer (from the tick), re-arming periodic ones.
+fn expire_itimers(now: u64) {
+    let mut fired: [Option<&'static Task>; 8] = [None; 8];
+    loop {
+        let mut n = 0;
+        {
+            let mut l = ITIMERS.lock();
+            let mut i = 0;
+            while i < l.len() && n < fired.len() {
+                if l[i].deadline <= now {
+                    fired[n] = Some(l[i].task);
+                    n += 1;
+                    if l[i].interval != 0 {
+                        // The next period from the missed deadline, skipping periods the
+                        // tick was too coarse for (they count as one signal anyway).
+                        let iv = l[i].interval;
+                        let late = now - l[i].deadline;
+                        l[i].deadline += (late / iv + 1) * iv;
+                        i += 1;
+                    } else {
+                        l.swap_remove(i);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        for t in fired.iter_mut().take(n) {
+            if let Some(t) = t.take() {
+                signal::send(
+                    t,
+                    signal::SIGALRM,
+                    signal::SigInfo {
+                        signo: signal::SIGALRM,
+                        code: signal::SI_KERNEL,
+                        addr: 0,
+                        pid: 0,
+                    },
+                );
+            }
+        }
+        if n < fired.len() {
+            return;
+        }
+    }
 }

@@ -11,7 +11,9 @@ use super::errno::{
     ESPIPE,
 };
 use super::Args;
-use crate::fs::fdtable::{close_fd, fd_install, fd_install_from, fd_replace, fget, nofile_limit};
+use crate::fs::fdtable::{
+    close_fd, fd_install, fd_install_from, fd_replace, fdget, fget, nofile_limit,
+};
 use crate::fs::file::{flags::*, try_file, try_ops, File};
 use crate::fs::namei::{self, Node, AT_FDCWD, PATH_MAX};
 use crate::fs::procfs;
@@ -74,18 +76,18 @@ fn do_write(f: &File, buf: u64, len: u64, pos: Option<u64>) -> SysResult {
 }
 
 pub fn sys_read(a: &Args) -> SysResult {
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     do_read(&f, a.0[1], a.0[2], None)
 }
 
 pub fn sys_write(a: &Args) -> SysResult {
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     do_write(&f, a.0[1], a.0[2], None)
 }
 
 /// A positioned transfer's file: ESPIPE without positions, EINVAL for a negative offset.
 fn positioned(fd: u64, off: u64) -> Result<Arc<File>, Errno> {
-    let f = fget(fd as u32 as u64)?;
+    let f = fdget(fd as u32 as u64)?;
     if (off as i64) < 0 {
         return Err(EINVAL);
     }
@@ -163,13 +165,13 @@ fn vectored(f: &File, iov: u64, cnt: u64, mut pos: Option<u64>, write: bool) -> 
 
 /// `readv(fd, iov, iovcnt)`.
 pub fn sys_readv(a: &Args) -> SysResult {
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     vectored(&f, a.0[1], a.0[2], None, false)
 }
 
 /// `writev(fd, iov, iovcnt)`.
 pub fn sys_writev(a: &Args) -> SysResult {
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     vectored(&f, a.0[1], a.0[2], None, true)
 }
 
@@ -324,7 +326,7 @@ pub fn sys_close_range(a: &Args) -> SysResult {
 }
 
 pub fn sys_lseek(a: &Args) -> SysResult {
-    fget(a.0[0] as u32 as u64)?.llseek(a.0[1] as i64, a.0[2] as u32)
+    fdget(a.0[0] as u32 as u64)?.llseek(a.0[1] as i64, a.0[2] as u32)
 }
 
 /// `ioctl(fd, cmd, arg)`: the file's own answer (ENOTTY for all but terminals, which have
@@ -333,7 +335,7 @@ pub fn sys_ioctl(a: &Args) -> SysResult {
     const FIONCLEX: u64 = 0x5450;
     const FIOCLEX: u64 = 0x5451;
     const FIONBIO: u64 = 0x5421;
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     match a.0[1] & 0xffff_ffff {
         FIOCLEX | FIONCLEX => {
             let t = crate::proc::current().ok_or(EBADF)?;
@@ -359,7 +361,7 @@ pub fn sys_ioctl(a: &Args) -> SysResult {
 /// `getdents64(fd, dirp, count)`.
 pub fn sys_getdents64(a: &Args) -> SysResult {
     let (buf, count) = (a.0[1], a.0[2] as usize);
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     if !f.f_op.is_dir() {
         return Err(ENOTDIR);
     }
@@ -560,7 +562,7 @@ pub fn sys_truncate(a: &Args) -> SysResult {
 /// `fsync(fd)`/`fdatasync(fd)`: nothing is ever dirty; EINVAL for files that cannot be
 /// synced (pipes, the console), as Linux.
 pub fn sys_fsync(a: &Args) -> SysResult {
-    let f = fget(a.0[0] as u32 as u64)?;
+    let f = fdget(a.0[0] as u32 as u64)?;
     match f.f_op.name() {
         "pipe" | "console" => Err(EINVAL),
         _ => Ok(0),
@@ -599,22 +601,56 @@ pub fn sys_memfd_create(a: &Args) -> SysResult {
 }
 
 /// Calls that would modify the read-only root (mkdir, unlink, rmdir, rename, link,
-/// symlink, chmod, chown, mknod, utimes...): path lookup errors come first, as in Linux,
-/// then EEXIST for a name that must not exist, then EROFS.
+/// symlink, chmod, chown, mknod...), with Linux's order of checks: the parent directory's
+/// lookup first (ENOENT, ENOTDIR), then the last component's kind (`/`, `.`, `..`), then
+/// `mnt_want_write` (EROFS on the initramfs) except where Linux looks the name up before
+/// (EEXIST for the calls that create it). /proc is a writable mount of its own whose
+/// directories refuse everything: ENOENT for new names, EPERM to remove, ENOTDIR/EISDIR
+/// by type.
 pub mod readonly {
     use super::*;
+    use alloc::vec::Vec;
 
-    /// What the call needs of its path.
+    /// What the call does to its path.
     #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Need {
-        /// The last component is created: its parent must exist, it must not (EEXIST).
+        /// The last component is created (mkdir, symlink, mknod, link's new name).
         Create,
-        /// The object must exist (unlink, chmod...).
+        /// The object must exist and is changed in place (chmod, chown).
         Exist,
-        /// rmdir: must exist, must be a directory; "/" is busy.
+        /// rmdir.
         Rmdir,
-        /// unlink: must exist and not be a directory (EISDIR).
+        /// unlink.
         Unlink,
+    }
+
+    /// The last component: `None` for the root, else the name (`.`, `..` included).
+    fn last_component(path: &[u8]) -> Option<&[u8]> {
+        path.rsplit(|&b| b == b'/').find(|c| !c.is_empty())
+    }
+
+    /// Whether the parent of `abs` is in /proc (the call acts on the proc mount).
+    fn parent_in_proc(abs: &[u8]) -> bool {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        for c in abs.split(|&b| b == b'/') {
+            match c {
+                b"" | b"." => {}
+                b".." => {
+                    parts.pop();
+                }
+                c => parts.push(c),
+            }
+        }
+        parts.len() >= 2 && parts[0] == b"proc"
+    }
+
+    /// Whether the parent of `abs` is a /proc/PID directory or below.
+    fn parent_in_pid_dir(abs: &[u8]) -> bool {
+        let n = abs
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .count();
+        parent_in_proc(abs) && n >= 3
     }
 
     /// The error the call gives for `path` from `dirfd`.
@@ -625,52 +661,176 @@ pub mod readonly {
         }
     }
 
-    fn check_inner(dirfd: i32, path_ptr: u64, need: Need, follow: bool) -> Result<(), Errno> {
+    /// The absolute path of `path_ptr` and whether its parent is in /proc, after the
+    /// parent lookup.
+    pub fn parent(dirfd: i32, path_ptr: u64) -> Result<(Vec<u8>, bool), Errno> {
         let path = user_path(path_ptr)?;
         let abs = namei::path_at(dirfd, &path)?;
-        match need {
-            Need::Create => {
-                namei::lookup_parent(&abs)?;
-                match namei::lookup(&abs, false) {
-                    Ok(_) => Err(EEXIST),
-                    Err(ENOENT) => Ok(()),
-                    Err(e) => Err(e),
-                }
+        namei::lookup_parent(&abs)?;
+        let proc = parent_in_proc(&abs);
+        Ok((abs, proc))
+    }
+
+    fn is_dir(node: &Node) -> Result<bool, Errno> {
+        Ok(match node {
+            Node::Ram(ino) => {
+                crate::fs::with_root(|fs| fs.file_type(*ino))? == kfs::FileType::Directory
             }
-            Need::Exist => namei::lookup(&abs, follow).map(|_| ()),
-            Need::Rmdir | Need::Unlink => {
+            Node::Proc(p) => !matches!(p, procfs::Node::File(_) | procfs::Node::Link(_)),
+        })
+    }
+
+    fn check_inner(dirfd: i32, path_ptr: u64, need: Need, follow: bool) -> Result<(), Errno> {
+        if need == Need::Exist {
+            let path = user_path(path_ptr)?;
+            let abs = namei::path_at(dirfd, &path)?;
+            return namei::lookup(&abs, follow).map(|_| ());
+        }
+        let (abs, proc) = parent(dirfd, path_ptr)?;
+        let last = last_component(&abs);
+        match (need, last) {
+            (Need::Create, None | Some(b".") | Some(b"..")) => return Err(EEXIST),
+            (Need::Rmdir, None) => return Err(super::super::errno::EBUSY),
+            (Need::Rmdir, Some(b".")) => return Err(EINVAL),
+            (Need::Rmdir, Some(b"..")) => return Err(super::super::errno::ENOTEMPTY),
+            (Need::Unlink, None | Some(b".") | Some(b"..")) => return Err(EISDIR),
+            _ => {}
+        }
+        match need {
+            Need::Create => match namei::lookup(&abs, false) {
+                Ok(_) => Err(EEXIST),
+                Err(ENOENT) if proc => Err(ENOENT),
+                Err(ENOENT) => Ok(()),
+                Err(e) => Err(e),
+            },
+            _ if !proc => Ok(()),
+            Need::Rmdir => {
                 let node = namei::lookup(&abs, false)?;
-                let dir = match &node {
-                    Node::Ram(ino) => {
-                        crate::fs::with_root(|fs| fs.file_type(*ino))? == kfs::FileType::Directory
-                    }
-                    Node::Proc(p) => !matches!(p, procfs::Node::File(_) | procfs::Node::Link(_)),
-                };
-                let last = path.rsplit(|&b| b == b'/').find(|c| !c.is_empty());
-                if let Node::Proc(p) = &node {
-                    // /proc itself is a mount point; nothing in it can be removed.
-                    return Err(match (need, p) {
-                        (Need::Rmdir, procfs::Node::Root) => super::super::errno::EBUSY,
-                        (Need::Unlink, _) if dir => EISDIR,
-                        _ => EPERM,
-                    });
+                // Linux answers EPERM inside a process directory whatever the type.
+                if !is_dir(&node)? && !parent_in_pid_dir(&abs) {
+                    return Err(ENOTDIR);
                 }
-                if need == Need::Rmdir {
-                    if !dir {
-                        return Err(ENOTDIR);
-                    }
-                    match last {
-                        None => return Err(super::super::errno::EBUSY),
-                        Some(b".") => return Err(EINVAL),
-                        Some(b"..") => return Err(super::super::errno::ENOTEMPTY),
-                        _ => {}
-                    }
-                } else if dir {
-                    // unlink of a directory: EISDIR on Linux.
+                Err(EPERM)
+            }
+            _ => {
+                let node = namei::lookup(&abs, false)?;
+                if is_dir(&node)? {
                     return Err(EISDIR);
                 }
-                Ok(())
+                Err(EPERM)
             }
         }
     }
+
+    /// rename: both parents, EXDEV across mounts, EBUSY for `/`, `.` and `..`, then
+    /// EROFS (in /proc: the lookups, ENOENT).
+    pub fn rename(olddir: i32, old: u64, newdir: i32, new: u64) -> Errno {
+        let r = (|| -> Result<(), Errno> {
+            let (oabs, oproc) = parent(olddir, old)?;
+            let (nabs, nproc) = parent(newdir, new)?;
+            if oproc != nproc {
+                return Err(super::super::errno::EXDEV);
+            }
+            for p in [&oabs, &nabs] {
+                if matches!(last_component(p), None | Some(b".") | Some(b"..")) {
+                    return Err(super::super::errno::EBUSY);
+                }
+            }
+            if oproc {
+                namei::lookup(&oabs, false)?;
+                return Err(ENOENT);
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => EROFS,
+            Err(e) => e,
+        }
+    }
+}
+
+/// `fchmod(fd, mode)` / `fchown(fd, uid, gid)`: EROFS for an initramfs file; pipes, the
+/// console, memfds and /proc files take the change without keeping it (there is nobody to
+/// check permissions against but root).
+pub fn sys_fchmod(a: &Args) -> SysResult {
+    let f = fdget(a.0[0] as u32 as u64)?;
+    match f.f_op.name() {
+        "ramfs" => Err(EROFS),
+        _ => Ok(0),
+    }
+}
+
+/// `flock(fd, op)`: one process holds any lock it asks for (no other holder is tracked);
+/// EINVAL for an unknown operation.
+pub fn sys_flock(a: &Args) -> SysResult {
+    const LOCK_SH: u64 = 1;
+    const LOCK_EX: u64 = 2;
+    const LOCK_NB: u64 = 4;
+    const LOCK_UN: u64 = 8;
+    let f = fdget(a.0[0] as u32 as u64)?;
+    let _ = f;
+    match a.0[1] & !LOCK_NB {
+        LOCK_SH | LOCK_EX | LOCK_UN => Ok(0),
+        _ => Err(EINVAL),
+    }
+}
+
+/// `fadvise64(fd, offset, len, advice)`: advice is accepted and ignored; ESPIPE for pipes,
+/// EINVAL for an unknown advice or a negative length.
+pub fn sys_fadvise64(a: &Args) -> SysResult {
+    let f = fdget(a.0[0] as u32 as u64)?;
+    if f.f_op.name() == "pipe" {
+        return Err(ESPIPE);
+    }
+    if a.0[3] > 5 || (a.0[2] as i64) < 0 {
+        return Err(EINVAL);
+    }
+    Ok(0)
+}
+
+/// `utimensat(dirfd, path, times, flags)`: a NULL path means the descriptor itself
+/// (`futimens`); the initramfs cannot take new times (EROFS), other files ignore them.
+pub fn sys_utimensat(a: &Args) -> SysResult {
+    const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+    const AT_EMPTY_PATH: u64 = 0x1000;
+    if a.0[3] & !(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) != 0 {
+        return Err(EINVAL);
+    }
+    if a.0[1] == 0 {
+        return sys_fchmod(&Args([a.0[0], 0, 0, 0, 0, 0]));
+    }
+    match readonly::check(
+        a.0[0] as i32,
+        a.0[1],
+        readonly::Need::Exist,
+        a.0[3] & AT_SYMLINK_NOFOLLOW == 0,
+    ) {
+        // /proc files take the call.
+        EROFS => {
+            let path = user_path(a.0[1])?;
+            let abs = namei::path_at(a.0[0] as i32, &path)?;
+            match namei::lookup(&abs, a.0[3] & AT_SYMLINK_NOFOLLOW == 0)? {
+                Node::Ram(_) => Err(EROFS),
+                Node::Proc(_) => Ok(0),
+            }
+        }
+        e => Err(e),
+    }
+}
+
+/// `eventfd2(initval, flags)` / `eventfd(initval)`: a counter file (`fs/eventfd.rs`).
+pub fn sys_eventfd2(a: &Args) -> SysResult {
+    use crate::fs::eventfd::{EventFd, EFD_SEMAPHORE};
+    let flags = a.0[1] as u32;
+    if a.0[1] & !((O_CLOEXEC | O_NONBLOCK | EFD_SEMAPHORE) as u64) != 0 {
+        return Err(EINVAL);
+    }
+    let ops = try_ops(EventFd::new(a.0[0] as u32, flags & EFD_SEMAPHORE != 0))?;
+    let f = try_file(ops, O_RDWR | (flags & O_NONBLOCK))?;
+    Ok(fd_install(f, flags & O_CLOEXEC != 0)? as u64)
+}
+
+/// `syncfs(fd)`: nothing is ever dirty.
+pub fn sys_syncfs(a: &Args) -> SysResult {
+    fdget(a.0[0] as u32 as u64).map(|_| 0)
 }

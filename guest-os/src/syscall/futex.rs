@@ -133,7 +133,20 @@ fn futex_wait(
         }
         match w {
             Wake::Timeout => break Err(ETIMEDOUT),
-            Wake::Signal => break Err(ERESTARTSYS),
+            // Without a timeout the call restarts as it was; with one it goes on to the
+            // same deadline (`futex_wait_restart`), and only if no handler ran.
+            Wake::Signal => match deadline {
+                None => break Err(ERESTARTSYS),
+                Some(deadline) => {
+                    break Err(timer::set_restart(timer::RestartBlock::Futex {
+                        uaddr,
+                        private,
+                        val,
+                        bitset,
+                        deadline,
+                    }))
+                }
+            },
             Wake::Woken => {}
         }
     };
@@ -162,4 +175,9 @@ fn futex_wake(uaddr: u64, private: bool, n: u32, bitset: u32) -> SysResult {
         crate::proc::sched::wake(t);
     }
     Ok(count)
+}
+
+/// `restart_syscall` of an interrupted FUTEX_WAIT with a timeout.
+pub fn restart_wait(uaddr: u64, private: bool, val: u32, bitset: u32, deadline: u64) -> SysResult {
+    futex_wait(uaddr, private, val, bitset, Some(deadline))
 }

@@ -119,6 +119,9 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::DUP2 => fs::sys_dup2(&a),
         nr::PAUSE => pf::sys_pause(),
         nr::NANOSLEEP => time::sys_nanosleep(&a),
+        nr::GETITIMER => time::sys_getitimer(&a),
+        nr::ALARM => time::sys_alarm(&a),
+        nr::SETITIMER => time::sys_setitimer(&a),
         nr::GETPID => proc::sys_getpid(&a),
         nr::CLONE => pf::do_fork(frame, a.0[0], a.0[1]),
         nr::FORK => pf::do_fork(frame, 0, 0),
@@ -148,6 +151,14 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::TIMES => time::sys_times(&a),
         nr::GETUID | nr::GETGID | nr::GETEUID | nr::GETEGID => proc::sys_getuid(&a),
         nr::GETPPID => proc::sys_getppid(&a),
+        nr::GETRESUID | nr::GETRESGID => proc::sys_getresuid(&a),
+        nr::GETGROUPS => proc::sys_getgroups(&a),
+        nr::GETCPU => proc::sys_getcpu(&a),
+        nr::GETPRIORITY => proc::sys_getpriority(&a),
+        nr::SCHED_GETSCHEDULER => proc::sys_sched_getscheduler(&a),
+        nr::SCHED_GETPARAM => proc::sys_sched_getparam(&a),
+        nr::SCHED_GET_PRIORITY_MAX => proc::sys_sched_get_priority(&a, true),
+        nr::SCHED_GET_PRIORITY_MIN => proc::sys_sched_get_priority(&a, false),
         nr::SETPGID => sys::sys_setpgid(&a),
         nr::GETPGRP => sys::sys_getpgid(&Args([0; 6])),
         nr::SETSID => sys::sys_setsid(&a),
@@ -238,6 +249,14 @@ pub fn dispatch(frame: &mut TrapFrame) {
             fs::readonly::Need::Exist,
             true,
         )),
+        nr::FCHMOD | nr::FCHOWN => fs::sys_fchmod(&a),
+        nr::FLOCK => fs::sys_flock(&a),
+        nr::FADVISE64 => fs::sys_fadvise64(&a),
+        nr::SYNCFS => fs::sys_syncfs(&a),
+        nr::EVENTFD => fs::sys_eventfd2(&Args([a.0[0], 0, 0, 0, 0, 0])),
+        nr::EVENTFD2 => fs::sys_eventfd2(&a),
+        nr::SCHED_SETAFFINITY => proc::sys_sched_setaffinity(&a),
+        nr::UTIMENSAT => fs::sys_utimensat(&a),
         nr::NEWFSTATAT => stat::sys_newfstatat(&a),
         nr::READLINKAT => stat::sys_readlinkat(&a),
         nr::FACCESSAT => stat::sys_faccessat(&a),
@@ -292,18 +311,9 @@ fn sys_unlinkat(a: &Args) -> SysResult {
     Err(fs::readonly::check(a.0[0] as i32, a.0[1], need, false))
 }
 
-/// rename and link on the read-only root: the source must exist, the target's parent
-/// must exist; then EROFS.
+/// rename on the read-only root ([`fs::readonly::rename`]).
 fn rename_error(olddir: i32, old: u64, newdir: i32, new: u64) -> Errno {
-    let e = fs::readonly::check(olddir, old, fs::readonly::Need::Exist, false);
-    if e != errno::EROFS {
-        return e;
-    }
-    match fs::readonly::check(newdir, new, fs::readonly::Need::Create, false) {
-        // An existing target is replaced by rename: still EROFS.
-        errno::EEXIST => errno::EROFS,
-        e => e,
-    }
+    fs::readonly::rename(olddir, old, newdir, new)
 }
 
 /// link on the read-only root: the source must exist, the target must not (EEXIST);

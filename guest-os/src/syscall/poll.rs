@@ -6,6 +6,11 @@
 //! wakes it, the timeout passes or a signal arrives, and polls again. Work per call is
 //! bounded by the number of descriptors, which is capped by `RLIMIT_NOFILE` (poll: EINVAL
 //! above it) or by the table size (select), as on Linux.
+//!
+//! A signal ends the wait with `-ERESTARTNOHAND`: EINTR after a handler, a restart when
+//! none ran. poll with a timeout keeps the time left in the restart block
+//! (`-ERESTART_RESTARTBLOCK`); select and pselect6 report it in their timeout argument,
+//! which the restarted call then uses; ppoll restarts with its whole timeout, as Linux's.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -13,11 +18,11 @@ use alloc::vec::Vec;
 use super::errno::{Errno, SysResult, EBADF, EINVAL, ENOMEM, ERESTARTNOHAND};
 use super::time::get_timespec;
 use super::Args;
-use crate::fs::fdtable::{fget, nofile_limit};
+use crate::fs::fdtable::{fdget, nofile_limit};
 use crate::fs::file::{poll::*, File};
 use crate::mm::uaccess::{copy_from_user, copy_to_user};
+use crate::proc;
 use crate::proc::timer::{self, Wake};
-use crate::proc::{self, signal};
 
 /// One `struct pollfd`: `{ int fd; short events; short revents; }`.
 const POLLFD_SIZE: usize = 8;
@@ -66,7 +71,7 @@ fn do_poll(ufds: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
     files.try_reserve_exact(n).map_err(|_| ENOMEM)?;
     for i in 0..n {
         let fd = i32::from_le_bytes(raw[i * 8..i * 8 + 4].try_into().unwrap_or([0; 4]));
-        files.push(if fd < 0 { None } else { fget(fd as u64).ok() });
+        files.push(if fd < 0 { None } else { fdget(fd as u64).ok() });
     }
     let count = wait_loop(&files, deadline, || {
         let mut ready = 0;
@@ -92,11 +97,31 @@ fn do_poll(ufds: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
     Ok(count)
 }
 
-/// `poll(fds, nfds, timeout_ms)`: a negative timeout waits forever.
+/// `poll(fds, nfds, timeout_ms)`: a negative timeout waits forever. Interrupted with a
+/// timeout, it continues through `restart_syscall` with the time left when no handler
+/// ran (`do_restart_poll`).
 pub fn sys_poll(a: &Args) -> SysResult {
     let ms = a.0[2] as i32;
     let deadline = (ms >= 0).then(|| timer::now_ns().saturating_add(ms as u64 * 1_000_000));
-    do_poll(a.0[0], a.0[1], deadline)
+    poll_restartable(a.0[0], a.0[1], deadline)
+}
+
+fn poll_restartable(ufds: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
+    match (do_poll(ufds, nfds, deadline), deadline) {
+        (Err(ERESTARTNOHAND), Some(deadline)) => {
+            Err(timer::set_restart(timer::RestartBlock::Poll {
+                ufds,
+                nfds,
+                deadline,
+            }))
+        }
+        (r, _) => r,
+    }
+}
+
+/// `restart_syscall` of an interrupted poll.
+pub fn restart_poll(ufds: u64, nfds: u64, deadline: u64) -> SysResult {
+    poll_restartable(ufds, nfds, Some(deadline))
 }
 
 /// Apply ppoll's/pselect6's signal mask for the wait (restored after delivery).
@@ -181,7 +206,7 @@ fn do_select(n: u64, inp: u64, outp: u64, exp: u64, deadline: Option<u64>) -> Sy
     for fd in 0..n {
         let wanted = sets.iter().any(|s| s[fd / 64] & (1 << (fd % 64)) != 0);
         if wanted {
-            files.push(Some(fget(fd as u64)?));
+            files.push(Some(fdget(fd as u64)?));
         } else {
             files.push(None);
         }
@@ -279,9 +304,4 @@ pub fn sys_pselect6(a: &Args) -> SysResult {
         let _ = super::time::put_timespec(tsp, d.saturating_sub(timer::now_ns()));
     }
     r
-}
-
-/// Whether a signal would interrupt a wait now (for callers that poll once).
-pub fn signal_pending() -> bool {
-    proc::current().is_some_and(signal::has_pending)
 }

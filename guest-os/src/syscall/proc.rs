@@ -104,3 +104,103 @@ pub fn sys_getrusage(a: &Args) -> SysResult {
     crate::mm::uaccess::copy_to_user(a.0[1], &ru)?;
     Ok(0)
 }
+
+/// `getresuid(ruid, euid, suid)` / `getresgid`: everyone is root.
+pub fn sys_getresuid(a: &Args) -> SysResult {
+    for p in [a.0[0], a.0[1], a.0[2]] {
+        put_user(p, 0u32)?;
+    }
+    Ok(0)
+}
+
+/// `getgroups(size, list)`: no supplementary groups.
+pub fn sys_getgroups(a: &Args) -> SysResult {
+    if (a.0[0] as i32) < 0 {
+        return Err(EINVAL);
+    }
+    Ok(0)
+}
+
+/// `getcpu(cpu, node, cache)`: CPU 0 on node 0; NULL pointers are skipped.
+pub fn sys_getcpu(a: &Args) -> SysResult {
+    for p in [a.0[0], a.0[1]] {
+        if p != 0 {
+            put_user(p, 0u32)?;
+        }
+    }
+    Ok(0)
+}
+
+/// Scheduling policies.
+const SCHED_OTHER: u64 = 0;
+const SCHED_FIFO: u64 = 1;
+const SCHED_RR: u64 = 2;
+const SCHED_BATCH: u64 = 3;
+const SCHED_IDLE: u64 = 5;
+const SCHED_DEADLINE: u64 = 6;
+
+/// The process `pid` names (0: the caller), or ESRCH; EINVAL for a negative pid.
+fn sched_task(pid: u64) -> Result<(), super::errno::Errno> {
+    let pid = pid as i32;
+    if pid < 0 {
+        return Err(EINVAL);
+    }
+    if pid != 0 && crate::proc::sched::find(pid as u32).is_none() {
+        return Err(ESRCH);
+    }
+    Ok(())
+}
+
+/// `sched_getscheduler(pid)`: everyone is SCHED_OTHER (round robin at one priority).
+pub fn sys_sched_getscheduler(a: &Args) -> SysResult {
+    sched_task(a.0[0])?;
+    Ok(SCHED_OTHER)
+}
+
+/// `sched_getparam(pid, param)`: priority 0.
+pub fn sys_sched_getparam(a: &Args) -> SysResult {
+    sched_task(a.0[0])?;
+    if a.0[1] == 0 {
+        return Err(EINVAL);
+    }
+    put_user(a.0[1], 0i32)?;
+    Ok(0)
+}
+
+/// `sched_get_priority_max(policy)` / `_min`: 99 and 1 for the real-time policies, 0 for
+/// the others, EINVAL for an unknown one.
+pub fn sys_sched_get_priority(a: &Args, max: bool) -> SysResult {
+    match a.0[0] as i32 as i64 as u64 {
+        SCHED_FIFO | SCHED_RR => Ok(if max { 99 } else { 1 }),
+        SCHED_OTHER | SCHED_BATCH | SCHED_IDLE | SCHED_DEADLINE => Ok(0),
+        _ => Err(EINVAL),
+    }
+}
+
+/// `getpriority(which, who)`: nice 0 for everyone, returned as `20 - nice` (the raw
+/// system call's encoding); ESRCH for a process that does not exist.
+pub fn sys_getpriority(a: &Args) -> SysResult {
+    const PRIO_PROCESS: u64 = 0;
+    const PRIO_USER: u64 = 2;
+    match a.0[0] {
+        PRIO_PROCESS => {
+            sched_task(a.0[1]).map_err(|_| ESRCH)?;
+            Ok(20)
+        }
+        1..=PRIO_USER => Ok(20),
+        _ => Err(EINVAL),
+    }
+}
+
+/// `sched_setaffinity(pid, len, mask)`: the mask must include CPU 0, the only one
+/// (EINVAL otherwise).
+pub fn sys_sched_setaffinity(a: &Args) -> SysResult {
+    sched_task(a.0[0]).map_err(|_| ESRCH)?;
+    let len = (a.0[1] as usize).min(8);
+    let mut b = [0u8; 8];
+    crate::mm::uaccess::copy_from_user(&mut b[..len], a.0[2])?;
+    if b[0] & 1 == 0 {
+        return Err(EINVAL);
+    }
+    Ok(0)
+}

@@ -9,7 +9,6 @@
 //! handler, SA_RESTART or not; an absolute sleep returns `-ERESTARTNOHAND` and is simply
 //! restarted when no handler ran.
 
-use super::errno::ERESTART_RESTARTBLOCK;
 use super::errno::{Errno, SysResult, EFAULT, EINTR, EINVAL, EOPNOTSUPP, ERESTARTNOHAND};
 use super::Args;
 use crate::mm::uaccess::{copy_from_user, copy_to_user, put_user};
@@ -69,9 +68,10 @@ fn sleep_relative(deadline: u64, rmtp: u64) -> SysResult {
     if rmtp != 0 {
         put_timespec(rmtp, left).map_err(|_| EFAULT)?;
     }
-    let t = proc::current().ok_or(EINTR)?;
-    *t.restart_block.lock() = Some(RestartBlock { deadline, rmtp });
-    Err(ERESTART_RESTARTBLOCK)
+    Err(timer::set_restart(RestartBlock::Nanosleep {
+        deadline,
+        rmtp,
+    }))
 }
 
 /// `nanosleep(req, rem)`.
@@ -115,13 +115,26 @@ pub fn sys_clock_nanosleep(a: &Args) -> SysResult {
     sleep_relative(deadline, rem)
 }
 
-/// `restart_syscall()`: continue the sleep a signal without a handler interrupted;
-/// EINTR if there is none (`do_no_restart_syscall`).
+/// `restart_syscall()`: continue the wait a signal without a handler interrupted (a
+/// sleep, a poll, a futex wait, each with its deadline); EINTR if there is none
+/// (`do_no_restart_syscall`).
 pub fn sys_restart_syscall(_: &Args) -> SysResult {
     let t = proc::current().ok_or(EINTR)?;
     let rb = t.restart_block.lock().take();
     match rb {
-        Some(RestartBlock { deadline, rmtp }) => sleep_relative(deadline, rmtp),
+        Some(RestartBlock::Nanosleep { deadline, rmtp }) => sleep_relative(deadline, rmtp),
+        Some(RestartBlock::Poll {
+            ufds,
+            nfds,
+            deadline,
+        }) => super::poll::restart_poll(ufds, nfds, deadline),
+        Some(RestartBlock::Futex {
+            uaddr,
+            private,
+            val,
+            bitset,
+            deadline,
+        }) => super::futex::restart_wait(uaddr, private, val, bitset, deadline),
         None => Err(EINTR),
     }
 }
@@ -174,4 +187,93 @@ pub fn sys_times(a: &Args) -> SysResult {
         copy_to_user(a.0[0], &[0u8; 32])?;
     }
     Ok(super::info::monotonic_ns() / (NSEC_PER_SEC / USER_HZ))
+}
+
+const ITIMER_REAL: u64 = 0;
+const ITIMER_VIRTUAL: u64 = 1;
+const ITIMER_PROF: u64 = 2;
+const USEC_PER_SEC: u64 = 1_000_000;
+
+/// Read a `struct timeval` as nanoseconds: EINVAL for negative or >= 1e6 microseconds.
+fn get_timeval(addr: u64) -> Result<u64, Errno> {
+    let mut b = [0u8; 16];
+    copy_from_user(&mut b, addr)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
+    let usec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
+    if sec < 0 || !(0..USEC_PER_SEC as i64).contains(&usec) {
+        return Err(EINVAL);
+    }
+    Ok((sec as u64)
+        .saturating_mul(NSEC_PER_SEC)
+        .saturating_add(usec as u64 * 1000))
+}
+
+/// A `struct timeval` of nanoseconds, rounded up to a microsecond as Linux reports timers.
+fn timeval_bytes(ns: u64) -> [u8; 16] {
+    let us = ns.div_ceil(1000);
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&(us / USEC_PER_SEC).to_le_bytes());
+    b[8..].copy_from_slice(&(us % USEC_PER_SEC).to_le_bytes());
+    b
+}
+
+/// `struct itimerval { it_interval, it_value }` of (value, interval).
+fn itimerval_bytes(value: u64, interval: u64) -> [u8; 32] {
+    let mut b = [0u8; 32];
+    b[..16].copy_from_slice(&timeval_bytes(interval));
+    b[16..].copy_from_slice(&timeval_bytes(value));
+    b
+}
+
+/// `getitimer(which, value)`: ITIMER_REAL as armed; the CPU-time timers are never armed
+/// (no CPU time is accounted).
+pub fn sys_getitimer(a: &Args) -> SysResult {
+    let t = proc::current().ok_or(EINTR)?;
+    let (v, i) = match a.0[0] as u32 as u64 {
+        ITIMER_REAL => timer::get_itimer_real(t),
+        ITIMER_VIRTUAL | ITIMER_PROF => (0, 0),
+        _ => return Err(EINVAL),
+    };
+    copy_to_user(a.0[1], &itimerval_bytes(v, i))?;
+    Ok(0)
+}
+
+/// `setitimer(which, new, old)`: ITIMER_REAL sends SIGALRM from the tick; ITIMER_VIRTUAL
+/// and ITIMER_PROF are accepted but never expire (no CPU-time accounting yet). A NULL
+/// `new` disarms, as Linux still allows.
+pub fn sys_setitimer(a: &Args) -> SysResult {
+    let (which, new, old) = (a.0[0] as u32 as u64, a.0[1], a.0[2]);
+    if which > ITIMER_PROF {
+        return Err(EINVAL);
+    }
+    let (value, interval) = if new != 0 {
+        (get_timeval(new + 16)?, get_timeval(new)?)
+    } else {
+        (0, 0)
+    };
+    let t = proc::current().ok_or(EINTR)?;
+    let prev = if which == ITIMER_REAL {
+        timer::set_itimer_real(t, value, interval)?
+    } else {
+        (0, 0)
+    };
+    if old != 0 {
+        copy_to_user(old, &itimerval_bytes(prev.0, prev.1))?;
+    }
+    Ok(0)
+}
+
+/// `alarm(seconds)`: SIGALRM after that many seconds (0 cancels); returns the seconds
+/// that were left, rounded to the nearest (at least 1 if any time was left), as Linux.
+pub fn sys_alarm(a: &Args) -> SysResult {
+    let t = proc::current().ok_or(EINTR)?;
+    let secs = a.0[0] as u32 as u64;
+    let (left, _) = timer::set_itimer_real(t, secs * NSEC_PER_SEC, 0)?;
+    let us = left.div_ceil(1000);
+    let (s, u) = (us / USEC_PER_SEC, us % USEC_PER_SEC);
+    Ok(if (s == 0 && u != 0) || u >= 500_000 {
+        s + 1
+    } else {
+        s
+    })
 }

@@ -91,6 +91,12 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
     }
     if let Some(handler) = super::irq::handler(frame.vector) {
         handler(frame);
+        // Back to user mode: pending signals first (`exit_to_user_mode`), so a signal
+        // reaches a process that makes no system call (a timer's SIGALRM, a kill).
+        if frame.cs & 3 == 3 && crate::proc::current().is_some() {
+            crate::proc::signal::do_signal(frame, None);
+            crate::proc::signal::check_user_return(frame);
+        }
         return;
     }
     let cr2 = if frame.vector == vector::PF as u64 {
@@ -99,6 +105,8 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
         0
     };
     if crate::proc::current().is_some() && process_trap(frame, cr2) {
+        // A handler address from sigaction may be non-canonical: no IRETQ to it.
+        crate::proc::signal::check_user_return(frame);
         return;
     }
     if CATCH.armed.swap(0, Ordering::SeqCst) != 0 {

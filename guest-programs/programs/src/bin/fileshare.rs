@@ -240,6 +240,11 @@ fn main() -> i32 {
         read(wr, &mut b) == Err(Errno::EBADF),
     );
     r.check(
+        "fadvise64 on a pipe: ESPIPE",
+        sys(SYS_fadvise64, &[rd as usize, 0, 0, 0]) == Err(Errno::ESPIPE),
+    );
+    r.check("syncfs of a pipe", sys(SYS_syncfs, &[rd as usize]) == Ok(0));
+    r.check(
         "ftruncate on a pipe: EINVAL",
         sys(SYS_ftruncate, &[wr as usize, 0]) == Err(Errno::EINVAL),
     );
@@ -291,6 +296,7 @@ fn main() -> i32 {
     }
 
     memfd(&mut r);
+    eventfd(&mut r);
 
     // Across exec: 40 and 20..21 were made above; 40 is close-on-exec, 20 is not. The
     // offset of 20 is shared with the new image.
@@ -365,6 +371,19 @@ fn memfd(r: &mut Report) {
         got == Ok(8) && &b[..3] == b"hel" && b[3..] == [0; 5],
     );
     r.check(
+        "fchmod of a memfd",
+        sys(SYS_fchmod, &[m as usize, 0o600]) == Ok(0),
+    );
+    r.check("flock LOCK_EX", sys(SYS_flock, &[m as usize, 2]) == Ok(0));
+    r.check(
+        "flock with no operation: EINVAL",
+        sys(SYS_flock, &[m as usize, 0]) == Err(Errno::EINVAL),
+    );
+    r.check(
+        "futimens of a memfd",
+        sys(SYS_utimensat, &[m as usize, 0, 0, 0]) == Ok(0),
+    );
+    r.check(
         "memfd_create with unknown flags: EINVAL",
         sys(SYS_memfd_create, &[c"x".as_ptr() as usize, 0x100]) == Err(Errno::EINVAL),
     );
@@ -386,4 +405,85 @@ fn after_exec() -> i32 {
         println!("after exec: descriptors not as expected");
         1
     }
+}
+
+/// eventfd: a counter read whole (or one at a time with EFD_SEMAPHORE), EAGAIN at 0 with
+/// O_NONBLOCK, a blocked read woken by a child's write.
+fn eventfd(r: &mut Report) {
+    const EFD_SEMAPHORE: usize = 1;
+    let nb = O_NONBLOCK as usize;
+    let Ok(e) = sys(SYS_eventfd2, &[3, nb]) else {
+        r.fail();
+        return;
+    };
+    let e = e as i32;
+    let mut v = [0u8; 8];
+    r.check(
+        "eventfd read takes the count",
+        read(e, &mut v) == Ok(8) && u64::from_le_bytes(v) == 3,
+    );
+    r.check("then EAGAIN", read(e, &mut v) == Err(Errno::EAGAIN));
+    r.check("eventfd write", write(e, &5u64.to_le_bytes()) == Ok(8));
+    r.check("writes add up", write(e, &2u64.to_le_bytes()) == Ok(8));
+    r.check(
+        "read gets 7",
+        read(e, &mut v) == Ok(8) && u64::from_le_bytes(v) == 7,
+    );
+    let mut small = [0u8; 4];
+    r.check(
+        "a 4-byte read: EINVAL",
+        read(e, &mut small) == Err(Errno::EINVAL),
+    );
+    r.check(
+        "writing 2^64-1: EINVAL",
+        write(e, &u64::MAX.to_le_bytes()) == Err(Errno::EINVAL),
+    );
+    let _ = close(e);
+    let s = sys(SYS_eventfd2, &[2, nb | EFD_SEMAPHORE]).map_or(-1, |v| v as i32);
+    let one = |r: Result<usize, Errno>, v: &[u8; 8]| r == Ok(8) && u64::from_le_bytes(*v) == 1;
+    let a = read(s, &mut v);
+    let ok1 = one(a, &v);
+    let b = read(s, &mut v);
+    let ok2 = one(b, &v);
+    r.check(
+        "EFD_SEMAPHORE reads one at a time",
+        ok1 && ok2 && read(s, &mut v) == Err(Errno::EAGAIN),
+    );
+    let _ = close(s);
+    r.check(
+        "eventfd2 with unknown flags: EINVAL",
+        sys(SYS_eventfd2, &[0, 0x100]) == Err(Errno::EINVAL),
+    );
+    // A blocking read, woken by a child's write.
+    let b = sys(SYS_eventfd2, &[0, 0]).map_or(-1, |v| v as i32);
+    match fork() {
+        Ok(Fork::Child) => {
+            let t = [0i64, 30_000_000];
+            let _ = sys(SYS_nanosleep, &[t.as_ptr() as usize, 0]);
+            let _ = write(b, &9u64.to_le_bytes());
+            exit_group(0);
+        }
+        Ok(Fork::Parent(pid)) => {
+            r.check(
+                "a blocked eventfd read gets the child's write",
+                read(b, &mut v) == Ok(8) && u64::from_le_bytes(v) == 9,
+            );
+            let _ = wait4(pid, 0);
+        }
+        Err(_) => r.fail(),
+    }
+    let _ = close(b);
+    let one_cpu = 1u64;
+    let none = 0u64;
+    r.check(
+        "sched_setaffinity to CPU 0",
+        sys(
+            SYS_sched_setaffinity,
+            &[0, 8, &one_cpu as *const u64 as usize],
+        ) == Ok(0),
+    );
+    r.check(
+        "sched_setaffinity to no CPU: EINVAL",
+        sys(SYS_sched_setaffinity, &[0, 8, &none as *const u64 as usize]) == Err(Errno::EINVAL),
+    );
 }

@@ -10,13 +10,18 @@
 //!   SIGSEGV, status 139.
 //! * `sigreturn flags`: RFLAGS with IOPL 3, NT and VM set; only the user-changeable bits
 //!   are taken, and the program goes on: IOPL reads 0 afterwards. Exit 0.
+//! * `sigreturn handler`: no sigreturn at all: SIGUSR1's handler address is non-canonical,
+//!   so entering it faults: SIGSEGV, status 139.
+//! * `sigreturn segvhandler`: the SIGSEGV handler's address is non-canonical and a NULL
+//!   write raises SIGSEGV: entering the handler faults with SIGSEGV blocked, so the
+//!   process dies of it (139).
 #![no_std]
 #![no_main]
 
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, Ordering};
 use vmrt::println;
-use vmrt::sys::proc::exit_group;
+use vmrt::sys::proc::{exit_group, setrlimit, Rlimit, RLIMIT_CORE};
 use vmrt::sys::signal::{
     raise, sigaction, SigAction, SigInfo, UContext, REG_CSGSFS, REG_EFL, REG_RIP, SIGSEGV, SIGUSR1,
 };
@@ -39,6 +44,8 @@ extern "C" fn on_usr1(_sig: i32, _info: *mut SigInfo, uc: *mut c_void) {
     }
 }
 
+extern "C" fn on_plain(_sig: i32) {}
+
 extern "C" fn on_segv(sig: i32, info: *mut SigInfo, _uc: *mut c_void) {
     // SAFETY: a valid siginfo from the kernel.
     let info = unsafe { &*info };
@@ -51,6 +58,8 @@ extern "C" fn on_segv(sig: i32, info: *mut SigInfo, _uc: *mut c_void) {
 }
 
 fn main() -> i32 {
+    // No core file natively.
+    let _ = setrlimit(RLIMIT_CORE, Rlimit { cur: 0, max: 0 });
     let arg = vmrt::env::arg(1).and_then(|a| a.to_str());
     let mode = match arg {
         Some("cs") => CS,
@@ -58,6 +67,26 @@ fn main() -> i32 {
         _ => RIP,
     };
     MODE.store(mode, Ordering::Relaxed);
+    let bad = SigAction {
+        handler: 0x8000_0000_0000_0000,
+        ..SigAction::handler(on_plain, 0)
+    };
+    if arg == Some("handler") {
+        // SAFETY: the handler is never entered.
+        let _ = unsafe { sigaction(SIGUSR1, Some(&bad)) };
+        let _ = raise(SIGUSR1);
+        println!("survived a non-canonical handler");
+        return 0;
+    }
+    if arg == Some("segvhandler") {
+        // SAFETY: as above; the write faults on purpose.
+        unsafe {
+            let _ = sigaction(SIGSEGV, Some(&bad));
+            core::arch::asm!("mov byte ptr [{0}], 1", in(reg) core::hint::black_box(0usize));
+        }
+        println!("survived a NULL write");
+        return 0;
+    }
     let usr1 = SigAction::siginfo(on_usr1, 0);
     // SAFETY: the handlers only edit their frame, print and exit.
     unsafe {

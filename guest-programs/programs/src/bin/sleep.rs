@@ -5,6 +5,9 @@
 //! the flags; pause never restarts. The signal comes from a child after a sleep of its
 //! own, so the parent is asleep in the call by then.
 //!
+//! Then interval timers: alarm's return value, setitimer/getitimer, SIGALRM ending a pause,
+//! a periodic timer, and SIGALRM killing a process that never makes a system call.
+//!
 //! Only comparisons are printed (a sleep lasted at least its time, a count is 1), so the
 //! output is the same on any machine.
 #![no_std]
@@ -89,6 +92,8 @@ fn main() -> i32 {
     timers(&mut r);
     polling(&mut r);
     restarts(&mut r);
+    itimers(&mut r);
+    stopped(&mut r);
     r.exit_status()
 }
 
@@ -327,4 +332,165 @@ fn restarts(r: &mut Report) {
     reap(sig);
     let _ = (close(rd), close(wr));
     let _ = getpid();
+}
+
+static ALARMS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn on_alrm(_sig: i32) {
+    ALARMS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `struct itimerval` { interval, value } in microseconds.
+fn itv(interval_us: i64, value_us: i64) -> [i64; 4] {
+    [
+        interval_us / 1_000_000,
+        interval_us % 1_000_000,
+        value_us / 1_000_000,
+        value_us % 1_000_000,
+    ]
+}
+
+fn itimers(r: &mut Report) {
+    const SIGALRM: i32 = 14;
+    r.check(
+        "alarm(0) with none armed returns 0",
+        sys(SYS_alarm, &[0]) == Ok(0),
+    );
+    r.check("alarm(5) returns 0", sys(SYS_alarm, &[5]) == Ok(0));
+    r.check(
+        "alarm(0) returns the 5 s left",
+        sys(SYS_alarm, &[0]) == Ok(5),
+    );
+    let t = itv(0, 10_000_000);
+    let _ = sys(SYS_setitimer, &[0, t.as_ptr() as usize, 0]);
+    let mut cur = [0i64; 4];
+    let _ = sys(SYS_getitimer, &[0, cur.as_mut_ptr() as usize]);
+    let left = cur[2] * 1_000_000 + cur[3];
+    r.check(
+        "getitimer: between 9 and 10 s left",
+        left > 9_000_000 && left <= 10_000_000,
+    );
+    let zero = itv(0, 0);
+    let mut old = [0i64; 4];
+    let _ = sys(
+        SYS_setitimer,
+        &[0, zero.as_ptr() as usize, old.as_mut_ptr() as usize],
+    );
+    r.check(
+        "setitimer returns the old value",
+        old[2] == 9 || old[2] == 10,
+    );
+    let bad = itv(0, 0);
+    println!(
+        "setitimer with which = 5: {:?}",
+        sys(SYS_setitimer, &[5, bad.as_ptr() as usize, 0]).err()
+    );
+    let bad = [0i64, 1_000_000, 0, 0];
+    println!(
+        "setitimer with 1e6 microseconds: {:?}",
+        sys(SYS_setitimer, &[0, bad.as_ptr() as usize, 0]).err()
+    );
+    // SIGALRM ends a pause.
+    let a = SigAction::handler(on_alrm, SA_RESTART);
+    // SAFETY: the handler only bumps an atomic.
+    let _ = unsafe { sigaction(SIGALRM, Some(&a)) };
+    let t = itv(0, 30_000);
+    let _ = sys(SYS_setitimer, &[0, t.as_ptr() as usize, 0]);
+    // SAFETY: no memory involved.
+    let e = unsafe { call(SYS_pause, &[]) };
+    r.check(
+        "SIGALRM ends pause with EINTR",
+        e == Err(Errno::EINTR) && ALARMS.load(Ordering::Relaxed) == 1,
+    );
+    // A periodic timer: three signals, then disarmed.
+    let t = itv(10_000, 10_000);
+    let _ = sys(SYS_setitimer, &[0, t.as_ptr() as usize, 0]);
+    while ALARMS.load(Ordering::Relaxed) < 4 {
+        // SAFETY: as above.
+        let _ = unsafe { call(SYS_pause, &[]) };
+    }
+    let _ = sys(SYS_setitimer, &[0, zero.as_ptr() as usize, 0]);
+    r.check(
+        "a periodic timer fired three more times",
+        ALARMS.load(Ordering::Relaxed) == 4,
+    );
+    // A process that never makes a system call is still killed by SIGALRM.
+    match fork() {
+        Ok(Fork::Child) => {
+            let _ = sys(SYS_alarm, &[0]);
+            // SAFETY: restoring the default action.
+            let _ = unsafe { sigaction(SIGALRM, Some(&SigAction::default_action())) };
+            let t = itv(0, 20_000);
+            let _ = sys(SYS_setitimer, &[0, t.as_ptr() as usize, 0]);
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+        Ok(Fork::Parent(pid)) => {
+            let st = wait4(pid, 0);
+            r.check(
+                "SIGALRM kills a spinning child",
+                st.is_ok_and(|(_, s)| s.signaled() && s.term_signal() == SIGALRM),
+            );
+        }
+        Err(_) => r.fail(),
+    }
+}
+
+/// A child in a timed wait is stopped and continued: no handler runs, so the call goes on
+/// through restart_syscall to its original deadline (600 ms in all), not for its whole
+/// timeout again (which would end after 800 ms).
+fn stopped(r: &mut Report) {
+    const SIGSTOP: i32 = 19;
+    const SIGCONT: i32 = 18;
+    for what in ["poll", "nanosleep", "futex"] {
+        let Ok((rd, wr)) = pipe2(0) else {
+            r.fail();
+            return;
+        };
+        match fork() {
+            Ok(Fork::Child) => {
+                let t0 = now();
+                let ok = match what {
+                    "poll" => {
+                        let mut fds = [(rd as u32 as u64) | (1 << 32)];
+                        sys(SYS_poll, &[fds.as_mut_ptr() as usize, 1, 600]) == Ok(0)
+                    }
+                    "nanosleep" => nanosleep(600 * MS) == Ok(0),
+                    _ => {
+                        let word = 0u32;
+                        let t = ts(600 * MS);
+                        sys(
+                            SYS_futex,
+                            &[&word as *const u32 as usize, 128, 0, t.as_ptr() as usize],
+                        ) == Err(Errno::ETIMEDOUT)
+                    }
+                };
+                let took = now() - t0;
+                exit_group(if ok && took >= 600 * MS && took < 750 * MS {
+                    0
+                } else {
+                    1
+                });
+            }
+            Ok(Fork::Parent(pid)) => {
+                let _ = nanosleep(100 * MS);
+                let _ = kill(pid, SIGSTOP);
+                let _ = nanosleep(100 * MS);
+                let _ = kill(pid, SIGCONT);
+                let st = wait4(pid, 0).map(|(_, s)| s.exit_status());
+                r.check(stopped_label(what), st == Ok(0));
+            }
+            Err(_) => r.fail(),
+        }
+        let _ = (close(rd), close(wr));
+    }
+}
+
+fn stopped_label(what: &str) -> &'static str {
+    match what {
+        "poll" => "a stopped poll continues to its deadline",
+        "nanosleep" => "a stopped nanosleep continues to its deadline",
+        _ => "a stopped futex wait continues to its deadline",
+    }
 }

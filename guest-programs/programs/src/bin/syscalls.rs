@@ -113,6 +113,9 @@ fn readlink(path: &CString) -> Result<String, Errno> {
 }
 
 fn main() -> i32 {
+    if vmrt::env::arg(1).and_then(|a| a.to_str()) == Some("rofs") {
+        return rofs();
+    }
     let mut r = Report::new();
     stat_family(&mut r);
     cwd(&mut r);
@@ -353,6 +356,41 @@ fn stat_family(r: &mut Report) {
         let _ = close(p);
         n.is_ok_and(|n| b[..n] == *format!("{pid}").as_bytes())
     });
+    // O_PATH: a location only.
+    const O_PATH: u32 = 0o10000000;
+    if let Ok(pf) = open(&cstr("/proc"), O_PATH, 0) {
+        let mut b = [0u8; 64];
+        println!(
+            "read through O_PATH: {}",
+            err(vmrt::sys::fs::read(pf, &mut b))
+        );
+        println!(
+            "getdents64 through O_PATH: {}",
+            err(sys(
+                SYS_getdents64,
+                &[pf as usize, b.as_mut_ptr() as usize, 64]
+            ))
+        );
+        println!(
+            "lseek through O_PATH: {}",
+            err(vmrt::sys::fs::lseek(pf, 0, 0))
+        );
+        r.check(
+            "fstat through O_PATH",
+            fstat(pf).is_ok_and(|s| kind(&s) == S_IFDIR),
+        );
+        r.check(
+            "F_GETFL shows O_PATH",
+            sys(SYS_fcntl, &[pf as usize, 3]).is_ok_and(|f| f & O_PATH as usize != 0),
+        );
+        r.check(
+            "newfstatat relative to an O_PATH directory",
+            fstatat(pf as usize, &cstr("self"), 0).is_ok_and(|s| kind(&s) == S_IFDIR),
+        );
+        let _ = close(pf);
+    } else {
+        r.fail();
+    }
     let _ = close(dfd);
     let _ = close(fd);
 }
@@ -447,63 +485,54 @@ fn cwd(r: &mut Report) {
 fn readonly_root(r: &mut Report) {
     let me = format!("{}/syscalls", bin_dir());
     let p = |s: &str| cstr(s);
-    let cases: [(&str, Result<usize, Errno>); 14] = [
+    let two = |n: usize, a: &str, b: &str| {
+        let (x, y) = (p(a), p(b));
+        sys(n, &[x.as_ptr() as usize, y.as_ptr() as usize])
+    };
+    let one = |n: usize, a: &str| {
+        let x = p(a);
+        sys(n, &[x.as_ptr() as usize, 0o755])
+    };
+    let cases: [(&str, Result<usize, Errno>); 24] = [
+        ("mkdir /", one(SYS_mkdir, "/")),
+        ("mkdir /nonexistent/x", one(SYS_mkdir, "/nonexistent/x")),
+        ("mkdir under a file", one(SYS_mkdir, &format!("{me}/x"))),
+        ("mkdir /proc/x", one(SYS_mkdir, "/proc/x")),
+        ("mkdir /proc/self", one(SYS_mkdir, "/proc/self")),
+        ("rmdir /", one(SYS_rmdir, "/")),
+        ("rmdir /proc/.", one(SYS_rmdir, "/proc/.")),
+        ("rmdir /proc/..", one(SYS_rmdir, "/proc/..")),
         (
-            "mkdir /",
-            sys(SYS_mkdir, &[p("/").as_ptr() as usize, 0o755]),
+            "rmdir of a file in /proc",
+            one(SYS_rmdir, "/proc/self/status"),
+        ),
+        ("rmdir of the /proc/self link", one(SYS_rmdir, "/proc/self")),
+        (
+            "rmdir of a /proc directory",
+            one(SYS_rmdir, &format!("/proc/{}", getpid())),
+        ),
+        ("rmdir /nonexistent/x", one(SYS_rmdir, "/nonexistent/x")),
+        ("unlink /nonexistent/x", one(SYS_unlink, "/nonexistent/x")),
+        ("unlink /", one(SYS_unlink, "/")),
+        ("unlink in /proc", one(SYS_unlink, "/proc/self/status")),
+        (
+            "unlink of a missing /proc file",
+            one(SYS_unlink, "/proc/nonexistent"),
         ),
         (
-            "mkdir /nonexistent/x",
-            sys(SYS_mkdir, &[p("/nonexistent/x").as_ptr() as usize, 0o755]),
+            "rename /nonexistent/x",
+            two(SYS_rename, "/nonexistent/x", "/y"),
         ),
         (
-            "mkdir under a file",
-            sys(SYS_mkdir, &[p(&format!("{me}/x")).as_ptr() as usize, 0o755]),
-        ),
-        ("rmdir /", sys(SYS_rmdir, &[p("/").as_ptr() as usize])),
-        (
-            "rmdir of a file",
-            sys(SYS_rmdir, &[p("/proc/self/status").as_ptr() as usize]),
+            "rename out of /proc",
+            two(SYS_rename, "/proc/self/status", "/x"),
         ),
         (
-            "rmdir /nonexistent",
-            sys(SYS_rmdir, &[p("/nonexistent").as_ptr() as usize]),
+            "rename within /proc",
+            two(SYS_rename, "/proc/self/status", "/proc/self/x"),
         ),
-        (
-            "unlink /nonexistent",
-            sys(SYS_unlink, &[p("/nonexistent").as_ptr() as usize]),
-        ),
-        (
-            "unlink of a directory",
-            sys(SYS_unlink, &[p("/proc").as_ptr() as usize]),
-        ),
-        (
-            "rename /nonexistent",
-            sys(
-                SYS_rename,
-                &[
-                    p("/nonexistent").as_ptr() as usize,
-                    p("/x").as_ptr() as usize,
-                ],
-            ),
-        ),
-        (
-            "link /nonexistent",
-            sys(
-                SYS_link,
-                &[
-                    p("/nonexistent").as_ptr() as usize,
-                    p("/x").as_ptr() as usize,
-                ],
-            ),
-        ),
-        (
-            "symlink onto /",
-            sys(
-                SYS_symlink,
-                &[p("x").as_ptr() as usize, p("/").as_ptr() as usize],
-            ),
-        ),
+        ("link /nonexistent", two(SYS_link, "/nonexistent", "/x")),
+        ("symlink onto /", two(SYS_symlink, "x", "/")),
         (
             "truncate /",
             sys(SYS_truncate, &[p("/").as_ptr() as usize, 0]),
@@ -693,6 +722,51 @@ fn process(r: &mut Report) {
         }
         Err(_) => r.fail(),
     }
+    // Identity and scheduling queries.
+    let mut ids = [7u32; 3];
+    r.check(
+        "getresuid: root",
+        sys(
+            SYS_getresuid,
+            &[
+                ids.as_mut_ptr() as usize,
+                ids.as_mut_ptr() as usize + 4,
+                ids.as_mut_ptr() as usize + 8,
+            ],
+        ) == Ok(0)
+            && ids == [0, 0, 0],
+    );
+    let mut cpu = [0u32; 2];
+    r.check(
+        "getcpu",
+        sys(
+            SYS_getcpu,
+            &[cpu.as_mut_ptr() as usize, cpu.as_mut_ptr() as usize + 4, 0],
+        ) == Ok(0),
+    );
+    r.check(
+        "sched_get_priority_max/min of SCHED_FIFO",
+        sys(SYS_sched_get_priority_max, &[1]) == Ok(99)
+            && sys(SYS_sched_get_priority_min, &[1]) == Ok(1),
+    );
+    r.check(
+        "and of SCHED_OTHER",
+        sys(SYS_sched_get_priority_max, &[0]) == Ok(0)
+            && sys(SYS_sched_get_priority_min, &[0]) == Ok(0),
+    );
+    println!(
+        "sched_get_priority_max of policy 42: {}",
+        err(sys(SYS_sched_get_priority_max, &[42]))
+    );
+    let mut prio = 5i32;
+    r.check(
+        "sched_getparam: priority 0",
+        sys(SYS_sched_getparam, &[0, &mut prio as *mut i32 as usize]) == Ok(0) && prio == 0,
+    );
+    println!(
+        "sched_getscheduler of no process: {}",
+        err(sys(SYS_sched_getscheduler, &[0x3fff_fff0]))
+    );
     // membarrier.
     let q = sys(SYS_membarrier, &[0, 0, 0]);
     r.check(
@@ -821,6 +895,19 @@ fn rlimits(r: &mut Report) {
         let _ = close(fd);
     }
     let _ = sys(SYS_setrlimit, &[RLIMIT_NOFILE, nofile.as_ptr() as usize]);
+    // /proc/self/limits: Linux's columns, and the soft limit as getrlimit reports it.
+    let text = vmrt::io::read_file(c"/proc/self/limits").unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let mut lines = text.lines();
+    println!("/proc/self/limits: {}", lines.next().unwrap_or(""));
+    for l in lines {
+        println!("  {}", l.get(..25).unwrap_or(l).trim_end());
+    }
+    let files = text.lines().find(|l| l.starts_with("Max open files"));
+    r.check(
+        "its open-file limit is getrlimit's",
+        files.is_some_and(|l| l.get(26..46).map(str::trim) == Some(&*format!("{}", nofile[0]))),
+    );
     // RLIMIT_AS: a mapping that would pass it is ENOMEM.
     const RLIMIT_AS: usize = 9;
     let as_old = get(RLIMIT_AS).unwrap_or([u64::MAX, u64::MAX]);
@@ -837,4 +924,61 @@ fn rlimits(r: &mut Report) {
         let _ = sys(SYS_munmap, &[p, 1 << 20]);
     }
     let _ = sys(SYS_setrlimit, &[RLIMIT_AS, as_old.as_ptr() as usize]);
+}
+
+/// `syscalls rofs`, for the guest only (the host's root is writable): what each call that
+/// would write gives on the read-only initramfs root.
+fn rofs() -> i32 {
+    let me = format!("{}/syscalls", bin_dir());
+    let p = |s: &str| cstr(s);
+    let one = |n: usize, a: &str| {
+        let x = p(a);
+        sys(n, &[x.as_ptr() as usize, 0o755])
+    };
+    let two = |n: usize, a: &str, b: &str| {
+        let (x, y) = (p(a), p(b));
+        sys(n, &[x.as_ptr() as usize, y.as_ptr() as usize])
+    };
+    let cases: [(&str, Result<usize, Errno>); 21] = [
+        ("mkdir /newdir", one(SYS_mkdir, "/newdir")),
+        ("mkdir /bin", one(SYS_mkdir, "/bin")),
+        ("rmdir /bin", one(SYS_rmdir, "/bin")),
+        ("rmdir /nonexistent", one(SYS_rmdir, "/nonexistent")),
+        ("unlink self", one(SYS_unlink, &me)),
+        ("unlink /nonexistent", one(SYS_unlink, "/nonexistent")),
+        ("unlink /proc", one(SYS_unlink, "/proc")),
+        ("rename self", two(SYS_rename, &me, "/x")),
+        ("rename /nonexistent", two(SYS_rename, "/nonexistent", "/x")),
+        ("link self", two(SYS_link, &me, "/x")),
+        ("link onto /bin", two(SYS_link, &me, "/bin")),
+        ("symlink /y", two(SYS_symlink, "x", "/y")),
+        ("symlink onto /bin", two(SYS_symlink, "x", "/bin")),
+        ("chmod self", one(SYS_chmod, &me)),
+        ("chmod /nonexistent", one(SYS_chmod, "/nonexistent")),
+        (
+            "truncate self",
+            sys(SYS_truncate, &[p(&me).as_ptr() as usize, 0]),
+        ),
+        (
+            "access self W_OK",
+            sys(SYS_access, &[p(&me).as_ptr() as usize, 2]),
+        ),
+        (
+            "open self O_WRONLY",
+            open(&p(&me), O_WRONLY, 0).map(|f| f as usize),
+        ),
+        (
+            "open self O_TRUNC",
+            open(&p(&me), O_RDONLY | 0o1000, 0).map(|f| f as usize),
+        ),
+        (
+            "open /newfile O_CREAT",
+            open(&p("/newfile"), O_CREAT | O_WRONLY, 0o644).map(|f| f as usize),
+        ),
+        ("creat /newfile", one(SYS_creat, "/newfile")),
+    ];
+    for (what, e) in cases {
+        println!("{what}: {}", err(e));
+    }
+    0
 }
