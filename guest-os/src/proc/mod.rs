@@ -163,16 +163,6 @@ impl Task {
         *self.comm.lock() = c;
     }
 
-    /// Record argv for /proc/PID/cmdline.
-    pub fn set_cmdline(&self, argv: &[Vec<u8>]) {
-        let mut c = Vec::new();
-        for a in argv {
-            c.extend_from_slice(a);
-            c.push(0);
-        }
-        *self.cmdline.lock() = c;
-    }
-
     /// Count a page fault.
     pub fn count_fault(&self, major: bool) {
         if major {

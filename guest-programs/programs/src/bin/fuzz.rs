@@ -3,8 +3,7 @@
 //! 1,000 per child. OPTIONS, separated by commas: a child number (only that
 //! child runs, same seed, same calls, printing each call and its result on
 //! stderr: the replay of a finding), `each` (the self-check after every
-//! child; the run stops at the first failure, naming the child to replay),
-//! `raw` (without the TEMPORARY workarounds below).
+//! child; the run stops at the first failure, naming the child to replay).
 //!
 //! The parent never makes a random call. It forks children one after the
 //! other, each running up to PER_CHILD random system calls, until CALLS
@@ -26,9 +25,9 @@
 //! (pause, sigsuspend, blocking socket/IPC calls; pipes, eventfds and
 //! the like are forced non-blocking, timeouts to zero or a millisecond), or
 //! reach outside itself (kill and friends target the child itself; mount,
-//! reboot, ptrace are denied). `TEMPORARY` marks the denials and caps for
-//! kernel bugs being fixed elsewhere (see FUZZ-FINDINGS.md); remove them
-//! once the fixes are in.
+//! reboot, ptrace are denied). Nothing else is held back: rt_sigreturn with
+//! random frames and memory calls with huge lengths included (the kernel
+//! bugs they once hit are fixed; FUZZ-FINDINGS.md).
 //!
 //! After the children: the kernel self-check (`/proc/vmscope/selfcheck`)
 //! and MemFree against its value before the first child. It prints a
@@ -44,7 +43,6 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use vmrt::io::read_file;
 use vmrt::println;
@@ -69,8 +67,6 @@ const SELFCHECK: &CStr = c"/proc/vmscope/selfcheck";
 
 /// The descriptor a child reports on; random calls never get this number.
 const REPORT_FD: i32 = 1000;
-/// `raw` option: the TEMPORARY denials and caps are off.
-static RAW: AtomicBool = AtomicBool::new(false);
 /// In a replay of one child, its log of calls (a copy of stderr).
 const LOG_FD: i32 = 1001;
 /// A child reports progress every this many calls (so a killed child's
@@ -99,13 +95,6 @@ const MAP_FIXED: usize = 0x10;
 const NR_MAX: u64 = 470;
 /// The x32 ABI bit.
 const X32_SYSCALL_BIT: u64 = 0x4000_0000;
-
-/// TEMPORARY caps (kernel bugs being fixed; see FUZZ-FINDINGS.md): the
-/// largest length mmap, mremap, munmap, mprotect, madvise, msync and mincore
-/// get. 16 TiB NORESERVE mappings hang unmap (per-page loops), mincore
-/// allocates before validating, and large populated mappings run the guest
-/// out of memory, which panics.
-const TEMPORARY_MAX_MM_LEN: u64 = 8 << 20;
 
 /// splitmix64: small, fast, good enough for argument choice.
 struct Rng(u64);
@@ -451,11 +440,7 @@ fn plan(w: &mut World, nr: u64, mut a: [u64; 6]) -> Plan {
             *v = REPORT_FD as u64 - 1;
         }
     }
-    let raw = RAW.load(Ordering::Relaxed);
     match nr {
-        // TEMPORARY (FUZZ-FINDINGS.md): a frame with a non-canonical RIP
-        // panics the kernel.
-        15 if !raw => return Plan::Deny,
         // End or replace the child, or multiply it.
         56 | 57 | 58 | 59 | 60 | 231 | 322 | 435 => return Plan::Deny,
         // Sleep until a signal, with no timeout.
@@ -536,19 +521,6 @@ fn plan(w: &mut World, nr: u64, mut a: [u64; 6]) -> Plan {
         436 if a[0] <= LOG_FD as u64 && a[1] >= REPORT_FD as u64 => a[1] = REPORT_FD as u64 - 1,
         _ => {}
     }
-    // TEMPORARY (FUZZ-FINDINGS.md): memory-management lengths capped.
-    if raw {
-        return Plan::Call(a);
-    }
-    match nr {
-        9 | 10 | 11 | 26 | 27 | 28 => a[1] = cap(a[1]),
-        25 => {
-            a[1] = cap(a[1]);
-            a[2] = cap(a[2]);
-        }
-        12 if a[0] > w.heap.wrapping_add(TEMPORARY_MAX_MM_LEN) => a[0] = 0,
-        _ => {}
-    }
     Plan::Call(a)
 }
 
@@ -556,14 +528,6 @@ fn plan(w: &mut World, nr: u64, mut a: [u64; 6]) -> Plan {
 /// it (SIGCHLD, SIGURG, SIGWINCH).
 fn harmless_signal(sig: u64) -> u64 {
     [0, 17, 23, 28][(sig % 4) as usize]
-}
-
-fn cap(len: u64) -> u64 {
-    if len > TEMPORARY_MAX_MM_LEN {
-        len % TEMPORARY_MAX_MM_LEN
-    } else {
-        len
-    }
 }
 
 /// Per-child counts, sent to the parent at the end.
@@ -925,11 +889,9 @@ fn main() -> i32 {
     let baseline = mem_free();
     let mut t = Totals::new();
     // Options: `each` (the self-check after every child, to find the one
-    // that broke something), `raw` (without the TEMPORARY workarounds), a
-    // child number (replay that child alone, its calls on stderr).
+    // that broke something), a child number (replay that child alone, its calls on stderr).
     let opts = vmrt::env::arg(4).and_then(|a| a.to_str()).unwrap_or("");
     let check_each = opts.split(',').any(|o| o == "each");
-    RAW.store(opts.split(',').any(|o| o == "raw"), Ordering::Relaxed);
     if let Some(c) = opts.split(',').find_map(|o| o.parse::<u64>().ok()) {
         println!("replaying child {c} ({per_child} calls)");
         let _ = mem_free();

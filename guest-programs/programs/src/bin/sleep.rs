@@ -467,7 +467,7 @@ fn stopped(r: &mut Report) {
                     }
                 };
                 let took = now() - t0;
-                exit_group(if ok && took >= 600 * MS && took < 750 * MS {
+                exit_group(if ok && (600 * MS..750 * MS).contains(&took) {
                     0
                 } else {
                     1
