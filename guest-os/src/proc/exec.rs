@@ -14,10 +14,14 @@ use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
 use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD};
 use goblin::elf::Elf;
 
+use core::sync::atomic::Ordering;
+
 use super::stack::{self, AuxInfo, Layout};
+use super::{current, signal};
+use crate::arch::x86_64::idt::TrapFrame;
 use crate::mm::mm_struct::{Mm, Prot, STACK_RLIMIT};
-use crate::mm::uaccess::{copy_from_user, get_user, strnlen_user};
-use crate::syscall::errno::{Errno, E2BIG, EFAULT, ENOEXEC, ENOMEM};
+use crate::mm::uaccess::{copy_from_user, get_user, strncpy_from_user, strnlen_user};
+use crate::syscall::errno::{Errno, SysResult, E2BIG, EFAULT, ENOEXEC, ENOMEM, ESRCH};
 use mm_core::vma::MmapLayout;
 
 /// Top of the initial stack (the end of user space, no randomisation).
@@ -479,4 +483,50 @@ pub fn load(
 /// `AT_HWCAP` on x86: CPUID.1:EDX.
 fn cpuid_hwcap() -> u64 {
     core::arch::x86_64::__cpuid(1).edx as u64
+}
+
+/// `execve(path, argv, envp)`: on success the old image is gone and the frame starts the
+/// new program; on failure the caller continues unchanged with -errno.
+pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult {
+    let me = current().ok_or(ESRCH)?;
+    let path = strncpy_from_user(a.0[0], 4096)?;
+    let ino = crate::fs::lookup(&path)?;
+    if crate::fs::with_root(|fs| fs.file_type(ino))? != kfs::FileType::Regular {
+        return Err(crate::syscall::errno::EACCES);
+    }
+    let data = crate::fs::file_data(ino)?;
+    let args = super::exec::ArgSource::User {
+        argv: a.0[1],
+        envp: a.0[2],
+    };
+    let img = super::exec::load(data, ino, &path, args)?;
+    // Point of no return.
+    img.mm.activate();
+    crate::mm::rmap::check(me);
+    crate::mm::rmap::attach(img.mm.anon_id, me.pid);
+    let old = me.mm.lock().replace(img.mm);
+    if let Some(old) = old {
+        crate::mm::rmap::detach(old.anon_id, me.pid);
+        old.destroy();
+    }
+    me.set_comm(&path);
+    *me.cmdline.lock() = img.cmdline;
+    crate::trace::exec(me, &path, img.entry, img.load_bias);
+    super::release_vfork(me);
+    signal::reset_on_exec(me);
+    crate::fs::fdtable::close_on_exec(me);
+    me.fs_base.store(0, Ordering::Relaxed);
+    // SAFETY: clearing the user FS base for the new image.
+    unsafe { crate::arch::x86_64::syscall::wrmsr(crate::arch::x86_64::syscall::MSR_FS_BASE, 0) };
+    let cs = frame.cs;
+    let ss = frame.ss;
+    *frame = TrapFrame {
+        rip: img.entry,
+        rsp: img.rsp,
+        cs,
+        ss,
+        rflags: 0x202,
+        ..TrapFrame::default()
+    };
+    Ok(0)
 }

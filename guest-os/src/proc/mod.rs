@@ -6,12 +6,14 @@
 pub mod exec;
 pub mod fork;
 pub mod init;
+pub mod kill;
 pub mod rlimit;
 pub mod sched;
 pub mod signal;
 pub mod stack;
 pub mod timer;
 pub mod vdso;
+pub mod wait;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;

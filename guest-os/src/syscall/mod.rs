@@ -68,7 +68,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
     let nr = frame.rax;
     crate::trace::syscall(nr);
     let a = Args::of(frame);
-    use crate::proc::fork as pf;
+    use crate::proc::{exec, fork as pf, kill, wait};
     let r: SysResult = match nr {
         nr::READ => fs::sys_read(&a),
         nr::WRITE => fs::sys_write(&a),
@@ -117,7 +117,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::MADVISE => mm::sys_madvise(&a),
         nr::DUP => fs::sys_dup(&a),
         nr::DUP2 => fs::sys_dup2(&a),
-        nr::PAUSE => pf::sys_pause(),
+        nr::PAUSE => kill::sys_pause(),
         nr::NANOSLEEP => time::sys_nanosleep(&a),
         nr::GETITIMER => time::sys_getitimer(&a),
         nr::ALARM => time::sys_alarm(&a),
@@ -126,10 +126,10 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::CLONE => pf::do_fork(frame, a.0[0], a.0[1]),
         nr::FORK => pf::do_fork(frame, 0, 0),
         nr::VFORK => pf::do_fork(frame, pf::CLONE_VM | pf::CLONE_VFORK, 0),
-        nr::EXECVE => pf::sys_execve(frame, &a),
+        nr::EXECVE => exec::sys_execve(frame, &a),
         nr::EXIT | nr::EXIT_GROUP => proc::sys_exit_group(&a),
-        nr::WAIT4 => pf::sys_wait4(&a),
-        nr::KILL => pf::sys_kill(&a),
+        nr::WAIT4 => wait::sys_wait4(&a),
+        nr::KILL => kill::sys_kill(&a),
         nr::UNAME => info::sys_uname(&a),
         nr::FCNTL => fs::sys_fcntl(&a),
         nr::FSYNC | nr::FDATASYNC => fs::sys_fsync(&a),
