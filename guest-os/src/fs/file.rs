@@ -225,12 +225,6 @@ pub fn try_arc<T>(v: T) -> Result<Arc<T>, Errno> {
     Ok(Arc::new(v))
 }
 
-/// `Box::new(v)`, or ENOMEM (see [`try_file`]).
-pub fn try_box<T>(v: T) -> Result<Box<T>, Errno> {
-    probe(core::alloc::Layout::new::<T>())?;
-    Ok(Box::new(v))
-}
-
 fn probe(layout: core::alloc::Layout) -> Result<(), Errno> {
     if layout.size() == 0 {
         return Ok(());
@@ -248,5 +242,5 @@ fn probe(layout: core::alloc::Layout) -> Result<(), Errno> {
 
 /// A boxed trait object for [`try_file`], or ENOMEM.
 pub fn try_ops<T: FileOps + 'static>(ops: T) -> Result<Box<dyn FileOps>, Errno> {
-    Ok(try_box(ops)?)
+    Ok(crate::mm::slab::try_box(ops).map_err(|_| ENOMEM)?)
 }

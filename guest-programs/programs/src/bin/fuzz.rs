@@ -951,7 +951,7 @@ fn main() -> i32 {
     if killed > 0 {
         vmrt::print!("  signals:");
         for (s, n) in t.signaled.iter().enumerate().filter(|(_, n)| **n > 0) {
-            match signal_name(s) {
+            match vmrt::sys::signal::name(s as i32) {
                 Some(name) => vmrt::print!(" {name}x{n}"),
                 None => vmrt::print!(" SIG{s}x{n}"),
             }
@@ -1044,43 +1044,4 @@ fn print_errnos(t: &Totals) {
         vmrt::print!(" other={}", t.other);
     }
     println!();
-}
-
-/// The name of a classic signal; None for the real-time ones (32..=64).
-fn signal_name(s: usize) -> Option<&'static str> {
-    const NAMES: [&str; 32] = [
-        "0",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    NAMES.get(s).copied()
 }
