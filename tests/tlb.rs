@@ -80,3 +80,34 @@ fn qemu_cross_check_tlb_selftest() {
     assert_eq!(stdout(&a), stdout(&b));
     assert_eq!(a.status.code(), b.status.code());
 }
+
+/// `--tlb check` over every bundled program (default arguments; the golden runs add the
+/// argument variants): no missing INVLPG anywhere in the kernel paths they reach. Two
+/// programs at a time (the machine has two cores).
+#[test]
+fn every_bundled_program_uses_no_stale_tlb_entry() {
+    let names: Vec<&str> = vmscope::guest::PROGRAMS.iter().map(|(n, _)| *n).collect();
+    assert!(names.len() > 20, "{names:?}");
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let halves: Vec<_> = names
+            .chunks(names.len().div_ceil(2))
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .filter_map(|name| {
+                            let o = vmscope(&["run", "--tlb", "check", name]);
+                            let err = stderr(&o);
+                            (!err.contains("tlb check: 0 stale TLB uses"))
+                                .then(|| format!("{name}: {err}"))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        halves
+            .into_iter()
+            .flat_map(|h| h.join().expect("a checker thread"))
+            .collect()
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
