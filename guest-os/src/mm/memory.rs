@@ -28,7 +28,7 @@ use mm_core::pgtable::{pte, Cursor, MmuGather, PtError, Pte};
 use mm_core::vma::{Backing, Vma, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE};
 
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE};
-use super::mm_struct::{page_mapcount_add, Mm, RssStat, UserPt, STACK_RLIMIT};
+use super::mm_struct::{page_mapcount_add, stack_rlimit, Mm, RssStat, UserPt};
 use super::page_alloc::{self, page_address};
 use super::uaccess::TASK_SIZE;
 use crate::syscall::errno::{Errno, EFAULT, ENOMEM};
@@ -191,7 +191,7 @@ impl Mm {
             Some(v) if v.start.as_u64() <= addr => *v,
             Some(v) if v.flags.contains(VM_GROWSDOWN) => {
                 self.vmas
-                    .expand_stack(VirtAddr::new(addr), &self.layout, STACK_RLIMIT)
+                    .expand_stack(VirtAddr::new(addr), &self.layout, stack_rlimit())
                     .map_err(|_| FaultError::Segv(SEGV_MAPERR))?;
                 stack_grew = true;
                 *self

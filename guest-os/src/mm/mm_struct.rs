@@ -28,6 +28,12 @@ pub use super::memory::{Fault, FaultError, FaultKind, SEGV_ACCERR, SEGV_MAPERR};
 
 /// The stack limit (`RLIMIT_STACK`, Linux's default 8 MiB).
 pub const STACK_RLIMIT: u64 = 8 << 20;
+
+/// The current process's `RLIMIT_STACK` (soft): how far its stack may grow, a quarter of
+/// it for exec's arguments, and the gap mmap_base leaves for the stack at exec.
+pub fn stack_rlimit() -> u64 {
+    crate::proc::rlimit::current(crate::proc::rlimit::RLIMIT_STACK)
+}
 /// Entries a zap clears between voluntary reschedules (one page table's worth, as Linux's
 /// `cond_resched` in `zap_pmd_range`): a few hundred thousand instructions.
 pub const ZAP_BATCH: u64 = mm_core::pgtable::ENTRIES as u64;

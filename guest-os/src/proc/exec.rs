@@ -19,7 +19,7 @@ use core::sync::atomic::Ordering;
 use super::stack::{self, AuxInfo, Layout};
 use super::{current, signal};
 use crate::arch::x86_64::idt::TrapFrame;
-use crate::mm::mm_struct::{Mm, Prot, STACK_RLIMIT};
+use crate::mm::mm_struct::{stack_rlimit, Mm, Prot};
 use crate::mm::uaccess::{copy_from_user, get_user, strncpy_from_user, strnlen_user};
 use crate::syscall::errno::{Errno, SysResult, E2BIG, EFAULT, ENOEXEC, ENOMEM, ESRCH};
 use mm_core::vma::MmapLayout;
@@ -136,7 +136,7 @@ fn measure_kernel(list: &[Vec<u8>], budget: u64) -> Result<usize, Errno> {
 /// the pointer arrays together within [`arg_limit`]. Reads only what it must: it stops at
 /// the first string past the limit.
 fn measure(args: ArgSource, path_len: usize) -> Result<ArgSizes, Errno> {
-    let limit = arg_limit(STACK_RLIMIT);
+    let limit = arg_limit(stack_rlimit());
     let (argc, envc) = match args {
         ArgSource::Kernel { argv, envp } => (argv.len(), envp.len()),
         ArgSource::User { argv, envp } => (count_user(argv, limit)?, count_user(envp, limit)?),
@@ -341,7 +341,7 @@ pub fn load(
         0
     };
     let mm = new.get()?;
-    mm.layout = MmapLayout::new(crate::mm::uaccess::TASK_SIZE, STACK_RLIMIT, rnd.mmap);
+    mm.layout = MmapLayout::new(crate::mm::uaccess::TASK_SIZE, stack_rlimit(), rnd.mmap);
     let stack_top = STACK_TOP - rnd.stack;
     let mut brk = 0u64;
     let mut phdr_addr = 0u64;
