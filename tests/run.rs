@@ -652,7 +652,7 @@ fn process_programs_match_the_host() {
 /// (`fileshare`); the stat family, *at calls, the working directory, the read-only root's
 /// errno order, time calls, rlimits, process groups (`syscalls`); sleeps, poll/select and
 /// SA_RESTART (`sleep`); futexes; the alternate signal stack catching a stack overflow;
-/// RLIMIT_STACK bounding stack growth (`stacklimit`); ENOSYS for numbers without a system
+/// RLIMIT_STACK and RLIMIT_AS (`memlimits`); ENOSYS for numbers without a system
 /// call.
 #[test]
 fn file_and_syscall_programs_match_the_host() {
@@ -663,7 +663,7 @@ fn file_and_syscall_programs_match_the_host() {
     e2e("sleep", &[]);
     e2e("futex", &[]);
     e2e("altstack", &[]);
-    e2e("stacklimit", &[]);
+    e2e("memlimits", &[]);
     e2e("enosys", &[]);
 }
 

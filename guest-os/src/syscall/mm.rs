@@ -26,10 +26,26 @@ fn err(e: mm_core::vma::VmaError) -> Errno {
     Errno(e.errno())
 }
 
+/// RLIMIT_AS (`may_expand_vm`): whether the address space may grow by `pages`.
+fn may_expand_vm(mm: &Mm, pages: u64) -> bool {
+    let limit = crate::proc::rlimit::current(crate::proc::rlimit::RLIMIT_AS);
+    mm.vmas
+        .stat()
+        .total_vm
+        .saturating_add(pages)
+        .saturating_mul(PAGE_SIZE)
+        <= limit
+}
+
 /// `brk(addr)`: returns the new break, or the old one if the change is refused.
 pub fn sys_brk(a: &Args) -> SysResult {
     with_mm(|mm| {
         if vma_prealloc().is_err() {
+            return Ok(mm.brk);
+        }
+        let page_up = |v: u64| v.checked_next_multiple_of(PAGE_SIZE).unwrap_or(u64::MAX);
+        let grow = page_up(a.0[0]).saturating_sub(page_up(mm.brk));
+        if a.0[0] > mm.brk && !may_expand_vm(mm, grow / PAGE_SIZE) {
             return Ok(mm.brk);
         }
         let req = BrkRequest {
@@ -123,12 +139,10 @@ pub fn sys_mmap(a: &Args) -> SysResult {
     } else {
         Placement::Anywhere
     };
-    // RLIMIT_AS (`may_expand_vm`; overlap with a MAP_FIXED range is not subtracted).
-    let as_limit = crate::proc::rlimit::current(crate::proc::rlimit::RLIMIT_AS);
     let start = with_mm(|mm| {
         vma_prealloc()?;
-        let pages = len.div_ceil(PAGE_SIZE);
-        if (mm.vmas.stat().total_vm.saturating_add(pages)).saturating_mul(PAGE_SIZE) > as_limit {
+        // Overlap with a MAP_FIXED range is not subtracted.
+        if !may_expand_vm(mm, len.div_ceil(PAGE_SIZE)) {
             return Err(ENOMEM);
         }
         let layout = mm.layout;
@@ -378,6 +392,9 @@ pub fn sys_mremap(a: &Args) -> SysResult {
     );
     with_mm(|mm| {
         vma_prealloc()?;
+        if new_len > old_len && !may_expand_vm(mm, (new_len - old_len) / PAGE_SIZE) {
+            return Err(ENOMEM);
+        }
         let layout = mm.layout;
         if flags & MREMAP_FIXED == 0 {
             if new_len <= old_len {
