@@ -226,6 +226,15 @@ const PATHS: [&[u8]; 7] = [
 ];
 
 impl World {
+    /// Write the forced timeouts (zero, and one millisecond) where the calls
+    /// will read them.
+    fn reset_timeouts(&self) {
+        // SAFETY: the last RW page of the scratch mapping, unless the child
+        // unmapped or protected it since, when the write ends the child with
+        // SIGSEGV (a counted death, like any other).
+        unsafe { core::ptr::write_volatile(self.zero_ts as *mut [u64; 4], [0, 0, 0, 1_000_000]) };
+    }
+
     fn int(&mut self) -> u64 {
         let r = &mut self.rng;
         match r.below(6) {
@@ -506,7 +515,14 @@ fn plan(w: &mut World, nr: u64, mut a: [u64; 6]) -> Plan {
             _ => {}
         },
         16 if a[1] & 0xffff_ffff == FIONBIO => a[1] = 0,
-        // Timeouts: zero, or a millisecond.
+        // Timeouts: zero, or a millisecond. The timespecs live in the scratch
+        // mapping, which earlier random calls may have overwritten (a read
+        // into it leaves a timeout of years): written again before the call.
+        // If the child unmapped or protected them, the write kills the child.
+        23 | 270 | 271 | 35 | 230 | 128 | 202 => w.reset_timeouts(),
+        _ => {}
+    }
+    match nr {
         7 => a[2] &= 1,
         23 => a[4] = w.zero_ts,
         270 | 271 => {
@@ -626,10 +642,6 @@ fn world(seed: u64, child: u64) -> Option<World> {
         core::ptr::write_bytes(paths[7] as *mut u8, b'a', PAGE);
     }
     let ts = (scratch + SCRATCH_PAGES * PAGE - 64) & !15;
-    // SAFETY: inside the last RW page, after the strings.
-    unsafe {
-        (ts as *mut [u64; 4]).write([0, 0, 0, 1_000_000]);
-    }
     let mut fds = [0u64; 6];
     let opened = [
         c"/proc/self/maps",
@@ -658,6 +670,7 @@ fn world(seed: u64, child: u64) -> Option<World> {
         short_ts: ts as u64 + 16,
         paths,
     })
+    .inspect(|w| w.reset_timeouts())
 }
 
 /// A child's life: `calls` random system calls, then exit.
