@@ -189,7 +189,9 @@ fn check_address_spaces(p: &mut Problems) -> Vec<Mapping> {
                 return;
             }
             if mm.vmas.vma_lookup(super::addr::VirtAddr::new(va)).is_none() {
-                p.add(format!("pid {pid}: PTE {e:#x} at {va:#x} outside every VMA"));
+                p.add(format!(
+                    "pid {pid}: PTE {e:#x} at {va:#x} outside every VMA"
+                ));
             }
             let pfn = PhysAddr::new(e & pte::ADDR_MASK).pfn();
             if super::memory::is_shared_page(pfn) {
@@ -210,7 +212,10 @@ fn check_address_spaces(p: &mut Problems) -> Vec<Mapping> {
             p.add(format!("pid {pid}: out of memory while checking"));
         }
         if owned != mm.rss {
-            p.add(format!("pid {pid}: rss {} but {owned} pages mapped", mm.rss));
+            p.add(format!(
+                "pid {pid}: rss {} but {owned} pages mapped",
+                mm.rss
+            ));
         }
         drop(g);
         if maps.try_reserve(found.len()).is_err() {
@@ -226,8 +231,15 @@ fn check_address_spaces(p: &mut Problems) -> Vec<Mapping> {
 #[derive(Clone, Copy)]
 enum PageProblem {
     OutsideMemMap,
-    MappedButFree { n: i32, refcount: i32 },
-    Counts { n: i32, mapcount: i32, refcount: i32 },
+    MappedButFree {
+        n: i32,
+        refcount: i32,
+    },
+    Counts {
+        n: i32,
+        mapcount: i32,
+        refcount: i32,
+    },
     Unmapped {
         mapcount: i32,
         flags: u32,

@@ -97,7 +97,10 @@ fn address_space_limit() {
                 Err(Errno::ENOMEM) => "ENOMEM",
                 Err(_) => "another error",
             };
-            println!("RLIMIT_AS 64 MiB: mmap 128 MiB: {}", show(mmap_anonymous(BIG)));
+            println!(
+                "RLIMIT_AS 64 MiB: mmap 128 MiB: {}",
+                show(mmap_anonymous(BIG))
+            );
             let old = current_brk();
             // SAFETY: a refused brk changes nothing; a granted one only adds memory.
             let new = unsafe { brk(old + BIG) };
@@ -111,7 +114,10 @@ fn address_space_limit() {
                 unsafe { mremap(p, 4096, BIG, MREMAP_MAYMOVE, 0) }
             });
             println!("RLIMIT_AS 64 MiB: mremap to 128 MiB: {}", show(grown));
-            println!("RLIMIT_AS 64 MiB: mmap 1 MiB: {}", show(mmap_anonymous(1 << 20)));
+            println!(
+                "RLIMIT_AS 64 MiB: mmap 1 MiB: {}",
+                show(mmap_anonymous(1 << 20))
+            );
             exit_group(0)
         }
         Ok(Fork::Parent(pid)) => {
