@@ -9,7 +9,7 @@ use mm_core::vma::{
 use super::errno::{Errno, SysResult, EACCES, EFAULT, EINVAL, ENOMEM, ESRCH};
 use super::Args;
 use crate::mm::addr::{VirtAddr, PAGE_SIZE};
-use crate::mm::mm_struct::{FaultError, Mm, ZAP_BATCH};
+use crate::mm::mm_struct::{Mm, ZAP_BATCH};
 use crate::mm::mmap::vma_prealloc;
 use crate::mm::shmem;
 use crate::mm::uaccess::{copy_to_user, TASK_SIZE};
@@ -182,12 +182,14 @@ pub fn sys_mmap(a: &Args) -> SysResult {
         };
         mm.unmap_vmas(&old);
         if flags & MAP_POPULATE != 0 {
-            // Pages are faulted in one by one (as GUP does); running out of memory ends
-            // the population early, which mmap does not report.
+            // Pages are faulted in one by one (as GUP does). Any failure ends the
+            // population early, which mmap does not report: running out of memory, or
+            // a mapping no access may reach (PROT_NONE: Linux's populate_vma_page_range
+            // skips it), so a huge PROT_NONE MAP_POPULATE does not loop over its range.
             let write = prot & PROT_WRITE != 0 && !shared;
             let mut va = start.as_u64();
             while va < end.as_u64() {
-                if mm.handle_fault(va, write, false, false) == Err(FaultError::Oom) {
+                if mm.handle_fault(va, write, false, false).is_err() {
                     break;
                 }
                 va += PAGE_SIZE;

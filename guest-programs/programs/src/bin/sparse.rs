@@ -21,7 +21,8 @@
 use vmrt::io::Report;
 use vmrt::println;
 use vmrt::sys::mm::{
-    mmap, munmap, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE,
+    mmap, munmap, MAP_ANONYMOUS, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, PAGE_SIZE, PROT_NONE,
+    PROT_READ, PROT_WRITE,
 };
 use vmrt::sys::proc::{exit_group, fork, wait4, Fork};
 
@@ -141,5 +142,23 @@ fn main() -> i32 {
     r.check("mapped again, reads zero", zero);
     // SAFETY: nothing uses it afterwards.
     r.check("munmap again", unsafe { munmap(q, LEN) }.is_ok());
+    // MAP_POPULATE of a mapping nothing may access populates nothing: no loop over
+    // 2^32 pages.
+    // SAFETY: without MAP_FIXED the kernel picks unused addresses.
+    let n = unsafe {
+        mmap(
+            0,
+            LEN,
+            PROT_NONE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    r.check("16 TiB PROT_NONE MAP_POPULATE returns", n.is_ok());
+    if let Ok(n) = n {
+        // SAFETY: nothing uses it afterwards.
+        r.check("and unmaps", unsafe { munmap(n, LEN) }.is_ok());
+    }
     r.exit_status()
 }
