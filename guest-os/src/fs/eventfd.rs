@@ -4,12 +4,10 @@
 //! ends with `-ERESTARTSYS` on a signal. Readable (POLLIN) while non-zero, writable
 //! (POLLOUT) while another 1 fits.
 
-use alloc::vec::Vec;
-
 use super::file::{poll, File, FileOps};
 use super::stat::Kstat;
 use crate::mm::uaccess::{copy_from_user, copy_to_user};
-use crate::proc::Task;
+use crate::proc::wait_queue::WaitQueue;
 use crate::sync::IrqLock;
 use crate::syscall::errno::{Errno, SysResult, EAGAIN, EINVAL, ERESTARTSYS};
 
@@ -22,7 +20,7 @@ pub const EFD_SEMAPHORE: u32 = 1;
 pub struct EventFd {
     count: IrqLock<u64>,
     semaphore: bool,
-    waiters: IrqLock<Vec<&'static Task>>,
+    waiters: WaitQueue,
 }
 
 impl EventFd {
@@ -30,29 +28,7 @@ impl EventFd {
         EventFd {
             count: IrqLock::new("eventfd", initval as u64),
             semaphore,
-            waiters: IrqLock::new("eventfd_wait", Vec::new()),
-        }
-    }
-
-    fn add_waiter(&self) {
-        if let Some(me) = crate::proc::current() {
-            let mut w = self.waiters.lock();
-            if !w.iter().any(|t| core::ptr::eq(*t, me)) && w.try_reserve(1).is_ok() {
-                w.push(me);
-            }
-        }
-    }
-
-    fn remove_waiter(&self) {
-        if let Some(me) = crate::proc::current() {
-            self.waiters.lock().retain(|t| !core::ptr::eq(*t, me));
-        }
-    }
-
-    fn wake_all(&self) {
-        let w = core::mem::take(&mut *self.waiters.lock());
-        for t in w {
-            crate::proc::sched::wake(t);
+            waiters: WaitQueue::new("eventfd_wait"),
         }
     }
 
@@ -64,9 +40,9 @@ impl EventFd {
         if crate::proc::signal::has_pending(me) {
             return Err(ERESTARTSYS);
         }
-        self.add_waiter();
+        self.waiters.add_current();
         crate::proc::sched::sleep();
-        self.remove_waiter();
+        self.waiters.remove_current();
         Ok(())
     }
 }
@@ -95,7 +71,7 @@ impl FileOps for EventFd {
             *self.count.lock() += v;
             return Err(e);
         }
-        self.wake_all();
+        self.waiters.wake_all();
         Ok(8)
     }
 
@@ -122,7 +98,7 @@ impl FileOps for EventFd {
             }
             self.wait()?;
         }
-        self.wake_all();
+        self.waiters.wake_all();
         Ok(8)
     }
 
@@ -144,11 +120,11 @@ impl FileOps for EventFd {
     }
 
     fn poll_wait(&self) {
-        self.add_waiter();
+        self.waiters.add_current();
     }
 
     fn poll_unwait(&self) {
-        self.remove_waiter();
+        self.waiters.remove_current();
     }
 
     fn name(&self) -> &'static str {

@@ -12,12 +12,11 @@
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 
 use super::file::{poll, File, FileOps};
 use super::stat::{Kstat, PIPEFS_DEV, S_IFIFO};
 use crate::mm::uaccess::{copy_from_user, copy_to_user};
-use crate::proc::Task;
+use crate::proc::wait_queue::WaitQueue;
 use crate::sync::IrqLock;
 use crate::syscall::errno::{Errno, SysResult, EAGAIN, EBADF, EFAULT, ENOMEM, EPIPE, ERESTARTSYS};
 
@@ -37,7 +36,7 @@ struct State {
 /// A pipe, and the tasks sleeping on it (its wait queue).
 pub struct Pipe {
     state: IrqLock<State>,
-    waiters: IrqLock<Vec<&'static Task>>,
+    waiters: WaitQueue,
     /// Inode number for fstat (pipefs gives each pipe its own).
     ino: u64,
 }
@@ -62,7 +61,7 @@ pub fn new_pipe() -> Result<(PipeEnd, PipeEnd), Errno> {
     };
     let p = super::file::try_arc(Pipe {
         state: IrqLock::new("pipe", state),
-        waiters: IrqLock::new("pipe_wait", Vec::new()),
+        waiters: WaitQueue::new("pipe_wait"),
         ino: NEXT_INO.fetch_add(1, Ordering::Relaxed),
     })?;
     Ok((
@@ -78,24 +77,6 @@ pub fn new_pipe() -> Result<(PipeEnd, PipeEnd), Errno> {
 }
 
 impl Pipe {
-    /// Queue the current task on the pipe (once).
-    fn add_waiter(&self) {
-        if let Some(me) = crate::proc::current() {
-            let mut w = self.waiters.lock();
-            if !w.iter().any(|t| core::ptr::eq(*t, me)) && w.try_reserve(1).is_ok() {
-                w.push(me);
-            }
-        }
-    }
-
-    /// Take the current task off the queue (`finish_wait`): a task woken by a signal or a
-    /// timer must not stay queued, it may be gone by the time the pipe wakes its queue.
-    fn remove_waiter(&self) {
-        if let Some(me) = crate::proc::current() {
-            self.waiters.lock().retain(|t| !core::ptr::eq(*t, me));
-        }
-    }
-
     /// Sleep until the other side reads, writes or closes (`pipe_wait`); ERESTARTSYS when
     /// a signal is pending.
     fn wait(&self) -> Result<(), Errno> {
@@ -105,18 +86,10 @@ impl Pipe {
         if crate::proc::signal::has_pending(me) {
             return Err(ERESTARTSYS);
         }
-        self.add_waiter();
+        self.waiters.add_current();
         crate::proc::sched::sleep();
-        self.remove_waiter();
+        self.waiters.remove_current();
         Ok(())
-    }
-
-    /// Wake every task sleeping on the pipe.
-    fn wake_all(&self) {
-        let waiters = core::mem::take(&mut *self.waiters.lock());
-        for t in waiters {
-            crate::proc::sched::wake(t);
-        }
     }
 
     /// Copy up to `buf.len()` queued bytes without taking them: `Ok(0)` at end of file,
@@ -140,7 +113,7 @@ impl Pipe {
         let n = n.min(s.data.len());
         s.data.drain(..n);
         drop(s);
-        self.wake_all();
+        self.waiters.wake_all();
     }
 
     /// Append `bytes` if there is room for all of them (`PIPE_BUF` atomicity: callers pass
@@ -158,7 +131,7 @@ impl Pipe {
         s.data.try_reserve(n).map_err(|_| ENOMEM)?;
         s.data.extend(&bytes[..n]);
         drop(s);
-        self.wake_all();
+        self.waiters.wake_all();
         Ok(n)
     }
 }
@@ -262,11 +235,11 @@ impl FileOps for PipeEnd {
     }
 
     fn poll_wait(&self) {
-        self.pipe.add_waiter();
+        self.pipe.waiters.add_current();
     }
 
     fn poll_unwait(&self) {
-        self.pipe.remove_waiter();
+        self.pipe.waiters.remove_current();
     }
 
     fn name(&self) -> &'static str {
@@ -284,6 +257,6 @@ impl Drop for PipeEnd {
         }
         drop(s);
         // Readers see end of file, writers EPIPE.
-        self.pipe.wake_all();
+        self.pipe.waiters.wake_all();
     }
 }

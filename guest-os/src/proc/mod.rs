@@ -14,6 +14,7 @@ pub mod stack;
 pub mod timer;
 pub mod vdso;
 pub mod wait;
+pub mod wait_queue;
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
