@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{pvh_kernel, qemu_present, root, stderr, stdout, vmscope, Scratch};
+use common::{native_command, pvh_kernel, qemu_present, root, stderr, stdout, vmscope, Scratch};
 use kfs::Ramfs;
 use std::ffi::OsStr;
 use std::process::Output;
@@ -355,17 +355,14 @@ fn e2e(program: &str, args: &[&str]) -> Output {
 /// finds the programs it execs through `VMSCOPE_BIN`, which must name the host's build
 /// directory natively and `/bin` in the guest).
 fn e2e_with(program: &str, args: &[&str], native_env: &[(&str, &str)]) -> Output {
-    use std::os::unix::process::CommandExt;
     let mut v = vec![program];
     v.extend_from_slice(args);
     let a = run(&v);
     let native_bin = root()
         .join("target/guest-programs/x86_64-unknown-none/release")
         .join(program);
-    let native = std::process::Command::new(native_bin)
-        .arg0(format!("/bin/{program}"))
+    let native = native_command(&native_bin, &format!("/bin/{program}"))
         .args(args)
-        .env_clear()
         .envs(RUN_ENV.iter().map(|e| e.split_once('=').unwrap()))
         .envs(native_env.iter().copied())
         .output()

@@ -7,7 +7,6 @@ mod common;
 
 use common::root;
 use std::path::PathBuf;
-use std::process::Command;
 use vmscope::linux_user::{run_static_elf, UserExit};
 
 const MAX_INSNS: u64 = 50_000_000;
@@ -57,10 +56,8 @@ fn programs_at_o0_and_o3_match_the_host() {
     for (prog, argv, envp) in cases() {
         // The host Linux oracle: the same static binary, run natively.
         let native_bin = &dirs[1].1.join(prog);
-        let native = Command::new(native_bin)
-            .arg0_compat(argv[0])
+        let native = common::native_command(native_bin, argv[0])
             .args(&argv[1..])
-            .env_clear()
             .envs(envp.iter().map(|e| e.split_once('=').unwrap()))
             .output()
             .expect("run natively");
@@ -92,16 +89,5 @@ fn programs_at_o0_and_o3_match_the_host() {
             );
             assert!(run.instructions > 10, "{what}");
         }
-    }
-}
-
-/// `Command::arg0` lives in a Unix extension trait.
-trait Arg0 {
-    fn arg0_compat(&mut self, a: &str) -> &mut Self;
-}
-impl Arg0 for Command {
-    fn arg0_compat(&mut self, a: &str) -> &mut Self {
-        use std::os::unix::process::CommandExt;
-        self.arg0(a)
     }
 }

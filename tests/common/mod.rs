@@ -36,6 +36,34 @@ pub fn vmscope(args: &[&str]) -> Output {
         .expect("run vmscope")
 }
 
+/// A host Linux oracle run of a static guest program: `argv0` as its argv[0], an empty
+/// environment, and only descriptors 0, 1 and 2 open, as the guest's init starts a program.
+/// Descriptors the test runner inherited from whatever started it (a CI harness leaves some
+/// open without close-on-exec) are closed in the child, or a program that counts its
+/// descriptors (RLIMIT_NOFILE, the lowest free slot) would see them.
+pub fn native_command(bin: &Path, argv0: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(bin);
+    cmd.arg0(argv0).env_clear();
+    // SAFETY: close_range is async-signal-safe and touches only the child's descriptors.
+    // They are marked close-on-exec rather than closed, so std's exec-error pipe (also
+    // above 2) keeps working until the exec itself.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::close_range(
+                3,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
