@@ -104,12 +104,10 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     mm::proc::print_from_cmdline(cmdline);
     kprintln!("Boot OK");
 
-    if let Some(initrd) = initrd {
-        // Not every initrd is an initramfs (tests pass arbitrary bytes): only a newc archive
-        // is mounted.
-        if let Err(e) = fs::mount_initramfs(initrd.paddr, initrd.size) {
-            log::info!("{e}");
-        }
+    // Not every initrd is an initramfs (tests pass arbitrary bytes): only a newc archive
+    // is unpacked.
+    if let Err(e) = fs::mount_root(initrd.map(|i| (i.paddr, i.size))) {
+        log::info!("{e}");
     }
     if !selftest::run_from_cmdline(cmdline) {
         exit::exit(exit::EXIT_SELFTEST_FAILED);

@@ -136,6 +136,8 @@ fn write_protection<W: Write>(w: &mut W, z: &Zone) -> fmt::Result {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MemInfoExtra {
     pub cached: u64,
+    /// Pages of tmpfs files and shared anonymous memory (part of `cached`).
+    pub shmem: u64,
     pub active_anon: u64,
     pub inactive_anon: u64,
     pub active_file: u64,
@@ -203,7 +205,7 @@ pub fn write_meminfo<W: Write, D: DirectMap>(
     line(w, "Writeback", 0)?;
     line(w, "AnonPages", x.anon_pages * kb)?;
     line(w, "Mapped", x.mapped * kb)?;
-    line(w, "Shmem", 0)?;
+    line(w, "Shmem", x.shmem * kb)?;
     line(w, "KReclaimable", x.slab_reclaimable * kb)?;
     line(w, "Slab", (x.slab_reclaimable + x.slab_unreclaimable) * kb)?;
     line(w, "SReclaimable", x.slab_reclaimable * kb)?;

@@ -105,8 +105,14 @@ pub trait FileOps: Send + Sync {
     fn truncate(&self, _len: u64) -> SysResult {
         Err(EINVAL)
     }
-    /// For mmap: the initramfs inode whose pages a mapping can show (`None`: ENODEV).
-    fn mmap_ino(&self) -> Option<kfs::Ino> {
+    /// For mmap: the page cache object a mapping shows and how maps names it (`None`:
+    /// ENODEV).
+    fn mmap_target(&self) -> Option<MapTarget> {
+        None
+    }
+    /// The file's place in the tree, for files of mounted filesystems (fchmod, fstatfs,
+    /// `*at` calls relative to a directory, fchdir).
+    fn vfs_path(&self) -> Option<super::mount::Path> {
         None
     }
     /// Whether this is a regular file or directory (for error choices: ftruncate's EINVAL).
@@ -119,6 +125,16 @@ pub trait FileOps: Send + Sync {
     }
     /// A name for /proc and logs.
     fn name(&self) -> &'static str;
+}
+
+/// What a file mapping names: the page cache object (`vm_file->f_mapping`) and, for
+/// /proc/PID/maps, the device, inode number and path.
+pub struct MapTarget {
+    pub id: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub ino: u64,
+    pub name: alloc::vec::Vec<u8>,
 }
 
 /// `f_mode` bits: what the open mode allows (Linux's `FMODE_READ`/`FMODE_WRITE`).
@@ -198,13 +214,13 @@ impl File {
         Ok(new as u64)
     }
 
-    /// The inode mmap can map: EBADF for an O_PATH descriptor, ENODEV for a file that
-    /// cannot be mapped.
-    pub fn mmap_ino(&self) -> Result<kfs::Ino, Errno> {
+    /// What mmap maps: EBADF for an O_PATH descriptor, ENODEV for a file that cannot be
+    /// mapped.
+    pub fn mmap_target(&self) -> Result<MapTarget, Errno> {
         if self.flags() & flags::O_PATH != 0 {
             return Err(crate::syscall::errno::EBADF);
         }
-        self.f_op.mmap_ino().ok_or(ENODEV)
+        self.f_op.mmap_target().ok_or(ENODEV)
     }
 }
 

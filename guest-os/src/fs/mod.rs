@@ -1,68 +1,200 @@
-//! Filesystems: the initramfs (a newc cpio archive from the boot loader, unpacked into the
-//! read-only ramfs of the `kfs` crate) as the root, /proc beside it, pipes, memfds and the
-//! console, all as open files ([`file::File`] with [`file::FileOps`]) in per-process
-//! descriptor tables ([`fdtable`]).
+//! Filesystems: the VFS (superblocks, inodes, the dentry cache, mounts and the path
+//! walk) with tmpfs as the root, into which the initramfs (a newc cpio archive from the
+//! boot loader) is unpacked at boot as Linux's rootfs is; /proc beside it; pipes, memfds
+//! and the console; all as open files ([`file::File`] with [`file::FileOps`]) in
+//! per-process descriptor tables ([`fdtable`]).
 
 pub mod console;
+pub mod dcache;
 pub mod dirent;
 pub mod eventfd;
 pub mod fdtable;
 pub mod file;
+pub mod inode;
 pub mod memfd;
+pub mod mount;
 pub mod namei;
 pub mod pipe;
 pub mod procfs;
-pub mod ramfile;
 pub mod stat;
+pub mod super_block;
+pub mod tmpfs;
+pub mod vfs_file;
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use kfs::ramfs::{Ino, Ramfs};
+use kfs::{FileType, ROOT_INO};
 
 use crate::mm::{phys_to_virt, PhysAddr};
-use crate::sync::IrqLock;
-use crate::syscall::errno::{Errno, ENOENT};
+use crate::syscall::errno::{Errno, EACCES, EISDIR, ENOENT, ENOMEM};
+use inode::{Inode, InodeOps};
+use mount::Path;
 
-static ROOT: IrqLock<Option<Ramfs<'static>>> = IrqLock::new("rootfs", None);
+/// `PROC_SUPER_MAGIC`.
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 
-/// Mount the initramfs at `[paddr, paddr+size)` (PVH module 0) as `/`. The archive stays in
-/// memory memblock reserved at boot, so file data is borrowed from it, never copied.
-pub fn mount_initramfs(paddr: u64, size: u64) -> Result<(), &'static str> {
-    let va = phys_to_virt(PhysAddr::new(paddr), size).ok_or("initramfs outside the direct map")?;
-    // SAFETY: the module's bytes are reserved for the kernel's lifetime and never written.
-    let archive: &'static [u8] =
-        unsafe { core::slice::from_raw_parts(va.as_ptr::<u8>(), size as usize) };
-    let fs = Ramfs::from_cpio(archive).map_err(|_| "initramfs: malformed newc archive")?;
-    *ROOT.lock() = Some(fs);
-    Ok(())
-}
+struct ProcSuper;
+static PROC_SUPER: ProcSuper = ProcSuper;
 
-fn errno(e: kfs::Errno) -> Errno {
-    Errno(e.0)
-}
-
-/// Run `f` on the root filesystem.
-pub fn with_root<R>(f: impl FnOnce(&Ramfs<'static>) -> Result<R, kfs::Errno>) -> Result<R, Errno> {
-    match ROOT.lock().as_ref() {
-        Some(fs) => f(fs).map_err(errno),
-        None => Err(ENOENT),
+impl super_block::SuperOps for ProcSuper {
+    fn statfs(&self, sb: &super_block::SuperBlock) -> Result<super_block::Kstatfs, Errno> {
+        Ok(super_block::Kstatfs {
+            f_type: sb.s_magic,
+            f_bsize: crate::mm::PAGE_SIZE,
+            f_namelen: namei::NAME_MAX as u64,
+            f_frsize: crate::mm::PAGE_SIZE,
+            ..Default::default()
+        })
     }
 }
 
-/// Resolve an absolute path.
-pub fn lookup(path: &[u8]) -> Result<Ino, Errno> {
-    with_root(|fs| fs.lookup(path))
+/// Mount a fresh tmpfs as `/` (`init_rootfs`), unpack the initramfs at `[paddr,
+/// paddr+size)` (PVH module 0) into it (`populate_rootfs`), mount /proc and a tmpfs on
+/// /tmp, and give the archive's memory to the page allocator (`free_initrd_mem`).
+/// Without an archive (None) the root is empty but for the mount points.
+pub fn mount_root(initrd: Option<(u64, u64)>) -> Result<(), &'static str> {
+    let (sb, root) = tmpfs::new_fs("rootfs", 0o755).map_err(|_| "rootfs: out of memory")?;
+    mount::mount(sb, root.clone(), None, "none").map_err(|_| "rootfs: out of memory")?;
+    let mut result = Ok(());
+    if let Some((paddr, size)) = initrd {
+        result = unpack_initramfs(&root, paddr, size);
+        free_initrd_mem(paddr, size);
+    }
+    let root_inode = root.inode().ok_or("rootfs: no root inode")?;
+    for d in [&b"proc"[..], b"tmp", b"mnt"] {
+        if root_inode.i_op.lookup(&root_inode, d).ok().flatten().is_none() {
+            let mode = if d == b"tmp" { 0o1777 } else { 0o755 };
+            tmpfs::TMPFS_OPS
+                .mkdir(&root_inode, d, mode)
+                .map_err(|_| "rootfs: cannot make a mount point")?;
+        }
+    }
+    let rootp = mount::root().ok_or("rootfs: not mounted")?;
+    let at = |name: &[u8]| -> Result<Path, &'static str> {
+        let d = namei::lookup_one(&rootp.dentry, name).map_err(|_| "rootfs: lookup")?;
+        Ok(Path {
+            mnt: rootp.mnt.clone(),
+            dentry: d,
+        })
+    };
+    // /proc: its names come from `procfs::lookup`; the root dentry stands for the mount.
+    let proc_sb = file::try_arc(super_block::SuperBlock::new(
+        "proc",
+        PROC_SUPER_MAGIC,
+        super_block::anon_dev(),
+        &PROC_SUPER,
+        alloc::string::String::from("nosuid,nodev,noexec,relatime"),
+    ))
+    .map_err(|_| "proc: out of memory")?;
+    let (_, proc_root) = tmpfs::new_fs("proc", 0o555).map_err(|_| "proc: out of memory")?;
+    mount::mount(proc_sb, proc_root, Some(&at(b"proc")?), "proc")
+        .map_err(|_| "proc: cannot mount")?;
+    let (tmp_sb, tmp_root) = tmpfs::new_fs("tmpfs", 0o1777).map_err(|_| "tmp: out of memory")?;
+    mount::mount(tmp_sb, tmp_root, Some(&at(b"tmp")?), "tmpfs")
+        .map_err(|_| "tmp: cannot mount")?;
+    result
 }
 
-/// The whole contents of a regular file, borrowed from the archive.
-pub fn file_data(ino: Ino) -> Result<&'static [u8], Errno> {
-    with_root(|fs| {
-        let d = fs.data(ino)?;
-        // SAFETY: ramfs data borrows the 'static archive (see `mount_initramfs`) and the
-        // filesystem is never unmounted, so the bytes outlive any caller.
-        Ok(unsafe { core::slice::from_raw_parts(d.as_ptr(), d.len()) })
-    })
+/// Copy every entry of the archive into the tmpfs under `root`, directories first.
+fn unpack_initramfs(root: &Arc<dcache::Dentry>, paddr: u64, size: u64) -> Result<(), &'static str> {
+    let va = phys_to_virt(PhysAddr::new(paddr), size).ok_or("initramfs outside the direct map")?;
+    // SAFETY: the module's bytes are reserved until `free_initrd_mem`, after this returns.
+    let archive: &[u8] = unsafe { core::slice::from_raw_parts(va.as_ptr::<u8>(), size as usize) };
+    let fs = Ramfs::from_cpio(archive).map_err(|_| "initramfs: malformed newc archive")?;
+    let root_inode = root.inode().ok_or("rootfs: no root inode")?;
+    // (ramfs directory, tmpfs directory) pairs still to copy.
+    let mut todo: Vec<(Ino, Arc<Inode>)> = Vec::new();
+    todo.push((ROOT_INO, root_inode));
+    while let Some((dir, into)) = todo.pop() {
+        let entries = fs.readdir(dir).map_err(|_| "initramfs: bad directory")?;
+        for e in entries {
+            if e.name == b"." || e.name == b".." {
+                continue;
+            }
+            let st = fs.stat(e.ino).map_err(|_| "initramfs: bad inode")?;
+            let data = if e.file_type == FileType::Regular {
+                fs.data(e.ino).unwrap_or(&[])
+            } else {
+                &[]
+            };
+            let target = fs.readlink(e.ino).ok();
+            let made = tmpfs::unpack_entry(&into, e.name, &st, data, target)
+                .map_err(|_| "initramfs: out of memory unpacking")?;
+            if e.file_type == FileType::Directory {
+                todo.push((e.ino, made));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Give the archive's whole pages to the buddy allocator (`free_initrd_mem`).
+fn free_initrd_mem(paddr: u64, size: u64) {
+    let page = crate::mm::PAGE_SIZE;
+    let start = paddr.div_ceil(page);
+    let end = (paddr + size) / page;
+    if end > start {
+        crate::mm::page_alloc::with(|a| {
+            a.free_boot_range(crate::mm::Pfn(start), crate::mm::Pfn(end))
+        });
+        crate::kprintln!("Freeing initrd memory: {}K", (end - start) * page / 1024);
+    }
+}
+
+/// Resolve an absolute path to a node of a mounted filesystem (not /proc).
+pub fn lookup(path: &[u8]) -> Result<Path, Errno> {
+    match namei::lookup(path, true)? {
+        namei::Node::Vfs(p) => Ok(p),
+        namei::Node::Proc(_) => Err(EACCES),
+    }
+}
+
+/// Read `len` bytes at `off` of a regular file into a kernel buffer.
+pub fn read_kernel(inode: &Inode, off: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    let size = inode.size();
+    if off >= size {
+        return Ok(0);
+    }
+    let n = ((size - off) as usize).min(buf.len());
+    let page = crate::mm::PAGE_SIZE;
+    let mut done = 0;
+    while done < n {
+        let p = off + done as u64;
+        let o = (p % page) as usize;
+        let k = (page as usize - o).min(n - done);
+        match crate::mm::shmem::find_get_page(inode.i_mapping, p / page) {
+            Some(pfn) => {
+                // SAFETY: `k` bytes inside a page we hold a reference on.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        crate::mm::page_address(pfn).as_ptr::<u8>().add(o),
+                        buf[done..].as_mut_ptr(),
+                        k,
+                    )
+                };
+                crate::mm::page_alloc::free_pages(pfn, 0);
+            }
+            None => buf[done..done + k].fill(0),
+        }
+        done += k;
+    }
+    Ok(n)
 }
 
 /// Read a whole small file (for the runner's control files).
-pub fn read_file(path: &[u8]) -> Result<&'static [u8], Errno> {
-    file_data(lookup(path)?)
+pub fn read_file(path: &[u8]) -> Result<Vec<u8>, Errno> {
+    let p = lookup(path)?;
+    let inode = p.inode().ok_or(ENOENT)?;
+    if inode.is_dir() {
+        return Err(EISDIR);
+    }
+    let size = inode.size() as usize;
+    let mut v = Vec::new();
+    v.try_reserve_exact(size).map_err(|_| ENOMEM)?;
+    v.resize(size, 0);
+    let n = read_kernel(&inode, 0, &mut v)?;
+    v.truncate(n);
+    Ok(v)
 }

@@ -121,6 +121,8 @@ pub struct Fault {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultError {
     Segv(i32),
+    /// A file page past the end of the file (`VM_FAULT_SIGBUS`, `BUS_ADRERR`).
+    Sigbus,
     Oom,
 }
 
@@ -305,6 +307,32 @@ impl Mm {
                 self.install_pte(va, Pte::new(pfn.phys(), leaf))?;
                 return Ok(FaultKind::Special);
             }
+            Backing::File(f) if super::shmem::is_shmem(f.id) && !vma.flags.contains(VM_SHARED) => {
+                // A private mapping of a tmpfs file (`do_read_fault` / `do_cow_fault`):
+                // reads map the cache page read-only, a write gets a private copy.
+                let cache = super::shmem::find_or_create(f.id, pgoff)?;
+                if !write {
+                    page_alloc::with(|a| a.get_page(cache));
+                    if let Err(e) = self.install_pte(va, Pte::new(cache.phys(), leaf)) {
+                        page_alloc::free_pages(cache, 0);
+                        return Err(e);
+                    }
+                    page_mapcount_add(cache, 1);
+                    self.rss_inc(cache);
+                    return Ok(FaultKind::File);
+                }
+                let pfn = page_alloc::alloc_pages(GFP_USER_PAGE, 0).ok_or(FaultError::Oom)?;
+                // SAFETY: copying one page between two frames through the direct map; the
+                // cache page is held by its object.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        page_address(cache).as_ptr::<u8>(),
+                        page_address(pfn).as_mut_ptr::<u8>(),
+                        PAGE_SIZE as usize,
+                    )
+                };
+                (pfn, FaultKind::File, leaf | rw)
+            }
             Backing::File(f) if super::shmem::is_shmem(f.id) => {
                 let pfn = super::shmem::find_or_create(f.id, pgoff)?;
                 page_alloc::with(|a| a.get_page(pfn));
@@ -316,25 +344,9 @@ impl Mm {
                 self.rss_inc(pfn);
                 return Ok(FaultKind::File);
             }
-            Backing::File(f) => {
-                let pfn =
-                    page_alloc::alloc_pages(GFP_USER_PAGE | Gfp::ZERO, 0).ok_or(FaultError::Oom)?;
-                let off = pgoff * PAGE_SIZE;
-                if let Ok(data) = crate::fs::file_data(f.id) {
-                    if (off as usize) < data.len() {
-                        let n = (data.len() - off as usize).min(PAGE_SIZE as usize);
-                        // SAFETY: the new page is ours; `n` bytes fit in it.
-                        unsafe {
-                            core::ptr::copy_nonoverlapping(
-                                data[off as usize..].as_ptr(),
-                                page_address(pfn).as_mut_ptr::<u8>(),
-                                n,
-                            )
-                        };
-                    }
-                }
-                (pfn, FaultKind::File, leaf | rw)
-            }
+            // Every file's pages live in a page cache object; a mapping naming none
+            // has nothing to show.
+            Backing::File(_) => return Err(FaultError::Sigbus),
             Backing::Anon if !write && !vma.flags.contains(VM_SHARED) => {
                 let z = zero_pfn().ok_or(FaultError::Oom)?;
                 (z, FaultKind::ZeroPage, leaf)
@@ -449,6 +461,39 @@ impl Mm {
         stopped.map(|va| va.as_u64())
     }
 
+    /// Unmap the page cache pages of `[start, end)` (not the private copies a COW made,
+    /// which carry PG_anon): `zap_page_range` for [`unmap_mapping_range`].
+    fn zap_file_range(&mut self, start: u64, end: u64, _id: u64) {
+        let mut pt = UserPt::default();
+        let mut tlb = MmuGather::new(self.is_active());
+        let mut dropped: alloc::vec::Vec<Pfn> = alloc::vec::Vec::new();
+        if let Ok(mut c) = Cursor::new(
+            &mut pt,
+            self.pgd.root(),
+            VirtAddr::new(start)..VirtAddr::new(end),
+        ) {
+            while let Some((va, p)) = c.find_next() {
+                if p.is_present() {
+                    let pfn = p.phys().pfn();
+                    let anon = page_alloc::page_flags(pfn) & mm_core::page::flags::PG_ANON != 0;
+                    if !anon && !is_shared_page(pfn) && dropped.try_reserve(1).is_ok() {
+                        c.replace(Pte(0));
+                        tlb.add_page(va);
+                        page_mapcount_add(pfn, -1);
+                        self.rss_stat.dec(pfn);
+                        self.rss = self.rss.saturating_sub(1);
+                        dropped.push(pfn);
+                    }
+                }
+                c.move_forward();
+            }
+        }
+        tlb.finish(&mut pt);
+        for pfn in dropped {
+            page_alloc::free_pages(pfn, 0);
+        }
+    }
+
     /// Share every mapped page of this address space with `child` (`copy_page_range`),
     /// VMA by VMA: private writable pages are write-protected in both (COW), pages gain a
     /// reference and a mapping each.
@@ -485,5 +530,33 @@ impl Mm {
         child.rss = stat.total();
         child.account_tables(&pt);
         r
+    }
+}
+
+/// Unmap the pages at index `first` and beyond of page cache object `id` from every
+/// address space that maps it (`unmap_mapping_range`, for truncate): the next access
+/// faults, and past the end of the file that is SIGBUS. Walks VMAs, not pages; the
+/// private copies a MAP_PRIVATE mapping made stay (Linux keeps them too, `even_cows=0`).
+pub fn unmap_mapping_range(id: u64, first: u64) {
+    for t in crate::proc::sched::all() {
+        let mut g = t.mm.lock();
+        let Some(mm) = g.as_mut() else { continue };
+        let ranges: alloc::vec::Vec<(u64, u64)> = mm
+            .vmas
+            .iter()
+            .filter(|v| matches!(v.backing, Backing::File(f) if f.id == id))
+            .filter_map(|v| {
+                let pages = (v.end.as_u64() - v.start.as_u64()) / PAGE_SIZE;
+                let last = v.pgoff + pages;
+                if last <= first {
+                    return None;
+                }
+                let from = first.max(v.pgoff);
+                Some((v.start.as_u64() + (from - v.pgoff) * PAGE_SIZE, v.end.as_u64()))
+            })
+            .collect();
+        for (s, e) in ranges {
+            mm.zap_file_range(s, e, id);
+        }
     }
 }

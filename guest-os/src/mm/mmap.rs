@@ -17,11 +17,11 @@ impl Mm {
         start: u64,
         end: u64,
         prot: Prot,
-        file_id: u64,
+        file: &crate::fs::file::MapTarget,
         offset: u64,
         name: &str,
     ) -> Result<(), Errno> {
-        let f = FileRef::new(file_id, 0, 1, file_id, name);
+        let f = FileRef::new(file.id, file.dev_major, file.dev_minor, file.ino, name);
         let v = Vma::file(
             VirtAddr::new(start),
             VirtAddr::new(end),
@@ -29,10 +29,23 @@ impl Mm {
             f,
             offset / PAGE_SIZE,
         );
+        let first = !self.maps_object(file.id);
         self.vmas
             .insert_merged(v)
             .map(|_| ())
-            .map_err(|e| Errno(e.errno()))
+            .map_err(|e| Errno(e.errno()))?;
+        if first {
+            // An address space holds each page cache object it maps once.
+            super::shmem::hold(file.id);
+        }
+        Ok(())
+    }
+
+    /// Whether some VMA of this address space maps object `id`.
+    pub fn maps_object(&self, id: u64) -> bool {
+        self.vmas
+            .iter()
+            .any(|v| matches!(v.backing, mm_core::vma::Backing::File(f) if f.id == id))
     }
 
     /// Map anonymous memory `[start, end)`; `growsdown` for the stack.

@@ -26,4 +26,5 @@ pub mod task_mmu;
 pub mod uaccess;
 pub mod vmalloc;
 
-pub use addr::{phys_to_virt, PhysAddr, VirtAddr};
+pub use addr::{phys_to_virt, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
+pub use page_alloc::page_address;

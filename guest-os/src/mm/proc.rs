@@ -26,7 +26,10 @@ pub const FILES: [&str; 6] = [
 pub fn meminfo_extra() -> MemInfoExtra {
     let (slab_r, slab_u) = slab::slab_pages();
     let (vm_total, vm_used, vm_chunk) = vmalloc::totals();
+    let shmem = super::shmem::total_pages();
     MemInfoExtra {
+        cached: shmem,
+        shmem,
         slab_reclaimable: slab_r,
         slab_unreclaimable: slab_u,
         kernel_stack_bytes: crate::arch::x86_64::gdt::kernel_stack_bytes(),

@@ -40,8 +40,11 @@ const MAX_INDEX: u64 = USER_TOP >> PAGE_SHIFT;
 
 struct ShmemObject {
     id: u64,
-    /// Address spaces mapping it.
+    /// Holders: address spaces mapping it, and the tmpfs inode whose data it is.
     refs: u64,
+    /// `i_size`: pages at or past `size.div_ceil(PAGE_SIZE)` are SIGBUS to a mapping.
+    /// Shared anonymous memory has no size ([`u64::MAX`]).
+    size: u64,
     /// Root of the index → page tree.
     root: PhysAddr,
     /// Epoch marks for the counting passes of [`get_all`] and [`put_removed`].
@@ -52,6 +55,13 @@ struct ShmemObject {
 /// Live objects, sorted by id (ids only grow, so creation appends).
 static OBJECTS: IrqLock<Vec<ShmemObject>> = IrqLock::new("shmem", Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Pages held by all objects (`NR_SHMEM`: /proc/meminfo's Shmem, part of Cached).
+static SHMEM_PAGES: AtomicU64 = AtomicU64::new(0);
+
+/// Pages held by shmem objects (tmpfs files and shared anonymous memory).
+pub fn total_pages() -> u64 {
+    SHMEM_PAGES.load(Ordering::Relaxed)
+}
 static EPOCH: AtomicU64 = AtomicU64::new(1);
 
 pub fn is_shmem(id: u64) -> bool {
@@ -82,6 +92,7 @@ pub fn create(len: u64) -> Result<Backing, Errno> {
     objs.push(ShmemObject {
         id,
         refs: 1,
+        size: u64::MAX,
         root: root.phys(),
         seen: 0,
         kept: 0,
@@ -95,6 +106,166 @@ pub fn create(len: u64) -> Result<Backing, Errno> {
     )))
 }
 
+/// A new empty object of size 0 held once by its creator (a tmpfs inode's data,
+/// `shmem_get_inode`'s `i_mapping`); returns its id.
+pub fn new_object() -> Result<u64, Errno> {
+    let root = page_alloc::alloc_pages(Gfp::KERNEL | Gfp::ZERO | Gfp::NOWARN, 0).ok_or(ENOMEM)?;
+    let id = SHMEM_ID_BIT | NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut objs = OBJECTS.lock();
+    if objs.try_reserve(1).is_err() {
+        drop(objs);
+        page_alloc::free_pages(root, 0);
+        return Err(ENOMEM);
+    }
+    objs.push(ShmemObject {
+        id,
+        refs: 1,
+        size: 0,
+        root: root.phys(),
+        seen: 0,
+        kept: 0,
+    });
+    Ok(id)
+}
+
+/// One more holder of object `id` (an mmap of a tmpfs file by a new address space).
+pub fn hold(id: u64) {
+    if let Some(o) = find(&mut OBJECTS.lock(), id) {
+        o.refs += 1;
+    }
+}
+
+/// Drop one hold on object `id`; the last frees its pages.
+pub fn release(id: u64) {
+    put(&mut OBJECTS.lock(), id);
+}
+
+/// The object's size (`i_size`).
+pub fn size(id: u64) -> u64 {
+    find(&mut OBJECTS.lock(), id).map_or(0, |o| o.size)
+}
+
+/// The page at `index` if the object has one (`find_get_page`), with a reference the
+/// caller drops with `page_alloc::free_pages(pfn, 0)`.
+pub fn find_get_page(id: u64, index: u64) -> Option<Pfn> {
+    if index >= MAX_INDEX {
+        return None;
+    }
+    let mut objs = OBJECTS.lock();
+    let obj = find(&mut objs, id)?;
+    let va = VirtAddr::new(index << PAGE_SHIFT);
+    let mut pt = UserPt::default();
+    let mut c = Cursor::new(
+        &mut pt,
+        obj.root,
+        va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
+    )
+    .ok()?;
+    let pfn = c.query().filter(|p| p.is_present())?.phys().pfn();
+    page_alloc::with(|a| a.get_page(pfn));
+    Some(pfn)
+}
+
+/// Set the size (`shmem_setattr` → `truncate_setsize`): shrinking frees the pages wholly
+/// past the end and zeroes the tail of the last one; the caller has unmapped them from
+/// every address space first (`unmap_mapping_range`).
+pub fn set_size(id: u64, new: u64) -> Result<(), Errno> {
+    if new.div_ceil(PAGE_SIZE) > MAX_INDEX {
+        return Err(crate::syscall::errno::EFBIG);
+    }
+    let mut objs = OBJECTS.lock();
+    let Some(obj) = find(&mut objs, id) else {
+        return Ok(());
+    };
+    let old = obj.size;
+    obj.size = new;
+    if new >= old {
+        return Ok(());
+    }
+    let root = obj.root;
+    let first = new.div_ceil(PAGE_SIZE);
+    let mut pt = UserPt::default();
+    // Never loaded in CR3: nothing to flush; pages and emptied tables are freed at finish.
+    let mut tlb = MmuGather::new(false);
+    if let Ok(mut c) = Cursor::new(
+        &mut pt,
+        root,
+        VirtAddr::new(first << PAGE_SHIFT)..VirtAddr::new(USER_TOP),
+    ) {
+        let _ = c.unmap(USER_TOP - (first << PAGE_SHIFT), &mut tlb, &mut |_, _| {
+            SHMEM_PAGES.fetch_sub(1, Ordering::Relaxed);
+            true
+        });
+    }
+    drop(objs);
+    tlb.finish(&mut pt);
+    if new % PAGE_SIZE != 0 {
+        if let Some(pfn) = find_get_page(id, new / PAGE_SIZE) {
+            let off = (new % PAGE_SIZE) as usize;
+            // SAFETY: the tail of a page we hold a reference on, through the direct map.
+            unsafe {
+                core::ptr::write_bytes(
+                    super::page_address(pfn).as_mut_ptr::<u8>().add(off),
+                    0,
+                    PAGE_SIZE as usize - off,
+                )
+            };
+            page_alloc::free_pages(pfn, 0);
+        }
+    }
+    Ok(())
+}
+
+/// Write kernel bytes at `off` (the initramfs unpacking), growing the size.
+pub fn write_kernel(id: u64, off: u64, data: &[u8]) -> Result<(), Errno> {
+    let mut done = 0usize;
+    extend(id, off + data.len() as u64);
+    while done < data.len() {
+        let pos = off + done as u64;
+        let in_page = (PAGE_SIZE - pos % PAGE_SIZE) as usize;
+        let n = in_page.min(data.len() - done);
+        let pfn = find_or_create_for_write(id, pos / PAGE_SIZE).map_err(|_| ENOMEM)?;
+        // SAFETY: `n` bytes inside a page its object holds, through the direct map.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                data[done..].as_ptr(),
+                super::page_address(pfn)
+                    .as_mut_ptr::<u8>()
+                    .add((pos % PAGE_SIZE) as usize),
+                n,
+            )
+        };
+        done += n;
+    }
+    Ok(())
+}
+
+/// Grow the size to at least `end` (a write past the end).
+pub fn extend(id: u64, end: u64) {
+    if let Some(o) = find(&mut OBJECTS.lock(), id) {
+        o.size = o.size.max(end);
+    }
+}
+
+/// Pages the object holds (`nrpages`), for stat's `st_blocks`.
+pub fn nrpages(id: u64) -> u64 {
+    let mut objs = OBJECTS.lock();
+    let Some(obj) = find(&mut objs, id) else {
+        return 0;
+    };
+    let mut pt = UserPt::default();
+    let Ok(mut c) = Cursor::new(&mut pt, obj.root, VirtAddr::new(0)..VirtAddr::new(USER_TOP))
+    else {
+        return 0;
+    };
+    let mut n = 0;
+    while c.find_next().is_some() {
+        n += 1;
+        c.move_forward();
+    }
+    n
+}
+
 /// The shmem id of `v`, if it maps an object.
 fn id_of(v: &Vma) -> Option<u64> {
     match v.backing {
@@ -106,11 +277,24 @@ fn id_of(v: &Vma) -> Option<u64> {
 /// The page at `index` of object `id`, allocated (zeroed) on first use. The object keeps
 /// its own reference; the caller takes one for its mapping.
 pub fn find_or_create(id: u64, index: u64) -> Result<Pfn, FaultError> {
+    find_or_create_inner(id, index, false)
+}
+
+/// [`find_or_create`] for a write(2) that may extend the file: no size check.
+pub fn find_or_create_for_write(id: u64, index: u64) -> Result<Pfn, FaultError> {
+    find_or_create_inner(id, index, true)
+}
+
+fn find_or_create_inner(id: u64, index: u64, extending: bool) -> Result<Pfn, FaultError> {
     if index >= MAX_INDEX {
         return Err(FaultError::Segv(super::memory::SEGV_MAPERR));
     }
     let mut objs = OBJECTS.lock();
     let obj = find(&mut objs, id).ok_or(FaultError::Segv(super::memory::SEGV_MAPERR))?;
+    if !extending && obj.size != u64::MAX && index >= obj.size.div_ceil(PAGE_SIZE) {
+        // Past the end of the file (`shmem_fault` → VM_FAULT_SIGBUS).
+        return Err(FaultError::Sigbus);
+    }
     let va = VirtAddr::new(index << PAGE_SHIFT);
     let mut pt = UserPt::default();
     let mut c = Cursor::new(
@@ -131,6 +315,7 @@ pub fn find_or_create(id: u64, index: u64) -> Result<Pfn, FaultError> {
         return Err(FaultError::Oom);
     }
     set_page_shmem(pfn);
+    SHMEM_PAGES.fetch_add(1, Ordering::Relaxed);
     Ok(pfn)
 }
 
@@ -172,7 +357,10 @@ fn put(objs: &mut Vec<ShmemObject>, id: u64) {
     // Never loaded in CR3: nothing to flush, pages and tables are freed at `finish`.
     let mut tlb = MmuGather::new(false);
     if let Ok(mut c) = Cursor::new(&mut pt, obj.root, VirtAddr::new(0)..VirtAddr::new(USER_TOP)) {
-        let _ = c.unmap(USER_TOP, &mut tlb, &mut |_, _| true);
+        let _ = c.unmap(USER_TOP, &mut tlb, &mut |_, _| {
+            SHMEM_PAGES.fetch_sub(1, Ordering::Relaxed);
+            true
+        });
     }
     tlb.finish(&mut pt);
     page_alloc::free_pages(obj.root.pfn(), 0);

@@ -12,7 +12,9 @@ use alloc::vec::Vec;
 
 use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
 use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD};
-use goblin::elf::Elf;
+use goblin::elf::header::header64::SIZEOF_EHDR;
+use goblin::elf::header::{Header, ELFCLASS64, EI_CLASS};
+use goblin::elf::program_header::ProgramHeader;
 
 use core::sync::atomic::Ordering;
 
@@ -21,7 +23,10 @@ use super::{current, signal};
 use crate::arch::x86_64::idt::TrapFrame;
 use crate::mm::mm_struct::{stack_rlimit, Mm, Prot};
 use crate::mm::uaccess::{copy_from_user, get_user, strncpy_from_user, strnlen_user};
-use crate::syscall::errno::{Errno, SysResult, E2BIG, EFAULT, ENOEXEC, ENOMEM, ESRCH};
+use crate::fs::file::MapTarget;
+use crate::fs::inode::Inode;
+use crate::syscall::errno::{Errno, SysResult, E2BIG, EACCES, EFAULT, ENOEXEC, ENOMEM, ESRCH};
+use alloc::sync::Arc;
 use mm_core::vma::MmapLayout;
 
 /// Top of the initial stack (the end of user space, no randomisation).
@@ -319,21 +324,22 @@ pub struct Image {
 /// checked and mapped (ENOEXEC), then the strings are copied straight from the caller's
 /// memory to the new stack. Every error after the new address space exists frees it.
 pub fn load(
-    file: &'static [u8],
-    file_id: u64,
+    inode: &Inode,
+    file: &MapTarget,
     path: &[u8],
     args: ArgSource,
 ) -> Result<Image, Errno> {
     let mut new = NewMm(Some(Box::new(Mm::new().ok_or(ENOMEM)?)));
     let sizes = measure(args, path.len())?;
-    let elf = Elf::parse(file).map_err(|_| ENOEXEC)?;
-    let h = &elf.header;
-    if !elf.is_64 || h.e_machine != EM_X86_64 || !(h.e_type == ET_EXEC || h.e_type == ET_DYN) {
+    let (header, program_headers) = read_elf_headers(inode)?;
+    let h = &header;
+    if h.e_machine != EM_X86_64 || !(h.e_type == ET_EXEC || h.e_type == ET_DYN) {
         return Err(ENOEXEC);
     }
-    if elf.program_headers.iter().any(|p| p.p_type == PT_INTERP) {
+    if program_headers.iter().any(|p| p.p_type == PT_INTERP) {
         return Err(ENOEXEC);
     }
+    let file_len = inode.size();
     let rnd = crate::mm::aslr::for_exec();
     let bias = if h.e_type == ET_DYN {
         ELF_ET_DYN_BASE + rnd.pie
@@ -345,13 +351,13 @@ pub fn load(
     let stack_top = STACK_TOP - rnd.stack;
     let mut brk = 0u64;
     let mut phdr_addr = 0u64;
-    for ph in elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD) {
+    for ph in program_headers.iter().filter(|p| p.p_type == PT_LOAD) {
         let vaddr = ph.p_vaddr.checked_add(bias).ok_or(ENOEXEC)?;
         let filesz_end = vaddr.checked_add(ph.p_filesz).ok_or(ENOEXEC)?;
         let mem_end = vaddr.checked_add(ph.p_memsz).ok_or(ENOEXEC)?;
         let file_end = ph.p_offset.checked_add(ph.p_filesz).ok_or(ENOEXEC)?;
         if ph.p_filesz > ph.p_memsz
-            || file_end > file.len() as u64
+            || file_end > file_len
             || mem_end > crate::mm::uaccess::TASK_SIZE
             || vaddr % PAGE != ph.p_offset % PAGE
         {
@@ -366,14 +372,7 @@ pub fn load(
         let file_map_end = page_up(filesz_end);
         if ph.p_filesz > 0 {
             let name = core::str::from_utf8(path).unwrap_or("?");
-            mm.map_file(
-                start,
-                file_map_end,
-                prot,
-                file_id,
-                page_down(ph.p_offset),
-                name,
-            )?;
+            mm.map_file(start, file_map_end, prot, file, page_down(ph.p_offset), name)?;
         }
         if page_up(mem_end) > file_map_end.max(start) {
             mm.map_anon(file_map_end.max(start), page_up(mem_end), prot, false)?;
@@ -480,6 +479,63 @@ pub fn load(
     })
 }
 
+/// Most bytes of program headers (`load_elf_phdrs` refuses larger tables).
+const MAX_PHDRS_BYTES: usize = 65536;
+
+/// The ELF header and program headers of `inode` (`load_elf_phdrs`): only these are read,
+/// as Linux reads them; the segments are mapped from the page cache.
+fn read_elf_headers(inode: &Inode) -> Result<(Header, Vec<ProgramHeader>), Errno> {
+    let mut eh = [0u8; SIZEOF_EHDR];
+    if crate::fs::read_kernel(inode, 0, &mut eh)? != SIZEOF_EHDR || eh[EI_CLASS] != ELFCLASS64 {
+        return Err(ENOEXEC);
+    }
+    let header = goblin::elf::Elf::parse_header(&eh).map_err(|_| ENOEXEC)?;
+    let ctx = goblin::container::Ctx::new(
+        goblin::container::Container::Big,
+        header.endianness().map_err(|_| ENOEXEC)?,
+    );
+    let phsize = ProgramHeader::size(ctx);
+    if header.e_phentsize as usize != phsize {
+        return Err(ENOEXEC);
+    }
+    let bytes = phsize * header.e_phnum as usize;
+    if bytes == 0 || bytes > MAX_PHDRS_BYTES {
+        return Err(ENOEXEC);
+    }
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(bytes).map_err(|_| ENOMEM)?;
+    buf.resize(bytes, 0);
+    if crate::fs::read_kernel(inode, header.e_phoff, &mut buf)? != bytes {
+        return Err(ENOEXEC);
+    }
+    let phdrs =
+        ProgramHeader::parse(&buf, 0, header.e_phnum as usize, ctx).map_err(|_| ENOEXEC)?;
+    Ok((header, phdrs))
+}
+
+/// What exec needs of the file it runs: the node, its inode and how mappings name it.
+pub fn open_exec(path: &[u8]) -> Result<(Arc<Inode>, MapTarget), Errno> {
+    let abs = crate::fs::namei::path_at(crate::fs::namei::AT_FDCWD, path)?;
+    let p = match crate::fs::namei::lookup(&abs, true)? {
+        crate::fs::namei::Node::Vfs(p) => p,
+        crate::fs::namei::Node::Proc(_) => return Err(EACCES),
+    };
+    let inode = p.inode().ok_or(crate::syscall::errno::ENOENT)?;
+    // `may_open` + `path_noexec`: a regular file with an execute bit.
+    if !inode.is_reg() || inode.mode() & 0o111 == 0 || inode.i_mapping == 0 {
+        return Err(EACCES);
+    }
+    let (dev_major, dev_minor) = inode.i_sb.s_dev;
+    let target = MapTarget {
+        id: inode.i_mapping,
+        dev_major,
+        dev_minor,
+        ino: inode.i_ino,
+        name: crate::fs::namei::d_path(&p)?,
+    };
+    Ok((inode, target))
+}
+
 /// `AT_HWCAP` on x86: CPUID.1:EDX.
 fn cpuid_hwcap() -> u64 {
     core::arch::x86_64::__cpuid(1).edx as u64
@@ -490,16 +546,12 @@ fn cpuid_hwcap() -> u64 {
 pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult {
     let me = current().ok_or(ESRCH)?;
     let path = strncpy_from_user(a.0[0], 4096)?;
-    let ino = crate::fs::lookup(&path)?;
-    if crate::fs::with_root(|fs| fs.file_type(ino))? != kfs::FileType::Regular {
-        return Err(crate::syscall::errno::EACCES);
-    }
-    let data = crate::fs::file_data(ino)?;
+    let (inode, target) = open_exec(&path)?;
     let args = super::exec::ArgSource::User {
         argv: a.0[1],
         envp: a.0[2],
     };
-    let img = super::exec::load(data, ino, &path, args)?;
+    let img = super::exec::load(&inode, &target, &path, args)?;
     // Point of no return.
     img.mm.activate();
     crate::mm::rmap::check(me);

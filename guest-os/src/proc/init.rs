@@ -54,7 +54,7 @@ fn plan(rdinit: &[u8], cmdline: &[u8]) -> Result<Plan, Errno> {
     let file = |name: &str| {
         let mut p = dir.to_vec();
         p.extend_from_slice(name.as_bytes());
-        crate::fs::read_file(&p).map(split_nul).unwrap_or_default()
+        crate::fs::read_file(&p).map(|d| split_nul(&d)).unwrap_or_default()
     };
     let mut argv = file("argv");
     if argv.is_empty() {
@@ -84,19 +84,12 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
     super::sched::register(task);
     set_current(task);
     crate::trace::switch(0, Some(task));
-    let ino = match crate::fs::lookup(&path) {
-        Ok(i) => i,
-        Err(e) => panic!(
-            "init: {}: {:?}",
-            core::str::from_utf8(&path).unwrap_or("?"),
-            e
-        ),
-    };
     let args = exec::ArgSource::Kernel {
         argv: &argv,
         envp: &envp,
     };
-    let img = crate::fs::file_data(ino).and_then(|data| exec::load(data, ino, &path, args));
+    let img = exec::open_exec(&path)
+        .and_then(|(inode, target)| exec::load(&inode, &target, &path, args));
     let img = match img {
         Ok(i) => i,
         Err(e) => panic!(

@@ -45,6 +45,8 @@ pub const ILL_ILLOPN: i32 = 2;
 pub const FPE_INTDIV: i32 = 1;
 pub const TRAP_BRKPT: i32 = 1;
 pub const BUS_ADRALN: i32 = 1;
+/// `BUS_ADRERR`: an access to a file page past its end.
+pub const BUS_ADRERR: i32 = 2;
 
 /// `struct sigaction` as the kernel sees it (`struct kernel_sigaction` on x86-64).
 #[derive(Clone, Copy, Debug, Default)]

@@ -39,6 +39,9 @@ pub const EFBIG: Errno = Errno(27);
 pub const ETIMEDOUT: Errno = Errno(110);
 pub const EOPNOTSUPP: Errno = Errno(95);
 pub const EOVERFLOW: Errno = Errno(75);
+pub const EMLINK: Errno = Errno(31);
+pub const ENOSPC: Errno = Errno(28);
+pub const ENXIO: Errno = Errno(6);
 
 /// Internal restart codes (`include/linux/errno.h`): a slow system call interrupted by a
 /// signal returns one of these; signal delivery turns it into a restart or EINTR, so user

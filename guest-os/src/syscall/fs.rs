@@ -7,14 +7,16 @@
 use alloc::sync::Arc;
 
 use super::errno::{
-    Errno, SysResult, EACCES, EBADF, EEXIST, EFAULT, EINVAL, EISDIR, ENOENT, ENOTDIR, EPERM, EROFS,
-    ESPIPE,
+    Errno, SysResult, EACCES, EBADF, EEXIST, EFAULT, EINVAL, EISDIR, ENOENT, ENOTDIR, EOPNOTSUPP,
+    EPERM, EROFS, ESPIPE,
 };
 use super::Args;
 use crate::fs::fdtable::{
     close_fd, fd_install, fd_install_from, fd_replace, fdget, fget, nofile_limit,
 };
 use crate::fs::file::{flags::*, try_file, try_ops, File};
+use crate::fs::stat::S_IFREG;
+use crate::fs::vfs_file::VfsFile;
 use crate::fs::namei::{self, Node, AT_FDCWD, PATH_MAX};
 use crate::fs::procfs;
 use crate::mm::uaccess::{access_ok, copy_to_user, get_user, put_user, strncpy_from_user};
@@ -187,52 +189,60 @@ pub fn sys_pwritev(a: &Args) -> SysResult {
     vectored(&f, a.0[1], a.0[2], Some(a.0[3]), true)
 }
 
-/// Open the node at `abs` with `flags` (`do_filp_open` on a read-only root): returns the
-/// new description. Errors in Linux's order: lookup, O_EXCL, EROFS for anything that would
-/// write, EISDIR, ENOTDIR.
-fn open_node(abs: &[u8], flags: u32) -> Result<Arc<File>, Errno> {
+/// Open the node at `abs` with `flags` and creation mode `mode` (`do_filp_open`):
+/// returns the new description. Errors in Linux's order: lookup, O_EXCL, EISDIR,
+/// ENOTDIR, then what the filesystem says (EROFS on a read-only mount).
+fn open_node(abs: &[u8], flags: u32, mode: u32) -> Result<Arc<File>, Errno> {
     let acc = flags & O_ACCMODE;
     let wants_write = acc == O_WRONLY || acc == O_RDWR || flags & O_TRUNC != 0;
     let follow = flags & O_NOFOLLOW == 0;
     if flags & O_TMPFILE == O_TMPFILE {
         namei::lookup(abs, true)?;
-        return Err(EROFS);
+        return Err(EOPNOTSUPP);
     }
     let node = match namei::lookup(abs, follow) {
-        Ok(n) => n,
+        Ok(n) => {
+            if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
+                return Err(EEXIST);
+            }
+            n
+        }
         Err(ENOENT) if flags & O_CREAT != 0 => {
-            // Creating on the read-only root: the parent must exist first.
-            namei::lookup_parent(abs)?;
             if abs.last() == Some(&b'/') {
+                namei::lookup_parent(abs)?;
                 return Err(EISDIR);
             }
-            return Err(EROFS);
+            match namei::create(abs, namei::NewKind::File(S_IFREG | (mode & 0o7777)))? {
+                Some(p) => Node::Vfs(p),
+                // /proc takes no new names.
+                None => return Err(ENOENT),
+            }
         }
         Err(e) => return Err(e),
     };
-    if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
-        return Err(EEXIST);
-    }
     let ops = match node {
-        Node::Ram(ino) => {
-            let file = crate::fs::ramfile::RamFile::new(ino)?;
-            let ft = crate::fs::with_root(|fs| fs.file_type(ino))?;
-            if ft == kfs::FileType::Symlink {
+        Node::Vfs(p) => {
+            let inode = p.inode().ok_or(ENOENT)?;
+            if inode.is_symlink() {
                 // O_NOFOLLOW on a link (O_PATH would open the link itself).
                 if flags & O_PATH == 0 {
                     return Err(super::errno::ELOOP);
                 }
             }
-            if file.dir && (flags & O_CREAT != 0 || (wants_write && flags & O_PATH == 0)) {
+            let dir = inode.is_dir();
+            if dir && (flags & O_CREAT != 0 || (wants_write && flags & O_PATH == 0)) {
                 return Err(EISDIR);
             }
-            if !file.dir && flags & O_DIRECTORY != 0 {
+            if !dir && flags & O_DIRECTORY != 0 {
                 return Err(ENOTDIR);
             }
-            if wants_write && flags & O_PATH == 0 {
+            if wants_write && flags & O_PATH == 0 && p.mnt.sb.read_only {
                 return Err(EROFS);
             }
-            try_ops(file)?
+            if flags & O_TRUNC != 0 && flags & O_PATH == 0 && inode.is_reg() && wants_write {
+                namei::do_truncate(&inode, 0)?;
+            }
+            try_ops(VfsFile::new(p)?)?
         }
         Node::Proc(p) => {
             let is_dir = !matches!(p, procfs::Node::File(_) | procfs::Node::Link(_));
@@ -265,10 +275,10 @@ fn open_node(abs: &[u8], flags: u32) -> Result<Arc<File>, Errno> {
 }
 
 /// `openat(dirfd, path, flags, mode)` and its older forms.
-fn do_open(dirfd: i32, path_ptr: u64, flags: u32) -> SysResult {
+fn do_open(dirfd: i32, path_ptr: u64, flags: u32, mode: u32) -> SysResult {
     let path = user_path(path_ptr)?;
     let abs = namei::path_at(dirfd, &path)?;
-    let f = open_node(&abs, flags)?;
+    let f = open_node(&abs, flags, mode)?;
     let f = if flags & O_PATH != 0 {
         // No access at all through an O_PATH descriptor.
         match Arc::try_unwrap(f) {
@@ -285,16 +295,16 @@ fn do_open(dirfd: i32, path_ptr: u64, flags: u32) -> SysResult {
 }
 
 pub fn sys_open(a: &Args) -> SysResult {
-    do_open(AT_FDCWD, a.0[0], a.0[1] as u32)
+    do_open(AT_FDCWD, a.0[0], a.0[1] as u32, a.0[2] as u32)
 }
 
 pub fn sys_openat(a: &Args) -> SysResult {
-    do_open(a.0[0] as i32, a.0[1], a.0[2] as u32)
+    do_open(a.0[0] as i32, a.0[1], a.0[2] as u32, a.0[3] as u32)
 }
 
 /// `creat(path, mode)` = `open(path, O_CREAT|O_WRONLY|O_TRUNC, mode)`.
 pub fn sys_creat(a: &Args) -> SysResult {
-    do_open(AT_FDCWD, a.0[0], O_CREAT | O_WRONLY | O_TRUNC)
+    do_open(AT_FDCWD, a.0[0], O_CREAT | O_WRONLY | O_TRUNC, a.0[1] as u32)
 }
 
 pub fn sys_close(a: &Args) -> SysResult {
@@ -519,8 +529,7 @@ pub fn sys_fcntl(a: &Args) -> SysResult {
 }
 
 /// `ftruncate(fd, length)`: EINVAL for a negative length or a file that is not a regular
-/// file open for writing (Linux: EBADF if not open for writing, EINVAL if not regular);
-/// the initramfs cannot be opened for writing, so only memfds get here.
+/// file open for writing (Linux: EBADF if not open for writing, EINVAL if not regular).
 pub fn sys_ftruncate(a: &Args) -> SysResult {
     if (a.0[1] as i64) < 0 {
         return Err(EINVAL);
@@ -548,19 +557,27 @@ pub fn sys_truncate(a: &Args) -> SysResult {
         return Err(EINVAL);
     }
     match node {
-        Node::Ram(ino) => {
-            if crate::fs::with_root(|fs| fs.file_type(ino))? == kfs::FileType::Directory {
+        Node::Vfs(p) => {
+            let inode = p.inode().ok_or(ENOENT)?;
+            if inode.is_dir() {
                 return Err(EISDIR);
             }
-            Err(EROFS)
+            if !inode.is_reg() {
+                return Err(EINVAL);
+            }
+            if p.mnt.sb.read_only {
+                return Err(EROFS);
+            }
+            namei::do_truncate(&inode, a.0[1])?;
+            Ok(0)
         }
         Node::Proc(procfs::Node::File(_)) => Err(EACCES),
         Node::Proc(_) => Err(EISDIR),
     }
 }
 
-/// `fsync(fd)`/`fdatasync(fd)`: nothing is ever dirty; EINVAL for files that cannot be
-/// synced (pipes, the console), as Linux.
+/// `fsync(fd)`/`fdatasync(fd)`: tmpfs has nothing to write back; EINVAL for files that
+/// cannot be synced (pipes, the console), as Linux.
 pub fn sys_fsync(a: &Args) -> SysResult {
     let f = fdget(a.0[0] as u32 as u64)?;
     match f.f_op.name() {
@@ -600,13 +617,12 @@ pub fn sys_memfd_create(a: &Args) -> SysResult {
     Ok(fd_install(f, flags & MFD_CLOEXEC != 0)? as u64)
 }
 
-/// Calls that would modify the read-only root (mkdir, unlink, rmdir, rename, link,
-/// symlink, chmod, chown, mknod...), with Linux's order of checks: the parent directory's
+/// The answers of /proc to calls that would change names in it (mkdir, unlink, rmdir,
+/// rename, link, symlink, mknod...), with Linux's order of checks: the parent directory's
 /// lookup first (ENOENT, ENOTDIR), then the last component's kind (`/`, `.`, `..`), then
-/// `mnt_want_write` (EROFS on the initramfs) except where Linux looks the name up before
-/// (EEXIST for the calls that create it). /proc is a writable mount of its own whose
-/// directories refuse everything: ENOENT for new names, EPERM to remove, ENOTDIR/EISDIR
-/// by type.
+/// EEXIST for an existing name. /proc's directories refuse everything: ENOENT for new
+/// names, EPERM to remove, ENOTDIR/EISDIR by type. (Other filesystems go through the
+/// VFS: `syscall/namei.rs`.)
 pub mod readonly {
     use super::*;
     use alloc::vec::Vec;
@@ -673,9 +689,7 @@ pub mod readonly {
 
     fn is_dir(node: &Node) -> Result<bool, Errno> {
         Ok(match node {
-            Node::Ram(ino) => {
-                crate::fs::with_root(|fs| fs.file_type(*ino))? == kfs::FileType::Directory
-            }
+            Node::Vfs(p) => p.inode().ok_or(ENOENT)?.is_dir(),
             Node::Proc(p) => !matches!(p, procfs::Node::File(_) | procfs::Node::Link(_)),
         })
     }
@@ -754,10 +768,15 @@ pub mod readonly {
 /// check permissions against but root).
 pub fn sys_fchmod(a: &Args) -> SysResult {
     let f = fdget(a.0[0] as u32 as u64)?;
-    match f.f_op.name() {
-        "ramfs" => Err(EROFS),
-        _ => Ok(0),
+    if let Some(p) = f.f_op.vfs_path() {
+        if p.mnt.sb.read_only {
+            return Err(EROFS);
+        }
+        if let Some(inode) = p.inode() {
+            namei::setattr_mode(&inode, a.0[1] as u32);
+        }
     }
+    Ok(0)
 }
 
 /// `flock(fd, op)`: one process holds any lock it asks for (no other holder is tracked);
@@ -799,22 +818,19 @@ pub fn sys_utimensat(a: &Args) -> SysResult {
     if a.0[1] == 0 {
         return sys_fchmod(&Args([a.0[0], 0, 0, 0, 0, 0]));
     }
-    match readonly::check(
-        a.0[0] as i32,
-        a.0[1],
-        readonly::Need::Exist,
-        a.0[3] & AT_SYMLINK_NOFOLLOW == 0,
-    ) {
-        // /proc files take the call.
-        EROFS => {
-            let path = user_path(a.0[1])?;
-            let abs = namei::path_at(a.0[0] as i32, &path)?;
-            match namei::lookup(&abs, a.0[3] & AT_SYMLINK_NOFOLLOW == 0)? {
-                Node::Ram(_) => Err(EROFS),
-                Node::Proc(_) => Ok(0),
+    let path = user_path(a.0[1])?;
+    let abs = namei::path_at(a.0[0] as i32, &path)?;
+    match namei::lookup(&abs, a.0[3] & AT_SYMLINK_NOFOLLOW == 0)? {
+        Node::Vfs(p) if p.mnt.sb.read_only => Err(EROFS),
+        Node::Vfs(p) => {
+            // Times come from the virtual clock; the values asked for are not kept.
+            if let Some(i) = p.inode() {
+                i.touch();
             }
+            Ok(0)
         }
-        e => Err(e),
+        // /proc files take the call.
+        Node::Proc(_) => Ok(0),
     }
 }
 

@@ -130,7 +130,7 @@ pub fn sys_mmap(a: &Args) -> SysResult {
         if !f.readable {
             return Err(EACCES);
         }
-        Some(f.ino)
+        Some(f.target)
     };
     let placement = if flags & MAP_FIXED_NOREPLACE != 0 {
         Placement::FixedNoReplace
@@ -151,14 +151,14 @@ pub fn sys_mmap(a: &Args) -> SysResult {
             .get_unmapped_area(len, VirtAddr::new(addr), placement, &layout)
             .map_err(err)?;
         let end = VirtAddr::new(start.as_u64() + len.next_multiple_of(PAGE_SIZE));
-        let vma = match file {
-            Some(ino) => {
-                let name = alloc::format!("ino{ino}");
+        let vma = match &file {
+            Some(t) => {
+                let name = core::str::from_utf8(&t.name).unwrap_or("?");
                 Vma::file(
                     start,
                     end,
                     vflags,
-                    FileRef::new(ino, 0, 1, ino, &name),
+                    FileRef::new(t.id, t.dev_major, t.dev_minor, t.ino, name),
                     off / PAGE_SIZE,
                 )
             }
@@ -172,14 +172,23 @@ pub fn sys_mmap(a: &Args) -> SysResult {
             None => Vma::anon(start, end, vflags),
         };
         let shmem_vma = [vma];
+        let first = file.as_ref().is_some_and(|t| !mm.maps_object(t.id));
         let old = match mm.vmas.map_fixed(vma) {
             Ok(old) => old,
             Err(e) => {
-                // The new object is held by nobody.
-                shmem::put_removed(&mm.vmas, &shmem_vma);
+                // A new shared anonymous object is held by nobody.
+                if file.is_none() {
+                    shmem::put_removed(&mm.vmas, &shmem_vma);
+                }
                 return Err(err(e));
             }
         };
+        if first {
+            // This address space now holds the file's page cache object once.
+            if let Some(t) = &file {
+                shmem::hold(t.id);
+            }
+        }
         mm.unmap_vmas(&old);
         if flags & MAP_POPULATE != 0 {
             // Pages are faulted in one by one (as GUP does). Any failure ends the
@@ -360,7 +369,7 @@ fn access_ok(addr: u64, size: u64) -> bool {
 /// What mmap needs of an open file: its inode and open mode. The one place mm reads the
 /// descriptor table (`file->f_mode`); initramfs files are opened read-only.
 struct MmapFile {
-    ino: u64,
+    target: crate::fs::file::MapTarget,
     readable: bool,
     writable: bool,
 }
@@ -368,7 +377,7 @@ struct MmapFile {
 fn mmap_file(fd: u64) -> Result<MmapFile, Errno> {
     let f = crate::fs::fdtable::fget(fd)?;
     Ok(MmapFile {
-        ino: f.mmap_ino()?,
+        target: f.mmap_target()?,
         readable: f.readable(),
         writable: f.writable(),
     })

@@ -16,6 +16,7 @@ pub mod fs;
 pub mod futex;
 pub mod info;
 pub mod mm;
+pub mod namei;
 pub mod poll;
 pub mod proc;
 pub mod signal;
@@ -182,73 +183,47 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::CLOCK_NANOSLEEP => time::sys_clock_nanosleep(&a),
         nr::TGKILL => signal::sys_tgkill(&a, true),
         nr::OPENAT => fs::sys_openat(&a),
-        nr::MKDIR => Err(fs::readonly::check(
-            fs_at(),
-            a.0[0],
-            fs::readonly::Need::Create,
-            false,
-        )),
-        nr::MKDIRAT | nr::MKNODAT => Err(fs::readonly::check(
-            a.0[0] as i32,
-            a.0[1],
-            fs::readonly::Need::Create,
-            false,
-        )),
-        nr::MKNOD => Err(fs::readonly::check(
-            fs_at(),
-            a.0[0],
-            fs::readonly::Need::Create,
-            false,
-        )),
-        nr::RMDIR => Err(fs::readonly::check(
-            fs_at(),
-            a.0[0],
-            fs::readonly::Need::Rmdir,
-            false,
-        )),
-        nr::UNLINK => Err(fs::readonly::check(
-            fs_at(),
-            a.0[0],
-            fs::readonly::Need::Unlink,
-            false,
-        )),
-        nr::UNLINKAT => sys_unlinkat(&a),
-        nr::RENAME => Err(rename_error(fs_at(), a.0[0], fs_at(), a.0[1])),
-        nr::RENAMEAT | nr::RENAMEAT2 => {
-            Err(rename_error(a.0[0] as i32, a.0[1], a.0[2] as i32, a.0[3]))
+        nr::MKDIR => namei::sys_mkdirat(fs_at(), a.0[0], a.0[1]),
+        nr::MKDIRAT => namei::sys_mkdirat(a.0[0] as i32, a.0[1], a.0[2]),
+        nr::MKNOD => namei::sys_mknodat(fs_at(), a.0[0], a.0[1], a.0[2]),
+        nr::MKNODAT => namei::sys_mknodat(a.0[0] as i32, a.0[1], a.0[2], a.0[3]),
+        nr::RMDIR => namei::sys_unlinkat(fs_at(), a.0[0], 0x200),
+        nr::UNLINK => namei::sys_unlinkat(fs_at(), a.0[0], 0),
+        nr::UNLINKAT => namei::sys_unlinkat(a.0[0] as i32, a.0[1], a.0[2]),
+        nr::RENAME => namei::sys_renameat2(fs_at(), a.0[0], fs_at(), a.0[1], 0),
+        nr::RENAMEAT => namei::sys_renameat2(a.0[0] as i32, a.0[1], a.0[2] as i32, a.0[3], 0),
+        nr::RENAMEAT2 => {
+            namei::sys_renameat2(a.0[0] as i32, a.0[1], a.0[2] as i32, a.0[3], a.0[4])
         }
-        nr::LINK => Err(link_error(fs_at(), a.0[0], fs_at(), a.0[1])),
-        nr::LINKAT => Err(link_error(a.0[0] as i32, a.0[1], a.0[2] as i32, a.0[3])),
-        nr::SYMLINK => Err(fs::readonly::check(
-            fs_at(),
-            a.0[1],
-            fs::readonly::Need::Create,
-            false,
-        )),
-        nr::SYMLINKAT => Err(fs::readonly::check(
-            a.0[1] as i32,
-            a.0[2],
-            fs::readonly::Need::Create,
-            false,
-        )),
-        nr::CHMOD | nr::CHOWN => Err(fs::readonly::check(
+        nr::LINK => namei::sys_linkat(fs_at(), a.0[0], fs_at(), a.0[1], 0),
+        nr::LINKAT => namei::sys_linkat(a.0[0] as i32, a.0[1], a.0[2] as i32, a.0[3], a.0[4]),
+        nr::SYMLINK => namei::sys_symlinkat(a.0[0], fs_at(), a.0[1]),
+        nr::SYMLINKAT => namei::sys_symlinkat(a.0[0], a.0[1] as i32, a.0[2]),
+        nr::CHMOD => namei::sys_setattr_at(fs_at(), a.0[0], true, Some(a.0[1] as u32), None),
+        nr::CHOWN => namei::sys_setattr_at(
             fs_at(),
             a.0[0],
-            fs::readonly::Need::Exist,
             true,
-        )),
-        nr::LCHOWN => Err(fs::readonly::check(
+            None,
+            Some((a.0[1] as u32, a.0[2] as u32)),
+        ),
+        nr::LCHOWN => namei::sys_setattr_at(
             fs_at(),
             a.0[0],
-            fs::readonly::Need::Exist,
             false,
-        )),
-        nr::FCHMODAT | nr::FCHOWNAT => Err(fs::readonly::check(
+            None,
+            Some((a.0[1] as u32, a.0[2] as u32)),
+        ),
+        nr::FCHMODAT => {
+            namei::sys_setattr_at(a.0[0] as i32, a.0[1], true, Some(a.0[2] as u32), None)
+        }
+        nr::FCHOWNAT => namei::sys_setattr_at(
             a.0[0] as i32,
             a.0[1],
-            fs::readonly::Need::Exist,
-            true,
-        )),
+            !namei::nofollow(a.0[4]),
+            None,
+            Some((a.0[2] as u32, a.0[3] as u32)),
+        ),
         nr::FCHMOD | nr::FCHOWN => fs::sys_fchmod(&a),
         nr::FLOCK => fs::sys_flock(&a),
         nr::FADVISE64 => fs::sys_fadvise64(&a),
@@ -258,6 +233,8 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::SCHED_SETAFFINITY => proc::sys_sched_setaffinity(&a),
         nr::UTIMENSAT => fs::sys_utimensat(&a),
         nr::NEWFSTATAT => stat::sys_newfstatat(&a),
+        nr::STATFS => stat::sys_statfs(&a),
+        nr::FSTATFS => stat::sys_fstatfs(&a),
         nr::READLINKAT => stat::sys_readlinkat(&a),
         nr::FACCESSAT => stat::sys_faccessat(&a),
         nr::PSELECT6 => poll::sys_pselect6(&a),
@@ -295,33 +272,4 @@ pub fn dispatch(frame: &mut TrapFrame) {
 /// The `dirfd` of the non-`at` forms.
 fn fs_at() -> i32 {
     crate::fs::namei::AT_FDCWD
-}
-
-/// `unlinkat(dirfd, path, flags)`: AT_REMOVEDIR makes it rmdir.
-fn sys_unlinkat(a: &Args) -> SysResult {
-    const AT_REMOVEDIR: u64 = 0x200;
-    if a.0[2] & !AT_REMOVEDIR != 0 {
-        return Err(errno::EINVAL);
-    }
-    let need = if a.0[2] & AT_REMOVEDIR != 0 {
-        fs::readonly::Need::Rmdir
-    } else {
-        fs::readonly::Need::Unlink
-    };
-    Err(fs::readonly::check(a.0[0] as i32, a.0[1], need, false))
-}
-
-/// rename on the read-only root ([`fs::readonly::rename`]).
-fn rename_error(olddir: i32, old: u64, newdir: i32, new: u64) -> Errno {
-    fs::readonly::rename(olddir, old, newdir, new)
-}
-
-/// link on the read-only root: the source must exist, the target must not (EEXIST);
-/// then EROFS.
-fn link_error(olddir: i32, old: u64, newdir: i32, new: u64) -> Errno {
-    let e = fs::readonly::check(olddir, old, fs::readonly::Need::Exist, false);
-    if e != errno::EROFS {
-        return e;
-    }
-    fs::readonly::check(newdir, new, fs::readonly::Need::Create, false)
 }

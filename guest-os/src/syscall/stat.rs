@@ -11,6 +11,7 @@ use crate::fs::fdtable::fget;
 use crate::fs::namei::{self, Node, AT_FDCWD};
 use crate::fs::procfs;
 use crate::fs::stat::{Kstat, PROC_DEV, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use crate::fs::super_block::Kstatfs;
 use crate::mm::uaccess::copy_to_user;
 use crate::proc;
 
@@ -25,7 +26,7 @@ const STATX_RESERVED: u32 = 0x8000_0000;
 /// `stat` of a resolved node.
 fn node_stat(node: &Node) -> Result<Kstat, Errno> {
     match node {
-        Node::Ram(ino) => crate::fs::with_root(|fs| fs.stat(*ino)).map(|s| Kstat::from_ramfs(&s)),
+        Node::Vfs(p) => Ok(p.inode().ok_or(ENOENT)?.getattr()),
         Node::Proc(procfs::Node::File(_)) => {
             let mut k = Kstat::new(PROC_DEV, 5, S_IFREG | 0o444, 1, 0);
             k.blksize = 1024;
@@ -127,10 +128,23 @@ fn do_faccessat(dirfd: i32, path_ptr: u64, mode: u64, flags: u64) -> SysResult {
         return Err(EACCES);
     }
     let special = !matches!(k.mode & S_IFMT, S_IFREG | S_IFDIR | S_IFLNK);
-    if mode & W_OK != 0 && !special && k.dev == crate::fs::stat::ROOTFS_DEV {
+    if mode & W_OK != 0 && !special && on_read_only_mount(dirfd, path_ptr, flags)? {
         return Err(EROFS);
     }
     Ok(0)
+}
+
+/// Whether the node `path` names lies on a read-only mount.
+fn on_read_only_mount(dirfd: i32, path_ptr: u64, flags: u64) -> Result<bool, Errno> {
+    let path = user_path(path_ptr)?;
+    if path.is_empty() {
+        return Ok(false);
+    }
+    let abs = namei::path_at(dirfd, &path)?;
+    Ok(match namei::lookup(&abs, flags & AT_SYMLINK_NOFOLLOW == 0)? {
+        Node::Vfs(p) => p.mnt.sb.read_only,
+        Node::Proc(_) => false,
+    })
 }
 
 /// `access(path, mode)`.
@@ -162,7 +176,13 @@ fn do_readlinkat(dirfd: i32, path_ptr: u64, buf: u64, size: u64) -> SysResult {
         alloc::format!("{pid}").into_bytes()
     } else {
         match namei::lookup(&abs, false)? {
-            Node::Ram(ino) => crate::fs::with_root(|fs| fs.readlink(ino).map(|t| t.to_vec()))?,
+            Node::Vfs(p) => {
+                let inode = p.inode().ok_or(ENOENT)?;
+                if !inode.is_symlink() {
+                    return Err(EINVAL);
+                }
+                inode.i_op.readlink(&inode)?
+            }
             Node::Proc(procfs::Node::Link(t)) => t,
             Node::Proc(_) => return Err(EINVAL),
         }
@@ -233,4 +253,58 @@ pub fn sys_umask(a: &Args) -> SysResult {
     let t = proc::current().ok_or(ENOENT)?;
     Ok(t.umask
         .swap(a.0[0] as u32 & 0o777, core::sync::atomic::Ordering::Relaxed) as u64)
+}
+
+/// The statfs of the filesystem `node` is on.
+fn node_statfs(node: &Node) -> Result<Kstatfs, Errno> {
+    let sb = match node {
+        Node::Vfs(p) => p.mnt.sb.clone(),
+        Node::Proc(_) => crate::fs::mount::all()
+            .into_iter()
+            .find(|m| m.sb.s_type == "proc")
+            .ok_or(ENOENT)?
+            .sb
+            .clone(),
+    };
+    sb.s_op.statfs(&sb)
+}
+
+/// `statfs(path, buf)`.
+pub fn sys_statfs(a: &Args) -> SysResult {
+    let path = user_path(a.0[0])?;
+    let abs = namei::path_at(AT_FDCWD, &path)?;
+    let st = node_statfs(&namei::lookup(&abs, true)?)?;
+    copy_to_user(a.0[1], &st.to_user())?;
+    Ok(0)
+}
+
+/// `PIPEFS_MAGIC`, `ANON_INODE_FS_MAGIC`, `DEVPTS_SUPER_MAGIC`: what fstatfs reports for
+/// files of Linux's internal mounts.
+const PIPEFS_MAGIC: u64 = 0x5049_5045;
+const ANON_INODE_FS_MAGIC: u64 = 0x0904_1934;
+const DEVPTS_SUPER_MAGIC: u64 = 0x1cd1;
+
+/// `fstatfs(fd, buf)`.
+pub fn sys_fstatfs(a: &Args) -> SysResult {
+    let f = fget(a.0[0] as u32 as u64)?;
+    let st = match f.f_op.vfs_path() {
+        Some(p) => p.mnt.sb.s_op.statfs(&p.mnt.sb)?,
+        None => {
+            let f_type = match f.f_op.name() {
+                "pipe" => PIPEFS_MAGIC,
+                "console" => DEVPTS_SUPER_MAGIC,
+                "proc" => 0x9fa0,
+                _ => ANON_INODE_FS_MAGIC,
+            };
+            Kstatfs {
+                f_type,
+                f_bsize: crate::mm::PAGE_SIZE,
+                f_namelen: 255,
+                f_frsize: crate::mm::PAGE_SIZE,
+                ..Kstatfs::default()
+            }
+        }
+    };
+    copy_to_user(a.0[1], &st.to_user())?;
+    Ok(0)
 }

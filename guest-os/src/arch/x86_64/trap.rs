@@ -232,6 +232,19 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
                 // A uaccess fault: -EFAULT through the fixup below; the SIGKILL is
                 // delivered on the way out of the system call.
             }
+            Some(Err(crate::mm::mm_struct::FaultError::Sigbus)) if user_mode => {
+                trace::fault(cr2, frame.error_code, frame.rip, outcome::SIGBUS);
+                force_sig(
+                    frame,
+                    SigInfo {
+                        signo: crate::proc::signal::SIGBUS,
+                        code: crate::proc::signal::BUS_ADRERR,
+                        addr: cr2,
+                        pid: 0,
+                    },
+                );
+                return true;
+            }
             Some(Err(crate::mm::mm_struct::FaultError::Segv(si_code))) if user_mode => {
                 trace::fault(cr2, frame.error_code, frame.rip, segv_outcome(si_code));
                 force_sig(
