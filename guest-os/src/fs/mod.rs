@@ -64,7 +64,13 @@ pub fn mount_root(initrd: Option<(u64, u64)>) -> Result<(), &'static str> {
     }
     let root_inode = root.inode().ok_or("rootfs: no root inode")?;
     for d in [&b"proc"[..], b"tmp", b"mnt"] {
-        if root_inode.i_op.lookup(&root_inode, d).ok().flatten().is_none() {
+        if root_inode
+            .i_op
+            .lookup(&root_inode, d)
+            .ok()
+            .flatten()
+            .is_none()
+        {
             let mode = if d == b"tmp" { 0o1777 } else { 0o755 };
             tmpfs::TMPFS_OPS
                 .mkdir(&root_inode, d, mode)
@@ -83,7 +89,8 @@ pub fn mount_root(initrd: Option<(u64, u64)>) -> Result<(), &'static str> {
     let proc_sb = file::try_arc(super_block::SuperBlock::new(
         "proc",
         PROC_SUPER_MAGIC,
-        super_block::anon_dev(),
+        // The device /proc's inodes report (`stat::PROC_DEV`).
+        (0, stat::PROC_DEV as u32),
         &PROC_SUPER,
         alloc::string::String::from("nosuid,nodev,noexec,relatime"),
     ))
@@ -92,8 +99,7 @@ pub fn mount_root(initrd: Option<(u64, u64)>) -> Result<(), &'static str> {
     mount::mount(proc_sb, proc_root, Some(&at(b"proc")?), "proc")
         .map_err(|_| "proc: cannot mount")?;
     let (tmp_sb, tmp_root) = tmpfs::new_fs("tmpfs", 0o1777).map_err(|_| "tmp: out of memory")?;
-    mount::mount(tmp_sb, tmp_root, Some(&at(b"tmp")?), "tmpfs")
-        .map_err(|_| "tmp: cannot mount")?;
+    mount::mount(tmp_sb, tmp_root, Some(&at(b"tmp")?), "tmpfs").map_err(|_| "tmp: cannot mount")?;
     result
 }
 

@@ -206,7 +206,10 @@ fn parent_of(p: &Path, root: &Path) -> Path {
 
 /// The components of `path`, and whether it ends in a slash after a name.
 fn components(path: &[u8]) -> (Vec<&[u8]>, bool) {
-    let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+    let comps: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
     let slash = path.last() == Some(&b'/') && !comps.is_empty();
     (comps, slash)
 }
@@ -386,9 +389,7 @@ pub fn dir_path(abs: &[u8], node: &Node) -> Result<Vec<u8>, Errno> {
 // ---- changing the tree (`vfs_mkdir`, `vfs_unlink`, `vfs_rename`, ... in fs/namei.c) ----
 
 use super::inode::Inode;
-use crate::syscall::errno::{
-    EBUSY, EEXIST, EFBIG, EINVAL, EISDIR, ENOTEMPTY, EROFS, EXDEV,
-};
+use crate::syscall::errno::{EBUSY, EEXIST, EFBIG, EINVAL, EISDIR, ENOTEMPTY, EROFS, EXDEV};
 
 /// What a create makes.
 pub enum NewKind<'a> {
@@ -402,7 +403,10 @@ pub enum NewKind<'a> {
 
 /// The directory and last name a change acts on: ENOENT/ENOTDIR from the parent walk;
 /// `Ok(None)` when the parent is in /proc (the caller answers as /proc does).
-fn parent_for_change(abs: &[u8]) -> Result<Option<(Path, Option<Vec<u8>>)>, Errno> {
+/// A parent directory and the last component (None for the root).
+type ParentAndName = (Path, Option<Vec<u8>>);
+
+fn parent_for_change(abs: &[u8]) -> Result<Option<ParentAndName>, Errno> {
     match lookup_parent(abs)? {
         (Node::Vfs(p), last) => Ok(Some((p, last))),
         (Node::Proc(_), _) => Ok(None),
@@ -458,10 +462,11 @@ pub fn create(abs: &[u8], kind: NewKind) -> Result<Option<Path>, Errno> {
     let dir = parent.inode().ok_or(ENOENT)?;
     let mask = !umask();
     let inode = match kind {
-        NewKind::File(mode) => {
-            dir.i_op
-                .create(&dir, &last, (mode & super::stat::S_IFMT) | (mode & 0o7777 & mask))?
-        }
+        NewKind::File(mode) => dir.i_op.create(
+            &dir,
+            &last,
+            (mode & super::stat::S_IFMT) | (mode & 0o7777 & mask),
+        )?,
         NewKind::Dir(mode) => dir.i_op.mkdir(&dir, &last, mode & 0o7777 & mask)?,
         NewKind::Symlink(target) => dir.i_op.symlink(&dir, &last, target)?,
         NewKind::Link(old) => {
@@ -622,10 +627,7 @@ pub fn do_truncate(inode: &Arc<Inode>, len: u64) -> Result<(), Errno> {
         return Err(EFBIG);
     }
     if inode.i_mapping != 0 && len < inode.size() {
-        crate::mm::memory::unmap_mapping_range(
-            inode.i_mapping,
-            len.div_ceil(crate::mm::PAGE_SIZE),
-        );
+        crate::mm::memory::unmap_mapping_range(inode.i_mapping, len.div_ceil(crate::mm::PAGE_SIZE));
     }
     inode.i_op.set_size(inode, len)
 }

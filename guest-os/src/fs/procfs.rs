@@ -35,7 +35,7 @@ pub enum Node {
 }
 
 /// Files directly under /proc.
-const ROOT_FILES: [&str; 8] = [
+const ROOT_FILES: [&str; 9] = [
     "meminfo",
     "buddyinfo",
     "pagetypeinfo",
@@ -44,9 +44,12 @@ const ROOT_FILES: [&str; 8] = [
     "vmallocinfo",
     "vmstat",
     "stat",
+    "filesystems",
 ];
 /// Files in a process directory.
-const PID_FILES: [&str; 6] = ["cmdline", "maps", "smaps", "stat", "status", "limits"];
+const PID_FILES: [&str; 7] = [
+    "cmdline", "maps", "smaps", "stat", "status", "limits", "mounts",
+];
 
 /// Resolve `path` if it is under /proc (`None` otherwise).
 pub fn lookup(path: &[u8]) -> Option<Result<Node, Errno>> {
@@ -66,6 +69,8 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
     match parts {
         [] => Ok(Node::Root),
         [name] if ROOT_FILES.contains(name) => Ok(Node::File(root_file(name))),
+        // `/proc/mounts` is a link to the reader's own view.
+        ["mounts"] => Ok(Node::Link(Vec::from(&b"self/mounts"[..]))),
         [pid] => pid_of(pid).map(Node::PidDir),
         ["vmscope", rest @ ..] => vmscope_node(rest),
         [pid, file] => {
@@ -79,6 +84,7 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
                 "status" => Ok(Node::File(status(t))),
                 "exe" => Ok(Node::Link(t.exe.lock().clone())),
                 "limits" => Ok(Node::File(limits(t))),
+                "mounts" => Ok(Node::File(crate::fs::mount::proc_mounts().into_bytes())),
                 _ => Err(ENOENT),
             }
         }
@@ -119,6 +125,7 @@ pub fn readdir(node_pid: Option<u32>) -> Vec<(String, bool, u64)> {
                 v.push((format!("{}", t.pid), true, 0x1000 + t.pid as u64));
             }
             v.push((String::from("self"), true, 0x0fff));
+            v.push((String::from("mounts"), false, 0x0ffe));
             for (i, f) in ROOT_FILES.iter().enumerate() {
                 v.push((String::from(*f), false, 0x100 + i as u64));
             }
@@ -162,6 +169,12 @@ fn root_file(name: &str) -> Vec<u8> {
     match name {
         "vmstat" => {
             let _ = vmstat(&mut s);
+        }
+        "filesystems" => {
+            // `nodev` marks filesystems that need no block device.
+            for (nodev, name) in [(true, "tmpfs"), (true, "proc"), (true, "rootfs")] {
+                let _ = writeln!(s, "{}\t{name}", if nodev { "nodev" } else { "" });
+            }
         }
         "stat" => {
             // CPU times are not accounted yet: one CPU line of zeros, as a machine that has

@@ -69,9 +69,10 @@ pub struct SuperBlock {
     inodes: AtomicU64,
 }
 
-/// Minor numbers of anonymous devices (`get_anon_bdev`); 0:1 is the shm mount, 0:5..
-/// are taken by Linux's own early mounts, so ours start where a small system's would.
-static NEXT_ANON_MINOR: AtomicU32 = AtomicU32::new(0x17);
+/// Minor numbers of anonymous devices (`get_anon_bdev`): 0:1 is the internal shm mount
+/// (shared anonymous memory), so the root tmpfs is 0:2, as on Linux, and later mounts
+/// follow.
+static NEXT_ANON_MINOR: AtomicU32 = AtomicU32::new(2);
 
 /// A fresh anonymous device number.
 pub fn anon_dev() -> (u32, u32) {

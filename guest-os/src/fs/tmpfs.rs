@@ -35,8 +35,11 @@ const DT_FIFO: u8 = 1;
 const DT_UNKNOWN: u8 = 0;
 
 /// What a tmpfs inode holds besides its page cache.
+/// A tmpfs directory's entries by name.
+type DirMap = IrqLock<BTreeMap<Vec<u8>, Arc<Inode>>>;
+
 pub enum TmpfsNode {
-    Dir(IrqLock<BTreeMap<Vec<u8>, Arc<Inode>>>),
+    Dir(DirMap),
     Symlink(Vec<u8>),
     /// Regular files (data in `i_mapping`), devices and fifos.
     Other,
@@ -83,7 +86,7 @@ pub fn new_fs(s_type: &'static str, mode: u32) -> Result<(Arc<SuperBlock>, Arc<D
     Ok((sb, Dentry::new_root(root)))
 }
 
-fn dir_map(dir: &Inode) -> Result<&IrqLock<BTreeMap<Vec<u8>, Arc<Inode>>>, Errno> {
+fn dir_map(dir: &Inode) -> Result<&DirMap, Errno> {
     match dir.private::<TmpfsNode>() {
         Some(TmpfsNode::Dir(m)) => Ok(m),
         _ => Err(crate::syscall::errno::ENOTDIR),
@@ -104,7 +107,10 @@ fn new_inode(sb: &Arc<SuperBlock>, mode: u32, rdev: u32) -> Result<Arc<Inode>, E
         ..InodeMeta::default()
     };
     let (private, mapping): (TmpfsNode, u64) = match mode & S_IFMT {
-        S_IFDIR => (TmpfsNode::Dir(IrqLock::new("tmpfs_dir", BTreeMap::new())), 0),
+        S_IFDIR => (
+            TmpfsNode::Dir(IrqLock::new("tmpfs_dir", BTreeMap::new())),
+            0,
+        ),
         S_IFREG => (TmpfsNode::Other, crate::mm::shmem::new_object()?),
         _ => (TmpfsNode::Other, 0),
     };
@@ -332,7 +338,8 @@ impl InodeOps for Tmpfs {
             let m = map.lock();
             let skip = (pos - 2) as usize;
             let mut v = Vec::new();
-            v.try_reserve(m.len().saturating_sub(skip)).map_err(|_| ENOMEM)?;
+            v.try_reserve(m.len().saturating_sub(skip))
+                .map_err(|_| ENOMEM)?;
             for (n, i) in m.iter().skip(skip) {
                 v.push((n.clone(), i.i_ino, dtype(i.mode())));
             }

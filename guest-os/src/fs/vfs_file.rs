@@ -88,8 +88,7 @@ pub fn filemap_write(inode: &Inode, buf: u64, len: usize, pos: &mut u64) -> SysR
         let p = *pos + done as u64;
         let off = (p % PAGE_SIZE) as usize;
         let n = (PAGE_SIZE as usize - off).min(total - done);
-        let pfn = match crate::mm::shmem::find_or_create_for_write(inode.i_mapping, p / PAGE_SIZE)
-        {
+        let pfn = match crate::mm::shmem::find_or_create_for_write(inode.i_mapping, p / PAGE_SIZE) {
             Ok(pfn) => pfn,
             Err(_) if done > 0 => break,
             Err(_) => return Err(ENOMEM),

@@ -552,7 +552,10 @@ pub fn unmap_mapping_range(id: u64, first: u64) {
                     return None;
                 }
                 let from = first.max(v.pgoff);
-                Some((v.start.as_u64() + (from - v.pgoff) * PAGE_SIZE, v.end.as_u64()))
+                Some((
+                    v.start.as_u64() + (from - v.pgoff) * PAGE_SIZE,
+                    v.end.as_u64(),
+                ))
             })
             .collect();
         for (s, e) in ranges {

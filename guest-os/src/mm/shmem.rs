@@ -199,7 +199,7 @@ pub fn set_size(id: u64, new: u64) -> Result<(), Errno> {
     }
     drop(objs);
     tlb.finish(&mut pt);
-    if new % PAGE_SIZE != 0 {
+    if !new.is_multiple_of(PAGE_SIZE) {
         if let Some(pfn) = find_get_page(id, new / PAGE_SIZE) {
             let off = (new % PAGE_SIZE) as usize;
             // SAFETY: the tail of a page we hold a reference on, through the direct map.

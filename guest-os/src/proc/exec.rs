@@ -10,21 +10,21 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
-use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD};
 use goblin::elf::header::header64::SIZEOF_EHDR;
-use goblin::elf::header::{Header, ELFCLASS64, EI_CLASS};
+use goblin::elf::header::{Header, EI_CLASS, ELFCLASS64};
+use goblin::elf::header::{EM_X86_64, ET_DYN, ET_EXEC};
 use goblin::elf::program_header::ProgramHeader;
+use goblin::elf::program_header::{PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD};
 
 use core::sync::atomic::Ordering;
 
 use super::stack::{self, AuxInfo, Layout};
 use super::{current, signal};
 use crate::arch::x86_64::idt::TrapFrame;
-use crate::mm::mm_struct::{stack_rlimit, Mm, Prot};
-use crate::mm::uaccess::{copy_from_user, get_user, strncpy_from_user, strnlen_user};
 use crate::fs::file::MapTarget;
 use crate::fs::inode::Inode;
+use crate::mm::mm_struct::{stack_rlimit, Mm, Prot};
+use crate::mm::uaccess::{copy_from_user, get_user, strncpy_from_user, strnlen_user};
 use crate::syscall::errno::{Errno, SysResult, E2BIG, EACCES, EFAULT, ENOEXEC, ENOMEM, ESRCH};
 use alloc::sync::Arc;
 use mm_core::vma::MmapLayout;
@@ -323,12 +323,7 @@ pub struct Image {
 /// envp are counted and measured against the limits (E2BIG, EFAULT), then the ELF is
 /// checked and mapped (ENOEXEC), then the strings are copied straight from the caller's
 /// memory to the new stack. Every error after the new address space exists frees it.
-pub fn load(
-    inode: &Inode,
-    file: &MapTarget,
-    path: &[u8],
-    args: ArgSource,
-) -> Result<Image, Errno> {
+pub fn load(inode: &Inode, file: &MapTarget, path: &[u8], args: ArgSource) -> Result<Image, Errno> {
     let mut new = NewMm(Some(Box::new(Mm::new().ok_or(ENOMEM)?)));
     let sizes = measure(args, path.len())?;
     let (header, program_headers) = read_elf_headers(inode)?;
@@ -372,7 +367,14 @@ pub fn load(
         let file_map_end = page_up(filesz_end);
         if ph.p_filesz > 0 {
             let name = core::str::from_utf8(path).unwrap_or("?");
-            mm.map_file(start, file_map_end, prot, file, page_down(ph.p_offset), name)?;
+            mm.map_file(
+                start,
+                file_map_end,
+                prot,
+                file,
+                page_down(ph.p_offset),
+                name,
+            )?;
         }
         if page_up(mem_end) > file_map_end.max(start) {
             mm.map_anon(file_map_end.max(start), page_up(mem_end), prot, false)?;
@@ -508,8 +510,7 @@ fn read_elf_headers(inode: &Inode) -> Result<(Header, Vec<ProgramHeader>), Errno
     if crate::fs::read_kernel(inode, header.e_phoff, &mut buf)? != bytes {
         return Err(ENOEXEC);
     }
-    let phdrs =
-        ProgramHeader::parse(&buf, 0, header.e_phnum as usize, ctx).map_err(|_| ENOEXEC)?;
+    let phdrs = ProgramHeader::parse(&buf, 0, header.e_phnum as usize, ctx).map_err(|_| ENOEXEC)?;
     Ok((header, phdrs))
 }
 

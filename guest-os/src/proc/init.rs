@@ -54,7 +54,9 @@ fn plan(rdinit: &[u8], cmdline: &[u8]) -> Result<Plan, Errno> {
     let file = |name: &str| {
         let mut p = dir.to_vec();
         p.extend_from_slice(name.as_bytes());
-        crate::fs::read_file(&p).map(|d| split_nul(&d)).unwrap_or_default()
+        crate::fs::read_file(&p)
+            .map(|d| split_nul(&d))
+            .unwrap_or_default()
     };
     let mut argv = file("argv");
     if argv.is_empty() {
@@ -88,8 +90,8 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
         argv: &argv,
         envp: &envp,
     };
-    let img = exec::open_exec(&path)
-        .and_then(|(inode, target)| exec::load(&inode, &target, &path, args));
+    let img =
+        exec::open_exec(&path).and_then(|(inode, target)| exec::load(&inode, &target, &path, args));
     let img = match img {
         Ok(i) => i,
         Err(e) => panic!(

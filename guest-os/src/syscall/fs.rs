@@ -15,10 +15,10 @@ use crate::fs::fdtable::{
     close_fd, fd_install, fd_install_from, fd_replace, fdget, fget, nofile_limit,
 };
 use crate::fs::file::{flags::*, try_file, try_ops, File};
-use crate::fs::stat::S_IFREG;
-use crate::fs::vfs_file::VfsFile;
 use crate::fs::namei::{self, Node, AT_FDCWD, PATH_MAX};
 use crate::fs::procfs;
+use crate::fs::stat::S_IFREG;
+use crate::fs::vfs_file::VfsFile;
 use crate::mm::uaccess::{access_ok, copy_to_user, get_user, put_user, strncpy_from_user};
 
 /// Largest count one read or write transfers (`MAX_RW_COUNT`: INT_MAX rounded down to a
@@ -304,7 +304,12 @@ pub fn sys_openat(a: &Args) -> SysResult {
 
 /// `creat(path, mode)` = `open(path, O_CREAT|O_WRONLY|O_TRUNC, mode)`.
 pub fn sys_creat(a: &Args) -> SysResult {
-    do_open(AT_FDCWD, a.0[0], O_CREAT | O_WRONLY | O_TRUNC, a.0[1] as u32)
+    do_open(
+        AT_FDCWD,
+        a.0[0],
+        O_CREAT | O_WRONLY | O_TRUNC,
+        a.0[1] as u32,
+    )
 }
 
 pub fn sys_close(a: &Args) -> SysResult {

@@ -192,9 +192,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::UNLINKAT => namei::sys_unlinkat(a.0[0] as i32, a.0[1], a.0[2]),
         nr::RENAME => namei::sys_renameat2(fs_at(), a.0[0], fs_at(), a.0[1], 0),
         nr::RENAMEAT => namei::sys_renameat2(a.0[0] as i32, a.0[1], a.0[2] as i32, a.0[3], 0),
-        nr::RENAMEAT2 => {
-            namei::sys_renameat2(a.0[0] as i32, a.0[1], a.0[2] as i32, a.0[3], a.0[4])
-        }
+        nr::RENAMEAT2 => namei::sys_renameat2(a.0[0] as i32, a.0[1], a.0[2] as i32, a.0[3], a.0[4]),
         nr::LINK => namei::sys_linkat(fs_at(), a.0[0], fs_at(), a.0[1], 0),
         nr::LINKAT => namei::sys_linkat(a.0[0] as i32, a.0[1], a.0[2] as i32, a.0[3], a.0[4]),
         nr::SYMLINK => namei::sys_symlinkat(a.0[0], fs_at(), a.0[1]),

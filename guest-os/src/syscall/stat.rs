@@ -141,10 +141,12 @@ fn on_read_only_mount(dirfd: i32, path_ptr: u64, flags: u64) -> Result<bool, Err
         return Ok(false);
     }
     let abs = namei::path_at(dirfd, &path)?;
-    Ok(match namei::lookup(&abs, flags & AT_SYMLINK_NOFOLLOW == 0)? {
-        Node::Vfs(p) => p.mnt.sb.read_only,
-        Node::Proc(_) => false,
-    })
+    Ok(
+        match namei::lookup(&abs, flags & AT_SYMLINK_NOFOLLOW == 0)? {
+            Node::Vfs(p) => p.mnt.sb.read_only,
+            Node::Proc(_) => false,
+        },
+    )
 }
 
 /// `access(path, mode)`.

@@ -113,9 +113,6 @@ fn readlink(path: &CString) -> Result<String, Errno> {
 }
 
 fn main() -> i32 {
-    if vmrt::env::arg(1).and_then(|a| a.to_str()) == Some("rofs") {
-        return rofs();
-    }
     let mut r = Report::new();
     stat_family(&mut r);
     cwd(&mut r);
@@ -924,61 +921,4 @@ fn rlimits(r: &mut Report) {
         let _ = sys(SYS_munmap, &[p, 1 << 20]);
     }
     let _ = sys(SYS_setrlimit, &[RLIMIT_AS, as_old.as_ptr() as usize]);
-}
-
-/// `syscalls rofs`, for the guest only (the host's root is writable): what each call that
-/// would write gives on the read-only initramfs root.
-fn rofs() -> i32 {
-    let me = format!("{}/syscalls", bin_dir());
-    let p = |s: &str| cstr(s);
-    let one = |n: usize, a: &str| {
-        let x = p(a);
-        sys(n, &[x.as_ptr() as usize, 0o755])
-    };
-    let two = |n: usize, a: &str, b: &str| {
-        let (x, y) = (p(a), p(b));
-        sys(n, &[x.as_ptr() as usize, y.as_ptr() as usize])
-    };
-    let cases: [(&str, Result<usize, Errno>); 21] = [
-        ("mkdir /newdir", one(SYS_mkdir, "/newdir")),
-        ("mkdir /bin", one(SYS_mkdir, "/bin")),
-        ("rmdir /bin", one(SYS_rmdir, "/bin")),
-        ("rmdir /nonexistent", one(SYS_rmdir, "/nonexistent")),
-        ("unlink self", one(SYS_unlink, &me)),
-        ("unlink /nonexistent", one(SYS_unlink, "/nonexistent")),
-        ("unlink /proc", one(SYS_unlink, "/proc")),
-        ("rename self", two(SYS_rename, &me, "/x")),
-        ("rename /nonexistent", two(SYS_rename, "/nonexistent", "/x")),
-        ("link self", two(SYS_link, &me, "/x")),
-        ("link onto /bin", two(SYS_link, &me, "/bin")),
-        ("symlink /y", two(SYS_symlink, "x", "/y")),
-        ("symlink onto /bin", two(SYS_symlink, "x", "/bin")),
-        ("chmod self", one(SYS_chmod, &me)),
-        ("chmod /nonexistent", one(SYS_chmod, "/nonexistent")),
-        (
-            "truncate self",
-            sys(SYS_truncate, &[p(&me).as_ptr() as usize, 0]),
-        ),
-        (
-            "access self W_OK",
-            sys(SYS_access, &[p(&me).as_ptr() as usize, 2]),
-        ),
-        (
-            "open self O_WRONLY",
-            open(&p(&me), O_WRONLY, 0).map(|f| f as usize),
-        ),
-        (
-            "open self O_TRUNC",
-            open(&p(&me), O_RDONLY | 0o1000, 0).map(|f| f as usize),
-        ),
-        (
-            "open /newfile O_CREAT",
-            open(&p("/newfile"), O_CREAT | O_WRONLY, 0o644).map(|f| f as usize),
-        ),
-        ("creat /newfile", one(SYS_creat, "/newfile")),
-    ];
-    for (what, e) in cases {
-        println!("{what}: {}", err(e));
-    }
-    0
 }
