@@ -328,9 +328,13 @@ fn check_pages(p: &mut Problems, maps: &[Mapping]) {
     p.total += more;
 }
 
-/// The reverse map finds every mapping of a private page.
+/// The reverse map finds every mapping of an anonymous page. Page cache pages (tmpfs
+/// files, shared anonymous memory) are found through their object, not the anon rmap.
 fn check_rmap(p: &mut Problems, maps: &[Mapping]) {
     for m in maps {
+        if super::page_alloc::page_flags(Pfn(m.pfn)) & mm_core::page::flags::PG_ANON == 0 {
+            continue;
+        }
         let found = super::rmap::rmap_walk(Pfn(m.pfn));
         if !found.contains(&(m.pid, m.va)) {
             p.add(format!(
