@@ -131,7 +131,7 @@ pub struct OsEvent {
     pub cpu: u32,
     pub pid: u32,
     pub comm: String,
-    /// fault, fork, exec, exit, signal, switch, syscall, sysret, reclaim.
+    /// fault, fork, exec, exit, signal, switch, syscall, sysret, reclaim, writeback.
     pub what: String,
     /// fault: the faulting address; signal: si_addr; reclaim: the virtual address.
     #[serde(default, with = "hex_opt", skip_serializing_if = "Option::is_none")]
@@ -148,6 +148,9 @@ pub struct OsEvent {
     /// fault: the stack VMA grew first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack_grew: Option<bool>,
+    /// fault: the page had to be read from the disk (a major fault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub major: Option<bool>,
     /// fork: the new PID; switch: the next PID; reclaim (oom_kill): the victim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other_pid: Option<u32>,
@@ -405,8 +408,18 @@ pub fn format_event(e: &TraceEvent) -> String {
                     if o.stack_grew == Some(true) {
                         s += " (stack grew)";
                     }
+                    if o.major == Some(true) {
+                        s += " (major)";
+                    }
                 }
                 "fork" => s += &format!(" child {}", o.other_pid.unwrap_or(0)),
+                "writeback" => {
+                    s += &format!(
+                        " {} {} pages",
+                        o.outcome.as_deref().unwrap_or("-"),
+                        o.number.unwrap_or(0)
+                    )
+                }
                 "exec" => {
                     s += &format!(
                         " {} entry {}",
@@ -468,6 +481,7 @@ pub fn os_event(a: &Annotation, icount: u64, cpu: u32) -> OsEvent {
             e.rip = Some(a2);
             e.outcome = Some(ostrace::outcome::name(a3).to_string());
             e.stack_grew = (a3 & ostrace::outcome::STACK_GREW != 0).then_some(true);
+            e.major = (a3 & ostrace::outcome::MAJOR != 0).then_some(true);
             "fault"
         }
         ostrace::kind::FORK => {
@@ -511,6 +525,11 @@ pub fn os_event(a: &Annotation, icount: u64, cpu: u32) -> OsEvent {
             e.addr = Some(a2);
             e.other_pid = (a3 != 0).then_some(a3 as u32);
             "reclaim"
+        }
+        ostrace::kind::WRITEBACK => {
+            e.outcome = Some(ostrace::writeback::name(a0).to_string());
+            e.number = Some(a1);
+            "writeback"
         }
         _ => "unknown",
     };

@@ -71,6 +71,17 @@ pub fn fault(addr: u64, error_code: u64, rip: u64, outcome: u64) {
 }
 
 /// The OOM killer chose `victim_pid` (a RECLAIM record with code OOM_KILL).
+/// A writeback starts with `dirty` pages dirty (phase START) or ends having written
+/// `pages` (END).
+pub fn writeback(phase: u64, pages: u64) {
+    emit(
+        kind::WRITEBACK,
+        crate::proc::current(),
+        [phase, pages, 0, 0],
+        &[],
+    );
+}
+
 pub fn oom_kill(victim_pid: u32) {
     emit(
         kind::RECLAIM,

@@ -138,6 +138,11 @@ pub struct MemInfoExtra {
     pub cached: u64,
     /// Pages of tmpfs files and shared anonymous memory (part of `cached`).
     pub shmem: u64,
+    /// Page cache pages of the block devices themselves (metadata).
+    pub buffers: u64,
+    /// Dirty page cache pages, and pages being written back.
+    pub dirty: u64,
+    pub writeback: u64,
     pub active_anon: u64,
     pub inactive_anon: u64,
     pub active_file: u64,
@@ -188,7 +193,7 @@ pub fn write_meminfo<W: Write, D: DirectMap>(
     line(w, "MemTotal", a.totalram_pages() * kb)?;
     line(w, "MemFree", a.nr_free_pages() * kb)?;
     line(w, "MemAvailable", mem_available(a, x) * kb)?;
-    line(w, "Buffers", 0)?;
+    line(w, "Buffers", x.buffers * kb)?;
     line(w, "Cached", x.cached * kb)?;
     line(w, "SwapCached", 0)?;
     line(w, "Active", (x.active_anon + x.active_file) * kb)?;
@@ -201,8 +206,8 @@ pub fn write_meminfo<W: Write, D: DirectMap>(
     line(w, "Mlocked", 0)?;
     line(w, "SwapTotal", x.swap_total * kb)?;
     line(w, "SwapFree", x.swap_free * kb)?;
-    line(w, "Dirty", 0)?;
-    line(w, "Writeback", 0)?;
+    line(w, "Dirty", x.dirty * kb)?;
+    line(w, "Writeback", x.writeback * kb)?;
     line(w, "AnonPages", x.anon_pages * kb)?;
     line(w, "Mapped", x.mapped * kb)?;
     line(w, "Shmem", x.shmem * kb)?;

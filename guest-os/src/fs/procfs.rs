@@ -208,13 +208,35 @@ fn vmstat(s: &mut String) -> core::fmt::Result {
             b + t.maj_flt.load(Ordering::Relaxed),
         )
     });
+    use crate::mm::filemap;
+    let (file_pages, dirty, writeback) = filemap::counters();
+    let shmem = crate::mm::shmem::total_pages();
+    let (bg, limit) = crate::mm::writeback::thresholds();
     writeln!(s, "nr_free_pages {free}")?;
+    writeln!(s, "nr_file_pages {}", file_pages + shmem)?;
+    writeln!(s, "nr_dirty {dirty}")?;
+    writeln!(s, "nr_writeback {writeback}")?;
+    writeln!(s, "nr_shmem {shmem}")?;
+    writeln!(s, "nr_dirty_threshold {limit}")?;
+    writeln!(s, "nr_dirty_background_threshold {bg}")?;
+    // pgpgin/pgpgout count KiB, as Linux's do.
+    let kib = crate::mm::PAGE_SIZE / 1024;
+    writeln!(s, "pgpgin {}", filemap::PGPGIN.load(Ordering::Relaxed) * kib)?;
+    writeln!(s, "pgpgout {}", filemap::PGPGOUT.load(Ordering::Relaxed) * kib)?;
     writeln!(s, "pgalloc_dma {}", zones[0].0)?;
     writeln!(s, "pgalloc_dma32 {}", zones[1].0)?;
     writeln!(s, "pgalloc_normal {}", zones[2].0)?;
     writeln!(s, "pgfree {}", zones.iter().map(|z| z.1).sum::<u64>())?;
+    // Major faults are counted as they happen (exited tasks' too); the per-task counts
+    // of live tasks give the rest.
+    let majflt = filemap::PGMAJFAULT.load(Ordering::Relaxed).max(majflt);
     writeln!(s, "pgfault {}", minflt + majflt)?;
     writeln!(s, "pgmajfault {majflt}")?;
+    writeln!(
+        s,
+        "balance_dirty_pages_throttled {}",
+        crate::mm::writeback::NR_THROTTLED.load(Ordering::Relaxed)
+    )?;
     writeln!(s, "allocstall {}", stats.allocstall)?;
     writeln!(s, "kswapd_wakeups {}", stats.kswapd_wakeups)
 }

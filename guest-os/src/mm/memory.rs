@@ -81,8 +81,10 @@ pub enum FaultKind {
     DemandZero,
     /// The shared zero page, read-only.
     ZeroPage,
-    /// A page copied from a file, or a page of a shmem object.
+    /// A page copied from a file, or a page of a shmem object, found in memory.
     File,
+    /// A file page that had to be read from the disk (a major fault).
+    FileMajor,
     /// A copy of a shared page on write.
     CowCopy,
     /// The last user of a page wrote it, or a shared mapping was written: made writable
@@ -95,6 +97,11 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Whether the fault waited for the disk (`VM_FAULT_MAJOR`).
+    pub fn is_major(self) -> bool {
+        self == FaultKind::FileMajor
+    }
+
     /// The outcome code of the trace annotation (`crate::trace::outcome`).
     pub fn trace_outcome(self) -> u64 {
         use crate::trace::outcome as o;
@@ -102,6 +109,7 @@ impl FaultKind {
             FaultKind::DemandZero => o::DEMAND_ZERO,
             FaultKind::ZeroPage => o::ZERO_PAGE,
             FaultKind::File | FaultKind::Special => o::FILE_PAGE,
+            FaultKind::FileMajor => o::FILE_PAGE | o::MAJOR,
             FaultKind::CowCopy => o::COW_COPY,
             FaultKind::CowReuse => o::COW_REUSE,
             FaultKind::Spurious => o::SPURIOUS,
@@ -246,7 +254,13 @@ impl Mm {
                     return Ok(FaultKind::Spurious);
                 }
                 if f.contains(VM_SHARED) {
-                    // wp_page_shared: a shared page is never copied.
+                    // wp_page_shared: a shared page is never copied. A disk file's page
+                    // becomes dirty first (`page_mkwrite`), so writeback sees the write.
+                    if let Backing::File(fr) = vma.backing {
+                        if super::shmem::has_ops(fr.id) {
+                            super::filemap::set_page_dirty(e.phys().pfn());
+                        }
+                    }
                     self.set_pte(va, Pte(e.0 | pte::RW))?;
                     return Ok(FaultKind::CowReuse);
                 }
@@ -306,6 +320,57 @@ impl Mm {
                 // Read-only to user space, whatever the VMA says.
                 self.install_pte(va, Pte::new(pfn.phys(), leaf))?;
                 return Ok(FaultKind::Special);
+            }
+            Backing::File(f) if super::shmem::has_ops(f.id) => {
+                // A disk file (`filemap_fault`): the cache page, read from the disk if it is
+                // not in memory (a major fault). Shared mappings map it (writable only
+                // once dirtied), private ones map it read-only or copy it on a write.
+                let size = super::shmem::size(f.id);
+                if pgoff >= size.div_ceil(PAGE_SIZE) {
+                    return Err(FaultError::Sigbus);
+                }
+                let (cache, major) = super::filemap::get_page(f.id, pgoff, size).map_err(|e| {
+                    if e == ENOMEM {
+                        FaultError::Oom
+                    } else {
+                        FaultError::Sigbus
+                    }
+                })?;
+                let kind = if major {
+                    FaultKind::FileMajor
+                } else {
+                    FaultKind::File
+                };
+                let shared = vma.flags.contains(VM_SHARED);
+                if shared || !write {
+                    let mut flags = leaf;
+                    if shared && write {
+                        super::filemap::set_page_dirty(cache);
+                        flags |= rw;
+                    }
+                    // Our reference becomes the mapping's.
+                    if let Err(e) = self.install_pte(va, Pte::new(cache.phys(), flags)) {
+                        page_alloc::free_pages(cache, 0);
+                        return Err(e);
+                    }
+                    page_mapcount_add(cache, 1);
+                    self.rss_inc(cache);
+                    return Ok(kind);
+                }
+                let pfn = page_alloc::alloc_pages(GFP_USER_PAGE, 0);
+                if let Some(pfn) = pfn {
+                    // SAFETY: copying one page between two frames through the direct map;
+                    // we hold a reference on the cache page.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            page_address(cache).as_ptr::<u8>(),
+                            page_address(pfn).as_mut_ptr::<u8>(),
+                            PAGE_SIZE as usize,
+                        )
+                    };
+                }
+                page_alloc::free_pages(cache, 0);
+                (pfn.ok_or(FaultError::Oom)?, kind, leaf | rw)
             }
             Backing::File(f) if super::shmem::is_shmem(f.id) && !vma.flags.contains(VM_SHARED) => {
                 // A private mapping of a tmpfs file (`do_read_fault` / `do_cow_fault`):
@@ -459,6 +524,26 @@ impl Mm {
         self.rss = rss;
         self.account_tables(&pt);
         stopped.map(|va| va.as_u64())
+    }
+
+    /// Write-protect this address space's mappings of page `index` (frame `pfn`) of
+    /// object `id` (`page_mkclean_one`): the next write faults and dirties the page again.
+    pub fn wrprotect_file_page(&mut self, id: u64, index: u64, pfn: Pfn) {
+        let vas: alloc::vec::Vec<u64> = self
+            .vmas
+            .iter()
+            .filter(|v| v.flags.contains(VM_SHARED))
+            .filter(|v| matches!(v.backing, Backing::File(f) if f.id == id))
+            .filter(|v| index >= v.pgoff && index - v.pgoff < v.pages())
+            .map(|v| v.start.as_u64() + (index - v.pgoff) * PAGE_SIZE)
+            .collect();
+        for va in vas {
+            if let Some(p) = self.query_pte(va) {
+                if p.is_present() && p.phys().pfn() == pfn && p.is_writable() {
+                    let _ = self.set_pte(VirtAddr::new(va), Pte(p.0 & !(pte::RW | pte::DIRTY)));
+                }
+            }
+        }
     }
 
     /// Unmap the page cache pages of `[start, end)` (not the private copies a COW made,

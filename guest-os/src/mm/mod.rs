@@ -21,6 +21,8 @@ pub mod pgtable;
 pub mod proc;
 pub mod rmap;
 pub mod shmem;
+pub mod filemap;
+pub mod writeback;
 pub mod slab;
 pub mod task_mmu;
 pub mod uaccess;

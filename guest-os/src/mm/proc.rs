@@ -27,9 +27,16 @@ pub fn meminfo_extra() -> MemInfoExtra {
     let (slab_r, slab_u) = slab::slab_pages();
     let (vm_total, vm_used, vm_chunk) = vmalloc::totals();
     let shmem = super::shmem::total_pages();
+    let (file_pages, dirty, writeback) = super::filemap::counters();
+    let buffers = super::filemap::BUFFER_PAGES.load(Ordering::Relaxed).min(file_pages);
     MemInfoExtra {
-        cached: shmem,
+        // Cached excludes the block devices' own pages (Buffers), as Linux's does.
+        cached: shmem + file_pages - buffers,
         shmem,
+        buffers,
+        dirty,
+        writeback,
+        inactive_file: file_pages,
         slab_reclaimable: slab_r,
         slab_unreclaimable: slab_u,
         kernel_stack_bytes: crate::arch::x86_64::gdt::kernel_stack_bytes(),

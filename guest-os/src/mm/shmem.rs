@@ -14,11 +14,17 @@
 //!
 //! The anon rmap does not track shmem pages (Linux finds them through the file's
 //! `i_mmap`, which does not exist here).
+//!
+//! The same objects are the page cache of disk files (`address_space`): such an object has
+//! [`AddressSpaceOps`](super::filemap::AddressSpaceOps) that read and write its pages, its
+//! pages are plain file pages (no PG_SWAPBACKED: file-rss, Cached), and `mm/filemap.rs`
+//! fills and writes them back. The tree is shared; what differs is where pages come from.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm_core::gfp::Gfp;
+use mm_core::page::Pages;
 use mm_core::pgtable::{pte, Cursor, MmuGather, Pte, USER_TOP};
 use mm_core::vma::{Backing, FileRef, Vma};
 
@@ -50,6 +56,12 @@ struct ShmemObject {
     /// Epoch marks for the counting passes of [`get_all`] and [`put_removed`].
     seen: u64,
     kept: u64,
+    /// Where the pages of a disk file come from (None: swap-backed, tmpfs or anonymous).
+    ops: Option<alloc::sync::Arc<dyn super::filemap::AddressSpaceOps>>,
+    /// Readahead state (`file_ra_state`): the index after the last window read, and that
+    /// window's size in pages.
+    ra_next: u64,
+    ra_size: u64,
 }
 
 /// Live objects, sorted by id (ids only grow, so creation appends).
@@ -57,6 +69,20 @@ static OBJECTS: IrqLock<Vec<ShmemObject>> = IrqLock::new("shmem", Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Pages held by all objects (`NR_SHMEM`: /proc/meminfo's Shmem, part of Cached).
 static SHMEM_PAGES: AtomicU64 = AtomicU64::new(0);
+
+/// A page leaves its object (freed after the flush): the counters that held it.
+fn page_gone(file: bool, pfn: Pfn) {
+    if file {
+        super::filemap::FILE_PAGES.fetch_sub(1, Ordering::Relaxed);
+        let flags = page_alloc::page_flags(pfn);
+        if flags & mm_core::page::flags::PG_DIRTY != 0 {
+            super::filemap::NR_DIRTY.fetch_sub(1, Ordering::Relaxed);
+            page_alloc::with(|a| a.page_mut(pfn).flags &= !mm_core::page::flags::PG_DIRTY);
+        }
+    } else {
+        SHMEM_PAGES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Pages held by shmem objects (tmpfs files and shared anonymous memory).
 pub fn total_pages() -> u64 {
@@ -96,6 +122,9 @@ pub fn create(len: u64) -> Result<Backing, Errno> {
         root: root.phys(),
         seen: 0,
         kept: 0,
+        ops: None,
+        ra_next: 0,
+        ra_size: 0,
     });
     Ok(Backing::File(FileRef::new(
         id,
@@ -124,8 +153,182 @@ pub fn new_object() -> Result<u64, Errno> {
         root: root.phys(),
         seen: 0,
         kept: 0,
+        ops: None,
+        ra_next: 0,
+        ra_size: 0,
     });
     Ok(id)
+}
+
+/// A new page cache object for a disk file of `size` bytes whose pages `ops` read and
+/// write, held once by its creator (the inode).
+pub fn new_file_object(
+    ops: alloc::sync::Arc<dyn super::filemap::AddressSpaceOps>,
+    size: u64,
+) -> Result<u64, Errno> {
+    let id = new_object()?;
+    if let Some(o) = find(&mut OBJECTS.lock(), id) {
+        o.ops = Some(ops);
+        o.size = size;
+    }
+    Ok(id)
+}
+
+/// The object's page source, if it is a disk file's page cache.
+pub fn ops(id: u64) -> Option<alloc::sync::Arc<dyn super::filemap::AddressSpaceOps>> {
+    find(&mut OBJECTS.lock(), id).and_then(|o| o.ops.clone())
+}
+
+/// Whether `id` is a disk file's page cache (pages come from its ops).
+pub fn has_ops(id: u64) -> bool {
+    find(&mut OBJECTS.lock(), id).is_some_and(|o| o.ops.is_some())
+}
+
+/// What a lookup in the tree found.
+pub enum Slot {
+    /// A page, with a reference taken for the caller, and its flags.
+    Page(Pfn, u32),
+    Empty,
+    /// No such object, or an index past the tree.
+    NoObject,
+}
+
+/// The page at `index` with a reference (`find_get_page`), without creating one.
+pub fn lookup_slot(id: u64, index: u64) -> Slot {
+    if index >= MAX_INDEX {
+        return Slot::NoObject;
+    }
+    let mut objs = OBJECTS.lock();
+    let Some(obj) = find(&mut objs, id) else {
+        return Slot::NoObject;
+    };
+    let va = VirtAddr::new(index << PAGE_SHIFT);
+    let mut pt = UserPt::default();
+    let Ok(mut c) = Cursor::new(&mut pt, obj.root, va..VirtAddr::new(va.as_u64() + PAGE_SIZE))
+    else {
+        return Slot::NoObject;
+    };
+    match c.query().filter(|p| p.is_present()) {
+        Some(p) => {
+            let pfn = p.phys().pfn();
+            let flags = page_alloc::with(|a| {
+                a.get_page(pfn);
+                a.page(pfn).flags
+            });
+            Slot::Page(pfn, flags)
+        }
+        None => Slot::Empty,
+    }
+}
+
+/// Insert the new page `pfn` at `index` (`add_to_page_cache_lru`): false if a page is
+/// there already (the caller frees its own). The object takes the caller's reference.
+pub fn insert_page(id: u64, index: u64, pfn: Pfn) -> Result<bool, Errno> {
+    if index >= MAX_INDEX {
+        return Err(crate::syscall::errno::EFBIG);
+    }
+    let mut objs = OBJECTS.lock();
+    let obj = find(&mut objs, id).ok_or(crate::syscall::errno::ENOENT)?;
+    let va = VirtAddr::new(index << PAGE_SHIFT);
+    let mut pt = UserPt::default();
+    let mut c = Cursor::new(&mut pt, obj.root, va..VirtAddr::new(va.as_u64() + PAGE_SIZE))
+        .map_err(|_| ENOMEM)?;
+    if c.query().is_some_and(|p| p.is_present()) {
+        return Ok(false);
+    }
+    c.map(Pte::new(pfn.phys(), pte::PRESENT)).map_err(|_| ENOMEM)?;
+    page_alloc::with(|a| {
+        let p = a.page_mut(pfn);
+        p.index = index;
+    });
+    super::filemap::FILE_PAGES.fetch_add(1, Ordering::Relaxed);
+    Ok(true)
+}
+
+/// Take page `pfn` out of the tree at `index` again (a read that failed) and drop the
+/// object's reference.
+pub fn remove_page(id: u64, index: u64, pfn: Pfn) {
+    let mut objs = OBJECTS.lock();
+    let Some(obj) = find(&mut objs, id) else {
+        return;
+    };
+    let va = VirtAddr::new(index << PAGE_SHIFT);
+    let mut pt = UserPt::default();
+    if let Ok(mut c) = Cursor::new(&mut pt, obj.root, va..VirtAddr::new(va.as_u64() + PAGE_SIZE)) {
+        if c.query().is_some_and(|p| p.is_present() && p.phys().pfn() == pfn) {
+            c.replace(Pte(0));
+            drop(objs);
+            super::filemap::FILE_PAGES.fetch_sub(1, Ordering::Relaxed);
+            page_alloc::free_pages(pfn, 0);
+        }
+    }
+}
+
+/// The readahead state of object `id`: (next index, window size).
+pub fn ra_state(id: u64) -> (u64, u64) {
+    find(&mut OBJECTS.lock(), id).map_or((0, 0), |o| (o.ra_next, o.ra_size))
+}
+
+pub fn set_ra_state(id: u64, next: u64, size: u64) {
+    if let Some(o) = find(&mut OBJECTS.lock(), id) {
+        o.ra_next = next;
+        o.ra_size = size;
+    }
+}
+
+/// Up to `max` pages of object `id` from index `from` whose flags have any of `mask`, each
+/// with a reference taken, in index order (writeback's `find_get_pages_tag`).
+pub fn pages_with(id: u64, from: u64, mask: u32, max: usize) -> Vec<(u64, Pfn)> {
+    let mut out = Vec::new();
+    let mut objs = OBJECTS.lock();
+    let Some(obj) = find(&mut objs, id) else {
+        return out;
+    };
+    if from >= MAX_INDEX {
+        return out;
+    }
+    let mut pt = UserPt::default();
+    let Ok(mut c) = Cursor::new(
+        &mut pt,
+        obj.root,
+        VirtAddr::new(from << PAGE_SHIFT)..VirtAddr::new(USER_TOP),
+    ) else {
+        return out;
+    };
+    while let Some((va, p)) = c.find_next() {
+        let pfn = p.phys().pfn();
+        let hit = page_alloc::with(|a| {
+            let pg = a.page_mut(pfn);
+            if pg.flags & mask != 0 {
+                a.get_page(pfn);
+                true
+            } else {
+                false
+            }
+        });
+        if hit {
+            if out.try_reserve(1).is_err() {
+                page_alloc::free_pages(pfn, 0);
+                break;
+            }
+            out.push((va.as_u64() >> PAGE_SHIFT, pfn));
+            if out.len() >= max {
+                break;
+            }
+        }
+        c.move_forward();
+    }
+    out
+}
+
+/// Ids of the disk files' page cache objects (for `sync`).
+pub fn file_objects() -> Vec<u64> {
+    OBJECTS
+        .lock()
+        .iter()
+        .filter(|o| o.ops.is_some())
+        .map(|o| o.id)
+        .collect()
 }
 
 /// One more holder of object `id` (an mmap of a tmpfs file by a new address space).
@@ -183,6 +386,7 @@ pub fn set_size(id: u64, new: u64) -> Result<(), Errno> {
         return Ok(());
     }
     let root = obj.root;
+    let file = obj.ops.is_some();
     let first = new.div_ceil(PAGE_SIZE);
     let mut pt = UserPt::default();
     // Never loaded in CR3: nothing to flush; pages and emptied tables are freed at finish.
@@ -192,8 +396,8 @@ pub fn set_size(id: u64, new: u64) -> Result<(), Errno> {
         root,
         VirtAddr::new(first << PAGE_SHIFT)..VirtAddr::new(USER_TOP),
     ) {
-        let _ = c.unmap(USER_TOP - (first << PAGE_SHIFT), &mut tlb, &mut |_, _| {
-            SHMEM_PAGES.fetch_sub(1, Ordering::Relaxed);
+        let _ = c.unmap(USER_TOP - (first << PAGE_SHIFT), &mut tlb, &mut |_, p| {
+            page_gone(file, p.phys().pfn());
             true
         });
     }
@@ -353,12 +557,13 @@ fn put(objs: &mut Vec<ShmemObject>, id: u64) {
         return;
     }
     let obj = objs.remove(i);
+    let file = obj.ops.is_some();
     let mut pt = UserPt::default();
     // Never loaded in CR3: nothing to flush, pages and tables are freed at `finish`.
     let mut tlb = MmuGather::new(false);
     if let Ok(mut c) = Cursor::new(&mut pt, obj.root, VirtAddr::new(0)..VirtAddr::new(USER_TOP)) {
-        let _ = c.unmap(USER_TOP, &mut tlb, &mut |_, _| {
-            SHMEM_PAGES.fetch_sub(1, Ordering::Relaxed);
+        let _ = c.unmap(USER_TOP, &mut tlb, &mut |_, p| {
+            page_gone(file, p.phys().pfn());
             true
         });
     }

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod fork;
 pub mod init;
 pub mod kill;
+pub mod kthread;
 pub mod rlimit;
 pub mod sched;
 pub mod signal;
@@ -91,6 +92,8 @@ pub struct Task {
     /// Set in a vfork child: the PID of the parent waiting in D state until this task
     /// execs or exits ([`release_vfork`]); 0 otherwise.
     pub vfork_parent: AtomicU32,
+    /// A kernel thread ([`kthread`]).
+    pub kthread: core::sync::atomic::AtomicBool,
 }
 
 /// A vfork child execs or exits: its parent may run again (`mm_release` ->
@@ -150,8 +153,14 @@ impl Task {
             cmdline: IrqLock::new("cmdline", Vec::new()),
             stop_report: AtomicU32::new(0),
             vfork_parent: AtomicU32::new(0),
+            kthread: core::sync::atomic::AtomicBool::new(false),
         })
         .ok()
+    }
+
+    /// Whether this is a kernel thread (`PF_KTHREAD`): no user memory, never signalled.
+    pub fn is_kthread(&self) -> bool {
+        self.kthread.load(Ordering::Relaxed)
     }
 
     /// Set `comm` from a path's last component, and the executable's path

@@ -270,8 +270,15 @@ fn idle(prev: &'static Task) -> &'static Task {
 
 fn switch_to(prev: &'static Task, next: &'static Task) {
     crate::trace::switch(prev.pid, Some(next));
-    if let Some(mm) = next.mm.lock().as_ref() {
-        mm.activate();
+    match next.mm.lock().as_ref() {
+        Some(mm) => mm.activate(),
+        // A kernel thread runs on the kernel's own tables (Linux borrows the previous
+        // mm as `active_mm`; that one may be on its way out here).
+        None if next.is_kthread() => {
+            // SAFETY: the kernel tables map all of the kernel.
+            unsafe { crate::mm::pgtable::activate(&crate::mm::pgtable::kernel()) }
+        }
+        None => {}
     }
     crate::arch::x86_64::gdt::set_rsp0(next.kstack.top());
     syscall::set_kernel_stack(next.kstack.top());
@@ -293,6 +300,8 @@ extern "C" {
     fn __switch_to(prev_rsp: *mut u64, next_rsp: u64);
     /// Where a new child starts: returns to user mode through the frame above it.
     fn ret_from_fork();
+    /// Where a new kernel thread starts: calls `kthread_main` with the saved RBX.
+    fn kthread_start();
 }
 
 global_asm!(
@@ -321,8 +330,16 @@ __switch_to:
     .global ret_from_fork
 ret_from_fork:
     jmp trap_return
+
+    .balign 16
+    .global kthread_start
+kthread_start:
+    movq %rbx, %rdi
+    call {kthread_main}
+    ud2
     .text
 "#,
+    kthread_main = sym super::kthread::kthread_main,
     options(att_syntax)
 );
 
@@ -342,6 +359,25 @@ pub fn prepare_child(t: &Task, frame: &TrapFrame) {
             w.add(i).write(0);
         }
         w.add(6).write(ret_from_fork as *const () as u64);
+    }
+    t.kstack.saved_rsp.store(switch_at, Ordering::Relaxed);
+}
+
+/// Lay out a new kernel thread's stack so that its first switch-in calls
+/// `kthread_main(arg)` (`copy_thread` for a kernel thread: the function comes in RBX).
+pub fn prepare_kthread(t: &Task, arg: u64) {
+    let top = t.kstack.top();
+    let switch_at = top - 8 * 8;
+    // SAFETY: the stack is the new task's own, unused, mapped memory.
+    unsafe {
+        let w = switch_at as *mut u64;
+        // __switch_to pops r15, r14, r13, r12, rbx, rbp, then returns.
+        for i in 0..6 {
+            w.add(i).write(0);
+        }
+        w.add(4).write(arg);
+        w.add(6).write(kthread_start as *const () as u64);
+        w.add(7).write(0);
     }
     t.kstack.saved_rsp.store(switch_at, Ordering::Relaxed);
 }

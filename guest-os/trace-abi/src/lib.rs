@@ -57,6 +57,23 @@ pub mod kind {
     /// Memory reclaim: a0 what ([`super::reclaim`]), a1 page frame number, a2 address or
     /// swap slot, a3 victim PID.
     pub const RECLAIM: u16 = 9;
+    /// Dirty page writeback: a0 phase ([`super::writeback`]), a1 pages (dirty when it
+    /// starts, written when it ends).
+    pub const WRITEBACK: u16 = 10;
+}
+
+/// Phases of a writeback (a0 of [`kind::WRITEBACK`]).
+pub mod writeback {
+    pub const START: u64 = 0;
+    pub const END: u64 = 1;
+
+    pub fn name(code: u64) -> &'static str {
+        match code {
+            START => "start",
+            END => "end",
+            _ => "unknown",
+        }
+    }
 }
 
 /// Page-fault outcomes (a3 of [`kind::FAULT`]; [`outcome::STACK_GREW`] may be or'ed in).
@@ -78,6 +95,8 @@ pub mod outcome {
     pub const FIXUP_EFAULT: u64 = 11;
     /// Flag: the fault grew the stack VMA before it was resolved.
     pub const STACK_GREW: u64 = 1 << 8;
+    /// Flag: the fault waited for the disk (a major fault, `VM_FAULT_MAJOR`).
+    pub const MAJOR: u64 = 1 << 9;
 
     /// The trace name of an outcome code (without the flag).
     pub fn name(code: u64) -> &'static str {

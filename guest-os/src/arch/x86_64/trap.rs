@@ -205,8 +205,10 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
                     frame.rip,
                     f.kind.trace_outcome() | grew,
                 );
-                // The initramfs is in memory: no fault needs I/O, all are minor.
-                t.count_fault(false);
+                t.count_fault(f.kind.is_major());
+                if f.kind.is_major() {
+                    crate::mm::filemap::PGMAJFAULT.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                }
                 return true;
             }
             Some(Err(crate::mm::mm_struct::FaultError::Oom)) => {
