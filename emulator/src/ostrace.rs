@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use trace_abi::{kind, outcome, reclaim, record_size, sigaction, writeback, RecordError, HEADER};
+pub use trace_abi::{
+    kind, outcome, reclaim, record_size, sigaction, writeback, RecordError, HEADER,
+};
 
 /// One decoded record, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -110,13 +110,26 @@ impl Dentry {
         self.d_children.lock().remove(name)
     }
 
-    /// Drop cached children nobody else holds (the dcache shrinker's step for one
-    /// directory, `prune_dcache_sb`); returns how many went.
-    pub fn prune(&self) -> usize {
+    /// Drop the cached dentries below this one that nobody else holds (the dcache
+    /// shrinker, `shrink_dcache_sb`), `depth` levels down; returns how many went. The
+    /// names stay in the filesystem: the next lookup asks it again.
+    pub fn prune(&self, depth: u32) -> usize {
+        let mut gone = 0;
+        if depth > 0 {
+            let children: alloc::vec::Vec<Arc<Dentry>> =
+                self.d_children.lock().values().cloned().collect();
+            for d in &children {
+                gone += d.prune(depth - 1);
+            }
+        }
         let mut map = self.d_children.lock();
         let before = map.len();
-        map.retain(|_, d| Arc::strong_count(d) > 1 || d.d_mounted.load(Ordering::Relaxed) > 0);
-        before - map.len()
+        map.retain(|_, d| {
+            Arc::strong_count(d) > 1
+                || d.d_mounted.load(Ordering::Relaxed) > 0
+                || !d.d_children.lock().is_empty()
+        });
+        gone + before - map.len()
     }
 
     /// Move this dentry to `new_parent` under `new_name` (`d_move` after a rename).
@@ -158,4 +171,12 @@ impl Drop for Dentry {
             NR_NEGATIVE.fetch_sub(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Drop every unused dentry of every mount (`drop_caches` 2, the dentry half).
+pub fn shrink_all() -> usize {
+    super::mount::all()
+        .iter()
+        .map(|m| m.root.prune(super::namei::PATH_MAX as u32 / 2))
+        .sum()
 }

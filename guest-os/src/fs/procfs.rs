@@ -221,8 +221,16 @@ fn vmstat(s: &mut String) -> core::fmt::Result {
     writeln!(s, "nr_dirty_background_threshold {bg}")?;
     // pgpgin/pgpgout count KiB, as Linux's do.
     let kib = crate::mm::PAGE_SIZE / 1024;
-    writeln!(s, "pgpgin {}", filemap::PGPGIN.load(Ordering::Relaxed) * kib)?;
-    writeln!(s, "pgpgout {}", filemap::PGPGOUT.load(Ordering::Relaxed) * kib)?;
+    writeln!(
+        s,
+        "pgpgin {}",
+        filemap::PGPGIN.load(Ordering::Relaxed) * kib
+    )?;
+    writeln!(
+        s,
+        "pgpgout {}",
+        filemap::PGPGOUT.load(Ordering::Relaxed) * kib
+    )?;
     writeln!(s, "pgalloc_dma {}", zones[0].0)?;
     writeln!(s, "pgalloc_dma32 {}", zones[1].0)?;
     writeln!(s, "pgalloc_normal {}", zones[2].0)?;

@@ -22,8 +22,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm_core::gfp::Gfp;
-use mm_core::page::Pages;
 use mm_core::page::flags::{PG_DIRTY, PG_LOCKED, PG_UPTODATE, PG_WRITEBACK};
+use mm_core::page::Pages;
 
 use super::addr::{Pfn, PAGE_SIZE};
 use super::page_alloc;
@@ -218,8 +218,8 @@ pub fn write_begin(id: u64, index: u64, whole: bool, size: u64) -> Result<Pfn, E
             Slot::NoObject => return Err(EIO),
             Slot::Empty => {}
         }
-        let pfn = page_alloc::alloc_pages(Gfp(Gfp::HIGHUSER_MOVABLE.0 | Gfp::ZERO.0), 0)
-            .ok_or(ENOMEM)?;
+        let pfn =
+            page_alloc::alloc_pages(Gfp(Gfp::HIGHUSER_MOVABLE.0 | Gfp::ZERO.0), 0).ok_or(ENOMEM)?;
         set_flags(pfn, PG_UPTODATE, PG_LOCKED | PG_DIRTY);
         if shmem::insert_page(id, index, pfn)? {
             page_alloc::with(|a| a.get_page(pfn));
@@ -350,18 +350,19 @@ pub fn write(
         let p = *pos + done as u64;
         let off = (p % PAGE_SIZE) as usize;
         let n = (PAGE_SIZE as usize - off).min(len - done);
-        let pfn = match write_begin(id, p / PAGE_SIZE, off == 0 && n == PAGE_SIZE as usize, size())
-        {
+        let pfn = match write_begin(
+            id,
+            p / PAGE_SIZE,
+            off == 0 && n == PAGE_SIZE as usize,
+            size(),
+        ) {
             Ok(pfn) => pfn,
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,
         };
         // SAFETY: `n` bytes inside a page we hold a reference on.
         let dst = unsafe {
-            core::slice::from_raw_parts_mut(
-                super::page_address(pfn).as_mut_ptr::<u8>().add(off),
-                n,
-            )
+            core::slice::from_raw_parts_mut(super::page_address(pfn).as_mut_ptr::<u8>().add(off), n)
         };
         let r = super::uaccess::copy_from_user(dst, buf + done as u64);
         if r.is_ok() {

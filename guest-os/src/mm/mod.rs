@@ -6,6 +6,7 @@
 pub mod addr;
 pub mod aslr;
 pub mod debug_vm;
+pub mod filemap;
 pub mod fixmap;
 pub mod init;
 pub mod layout;
@@ -21,12 +22,11 @@ pub mod pgtable;
 pub mod proc;
 pub mod rmap;
 pub mod shmem;
-pub mod filemap;
-pub mod writeback;
 pub mod slab;
 pub mod task_mmu;
 pub mod uaccess;
 pub mod vmalloc;
+pub mod writeback;
 
 pub use addr::{phys_to_virt, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
 pub use page_alloc::page_address;

@@ -204,8 +204,11 @@ pub fn lookup_slot(id: u64, index: u64) -> Slot {
     };
     let va = VirtAddr::new(index << PAGE_SHIFT);
     let mut pt = UserPt::default();
-    let Ok(mut c) = Cursor::new(&mut pt, obj.root, va..VirtAddr::new(va.as_u64() + PAGE_SIZE))
-    else {
+    let Ok(mut c) = Cursor::new(
+        &mut pt,
+        obj.root,
+        va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
+    ) else {
         return Slot::NoObject;
     };
     match c.query().filter(|p| p.is_present()) {
@@ -231,12 +234,17 @@ pub fn insert_page(id: u64, index: u64, pfn: Pfn) -> Result<bool, Errno> {
     let obj = find(&mut objs, id).ok_or(crate::syscall::errno::ENOENT)?;
     let va = VirtAddr::new(index << PAGE_SHIFT);
     let mut pt = UserPt::default();
-    let mut c = Cursor::new(&mut pt, obj.root, va..VirtAddr::new(va.as_u64() + PAGE_SIZE))
-        .map_err(|_| ENOMEM)?;
+    let mut c = Cursor::new(
+        &mut pt,
+        obj.root,
+        va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
+    )
+    .map_err(|_| ENOMEM)?;
     if c.query().is_some_and(|p| p.is_present()) {
         return Ok(false);
     }
-    c.map(Pte::new(pfn.phys(), pte::PRESENT)).map_err(|_| ENOMEM)?;
+    c.map(Pte::new(pfn.phys(), pte::PRESENT))
+        .map_err(|_| ENOMEM)?;
     page_alloc::with(|a| {
         let p = a.page_mut(pfn);
         p.index = index;
@@ -254,8 +262,14 @@ pub fn remove_page(id: u64, index: u64, pfn: Pfn) {
     };
     let va = VirtAddr::new(index << PAGE_SHIFT);
     let mut pt = UserPt::default();
-    if let Ok(mut c) = Cursor::new(&mut pt, obj.root, va..VirtAddr::new(va.as_u64() + PAGE_SIZE)) {
-        if c.query().is_some_and(|p| p.is_present() && p.phys().pfn() == pfn) {
+    if let Ok(mut c) = Cursor::new(
+        &mut pt,
+        obj.root,
+        va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
+    ) {
+        if c.query()
+            .is_some_and(|p| p.is_present() && p.phys().pfn() == pfn)
+        {
             c.replace(Pte(0));
             drop(objs);
             super::filemap::FILE_PAGES.fetch_sub(1, Ordering::Relaxed);
@@ -319,6 +333,12 @@ pub fn pages_with(id: u64, from: u64, mask: u32, max: usize) -> Vec<(u64, Pfn)> 
         c.move_forward();
     }
     out
+}
+
+/// Give back the object table's spare capacity (with the other caches that
+/// `/proc/vmscope/freepages` drops, so that its growth is not taken for a leak).
+pub fn shrink_table() {
+    OBJECTS.lock().shrink_to_fit();
 }
 
 /// Ids of the disk files' page cache objects (for `sync`).

@@ -207,7 +207,8 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
                 );
                 t.count_fault(f.kind.is_major());
                 if f.kind.is_major() {
-                    crate::mm::filemap::PGMAJFAULT.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                    crate::mm::filemap::PGMAJFAULT
+                        .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
                 }
                 return true;
             }

@@ -33,6 +33,12 @@
 //! and MemFree against its value before the first child. It prints a
 //! summary and exits 0 if the self-check is `ok` and no page leaked.
 //!
+//! The root is writable, as on Linux: the children's paths ([`PATHS`]) name a scratch
+//! tree, [`FUZZ_DIR`], also their working directory, which the parent removes and makes
+//! anew before the baseline and after every child, so files a child made do not count as
+//! leaked memory. A random relative name can still reach out (`../x`); the parent also
+//! removes every name that was not in the tree at the start ([`sweep`]).
+//!
 //! It runs only under the vmscope guest kernel (it refuses when
 //! /proc/vmscope/selfcheck is missing): on a host, random system calls as
 //! root would do real damage.
@@ -214,11 +220,17 @@ struct World {
     paths: [u64; 8],
 }
 
+/// The children's scratch directory and the file in it (see the module doc).
+const FUZZ_DIR: &CStr = c"/tmp/fuzz";
+const FUZZ_FILE: &CStr = c"/tmp/fuzz/file";
+/// How deep [`remove_tree`] goes (children make nested directories only by chance).
+const MAX_TREE_DEPTH: u32 = 16;
+
 /// Paths the Path class points at (written into the scratch area).
 const PATHS: [&[u8]; 7] = [
-    b"/\0",
+    b"/tmp/fuzz\0",
     b"/proc/self/maps\0",
-    b"/bin/hello\0",
+    b"/tmp/fuzz/file\0",
     b"/proc\0",
     b"/nonexistent/file\0",
     b"\0",
@@ -645,7 +657,7 @@ fn world(seed: u64, child: u64) -> Option<World> {
     let mut fds = [0u64; 6];
     let opened = [
         c"/proc/self/maps",
-        c"/bin/hello",
+        FUZZ_FILE,
         c"/proc",
         c"/proc/self/status",
     ];
@@ -843,6 +855,215 @@ fn collect(fd: i32, k: u64, t: &mut Totals, buf: &mut [u8]) {
     t.unreported += progress;
 }
 
+/// The names of up to a buffer's worth of entries of the directory open as
+/// `dir`, NUL-separated in `out` (without `.` and `..`), from its current
+/// offset; how many bytes of `out` they fill. No heap: the parent must not
+/// grow its own memory while it measures the kernel's.
+fn dir_names(dir: i32, out: &mut [u8]) -> usize {
+    let mut buf = [0u8; 1024];
+    let mut used = 0;
+    let Ok(n) = vmrt::sys::fs::getdents64(dir, &mut buf) else {
+        return 0;
+    };
+    let mut off = 0;
+    while off + 19 <= n {
+        let reclen = u16::from_le_bytes([buf[off + 16], buf[off + 17]]) as usize;
+        if reclen == 0 {
+            break;
+        }
+        let name = &buf[off + 19..(off + reclen).min(n)];
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        let name = &name[..end];
+        off += reclen;
+        if name == b"." || name == b".." || used + name.len() + 1 > out.len() {
+            continue;
+        }
+        out[used..used + name.len()].copy_from_slice(name);
+        out[used + name.len()] = 0;
+        used += name.len() + 1;
+    }
+    used
+}
+
+/// Remove everything below the directory open as `dir` (`rm -r`), at most
+/// `depth` levels down, without allocating.
+fn remove_tree(dir: i32, depth: u32) {
+    const AT_REMOVEDIR: usize = 0x200;
+    const O_DIRECTORY: u32 = 0o200000;
+    const O_NOFOLLOW: u32 = 0o400000;
+    let mut names = [0u8; 2048];
+    // Each pass removes what it listed; a pass that lists nothing ends it.
+    for _ in 0..64 {
+        let _ = vmrt::sys::fs::lseek(dir, 0, 0);
+        let used = dir_names(dir, &mut names);
+        if used == 0 {
+            return;
+        }
+        for name in names[..used].split_inclusive(|&b| b == 0) {
+            let p = name.as_ptr() as usize;
+            // SAFETY: a NUL-terminated name in `names`.
+            let r = unsafe { syscall6(263, dir as usize, p, 0, 0, 0, 0) };
+            if r as isize == -(Errno::EISDIR.0 as isize) && depth > 0 {
+                let Ok(cname) = CStr::from_bytes_with_nul(name) else {
+                    continue;
+                };
+                if let Ok(sub) = vmrt::sys::fs::openat(dir, cname, O_DIRECTORY | O_NOFOLLOW, 0) {
+                    remove_tree(sub, depth - 1);
+                    let _ = close(sub);
+                }
+                // SAFETY: as above.
+                unsafe { syscall6(263, dir as usize, p, AT_REMOVEDIR, 0, 0, 0) };
+            }
+        }
+    }
+}
+
+/// Every path of the tree under `path` (not /proc), for [`sweep`]'s comparison.
+fn list_tree(path: &[u8], depth: u32, out: &mut Vec<Vec<u8>>) {
+    const O_DIRECTORY: u32 = 0o200000;
+    const O_NOFOLLOW: u32 = 0o400000;
+    let mut cpath = path.to_vec();
+    cpath.push(0);
+    let Ok(c) = CStr::from_bytes_with_nul(&cpath) else {
+        return;
+    };
+    let Ok(d) = vmrt::sys::fs::open(c, O_DIRECTORY | O_NOFOLLOW, 0) else {
+        return;
+    };
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = vmrt::sys::fs::getdents64(d, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        let mut off = 0;
+        while off + 19 <= n {
+            let reclen = u16::from_le_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen == 0 {
+                break;
+            }
+            let name = &buf[off + 19..(off + reclen).min(n)];
+            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+            let name = &name[..end];
+            off += reclen;
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let mut child = path.to_vec();
+            if child.last() != Some(&b'/') {
+                child.push(b'/');
+            }
+            child.extend_from_slice(name);
+            if child == b"/proc" || out.try_reserve(1).is_err() {
+                continue;
+            }
+            out.push(child.clone());
+            if depth > 0 {
+                list_tree(&child, depth - 1, out);
+            }
+        }
+    }
+    let _ = close(d);
+}
+
+/// Remove what a child left outside the scratch tree: every path not in `start`
+/// (the tree before the first child). Walks with a path buffer on the stack.
+fn sweep(start: &[Vec<u8>]) {
+    let mut path = [0u8; 1024];
+    path[0] = b'/';
+    sweep_dir(start, &mut path, 1, MAX_TREE_DEPTH);
+}
+
+fn sweep_dir(start: &[Vec<u8>], path: &mut [u8; 1024], len: usize, depth: u32) {
+    const O_DIRECTORY: u32 = 0o200000;
+    const O_NOFOLLOW: u32 = 0o400000;
+    if len + 1 >= path.len() {
+        return;
+    }
+    path[len] = 0;
+    let Ok(c) = CStr::from_bytes_with_nul(&path[..=len]) else {
+        return;
+    };
+    let Ok(d) = vmrt::sys::fs::open(c, O_DIRECTORY | O_NOFOLLOW, 0) else {
+        return;
+    };
+    let mut names = [0u8; 2048];
+    // Batch by batch from the directory's offset (a removal may make the next batch
+    // skip an entry; the next sweep finds it).
+    loop {
+        let used = dir_names(d, &mut names);
+        if used == 0 {
+            break;
+        }
+        sweep_names(start, path, len, depth, &names[..used]);
+    }
+    let _ = close(d);
+}
+
+fn sweep_names(start: &[Vec<u8>], path: &mut [u8; 1024], len: usize, depth: u32, names: &[u8]) {
+    const O_DIRECTORY: u32 = 0o200000;
+    const O_NOFOLLOW: u32 = 0o400000;
+    for name in names.split_inclusive(|&b| b == 0) {
+        let name = &name[..name.len() - 1];
+        let sep = usize::from(len > 1);
+        let end = len + sep + name.len();
+        if end + 1 >= path.len() {
+            continue;
+        }
+        if sep == 1 {
+            path[len] = b'/';
+        }
+        path[len + sep..end].copy_from_slice(name);
+        let child = &path[..end];
+        if child == b"/proc" {
+            continue;
+        }
+        if start.iter().any(|p| p.as_slice() == child) {
+            if depth > 0 {
+                sweep_dir(start, path, end, depth - 1);
+            }
+            continue;
+        }
+        path[end] = 0;
+        let p = path.as_ptr() as usize;
+        // unlink, or for a directory empty it and rmdir it.
+        // SAFETY: a NUL-terminated path in `path`.
+        let r = unsafe { syscall6(87, p, 0, 0, 0, 0, 0) };
+        if r as isize == -(Errno::EISDIR.0 as isize) {
+            if let Ok(cs) = CStr::from_bytes_with_nul(&path[..=end]) {
+                if let Ok(sub) = vmrt::sys::fs::open(cs, O_DIRECTORY | O_NOFOLLOW, 0) {
+                    remove_tree(sub, MAX_TREE_DEPTH);
+                    let _ = close(sub);
+                }
+            }
+            // SAFETY: as above.
+            unsafe { syscall6(84, p, 0, 0, 0, 0, 0) };
+        }
+    }
+}
+
+/// Make the children's scratch tree anew: an empty [`FUZZ_DIR`] holding
+/// [`FUZZ_FILE`] with a few bytes, and the working directory there.
+fn reset_scratch_tree() {
+    const O_DIRECTORY: u32 = 0o200000;
+    if let Ok(d) = vmrt::sys::fs::open(FUZZ_DIR, O_DIRECTORY, 0) {
+        remove_tree(d, MAX_TREE_DEPTH);
+        let _ = close(d);
+    }
+    // The directory itself goes too, so that the dentries cached below it (names
+    // children looked up) go with it.
+    // SAFETY: a NUL-terminated path.
+    unsafe {
+        syscall6(84, FUZZ_DIR.as_ptr() as usize, 0, 0, 0, 0, 0);
+        syscall6(83, FUZZ_DIR.as_ptr() as usize, 0o755, 0, 0, 0, 0);
+    }
+    if let Ok(f) = vmrt::sys::fs::open(FUZZ_FILE, 0o1 | 0o100, 0o644) {
+        let _ = vmrt::sys::fs::write(f, b"the fuzzer's scratch file\n");
+        let _ = close(f);
+    }
+    // SAFETY: as above.
+    unsafe { syscall6(80, FUZZ_DIR.as_ptr() as usize, 0, 0, 0, 0, 0) };
+}
+
 /// Free pages: MemFree plus the per-CPU lists (`/proc/vmscope/freepages`,
 /// read in one go; MemFree alone moves as the per-CPU lists fill and drain).
 fn mem_free() -> Option<u64> {
@@ -893,9 +1114,13 @@ fn main() -> i32 {
     // tables) is in the baseline.
     let mut buf = alloc::vec![1u8; REPORT_MAX];
     let mut warm = Totals::new();
+    reset_scratch_tree();
+    let mut tree = Vec::new();
+    list_tree(b"/", MAX_TREE_DEPTH, &mut tree);
     if !run_child(seed, u64::MAX, 0, &mut warm, &mut buf, false) {
         return 1;
     }
+    reset_scratch_tree();
     let before_ok = selfcheck("before");
     // Read twice: the first read may grow kernel caches.
     let _ = mem_free();
@@ -913,6 +1138,8 @@ fn main() -> i32 {
         if !run_child(seed, c, per_child, &mut t, &mut buf, true) {
             return 1;
         }
+        sweep(&tree);
+        reset_scratch_tree();
         let after = mem_free();
         let leaked = match (baseline, after) {
             (Some(b), Some(a)) => b as i64 - a as i64,
@@ -936,6 +1163,8 @@ fn main() -> i32 {
         if !run_child(seed, c, k, &mut t, &mut buf, false) {
             return 1;
         }
+        sweep(&tree);
+        reset_scratch_tree();
         if check_each && !selfcheck("after this child") {
             println!("fuzz: the self-check failed after child {c} (replay: fuzz {seed} {calls} {per_child} {c})");
             return 1;
