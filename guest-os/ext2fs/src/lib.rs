@@ -1,0 +1,80 @@
+//! The second extended file system (ext2), read-write, as Linux's `fs/ext2` and e2fsprogs
+//! define the on-disk format, free of hardware access so that the same code runs in the
+//! kernel and in host tests.
+//!
+//! The caller supplies block I/O through [`BlockIo`] (the kernel backs it with the disk's
+//! buffer cache, the tests with a `Vec<u8>`), and calls [`Ext2`] the way Linux's VFS calls
+//! ext2: metadata (superblock, group descriptors, bitmaps, inode table, indirect and
+//! directory blocks) goes through `BlockIo`; file data is the caller's business through
+//! [`Ext2::get_block`] (the page cache's `get_block_t`). [`Ext2::read_file`] and
+//! [`Ext2::write_file`] move file data through `BlockIo` for tools and tests.
+//!
+//! * [`layout`]: on-disk constants and field offsets;
+//! * `super_` (this module's `mount`, `statfs`, `sync`, `unmount`), `alloc` (bitmaps),
+//!   `inode` (inodes, eviction), `bmap` (block mapping, truncate, file data), `dir`
+//!   (directories and the name-space operations).
+//!
+//! Corrupt images never panic: every value read from the disk is checked before use, loops
+//! are bounded (a directory block's `rec_len` chain always advances; indirect chains are at
+//! most three levels deep; directories are at most as large as the device), and damage gives
+//! [`Errno::EUCLEAN`] (`EFSCORRUPTED`) or a refused mount ([`Errno::EINVAL`]).
+//!
+//! Simplified relative to Linux (each noted where it is implemented): no htree lookups (an
+//! indexed directory is read linearly and its index flag cleared on modification, as Linux's
+//! ext2 does), extended attributes and ACLs are ignored except that an inode's attribute block
+//! is released when the inode is freed, no META_BG, no block reservation windows, and
+//! blocks reserved for root (`s_r_blocks_count`) are reported by `statfs` but not enforced on
+//! allocation (the kernel runs everything with root's privileges).
+
+#![cfg_attr(not(test), no_std)]
+
+// Block buffers and the group-descriptor table live on the heap: the kernel provides a
+// global allocator (kmalloc), the host tests std's.
+extern crate alloc;
+
+mod alloc_bits;
+mod bmap;
+mod dir;
+mod inode;
+pub mod layout;
+mod super_;
+
+pub use bmap::Mapped;
+pub use dir::DirEntry;
+pub use inode::{Inode, Owner};
+pub use kfs::Errno;
+pub use super_::{Ext2, MountOptions, MountWarnings, StatFs};
+
+/// Block I/O for one file system, in units of `buf.len()` bytes: `read_block(n, buf)` reads
+/// bytes `n * buf.len() .. (n + 1) * buf.len()` of the device (Linux's `sb_bread` with a
+/// block size). The crate reads the superblock with 1024-byte blocks while mounting and
+/// uses the file system's block size for everything else.
+pub trait BlockIo {
+    /// Reads one block. An out-of-range block or a device error is an error (`EIO`).
+    fn read_block(&self, blk: u64, buf: &mut [u8]) -> Result<(), Errno>;
+    /// Writes one block.
+    fn write_block(&self, blk: u64, buf: &[u8]) -> Result<(), Errno>;
+}
+
+impl<T: BlockIo + ?Sized> BlockIo for &T {
+    fn read_block(&self, blk: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        (**self).read_block(blk, buf)
+    }
+    fn write_block(&self, blk: u64, buf: &[u8]) -> Result<(), Errno> {
+        (**self).write_block(blk, buf)
+    }
+}
+
+/// Little-endian field access on byte buffers whose length the caller has checked.
+pub(crate) fn le16(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes([b[off], b[off + 1]])
+}
+pub(crate) fn le32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+pub(crate) fn put16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn put32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
