@@ -180,7 +180,12 @@ impl<B: BlockIo> Ext2<B> {
                         note(r, &mut result);
                     }
                     Ok(false) => {}
-                    Err(e) => note(Err(e), &mut result),
+                    Err(e) => {
+                        // A damaged subtree is dropped from the inode without freeing
+                        // (a leak e2fsck recovers, rather than a double free).
+                        inode.block[slot] = 0;
+                        note(Err(e), &mut result)
+                    }
                 }
             }
             base += span;
