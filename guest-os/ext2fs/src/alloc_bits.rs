@@ -139,7 +139,7 @@ impl<B: BlockIo> Ext2<B> {
                 if grp.free_inodes == 0 || u64::from(grp.free_inodes) < avg {
                     continue;
                 }
-                if best.map_or(true, |b| grp.free_blocks > self.groups[b as usize].free_blocks) {
+                if best.is_none_or(|b| grp.free_blocks > self.groups[b as usize].free_blocks) {
                     best = Some(g);
                 }
             }

@@ -269,7 +269,7 @@ impl<B: BlockIo> Ext2<B> {
             return Err(Errno::EFBIG);
         }
         let bs = u64::from(self.geo.block_size);
-        if zero_tail && new_size % bs != 0 {
+        if zero_tail && !new_size.is_multiple_of(bs) {
             if let Some(m) = self.map_block(ino, &mut inode, new_size / bs, false)? {
                 let mut buf = self.block_buf();
                 self.io.read_block(m.block, &mut buf)?;

@@ -106,7 +106,7 @@ impl<B: BlockIo> Ext2<B> {
     /// Blocks in a directory: its size must be whole blocks and no larger than the device.
     fn dir_blocks(&mut self, inode: &Inode) -> Result<u64, Errno> {
         let bs = u64::from(self.geo.block_size);
-        if inode.size % bs != 0 || inode.size / bs > u64::from(self.geo.blocks_count) {
+        if !inode.size.is_multiple_of(bs) || inode.size / bs > u64::from(self.geo.blocks_count) {
             return Err(self.fs_error());
         }
         Ok(inode.size / bs)

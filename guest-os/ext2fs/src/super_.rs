@@ -227,7 +227,7 @@ impl<B: BlockIo> Ext2<B> {
             || bpg > bits_per_block
             || ipg < inodes_per_block
             || ipg > bits_per_block
-            || ipg % inodes_per_block != 0
+            || !ipg.is_multiple_of(inodes_per_block)
             || first_ino < EXT2_GOOD_OLD_FIRST_INO
             || first_ino > inodes_count
         {

@@ -155,7 +155,7 @@ fn run(block_size: u32, ops: &[Op]) {
                 if m.get(d, &n).is_some() {
                     expect(got, Err(Errno::EEXIST), op);
                 } else {
-                    expect(got.clone(), Ok(()), op);
+                    expect(got, Ok(()), op);
                     let node = match *op {
                         Op::Create(..) => Node::File { data: Vec::new(), nlink: 1 },
                         Op::Mkdir(..) => Node::Dir { entries: BTreeMap::new(), parent: d },
@@ -202,7 +202,7 @@ fn run(block_size: u32, ops: &[Op]) {
                     Some(id) if !rmdir && m.is_dir(id) => Err(Errno::EISDIR),
                     Some(_) => Ok(()),
                 };
-                expect(got.clone(), want, op);
+                expect(got, want, op);
                 if want.is_ok() {
                     let id = m.entries(d).remove(&n).unwrap();
                     let gone = m.drop_link(id);
@@ -228,7 +228,7 @@ fn run(block_size: u32, ops: &[Op]) {
                     (Some(s), Some(t)) if !m.is_dir(s) && m.is_dir(t) => Err(Errno::EISDIR),
                     _ => Ok(()),
                 };
-                expect(got.clone(), want, op);
+                expect(got, want, op);
                 if want.is_ok() && src != tgt {
                     let s = src.unwrap();
                     let replaced = got.unwrap();

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use ext2fs::{Errno, Ext2};
+use ext2fs::Ext2;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
