@@ -490,6 +490,10 @@ impl<B: BlockIo> Ext2<B> {
         if inode.is_dir() {
             return Err(Errno::EPERM);
         }
+        if inode.links_count == 0 {
+            // Unlinked but still open: Linux's vfs_link refuses to bring it back.
+            return Err(Errno::ENOENT);
+        }
         if inode.links_count >= EXT2_LINK_MAX {
             return Err(Errno::EMLINK);
         }

@@ -78,3 +78,85 @@ pub(crate) fn put16(b: &mut [u8], off: usize, v: u16) {
 pub(crate) fn put32(b: &mut [u8], off: usize, v: u32) {
     b[off..off + 4].copy_from_slice(&v.to_le_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::inode::Inode;
+    use crate::layout::*;
+    use crate::super_::Geometry;
+
+    fn geometry(block_size: u32, ro_compat: u32) -> Geometry {
+        Geometry {
+            inodes_count: 1024,
+            blocks_count: 8192,
+            r_blocks_count: 0,
+            first_data_block: u32::from(block_size == 1024),
+            block_size,
+            blocks_per_group: block_size * 8,
+            inodes_per_group: 1024,
+            inode_size: 256,
+            first_ino: 11,
+            groups: 1,
+            gdt_blocks: 1,
+            reserved_gdt_blocks: 0,
+            inode_table_blocks: 256 * 1024 / block_size,
+            incompat: 0,
+            ro_compat,
+        }
+    }
+
+    #[test]
+    fn sparse_super_groups_are_0_1_and_powers_of_3_5_7() {
+        let g = geometry(1024, RO_COMPAT_SPARSE_SUPER);
+        let with: Vec<u32> = (0..400).filter(|&n| g.has_super(n)).collect();
+        assert_eq!(with, [0, 1, 3, 5, 7, 9, 25, 27, 49, 81, 125, 243, 343]);
+        let dense = geometry(1024, 0);
+        assert!((0..50).all(|n| dense.has_super(n)));
+    }
+
+    #[test]
+    fn max_file_size_follows_the_indirect_tree_and_i_blocks() {
+        // 1 KiB: 12 + 256 + 256^2 + 256^3 blocks, about 16 GiB.
+        let g = geometry(1024, RO_COMPAT_LARGE_FILE);
+        assert_eq!(g.max_file_size(), (12 + 256 + 256 * 256 + 256 * 256 * 256) * 1024);
+        // 4 KiB: the tree reaches 4 TiB but i_blocks (2^32 sectors) stops it below 2 TiB.
+        let g = geometry(4096, RO_COMPAT_LARGE_FILE);
+        assert!(g.max_file_size() < 2 << 40 && g.max_file_size() > (2 << 40) - (8 << 30));
+        // Without LARGE_FILE, 2 GiB - 1.
+        assert_eq!(geometry(4096, 0).max_file_size(), MAX_NON_LFS);
+    }
+
+    #[test]
+    fn dir_rec_len_rounds_to_four() {
+        assert_eq!(dir_rec_len(1), 12);
+        assert_eq!(dir_rec_len(2), 12);
+        assert_eq!(dir_rec_len(4), 12);
+        assert_eq!(dir_rec_len(5), 16);
+        assert_eq!(dir_rec_len(EXT2_NAME_LEN), 264);
+    }
+
+    #[test]
+    fn device_numbers_round_trip_in_old_and_new_encodings() {
+        let mut inode = Inode {
+            mode: S_IFCHR,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            atime: 0,
+            ctime: 0,
+            mtime: 0,
+            dtime: 0,
+            links_count: 1,
+            blocks: 0,
+            flags: 0,
+            block: [0; EXT2_N_BLOCKS],
+            generation: 0,
+            file_acl: 0,
+        };
+        for (major, minor, old) in [(1, 3, true), (255, 255, true), (256, 0, false), (8, 300, false), (4095, 1 << 19, false)] {
+            inode.set_rdev((major << 20) | minor);
+            assert_eq!(inode.block[0] != 0, old, "{major}:{minor}");
+            assert_eq!(inode.rdev(), (major << 20) | minor);
+        }
+    }
+}
