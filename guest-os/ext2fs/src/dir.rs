@@ -27,7 +27,8 @@ use crate::{le16, le32, put16, put32, BlockIo, Errno};
 pub struct DirEntry<'a> {
     pub ino: u32,
     pub name: &'a [u8],
-    /// `FT_*` from the entry, `FT_UNKNOWN` without the FILETYPE feature.
+    /// `FT_*` from the entry, `FT_UNKNOWN` without the FILETYPE feature
+    /// ([`crate::layout::ft_to_dtype`] gives the `d_type`).
     pub file_type: u8,
     /// Directory offset of this entry.
     pub pos: u64,

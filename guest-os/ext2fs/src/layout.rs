@@ -176,6 +176,13 @@ pub fn mode_to_ft(mode: u16) -> Option<u8> {
     })
 }
 
+/// The `d_type` that `getdents64` reports for a directory-entry file type (Linux's
+/// `fs_ftype_to_dtype`): `DT_UNKNOWN` (0) for unknown or invalid types.
+pub fn ft_to_dtype(ft: u8) -> u8 {
+    const DT_BY_FT: [u8; 8] = [0, 8, 4, 2, 6, 1, 12, 10];
+    DT_BY_FT.get(usize::from(ft)).copied().unwrap_or(0)
+}
+
 /// Extended-attribute block header magic (`EXT2_XATTR_MAGIC`).
 pub const EXT2_XATTR_MAGIC: u32 = 0xEA02_0000;
 /// Offset of `h_refcount` in an extended-attribute block.

@@ -127,6 +127,16 @@ mod tests {
     }
 
     #[test]
+    fn file_types_map_to_linux_d_types() {
+        // DT_REG 8, DT_DIR 4, DT_CHR 2, DT_BLK 6, DT_FIFO 1, DT_SOCK 12, DT_LNK 10.
+        let got: Vec<u8> = [FT_REG_FILE, FT_DIR, FT_CHRDEV, FT_BLKDEV, FT_FIFO, FT_SOCK, FT_SYMLINK, FT_UNKNOWN, 200]
+            .iter()
+            .map(|&f| ft_to_dtype(f))
+            .collect();
+        assert_eq!(got, [8, 4, 2, 6, 1, 12, 10, 0, 0]);
+    }
+
+    #[test]
     fn dir_rec_len_rounds_to_four() {
         assert_eq!(dir_rec_len(1), 12);
         assert_eq!(dir_rec_len(2), 12);

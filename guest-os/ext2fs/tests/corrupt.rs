@@ -200,7 +200,7 @@ fn damage(img: &mut [u8], t: &Targets, rng: &mut Rng) -> &'static str {
 /// directory, reads every link; then creates, writes, truncates, renames, unlinks and
 /// evicts. Results are ignored: only panics and hangs matter. Returns the operations
 /// that succeeded, to show the walk got somewhere.
-fn exercise(fs: &mut Ext2<MemDisk>, rng: &mut Rng) -> usize {
+fn exercise<D: ext2fs::BlockIo>(fs: &mut Ext2<D>, rng: &mut Rng) -> usize {
     let mut ok = 0usize;
     let mut seen = HashSet::new();
     let mut dirs = Vec::new();
@@ -314,14 +314,19 @@ fn run_seeds(block_size: u32, seeds: std::ops::Range<u64>) {
     assert!(useful * 2 > n, "only {useful} of {n} walked far");
 }
 
+/// Seeds per block size: 150, or EXT2_CORRUPT_SEEDS for longer runs.
+fn seed_count() -> u64 {
+    std::env::var("EXT2_CORRUPT_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(150)
+}
+
 #[test]
 fn corrupt_images_never_panic_1k() {
-    run_seeds(1024, 0..150);
+    run_seeds(1024, 0..seed_count());
 }
 
 #[test]
 fn corrupt_images_never_panic_4k() {
-    run_seeds(4096, 1000..1150);
+    run_seeds(4096, 1_000_000..1_000_000 + seed_count());
 }
 
 /// Hand-made damage and the errors it gives.
@@ -398,4 +403,54 @@ fn inode_offset(img: &[u8], ino: u32) -> (usize, usize) {
     let isz = u16::from_le_bytes([img[1024 + 88], img[1024 + 89]]) as usize;
     let byte = (ino as usize - 1) * isz;
     (table + byte / 1024, byte % 1024)
+}
+
+/// A disk whose reads or writes start failing after a number of requests: every
+/// operation returns `EIO` (or succeeds) without panicking, whatever step it failed in.
+struct FailingDisk {
+    inner: MemDisk,
+    left: std::cell::Cell<u64>,
+    fail_reads: bool,
+}
+
+impl ext2fs::BlockIo for FailingDisk {
+    fn read_block(&self, blk: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        if self.fail_reads {
+            if self.left.get() == 0 {
+                return Err(Errno::EIO);
+            }
+            self.left.set(self.left.get() - 1);
+        }
+        self.inner.read_block(blk, buf)
+    }
+    fn write_block(&self, blk: u64, buf: &[u8]) -> Result<(), Errno> {
+        if self.left.get() == 0 {
+            return Err(Errno::EIO);
+        }
+        self.left.set(self.left.get() - 1);
+        self.inner.write_block(blk, buf)
+    }
+}
+
+#[test]
+fn io_errors_at_every_step_never_panic() {
+    let (clean, _src) = standard_image(1024);
+    let mut eio = 0;
+    for (i, budget) in (0..400).step_by(7).enumerate() {
+        let disk = FailingDisk { inner: MemDisk::new(clean.clone()), left: std::cell::Cell::new(budget), fail_reads: i % 2 == 1 };
+        let len = clean.len() as u64;
+        let Ok(mut fs) = Ext2::mount(disk, MountOptions { read_only: false, now: NOW, device_bytes: len }) else {
+            eio += 1;
+            continue;
+        };
+        let mut rng = Rng::new(budget);
+        exercise(&mut fs, &mut rng);
+        let f = fs.create(ROOT, b"late", 0o644, OWNER);
+        if f.is_err() {
+            eio += 1;
+        }
+        let _ = fs.unmount();
+    }
+    // The budgets span failures during mount through failures late in the work.
+    assert!(eio > 10, "{eio}");
 }
