@@ -26,6 +26,12 @@
 //! blocks reserved for root (`s_r_blocks_count`) are reported by `statfs` but not enforced on
 //! allocation (the kernel runs everything with root's privileges).
 
+//!
+//! Testing: `cargo test --release -p ext2fs` builds images with e2fsprogs (`mke2fs -d` from
+//! directory trees the tests create) and judges the results with `e2fsck -fn` and `debugfs`;
+//! it needs the Debian package `e2fsprogs` and fails saying so when the tools are missing.
+//! `EXT2_CORRUPT_SEEDS` and `EXT2_MODEL_CASES` lengthen the corruption and property tests.
+
 #![cfg_attr(not(test), no_std)]
 
 // Block buffers and the group-descriptor table live on the heap: the kernel provides a

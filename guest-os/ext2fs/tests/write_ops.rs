@@ -209,6 +209,27 @@ fn run_scenario(block_size: u32) {
     assert_eq!(still, pattern(1005, 30_000));
     assert!(fs.evict(tmp).unwrap());
 
+    // A block in the triple-indirect range (past 64 MiB at 1 KiB blocks, past 4 GiB at
+    // 4 KiB): one data block and three indirect blocks, all freed again by truncate.
+    let bfree = fs.statfs().bfree;
+    let far = fs.create(ROOT, b"far", 0o644, OWNER).unwrap();
+    let apb = u64::from(block_size / 4);
+    let tind_block = 12 + apb + apb * apb + 5;
+    let off = tind_block * u64::from(block_size) + 17;
+    assert_eq!(fs.write_file(far, off, b"far away"), Ok(8));
+    let inode = fs.read_inode(far).unwrap();
+    assert_ne!(inode.block[14], 0);
+    assert_eq!(inode.blocks, 4 * block_size / 512);
+    assert_eq!(fs.statfs().bfree, bfree - 4);
+    let mut back = [0u8; 10];
+    assert_eq!(fs.read_file(far, off - 1, &mut back), Ok(9));
+    assert_eq!(&back[..9], b"\0far away");
+    fs.truncate(far, 0, true).unwrap();
+    assert_eq!(fs.read_inode(far).unwrap().block, [0; 15]);
+    assert_eq!(fs.statfs().bfree, bfree);
+    fs.unlink(ROOT, b"far").unwrap();
+    assert!(fs.evict(far).unwrap());
+
     // Our own view matches the model before unmounting.
     let now = standard_model(&mut fs);
     assert!(now.0 == m.0, "tree differs from the model");
