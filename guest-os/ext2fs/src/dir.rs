@@ -322,6 +322,10 @@ impl<B: BlockIo> Ext2<B> {
         self.check_rw()?;
         check_name(name)?;
         let mut dinode = self.dir_inode(dir)?;
+        if dinode.links_count == 0 {
+            // Removed but still in use (a working directory): Linux's IS_DEADDIR.
+            return Err(Errno::ENOENT);
+        }
         if is_dot_or_dotdot(name) || self.find_entry(dir, &mut dinode, name)?.is_some() {
             return Err(Errno::EEXIST);
         }
@@ -549,7 +553,9 @@ impl<B: BlockIo> Ext2<B> {
         }
         self.delete_entry(dir, slot)?;
         let mut victim = self.read_inode(slot.ino)?;
+        // As ext2_rmdir: no links and no entries (the blocks go at eviction).
         victim.links_count = 0;
+        victim.size = 0;
         victim.ctime = self.now;
         self.write_inode(slot.ino, &victim)?;
         let mut parent = self.read_inode(dir)?;
@@ -574,6 +580,9 @@ impl<B: BlockIo> Ext2<B> {
         }
         let mut od = self.dir_inode(old_dir)?;
         let mut nd = self.dir_inode(new_dir)?;
+        if nd.links_count == 0 {
+            return Err(Errno::ENOENT);
+        }
         let old_slot = self.find_entry(old_dir, &mut od, old_name)?.ok_or(Errno::ENOENT)?;
         let old_ino = old_slot.ino;
         let old = self.iget(old_ino)?;

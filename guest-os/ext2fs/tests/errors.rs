@@ -76,6 +76,17 @@ fn namespace_errors_match_linux() {
     assert_eq!(fs.lookup(ROOT, b"same"), Ok(Some(file)));
     assert_eq!(fs.lookup(ROOT, b"empty"), Ok(Some(empty)));
 
+    // A removed directory that is still someone's working directory lists nothing and
+    // cannot gain entries; eviction frees it.
+    let gone = fs.mkdir(ROOT, b"gone", 0o755, OWNER).unwrap();
+    assert_eq!(fs.rmdir(ROOT, b"gone"), Ok(gone));
+    assert_eq!(list_dir(&mut fs, gone), Ok(vec![]));
+    assert_eq!(fs.lookup(gone, b".."), Ok(None));
+    assert_eq!(fs.create(gone, b"f", 0o644, OWNER), Err(Errno::ENOENT));
+    assert_eq!(fs.mkdir(gone, b"d", 0o755, OWNER), Err(Errno::ENOENT));
+    assert_eq!(fs.rename(ROOT, b"f_0", gone, b"f"), Err(Errno::ENOENT));
+    assert_eq!(fs.evict(gone), Ok(true));
+
     // An unlinked file that is still open cannot be linked back (ENOENT).
     let tmp = fs.create(ROOT, b"tmp", 0o644, OWNER).unwrap();
     assert_eq!(fs.unlink(ROOT, b"tmp"), Ok(tmp));
