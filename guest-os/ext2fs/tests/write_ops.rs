@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use ext2fs::Ext2;
+use ext2fs::{BlockIo, Ext2};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Node {
@@ -326,4 +326,46 @@ fn write_sequence_1k_is_fsck_clean() {
 #[test]
 fn write_sequence_4k_is_fsck_clean() {
     run_scenario(4096);
+}
+
+/// The kernel's path for file data: the page cache maps each block of a page with
+/// `get_block(create)`, writes the page to the disk itself (zeroing what it did not write
+/// in blocks that come back `new`), and sets `i_size` with `truncate`. The result is what
+/// debugfs reads, and e2fsck finds it clean.
+#[test]
+fn page_cache_style_writes_through_get_block() {
+    for block_size in [1024u32, 4096] {
+        let mut fs = mount(mkfs(None, block_size, 4096, &[]));
+        let ino = fs.create(ROOT, b"paged", 0o644, OWNER).unwrap();
+        let page = 4096usize;
+        let bs = block_size as usize;
+        // Pages 0, 1 and 70 (a hole between), each written fully but the last one half.
+        let mut expected = vec![0u8; 70 * page + page / 2];
+        for (index, len) in [(0usize, page), (1, page), (70, page / 2)] {
+            let data = pattern(index as u64 + 50, len);
+            expected[index * page..index * page + len].copy_from_slice(&data);
+            let mut page_buf = vec![0u8; page];
+            page_buf[..len].copy_from_slice(&data);
+            for b in 0..page / bs {
+                let fblk = ((index * page) / bs + b) as u64;
+                if b * bs >= len {
+                    break; // past what this write covers: not mapped
+                }
+                let m = fs.get_block(ino, fblk, true).unwrap().unwrap();
+                assert!(m.new, "block {fblk} is fresh");
+                // A second lookup finds the same block, no longer new.
+                assert_eq!(fs.get_block(ino, fblk, false).unwrap().unwrap().block, m.block);
+                fs.io().write_block(m.block, &page_buf[b * bs..(b + 1) * bs]).unwrap();
+            }
+            let end = (index * page + len) as u64;
+            if end > fs.read_inode(ino).unwrap().size {
+                fs.truncate(ino, end, false).unwrap();
+            }
+        }
+        assert_eq!(fs.get_block(ino, (2 * page / bs) as u64, false).unwrap(), None, "hole");
+        assert!(read_all(&mut fs, ino) == expected);
+        let img = unmount(fs);
+        assert_fsck_clean(&img);
+        assert!(debugfs(&img, "cat /paged") == expected, "debugfs cat at {block_size}");
+    }
 }
