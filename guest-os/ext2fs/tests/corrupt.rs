@@ -280,8 +280,8 @@ fn exercise<D: ext2fs::BlockIo>(fs: &mut Ext2<D>, rng: &mut Rng) -> usize {
     ok
 }
 
-fn run_seeds(block_size: u32, seeds: std::ops::Range<u64>) {
-    let (clean, _src) = standard_image(block_size);
+fn run_seeds(block_size: u32, extra: &[&str], seeds: std::ops::Range<u64>) {
+    let (clean, _src) = standard_image_with(block_size, extra);
     let targets = find_targets(&clean, block_size);
     let (mut mounted, mut useful) = (0, 0);
     let mut kinds = std::collections::BTreeMap::new();
@@ -307,7 +307,7 @@ fn run_seeds(block_size: u32, seeds: std::ops::Range<u64>) {
         assert!(started.elapsed() < Duration::from_secs(10), "seed {seed} ({kind}) took {:?}", started.elapsed());
     }
     let n = seeds.end - seeds.start;
-    eprintln!("{block_size}-byte blocks: {n} seeds, {mounted} mounted, {useful} walked far, kinds {kinds:?}");
+    eprintln!("{block_size}-byte blocks {extra:?}: {n} seeds, {mounted} mounted, {useful} walked far, kinds {kinds:?}");
     // Most damage leaves the file system mountable and most of the tree reachable: the
     // test exercises the damaged structures rather than stopping at mount.
     assert!(mounted * 2 > n, "only {mounted} of {n} mounted");
@@ -321,12 +321,17 @@ fn seed_count() -> u64 {
 
 #[test]
 fn corrupt_images_never_panic_1k() {
-    run_seeds(1024, 0..seed_count());
+    run_seeds(1024, &[], 0..seed_count());
+}
+
+#[test]
+fn corrupt_images_never_panic_1k_eight_groups() {
+    run_seeds(1024, MULTI_GROUP, 2_000_000..2_000_000 + seed_count() / 2);
 }
 
 #[test]
 fn corrupt_images_never_panic_4k() {
-    run_seeds(4096, 1_000_000..1_000_000 + seed_count());
+    run_seeds(4096, &[], 1_000_000..1_000_000 + seed_count());
 }
 
 /// Hand-made damage and the errors it gives.

@@ -114,9 +114,14 @@ impl Model {
     }
 }
 
-fn base_image(block_size: u32) -> &'static Vec<u8> {
-    static IMAGES: [OnceLock<Vec<u8>>; 2] = [OnceLock::new(), OnceLock::new()];
-    IMAGES[usize::from(block_size == 4096)].get_or_init(|| mkfs(None, block_size, 16384, &[]))
+/// Empty 16 MiB images: 1 KiB blocks (two groups), 4 KiB blocks (one group), and 1 KiB
+/// blocks in 16 groups of 1024 blocks.
+const CONFIGS: [(u32, &[&str]); 3] = [(1024, &[]), (4096, &[]), (1024, MULTI_GROUP)];
+
+fn base_image(config: usize) -> &'static Vec<u8> {
+    static IMAGES: [OnceLock<Vec<u8>>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let (block_size, extra) = CONFIGS[config];
+    IMAGES[config].get_or_init(|| mkfs(None, block_size, 16384, extra))
 }
 
 fn expect(got: Result<impl std::fmt::Debug, Errno>, want: Result<(), Errno>, what: &Op) {
@@ -127,8 +132,8 @@ fn expect(got: Result<impl std::fmt::Debug, Errno>, want: Result<(), Errno>, wha
     }
 }
 
-fn run(block_size: u32, ops: &[Op]) {
-    let mut fs = mount(base_image(block_size).clone());
+fn run(config: usize, ops: &[Op]) {
+    let mut fs = mount(base_image(config).clone());
     let lost_found = fs.lookup(ROOT, b"lost+found").unwrap().unwrap();
     let mut m = Model { nodes: HashMap::new(), ino: HashMap::new(), next: 0 };
     m.add(Node::Dir { entries: BTreeMap::new(), parent: 0 }, ROOT);
@@ -307,7 +312,7 @@ proptest! {
     })]
 
     #[test]
-    fn random_operations_match_model(four_k in any::<bool>(), ops in prop::collection::vec(op(), 1..60)) {
-        run(if four_k { 4096 } else { 1024 }, &ops);
+    fn random_operations_match_model(config in 0..CONFIGS.len(), ops in prop::collection::vec(op(), 1..60)) {
+        run(config, &ops);
     }
 }

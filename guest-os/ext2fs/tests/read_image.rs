@@ -55,8 +55,8 @@ fn compare_tree(fs: &mut Ext2<MemDisk>, host: &Path, ino: u32) -> usize {
     count
 }
 
-fn check_image(block_size: u32) {
-    let (img, src) = standard_image(block_size);
+fn check_image(block_size: u32, extra: &[&str]) {
+    let (img, src) = standard_image_with(block_size, extra);
     let len = img.len();
     let mut fs = Ext2::mount(MemDisk::new(img.clone()), MountOptions { read_only: true, now: NOW, device_bytes: len as u64 }).unwrap();
     assert_eq!(fs.warnings(), Default::default());
@@ -137,12 +137,17 @@ fn check_statfs(fs: &Ext2<MemDisk>, img: &[u8]) {
 
 #[test]
 fn mke2fs_image_reads_back_1k() {
-    check_image(1024);
+    check_image(1024, &[]);
+}
+
+#[test]
+fn mke2fs_image_reads_back_1k_eight_groups() {
+    check_image(1024, MULTI_GROUP);
 }
 
 #[test]
 fn mke2fs_image_reads_back_4k() {
-    check_image(4096);
+    check_image(4096, &[]);
 }
 
 /// Resumable readdir: listing one entry per call, restarting from the returned position,

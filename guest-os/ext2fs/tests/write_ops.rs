@@ -114,8 +114,8 @@ fn rename(fs: &mut Ext2<MemDisk>, m: &mut Model, from: &str, to: &str) {
     m.rename_tree(from, to);
 }
 
-fn run_scenario(block_size: u32) {
-    let (img, _src) = standard_image(block_size);
+fn run_scenario(block_size: u32, extra: &[&str]) {
+    let (img, _src) = standard_image_with(block_size, extra);
     let mut fs = mount(img);
     let mut m = standard_model(&mut fs);
     let free_before = fs.statfs();
@@ -320,12 +320,17 @@ fn debugfs_script(img: &[u8], script: &str) -> Vec<String> {
 
 #[test]
 fn write_sequence_1k_is_fsck_clean() {
-    run_scenario(1024);
+    run_scenario(1024, &[]);
+}
+
+#[test]
+fn write_sequence_1k_eight_groups_is_fsck_clean() {
+    run_scenario(1024, MULTI_GROUP);
 }
 
 #[test]
 fn write_sequence_4k_is_fsck_clean() {
-    run_scenario(4096);
+    run_scenario(4096, &[]);
 }
 
 /// The kernel's path for file data: the page cache maps each block of a page with

@@ -243,9 +243,18 @@ pub fn make_tree(root: &Path) {
 
 /// The standard tree as an image: (image, source directory kept alive).
 pub fn standard_image(block_size: u32) -> (Vec<u8>, tempfile::TempDir) {
+    standard_image_with(block_size, &[])
+}
+
+/// mke2fs arguments for many block groups: 1 KiB blocks in groups of 1024, so an 8 MiB
+/// image has 8 groups (superblock copies in 0, 1, 3, 5, 7) and files cross groups.
+pub const MULTI_GROUP: &[&str] = &["-g", "1024"];
+
+/// The standard tree with extra mke2fs arguments.
+pub fn standard_image_with(block_size: u32, extra: &[&str]) -> (Vec<u8>, tempfile::TempDir) {
     let src = tempfile::tempdir().unwrap();
     make_tree(src.path());
     // 8 MiB: room for the tree and for the write tests.
-    let img = mkfs(Some(src.path()), block_size, 8192, &[]);
+    let img = mkfs(Some(src.path()), block_size, 8192, extra);
     (img, src)
 }
