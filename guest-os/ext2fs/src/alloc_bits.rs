@@ -5,6 +5,7 @@
 //! (a "free" bit on a metadata block, freeing a block that is already free) is recorded as
 //! a file-system error and never followed.
 
+use crate::layout::{EXT2_ROOT_INO, EXT2_TOPDIR_FL};
 use crate::super_::Ext2;
 use crate::{BlockIo, Errno};
 
@@ -123,27 +124,15 @@ impl<B: BlockIo> Ext2<B> {
         self.write_group(g)
     }
 
-    /// The group a new inode goes to. Directories: Linux's old `find_group_dir` (a group
-    /// with at least the average number of free inodes, the one with most free blocks
-    /// among those), which spreads directories; Linux's default Orlov allocator also keeps
-    /// top-level directories apart and others near their parent. Other inodes:
-    /// `find_group_other` (the parent's group, then a quadratic hash, then a linear scan).
-    fn find_inode_group(&self, parent_group: u32, is_dir: bool) -> impl Iterator<Item = u32> + '_ {
+    /// Groups to try for a new inode, best first. Directories: Linux's Orlov allocator
+    /// ([`Self::orlov_group`]). Other inodes: `find_group_other` (the parent's group if it
+    /// has free inodes and blocks, then a quadratic hash from it, then any group with a
+    /// free inode).
+    fn inode_group_order(&self, parent: u32, parent_group: u32, parent_flags: u32, is_dir: bool) -> alloc::vec::Vec<u32> {
         let n = self.geo.groups;
         let mut order: alloc::vec::Vec<u32> = alloc::vec::Vec::with_capacity(n as usize * 2);
         if is_dir {
-            let avg = self.free_inodes_total() / u64::from(n);
-            let mut best: Option<u32> = None;
-            for g in 0..n {
-                let grp = &self.groups[g as usize];
-                if grp.free_inodes == 0 || u64::from(grp.free_inodes) < avg {
-                    continue;
-                }
-                if best.is_none_or(|b| grp.free_blocks > self.groups[b as usize].free_blocks) {
-                    best = Some(g);
-                }
-            }
-            order.extend(best);
+            order.extend(self.orlov_group(parent, parent_group, parent_flags));
         } else {
             let ok = |g: u32| {
                 let grp = &self.groups[g as usize];
@@ -169,16 +158,81 @@ impl<B: BlockIo> Ext2<B> {
                 order.push(g);
             }
         }
-        order.into_iter()
+        order
+    }
+
+    /// Linux's `find_group_orlov` for a new directory. Top-level directories (in the root,
+    /// or under a directory flagged `EXT2_TOPDIR_FL`) are spread: the group with the fewest
+    /// directories among those with at least the average free inodes and blocks, searched
+    /// from a pseudo-random group (Linux uses a random one; this uses the inode generation
+    /// counter, so runs are reproducible). Other directories stay near their parent: the
+    /// first group from the parent's that is not crowded with directories and not short of
+    /// free inodes or blocks. Linux also keeps per-group "debts" of directories without
+    /// files; those are not kept here.
+    fn orlov_group(&self, parent: u32, parent_group: u32, parent_flags: u32) -> Option<u32> {
+        let n = self.geo.groups;
+        let ipg = u64::from(self.geo.inodes_per_group);
+        let bpg = u64::from(self.geo.blocks_per_group);
+        let avefreei = self.free_inodes_total() / u64::from(n);
+        let avefreeb = self.free_blocks_total() / u64::from(n);
+        let ndirs: u64 = self.groups.iter().map(|g| u64::from(g.used_dirs)).sum();
+        let grp = |g: u32| &self.groups[g as usize];
+        if parent == EXT2_ROOT_INO || parent_flags & EXT2_TOPDIR_FL != 0 {
+            let start = self.next_generation % n;
+            let mut best: Option<u32> = None;
+            let mut best_ndir = ipg;
+            for i in 0..n {
+                let g = (start + i) % n;
+                let d = grp(g);
+                if d.free_inodes == 0
+                    || u64::from(d.used_dirs) >= best_ndir
+                    || u64::from(d.free_inodes) < avefreei
+                    || u64::from(d.free_blocks) < avefreeb
+                {
+                    continue;
+                }
+                best = Some(g);
+                best_ndir = u64::from(d.used_dirs);
+            }
+            if best.is_some() {
+                return best;
+            }
+        } else {
+            let max_dirs = ndirs.max(1) / u64::from(n) + ipg / 16;
+            let min_inodes = avefreei.saturating_sub(ipg / 4);
+            let min_blocks = avefreeb.saturating_sub(bpg / 4);
+            for i in 0..n {
+                let g = (parent_group + i) % n;
+                let d = grp(g);
+                if d.free_inodes != 0
+                    && u64::from(d.used_dirs) < max_dirs
+                    && u64::from(d.free_inodes) >= min_inodes
+                    && u64::from(d.free_blocks) >= min_blocks
+                {
+                    return Some(g);
+                }
+            }
+        }
+        // Fallback: a group with at least the average free inodes, then any.
+        for floor in [avefreei, 0] {
+            for i in 0..n {
+                let g = (parent_group + i) % n;
+                let d = grp(g);
+                if d.free_inodes > 0 && u64::from(d.free_inodes) >= floor {
+                    return Some(g);
+                }
+            }
+        }
+        None
     }
 
     /// Takes a free inode number near `parent` and updates the bitmap and counts
     /// (`bg_used_dirs_count` for directories). The inode itself is not touched.
-    pub(crate) fn alloc_inode_number(&mut self, parent: u32, is_dir: bool) -> Result<u32, Errno> {
+    pub(crate) fn alloc_inode_number(&mut self, parent: u32, parent_flags: u32, is_dir: bool) -> Result<u32, Errno> {
         self.check_rw()?;
         let ipg = self.geo.inodes_per_group;
         let parent_group = (parent.max(1) - 1) / ipg % self.geo.groups;
-        let candidates: alloc::vec::Vec<u32> = self.find_inode_group(parent_group, is_dir).collect();
+        let candidates = self.inode_group_order(parent, parent_group, parent_flags, is_dir);
         let mut bm = self.block_buf();
         for g in candidates {
             if self.groups[g as usize].free_inodes == 0 {

@@ -223,7 +223,7 @@ impl<B: BlockIo> Ext2<B> {
         }
         let parent = self.read_inode(dir)?;
         let is_dir = mode & S_IFMT == S_IFDIR;
-        let ino = self.alloc_inode_number(dir, is_dir)?;
+        let ino = self.alloc_inode_number(dir, parent.flags, is_dir)?;
         let mut mode = mode;
         let mut gid = owner.gid;
         if parent.mode & S_ISGID != 0 {

@@ -126,6 +126,10 @@ pub const I_BLOCK_BYTES: usize = EXT2_N_BLOCKS * 4;
 /// `i_flags`: the directory has an htree index (`EXT2_INDEX_FL`, alias `EXT2_BTREE_FL`).
 pub const EXT2_INDEX_FL: u32 = 0x0000_1000;
 
+/// `i_flags`: the top of a directory hierarchy; the Orlov allocator spreads its
+/// subdirectories as it does the root's (`EXT2_TOPDIR_FL`).
+pub const EXT2_TOPDIR_FL: u32 = 0x0002_0000;
+
 /// Maximum links to an inode (`EXT2_LINK_MAX`).
 pub const EXT2_LINK_MAX: u16 = 32000;
 /// Longest name in a directory entry (`EXT2_NAME_LEN`).

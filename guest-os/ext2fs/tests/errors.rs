@@ -295,3 +295,47 @@ fn htree_directory_read_write() {
     let img = unmount(fs);
     assert_fsck_clean(&img);
 }
+
+/// Inode placement on an eight-group image, as Linux's allocators place them: top-level
+/// directories spread over the groups (Orlov), subdirectories and files stay in their
+/// parent's group while it has room.
+#[test]
+fn orlov_spreads_top_level_directories() {
+    let img = mkfs(None, 1024, 8192, MULTI_GROUP);
+    // Orlov's candidates for top-level directories: groups with at least the average
+    // free blocks and inodes (here, those without superblock copies and reserved
+    // descriptor blocks), from dumpe2fs's "N free blocks, M free inodes, ..." lines.
+    let (_, text) = run_on_image("dumpe2fs", &[], &img);
+    let per_group: Vec<(u64, u64)> = text
+        .lines()
+        .filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit()) && l.contains(" free blocks, "))
+        .map(|l| {
+            let n: Vec<u64> = l.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+            (n[0], n[1])
+        })
+        .collect();
+    assert_eq!(per_group.len(), 8);
+    let (avg_b, avg_i) = (per_group.iter().map(|g| g.0).sum::<u64>() / 8, per_group.iter().map(|g| g.1).sum::<u64>() / 8);
+    let candidates: std::collections::BTreeSet<u32> =
+        (0..8).filter(|&g| per_group[g as usize].0 >= avg_b && per_group[g as usize].1 >= avg_i).collect();
+    assert!(candidates.len() >= 2 && candidates.len() < 8, "{candidates:?}");
+
+    let mut fs = mount(img);
+    let ipg = (fs.statfs().files / 8) as u32;
+    let group = |ino: u32| (ino - 1) / ipg;
+    let tops: Vec<u32> = (0..8).map(|i| fs.mkdir(ROOT, format!("top{i}").as_bytes(), 0o755, OWNER).unwrap()).collect();
+    let groups: std::collections::BTreeSet<u32> = tops.iter().map(|&d| group(d)).collect();
+    // Fewest directories first: every candidate gets one before any gets two.
+    assert_eq!(groups, candidates, "top-level directories in groups {groups:?}");
+    for &top in &tops {
+        let sub = fs.mkdir(top, b"sub", 0o755, OWNER).unwrap();
+        assert_eq!(group(sub), group(top), "subdirectory near its parent");
+        let f = fs.create(sub, b"file", 0o644, OWNER).unwrap();
+        assert_eq!(group(f), group(top), "file in its directory's group");
+        fs.write_file(f, 0, &pattern(1, 3000)).unwrap();
+        let blk = fs.get_block(f, 0, false).unwrap().unwrap().block;
+        assert_eq!((blk - 1) / 1024, u64::from(group(top)), "data in the inode's group");
+    }
+    let img = unmount(fs);
+    assert_fsck_clean(&img);
+}
