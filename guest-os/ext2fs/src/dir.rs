@@ -46,11 +46,11 @@ struct Slot {
 
 /// Fields of the entry at `off` of a checked block: (inode, rec_len, name_len).
 fn entry_at(buf: &[u8], off: usize) -> (u32, usize, usize) {
-    (le32(buf, off), usize::from(le16(buf, off + 4)), usize::from(buf[off + 6]))
+    (le32(buf, off + DE_INODE), usize::from(le16(buf, off + DE_REC_LEN)), usize::from(buf[off + DE_NAME_LEN]))
 }
 
 fn entry_name(buf: &[u8], off: usize) -> &[u8] {
-    let len = usize::from(buf[off + 6]);
+    let len = usize::from(buf[off + DE_NAME_LEN]);
     &buf[off + DIRENT_HEADER..off + DIRENT_HEADER + len]
 }
 
@@ -170,7 +170,7 @@ impl<B: BlockIo> Ext2<B> {
                     let entry = DirEntry {
                         ino,
                         name: entry_name(&buf, off),
-                        file_type: if filetype { buf[off + 7] } else { FT_UNKNOWN },
+                        file_type: if filetype { buf[off + DE_FILE_TYPE] } else { FT_UNKNOWN },
                         pos: i * bs + off as u64,
                         next_pos: i * bs + (off + rec_len) as u64,
                     };
@@ -188,10 +188,10 @@ impl<B: BlockIo> Ext2<B> {
 
     /// Writes an entry's fields at `off`.
     fn put_entry(&self, buf: &mut [u8], off: usize, ino: u32, rec_len: usize, name: &[u8], ft: u8) {
-        put32(buf, off, ino);
-        put16(buf, off + 4, rec_len as u16);
-        buf[off + 6] = name.len() as u8;
-        buf[off + 7] = if self.geo.has_filetype() { ft } else { 0 };
+        put32(buf, off + DE_INODE, ino);
+        put16(buf, off + DE_REC_LEN, rec_len as u16);
+        buf[off + DE_NAME_LEN] = name.len() as u8;
+        buf[off + DE_FILE_TYPE] = if self.geo.has_filetype() { ft } else { 0 };
         buf[off + DIRENT_HEADER..off + DIRENT_HEADER + name.len()].copy_from_slice(name);
     }
 
@@ -223,7 +223,7 @@ impl<B: BlockIo> Ext2<B> {
                     let (new_off, new_len) = if de_ino == 0 {
                         (off, rec_len)
                     } else {
-                        put16(&mut buf, off + 4, used as u16);
+                        put16(&mut buf, off + DE_REC_LEN, used as u16);
                         (off + used, rec_len - used)
                     };
                     self.put_entry(&mut buf, new_off, ino, new_len, name, ft);
@@ -269,9 +269,9 @@ impl<B: BlockIo> Ext2<B> {
         let rec_len = entry_at(&buf, off).1;
         if let Some(p) = prev {
             let plen = entry_at(&buf, p).1;
-            put16(&mut buf, p + 4, (plen + rec_len) as u16);
+            put16(&mut buf, p + DE_REC_LEN, (plen + rec_len) as u16);
         }
-        put32(&mut buf, off, 0);
+        put32(&mut buf, off + DE_INODE, 0);
         self.io.write_block(slot.blk, &buf)?;
         let mut dinode = self.read_inode(dir)?;
         self.dir_modified(dir, &mut dinode)
@@ -282,8 +282,8 @@ impl<B: BlockIo> Ext2<B> {
         let mut buf = self.block_buf();
         self.io.read_block(slot.blk, &mut buf)?;
         self.check_dir_block(&buf)?;
-        put32(&mut buf, slot.off, ino);
-        buf[slot.off + 7] = if self.geo.has_filetype() { ft } else { 0 };
+        put32(&mut buf, slot.off + DE_INODE, ino);
+        buf[slot.off + DE_FILE_TYPE] = if self.geo.has_filetype() { ft } else { 0 };
         self.io.write_block(slot.blk, &buf)?;
         let mut dinode = self.read_inode(dir)?;
         if update_times {

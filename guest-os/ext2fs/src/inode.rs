@@ -36,6 +36,9 @@ pub struct Inode {
     pub file_acl: u32,
 }
 
+/// Bits of the minor number in the kernel's `dev_t` (Linux's `MINORBITS`).
+pub const MINOR_BITS: u32 = 20;
+
 /// Owner of a new inode (the caller's fsuid and fsgid).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Owner {
@@ -77,19 +80,22 @@ impl Inode {
     /// `i_block[1]`.
     pub fn rdev(&self) -> u32 {
         let (major, minor) = if self.block[0] != 0 {
+            // old_decode_dev: 8-bit major above an 8-bit minor.
             let d = self.block[0];
             ((d >> 8) & 0xff, d & 0xff)
         } else {
+            // new_decode_dev: minor bits 0-7, 12-bit major in bits 8-19, minor bits 8-19
+            // in bits 20-31.
             let d = self.block[1];
             ((d & 0xfff00) >> 8, (d & 0xff) | ((d >> 12) & 0xfff00))
         };
-        (major << 20) | minor
+        (major << MINOR_BITS) | minor
     }
     /// Stores a device number given as (major << 20) | minor, the way `ext2_write_inode`
     /// does: the old format when both parts fit in 8 bits, else the new one.
     pub fn set_rdev(&mut self, rdev: u32) {
-        let major = rdev >> 20;
-        let minor = rdev & 0xfffff;
+        let major = rdev >> MINOR_BITS;
+        let minor = rdev & ((1 << MINOR_BITS) - 1);
         if major < 256 && minor < 256 {
             self.block[0] = (major << 8) | minor;
             self.block[1] = 0;

@@ -137,6 +137,12 @@ pub const EXT2_NAME_LEN: usize = 255;
 
 /// Directory entry header: inode (4), rec_len (2), name_len (1), file_type (1).
 pub const DIRENT_HEADER: usize = 8;
+pub const DE_INODE: usize = 0;
+pub const DE_REC_LEN: usize = 4;
+pub const DE_NAME_LEN: usize = 6;
+/// The file type byte (with FILETYPE; the high byte of a 16-bit name length without it,
+/// always 0 since names are at most 255 bytes).
+pub const DE_FILE_TYPE: usize = 7;
 /// Directory entries are 4-byte aligned (`EXT2_DIR_PAD`).
 pub const DIR_PAD: usize = 4;
 

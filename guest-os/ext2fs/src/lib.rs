@@ -47,7 +47,7 @@ mod super_;
 
 pub use bmap::Mapped;
 pub use dir::DirEntry;
-pub use inode::{Inode, Owner};
+pub use inode::{Inode, Owner, MINOR_BITS};
 pub use kfs::Errno;
 pub use super_::{Ext2, MountOptions, MountWarnings, StatFs};
 
