@@ -10,9 +10,9 @@
 //! [`Ext2::write_file`] move file data through `BlockIo` for tools and tests.
 //!
 //! * [`layout`]: on-disk constants and field offsets;
-//! * `super_` (this module's `mount`, `statfs`, `sync`, `unmount`), `alloc` (bitmaps),
-//!   `inode` (inodes, eviction), `bmap` (block mapping, truncate, file data), `dir`
-//!   (directories and the name-space operations).
+//! * `super_` (mount, `statfs`, `sync`, `unmount`), `alloc_bits` (bitmaps, block and inode
+//!   placement), `inode` (inodes, eviction), `bmap` (block mapping, truncate, file data),
+//!   `dir` (directories and the name-space operations).
 //!
 //! Corrupt images never panic: every value read from the disk is checked before use, loops
 //! are bounded (a directory block's `rec_len` chain always advances; indirect chains are at
@@ -21,11 +21,15 @@
 //!
 //! Simplified relative to Linux (each noted where it is implemented): no htree lookups (an
 //! indexed directory is read linearly and its index flag cleared on modification, as Linux's
-//! ext2 does), extended attributes and ACLs are ignored except that an inode's attribute block
-//! is released when the inode is freed, no META_BG, no block reservation windows, and
-//! blocks reserved for root (`s_r_blocks_count`) are reported by `statfs` but not enforced on
-//! allocation (the kernel runs everything with root's privileges).
-
+//! ext2 does); extended attributes and ACLs are ignored except that an inode's attribute
+//! block is released when the inode is freed; no META_BG; block allocation takes the first
+//! free block from a goal, without reservation windows; the Orlov directory allocator keeps
+//! no per-group debts; blocks reserved for root (`s_r_blocks_count`) are reported by
+//! `statfs` but not enforced on allocation (the kernel runs everything with root's
+//! privileges); new inodes inherit no `i_flags` from their directory; files past 2 GiB need
+//! the LARGE_FILE feature already set (Linux sets it on demand); access times are the
+//! VFS's to write; like Linux's ext2 there is no orphan list, so an unlinked-but-open inode
+//! at a crash is left for e2fsck.
 //!
 //! Testing: `cargo test --release -p ext2fs` builds images with e2fsprogs (`mke2fs -d` from
 //! directory trees the tests create) and judges the results with `e2fsck -fn` and `debugfs`;
