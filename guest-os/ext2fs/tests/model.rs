@@ -114,12 +114,12 @@ impl Model {
     }
 }
 
-/// Empty 16 MiB images: 1 KiB blocks (two groups), 4 KiB blocks (one group), and 1 KiB
-/// blocks in 16 groups of 1024 blocks.
-const CONFIGS: [(u32, &[&str]); 3] = [(1024, &[]), (4096, &[]), (1024, MULTI_GROUP)];
+/// Empty 16 MiB images: 1 KiB blocks (two groups), 2 KiB and 4 KiB blocks (one group),
+/// and 1 KiB blocks in 16 groups of 1024 blocks.
+const CONFIGS: [(u32, &[&str]); 4] = [(1024, &[]), (2048, &[]), (4096, &[]), (1024, MULTI_GROUP)];
 
 fn base_image(config: usize) -> &'static Vec<u8> {
-    static IMAGES: [OnceLock<Vec<u8>>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    static IMAGES: [OnceLock<Vec<u8>>; 4] = [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
     let (block_size, extra) = CONFIGS[config];
     IMAGES[config].get_or_init(|| mkfs(None, block_size, 16384, extra))
 }

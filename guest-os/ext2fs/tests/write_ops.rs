@@ -1,7 +1,7 @@
 //! Sequences of writes, creates, appends, truncates, unlinks, mkdir/rmdir, renames, links
-//! and symlinks at 1 KiB and 4 KiB blocks: afterwards `e2fsck -fn` finds the image clean
-//! (so bitmaps, counts, link counts, i_blocks and directory structure are right) and
-//! `debugfs` shows exactly what was written.
+//! and symlinks at 1, 2 and 4 KiB blocks (and 1 KiB in eight groups): afterwards
+//! `e2fsck -fn` finds the image clean (so bitmaps, counts, link counts, i_blocks and
+//! directory structure are right) and `debugfs` shows exactly what was written.
 
 mod common;
 
@@ -326,6 +326,11 @@ fn write_sequence_1k_is_fsck_clean() {
 #[test]
 fn write_sequence_1k_eight_groups_is_fsck_clean() {
     run_scenario(1024, MULTI_GROUP);
+}
+
+#[test]
+fn write_sequence_2k_is_fsck_clean() {
+    run_scenario(2048, &[]);
 }
 
 #[test]
