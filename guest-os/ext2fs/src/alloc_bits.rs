@@ -28,7 +28,9 @@ impl<B: BlockIo> Ext2<B> {
         let rel_all = blk - u64::from(geo.first_data_block);
         let g = (rel_all / u64::from(geo.blocks_per_group)) as u32;
         let rel = rel_all % u64::from(geo.blocks_per_group);
-        if geo.has_super(g) && rel < 1 + u64::from(geo.gdt_blocks) + u64::from(geo.reserved_gdt_blocks) {
+        if geo.has_super(g)
+            && rel < 1 + u64::from(geo.gdt_blocks) + u64::from(geo.reserved_gdt_blocks)
+        {
             return true;
         }
         let grp = &self.groups[g as usize];
@@ -40,7 +42,9 @@ impl<B: BlockIo> Ext2<B> {
 
     /// Whether `blk` may hold file data or an indirect/directory block.
     pub(crate) fn is_data_block(&self, blk: u64) -> bool {
-        blk >= u64::from(self.geo.first_data_block) && blk < u64::from(self.geo.blocks_count) && !self.is_metadata(blk)
+        blk >= u64::from(self.geo.first_data_block)
+            && blk < u64::from(self.geo.blocks_count)
+            && !self.is_metadata(blk)
     }
 
     /// `Ok(blk)` for a valid data block number read from disk, else a recorded error.
@@ -59,7 +63,8 @@ impl<B: BlockIo> Ext2<B> {
     pub(crate) fn alloc_block(&mut self, goal: u64) -> Result<u32, Errno> {
         self.check_rw()?;
         let geo = self.geo.clone();
-        let goal = if goal >= u64::from(geo.first_data_block) && goal < u64::from(geo.blocks_count) {
+        let goal = if goal >= u64::from(geo.first_data_block) && goal < u64::from(geo.blocks_count)
+        {
             goal
         } else {
             u64::from(geo.first_data_block)
@@ -73,7 +78,11 @@ impl<B: BlockIo> Ext2<B> {
             if self.groups[g as usize].free_blocks == 0 {
                 continue;
             }
-            let start = if i == 0 { (rel % u64::from(geo.blocks_per_group)) as u32 } else { 0 };
+            let start = if i == 0 {
+                (rel % u64::from(geo.blocks_per_group)) as u32
+            } else {
+                0
+            };
             let bitmap_blk = u64::from(self.groups[g as usize].block_bitmap);
             self.io.read_block(bitmap_blk, &mut bm)?;
             let first = geo.group_first_block(g);
@@ -128,7 +137,13 @@ impl<B: BlockIo> Ext2<B> {
     /// ([`Self::orlov_group`]). Other inodes: `find_group_other` (the parent's group if it
     /// has free inodes and blocks, then a quadratic hash from it, then any group with a
     /// free inode).
-    fn inode_group_order(&self, parent: u32, parent_group: u32, parent_flags: u32, is_dir: bool) -> alloc::vec::Vec<u32> {
+    fn inode_group_order(
+        &self,
+        parent: u32,
+        parent_group: u32,
+        parent_flags: u32,
+        is_dir: bool,
+    ) -> alloc::vec::Vec<u32> {
         let n = self.geo.groups;
         let mut order: alloc::vec::Vec<u32> = alloc::vec::Vec::with_capacity(n as usize * 2);
         if is_dir {
@@ -228,7 +243,12 @@ impl<B: BlockIo> Ext2<B> {
 
     /// Takes a free inode number near `parent` and updates the bitmap and counts
     /// (`bg_used_dirs_count` for directories). The inode itself is not touched.
-    pub(crate) fn alloc_inode_number(&mut self, parent: u32, parent_flags: u32, is_dir: bool) -> Result<u32, Errno> {
+    pub(crate) fn alloc_inode_number(
+        &mut self,
+        parent: u32,
+        parent_flags: u32,
+        is_dir: bool,
+    ) -> Result<u32, Errno> {
         self.check_rw()?;
         let ipg = self.geo.inodes_per_group;
         let parent_group = (parent.max(1) - 1) / ipg % self.geo.groups;

@@ -28,14 +28,20 @@ impl<B: BlockIo> Ext2<B> {
     fn block_path(&self, fblk: u64) -> Result<Path, Errno> {
         let apb = self.geo.apb();
         let ndir = EXT2_NDIR_BLOCKS as u64;
-        let mut p = Path { offsets: [0; 4], depth: 1 };
+        let mut p = Path {
+            offsets: [0; 4],
+            depth: 1,
+        };
         if fblk < ndir {
             p.offsets[0] = fblk as usize;
             return Ok(p);
         }
         let mut rest = fblk - ndir;
         let mut span = apb;
-        for (level, slot) in [EXT2_IND_BLOCK, EXT2_DIND_BLOCK, EXT2_TIND_BLOCK].into_iter().enumerate() {
+        for (level, slot) in [EXT2_IND_BLOCK, EXT2_DIND_BLOCK, EXT2_TIND_BLOCK]
+            .into_iter()
+            .enumerate()
+        {
             if rest < span {
                 p.offsets[0] = slot;
                 p.depth = level + 2;
@@ -65,20 +71,34 @@ impl<B: BlockIo> Ext2<B> {
     }
 
     fn add_sectors(&mut self, inode: &mut Inode) -> Result<(), Errno> {
-        inode.blocks = inode.blocks.checked_add(self.geo.sectors_per_block()).ok_or(Errno::EFBIG)?;
+        inode.blocks = inode
+            .blocks
+            .checked_add(self.geo.sectors_per_block())
+            .ok_or(Errno::EFBIG)?;
         Ok(())
     }
 
     /// Maps file block `fblk` of `inode` (in memory; the caller writes it back), allocating
     /// the data block and any missing indirect blocks when `create` is set. New indirect
     /// blocks are zeroed; new data blocks are not (see [`Mapped::new`]).
-    pub(crate) fn map_block(&mut self, ino: u32, inode: &mut Inode, fblk: u64, create: bool) -> Result<Option<Mapped>, Errno> {
+    pub(crate) fn map_block(
+        &mut self,
+        ino: u32,
+        inode: &mut Inode,
+        fblk: u64,
+        create: bool,
+    ) -> Result<Option<Mapped>, Errno> {
         if !inode.has_block_map(self.geo.block_size) {
             return Err(Errno::EINVAL);
         }
         if create {
             self.check_rw()?;
-            if fblk >= self.geo.max_file_size().div_ceil(u64::from(self.geo.block_size)) {
+            if fblk
+                >= self
+                    .geo
+                    .max_file_size()
+                    .div_ceil(u64::from(self.geo.block_size))
+            {
                 return Err(Errno::EFBIG);
             }
         }
@@ -137,7 +157,12 @@ impl<B: BlockIo> Ext2<B> {
     /// block (near the previous one or in the inode's group) and missing indirect blocks
     /// (zeroed), and accounts them in `i_blocks`; `i_size` is the caller's (see
     /// [`Ext2::truncate`] to set it).
-    pub fn get_block(&mut self, ino: u32, file_block: u64, create: bool) -> Result<Option<Mapped>, Errno> {
+    pub fn get_block(
+        &mut self,
+        ino: u32,
+        file_block: u64,
+        create: bool,
+    ) -> Result<Option<Mapped>, Errno> {
         let mut inode = self.read_inode(ino)?;
         let before = inode.clone();
         let r = self.map_block(ino, &mut inode, file_block, create);
@@ -169,7 +194,10 @@ impl<B: BlockIo> Ext2<B> {
         let apb = self.geo.apb();
         let mut base = EXT2_NDIR_BLOCKS as u64;
         let mut span = apb;
-        for (level, slot) in [EXT2_IND_BLOCK, EXT2_DIND_BLOCK, EXT2_TIND_BLOCK].into_iter().enumerate() {
+        for (level, slot) in [EXT2_IND_BLOCK, EXT2_DIND_BLOCK, EXT2_TIND_BLOCK]
+            .into_iter()
+            .enumerate()
+        {
             let b = inode.block[slot];
             if b != 0 && first < base + span {
                 let start = first.saturating_sub(base);
@@ -203,7 +231,13 @@ impl<B: BlockIo> Ext2<B> {
     /// Frees the blocks an indirect block of `level` (1 = single) maps from index `start`
     /// (in data blocks below it) on. Returns whether the indirect block is now empty, for
     /// the caller to free it. A pointer outside the data zone is cleared without freeing.
-    fn free_subtree(&mut self, inode: &mut Inode, blk: u32, level: u32, start: u64) -> Result<bool, Errno> {
+    fn free_subtree(
+        &mut self,
+        inode: &mut Inode,
+        blk: u32,
+        level: u32,
+        start: u64,
+    ) -> Result<bool, Errno> {
         let ind = self.check_block(blk)?;
         let mut buf = self.block_buf();
         self.io.read_block(ind, &mut buf)?;
@@ -220,7 +254,11 @@ impl<B: BlockIo> Ext2<B> {
             let free_it = if level == 1 {
                 true
             } else {
-                let child_start = if c == first_child { start % per_child } else { 0 };
+                let child_start = if c == first_child {
+                    start % per_child
+                } else {
+                    0
+                };
                 match self.free_subtree(inode, p, level - 1, child_start) {
                     Ok(empty) => empty,
                     Err(e) => {
@@ -378,4 +416,3 @@ impl<B: BlockIo> Ext2<B> {
         }
     }
 }
-

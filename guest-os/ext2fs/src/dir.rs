@@ -46,7 +46,11 @@ struct Slot {
 
 /// Fields of the entry at `off` of a checked block: (inode, rec_len, name_len).
 fn entry_at(buf: &[u8], off: usize) -> (u32, usize, usize) {
-    (le32(buf, off + DE_INODE), usize::from(le16(buf, off + DE_REC_LEN)), usize::from(buf[off + DE_NAME_LEN]))
+    (
+        le32(buf, off + DE_INODE),
+        usize::from(le16(buf, off + DE_REC_LEN)),
+        usize::from(buf[off + DE_NAME_LEN]),
+    )
 }
 
 fn entry_name(buf: &[u8], off: usize) -> &[u8] {
@@ -114,7 +118,13 @@ impl<B: BlockIo> Ext2<B> {
     }
 
     /// Reads and checks block `i` of directory `dir`; a hole is damage.
-    fn read_dir_block(&mut self, dir: u32, inode: &mut Inode, i: u64, buf: &mut [u8]) -> Result<u64, Errno> {
+    fn read_dir_block(
+        &mut self,
+        dir: u32,
+        inode: &mut Inode,
+        i: u64,
+        buf: &mut [u8],
+    ) -> Result<u64, Errno> {
         let Some(m) = self.map_block(dir, inode, i, false)? else {
             return Err(self.fs_error());
         };
@@ -123,7 +133,12 @@ impl<B: BlockIo> Ext2<B> {
         Ok(m.block)
     }
 
-    fn find_entry(&mut self, dir: u32, inode: &mut Inode, name: &[u8]) -> Result<Option<Slot>, Errno> {
+    fn find_entry(
+        &mut self,
+        dir: u32,
+        inode: &mut Inode,
+        name: &[u8],
+    ) -> Result<Option<Slot>, Errno> {
         let n = self.dir_blocks(inode)?;
         let mut buf = self.block_buf();
         for i in 0..n {
@@ -153,7 +168,12 @@ impl<B: BlockIo> Ext2<B> {
     /// each entry in use until it returns `false`. Returns the offset to resume from: that
     /// of the entry `emit` refused, or the directory's size at the end. An offset inside
     /// an entry resumes at the next entry (Linux's `ext2_validate_entry`).
-    pub fn readdir(&mut self, dir: u32, pos: u64, mut emit: impl FnMut(&DirEntry<'_>) -> bool) -> Result<u64, Errno> {
+    pub fn readdir(
+        &mut self,
+        dir: u32,
+        pos: u64,
+        mut emit: impl FnMut(&DirEntry<'_>) -> bool,
+    ) -> Result<u64, Errno> {
         let mut inode = self.dir_inode(dir)?;
         let n = self.dir_blocks(&inode)?;
         let bs = u64::from(self.geo.block_size);
@@ -170,7 +190,11 @@ impl<B: BlockIo> Ext2<B> {
                     let entry = DirEntry {
                         ino,
                         name: entry_name(&buf, off),
-                        file_type: if filetype { buf[off + DE_FILE_TYPE] } else { FT_UNKNOWN },
+                        file_type: if filetype {
+                            buf[off + DE_FILE_TYPE]
+                        } else {
+                            FT_UNKNOWN
+                        },
                         pos: i * bs + off as u64,
                         next_pos: i * bs + (off + rec_len) as u64,
                     };
@@ -218,7 +242,11 @@ impl<B: BlockIo> Ext2<B> {
                 if de_ino != 0 && entry_name(&buf, off) == name {
                     return Err(Errno::EEXIST);
                 }
-                let used = if de_ino == 0 { 0 } else { dir_rec_len(name_len) };
+                let used = if de_ino == 0 {
+                    0
+                } else {
+                    dir_rec_len(name_len)
+                };
                 if rec_len >= used + need {
                     let (new_off, new_len) = if de_ino == 0 {
                         (off, rec_len)
@@ -278,7 +306,14 @@ impl<B: BlockIo> Ext2<B> {
     }
 
     /// Points the entry at `slot` to another inode (Linux's `ext2_set_link`).
-    fn set_entry(&mut self, dir: u32, slot: Slot, ino: u32, ft: u8, update_times: bool) -> Result<(), Errno> {
+    fn set_entry(
+        &mut self,
+        dir: u32,
+        slot: Slot,
+        ino: u32,
+        ft: u8,
+        update_times: bool,
+    ) -> Result<(), Errno> {
         let mut buf = self.block_buf();
         self.io.read_block(slot.blk, &mut buf)?;
         self.check_dir_block(&buf)?;
@@ -349,9 +384,18 @@ impl<B: BlockIo> Ext2<B> {
     }
 
     /// Creates a regular file, device (`rdev` as (major << 20) | minor), fifo or socket.
-    pub fn mknod(&mut self, dir: u32, name: &[u8], mode: u16, rdev: u32, owner: Owner) -> Result<u32, Errno> {
+    pub fn mknod(
+        &mut self,
+        dir: u32,
+        name: &[u8],
+        mode: u16,
+        rdev: u32,
+        owner: Owner,
+    ) -> Result<u32, Errno> {
         let ft = match mode & S_IFMT {
-            S_IFREG | S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK => mode_to_ft(mode).unwrap_or(FT_UNKNOWN),
+            S_IFREG | S_IFCHR | S_IFBLK | S_IFIFO | S_IFSOCK => {
+                mode_to_ft(mode).unwrap_or(FT_UNKNOWN)
+            }
             _ => return Err(Errno::EINVAL),
         };
         self.prepare_new_name(dir, name)?;
@@ -415,7 +459,13 @@ impl<B: BlockIo> Ext2<B> {
     /// Creates a symbolic link (`ext2_symlink`): a target shorter than `i_block` (59
     /// bytes and its NUL fit in 60) is stored there (a fast symlink), a longer one in a
     /// data block; `ENAMETOOLONG` if it does not fit in a block.
-    pub fn symlink(&mut self, dir: u32, name: &[u8], target: &[u8], owner: Owner) -> Result<u32, Errno> {
+    pub fn symlink(
+        &mut self,
+        dir: u32,
+        name: &[u8],
+        target: &[u8],
+        owner: Owner,
+    ) -> Result<u32, Errno> {
         if target.is_empty() {
             return Err(Errno::ENOENT);
         }
@@ -442,7 +492,9 @@ impl<B: BlockIo> Ext2<B> {
                 *b = le32(&bytes, i * 4);
             }
         } else {
-            let goal = self.geo.group_first_block((ino - 1) / self.geo.inodes_per_group);
+            let goal = self
+                .geo
+                .group_first_block((ino - 1) / self.geo.inodes_per_group);
             let blk = self.alloc_block(goal)?;
             let mut buf = self.block_buf();
             buf[..target.len()].copy_from_slice(target);
@@ -518,7 +570,9 @@ impl<B: BlockIo> Ext2<B> {
         self.check_rw()?;
         check_name(name)?;
         let mut dinode = self.dir_inode(dir)?;
-        let slot = self.find_entry(dir, &mut dinode, name)?.ok_or(Errno::ENOENT)?;
+        let slot = self
+            .find_entry(dir, &mut dinode, name)?
+            .ok_or(Errno::ENOENT)?;
         let mut victim = self.iget(slot.ino)?;
         if victim.is_dir() {
             return Err(Errno::EISDIR);
@@ -543,7 +597,9 @@ impl<B: BlockIo> Ext2<B> {
             return Err(Errno::ENOTEMPTY);
         }
         let mut dinode = self.dir_inode(dir)?;
-        let slot = self.find_entry(dir, &mut dinode, name)?.ok_or(Errno::ENOENT)?;
+        let slot = self
+            .find_entry(dir, &mut dinode, name)?
+            .ok_or(Errno::ENOENT)?;
         let victim = self.iget(slot.ino)?;
         if !victim.is_dir() {
             return Err(Errno::ENOTDIR);
@@ -571,7 +627,13 @@ impl<B: BlockIo> Ext2<B> {
     /// full. Renaming onto another name of the same inode does nothing. Returns the
     /// replaced inode if it lost its last link, for the caller to evict. Refusing to move a
     /// directory into its own subtree (`EINVAL`) is the VFS's job: it needs the ancestry.
-    pub fn rename(&mut self, old_dir: u32, old_name: &[u8], new_dir: u32, new_name: &[u8]) -> Result<Option<u32>, Errno> {
+    pub fn rename(
+        &mut self,
+        old_dir: u32,
+        old_name: &[u8],
+        new_dir: u32,
+        new_name: &[u8],
+    ) -> Result<Option<u32>, Errno> {
         self.check_rw()?;
         check_name(old_name)?;
         check_name(new_name)?;
@@ -583,7 +645,9 @@ impl<B: BlockIo> Ext2<B> {
         if nd.links_count == 0 {
             return Err(Errno::ENOENT);
         }
-        let old_slot = self.find_entry(old_dir, &mut od, old_name)?.ok_or(Errno::ENOENT)?;
+        let old_slot = self
+            .find_entry(old_dir, &mut od, old_name)?
+            .ok_or(Errno::ENOENT)?;
         let old_ino = old_slot.ino;
         let old = self.iget(old_ino)?;
         let old_is_dir = old.is_dir();

@@ -72,7 +72,11 @@ impl Inode {
     /// A symlink whose target lives in `i_block`: it holds no blocks besides a possible
     /// attribute block (`ext2_inode_is_fast_symlink`).
     pub fn is_fast_symlink(&self, block_size: u32) -> bool {
-        let ea_sectors = if self.file_acl != 0 { block_size / 512 } else { 0 };
+        let ea_sectors = if self.file_acl != 0 {
+            block_size / 512
+        } else {
+            0
+        };
         self.is_symlink() && self.blocks.wrapping_sub(ea_sectors) == 0
     }
     /// The device number of a character or block device, in Linux's `dev_t` encoding
@@ -155,8 +159,11 @@ impl Inode {
             put32(raw, I_SIZE_HIGH, (self.size >> 32) as u32);
         }
         // Linux writes the high id halves as 0 once the inode is deleted.
-        let (uid_high, gid_high) =
-            if self.dtime == 0 { ((self.uid >> 16) as u16, (self.gid >> 16) as u16) } else { (0, 0) };
+        let (uid_high, gid_high) = if self.dtime == 0 {
+            ((self.uid >> 16) as u16, (self.gid >> 16) as u16)
+        } else {
+            (0, 0)
+        };
         put16(raw, I_UID_HIGH, uid_high);
         put16(raw, I_GID_HIGH, gid_high);
     }
@@ -182,20 +189,27 @@ impl<B: BlockIo> Ext2<B> {
         let (blk, off) = self.inode_location(ino)?;
         let mut buf = self.block_buf();
         self.io.read_block(blk, &mut buf)?;
-        Ok(Inode::decode(&buf[off..off + EXT2_GOOD_OLD_INODE_SIZE as usize]))
+        Ok(Inode::decode(
+            &buf[off..off + EXT2_GOOD_OLD_INODE_SIZE as usize],
+        ))
     }
 
     /// Reads an inode that a directory entry names (Linux's `ext2_iget`): `ESTALE` for a
     /// deleted inode, `EUCLEAN` for an invalid file type or a size beyond the maximum.
     pub fn iget(&mut self, ino: u32) -> Result<Inode, Errno> {
-        if ino == 0 || ino > self.geo.inodes_count || (ino < self.geo.first_ino && ino != EXT2_ROOT_INO) {
+        if ino == 0
+            || ino > self.geo.inodes_count
+            || (ino < self.geo.first_ino && ino != EXT2_ROOT_INO)
+        {
             return Err(self.fs_error());
         }
         let inode = self.read_inode(ino)?;
         if inode.links_count == 0 && (inode.mode == 0 || inode.dtime != 0) {
             return Err(Errno::ESTALE);
         }
-        if mode_to_ft(inode.mode).is_none() || (inode.is_reg() && inode.size > self.geo.max_file_size()) {
+        if mode_to_ft(inode.mode).is_none()
+            || (inode.is_reg() && inode.size > self.geo.max_file_size())
+        {
             return Err(self.fs_error());
         }
         Ok(inode)

@@ -128,7 +128,10 @@ mod tests {
     fn max_file_size_follows_the_indirect_tree_and_i_blocks() {
         // 1 KiB: 12 + 256 + 256^2 + 256^3 blocks, about 16 GiB.
         let g = geometry(1024, RO_COMPAT_LARGE_FILE);
-        assert_eq!(g.max_file_size(), (12 + 256 + 256 * 256 + 256 * 256 * 256) * 1024);
+        assert_eq!(
+            g.max_file_size(),
+            (12 + 256 + 256 * 256 + 256 * 256 * 256) * 1024
+        );
         // 4 KiB: the tree reaches 4 TiB but i_blocks (2^32 sectors) stops it below 2 TiB.
         let g = geometry(4096, RO_COMPAT_LARGE_FILE);
         assert!(g.max_file_size() < 2 << 40 && g.max_file_size() > (2 << 40) - (8 << 30));
@@ -139,10 +142,20 @@ mod tests {
     #[test]
     fn file_types_map_to_linux_d_types() {
         // DT_REG 8, DT_DIR 4, DT_CHR 2, DT_BLK 6, DT_FIFO 1, DT_SOCK 12, DT_LNK 10.
-        let got: Vec<u8> = [FT_REG_FILE, FT_DIR, FT_CHRDEV, FT_BLKDEV, FT_FIFO, FT_SOCK, FT_SYMLINK, FT_UNKNOWN, 200]
-            .iter()
-            .map(|&f| ft_to_dtype(f))
-            .collect();
+        let got: Vec<u8> = [
+            FT_REG_FILE,
+            FT_DIR,
+            FT_CHRDEV,
+            FT_BLKDEV,
+            FT_FIFO,
+            FT_SOCK,
+            FT_SYMLINK,
+            FT_UNKNOWN,
+            200,
+        ]
+        .iter()
+        .map(|&f| ft_to_dtype(f))
+        .collect();
         assert_eq!(got, [8, 4, 2, 6, 1, 12, 10, 0, 0]);
     }
 
@@ -173,7 +186,13 @@ mod tests {
             generation: 0,
             file_acl: 0,
         };
-        for (major, minor, old) in [(1, 3, true), (255, 255, true), (256, 0, false), (8, 300, false), (4095, 1 << 19, false)] {
+        for (major, minor, old) in [
+            (1, 3, true),
+            (255, 255, true),
+            (256, 0, false),
+            (8, 300, false),
+            (4095, 1 << 19, false),
+        ] {
             inode.set_rdev((major << 20) | minor);
             assert_eq!(inode.block[0] != 0, old, "{major}:{minor}");
             assert_eq!(inode.rdev(), (major << 20) | minor);

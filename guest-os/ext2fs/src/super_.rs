@@ -179,7 +179,10 @@ impl<B: BlockIo> Ext2<B> {
         let (inode_size, first_ino) = if rev == EXT2_GOOD_OLD_REV {
             (EXT2_GOOD_OLD_INODE_SIZE, EXT2_GOOD_OLD_FIRST_INO)
         } else {
-            (u32::from(le16(&sb_raw, S_INODE_SIZE)), le32(&sb_raw, S_FIRST_INO))
+            (
+                u32::from(le16(&sb_raw, S_INODE_SIZE)),
+                le32(&sb_raw, S_FIRST_INO),
+            )
         };
         if rev > EXT2_DYNAMIC_REV && !read_only {
             // Linux: "revision level too high, forcing read-only mode".
@@ -209,7 +212,10 @@ impl<B: BlockIo> Ext2<B> {
             return bad;
         }
         let block_size = MIN_BLOCK_SIZE << log_bs;
-        if inode_size < EXT2_GOOD_OLD_INODE_SIZE || !inode_size.is_power_of_two() || inode_size > block_size {
+        if inode_size < EXT2_GOOD_OLD_INODE_SIZE
+            || !inode_size.is_power_of_two()
+            || inode_size > block_size
+        {
             return bad;
         }
         let inodes_count = le32(&sb_raw, S_INODES_COUNT);
@@ -242,8 +248,11 @@ impl<B: BlockIo> Ext2<B> {
         }
         let desc_per_block = block_size / GROUP_DESC_SIZE as u32;
         let gdt_blocks = groups.div_ceil(desc_per_block);
-        let reserved_gdt_blocks =
-            if compat & COMPAT_RESIZE_INODE != 0 { u32::from(le16(&sb_raw, S_RESERVED_GDT_BLOCKS)) } else { 0 };
+        let reserved_gdt_blocks = if compat & COMPAT_RESIZE_INODE != 0 {
+            u32::from(le16(&sb_raw, S_RESERVED_GDT_BLOCKS))
+        } else {
+            0
+        };
         let geo = Geometry {
             inodes_count,
             blocks_count,
@@ -262,7 +271,9 @@ impl<B: BlockIo> Ext2<B> {
             ro_compat,
         };
         // Superblock, descriptors and reserved descriptors must fit in group 0.
-        if 1 + u64::from(gdt_blocks) + u64::from(reserved_gdt_blocks) >= u64::from(geo.blocks_in_group(0)) {
+        if 1 + u64::from(gdt_blocks) + u64::from(reserved_gdt_blocks)
+            >= u64::from(geo.blocks_in_group(0))
+        {
             return bad;
         }
         let mut gdt_raw = vec![0u8; (gdt_blocks * block_size) as usize];
@@ -307,7 +318,9 @@ impl<B: BlockIo> Ext2<B> {
             warnings.max_mount_count_reached = true;
         }
         let interval = le32(&sb_raw, S_CHECKINTERVAL);
-        if interval != 0 && u64::from(le32(&sb_raw, S_LASTCHECK)) + u64::from(interval) <= u64::from(opts.now) {
+        if interval != 0
+            && u64::from(le32(&sb_raw, S_LASTCHECK)) + u64::from(interval) <= u64::from(opts.now)
+        {
             warnings.check_interval_passed = true;
         }
         let mut fs = Ext2 {
@@ -330,7 +343,11 @@ impl<B: BlockIo> Ext2<B> {
         }
         if !fs.read_only {
             if max_mnt == 0 {
-                put16(&mut fs.sb_raw, S_MAX_MNT_COUNT, EXT2_DFL_MAX_MNT_COUNT as u16);
+                put16(
+                    &mut fs.sb_raw,
+                    S_MAX_MNT_COUNT,
+                    EXT2_DFL_MAX_MNT_COUNT as u16,
+                );
             }
             put16(&mut fs.sb_raw, S_MNT_COUNT, mnt_count.wrapping_add(1));
             put32(&mut fs.sb_raw, S_MTIME, opts.now);
@@ -488,7 +505,8 @@ impl<B: BlockIo> Ext2<B> {
         let bs = self.geo.block_size as usize;
         let idx = off / bs;
         let blk = u64::from(self.geo.first_data_block) + 1 + idx as u64;
-        self.io.write_block(blk, &self.gdt_raw[idx * bs..(idx + 1) * bs])
+        self.io
+            .write_block(blk, &self.gdt_raw[idx * bs..(idx + 1) * bs])
     }
 
     /// A zeroed block-sized buffer.

@@ -57,12 +57,21 @@ fn find_targets(img: &[u8], block_size: u32) -> Targets {
         }
     }
     // Directory blocks and indirect blocks, through the crate on the clean image.
-    let mut fs = Ext2::mount(MemDisk::new(img.to_vec()), MountOptions { read_only: true, now: NOW, device_bytes: img.len() as u64 }).unwrap();
+    let mut fs = Ext2::mount(
+        MemDisk::new(img.to_vec()),
+        MountOptions {
+            read_only: true,
+            now: NOW,
+            device_bytes: img.len() as u64,
+        },
+    )
+    .unwrap();
     let mut stack = vec![ROOT];
     while let Some(dir) = stack.pop() {
         let size = fs.read_inode(dir).unwrap().size;
         for i in 0..size / u64::from(block_size) {
-            t.dir_blocks.push(fs.get_block(dir, i, false).unwrap().unwrap().block);
+            t.dir_blocks
+                .push(fs.get_block(dir, i, false).unwrap().unwrap().block);
         }
         for (name, ino) in list_dir(&mut fs, dir).unwrap() {
             if name == b"." || name == b".." {
@@ -73,7 +82,12 @@ fn find_targets(img: &[u8], block_size: u32) -> Targets {
                 stack.push(ino);
             }
             if inode.is_dir() || inode.is_reg() {
-                t.indirect.extend(inode.block[12..].iter().filter(|&&b| b != 0).map(|&b| u64::from(b)));
+                t.indirect.extend(
+                    inode.block[12..]
+                        .iter()
+                        .filter(|&&b| b != 0)
+                        .map(|&b| u64::from(b)),
+                );
             }
         }
     }
@@ -126,7 +140,10 @@ fn damage(img: &mut [u8], t: &Targets, rng: &mut Rng) -> &'static str {
         }
         2 => {
             let b = pick(rng, &t.gdt);
-            { let n = 1 + rng.below(4); scribble(img, rng, b, n) };
+            {
+                let n = 1 + rng.below(4);
+                scribble(img, rng, b, n)
+            };
             "group descriptors"
         }
         3 => {
@@ -134,7 +151,10 @@ fn damage(img: &mut [u8], t: &Targets, rng: &mut Rng) -> &'static str {
             if rng.below(2) == 0 {
                 randomize(img, rng, b);
             } else {
-                { let n = 1 + rng.below(16); scribble(img, rng, b, n) };
+                {
+                    let n = 1 + rng.below(16);
+                    scribble(img, rng, b, n)
+                };
             }
             "inode table"
         }
@@ -142,7 +162,10 @@ fn damage(img: &mut [u8], t: &Targets, rng: &mut Rng) -> &'static str {
             let b = pick(rng, &t.dir_blocks);
             match rng.below(3) {
                 0 => randomize(img, rng, b),
-                1 => { let n = 1 + rng.below(8); scribble(img, rng, b, n) },
+                1 => {
+                    let n = 1 + rng.below(8);
+                    scribble(img, rng, b, n)
+                }
                 _ => {
                     // rec_len and name_len of the first entries: 0, misaligned, too
                     // short, past the block.
@@ -158,12 +181,19 @@ fn damage(img: &mut [u8], t: &Targets, rng: &mut Rng) -> &'static str {
             let b = pick(rng, &t.indirect);
             match rng.below(3) {
                 0 => randomize(img, rng, b),
-                1 => { let n = 1 + rng.below(32); scribble(img, rng, b, n) },
+                1 => {
+                    let n = 1 + rng.below(32);
+                    scribble(img, rng, b, n)
+                }
                 _ => {
                     // Point entries at the block itself or at another indirect block.
                     for _ in 0..1 + rng.below(8) {
                         let off = b as usize * bs + (rng.below(bs as u64 / 4) * 4) as usize;
-                        let target = if rng.below(2) == 0 { b } else { pick(rng, &t.indirect) };
+                        let target = if rng.below(2) == 0 {
+                            b
+                        } else {
+                            pick(rng, &t.indirect)
+                        };
                         img[off..off + 4].copy_from_slice(&(target as u32).to_le_bytes());
                     }
                 }
@@ -189,7 +219,10 @@ fn damage(img: &mut [u8], t: &Targets, rng: &mut Rng) -> &'static str {
             // A bit of everything.
             for v in [&t.gdt, &t.inode_tables, &t.dir_blocks, &t.indirect] {
                 let b = pick(rng, v);
-                { let n = 1 + rng.below(4); scribble(img, rng, b, n) };
+                {
+                    let n = 1 + rng.below(4);
+                    scribble(img, rng, b, n)
+                };
             }
             "mixed"
         }
@@ -243,7 +276,10 @@ fn exercise<D: ext2fs::BlockIo>(fs: &mut Ext2<D>, rng: &mut Rng) -> usize {
             let _ = fs.write_file(f, rng.below(300_000), &data);
             let _ = fs.truncate(f, rng.below(30_000), true);
         }
-        if fs.mkdir(dir, format!("dir{i}").as_bytes(), 0o755, OWNER).is_ok() {
+        if fs
+            .mkdir(dir, format!("dir{i}").as_bytes(), 0o755, OWNER)
+            .is_ok()
+        {
             ok += 1;
         }
         let _ = fs.symlink(dir, format!("sl{i}").as_bytes(), &[b's'; 300], OWNER);
@@ -292,19 +328,37 @@ fn run_seeds(block_size: u32, extra: &[&str], seeds: std::ops::Range<u64>) {
         let kind = damage(&mut img, &targets, &mut rng);
         *kinds.entry(kind).or_insert(0) += 1;
         let len = img.len() as u64;
-        if let Ok(mut fs) = Ext2::mount(MemDisk::new(img), MountOptions { read_only: false, now: NOW, device_bytes: len }) {
+        if let Ok(mut fs) = Ext2::mount(
+            MemDisk::new(img),
+            MountOptions {
+                read_only: false,
+                now: NOW,
+                device_bytes: len,
+            },
+        ) {
             mounted += 1;
             if exercise(&mut fs, &mut rng) > 100 {
                 useful += 1;
             }
             if let Ok(io) = fs.unmount() {
                 // Whatever is left mounts again (or is refused) and walks.
-                if let Ok(mut fs) = Ext2::mount(io, MountOptions { read_only: true, now: NOW, device_bytes: len }) {
+                if let Ok(mut fs) = Ext2::mount(
+                    io,
+                    MountOptions {
+                        read_only: true,
+                        now: NOW,
+                        device_bytes: len,
+                    },
+                ) {
                     exercise(&mut fs, &mut rng);
                 }
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "seed {seed} ({kind}) took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "seed {seed} ({kind}) took {:?}",
+            started.elapsed()
+        );
     }
     let n = seeds.end - seeds.start;
     eprintln!("{block_size}-byte blocks {extra:?}: {n} seeds, {mounted} mounted, {useful} walked far, kinds {kinds:?}");
@@ -316,7 +370,10 @@ fn run_seeds(block_size: u32, extra: &[&str], seeds: std::ops::Range<u64>) {
 
 /// Seeds per block size: 150, or EXT2_CORRUPT_SEEDS for longer runs.
 fn seed_count() -> u64 {
-    std::env::var("EXT2_CORRUPT_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(150)
+    std::env::var("EXT2_CORRUPT_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150)
 }
 
 #[test]
@@ -354,7 +411,10 @@ fn specific_damage_gives_euclean() {
     assert_eq!(fs.create(big, b"x", 0o644, OWNER), Err(Errno::EUCLEAN));
     let img = unmount(fs);
     // The error is recorded in the superblock.
-    assert_ne!(img[1024 + ext2fs::layout::S_STATE] & ext2fs::layout::EXT2_ERROR_FS as u8, 0);
+    assert_ne!(
+        img[1024 + ext2fs::layout::S_STATE] & ext2fs::layout::EXT2_ERROR_FS as u8,
+        0
+    );
 
     // An indirect block whose entries all point at itself: reads give its bytes (as Linux
     // would), truncate and evict finish, and freeing the same block twice is caught.
@@ -442,9 +502,20 @@ fn io_errors_at_every_step_never_panic() {
     let (clean, _src) = standard_image(1024);
     let mut eio = 0;
     for (i, budget) in (0..400).step_by(7).enumerate() {
-        let disk = FailingDisk { inner: MemDisk::new(clean.clone()), left: std::cell::Cell::new(budget), fail_reads: i % 2 == 1 };
+        let disk = FailingDisk {
+            inner: MemDisk::new(clean.clone()),
+            left: std::cell::Cell::new(budget),
+            fail_reads: i % 2 == 1,
+        };
         let len = clean.len() as u64;
-        let Ok(mut fs) = Ext2::mount(disk, MountOptions { read_only: false, now: NOW, device_bytes: len }) else {
+        let Ok(mut fs) = Ext2::mount(
+            disk,
+            MountOptions {
+                read_only: false,
+                now: NOW,
+                device_bytes: len,
+            },
+        ) else {
             eio += 1;
             continue;
         };

@@ -28,27 +28,44 @@ fn namespace_errors_match_linux() {
     assert_eq!(fs.mkdir(ROOT, b".", 0o755, OWNER), Err(Errno::EEXIST));
     // ENOTEMPTY
     assert_eq!(fs.rmdir(ROOT, b"nested"), Err(Errno::ENOTEMPTY));
-    assert_eq!(fs.rename(ROOT, b"empty", ROOT, b"nested"), Err(Errno::ENOTEMPTY));
+    assert_eq!(
+        fs.rename(ROOT, b"empty", ROOT, b"nested"),
+        Err(Errno::ENOTEMPTY)
+    );
     // ENOTDIR
     assert_eq!(fs.rmdir(ROOT, b"f_100"), Err(Errno::ENOTDIR));
     assert_eq!(fs.lookup(file, b"x"), Err(Errno::ENOTDIR));
     assert_eq!(fs.create(file, b"x", 0o644, OWNER), Err(Errno::ENOTDIR));
-    assert_eq!(fs.rename(ROOT, b"empty", ROOT, b"f_100"), Err(Errno::ENOTDIR));
+    assert_eq!(
+        fs.rename(ROOT, b"empty", ROOT, b"f_100"),
+        Err(Errno::ENOTDIR)
+    );
     // EISDIR
     assert_eq!(fs.unlink(ROOT, b"nested"), Err(Errno::EISDIR));
-    assert_eq!(fs.rename(ROOT, b"f_100", ROOT, b"empty"), Err(Errno::EISDIR));
+    assert_eq!(
+        fs.rename(ROOT, b"f_100", ROOT, b"empty"),
+        Err(Errno::EISDIR)
+    );
     assert_eq!(fs.write_file(nested, 0, b"x"), Err(Errno::EISDIR));
     assert_eq!(fs.truncate(nested, 0, true), Err(Errno::EISDIR));
     // EPERM: no hard links to directories.
     assert_eq!(fs.link(nested, ROOT, b"dirlink"), Err(Errno::EPERM));
     // ENAMETOOLONG: 255 bytes is the limit for names; a symlink target must fit a block.
     let long = vec![b'n'; 256];
-    assert_eq!(fs.create(ROOT, &long, 0o644, OWNER), Err(Errno::ENAMETOOLONG));
+    assert_eq!(
+        fs.create(ROOT, &long, 0o644, OWNER),
+        Err(Errno::ENAMETOOLONG)
+    );
     assert_eq!(fs.lookup(ROOT, &long), Err(Errno::ENAMETOOLONG));
     let max = fs.create(ROOT, &long[..255], 0o644, OWNER).unwrap();
     assert_eq!(fs.lookup(ROOT, &long[..255]), Ok(Some(max)));
-    assert_eq!(fs.symlink(ROOT, b"toolong", &vec![b't'; 1024], OWNER), Err(Errno::ENAMETOOLONG));
-    let s = fs.symlink(ROOT, b"longest", &vec![b't'; 1023], OWNER).unwrap();
+    assert_eq!(
+        fs.symlink(ROOT, b"toolong", &vec![b't'; 1024], OWNER),
+        Err(Errno::ENAMETOOLONG)
+    );
+    let s = fs
+        .symlink(ROOT, b"longest", &vec![b't'; 1023], OWNER)
+        .unwrap();
     assert_eq!(fs.readlink(s).unwrap().len(), 1023);
     // EMLINK: at EXT2_LINK_MAX links, for link, mkdir and a directory moving in.
     let mut inode = fs.read_inode(file).unwrap();
@@ -63,7 +80,10 @@ fn namespace_errors_match_linux() {
     dinode.links_count = layout::EXT2_LINK_MAX;
     fs.write_inode(nested, &dinode).unwrap();
     assert_eq!(fs.mkdir(nested, b"sub", 0o755, OWNER), Err(Errno::EMLINK));
-    assert_eq!(fs.rename(ROOT, b"empty", nested, b"moved"), Err(Errno::EMLINK));
+    assert_eq!(
+        fs.rename(ROOT, b"empty", nested, b"moved"),
+        Err(Errno::EMLINK)
+    );
     dinode.links_count = saved;
     fs.write_inode(nested, &dinode).unwrap();
     // EFBIG past the maximum file size.
@@ -122,7 +142,10 @@ fn enospc_then_cleanup_is_clean() {
         let ffree = fs.statfs().ffree;
         assert_eq!(fs.mkdir(ROOT, b"d", 0o755, OWNER), Err(Errno::ENOSPC));
         assert_eq!(fs.statfs().ffree, ffree);
-        assert_eq!(fs.symlink(ROOT, b"s", &[b'x'; 100], OWNER), Err(Errno::ENOSPC));
+        assert_eq!(
+            fs.symlink(ROOT, b"s", &[b'x'; 100], OWNER),
+            Err(Errno::ENOSPC)
+        );
         assert_eq!(fs.statfs().ffree, ffree);
         let mut back = vec![0u8; off as usize];
         fs.read_file(f, 0, &mut back).unwrap();
@@ -170,7 +193,14 @@ fn sb_field16(img: &[u8], off: usize) -> u16 {
 
 fn try_mount(img: Vec<u8>) -> Result<Ext2<MemDisk>, Errno> {
     let len = img.len() as u64;
-    Ext2::mount(MemDisk::new(img), MountOptions { read_only: false, now: NOW, device_bytes: len })
+    Ext2::mount(
+        MemDisk::new(img),
+        MountOptions {
+            read_only: false,
+            now: NOW,
+            device_bytes: len,
+        },
+    )
 }
 
 #[test]
@@ -204,8 +234,14 @@ fn mount_rules() {
     let fs = mount(base.clone());
     assert_eq!(fs.warnings(), Default::default());
     let mounted = fs.io().data.borrow().clone();
-    assert_eq!(sb_field16(&mounted, layout::S_STATE) & layout::EXT2_VALID_FS, 0);
-    assert_eq!(sb_field16(&mounted, layout::S_MNT_COUNT), sb_field16(&base, layout::S_MNT_COUNT) + 1);
+    assert_eq!(
+        sb_field16(&mounted, layout::S_STATE) & layout::EXT2_VALID_FS,
+        0
+    );
+    assert_eq!(
+        sb_field16(&mounted, layout::S_MNT_COUNT),
+        sb_field16(&base, layout::S_MNT_COUNT) + 1
+    );
     let img = unmount(fs);
     assert_eq!(sb_field16(&img, layout::S_STATE), layout::EXT2_VALID_FS);
     // Not unmounted (a crash after sync): the next mount warns and keeps it not clean.
@@ -264,22 +300,38 @@ fn htree_directory_read_write() {
     let src = tempfile::tempdir().unwrap();
     std::fs::create_dir(src.path().join("big")).unwrap();
     for i in 0..400 {
-        std::fs::write(src.path().join(format!("big/file_{i:04}_{}", "z".repeat(i % 40))), b"").unwrap();
+        std::fs::write(
+            src.path()
+                .join(format!("big/file_{i:04}_{}", "z".repeat(i % 40))),
+            b"",
+        )
+        .unwrap();
     }
     let img = mkfs(Some(src.path()), 1024, 4096, &[]);
     let (code, text) = {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("img");
         std::fs::write(&p, &img).unwrap();
-        let out = std::process::Command::new(tool("e2fsck")).args(["-fyD"]).arg(&p).output().unwrap();
+        let out = std::process::Command::new(tool("e2fsck"))
+            .args(["-fyD"])
+            .arg(&p)
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        (out.status.code().unwrap_or(-1), (text, std::fs::read(&p).unwrap()))
+        (
+            out.status.code().unwrap_or(-1),
+            (text, std::fs::read(&p).unwrap()),
+        )
     };
     assert!(code <= 1, "e2fsck -fyD: {}", text.0);
     let img = text.1;
     let mut fs = mount(img);
     let big = lookup_path(&mut fs, "/big").unwrap();
-    assert_ne!(fs.read_inode(big).unwrap().flags & layout::EXT2_INDEX_FL, 0, "e2fsck -D indexed it");
+    assert_ne!(
+        fs.read_inode(big).unwrap().flags & layout::EXT2_INDEX_FL,
+        0,
+        "e2fsck -D indexed it"
+    );
     let names = list_dir(&mut fs, big).unwrap();
     assert_eq!(names.len(), 402);
     for i in (0..400).step_by(7) {
@@ -289,7 +341,8 @@ fn htree_directory_read_write() {
         fs.evict(ino).unwrap();
     }
     for i in 0..50 {
-        fs.create(big, format!("new_{i}").as_bytes(), 0o644, OWNER).unwrap();
+        fs.create(big, format!("new_{i}").as_bytes(), 0o644, OWNER)
+            .unwrap();
     }
     assert_eq!(fs.read_inode(big).unwrap().flags & layout::EXT2_INDEX_FL, 0);
     let img = unmount(fs);
@@ -308,25 +361,50 @@ fn orlov_spreads_top_level_directories() {
     let (_, text) = run_on_image("dumpe2fs", &[], &img);
     let per_group: Vec<(u64, u64)> = text
         .lines()
-        .filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit()) && l.contains(" free blocks, "))
+        .filter(|l| {
+            l.trim_start()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+                && l.contains(" free blocks, ")
+        })
         .map(|l| {
-            let n: Vec<u64> = l.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+            let n: Vec<u64> = l
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap())
+                .collect();
             (n[0], n[1])
         })
         .collect();
     assert_eq!(per_group.len(), 8);
-    let (avg_b, avg_i) = (per_group.iter().map(|g| g.0).sum::<u64>() / 8, per_group.iter().map(|g| g.1).sum::<u64>() / 8);
-    let candidates: std::collections::BTreeSet<u32> =
-        (0..8).filter(|&g| per_group[g as usize].0 >= avg_b && per_group[g as usize].1 >= avg_i).collect();
-    assert!(candidates.len() >= 2 && candidates.len() < 8, "{candidates:?}");
+    let (avg_b, avg_i) = (
+        per_group.iter().map(|g| g.0).sum::<u64>() / 8,
+        per_group.iter().map(|g| g.1).sum::<u64>() / 8,
+    );
+    let candidates: std::collections::BTreeSet<u32> = (0..8)
+        .filter(|&g| per_group[g as usize].0 >= avg_b && per_group[g as usize].1 >= avg_i)
+        .collect();
+    assert!(
+        candidates.len() >= 2 && candidates.len() < 8,
+        "{candidates:?}"
+    );
 
     let mut fs = mount(img);
     let ipg = (fs.statfs().files / 8) as u32;
     let group = |ino: u32| (ino - 1) / ipg;
-    let tops: Vec<u32> = (0..8).map(|i| fs.mkdir(ROOT, format!("top{i}").as_bytes(), 0o755, OWNER).unwrap()).collect();
+    let tops: Vec<u32> = (0..8)
+        .map(|i| {
+            fs.mkdir(ROOT, format!("top{i}").as_bytes(), 0o755, OWNER)
+                .unwrap()
+        })
+        .collect();
     let groups: std::collections::BTreeSet<u32> = tops.iter().map(|&d| group(d)).collect();
     // Fewest directories first: every candidate gets one before any gets two.
-    assert_eq!(groups, candidates, "top-level directories in groups {groups:?}");
+    assert_eq!(
+        groups, candidates,
+        "top-level directories in groups {groups:?}"
+    );
     for &top in &tops {
         let sub = fs.mkdir(top, b"sub", 0o755, OWNER).unwrap();
         assert_eq!(group(sub), group(top), "subdirectory near its parent");
@@ -334,7 +412,11 @@ fn orlov_spreads_top_level_directories() {
         assert_eq!(group(f), group(top), "file in its directory's group");
         fs.write_file(f, 0, &pattern(1, 3000)).unwrap();
         let blk = fs.get_block(f, 0, false).unwrap().unwrap().block;
-        assert_eq!((blk - 1) / 1024, u64::from(group(top)), "data in the inode's group");
+        assert_eq!(
+            (blk - 1) / 1024,
+            u64::from(group(top)),
+            "data in the inode's group"
+        );
     }
     let img = unmount(fs);
     assert_fsck_clean(&img);

@@ -11,7 +11,14 @@ use common::*;
 use ext2fs::{Errno, Ext2};
 use proptest::prelude::*;
 
-const NAMES: [&str; 6] = ["a", "b", "c", "d", "e", "a_rather_long_name_that_takes_more_room_in_a_directory_block_than_the_others_do"];
+const NAMES: [&str; 6] = [
+    "a",
+    "b",
+    "c",
+    "d",
+    "e",
+    "a_rather_long_name_that_takes_more_room_in_a_directory_block_than_the_others_do",
+];
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -43,8 +50,14 @@ fn op() -> impl Strategy<Value = Op> {
 
 #[derive(Debug, Clone)]
 enum Node {
-    File { data: Vec<u8>, nlink: u16 },
-    Dir { entries: BTreeMap<Vec<u8>, usize>, parent: usize },
+    File {
+        data: Vec<u8>,
+        nlink: u16,
+    },
+    Dir {
+        entries: BTreeMap<Vec<u8>, usize>,
+        parent: usize,
+    },
     Symlink(Vec<u8>),
 }
 
@@ -57,7 +70,14 @@ struct Model {
 
 impl Model {
     fn ids(&self, want_dir: bool) -> Vec<usize> {
-        let mut v: Vec<usize> = self.nodes.iter().filter(|(_, n)| matches!(n, Node::Dir { .. }) == want_dir && !matches!(n, Node::Symlink(_))).map(|(&id, _)| id).collect();
+        let mut v: Vec<usize> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| {
+                matches!(n, Node::Dir { .. }) == want_dir && !matches!(n, Node::Symlink(_))
+            })
+            .map(|(&id, _)| id)
+            .collect();
         v.sort();
         v
     }
@@ -119,7 +139,12 @@ impl Model {
 const CONFIGS: [(u32, &[&str]); 4] = [(1024, &[]), (2048, &[]), (4096, &[]), (1024, MULTI_GROUP)];
 
 fn base_image(config: usize) -> &'static Vec<u8> {
-    static IMAGES: [OnceLock<Vec<u8>>; 4] = [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    static IMAGES: [OnceLock<Vec<u8>>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
     let (block_size, extra) = CONFIGS[config];
     IMAGES[config].get_or_init(|| mkfs(None, block_size, 16384, extra))
 }
@@ -135,9 +160,25 @@ fn expect(got: Result<impl std::fmt::Debug, Errno>, want: Result<(), Errno>, wha
 fn run(config: usize, ops: &[Op]) {
     let mut fs = mount(base_image(config).clone());
     let lost_found = fs.lookup(ROOT, b"lost+found").unwrap().unwrap();
-    let mut m = Model { nodes: HashMap::new(), ino: HashMap::new(), next: 0 };
-    m.add(Node::Dir { entries: BTreeMap::new(), parent: 0 }, ROOT);
-    let lf = m.add(Node::Dir { entries: BTreeMap::new(), parent: 0 }, lost_found);
+    let mut m = Model {
+        nodes: HashMap::new(),
+        ino: HashMap::new(),
+        next: 0,
+    };
+    m.add(
+        Node::Dir {
+            entries: BTreeMap::new(),
+            parent: 0,
+        },
+        ROOT,
+    );
+    let lf = m.add(
+        Node::Dir {
+            entries: BTreeMap::new(),
+            parent: 0,
+        },
+        lost_found,
+    );
     m.entries(0).insert(b"lost+found".to_vec(), lf);
     for op in ops {
         let dirs = m.ids(true);
@@ -162,8 +203,14 @@ fn run(config: usize, ops: &[Op]) {
                 } else {
                     expect(got, Ok(()), op);
                     let node = match *op {
-                        Op::Create(..) => Node::File { data: Vec::new(), nlink: 1 },
-                        Op::Mkdir(..) => Node::Dir { entries: BTreeMap::new(), parent: d },
+                        Op::Create(..) => Node::File {
+                            data: Vec::new(),
+                            nlink: 1,
+                        },
+                        Op::Mkdir(..) => Node::Dir {
+                            entries: BTreeMap::new(),
+                            parent: d,
+                        },
                         _ => Node::Symlink(target.unwrap()),
                     };
                     let id = m.add(node, got.unwrap());
@@ -199,7 +246,11 @@ fn run(config: usize, ops: &[Op]) {
                 let (d, n) = (dir(d), name(n));
                 let dino = m.ino[&d];
                 let rmdir = matches!(op, Op::Rmdir(..));
-                let got = if rmdir { fs.rmdir(dino, &n) } else { fs.unlink(dino, &n) };
+                let got = if rmdir {
+                    fs.rmdir(dino, &n)
+                } else {
+                    fs.unlink(dino, &n)
+                };
                 let want = match m.get(d, &n) {
                     None => Err(Errno::ENOENT),
                     Some(id) if rmdir && !m.is_dir(id) => Err(Errno::ENOTDIR),
@@ -229,7 +280,9 @@ fn run(config: usize, ops: &[Op]) {
                     (None, _) => Err(Errno::ENOENT),
                     (Some(s), Some(t)) if s == t => Ok(()),
                     (Some(s), Some(t)) if m.is_dir(s) && !m.is_dir(t) => Err(Errno::ENOTDIR),
-                    (Some(s), Some(t)) if m.is_dir(s) && !m.is_empty_dir(t) => Err(Errno::ENOTEMPTY),
+                    (Some(s), Some(t)) if m.is_dir(s) && !m.is_empty_dir(t) => {
+                        Err(Errno::ENOTEMPTY)
+                    }
                     (Some(s), Some(t)) if !m.is_dir(s) && m.is_dir(t) => Err(Errno::EISDIR),
                     _ => Ok(()),
                 };
@@ -284,13 +337,18 @@ fn compare(fs: &mut Ext2<MemDisk>, m: &Model, id: usize) {
     match &m.nodes[&id] {
         Node::Dir { entries, parent } => {
             let listed = list_dir(fs, ino).unwrap();
-            let mut want: Vec<(Vec<u8>, u32)> = entries.iter().map(|(n, c)| (n.clone(), m.ino[c])).collect();
+            let mut want: Vec<(Vec<u8>, u32)> =
+                entries.iter().map(|(n, c)| (n.clone(), m.ino[c])).collect();
             want.push((b".".to_vec(), ino));
             want.push((b"..".to_vec(), m.ino[parent]));
             want.sort();
             assert_eq!(listed, want, "directory {ino}");
             let subdirs = entries.values().filter(|c| m.is_dir(**c)).count();
-            assert_eq!(usize::from(inode.links_count), 2 + subdirs, "links of directory {ino}");
+            assert_eq!(
+                usize::from(inode.links_count),
+                2 + subdirs,
+                "links of directory {ino}"
+            );
             for c in entries.values() {
                 compare(fs, m, *c);
             }

@@ -23,13 +23,20 @@ fn compare_tree(fs: &mut Ext2<MemDisk>, host: &Path, ino: u32) -> usize {
     for e in std::fs::read_dir(host).unwrap() {
         host_names.insert(e.unwrap().file_name().into_encoded_bytes());
     }
-    let listed: BTreeSet<Vec<u8>> = list_dir(fs, ino).unwrap().into_iter().map(|(n, _)| n).collect();
+    let listed: BTreeSet<Vec<u8>> = list_dir(fs, ino)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(listed, host_names, "listing of {}", host.display());
     for e in std::fs::read_dir(host).unwrap() {
         let e = e.unwrap();
         let path = e.path();
         let md = std::fs::symlink_metadata(&path).unwrap();
-        let child = fs.lookup(ino, e.file_name().as_encoded_bytes()).unwrap().unwrap();
+        let child = fs
+            .lookup(ino, e.file_name().as_encoded_bytes())
+            .unwrap()
+            .unwrap();
         let inode = fs.read_inode(child).unwrap();
         let what = path.display();
         assert_eq!(u32::from(inode.mode), md.mode(), "mode of {what}");
@@ -40,13 +47,19 @@ fn compare_tree(fs: &mut Ext2<MemDisk>, host: &Path, ino: u32) -> usize {
         if md.file_type().is_dir() {
             count += compare_tree(fs, &path, child);
         } else if md.file_type().is_symlink() {
-            let target = std::fs::read_link(&path).unwrap().into_os_string().into_encoded_bytes();
+            let target = std::fs::read_link(&path)
+                .unwrap()
+                .into_os_string()
+                .into_encoded_bytes();
             assert_eq!(fs.readlink(child).unwrap(), target, "target of {what}");
             assert_eq!(inode.size, md.len(), "size of {what}");
             count += 1;
         } else if md.file_type().is_file() {
             assert_eq!(inode.size, md.len(), "size of {what}");
-            assert!(read_all(fs, child) == std::fs::read(&path).unwrap(), "contents of {what}");
+            assert!(
+                read_all(fs, child) == std::fs::read(&path).unwrap(),
+                "contents of {what}"
+            );
             count += 1;
         } else {
             count += 1;
@@ -58,7 +71,15 @@ fn compare_tree(fs: &mut Ext2<MemDisk>, host: &Path, ino: u32) -> usize {
 fn check_image(block_size: u32, extra: &[&str]) {
     let (img, src) = standard_image_with(block_size, extra);
     let len = img.len();
-    let mut fs = Ext2::mount(MemDisk::new(img.clone()), MountOptions { read_only: true, now: NOW, device_bytes: len as u64 }).unwrap();
+    let mut fs = Ext2::mount(
+        MemDisk::new(img.clone()),
+        MountOptions {
+            read_only: true,
+            now: NOW,
+            device_bytes: len as u64,
+        },
+    )
+    .unwrap();
     assert_eq!(fs.warnings(), Default::default());
     let objects = compare_tree(&mut fs, src.path(), ROOT);
     // 14 files, 4 sparse, 4 symlinks, big/ with 300, nested/ (4 dirs, 2 files), empty/,
@@ -69,13 +90,23 @@ fn check_image(block_size: u32, extra: &[&str]) {
     let bs = u64::from(block_size);
     let head = lookup_path(&mut fs, "/sparse_head").unwrap();
     assert_eq!(fs.get_block(head, 0, false).unwrap(), None);
-    assert!(fs.get_block(head, 100 * 1024 / bs, false).unwrap().is_some());
+    assert!(fs
+        .get_block(head, 100 * 1024 / bs, false)
+        .unwrap()
+        .is_some());
     let tind = lookup_path(&mut fs, "/sparse_tind").unwrap();
     let inode = fs.read_inode(tind).unwrap();
     let levels = if block_size == 1024 { 4 } else { 3 }; // data + indirect levels
-    assert_eq!(u64::from(inode.blocks), levels * bs / 512, "i_blocks of sparse_tind");
+    assert_eq!(
+        u64::from(inode.blocks),
+        levels * bs / 512,
+        "i_blocks of sparse_tind"
+    );
     if block_size == 1024 {
-        assert_ne!(inode.block[14], 0, "1 KiB blocks: byte 70 MiB is triple indirect");
+        assert_ne!(
+            inode.block[14], 0,
+            "1 KiB blocks: byte 70 MiB is triple indirect"
+        );
     }
     let mut byte = [0u8; 2];
     assert_eq!(fs.read_file(tind, TIND_OFFSET, &mut byte).unwrap(), 1);
@@ -88,7 +119,11 @@ fn check_image(block_size: u32, extra: &[&str]) {
     for (name, target) in symlink_targets() {
         let ino = lookup_path(&mut fs, &format!("/{name}")).unwrap();
         let inode = fs.read_inode(ino).unwrap();
-        assert_eq!(inode.is_fast_symlink(block_size), target.len() < 60, "{name}");
+        assert_eq!(
+            inode.is_fast_symlink(block_size),
+            target.len() < 60,
+            "{name}"
+        );
     }
 
     // Read-only: writes are refused.
@@ -105,7 +140,10 @@ fn check_statfs(fs: &Ext2<MemDisk>, img: &[u8]) {
     let (code, text) = run_on_image("dumpe2fs", &[], img);
     assert_eq!(code, 0, "{text}");
     let field = |name: &str| -> u64 {
-        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name}"));
         line.rsplit(' ').next().unwrap().trim().parse().unwrap()
     };
     let span = |l: &str, what: &str| -> u64 {
@@ -129,7 +167,10 @@ fn check_statfs(fs: &Ext2<MemDisk>, img: &[u8]) {
     assert_eq!(u64::from(st.bsize), field("Block size:"));
     assert_eq!(st.blocks, field("Block count:") - overhead);
     assert_eq!(st.bfree, field("Free blocks:"));
-    assert_eq!(st.bavail, field("Free blocks:") - field("Reserved block count:"));
+    assert_eq!(
+        st.bavail,
+        field("Free blocks:") - field("Reserved block count:")
+    );
     assert_eq!(st.files, field("Inode count:"));
     assert_eq!(st.ffree, field("Free inodes:"));
     assert_eq!(st.namelen, 255);

@@ -29,16 +29,30 @@ impl Model {
     fn rename_tree(&mut self, from: &str, to: &str) {
         self.remove_tree(to);
         let prefix = format!("{from}/");
-        let moved: Vec<(String, Node)> =
-            self.0.iter().filter(|(p, _)| *p == from || p.starts_with(&prefix)).map(|(p, n)| (p.clone(), n.clone())).collect();
+        let moved: Vec<(String, Node)> = self
+            .0
+            .iter()
+            .filter(|(p, _)| *p == from || p.starts_with(&prefix))
+            .map(|(p, n)| (p.clone(), n.clone()))
+            .collect();
         self.remove_tree(from);
         for (p, n) in moved {
             self.0.insert(format!("{to}{}", &p[from.len()..]), n);
         }
     }
     fn children(&self, dir: &str) -> Vec<String> {
-        let prefix = if dir == "/" { "/".to_string() } else { format!("{dir}/") };
-        self.0.keys().filter(|p| p.starts_with(&prefix) && !p[prefix.len()..].contains('/') && p.len() > prefix.len()).map(|p| p[prefix.len()..].to_string()).collect()
+        let prefix = if dir == "/" {
+            "/".to_string()
+        } else {
+            format!("{dir}/")
+        };
+        self.0
+            .keys()
+            .filter(|p| {
+                p.starts_with(&prefix) && !p[prefix.len()..].contains('/') && p.len() > prefix.len()
+            })
+            .map(|p| p[prefix.len()..].to_string())
+            .collect()
     }
 }
 
@@ -50,7 +64,11 @@ fn standard_model(fs: &mut Ext2<MemDisk>) -> Model {
             if name == b"." || name == b".." {
                 continue;
             }
-            let p = format!("{}/{}", if path == "/" { "" } else { path }, String::from_utf8(name).unwrap());
+            let p = format!(
+                "{}/{}",
+                if path == "/" { "" } else { path },
+                String::from_utf8(name).unwrap()
+            );
             let inode = fs.read_inode(ino).unwrap();
             let node = if inode.is_dir() {
                 walk(fs, ino, &p, m);
@@ -72,7 +90,9 @@ fn standard_model(fs: &mut Ext2<MemDisk>) -> Model {
 fn write_at(fs: &mut Ext2<MemDisk>, m: &mut Model, path: &str, off: usize, data: &[u8]) {
     let ino = lookup_path(fs, path).unwrap();
     assert_eq!(fs.write_file(ino, off as u64, data).unwrap(), data.len());
-    let Some(Node::File(v)) = m.0.get_mut(path) else { panic!("{path} not a file in the model") };
+    let Some(Node::File(v)) = m.0.get_mut(path) else {
+        panic!("{path} not a file in the model")
+    };
     if v.len() < off + data.len() {
         v.resize(off + data.len(), 0);
     }
@@ -82,7 +102,9 @@ fn write_at(fs: &mut Ext2<MemDisk>, m: &mut Model, path: &str, off: usize, data:
 fn truncate(fs: &mut Ext2<MemDisk>, m: &mut Model, path: &str, size: usize) {
     let ino = lookup_path(fs, path).unwrap();
     fs.truncate(ino, size as u64, true).unwrap();
-    let Some(Node::File(v)) = m.0.get_mut(path) else { panic!() };
+    let Some(Node::File(v)) = m.0.get_mut(path) else {
+        panic!()
+    };
     v.resize(size, 0);
 }
 
@@ -129,11 +151,29 @@ fn run_scenario(block_size: u32, extra: &[&str]) {
     for (i, chunk) in big.chunks(7000).enumerate() {
         write_at(&mut fs, &mut m, "/bigwrite", i * 7000, chunk);
     }
-    write_at(&mut fs, &mut m, "/f_600000", 300_000, &pattern(1003, 10_000));
+    write_at(
+        &mut fs,
+        &mut m,
+        "/f_600000",
+        300_000,
+        &pattern(1003, 10_000),
+    );
     // Into holes.
-    write_at(&mut fs, &mut m, "/sparse_mid", 100 * 1024, &pattern(1004, 2000));
+    write_at(
+        &mut fs,
+        &mut m,
+        "/sparse_mid",
+        100 * 1024,
+        &pattern(1004, 2000),
+    );
     write_at(&mut fs, &mut m, "/sparse_tind", 5, b"head");
-    write_at(&mut fs, &mut m, "/sparse_tail", 150 * 1024, b"in the trailing hole");
+    write_at(
+        &mut fs,
+        &mut m,
+        "/sparse_tail",
+        150 * 1024,
+        b"in the trailing hole",
+    );
 
     // Truncates: shrink across the indirect levels, grow into a hole, write past it.
     truncate(&mut fs, &mut m, "/f_275463", 20_000);
@@ -152,7 +192,11 @@ fn run_scenario(block_size: u32, extra: &[&str]) {
     }
     // New entries reuse the freed space.
     for i in 0..40 {
-        create(&mut fs, &mut m, &format!("/big/again_{i}_{}", "x".repeat(i * 5)));
+        create(
+            &mut fs,
+            &mut m,
+            &format!("/big/again_{i}_{}", "x".repeat(i * 5)),
+        );
     }
 
     // Directories.
@@ -192,8 +236,10 @@ fn run_scenario(block_size: u32, extra: &[&str]) {
     let long = "long/".repeat(40);
     fs.symlink(d1, b"sym_slow", long.as_bytes(), OWNER).unwrap();
     m.0.insert("/d1/sym_slow".into(), Node::Symlink(long.into_bytes()));
-    fs.mknod(d1, b"null", 0o020666, (1 << 20) | 3, OWNER).unwrap();
-    fs.mknod(d1, b"bigdev", 0o060600, (300 << 20) | 70000, OWNER).unwrap();
+    fs.mknod(d1, b"null", 0o020666, (1 << 20) | 3, OWNER)
+        .unwrap();
+    fs.mknod(d1, b"bigdev", 0o060600, (300 << 20) | 70000, OWNER)
+        .unwrap();
     fs.mknod(d1, b"pipe", 0o010644, 0, OWNER).unwrap();
     for n in ["null", "bigdev", "pipe"] {
         m.0.insert(format!("/d1/{n}"), Node::Special);
@@ -240,9 +286,20 @@ fn run_scenario(block_size: u32, extra: &[&str]) {
 
     // debugfs sees the same tree and bytes.
     check_with_debugfs(&img, &m);
-    let (null, big_dev) = (debugfs(&img, "stat /d1/null"), debugfs(&img, "stat /d1/bigdev"));
-    assert!(String::from_utf8_lossy(&null).contains("Device major/minor number: 01:03"), "{}", String::from_utf8_lossy(&null));
-    assert!(String::from_utf8_lossy(&big_dev).contains("Device major/minor number: 300:70000"), "{}", String::from_utf8_lossy(&big_dev));
+    let (null, big_dev) = (
+        debugfs(&img, "stat /d1/null"),
+        debugfs(&img, "stat /d1/bigdev"),
+    );
+    assert!(
+        String::from_utf8_lossy(&null).contains("Device major/minor number: 01:03"),
+        "{}",
+        String::from_utf8_lossy(&null)
+    );
+    assert!(
+        String::from_utf8_lossy(&big_dev).contains("Device major/minor number: 300:70000"),
+        "{}",
+        String::from_utf8_lossy(&big_dev)
+    );
     let hard = String::from_utf8_lossy(&debugfs(&img, "stat /d1/hard")).to_string();
     assert!(hard.contains("Links: 2"), "{hard}");
 
@@ -256,25 +313,45 @@ fn run_scenario(block_size: u32, extra: &[&str]) {
 /// `rdump` of the whole tree, every file's bytes and every symlink's target.
 fn check_with_debugfs(img: &[u8], m: &Model) {
     let mut dirs = vec!["/".to_string()];
-    dirs.extend(m.0.iter().filter(|(_, n)| **n == Node::Dir).map(|(p, _)| p.clone()));
-    let script: String = dirs.iter().map(|d| format!("ls -p {d}\nstat {d}\n")).collect();
+    dirs.extend(
+        m.0.iter()
+            .filter(|(_, n)| **n == Node::Dir)
+            .map(|(p, _)| p.clone()),
+    );
+    let script: String = dirs
+        .iter()
+        .map(|d| format!("ls -p {d}\nstat {d}\n"))
+        .collect();
     let out = debugfs_script(img, &script);
     for (i, dir) in dirs.iter().enumerate() {
         let ls = &out[2 * i];
         // Lines are /ino/mode/uid/gid/name/size/; unused entries (inode 0) are listed too.
-        let mut names: Vec<String> =
-            ls.lines().filter(|l| !l.starts_with("/0/")).filter_map(|l| l.split('/').nth(5).map(str::to_string)).collect();
+        let mut names: Vec<String> = ls
+            .lines()
+            .filter(|l| !l.starts_with("/0/"))
+            .filter_map(|l| l.split('/').nth(5).map(str::to_string))
+            .collect();
         names.retain(|n| n != "." && n != "..");
         names.sort();
         let mut want = m.children(dir);
         want.sort();
         let extra: Vec<_> = names.iter().filter(|n| !want.contains(n)).collect();
         let missing: Vec<_> = want.iter().filter(|n| !names.contains(n)).collect();
-        assert!(names == want, "debugfs ls -p {dir}: extra {extra:?}, missing {missing:?}");
+        assert!(
+            names == want,
+            "debugfs ls -p {dir}: extra {extra:?}, missing {missing:?}"
+        );
         let base = dir.trim_end_matches('/');
-        let subdirs = m.children(dir).iter().filter(|c| m.0[&format!("{base}/{c}")] == Node::Dir).count();
+        let subdirs = m
+            .children(dir)
+            .iter()
+            .filter(|c| m.0[&format!("{base}/{c}")] == Node::Dir)
+            .count();
         let st = &out[2 * i + 1];
-        assert!(st.contains(&format!("Links: {}", 2 + subdirs)), "links of {dir}: {st}");
+        assert!(
+            st.contains(&format!("Links: {}", 2 + subdirs)),
+            "links of {dir}: {st}"
+        );
     }
     let tmp = tempfile::tempdir().unwrap();
     let dump = tmp.path().join("tree");
@@ -285,10 +362,18 @@ fn check_with_debugfs(img: &[u8], m: &Model) {
         match node {
             Node::File(data) => {
                 let got = std::fs::read(&host).unwrap();
-                assert!(got == *data, "debugfs rdump {path}: {} bytes, want {}", got.len(), data.len());
+                assert!(
+                    got == *data,
+                    "debugfs rdump {path}: {} bytes, want {}",
+                    got.len(),
+                    data.len()
+                );
             }
             Node::Symlink(target) => {
-                let got = std::fs::read_link(&host).unwrap().into_os_string().into_encoded_bytes();
+                let got = std::fs::read_link(&host)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes();
                 assert_eq!(got, *target, "{path}");
             }
             Node::Dir => assert!(host.is_dir(), "{path}"),
@@ -303,7 +388,12 @@ fn debugfs_script(img: &[u8], script: &str) -> Vec<String> {
     let (path, cmds) = (tmp.path().join("img"), tmp.path().join("cmds"));
     std::fs::write(&path, img).unwrap();
     std::fs::write(&cmds, script).unwrap();
-    let out = std::process::Command::new(tool("debugfs")).arg("-f").arg(&cmds).arg(&path).output().unwrap();
+    let out = std::process::Command::new(tool("debugfs"))
+        .arg("-f")
+        .arg(&cmds)
+        .arg(&path)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let mut parts: Vec<String> = Vec::new();
     for line in text.lines() {
@@ -314,7 +404,11 @@ fn debugfs_script(img: &[u8], script: &str) -> Vec<String> {
             p.push('\n');
         }
     }
-    assert_eq!(parts.len(), script.lines().count(), "debugfs -f output: {text}");
+    assert_eq!(
+        parts.len(),
+        script.lines().count(),
+        "debugfs -f output: {text}"
+    );
     parts
 }
 
@@ -364,18 +458,30 @@ fn page_cache_style_writes_through_get_block() {
                 let m = fs.get_block(ino, fblk, true).unwrap().unwrap();
                 assert!(m.new, "block {fblk} is fresh");
                 // A second lookup finds the same block, no longer new.
-                assert_eq!(fs.get_block(ino, fblk, false).unwrap().unwrap().block, m.block);
-                fs.io().write_block(m.block, &page_buf[b * bs..(b + 1) * bs]).unwrap();
+                assert_eq!(
+                    fs.get_block(ino, fblk, false).unwrap().unwrap().block,
+                    m.block
+                );
+                fs.io()
+                    .write_block(m.block, &page_buf[b * bs..(b + 1) * bs])
+                    .unwrap();
             }
             let end = (index * page + len) as u64;
             if end > fs.read_inode(ino).unwrap().size {
                 fs.truncate(ino, end, false).unwrap();
             }
         }
-        assert_eq!(fs.get_block(ino, (2 * page / bs) as u64, false).unwrap(), None, "hole");
+        assert_eq!(
+            fs.get_block(ino, (2 * page / bs) as u64, false).unwrap(),
+            None,
+            "hole"
+        );
         assert!(read_all(&mut fs, ino) == expected);
         let img = unmount(fs);
         assert_fsck_clean(&img);
-        assert!(debugfs(&img, "cat /paged") == expected, "debugfs cat at {block_size}");
+        assert!(
+            debugfs(&img, "cat /paged") == expected,
+            "debugfs cat at {block_size}"
+        );
     }
 }

@@ -20,7 +20,9 @@ pub struct MemDisk {
 
 impl MemDisk {
     pub fn new(data: Vec<u8>) -> Self {
-        MemDisk { data: RefCell::new(data) }
+        MemDisk {
+            data: RefCell::new(data),
+        }
     }
     pub fn into_inner(self) -> Vec<u8> {
         self.data.into_inner()
@@ -47,7 +49,9 @@ impl BlockIo for MemDisk {
 /// Finds an e2fsprogs tool on PATH or in the sbin directories, or fails the test saying
 /// what to install.
 pub fn tool(name: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
     dirs.extend(["/sbin", "/usr/sbin", "/usr/local/sbin"].map(PathBuf::from));
     for d in dirs {
         let p = d.join(name);
@@ -66,13 +70,22 @@ pub fn mkfs(src: Option<&Path>, block_size: u32, size_kb: u32, extra: &[&str]) -
     cmd.args(["-q", "-F", "-t", "ext2", "-b", &block_size.to_string()]);
     // Fixed times and UUID so that images are reproducible.
     cmd.env("E2FSPROGS_FAKE_TIME", NOW.to_string());
-    cmd.args(["-U", "4a8f2a6e-1d4e-4c4b-9a1f-2e6f8c3b5d70", "-E", "hash_seed=4a8f2a6e-1d4e-4c4b-9a1f-2e6f8c3b5d70"]);
+    cmd.args([
+        "-U",
+        "4a8f2a6e-1d4e-4c4b-9a1f-2e6f8c3b5d70",
+        "-E",
+        "hash_seed=4a8f2a6e-1d4e-4c4b-9a1f-2e6f8c3b5d70",
+    ]);
     if let Some(d) = src {
         cmd.arg("-d").arg(d);
     }
     cmd.args(extra).arg(&img).arg(size_kb.to_string());
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "mke2fs failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "mke2fs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read(&img).unwrap()
 }
 
@@ -81,8 +94,16 @@ pub fn run_on_image(tool_name: &str, args: &[&str], img: &[u8]) -> (i32, String)
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("img");
     std::fs::write(&path, img).unwrap();
-    let out = Command::new(tool(tool_name)).args(args).arg(&path).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(tool(tool_name))
+        .args(args)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -97,13 +118,26 @@ pub fn debugfs(img: &[u8], cmd: &str) -> Vec<u8> {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("img");
     std::fs::write(&path, img).unwrap();
-    let out = Command::new(tool("debugfs")).arg("-R").arg(cmd).arg(&path).output().unwrap();
-    assert!(out.status.success(), "debugfs {cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(tool("debugfs"))
+        .arg("-R")
+        .arg(cmd)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "debugfs {cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
 pub fn opts(img_len: usize) -> MountOptions {
-    MountOptions { read_only: false, now: NOW, device_bytes: img_len as u64 }
+    MountOptions {
+        read_only: false,
+        now: NOW,
+        device_bytes: img_len as u64,
+    }
 }
 
 pub fn mount(img: Vec<u8>) -> Ext2<MemDisk> {
@@ -182,8 +216,22 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 /// Sizes of the regular files in the standard tree: around block boundaries, the end of
 /// the direct blocks, and into single and double indirect blocks at 1 KiB blocks (the
 /// double-indirect range starts at 268 KiB there).
-pub const FILE_SIZES: [usize; 14] =
-    [0, 1, 100, 1023, 1024, 1025, 4095, 4096, 4097, 12 * 1024, 12 * 1024 + 1, 12 * 4096 + 1, 269 * 1024 + 7, 600_000];
+pub const FILE_SIZES: [usize; 14] = [
+    0,
+    1,
+    100,
+    1023,
+    1024,
+    1025,
+    4095,
+    4096,
+    4097,
+    12 * 1024,
+    12 * 1024 + 1,
+    12 * 4096 + 1,
+    269 * 1024 + 7,
+    600_000,
+];
 
 /// Symlink targets: fast (up to 59 bytes, in i_block) and slow (60 bytes and more).
 pub fn symlink_targets() -> Vec<(String, String)> {
@@ -237,7 +285,10 @@ pub fn make_tree(root: &Path) {
     std::fs::create_dir(root.join("empty")).unwrap();
     std::fs::set_permissions(root.join("f_100"), std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::set_permissions(root.join("empty"), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let st = Command::new("mkfifo").arg(root.join("fifo")).status().unwrap();
+    let st = Command::new("mkfifo")
+        .arg(root.join("fifo"))
+        .status()
+        .unwrap();
     assert!(st.success(), "mkfifo failed");
 }
 
