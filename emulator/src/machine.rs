@@ -183,7 +183,8 @@ impl Machine {
 
     /// Plug a virtio-blk disk into the next free PCI slot (00:02.0, 00:03.0...: the order
     /// of QEMU's `-drive if=virtio`) and redo the firmware's PCI set-up, as SeaBIOS would
-    /// have seen the device at boot.
+    /// have seen the device at boot. Before [`Self::load_pvh`]: the firmware's memory map
+    /// depends on the disks.
     pub fn add_disk(&mut self, disk: DiskImage) -> Result<(), MachineError> {
         let dev = Box::new(VirtioBlk::new(disk));
         if self.bus.pci.add_device(dev).is_none() {

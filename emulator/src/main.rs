@@ -433,11 +433,12 @@ fn machine_on_vmscope(
     };
     let disks = open_disks(&a.disk)?;
     let mut m = Machine::new(config, ConsoleSink::Stdout).map_err(|e| e.to_string())?;
-    m.load_pvh(&kernel, &name, cmdline, initrd)
-        .map_err(|e| e.to_string())?;
+    // Disks first: the firmware's memory map depends on them.
     for d in disks {
         m.add_disk(d).map_err(|e| e.to_string())?;
     }
+    m.load_pvh(&kernel, &name, cmdline, initrd)
+        .map_err(|e| e.to_string())?;
     setup(&mut m);
     let mut sinks: Vec<Box<dyn TraceSink>> = Vec::new();
     if let Some(path) = &a.fault_trace {

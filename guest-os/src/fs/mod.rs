@@ -3,6 +3,7 @@
 //! console, all as open files ([`file::File`] with [`file::FileOps`]) in per-process
 //! descriptor tables ([`fdtable`]).
 
+pub mod blockdev;
 pub mod console;
 pub mod dirent;
 pub mod eventfd;

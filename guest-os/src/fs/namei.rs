@@ -210,3 +210,12 @@ pub fn dir_path(abs: &[u8], node: &Node) -> Result<Vec<u8>, Errno> {
         Node::Proc(_) => Ok(normalize(abs)),
     }
 }
+
+/// SEAM(blockdev), to move into the VFS (a devtmpfs lookup): `/dev/NAME` names the
+/// registered disk NAME (`/dev/vda`...). Only this exact spelling (after folding `.`, `..`
+/// and repeated slashes); the initramfs has no `/dev`, so nothing else is shadowed.
+pub fn lookup_blockdev(abs: &[u8]) -> Option<alloc::sync::Arc<dyn crate::block::BlockDevice>> {
+    let norm = normalize(abs);
+    let name = norm.strip_prefix(b"/dev/")?;
+    crate::block::disk(core::str::from_utf8(name).ok()?)
+}

@@ -35,7 +35,7 @@ pub enum Node {
 }
 
 /// Files directly under /proc.
-const ROOT_FILES: [&str; 8] = [
+const ROOT_FILES: [&str; 9] = [
     "meminfo",
     "buddyinfo",
     "pagetypeinfo",
@@ -44,6 +44,7 @@ const ROOT_FILES: [&str; 8] = [
     "vmallocinfo",
     "vmstat",
     "stat",
+    "diskstats",
 ];
 /// Files in a process directory.
 const PID_FILES: [&str; 6] = ["cmdline", "maps", "smaps", "stat", "status", "limits"];
@@ -163,6 +164,7 @@ fn root_file(name: &str) -> Vec<u8> {
         "vmstat" => {
             let _ = vmstat(&mut s);
         }
+        "diskstats" => crate::block::write_diskstats(&mut s),
         "stat" => {
             // CPU times are not accounted yet: one CPU line of zeros, as a machine that has
             // not ticked.

@@ -12,8 +12,8 @@
 //! computes them as SeaBIOS does.
 
 use super::{
-    command, reg, BarKind, PciConfig, PciFunction, HEADER_MULTI_FUNCTION, SUBSYSTEM_QEMU,
-    VENDOR_INTEL, VENDOR_REDHAT_QUMRANET,
+    reg, BarKind, PciConfig, PciFunction, HEADER_MULTI_FUNCTION, SUBSYSTEM_QEMU, VENDOR_INTEL,
+    VENDOR_REDHAT_QUMRANET,
 };
 
 /// Class codes (base, sub, programming interface).
@@ -75,9 +75,6 @@ fn chipset_config(device: u16, class: u32, revision: u8, header: u8, status: u16
         SUBSYSTEM_QEMU,
     );
     c.set_u16(reg::STATUS, status);
-    // The chipset functions also take the SERR enable bit (QEMU_PCI_CAP_SERR).
-    let m = c.u16(reg::COMMAND) | command::SERR;
-    c.wmask[reg::COMMAND..reg::COMMAND + 2].copy_from_slice(&m.to_le_bytes());
     c
 }
 

@@ -10,8 +10,10 @@
 //!   0xfec00000; the prefetchable one (64-bit BARs too) sits below it, each base aligned
 //!   down to its largest BAR (the two swap when the prefetchable region needs the larger
 //!   alignment, as here);
-//! - the command register gets IO | MEMORY | SERR (through each function's write mask),
-//!   and virtio devices also bus mastering (SeaBIOS drives them itself while it boots);
+//! - the command register gets IO | MEMORY | SERR, and virtio devices also bus mastering
+//!   (SeaBIOS drives them itself while it boots). (Booting from a disk instead of
+//!   `-kernel`, SeaBIOS leaves the virtio functions at 0x0007; with `-kernel`, as vmscope
+//!   boots, 0x0107.)
 //! - the interrupt line of every function with a pin is its PIRQ's IRQ, except the ACPI
 //!   function, whose line is the SCI, IRQ 9.
 

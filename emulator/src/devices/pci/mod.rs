@@ -100,7 +100,7 @@ pub struct PciConfig {
 
 impl PciConfig {
     /// A type-0 header with IDs and class; as QEMU's `pci_init_wmask`, the command
-    /// register's IO/MEM/MASTER/INTX_DISABLE bits, the interrupt line and every
+    /// register's IO/MEM/MASTER/SERR/INTX_DISABLE bits, the interrupt line and every
     /// device-specific byte (0x40..0xff) are writable until a capability claims them.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -127,7 +127,8 @@ impl PciConfig {
         c.data[reg::HEADER_TYPE] = header_type;
         c.set_u16(reg::SUBSYSTEM_VENDOR_ID, subsystem_vendor);
         c.set_u16(reg::SUBSYSTEM_ID, subsystem);
-        let cmd_mask = command::IO | command::MEMORY | command::MASTER | command::INTX_DISABLE;
+        let cmd_mask =
+            command::IO | command::MEMORY | command::MASTER | command::SERR | command::INTX_DISABLE;
         c.wmask[reg::COMMAND..reg::COMMAND + 2].copy_from_slice(&cmd_mask.to_le_bytes());
         // Status: the error bits (parity, SERR, aborts) are write-1-to-clear.
         c.w1cmask[reg::STATUS + 1] = 0xf9;
