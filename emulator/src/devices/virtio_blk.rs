@@ -848,3 +848,209 @@ impl VirtioBlk {
         self.disk.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::disk::DiskSpec;
+
+    const DESC: u64 = 0x1000;
+    const AVAIL: u64 = 0x2000;
+    const USED: u64 = 0x3000;
+    const HDR: u64 = 0x4000;
+    const DATA: u64 = 0x5000;
+    const STATUS: u64 = 0x6000;
+
+    struct Tmp(std::path::PathBuf);
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn device(name: &str, read_only: bool) -> (VirtioBlk, Tmp) {
+        let p = std::env::temp_dir().join(format!("vmscope-unit-{}-{name}", std::process::id()));
+        let data: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, data).unwrap();
+        let img = DiskImage::open(&DiskSpec {
+            path: p.clone(),
+            read_only,
+        })
+        .unwrap();
+        (VirtioBlk::new(img), Tmp(p))
+    }
+
+    fn common(d: &mut VirtioBlk, mem: &mut GuestMemory, off: u64, size: u8, v: u64) {
+        d.bar_write(BAR_MODERN, COMMON_CFG + off, size, v, mem);
+    }
+
+    /// The driver's side of 3.1.1 with one queue of 8 at DESC/AVAIL/USED.
+    fn bring_up(d: &mut VirtioBlk, mem: &mut GuestMemory) {
+        common(
+            d,
+            mem,
+            0x14,
+            1,
+            (status::ACKNOWLEDGE | status::DRIVER) as u64,
+        );
+        common(d, mem, 0x08, 4, 1);
+        common(d, mem, 0x0c, 4, 1); // VERSION_1
+        common(d, mem, 0x14, 1, 0x0b);
+        assert_eq!(
+            d.bar_read(BAR_MODERN, 0x14, 1, mem) as u8 & status::FEATURES_OK,
+            8
+        );
+        common(d, mem, 0x16, 2, 0);
+        common(d, mem, 0x18, 2, 8);
+        common(d, mem, 0x20, 8, DESC);
+        common(d, mem, 0x28, 8, AVAIL);
+        common(d, mem, 0x30, 8, USED);
+        common(d, mem, 0x1c, 2, 1);
+        common(d, mem, 0x14, 1, 0x0f);
+    }
+
+    fn desc(mem: &mut GuestMemory, i: u64, addr: u64, len: u32, flags: u16, next: u16) {
+        let a = DESC + 16 * i;
+        mem.write(GuestPhysAddr(a), 8, addr);
+        mem.write(GuestPhysAddr(a + 8), 4, len as u64);
+        mem.write(GuestPhysAddr(a + 12), 2, flags as u64);
+        mem.write(GuestPhysAddr(a + 14), 2, next as u64);
+    }
+
+    /// Queue one request of header, `len` data bytes and status as descriptors 0..2.
+    fn submit(d: &mut VirtioBlk, mem: &mut GuestMemory, n: u16, ty: u32, sector: u64, len: u32) {
+        mem.write(GuestPhysAddr(HDR), 4, ty as u64);
+        mem.write(GuestPhysAddr(HDR + 8), 8, sector);
+        let data_flags = if ty == VIRTIO_BLK_T_IN { 3 } else { 1 };
+        desc(mem, 0, HDR, 16, 1, 1);
+        desc(mem, 1, DATA, len, data_flags, 2);
+        desc(mem, 2, STATUS, 1, 2, 0);
+        mem.write(GuestPhysAddr(STATUS), 1, 0xff);
+        mem.write(GuestPhysAddr(AVAIL + 4 + 2 * (n as u64 % 8)), 2, 0);
+        mem.write(GuestPhysAddr(AVAIL + 2), 2, n as u64 + 1);
+        d.bar_write(BAR_MODERN, NOTIFY_CFG, 2, 0, mem);
+    }
+
+    fn status_byte(mem: &GuestMemory) -> u8 {
+        mem.read(GuestPhysAddr(STATUS), 1).unwrap() as u8
+    }
+
+    #[test]
+    fn read_completes_with_data_and_an_interrupt() {
+        let mut mem = GuestMemory::new(1 << 20).unwrap();
+        let (mut d, _t) = device("read", false);
+        bring_up(&mut d, &mut mem);
+        submit(&mut d, &mut mem, 0, VIRTIO_BLK_T_IN, 1, 512);
+        assert_eq!(status_byte(&mem), VIRTIO_BLK_S_OK);
+        assert_eq!(mem.read(GuestPhysAddr(DATA), 1), Some(512 % 251));
+        assert_eq!(mem.read(GuestPhysAddr(USED + 2), 2), Some(1));
+        assert_eq!(mem.read(GuestPhysAddr(USED + 8), 4), Some(513));
+        assert!(d.intx());
+        assert_eq!(d.bar_read(BAR_MODERN, ISR_CFG, 1, &mut mem), 1);
+        assert!(!d.intx(), "reading the ISR lowers INTx");
+        assert_eq!(d.stats().sectors_read, 1);
+    }
+
+    #[test]
+    fn read_only_writes_and_bad_ranges_are_ioerr() {
+        let mut mem = GuestMemory::new(1 << 20).unwrap();
+        let (mut d, t) = device("ro", true);
+        bring_up(&mut d, &mut mem);
+        submit(&mut d, &mut mem, 0, VIRTIO_BLK_T_OUT, 0, 512);
+        assert_eq!(status_byte(&mem), VIRTIO_BLK_S_IOERR);
+        submit(&mut d, &mut mem, 1, VIRTIO_BLK_T_IN, 16, 512);
+        assert_eq!(
+            status_byte(&mem),
+            VIRTIO_BLK_S_IOERR,
+            "beyond the 16 sectors"
+        );
+        submit(&mut d, &mut mem, 2, VIRTIO_BLK_T_IN, 0, 100);
+        assert_eq!(status_byte(&mem), VIRTIO_BLK_S_IOERR, "not whole sectors");
+        submit(&mut d, &mut mem, 3, 99, 0, 512);
+        assert_eq!(status_byte(&mem), VIRTIO_BLK_S_UNSUPP);
+        assert_eq!(d.stats().errors, 4);
+        let data: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(
+            std::fs::read(&t.0).unwrap(),
+            data,
+            "a read-only image changed"
+        );
+    }
+
+    #[test]
+    fn a_looping_chain_needs_reset_and_reset_recovers() {
+        let mut mem = GuestMemory::new(1 << 20).unwrap();
+        let (mut d, _t) = device("loop", false);
+        bring_up(&mut d, &mut mem);
+        desc(&mut mem, 0, HDR, 16, 1, 1);
+        desc(&mut mem, 1, DATA, 512, 1, 0);
+        mem.write(GuestPhysAddr(AVAIL + 4), 2, 0);
+        mem.write(GuestPhysAddr(AVAIL + 2), 2, 1);
+        d.bar_write(BAR_MODERN, NOTIFY_CFG, 2, 0, &mut mem);
+        let st = d.bar_read(BAR_MODERN, 0x14, 1, &mut mem) as u8;
+        assert_ne!(st & status::DEVICE_NEEDS_RESET, 0);
+        assert_eq!(d.bar_read(BAR_MODERN, ISR_CFG, 1, &mut mem), 3);
+        // Further notifications are ignored until the reset.
+        d.bar_write(BAR_MODERN, NOTIFY_CFG, 2, 0, &mut mem);
+        common(&mut d, &mut mem, 0x14, 1, 0);
+        assert_eq!(d.bar_read(BAR_MODERN, 0x14, 1, &mut mem), 0);
+        bring_up(&mut d, &mut mem);
+        submit(&mut d, &mut mem, 0, VIRTIO_BLK_T_IN, 0, 512);
+        assert_eq!(status_byte(&mem), VIRTIO_BLK_S_OK);
+    }
+
+    #[test]
+    fn unknown_features_are_refused() {
+        let mut mem = GuestMemory::new(1 << 20).unwrap();
+        let (mut d, _t) = device("feat", false);
+        common(&mut d, &mut mem, 0x14, 1, 3);
+        common(&mut d, &mut mem, 0x08, 4, 0);
+        common(&mut d, &mut mem, 0x0c, 4, 1 << 28); // INDIRECT_DESC: not offered
+        common(&mut d, &mut mem, 0x14, 1, 0x0b);
+        assert_eq!(
+            d.bar_read(BAR_MODERN, 0x14, 1, &mut mem) as u8 & status::FEATURES_OK,
+            0
+        );
+    }
+
+    #[test]
+    fn legacy_interface_serves_the_same_queue() {
+        let mut mem = GuestMemory::new(1 << 20).unwrap();
+        let (mut d, _t) = device("legacy", false);
+        assert_eq!(
+            d.bar_read(BAR_LEGACY_IO, legacy::QUEUE_NUM, 2, &mut mem),
+            256
+        );
+        d.bar_write(BAR_LEGACY_IO, legacy::STATUS, 1, 3, &mut mem);
+        d.bar_write(BAR_LEGACY_IO, legacy::QUEUE_PFN, 4, 0x10, &mut mem);
+        d.bar_write(BAR_LEGACY_IO, legacy::STATUS, 1, 7, &mut mem);
+        assert_eq!(
+            d.bar_read(BAR_LEGACY_IO, legacy::CONFIG, 4, &mut mem),
+            16,
+            "capacity in sectors"
+        );
+        // Layout at 0x10000: descriptors, avail at +4096, used on the next page (256 entries).
+        let (desc_base, avail, used) = (0x10000u64, 0x11000u64, 0x12000u64);
+        let w = |mem: &mut GuestMemory, a: u64, s: usize, v: u64| {
+            mem.write(GuestPhysAddr(a), s, v);
+        };
+        w(&mut mem, HDR, 4, VIRTIO_BLK_T_IN as u64);
+        w(&mut mem, HDR + 8, 8, 0);
+        for (i, (a, l, f, n)) in [(HDR, 16, 1, 1), (DATA, 512, 3, 2), (STATUS, 1, 2, 0)]
+            .into_iter()
+            .enumerate()
+        {
+            let e = desc_base + 16 * i as u64;
+            w(&mut mem, e, 8, a);
+            w(&mut mem, e + 8, 4, l);
+            w(&mut mem, e + 12, 2, f);
+            w(&mut mem, e + 14, 2, n);
+        }
+        w(&mut mem, avail + 4, 2, 0);
+        w(&mut mem, avail + 2, 2, 1);
+        d.bar_write(BAR_LEGACY_IO, legacy::QUEUE_NOTIFY, 2, 0, &mut mem);
+        assert_eq!(status_byte(&mem), VIRTIO_BLK_S_OK);
+        assert_eq!(mem.read(GuestPhysAddr(used + 2), 2), Some(1));
+        assert_eq!(d.bar_read(BAR_LEGACY_IO, legacy::ISR, 1, &mut mem), 1);
+    }
+}

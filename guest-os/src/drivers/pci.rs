@@ -305,13 +305,13 @@ fn scan_bus(bus: u8, out: &mut Vec<PciDev>, budget: &mut u32) {
 
 static DEVICES: IrqLock<Vec<PciDev>> = IrqLock::new("pci_devices", Vec::new());
 
-/// Enumerate the buses; log each function as Linux does (at info level, so the boot
-/// output is unchanged); with `pci=dump`, print each one's configuration bytes.
+/// Enumerate the buses; log each function as Linux does (at debug level: `boot` shows
+/// info, and its output must not change); with `pci=dump`, print each one's configuration bytes.
 pub fn init(cmdline: &[u8]) {
     let mut found = Vec::new();
     scan_bus(0, &mut found, &mut 256);
     for d in &found {
-        log::info!(
+        log::debug!(
             "pci {}: [{:04x}:{:04x}] type {:02x} class {:#08x}",
             d.bdf,
             d.vendor,
@@ -321,7 +321,7 @@ pub fn init(cmdline: &[u8]) {
         );
         for (i, b) in d.bars.iter().enumerate() {
             if let Some(b) = b {
-                log::info!(
+                log::debug!(
                     "pci {}: reg {:#x}: [{} {:#010x}-{:#010x}{}]",
                     d.bdf,
                     PCI_BASE_ADDRESS_0 as usize + 4 * i,
