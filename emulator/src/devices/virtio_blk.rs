@@ -453,7 +453,10 @@ impl VirtioBlk {
     ) -> u8 {
         let sectors = self.disk.size() / SECTOR_SIZE;
         let n = len / SECTOR_SIZE;
-        if len % SECTOR_SIZE != 0 || n > MAX_REQUEST_SECTORS || sector > sectors.saturating_sub(n) {
+        if !len.is_multiple_of(SECTOR_SIZE)
+            || n > MAX_REQUEST_SECTORS
+            || sector > sectors.saturating_sub(n)
+        {
             return VIRTIO_BLK_S_IOERR;
         }
         if write && self.disk.read_only() {
@@ -639,13 +642,8 @@ impl VirtioBlk {
                     v | (img.get((o + i) as usize).copied().unwrap_or(0) as u64) << (8 * i)
                 })
             }
-            o if o < ISR_CFG + REGION_SIZE => {
-                if o == ISR_CFG {
-                    self.read_isr() as u64
-                } else {
-                    0
-                }
-            }
+            ISR_CFG => self.read_isr() as u64,
+            o if o < ISR_CFG + REGION_SIZE => 0,
             o if o < DEVICE_CFG + REGION_SIZE => self.device_config_read(o - DEVICE_CFG, size),
             _ => 0,
         }
@@ -742,7 +740,7 @@ impl VirtioBlk {
 
     fn msix_write(&mut self, off: u64, size: u8, val: u64) {
         let table_end = MSIX_ENTRY_SIZE * MSIX_VECTORS as u64;
-        if off >= table_end || off % 4 != 0 {
+        if off >= table_end || !off.is_multiple_of(4) {
             return;
         }
         let e = (off / MSIX_ENTRY_SIZE) as usize;

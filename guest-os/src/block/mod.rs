@@ -167,7 +167,8 @@ pub fn bio_check(dev: &dyn BlockDevice, bio: &Bio) -> Result<(), Errno> {
     }
     let size = bio.size();
     let lbs = dev.logical_block_size() as u64;
-    if size == 0 || size % lbs != 0 || (bio.sector * SECTOR_SIZE) % lbs != 0 {
+    let start = bio.sector.checked_mul(SECTOR_SIZE).ok_or(EIO)?;
+    if size == 0 || !size.is_multiple_of(lbs) || !start.is_multiple_of(lbs) {
         return Err(EIO);
     }
     let end = bio.sector.checked_add(size >> SECTOR_SHIFT).ok_or(EIO)?;

@@ -127,7 +127,7 @@ impl BlockDevFile {
         if start_in != 0 {
             self.io(BioOp::Read, &b, 0, first, ss)?;
         }
-        let tail_partial = (start_in + want) % ss != 0;
+        let tail_partial = !(start_in + want).is_multiple_of(ss);
         if tail_partial && !(start_in != 0 && span == ss) {
             self.io(
                 BioOp::Read,

@@ -52,7 +52,7 @@ pub fn seabios_setup(host: &mut PciHost) -> u16 {
     }
     for list in [&mut io, &mut mem, &mut prefmem] {
         // Stable: equal sizes stay in bus order.
-        list.sort_by(|a, b| b.2.cmp(&a.2));
+        list.sort_by_key(|e| std::cmp::Reverse(e.2));
     }
     let sum = |l: &[(usize, usize, u64)]| l.iter().map(|e| e.2).sum::<u64>();
     let align = |l: &[(usize, usize, u64)]| l.first().map_or(1, |e| e.2);

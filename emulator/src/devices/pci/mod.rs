@@ -464,7 +464,9 @@ impl PciHost {
             }
             let pirq = (pin as usize - 1 + s.dev as usize).wrapping_sub(1) & 3;
             let route = routes[pirq];
-            if route & PIRQ_ROUTE_DISABLE == 0 && (route & 0xf) < 16 {
+            // QEMU's piix3_set_irq_pic: routed only if the whole byte names an ISA IRQ
+            // (bit 7, the disable bit, clear and bits 6:4 zero).
+            if route & PIRQ_ROUTE_DISABLE == 0 && route < 16 {
                 lines |= 1 << (route & 0xf);
             }
         }
