@@ -281,3 +281,31 @@ fn pci_configuration_space_matches_qemu() {
         }
     }
 }
+
+#[test]
+fn proc_diskstats_lists_the_disks() {
+    let a = Scratch::new("disk-stats-a.img", &[0u8; 1 << 20]);
+    let b = Scratch::new("disk-stats-b.img", &[0u8; 1 << 20]);
+    let args = [
+        "run",
+        "--disk",
+        a.path(),
+        "--disk",
+        b.path(),
+        "cat",
+        "/proc/diskstats",
+    ];
+    let vm = vmscope(&args);
+    assert_eq!(vm.status.code(), Some(0), "{}", stderr(&vm));
+    // Linux's format: major, minor (16 per virtio disk), name, 17 counters; no I/O yet.
+    let zeros = " 0".repeat(17);
+    assert_eq!(
+        stdout(&vm),
+        format!(" 252       0 vda{zeros}\n 252      16 vdb{zeros}\n")
+    );
+    if qemu_present() {
+        let mut q = args.to_vec();
+        q.insert(1, "--qemu");
+        assert_same_run(&vm, &vmscope(&q), "/proc/diskstats, vmscope vs QEMU");
+    }
+}

@@ -1051,4 +1051,36 @@ mod tests {
         assert_eq!(mem.read(GuestPhysAddr(used + 2), 2), Some(1));
         assert_eq!(d.bar_read(BAR_LEGACY_IO, legacy::ISR, 1, &mut mem), 1);
     }
+
+    #[test]
+    fn msix_sends_the_queue_vector_message_instead_of_intx() {
+        let mut mem = GuestMemory::new(1 << 20).unwrap();
+        let (mut d, _t) = device("msix", false);
+        bring_up(&mut d, &mut mem);
+        // Table entry 1: address 0xfee00000, data vector 0x45, masked for now.
+        d.bar_write(BAR_MSIX, 16, 4, 0xfee0_0000, &mut mem);
+        d.bar_write(BAR_MSIX, 24, 4, 0x45, &mut mem);
+        d.config_write(MSIX_CTRL, 2, MSIX_ENABLE as u32, &mut mem);
+        common(&mut d, &mut mem, 0x16, 2, 0);
+        common(&mut d, &mut mem, 0x1a, 2, 1);
+        assert_eq!(d.bar_read(BAR_MODERN, 0x1a, 2, &mut mem), 1);
+        submit(&mut d, &mut mem, 0, VIRTIO_BLK_T_IN, 0, 512);
+        assert!(!d.intx(), "no INTx with MSI-X enabled");
+        assert!(d.take_msi().is_empty(), "the vector is masked");
+        assert_eq!(
+            d.bar_read(BAR_MSIX, MSIX_PBA, 8, &mut mem),
+            2,
+            "pending bit"
+        );
+        d.bar_write(BAR_MSIX, 28, 4, 0, &mut mem); // unmask
+        let m = d.take_msi();
+        assert_eq!(
+            m,
+            vec![MsiMessage {
+                address: 0xfee0_0000,
+                data: 0x45
+            }]
+        );
+        assert_eq!(d.bar_read(BAR_MSIX, MSIX_PBA, 8, &mut mem), 0);
+    }
 }
