@@ -5,6 +5,9 @@
 //! checksums. The same output natively, on vmscope and under QEMU means the same bytes
 //! went to the same places; the test then compares the image files too.
 //!
+//! `blkdev PATH read [BYTES]` only reads the whole device sequentially, BYTES (default
+//! 65536) per read, and prints the total and the hash: a sequential-read benchmark.
+//!
 //! With `ro`, the device is expected to be read-only: a write must fail, and the program
 //! prints how (`EPERM` from the guest kernel, as Linux's `blkdev_write_iter`).
 #![no_std]
@@ -65,6 +68,27 @@ fn pwrite_all(fd: i32, off: u64, buf: &[u8]) -> SysResult<usize> {
     Ok(done)
 }
 
+/// Read `fd` to its end in `bs`-byte reads: (bytes, FNV hash).
+fn read_all(fd: i32, bs: usize) -> (u64, u64) {
+    let mut h = FNV_START;
+    let mut total = 0u64;
+    let mut buf = vec![0u8; bs];
+    loop {
+        match read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                h = fnv(&buf[..n], h);
+                total += n as u64;
+            }
+            Err(e) => {
+                println!("read: {e:?}");
+                break;
+            }
+        }
+    }
+    (total, h)
+}
+
 fn show<T: core::fmt::Display>(r: SysResult<T>) -> alloc::string::String {
     match r {
         Ok(v) => alloc::format!("{v}"),
@@ -84,6 +108,24 @@ fn main() -> i32 {
         return 2;
     };
     let ro = args.get(2).is_some_and(|a| a.as_bytes() == b"ro");
+    if args.get(2).is_some_and(|a| a.as_bytes() == b"read") {
+        let bs = args
+            .get(3)
+            .and_then(|a| core::str::from_utf8(a.as_bytes()).ok()?.parse().ok())
+            .unwrap_or(65536usize)
+            .max(1);
+        return match open(cpath, O_RDONLY, 0) {
+            Ok(fd) => {
+                let (total, h) = read_all(fd, bs);
+                println!("read {total} bytes in {bs}-byte reads, hash {h:016x}");
+                0
+            }
+            Err(e) => {
+                eprintln!("blkdev: open: {e}");
+                1
+            }
+        };
+    }
     let fd = match open(cpath, if ro { O_RDONLY } else { O_RDWR }, 0) {
         Ok(fd) => fd,
         Err(e) => {
@@ -166,25 +208,10 @@ fn main() -> i32 {
         }
     }
     // The whole disk in 64 KiB reads.
-    let mut h = FNV_START;
-    let mut total = 0u64;
-    let mut buf = vec![0u8; 65536];
     if let Err(e) = lseek(fd, 0, SEEK_SET) {
         println!("lseek: {e:?}");
     }
-    loop {
-        match read(fd, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                h = fnv(&buf[..n], h);
-                total += n as u64;
-            }
-            Err(e) => {
-                println!("read: {e:?}");
-                break;
-            }
-        }
-    }
+    let (total, h) = read_all(fd, 65536);
     println!("whole disk: {total} bytes, hash {h:016x}");
     // At the end: nothing more to read.
     let mut b = [0u8; 16];
