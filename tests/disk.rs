@@ -193,12 +193,17 @@ fn writes_survive_an_instruction_limit_stop() {
     let o = vmscope(&[
         "run",
         "--stats",
+        "--tlb",
+        "check",
         "--disk",
         full.path(),
         "blkdev",
         "/dev/vda",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The block paths miss no TLB invalidation either.
+    let err = stderr(&o);
+    assert!(err.contains("tlb check: 0 stale TLB uses"), "{err}");
     let total = instructions(&o);
     // Three quarters in, every write and the fsync are done and the program is reading
     // the whole disk back: the machine stops there (143) and the file must already hold
