@@ -46,6 +46,11 @@ const CFG_SIZE_MAX: u64 = 0x08;
 const CFG_SEG_MAX: u64 = 0x0c;
 const CFG_BLK_SIZE: u64 = 0x14;
 
+/// ISR bits (4.1.4.5) and the device status bit of a failed device.
+const ISR_QUEUE: u8 = 1;
+const ISR_CONFIG: u8 = 2;
+use super::virtio::STATUS_NEEDS_RESET;
+
 /// Request types and status (5.2.6).
 const VIRTIO_BLK_T_IN: u32 = 0;
 const VIRTIO_BLK_T_OUT: u32 = 1;
@@ -77,6 +82,8 @@ struct Inner {
     slots: Vec<Option<Request>>,
     /// Bios waiting for descriptors.
     pending: VecDeque<Bio>,
+    /// The device failed (DEVICE_NEEDS_RESET): new bios fail at once.
+    dead: bool,
     stats: DiskStats,
 }
 
@@ -227,6 +234,33 @@ impl VirtioBlk {
     }
 }
 
+impl VirtioBlk {
+    /// The device gave up (DEVICE_NEEDS_RESET): nothing in flight will complete, so every
+    /// request fails with EIO rather than leaving its waiter asleep forever. The disk stays
+    /// dead (no reset and re-initialisation yet).
+    fn fail_all(&self) {
+        let mut failed: Vec<Bio> = Vec::new();
+        let was_dead;
+        {
+            let mut inner = self.inner.lock();
+            was_dead = core::mem::replace(&mut inner.dead, true);
+            for s in inner.slots.iter_mut() {
+                if let Some(req) = s.take() {
+                    failed.push(req.bio);
+                }
+            }
+            inner.stats.in_flight = 0;
+            failed.extend(inner.pending.drain(..));
+        }
+        if !was_dead {
+            log::error!("{}: device needs reset; failing its I/O", self.name);
+        }
+        for bio in failed {
+            bio.endio(Err(EIO));
+        }
+    }
+}
+
 /// The block-layer face of a disk.
 struct Disk(&'static VirtioBlk);
 
@@ -256,6 +290,10 @@ impl BlockDevice for Disk {
             bio.endio(Ok(()));
             return Ok(());
         }
+        if d.inner.lock().dead {
+            bio.endio(Err(EIO));
+            return Ok(());
+        }
         let pieces = block::bio_split_to_limits(bio, &d.limits);
         let mut inner = d.inner.lock();
         let mut kicked = false;
@@ -276,6 +314,9 @@ impl BlockDevice for Disk {
     }
     fn poll(&self) {
         self.0.complete();
+        if self.0.transport.status() & STATUS_NEEDS_RESET != 0 {
+            self.0.fail_all();
+        }
     }
     fn stats(&self) -> DiskStats {
         self.0.inner.lock().stats
@@ -294,8 +335,12 @@ fn virtblk_interrupt(frame: &mut TrapFrame) {
         }
     }
     for d in mine.iter().flatten() {
-        if d.transport.read_isr() & 1 != 0 {
+        let isr = d.transport.read_isr();
+        if isr & ISR_QUEUE != 0 {
             d.complete();
+        }
+        if isr & ISR_CONFIG != 0 && d.transport.status() & STATUS_NEEDS_RESET != 0 {
+            d.fail_all();
         }
     }
     crate::drivers::pic::eoi(irq);
@@ -360,6 +405,7 @@ fn probe_one(dev: &PciDev, index: usize) -> Result<&'static VirtioBlk, super::vi
                 vq,
                 slots,
                 pending: VecDeque::new(),
+                dead: false,
                 stats: DiskStats::default(),
             },
         ),

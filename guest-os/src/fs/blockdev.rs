@@ -33,7 +33,7 @@ impl BlockDevFile {
         BlockDevFile { dev }
     }
     fn size(&self) -> u64 {
-        self.dev.capacity_sectors() * SECTOR_SIZE
+        self.dev.capacity_sectors().saturating_mul(SECTOR_SIZE)
     }
 }
 
