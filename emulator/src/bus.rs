@@ -11,6 +11,7 @@
 
 use crate::addr::GuestPhysAddr;
 use crate::devices::lapic::Lapic;
+use crate::devices::pci::{MsiMessage, PciHost};
 use crate::devices::pic::Pic;
 use crate::devices::pvport::PvPort;
 use crate::devices::{IoAction, PortBus};
@@ -44,6 +45,10 @@ pub struct Bus {
     pub pic: Pic,
     /// The vmscope paravirtual port (signature, instruction count, annotations).
     pub pvport: PvPort,
+    /// PCI bus 0: configuration ports 0xCF8/0xCFC and the BARs of its devices.
+    pub pci: PciHost,
+    /// The ISA IRQ lines PCI INTx pins drive now (bit n = IRQ n).
+    pci_irq_lines: u16,
     /// Where trace events go (`--fault-trace`, `--timeline`), if anywhere.
     pub trace: Option<Box<dyn TraceSink>>,
     /// The guest's tasks as its annotations describe them.
@@ -69,6 +74,8 @@ impl Bus {
             lapic: Lapic::new(0),
             pic: Pic::new(),
             pvport: PvPort::new(),
+            pci: PciHost::new(),
+            pci_irq_lines: 0,
             trace: None,
             os: OsState::new(),
             now: 0,
@@ -116,6 +123,10 @@ impl Bus {
             self.kick();
             return self.lapic.mmio_read(off, size as u8, self.now);
         }
+        if let Some(v) = self.pci.mmio_read(pa.as_u64(), size as u8, &mut self.mem) {
+            self.sync_pci();
+            return v;
+        }
         match self.mmio_find(pa.as_u64()) {
             Some(r) => r.dev.read(pa.as_u64() - r.base, size as u8),
             None => OPEN_BUS >> (64 - size * 8),
@@ -133,6 +144,13 @@ impl Bus {
             self.lapic.mmio_write(off, size as u8, val, self.now);
             return;
         }
+        if self
+            .pci
+            .mmio_write(pa.as_u64(), size as u8, val, &mut self.mem)
+        {
+            self.sync_pci();
+            return;
+        }
         let action = match self.mmio_find(pa.as_u64()) {
             Some(r) => r.dev.write(pa.as_u64() - r.base, size as u8, val),
             None => IoAction::None,
@@ -145,6 +163,10 @@ impl Bus {
             return self.pvport.read(off, size, self.now);
         }
         if !Pic::claims(port) {
+            if let Some(v) = self.pci.port_read(port, size, &mut self.mem) {
+                self.sync_pci();
+                return v;
+            }
             return self.io.read(port, size);
         }
         // The 8259 is a byte-wide ISA device: a wider access is split into byte accesses.
@@ -169,6 +191,10 @@ impl Bus {
             return;
         }
         if !Pic::claims(port) {
+            if self.pci.port_write(port, size, val, &mut self.mem) {
+                self.sync_pci();
+                return;
+            }
             let action = self.io.write(port, size, val);
             self.act(action);
             return;
@@ -184,6 +210,37 @@ impl Bus {
                 self.act(action);
             }
         }
+    }
+
+    /// After a PCI access: drive the ISA lines whose INTx level changed (level-triggered,
+    /// shared lines ORed) and deliver the MSI messages devices sent.
+    pub fn sync_pci(&mut self) {
+        let lines = self.pci.irq_levels();
+        let changed = lines ^ self.pci_irq_lines;
+        self.pci_irq_lines = lines;
+        for line in 0..16u8 {
+            if changed & (1 << line) != 0 {
+                self.set_irq(line, lines & (1 << line) != 0);
+            }
+        }
+        for msg in self.pci.take_msi() {
+            self.deliver_msi(msg);
+        }
+    }
+
+    /// An MSI write to the local APIC's message area (SDM 10.11): with one CPU, fixed and
+    /// lowest-priority messages raise their vector here; other delivery modes are logged.
+    fn deliver_msi(&mut self, msg: MsiMessage) {
+        const MSI_ADDRESS_MASK: u64 = 0xfff0_0000;
+        const MSI_ADDRESS_BASE: u64 = 0xfee0_0000;
+        let mode = (msg.data >> 8) & 7;
+        if msg.address & MSI_ADDRESS_MASK != MSI_ADDRESS_BASE || mode > 1 {
+            log::warn!("MSI {msg:?} not delivered: not a fixed message to the local APIC");
+            return;
+        }
+        let level = msg.data & (1 << 15) != 0;
+        self.lapic.raise_vector(msg.data as u8, level);
+        self.kick();
     }
 
     /// The running task's PID and name, for attributing hardware events.

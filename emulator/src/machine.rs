@@ -28,7 +28,9 @@ use crate::cpu::regs::{cr4, rflags};
 use crate::cpu::{Cpu, CpuStop, Exception, Step};
 use crate::devices::debug_exit::{self, DebugExit, DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE};
 use crate::devices::debugcon::{Debugcon, DEBUGCON_PORT};
+use crate::devices::disk::DiskImage;
 use crate::devices::uart16550::{ConsoleSink, Uart16550, COM1_PORT, COM2_PORT, UART_PORT_COUNT};
+use crate::devices::virtio_blk::VirtioBlk;
 use crate::devices::PortBus;
 use crate::memory::{GuestMemory, MemoryError};
 use crate::tlb::{TlbMode, DEFAULT_TLB_ENTRIES};
@@ -131,6 +133,8 @@ pub enum MachineError {
     Memory(#[from] MemoryError),
     #[error(transparent)]
     Boot(#[from] BootError),
+    #[error("too many disks: PCI bus 0 has no free slot")]
+    TooManyDisks,
 }
 
 pub struct Machine {
@@ -144,6 +148,15 @@ pub struct Machine {
     mc_pending: bool,
 }
 
+/// Leave PCI configuration space and the ELCR as SeaBIOS does on QEMU.
+fn firmware_pci_setup(bus: &mut Bus) {
+    let elcr = crate::devices::pci::firmware::seabios_setup(&mut bus.pci);
+    bus.pic.write(crate::devices::pic::ELCR_MASTER, elcr as u8);
+    bus.pic
+        .write(crate::devices::pic::ELCR_SLAVE, (elcr >> 8) as u8);
+    bus.sync_pci();
+}
+
 impl Machine {
     pub fn new(config: MachineConfig, console: ConsoleSink) -> Result<Self, MachineError> {
         let mem = GuestMemory::new(config.mem_bytes)?;
@@ -154,7 +167,8 @@ impl Machine {
             Box::new(Uart16550::new(console)),
         );
         io.register(DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, Box::new(DebugExit));
-        let bus = Bus::new(mem, io);
+        let mut bus = Bus::new(mem, io);
+        firmware_pci_setup(&mut bus);
         let mut cpu = Cpu::new(0, config.tlb_entries, config.tlb_mode);
         cpu.stop_on_unimplemented = !config.ud_on_unimplemented;
         Ok(Machine {
@@ -165,6 +179,19 @@ impl Machine {
             injections: Vec::new(),
             mc_pending: false,
         })
+    }
+
+    /// Plug a virtio-blk disk into the next free PCI slot (00:02.0, 00:03.0...: the order
+    /// of QEMU's `-drive if=virtio`) and redo the firmware's PCI set-up, as SeaBIOS would
+    /// have seen the device at boot. Before [`Self::load_pvh`]: the firmware's memory map
+    /// depends on the disks.
+    pub fn add_disk(&mut self, disk: DiskImage) -> Result<(), MachineError> {
+        let dev = Box::new(VirtioBlk::new(disk));
+        if self.bus.pci.add_device(dev).is_none() {
+            return Err(MachineError::TooManyDisks);
+        }
+        firmware_pci_setup(&mut self.bus);
+        Ok(())
     }
 
     /// Add COM2 (0x2f8), as QEMU's second `-serial`. Not there by default, so that `boot`

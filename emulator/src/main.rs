@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use vmscope::devices::disk::{DiskImage, DiskSpec};
 use vmscope::devices::uart16550::{flush_consoles, ConsoleSink};
 use vmscope::machine::{exit_status, Injection, Machine, MachineConfig, Outcome};
 use vmscope::run::{self as runner, GuestEnd};
@@ -238,6 +239,10 @@ struct MachineArgs {
     /// With --gdb: wait for gdb to connect before the first instruction (QEMU: -S).
     #[arg(long, requires = "gdb")]
     gdb_wait: bool,
+    /// A raw disk image as a virtio-blk PCI disk (repeatable: vda, vdb... in order);
+    /// `PATH:ro` for a read-only disk. With --qemu: `-drive file=PATH,format=raw,if=virtio`.
+    #[arg(long, value_name = "PATH[:ro]", value_parser = DiskSpec::parse)]
+    disk: Vec<DiskSpec>,
 }
 
 impl MachineArgs {
@@ -426,7 +431,12 @@ fn machine_on_vmscope(
         max_insns: a.max_insns,
         ud_on_unimplemented: a.unimplemented == UnimplementedArg::Ud,
     };
+    let disks = open_disks(&a.disk)?;
     let mut m = Machine::new(config, ConsoleSink::Stdout).map_err(|e| e.to_string())?;
+    // Disks first: the firmware's memory map depends on them.
+    for d in disks {
+        m.add_disk(d).map_err(|e| e.to_string())?;
+    }
     m.load_pvh(&kernel, &name, cmdline, initrd)
         .map_err(|e| e.to_string())?;
     setup(&mut m);
@@ -482,7 +492,26 @@ fn machine_on_vmscope(
             t.flush_invlpg, t.flush_cr3, t.flush_cr4, t.flush_invpcid, t.flush_pf, t.flush_other
         );
     }
-    log::info!("stopped after {} instructions: {:?}", m.cpu.icount, outcome);
+    if a.stats {
+        for (i, d) in m.bus.pci.disk_stats().iter().enumerate() {
+            eprintln!(
+                "disk {i} ({}): {} requests ({} reads, {} writes, {} flushes, {} errors), \
+                 {} sectors read, {} sectors written",
+                d.path,
+                d.requests,
+                d.reads,
+                d.writes,
+                d.flushes,
+                d.errors,
+                d.sectors_read,
+                d.sectors_written
+            );
+        }
+    }
+    // The disks' writes reach their files when the machine is dropped (msync), however
+    // the run ended.
+    drop(m);
+    log::info!("stopped: {:?}", outcome);
     Ok(outcome)
 }
 
@@ -614,7 +643,12 @@ fn machine_on_qemu(
     if a.timeline.is_some() {
         return Err("--timeline needs the guest's annotations, which QEMU does not decode".into());
     }
+    // The same checks as on vmscope, so bad disks fail the same way.
+    drop(open_disks(&a.disk)?);
     let mut cmd = qemu::command(&kernel, initrd, cmdline, a.mem >> 20);
+    for d in &a.disk {
+        qemu::add_disk(&mut cmd, &d.path, d.read_only);
+    }
     extra(&mut cmd)?;
     if let Some(cfg) = a.gdb_config() {
         cmd.args(gdb::qemu_args(&cfg)?);
@@ -640,6 +674,11 @@ fn machine_on_qemu(
             .map_err(|e| format!("writing the fault trace: {e}"))?;
     }
     Ok(status)
+}
+
+/// Open every `--disk` (bad input: one line, exit status 2).
+fn open_disks(specs: &[DiskSpec]) -> Result<Vec<DiskImage>, String> {
+    specs.iter().map(DiskImage::open).collect()
 }
 
 /// A file in the temp directory, removed on drop.

@@ -1,5 +1,7 @@
 //! Running the identical machine under QEMU: the cross-check oracle. The flags give QEMU
-//! the same devices vmscope models (COM1 on stdio, isa-debug-exit at 0xf4) and the same RAM.
+//! the same devices vmscope models (COM1 on stdio, isa-debug-exit at 0xf4) and the same RAM,
+//! and the same PCI bus: `-vga none -nic none` leave only the chipset, so the virtio disks
+//! land at 00:02.0, 00:03.0... as on vmscope.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -39,6 +41,10 @@ pub fn command(kernel: &Path, initrd: Option<&Path>, cmdline: &str, mem_mib: u64
             "-no-reboot",
             "-monitor",
             "none",
+            "-vga",
+            "none",
+            "-nic",
+            "none",
         ])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .args(["-cpu", QEMU_CPU])
@@ -49,6 +55,15 @@ pub fn command(kernel: &Path, initrd: Option<&Path>, cmdline: &str, mem_mib: u64
     }
     c.stdin(Stdio::null());
     c
+}
+
+/// A `--disk`: `-drive file=PATH,format=raw,if=virtio[,readonly=on]`.
+pub fn add_disk(c: &mut Command, path: &Path, read_only: bool) {
+    // In `-drive` options a comma is written as two.
+    let p = path.to_string_lossy().replace(',', ",,");
+    let ro = if read_only { ",readonly=on" } else { "" };
+    c.arg("-drive")
+        .arg(format!("file={p},format=raw,if=virtio{ro}"));
 }
 
 /// The devices `vmscope run` adds: COM2 into the file `com2` (QEMU's second `-serial`), and

@@ -11,6 +11,7 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod block;
 pub mod boot;
 pub mod cmdline;
 pub mod console;
@@ -109,6 +110,10 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     if let Err(e) = fs::mount_root(initrd.map(|i| (i.paddr, i.size))) {
         log::info!("{e}");
     }
+    // PCI and the disks on it (vda, vdb...); nothing is printed unless the command line
+    // asks for it (`pci=dump`, `loglevel=info`), so runs without disks look as before.
+    drivers::pci::init(cmdline);
+    drivers::virtio_blk::probe_all();
     if !selftest::run_from_cmdline(cmdline) {
         exit::exit(exit::EXIT_SELFTEST_FAILED);
     }

@@ -3,10 +3,14 @@
 
 pub mod debug_exit;
 pub mod debugcon;
+pub mod disk;
 pub mod lapic;
+pub mod pci;
 pub mod pic;
 pub mod pvport;
 pub mod uart16550;
+pub mod virtio;
+pub mod virtio_blk;
 
 /// What a device asks of the machine after a guest write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

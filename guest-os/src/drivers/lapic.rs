@@ -6,7 +6,7 @@
 
 use core::arch::asm;
 use core::ptr::{read_volatile, write_volatile};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::x86_64::idt::TrapFrame;
 use crate::arch::x86_64::irq;
@@ -128,7 +128,12 @@ pub fn init() -> bool {
         reg::SVR,
         APIC_SPIV_APIC_ENABLED | SPURIOUS_APIC_VECTOR as u32,
     );
-    write(reg::LVT_LINT0, APIC_DM_EXTINT | LVT_MASKED);
+    let lint0_mask = if EXTINT.load(Ordering::Relaxed) {
+        0
+    } else {
+        LVT_MASKED
+    };
+    write(reg::LVT_LINT0, APIC_DM_EXTINT | lint0_mask);
     write(reg::LVT_LINT1, APIC_DM_NMI);
     write(reg::LVT_ERROR, ERROR_APIC_VECTOR as u32);
     clear_errors();
@@ -140,6 +145,18 @@ pub fn init() -> bool {
         eoi();
     }
     true
+}
+
+/// Whether a driver takes interrupts from the 8259 (LINT0 in ExtINT mode, "virtual wire").
+static EXTINT: AtomicBool = AtomicBool::new(false);
+
+/// Let the 8259's interrupts through LINT0 (ExtINT), now or when [`init`] runs: for
+/// drivers whose devices interrupt through the PIC (PCI INTx routed by the PIIX3).
+pub fn enable_extint() {
+    EXTINT.store(true, Ordering::Relaxed);
+    if BASE.load(Ordering::Relaxed) != 0 {
+        write(reg::LVT_LINT0, APIC_DM_EXTINT);
+    }
 }
 
 /// This CPU's APIC ID.

@@ -2,6 +2,9 @@
 
 pub mod debugcon;
 pub mod lapic;
+pub mod pci;
 pub mod pic;
 pub mod pvport;
 pub mod uart16550;
+pub mod virtio;
+pub mod virtio_blk;

@@ -123,6 +123,11 @@ pub trait FileOps: Send + Sync {
     fn path(&self) -> Option<alloc::vec::Vec<u8>> {
         None
     }
+    /// `fsync`/`fdatasync`: make written data durable. Files without a backing store
+    /// have nothing to do.
+    fn fsync(&self) -> SysResult {
+        Ok(0)
+    }
     /// A name for /proc and logs.
     fn name(&self) -> &'static str;
 }

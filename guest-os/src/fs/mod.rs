@@ -4,6 +4,7 @@
 //! and the console; all as open files ([`file::File`] with [`file::FileOps`]) in
 //! per-process descriptor tables ([`fdtable`]).
 
+pub mod blockdev;
 pub mod console;
 pub mod dcache;
 pub mod dirent;

@@ -35,7 +35,7 @@ pub enum Node {
 }
 
 /// Files directly under /proc.
-const ROOT_FILES: [&str; 9] = [
+const ROOT_FILES: [&str; 10] = [
     "meminfo",
     "buddyinfo",
     "pagetypeinfo",
@@ -45,6 +45,7 @@ const ROOT_FILES: [&str; 9] = [
     "vmstat",
     "stat",
     "filesystems",
+    "diskstats",
 ];
 /// Files in a process directory.
 const PID_FILES: [&str; 7] = [
@@ -176,6 +177,7 @@ fn root_file(name: &str) -> Vec<u8> {
                 let _ = writeln!(s, "{}\t{name}", if nodev { "nodev" } else { "" });
             }
         }
+        "diskstats" => crate::block::write_diskstats(&mut s),
         "stat" => {
             // CPU times are not accounted yet: one CPU line of zeros, as a machine that has
             // not ticked.

@@ -254,7 +254,8 @@ pub fn schedule() {
 /// nothing can wake a process (no input device yet), so this is a hang; vmscope reports a
 /// CPU halted with nothing pending (exit status 142) instead of spinning.
 fn idle(prev: &'static Task) -> &'static Task {
-    if !super::timer::pending() {
+    // A task waiting for its disk is woken by the disk's interrupt, not the timer.
+    if !super::timer::pending() && !crate::block::io_waiting() {
         log::warn!("every process sleeps (last: pid {}): idling", prev.pid);
     }
     loop {

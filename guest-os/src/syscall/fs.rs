@@ -200,6 +200,17 @@ fn open_node(abs: &[u8], flags: u32, mode: u32) -> Result<Arc<File>, Errno> {
         namei::lookup(abs, true)?;
         return Err(EOPNOTSUPP);
     }
+    // SEAM(blockdev): /dev/vdX opens the disk until the VFS has a devtmpfs (see namei).
+    if let Some(dev) = namei::lookup_blockdev(abs) {
+        if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
+            return Err(EEXIST);
+        }
+        if flags & O_DIRECTORY != 0 {
+            return Err(ENOTDIR);
+        }
+        let ops = try_ops(crate::fs::blockdev::BlockDevFile::new(dev))?;
+        return try_file(ops, flags);
+    }
     let node = match namei::lookup(abs, follow) {
         Ok(n) => {
             if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
@@ -587,7 +598,7 @@ pub fn sys_fsync(a: &Args) -> SysResult {
     let f = fdget(a.0[0] as u32 as u64)?;
     match f.f_op.name() {
         "pipe" | "console" => Err(EINVAL),
-        _ => Ok(0),
+        _ => f.f_op.fsync(),
     }
 }
 
