@@ -114,6 +114,8 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     // asks for it (`pci=dump`, `loglevel=info`), so runs without disks look as before.
     drivers::pci::init(cmdline);
     drivers::virtio_blk::probe_all();
+    fs::populate_dev();
+    fs::mount_disks();
     if !selftest::run_from_cmdline(cmdline) {
         exit::exit(exit::EXIT_SELFTEST_FAILED);
     }

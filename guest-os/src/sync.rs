@@ -89,3 +89,72 @@ impl<T> Drop for IrqGuard<'_, T> {
         }
     }
 }
+
+/// A sleeping lock (`struct mutex`) for code that may sleep while holding it (filesystem
+/// operations that wait for the disk). Interrupt handlers must not take it. One CPU: the
+/// holder only loses the CPU when it sleeps, so a plain flag and a wait queue suffice.
+pub struct Mutex<T> {
+    locked: core::sync::atomic::AtomicBool,
+    waiters: crate::proc::wait_queue::WaitQueue,
+    value: core::cell::UnsafeCell<T>,
+}
+
+// SAFETY: the flag gives one holder at a time access to the value.
+unsafe impl<T: Send> Sync for Mutex<T> {}
+unsafe impl<T: Send> Send for Mutex<T> {}
+
+impl<T> Mutex<T> {
+    pub const fn new(name: &'static str, value: T) -> Self {
+        Mutex {
+            locked: core::sync::atomic::AtomicBool::new(false),
+            waiters: crate::proc::wait_queue::WaitQueue::new(name),
+            value: core::cell::UnsafeCell::new(value),
+        }
+    }
+
+    /// Take the lock, sleeping (uninterruptibly) while another task holds it.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        use core::sync::atomic::Ordering;
+        while self.locked.swap(true, Ordering::Acquire) {
+            let Some(me) = crate::proc::current() else {
+                // Before the first task nothing else can hold it.
+                break;
+            };
+            self.waiters.add_current();
+            me.state
+                .store(crate::proc::state::DISK_SLEEP, Ordering::Release);
+            crate::proc::sched::schedule();
+            me.state.store(crate::proc::state::RUNNABLE, Ordering::Release);
+            self.waiters.remove_current();
+        }
+        MutexGuard { m: self }
+    }
+}
+
+pub struct MutexGuard<'a, T> {
+    m: &'a Mutex<T>,
+}
+
+impl<T> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard is the lock's only holder.
+        unsafe { &*self.m.value.get() }
+    }
+}
+
+impl<T> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above.
+        unsafe { &mut *self.m.value.get() }
+    }
+}
+
+impl<T> Drop for MutexGuard<'_, T> {
+    fn drop(&mut self) {
+        self.m
+            .locked
+            .store(false, core::sync::atomic::Ordering::Release);
+        self.m.waiters.wake_all();
+    }
+}

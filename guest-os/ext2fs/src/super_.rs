@@ -440,6 +440,17 @@ impl<B: BlockIo> Ext2<B> {
     /// Unmounts: on a read-write mount writes the superblock back with the state found at
     /// mount (VALID if it was clean, as Linux's `ext2_put_super`), ERROR added if errors
     /// were found. Returns the block device.
+    /// Write the superblock with the state found at mount (clean, unless errors were
+    /// found), as `unmount` does, but keep the filesystem object (a kernel that holds it
+    /// in a lock ends with this and then drops it). Nothing may change it afterwards.
+    pub fn write_unmount_state(&mut self) -> Result<(), Errno> {
+        if !self.read_only {
+            let state = self.mount_state;
+            self.write_super(state)?;
+        }
+        Ok(())
+    }
+
     pub fn unmount(mut self) -> Result<B, Errno> {
         if !self.read_only {
             let state = self.mount_state;

@@ -9,6 +9,7 @@ pub mod console;
 pub mod dcache;
 pub mod dirent;
 pub mod eventfd;
+pub mod ext2;
 pub mod fdtable;
 pub mod file;
 pub mod inode;
@@ -64,7 +65,7 @@ pub fn mount_root(initrd: Option<(u64, u64)>) -> Result<(), &'static str> {
         free_initrd_mem(paddr, size);
     }
     let root_inode = root.inode().ok_or("rootfs: no root inode")?;
-    for d in [&b"proc"[..], b"tmp", b"mnt"] {
+    for d in [&b"proc"[..], b"tmp", b"mnt", b"dev"] {
         if root_inode
             .i_op
             .lookup(&root_inode, d)
@@ -101,7 +102,58 @@ pub fn mount_root(initrd: Option<(u64, u64)>) -> Result<(), &'static str> {
         .map_err(|_| "proc: cannot mount")?;
     let (tmp_sb, tmp_root) = tmpfs::new_fs("tmpfs", 0o1777).map_err(|_| "tmp: out of memory")?;
     mount::mount(tmp_sb, tmp_root, Some(&at(b"tmp")?), "tmpfs").map_err(|_| "tmp: cannot mount")?;
+    // /dev: a tmpfs the kernel fills with the device nodes it has (devtmpfs).
+    let (dev_sb, dev_root) = tmpfs::new_fs("devtmpfs", 0o755).map_err(|_| "dev: out of memory")?;
+    mount::mount(dev_sb, dev_root, Some(&at(b"dev")?), "devtmpfs")
+        .map_err(|_| "dev: cannot mount")?;
     result
+}
+
+/// Mount the disks that hold ext2: the first at /mnt, each further one at /media/NAME
+/// (made in the root tmpfs). Disks without ext2 stay reachable as /dev/NAME only.
+pub fn mount_disks() {
+    let mut first = true;
+    for d in crate::block::disks() {
+        if !ext2::probe(&d) {
+            continue;
+        }
+        let target = if first {
+            Vec::from(&b"/mnt"[..])
+        } else {
+            let _ = namei::create(b"/media", namei::NewKind::Dir(0o755));
+            let t = alloc::format!("/media/{}", d.name()).into_bytes();
+            let _ = namei::create(&t, namei::NewKind::Dir(0o755));
+            t
+        };
+        let at = match namei::lookup(&target, true) {
+            Ok(namei::Node::Vfs(p)) => p,
+            _ => continue,
+        };
+        let devname = alloc::format!("/dev/{}", d.name());
+        match ext2::mount(d.clone()) {
+            Ok((sb, root)) => {
+                if mount::mount(sb, root, Some(&at), &devname).is_ok() {
+                    first = false;
+                }
+            }
+            Err(e) => log::warn!("EXT2-fs ({}): mount failed: {e:?}", d.name()),
+        }
+    }
+}
+
+/// Make `/dev/NAME` for every disk (`devtmpfs_create_node`), after the drivers probed.
+pub fn populate_dev() {
+    let Ok(namei::Node::Vfs(dev)) = namei::lookup(b"/dev", true) else {
+        return;
+    };
+    let Some(dir) = dev.inode() else { return };
+    for d in crate::block::disks() {
+        let (major, minor) = d.devt();
+        let mode = blockdev::S_IFBLK | 0o660;
+        if let Err(e) = tmpfs::mknod(&dir, d.name().as_bytes(), mode, major, minor) {
+            log::warn!("devtmpfs: /dev/{}: {e:?}", d.name());
+        }
+    }
 }
 
 /// Copy every entry of the archive into the tmpfs under `root`, directories first.

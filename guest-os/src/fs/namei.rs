@@ -649,12 +649,4 @@ pub fn setattr_owner(inode: &Inode, uid: Option<u32>, gid: Option<u32>) {
         m.gid = g;
     }
     m.ctime = super::super_block::now();
-
-/// SEAM(blockdev), to move into the VFS (a devtmpfs lookup): `/dev/NAME` names the
-/// registered disk NAME (`/dev/vda`...). Only this exact spelling (after folding `.`, `..`
-/// and repeated slashes); the initramfs has no `/dev`, so nothing else is shadowed.
-pub fn lookup_blockdev(abs: &[u8]) -> Option<alloc::sync::Arc<dyn crate::block::BlockDevice>> {
-    let norm = normalize(abs);
-    let name = norm.strip_prefix(b"/dev/")?;
-    crate::block::disk(core::str::from_utf8(name).ok()?)
 }

@@ -49,6 +49,10 @@ impl Kstatfs {
 /// `struct super_operations`: what the VFS asks of a mounted filesystem as a whole.
 pub trait SuperOps: Send + Sync {
     fn statfs(&self, sb: &SuperBlock) -> Result<Kstatfs, Errno>;
+    /// Write the filesystem's metadata and wait (`sync_fs`); memory filesystems have none.
+    fn sync_fs(&self) -> Result<(), Errno> {
+        Ok(())
+    }
 }
 
 /// A mounted filesystem instance.

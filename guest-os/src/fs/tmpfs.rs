@@ -379,6 +379,22 @@ impl InodeOps for Tmpfs {
     }
 }
 
+/// A device node `name` in tmpfs directory `dir` (devtmpfs's `vfs_mknod`).
+pub fn mknod(
+    dir: &Arc<Inode>,
+    name: &[u8],
+    mode: u32,
+    major: u32,
+    minor: u32,
+) -> Result<Arc<Inode>, Errno> {
+    let inode = TMPFS_OPS.create(dir, name, mode)?;
+    let mut m = inode.meta.lock();
+    m.rdev_major = major;
+    m.rdev_minor = minor;
+    drop(m);
+    Ok(inode)
+}
+
 /// Create `name` in tmpfs directory `dir` with attributes from the initramfs (the
 /// unpacking at boot, `do_name` in `init/initramfs.c`).
 pub fn unpack_entry(

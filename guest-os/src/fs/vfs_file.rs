@@ -124,6 +124,10 @@ impl FileOps for VfsFile {
         if self.inode.i_mapping == 0 {
             return Err(EINVAL);
         }
+        if crate::mm::shmem::has_ops(self.inode.i_mapping) {
+            // A disk file: its pages come from the disk.
+            return crate::mm::filemap::read(self.inode.i_mapping, self.inode.size(), buf, len, pos);
+        }
         filemap_read(&self.inode, buf, len, pos)
     }
 
@@ -136,6 +140,29 @@ impl FileOps for VfsFile {
         }
         if file.flags() & flags::O_APPEND != 0 {
             *pos = self.inode.size();
+        }
+        if self.path.mnt.sb.read_only {
+            return Err(crate::syscall::errno::EROFS);
+        }
+        let id = self.inode.i_mapping;
+        if crate::mm::shmem::has_ops(id) {
+            if pos.checked_add(len as u64).is_none() {
+                return Err(EFBIG);
+            }
+            let inode = &self.inode;
+            let r = crate::mm::filemap::write(
+                id,
+                &|| inode.size(),
+                &|s| {
+                    crate::mm::shmem::extend(id, s);
+                    inode.meta.lock().size = s;
+                },
+                buf,
+                len,
+                pos,
+            );
+            inode.touch();
+            return r;
         }
         filemap_write(&self.inode, buf, len, pos)
     }

@@ -48,8 +48,6 @@ pub trait AddressSpaceOps: Send + Sync {
 
 /// Pages in disk files' page caches (`NR_FILE_PAGES` less shmem).
 pub static FILE_PAGES: AtomicU64 = AtomicU64::new(0);
-/// Of [`FILE_PAGES`], those caching a block device itself (/proc/meminfo's Buffers).
-pub static BUFFER_PAGES: AtomicU64 = AtomicU64::new(0);
 /// Dirty page cache pages (`NR_FILE_DIRTY`) and pages being written (`NR_WRITEBACK`).
 pub static NR_DIRTY: AtomicU64 = AtomicU64::new(0);
 pub static NR_WRITEBACK: AtomicU64 = AtomicU64::new(0);
@@ -273,6 +271,48 @@ pub fn writeback_object(id: u64) -> Result<u64, Errno> {
         }
         crate::proc::sched::cond_resched();
     }
+}
+
+/// Write back one dirty page now (`write_one_page`).
+pub fn writeback_page(id: u64, index: u64, pfn: Pfn) -> Result<(), Errno> {
+    let Some(ops) = shmem::ops(id) else {
+        return Ok(());
+    };
+    if page_flags(pfn) & PG_DIRTY == 0 {
+        return Ok(());
+    }
+    page_mkclean(id, index, pfn);
+    set_flags(pfn, PG_WRITEBACK, PG_DIRTY);
+    NR_DIRTY.fetch_sub(1, Ordering::Relaxed);
+    NR_WRITEBACK.fetch_add(1, Ordering::Relaxed);
+    let len = shmem::size(id).saturating_sub(index * PAGE_SIZE).min(PAGE_SIZE) as usize;
+    let r = ops.writepage(index, pfn, len);
+    NR_WRITEBACK.fetch_sub(1, Ordering::Relaxed);
+    set_flags(pfn, 0, PG_WRITEBACK);
+    if r.is_err() {
+        set_page_dirty(pfn);
+    } else {
+        PGPGOUT.fetch_add(1, Ordering::Relaxed);
+    }
+    r
+}
+
+/// Objects that cache block devices themselves (their pages are Buffers).
+static BUFFER_OBJECTS: crate::sync::IrqLock<Vec<u64>> =
+    crate::sync::IrqLock::new("buffer_objects", Vec::new());
+
+/// Count object `id`'s pages as Buffers (a block device's own cache).
+pub fn mark_buffers(id: u64) {
+    let mut v = BUFFER_OBJECTS.lock();
+    if v.try_reserve(1).is_ok() {
+        v.push(id);
+    }
+}
+
+/// Pages caching block devices (/proc/meminfo's Buffers).
+pub fn buffer_pages() -> u64 {
+    let ids = BUFFER_OBJECTS.lock().clone();
+    ids.iter().map(|&id| shmem::nrpages(id)).sum()
 }
 
 /// Write-protect every user mapping of page `index` of object `id` (`page_mkclean`).

@@ -28,9 +28,7 @@ pub fn meminfo_extra() -> MemInfoExtra {
     let (vm_total, vm_used, vm_chunk) = vmalloc::totals();
     let shmem = super::shmem::total_pages();
     let (file_pages, dirty, writeback) = super::filemap::counters();
-    let buffers = super::filemap::BUFFER_PAGES
-        .load(Ordering::Relaxed)
-        .min(file_pages);
+    let buffers = super::filemap::buffer_pages().min(file_pages);
     MemInfoExtra {
         // Cached excludes the block devices' own pages (Buffers), as Linux's does.
         cached: shmem + file_pages - buffers,

@@ -278,6 +278,28 @@ pub fn remove_page(id: u64, index: u64, pfn: Pfn) {
     }
 }
 
+/// Drop the page at `index` from object `id`, dirty or not (the caller wrote it back or
+/// wants it gone).
+pub fn forget_page(id: u64, index: u64) {
+    if let Slot::Page(pfn, _) = lookup_slot(id, index) {
+        page_alloc::free_pages(pfn, 0);
+        let mut objs = OBJECTS.lock();
+        let Some(obj) = find(&mut objs, id) else {
+            return;
+        };
+        let file = obj.ops.is_some();
+        let va = VirtAddr::new(index << PAGE_SHIFT);
+        let mut pt = UserPt::default();
+        if let Ok(mut c) = Cursor::new(&mut pt, obj.root, va..VirtAddr::new(va.as_u64() + PAGE_SIZE)) {
+            if c.replace(Pte(0)).is_some() {
+                drop(objs);
+                page_gone(file, pfn);
+                page_alloc::free_pages(pfn, 0);
+            }
+        }
+    }
+}
+
 /// The readahead state of object `id`: (next index, window size).
 pub fn ra_state(id: u64) -> (u64, u64) {
     find(&mut OBJECTS.lock(), id).map_or((0, 0), |o| (o.ra_next, o.ra_size))

@@ -37,22 +37,39 @@ pub static NR_FLUSHES: AtomicU64 = AtomicU64::new(0);
 /// disk's write cache. Set by the VFS when it mounts a disk filesystem.
 static SYNC_HOOK: IrqLock<Option<fn()>> = IrqLock::new("sync_hook", None);
 
-/// Start the flusher thread named `name` (Linux: `flush-MAJOR:MINOR` per disk) and the
-/// metadata hook it calls after each flush.
-pub fn start_flusher(name: &str, hook: fn()) {
+/// The flusher's name, set when a disk filesystem is mounted; the thread starts at the
+/// first dirtied page (so that a boot that mounts a disk still gives init pid 1).
+static FLUSHER_NAME: IrqLock<Option<alloc::string::String>> = IrqLock::new("flusher_name", None);
+
+/// Name the flusher (Linux: `flush-MAJOR:MINOR` per disk) and set the metadata hook each
+/// flush ends with.
+pub fn set_flusher(name: alloc::string::String, hook: fn()) {
     *SYNC_HOOK.lock() = Some(hook);
-    if FLUSHER.lock().is_some() {
+    let mut n = FLUSHER_NAME.lock();
+    if n.is_none() {
+        *n = Some(name);
+    }
+}
+
+/// Start the flusher thread if a filesystem asked for one and it is not running.
+fn start_flusher() {
+    if FLUSHER.lock().is_some() || crate::proc::current().is_none() {
         return;
     }
-    if let Some(t) = kthread::kthread_run(name, flusher_main) {
-        *FLUSHER.lock() = Some(t);
-    } else {
-        log::warn!("writeback: no memory for the flusher thread; writes are synced by sync only");
+    let Some(name) = FLUSHER_NAME.lock().clone() else {
+        return;
+    };
+    match kthread::kthread_run(&name, flusher_main) {
+        Some(t) => *FLUSHER.lock() = Some(t),
+        None => {
+            log::warn!("writeback: no memory for the flusher thread; writes are synced by sync only")
+        }
     }
 }
 
 /// A page became dirty: remember when the oldest one did, wake the flusher to time it.
 pub fn note_dirtied() {
+    start_flusher();
     if FIRST_DIRTIED.load(Ordering::Relaxed) == 0 {
         FIRST_DIRTIED.store(timer::now_ns().max(1), Ordering::Relaxed);
         wake_flusher();

@@ -261,6 +261,8 @@ pub fn exit_current(r: ExitReason) -> ! {
 }
 
 fn report_and_power_off(r: ExitReason) -> ! {
+    // A clean shutdown: dirty data written, disk filesystems unmounted (marked clean).
+    crate::fs::ext2::unmount_all();
     match r {
         ExitReason::Exit(s) => {
             crate::drivers::debugcon::report_exit(s);

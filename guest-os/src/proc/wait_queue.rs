@@ -37,11 +37,12 @@ impl WaitQueue {
         }
     }
 
-    /// Wake every queued task (`wake_up_all`).
+    /// Wake every queued task (`wake_up_all`: TASK_NORMAL, interruptible or not).
     pub fn wake_all(&self) {
         let waiters = core::mem::take(&mut *self.waiters.lock());
         for t in waiters {
             super::sched::wake(t);
+            super::sched::wake_uninterruptible(t);
         }
     }
 }

@@ -41,7 +41,6 @@ pub const ETIMEDOUT: Errno = Errno(110);
 pub const EOPNOTSUPP: Errno = Errno(95);
 pub const EOVERFLOW: Errno = Errno(75);
 pub const EMLINK: Errno = Errno(31);
-pub const ENOSPC: Errno = Errno(28);
 pub const ENXIO: Errno = Errno(6);
 
 /// Internal restart codes (`include/linux/errno.h`): a slow system call interrupted by a

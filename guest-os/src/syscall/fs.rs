@@ -200,17 +200,6 @@ fn open_node(abs: &[u8], flags: u32, mode: u32) -> Result<Arc<File>, Errno> {
         namei::lookup(abs, true)?;
         return Err(EOPNOTSUPP);
     }
-    // SEAM(blockdev): /dev/vdX opens the disk until the VFS has a devtmpfs (see namei).
-    if let Some(dev) = namei::lookup_blockdev(abs) {
-        if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
-            return Err(EEXIST);
-        }
-        if flags & O_DIRECTORY != 0 {
-            return Err(ENOTDIR);
-        }
-        let ops = try_ops(crate::fs::blockdev::BlockDevFile::new(dev))?;
-        return try_file(ops, flags);
-    }
     let node = match namei::lookup(abs, follow) {
         Ok(n) => {
             if flags & O_CREAT != 0 && flags & O_EXCL != 0 {
@@ -253,7 +242,19 @@ fn open_node(abs: &[u8], flags: u32, mode: u32) -> Result<Arc<File>, Errno> {
             if flags & O_TRUNC != 0 && flags & O_PATH == 0 && inode.is_reg() && wants_write {
                 namei::do_truncate(&inode, 0)?;
             }
-            try_ops(VfsFile::new(p)?)?
+            if inode.mode() & crate::fs::stat::S_IFMT == crate::fs::blockdev::S_IFBLK
+                && flags & O_PATH == 0
+            {
+                // A block device node (`blkdev_open`): the disk with its number.
+                let m = inode.meta();
+                let dev = crate::block::disks()
+                    .into_iter()
+                    .find(|d| d.devt() == (m.rdev_major, m.rdev_minor))
+                    .ok_or(super::errno::ENXIO)?;
+                try_ops(crate::fs::blockdev::BlockDevFile::new(dev))?
+            } else {
+                try_ops(VfsFile::new(p)?)?
+            }
         }
         Node::Proc(p) => {
             let is_dir = !matches!(p, procfs::Node::File(_) | procfs::Node::Link(_));
