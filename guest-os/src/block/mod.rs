@@ -4,6 +4,10 @@
 //! [`submit_bio_wait`], the disk registry (`vda`, `vdb`... in probe order) and per-disk
 //! statistics in the fields of a /proc/diskstats line.
 //!
+//! Read-only disks: the block layer passes a write bio on, and the device fails it (EIO),
+//! as recent Linux does after its "write to read-only block-device" warning; the file
+//! interface refuses earlier, with EPERM (`fs/blockdev.rs`).
+//!
 //! Completion is asynchronous: a driver calls a bio's `end_io` when the device finished,
 //! usually from its interrupt handler. `end_io` therefore runs in interrupt context: it
 //! must not sleep, and it may take [`IrqLock`]s (an interrupt only arrives while this CPU
