@@ -724,6 +724,15 @@ pub fn mount(dev: Arc<dyn BlockDevice>) -> Result<(Arc<SuperBlock>, Arc<Dentry>)
     Ok((vsb, Dentry::new_root(root)))
 }
 
+/// Every mounted ext2 filesystem's metadata and disk cache (msync's and sync's last step).
+pub fn sync_all_filesystems() -> Result<(), Errno> {
+    let all = MOUNTED.lock().clone();
+    for sb in all {
+        sb.sync()?;
+    }
+    Ok(())
+}
+
 /// After a flush of the file pages: every filesystem's metadata and the disks' caches.
 fn sync_all_metadata() {
     let all = MOUNTED.lock().clone();

@@ -258,6 +258,17 @@ impl FileOps for VfsFile {
         Some(self.path.clone())
     }
 
+    /// `fsync`: the file's dirty pages, then its filesystem's metadata and the disk's
+    /// cache (ext2's `generic_file_fsync` syncs the whole metadata too).
+    fn fsync(&self) -> SysResult {
+        let id = self.inode.i_mapping;
+        if id != 0 && crate::mm::shmem::has_ops(id) {
+            crate::mm::filemap::writeback_object(id)?;
+        }
+        self.path.mnt.sb.s_op.sync_fs()?;
+        Ok(0)
+    }
+
     fn name(&self) -> &'static str {
         self.inode.i_sb.s_type
     }

@@ -865,5 +865,17 @@ pub fn sys_eventfd2(a: &Args) -> SysResult {
 
 /// `syncfs(fd)`: nothing is ever dirty.
 pub fn sys_syncfs(a: &Args) -> SysResult {
-    fdget(a.0[0] as u32 as u64).map(|_| 0)
+    let f = fdget(a.0[0] as u32 as u64)?;
+    if let Some(p) = f.f_op.vfs_path() {
+        crate::mm::filemap::sync_all()?;
+        p.mnt.sb.s_op.sync_fs()?;
+    }
+    Ok(0)
+}
+
+/// `sync()`: every dirty page written back, every filesystem's metadata, the disks'
+/// caches flushed (`ksys_sync`). Errors are not reported (sync returns void).
+pub fn sys_sync() -> SysResult {
+    let _ = crate::mm::writeback::flush();
+    Ok(0)
 }

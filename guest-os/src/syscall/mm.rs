@@ -470,9 +470,10 @@ const MS_ASYNC: u64 = 1;
 const MS_INVALIDATE: u64 = 2;
 const MS_SYNC: u64 = 4;
 
-/// `msync(addr, len, flags)`: checks as Linux (alignment, flags, the range mapped); there
-/// is nothing to write back, since no mapping can make a file dirty (the initramfs is
-/// read-only and shared writable file mappings are refused).
+/// `msync(addr, len, flags)`: checks as Linux (alignment, flags, the range mapped), then
+/// with MS_SYNC the dirty pages of the disk files the range maps are written back and
+/// waited for (`vfs_fsync_range`); MS_ASYNC has nothing to start, since dirty pages are
+/// already known to writeback (as Linux since 2.6.19).
 pub fn sys_msync(a: &Args) -> SysResult {
     let (addr, len, flags) = (a.0[0], a.0[1], a.0[2]);
     if !addr.is_multiple_of(PAGE_SIZE)
@@ -484,8 +485,9 @@ pub fn sys_msync(a: &Args) -> SysResult {
     let end = addr
         .checked_add(len.next_multiple_of(PAGE_SIZE))
         .ok_or(ENOMEM)?;
-    with_mm(|mm| {
+    let objects = with_mm(|mm| {
         let mut covered = addr;
+        let mut objects: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
         for v in mm
             .vmas
             .iter()
@@ -495,11 +497,25 @@ pub fn sys_msync(a: &Args) -> SysResult {
                 break;
             }
             covered = v.end.as_u64();
+            if let mm_core::vma::Backing::File(f) = v.backing {
+                if v.flags.contains(VM_SHARED) && shmem::has_ops(f.id) && !objects.contains(&f.id)
+                {
+                    objects.try_reserve(1).map_err(|_| ENOMEM)?;
+                    objects.push(f.id);
+                }
+            }
         }
         if covered < end {
             Err(ENOMEM)
         } else {
-            Ok(0)
+            Ok(objects)
         }
-    })
+    })?;
+    if flags & MS_SYNC != 0 {
+        for id in objects {
+            crate::mm::filemap::writeback_object(id)?;
+        }
+        crate::fs::ext2::sync_all_filesystems()?;
+    }
+    Ok(0)
 }

@@ -170,7 +170,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::SIGALTSTACK => signal::sys_sigaltstack(frame, &a),
         nr::PRCTL => sys::sys_prctl(&a),
         nr::ARCH_PRCTL => proc::sys_arch_prctl(&a),
-        nr::SYNC => Ok(0),
+        nr::SYNC => fs::sys_sync(),
         nr::GETTID => proc::sys_getpid(&a),
         nr::TKILL => signal::sys_tgkill(&a, false),
         nr::TIME => time::sys_time(&a),

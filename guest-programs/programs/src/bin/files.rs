@@ -1,5 +1,5 @@
-//! `files`: files as a C program sees them, on a writable filesystem. In the directory
-//! `$FILES_DIR` (default `/tmp/files-test`, created and removed again):
+//! `files [DIR]`: files as a C program sees them, on a writable filesystem. In the
+//! directory DIR (else `$FILES_DIR`, else `/tmp/files-test`; created and removed again):
 //! - create, write, read back, pwrite past the end (a hole reads as zeros), O_APPEND,
 //!   ftruncate down and up, O_TRUNC, O_EXCL, O_DIRECTORY, EISDIR;
 //! - mkdir/rmdir (EEXIST, ENOENT, ENOTEMPTY), rename with Linux's rules (EINVAL into its
@@ -194,7 +194,7 @@ fn in_child(f: impl FnOnce() -> i32) -> String {
 
 fn main() -> i32 {
     let mut r = Report::new();
-    let base = match vmrt::env::var("FILES_DIR") {
+    let base = match vmrt::env::arg(1).or_else(|| vmrt::env::var("FILES_DIR")) {
         Some(d) => String::from(d.to_str().unwrap_or("/tmp/files-test")),
         None => String::from("/tmp/files-test"),
     };
