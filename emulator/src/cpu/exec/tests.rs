@@ -174,3 +174,159 @@ fn undefined_flags_follow_the_documented_policy() {
     assert_eq!(f.cpu.gpr[gpr::RAX], 4);
     assert_eq!(f.cpu.rflags & status, rflags::PF | rflags::SF | rflags::AF);
 }
+
+/// The mnemonics iced-x86 shares between unrelated instructions execute as what they
+/// are: SSE2 MOVSD/CMPSD on XMM registers, string MOVSD/CMPSD on [RSI]/[RDI].
+#[test]
+fn shared_mnemonics_dispatch_by_code() {
+    // movsd xmm0, [rsi] ; movsd [rdi], xmm0 ; cmpsd xmm0, xmm1, 0 (eq) ; movsd xmm2, xmm1
+    let mut f = Fixture::new(&[
+        0xf2, 0x0f, 0x10, 0x06, 0xf2, 0x0f, 0x11, 0x07, 0xf2, 0x0f, 0xc2, 0xc1, 0x00, 0xf2, 0x0f,
+        0x10, 0xd1,
+    ]);
+    f.cpu.cr4 |= cr4::OSFXSR;
+    let w = |f: &mut Fixture, pa: u64, v: u64| assert!(f.bus.mem.write(GuestPhysAddr(pa), 8, v));
+    w(&mut f, DATA, 1.5f64.to_bits());
+    f.cpu.gpr[gpr::RSI] = DATA;
+    f.cpu.gpr[gpr::RDI] = DATA + 0x100;
+    f.cpu.fpu.xmm[0] = u128::MAX;
+    f.cpu.fpu.xmm[1] = (7u128 << 64) | 1.5f64.to_bits() as u128;
+    f.cpu.fpu.xmm[2] = 9u128 << 64;
+    assert_eq!(f.step(), None);
+    // A load zeroes bits 127:64; RSI/RDI are untouched (no string move).
+    assert_eq!(f.cpu.fpu.xmm[0], 1.5f64.to_bits() as u128);
+    assert_eq!(
+        (f.cpu.gpr[gpr::RSI], f.cpu.gpr[gpr::RDI]),
+        (DATA, DATA + 0x100)
+    );
+    assert_eq!(f.step(), None);
+    assert_eq!(f.read(DATA + 0x100, 8), 1.5f64.to_bits());
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.fpu.xmm[0], u64::MAX as u128);
+    assert_eq!(f.step(), None);
+    // Register to register merges the low element.
+    assert_eq!(f.cpu.fpu.xmm[2], (9u128 << 64) | 1.5f64.to_bits() as u128);
+
+    // movsd (string, a5) ; cmpsd (string, a7)
+    let mut f = Fixture::new(&[0xa5, 0xa7]);
+    w(&mut f, DATA, 0x1122_3344);
+    f.cpu.gpr[gpr::RSI] = DATA;
+    f.cpu.gpr[gpr::RDI] = DATA + 0x100;
+    f.cpu.fpu.xmm[0] = 5;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.read(DATA + 0x100, 4), 0x1122_3344);
+    assert_eq!(
+        (f.cpu.gpr[gpr::RSI], f.cpu.gpr[gpr::RDI]),
+        (DATA + 4, DATA + 0x104)
+    );
+    assert_eq!(f.step(), None);
+    assert_eq!(
+        (f.cpu.gpr[gpr::RSI], f.cpu.gpr[gpr::RDI]),
+        (DATA + 8, DATA + 0x108)
+    );
+    assert_eq!(f.cpu.fpu.xmm[0], 5);
+}
+
+/// Operand kinds of x87, MMX, XMM/YMM/ZMM and AVX-512 mask registers.
+fn simd_kind(k: iced_x86::OpCodeOperandKind) -> bool {
+    let n = format!("{k:?}");
+    ["mm", "xmm", "ymm", "zmm", "st", "k_", "kp1"]
+        .iter()
+        .any(|p| n.starts_with(p))
+}
+
+/// CPUID feature names of the floating-point and vector extensions.
+const SIMD_FEATURES: &[&str] = &[
+    "FPU", "MMX", "SSE", "AVX", "FXSR", "XSAVE", "D3NOW", "FMA", "F16C", "AES", "PCLMUL", "SHA",
+    "GFNI", "VAES",
+];
+
+/// No instruction with x87, MMX, XMM/YMM/ZMM or mask-register operands, nor any VEX/EVEX/
+/// XOP form other than the BMI1/BMI2 integer ones, reaches an integer executor.
+#[test]
+fn simd_forms_never_reach_the_integer_executors() {
+    use super::{family, Family};
+    use iced_x86::{Code, EncodingKind, OpCodeOperandKind as K};
+    for code in Code::values() {
+        let op = code.op_code();
+        if !op.is_instruction() {
+            continue;
+        }
+        let simd_operand = op.op_kinds().iter().any(|k| simd_kind(*k));
+        let vex_gpr_only = matches!(op.encoding(), EncodingKind::VEX) && !simd_operand;
+        let integer = matches!(
+            family(code),
+            Family::Data | Family::Arith | Family::Control | Family::String | Family::Nop
+        );
+        if integer {
+            assert!(!simd_operand, "{code:?} goes to {:?}", family(code));
+            assert!(
+                op.encoding() == EncodingKind::Legacy || vex_gpr_only,
+                "{code:?} goes to {:?}",
+                family(code)
+            );
+        }
+    }
+}
+
+/// Every form routed to the SIMD executor that it does not implement stops the machine
+/// as unimplemented (with its operands filled in, so the executor could have run it).
+#[test]
+fn every_unimplemented_simd_form_stops() {
+    use super::{family, Family};
+    use iced_x86::{Code, Instruction, OpCodeOperandKind as K, OpKind, Register};
+    let mut stopped = 0;
+    for code in Code::values() {
+        let op = code.op_code();
+        if !op.is_instruction()
+            || !op.mode64()
+            || family(code) == Family::Nop
+            || crate::cpu::sse::implemented(code)
+        {
+            continue;
+        }
+        let mut i = Instruction::default();
+        i.set_code(code);
+        let simd = op.op_kinds().iter().any(|k| simd_kind(*k))
+            || i.cpuid_features().iter().any(|f| {
+                let f = format!("{f:?}");
+                SIMD_FEATURES.iter().any(|s| f.contains(s))
+            });
+        if !simd {
+            continue;
+        }
+        for (n, k) in op.op_kinds().iter().enumerate() {
+            let n = n as u32;
+            let reg = match k {
+                K::xmm_reg | K::xmm_rm | K::xmm_vvvv => Some(Register::XMM1),
+                K::mm_reg | K::mm_rm => Some(Register::MM1),
+                K::ymm_reg | K::ymm_rm | K::ymm_vvvv => Some(Register::YMM1),
+                K::r32_reg | K::r32_rm | K::r32_or_mem => Some(Register::EAX),
+                K::r64_reg | K::r64_rm | K::r64_or_mem => Some(Register::RAX),
+                _ => None,
+            };
+            match (reg, k) {
+                (Some(r), _) => {
+                    i.set_op_kind(n, OpKind::Register);
+                    i.set_op_register(n, r);
+                }
+                (None, K::imm8) => i.set_op_kind(n, OpKind::Immediate8),
+                _ => {
+                    i.set_op_kind(n, OpKind::Memory);
+                    i.set_memory_base(Register::RSI);
+                }
+            }
+        }
+        let mut f = Fixture::new(&[0x90]);
+        f.cpu.cr4 |= cr4::OSFXSR | cr4::OSXMMEXCPT | cr4::OSXSAVE;
+        f.cpu.gpr[gpr::RSI] = DATA;
+        let before = f.cpu.fpu.xmm;
+        let r = super::execute(&mut f.cpu, &mut f.bus, &i);
+        assert_eq!(r, Err(Exception::ud()), "{code:?}");
+        assert!(f.cpu.last_unimplemented.is_some(), "{code:?} did not stop");
+        assert_eq!(f.cpu.fpu.xmm, before, "{code:?} changed XMM state");
+        stopped += 1;
+    }
+    // SSE3..SSE4.2, AVX, MMX and x87 forms: thousands.
+    assert!(stopped > 1000, "{stopped}");
+}
