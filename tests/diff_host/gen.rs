@@ -206,9 +206,15 @@ pub fn generate(rng: &mut Rng, code: Code) -> Result<Case, String> {
         flags |= fl::ID;
     }
     let osize = operand_bytes(code);
+    let fx = super::simd::fx_input(rng, code);
     let mut c = Ctx {
         rng,
-        st: Input { gpr, flags, arena },
+        st: Input {
+            gpr,
+            flags,
+            arena,
+            fx,
+        },
         avoid: implicit_regs(m, code),
         pinned: 0,
         addr_regs: 0,
@@ -282,6 +288,14 @@ pub fn generate(rng: &mut Rng, code: Code) -> Result<Case, String> {
                 Opnd::Imm(kind, c.immediate(m, osize, n, kind))
             }
             K::br64_1 | K::br64_4 => Opnd::Branch(c.branch_target()),
+            K::xmm_reg | K::xmm_rm => Opnd::Reg(Register::XMM0 + c.rng.below(16) as u32),
+            K::xmm_or_mem => {
+                if c.rng.bool() {
+                    Opnd::Mem
+                } else {
+                    Opnd::Reg(Register::XMM0 + c.rng.below(16) as u32)
+                }
+            }
             K::seg_rSI => Opnd::StrSrc,
             K::es_rDI => Opnd::StrDst,
             _ => return Err(format!("unsupported operand kind {k:?}")),
@@ -587,6 +601,8 @@ impl Ctx<'_> {
         let align = match m {
             // 90% aligned: a misaligned CMPXCHG16B is #GP, checked the other 10%.
             M::Cmpxchg16b if self.rng.chance(9, 10) => 16,
+            // 90% aligned SSE operands: a misaligned one is #GP for the aligned forms.
+            _ if super::simd::is_simd(code) && mem_size >= 16 && self.rng.chance(9, 10) => 16,
             _ => 1,
         };
         let t = self.pick_target(mem_size, align);
@@ -1025,9 +1041,15 @@ impl Ctx<'_> {
         let op = code.op_code();
         let mem_size = op.memory_size().size();
         let free = |c: &Ctx, r: Register| c.addr_regs & bit(reg_index(r)) == 0;
+        // SSE memory operands hold lanes of edge-case floats and integers.
+        if let Some(t) = target {
+            if super::simd::is_simd(code) && self.rng.chance(3, 4) {
+                super::simd::seed_memory(self.rng, &mut self.st.arena, (t - ARENA_BASE) as usize);
+            }
+        }
         // Memory operands often hold an edge value.
         if let Some(t) = target {
-            if self.rng.bool() && mem_size <= 8 {
+            if self.rng.bool() && mem_size <= 8 && !super::simd::is_simd(code) {
                 let v = interesting(self.rng);
                 self.st.write_mem(t, mem_size, v);
             }

@@ -21,8 +21,14 @@ pub struct Env {
     daz: bool,
     ftz: bool,
     um_masked: bool,
-    /// MXCSR exception flags raised so far (IE..PE).
-    pub flags: u32,
+    /// MXCSR exceptions that trap (unmasked), as flag bits.
+    unmasked: u32,
+    /// Flags of the element being computed.
+    flags: u32,
+    /// Pre-computation (IE, DE, ZE) and post-computation (OE, UE, PE) flags of all
+    /// elements so far.
+    pre: u32,
+    post: u32,
 }
 
 /// MXCSR.RC (0 nearest, 1 down, 2 up, 3 toward zero) as a SoftFloat rounding mode.
@@ -128,6 +134,41 @@ impl Ieee for u64 {
     }
 }
 
+/// Whether `a op b` in single precision is inexact with an unbounded exponent: computed
+/// in double precision (a product of two floats is exact there; a double that is inexact
+/// or needs more than 24 bits means the float result is inexact).
+fn inexact_wide32(op: Op, a: u32, b: u32) -> bool {
+    let (r, fl) = with_round(sf::softfloat_round_near_even, || unsafe {
+        let (x, y) = (sf::f32_to_f64(f32v(a)), sf::f32_to_f64(f32v(b)));
+        match op {
+            Op::Add => sf::f64_add(x, y),
+            Op::Sub => sf::f64_sub(x, y),
+            Op::Mul => sf::f64_mul(x, y),
+            Op::Div => sf::f64_div(x, y),
+        }
+        .v
+    });
+    let sig = (r & u64::mant_mask()) | 1 << 52;
+    fl & mxcsr::PE != 0 || 53 - sig.trailing_zeros() > 24
+}
+
+/// As [`inexact_wide32`] for doubles, in quadruple precision.
+fn inexact_wide64(op: Op, a: u64, b: u64) -> bool {
+    let (r, fl) = with_round(sf::softfloat_round_near_even, || unsafe {
+        let (x, y) = (sf::f64_to_f128(f64v(a)), sf::f64_to_f128(f64v(b)));
+        match op {
+            Op::Add => sf::f128_add(x, y),
+            Op::Sub => sf::f128_sub(x, y),
+            Op::Mul => sf::f128_mul(x, y),
+            Op::Div => sf::f128_div(x, y),
+        }
+        .v
+    });
+    // Little-endian halves: v[0] holds the low 64 significand bits.
+    let sig = (r[0] as u128) | ((r[1] as u128 & ((1u128 << 48) - 1)) << 64) | 1u128 << 112;
+    fl & mxcsr::PE != 0 || 113 - sig.trailing_zeros() > 53
+}
+
 /// Binary arithmetic operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -160,8 +201,37 @@ impl Env {
             daz: csr & mxcsr::DAZ != 0,
             ftz: csr & mxcsr::FTZ != 0,
             um_masked: csr & mxcsr::UM != 0,
+            unmasked: !(csr >> mxcsr::MASK_SHIFT) & mxcsr::FLAGS,
             flags: 0,
+            pre: 0,
+            post: 0,
         }
+    }
+
+    /// End of one element: an invalid operation or a division by zero hides a denormal
+    /// operand (SDM Vol. 1, 11.5.2: they have priority), then the flags join the
+    /// instruction's.
+    fn commit(&mut self) {
+        let mut f = self.flags;
+        if f & (mxcsr::IE | mxcsr::ZE) != 0 {
+            f &= !mxcsr::DE;
+        }
+
+        self.pre |= f & (mxcsr::IE | mxcsr::DE | mxcsr::ZE);
+        self.post |= f & (mxcsr::OE | mxcsr::UE | mxcsr::PE);
+        self.flags = 0;
+    }
+
+    /// The flags the instruction sets in MXCSR given its exception masks, and whether it
+    /// traps: an unmasked pre-computation exception in any element stops the instruction
+    /// before the post-computation ones are detected (SDM Vol. 1, 11.5.1).
+    pub fn outcome(&self, csr: u32) -> (u32, bool) {
+        let unmasked = !(csr >> mxcsr::MASK_SHIFT) & mxcsr::FLAGS;
+        if self.pre & unmasked != 0 {
+            return (self.pre, true);
+        }
+        let all = self.pre | self.post;
+        (all, all & unmasked != 0)
     }
 
     /// Rounding mode override (ROUNDSS imm8 with bit 2 clear).
@@ -195,6 +265,7 @@ impl Env {
             }
         }
         self.flags |= fl;
+        self.commit();
         r
     }
 
@@ -209,7 +280,7 @@ impl Env {
 
     pub fn arith32(&mut self, op: Op, a: u32, b: u32) -> u32 {
         let (a, b) = self.inputs2(a, b);
-        let (r, fl) = with_round(self.round, || unsafe {
+        let (r, mut fl) = with_round(self.round, || unsafe {
             match op {
                 Op::Add => sf::f32_add(f32v(a), f32v(b)),
                 Op::Sub => sf::f32_sub(f32v(a), f32v(b)),
@@ -218,12 +289,20 @@ impl Env {
             }
             .v
         });
+        if self.traps_on_range(r, fl) {
+            fl = (fl & !mxcsr::PE)
+                | if inexact_wide32(op, a, b) {
+                    mxcsr::PE
+                } else {
+                    0
+                };
+        }
         self.output(r, fl)
     }
 
     pub fn arith64(&mut self, op: Op, a: u64, b: u64) -> u64 {
         let (a, b) = self.inputs2(a, b);
-        let (r, fl) = with_round(self.round, || unsafe {
+        let (r, mut fl) = with_round(self.round, || unsafe {
             match op {
                 Op::Add => sf::f64_add(f64v(a), f64v(b)),
                 Op::Sub => sf::f64_sub(f64v(a), f64v(b)),
@@ -232,7 +311,23 @@ impl Env {
             }
             .v
         });
+        if self.traps_on_range(r, fl) {
+            fl = (fl & !mxcsr::PE)
+                | if inexact_wide64(op, a, b) {
+                    mxcsr::PE
+                } else {
+                    0
+                };
+        }
         self.output(r, fl)
+    }
+
+    /// Whether this result raises an unmasked overflow or underflow. Then no result is
+    /// delivered and PE reports whether the result with an unbounded exponent would be
+    /// inexact, not the rounding to infinity or to a denormal that SoftFloat saw.
+    fn traps_on_range<F: Ieee>(&self, r: F, fl: u32) -> bool {
+        let tiny = fl & mxcsr::UE != 0 || r.is_denormal();
+        (fl & mxcsr::OE != 0 && self.unmasked & mxcsr::OE != 0) || (tiny && !self.um_masked)
     }
 
     pub fn sqrt32(&mut self, a: u32) -> u32 {
@@ -259,8 +354,10 @@ impl Env {
             if signaling || a.is_snan() || b.is_snan() {
                 self.flags |= mxcsr::IE;
             }
+            self.commit();
             return Ord3::Unordered;
         }
+        self.commit();
         let key = |x: F| -> i128 {
             let mag = (x.raw() & !F::sign_bit()) as i128;
             if x.is_neg() {
@@ -288,9 +385,9 @@ impl Env {
         } else {
             (a, b)
         };
+        // With DAZ the operand returned is the flushed one.
         match (o, max) {
             (Ord3::Less, false) | (Ord3::Greater, true) => da,
-            (Ord3::Unordered, _) => b,
             _ => db,
         }
     }
@@ -302,28 +399,43 @@ impl Env {
     }
     pub fn f64_to_f32(&mut self, a: u64) -> u32 {
         let a = self.input1(a);
-        let (r, fl) = with_round(self.round, || unsafe { sf::f64_to_f32(f64v(a)).v });
+        let (r, mut fl) = with_round(self.round, || unsafe { sf::f64_to_f32(f64v(a)).v });
+        if self.traps_on_range(r, fl) {
+            let m = a & u64::mant_mask();
+            let sig = if a & u64::exp_mask() == 0 {
+                m
+            } else {
+                m | 1 << 52
+            };
+            // Inexact with an unbounded exponent: more than 24 significant bits.
+            let span = 64 - sig.leading_zeros() - sig.trailing_zeros();
+            fl = (fl & !mxcsr::PE) | if span > 24 { mxcsr::PE } else { 0 };
+        }
         self.output(r, fl)
     }
 
     pub fn i32_to_f32(&mut self, a: i32) -> u32 {
         let (r, fl) = with_round(self.round, || unsafe { sf::i32_to_f32(a).v });
         self.flags |= fl;
+        self.commit();
         r
     }
     pub fn i64_to_f32(&mut self, a: i64) -> u32 {
         let (r, fl) = with_round(self.round, || unsafe { sf::i64_to_f32(a).v });
         self.flags |= fl;
+        self.commit();
         r
     }
     pub fn i32_to_f64(&mut self, a: i32) -> u64 {
         let (r, fl) = with_round(self.round, || unsafe { sf::i32_to_f64(a).v });
         self.flags |= fl;
+        self.commit();
         r
     }
     pub fn i64_to_f64(&mut self, a: i64) -> u64 {
         let (r, fl) = with_round(self.round, || unsafe { sf::i64_to_f64(a).v });
         self.flags |= fl;
+        self.commit();
         r
     }
 
@@ -349,6 +461,7 @@ impl Env {
             }
         });
         self.flags |= fl;
+        self.commit();
         r
     }
     pub fn f64_to_int(&mut self, a: u64, bits64: bool, truncate: bool) -> u64 {
@@ -370,6 +483,7 @@ impl Env {
             }
         });
         self.flags |= fl;
+        self.commit();
         r
     }
 
@@ -380,6 +494,7 @@ impl Env {
             sf::f32_roundToInt(f32v(a), self.round, inexact).v
         });
         self.flags |= fl;
+        self.commit();
         r
     }
     pub fn round64(&mut self, a: u64, inexact: bool) -> u64 {
@@ -388,6 +503,7 @@ impl Env {
             sf::f64_roundToInt(f64v(a), self.round, inexact).v
         });
         self.flags |= fl;
+        self.commit();
         r
     }
 
@@ -407,12 +523,17 @@ mod tests {
         let tiny = 1e-300f64.to_bits();
         let mut e = Env::new(mxcsr::DEFAULT);
         assert_eq!(e.arith64(Op::Add, one, tiny), one);
-        assert_eq!(e.flags, mxcsr::PE);
+        assert_eq!(e.outcome(mxcsr::DEFAULT), (mxcsr::PE, false));
         let mut e = Env::new(mxcsr::DEFAULT | (2 << mxcsr::RC_SHIFT));
         assert_eq!(e.arith64(Op::Add, one, tiny), one + 1);
         let mut e = Env::new(mxcsr::DEFAULT);
         assert_eq!(e.arith64(Op::Div, one, 0), f64::INFINITY.to_bits());
-        assert_eq!(e.flags, mxcsr::ZE);
+        assert_eq!(e.outcome(mxcsr::DEFAULT), (mxcsr::ZE, false));
+        // Unmasked ZE traps.
+        assert_eq!(
+            e.outcome(mxcsr::DEFAULT & !mxcsr::ZE << mxcsr::MASK_SHIFT),
+            (mxcsr::ZE, true)
+        );
     }
 
     #[test]
@@ -420,7 +541,7 @@ mod tests {
         let mut e = Env::new(mxcsr::DEFAULT);
         assert_eq!(e.f64_to_int(f64::NAN.to_bits(), false, true), 0x8000_0000);
         assert_eq!(e.f64_to_int(1e300f64.to_bits(), true, false), 1 << 63);
-        assert_eq!(e.flags, mxcsr::IE);
+        assert_eq!(e.outcome(mxcsr::DEFAULT).0, mxcsr::IE);
         let mut e = Env::new(mxcsr::DEFAULT);
         assert_eq!(e.sqrt64((-1.0f64).to_bits()), 0xfff8_0000_0000_0000);
     }
@@ -430,13 +551,13 @@ mod tests {
         let den = 1u64;
         let mut e = Env::new(mxcsr::DEFAULT);
         assert_eq!(e.arith64(Op::Add, den, 0), den);
-        assert_eq!(e.flags, mxcsr::DE);
+        assert_eq!(e.outcome(mxcsr::DEFAULT).0, mxcsr::DE);
         let mut e = Env::new(mxcsr::DEFAULT | mxcsr::DAZ);
         assert_eq!(e.arith64(Op::Add, den, 0), 0);
-        assert_eq!(e.flags, 0);
+        assert_eq!(e.outcome(mxcsr::DEFAULT).0, 0);
         let min = f64::MIN_POSITIVE.to_bits();
         let mut e = Env::new(mxcsr::DEFAULT | mxcsr::FTZ);
         assert_eq!(e.arith64(Op::Mul, min, 0.5f64.to_bits()), 0);
-        assert_eq!(e.flags, mxcsr::UE | mxcsr::PE);
+        assert_eq!(e.outcome(mxcsr::DEFAULT).0, mxcsr::UE | mxcsr::PE);
     }
 }

@@ -246,7 +246,7 @@ const SIMD_FEATURES: &[&str] = &[
 #[test]
 fn simd_forms_never_reach_the_integer_executors() {
     use super::{family, Family};
-    use iced_x86::{Code, EncodingKind, OpCodeOperandKind as K};
+    use iced_x86::{Code, EncodingKind};
     for code in Code::values() {
         let op = code.op_code();
         if !op.is_instruction() {

@@ -205,7 +205,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             } else {
                 env.compare(a as u64, b as u64, signaling)
             };
-            cpu.sse_fp_flags(env.flags)?;
+            cpu.sse_fp_flags(&env)?;
             // ZF,PF,CF = 111 unordered, 000 greater, 001 less, 100 equal; OF, SF, AF clear.
             let f = match o {
                 Ord3::Unordered => rflags::ZF | rflags::PF | rflags::CF,
@@ -227,7 +227,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                 (_, false) => env.i32_to_f64(src as i32),
                 (_, true) => env.i64_to_f64(src as i64),
             };
-            cpu.sse_fp_flags(env.flags)?;
+            cpu.sse_fp_flags(&env)?;
             let w = if m == M::Cvtsi2ss { 32 } else { 64 };
             merge_low(cpu, i, w, r);
             Ok(())
@@ -241,21 +241,21 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             } else {
                 env.f64_to_int(src as u64, bits64, trunc)
             };
-            cpu.sse_fp_flags(env.flags)?;
+            cpu.sse_fp_flags(&env)?;
             cpu.set_reg(i.op_register(0), r);
             Ok(())
         }
         M::Cvtss2sd => {
             let s = cpu.xmm_src(bus, i, 1)?;
             let r = env.f32_to_f64(s as u32);
-            cpu.sse_fp_flags(env.flags)?;
+            cpu.sse_fp_flags(&env)?;
             merge_low(cpu, i, 64, r);
             Ok(())
         }
         M::Cvtsd2ss => {
             let s = cpu.xmm_src(bus, i, 1)?;
             let r = env.f64_to_f32(s as u64) as u64;
-            cpu.sse_fp_flags(env.flags)?;
+            cpu.sse_fp_flags(&env)?;
             merge_low(cpu, i, 32, r);
             Ok(())
         }
@@ -291,7 +291,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                     }
                 }),
             };
-            cpu.sse_fp_flags(env.flags)?;
+            cpu.sse_fp_flags(&env)?;
             cpu.fpu.xmm[xmm_index(i.op_register(0))] = r;
             Ok(())
         }
@@ -313,7 +313,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                     elem(&mut env, m, bits, lane(d, bits, k), lane(s, bits, k), imm)
                 })
             };
-            cpu.sse_fp_flags(env.flags)?;
+            cpu.sse_fp_flags(&env)?;
             cpu.fpu.xmm[d0] = r;
             Ok(())
         }

@@ -445,10 +445,10 @@ impl Cpu {
     /// After an SSE floating-point operation: record its exception flags in MXCSR and
     /// raise #XM (#UD with CR4.OSXMMEXCPT clear) if one of them is unmasked, in which
     /// case the destination must not be written (SDM Vol. 1, 11.5.4).
-    pub(crate) fn sse_fp_flags(&mut self, flags: u32) -> ExecResult {
+    pub(crate) fn sse_fp_flags(&mut self, env: &crate::cpu::softfp::Env) -> ExecResult {
+        let (flags, trap) = env.outcome(self.fpu.mxcsr);
         self.fpu.mxcsr |= flags & mxcsr::FLAGS;
-        let masks = (self.fpu.mxcsr & mxcsr::MASKS) >> mxcsr::MASK_SHIFT;
-        if flags & !masks & mxcsr::FLAGS != 0 {
+        if trap {
             return Err(if self.cr4 & cr4::OSXMMEXCPT != 0 {
                 Exception::new(vector::XM)
             } else {
