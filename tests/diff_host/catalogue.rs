@@ -383,6 +383,104 @@ pub const SIMD_CLASSES: &[(&str, &[M])] = &[
         ],
     ),
     (
+        "x87 loads/stores/constants",
+        &[
+            M::Fld,
+            M::Fst,
+            M::Fstp,
+            M::Fild,
+            M::Fist,
+            M::Fistp,
+            M::Fxch,
+            M::Ffree,
+            M::Ffreep,
+            M::Fincstp,
+            M::Fdecstp,
+            M::Fld1,
+            M::Fldz,
+            M::Fldpi,
+            M::Fldl2e,
+            M::Fldl2t,
+            M::Fldlg2,
+            M::Fldln2,
+            M::Fchs,
+            M::Fabs,
+            M::Fnop,
+        ],
+    ),
+    (
+        "x87 arithmetic",
+        &[
+            M::Fadd,
+            M::Faddp,
+            M::Fiadd,
+            M::Fsub,
+            M::Fsubp,
+            M::Fisub,
+            M::Fsubr,
+            M::Fsubrp,
+            M::Fisubr,
+            M::Fmul,
+            M::Fmulp,
+            M::Fimul,
+            M::Fdiv,
+            M::Fdivp,
+            M::Fidiv,
+            M::Fdivr,
+            M::Fdivrp,
+            M::Fidivr,
+            M::Fsqrt,
+        ],
+    ),
+    (
+        "x87 frndint/fscale/fxtract/fprem/fprem1",
+        &[M::Frndint, M::Fscale, M::Fxtract, M::Fprem, M::Fprem1],
+    ),
+    (
+        "x87 compares/fxam/fcmov",
+        &[
+            M::Fcom,
+            M::Fcomp,
+            M::Fcompp,
+            M::Fucom,
+            M::Fucomp,
+            M::Fucompp,
+            M::Ficom,
+            M::Ficomp,
+            M::Ftst,
+            M::Fxam,
+            M::Fcomi,
+            M::Fcomip,
+            M::Fucomi,
+            M::Fucomip,
+            M::Fcmovb,
+            M::Fcmove,
+            M::Fcmovbe,
+            M::Fcmovu,
+            M::Fcmovnb,
+            M::Fcmovne,
+            M::Fcmovnbe,
+            M::Fcmovnu,
+        ],
+    ),
+    (
+        "x87 control",
+        &[
+            // The waiting forms (FINIT, FSTSW, ...) are WAIT followed by these, two
+            // instructions: tested as such.
+            M::Fninit,
+            M::Fnclex,
+            M::Fldcw,
+            M::Fnstcw,
+            M::Fnstsw,
+            M::Fnstenv,
+            M::Fldenv,
+            M::Fnsave,
+            M::Frstor,
+            M::Wait,
+        ],
+    ),
+    (
         "ldmxcsr/stmxcsr/fxsave/fxrstor",
         &[
             M::Ldmxcsr,
@@ -481,6 +579,8 @@ pub(super) fn supported_kind(k: K) -> bool {
             | K::xmm_reg
             | K::xmm_rm
             | K::xmm_or_mem
+            | K::st0
+            | K::sti_opcode
     )
 }
 

@@ -52,6 +52,8 @@ pub struct Mask {
     /// XMM register lanes compared within an error bound instead of exactly (RCPPS and
     /// friends): (register, lane bits, lane mask).
     pub approx_xmm: Vec<(usize, u32, u8)>,
+    /// x87 status-word bits the SDM leaves undefined for this instruction.
+    pub fsw: u16,
 }
 
 /// Address of the explicit memory operand computed from the inputs.
@@ -99,6 +101,9 @@ pub fn undefined(case: &Case) -> Mask {
     let mut mask = Mask::default();
     if i.is_invalid() {
         return mask;
+    }
+    if super::simd::is_x87(case.code) {
+        mask.fsw = super::simd::undefined_fsw(i.mnemonic());
     }
     if let Some((bits, lanes)) = super::simd::approx_lanes(i) {
         if i.op_kind(0) == OpKind::Register {

@@ -289,6 +289,8 @@ pub fn generate(rng: &mut Rng, code: Code) -> Result<Case, String> {
             }
             K::br64_1 | K::br64_4 => Opnd::Branch(c.branch_target()),
             K::xmm_reg | K::xmm_rm => Opnd::Reg(Register::XMM0 + c.rng.below(16) as u32),
+            K::st0 => Opnd::Reg(Register::ST0),
+            K::sti_opcode => Opnd::Reg(Register::ST0 + c.rng.below(8) as u32),
             K::xmm_or_mem => {
                 if c.rng.bool() {
                     Opnd::Mem
@@ -1043,7 +1045,15 @@ impl Ctx<'_> {
         let free = |c: &Ctx, r: Register| c.addr_regs & bit(reg_index(r)) == 0;
         // SSE memory operands hold lanes of edge-case floats and integers.
         if let Some(t) = target {
-            if super::simd::is_simd(code) && self.rng.chance(3, 4) {
+            if super::simd::is_x87(code) && self.rng.chance(7, 8) {
+                let ms = op.memory_size();
+                super::simd::seed_x87_memory(
+                    self.rng,
+                    &mut self.st.arena,
+                    (t - ARENA_BASE) as usize,
+                    ms,
+                );
+            } else if super::simd::is_simd(code) && self.rng.chance(3, 4) {
                 super::simd::seed_memory(self.rng, &mut self.st.arena, (t - ARENA_BASE) as usize);
             }
         }

@@ -1,6 +1,9 @@
 //! The CPU model CPUID reports: the same leaves on every run and every host, advertising
 //! only what this emulator implements (no x87/SSE, no XSAVE, no x2APIC yet).
 
+/// Whether SSE3 (and with it FISTTP) is advertised and implemented.
+pub const HAS_SSE3: bool = false;
+
 /// Leaf 1 EDX feature bits.
 mod edx1 {
     pub const TSC: u32 = 1 << 4;

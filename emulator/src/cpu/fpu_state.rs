@@ -40,9 +40,10 @@ pub mod fcw {
     pub const RC: u16 = 3 << RC_SHIFT;
     /// FNINIT value: everything masked, 64-bit precision, round to nearest.
     pub const DEFAULT: u16 = 0x037f;
-    /// Bit 6 reads as 1; bits 13-15 are reserved (the infinity bit 12 is kept, as on
-    /// current processors it is stored and ignored).
+    /// Bit 6 reads as 1; bits 13-15 are reserved and read as 0 (the infinity bit 12 is
+    /// kept: current processors store and ignore it).
     pub const FIXED: u16 = 0x0040;
+    pub const WRITABLE: u16 = 0x1f3f;
 }
 
 /// x87 status word fields (SDM Vol. 1, 8.1.3).

@@ -12,6 +12,7 @@ pub mod regs;
 pub mod segment;
 pub mod softfp;
 pub mod sse;
+pub mod x87;
 
 use crate::addr::{GuestPhysAddr, GuestVirtAddr, PAGE_SIZE};
 use crate::bus::Bus;

@@ -29,6 +29,8 @@ pub(crate) enum Family {
     Nop,
     /// SSE/SSE2 and the FPU-state instructions (`cpu::sse`).
     Simd,
+    /// The x87 FPU (`cpu::x87`).
+    X87,
     /// System instructions, and the unimplemented rest.
     System,
 }
@@ -250,6 +252,7 @@ pub(crate) fn family(code: Code) -> Family {
         | M::Prefetchw => Family::Nop,
 
         _ if super::sse::route(code) => Family::Simd,
+        _ if super::x87::route(code) => Family::X87,
         _ => Family::System,
     }
 }
@@ -263,6 +266,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         Family::String => string::execute(cpu, bus, i),
         Family::Nop => Ok(()),
         Family::Simd => super::sse::execute(cpu, bus, i),
+        Family::X87 => super::x87::execute(cpu, bus, i),
         Family::System => system::execute(cpu, bus, i),
     }
 }
