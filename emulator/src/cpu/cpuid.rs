@@ -1,5 +1,6 @@
 //! The CPU model CPUID reports: the same leaves on every run and every host, advertising
-//! only what this emulator implements (no x87/SSE, no XSAVE, no x2APIC yet).
+//! only what this emulator implements: the x87 FPU, FXSAVE, SSE and SSE2, XSAVE with
+//! XCR0 = x87|SSE (leaf 0xd); no MMX, SSE3 or later, AVX or x2APIC.
 
 /// Whether SSE3 (and with it FISTTP) is advertised and implemented.
 pub const HAS_SSE3: bool = false;
@@ -19,6 +20,10 @@ mod edx1 {
     pub const CLFSH: u32 = 1 << 19;
     pub const PSE: u32 = 1 << 3;
     pub const DE: u32 = 1 << 2;
+    pub const FPU: u32 = 1 << 0;
+    pub const FXSR: u32 = 1 << 24;
+    pub const SSE: u32 = 1 << 25;
+    pub const SSE2: u32 = 1 << 26;
 }
 /// Leaf 1 ECX feature bits.
 mod ecx1 {
@@ -26,6 +31,9 @@ mod ecx1 {
     pub const PCID: u32 = 1 << 17;
     pub const MOVBE: u32 = 1 << 22;
     pub const POPCNT: u32 = 1 << 23;
+    pub const XSAVE: u32 = 1 << 26;
+    /// CR4.OSXSAVE as the OS set it.
+    pub const OSXSAVE: u32 = 1 << 27;
     pub const HYPERVISOR: u32 = 1 << 31;
 }
 /// Leaf 7 EBX feature bits.
@@ -49,8 +57,11 @@ mod ext1 {
     pub const EDX_LM: u32 = 1 << 29;
 }
 
+/// Leaf 0xd subleaf 1 EAX: XSAVEOPT (executed as XSAVE, which the SDM allows).
+const XSAVEOPT: u32 = 1 << 0;
+
 /// Highest basic leaf.
-const MAX_BASIC: u32 = 7;
+const MAX_BASIC: u32 = 0xd;
 /// Highest extended leaf.
 const MAX_EXT: u32 = 0x8000_0008;
 /// Family 6, model 0x3A, stepping 9 (an Ivy Bridge signature; only informative).
@@ -66,8 +77,9 @@ fn le(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// CPUID(leaf, subleaf) → (EAX, EBX, ECX, EDX) for CPU `apic_id`.
-pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
+/// CPUID(leaf, subleaf) → (EAX, EBX, ECX, EDX) for CPU `apic_id`, whose CR4 and XCR0
+/// are `cr4` and `xcr0` (OSXSAVE and the XSAVE area size follow them).
+pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32, u32, u32, u32) {
     use self::{ebx7::*, ecx1::*, edx1::*, ext1::*};
     match leaf {
         0 => (
@@ -79,8 +91,31 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
         1 => (
             SIGNATURE,
             (apic_id << 24) | (1 << 16) | (CLFLUSH_LINE_QWORDS << 8),
-            CX16 | PCID | MOVBE | POPCNT | HYPERVISOR,
-            DE | PSE | TSC | MSR | PAE | MCE | CX8 | APIC | PGE | CMOV | PAT | CLFSH,
+            CX16 | PCID
+                | MOVBE
+                | POPCNT
+                | XSAVE
+                | HYPERVISOR
+                | if cr4 & crate::cpu::regs::cr4::OSXSAVE != 0 {
+                    OSXSAVE
+                } else {
+                    0
+                },
+            FPU | DE
+                | PSE
+                | TSC
+                | MSR
+                | PAE
+                | MCE
+                | CX8
+                | APIC
+                | PGE
+                | CMOV
+                | PAT
+                | CLFSH
+                | FXSR
+                | SSE
+                | SSE2,
         ),
         7 if subleaf == 0 => (
             0,
@@ -88,6 +123,19 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
             0,
             0,
         ),
+        // XSAVE: subleaf 0 lists the XCR0 bits supported and the area sizes (for the
+        // enabled features, and for all); subleaf 1 the XSAVE extensions.
+        0xd if subleaf == 0 => {
+            use crate::cpu::fpu_state::xcr0 as x;
+            let all = crate::cpu::sse::xsave_area_size(x::SUPPORTED);
+            (
+                x::SUPPORTED as u32,
+                crate::cpu::sse::xsave_area_size(xcr0),
+                all,
+                0,
+            )
+        }
+        0xd if subleaf == 1 => (XSAVEOPT, 0, 0, 0),
         0x8000_0000 => (MAX_EXT, 0, 0, 0),
         0x8000_0001 => (
             0,
