@@ -331,3 +331,110 @@ fn every_unimplemented_simd_form_stops() {
     // SSE3..SSE4.2, AVX, MMX and x87 forms: thousands.
     assert!(stopped > 1000, "{stopped}");
 }
+
+/// SSE needs CR4.OSFXSR and CR0.EM clear (#UD otherwise); CR0.TS gives #NM; an unmasked
+/// SIMD exception is #XM with CR4.OSXMMEXCPT, #UD without, and leaves the destination.
+#[test]
+fn sse_availability_and_simd_exceptions() {
+    use crate::cpu::fpu_state::mxcsr;
+    // addsd xmm0, xmm1
+    let addsd = [0xf2, 0x0f, 0x58, 0xc1];
+    let mut f = Fixture::new(&addsd);
+    assert_eq!(f.step().map(|e| e.vector), Some(vector::UD), "OSFXSR clear");
+    let mut f = Fixture::new(&addsd);
+    f.cpu.cr4 |= cr4::OSFXSR;
+    f.cpu.cr0 |= cr0::TS;
+    assert_eq!(f.step().map(|e| e.vector), Some(vector::NM));
+    let mut f = Fixture::new(&addsd);
+    f.cpu.cr4 |= cr4::OSFXSR;
+    f.cpu.cr0 |= cr0::EM;
+    assert_eq!(f.step().map(|e| e.vector), Some(vector::UD), "CR0.EM");
+    // 1.0 / 0.0 with ZE unmasked: #XM, ZE set, xmm0 unchanged.
+    for (osxmmexcpt, want) in [(true, vector::XM), (false, vector::UD)] {
+        let mut f = Fixture::new(&[0xf2, 0x0f, 0x5e, 0xc1]); // divsd xmm0, xmm1
+        f.cpu.cr4 |= cr4::OSFXSR | if osxmmexcpt { cr4::OSXMMEXCPT } else { 0 };
+        f.cpu.fpu.mxcsr = mxcsr::DEFAULT & !(mxcsr::ZE << mxcsr::MASK_SHIFT);
+        f.cpu.fpu.xmm[0] = 1.0f64.to_bits() as u128;
+        assert_eq!(f.step().map(|e| e.vector), Some(want));
+        assert_eq!(f.cpu.fpu.xmm[0], 1.0f64.to_bits() as u128);
+        assert_ne!(f.cpu.fpu.mxcsr & mxcsr::ZE, 0);
+    }
+    // Masked: infinity and the flag.
+    let mut f = Fixture::new(&[0xf2, 0x0f, 0x5e, 0xc1]);
+    f.cpu.cr4 |= cr4::OSFXSR;
+    f.cpu.fpu.xmm[0] = 1.0f64.to_bits() as u128;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.fpu.xmm[0], f64::INFINITY.to_bits() as u128);
+    assert_eq!(f.cpu.fpu.mxcsr, mxcsr::DEFAULT | mxcsr::ZE);
+}
+
+/// x87: #NM with CR0.EM or CR0.TS; an unmasked exception is reported by the next waiting
+/// instruction as #MF (CR0.NE), not by the one that caused it; FNINIT does not wait.
+#[test]
+fn x87_nm_and_deferred_mf() {
+    use crate::cpu::fpu_state::fsw;
+    // fld1
+    let mut f = Fixture::new(&[0xd9, 0xe8]);
+    f.cpu.cr0 |= cr0::TS;
+    assert_eq!(f.step().map(|e| e.vector), Some(vector::NM));
+    // fldz; fldcw [DATA] (all unmasked); fdiv st, st (0/0: invalid); fwait; fninit
+    let mut code = vec![0xd9, 0xee, 0xd9, 0x2c, 0x25];
+    code.extend_from_slice(&(DATA as u32).to_le_bytes());
+    code.extend_from_slice(&[0xd8, 0xf0, 0x9b, 0xdb, 0xe3]);
+    let mut f = Fixture::new(&code);
+    assert!(f.bus.mem.write(GuestPhysAddr(DATA), 2, 0x0340));
+    assert_eq!(f.step(), None);
+    assert_eq!(f.step(), None);
+    assert_eq!(f.step(), None, "the faulting instruction completes");
+    assert_ne!(f.cpu.fpu.fsw & (fsw::IE | fsw::ES), 0);
+    assert_eq!(f.step().map(|e| e.vector), Some(vector::MF), "at FWAIT");
+    // FNINIT at the next address clears it without waiting.
+    f.cpu.rip += 1;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.fpu.fsw, 0);
+}
+
+/// XSAVE/XRSTOR need CR4.OSXSAVE; the area round-trips x87 and SSE state; XGETBV reads
+/// XCR0; XSETBV refuses features this CPU lacks; reserved MXCSR bits in an FXRSTOR image
+/// are #GP.
+#[test]
+fn xsave_xrstor_xgetbv_and_fxrstor_checks() {
+    use crate::cpu::fpu_state::xcr0;
+    // xsave [DATA]; xgetbv; xrstor [DATA]; fxrstor [DATA+0x400]
+    let abs = |op: &[u8], a: u64| {
+        let mut v = op.to_vec();
+        v.extend_from_slice(&(a as u32).to_le_bytes());
+        v
+    };
+    let mut code = abs(&[0x0f, 0xae, 0x24, 0x25], DATA);
+    code.extend_from_slice(&[0x0f, 0x01, 0xd0]);
+    code.extend(abs(&[0x0f, 0xae, 0x2c, 0x25], DATA));
+    code.extend(abs(&[0x0f, 0xae, 0x0c, 0x25], DATA + 0x400));
+    let mut f = Fixture::new(&code);
+    assert_eq!(
+        f.step().map(|e| e.vector),
+        Some(vector::UD),
+        "OSXSAVE clear"
+    );
+    let mut f = Fixture::new(&code);
+    f.cpu.cr4 |= cr4::OSFXSR | cr4::OSXSAVE;
+    f.cpu.fpu.xcr0 = xcr0::X87 | xcr0::SSE;
+    f.cpu.gpr[gpr::RAX] = 3;
+    f.cpu.fpu.xmm[5] = 0x55;
+    f.cpu.fpu.mxcsr = 0x3f80;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.read(DATA + 512, 8), 3, "XSTATE_BV");
+    assert_eq!(f.step(), None);
+    assert_eq!((f.cpu.gpr[gpr::RAX], f.cpu.gpr[gpr::RDX]), (3, 0));
+    f.cpu.fpu.xmm[5] = 0;
+    f.cpu.fpu.mxcsr = 0x1f80;
+    f.cpu.gpr[gpr::RAX] = 3;
+    assert_eq!(f.step(), None);
+    assert_eq!((f.cpu.fpu.xmm[5], f.cpu.fpu.mxcsr), (0x55, 0x3f80));
+    // An FXRSTOR image with MXCSR bit 16 set.
+    assert!(f
+        .bus
+        .mem
+        .write(GuestPhysAddr(DATA + 0x400 + 24), 4, 1 << 16));
+    assert_eq!(f.step().map(|e| e.vector), Some(vector::GP));
+}
