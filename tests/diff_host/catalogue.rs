@@ -481,6 +481,21 @@ pub const SIMD_CLASSES: &[(&str, &[M])] = &[
         ],
     ),
     (
+        "sse3",
+        &[
+            M::Addsubps,
+            M::Addsubpd,
+            M::Haddps,
+            M::Haddpd,
+            M::Hsubps,
+            M::Hsubpd,
+            M::Movsldup,
+            M::Movshdup,
+            M::Movddup,
+            M::Fisttp,
+        ],
+    ),
+    (
         "ldmxcsr/stmxcsr/fxsave/fxrstor",
         &[
             M::Ldmxcsr,

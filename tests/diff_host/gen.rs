@@ -1057,6 +1057,20 @@ impl Ctx<'_> {
                 super::simd::seed_memory(self.rng, &mut self.st.arena, (t - ARENA_BASE) as usize);
             }
         }
+        // MXCSR images: bit 17 is AMD's misaligned-exception mask (an AMD host accepts it,
+        // Intel and vmscope raise #GP): vendor-specific, so it is never drawn. The other
+        // reserved bits stay random (#GP on both).
+        if let Some(t) = target {
+            let at = match m {
+                M::Ldmxcsr => Some(t),
+                M::Fxrstor | M::Fxrstor64 => Some(t + 24),
+                _ => None,
+            };
+            if let Some(a) = at {
+                let v = self.st.read_mem(a, 4) & !(1 << 17);
+                self.st.write_mem(a, 4, v);
+            }
+        }
         // Memory operands often hold an edge value.
         if let Some(t) = target {
             if self.rng.bool() && mem_size <= 8 && !super::simd::is_simd(code) {

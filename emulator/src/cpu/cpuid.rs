@@ -1,9 +1,9 @@
 //! The CPU model CPUID reports: the same leaves on every run and every host, advertising
-//! only what this emulator implements: the x87 FPU, FXSAVE, SSE and SSE2, XSAVE with
-//! XCR0 = x87|SSE (leaf 0xd); no MMX, SSE3 or later, AVX or x2APIC.
+//! only what this emulator implements: the x87 FPU, FXSAVE, SSE, SSE2 and SSE3, XSAVE
+//! with XCR0 = x87|SSE (leaf 0xd); no MMX, SSSE3 or later, AVX or x2APIC.
 
 /// Whether SSE3 (and with it FISTTP) is advertised and implemented.
-pub const HAS_SSE3: bool = false;
+pub const HAS_SSE3: bool = true;
 
 /// Leaf 1 EDX feature bits.
 mod edx1 {
@@ -27,6 +27,7 @@ mod edx1 {
 }
 /// Leaf 1 ECX feature bits.
 mod ecx1 {
+    pub const SSE3: u32 = 1 << 0;
     pub const CX16: u32 = 1 << 13;
     pub const PCID: u32 = 1 << 17;
     pub const MOVBE: u32 = 1 << 22;
@@ -91,7 +92,8 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32
         1 => (
             SIGNATURE,
             (apic_id << 24) | (1 << 16) | (CLFLUSH_LINE_QWORDS << 8),
-            CX16 | PCID
+            SSE3 | CX16
+                | PCID
                 | MOVBE
                 | POPCNT
                 | XSAVE
@@ -154,5 +156,34 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32
         }
         0x8000_0008 => (ADDRESS_SIZES, 0, 0, 0),
         _ => (0, 0, 0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::regs::cr4;
+
+    /// Leaf 1 and leaf 0xd describe exactly the FPU/SIMD state this CPU implements, and
+    /// OSXSAVE follows CR4.
+    #[test]
+    fn simd_leaves_match_the_implementation() {
+        let (_, _, ecx, edx) = cpuid(1, 0, 0, 0, 1);
+        assert_eq!(
+            edx & (edx1::FPU | edx1::FXSR | edx1::SSE | edx1::SSE2),
+            edx1::FPU | edx1::FXSR | edx1::SSE | edx1::SSE2
+        );
+        assert_eq!(edx & (1 << 23), 0, "no MMX");
+        assert_eq!(ecx & ecx1::SSE3 != 0, HAS_SSE3);
+        // SSSE3 (9), SSE4.1 (19), SSE4.2 (20), AVX (28), FMA (12) are not advertised.
+        for bit in [9, 12, 19, 20, 28] {
+            assert_eq!(ecx & (1 << bit), 0, "ECX bit {bit}");
+        }
+        assert_eq!(ecx & ecx1::OSXSAVE, 0);
+        let (_, _, ecx, _) = cpuid(1, 0, 0, cr4::OSXSAVE, 1);
+        assert_ne!(ecx & ecx1::OSXSAVE, 0);
+        assert_eq!(cpuid(0xd, 0, 0, 0, 3), (3, 576, 576, 0));
+        assert_eq!(cpuid(0xd, 1, 0, 0, 3).0, XSAVEOPT);
+        assert_eq!(cpuid(0, 0, 0, 0, 1).0, 0xd);
     }
 }

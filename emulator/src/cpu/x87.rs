@@ -34,6 +34,8 @@ const EXP_MAX: u16 = 0x7fff;
 const INT_BIT: u64 = 1 << 63;
 /// Significand bits of the extended format.
 const SIGNIF_BITS: i32 = 64;
+/// FSIN/FCOS/FSINCOS/FPTAN accept |x| < 2^63 (C2 reports an operand out of range).
+const TRIG_RANGE: f64 = (1u64 << 63) as f64;
 /// FPREM/FPREM1 partial remainders develop at least this many quotient bits per step.
 const PARTIAL_BITS: i32 = 32;
 
@@ -592,12 +594,11 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             } else {
                 (v, fl)
             };
-            if fl & (fsw::IE | fsw::DE) & !cpu.fpu.fcw & fcw::MASKS != 0 {
-                cpu.x87_raise(fl);
-                cpu.set_c1(false);
-            } else {
-                cpu.x87_raise(fl);
-                cpu.set_c1(false);
+            // An unmasked invalid operand loads nothing; a denormal one is loaded anyway
+            // (its exception is reported at the next waiting instruction).
+            cpu.x87_raise(fl);
+            cpu.set_c1(false);
+            if fl & fsw::IE & !cpu.fpu.fcw & fcw::MASKS == 0 {
                 cpu.x87_push(v);
             }
         }
@@ -1371,7 +1372,7 @@ fn transcendental(cpu: &mut Cpu, i: &Instruction) -> ExecResult {
     let x = to_f64(a);
     // FSIN/FCOS/FSINCOS/FPTAN: |x| >= 2^63 is out of range: C2 set, ST(0) unchanged.
     if matches!(m, M::Fsin | M::Fcos | M::Fsincos | M::Fptan) {
-        if x.abs() >= 9.223_372_036_854_775_808e18 {
+        if x.abs() >= TRIG_RANGE {
             cpu.set_cc(fsw::C2);
             return Ok(());
         }

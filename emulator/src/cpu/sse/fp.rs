@@ -69,6 +69,12 @@ pub fn handles(m: M) -> bool {
             | M::Cvtdq2pd
             | M::Cvtpd2dq
             | M::Cvttpd2dq
+            | M::Addsubps
+            | M::Addsubpd
+            | M::Haddps
+            | M::Haddpd
+            | M::Hsubps
+            | M::Hsubpd
     )
 }
 
@@ -293,6 +299,49 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             };
             cpu.sse_fp_flags(&env)?;
             cpu.fpu.xmm[xmm_index(i.op_register(0))] = r;
+            Ok(())
+        }
+        // SSE3 horizontal and alternating operations.
+        M::Addsubps | M::Addsubpd | M::Haddps | M::Haddpd | M::Hsubps | M::Hsubpd => {
+            let s = cpu.xmm_src(bus, i, 1)?;
+            let d0 = xmm_index(i.op_register(0));
+            let d = cpu.fpu.xmm[d0];
+            let bits = if matches!(m, M::Addsubps | M::Haddps | M::Hsubps) {
+                32
+            } else {
+                64
+            };
+            let n = 128 / bits;
+            let op = |env: &mut Env, o: Op, a: u64, b: u64| {
+                if bits == 32 {
+                    env.arith32(o, a as u32, b as u32) as u64
+                } else {
+                    env.arith64(o, a, b)
+                }
+            };
+            let r = build(bits, |k| match m {
+                // Even elements subtract, odd ones add.
+                M::Addsubps | M::Addsubpd => {
+                    let o = if k % 2 == 0 { Op::Sub } else { Op::Add };
+                    op(&mut env, o, lane(d, bits, k), lane(s, bits, k))
+                }
+                // Pairs of the destination, then pairs of the source.
+                _ => {
+                    let o = if matches!(m, M::Haddps | M::Haddpd) {
+                        Op::Add
+                    } else {
+                        Op::Sub
+                    };
+                    let (src, j) = if k < n / 2 {
+                        (d, 2 * k)
+                    } else {
+                        (s, 2 * (k - n / 2))
+                    };
+                    op(&mut env, o, lane(src, bits, j), lane(src, bits, j + 1))
+                }
+            });
+            cpu.sse_fp_flags(&env)?;
+            cpu.fpu.xmm[d0] = r;
             Ok(())
         }
         _ => {

@@ -147,6 +147,17 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                 Ok(())
             }
         }
+        // SSE3 duplicating moves.
+        M::Movsldup | M::Movshdup | M::Movddup => {
+            let s = cpu.xmm_src(bus, i, 1)?;
+            let r = match m {
+                M::Movsldup => build(32, |k| lane(s, 32, k & !1)),
+                M::Movshdup => build(32, |k| lane(s, 32, k | 1)),
+                _ => build(64, |_| lane(s, 64, 0)),
+            };
+            cpu.fpu.xmm[xmm_index(i.op_register(0))] = r;
+            Ok(())
+        }
         M::Movhlps | M::Movlhps => {
             let s = cpu.xmm_src(bus, i, 1)?;
             let d = xmm_index(i.op_register(0));

@@ -232,6 +232,16 @@ pub const IMPLEMENTED: &[M] = &[
     M::Cvtdq2pd,
     M::Cvtpd2dq,
     M::Cvttpd2dq,
+    // SSE3 (FISTTP is in the x87 module; LDDQU above).
+    M::Addsubps,
+    M::Addsubpd,
+    M::Haddps,
+    M::Haddpd,
+    M::Hsubps,
+    M::Hsubpd,
+    M::Movsldup,
+    M::Movshdup,
+    M::Movddup,
     // State.
     M::Ldmxcsr,
     M::Stmxcsr,
