@@ -438,3 +438,62 @@ fn xsave_xrstor_xgetbv_and_fxrstor_checks() {
         .write(GuestPhysAddr(DATA + 0x400 + 24), 4, 1 << 16));
     assert_eq!(f.step().map(|e| e.vector), Some(vector::GP));
 }
+
+/// Random x87 and SSE instructions (random ModRM, prefixes, operands and FPU state) never
+/// panic the host: each one completes, faults or stops as unimplemented.
+#[test]
+fn random_fpu_and_simd_instructions_never_panic() {
+    use crate::cpu::fpu_state::F80;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    const PREFIXES: [&[u8]; 6] = [&[], &[0x66], &[0xf2], &[0xf3], &[0x48], &[0x66, 0x41]];
+    // VMSCOPE_FPU_FUZZ=N for a longer run.
+    let n: u64 = std::env::var("VMSCOPE_FPU_FUZZ")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    for _ in 0..n {
+        let r = next();
+        let mut code: Vec<u8> = PREFIXES[(r % 6) as usize].to_vec();
+        if r & 0x100 != 0 {
+            // x87 escape D8..DF with a random ModRM.
+            code.push(0xd8 + ((r >> 9) & 7) as u8);
+        } else {
+            code.push(0x0f);
+            if r & 0x200 != 0 {
+                code.push(if r & 0x400 != 0 { 0x38 } else { 0x3a });
+            }
+        }
+        code.extend_from_slice(&next().to_le_bytes());
+        let mut f = Fixture::new(&code);
+        f.cpu.cr4 |= cr4::OSFXSR | cr4::OSXMMEXCPT;
+        let v = next();
+        f.cpu.fpu.mxcsr = (v as u32) & 0xffff;
+        f.cpu.fpu.fcw = (v >> 16) as u16 | 0x40;
+        f.cpu.fpu.set_top((v >> 32) as usize & 7);
+        f.cpu.fpu.ftw = (v >> 35) as u16;
+        for k in 0..8 {
+            f.cpu.fpu.st[k] = F80 {
+                signif: next(),
+                sign_exp: next() as u16,
+            };
+        }
+        for x in f.cpu.fpu.xmm.iter_mut() {
+            *x = (next() as u128) << 64 | next() as u128;
+        }
+        for g in 0..16 {
+            f.cpu.gpr[g] = if g == gpr::RSP {
+                0x9000
+            } else {
+                DATA + (next() & 0xff)
+            };
+        }
+        // Any outcome but a host panic is fine.
+        let _ = f.cpu.step(&mut f.bus);
+    }
+}
