@@ -593,7 +593,7 @@ fn x87_transcendentals_are_within_the_documented_error_of_the_host() {
         };
         worst = worst.max(err);
         assert!(
-            err <= 2f64.powi(-48),
+            err <= 2f64.powi(-50),
             "{name}({x:e}): host {h:e} vmscope {emu:e}"
         );
     }
