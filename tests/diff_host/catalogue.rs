@@ -496,6 +496,27 @@ pub const SIMD_CLASSES: &[(&str, &[M])] = &[
         ],
     ),
     (
+        "ssse3 (xmm forms)",
+        &[
+            M::Pshufb,
+            M::Phaddw,
+            M::Phaddd,
+            M::Phaddsw,
+            M::Phsubw,
+            M::Phsubd,
+            M::Phsubsw,
+            M::Pmaddubsw,
+            M::Pmulhrsw,
+            M::Psignb,
+            M::Psignw,
+            M::Psignd,
+            M::Pabsb,
+            M::Pabsw,
+            M::Pabsd,
+            M::Palignr,
+        ],
+    ),
+    (
         "ldmxcsr/stmxcsr/fxsave/fxrstor",
         &[
             M::Ldmxcsr,

@@ -250,6 +250,33 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             cpu.fpu.xmm[d] = shift(cpu.fpu.xmm[d], bits, count, m);
             Ok(())
         }
+        // SSSE3 (XMM forms): byte alignment of the concatenation dest:src.
+        M::Palignr => {
+            let s = cpu.xmm_src(bus, i, 1)?;
+            let d0 = xmm_index(i.op_register(0));
+            let d = cpu.fpu.xmm[d0];
+            let n = (i.immediate(2) & 0xff) as u32;
+            let byte = |k: u32| -> u64 {
+                match k {
+                    0..=15 => lane(s, 8, k),
+                    16..=31 => lane(d, 8, k - 16),
+                    _ => 0,
+                }
+            };
+            cpu.fpu.xmm[d0] = build(8, |k| byte(k + n));
+            Ok(())
+        }
+        M::Pabsb | M::Pabsw | M::Pabsd => {
+            let s = cpu.xmm_src(bus, i, 1)?;
+            let bits = match m {
+                M::Pabsb => 8,
+                M::Pabsw => 16,
+                _ => 32,
+            };
+            cpu.fpu.xmm[xmm_index(i.op_register(0))] =
+                build(bits, |k| sx(lane(s, bits, k), bits).unsigned_abs());
+            Ok(())
+        }
         M::Pslldq | M::Psrldq => {
             let n = (i.immediate(1) & 0xff).min(16) as u32;
             let d = xmm_index(i.op_register(0));
@@ -337,6 +364,59 @@ fn binary(m: M, d: u128, s: u128) -> Option<u128> {
         M::Packsswb => pack(d, s, 16, |v| sat_s(sx(v, 16), 8)),
         M::Packssdw => pack(d, s, 32, |v| sat_s(sx(v, 32), 16)),
         M::Packuswb => pack(d, s, 16, |v| sat_u(sx(v, 16), 8)),
+        // SSSE3.
+        M::Pshufb => build(8, |k| {
+            let c = lane(s, 8, k);
+            if c & 0x80 != 0 {
+                0
+            } else {
+                lane(d, 8, (c & 15) as u32)
+            }
+        }),
+        M::Phaddw | M::Phaddd | M::Phaddsw | M::Phsubw | M::Phsubd | M::Phsubsw => {
+            let bits = if matches!(m, M::Phaddd | M::Phsubd) {
+                32
+            } else {
+                16
+            };
+            let n = 128 / bits;
+            build(bits, |k| {
+                let (src, j) = if k < n / 2 {
+                    (d, 2 * k)
+                } else {
+                    (s, 2 * (k - n / 2))
+                };
+                let (a, b) = (
+                    sx(lane(src, bits, j), bits),
+                    sx(lane(src, bits, j + 1), bits),
+                );
+                match m {
+                    M::Phaddw | M::Phaddd => (a + b) as u64,
+                    M::Phsubw | M::Phsubd => (a - b) as u64,
+                    M::Phaddsw => sat_s(a + b, 16),
+                    _ => sat_s(a - b, 16),
+                }
+            })
+        }
+        M::Pmaddubsw => build(16, |k| {
+            let p = |j| lane(d, 8, j) as i64 * sx(lane(s, 8, j), 8);
+            sat_s(p(2 * k) + p(2 * k + 1), 16)
+        }),
+        M::Pmulhrsw => map2(d, s, 16, |a, b| {
+            ((((sx(a, 16) * sx(b, 16)) >> 14) + 1) >> 1) as u64
+        }),
+        M::Psignb | M::Psignw | M::Psignd => {
+            let bits = match m {
+                M::Psignb => 8,
+                M::Psignw => 16,
+                _ => 32,
+            };
+            map2(d, s, bits, |a, b| match sx(b, bits).signum() {
+                -1 => a.wrapping_neg(),
+                0 => 0,
+                _ => a,
+            })
+        }
         _ => return None,
     })
 }
