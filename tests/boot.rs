@@ -175,13 +175,13 @@ fn triple_fault_stops_with_report_and_status_140() {
 
 #[test]
 fn unimplemented_instruction_stops_with_status_141() {
-    // FLD1: the x87 FPU is not part of this CPU model.
-    let k = Scratch::new("fpu", &pvh_elf(&[0xd9, 0xe8, 0xf4]));
+    // FBLD (packed BCD load): the one x87 load this CPU model does not implement.
+    let k = Scratch::new("fpu", &pvh_elf(&[0xdf, 0x20, 0xf4]));
     let o = vmscope(&["boot", "--kernel", k.path()]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(141), "{err}");
     assert!(err.contains("unimplemented instruction"), "{err}");
-    assert!(err.contains("d9 e8"), "{err}");
+    assert!(err.contains("df 20"), "{err}");
 }
 
 #[test]
@@ -291,9 +291,9 @@ fn qemu_cross_check_exception_selftest() {
 
 #[test]
 fn unimplemented_instruction_can_raise_ud_instead() {
-    // FLD1 with --unimplemented ud: #UD is delivered; with no IDT that escalates to a
+    // FBLD with --unimplemented ud: #UD is delivered; with no IDT that escalates to a
     // triple fault, whose report names #UD first.
-    let k = Scratch::new("fpu-ud", &pvh_elf(&[0xd9, 0xe8, 0xf4]));
+    let k = Scratch::new("fpu-ud", &pvh_elf(&[0xdf, 0x20, 0xf4]));
     let o = vmscope(&["boot", "--kernel", k.path(), "--unimplemented", "ud"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(140), "{err}");

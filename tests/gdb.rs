@@ -301,6 +301,71 @@ fn gdb_breaks_steps_and_watches_in_the_kernel() {
     assert_eq!(vm_out, common::stdout(&plain), "{ctx}");
 }
 
+/// gdb sees the x87 and SSE registers: `info registers xmm0` shows the union of lanes,
+/// `p $st0` the top of the x87 stack; writes reach the CPU.
+#[test]
+fn gdb_shows_and_writes_x87_and_sse_registers() {
+    if !gdb_present() {
+        return;
+    }
+    // mov eax,cr4; or eax,CR4.OSFXSR; mov cr4,eax; pcmpeqd xmm0,xmm0; fld1; fldpi; jmp $
+    let code = [
+        0x0f, 0x20, 0xe0, 0x0d, 0x00, 0x02, 0x00, 0x00, 0x0f, 0x22, 0xe0, 0x66, 0x0f, 0x76, 0xc0,
+        0xd9, 0xe8, 0xd9, 0xeb, 0xeb, 0xfe,
+    ];
+    let spin = ENTRY + code.len() as u64 - 2;
+    let k = Scratch::new("gdb-fpu.elf", &pvh_kernel(&code));
+    let mut vm = Vmscope::start(&[
+        "boot",
+        "--kernel",
+        k.path(),
+        "--gdb",
+        "127.0.0.1:0",
+        "--gdb-wait",
+    ]);
+    let (out, err) = gdb(
+        k.path(),
+        &vm.addr,
+        &[
+            &format!("break *{spin:#x}"),
+            "continue",
+            "info registers xmm0",
+            "p $st0",
+            "p $st1",
+            "p/x $fctrl",
+            "p/x $ftag",
+            "p $mxcsr",
+            "set $xmm1.uint128 = 0x1234",
+            "p/x $xmm1.uint128",
+            "set $st2 = 2.5",
+            "p $st2",
+            "kill",
+        ],
+    );
+    let (_, _, vm_err) = vm.finish();
+    let ctx = format!("gdb stdout:\n{out}\ngdb stderr:\n{err}\nvmscope stderr:\n{vm_err}");
+    let xmm0 = line_starting(&out, "xmm0");
+    assert!(
+        xmm0.contains("uint128 = 0xffffffffffffffffffffffffffffffff"),
+        "{ctx}"
+    );
+    assert!(
+        xmm0.contains("v4_int32 = {0xffffffff") || xmm0.contains("v4_int32 = {-1"),
+        "{ctx}"
+    );
+    assert!(
+        out.contains("$1 = 3.14159265358979323851"),
+        "st0 = pi: {ctx}"
+    );
+    assert!(out.contains("$2 = 1\n"), "st1 = 1: {ctx}");
+    assert!(out.contains("$3 = 0x37f"), "{ctx}");
+    // Tags: ST0 = R6 and ST1 = R7 valid, the rest empty.
+    assert!(out.contains("$4 = 0xfff"), "{ctx}");
+    assert!(out.contains("$5 = [ IM DM ZM OM UM PM ]"), "{ctx}");
+    assert!(out.contains("$6 = 0x1234"), "{ctx}");
+    assert!(out.contains("$7 = 2.5"), "{ctx}");
+}
+
 #[test]
 fn gdb_hardware_breakpoint_read_watchpoint_and_exit() {
     if !gdb_present() {
@@ -458,8 +523,17 @@ fn stub_attaches_late_interrupts_and_survives_bad_packets() {
     let rip = le_hex(&g[256..272]);
     assert!((ENTRY..ENTRY + 3).contains(&rip), "{rip:#x}");
     assert_eq!(le_hex(&gdb.ask("p10")), rip, "p of rip (register 16)");
-    // x87/SSE state is unavailable; st0 is register 24.
-    assert_eq!(gdb.ask("p18"), "x".repeat(20));
+    // x87/SSE state: st0 is register 24 (empty, zero), fctrl 32, xmm0 40, mxcsr 56.
+    assert_eq!(gdb.ask("p18"), "0".repeat(20));
+    assert_eq!(gdb.ask("p20"), "7f030000", "fctrl after reset");
+    assert_eq!(gdb.ask("p38"), "801f0000", "mxcsr after reset");
+    let xmm = "00112233445566778899aabbccddeeff";
+    assert_eq!(gdb.ask(&format!("P28={xmm}")), "OK");
+    assert_eq!(gdb.ask("p28"), xmm);
+    assert!(
+        gdb.ask("P38=ffffffff").starts_with('E'),
+        "reserved MXCSR bits"
+    );
 
     // Memory through the (here: absent) page tables, RAM only.
     assert_eq!(gdb.ask(&format!("m{ENTRY:x},3")), "40ebfd");

@@ -7,8 +7,9 @@
 //!
 //! - **Registers**: gdb's x86-64 core layout (`gdbstub_arch`'s [`X86_64CoreRegs`]) plus
 //!   `fs_base`/`gs_base` and a system feature with `k_gs_base`, `cr0`, `cr2`, `cr3`, `cr4`,
-//!   `cr8` and `efer` (see [`target_xml`]). vmscope has no x87/SSE state: those registers
-//!   are reported unavailable.
+//!   `cr8` and `efer` (see [`target_xml`]). The x87 registers (st0-7 in stack order,
+//!   fctrl, fstat, ftag as the full tag word, fiseg, fioff, foseg, fooff, fop) and SSE's
+//!   xmm0-15 and mxcsr are read and written like the rest.
 //! - **Memory** is read and written through the current page tables with
 //!   [`Cpu::debug_translate`](crate::cpu::Cpu::debug_translate) (no A/D bits, no TLB fill,
 //!   no fault), and only where it is RAM: device memory is out of reach, since reading a
@@ -163,8 +164,13 @@ pub enum Reg {
     Rip,
     Eflags,
     Selector(SegReg),
-    /// x87 and SSE state, which vmscope does not model: reported unavailable.
-    Absent,
+    /// ST(i), 10 bytes.
+    St(usize),
+    /// fctrl, fstat, ftag, fiseg, fioff, foseg, fooff, fop (in gdb's order).
+    Fpu(usize),
+    /// XMMi, 16 bytes.
+    Xmm(usize),
+    Mxcsr,
     FsBase,
     GsBase,
     KernelGsBase,
@@ -237,11 +243,14 @@ const SYS_REGS: [(&str, Reg, &str); 9] = [
     ("efer", Reg::Efer, "vmscope_efer"),
 ];
 
-/// Bytes of [`X86_64CoreRegs`] that hold state vmscope has: 16 GPRs, RIP, EFLAGS and six
-/// selectors. The rest (x87, SSE) goes out as unavailable.
-const CORE_STATE_BYTES: usize = 16 * 8 + 8 + 4 + 6 * 4;
-/// Bytes of [`X86_64CoreRegs`] in a `g` packet.
-const CORE_BYTES: usize = CORE_STATE_BYTES + 8 * 10 + 8 * 4 + 16 * 16 + 4;
+/// gdb's x87 control registers, in its order.
+const FPU_REGS: [&str; 8] = [
+    "fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop",
+];
+
+/// Bytes of [`X86_64CoreRegs`] in a `g` packet: 16 GPRs, RIP, EFLAGS, six selectors, the
+/// x87 stack and control registers, XMM0-15 and MXCSR.
+const CORE_BYTES: usize = 16 * 8 + 8 + 4 + 6 * 4 + 8 * 10 + 8 * 4 + 16 * 16 + 4;
 
 /// Every register, in gdb's numbering.
 pub fn register_table() -> &'static [RegDesc] {
@@ -279,25 +288,30 @@ pub fn register_table() -> &'static [RegDesc] {
         }
         for i in 0..8 {
             let name = format!("st{i}");
-            add(&name, Reg::Absent, 10, "i387_ext", None, FEATURE_CORE);
+            add(&name, Reg::St(i), 10, "i387_ext", None, FEATURE_CORE);
         }
-        for name in [
-            "fctrl", "fstat", "ftag", "fiseg", "fioff", "foseg", "fooff", "fop",
-        ] {
-            add(name, Reg::Absent, 4, "int", Some("float"), FEATURE_CORE);
+        for (k, name) in FPU_REGS.iter().enumerate() {
+            add(name, Reg::Fpu(k), 4, "int", Some("float"), FEATURE_CORE);
         }
         for i in 0..16 {
             let name = format!("xmm{i}");
             add(
                 &name,
-                Reg::Absent,
+                Reg::Xmm(i),
                 16,
-                "uint128",
+                "vec128",
                 Some("vector"),
                 FEATURE_SSE,
             );
         }
-        add("mxcsr", Reg::Absent, 4, "int", Some("vector"), FEATURE_SSE);
+        add(
+            "mxcsr",
+            Reg::Mxcsr,
+            4,
+            "i386_mxcsr",
+            Some("vector"),
+            FEATURE_SSE,
+        );
         for (name, reg, ty) in SYS_REGS {
             let feature = match reg {
                 Reg::FsBase | Reg::GsBase => FEATURE_SEGMENTS,
@@ -320,7 +334,31 @@ struct FlagType {
     bits: FlagBits,
 }
 
-const FLAG_TYPES: [FlagType; 4] = [
+/// The vector types of gdb's own `64bit-sse.xml`, so that `p $xmm0` shows the same union
+/// of lanes as against a native process.
+const SSE_TYPES: &str = "<vector id=\"v4f\" type=\"ieee_single\" count=\"4\"/>\n\
+<vector id=\"v2d\" type=\"ieee_double\" count=\"2\"/>\n\
+<vector id=\"v16i8\" type=\"int8\" count=\"16\"/>\n\
+<vector id=\"v8i16\" type=\"int16\" count=\"8\"/>\n\
+<vector id=\"v4i32\" type=\"int32\" count=\"4\"/>\n\
+<vector id=\"v2i64\" type=\"int64\" count=\"2\"/>\n\
+<union id=\"vec128\">\n\
+<field name=\"v4_float\" type=\"v4f\"/>\n\
+<field name=\"v2_double\" type=\"v2d\"/>\n\
+<field name=\"v16_int8\" type=\"v16i8\"/>\n\
+<field name=\"v8_int16\" type=\"v8i16\"/>\n\
+<field name=\"v4_int32\" type=\"v4i32\"/>\n\
+<field name=\"v2_int64\" type=\"v2i64\"/>\n\
+<field name=\"uint128\" type=\"uint128\"/>\n\
+</union>\n";
+
+const FLAG_TYPES: [FlagType; 5] = [
+    FlagType {
+        feature: FEATURE_SSE,
+        id: "i386_mxcsr",
+        bytes: 4,
+        bits: MXCSR_BITS,
+    },
     FlagType {
         feature: FEATURE_CORE,
         id: "vmscope_eflags",
@@ -365,6 +403,11 @@ const CR4_BITS: FlagBits = &[
     ("FSGSBASE", 16), ("PCIDE", 17), ("OSXSAVE", 18), ("SMEP", 20), ("SMAP", 21), ("PKE", 22),
 ];
 const EFER_BITS: FlagBits = &[("SCE", 0), ("LME", 8), ("LMA", 10), ("NXE", 11)];
+#[rustfmt::skip]
+const MXCSR_BITS: FlagBits = &[
+    ("IE", 0), ("DE", 1), ("ZE", 2), ("OE", 3), ("UE", 4), ("PE", 5), ("DAZ", 6), ("IM", 7),
+    ("DM", 8), ("ZM", 9), ("OM", 10), ("UM", 11), ("PM", 12), ("FZ", 15),
+];
 
 /// The target description gdb reads (`qXfer:features:read:target.xml`), generated from
 /// [`register_table`] so that the XML, the `g` packet and `p`/`P` numbers always agree.
@@ -383,6 +426,9 @@ pub fn target_xml() -> &'static str {
                 }
                 current = Some(r.feature);
                 let _ = writeln!(x, "<feature name=\"{}\">", r.feature);
+                if r.feature == FEATURE_SSE {
+                    x += SSE_TYPES;
+                }
                 for f in FLAG_TYPES.iter().filter(|f| f.feature == r.feature) {
                     let _ = writeln!(x, "<flags id=\"{}\" size=\"{}\">", f.id, f.bytes);
                     for (name, bit) in f.bits {
@@ -450,11 +496,7 @@ impl Registers for Regs {
     }
 
     fn gdb_serialize(&self, mut write_byte: impl FnMut(Option<u8>)) {
-        let mut n = 0;
-        self.core.gdb_serialize(|b| {
-            write_byte(if n < CORE_STATE_BYTES { b } else { None });
-            n += 1;
-        });
+        self.core.gdb_serialize(&mut write_byte);
         for v in self.sys {
             v.to_le_bytes().iter().for_each(|&b| write_byte(Some(b)));
         }
@@ -697,7 +739,21 @@ impl<'m> Debugger<'m> {
             Reg::Rip => cpu.rip,
             Reg::Eflags => cpu.rflags,
             Reg::Selector(s) => cpu.seg[s as usize].selector.into(),
-            Reg::Absent => return None,
+            Reg::St(_) | Reg::Xmm(_) => return None,
+            Reg::Fpu(k) => {
+                let f = &cpu.fpu;
+                match k {
+                    0 => f.fcw.into(),
+                    1 => f.fsw.into(),
+                    2 => f.ftw.into(),
+                    3 => f.fcs.into(),
+                    4 => f.fip & 0xffff_ffff,
+                    5 => f.fds.into(),
+                    6 => f.fdp & 0xffff_ffff,
+                    _ => f.fop.into(),
+                }
+            }
+            Reg::Mxcsr => cpu.fpu.mxcsr.into(),
             Reg::FsBase => cpu.seg[SegReg::Fs as usize].base,
             Reg::GsBase => cpu.seg[SegReg::Gs as usize].base,
             Reg::KernelGsBase => cpu.msr.kernel_gs_base,
@@ -742,12 +798,61 @@ impl<'m> Debugger<'m> {
                 cpu.cr3 = v;
                 cpu.tlb.flush_all(FlushCause::Other);
             }
-            Reg::Absent => return Err("vmscope has no x87/SSE state".into()),
+            Reg::St(_) | Reg::Xmm(_) => return Err("a wide register".into()),
+            Reg::Fpu(k) => {
+                let f = &mut cpu.fpu;
+                match k {
+                    0 => {
+                        use crate::cpu::fpu_state::fcw;
+                        f.fcw = (v as u16 & fcw::WRITABLE) | fcw::FIXED
+                    }
+                    1 => f.fsw = v as u16,
+                    2 => f.ftw = v as u16,
+                    3 => f.fcs = v as u16,
+                    4 => f.fip = v & 0xffff_ffff,
+                    5 => f.fds = v as u16,
+                    6 => f.fdp = v & 0xffff_ffff,
+                    _ => f.fop = v as u16 & 0x7ff,
+                }
+            }
+            Reg::Mxcsr => {
+                if v & !u64::from(crate::cpu::fpu_state::mxcsr::MASK) != 0 {
+                    return Err(format!("{v:#x} sets reserved MXCSR bits"));
+                }
+                cpu.fpu.mxcsr = v as u32;
+            }
             Reg::Selector(_) | Reg::Cr0 | Reg::Cr4 | Reg::Cr8 | Reg::Efer => {
                 return Err("read-only from gdb (it defines the CPU mode)".into())
             }
         }
         Ok(())
+    }
+
+    /// The bytes of a register wider than 8 bytes (ST(i), XMMi).
+    fn get_wide(&self, r: Reg) -> Option<Vec<u8>> {
+        let f = &self.m.cpu.fpu;
+        match r {
+            Reg::St(i) => Some(f.st(i).to_bytes().to_vec()),
+            Reg::Xmm(i) => Some(f.xmm[i].to_le_bytes().to_vec()),
+            _ => None,
+        }
+    }
+
+    /// Write ST(i) (its tag follows the value) or XMMi.
+    fn set_wide(&mut self, r: Reg, b: &[u8]) {
+        let f = &mut self.m.cpu.fpu;
+        match r {
+            Reg::St(i) if b.len() >= 10 => {
+                let v = crate::cpu::fpu_state::F80::from_bytes(b);
+                if f.st(i) != v {
+                    f.set_st(i, v);
+                }
+            }
+            Reg::Xmm(i) if b.len() >= 16 => {
+                f.xmm[i] = u128::from_le_bytes(b[..16].try_into().unwrap())
+            }
+            _ => {}
+        }
     }
 
     /// Guest-physical RAM behind `n` bytes at linear `la` (within one page).
@@ -798,6 +903,16 @@ impl SingleThreadBase for Debugger<'_> {
         for (slot, (_, r, _)) in regs.sys.iter_mut().zip(SYS_REGS) {
             *slot = self.get(r).unwrap_or(0);
         }
+        let f = &self.m.cpu.fpu;
+        for (i, st) in regs.core.st.iter_mut().enumerate() {
+            *st = f.st(i).to_bytes();
+        }
+        let x = &mut regs.core.fpu;
+        (x.fctrl, x.fstat, x.ftag) = (f.fcw.into(), f.fsw.into(), f.ftw.into());
+        (x.fiseg, x.fioff) = (f.fcs.into(), f.fip as u32);
+        (x.foseg, x.fooff, x.fop) = (f.fds.into(), f.fdp as u32, f.fop.into());
+        regs.core.xmm = f.xmm;
+        regs.core.mxcsr = f.mxcsr;
         Ok(())
     }
 
@@ -810,7 +925,12 @@ impl SingleThreadBase for Debugger<'_> {
         for d in register_table() {
             let range = off..off + d.bytes;
             off += d.bytes;
-            if d.reg == Reg::Absent || old[range.clone()] == new[range.clone()] {
+            if old[range.clone()] == new[range.clone()] {
+                continue;
+            }
+            if matches!(d.reg, Reg::St(_) | Reg::Xmm(_)) {
+                let b: Vec<u8> = new[range].iter().map(|b| b.unwrap_or(0)).collect();
+                self.set_wide(d.reg, &b);
                 continue;
             }
             let v = le_value(new[range].iter().map(|b| b.unwrap_or(0)));
@@ -884,6 +1004,11 @@ fn le_value(bytes: impl Iterator<Item = u8>) -> u64 {
 impl SingleRegisterAccess<()> for Debugger<'_> {
     fn read_register(&mut self, _: (), reg: RegNum, buf: &mut [u8]) -> TargetResult<usize, Self> {
         let d = register_table().get(reg.0).ok_or(TargetError::NonFatal)?;
+        if let Some(b) = self.get_wide(d.reg) {
+            let n = b.len().min(buf.len());
+            buf[..n].copy_from_slice(&b[..n]);
+            return Ok(n);
+        }
         let Some(v) = self.get(d.reg) else {
             return Ok(0); // unavailable
         };
@@ -904,6 +1029,10 @@ impl SingleRegisterAccess<()> for Debugger<'_> {
                 d.bytes
             );
             return Err(TargetError::NonFatal);
+        }
+        if matches!(d.reg, Reg::St(_) | Reg::Xmm(_)) {
+            self.set_wide(d.reg, val);
+            return Ok(());
         }
         let v = le_value(val.iter().copied());
         self.set(d.reg, v).map_err(|e| {
@@ -1308,7 +1437,11 @@ mod tests {
         assert!(d
             .set(Reg::Selector(crate::cpu::regs::SegReg::Cs), 0x10)
             .is_err());
-        assert!(d.set(Reg::Absent, 1).is_err());
+        assert!(d.set(Reg::Mxcsr, 1 << 20).is_err(), "reserved MXCSR bit");
+        assert!(d.set(Reg::Mxcsr, 0x1f80 | 1 << 13).is_ok());
+        assert_eq!(d.m.cpu.fpu.mxcsr, 0x3f80);
+        d.set_wide(Reg::Xmm(3), &7u128.to_le_bytes());
+        assert_eq!(d.m.cpu.fpu.xmm[3], 7);
         // A G packet with one change applies it; one with a read-only change fails.
         let mut regs = Regs::default();
         assert!(d.read_registers(&mut regs).is_ok());
@@ -1454,18 +1587,11 @@ mod tests {
                 _ => 0,
             };
             assert_eq!(v, expect, "{}", d.name);
-            if d.reg == Reg::Absent {
-                assert!(
-                    bytes[off..off + d.bytes].iter().all(Option::is_none),
-                    "{}",
-                    d.name
-                );
-            } else {
-                seen += 1;
-            }
+            assert!(bytes[off..off + d.bytes].iter().all(Option::is_some));
+            seen += 1;
             off += d.bytes;
         }
-        assert_eq!(seen, 16 + 2 + 6 + SYS_REGS.len());
+        assert_eq!(seen, 16 + 2 + 6 + 8 + 8 + 16 + 1 + SYS_REGS.len());
         // And back: a G packet's bytes (gdb sends zeros for unavailable registers).
         let raw: Vec<u8> = bytes.iter().map(|b| b.unwrap_or(0)).collect();
         let mut back = Regs::default();

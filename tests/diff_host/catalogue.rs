@@ -167,6 +167,368 @@ pub const CLASSES: &[(&str, &[M])] = &[
     ),
 ];
 
+/// SSE/SSE2 classes: legacy-encoded XMM forms only (MMX and VEX forms are not
+/// implemented and never drawn).
+pub const SIMD_CLASSES: &[(&str, &[M])] = &[
+    (
+        "sse moves",
+        &[
+            M::Movaps,
+            M::Movups,
+            M::Movapd,
+            M::Movupd,
+            M::Movdqa,
+            M::Movdqu,
+            M::Movss,
+            M::Movsd,
+            M::Movlps,
+            M::Movhps,
+            M::Movlpd,
+            M::Movhpd,
+            M::Movhlps,
+            M::Movlhps,
+            M::Movd,
+            M::Movq,
+            M::Movntps,
+            M::Movntpd,
+            M::Movntdq,
+            M::Lddqu,
+            M::Movnti,
+        ],
+    ),
+    (
+        "sse movmsk/pextrw/pinsrw",
+        &[M::Movmskps, M::Movmskpd, M::Pmovmskb, M::Pextrw, M::Pinsrw],
+    ),
+    (
+        "sse logic",
+        &[
+            M::Andps,
+            M::Andnps,
+            M::Orps,
+            M::Xorps,
+            M::Andpd,
+            M::Andnpd,
+            M::Orpd,
+            M::Xorpd,
+            M::Pand,
+            M::Pandn,
+            M::Por,
+            M::Pxor,
+        ],
+    ),
+    (
+        "sse2 integer add/sub",
+        &[
+            M::Paddb,
+            M::Paddw,
+            M::Paddd,
+            M::Paddq,
+            M::Psubb,
+            M::Psubw,
+            M::Psubd,
+            M::Psubq,
+            M::Paddsb,
+            M::Paddsw,
+            M::Paddusb,
+            M::Paddusw,
+            M::Psubsb,
+            M::Psubsw,
+            M::Psubusb,
+            M::Psubusw,
+        ],
+    ),
+    (
+        "sse2 integer mul/avg/min/max/sad",
+        &[
+            M::Pmullw,
+            M::Pmulhw,
+            M::Pmulhuw,
+            M::Pmuludq,
+            M::Pmaddwd,
+            M::Pavgb,
+            M::Pavgw,
+            M::Pminub,
+            M::Pmaxub,
+            M::Pminsw,
+            M::Pmaxsw,
+            M::Psadbw,
+        ],
+    ),
+    (
+        "sse2 integer compares",
+        &[
+            M::Pcmpeqb,
+            M::Pcmpeqw,
+            M::Pcmpeqd,
+            M::Pcmpgtb,
+            M::Pcmpgtw,
+            M::Pcmpgtd,
+        ],
+    ),
+    (
+        "sse2 shifts",
+        &[
+            M::Psllw,
+            M::Pslld,
+            M::Psllq,
+            M::Psrlw,
+            M::Psrld,
+            M::Psrlq,
+            M::Psraw,
+            M::Psrad,
+            M::Pslldq,
+            M::Psrldq,
+        ],
+    ),
+    (
+        "sse shuffles/unpacks/packs",
+        &[
+            M::Pshufd,
+            M::Pshuflw,
+            M::Pshufhw,
+            M::Shufps,
+            M::Shufpd,
+            M::Unpcklps,
+            M::Unpckhps,
+            M::Unpcklpd,
+            M::Unpckhpd,
+            M::Punpcklbw,
+            M::Punpcklwd,
+            M::Punpckldq,
+            M::Punpcklqdq,
+            M::Punpckhbw,
+            M::Punpckhwd,
+            M::Punpckhdq,
+            M::Punpckhqdq,
+            M::Packsswb,
+            M::Packssdw,
+            M::Packuswb,
+        ],
+    ),
+    (
+        "sse fp add/sub/mul/div",
+        &[
+            M::Addps,
+            M::Addss,
+            M::Addpd,
+            M::Addsd,
+            M::Subps,
+            M::Subss,
+            M::Subpd,
+            M::Subsd,
+            M::Mulps,
+            M::Mulss,
+            M::Mulpd,
+            M::Mulsd,
+            M::Divps,
+            M::Divss,
+            M::Divpd,
+            M::Divsd,
+        ],
+    ),
+    (
+        "sse fp sqrt/min/max/rcp/rsqrt",
+        &[
+            M::Sqrtps,
+            M::Sqrtss,
+            M::Sqrtpd,
+            M::Sqrtsd,
+            M::Minps,
+            M::Minss,
+            M::Minpd,
+            M::Minsd,
+            M::Maxps,
+            M::Maxss,
+            M::Maxpd,
+            M::Maxsd,
+            M::Rcpps,
+            M::Rcpss,
+            M::Rsqrtps,
+            M::Rsqrtss,
+        ],
+    ),
+    (
+        "sse fp compares/comis/ucomis",
+        &[
+            M::Cmpps,
+            M::Cmpss,
+            M::Cmppd,
+            M::Cmpsd,
+            M::Comiss,
+            M::Comisd,
+            M::Ucomiss,
+            M::Ucomisd,
+        ],
+    ),
+    (
+        "sse conversions",
+        &[
+            M::Cvtsi2ss,
+            M::Cvtsi2sd,
+            M::Cvtss2si,
+            M::Cvtsd2si,
+            M::Cvttss2si,
+            M::Cvttsd2si,
+            M::Cvtss2sd,
+            M::Cvtsd2ss,
+            M::Cvtps2pd,
+            M::Cvtpd2ps,
+            M::Cvtdq2ps,
+            M::Cvtps2dq,
+            M::Cvttps2dq,
+            M::Cvtdq2pd,
+            M::Cvtpd2dq,
+            M::Cvttpd2dq,
+        ],
+    ),
+    (
+        "x87 loads/stores/constants",
+        &[
+            M::Fld,
+            M::Fst,
+            M::Fstp,
+            M::Fild,
+            M::Fist,
+            M::Fistp,
+            M::Fxch,
+            M::Ffree,
+            M::Ffreep,
+            M::Fincstp,
+            M::Fdecstp,
+            M::Fld1,
+            M::Fldz,
+            M::Fldpi,
+            M::Fldl2e,
+            M::Fldl2t,
+            M::Fldlg2,
+            M::Fldln2,
+            M::Fchs,
+            M::Fabs,
+            M::Fnop,
+        ],
+    ),
+    (
+        "x87 arithmetic",
+        &[
+            M::Fadd,
+            M::Faddp,
+            M::Fiadd,
+            M::Fsub,
+            M::Fsubp,
+            M::Fisub,
+            M::Fsubr,
+            M::Fsubrp,
+            M::Fisubr,
+            M::Fmul,
+            M::Fmulp,
+            M::Fimul,
+            M::Fdiv,
+            M::Fdivp,
+            M::Fidiv,
+            M::Fdivr,
+            M::Fdivrp,
+            M::Fidivr,
+            M::Fsqrt,
+        ],
+    ),
+    (
+        "x87 frndint/fscale/fxtract/fprem/fprem1",
+        &[M::Frndint, M::Fscale, M::Fxtract, M::Fprem, M::Fprem1],
+    ),
+    (
+        "x87 compares/fxam/fcmov",
+        &[
+            M::Fcom,
+            M::Fcomp,
+            M::Fcompp,
+            M::Fucom,
+            M::Fucomp,
+            M::Fucompp,
+            M::Ficom,
+            M::Ficomp,
+            M::Ftst,
+            M::Fxam,
+            M::Fcomi,
+            M::Fcomip,
+            M::Fucomi,
+            M::Fucomip,
+            M::Fcmovb,
+            M::Fcmove,
+            M::Fcmovbe,
+            M::Fcmovu,
+            M::Fcmovnb,
+            M::Fcmovne,
+            M::Fcmovnbe,
+            M::Fcmovnu,
+        ],
+    ),
+    (
+        "x87 control",
+        &[
+            // The waiting forms (FINIT, FSTSW, ...) are WAIT followed by these, two
+            // instructions: tested as such.
+            M::Fninit,
+            M::Fnclex,
+            M::Fldcw,
+            M::Fnstcw,
+            M::Fnstsw,
+            M::Fnstenv,
+            M::Fldenv,
+            M::Fnsave,
+            M::Frstor,
+            M::Wait,
+        ],
+    ),
+    (
+        "sse3",
+        &[
+            M::Addsubps,
+            M::Addsubpd,
+            M::Haddps,
+            M::Haddpd,
+            M::Hsubps,
+            M::Hsubpd,
+            M::Movsldup,
+            M::Movshdup,
+            M::Movddup,
+            M::Fisttp,
+        ],
+    ),
+    (
+        "ssse3 (xmm forms)",
+        &[
+            M::Pshufb,
+            M::Phaddw,
+            M::Phaddd,
+            M::Phaddsw,
+            M::Phsubw,
+            M::Phsubd,
+            M::Phsubsw,
+            M::Pmaddubsw,
+            M::Pmulhrsw,
+            M::Psignb,
+            M::Psignw,
+            M::Psignd,
+            M::Pabsb,
+            M::Pabsw,
+            M::Pabsd,
+            M::Palignr,
+        ],
+    ),
+    (
+        "ldmxcsr/stmxcsr/fxsave/fxrstor",
+        &[
+            M::Ldmxcsr,
+            M::Stmxcsr,
+            M::Fxsave,
+            M::Fxsave64,
+            M::Fxrstor,
+            M::Fxrstor64,
+        ],
+    ),
+];
+
 /// RSP, RCX, ... as bit masks over GPR numbers.
 pub(super) const fn bit(r: usize) -> u16 {
     1 << r
@@ -182,11 +544,17 @@ pub struct Catalogue {
 
 impl Catalogue {
     pub fn build() -> Catalogue {
+        let all: Vec<&(&str, &[M])> = CLASSES.iter().chain(SIMD_CLASSES).collect();
         let mut classes: Vec<(&'static str, Vec<Code>)> =
-            CLASSES.iter().map(|(n, _)| (*n, Vec::new())).collect();
+            all.iter().map(|(n, _)| (*n, Vec::new())).collect();
         for code in Code::values() {
             let m = code.mnemonic();
-            let Some(ci) = CLASSES.iter().position(|(_, ms)| ms.contains(&m)) else {
+            // SSE forms belong to the SSE classes even where iced-x86 shares the
+            // mnemonic with a string instruction (MOVSD, CMPSD).
+            let simd = super::simd::is_simd(code);
+            let Some(ci) = all.iter().position(|(n, ms)| {
+                ms.contains(&m) && simd == SIMD_CLASSES.iter().any(|c| c.0 == *n)
+            }) else {
                 continue;
             };
             if eligible(code) {
@@ -244,6 +612,11 @@ pub(super) fn supported_kind(k: K) -> bool {
             | K::seg_rBX_al
             | K::br64_1
             | K::br64_4
+            | K::xmm_reg
+            | K::xmm_rm
+            | K::xmm_or_mem
+            | K::st0
+            | K::sti_opcode
     )
 }
 
@@ -270,6 +643,10 @@ pub(super) fn host_supports(code: Code) -> bool {
             CpuidFeature::POPCNT => std::arch::is_x86_feature_detected!("popcnt"),
             CpuidFeature::MOVBE => std::arch::is_x86_feature_detected!("movbe"),
             CpuidFeature::CMPXCHG16B => std::arch::is_x86_feature_detected!("cmpxchg16b"),
+            CpuidFeature::SSE3 => std::arch::is_x86_feature_detected!("sse3"),
+            CpuidFeature::SSSE3 => std::arch::is_x86_feature_detected!("ssse3"),
+            CpuidFeature::SSE4_1 => std::arch::is_x86_feature_detected!("sse4.1"),
+            CpuidFeature::SSE4_2 => std::arch::is_x86_feature_detected!("sse4.2"),
             _ => true,
         })
 }
@@ -288,7 +665,16 @@ pub(super) fn eligible(code: Code) -> bool {
     }
     match op.encoding() {
         EncodingKind::Legacy => {}
-        EncodingKind::VEX if op.l() == 0 => {}
+        // VEX: the BMI1/BMI2 integer forms only (no AVX).
+        EncodingKind::VEX if op.l() == 0 && !super::simd::is_simd(code) => {
+            if op
+                .op_kinds()
+                .iter()
+                .any(|k| matches!(k, K::xmm_reg | K::xmm_rm | K::xmm_or_mem))
+            {
+                return false;
+            }
+        }
         _ => return false,
     }
     if !op.op_kinds().iter().all(|k| supported_kind(*k)) {

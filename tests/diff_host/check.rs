@@ -49,6 +49,11 @@ pub struct Mask {
     pub gpr: [u64; 16],
     /// Arena bytes whose value is undefined (address, length).
     pub mem: Vec<(u64, usize)>,
+    /// XMM register lanes compared within an error bound instead of exactly (RCPPS and
+    /// friends): (register, lane bits, lane mask).
+    pub approx_xmm: Vec<(usize, u32, u8)>,
+    /// x87 status-word bits the SDM leaves undefined for this instruction.
+    pub fsw: u16,
 }
 
 /// Address of the explicit memory operand computed from the inputs.
@@ -96,6 +101,23 @@ pub fn undefined(case: &Case) -> Mask {
     let mut mask = Mask::default();
     if i.is_invalid() {
         return mask;
+    }
+    if super::simd::is_x87(case.code) {
+        mask.fsw = super::simd::undefined_fsw(i.mnemonic());
+    }
+    if let Some((bits, lanes)) = super::simd::approx_lanes(i) {
+        if i.op_kind(0) == OpKind::Register {
+            let r = i.op_register(0).number();
+            mask.approx_xmm.push((r, bits, lanes));
+        }
+    }
+    // FXSAVE's MXCSR_MASK field: AMD hosts report their misaligned-exception mask bit
+    // 17 (0x2ffff); vmscope reports Intel's 0xffff.
+    if matches!(i.mnemonic(), M::Fxsave | M::Fxsave64) {
+        if let Some(a) = mem_address(i, input) {
+            mask.mem
+                .push((a + vmscope::cpu::fpu_state::fx::MXCSR_MASK as u64, 4));
+        }
     }
     let size = dest_size(i);
     let bits = size as u64 * 8;
@@ -277,6 +299,7 @@ pub fn compare(host: &Outcome, emu: &Outcome, mask: &Mask) -> Vec<String> {
         bad.truncate(8);
         d.push(format!("memory ({n} bytes): {}", bad.join(", ")));
     }
+    d.extend(super::simd::compare_fx(&host.fx, &emu.fx, mask));
     d
 }
 
@@ -334,7 +357,15 @@ pub fn describe(
         flag_names(case.input.flags & COMPARED_FLAGS),
         regs_text(&case.input.gpr)
     );
+    if super::simd::is_simd(case.code) {
+        s += &super::simd::describe_input(&case.instr, &case.input);
+    }
     if let Some(a) = mem_address(&case.instr, &case.input) {
+        if a >= ARENA_BASE && a + 16 <= ARENA_END && super::simd::is_simd(case.code) {
+            let off = (a - ARENA_BASE) as usize;
+            let v = u128::from_le_bytes(case.input.arena[off..off + 16].try_into().unwrap());
+            s += &format!("  mem operand at {a:#x}: in {v:#034x}\n");
+        }
         if a >= ARENA_BASE && a + 8 <= ARENA_END {
             s += &format!(
                 "  mem operand at {a:#x}: in {:#018x} host {:#018x} emulator {:#018x}\n",

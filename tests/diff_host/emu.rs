@@ -56,7 +56,7 @@ impl Emu {
 
         let mut cpu = Cpu::new(0, DEFAULT_TLB_ENTRIES, TlbMode::On);
         // CR0.AM as Linux sets it: with RFLAGS.AC a misaligned user access raises #AC.
-        cpu.cr0 = cr0::PE | cr0::PG | cr0::WP | cr0::AM | cr0::ET | cr0::NE;
+        cpu.cr0 = cr0::PE | cr0::PG | cr0::WP | cr0::AM | cr0::ET | cr0::NE | cr0::MP;
         cpu.cr4 = cr4::PAE | cr4::OSFXSR | cr4::OSXMMEXCPT;
         cpu.cr3 = phys::PML4;
         cpu.efer = efer::LME | efer::LMA | efer::NXE | efer::SCE;
@@ -102,6 +102,8 @@ impl Emu {
         cpu.rip = INSN_ADDR;
         cpu.halted = false;
         cpu.last_unimplemented = None;
+        let fx: &[u8; FX_SIZE] = input.fx.as_slice().try_into().expect("FXSAVE image");
+        cpu.fpu.fxrstor(fx, true, true, true);
         let mut out = Outcome::default();
         for _ in 0..MAX_STEPS {
             match cpu.step(&mut self.bus) {
@@ -131,6 +133,7 @@ impl Emu {
         out.gpr = cpu.gpr;
         out.flags = cpu.rflags;
         out.rip = cpu.rip;
+        out.fx = cpu.fpu.fxsave(true).to_vec();
         out.arena = self
             .bus
             .mem

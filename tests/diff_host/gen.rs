@@ -206,9 +206,15 @@ pub fn generate(rng: &mut Rng, code: Code) -> Result<Case, String> {
         flags |= fl::ID;
     }
     let osize = operand_bytes(code);
+    let fx = super::simd::fx_input(rng, code);
     let mut c = Ctx {
         rng,
-        st: Input { gpr, flags, arena },
+        st: Input {
+            gpr,
+            flags,
+            arena,
+            fx,
+        },
         avoid: implicit_regs(m, code),
         pinned: 0,
         addr_regs: 0,
@@ -282,6 +288,16 @@ pub fn generate(rng: &mut Rng, code: Code) -> Result<Case, String> {
                 Opnd::Imm(kind, c.immediate(m, osize, n, kind))
             }
             K::br64_1 | K::br64_4 => Opnd::Branch(c.branch_target()),
+            K::xmm_reg | K::xmm_rm => Opnd::Reg(Register::XMM0 + c.rng.below(16) as u32),
+            K::st0 => Opnd::Reg(Register::ST0),
+            K::sti_opcode => Opnd::Reg(Register::ST0 + c.rng.below(8) as u32),
+            K::xmm_or_mem => {
+                if c.rng.bool() {
+                    Opnd::Mem
+                } else {
+                    Opnd::Reg(Register::XMM0 + c.rng.below(16) as u32)
+                }
+            }
             K::seg_rSI => Opnd::StrSrc,
             K::es_rDI => Opnd::StrDst,
             _ => return Err(format!("unsupported operand kind {k:?}")),
@@ -587,6 +603,8 @@ impl Ctx<'_> {
         let align = match m {
             // 90% aligned: a misaligned CMPXCHG16B is #GP, checked the other 10%.
             M::Cmpxchg16b if self.rng.chance(9, 10) => 16,
+            // 90% aligned SSE operands: a misaligned one is #GP for the aligned forms.
+            _ if super::simd::is_simd(code) && mem_size >= 16 && self.rng.chance(9, 10) => 16,
             _ => 1,
         };
         let t = self.pick_target(mem_size, align);
@@ -1025,9 +1043,37 @@ impl Ctx<'_> {
         let op = code.op_code();
         let mem_size = op.memory_size().size();
         let free = |c: &Ctx, r: Register| c.addr_regs & bit(reg_index(r)) == 0;
+        // SSE memory operands hold lanes of edge-case floats and integers.
+        if let Some(t) = target {
+            if super::simd::is_x87(code) && self.rng.chance(7, 8) {
+                let ms = op.memory_size();
+                super::simd::seed_x87_memory(
+                    self.rng,
+                    &mut self.st.arena,
+                    (t - ARENA_BASE) as usize,
+                    ms,
+                );
+            } else if super::simd::is_simd(code) && self.rng.chance(3, 4) {
+                super::simd::seed_memory(self.rng, &mut self.st.arena, (t - ARENA_BASE) as usize);
+            }
+        }
+        // MXCSR images: bit 17 is AMD's misaligned-exception mask (an AMD host accepts it,
+        // Intel and vmscope raise #GP): vendor-specific, so it is never drawn. The other
+        // reserved bits stay random (#GP on both).
+        if let Some(t) = target {
+            let at = match m {
+                M::Ldmxcsr => Some(t),
+                M::Fxrstor | M::Fxrstor64 => Some(t + 24),
+                _ => None,
+            };
+            if let Some(a) = at {
+                let v = self.st.read_mem(a, 4) & !(1 << 17);
+                self.st.write_mem(a, 4, v);
+            }
+        }
         // Memory operands often hold an edge value.
         if let Some(t) = target {
-            if self.rng.bool() && mem_size <= 8 {
+            if self.rng.bool() && mem_size <= 8 && !super::simd::is_simd(code) {
                 let v = interesting(self.rng);
                 self.st.write_mem(t, mem_size, v);
             }

@@ -66,6 +66,14 @@ pub const FAULT_ADDR: u64 = 0x290;
 pub const FAULT_RIP: u64 = 0x298;
 pub const FAULT_FLAGS: u64 = 0x2a0;
 pub const FAULT_GPR: u64 = 0x300;
+/// The trap number of the fault (ucontext `REG_TRAPNO`): tells #XM and #MF from #DE.
+pub const FAULT_TRAPNO: u64 = 0x2a8;
+/// FXSAVE images (16-byte aligned, 512 bytes each): the case's x87/SSE input, the state
+/// after the instruction, and the host's own state saved around the test.
+pub const IN_FX: u64 = 0x400;
+pub const OUT_FX: u64 = 0x600;
+pub const HOST_FX: u64 = 0x800;
+pub const FX_SIZE: usize = 512;
 /// A small stack for PUSHFQ after the test (the test may leave RSP anywhere).
 pub const SCRATCH_STACK_TOP: u64 = STATE_BASE + 0xfc0;
 

@@ -25,6 +25,7 @@ pub mod gen;
 pub mod layout;
 pub mod native;
 pub mod rng;
+pub mod simd;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub struct Input {
     pub flags: u64,
     /// The arena's contents.
     pub arena: Vec<u8>,
+    /// The x87/SSE state (FXSAVE64 image).
+    pub fx: Vec<u8>,
 }
 
 /// What one side (host or emulator) produced.
@@ -51,6 +54,8 @@ pub struct Outcome {
     /// For #PF: the faulting linear address.
     pub fault_addr: Option<u64>,
     pub arena: Vec<u8>,
+    /// The x87/SSE state after the instruction (FXSAVE64 image).
+    pub fx: Vec<u8>,
     /// The emulator stopped for a reason of its own (unimplemented instruction, ...).
     pub note: Option<String>,
     /// The host run went wrong in a way that is the generator's fault.

@@ -128,6 +128,15 @@ pub fn code_template() -> Vec<u8> {
         abs(STATE_BASE + SAVE_RSP),
         Register::RSP,
     ));
+    // The host's x87/SSE state is kept aside; the case's is loaded.
+    a.emit(Instruction::with1(
+        Code::Fxsave64_m512byte,
+        abs(STATE_BASE + HOST_FX),
+    ));
+    a.emit(Instruction::with1(
+        Code::Fxrstor64_m512byte,
+        abs(STATE_BASE + IN_FX),
+    ));
     a.emit(Instruction::with1(
         Code::Push_rm64,
         abs(STATE_BASE + IN_FLAGS),
@@ -172,9 +181,17 @@ pub fn code_template() -> Vec<u8> {
         abs(STATE_BASE + OUT_FLAGS),
         Register::RAX,
     ));
+    a.emit(Instruction::with1(
+        Code::Fxsave64_m512byte,
+        abs(STATE_BASE + OUT_FX),
+    ));
     a.emit(Instruction::with1(Code::Pushq_imm32, CLEAN_RFLAGS));
     a.emit(Ok(Instruction::with(Code::Popfq)));
     let exit = a.here();
+    a.emit(Instruction::with1(
+        Code::Fxrstor64_m512byte,
+        abs(STATE_BASE + HOST_FX),
+    ));
     a.emit(Instruction::with2(
         Code::Mov_r64_rm64,
         Register::RSP,
@@ -226,6 +243,12 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         w(FAULT_ADDR, (*info).si_addr() as u64);
         w(FAULT_RIP, rip);
         w(FAULT_FLAGS, gregs[libc::REG_EFL as usize] as u64);
+        w(FAULT_TRAPNO, gregs[libc::REG_TRAPNO as usize] as u64);
+        // The x87/SSE state at the fault, as the kernel saved it (FXSAVE layout).
+        let fp = uc.uc_mcontext.fpregs as *const u8;
+        if !fp.is_null() {
+            ptr::copy_nonoverlapping(fp, st.add(OUT_FX as usize), FX_SIZE);
+        }
         for (k, g) in GREG_OF.iter().enumerate() {
             w(FAULT_GPR + 8 * k as u64, gregs[*g as usize] as u64);
         }
@@ -364,6 +387,10 @@ impl Native {
             self.st_write(IN_GPR + 8 * k, input.gpr[k as usize]);
         }
         self.st_write(IN_FLAGS, input.flags);
+        // SAFETY: the state block holds FX_SIZE bytes at IN_FX.
+        unsafe {
+            ptr::copy_nonoverlapping(input.fx.as_ptr(), self.state.add(IN_FX as usize), FX_SIZE)
+        };
         self.st_write(LANDED, 0);
         self.st_write(FAULT_SIG, 0);
         compiler_fence(Ordering::SeqCst);
@@ -379,6 +406,15 @@ impl Native {
         };
         // SAFETY: the arena is mapped and ARENA_SIZE long.
         unsafe { ptr::copy_nonoverlapping(self.arena, out.arena.as_mut_ptr(), ARENA_SIZE) };
+        out.fx = vec![0; FX_SIZE];
+        // SAFETY: as above.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                self.state.add(OUT_FX as usize),
+                out.fx.as_mut_ptr(),
+                FX_SIZE,
+            )
+        };
         let sig = self.st_read(FAULT_SIG) as libc::c_int;
         if sig != 0 {
             for k in 0..16 {
@@ -388,7 +424,8 @@ impl Native {
             out.rip = self.st_read(FAULT_RIP);
             let code = self.st_read(FAULT_CODE) as libc::c_int;
             let addr = self.st_read(FAULT_ADDR);
-            match fault_vector(sig, code) {
+            let trapno = self.st_read(FAULT_TRAPNO);
+            match fault_vector(sig, code, trapno) {
                 Ok(v) => {
                     out.fault = Some(v);
                     if v == PF_VECTOR {
@@ -419,9 +456,10 @@ const PF_VECTOR: u8 = 14;
 
 /// The exception vector behind a signal, as Linux reports them (arch/x86/kernel/traps.c).
 /// Unknown signals are harness errors.
-fn fault_vector(sig: libc::c_int, code: libc::c_int) -> Result<u8, String> {
+fn fault_vector(sig: libc::c_int, code: libc::c_int, trapno: u64) -> Result<u8, String> {
     match sig {
-        libc::SIGFPE => Ok(0),
+        // #DE, #MF and #XM all arrive as SIGFPE; the trap number tells them apart.
+        libc::SIGFPE => Ok(trapno as u8),
         libc::SIGILL => Ok(6),
         libc::SIGSEGV if code == libc::SI_KERNEL => Ok(13),
         libc::SIGSEGV => Ok(PF_VECTOR),

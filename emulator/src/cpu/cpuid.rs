@@ -1,5 +1,9 @@
 //! The CPU model CPUID reports: the same leaves on every run and every host, advertising
-//! only what this emulator implements (no x87/SSE, no XSAVE, no x2APIC yet).
+//! only what this emulator implements: the x87 FPU, FXSAVE, SSE, SSE2 and SSE3, XSAVE
+//! with XCR0 = x87|SSE (leaf 0xd); no MMX, SSSE3 or later, AVX or x2APIC.
+
+/// Whether SSE3 (and with it FISTTP) is advertised and implemented.
+pub const HAS_SSE3: bool = true;
 
 /// Leaf 1 EDX feature bits.
 mod edx1 {
@@ -16,13 +20,21 @@ mod edx1 {
     pub const CLFSH: u32 = 1 << 19;
     pub const PSE: u32 = 1 << 3;
     pub const DE: u32 = 1 << 2;
+    pub const FPU: u32 = 1 << 0;
+    pub const FXSR: u32 = 1 << 24;
+    pub const SSE: u32 = 1 << 25;
+    pub const SSE2: u32 = 1 << 26;
 }
 /// Leaf 1 ECX feature bits.
 mod ecx1 {
+    pub const SSE3: u32 = 1 << 0;
     pub const CX16: u32 = 1 << 13;
     pub const PCID: u32 = 1 << 17;
     pub const MOVBE: u32 = 1 << 22;
     pub const POPCNT: u32 = 1 << 23;
+    pub const XSAVE: u32 = 1 << 26;
+    /// CR4.OSXSAVE as the OS set it.
+    pub const OSXSAVE: u32 = 1 << 27;
     pub const HYPERVISOR: u32 = 1 << 31;
 }
 /// Leaf 7 EBX feature bits.
@@ -46,8 +58,11 @@ mod ext1 {
     pub const EDX_LM: u32 = 1 << 29;
 }
 
+/// Leaf 0xd subleaf 1 EAX: XSAVEOPT (executed as XSAVE, which the SDM allows).
+const XSAVEOPT: u32 = 1 << 0;
+
 /// Highest basic leaf.
-const MAX_BASIC: u32 = 7;
+const MAX_BASIC: u32 = 0xd;
 /// Highest extended leaf.
 const MAX_EXT: u32 = 0x8000_0008;
 /// Family 6, model 0x3A, stepping 9 (an Ivy Bridge signature; only informative).
@@ -63,8 +78,9 @@ fn le(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// CPUID(leaf, subleaf) → (EAX, EBX, ECX, EDX) for CPU `apic_id`.
-pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
+/// CPUID(leaf, subleaf) → (EAX, EBX, ECX, EDX) for CPU `apic_id`, whose CR4 and XCR0
+/// are `cr4` and `xcr0` (OSXSAVE and the XSAVE area size follow them).
+pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32, u32, u32, u32) {
     use self::{ebx7::*, ecx1::*, edx1::*, ext1::*};
     match leaf {
         0 => (
@@ -76,8 +92,32 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
         1 => (
             SIGNATURE,
             (apic_id << 24) | (1 << 16) | (CLFLUSH_LINE_QWORDS << 8),
-            CX16 | PCID | MOVBE | POPCNT | HYPERVISOR,
-            DE | PSE | TSC | MSR | PAE | MCE | CX8 | APIC | PGE | CMOV | PAT | CLFSH,
+            SSE3 | CX16
+                | PCID
+                | MOVBE
+                | POPCNT
+                | XSAVE
+                | HYPERVISOR
+                | if cr4 & crate::cpu::regs::cr4::OSXSAVE != 0 {
+                    OSXSAVE
+                } else {
+                    0
+                },
+            FPU | DE
+                | PSE
+                | TSC
+                | MSR
+                | PAE
+                | MCE
+                | CX8
+                | APIC
+                | PGE
+                | CMOV
+                | PAT
+                | CLFSH
+                | FXSR
+                | SSE
+                | SSE2,
         ),
         7 if subleaf == 0 => (
             0,
@@ -85,6 +125,19 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
             0,
             0,
         ),
+        // XSAVE: subleaf 0 lists the XCR0 bits supported and the area sizes (for the
+        // enabled features, and for all); subleaf 1 the XSAVE extensions.
+        0xd if subleaf == 0 => {
+            use crate::cpu::fpu_state::xcr0 as x;
+            let all = crate::cpu::sse::xsave_area_size(x::SUPPORTED);
+            (
+                x::SUPPORTED as u32,
+                crate::cpu::sse::xsave_area_size(xcr0),
+                all,
+                0,
+            )
+        }
+        0xd if subleaf == 1 => (XSAVEOPT, 0, 0, 0),
         0x8000_0000 => (MAX_EXT, 0, 0, 0),
         0x8000_0001 => (
             0,
@@ -103,5 +156,34 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
         }
         0x8000_0008 => (ADDRESS_SIZES, 0, 0, 0),
         _ => (0, 0, 0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::regs::cr4;
+
+    /// Leaf 1 and leaf 0xd describe exactly the FPU/SIMD state this CPU implements, and
+    /// OSXSAVE follows CR4.
+    #[test]
+    fn simd_leaves_match_the_implementation() {
+        let (_, _, ecx, edx) = cpuid(1, 0, 0, 0, 1);
+        assert_eq!(
+            edx & (edx1::FPU | edx1::FXSR | edx1::SSE | edx1::SSE2),
+            edx1::FPU | edx1::FXSR | edx1::SSE | edx1::SSE2
+        );
+        assert_eq!(edx & (1 << 23), 0, "no MMX");
+        assert_eq!(ecx & ecx1::SSE3 != 0, HAS_SSE3);
+        // SSSE3 (9), SSE4.1 (19), SSE4.2 (20), AVX (28), FMA (12) are not advertised.
+        for bit in [9, 12, 19, 20, 28] {
+            assert_eq!(ecx & (1 << bit), 0, "ECX bit {bit}");
+        }
+        assert_eq!(ecx & ecx1::OSXSAVE, 0);
+        let (_, _, ecx, _) = cpuid(1, 0, 0, cr4::OSXSAVE, 1);
+        assert_ne!(ecx & ecx1::OSXSAVE, 0);
+        assert_eq!(cpuid(0xd, 0, 0, 0, 3), (3, 576, 576, 0));
+        assert_eq!(cpuid(0xd, 1, 0, 0, 3).0, XSAVEOPT);
+        assert_eq!(cpuid(0, 0, 0, 0, 1).0, 0xd);
     }
 }

@@ -7,8 +7,12 @@ pub mod alu;
 pub mod cpuid;
 pub mod exception;
 mod exec;
+pub mod fpu_state;
 pub mod regs;
 pub mod segment;
+pub mod softfp;
+pub mod sse;
+pub mod x87;
 
 use crate::addr::{GuestPhysAddr, GuestVirtAddr, PAGE_SIZE};
 use crate::bus::Bus;
@@ -118,6 +122,8 @@ pub struct Cpu {
     pub efer: u64,
     pub dr: [u64; 8],
     pub msr: Msrs,
+    /// x87, SSE and XCR0 state.
+    pub fpu: fpu_state::FpuState,
     /// Current privilege level (CS.DPL after a load; SS.DPL equals it).
     pub cpl: u8,
     /// Instructions executed so far: the machine's clock.
@@ -198,6 +204,7 @@ impl Cpu {
                 apic_base: regs::msr::APIC_BASE_DEFAULT,
                 ..Default::default()
             },
+            fpu: fpu_state::FpuState::default(),
             cpl: 0,
             icount: 0,
             halted: false,

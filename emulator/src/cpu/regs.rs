@@ -78,6 +78,7 @@ pub mod cr4 {
         | PCE
         | OSFXSR
         | OSXMMEXCPT
+        | OSXSAVE
         | UMIP
         | FSGSBASE
         | PCIDE

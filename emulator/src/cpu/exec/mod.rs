@@ -14,13 +14,38 @@ use super::exception::Exception;
 use super::regs::SegReg;
 use super::Cpu;
 use crate::bus::Bus;
-use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
+use iced_x86::{Code, EncodingKind, Instruction, Mnemonic as M, OpKind, Register};
 
 pub type ExecResult = Result<(), Exception>;
 
-/// Execute one decoded instruction. RIP already points at the next instruction.
-pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
-    match i.mnemonic() {
+/// The executor an instruction goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    Data,
+    Arith,
+    Control,
+    String,
+    /// No architectural effect in this model.
+    Nop,
+    /// SSE/SSE2 and the FPU-state instructions (`cpu::sse`).
+    Simd,
+    /// The x87 FPU (`cpu::x87`).
+    X87,
+    /// System instructions, and the unimplemented rest.
+    System,
+}
+
+/// Route by mnemonic, except where iced-x86 gives unrelated instructions one mnemonic:
+/// the string MOVSD/CMPSD and the SSE2 MOVSD/CMPSD are told apart by their `Code`.
+/// XOP, EVEX, MVEX and 3DNow! forms are never executed (their mnemonics can name integer
+/// instructions, e.g. XOP BEXTR with an immediate, which the BMI1 code must not run).
+pub(crate) fn family(code: Code) -> Family {
+    if !matches!(code.encoding(), EncodingKind::Legacy | EncodingKind::VEX) {
+        return Family::System;
+    }
+    match code.mnemonic() {
+        M::Movsd if code != Code::Movsd_m32_m32 => Family::Simd,
+        M::Cmpsd if code != Code::Cmpsd_m32_m32 => Family::Simd,
         // Data movement.
         M::Mov
         | M::Movzx
@@ -83,7 +108,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         | M::Pusha
         | M::Pushad
         | M::Popa
-        | M::Popad => data::execute(cpu, bus, i),
+        | M::Popad => Family::Data,
 
         // Arithmetic, logic, shifts, bit operations.
         M::Add
@@ -144,7 +169,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         | M::Clc
         | M::Stc
         | M::Cld
-        | M::Std => arith::execute(cpu, bus, i),
+        | M::Std => Family::Arith,
 
         // Control transfer.
         M::Jmp
@@ -182,7 +207,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         | M::Iretq
         | M::Syscall
         | M::Sysret
-        | M::Sysretq => control::execute(cpu, bus, i),
+        | M::Sysretq => Family::Control,
 
         // String instructions.
         M::Movsb
@@ -210,7 +235,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         | M::Insd
         | M::Outsb
         | M::Outsw
-        | M::Outsd => string::execute(cpu, bus, i),
+        | M::Outsd => Family::String,
 
         // No architectural effect in this model.
         M::Nop
@@ -224,9 +249,25 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         | M::Prefetcht0
         | M::Prefetcht1
         | M::Prefetcht2
-        | M::Prefetchw => Ok(()),
+        | M::Prefetchw => Family::Nop,
 
-        _ => system::execute(cpu, bus, i),
+        _ if super::sse::route(code) => Family::Simd,
+        _ if super::x87::route(code) => Family::X87,
+        _ => Family::System,
+    }
+}
+
+/// Execute one decoded instruction. RIP already points at the next instruction.
+pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
+    match family(i.code()) {
+        Family::Data => data::execute(cpu, bus, i),
+        Family::Arith => arith::execute(cpu, bus, i),
+        Family::Control => control::execute(cpu, bus, i),
+        Family::String => string::execute(cpu, bus, i),
+        Family::Nop => Ok(()),
+        Family::Simd => super::sse::execute(cpu, bus, i),
+        Family::X87 => super::x87::execute(cpu, bus, i),
+        Family::System => system::execute(cpu, bus, i),
     }
 }
 

@@ -159,7 +159,13 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             }
         }
         M::Cpuid => {
-            let (a, b, c, d) = cpuid(cpu.gpr[gpr::RAX] as u32, cpu.gpr[gpr::RCX] as u32, cpu.id);
+            let (a, b, c, d) = cpuid(
+                cpu.gpr[gpr::RAX] as u32,
+                cpu.gpr[gpr::RCX] as u32,
+                cpu.id,
+                cpu.cr4,
+                cpu.fpu.xcr0,
+            );
             cpu.gpr[gpr::RAX] = a as u64;
             cpu.gpr[gpr::RBX] = b as u64;
             cpu.gpr[gpr::RCX] = c as u64;
