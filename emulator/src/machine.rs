@@ -167,6 +167,11 @@ impl Machine {
             Box::new(Uart16550::new(console)),
         );
         io.register(DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, Box::new(DebugExit));
+        io.register(
+            crate::devices::rtc::RTC_PORT,
+            crate::devices::rtc::RTC_PORTS,
+            Box::new(crate::devices::rtc::Rtc::default()),
+        );
         let mut bus = Bus::new(mem, io);
         firmware_pci_setup(&mut bus);
         let mut cpu = Cpu::new(0, config.tlb_entries, config.tlb_mode);

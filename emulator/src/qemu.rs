@@ -48,6 +48,11 @@ pub fn command(kernel: &Path, initrd: Option<&Path>, cmdline: &str, mem_mib: u64
             "none",
         ])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+        // The same fixed date as vmscope's RTC (devices/rtc.rs), advancing with the guest.
+        .args([
+            "-rtc",
+            &format!("base={},clock=vm", crate::devices::rtc::RTC_BASE),
+        ])
         .args(["-cpu", QEMU_CPU])
         .args(["-m", &format!("{mem_mib}M")])
         .args(["-append", cmdline]);

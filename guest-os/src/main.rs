@@ -105,6 +105,7 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     mm::proc::print_from_cmdline(cmdline);
     kprintln!("Boot OK");
 
+    drivers::rtc::init();
     // Not every initrd is an initramfs (tests pass arbitrary bytes): only a newc archive
     // is unpacked.
     if let Err(e) = fs::mount_root(initrd.map(|i| (i.paddr, i.size))) {

@@ -124,7 +124,8 @@ impl<T> Mutex<T> {
             me.state
                 .store(crate::proc::state::DISK_SLEEP, Ordering::Release);
             crate::proc::sched::schedule();
-            me.state.store(crate::proc::state::RUNNABLE, Ordering::Release);
+            me.state
+                .store(crate::proc::state::RUNNABLE, Ordering::Release);
             self.waiters.remove_current();
         }
         MutexGuard { m: self }

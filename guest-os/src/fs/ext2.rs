@@ -56,7 +56,13 @@ struct BdevPages {
 }
 
 /// One bio over `pfns` (consecutive pages of the device from byte `pos`), waited for.
-fn rw_pages(dev: &dyn BlockDevice, op: BioOp, pos: u64, pfns: &[Pfn], last_len: usize) -> Result<(), Errno> {
+fn rw_pages(
+    dev: &dyn BlockDevice,
+    op: BioOp,
+    pos: u64,
+    pfns: &[Pfn],
+    last_len: usize,
+) -> Result<(), Errno> {
     let mut bio = Bio::new(op, pos / SECTOR_SIZE);
     bio.vecs.try_reserve(pfns.len()).map_err(|_| ENOMEM)?;
     for (i, p) in pfns.iter().enumerate() {
@@ -124,13 +130,22 @@ pub struct BdevIo {
 
 impl BdevIo {
     /// Copy between `buf` and the cached bytes at `pos` (within one page).
-    fn with_page(&self, pos: u64, len: usize, write: bool, f: &mut dyn FnMut(&mut [u8])) -> Result<(), Errno> {
+    fn with_page(
+        &self,
+        pos: u64,
+        len: usize,
+        write: bool,
+        f: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), Errno> {
         let index = pos / PAGE_SIZE;
         let off = (pos % PAGE_SIZE) as usize;
         let (pfn, _) = filemap::get_page(self.obj, index, self.size)?;
         // SAFETY: `len` bytes inside a page we hold a reference on.
         let s = unsafe {
-            core::slice::from_raw_parts_mut(crate::mm::page_address(pfn).as_mut_ptr::<u8>().add(off), len)
+            core::slice::from_raw_parts_mut(
+                crate::mm::page_address(pfn).as_mut_ptr::<u8>().add(off),
+                len,
+            )
         };
         f(s);
         if write {
@@ -140,7 +155,13 @@ impl BdevIo {
         Ok(())
     }
 
-    fn io(&self, blk: u64, len: usize, write: bool, f: &mut dyn FnMut(usize, &mut [u8])) -> Result<(), Errno> {
+    fn io(
+        &self,
+        blk: u64,
+        len: usize,
+        write: bool,
+        f: &mut dyn FnMut(usize, &mut [u8]),
+    ) -> Result<(), Errno> {
         let start = blk.checked_mul(len as u64).ok_or(EIO)?;
         if start.checked_add(len as u64).is_none_or(|e| e > self.size) {
             return Err(EIO);
@@ -159,14 +180,18 @@ impl BdevIo {
 impl BlockIo for BdevIo {
     fn read_block(&self, blk: u64, buf: &mut [u8]) -> Result<(), ext2fs::Errno> {
         let len = buf.len();
-        self.io(blk, len, false, &mut |at, s| buf[at..at + s.len()].copy_from_slice(s))
-            .map_err(kerr)
+        self.io(blk, len, false, &mut |at, s| {
+            buf[at..at + s.len()].copy_from_slice(s)
+        })
+        .map_err(kerr)
     }
 
     fn write_block(&self, blk: u64, buf: &[u8]) -> Result<(), ext2fs::Errno> {
         let len = buf.len();
-        self.io(blk, len, true, &mut |at, s| s.copy_from_slice(&buf[at..at + s.len()]))
-            .map_err(kerr)
+        self.io(blk, len, true, &mut |at, s| {
+            s.copy_from_slice(&buf[at..at + s.len()])
+        })
+        .map_err(kerr)
     }
 }
 
@@ -265,7 +290,13 @@ impl Ext2Sb {
             sb: self.clone(),
         })
         .map_err(|_| ENOMEM)?;
-        let mut inode = Inode::new(&sb, &EXT2_OPS, meta, mapping, private as Box<dyn core::any::Any + Send + Sync>);
+        let mut inode = Inode::new(
+            &sb,
+            &EXT2_OPS,
+            meta,
+            mapping,
+            private as Box<dyn core::any::Any + Send + Sync>,
+        );
         inode.i_ino = ino as u64;
         sb.inode_created();
         let inode = crate::fs::file::try_arc(inode)?;
@@ -441,7 +472,10 @@ impl InodeOps for Ext2Ops {
         let mut fs = o.sb.lock();
         let moved = fs.lookup(o.ino, on).map_err(errno)?;
         let replaced = fs.rename(o.ino, on, n.ino, nn).map_err(errno)?;
-        for ino in [Some(o.ino), Some(n.ino), moved, replaced].into_iter().flatten() {
+        for ino in [Some(o.ino), Some(n.ino), moved, replaced]
+            .into_iter()
+            .flatten()
+        {
             o.sb.refresh(&fs, ino);
         }
         if let Some(r) = replaced {
@@ -458,7 +492,12 @@ impl InodeOps for Ext2Ops {
         fs.readlink(e.ino).map_err(errno)
     }
 
-    fn readdir(&self, dir: &Arc<Inode>, pos: u64, emit: &mut dyn FnMut(DirEntry) -> bool) -> Result<u64, Errno> {
+    fn readdir(
+        &self,
+        dir: &Arc<Inode>,
+        pos: u64,
+        emit: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> Result<u64, Errno> {
         let e = ei(dir)?;
         let mut fs = e.sb.lock();
         fs.readdir(e.ino, pos, |d| {
@@ -478,7 +517,7 @@ impl InodeOps for Ext2Ops {
         let e = ei(inode)?;
         let old = inode.size();
         if inode.i_mapping != 0 {
-            if size < old && size % PAGE_SIZE != 0 {
+            if size < old && !size.is_multiple_of(PAGE_SIZE) {
                 if let Ok((pfn, _)) = filemap::get_page(inode.i_mapping, size / PAGE_SIZE, old) {
                     filemap::set_page_dirty(pfn);
                     crate::mm::page_alloc::free_pages(pfn, 0);
@@ -596,13 +635,19 @@ impl AddressSpaceOps for Ext2File {
         Ok(())
     }
 
-    fn prepare_write(&self, index: u64) -> Result<(), Errno> {
+    fn prepare_write(&self, index: u64, from: usize, to: usize) -> Result<(), Errno> {
         let sb = self.sb()?;
         let bs = sb.block_size as u64;
         let per_page = PAGE_SIZE / bs;
         let mut fs = sb.lock();
-        for b in 0..per_page {
-            if let Some(m) = fs.get_block(self.ino, index * per_page + b, true).map_err(errno)? {
+        // Only the blocks the write touches: a block past the end of the file must not be
+        // allocated (e2fsck would find the size wrong).
+        let (first, last) = (from as u64 / bs, (to as u64).div_ceil(bs));
+        for b in first..last.min(per_page) {
+            if let Some(m) = fs
+                .get_block(self.ino, index * per_page + b, true)
+                .map_err(errno)?
+            {
                 if m.new {
                     forget_bdev_block(&sb, m.block);
                 }
@@ -660,7 +705,9 @@ pub fn probe(dev: &Arc<dyn BlockDevice>) -> bool {
         && rw_pages(&**dev, BioOp::Read, 0, &[pfn], PAGE).is_ok()
         && {
             // SAFETY: the page we just read.
-            let b = unsafe { core::slice::from_raw_parts(crate::mm::page_address(pfn).as_ptr::<u8>(), PAGE) };
+            let b = unsafe {
+                core::slice::from_raw_parts(crate::mm::page_address(pfn).as_ptr::<u8>(), PAGE)
+            };
             let at = SUPERBLOCK_OFFSET as usize + MAGIC_OFFSET;
             u16::from_le_bytes([b[at], b[at + 1]]) == EXT2_SUPER_MAGIC
         };
@@ -677,7 +724,10 @@ pub fn mount(dev: Arc<dyn BlockDevice>) -> Result<(Arc<SuperBlock>, Arc<Dentry>)
     filemap::mark_buffers(bdev_obj);
     let read_only = dev.read_only();
     let fs = Ext2::mount(
-        BdevIo { obj: bdev_obj, size },
+        BdevIo {
+            obj: bdev_obj,
+            size,
+        },
         MountOptions {
             read_only,
             now: now() as u32,
@@ -687,10 +737,16 @@ pub fn mount(dev: Arc<dyn BlockDevice>) -> Result<(Arc<SuperBlock>, Arc<Dentry>)
     .map_err(errno)?;
     let w = fs.warnings();
     if w.not_clean {
-        log::warn!("EXT2-fs ({}): warning: mounting unchecked fs, running e2fsck is recommended", dev.name());
+        log::warn!(
+            "EXT2-fs ({}): warning: mounting unchecked fs, running e2fsck is recommended",
+            dev.name()
+        );
     }
     if w.has_errors {
-        log::warn!("EXT2-fs ({}): warning: mounting fs with errors, running e2fsck is recommended", dev.name());
+        log::warn!(
+            "EXT2-fs ({}): warning: mounting fs with errors, running e2fsck is recommended",
+            dev.name()
+        );
     }
     let ro = fs.is_read_only();
     let block_size = fs.block_size();
@@ -703,9 +759,16 @@ pub fn mount(dev: Arc<dyn BlockDevice>) -> Result<(Arc<SuperBlock>, Arc<Dentry>)
         orphans: IrqLock::new("ext2_orphans", Vec::new()),
         vfs_sb: IrqLock::new("ext2_vfs_sb", None),
     })?;
-    let sup: &'static Ext2Super = Box::leak(crate::mm::slab::try_box(Ext2Super { sb: esb.clone() }).map_err(|_| ENOMEM)?);
+    let sup: &'static Ext2Super =
+        Box::leak(crate::mm::slab::try_box(Ext2Super { sb: esb.clone() }).map_err(|_| ENOMEM)?);
     let (major, minor) = dev.devt();
-    let mut vsb = SuperBlock::new("ext2", EXT2_SUPER_MAGIC as u64, (major, minor), sup, String::new());
+    let mut vsb = SuperBlock::new(
+        "ext2",
+        EXT2_SUPER_MAGIC as u64,
+        (major, minor),
+        sup,
+        String::new(),
+    );
     vsb.read_only = ro;
     let vsb = crate::fs::file::try_arc(vsb)?;
     *esb.vfs_sb.lock() = Some(vsb.clone());
@@ -718,9 +781,16 @@ pub fn mount(dev: Arc<dyn BlockDevice>) -> Result<(Arc<SuperBlock>, Arc<Dentry>)
     }
     MOUNTED.lock().push(esb.clone());
     if !ro {
-        crate::mm::writeback::set_flusher(alloc::format!("flush-{major}:{minor}"), sync_all_metadata);
+        crate::mm::writeback::set_flusher(
+            alloc::format!("flush-{major}:{minor}"),
+            sync_all_metadata,
+        );
     }
-    log::info!("EXT2-fs ({}): mounted filesystem{}", dev.name(), if ro { " read-only" } else { "" });
+    log::info!(
+        "EXT2-fs ({}): mounted filesystem{}",
+        dev.name(),
+        if ro { " read-only" } else { "" }
+    );
     Ok((vsb, Dentry::new_root(root)))
 }
 
@@ -746,7 +816,11 @@ fn sync_all_metadata() {
 /// Unmount every ext2 filesystem cleanly at shutdown: data, metadata, the clean state
 /// in the superblock, the disks' caches (`kill_block_super`).
 pub fn unmount_all() {
-    let _ = filemap::sync_all();
+    if MOUNTED.lock().is_empty() {
+        return;
+    }
+    // Everything dirty first (a writeback the trace shows), then each filesystem.
+    let _ = crate::mm::writeback::flush();
     let all = core::mem::take(&mut *MOUNTED.lock());
     for sb in all {
         {

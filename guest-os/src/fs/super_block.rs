@@ -126,7 +126,9 @@ impl SuperBlock {
     }
 }
 
-/// The time the VFS stamps on inodes: seconds of the virtual clock since boot.
+/// The time the VFS stamps on inodes (`current_time`): the wall clock the RTC gave at
+/// boot plus the virtual time since. (The clock system calls still count from the epoch:
+/// see README, "Not there yet".)
 pub fn now() -> u64 {
-    crate::proc::timer::now_ns() / 1_000_000_000
+    crate::drivers::rtc::boot_seconds() + crate::proc::timer::now_ns() / 1_000_000_000
 }

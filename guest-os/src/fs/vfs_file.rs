@@ -126,7 +126,13 @@ impl FileOps for VfsFile {
         }
         if crate::mm::shmem::has_ops(self.inode.i_mapping) {
             // A disk file: its pages come from the disk.
-            return crate::mm::filemap::read(self.inode.i_mapping, self.inode.size(), buf, len, pos);
+            return crate::mm::filemap::read(
+                self.inode.i_mapping,
+                self.inode.size(),
+                buf,
+                len,
+                pos,
+            );
         }
         filemap_read(&self.inode, buf, len, pos)
     }

@@ -39,9 +39,9 @@ pub trait AddressSpaceOps: Send + Sync {
     fn readpages(&self, index: u64, pfns: &[Pfn]) -> Result<(), Errno>;
     /// Write page `index` (`writepage`); `len` bytes of it are inside the file.
     fn writepage(&self, index: u64, pfn: Pfn, len: usize) -> Result<(), Errno>;
-    /// Make sure page `index` has blocks to be written to (`write_begin`'s get_block with
-    /// create): ENOSPC here, not at writeback.
-    fn prepare_write(&self, _index: u64) -> Result<(), Errno> {
+    /// Make sure bytes `from..to` of page `index` have blocks to be written to
+    /// (`write_begin`'s get_block with create): ENOSPC here, not at writeback.
+    fn prepare_write(&self, _index: u64, _from: usize, _to: usize) -> Result<(), Errno> {
         Ok(())
     }
 }
@@ -199,9 +199,10 @@ pub fn set_page_dirty(pfn: Pfn) {
 
 /// The page a write at `index` copies into (`write_begin`): read first if the write
 /// covers only part of it and the file has data there; blocks are allocated first.
-pub fn write_begin(id: u64, index: u64, whole: bool, size: u64) -> Result<Pfn, Errno> {
+pub fn write_begin(id: u64, index: u64, from: usize, to: usize, size: u64) -> Result<Pfn, Errno> {
+    let whole = from == 0 && to == PAGE_SIZE as usize;
     let ops = shmem::ops(id).ok_or(EIO)?;
-    ops.prepare_write(index)?;
+    ops.prepare_write(index, from, to)?;
     if !whole && index * PAGE_SIZE < size {
         return get_page(id, index, size).map(|(p, _)| p);
     }
@@ -285,7 +286,9 @@ pub fn writeback_page(id: u64, index: u64, pfn: Pfn) -> Result<(), Errno> {
     set_flags(pfn, PG_WRITEBACK, PG_DIRTY);
     NR_DIRTY.fetch_sub(1, Ordering::Relaxed);
     NR_WRITEBACK.fetch_add(1, Ordering::Relaxed);
-    let len = shmem::size(id).saturating_sub(index * PAGE_SIZE).min(PAGE_SIZE) as usize;
+    let len = shmem::size(id)
+        .saturating_sub(index * PAGE_SIZE)
+        .min(PAGE_SIZE) as usize;
     let r = ops.writepage(index, pfn, len);
     NR_WRITEBACK.fetch_sub(1, Ordering::Relaxed);
     set_flags(pfn, 0, PG_WRITEBACK);
@@ -390,12 +393,7 @@ pub fn write(
         let p = *pos + done as u64;
         let off = (p % PAGE_SIZE) as usize;
         let n = (PAGE_SIZE as usize - off).min(len - done);
-        let pfn = match write_begin(
-            id,
-            p / PAGE_SIZE,
-            off == 0 && n == PAGE_SIZE as usize,
-            size(),
-        ) {
+        let pfn = match write_begin(id, p / PAGE_SIZE, off, off + n, size()) {
             Ok(pfn) => pfn,
             Err(e) if done == 0 => return Err(e),
             Err(_) => break,

@@ -290,7 +290,11 @@ pub fn forget_page(id: u64, index: u64) {
         let file = obj.ops.is_some();
         let va = VirtAddr::new(index << PAGE_SHIFT);
         let mut pt = UserPt::default();
-        if let Ok(mut c) = Cursor::new(&mut pt, obj.root, va..VirtAddr::new(va.as_u64() + PAGE_SIZE)) {
+        if let Ok(mut c) = Cursor::new(
+            &mut pt,
+            obj.root,
+            va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
+        ) {
             if c.replace(Pte(0)).is_some() {
                 drop(objs);
                 page_gone(file, pfn);

@@ -62,7 +62,9 @@ fn start_flusher() {
     match kthread::kthread_run(&name, flusher_main) {
         Some(t) => *FLUSHER.lock() = Some(t),
         None => {
-            log::warn!("writeback: no memory for the flusher thread; writes are synced by sync only")
+            log::warn!(
+                "writeback: no memory for the flusher thread; writes are synced by sync only"
+            )
         }
     }
 }

@@ -498,8 +498,7 @@ pub fn sys_msync(a: &Args) -> SysResult {
             }
             covered = v.end.as_u64();
             if let mm_core::vma::Backing::File(f) = v.backing {
-                if v.flags.contains(VM_SHARED) && shmem::has_ops(f.id) && !objects.contains(&f.id)
-                {
+                if v.flags.contains(VM_SHARED) && shmem::has_ops(f.id) && !objects.contains(&f.id) {
                     objects.try_reserve(1).map_err(|_| ENOMEM)?;
                     objects.push(f.id);
                 }
