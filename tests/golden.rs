@@ -43,15 +43,68 @@ const CASES: &[(&str, &str, &[&str])] = &[
     ("shmanon", "shmanon", &[]),
 ];
 
+/// Cases that run on an ext2 disk made for them (see [`disk_image`]): file-backed
+/// programs, with major faults, readahead and writeback in their traces.
+const DISK_CASES: &[(&str, &str, &[&str])] = &[
+    ("pagecache-read", "pagecache", &["read", "/mnt/f"]),
+    (
+        "pagecache-write",
+        "pagecache",
+        &["write", "/mnt/w", "100000"],
+    ),
+];
+
+/// A deterministic ext2 image holding `/f` (256 KiB of `pagecache`'s pattern): mke2fs
+/// with a fixed UUID, hash seed and time.
+fn disk_image(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vmscope-golden-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let data: Vec<u8> = (0..256u64 << 10)
+        .map(|i| ((i * 7 + i / 4096) % 251) as u8)
+        .collect();
+    std::fs::write(dir.join("src/f"), data).unwrap();
+    let img = dir.join("disk.img");
+    let mke2fs = ["/sbin/mke2fs", "/usr/sbin/mke2fs", "mke2fs"]
+        .into_iter()
+        .find(|p| !p.starts_with('/') || std::path::Path::new(p).exists())
+        .unwrap();
+    let o = Command::new(mke2fs)
+        .args(["-q", "-F", "-t", "ext2", "-b", "4096"])
+        .args(["-U", "4a8f2a6e-1d4e-4c4b-9a1f-2e6f8c3b5d70"])
+        .args(["-E", "hash_seed=4a8f2a6e-1d4e-4c4b-9a1f-2e6f8c3b5d70"])
+        .env("E2FSPROGS_FAKE_TIME", "1700000000")
+        .arg("-d")
+        .arg(dir.join("src"))
+        .arg(&img)
+        .arg("4096")
+        .output()
+        .expect("mke2fs (e2fsprogs) is needed");
+    assert!(
+        o.status.success(),
+        "mke2fs: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    img
+}
+
 /// Run one case and return its raw JSON Lines trace. Every run is also under `--tlb check`:
 /// no bundled program may use a stale TLB entry (a missing INVLPG in the guest kernel).
 fn trace_of(name: &str, program: &str, args: &[&str]) -> String {
+    trace_with(name, program, args, None)
+}
+
+fn trace_with(name: &str, program: &str, args: &[&str], disk: Option<&std::path::Path>) -> String {
     let file = std::env::temp_dir().join(format!(
         "vmscope-golden-{}-{name}.jsonl",
         std::process::id()
     ));
-    let o = Command::new(VMSCOPE)
-        .arg("run")
+    let mut cmd = Command::new(VMSCOPE);
+    cmd.arg("run");
+    if let Some(d) = disk {
+        cmd.arg("--disk").arg(d);
+    }
+    let o = cmd
         .arg("--fault-trace")
         .arg(&file)
         .args(["--tlb", "check"])
@@ -82,8 +135,17 @@ fn every_program_matches_its_golden_fault_trace() {
     let dir = root().join("tests/golden");
     let norm = Normalize::golden();
     let mut failures = Vec::new();
-    for (name, program, args) in CASES {
-        let fresh = Trace::parse(&trace_of(name, program, args), &norm).expect("parse the trace");
+    let cases = CASES
+        .iter()
+        .map(|c| (c, false))
+        .chain(DISK_CASES.iter().map(|c| (c, true)));
+    for ((name, program, args), on_disk) in cases {
+        let img = on_disk.then(|| disk_image(name));
+        let raw = trace_with(name, program, args, img.as_deref());
+        if let Some(i) = &img {
+            let _ = std::fs::remove_dir_all(i.parent().unwrap());
+        }
+        let fresh = Trace::parse(&raw, &norm).expect("parse the trace");
         assert!(!fresh.is_empty(), "{name}: empty trace");
         let path = dir.join(format!("{name}.jsonl"));
         if update {
@@ -118,7 +180,7 @@ fn every_program_matches_its_golden_fault_trace() {
         failures.is_empty(),
         "{} of {} golden fault traces differ (UPDATE_GOLDEN=1 re-blesses after a deliberate change):\n\n{}",
         failures.len(),
-        CASES.len(),
+        CASES.len() + DISK_CASES.len(),
         failures.join("\n")
     );
 }

@@ -47,7 +47,9 @@ impl TableAlloc for MemblockTables {
 }
 
 /// Bring up physical memory management. Panics (with the reason) if the machine cannot
-/// run at all: memory too small or too fragmented for the boot structures.
+/// run at all: memory too small or too fragmented for the boot structures. Never inlined:
+/// it is a frame of its own in backtraces (the gdb tests break here and walk up).
+#[inline(never)]
 pub fn init(boot: &PvhBootInfo, start_info_pa: u64, cmdline: &[u8]) {
     if let Err(e) = memblock::init(boot, start_info_pa) {
         panic!("memblock: {e:?}");

@@ -5,6 +5,10 @@
 //!   to PATH in 64 KiB pieces and exits without any sync: the kernel's writeback and its
 //!   clean unmount must get the bytes to the disk. Prints the names of the kernel's
 //!   flusher threads (`flush-MAJ:MIN` in /proc/PID/stat) it finds afterwards.
+//! - `bench DIR SRC N`: guest-time figures for `scripts/bench-files.sh`: writes 16 MiB
+//!   to DIR/bench and fsyncs it (MiB/s), reads the file SRC that nothing has read yet
+//!   (MiB/s, from the disk), then does N cached 4 KiB `pread`s of it (the script takes the
+//!   instructions per read from two runs' `--stats`).
 //! - `read`: maps PATH and touches every page, twice, then reads it with read(2) in
 //!   64 KiB pieces (checking the pattern at every 509th byte); for each pass prints the
 //!   major faults it took (`/proc/self/stat` field 12), the disk's completed reads
@@ -174,6 +178,91 @@ fn read_file(path: &CString) -> i32 {
     i32::from(!ok)
 }
 
+/// Nanoseconds of the monotonic clock (virtual time on vmscope).
+fn now_ns() -> u64 {
+    let mut ts = [0i64; 2];
+    // SAFETY: a valid timespec for the call.
+    let _ = unsafe {
+        vmrt::sys::call(
+            vmrt::sys::nr::SYS_clock_gettime,
+            &[1, ts.as_mut_ptr() as usize],
+        )
+    };
+    ts[0] as u64 * 1_000_000_000 + ts[1] as u64
+}
+
+fn mib_per_s(bytes: u64, ns: u64) -> u64 {
+    (bytes * 1_000_000_000 / ns.max(1)) >> 20
+}
+
+fn bench(dir: &str, src: &str, n: u64) -> i32 {
+    const WRITE_BYTES: u64 = 16 << 20;
+    let Ok(out) = CString::new(alloc::format!("{dir}/bench")) else {
+        return 2;
+    };
+    let Ok(fd) = open(&out, O_WRONLY | O_CREAT | O_TRUNC, 0o644) else {
+        println!("open {dir}/bench failed");
+        return 1;
+    };
+    let buf = vec![0x5au8; CHUNK];
+    let t0 = now_ns();
+    let mut done = 0;
+    while done < WRITE_BYTES {
+        if write(fd, &buf) != Ok(CHUNK) {
+            println!("write failed");
+            return 1;
+        }
+        done += CHUNK as u64;
+    }
+    // SAFETY: a valid descriptor.
+    let _ = unsafe { vmrt::sys::call(vmrt::sys::nr::SYS_fsync, &[fd as usize]) };
+    let t1 = now_ns();
+    let _ = close(fd);
+    println!(
+        "sequential write + fsync: {} MiB/s (guest time)",
+        mib_per_s(done, t1 - t0)
+    );
+    let Ok(src_c) = CString::new(src) else {
+        return 2;
+    };
+    let Ok(fd) = open(&src_c, O_RDONLY, 0) else {
+        println!("open {src} failed");
+        return 1;
+    };
+    let mut rbuf = vec![0u8; CHUNK];
+    let t0 = now_ns();
+    let mut total = 0u64;
+    while let Ok(k) = read(fd, &mut rbuf) {
+        if k == 0 {
+            break;
+        }
+        total += k as u64;
+    }
+    let t1 = now_ns();
+    println!(
+        "sequential read from the disk: {} MiB/s (guest time)",
+        mib_per_s(total, t1 - t0)
+    );
+    let mut page = [0u8; 4096];
+    let t0 = now_ns();
+    for _ in 0..n {
+        // SAFETY: a valid buffer.
+        let _ = unsafe {
+            vmrt::sys::call(
+                vmrt::sys::nr::SYS_pread64,
+                &[fd as usize, page.as_mut_ptr() as usize, page.len(), 0],
+            )
+        };
+    }
+    let t1 = now_ns();
+    println!(
+        "{n} cached 4 KiB reads: {} ns each (guest time)",
+        (t1 - t0) / n.max(1)
+    );
+    let _ = close(fd);
+    0
+}
+
 fn main() -> i32 {
     let arg = |i| vmrt::env::arg(i).map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned());
     let (Some(cmd), Some(path)) = (arg(1), arg(2)) else {
@@ -186,6 +275,12 @@ fn main() -> i32 {
     match cmd.as_str() {
         "write" => write_file(&path, arg(3).and_then(|b| b.parse().ok()).unwrap_or(0)),
         "read" => read_file(&path),
+        "bench" => {
+            let src = arg(3).unwrap_or_default();
+            let n = arg(4).and_then(|v| v.parse().ok()).unwrap_or(1000);
+            let dir = String::from_utf8_lossy(path.as_bytes()).into_owned();
+            bench(&dir, &src, n)
+        }
         _ => 2,
     }
 }
