@@ -329,6 +329,10 @@ fn proc_diskstats_lists_the_disks() {
                 })
                 .collect()
         };
-        assert_eq!(counts(&vm), counts(&qemu), "/proc/diskstats, vmscope vs QEMU");
+        assert_eq!(
+            counts(&vm),
+            counts(&qemu),
+            "/proc/diskstats, vmscope vs QEMU"
+        );
     }
 }

@@ -50,6 +50,8 @@ pub struct TimelineSink {
     syscalls: BTreeMap<u32, Open>,
     /// Per CPU: a #PF delivered, waiting for the kernel's outcome (with the PID).
     faults: BTreeMap<u32, (u32, Open)>,
+    /// Per guest PID: a writeback in progress (the flusher's, or a throttled writer's).
+    writebacks: BTreeMap<u32, Open>,
     /// Names given to task processes so far.
     named: BTreeMap<u32, String>,
     last: u64,
@@ -65,6 +67,7 @@ impl TimelineSink {
             running: BTreeMap::new(),
             syscalls: BTreeMap::new(),
             faults: BTreeMap::new(),
+            writebacks: BTreeMap::new(),
             named: BTreeMap::new(),
             last: 0,
         })
@@ -217,12 +220,32 @@ impl TimelineSink {
                             self.slice(tp, tp, open, o.icount, "syscall");
                         }
                     }
+                    "writeback" => match o.outcome.as_deref() {
+                        Some("start") => {
+                            let open = Open {
+                                start: o.icount,
+                                name: "writeback".into(),
+                                args: json!({"dirty_pages": o.number}),
+                            };
+                            self.writebacks.insert(o.pid, open);
+                        }
+                        _ => {
+                            if let Some(mut open) = self.writebacks.remove(&o.pid) {
+                                open.args["written_pages"] = json!(o.number);
+                                self.slice(tp, tp, open, o.icount, "writeback");
+                            }
+                        }
+                    },
                     "fault" => {
-                        let name = o.outcome.clone().unwrap_or_else(|| "fault".into());
+                        let mut name = o.outcome.clone().unwrap_or_else(|| "fault".into());
+                        if o.major == Some(true) {
+                            name += " (major)";
+                        }
                         match self.faults.remove(&o.cpu) {
                             Some((_, mut open)) => {
                                 open.name = name;
                                 open.args["stack_grew"] = json!(o.stack_grew.unwrap_or(false));
+                                open.args["major"] = json!(o.major.unwrap_or(false));
                                 self.slice(tp, tp, open, o.icount, "fault");
                             }
                             None => self.instant(
