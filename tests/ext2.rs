@@ -278,6 +278,29 @@ fn the_fault_trace_shows_major_faults_and_writeback() {
         "no writeback in the trace"
     );
     assert_fsck_clean(&img);
+    // The timeline: the flusher is a task of its own (a track), writebacks are slices.
+    let timeline = d.join("write.json");
+    let o = run_disk(
+        &img,
+        &[
+            "--timeline",
+            timeline.to_str().unwrap(),
+            "pagecache",
+            "write",
+            "/mnt/w2",
+            "200000",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let tl = std::fs::read_to_string(&timeline).unwrap();
+    assert!(
+        tl.contains("flush-252:0"),
+        "no flusher track in the timeline"
+    );
+    assert!(
+        tl.contains("\"cat\":\"writeback\""),
+        "no writeback slice in the timeline"
+    );
 }
 
 /// Damaged images (random blocks overwritten, seeded): the mount fails or the damaged
