@@ -528,11 +528,8 @@ impl InodeOps for Ext2Ops {
         let mut fs = e.sb.lock();
         fs.truncate(e.ino, size, false).map_err(errno)?;
         drop(fs);
-        let mut m = inode.meta.lock();
-        m.size = size;
-        let t = now();
-        m.mtime = t;
-        m.ctime = t;
+        inode.meta.lock().size = size;
+        inode.touch();
         Ok(())
     }
 

@@ -363,11 +363,8 @@ impl InodeOps for Tmpfs {
         if inode.i_mapping != 0 {
             crate::mm::shmem::set_size(inode.i_mapping, size)?;
         }
-        let mut m = inode.meta.lock();
-        m.size = size;
-        let t = now();
-        m.mtime = t;
-        m.ctime = t;
+        inode.meta.lock().size = size;
+        inode.touch();
         Ok(())
     }
 

@@ -70,6 +70,12 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Pages held by all objects (`NR_SHMEM`: /proc/meminfo's Shmem, part of Cached).
 static SHMEM_PAGES: AtomicU64 = AtomicU64::new(0);
 
+/// The tree "address" range of page `index` (one page at `index << PAGE_SHIFT`).
+fn slot(index: u64) -> core::ops::Range<VirtAddr> {
+    let va = VirtAddr::new(index << PAGE_SHIFT);
+    va..VirtAddr::new(va.as_u64() + PAGE_SIZE)
+}
+
 /// A page leaves its object (freed after the flush): the counters that held it.
 fn page_gone(file: bool, pfn: Pfn) {
     if file {
@@ -202,13 +208,8 @@ pub fn lookup_slot(id: u64, index: u64) -> Slot {
     let Some(obj) = find(&mut objs, id) else {
         return Slot::NoObject;
     };
-    let va = VirtAddr::new(index << PAGE_SHIFT);
     let mut pt = UserPt::default();
-    let Ok(mut c) = Cursor::new(
-        &mut pt,
-        obj.root,
-        va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
-    ) else {
+    let Ok(mut c) = Cursor::new(&mut pt, obj.root, slot(index)) else {
         return Slot::NoObject;
     };
     match c.query().filter(|p| p.is_present()) {
@@ -232,14 +233,8 @@ pub fn insert_page(id: u64, index: u64, pfn: Pfn) -> Result<bool, Errno> {
     }
     let mut objs = OBJECTS.lock();
     let obj = find(&mut objs, id).ok_or(crate::syscall::errno::ENOENT)?;
-    let va = VirtAddr::new(index << PAGE_SHIFT);
     let mut pt = UserPt::default();
-    let mut c = Cursor::new(
-        &mut pt,
-        obj.root,
-        va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
-    )
-    .map_err(|_| ENOMEM)?;
+    let mut c = Cursor::new(&mut pt, obj.root, slot(index)).map_err(|_| ENOMEM)?;
     if c.query().is_some_and(|p| p.is_present()) {
         return Ok(false);
     }
@@ -253,26 +248,22 @@ pub fn insert_page(id: u64, index: u64, pfn: Pfn) -> Result<bool, Errno> {
     Ok(true)
 }
 
-/// Take page `pfn` out of the tree at `index` again (a read that failed) and drop the
-/// object's reference.
+/// Take page `pfn` out of the tree at `index` (a read that failed, a page dropped) and
+/// drop the object's reference.
 pub fn remove_page(id: u64, index: u64, pfn: Pfn) {
     let mut objs = OBJECTS.lock();
     let Some(obj) = find(&mut objs, id) else {
         return;
     };
-    let va = VirtAddr::new(index << PAGE_SHIFT);
+    let file = obj.ops.is_some();
     let mut pt = UserPt::default();
-    if let Ok(mut c) = Cursor::new(
-        &mut pt,
-        obj.root,
-        va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
-    ) {
+    if let Ok(mut c) = Cursor::new(&mut pt, obj.root, slot(index)) {
         if c.query()
             .is_some_and(|p| p.is_present() && p.phys().pfn() == pfn)
         {
             c.replace(Pte(0));
             drop(objs);
-            super::filemap::FILE_PAGES.fetch_sub(1, Ordering::Relaxed);
+            page_gone(file, pfn);
             page_alloc::free_pages(pfn, 0);
         }
     }
@@ -283,24 +274,7 @@ pub fn remove_page(id: u64, index: u64, pfn: Pfn) {
 pub fn forget_page(id: u64, index: u64) {
     if let Slot::Page(pfn, _) = lookup_slot(id, index) {
         page_alloc::free_pages(pfn, 0);
-        let mut objs = OBJECTS.lock();
-        let Some(obj) = find(&mut objs, id) else {
-            return;
-        };
-        let file = obj.ops.is_some();
-        let va = VirtAddr::new(index << PAGE_SHIFT);
-        let mut pt = UserPt::default();
-        if let Ok(mut c) = Cursor::new(
-            &mut pt,
-            obj.root,
-            va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
-        ) {
-            if c.replace(Pte(0)).is_some() {
-                drop(objs);
-                page_gone(file, pfn);
-                page_alloc::free_pages(pfn, 0);
-            }
-        }
+        remove_page(id, index, pfn);
     }
 }
 
@@ -397,22 +371,10 @@ pub fn size(id: u64) -> u64 {
 /// The page at `index` if the object has one (`find_get_page`), with a reference the
 /// caller drops with `page_alloc::free_pages(pfn, 0)`.
 pub fn find_get_page(id: u64, index: u64) -> Option<Pfn> {
-    if index >= MAX_INDEX {
-        return None;
+    match lookup_slot(id, index) {
+        Slot::Page(pfn, _) => Some(pfn),
+        _ => None,
     }
-    let mut objs = OBJECTS.lock();
-    let obj = find(&mut objs, id)?;
-    let va = VirtAddr::new(index << PAGE_SHIFT);
-    let mut pt = UserPt::default();
-    let mut c = Cursor::new(
-        &mut pt,
-        obj.root,
-        va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
-    )
-    .ok()?;
-    let pfn = c.query().filter(|p| p.is_present())?.phys().pfn();
-    page_alloc::with(|a| a.get_page(pfn));
-    Some(pfn)
 }
 
 /// Set the size (`shmem_setattr` → `truncate_setsize`): shrinking frees the pages wholly
@@ -545,13 +507,8 @@ fn find_or_create_inner(id: u64, index: u64, extending: bool) -> Result<Pfn, Fau
         // Past the end of the file (`shmem_fault` → VM_FAULT_SIGBUS).
         return Err(FaultError::Sigbus);
     }
-    let va = VirtAddr::new(index << PAGE_SHIFT);
     let mut pt = UserPt::default();
-    let mut c = Cursor::new(
-        &mut pt,
-        obj.root,
-        va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
-    )?;
+    let mut c = Cursor::new(&mut pt, obj.root, slot(index))?;
     if let Some(p) = c.query().filter(|p| p.is_present()) {
         return Ok(p.phys().pfn());
     }

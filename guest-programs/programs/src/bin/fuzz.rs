@@ -865,16 +865,8 @@ fn dir_names(dir: i32, out: &mut [u8]) -> usize {
     let Ok(n) = vmrt::sys::fs::getdents64(dir, &mut buf) else {
         return 0;
     };
-    let mut off = 0;
-    while off + 19 <= n {
-        let reclen = u16::from_le_bytes([buf[off + 16], buf[off + 17]]) as usize;
-        if reclen == 0 {
-            break;
-        }
-        let name = &buf[off + 19..(off + reclen).min(n)];
-        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-        let name = &name[..end];
-        off += reclen;
+    for e in vmrt::sys::fs::DirEntries::new(&buf[..n]) {
+        let name = e.name;
         if name == b"." || name == b".." || used + name.len() + 1 > out.len() {
             continue;
         }
@@ -930,29 +922,18 @@ fn list_tree(path: &[u8], depth: u32, out: &mut Vec<Vec<u8>>) {
     let Ok(d) = vmrt::sys::fs::open(c, O_DIRECTORY | O_NOFOLLOW, 0) else {
         return;
     };
-    let mut buf = [0u8; 2048];
-    while let Ok(n) = vmrt::sys::fs::getdents64(d, &mut buf) {
-        if n == 0 {
+    let mut names = [0u8; 2048];
+    loop {
+        let used = dir_names(d, &mut names);
+        if used == 0 {
             break;
         }
-        let mut off = 0;
-        while off + 19 <= n {
-            let reclen = u16::from_le_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            if reclen == 0 {
-                break;
-            }
-            let name = &buf[off + 19..(off + reclen).min(n)];
-            let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-            let name = &name[..end];
-            off += reclen;
-            if name == b"." || name == b".." {
-                continue;
-            }
+        for name in names[..used].split_inclusive(|&b| b == 0) {
             let mut child = path.to_vec();
             if child.last() != Some(&b'/') {
                 child.push(b'/');
             }
-            child.extend_from_slice(name);
+            child.extend_from_slice(&name[..name.len() - 1]);
             if child == b"/proc" || out.try_reserve(1).is_err() {
                 continue;
             }
