@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{native_command, qemu_present, root, stderr, stdout, vmscope};
+use common::{assert_same_text, native_command, qemu_present, root, stderr, stdout, vmscope};
 
 /// Finds an e2fsprogs tool on PATH or in the sbin directories, or fails saying what to
 /// install.
@@ -134,11 +134,10 @@ fn files_on_ext2_match_the_host_and_qemu() {
         let img = d.join(&format!("vm-{bs}.img"));
         mkfs(&d.join("src"), &img, bs, 8192);
         let o = run_disk(&img, &["files", "/mnt/files"]);
-        assert_eq!(
-            stdout(&o),
-            stdout(&native),
-            "block size {bs}: {}",
-            stderr(&o)
+        assert_same_text(
+            &format!("block size {bs} ({})", stderr(&o)),
+            &stdout(&o),
+            &stdout(&native),
         );
         assert_eq!(o.status.code(), Some(0));
         assert_fsck_clean(&img);

@@ -9,7 +9,10 @@
 
 mod common;
 
-use common::{native_command, pvh_kernel, qemu_present, root, stderr, stdout, vmscope, Scratch};
+use common::{
+    assert_same_text, native_command, pvh_kernel, qemu_present, root, stderr, stdout, vmscope,
+    Scratch,
+};
 use kfs::Ramfs;
 use std::ffi::OsStr;
 use std::process::Output;
@@ -367,13 +370,16 @@ fn e2e_with(program: &str, args: &[&str], native_env: &[(&str, &str)]) -> Output
         .envs(native_env.iter().copied())
         .output()
         .expect("run natively");
-    assert_eq!(
-        stdout(&a),
-        stdout(&native),
-        "{program} {args:?}: {}",
-        stderr(&a)
+    assert_same_text(
+        &format!("{program} {args:?}: stdout vs native ({})", stderr(&a)),
+        &stdout(&a),
+        &stdout(&native),
     );
-    assert_eq!(stderr(&a), stderr(&native), "{program} {args:?}: stderr");
+    assert_same_text(
+        &format!("{program} {args:?}: stderr vs native"),
+        &stderr(&a),
+        &stderr(&native),
+    );
     // The shell's convention for a process killed by a signal: 128 + signal.
     let native_status = {
         use std::os::unix::process::ExitStatusExt;

@@ -72,15 +72,15 @@ fn programs_at_o0_and_o3_match_the_host() {
                 String::from_utf8_lossy(&run.stdout),
                 String::from_utf8_lossy(&run.stderr)
             );
-            assert_eq!(
-                String::from_utf8_lossy(&run.stdout),
-                String::from_utf8_lossy(&native.stdout),
-                "{what}"
+            common::assert_same_text(
+                &format!("{what}: stdout"),
+                &String::from_utf8_lossy(&run.stdout),
+                &String::from_utf8_lossy(&native.stdout),
             );
-            assert_eq!(
-                String::from_utf8_lossy(&run.stderr),
-                String::from_utf8_lossy(&native.stderr),
-                "{what}"
+            common::assert_same_text(
+                &format!("{what}: stderr"),
+                &String::from_utf8_lossy(&run.stderr),
+                &String::from_utf8_lossy(&native.stderr),
             );
             assert!(
                 run.unsupported_syscalls.is_empty(),

@@ -37,19 +37,24 @@ pub fn vmscope(args: &[&str]) -> Output {
 }
 
 /// A host Linux oracle run of a static guest program: `argv0` as its argv[0], an empty
-/// environment, and only descriptors 0, 1 and 2 open, as the guest's init starts a program.
-/// Descriptors the test runner inherited from whatever started it (a CI harness leaves some
-/// open without close-on-exec) are closed in the child, or a program that counts its
-/// descriptors (RLIMIT_NOFILE, the lowest free slot) would see them.
+/// environment, only descriptors 0, 1 and 2 open, and a session of its own, as the guest's
+/// init starts a program. Whatever started the test runner must not show through:
+/// a CI harness leaves descriptors open without close-on-exec (they are closed in the
+/// child, or a program that counts its descriptors, RLIMIT_NOFILE or the lowest free slot,
+/// would see them), and may start it in a session whose leader is outside its PID
+/// namespace, where `getsid(0)` and `getpgrp()` answer 0 (the child calls `setsid`).
 pub fn native_command(bin: &Path, argv0: &str) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(bin);
     cmd.arg0(argv0).env_clear();
-    // SAFETY: close_range is async-signal-safe and touches only the child's descriptors.
-    // They are marked close-on-exec rather than closed, so std's exec-error pipe (also
-    // above 2) keeps working until the exec itself.
+    // SAFETY: setsid and close_range are async-signal-safe and touch only the child.
+    // Descriptors are marked close-on-exec rather than closed, so std's exec-error pipe
+    // (also above 2) keeps working until the exec itself.
     unsafe {
         cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             if libc::close_range(
                 3,
                 libc::c_uint::MAX,
@@ -62,6 +67,32 @@ pub fn native_command(bin: &Path, argv0: &str) -> Command {
         });
     }
     cmd
+}
+
+/// Asserts that a guest run's text equals the oracle's; on a mismatch the message starts
+/// with a line diff (`-` oracle, `+` guest), so the difference survives a log that cuts
+/// long messages.
+pub fn assert_same_text(what: &str, guest: &str, oracle: &str) {
+    if guest == oracle {
+        return;
+    }
+    let diff = similar::TextDiff::from_lines(oracle, guest);
+    let mut changes = String::new();
+    for op in diff.ops() {
+        for change in diff.iter_changes(op) {
+            let sign = match change.tag() {
+                similar::ChangeTag::Equal => continue,
+                similar::ChangeTag::Delete => '-',
+                similar::ChangeTag::Insert => '+',
+            };
+            changes.push(sign);
+            changes.push_str(change.value());
+            if change.missing_newline() {
+                changes.push('\n');
+            }
+        }
+    }
+    panic!("{what}: differs (- oracle, + guest):\n{changes}\nguest:\n{guest}\noracle:\n{oracle}");
 }
 
 pub fn stdout(o: &Output) -> String {
