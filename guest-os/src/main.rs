@@ -117,6 +117,16 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     drivers::virtio_blk::probe_all();
     fs::populate_dev();
     fs::mount_disks();
+    // `swapon -a`: every disk with a swap signature.
+    mm::swapfile::swapon_all();
+    // `sysctl.vm.swappiness=N`, as Linux's `sysctl.*` boot parameters.
+    if let Some(v) = cmdline::param(cmdline, "sysctl.vm.swappiness")
+        .and_then(|v| core::str::from_utf8(v).ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&v| v <= mm::vmscan::MAX_SWAPPINESS)
+    {
+        mm::vmscan::SWAPPINESS.store(v, core::sync::atomic::Ordering::Relaxed);
+    }
     if !selftest::run_from_cmdline(cmdline) {
         exit::exit(exit::EXIT_SELFTEST_FAILED);
     }

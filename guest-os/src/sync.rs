@@ -58,6 +58,32 @@ impl<T> IrqLock<T> {
     }
 }
 
+impl<T> IrqLock<T> {
+    /// Take the lock if it is free (`spin_trylock_irqsave`): reclaim, which reaches other
+    /// tasks' address spaces from any context, skips one held by a task in the middle of
+    /// a fault rather than deadlock on it.
+    pub fn try_lock(&self) -> Option<IrqGuard<'_, T>> {
+        let rflags: u64;
+        // SAFETY: reading RFLAGS and clearing IF has no memory effects.
+        unsafe {
+            asm!("pushfq", "pop {}", "cli", out(reg) rflags, options(nomem, preserves_flags))
+        };
+        let irqs_were_on = rflags & RFLAGS_IF != 0;
+        if self.locked.swap(true, Ordering::Acquire) {
+            if irqs_were_on {
+                // SAFETY: restores the interrupt flag saved above.
+                unsafe { asm!("sti", options(nomem, nostack)) };
+            }
+            return None;
+        }
+        LOCKS_HELD.fetch_add(1, Ordering::Relaxed);
+        Some(IrqGuard {
+            lock: self,
+            irqs_were_on,
+        })
+    }
+}
+
 /// Holds an [`IrqLock`]; unlocking restores the interrupt flag.
 pub struct IrqGuard<'a, T> {
     lock: &'a IrqLock<T>,

@@ -280,6 +280,8 @@ pub struct Cursor<'a, M: PtMemory> {
     /// Entries [`Self::unmap_bounded`] may still clear, and where it stopped.
     budget: u64,
     stopped_at: Option<u64>,
+    /// [`Self::find_next_entry`] is searching: non-present entries count too.
+    any_entry: bool,
     pub stats: WalkStats,
 }
 
@@ -302,6 +304,7 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
             range: range.start.as_u64()..range.end.as_u64(),
             budget: u64::MAX,
             stopped_at: None,
+            any_entry: false,
             stats: WalkStats::default(),
         })
     }
@@ -365,6 +368,27 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
         }
     }
 
+    /// The first non-empty entry at or after the cursor, within its range: a mapped page,
+    /// or a non-present entry that holds something (a swap entry). The cursor moves there.
+    pub fn find_next_entry(&mut self) -> Option<(VirtAddr, Pte)> {
+        if self.va >= self.range.end {
+            return None;
+        }
+        self.any_entry = true;
+        let r = self.find_in(self.root, ROOT_LEVEL, 0, self.va);
+        self.any_entry = false;
+        match r {
+            Some((va, p)) => {
+                self.va = va;
+                Some((VirtAddr::new(va), p))
+            }
+            None => {
+                self.va = self.range.end;
+                None
+            }
+        }
+    }
+
     /// [`Self::find_next`] inside the table at `level` whose range starts at `base`.
     fn find_in(&mut self, table: PhysAddr, level: u32, base: u64, from: u64) -> Option<(u64, Pte)> {
         let span = entry_span(level);
@@ -376,7 +400,7 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
             let e = self.mem.read_entry(table, i);
             self.stats.entries += 1;
             if level == 1 {
-                if Pte(e).is_present() {
+                if Pte(e).is_present() || (self.any_entry && e != 0) {
                     return Some((ebase, Pte(e)));
                 }
             } else if e & pte::PRESENT != 0 && e & pte::PSE == 0 {
@@ -623,10 +647,9 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
             }
             let ebase = base + i as u64 * span;
             if level == 1 {
+                // Mapped pages and non-present entries that hold something (swap
+                // entries) alike: `f` tells them apart.
                 let old = Pte(e);
-                if !old.is_present() {
-                    continue;
-                }
                 let mut p = old;
                 if let Some(child) = f(VirtAddr::new(ebase), &mut p) {
                     self.mem.write_entry(dst, i, child.0);

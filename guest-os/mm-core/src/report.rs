@@ -149,6 +149,9 @@ pub struct MemInfoExtra {
     pub inactive_file: u64,
     pub swap_total: u64,
     pub swap_free: u64,
+    /// Pages in the swap cache (`SwapCached`).
+    pub swap_cached: u64,
+    pub unevictable: u64,
     pub anon_pages: u64,
     pub mapped: u64,
     pub slab_reclaimable: u64,
@@ -195,14 +198,14 @@ pub fn write_meminfo<W: Write, D: DirectMap>(
     line(w, "MemAvailable", mem_available(a, x) * kb)?;
     line(w, "Buffers", x.buffers * kb)?;
     line(w, "Cached", x.cached * kb)?;
-    line(w, "SwapCached", 0)?;
+    line(w, "SwapCached", x.swap_cached * kb)?;
     line(w, "Active", (x.active_anon + x.active_file) * kb)?;
     line(w, "Inactive", (x.inactive_anon + x.inactive_file) * kb)?;
     line(w, "Active(anon)", x.active_anon * kb)?;
     line(w, "Inactive(anon)", x.inactive_anon * kb)?;
     line(w, "Active(file)", x.active_file * kb)?;
     line(w, "Inactive(file)", x.inactive_file * kb)?;
-    line(w, "Unevictable", 0)?;
+    line(w, "Unevictable", x.unevictable * kb)?;
     line(w, "Mlocked", 0)?;
     line(w, "SwapTotal", x.swap_total * kb)?;
     line(w, "SwapFree", x.swap_free * kb)?;

@@ -14,6 +14,8 @@
 //! buddy allocator ([`crate::buddy`]).
 
 use crate::addr::Pfn;
+use crate::lru::{LruList, Lruvec};
+use alloc::vec::Vec;
 use crate::buddy::{BadFree, Buddy, MAX_ORDER, PAGEBLOCK_NR_PAGES};
 use crate::gfp::{Gfp, MigrateType, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES};
 use crate::page::{flags::*, MemMap, Pages, NO_PFN};
@@ -196,6 +198,10 @@ pub struct Node {
     pub spanned: u64,
     pub present: u64,
     pub zones: [Zone; MAX_NR_ZONES],
+    /// The node's LRU lists (`pgdat->__lruvec`); their links live in `struct page`, so
+    /// they are kept here, under the allocator's lock, and a page freed while on one
+    /// leaves it in [`PageAllocator::free_pages`].
+    pub lruvec: Lruvec,
 }
 
 impl Node {
@@ -210,6 +216,7 @@ impl Node {
                 Zone::empty(ZoneType::Dma32, nid),
                 Zone::empty(ZoneType::Normal, nid),
             ],
+            lruvec: Lruvec::new(),
         }
     }
 }
@@ -651,6 +658,10 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
         if self.mem_map.page(pfn).refcount > 0 {
             return Ok(());
         }
+        if self.mem_map.page(pfn).test(PG_LRU) {
+            // The last reference of a page on an LRU list (`__page_cache_release`).
+            self.nodes[nid].lruvec.del(&mut self.mem_map, pfn);
+        }
         let z = &mut self.nodes[nid].zones[zi];
         let mt = Buddy::pageblock_mt(&self.mem_map, pfn);
         if order == 0 && (mt as usize) < MIGRATE_PCPTYPES {
@@ -677,6 +688,80 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
         }
         z.stats.pgfree += 1 << order;
         Ok(())
+    }
+
+    /// The LRU lists of node `nid`.
+    pub fn lruvec(&self, nid: usize) -> &Lruvec {
+        &self.nodes[nid.min(self.nr_nodes - 1)].lruvec
+    }
+
+    /// Put `pfn` on its node's LRU list for its flags (`lruvec_add_folio`).
+    pub fn lru_add(&mut self, pfn: Pfn) {
+        let nid = self.mem_map.page(pfn).node as usize;
+        self.nodes[nid].lruvec.add(&mut self.mem_map, pfn);
+    }
+
+    /// Move `pfn`, which is on an LRU list, to list `to` (activation, deactivation).
+    pub fn lru_move(&mut self, pfn: Pfn, to: LruList) {
+        let nid = self.mem_map.page(pfn).node as usize;
+        self.nodes[nid].lruvec.move_to(&mut self.mem_map, pfn, to);
+    }
+
+    /// Take up to `nr` pages from the tail of `list` off the LRU for reclaim
+    /// (`isolate_lru_folios`), each with a reference for the caller, skipping locked pages
+    /// and pages under writeback. Returns how many were scanned.
+    pub fn lru_isolate(&mut self, nid: usize, list: LruList, nr: u64, dst: &mut Vec<Pfn>) -> u64 {
+        let nid = nid.min(self.nr_nodes - 1);
+        let before = dst.len();
+        let stats = self.nodes[nid].lruvec.isolate_tail(
+            &mut self.mem_map,
+            list,
+            nr,
+            dst,
+            |_, p| p.flags & (PG_LOCKED | PG_WRITEBACK) == 0 && p.refcount > 0,
+        );
+        for &pfn in &dst[before..] {
+            self.mem_map.page_mut(pfn).refcount += 1;
+        }
+        stats.scanned
+    }
+
+    /// Return an isolated page to the LRU list its flags name now (`folio_putback_lru`).
+    /// The caller then drops its isolation reference.
+    pub fn lru_putback(&mut self, pfn: Pfn) {
+        if !self.mem_map.page(pfn).test(PG_LRU) {
+            self.lru_add(pfn);
+        }
+    }
+
+    /// Whether some zone of node `nid` is above its high watermark for allocations that
+    /// may use any zone (`pgdat_balanced`, with the lowmem reserves of the highest zone).
+    pub fn node_balanced(&self, nid: usize) -> bool {
+        let node = &self.nodes[nid.min(self.nr_nodes - 1)];
+        let Some(highest) = node
+            .zones
+            .iter()
+            .rposition(|z| z.is_populated())
+        else {
+            return true;
+        };
+        let highest_type = node.zones[highest].zone_type;
+        node.zones[..=highest].iter().any(|z| {
+            z.is_populated()
+                && z.watermark_ok(0, z.watermark[WMARK_HIGH], highest_type, AllocFlags::default())
+        })
+    }
+
+    /// Pages node `nid` lacks to have its largest zone at the high watermark (kswapd's
+    /// reclaim target).
+    pub fn high_wmark_deficit(&self, nid: usize) -> u64 {
+        let node = &self.nodes[nid.min(self.nr_nodes - 1)];
+        node.zones
+            .iter()
+            .filter(|z| z.is_populated())
+            .map(|z| z.watermark[WMARK_HIGH].saturating_sub(z.free_pages()))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Return every per-CPU page to the buddy allocators (`drain_all_pages`).

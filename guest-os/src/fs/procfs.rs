@@ -20,7 +20,7 @@ use super::file::{File, FileOps};
 use super::stat::{Kstat, PROC_DEV, S_IFDIR, S_IFREG};
 use crate::mm::uaccess::copy_to_user;
 use crate::proc::{self, sched, state, Task};
-use crate::syscall::errno::{Errno, SysResult, ENOENT, ENOTDIR};
+use crate::syscall::errno::{Errno, SysResult, EINVAL, ENOENT, ENOTDIR};
 
 /// A /proc node reached by a path.
 pub enum Node {
@@ -46,10 +46,19 @@ const ROOT_FILES: [&str; 10] = [
     "stat",
     "filesystems",
     "diskstats",
+    "swaps",
 ];
 /// Files in a process directory.
-const PID_FILES: [&str; 7] = [
-    "cmdline", "maps", "smaps", "stat", "status", "limits", "mounts",
+const PID_FILES: [&str; 9] = [
+    "cmdline",
+    "maps",
+    "smaps",
+    "stat",
+    "status",
+    "limits",
+    "mounts",
+    "oom_score",
+    "oom_score_adj",
 ];
 
 /// Resolve `path` if it is under /proc (`None` otherwise).
@@ -86,9 +95,22 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
                 "exe" => Ok(Node::Link(t.exe.lock().clone())),
                 "limits" => Ok(Node::File(limits(t))),
                 "mounts" => Ok(Node::File(crate::fs::mount::proc_mounts().into_bytes())),
+                "oom_score" => Ok(Node::File(
+                    format!("{}\n", crate::mm::oom_kill::oom_score(t)).into_bytes(),
+                )),
+                "oom_score_adj" => Ok(Node::File(
+                    format!("{}\n", t.oom_score_adj.load(Ordering::Relaxed)).into_bytes(),
+                )),
                 _ => Err(ENOENT),
             }
         }
+        ["sys", "vm", "swappiness"] => Ok(Node::File(
+            format!(
+                "{}\n",
+                crate::mm::vmscan::SWAPPINESS.load(Ordering::Relaxed)
+            )
+            .into_bytes(),
+        )),
         ["sys", "kernel", "randomize_va_space"] => Ok(Node::File(
             format!("{}\n", crate::mm::aslr::level()).into_bytes(),
         )),
@@ -178,6 +200,7 @@ fn root_file(name: &str) -> Vec<u8> {
             }
         }
         "diskstats" => crate::block::write_diskstats(&mut s),
+        "swaps" => s = crate::mm::swapfile::proc_swaps(),
         "stat" => {
             // CPU times are not accounted yet: one CPU line of zeros, as a machine that has
             // not ticked.
@@ -247,7 +270,41 @@ fn vmstat(s: &mut String) -> core::fmt::Result {
         "balance_dirty_pages_throttled {}",
         crate::mm::writeback::NR_THROTTLED.load(Ordering::Relaxed)
     )?;
-    writeln!(s, "allocstall {}", stats.allocstall)?;
+    use crate::mm::vmscan::stat as v;
+    let r = |c: &core::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let lru = crate::mm::vmscan::lru_sizes();
+    use mm_core::lru::LruList;
+    writeln!(s, "nr_inactive_anon {}", lru[LruList::InactiveAnon as usize])?;
+    writeln!(s, "nr_active_anon {}", lru[LruList::ActiveAnon as usize])?;
+    writeln!(s, "nr_inactive_file {}", lru[LruList::InactiveFile as usize])?;
+    writeln!(s, "nr_active_file {}", lru[LruList::ActiveFile as usize])?;
+    writeln!(s, "nr_unevictable {}", lru[LruList::Unevictable as usize])?;
+    writeln!(s, "nr_swapcached {}", crate::mm::swap_state::nr_pages())?;
+    writeln!(s, "pswpin {}", r(&crate::mm::swapfile::PSWPIN))?;
+    writeln!(s, "pswpout {}", r(&crate::mm::swapfile::PSWPOUT))?;
+    writeln!(s, "workingset_refault_anon {}", r(&v::WORKINGSET_REFAULT_ANON))?;
+    writeln!(s, "workingset_refault_file {}", r(&v::WORKINGSET_REFAULT_FILE))?;
+    writeln!(s, "workingset_activate_anon {}", r(&v::WORKINGSET_ACTIVATE_ANON))?;
+    writeln!(s, "workingset_activate_file {}", r(&v::WORKINGSET_ACTIVATE_FILE))?;
+    writeln!(s, "workingset_restore_anon {}", r(&v::WORKINGSET_RESTORE_ANON))?;
+    writeln!(s, "workingset_restore_file {}", r(&v::WORKINGSET_RESTORE_FILE))?;
+    writeln!(s, "pgactivate {}", r(&v::PGACTIVATE))?;
+    writeln!(s, "pgdeactivate {}", r(&v::PGDEACTIVATE))?;
+    writeln!(s, "pgrotated {}", r(&v::PGROTATED))?;
+    writeln!(s, "pgrefill {}", r(&v::PGREFILL))?;
+    writeln!(s, "pgsteal_kswapd {}", r(&v::PGSTEAL_KSWAPD))?;
+    writeln!(s, "pgsteal_direct {}", r(&v::PGSTEAL_DIRECT))?;
+    writeln!(s, "pgscan_kswapd {}", r(&v::PGSCAN_KSWAPD))?;
+    writeln!(s, "pgscan_direct {}", r(&v::PGSCAN_DIRECT))?;
+    writeln!(s, "pgscan_anon {}", r(&v::PGSCAN_ANON))?;
+    writeln!(s, "pgscan_file {}", r(&v::PGSCAN_FILE))?;
+    writeln!(s, "pgsteal_anon {}", r(&v::PGSTEAL_ANON))?;
+    writeln!(s, "pgsteal_file {}", r(&v::PGSTEAL_FILE))?;
+    writeln!(s, "slabs_scanned {}", r(&v::SLABS_SCANNED))?;
+    writeln!(s, "pageoutrun {}", r(&v::PAGEOUTRUN))?;
+    writeln!(s, "allocstall {}", stats.allocstall + r(&v::ALLOCSTALL))?;
+    writeln!(s, "oom_kill {}", r(&crate::mm::oom_kill::OOM_KILLS))?;
+    writeln!(s, "swap_ra {}", r(&crate::mm::swap_state::SWAP_RA))?;
     writeln!(s, "kswapd_wakeups {}", stats.kswapd_wakeups)
 }
 
@@ -273,6 +330,11 @@ fn mem_of(t: &Task) -> (u64, u64, u64, u64, u64) {
         let st = mm.vmas.stat();
         (st.total_vm, mm.rss, st.stack_vm, st.data_vm, st.exec_vm)
     })
+}
+
+/// Swap entries of `t`'s address space (`MM_SWAPENTS`).
+fn swap_of(t: &Task) -> u64 {
+    t.mm.lock().as_ref().map_or(0, |mm| mm.swapents)
 }
 
 fn maps(t: &Task) -> Vec<u8> {
@@ -478,17 +540,82 @@ VmData:\t{:>8} kB\nVmStk:\t{:>8} kB\nVmExe:\t{:>8} kB\nVmLib:\t{:>8} kB\nVmPTE:\
         kb(exe),
         0,
         0,
-        0
+        kb(swap_of(t))
     );
     s.into_bytes()
 }
 
-/// An open /proc file: its text as generated at open.
-pub struct ProcFile {
-    pub data: Vec<u8>,
+/// What a write to a writable /proc file sets.
+#[derive(Clone, Copy, Debug)]
+pub enum Sink {
+    /// `/proc/PID/oom_score_adj`.
+    OomScoreAdj(u32),
+    /// `/proc/sys/vm/swappiness`.
+    Swappiness,
 }
 
+/// The tunable behind an absolute /proc path, if it is writable.
+pub fn sink_of(path: &[u8]) -> Option<Sink> {
+    let p = core::str::from_utf8(path).ok()?;
+    let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    match parts.as_slice() {
+        ["proc", "sys", "vm", "swappiness"] => Some(Sink::Swappiness),
+        ["proc", pid, "oom_score_adj"] => pid_of(pid).ok().map(Sink::OomScoreAdj),
+        _ => None,
+    }
+}
+
+/// Parse the decimal integer a tunable write holds (trailing newline allowed).
+fn parse_int(bytes: &[u8]) -> Result<i64, Errno> {
+    let s = core::str::from_utf8(bytes).map_err(|_| EINVAL)?;
+    s.trim().parse().map_err(|_| EINVAL)
+}
+
+impl Sink {
+    fn set(self, bytes: &[u8]) -> Result<(), Errno> {
+        let v = parse_int(bytes)?;
+        match self {
+            Sink::OomScoreAdj(pid) => {
+                use crate::mm::oom_kill::{OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN};
+                if !(OOM_SCORE_ADJ_MIN as i64..=OOM_SCORE_ADJ_MAX as i64).contains(&v) {
+                    return Err(EINVAL);
+                }
+                let t = sched::find(pid).ok_or(crate::syscall::errno::ESRCH)?;
+                t.oom_score_adj.store(v as i32, Ordering::Relaxed);
+            }
+            Sink::Swappiness => {
+                if !(0..=crate::mm::vmscan::MAX_SWAPPINESS as i64).contains(&v) {
+                    return Err(EINVAL);
+                }
+                crate::mm::vmscan::SWAPPINESS.store(v as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An open /proc file: its text as generated at open, and for a tunable what a write sets.
+pub struct ProcFile {
+    pub data: Vec<u8>,
+    pub sink: Option<Sink>,
+}
+
+/// The longest value a tunable takes.
+const MAX_TUNABLE: usize = 64;
+
 impl FileOps for ProcFile {
+    fn write(&self, _: &File, buf: u64, len: usize, pos: &mut u64) -> SysResult {
+        let sink = self.sink.ok_or(EINVAL)?;
+        if len > MAX_TUNABLE {
+            return Err(EINVAL);
+        }
+        let mut b = [0u8; MAX_TUNABLE];
+        crate::mm::uaccess::copy_from_user(&mut b[..len], buf)?;
+        sink.set(&b[..len])?;
+        *pos += len as u64;
+        Ok(len as u64)
+    }
+
     fn read(&self, _: &File, buf: u64, len: usize, pos: &mut u64) -> SysResult {
         let start = usize::try_from(*pos)
             .unwrap_or(usize::MAX)

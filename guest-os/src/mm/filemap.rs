@@ -76,7 +76,7 @@ fn set_flags(pfn: Pfn, set: u32, clear: u32) {
 }
 
 /// Sleep until `pfn` is unlocked (`folio_wait_locked`), uninterruptibly.
-fn wait_on_page_locked(pfn: Pfn) {
+pub(super) fn wait_on_page_locked(pfn: Pfn) {
     use crate::proc::state;
     while page_flags(pfn) & PG_LOCKED != 0 {
         let Some(me) = crate::proc::current() else {
@@ -90,7 +90,7 @@ fn wait_on_page_locked(pfn: Pfn) {
     }
 }
 
-fn unlock_page(pfn: Pfn) {
+pub(super) fn unlock_page(pfn: Pfn) {
     set_flags(pfn, 0, PG_LOCKED);
     PAGE_WAIT.wake_all();
 }
@@ -111,6 +111,7 @@ pub fn get_page(id: u64, index: u64, size: u64) -> Result<(Pfn, bool), Errno> {
                         return Err(EIO);
                     }
                 }
+                super::vmscan::mark_page_accessed(pfn);
                 return Ok((pfn, false));
             }
             Slot::NoObject => return Err(EIO),
@@ -155,7 +156,10 @@ fn read_window(
         };
         set_flags(pfn, PG_LOCKED, PG_UPTODATE | PG_DIRTY);
         match shmem::insert_page(id, index + i, pfn) {
-            Ok(true) => pages.push(pfn),
+            Ok(true) => {
+                super::vmscan::lru_cache_add(pfn);
+                pages.push(pfn)
+            }
             // Already cached (or no memory for the tree): the window ends here.
             _ => {
                 page_alloc::free_pages(pfn, 0);
@@ -181,6 +185,17 @@ fn read_window(
     // The caller's reference on the first page.
     page_alloc::with(|a| a.get_page(pages[0]));
     Ok(Some(pages[0]))
+}
+
+/// Mark `pfn` dirty whatever it is (a PTE's dirty bit found by reclaim's unmap): an
+/// anonymous page just gets PG_dirty (its data goes to swap, not to a file), a page
+/// cache page is counted and scheduled for writeback.
+pub fn set_page_dirty_any(pfn: Pfn) {
+    if page_flags(pfn) & mm_core::page::flags::PG_SWAPBACKED != 0 {
+        set_flags(pfn, PG_DIRTY, 0);
+    } else {
+        set_page_dirty(pfn);
+    }
 }
 
 /// Mark `pfn` dirty (`folio_mark_dirty`), counting it once.
@@ -222,6 +237,7 @@ pub fn write_begin(id: u64, index: u64, from: usize, to: usize, size: u64) -> Re
         set_flags(pfn, PG_UPTODATE, PG_LOCKED | PG_DIRTY);
         if shmem::insert_page(id, index, pfn)? {
             page_alloc::with(|a| a.get_page(pfn));
+            super::vmscan::lru_cache_add(pfn);
             return Ok(pfn);
         }
         page_alloc::free_pages(pfn, 0);

@@ -23,8 +23,10 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm_core::gfp::Gfp;
+use mm_core::page::flags::{PG_LRU, PG_SWAPCACHE, PG_UPTODATE};
 use mm_core::page::Pages;
 use mm_core::pgtable::{pte, Cursor, MmuGather, PtError, Pte};
+use mm_core::swap::{pte_to_swp_entry, swp_entry_to_pte, SwpEntry};
 use mm_core::vma::{Backing, Vma, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE};
 
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE};
@@ -94,12 +96,16 @@ pub enum FaultKind {
     Spurious,
     /// A page of a special mapping ([vdso], [vvar]).
     Special,
+    /// A swapped-out page found in the swap cache (`do_swap_page`, minor).
+    SwapCached,
+    /// A swapped-out page read from the swap device for this fault (major).
+    SwapIn,
 }
 
 impl FaultKind {
     /// Whether the fault waited for the disk (`VM_FAULT_MAJOR`).
     pub fn is_major(self) -> bool {
-        self == FaultKind::FileMajor
+        matches!(self, FaultKind::FileMajor | FaultKind::SwapIn)
     }
 
     /// The outcome code of the trace annotation (`crate::trace::outcome`).
@@ -113,6 +119,8 @@ impl FaultKind {
             FaultKind::CowCopy => o::COW_COPY,
             FaultKind::CowReuse => o::COW_REUSE,
             FaultKind::Spurious => o::SPURIOUS,
+            FaultKind::SwapCached => o::SWAP_IN,
+            FaultKind::SwapIn => o::SWAP_IN | o::MAJOR,
         }
     }
 }
@@ -129,6 +137,10 @@ pub struct Fault {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultError {
     Segv(i32),
+    /// The page is in swap and not in memory: the caller reads it in with no lock held
+    /// ([`super::swap_state::swapin_readahead`]) and retries (Linux's `VM_FAULT_RETRY`
+    /// after dropping the mmap lock for I/O).
+    SwapIo(SwpEntry),
     /// A file page past the end of the file (`VM_FAULT_SIGBUS`, `BUS_ADRERR`).
     Sigbus,
     Oom,
@@ -163,7 +175,15 @@ impl Mm {
             let addr = va + done as u64;
             let in_page = (PAGE_SIZE - addr % PAGE_SIZE) as usize;
             let n = in_page.min(bytes.len() - done);
-            self.handle_fault(addr, true, false, true).map_err(|e| {
+            let mut r = self.handle_fault(addr, true, false, true);
+            if let Err(FaultError::SwapIo(entry)) = r {
+                // Exec's new address space is nobody else's yet: read the page here.
+                if let Ok(Some((pfn, _))) = super::swap_state::swapin_readahead(entry) {
+                    r = self.handle_fault(addr, true, false, true);
+                    page_alloc::free_pages(pfn, 0);
+                }
+            }
+            r.map_err(|e| {
                 if e == FaultError::Oom {
                     ENOMEM
                 } else {
@@ -241,7 +261,11 @@ impl Mm {
         }
         let writable = f.contains(VM_WRITE) || force;
         let leaf = leaf_flags(vma);
-        match self.query_pte(va.as_u64()) {
+        let cur = self.query_pte(va.as_u64());
+        if let Some(entry) = cur.and_then(pte_to_swp_entry) {
+            return self.do_swap_page(va, vma, entry, write, writable);
+        }
+        match cur {
             Some(e) if e.is_protnone() => {
                 // The VMA allows access again (mprotect normally rewrote the entry already):
                 // make it accessible; write permission comes back through the write fault.
@@ -432,8 +456,109 @@ impl Mm {
             page_mapcount_add(pfn, 1);
             super::rmap::add_new_anon(pfn, self.anon_id, pgoff);
             self.rss_inc(pfn);
+            super::vmscan::lru_cache_add(pfn);
         }
         Ok(kind)
+    }
+
+    /// A fault on a swap entry (`do_swap_page`): the page must be in the swap cache (else
+    /// [`FaultError::SwapIo`] sends the caller to read it with no lock held); it is mapped
+    /// back, and the entry's claim on its slot is dropped.
+    fn do_swap_page(
+        &mut self,
+        va: VirtAddr,
+        vma: &Vma,
+        entry: SwpEntry,
+        write: bool,
+        writable: bool,
+    ) -> Result<FaultKind, FaultError> {
+        let Some(pfn) = super::swap_state::lookup_swap_cache(entry) else {
+            return Err(FaultError::SwapIo(entry));
+        };
+        let r = self.map_swap_page(va, vma, entry, pfn, write, writable);
+        page_alloc::free_pages(pfn, 0);
+        r.map(|()| FaultKind::SwapCached)
+    }
+
+    /// Map the swap-cache page `pfn` of `entry` at `va`, where the PTE holds `entry`
+    /// (the second half of `do_swap_page`, also swapoff's `unuse_pte`). The caller holds a
+    /// reference on `pfn`. A page no other entry names is exclusive: a write maps it
+    /// writable and its slot is freed (the data will differ from the copy in swap).
+    fn map_swap_page(
+        &mut self,
+        va: VirtAddr,
+        vma: &Vma,
+        entry: SwpEntry,
+        pfn: Pfn,
+        write: bool,
+        writable: bool,
+    ) -> Result<(), FaultError> {
+        if page_alloc::page_flags(pfn) & PG_UPTODATE == 0 {
+            return Err(FaultError::Sigbus);
+        }
+        let mut flags = leaf_flags(vma);
+        // The mapping's reference.
+        page_alloc::with(|a| a.get_page(pfn));
+        self.install_pte(va, Pte::new(pfn.phys(), flags))
+            .inspect_err(|_| page_alloc::free_pages(pfn, 0))?;
+        page_mapcount_add(pfn, 1);
+        if page_alloc::with(|a| a.page(pfn).mapping) == 0 {
+            super::rmap::add_new_anon(pfn, self.anon_id, linear_page_index(vma, va));
+        }
+        self.rss_inc(pfn);
+        self.swapents = self.swapents.saturating_sub(1);
+        super::swapfile::swap_free(entry);
+        let exclusive = super::swapfile::swap_count(entry) == 0
+            && page_alloc::with(|a| a.page(pfn).mapcount == 0);
+        if exclusive && ((write && writable) || super::swapfile::vm_swap_full()) {
+            super::swap_state::try_to_free_swap(pfn);
+        }
+        if write && writable && exclusive {
+            flags |= pte::RW | pte::DIRTY;
+            self.set_pte(va, Pte::new(pfn.phys(), flags))?;
+        }
+        Ok(())
+    }
+
+    /// Swapoff's `unuse_pte`: if `va` still holds `entry`, map `pfn` (its page, read in)
+    /// there.
+    pub(super) fn unuse_pte(&mut self, va: u64, entry: SwpEntry, pfn: Pfn) {
+        if self.query_pte(va) != Some(swp_entry_to_pte(entry)) {
+            return;
+        }
+        let Some(vma) = self.vmas.find_vma(VirtAddr::new(va)).copied() else {
+            return;
+        };
+        let _ = self.map_swap_page(VirtAddr::new(va), &vma, entry, pfn, false, false);
+    }
+
+    /// Up to `max` swap entries of area `t` in this address space, with their addresses
+    /// (`unuse_vma`'s walk; empty tables are skipped whole).
+    pub(super) fn swap_entries_of(&self, t: usize, max: usize) -> alloc::vec::Vec<(u64, SwpEntry)> {
+        let mut out = alloc::vec::Vec::new();
+        if self.swapents == 0 || out.try_reserve(max.min(self.swapents as usize)).is_err() {
+            return out;
+        }
+        let mut pt = UserPt::default();
+        let Ok(mut c) = Cursor::new(
+            &mut pt,
+            self.pgd.root(),
+            VirtAddr::new(0)..VirtAddr::new(mm_core::pgtable::USER_TOP),
+        ) else {
+            return out;
+        };
+        while let Some((va, p)) = c.find_next_entry() {
+            if let Some(e) = pte_to_swp_entry(p) {
+                if e.type_() == t {
+                    out.push((va.as_u64(), e));
+                    if out.len() >= max || out.len() == out.capacity() {
+                        break;
+                    }
+                }
+            }
+            c.move_forward();
+        }
+        out
     }
 
     /// A write to a present read-only page of a private writable mapping (`do_wp_page`):
@@ -447,6 +572,16 @@ impl Mm {
     ) -> Result<FaultKind, FaultError> {
         let old_pfn = old.phys().pfn();
         let is_zero = old_pfn.as_u64() == ZERO_PFN.load(Ordering::Relaxed);
+        if !is_zero && page_alloc::page_flags(old_pfn) & PG_LRU == 0 {
+            // A page still in the LRU-add batch holds the batch's reference: drain it so
+            // that the count below is the page's users only (as `wp_can_reuse_anon_folio`).
+            super::vmscan::lru_add_drain();
+        }
+        if !is_zero && page_alloc::page_flags(old_pfn) & PG_SWAPCACHE != 0 {
+            // A page back from swap that no other entry names: its slot goes, so the
+            // write below may reuse it (`folio_free_swap` in `wp_can_reuse_anon_folio`).
+            super::swap_state::try_to_free_swap(old_pfn);
+        }
         let shared = is_zero
             || page_alloc::with(|a| a.page(old_pfn).mapcount > 0 || a.page(old_pfn).refcount > 1);
         if !shared {
@@ -468,6 +603,7 @@ impl Mm {
         }
         page_mapcount_add(new, 1);
         super::rmap::add_new_anon(new, self.anon_id, index);
+        super::vmscan::lru_cache_add(new);
         if is_zero {
             self.rss_inc(new);
         } else {
@@ -499,6 +635,7 @@ impl Mm {
         let mut tlb = MmuGather::new(self.is_active());
         let mut stat = self.rss_stat;
         let mut rss = self.rss;
+        let mut swapents = self.swapents;
         let mut stopped = None;
         if let Ok(mut c) = Cursor::new(
             &mut pt,
@@ -507,6 +644,14 @@ impl Mm {
         ) {
             stopped = c
                 .unmap_bounded(end - start, budget, &mut tlb, &mut |_, p| {
+                    if !p.is_present() {
+                        // A swap entry: one user of its slot fewer.
+                        if let Some(e) = pte_to_swp_entry(p) {
+                            super::swap_state::free_swap_and_cache(e);
+                            swapents = swapents.saturating_sub(1);
+                        }
+                        return false;
+                    }
                     let pfn = p.phys().pfn();
                     if is_shared_page(pfn) {
                         return false;
@@ -522,6 +667,7 @@ impl Mm {
         tlb.finish(&mut pt);
         self.rss_stat = stat;
         self.rss = rss;
+        self.swapents = swapents;
         self.account_tables(&pt);
         stopped.map(|va| va.as_u64())
     }
@@ -585,6 +731,8 @@ impl Mm {
     pub(super) fn copy_page_range(&mut self, child: &mut Mm) -> Result<(), PtError> {
         let mut pt = UserPt::default();
         let mut stat = RssStat::default();
+        let mut swapents = 0u64;
+        let mut dup_failed = false;
         let mut r = Ok(());
         for v in self.vmas.iter() {
             let shared = v.flags.contains(VM_SHARED);
@@ -593,6 +741,16 @@ impl Mm {
                 child.pgd.root(),
                 v.end.as_u64() - v.start.as_u64(),
                 &mut |_, p| {
+                    if !p.is_present() {
+                        // A swap entry: the child names the same slot (`swap_duplicate`).
+                        let e = pte_to_swp_entry(*p)?;
+                        if dup_failed || super::swapfile::swap_duplicate(e).is_err() {
+                            dup_failed = true;
+                            return None;
+                        }
+                        swapents += 1;
+                        return Some(*p);
+                    }
                     if !shared && p.is_writable() {
                         p.0 &= !pte::RW;
                     }
@@ -613,7 +771,11 @@ impl Mm {
         }
         child.rss_stat = stat;
         child.rss = stat.total();
+        child.swapents = swapents;
         child.account_tables(&pt);
+        if dup_failed && r.is_ok() {
+            r = Err(PtError::NoMemory);
+        }
         r
     }
 }

@@ -186,6 +186,8 @@ pub struct Mm {
     pub pgtables: u64,
     /// The anon_vma of this address space ([`super::rmap`]).
     pub anon_id: u64,
+    /// Swap entries in its page tables (`MM_SWAPENTS`: VmSwap, the OOM badness).
+    pub swapents: u64,
 }
 
 impl Mm {
@@ -206,6 +208,7 @@ impl Mm {
             rss_stat: RssStat::default(),
             pgtables: 0,
             anon_id: super::rmap::new_id(),
+            swapents: 0,
         })
     }
 
@@ -305,8 +308,29 @@ impl Mm {
             crate::proc::sched::cond_resched();
         }
         super::shmem::put_all(&self.vmas);
+        // Pages whose last mapping went are held by the LRU-add batch: free them now.
+        super::vmscan::lru_add_drain();
         USER_PAGETABLES.fetch_sub(1, Ordering::Relaxed);
         page_alloc::free_pages(self.pgd.root().pfn(), 0);
+    }
+}
+
+impl Mm {
+    /// Rewrite the existing entry at `va` (reclaim's unmap and aging, through rmap),
+    /// flushing its translation if `flush` and this address space may be cached.
+    pub(super) fn update_pte(&mut self, va: u64, new: Pte, flush: bool) {
+        let mut pt = UserPt::default();
+        let va = VirtAddr::new(va & !(PAGE_SIZE - 1));
+        if let Ok(mut c) = Cursor::new(
+            &mut pt,
+            self.pgd.root(),
+            va..VirtAddr::new(va.as_u64() + PAGE_SIZE),
+        ) {
+            c.replace(new);
+        }
+        if flush && self.is_active() {
+            pt.flush_tlb_page(va);
+        }
     }
 }
 

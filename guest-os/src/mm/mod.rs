@@ -23,9 +23,12 @@ pub mod proc;
 pub mod rmap;
 pub mod shmem;
 pub mod slab;
+pub mod swap_state;
+pub mod swapfile;
 pub mod task_mmu;
 pub mod uaccess;
 pub mod vmalloc;
+pub mod vmscan;
 pub mod writeback;
 
 pub use addr::{phys_to_virt, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};

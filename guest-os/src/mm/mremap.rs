@@ -26,7 +26,7 @@ impl Mm {
             if c.jump(VirtAddr::new(pos)).is_err() {
                 break;
             }
-            let Some((va, p)) = c.find_next() else {
+            let Some((va, p)) = c.find_next_entry() else {
                 break;
             };
             c.replace(Pte::NONE);
@@ -40,6 +40,20 @@ impl Mm {
                 VirtAddr::new(dst)..VirtAddr::new(dst + PAGE_SIZE),
             )
             .and_then(|mut d| d.map(p));
+            if !p.is_present() {
+                // A swap entry moves as it is; without a table for it, its slot is let go.
+                if moved.is_err() {
+                    if let Some(e) = mm_core::swap::pte_to_swp_entry(p) {
+                        super::swap_state::free_swap_and_cache(e);
+                        self.swapents = self.swapents.saturating_sub(1);
+                    }
+                }
+                pos = va.as_u64() + PAGE_SIZE;
+                if pos >= from + len {
+                    break;
+                }
+                continue;
+            }
             let pfn = p.phys().pfn();
             // The page keeps its rmap index: the moved VMA keeps its pgoff.
             if moved.is_err() && !is_shared_page(pfn) {

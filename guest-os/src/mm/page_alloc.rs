@@ -83,20 +83,52 @@ fn failed(gfp: Gfp, order: usize) {
 
 /// `alloc_pages(gfp, order)` on the CPU's node.
 pub fn alloc_pages(gfp: Gfp, order: usize) -> Option<Pfn> {
-    let r = with(|a| a.alloc_pages(gfp, order, None, 0));
-    if r.is_none() {
-        failed(gfp, order);
-    }
-    r
+    alloc_pages_nid(None, gfp, order)
 }
 
 /// `alloc_pages_node(nid, gfp, order)`.
 pub fn alloc_pages_node(nid: usize, gfp: Gfp, order: usize) -> Option<Pfn> {
-    let r = with(|a| a.alloc_pages(gfp, order, Some(nid), 0));
-    if r.is_none() {
-        failed(gfp, order);
+    alloc_pages_nid(Some(nid), gfp, order)
+}
+
+/// Orders above this do not reclaim for (Linux's `PAGE_ALLOC_COSTLY_ORDER` treats them as
+/// likely to fail anyway).
+const PAGE_ALLOC_COSTLY_ORDER: usize = 3;
+
+/// `__alloc_pages`: the allocator's fast and slow paths (mm-core), then what only the
+/// kernel can do: wake kswapd when a zone fell below its low watermark, and reclaim
+/// directly when nothing is left at the min watermark, if the caller may sleep (GFP and
+/// context: no spinlock held, a task to put to sleep, not reclaim itself).
+fn alloc_pages_nid(nid: Option<usize>, gfp: Gfp, order: usize) -> Option<Pfn> {
+    let (r, woke) = with(|a| {
+        let before = a.stats.kswapd_wakeups;
+        let r = a.alloc_pages(gfp, order, nid, 0);
+        (r, a.stats.kswapd_wakeups != before)
+    });
+    if woke {
+        super::vmscan::wakeup_kswapd();
     }
-    r
+    if r.is_some() {
+        return r;
+    }
+    let may_reclaim = gfp.contains(Gfp::DIRECT_RECLAIM)
+        && order <= PAGE_ALLOC_COSTLY_ORDER
+        && !crate::sync::locks_held()
+        && crate::proc::current().is_some()
+        && !super::vmscan::in_reclaim();
+    if may_reclaim {
+        let mut no_progress = 0;
+        while no_progress < super::vmscan::MAX_RECLAIM_RETRIES {
+            if super::vmscan::try_to_free_pages(gfp) == 0 {
+                no_progress += 1;
+            }
+            if let Some(p) = with(|a| a.alloc_pages(gfp, order, nid, 0)) {
+                return Some(p);
+            }
+        }
+    }
+    failed(gfp, order);
+    None
 }
 
 /// `__free_pages(page, order)`. A bad free is reported ("Bad page state") and ignored, as

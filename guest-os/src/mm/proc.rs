@@ -29,6 +29,12 @@ pub fn meminfo_extra() -> MemInfoExtra {
     let shmem = super::shmem::total_pages();
     let (file_pages, dirty, writeback) = super::filemap::counters();
     let buffers = super::filemap::buffer_pages().min(file_pages);
+    use mm_core::lru::LruList;
+    super::vmscan::lru_add_drain();
+    let lru = super::vmscan::lru_sizes();
+    let (swap_total, swap_free) = super::swapfile::si_swapinfo();
+    // Shared memory is not on the LRU yet (it is not swapped): shown as inactive anon,
+    // where Linux's LRU would have it.
     MemInfoExtra {
         // Cached excludes the block devices' own pages (Buffers), as Linux's does.
         cached: shmem + file_pages - buffers,
@@ -36,7 +42,14 @@ pub fn meminfo_extra() -> MemInfoExtra {
         buffers,
         dirty,
         writeback,
-        inactive_file: file_pages,
+        active_anon: lru[LruList::ActiveAnon as usize],
+        inactive_anon: lru[LruList::InactiveAnon as usize] + shmem,
+        active_file: lru[LruList::ActiveFile as usize],
+        inactive_file: lru[LruList::InactiveFile as usize],
+        unevictable: lru[LruList::Unevictable as usize],
+        swap_total,
+        swap_free,
+        swap_cached: super::swap_state::nr_pages(),
         slab_reclaimable: slab_r,
         slab_unreclaimable: slab_u,
         kernel_stack_bytes: crate::arch::x86_64::gdt::kernel_stack_bytes(),

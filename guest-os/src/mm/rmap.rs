@@ -17,7 +17,9 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use mm_core::page::{flags::PG_ANON, Pages};
+use mm_core::page::{flags::{PG_ANON, PG_SWAPBACKED}, Pages};
+use mm_core::pgtable::{pte, Pte};
+use mm_core::swap::{swp_entry_to_pte, SwpEntry};
 use mm_core::vma::{Backing, VM_SHARED};
 
 use super::addr::{Pfn, PAGE_SHIFT};
@@ -54,7 +56,8 @@ pub fn add_new_anon(pfn: Pfn, id: u64, index: u64) {
         let p = a.page_mut(pfn);
         p.mapping = id as usize;
         p.index = index;
-        p.set(PG_ANON);
+        // Anonymous pages are swap-backed: they live on the anon LRU lists.
+        p.set(PG_ANON | PG_SWAPBACKED);
     });
 }
 
@@ -136,4 +139,121 @@ pub fn check(t: &crate::proc::Task) {
         mappings,
         mismatches
     );
+}
+
+/// Where a page may be mapped: its anon_vma (private pages) or its page cache object.
+#[derive(Clone, Copy)]
+enum Owner {
+    Anon(u64),
+    File(u64),
+}
+
+/// The owner and index of `pfn` (`page->mapping`, `page->index`), if it has one.
+fn owner_of(pfn: Pfn) -> Option<(Owner, u64)> {
+    page_alloc::with(|a| {
+        let p = a.page(pfn);
+        match (p.test(PG_ANON), p.mapping) {
+            (_, 0) => None,
+            (true, id) => Some((Owner::Anon(id as u64), p.index)),
+            (false, id) => Some((Owner::File(id as u64), p.index)),
+        }
+    })
+}
+
+/// Visit every PTE that maps `pfn` (`rmap_walk` with `rmap_one`), taking each address
+/// space's lock with a try-lock: one held elsewhere (its task is in a fault, or its
+/// address space is being torn down) is skipped, and the walk reports it as contended.
+/// `f` gets the address space, the address and the entry. Must be called with no mm lock
+/// of the caller's own held (it would only be skipped).
+fn rmap_walk_locked(pfn: Pfn, f: &mut dyn FnMut(&mut super::mm_struct::Mm, u64, Pte)) -> bool {
+    let Some((owner, index)) = owner_of(pfn) else {
+        return true;
+    };
+    let tasks: Vec<&'static crate::proc::Task> = match owner {
+        Owner::Anon(id) => {
+            let pids = REGISTRY.lock().get(&id).cloned().unwrap_or_default();
+            pids.into_iter()
+                .filter_map(crate::proc::sched::find)
+                .collect()
+        }
+        Owner::File(_) => crate::proc::sched::all(),
+    };
+    let mut complete = true;
+    for t in tasks {
+        let Some(mut g) = t.mm.try_lock() else {
+            complete = false;
+            continue;
+        };
+        let Some(mm) = g.as_mut() else { continue };
+        let mut vas: Vec<u64> = Vec::new();
+        for v in mm.vmas.iter() {
+            let covers = match (owner, v.backing) {
+                (Owner::Anon(_), Backing::Special(_)) => false,
+                (Owner::Anon(_), _) => !v.flags.contains(VM_SHARED),
+                (Owner::File(id), Backing::File(fr)) => fr.id == id,
+                (Owner::File(_), _) => false,
+            };
+            if !covers || index < v.pgoff || index - v.pgoff >= v.pages() {
+                continue;
+            }
+            if vas.try_reserve(1).is_err() {
+                complete = false;
+                break;
+            }
+            vas.push(v.start.as_u64() + ((index - v.pgoff) << PAGE_SHIFT));
+        }
+        for va in vas {
+            if let Some(p) = mm.query_pte(va) {
+                if p.is_present() && p.phys().pfn() == pfn {
+                    f(mm, va, p);
+                }
+            }
+        }
+    }
+    complete
+}
+
+/// How many PTEs mapping `pfn` had their accessed bit set, clearing it
+/// (`folio_referenced`); `None` if an address space could not be looked at (the page then
+/// counts as referenced). No TLB flush, as x86's `ptep_clear_flush_young`: a stale
+/// accessed bit only delays aging.
+pub fn page_referenced(pfn: Pfn) -> Option<u32> {
+    let mut n = 0;
+    let complete = rmap_walk_locked(pfn, &mut |mm, va, p| {
+        if p.0 & pte::ACCESSED != 0 {
+            n += 1;
+            mm.update_pte(va, Pte(p.0 & !pte::ACCESSED), false);
+        }
+    });
+    complete.then_some(n)
+}
+
+/// Unmap `pfn` everywhere (`try_to_unmap`): each PTE becomes `swap` (anonymous pages, whose
+/// slot gains a user per entry) or empty (page cache pages); a dirty PTE makes the page
+/// dirty. Returns whether no mapping is left.
+pub fn try_to_unmap(pfn: Pfn, swap: Option<SwpEntry>) -> bool {
+    let mut dirty = false;
+    rmap_walk_locked(pfn, &mut |mm, va, p| {
+        let new = match swap {
+            Some(e) => {
+                if super::swapfile::swap_duplicate(e).is_err() {
+                    return;
+                }
+                mm.swapents += 1;
+                swp_entry_to_pte(e)
+            }
+            None => Pte::NONE,
+        };
+        mm.update_pte(va, new, p.is_accessible());
+        dirty |= p.0 & pte::DIRTY != 0;
+        mm.rss_stat.dec(pfn);
+        mm.rss = mm.rss.saturating_sub(1);
+        page_alloc::with(|a| a.page_mut(pfn).mapcount -= 1);
+        // The mapping's reference (the caller holds its own, so this never frees).
+        page_alloc::free_pages(pfn, 0);
+    });
+    if dirty {
+        super::filemap::set_page_dirty_any(pfn);
+    }
+    page_alloc::with(|a| a.page(pfn).mapcount < 0)
 }

@@ -238,10 +238,18 @@ pub fn insert_page(id: u64, index: u64, pfn: Pfn) -> Result<bool, Errno> {
     if c.query().is_some_and(|p| p.is_present()) {
         return Ok(false);
     }
-    c.map(Pte::new(pfn.phys(), pte::PRESENT))
+    let old = c
+        .map(Pte::new(pfn.phys(), pte::PRESENT))
         .map_err(|_| ENOMEM)?;
+    drop(objs);
+    if let Some(shadow) = super::vmscan::slot_to_shadow(old.0) {
+        // The shadow of an evicted page: a refault.
+        super::vmscan::workingset_refault(pfn, shadow);
+    }
     page_alloc::with(|a| {
         let p = a.page_mut(pfn);
+        // `page->mapping`: reclaim finds the object, and through its VMAs the PTEs.
+        p.mapping = id as usize;
         p.index = index;
     });
     super::filemap::FILE_PAGES.fetch_add(1, Ordering::Relaxed);
@@ -267,6 +275,43 @@ pub fn remove_page(id: u64, index: u64, pfn: Pfn) {
             page_alloc::free_pages(pfn, 0);
         }
     }
+}
+
+/// Reclaim's `__remove_mapping`: take the clean, unmapped page `pfn` out of object `id`
+/// at `index` if nobody but the object and the caller (its isolation reference) holds it,
+/// leaving `shadow` (a workingset shadow entry, a non-present value) in its slot. The
+/// object's reference is dropped; the caller's stays.
+pub fn remove_mapping(id: u64, index: u64, pfn: Pfn, shadow: u64) -> bool {
+    let mut objs = OBJECTS.lock();
+    let Some(obj) = find(&mut objs, id) else {
+        return false;
+    };
+    let file = obj.ops.is_some();
+    let free = page_alloc::with(|a| {
+        let p = a.page(pfn);
+        p.refcount == 2
+            && p.mapcount < 0
+            && p.flags & (mm_core::page::flags::PG_DIRTY | mm_core::page::flags::PG_LOCKED | mm_core::page::flags::PG_WRITEBACK) == 0
+    });
+    if !free {
+        return false;
+    }
+    let mut pt = UserPt::default();
+    let Ok(mut c) = Cursor::new(&mut pt, obj.root, slot(index)) else {
+        return false;
+    };
+    if !c
+        .query()
+        .is_some_and(|p| p.is_present() && p.phys().pfn() == pfn)
+    {
+        return false;
+    }
+    // A shadow is a non-present entry: lookups see an empty slot.
+    c.replace(Pte(super::vmscan::shadow_to_slot(shadow)));
+    drop(objs);
+    page_gone(file, pfn);
+    page_alloc::free_pages(pfn, 0);
+    true
 }
 
 /// Drop the page at `index` from object `id`, dirty or not (the caller wrote it back or
@@ -405,6 +450,10 @@ pub fn set_size(id: u64, new: u64) -> Result<(), Errno> {
         VirtAddr::new(first << PAGE_SHIFT)..VirtAddr::new(USER_TOP),
     ) {
         let _ = c.unmap(USER_TOP - (first << PAGE_SHIFT), &mut tlb, &mut |_, p| {
+            // Shadow entries of evicted pages just go.
+            if !p.is_present() {
+                return false;
+            }
             page_gone(file, p.phys().pfn());
             true
         });
@@ -566,6 +615,9 @@ fn put(objs: &mut Vec<ShmemObject>, id: u64) {
     let mut tlb = MmuGather::new(false);
     if let Ok(mut c) = Cursor::new(&mut pt, obj.root, VirtAddr::new(0)..VirtAddr::new(USER_TOP)) {
         let _ = c.unmap(USER_TOP, &mut tlb, &mut |_, p| {
+            if !p.is_present() {
+                return false;
+            }
             page_gone(file, p.phys().pfn());
             true
         });

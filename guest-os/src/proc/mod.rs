@@ -94,6 +94,9 @@ pub struct Task {
     pub vfork_parent: AtomicU32,
     /// A kernel thread ([`kthread`]).
     pub kthread: core::sync::atomic::AtomicBool,
+    /// `/proc/PID/oom_score_adj` (-1000..=1000; -1000 exempts from the OOM killer).
+    /// Inherited by fork, kept by exec.
+    pub oom_score_adj: core::sync::atomic::AtomicI32,
 }
 
 /// A vfork child execs or exits: its parent may run again (`mm_release` ->
@@ -134,6 +137,7 @@ impl Task {
             files: IrqLock::new("files", files),
             cwd: IrqLock::new("cwd", alloc::vec![b'/']),
             umask: AtomicU32::new(0o022),
+            oom_score_adj: core::sync::atomic::AtomicI32::new(0),
             rlim: IrqLock::new("rlimit", rlimit::init_rlimits()),
             pgid: AtomicU32::new(pid),
             sid: AtomicU32::new(pid),
@@ -192,6 +196,10 @@ pub fn fork_copy_fs(parent: &Task, child: &Task) {
     child
         .umask
         .store(parent.umask.load(Ordering::Relaxed), Ordering::Relaxed);
+    child.oom_score_adj.store(
+        parent.oom_score_adj.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
     *child.rlim.lock() = *parent.rlim.lock();
     child
         .pgid

@@ -264,12 +264,13 @@ fn open_node(abs: &[u8], flags: u32, mode: u32) -> Result<Arc<File>, Errno> {
             if !is_dir && flags & O_DIRECTORY != 0 {
                 return Err(ENOTDIR);
             }
-            // /proc files are read-only (mode 0444).
-            if wants_write && flags & O_PATH == 0 {
+            // /proc files are read-only (mode 0444), but for the tunables (0644).
+            let sink = procfs::sink_of(abs);
+            if wants_write && flags & O_PATH == 0 && sink.is_none() {
                 return Err(EACCES);
             }
             match p {
-                procfs::Node::File(data) => try_ops(procfs::ProcFile { data })?,
+                procfs::Node::File(data) => try_ops(procfs::ProcFile { data, sink })?,
                 procfs::Node::Root => try_ops(procfs::ProcDir { pid: None })?,
                 procfs::Node::PidDir(pid) => try_ops(procfs::ProcDir { pid: Some(pid) })?,
                 procfs::Node::Link(_) => return Err(super::errno::ELOOP),

@@ -518,3 +518,46 @@ pub fn sys_msync(a: &Args) -> SysResult {
     }
     Ok(0)
 }
+
+/// `SWAP_FLAG_PREFER`: the low 15 bits of swapon's flags give the priority.
+const SWAP_FLAG_PREFER: u64 = 0x8000;
+const SWAP_FLAG_PRIO_MASK: u64 = 0x7fff;
+/// `SWAP_FLAG_DISCARD` and its two refinements: accepted, nothing to discard on.
+const SWAP_FLAG_DISCARD_ALL: u64 = 0x10000 | 0x20000 | 0x40000;
+
+/// The disk a swapon/swapoff path names: a block device node.
+fn swap_disk(path: u64) -> Result<alloc::sync::Arc<dyn crate::block::BlockDevice>, Errno> {
+    use crate::fs::namei;
+    let abs = namei::path_at(crate::fs::namei::AT_FDCWD, &super::fs::user_path(path)?)?;
+    let node = namei::lookup(&abs, true)?;
+    let namei::Node::Vfs(p) = node else {
+        return Err(EINVAL);
+    };
+    let inode = p.inode().ok_or(EINVAL)?;
+    if inode.mode() & crate::fs::stat::S_IFMT != crate::fs::blockdev::S_IFBLK {
+        return Err(EINVAL);
+    }
+    let m = inode.meta();
+    crate::block::disks()
+        .into_iter()
+        .find(|d| d.devt() == (m.rdev_major, m.rdev_minor))
+        .ok_or(super::errno::ENXIO)
+}
+
+/// `swapon(path, flags)`: enable the swap area on a block device.
+pub fn sys_swapon(a: &Args) -> SysResult {
+    let flags = a.0[1];
+    if flags & !(SWAP_FLAG_PREFER | SWAP_FLAG_PRIO_MASK | SWAP_FLAG_DISCARD_ALL) != 0 {
+        return Err(EINVAL);
+    }
+    let dev = swap_disk(a.0[0])?;
+    let prio = (flags & SWAP_FLAG_PREFER != 0).then_some((flags & SWAP_FLAG_PRIO_MASK) as i32);
+    crate::mm::swapfile::swapon(dev, prio).map(|_| 0)
+}
+
+/// `swapoff(path)`: bring every page of the area back, then disable it.
+pub fn sys_swapoff(a: &Args) -> SysResult {
+    let dev = swap_disk(a.0[0])?;
+    let t = crate::mm::swapfile::area_of(dev.name().as_bytes()).ok_or(EINVAL)?;
+    crate::mm::swapfile::swapoff(t).map(|()| 0)
+}

@@ -171,6 +171,8 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::PRCTL => sys::sys_prctl(&a),
         nr::ARCH_PRCTL => proc::sys_arch_prctl(&a),
         nr::SYNC => fs::sys_sync(),
+        nr::SWAPON => mm::sys_swapon(&a),
+        nr::SWAPOFF => mm::sys_swapoff(&a),
         nr::GETTID => proc::sys_getpid(&a),
         nr::TKILL => signal::sys_tgkill(&a, false),
         nr::TIME => time::sys_time(&a),

@@ -144,12 +144,21 @@ pub mod reclaim {
     pub const SWAP_OUT: u64 = 1;
     pub const EVICT: u64 = 2;
     pub const OOM_KILL: u64 = 3;
+    /// kswapd was woken (a3: its PID).
+    pub const KSWAPD_WAKE: u64 = 4;
+    /// kswapd went back to sleep (a1: pages it reclaimed in this run).
+    pub const KSWAPD_SLEEP: u64 = 5;
+    /// A task reclaimed directly (a1: pages reclaimed, a2: pages scanned).
+    pub const DIRECT_RECLAIM: u64 = 6;
 
     pub fn name(code: u64) -> &'static str {
         match code {
             SWAP_OUT => "swap_out",
             EVICT => "page_cache_evict",
             OOM_KILL => "oom_kill",
+            KSWAPD_WAKE => "kswapd_wake",
+            KSWAPD_SLEEP => "kswapd_sleep",
+            DIRECT_RECLAIM => "direct_reclaim",
             _ => "unknown",
         }
     }

@@ -179,6 +179,74 @@ fn segv_outcome(si_code: i32) -> u64 {
     }
 }
 
+/// Tries of one fault that had to drop the mm lock (to read a page from swap, or to
+/// reclaim memory) before the fault is left to its error path: a bound on the work one
+/// access can cause (Linux retries a fault once after I/O and reclaims up to
+/// `MAX_RECLAIM_RETRIES` times without progress before the OOM killer).
+const MAX_FAULT_RETRIES: u32 = 64;
+
+/// `handle_mm_fault` with the retries that need the address space unlocked: a page in swap
+/// is read in (with readahead) with no lock held, then the fault runs again and finds it in
+/// the swap cache (a major fault); a fault that found no memory reclaims directly, then
+/// runs again. What is left (OOM, SIGSEGV, SIGBUS) is the caller's.
+fn resolve_user_fault(
+    t: &'static crate::proc::Task,
+    cr2: u64,
+    write: bool,
+    exec: bool,
+) -> Option<Result<crate::mm::mm_struct::Fault, crate::mm::mm_struct::FaultError>> {
+    use crate::mm::mm_struct::{FaultError, FaultKind};
+    let mut major = false;
+    // The page read for this fault, held until the retry has mapped it.
+    let mut held: Option<crate::mm::addr::Pfn> = None;
+    let mut tries = 0;
+    let r = loop {
+        let r = t
+            .mm
+            .lock()
+            .as_mut()
+            .map(|mm| mm.handle_fault(cr2, write, exec, false));
+        if let Some(p) = held.take() {
+            crate::mm::page_alloc::free_pages(p, 0);
+        }
+        tries += 1;
+        match r {
+            Some(Err(FaultError::SwapIo(entry))) if tries < MAX_FAULT_RETRIES => {
+                match crate::mm::swap_state::swapin_readahead(entry) {
+                    Ok(Some((pfn, read))) => {
+                        major |= read;
+                        held = Some(pfn);
+                    }
+                    // The entry went away meanwhile: look again.
+                    Ok(None) => {}
+                    Err(crate::syscall::errno::ENOMEM) => {
+                        if crate::mm::vmscan::try_to_free_pages(mm_core::gfp::Gfp::HIGHUSER_MOVABLE)
+                            == 0
+                        {
+                            break Some(Err(FaultError::Oom));
+                        }
+                    }
+                    Err(_) => break Some(Err(FaultError::Sigbus)),
+                }
+            }
+            Some(Err(FaultError::SwapIo(_))) => break Some(Err(FaultError::Oom)),
+            Some(Err(FaultError::Oom)) if tries < MAX_FAULT_RETRIES => {
+                if crate::mm::vmscan::try_to_free_pages(mm_core::gfp::Gfp::HIGHUSER_MOVABLE) == 0 {
+                    break r;
+                }
+            }
+            _ => break r,
+        }
+    };
+    match r {
+        Some(Ok(mut f)) if major && f.kind == FaultKind::SwapCached => {
+            f.kind = FaultKind::SwapIn;
+            Some(Ok(f))
+        }
+        r => r,
+    }
+}
+
 /// Exceptions that concern the running process: page faults on user addresses (from user
 /// mode, or from the kernel's user-access code) and any exception in user mode. Returns
 /// whether the trap was handled (the frame then resumes, possibly in a signal handler).
@@ -192,10 +260,7 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
         let Some(t) = crate::proc::current() else {
             return false;
         };
-        let r =
-            t.mm.lock()
-                .as_mut()
-                .map(|mm| mm.handle_fault(cr2, write, exec, false));
+        let r = resolve_user_fault(t, cr2, write, exec);
         match r {
             Some(Ok(f)) => {
                 let grew = if f.stack_grew { outcome::STACK_GREW } else { 0 };

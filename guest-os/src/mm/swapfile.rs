@@ -1,0 +1,398 @@
+//! Swap areas (`mm/swapfile.c`): block devices formatted by `mkswap`, each with a
+//! `swap_map` of per-slot use counts ([`mm_core::swap::SwapMap`]), enabled by `swapon`
+//! (at boot for every disk that carries a swap signature, as a distribution's
+//! `swapon -a` does, or by the system call) and emptied by `swapoff`, which brings every
+//! page back into memory first (`try_to_unuse`).
+//!
+//! A slot's count is the number of swap entries in page tables (and shmem objects) that
+//! name it, plus `SWAP_HAS_CACHE` while a page for it is in the swap cache
+//! ([`super::swap_state`]). Page I/O goes through the block layer, one page per bio at
+//! sector `offset * 8`.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+
+use mm_core::swap::{parse_swap_header, SwapMap, SwpEntry, MAX_SWAPFILES};
+
+use super::addr::{Pfn, PAGE_SIZE};
+use crate::block::{self, Bio, BioOp, BioVec, BlockDevice, SECTOR_SIZE};
+use crate::sync::IrqLock;
+use crate::syscall::errno::{Errno, EBUSY, EINVAL, EIO, ENOMEM, EPERM};
+
+/// Sectors per page.
+const SECTORS_PER_PAGE: u64 = PAGE_SIZE / SECTOR_SIZE as u64;
+/// KiB per page, for /proc/swaps and the swapon message.
+const PAGE_KB: u64 = PAGE_SIZE / 1024;
+
+/// One enabled swap area (`struct swap_info_struct`).
+pub struct SwapInfo {
+    pub dev: Arc<dyn BlockDevice>,
+    /// `/dev/NAME`, as /proc/swaps prints it.
+    pub path: String,
+    /// Higher first; areas without a priority get -2, -3, ... (`least_priority`).
+    pub prio: i32,
+    pub map: SwapMap,
+    /// `swapoff` is bringing its pages back: no new slots come from it.
+    pub draining: bool,
+}
+
+impl SwapInfo {
+    /// Usable slots (`si->pages`): the area less its header page and bad pages.
+    pub fn pages(&self) -> u64 {
+        self.map.usable_pages()
+    }
+}
+
+/// Swap areas by type (the index in a swap entry).
+static SWAP_INFO: IrqLock<Vec<Option<SwapInfo>>> = IrqLock::new("swap_info", Vec::new());
+/// The priority the next area without one gets (`least_priority`, counting down from -1).
+static LEAST_PRIORITY: IrqLock<i32> = IrqLock::new("swap_prio", -1);
+/// `/proc/vmstat` pswpin / pswpout: pages read from and written to swap.
+pub static PSWPIN: AtomicU64 = AtomicU64::new(0);
+pub static PSWPOUT: AtomicU64 = AtomicU64::new(0);
+/// Usable swap pages in the enabled areas and how many are free (`si_swapinfo`;
+/// Linux's `total_swap_pages`, `nr_swap_pages`). An area being swapped off no longer
+/// counts, as in Linux. At most [`MAX_SWAPFILES`] areas: summed when asked.
+pub fn si_swapinfo() -> (u64, u64) {
+    let mut total = 0;
+    let mut free = 0;
+    for s in SWAP_INFO.lock().iter().flatten() {
+        if !s.draining {
+            total += s.pages();
+            free += s.pages() - s.map.inuse_pages();
+        }
+    }
+    (total, free)
+}
+
+/// Whether any swap slot is free (`get_nr_swap_pages() > 0`): reclaim scans anonymous
+/// pages only then.
+pub fn has_free_swap() -> bool {
+    si_swapinfo().1 > 0
+}
+
+/// The device and sector of `entry`'s slot.
+fn locate(entry: SwpEntry) -> Option<(Arc<dyn BlockDevice>, u64)> {
+    let si = SWAP_INFO.lock();
+    let s = si.get(entry.type_())?.as_ref()?;
+    Some((s.dev.clone(), entry.offset() * SECTORS_PER_PAGE))
+}
+
+/// One page of I/O between frame `pfn` and `entry`'s slot, waiting for it.
+fn page_io(op: BioOp, pfn: Pfn, entry: SwpEntry) -> Result<(), Errno> {
+    let (dev, sector) = locate(entry).ok_or(EIO)?;
+    let mut bio = Bio::new(op, sector);
+    bio.vecs.try_reserve(1).map_err(|_| ENOMEM)?;
+    bio.vecs.push(BioVec {
+        page: pfn.phys(),
+        offset: 0,
+        len: PAGE_SIZE as u32,
+    });
+    block::submit_bio_wait(&*dev, bio)
+}
+
+/// Read `entry`'s slot into `pfn` (`swap_readpage`).
+pub fn swap_readpage(pfn: Pfn, entry: SwpEntry) -> Result<(), Errno> {
+    page_io(BioOp::Read, pfn, entry)?;
+    PSWPIN.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Write `pfn` to `entry`'s slot (`swap_writepage`).
+pub fn swap_writepage(pfn: Pfn, entry: SwpEntry) -> Result<(), Errno> {
+    page_io(BioOp::Write, pfn, entry)?;
+    PSWPOUT.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// A free slot from the highest-priority area that has one (`get_swap_page`), with
+/// `SWAP_HAS_CACHE` set and no users yet: the caller adds its page to the swap cache.
+pub fn get_swap_page() -> Option<SwpEntry> {
+    let mut si = SWAP_INFO.lock();
+    let mut order: Vec<(i32, usize)> = Vec::new();
+    order.try_reserve(si.len()).ok()?;
+    for (t, s) in si.iter().enumerate() {
+        if let Some(s) = s {
+            if !s.draining {
+                order.push((s.prio, t));
+            }
+        }
+    }
+    order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, t) in order {
+        if let Some(off) = si[t].as_mut().and_then(|s| s.map.alloc()) {
+            return Some(SwpEntry::new(t, off));
+        }
+    }
+    None
+}
+
+/// Run `f` on `entry`'s area, if the entry names an enabled area and a slot inside it.
+fn with_map<R>(entry: SwpEntry, f: impl FnOnce(&mut SwapMap) -> R) -> Option<R> {
+    let mut si = SWAP_INFO.lock();
+    let s = si.get_mut(entry.type_())?.as_mut()?;
+    if entry.offset() == 0 || entry.offset() >= s.map.len() {
+        return None;
+    }
+    Some(f(&mut s.map))
+}
+
+/// One more swap entry names `entry`'s slot (`swap_duplicate`: fork copied it).
+pub fn swap_duplicate(entry: SwpEntry) -> Result<(), Errno> {
+    match with_map(entry, |m| m.duplicate(entry.offset())) {
+        Some(Ok(())) => Ok(()),
+        // A full count has no continuation page to grow into (Linux allocates one).
+        Some(Err(_)) => Err(ENOMEM),
+        None => {
+            log::error!("swap_dup: Bad swap file entry {:#x}", entry.0);
+            Err(EINVAL)
+        }
+    }
+}
+
+/// One swap entry naming `entry`'s slot is gone (`swap_free`). Returns the slot's map byte
+/// afterwards (0: free; `SWAP_HAS_CACHE` alone: only the swap cache still holds it).
+pub fn swap_free(entry: SwpEntry) -> u8 {
+    match with_map(entry, |m| m.free(entry.offset())) {
+        Some(left) => left,
+        None => {
+            log::error!("swap_free: Bad swap file entry {:#x}", entry.0);
+            0
+        }
+    }
+}
+
+/// Claim `entry`'s slot for a page about to enter the swap cache (`swapcache_prepare`):
+/// `Ok(true)` if claimed, `Ok(false)` if a page for it is already cached (or being read).
+pub fn swapcache_prepare(entry: SwpEntry) -> Result<bool, Errno> {
+    match with_map(entry, |m| m.swapcache_prepare(entry.offset())) {
+        Some(Ok(())) => Ok(true),
+        Some(Err(mm_core::swap::SwapMapError::Exists)) => Ok(false),
+        Some(Err(_)) | None => Err(EINVAL),
+    }
+}
+
+/// The swap cache let go of `entry`'s slot (`put_swap_folio`).
+pub fn put_swap_cache(entry: SwpEntry) {
+    with_map(entry, |m| m.put_cache(entry.offset()));
+}
+
+/// Swap entries naming `entry`'s slot (`__swap_count`), without the cache.
+pub fn swap_count(entry: SwpEntry) -> u8 {
+    with_map(entry, |m| m.count(entry.offset())).unwrap_or(0)
+}
+
+/// Whether the areas are more than half full (`vm_swap_full`): a page read back from swap
+/// then gives up its slot at once instead of keeping a clean copy there.
+pub fn vm_swap_full() -> bool {
+    let (total, free) = si_swapinfo();
+    free * 2 < total
+}
+
+/// Enable the swap area on `dev` (`sys_swapon`): read and check its header, build its map.
+/// `prio`: `None` for the next automatic priority.
+pub fn swapon(dev: Arc<dyn BlockDevice>, prio: Option<i32>) -> Result<usize, Errno> {
+    let path = alloc::format!("/dev/{}", dev.name());
+    if SWAP_INFO
+        .lock()
+        .iter()
+        .flatten()
+        .any(|s| s.dev.name() == dev.name())
+    {
+        return Err(EBUSY);
+    }
+    if dev.read_only() {
+        return Err(EPERM);
+    }
+    // The header page.
+    let Some(pfn) = super::page_alloc::alloc_pages(mm_core::gfp::Gfp::KERNEL, 0) else {
+        return Err(ENOMEM);
+    };
+    let mut bio = Bio::new(BioOp::Read, 0);
+    let header = if bio.vecs.try_reserve(1).is_ok() {
+        bio.vecs.push(BioVec {
+            page: pfn.phys(),
+            offset: 0,
+            len: PAGE_SIZE as u32,
+        });
+        block::submit_bio_wait(&*dev, bio).map(|()| {
+            // SAFETY: the frame is ours and holds the page just read.
+            let bytes = unsafe {
+                core::slice::from_raw_parts(
+                    super::page_alloc::page_address(pfn).as_ptr::<u8>(),
+                    PAGE_SIZE as usize,
+                )
+            };
+            parse_swap_header(bytes)
+        })
+    } else {
+        Err(ENOMEM)
+    };
+    super::page_alloc::free_pages(pfn, 0);
+    let header = match header? {
+        Ok(h) => h,
+        Err(e) => {
+            log::warn!("Unable to find swap-space signature on {path}: {e:?}");
+            return Err(EINVAL);
+        }
+    };
+    let device_pages = dev.capacity_sectors() / SECTORS_PER_PAGE;
+    let maxpages = header.max_pages(device_pages);
+    if maxpages < 2 {
+        log::warn!("Empty swap-file {path}");
+        return Err(EINVAL);
+    }
+    let map = SwapMap::try_new(maxpages, &header.badpages).map_err(|_| ENOMEM)?;
+    let prio = match prio {
+        Some(p) => p,
+        None => {
+            let mut l = LEAST_PRIORITY.lock();
+            *l -= 1;
+            *l
+        }
+    };
+    let info = SwapInfo {
+        dev,
+        path: path.clone(),
+        prio,
+        map,
+        draining: false,
+    };
+    let pages = info.pages();
+    let mut si = SWAP_INFO.lock();
+    let t = match si.iter().position(|s| s.is_none()) {
+        Some(t) => t,
+        None if si.len() < MAX_SWAPFILES => {
+            si.try_reserve(1).map_err(|_| ENOMEM)?;
+            si.push(None);
+            si.len() - 1
+        }
+        None => return Err(EPERM),
+    };
+    si[t] = Some(info);
+    drop(si);
+    log::info!(
+        "Adding {}k swap on {}.  Priority:{} extents:1 across:{}k ",
+        pages * PAGE_KB,
+        path,
+        prio,
+        (maxpages - 1) * PAGE_KB,
+    );
+    Ok(t)
+}
+
+/// Disable swap area `t` (`sys_swapoff`): every page it holds comes back into memory
+/// first (`try_to_unuse`); without the memory for that, ENOMEM and the area stays on.
+pub fn swapoff(t: usize) -> Result<(), Errno> {
+    {
+        let mut si = SWAP_INFO.lock();
+        let s = si.get_mut(t).and_then(|s| s.as_mut()).ok_or(EINVAL)?;
+        if s.draining {
+            return Err(EBUSY);
+        }
+        s.draining = true;
+    }
+    if let Err(e) = super::swap_state::try_to_unuse(t) {
+        if let Some(s) = SWAP_INFO.lock().get_mut(t).and_then(|s| s.as_mut()) {
+            s.draining = false;
+        }
+        return Err(e);
+    }
+    SWAP_INFO.lock().get_mut(t).and_then(|s| s.take());
+    Ok(())
+}
+
+/// Run `f` on area `t`.
+pub fn with_area<R>(t: usize, f: impl FnOnce(&mut SwapInfo) -> R) -> Option<R> {
+    SWAP_INFO.lock().get_mut(t).and_then(|s| s.as_mut()).map(f)
+}
+
+/// The type of the area on the device named `name` (`/dev/vdb` or `vdb`).
+pub fn area_of(name: &[u8]) -> Option<usize> {
+    let name = name.strip_prefix(b"/dev/").unwrap_or(name);
+    SWAP_INFO
+        .lock()
+        .iter()
+        .position(|s| s.as_ref().is_some_and(|s| s.dev.name().as_bytes() == name))
+}
+
+/// Areas in use (their types).
+pub fn areas() -> Vec<usize> {
+    SWAP_INFO
+        .lock()
+        .iter()
+        .enumerate()
+        .filter_map(|(t, s)| s.as_ref().map(|_| t))
+        .collect()
+}
+
+/// Enable every disk that carries a swap signature (boot, as `swapon -a`).
+pub fn swapon_all() {
+    for d in block::disks() {
+        if probe(&d) {
+            if let Err(e) = swapon(d.clone(), None) {
+                log::warn!("swapon /dev/{}: {e:?}", d.name());
+            }
+        }
+    }
+}
+
+/// Whether `dev` starts with a swap header (the signature at the end of its first page).
+pub fn probe(dev: &Arc<dyn BlockDevice>) -> bool {
+    let Some(pfn) = super::page_alloc::alloc_pages(mm_core::gfp::Gfp::KERNEL, 0) else {
+        return false;
+    };
+    let mut bio = Bio::new(BioOp::Read, 0);
+    let mut ok = false;
+    if bio.vecs.try_reserve(1).is_ok() && dev.capacity_sectors() >= SECTORS_PER_PAGE {
+        bio.vecs.push(BioVec {
+            page: pfn.phys(),
+            offset: 0,
+            len: PAGE_SIZE as u32,
+        });
+        if block::submit_bio_wait(&**dev, bio).is_ok() {
+            // SAFETY: the frame is ours and holds the page just read.
+            let bytes = unsafe {
+                core::slice::from_raw_parts(
+                    super::page_alloc::page_address(pfn).as_ptr::<u8>(),
+                    PAGE_SIZE as usize,
+                )
+            };
+            ok = parse_swap_header(bytes).is_ok();
+        }
+    }
+    super::page_alloc::free_pages(pfn, 0);
+    ok
+}
+
+/// `/proc/swaps` (`swap_show`): Linux's header and columns; sizes in KiB.
+pub fn proc_swaps() -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority");
+    for a in SWAP_INFO.lock().iter().flatten() {
+        let size = a.pages() * PAGE_KB;
+        let used = a.map.inuse_pages() * PAGE_KB;
+        let pad = if a.path.len() < 40 {
+            40 - a.path.len()
+        } else {
+            1
+        };
+        let _ = writeln!(
+            s,
+            "{}{:pad$}partition\t{}\t{}{}\t{}{}",
+            a.path,
+            "",
+            size,
+            if size < 10_000_000 { "\t" } else { "" },
+            used,
+            if used < 10_000_000 { "\t" } else { "" },
+            a.prio,
+            pad = pad
+        );
+    }
+    s
+}
