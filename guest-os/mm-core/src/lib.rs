@@ -26,6 +26,7 @@ pub mod pcp;
 pub mod pgtable;
 pub mod report;
 pub mod slub;
+pub mod swap;
 pub mod vma;
 pub mod vmalloc;
 pub mod watermark;
