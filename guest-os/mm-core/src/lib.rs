@@ -27,6 +27,7 @@ pub mod pgtable;
 pub mod report;
 pub mod slub;
 pub mod swap;
+pub mod swap_cache;
 pub mod vma;
 pub mod vmalloc;
 pub mod watermark;
