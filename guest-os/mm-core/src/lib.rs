@@ -20,6 +20,7 @@ pub mod buddy;
 pub mod gfp;
 pub mod kmalloc;
 pub mod list;
+pub mod lru;
 pub mod memblock;
 pub mod page;
 pub mod pcp;
