@@ -1,0 +1,206 @@
+//! The swap cache (`mm/swap_state.c`): pages that have a swap slot, keyed by their
+//! [`SwpEntry`], and the shadow entries left behind when such pages are reclaimed.
+//!
+//! A page sits here while it is being written out, while it is being read back in, and
+//! after swap-in as long as its slot is kept (so a clean page can be dropped again without
+//! I/O). When reclaim frees it, its slot's entry becomes a workingset shadow (see
+//! [`crate::workingset`]) that the next swap-in of that slot uses to judge the refault.
+//!
+//! Linux keeps these in one XArray per 64 MiB of swap; here one ordered map, so that swapoff
+//! can drop a whole area's shadows by range. Nodes come from the global allocator, which
+//! aborts when it cannot allocate; entries only exist for slots the [`crate::swap::SwapMap`]
+//! handed out, so their number is bounded by the configured swap size, not by what a user
+//! program chooses.
+
+use alloc::collections::BTreeMap;
+use core::ops::Range;
+
+use crate::addr::Pfn;
+use crate::swap::SwpEntry;
+
+/// What the cache holds for a swap entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SwapCacheEntry {
+    /// The page caching the slot's contents.
+    Page(Pfn),
+    /// A reclaimed page's workingset shadow ([`crate::workingset::pack_shadow`]).
+    Shadow(u64),
+}
+
+/// `add` found a page already cached for the entry (`-EEXIST`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exists(pub Pfn);
+
+/// The swap cache of all swap areas.
+#[derive(Clone, Debug, Default)]
+pub struct SwapCache {
+    entries: BTreeMap<u64, SwapCacheEntry>,
+    nr_pages: u64,
+    nr_shadows: u64,
+}
+
+impl SwapCache {
+    pub const fn new() -> Self {
+        SwapCache {
+            entries: BTreeMap::new(),
+            nr_pages: 0,
+            nr_shadows: 0,
+        }
+    }
+
+    /// `add_to_swap_cache`: cache `pfn` for `entry`. Replaces a shadow, which it returns for
+    /// `workingset_refault`; fails if a page is cached already.
+    pub fn add(&mut self, entry: SwpEntry, pfn: Pfn) -> Result<Option<u64>, Exists> {
+        let old = self.entries.get(&entry.0).copied();
+        match old {
+            Some(SwapCacheEntry::Page(p)) => return Err(Exists(p)),
+            Some(SwapCacheEntry::Shadow(_)) => self.nr_shadows -= 1,
+            None => {}
+        }
+        self.entries.insert(entry.0, SwapCacheEntry::Page(pfn));
+        self.nr_pages += 1;
+        Ok(match old {
+            Some(SwapCacheEntry::Shadow(s)) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// `swap_cache_get_folio`/`filemap_get_folio` on the swap space: the cached page.
+    pub fn lookup(&self, entry: SwpEntry) -> Option<Pfn> {
+        match self.entries.get(&entry.0) {
+            Some(&SwapCacheEntry::Page(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// What is stored for `entry`, page or shadow.
+    pub fn get(&self, entry: SwpEntry) -> Option<SwapCacheEntry> {
+        self.entries.get(&entry.0).copied()
+    }
+
+    /// `__delete_from_swap_cache`: remove the page cached for `entry`, leaving `shadow` in
+    /// its place if given (reclaim) or nothing (swap-in done, swapoff, truncation). Returns
+    /// the page removed; a shadow already there is left alone unless `shadow` replaces it.
+    pub fn delete(&mut self, entry: SwpEntry, shadow: Option<u64>) -> Option<Pfn> {
+        let pfn = self.lookup(entry)?;
+        self.nr_pages -= 1;
+        match shadow {
+            Some(s) => {
+                self.entries.insert(entry.0, SwapCacheEntry::Shadow(s));
+                self.nr_shadows += 1;
+            }
+            None => {
+                self.entries.remove(&entry.0);
+            }
+        }
+        Some(pfn)
+    }
+
+    /// Remove and return the shadow of `entry`, if it has one (`get_shadow_from_swap_cache`
+    /// followed by the slot's reuse).
+    pub fn take_shadow(&mut self, entry: SwpEntry) -> Option<u64> {
+        match self.entries.get(&entry.0) {
+            Some(&SwapCacheEntry::Shadow(s)) => {
+                self.entries.remove(&entry.0);
+                self.nr_shadows -= 1;
+                Some(s)
+            }
+            _ => None,
+        }
+    }
+
+    /// `clear_shadow_from_swap_cache`: drop the shadows of slots `range` of area `type_`
+    /// (when the slots are freed, and at swapoff). Pages are left alone. Returns how many
+    /// shadows went.
+    pub fn clear_shadows(&mut self, type_: usize, range: Range<u64>) -> u64 {
+        if range.is_empty() {
+            return 0;
+        }
+        let lo = SwpEntry::new(type_, range.start).0;
+        let hi = SwpEntry::new(type_, range.end - 1).0;
+        let mut n = 0;
+        // Collect-free removal: walk the range, removing shadows one at a time.
+        let mut cur = lo;
+        while let Some((&k, &v)) = self.entries.range(cur..=hi).next() {
+            if let SwapCacheEntry::Shadow(_) = v {
+                self.entries.remove(&k);
+                n += 1;
+            }
+            if k == hi {
+                break;
+            }
+            cur = k + 1;
+        }
+        self.nr_shadows -= n;
+        n
+    }
+
+    /// Pages in the cache (`total_swapcache_pages`).
+    pub fn nr_pages(&self) -> u64 {
+        self.nr_pages
+    }
+
+    /// Shadow entries held.
+    pub fn nr_shadows(&self) -> u64 {
+        self.nr_shadows
+    }
+
+    /// Every cached page with its entry, in entry order (for swapoff and checks).
+    pub fn pages(&self) -> impl Iterator<Item = (SwpEntry, Pfn)> + '_ {
+        self.entries.iter().filter_map(|(&k, v)| match *v {
+            SwapCacheEntry::Page(p) => Some((SwpEntry(k), p)),
+            SwapCacheEntry::Shadow(_) => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(o: u64) -> SwpEntry {
+        SwpEntry::new(1, o)
+    }
+
+    #[test]
+    fn page_then_shadow_then_page() {
+        let mut c = SwapCache::new();
+        assert_eq!(c.add(e(5), Pfn(100)), Ok(None));
+        assert_eq!(c.add(e(5), Pfn(101)), Err(Exists(Pfn(100))));
+        assert_eq!(c.lookup(e(5)), Some(Pfn(100)));
+        assert_eq!(c.nr_pages(), 1);
+        assert_eq!(c.delete(e(5), Some(0x77)), Some(Pfn(100)));
+        assert_eq!(c.lookup(e(5)), None);
+        assert_eq!(c.get(e(5)), Some(SwapCacheEntry::Shadow(0x77)));
+        assert_eq!((c.nr_pages(), c.nr_shadows()), (0, 1));
+        assert_eq!(c.add(e(5), Pfn(102)), Ok(Some(0x77)));
+        assert_eq!((c.nr_pages(), c.nr_shadows()), (1, 0));
+        assert_eq!(c.delete(e(5), None), Some(Pfn(102)));
+        assert_eq!(c.get(e(5)), None);
+        assert_eq!(c.delete(e(5), None), None);
+    }
+
+    #[test]
+    fn take_and_clear_shadows() {
+        let mut c = SwapCache::new();
+        for o in 0..10 {
+            c.add(e(o), Pfn(o)).unwrap();
+            c.delete(e(o), Some(o * 2 + 1));
+        }
+        c.add(SwpEntry::new(0, 3), Pfn(50)).unwrap();
+        c.delete(SwpEntry::new(0, 3), Some(9));
+        c.add(SwpEntry::new(2, 3), Pfn(51)).unwrap();
+        c.delete(SwpEntry::new(2, 3), Some(9));
+        c.add(e(4), Pfn(60)).unwrap(); // a page among the shadows
+        assert_eq!(c.take_shadow(e(2)), Some(5));
+        assert_eq!(c.take_shadow(e(2)), None);
+        assert_eq!(c.take_shadow(e(4)), None, "a page is not a shadow");
+        assert_eq!(c.clear_shadows(1, 0..8), 6); // 0,1,3,5,6,7
+        assert_eq!(c.nr_shadows(), 4); // 8, 9, and the other areas' two
+        assert_eq!(c.lookup(e(4)), Some(Pfn(60)));
+        assert_eq!(c.clear_shadows(1, 0..u32::MAX as u64), 2);
+        assert_eq!(c.get(SwpEntry::new(0, 3)), Some(SwapCacheEntry::Shadow(9)));
+        assert_eq!(c.get(SwpEntry::new(2, 3)), Some(SwapCacheEntry::Shadow(9)));
+        assert_eq!(c.pages().collect::<Vec<_>>(), [(e(4), Pfn(60))]);
+    }
+}
