@@ -35,7 +35,7 @@ pub enum Node {
 }
 
 /// Files directly under /proc.
-const ROOT_FILES: [&str; 10] = [
+const ROOT_FILES: [&str; 11] = [
     "meminfo",
     "buddyinfo",
     "pagetypeinfo",

@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm_core::gfp::Gfp;
 use mm_core::page::flags::{PG_ANON, PG_DIRTY, PG_LOCKED, PG_SWAPBACKED, PG_SWAPCACHE, PG_UPTODATE};
+use mm_core::page::Pages;
 use mm_core::swap::SwpEntry;
 use mm_core::swap_cache::SwapCache;
 
@@ -23,13 +24,12 @@ use crate::syscall::errno::{Errno, EIO, ENOMEM};
 /// Pages read around a faulting slot (`page_cluster` = 3: 8 pages, aligned).
 pub const PAGE_CLUSTER: u32 = 3;
 
-static SWAP_CACHE: IrqLock<Option<SwapCache>> = IrqLock::new("swap_cache", None);
+static SWAP_CACHE: IrqLock<SwapCache> = IrqLock::new("swap_cache", SwapCache::new());
 /// `/proc/vmstat` swap_ra: pages read ahead of a swap fault.
 pub static SWAP_RA: AtomicU64 = AtomicU64::new(0);
 
 fn with_cache<R>(f: impl FnOnce(&mut SwapCache) -> R) -> R {
-    let mut c = SWAP_CACHE.lock();
-    f(c.get_or_insert_with(SwapCache::new))
+    f(&mut SWAP_CACHE.lock())
 }
 
 /// Pages in the swap cache (/proc/meminfo's SwapCached).
@@ -124,7 +124,7 @@ pub fn read_swap_cache_async(entry: SwpEntry) -> Result<Option<(Pfn, bool)>, Err
             Ok(false) => {
                 // Another task is adding it: look again.
                 page_alloc::free_pages(pfn, 0);
-                crate::proc::sched::yield_now();
+                crate::proc::sched::schedule();
                 continue;
             }
             Err(_) => {
@@ -178,7 +178,7 @@ pub fn read_swap_cache_async(entry: SwpEntry) -> Result<Option<(Pfn, bool)>, Err
 pub fn swapin_readahead(entry: SwpEntry) -> Result<Option<(Pfn, bool)>, Errno> {
     let n = 1u64 << PAGE_CLUSTER;
     let first = entry.offset() & !(n - 1);
-    let max = swapfile::with_area(entry.type_(), |s| s.map.len()).unwrap_or(0);
+    let max = swapfile::with_area(entry.type_(), |s| s.map.max()).unwrap_or(0);
     for off in first..(first + n).min(max) {
         if off == 0 || off == entry.offset() {
             continue;
@@ -260,13 +260,14 @@ pub fn try_to_unuse(t: usize) -> Result<(), Errno> {
                     }
                     page_alloc::free_pages(pfn, 0);
                 }
-                if crate::proc::signal::fatal_signal_pending() {
+                if crate::proc::current().is_some_and(crate::proc::signal::kill_pending) {
                     return Err(crate::syscall::errno::EINTR);
                 }
             }
         }
         // Pages left in the cache with no user: drop them.
-        let cached: Vec<(SwpEntry, Pfn)> = with_cache(|c| c.pages_of_type(t));
+        let cached: Vec<(SwpEntry, Pfn)> =
+            with_cache(|c| c.pages().filter(|(e, _)| e.type_() == t).collect());
         for (entry, pfn) in cached {
             if swapfile::swap_count(entry) == 0 {
                 page_alloc::with(|a| a.get_page(pfn));
@@ -276,7 +277,7 @@ pub fn try_to_unuse(t: usize) -> Result<(), Errno> {
                 page_alloc::free_pages(pfn, 0);
             }
         }
-        with_cache(|c| c.clear_shadows(t));
+        with_cache(|c| c.clear_shadows(t, 0..u64::MAX));
         let inuse = swapfile::with_area(t, |s| s.map.inuse_pages()).unwrap_or(0);
         if inuse == 0 {
             return Ok(());

@@ -135,7 +135,7 @@ pub fn get_swap_page() -> Option<SwpEntry> {
 fn with_map<R>(entry: SwpEntry, f: impl FnOnce(&mut SwapMap) -> R) -> Option<R> {
     let mut si = SWAP_INFO.lock();
     let s = si.get_mut(entry.type_())?.as_mut()?;
-    if entry.offset() == 0 || entry.offset() >= s.map.len() {
+    if entry.offset() == 0 || entry.offset() >= s.map.max() {
         return None;
     }
     Some(f(&mut s.map))

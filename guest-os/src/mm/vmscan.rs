@@ -23,6 +23,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mm_core::gfp::Gfp;
 use mm_core::lru::{self, LruList, PageReferences, Pagevec, DEF_PRIORITY, NR_LRU_LISTS, SWAP_CLUSTER_MAX};
+use mm_core::page::Pages;
 use mm_core::page::flags::{
     PG_ACTIVE, PG_ANON, PG_DIRTY, PG_LOCKED, PG_LRU, PG_REFERENCED, PG_SWAPBACKED, PG_SWAPCACHE,
     PG_WRITEBACK,
@@ -131,7 +132,7 @@ pub fn mark_page_accessed(pfn: Pfn) {
     page_alloc::with(|a| {
         let decision = lru::mark_page_accessed(a.page_mut(pfn));
         if decision == lru::MarkAccessed::Activate && a.page(pfn).test(PG_LRU) {
-            let to = lru::page_lru(a.page(pfn)).active();
+            let to = LruList::active(lru::page_lru(a.page(pfn)).is_file());
             a.lru_move(pfn, to);
             inc(&stat::PGACTIVATE, 1);
         }
@@ -362,9 +363,10 @@ fn shrink_lruvec(sc: &mut ScanControl) {
     });
     let input = lru::ScanInput {
         sizes,
-        swappiness: SWAPPINESS.load(Ordering::Relaxed),
+        swappiness: SWAPPINESS.load(Ordering::Relaxed) as u32,
         priority: sc.priority,
         may_swap: sc.may_swap,
+        cgroup_reclaim: false,
         anon_cost,
         file_cost,
         file_is_tiny: false,
@@ -496,9 +498,10 @@ pub fn wakeup_kswapd() {
     let t = *KSWAPD.lock();
     match t {
         Some(t) => {
-            if crate::proc::sched::wake_up(t) {
+            if t.state.load(Ordering::Acquire) == crate::proc::state::SLEEPING {
                 inc(&stat::KSWAPD_WAKEUPS, 1);
                 crate::trace::reclaim(trace_abi::reclaim::KSWAPD_WAKE, 0, 0, t.pid as u64);
+                crate::proc::sched::wake(t);
             }
         }
         None => {
