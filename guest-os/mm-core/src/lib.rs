@@ -32,6 +32,7 @@ pub mod swap_cache;
 pub mod vma;
 pub mod vmalloc;
 pub mod watermark;
+pub mod workingset;
 pub mod zone;
 
 /// Maximum number of CPUs the per-CPU structures (page lists, SLUB CPU slabs) are sized for.
