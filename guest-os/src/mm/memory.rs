@@ -659,6 +659,13 @@ impl Mm {
                     page_mapcount_add(pfn, -1);
                     stat.dec(pfn);
                     rss = rss.saturating_sub(1);
+                    // A page back from swap that nothing maps any more gives up its slot
+                    // (`free_swap_cache`); the gather still holds this mapping's reference.
+                    if page_alloc::page_flags(pfn) & PG_SWAPCACHE != 0
+                        && page_alloc::with(|a| a.page(pfn).mapcount < 0)
+                    {
+                        super::swap_state::try_to_free_swap(pfn);
+                    }
                     true
                 })
                 .ok()
