@@ -26,6 +26,7 @@ pub mod page;
 pub mod page_counter;
 pub mod pcp;
 pub mod pgtable;
+pub mod psi;
 pub mod report;
 pub mod slub;
 pub mod swap;
