@@ -22,6 +22,7 @@ pub mod kmalloc;
 pub mod list;
 pub mod lru;
 pub mod memblock;
+pub mod oom;
 pub mod page;
 pub mod page_counter;
 pub mod pcp;
