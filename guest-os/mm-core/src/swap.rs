@@ -261,6 +261,15 @@ pub fn format_uuid(uuid: &[u8; 16]) -> String {
     s
 }
 
+/// `vm_swap_full`: more than half of all swap is in use. Reclaim and swap-in then free
+/// the swap slot of a page they hold in memory (the page is dirtied instead) rather than
+/// keep both copies.
+pub fn vm_swap_full(nr_swap_pages_free: u64, total_swap_pages: u64) -> bool {
+    /// Swap counts as full when free slots are under 1 / this of all.
+    const FULL_RATIO: u64 = 2;
+    nr_swap_pages_free * FULL_RATIO < total_swap_pages
+}
+
 // ---------------------------------------------------------------------------------------
 // The slot map
 // ---------------------------------------------------------------------------------------
@@ -719,6 +728,13 @@ mod tests {
         assert_eq!(h.label_str(), Some("vmscope"));
         assert_eq!(format_uuid(&h.uuid), "12345678-9abc-def0-0123-456789abcdef");
         assert_eq!(h.max_pages(PAGES), PAGES);
+    }
+
+    #[test]
+    fn swap_full_at_half() {
+        assert!(!vm_swap_full(50, 100));
+        assert!(vm_swap_full(49, 100));
+        assert!(!vm_swap_full(0, 0));
     }
 
     #[test]
