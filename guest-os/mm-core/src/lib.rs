@@ -8,6 +8,11 @@
 //!
 //! The module names follow Linux (`memblock`, `buddy` for `page_alloc.c`'s core, `pcp`,
 //! `zone`, `gfp`, `slub`, `kmalloc`, `vmalloc`).
+//!
+//! Memory pressure: `lru` (the two-list LRU and `get_scan_count`'s balance), `workingset`
+//! (shadow entries, refault distance), `swap` (swap entries and PTEs, mkswap headers, slot
+//! maps), `swap_cache`, `page_counter` (memory cgroup charges and limits), `psi` (pressure
+//! stall information) and `oom` (OOM badness).
 
 #![cfg_attr(not(test), no_std)]
 
