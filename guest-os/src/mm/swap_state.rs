@@ -120,16 +120,26 @@ pub fn take_shadow(entry: SwpEntry) -> Option<u64> {
     with_cache(|c| c.take_shadow(entry))
 }
 
-/// The page of `entry`, from the cache or read from the disk (`read_swap_cache_async`),
-/// with a reference for the caller; `true` if it was read now. `Ok(None)`: the slot was
-/// freed meanwhile (nothing uses it any more).
-pub fn read_swap_cache_async(entry: SwpEntry) -> Result<Option<(Pfn, bool)>, Errno> {
+/// What claiming a slot for reading found.
+enum Claim {
+    /// Its page is in the cache (a reference taken).
+    Cached(Pfn),
+    /// A new locked page is in the cache for it (the caller's reference and the cache's),
+    /// to be read; the shadow entry it replaced, if any.
+    New(Pfn, Option<u64>),
+    /// Nothing uses the slot any more.
+    Gone,
+}
+
+/// Find `entry`'s page in the cache, or put a new locked page there for it
+/// (`__read_swap_cache_async`).
+fn claim(entry: SwpEntry) -> Result<Claim, Errno> {
     loop {
         if let Some(pfn) = lookup_swap_cache(entry) {
-            return Ok(Some((pfn, false)));
+            return Ok(Claim::Cached(pfn));
         }
         if swapfile::swap_count(entry) == 0 {
-            return Ok(None);
+            return Ok(Claim::Gone);
         }
         let pfn = page_alloc::alloc_pages(Gfp::HIGHUSER_MOVABLE, 0).ok_or(ENOMEM)?;
         match swapfile::swapcache_prepare(entry) {
@@ -142,7 +152,7 @@ pub fn read_swap_cache_async(entry: SwpEntry) -> Result<Option<(Pfn, bool)>, Err
             }
             Err(_) => {
                 page_alloc::free_pages(pfn, 0);
-                return Ok(None);
+                return Ok(Claim::Gone);
             }
         }
         let shadow = match with_cache(|c| c.add(entry, pfn)) {
@@ -162,40 +172,74 @@ pub fn read_swap_cache_async(entry: SwpEntry) -> Result<Option<(Pfn, bool)>, Err
             p.set(PG_SWAPCACHE | PG_LOCKED | PG_SWAPBACKED);
             p.private = entry.0;
         });
-        let r = swapfile::swap_readpage(pfn, entry);
-        match r {
-            Ok(()) => {
-                page_alloc::with(|a| a.page_mut(pfn).set(PG_UPTODATE));
-                if let Some(s) = shadow {
-                    super::vmscan::workingset_refault(pfn, s);
+        return Ok(Claim::New(pfn, shadow));
+    }
+}
+
+/// The read of a claimed page ended: up to date and on the LRU, or out of the cache.
+fn complete(pfn: Pfn, entry: SwpEntry, shadow: Option<u64>, ok: bool) -> Result<(), Errno> {
+    if ok {
+        page_alloc::with(|a| a.page_mut(pfn).set(PG_UPTODATE));
+        if let Some(s) = shadow {
+            super::vmscan::workingset_refault(pfn, s);
+        }
+        super::filemap::unlock_page(pfn);
+        super::vmscan::lru_cache_add(pfn);
+        Ok(())
+    } else {
+        log::error!(
+            "Read-error on swap-device ({}:{})",
+            entry.type_(),
+            entry.offset()
+        );
+        super::filemap::unlock_page(pfn);
+        delete_from_swap_cache(pfn, None);
+        Err(EIO)
+    }
+}
+
+/// The page of `entry`, from the cache or read from the disk (`read_swap_cache_async`),
+/// with a reference for the caller; `true` if it was read now. `Ok(None)`: the slot was
+/// freed meanwhile (nothing uses it any more).
+pub fn read_swap_cache_async(entry: SwpEntry) -> Result<Option<(Pfn, bool)>, Errno> {
+    match claim(entry)? {
+        Claim::Cached(pfn) => Ok(Some((pfn, false))),
+        Claim::Gone => Ok(None),
+        Claim::New(pfn, shadow) => {
+            let ok = swapfile::swap_io_batch(crate::block::BioOp::Read, &[(pfn, entry)])[0];
+            match complete(pfn, entry, shadow, ok) {
+                Ok(()) => Ok(Some((pfn, true))),
+                Err(e) => {
+                    page_alloc::free_pages(pfn, 0);
+                    Err(e)
                 }
-                super::filemap::unlock_page(pfn);
-                super::vmscan::lru_cache_add(pfn);
-                return Ok(Some((pfn, true)));
-            }
-            Err(e) => {
-                log::error!(
-                    "Read-error on swap-device ({}:{})",
-                    entry.type_(),
-                    entry.offset()
-                );
-                super::filemap::unlock_page(pfn);
-                delete_from_swap_cache(pfn, None);
-                page_alloc::free_pages(pfn, 0);
-                return Err(if e == ENOMEM { ENOMEM } else { EIO });
             }
         }
     }
 }
 
 /// The page of `entry` for a fault, reading its aligned cluster of `2^page_cluster`
-/// slots ahead (`swap_cluster_readahead`); `true` if the disk was read.
+/// slots in one request per run of slots (`swap_cluster_readahead`); `true` if the disk
+/// was read for it.
 pub fn swapin_readahead(entry: SwpEntry) -> Result<Option<(Pfn, bool)>, Errno> {
     let n = 1u64 << PAGE_CLUSTER;
     let first = entry.offset() & !(n - 1);
     let max = swapfile::with_area(entry.type_(), |s| s.map.max()).unwrap_or(0);
+    // Claim every slot of the window that is in use and not cached; the target first,
+    // so that running out of memory affects only the read-ahead.
+    let mut claimed: Vec<(Pfn, SwpEntry, Option<u64>)> = Vec::new();
+    claimed.try_reserve(n as usize).map_err(|_| ENOMEM)?;
+    let target = match claim(entry)? {
+        Claim::Cached(pfn) => return Ok(Some((pfn, false))),
+        Claim::Gone => return Ok(None),
+        Claim::New(pfn, shadow) => (pfn, shadow),
+    };
     for off in first..(first + n).min(max) {
-        if off == 0 || off == entry.offset() {
+        if off == 0 {
+            continue;
+        }
+        if off == entry.offset() {
+            claimed.push((target.0, entry, target.1));
             continue;
         }
         let e = SwpEntry::new(entry.type_(), off);
@@ -203,14 +247,30 @@ pub fn swapin_readahead(entry: SwpEntry) -> Result<Option<(Pfn, bool)>, Errno> {
             continue;
         }
         // Best effort: a page that cannot be read ahead is read at its own fault.
-        if let Ok(Some((pfn, read))) = read_swap_cache_async(e) {
-            if read {
+        match claim(e) {
+            Ok(Claim::New(pfn, shadow)) => claimed.push((pfn, e, shadow)),
+            Ok(Claim::Cached(pfn)) => page_alloc::free_pages(pfn, 0),
+            _ => {}
+        }
+    }
+    let io: Vec<(Pfn, SwpEntry)> = claimed.iter().map(|&(p, e, _)| (p, e)).collect();
+    let results = swapfile::swap_io_batch(crate::block::BioOp::Read, &io);
+    let mut r = Ok(Some((target.0, true)));
+    for (&(pfn, e, shadow), ok) in claimed.iter().zip(results) {
+        let done = complete(pfn, e, shadow, ok);
+        if e == entry {
+            if let Err(err) = done {
+                page_alloc::free_pages(pfn, 0);
+                r = Err(err);
+            }
+        } else {
+            if done.is_ok() {
                 SWAP_RA.fetch_add(1, Ordering::Relaxed);
             }
             page_alloc::free_pages(pfn, 0);
         }
     }
-    read_swap_cache_async(entry)
+    r
 }
 
 /// If no swap entry names `pfn`'s slot any more, take it out of the swap cache and free

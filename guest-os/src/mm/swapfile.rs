@@ -109,6 +109,66 @@ pub fn swap_writepage(pfn: Pfn, entry: SwpEntry) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Pages one swap request carries at most (a run of consecutive slots).
+const SWAP_BATCH_PAGES: usize = 32;
+
+/// Transfer `pages` (frame, slot) between memory and swap, one request per run of
+/// consecutive slots of one area (Linux plugs the block queue so that `swap_writepage`s
+/// of neighbouring slots merge; readahead reads a cluster in one go). Returns whether
+/// each page's transfer succeeded.
+pub fn swap_io_batch(op: BioOp, pages: &[(Pfn, SwpEntry)]) -> Vec<bool> {
+    let mut ok = Vec::new();
+    if ok.try_reserve(pages.len()).is_err() {
+        // No memory for the bookkeeping: one page at a time.
+        return pages
+            .iter()
+            .map(|&(pfn, e)| page_io(op, pfn, e).is_ok())
+            .collect();
+    }
+    let mut i = 0;
+    while i < pages.len() {
+        let mut j = i + 1;
+        while j < pages.len()
+            && j - i < SWAP_BATCH_PAGES
+            && pages[j].1.type_() == pages[i].1.type_()
+            && pages[j].1.offset() == pages[j - 1].1.offset() + 1
+        {
+            j += 1;
+        }
+        let r = run_io(op, &pages[i..j]);
+        for _ in i..j {
+            ok.push(r.is_ok());
+        }
+        i = j;
+    }
+    let n = ok.iter().filter(|&&b| b).count() as u64;
+    match op {
+        BioOp::Read => PSWPIN.fetch_add(n, Ordering::Relaxed),
+        _ => PSWPOUT.fetch_add(n, Ordering::Relaxed),
+    };
+    ok
+}
+
+/// One request for a run of consecutive slots.
+fn run_io(op: BioOp, run: &[(Pfn, SwpEntry)]) -> Result<(), Errno> {
+    let (dev, sector) = locate(run[0].1).ok_or(EIO)?;
+    let mut bio = Bio::new(op, sector);
+    bio.vecs.try_reserve(run.len()).map_err(|_| ENOMEM)?;
+    for &(pfn, _) in run {
+        bio.vecs.push(BioVec {
+            page: pfn.phys(),
+            offset: 0,
+            len: PAGE_SIZE as u32,
+        });
+    }
+    block::submit_bio_wait(&*dev, bio)
+}
+
+/// [`swap_io_batch`] for writes (reclaim's pageout).
+pub fn swap_write_batch(pages: &[(Pfn, SwpEntry)]) -> Vec<bool> {
+    swap_io_batch(BioOp::Write, pages)
+}
+
 /// A free slot from the highest-priority area that has one (`get_swap_page`), with
 /// `SWAP_HAS_CACHE` set and no users yet: the caller adds its page to the swap cache.
 pub fn get_swap_page() -> Option<SwpEntry> {

@@ -30,6 +30,7 @@ use mm_core::page::flags::{
 };
 
 use super::addr::Pfn;
+use mm_core::swap::SwpEntry;
 use super::page_alloc;
 use super::{rmap, swap_state, swapfile};
 use crate::proc::{kthread, Task};
@@ -154,6 +155,10 @@ enum Outcome {
     Reclaimed,
     Activate,
     Keep,
+    /// Unmapped and in the swap cache under this entry, dirty: to be written with the
+    /// other pages of the batch (`pageout`, batched into one request per run of
+    /// consecutive slots), then dropped ([`finish_swapped`]).
+    Write(SwpEntry),
 }
 
 /// Reclaim one isolated inactive page (the body of `shrink_folio_list`). The caller holds
@@ -242,15 +247,14 @@ fn shrink_anon_page(pfn: Pfn, sc: &ScanControl) -> Outcome {
             p.clear(PG_DIRTY);
             p.set(PG_WRITEBACK);
         });
-        let r = swapfile::swap_writepage(pfn, entry);
-        page_alloc::with(|a| a.page_mut(pfn).clear(PG_WRITEBACK));
-        if r.is_err() {
-            page_alloc::with(|a| a.page_mut(pfn).set(PG_DIRTY));
-            return Outcome::Activate;
-        }
-        crate::trace::reclaim(trace_abi::reclaim::SWAP_OUT, pfn.as_u64(), entry.0, 0);
+        return Outcome::Write(entry);
     }
-    // Clean, unmapped, and only the cache and we hold it: let it go.
+    finish_swapped(pfn)
+}
+
+/// A clean swap cache page, unmapped, that only the cache and reclaim hold: let it go,
+/// leaving a shadow entry (`__remove_mapping`).
+fn finish_swapped(pfn: Pfn) -> Outcome {
     let freeable = page_alloc::with(|a| {
         let p = a.page(pfn);
         p.mapcount < 0 && p.refcount == 2 && !p.test(PG_DIRTY)
@@ -261,6 +265,26 @@ fn shrink_anon_page(pfn: Pfn, sc: &ScanControl) -> Outcome {
     let shadow = workingset_eviction(pfn, false);
     swap_state::delete_from_swap_cache(pfn, Some(shadow));
     Outcome::Reclaimed
+}
+
+/// Write the batch's dirty swap cache pages (`swap_writepage` for each, one request per
+/// run of consecutive slots) and settle each page.
+fn write_batch(batch: &[(Pfn, SwpEntry)]) -> Vec<(Pfn, Outcome)> {
+    let results = swapfile::swap_write_batch(batch);
+    let mut out = Vec::new();
+    let _ = out.try_reserve(batch.len());
+    for (&(pfn, entry), ok) in batch.iter().zip(results) {
+        page_alloc::with(|a| a.page_mut(pfn).clear(PG_WRITEBACK));
+        let o = if ok {
+            crate::trace::reclaim(trace_abi::reclaim::SWAP_OUT, pfn.as_u64(), entry.0, 0);
+            finish_swapped(pfn)
+        } else {
+            page_alloc::with(|a| a.page_mut(pfn).set(PG_DIRTY));
+            Outcome::Activate
+        };
+        out.push((pfn, o));
+    }
+    out
 }
 
 /// A page cache page is unmapped, written back if dirty, and dropped from its object with
@@ -315,11 +339,11 @@ fn shrink_inactive_list(list: LruList, nr_to_scan: u64, sc: &mut ScanControl) ->
         scanned,
     );
     let mut reclaimed = 0;
-    for pfn in isolated {
-        match shrink_page(pfn, sc) {
-            Outcome::Reclaimed => {
-                reclaimed += 1;
-            }
+    let mut to_write: Vec<(Pfn, SwpEntry)> = Vec::new();
+    let _ = to_write.try_reserve(isolated.len());
+    let settle = |pfn: Pfn, o: Outcome, reclaimed: &mut u64| {
+        match o {
+            Outcome::Reclaimed => *reclaimed += 1,
             Outcome::Activate => {
                 page_alloc::with(|a| {
                     a.page_mut(pfn).set(PG_ACTIVE);
@@ -327,10 +351,26 @@ fn shrink_inactive_list(list: LruList, nr_to_scan: u64, sc: &mut ScanControl) ->
                 });
                 inc(&stat::PGACTIVATE, 1);
             }
-            Outcome::Keep => page_alloc::with(|a| a.lru_putback(pfn)),
+            Outcome::Keep | Outcome::Write(_) => page_alloc::with(|a| a.lru_putback(pfn)),
         }
         // The isolation's reference: for a reclaimed page, the last one.
         page_alloc::free_pages(pfn, 0);
+    };
+    for pfn in isolated {
+        match shrink_page(pfn, sc) {
+            Outcome::Write(entry) if to_write.len() < to_write.capacity() => {
+                to_write.push((pfn, entry))
+            }
+            Outcome::Write(entry) => {
+                for (p, o) in write_batch(&[(pfn, entry)]) {
+                    settle(p, o, &mut reclaimed);
+                }
+            }
+            o => settle(pfn, o, &mut reclaimed),
+        }
+    }
+    for (pfn, o) in write_batch(&to_write) {
+        settle(pfn, o, &mut reclaimed);
     }
     sc.nr_reclaimed += reclaimed;
     inc(
@@ -465,7 +505,7 @@ fn can_swap() -> bool {
 /// Direct reclaim (`try_to_free_pages`): at falling priority until [`SWAP_CLUSTER_MAX`]
 /// pages are freed. Returns the pages freed. The caller may sleep and holds no spinlock.
 pub fn try_to_free_pages(gfp: Gfp) -> u64 {
-    if IN_RECLAIM.swap(true, Ordering::Acquire) {
+    if set_memalloc(true) {
         return 0;
     }
     inc(&stat::ALLOCSTALL, 1);
@@ -487,7 +527,7 @@ pub fn try_to_free_pages(gfp: Gfp) -> u64 {
         }
         p -= 1;
     }
-    IN_RECLAIM.store(false, Ordering::Release);
+    set_memalloc(false);
     crate::trace::reclaim(
         trace_abi::reclaim::DIRECT_RECLAIM,
         sc.nr_reclaimed,
@@ -497,13 +537,16 @@ pub fn try_to_free_pages(gfp: Gfp) -> u64 {
     sc.nr_reclaimed
 }
 
-/// A reclaim is running (kswapd's or a direct one): reclaim's own allocations must not
-/// start another (Linux's `PF_MEMALLOC`).
-static IN_RECLAIM: AtomicBool = AtomicBool::new(false);
-
-/// Whether reclaim is running on this CPU.
+/// Whether the current task is reclaiming (`PF_MEMALLOC`): its own allocations must not
+/// start another reclaim. kswapd and tasks in direct reclaim may reclaim at the same time
+/// (each works on the pages it isolated).
 pub fn in_reclaim() -> bool {
-    IN_RECLAIM.load(Ordering::Relaxed)
+    crate::proc::current().is_some_and(|t| t.memalloc.load(Ordering::Relaxed))
+}
+
+/// Mark the current task as reclaiming (true) or done; returns whether it already was.
+fn set_memalloc(on: bool) -> bool {
+    crate::proc::current().is_some_and(|t| t.memalloc.swap(on, Ordering::AcqRel))
 }
 
 // ---- kswapd ------------------------------------------------------------------------------
@@ -565,7 +608,7 @@ fn kswapd_main() {
             continue;
         }
         inc(&stat::PAGEOUTRUN, 1);
-        IN_RECLAIM.store(true, Ordering::Release);
+        set_memalloc(true);
         let mut progress = 0;
         let mut p = DEF_PRIORITY as i32;
         while p >= 0 && !node_balanced() {
@@ -588,7 +631,7 @@ fn kswapd_main() {
             p -= 1;
             crate::proc::sched::cond_resched();
         }
-        IN_RECLAIM.store(false, Ordering::Release);
+        set_memalloc(false);
         if progress == 0 {
             failures += 1;
         } else {

@@ -97,6 +97,8 @@ pub struct Task {
     /// `/proc/PID/oom_score_adj` (-1000..=1000; -1000 exempts from the OOM killer).
     /// Inherited by fork, kept by exec.
     pub oom_score_adj: core::sync::atomic::AtomicI32,
+    /// In page reclaim (`PF_MEMALLOC`): its own allocations must not reclaim again.
+    pub memalloc: core::sync::atomic::AtomicBool,
 }
 
 /// A vfork child execs or exits: its parent may run again (`mm_release` ->
@@ -138,6 +140,7 @@ impl Task {
             cwd: IrqLock::new("cwd", alloc::vec![b'/']),
             umask: AtomicU32::new(0o022),
             oom_score_adj: core::sync::atomic::AtomicI32::new(0),
+            memalloc: core::sync::atomic::AtomicBool::new(false),
             rlim: IrqLock::new("rlimit", rlimit::init_rlimits()),
             pgid: AtomicU32::new(pid),
             sid: AtomicU32::new(pid),
