@@ -116,9 +116,8 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     drivers::pci::init(cmdline);
     drivers::virtio_blk::probe_all();
     fs::populate_dev();
+    // ext2 disks are mounted, swap areas enabled.
     fs::mount_disks();
-    // `swapon -a`: every disk with a swap signature.
-    mm::swapfile::swapon_all();
     // `sysctl.vm.swappiness=N`, as Linux's `sysctl.*` boot parameters.
     if let Some(v) = cmdline::param(cmdline, "sysctl.vm.swappiness")
         .and_then(|v| core::str::from_utf8(v).ok())

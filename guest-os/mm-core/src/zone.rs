@@ -726,6 +726,19 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
         stats.scanned
     }
 
+    /// Take `pfn` off its LRU list for reclaim (`folio_isolate_lru`), if it is on one and
+    /// not locked or under writeback; the caller already holds the reference that the
+    /// isolation keeps.
+    pub fn lru_isolate_page(&mut self, pfn: Pfn) -> bool {
+        let p = self.mem_map.page(pfn);
+        if !p.test(PG_LRU) || p.flags & (PG_LOCKED | PG_WRITEBACK) != 0 {
+            return false;
+        }
+        let nid = p.node as usize;
+        self.nodes[nid].lruvec.del(&mut self.mem_map, pfn);
+        true
+    }
+
     /// Return an isolated page to the LRU list its flags name now (`folio_putback_lru`).
     /// The caller then drops its isolation reference.
     pub fn lru_putback(&mut self, pfn: Pfn) {

@@ -695,21 +695,31 @@ impl SuperOps for Ext2Super {
 
 /// Whether `dev` holds an ext2 filesystem (its superblock magic).
 pub fn probe(dev: &Arc<dyn BlockDevice>) -> bool {
-    let Some(pfn) = crate::mm::page_alloc::alloc_pages(mm_core::gfp::Gfp::KERNEL, 0) else {
-        return false;
-    };
+    first_page(dev).is_some_and(|b| is_ext2(&b))
+}
+
+/// The first page of `dev` (the boot's one look at each disk, as Linux reads partition
+/// tables), or None if it is shorter or unreadable.
+pub fn first_page(dev: &Arc<dyn BlockDevice>) -> Option<alloc::vec::Vec<u8>> {
+    let pfn = crate::mm::page_alloc::alloc_pages(mm_core::gfp::Gfp::KERNEL, 0)?;
+    let mut out = alloc::vec::Vec::new();
     let ok = dev.capacity_sectors() * SECTOR_SIZE >= PAGE_SIZE
-        && rw_pages(&**dev, BioOp::Read, 0, &[pfn], PAGE).is_ok()
-        && {
-            // SAFETY: the page we just read.
-            let b = unsafe {
-                core::slice::from_raw_parts(crate::mm::page_address(pfn).as_ptr::<u8>(), PAGE)
-            };
-            let at = SUPERBLOCK_OFFSET as usize + MAGIC_OFFSET;
-            u16::from_le_bytes([b[at], b[at + 1]]) == EXT2_SUPER_MAGIC
-        };
+        && out.try_reserve(PAGE).is_ok()
+        && rw_pages(&**dev, BioOp::Read, 0, &[pfn], PAGE).is_ok();
+    if ok {
+        // SAFETY: the page we just read.
+        out.extend_from_slice(unsafe {
+            core::slice::from_raw_parts(crate::mm::page_address(pfn).as_ptr::<u8>(), PAGE)
+        });
+    }
     crate::mm::page_alloc::free_pages(pfn, 0);
-    ok
+    ok.then_some(out)
+}
+
+/// Whether a disk's first page holds an ext2 superblock.
+pub fn is_ext2(first: &[u8]) -> bool {
+    let at = SUPERBLOCK_OFFSET as usize + MAGIC_OFFSET;
+    first.len() > at + 1 && u16::from_le_bytes([first[at], first[at + 1]]) == EXT2_SUPER_MAGIC
 }
 
 /// Mount the ext2 filesystem on `dev` (`ext2_fill_super`): the superblock, its root

@@ -114,7 +114,17 @@ pub fn mount_root(initrd: Option<(u64, u64)>) -> Result<(), &'static str> {
 pub fn mount_disks() {
     let mut first = true;
     for d in crate::block::disks() {
-        if !ext2::probe(&d) {
+        // One read of each disk's first page says what it holds.
+        let Some(page) = ext2::first_page(&d) else {
+            continue;
+        };
+        if !ext2::is_ext2(&page) {
+            // A swap area (`swapon -a`, as a distribution's boot does).
+            if let Ok(h) = mm_core::swap::parse_swap_header(&page) {
+                if let Err(e) = crate::mm::swapfile::swapon_with_header(d.clone(), h, None) {
+                    log::warn!("swapon /dev/{}: {e:?}", d.name());
+                }
+            }
             continue;
         }
         let target = if first {

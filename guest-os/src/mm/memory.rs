@@ -679,6 +679,62 @@ impl Mm {
         stopped.map(|va| va.as_u64())
     }
 
+    /// Where the VMAs covering `[addr, end)` without a gap from `addr` stop (the end of
+    /// the mapped prefix of the range).
+    pub fn covered_from(&self, addr: u64, end: u64) -> u64 {
+        let mut covered = addr;
+        for v in self
+            .vmas
+            .iter()
+            .filter(|v| v.end.as_u64() > addr && v.start.as_u64() < end)
+        {
+            if v.start.as_u64() > covered {
+                break;
+            }
+            covered = v.end.as_u64();
+        }
+        covered
+    }
+
+    /// Up to `max` pages mapped in `[from, end)` that only this mapping uses, each with a
+    /// reference for the caller, and where the walk stopped (`MADV_PAGEOUT`'s collection;
+    /// empty tables are skipped whole).
+    pub fn pages_for_pageout(&self, from: u64, end: u64, max: usize) -> (alloc::vec::Vec<Pfn>, u64) {
+        let mut out = alloc::vec::Vec::new();
+        if out.try_reserve(max).is_err() || from >= end {
+            return (out, end);
+        }
+        let mut pt = UserPt::default();
+        let Ok(mut c) = Cursor::new(
+            &mut pt,
+            self.pgd.root(),
+            VirtAddr::new(from)..VirtAddr::new(end),
+        ) else {
+            return (out, end);
+        };
+        while let Some((va, p)) = c.find_next() {
+            if out.len() >= max {
+                return (out, va.as_u64());
+            }
+            let pfn = p.phys().pfn();
+            if p.is_accessible() && !is_shared_page(pfn) {
+                let mine = page_alloc::with(|a| {
+                    let pg = a.page(pfn);
+                    let mine = pg.mapcount == 0 && pg.test(PG_LRU);
+                    if mine {
+                        a.get_page(pfn);
+                    }
+                    mine
+                });
+                if mine {
+                    out.push(pfn);
+                }
+            }
+            c.move_forward();
+        }
+        (out, end)
+    }
+
     /// Write-protect this address space's mappings of page `index` (frame `pfn`) of
     /// object `id` (`page_mkclean_one`): the next write faults and dirties the page again.
     pub fn wrprotect_file_page(&mut self, id: u64, index: u64, pfn: Pfn) {

@@ -257,6 +257,28 @@ pub fn vm_swap_full() -> bool {
 /// `prio`: `None` for the next automatic priority.
 pub fn swapon(dev: Arc<dyn BlockDevice>, prio: Option<i32>) -> Result<usize, Errno> {
     let path = alloc::format!("/dev/{}", dev.name());
+    if area_of(dev.name().as_bytes()).is_some() {
+        return Err(EBUSY);
+    }
+    let page = crate::fs::ext2::first_page(&dev).ok_or(EIO)?;
+    let header = parse_swap_header(&page);
+    let header = match header {
+        Ok(h) => h,
+        Err(e) => {
+            log::warn!("Unable to find swap-space signature on {path}: {e:?}");
+            return Err(EINVAL);
+        }
+    };
+    swapon_with_header(dev, header, prio)
+}
+
+/// [`swapon`] with the header already read (the boot's look at each disk read it).
+pub fn swapon_with_header(
+    dev: Arc<dyn BlockDevice>,
+    header: mm_core::swap::SwapHeader,
+    prio: Option<i32>,
+) -> Result<usize, Errno> {
+    let path = alloc::format!("/dev/{}", dev.name());
     if SWAP_INFO
         .lock()
         .iter()
@@ -268,38 +290,6 @@ pub fn swapon(dev: Arc<dyn BlockDevice>, prio: Option<i32>) -> Result<usize, Err
     if dev.read_only() {
         return Err(EPERM);
     }
-    // The header page.
-    let Some(pfn) = super::page_alloc::alloc_pages(mm_core::gfp::Gfp::KERNEL, 0) else {
-        return Err(ENOMEM);
-    };
-    let mut bio = Bio::new(BioOp::Read, 0);
-    let header = if bio.vecs.try_reserve(1).is_ok() {
-        bio.vecs.push(BioVec {
-            page: pfn.phys(),
-            offset: 0,
-            len: PAGE_SIZE as u32,
-        });
-        block::submit_bio_wait(&*dev, bio).map(|()| {
-            // SAFETY: the frame is ours and holds the page just read.
-            let bytes = unsafe {
-                core::slice::from_raw_parts(
-                    super::page_alloc::page_address(pfn).as_ptr::<u8>(),
-                    PAGE_SIZE as usize,
-                )
-            };
-            parse_swap_header(bytes)
-        })
-    } else {
-        Err(ENOMEM)
-    };
-    super::page_alloc::free_pages(pfn, 0);
-    let header = match header? {
-        Ok(h) => h,
-        Err(e) => {
-            log::warn!("Unable to find swap-space signature on {path}: {e:?}");
-            return Err(EINVAL);
-        }
-    };
     let device_pages = dev.capacity_sectors() / SECTORS_PER_PAGE;
     let maxpages = header.max_pages(device_pages);
     if maxpages < 2 {
@@ -388,45 +378,6 @@ pub fn areas() -> Vec<usize> {
         .enumerate()
         .filter_map(|(t, s)| s.as_ref().map(|_| t))
         .collect()
-}
-
-/// Enable every disk that carries a swap signature (boot, as `swapon -a`).
-pub fn swapon_all() {
-    for d in block::disks() {
-        if probe(&d) {
-            if let Err(e) = swapon(d.clone(), None) {
-                log::warn!("swapon /dev/{}: {e:?}", d.name());
-            }
-        }
-    }
-}
-
-/// Whether `dev` starts with a swap header (the signature at the end of its first page).
-pub fn probe(dev: &Arc<dyn BlockDevice>) -> bool {
-    let Some(pfn) = super::page_alloc::alloc_pages(mm_core::gfp::Gfp::KERNEL, 0) else {
-        return false;
-    };
-    let mut bio = Bio::new(BioOp::Read, 0);
-    let mut ok = false;
-    if bio.vecs.try_reserve(1).is_ok() && dev.capacity_sectors() >= SECTORS_PER_PAGE {
-        bio.vecs.push(BioVec {
-            page: pfn.phys(),
-            offset: 0,
-            len: PAGE_SIZE as u32,
-        });
-        if block::submit_bio_wait(&**dev, bio).is_ok() {
-            // SAFETY: the frame is ours and holds the page just read.
-            let bytes = unsafe {
-                core::slice::from_raw_parts(
-                    super::page_alloc::page_address(pfn).as_ptr::<u8>(),
-                    PAGE_SIZE as usize,
-                )
-            };
-            ok = parse_swap_header(bytes).is_ok();
-        }
-    }
-    super::page_alloc::free_pages(pfn, 0);
-    ok
 }
 
 /// `/proc/swaps` (`swap_show`): Linux's header and columns; sizes in KiB.

@@ -86,6 +86,8 @@ pub struct ScanControl {
     pub may_swap: bool,
     /// kswapd (background) or a task in direct reclaim.
     pub kswapd: bool,
+    /// Reclaim whatever the references say (`MADV_PAGEOUT`'s `reclaim_pages`).
+    pub ignore_references: bool,
 }
 
 // ---- LRU lists --------------------------------------------------------------------------
@@ -140,6 +142,23 @@ pub fn mark_page_accessed(pfn: Pfn) {
     });
 }
 
+/// Move these pages to the head of their inactive lists, unreferenced (`MADV_COLD`'s
+/// `deactivate_page`); each comes with a reference of the caller's, dropped here.
+pub fn deactivate_pages(pfns: Vec<Pfn>) {
+    lru_add_drain();
+    for pfn in pfns {
+        page_alloc::with(|a| {
+            if a.page(pfn).test(PG_LRU) {
+                let to = LruList::inactive(lru::page_lru(a.page(pfn)).is_file());
+                a.page_mut(pfn).clear(PG_REFERENCED);
+                a.lru_move(pfn, to);
+            }
+        });
+        inc(&stat::PGDEACTIVATE, 1);
+        page_alloc::free_pages(pfn, 0);
+    }
+}
+
 /// LRU sizes of node 0 (the only node), by list.
 pub fn lru_sizes() -> [u64; NR_LRU_LISTS] {
     page_alloc::with(|a| {
@@ -172,17 +191,19 @@ fn shrink_page(pfn: Pfn, sc: &ScanControl) -> Outcome {
     // A page read from swap that nobody claimed yet (readahead) counts as anonymous.
     let unclaimed = flags & PG_SWAPCACHE != 0 && page_alloc::with(|a| a.page(pfn).mapping == 0);
     let anon = flags & PG_ANON != 0 || unclaimed;
-    let Some(referenced_ptes) = rmap::page_referenced(pfn) else {
-        return Outcome::Keep;
-    };
-    let vm_exec = false;
-    let decision = page_alloc::with(|a| {
-        lru::page_check_references(referenced_ptes, a.page_mut(pfn), vm_exec, swapbacked)
-    });
-    match decision {
-        PageReferences::Activate => return Outcome::Activate,
-        PageReferences::Keep => return Outcome::Keep,
-        PageReferences::Reclaim | PageReferences::ReclaimClean => {}
+    if !sc.ignore_references {
+        let Some(referenced_ptes) = rmap::page_referenced(pfn) else {
+            return Outcome::Keep;
+        };
+        let vm_exec = false;
+        let decision = page_alloc::with(|a| {
+            lru::page_check_references(referenced_ptes, a.page_mut(pfn), vm_exec, swapbacked)
+        });
+        match decision {
+            PageReferences::Activate => return Outcome::Activate,
+            PageReferences::Keep => return Outcome::Keep,
+            PageReferences::Reclaim | PageReferences::ReclaimClean => {}
+        }
     }
     if anon {
         shrink_anon_page(pfn, sc)
@@ -312,32 +333,10 @@ fn shrink_file_page(pfn: Pfn, sc: &ScanControl) -> Outcome {
     }
 }
 
-/// Reclaim up to `nr_to_scan` pages from the tail of inactive list `list`
-/// (`shrink_inactive_list`); returns the pages freed.
-fn shrink_inactive_list(list: LruList, nr_to_scan: u64, sc: &mut ScanControl) -> u64 {
-    lru_add_drain();
-    let mut isolated: Vec<Pfn> = Vec::new();
-    if isolated.try_reserve(nr_to_scan as usize).is_err() {
-        return 0;
-    }
-    let scanned = page_alloc::with(|a| a.lru_isolate(0, list, nr_to_scan, &mut isolated));
-    sc.nr_scanned += scanned;
-    inc(
-        if sc.kswapd {
-            &stat::PGSCAN_KSWAPD
-        } else {
-            &stat::PGSCAN_DIRECT
-        },
-        scanned,
-    );
-    inc(
-        if list.is_file() {
-            &stat::PGSCAN_FILE
-        } else {
-            &stat::PGSCAN_ANON
-        },
-        scanned,
-    );
+/// Reclaim the isolated pages (`shrink_folio_list`): each is dropped, kept or activated,
+/// and its isolation reference dropped; dirty swap cache pages are written in batches.
+/// Returns the pages freed.
+fn shrink_page_list(isolated: Vec<Pfn>, sc: &ScanControl) -> u64 {
     let mut reclaimed = 0;
     let mut to_write: Vec<(Pfn, SwpEntry)> = Vec::new();
     let _ = to_write.try_reserve(isolated.len());
@@ -372,6 +371,73 @@ fn shrink_inactive_list(list: LruList, nr_to_scan: u64, sc: &mut ScanControl) ->
     for (pfn, o) in write_batch(&to_write) {
         settle(pfn, o, &mut reclaimed);
     }
+    reclaimed
+}
+
+/// Reclaim these pages now whatever their references (`reclaim_pages`, for
+/// `MADV_PAGEOUT`); each comes with a reference of the caller's, which this takes over.
+/// Returns the pages freed.
+pub fn reclaim_pages(pfns: Vec<Pfn>) -> u64 {
+    lru_add_drain();
+    let mut isolated = Vec::new();
+    if isolated.try_reserve(pfns.len()).is_err() {
+        for p in pfns {
+            page_alloc::free_pages(p, 0);
+        }
+        return 0;
+    }
+    for pfn in pfns {
+        if page_alloc::with(|a| a.lru_isolate_page(pfn)) {
+            isolated.push(pfn);
+        } else {
+            page_alloc::free_pages(pfn, 0);
+        }
+    }
+    let sc = ScanControl {
+        nr_to_reclaim: isolated.len() as u64,
+        nr_reclaimed: 0,
+        nr_scanned: 0,
+        priority: DEF_PRIORITY,
+        may_writepage: true,
+        may_swap: can_swap(),
+        kswapd: false,
+        ignore_references: true,
+    };
+    let was = set_memalloc(true);
+    let n = shrink_page_list(isolated, &sc);
+    if !was {
+        set_memalloc(false);
+    }
+    n
+}
+
+/// Reclaim up to `nr_to_scan` pages from the tail of inactive list `list`
+/// (`shrink_inactive_list`); returns the pages freed.
+fn shrink_inactive_list(list: LruList, nr_to_scan: u64, sc: &mut ScanControl) -> u64 {
+    lru_add_drain();
+    let mut isolated: Vec<Pfn> = Vec::new();
+    if isolated.try_reserve(nr_to_scan as usize).is_err() {
+        return 0;
+    }
+    let scanned = page_alloc::with(|a| a.lru_isolate(0, list, nr_to_scan, &mut isolated));
+    sc.nr_scanned += scanned;
+    inc(
+        if sc.kswapd {
+            &stat::PGSCAN_KSWAPD
+        } else {
+            &stat::PGSCAN_DIRECT
+        },
+        scanned,
+    );
+    inc(
+        if list.is_file() {
+            &stat::PGSCAN_FILE
+        } else {
+            &stat::PGSCAN_ANON
+        },
+        scanned,
+    );
+    let reclaimed = shrink_page_list(isolated, sc);
     sc.nr_reclaimed += reclaimed;
     inc(
         if sc.kswapd {
@@ -517,6 +583,7 @@ pub fn try_to_free_pages(gfp: Gfp) -> u64 {
         may_writepage: gfp.contains(Gfp::IO),
         may_swap: can_swap() && gfp.contains(Gfp::IO),
         kswapd: false,
+        ignore_references: false,
     };
     let mut p = DEF_PRIORITY as i32;
     while p >= 0 {
@@ -620,6 +687,7 @@ fn kswapd_main() {
                 may_writepage: true,
                 may_swap: can_swap(),
                 kswapd: true,
+                ignore_references: false,
             };
             shrink_node(&mut sc);
             progress += sc.nr_reclaimed;

@@ -268,6 +268,13 @@ const MADV_SEQUENTIAL: u64 = 2;
 const MADV_WILLNEED: u64 = 3;
 const MADV_DONTNEED: u64 = 4;
 const MADV_FREE: u64 = 8;
+/// Deactivate the range's pages (reclaim takes them first).
+const MADV_COLD: u64 = 20;
+/// Reclaim the range's pages now: swap out anonymous and shared memory, drop file pages.
+const MADV_PAGEOUT: u64 = 21;
+/// Pages `MADV_PAGEOUT` collects under the address space's lock before reclaiming them
+/// with no lock held (the range's length is the caller's).
+const PAGEOUT_BATCH: usize = 256;
 
 /// `madvise(addr, len, advice)`: DONTNEED unmaps the pages (private memory then reads back
 /// as zero, file mappings as the file, shared memory keeps its data in its shmem object);
@@ -281,6 +288,9 @@ pub fn sys_madvise(a: &Args) -> SysResult {
     let end = addr
         .checked_add(len.next_multiple_of(PAGE_SIZE))
         .ok_or(EINVAL)?;
+    if advice == MADV_PAGEOUT || advice == MADV_COLD {
+        return madvise_cold_or_pageout(addr, end, advice == MADV_PAGEOUT);
+    }
     with_mm(|mm| {
         // The whole range must be mapped (ENOMEM otherwise, after applying what is).
         let mut covered = addr;
@@ -308,6 +318,39 @@ pub fn sys_madvise(a: &Args) -> SysResult {
         }
         Ok(0)
     })
+}
+
+/// `MADV_COLD` / `MADV_PAGEOUT` (`madvise_cold_or_pageout_pte_range`): the pages mapped
+/// in `[addr, end)` and used by this mapping only are deactivated, or reclaimed at once
+/// (swapped out if anonymous or shared memory, dropped if clean file pages, written back
+/// first if dirty). Pages are collected in batches under the lock, reclaimed without it.
+/// ENOMEM if part of the range is unmapped.
+fn madvise_cold_or_pageout(addr: u64, end: u64, pageout: bool) -> SysResult {
+    let mut from = addr;
+    let mut steps = 0u64;
+    // Pages still in the LRU-add batch are not on a list yet: put them there first.
+    crate::mm::vmscan::lru_add_drain();
+    let covered = with_mm(|mm| Ok(mm.covered_from(addr, end)))?;
+    while from < covered.min(end) {
+        let (pfns, next) = with_mm(|mm| Ok(mm.pages_for_pageout(from, covered.min(end), PAGEOUT_BATCH)))?;
+        if pageout {
+            crate::mm::vmscan::reclaim_pages(pfns);
+        } else {
+            crate::mm::vmscan::deactivate_pages(pfns);
+        }
+        from = next;
+        steps += 1;
+        if steps.is_multiple_of(MINCORE_RESCHED_STEPS) {
+            crate::proc::sched::cond_resched();
+        }
+        if crate::proc::current().is_some_and(crate::proc::signal::kill_pending) {
+            return Err(super::errno::EINTR);
+        }
+    }
+    if covered < end {
+        return Err(ENOMEM);
+    }
+    Ok(0)
 }
 
 /// Pages of mincore's vector filled per step: a bounded kernel buffer however long the

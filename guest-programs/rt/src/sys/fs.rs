@@ -164,6 +164,12 @@ pub fn openat(dirfd: i32, path: &CStr, flags: u32, mode: u32) -> SysResult<i32> 
     .map(|fd| fd as i32)
 }
 
+/// `unlink(path)`.
+pub fn unlink(path: &CStr) -> SysResult<()> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    check(unsafe { syscall1(SYS_unlink, path.as_ptr() as usize) }).map(drop)
+}
+
 /// `close(fd)`.
 pub fn close(fd: i32) -> SysResult<()> {
     // SAFETY: no memory is involved.

@@ -54,6 +54,10 @@ pub const MADV_WILLNEED: u32 = 3;
 pub const MADV_DONTNEED: u32 = 4;
 /// `madvise`: the pages may be freed lazily.
 pub const MADV_FREE: u32 = 8;
+/// `madvise`: deactivate the pages (reclaim takes them first).
+pub const MADV_COLD: u32 = 20;
+/// `madvise`: reclaim the pages now (swap out anonymous and shared memory).
+pub const MADV_PAGEOUT: u32 = 21;
 /// `madvise`: enable transparent huge pages.
 pub const MADV_HUGEPAGE: u32 = 14;
 /// `madvise`: disable transparent huge pages (of every size).
