@@ -23,6 +23,7 @@ pub mod list;
 pub mod lru;
 pub mod memblock;
 pub mod page;
+pub mod page_counter;
 pub mod pcp;
 pub mod pgtable;
 pub mod report;
