@@ -35,7 +35,8 @@ use crate::mm::memcontrol as memcg;
 use crate::mm::uaccess::{copy_from_user, copy_to_user};
 use crate::sync::IrqLock;
 use crate::syscall::errno::{
-    Errno, SysResult, E2BIG, EACCES, EAGAIN, EBUSY, EEXIST, EINVAL, EISDIR, ENOENT, ENOMEM, ENOTDIR,
+    Errno, SysResult, E2BIG, EACCES, EAGAIN, EBUSY, EEXIST, EINVAL, EISDIR, ENODEV, ENOENT, ENOMEM,
+    ENOTDIR,
 };
 
 /// `CGROUP2_SUPER_MAGIC`.
@@ -108,6 +109,8 @@ const FILES: [(CgFile, &str, bool, u32); 22] = [
 /// A cgroup directory: its group, its interface files (name order) and child groups.
 pub struct CgDir {
     pub memcg: u16,
+    /// The group's serial number: a removed group's directory is stale.
+    serial: u64,
     files: Vec<(&'static str, Arc<Inode>)>,
     children: IrqLock<BTreeMap<Vec<u8>, Arc<Inode>>>,
 }
@@ -115,7 +118,11 @@ pub struct CgDir {
 /// What a cgroup inode is.
 pub enum CgNode {
     Dir(CgDir),
-    File { memcg: u16, kind: CgFile },
+    File {
+        memcg: u16,
+        serial: u64,
+        kind: CgFile,
+    },
 }
 
 pub struct CgroupFs;
@@ -156,13 +163,22 @@ fn new_inode(sb: &Arc<SuperBlock>, mode: u32, node: CgNode) -> Result<Arc<Inode>
 /// A directory inode for group `id` with its interface files.
 fn new_dir(sb: &Arc<SuperBlock>, id: u16) -> Result<Arc<Inode>, Errno> {
     let root = memcg::is_root(id);
+    let serial = memcg::serial(id).ok_or(ENOENT)?;
     let mut files = Vec::new();
     files.try_reserve_exact(FILES.len()).map_err(|_| ENOMEM)?;
     for &(kind, name, on_root, mode) in FILES.iter() {
         if root && !on_root {
             continue;
         }
-        let f = new_inode(sb, S_IFREG | mode, CgNode::File { memcg: id, kind })?;
+        let f = new_inode(
+            sb,
+            S_IFREG | mode,
+            CgNode::File {
+                memcg: id,
+                serial,
+                kind,
+            },
+        )?;
         files.push((name, f));
     }
     new_inode(
@@ -170,6 +186,7 @@ fn new_dir(sb: &Arc<SuperBlock>, id: u16) -> Result<Arc<Inode>, Errno> {
         S_IFDIR | 0o755,
         CgNode::Dir(CgDir {
             memcg: id,
+            serial,
             files,
             children: IrqLock::new("cgroup_dir", BTreeMap::new()),
         }),
@@ -221,6 +238,10 @@ impl InodeOps for CgroupFs {
         let mut key = Vec::new();
         key.try_reserve_exact(name.len()).map_err(|_| ENOMEM)?;
         key.extend_from_slice(name);
+        // A removed group's directory (kept by an open descriptor) takes no children.
+        if memcg::serial(d.memcg) != Some(d.serial) {
+            return Err(ENOENT);
+        }
         let id = memcg::create(d.memcg, name)?;
         let inode = match new_dir(&dir.i_sb, id) {
             Ok(i) => i,
@@ -321,6 +342,7 @@ pub struct CgroupFile {
     path: Path,
     inode: Arc<Inode>,
     memcg: u16,
+    serial: u64,
     kind: CgFile,
     /// The text produced by the read at offset 0.
     buf: IrqLock<Option<Vec<u8>>>,
@@ -330,8 +352,12 @@ pub struct CgroupFile {
 /// read of a file that cannot be read or a write of one that cannot be written.
 pub fn open(path: Path, read: bool, write: bool) -> Result<CgroupFile, Errno> {
     let inode = path.inode().ok_or(ENOENT)?;
-    let (memcg, kind) = match inode.private::<CgNode>() {
-        Some(CgNode::File { memcg, kind }) => (*memcg, *kind),
+    let (memcg, serial, kind) = match inode.private::<CgNode>() {
+        Some(CgNode::File {
+            memcg,
+            serial,
+            kind,
+        }) => (*memcg, *serial, *kind),
         _ => return Err(EISDIR),
     };
     let mode = inode.mode();
@@ -342,6 +368,7 @@ pub fn open(path: Path, read: bool, write: bool) -> Result<CgroupFile, Errno> {
         path,
         inode,
         memcg,
+        serial,
         kind,
         buf: IrqLock::new("cgroup_file", None),
     })
@@ -518,10 +545,22 @@ fn store(id: u16, kind: CgFile, text: &str) -> Result<(), Errno> {
     }
 }
 
+impl CgroupFile {
+    /// ENODEV once the group is removed (kernfs's deactivated node).
+    fn live(&self) -> Result<(), Errno> {
+        if memcg::serial(self.memcg) == Some(self.serial) {
+            Ok(())
+        } else {
+            Err(ENODEV)
+        }
+    }
+}
+
 impl FileOps for CgroupFile {
     fn read(&self, _: &File, buf: u64, len: usize, pos: &mut u64) -> SysResult {
         // The text is made at offset 0 and kept for the reads that continue it; the
         // lock is not held across the user copy.
+        self.live()?;
         let cached = self.buf.lock().take();
         let text = match cached {
             Some(t) if *pos != 0 => t,
@@ -537,6 +576,7 @@ impl FileOps for CgroupFile {
     }
 
     fn write(&self, _: &File, buf: u64, len: usize, pos: &mut u64) -> SysResult {
+        self.live()?;
         if len > MAX_WRITE {
             return Err(E2BIG);
         }

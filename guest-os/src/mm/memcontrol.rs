@@ -199,6 +199,9 @@ enum Res {
 /// A memory cgroup (`struct mem_cgroup`).
 pub struct MemCgroup {
     pub id: u16,
+    /// Unique over the boot (`cgroup->serial_nr`): tells a group from a later one that
+    /// reuses its id (open files of a removed group).
+    pub serial: u64,
     /// None for the root.
     pub parent: Option<u16>,
     /// The directory name (empty for the root).
@@ -231,6 +234,7 @@ pub struct MemCgroup {
 /// Every group, by id.
 pub struct Memcgs {
     groups: Vec<Option<MemCgroup>>,
+    next_serial: u64,
     counters: [PageCounters; 2],
 }
 
@@ -238,6 +242,7 @@ static MEMCG: IrqLock<Memcgs> = IrqLock::new(
     "memcg",
     Memcgs {
         groups: Vec::new(),
+        next_serial: 2,
         counters: [PageCounters::new(), PageCounters::new()],
     },
 );
@@ -287,6 +292,7 @@ impl Memcgs {
         self.groups.push(None); // id 0: no group
         self.groups.push(Some(MemCgroup {
             id: ROOT_MEM_CGROUP,
+            serial: 1,
             parent: None,
             name: Vec::new(),
             level: 0,
@@ -802,7 +808,7 @@ pub fn try_set_max(memcg: u16, pages: u64) -> Result<(), Errno> {
         if usage <= pages {
             break;
         }
-        if crate::proc::current().is_some_and(|t| crate::proc::signal::has_pending(t)) {
+        if crate::proc::current().is_some_and(crate::proc::signal::has_pending) {
             break;
         }
         if reclaims > 0 {
@@ -853,7 +859,7 @@ pub fn set_high(memcg: u16, pages: u64) -> Result<(), Errno> {
     for _ in 0..MAX_RECLAIM_RETRIES {
         let u = usage(memcg);
         if u <= pages
-            || crate::proc::current().is_some_and(|t| crate::proc::signal::has_pending(t))
+            || crate::proc::current().is_some_and(crate::proc::signal::has_pending)
             || reclaim(memcg, u - pages) == 0
         {
             break;
@@ -898,6 +904,11 @@ pub fn parent(memcg: u16) -> Option<u16> {
 
 pub fn is_root(memcg: u16) -> bool {
     memcg == ROOT_MEM_CGROUP
+}
+
+/// The serial number of online group `memcg` (None: no such online group).
+pub fn serial(memcg: u16) -> Option<u64> {
+    with(|m| m.get(memcg).filter(|g| g.online).map(|g| g.serial))
 }
 
 /// Whether `memcg` is an online group.
@@ -1028,8 +1039,11 @@ pub fn create(parent: u16, name: &[u8]) -> Result<u16, Errno> {
             }
         };
         let id = slot as u16;
+        let serial = m.next_serial;
+        m.next_serial += 1;
         m.groups[slot] = Some(MemCgroup {
             id,
+            serial,
             parent: Some(parent),
             name: n,
             level: level as u8,
