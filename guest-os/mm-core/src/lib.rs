@@ -8,6 +8,11 @@
 //!
 //! The module names follow Linux (`memblock`, `buddy` for `page_alloc.c`'s core, `pcp`,
 //! `zone`, `gfp`, `slub`, `kmalloc`, `vmalloc`).
+//!
+//! Memory pressure: `lru` (the two-list LRU and `get_scan_count`'s balance), `workingset`
+//! (shadow entries, refault distance), `swap` (swap entries and PTEs, mkswap headers, slot
+//! maps), `swap_cache`, `page_counter` (memory cgroup charges and limits), `psi` (pressure
+//! stall information) and `oom` (OOM badness).
 
 #![cfg_attr(not(test), no_std)]
 
@@ -22,10 +27,12 @@ pub mod kmalloc;
 pub mod list;
 pub mod lru;
 pub mod memblock;
+pub mod oom;
 pub mod page;
 pub mod page_counter;
 pub mod pcp;
 pub mod pgtable;
+pub mod psi;
 pub mod report;
 pub mod slub;
 pub mod swap;

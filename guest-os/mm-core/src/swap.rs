@@ -261,6 +261,71 @@ pub fn format_uuid(uuid: &[u8; 16]) -> String {
     s
 }
 
+/// `vm_swap_full`: more than half of all swap is in use. Reclaim and swap-in then free
+/// the swap slot of a page they hold in memory (the page is dirtied instead) rather than
+/// keep both copies.
+pub fn vm_swap_full(nr_swap_pages_free: u64, total_swap_pages: u64) -> bool {
+    /// Swap counts as full when free slots are under 1 / this of all.
+    const FULL_RATIO: u64 = 2;
+    nr_swap_pages_free * FULL_RATIO < total_swap_pages
+}
+
+/// The first line of /proc/swaps.
+pub const PROC_SWAPS_HEADER: &str = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+
+/// One line of /proc/swaps (`swap_show`) for an area at `path` of `usable_pages` slots
+/// ([`SwapMap::usable_pages`]) with `inuse_pages` used, at priority `prio`. Sizes are in KiB.
+/// The path is escaped as `seq_file_path` does (space, tab, newline and backslash as `\ooo`)
+/// and padded to 40 columns; a tab follows numbers under 8 digits to keep the columns.
+pub fn proc_swaps_line(
+    path: &str,
+    partition: bool,
+    usable_pages: u64,
+    inuse_pages: u64,
+    prio: i32,
+) -> String {
+    /// The path column's width.
+    const PATH_COLUMN: usize = 40;
+    /// Numbers below this get a second tab.
+    const NARROW_NUMBER: u64 = 10_000_000;
+    const KIB_SHIFT: u32 = crate::addr::PAGE_SHIFT - 10;
+    let mut line = String::new();
+    for c in path.chars() {
+        if matches!(c, ' ' | '\t' | '\n' | '\\') {
+            let b = c as u8;
+            line.push('\\');
+            for shift in [6, 3, 0] {
+                line.push((b'0' + ((b >> shift) & 7)) as char);
+            }
+        } else {
+            line.push(c);
+        }
+    }
+    let pad = PATH_COLUMN.saturating_sub(line.len()).max(1);
+    line.extend(core::iter::repeat_n(' ', pad));
+    let bytes = usable_pages << KIB_SHIFT;
+    let inuse = inuse_pages << KIB_SHIFT;
+    let tab = |n: u64| if n < NARROW_NUMBER { "\t" } else { "" };
+    line + &alloc::format!(
+        "{}\t{}\t{}{}\t{}{}\n",
+        if partition { "partition" } else { "file\t" },
+        bytes,
+        tab(bytes),
+        inuse,
+        tab(inuse),
+        prio
+    )
+}
+
+/// The priority of an area swapped on without one (`swapon` with no `-p`): Linux counts
+/// down from -2, so areas enabled later are used after earlier ones. `nth` counts the areas
+/// enabled so far without a priority, from 0.
+pub const fn default_swap_priority(nth: u32) -> i32 {
+    /// The first default priority.
+    const FIRST_DEFAULT_PRIO: i32 = -2;
+    FIRST_DEFAULT_PRIO - nth as i32
+}
+
 // ---------------------------------------------------------------------------------------
 // The slot map
 // ---------------------------------------------------------------------------------------
@@ -719,6 +784,37 @@ mod tests {
         assert_eq!(h.label_str(), Some("vmscope"));
         assert_eq!(format_uuid(&h.uuid), "12345678-9abc-def0-0123-456789abcdef");
         assert_eq!(h.max_pages(PAGES), PAGES);
+    }
+
+    #[test]
+    fn proc_swaps_format() {
+        // As Linux 6.1 prints a 512 MiB swap file with 1 MiB used, and a partition.
+        assert_eq!(
+            alloc::format!(
+                "{PROC_SWAPS_HEADER}{}",
+                proc_swaps_line("/swapfile", false, 131071, 256, -2)
+            ),
+            "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n\
+             /swapfile                               file\t\t524284\t\t1024\t\t-2\n"
+        );
+        assert_eq!(
+            proc_swaps_line("/dev/vdb", true, 1 << 22, 0, 5),
+            "/dev/vdb                                partition\t16777216\t0\t\t5\n"
+        );
+        let long = "/a/very/long/path/that/is/longer/than/forty/columns";
+        assert!(proc_swaps_line(long, false, 1, 0, -2).starts_with(&alloc::format!("{long} file")));
+        assert!(proc_swaps_line("/my swap", false, 1, 0, -3).starts_with("/my\\040swap "));
+        assert_eq!(
+            (default_swap_priority(0), default_swap_priority(2)),
+            (-2, -4)
+        );
+    }
+
+    #[test]
+    fn swap_full_at_half() {
+        assert!(!vm_swap_full(50, 100));
+        assert!(vm_swap_full(49, 100));
+        assert!(!vm_swap_full(0, 0));
     }
 
     #[test]

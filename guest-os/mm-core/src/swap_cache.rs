@@ -157,6 +157,8 @@ impl SwapCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
 
     fn e(o: u64) -> SwpEntry {
         SwpEntry::new(1, o)
@@ -202,5 +204,62 @@ mod tests {
         assert_eq!(c.get(SwpEntry::new(0, 3)), Some(SwapCacheEntry::Shadow(9)));
         assert_eq!(c.get(SwpEntry::new(2, 3)), Some(SwapCacheEntry::Shadow(9)));
         assert_eq!(c.pages().collect::<Vec<_>>(), [(e(4), Pfn(60))]);
+    }
+
+    proptest! {
+        /// Random adds, deletes and shadow operations against a map model.
+        #[test]
+        fn cache_matches_model(ops in proptest::collection::vec((0u8..5, 0usize..3, 0u64..40, any::<u16>()), 1..300)) {
+            let mut c = SwapCache::new();
+            let mut model: HashMap<SwpEntry, SwapCacheEntry> = HashMap::new();
+            for (op, t, o, v) in ops {
+                let e = SwpEntry::new(t, o);
+                match op {
+                    0 => {
+                        let r = c.add(e, Pfn(v as u64));
+                        match model.get(&e).copied() {
+                            Some(SwapCacheEntry::Page(p)) => prop_assert_eq!(r, Err(Exists(p))),
+                            old => {
+                                let shadow = match old { Some(SwapCacheEntry::Shadow(s)) => Some(s), _ => None };
+                                prop_assert_eq!(r, Ok(shadow));
+                                model.insert(e, SwapCacheEntry::Page(Pfn(v as u64)));
+                            }
+                        }
+                    }
+                    1 | 2 => {
+                        let shadow = (op == 1).then_some(v as u64 * 2 + 1);
+                        let r = c.delete(e, shadow);
+                        match model.get(&e).copied() {
+                            Some(SwapCacheEntry::Page(p)) => {
+                                prop_assert_eq!(r, Some(p));
+                                match shadow {
+                                    Some(s) => { model.insert(e, SwapCacheEntry::Shadow(s)); }
+                                    None => { model.remove(&e); }
+                                }
+                            }
+                            _ => prop_assert_eq!(r, None),
+                        }
+                    }
+                    3 => {
+                        let r = c.take_shadow(e);
+                        match model.get(&e).copied() {
+                            Some(SwapCacheEntry::Shadow(s)) => { prop_assert_eq!(r, Some(s)); model.remove(&e); }
+                            _ => prop_assert_eq!(r, None),
+                        }
+                    }
+                    _ => {
+                        let range = o..o + v as u64 % 10;
+                        let n = c.clear_shadows(t, range.clone());
+                        let before = model.len();
+                        model.retain(|k, v| !(k.type_() == t && range.contains(&k.offset()) && matches!(v, SwapCacheEntry::Shadow(_))));
+                        prop_assert_eq!(n as usize, before - model.len());
+                    }
+                }
+                let pages = model.values().filter(|v| matches!(v, SwapCacheEntry::Page(_))).count() as u64;
+                prop_assert_eq!(c.nr_pages(), pages);
+                prop_assert_eq!(c.nr_shadows(), model.len() as u64 - pages);
+                prop_assert_eq!(c.lookup(e), match model.get(&e) { Some(SwapCacheEntry::Page(p)) => Some(*p), _ => None });
+            }
+        }
     }
 }

@@ -63,7 +63,7 @@ fn badness(t: &Task, total: u64) -> Option<Badness> {
     let pgtables = mm.pgtables + 1;
     let adj = t.oom_score_adj.load(Ordering::Relaxed);
     Some(Badness {
-        points: oom_calc::oom_badness(
+        points: mm_core::oom::oom_badness(
             mm.rss,
             mm.swapents,
             pgtables * PAGE_BYTES,
@@ -84,7 +84,7 @@ fn badness(t: &Task, total: u64) -> Option<Badness> {
 /// `/proc/PID/oom_score`.
 pub fn oom_score(t: &Task) -> u64 {
     let total = totalpages();
-    oom_calc::proc_oom_score(badness(t, total).and_then(|b| b.points), total)
+    mm_core::oom::proc_oom_score(badness(t, total).and_then(|b| b.points), total)
 }
 
 fn comm_of(t: &Task) -> alloc::string::String {
@@ -242,19 +242,3 @@ fn oom_reap(victim: &'static Task) {
     );
 }
 
-/// Until mm-core's `oom` module lands: the same formulas.
-mod oom_calc {
-    pub fn oom_badness(rss: u64, swapents: u64, pgtables_bytes: u64, adj: i16, total: u64) -> Option<i64> {
-        if adj as i32 == super::OOM_SCORE_ADJ_MIN {
-            return None;
-        }
-        let points = (rss + swapents + pgtables_bytes / 4096) as i64;
-        Some(points + adj as i64 * (total / 1000) as i64)
-    }
-    pub fn proc_oom_score(b: Option<i64>, total: u64) -> u64 {
-        match b {
-            None => 0,
-            Some(b) => ((1000 + b * 1000 / total.max(1) as i64) * 2 / 3).max(0) as u64,
-        }
-    }
-}

@@ -26,6 +26,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use mm_core::gfp::Gfp;
 use mm_core::page::Pages;
 use mm_core::pgtable::{pte, Cursor, MmuGather, Pte, USER_TOP};
+use mm_core::swap::{pte_to_swp_entry, swp_entry_to_pte, SwpEntry};
 use mm_core::vma::{Backing, FileRef, Vma};
 
 use super::addr::{Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
@@ -197,6 +198,21 @@ pub enum Slot {
     Empty,
     /// No such object, or an index past the tree.
     NoObject,
+}
+
+/// The swap entry in slot `index` of shmem object `id`, if that page is swapped out.
+fn swap_entry_at(id: u64, index: u64) -> Option<SwpEntry> {
+    if index >= MAX_INDEX {
+        return None;
+    }
+    let mut objs = OBJECTS.lock();
+    let obj = find(&mut objs, id)?;
+    if obj.ops.is_some() {
+        return None;
+    }
+    let mut pt = UserPt::default();
+    let mut c = Cursor::new(&mut pt, obj.root, slot(index)).ok()?;
+    c.query().and_then(pte_to_swp_entry)
 }
 
 /// The page at `index` with a reference (`find_get_page`), without creating one.
@@ -416,6 +432,16 @@ pub fn size(id: u64) -> u64 {
 /// The page at `index` if the object has one (`find_get_page`), with a reference the
 /// caller drops with `page_alloc::free_pages(pfn, 0)`.
 pub fn find_get_page(id: u64, index: u64) -> Option<Pfn> {
+    // A swapped-out page of a shmem object comes back first.
+    if let Some(entry) = swap_entry_at(id, index) {
+        if swap_in_blocking(entry).is_ok() {
+            if let Ok(pfn) = find_or_create_inner(id, index, true) {
+                page_alloc::with(|a| a.get_page(pfn));
+                return Some(pfn);
+            }
+        }
+        return None;
+    }
     match lookup_slot(id, index) {
         Slot::Page(pfn, _) => Some(pfn),
         _ => None,
@@ -450,8 +476,14 @@ pub fn set_size(id: u64, new: u64) -> Result<(), Errno> {
         VirtAddr::new(first << PAGE_SHIFT)..VirtAddr::new(USER_TOP),
     ) {
         let _ = c.unmap(USER_TOP - (first << PAGE_SHIFT), &mut tlb, &mut |_, p| {
-            // Shadow entries of evicted pages just go.
+            // Shadow entries of evicted file pages just go; a shmem page in swap gives
+            // up its slot.
             if !p.is_present() {
+                if !file {
+                    if let Some(e) = pte_to_swp_entry(p) {
+                        super::swap_state::free_swap_and_cache(e);
+                    }
+                }
                 return false;
             }
             page_gone(file, p.phys().pfn());
@@ -541,9 +573,15 @@ pub fn find_or_create(id: u64, index: u64) -> Result<Pfn, FaultError> {
     find_or_create_inner(id, index, false)
 }
 
-/// [`find_or_create`] for a write(2) that may extend the file: no size check.
+/// [`find_or_create`] for a write(2) that may extend the file: no size check. May sleep
+/// (a swapped-out page is read in).
 pub fn find_or_create_for_write(id: u64, index: u64) -> Result<Pfn, FaultError> {
-    find_or_create_inner(id, index, true)
+    loop {
+        match find_or_create_inner(id, index, true) {
+            Err(FaultError::SwapIo(entry)) => swap_in_blocking(entry)?,
+            r => return r,
+        }
+    }
 }
 
 fn find_or_create_inner(id: u64, index: u64, extending: bool) -> Result<Pfn, FaultError> {
@@ -556,10 +594,24 @@ fn find_or_create_inner(id: u64, index: u64, extending: bool) -> Result<Pfn, Fau
         // Past the end of the file (`shmem_fault` → VM_FAULT_SIGBUS).
         return Err(FaultError::Sigbus);
     }
+    let swap_backed = obj.ops.is_none();
     let mut pt = UserPt::default();
     let mut c = Cursor::new(&mut pt, obj.root, slot(index))?;
-    if let Some(p) = c.query().filter(|p| p.is_present()) {
+    let cur = c.query();
+    if let Some(p) = cur.filter(|p| p.is_present()) {
         return Ok(p.phys().pfn());
+    }
+    if let Some(entry) = cur.filter(|_| swap_backed).and_then(pte_to_swp_entry) {
+        // Swapped out (`shmem_swapin_folio`): back from the swap cache if it is there;
+        // else the caller reads it in with no lock held and asks again.
+        let Some(pfn) = super::swap_state::cached_page(entry) else {
+            return Err(FaultError::SwapIo(entry));
+        };
+        // The swap cache lookup's reference becomes the object's.
+        c.replace(Pte::new(pfn.phys(), pte::PRESENT));
+        drop(objs);
+        claim_swapped(id, index, entry, pfn);
+        return Ok(pfn);
     }
     let pfn = page_alloc::alloc_pages(
         Gfp(Gfp::HIGHUSER_MOVABLE.0 | Gfp::ZERO.0 | Gfp::NOWARN.0),
@@ -571,8 +623,85 @@ fn find_or_create_inner(id: u64, index: u64, extending: bool) -> Result<Pfn, Fau
         return Err(FaultError::Oom);
     }
     set_page_shmem(pfn);
+    page_alloc::with(|a| {
+        let p = a.page_mut(pfn);
+        p.mapping = id as usize;
+        p.index = index;
+    });
     SHMEM_PAGES.fetch_add(1, Ordering::Relaxed);
+    drop(objs);
+    // Shared memory is swap-backed: on the anon LRU, so reclaim can swap it.
+    super::vmscan::lru_cache_add(pfn);
     Ok(pfn)
+}
+
+/// A page of object `id` read back from swap entry `entry` is the object's again: a shmem
+/// page (not anonymous) at `index`, and the slot's claim on the swap entry goes.
+fn claim_swapped(id: u64, index: u64, entry: SwpEntry, pfn: Pfn) {
+    page_alloc::with(|a| {
+        let p = a.page_mut(pfn);
+        p.clear(mm_core::page::flags::PG_ANON);
+        p.set(mm_core::page::flags::PG_SWAPBACKED);
+        p.mapping = id as usize;
+        p.index = index;
+    });
+    SHMEM_PAGES.fetch_add(1, Ordering::Relaxed);
+    super::swapfile::swap_free(entry);
+    super::swap_state::try_to_free_swap(pfn);
+}
+
+/// Reclaim's `shmem_writepage`: page `pfn` at `index` of object `id`, which is in the swap
+/// cache under `entry` and no longer mapped, leaves the object; the slot holds `entry`
+/// instead (one more user of the slot). False if the page is busy or moved.
+pub fn swap_out_slot(id: u64, index: u64, pfn: Pfn, entry: SwpEntry) -> bool {
+    let mut objs = OBJECTS.lock();
+    let Some(obj) = find(&mut objs, id) else {
+        return false;
+    };
+    if obj.ops.is_some() {
+        return false;
+    }
+    // The object's, the swap cache's and reclaim's isolation reference.
+    let idle = page_alloc::with(|a| {
+        let p = a.page(pfn);
+        p.refcount == 3 && p.mapcount < 0 && p.flags & mm_core::page::flags::PG_LOCKED == 0
+    });
+    if !idle {
+        return false;
+    }
+    let mut pt = UserPt::default();
+    let Ok(mut c) = Cursor::new(&mut pt, obj.root, slot(index)) else {
+        return false;
+    };
+    if !c
+        .query()
+        .is_some_and(|p| p.is_present() && p.phys().pfn() == pfn)
+    {
+        return false;
+    }
+    if super::swapfile::swap_duplicate(entry).is_err() {
+        return false;
+    }
+    c.replace(swp_entry_to_pte(entry));
+    drop(objs);
+    page_alloc::with(|a| a.page_mut(pfn).mapping = 0);
+    page_gone(false, pfn);
+    page_alloc::free_pages(pfn, 0);
+    true
+}
+
+/// [`find_or_create_for_write`] and [`find_get_page`] may sleep: a swapped-out page is read
+/// in here.
+fn swap_in_blocking(entry: SwpEntry) -> Result<(), FaultError> {
+    match super::swap_state::read_swap_cache_async(entry) {
+        Ok(Some((pfn, _))) => {
+            page_alloc::free_pages(pfn, 0);
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(ENOMEM) => Err(FaultError::Oom),
+        Err(_) => Err(FaultError::Sigbus),
+    }
 }
 
 /// Mark in `out` (one byte per index from `first`) the pages object `id` holds.
@@ -616,6 +745,11 @@ fn put(objs: &mut Vec<ShmemObject>, id: u64) {
     if let Ok(mut c) = Cursor::new(&mut pt, obj.root, VirtAddr::new(0)..VirtAddr::new(USER_TOP)) {
         let _ = c.unmap(USER_TOP, &mut tlb, &mut |_, p| {
             if !p.is_present() {
+                if !file {
+                    if let Some(e) = pte_to_swp_entry(p) {
+                        super::swap_state::free_swap_and_cache(e);
+                    }
+                }
                 return false;
             }
             page_gone(file, p.phys().pfn());

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm_core::gfp::Gfp;
-use mm_core::page::flags::{PG_ANON, PG_DIRTY, PG_LOCKED, PG_SWAPBACKED, PG_SWAPCACHE, PG_UPTODATE};
+use mm_core::page::flags::{PG_DIRTY, PG_LOCKED, PG_SWAPBACKED, PG_SWAPCACHE, PG_UPTODATE};
 use mm_core::page::Pages;
 use mm_core::swap::SwpEntry;
 use mm_core::swap_cache::SwapCache;
@@ -102,6 +102,19 @@ pub fn lookup_swap_cache(entry: SwpEntry) -> Option<Pfn> {
     }
 }
 
+/// The cached page of `entry` with a reference, if it is there and not being read: for
+/// callers holding a spinlock, which cannot wait.
+pub fn cached_page(entry: SwpEntry) -> Option<Pfn> {
+    let pfn = with_cache(|c| c.lookup(entry))?;
+    page_alloc::with(|a| {
+        let p = a.page(pfn);
+        (!p.test(PG_LOCKED) && p.test(PG_UPTODATE)).then(|| {
+            a.get_page(pfn);
+            pfn
+        })
+    })
+}
+
 /// The shadow entry left where `entry`'s page was, taken out (refault detection).
 pub fn take_shadow(entry: SwpEntry) -> Option<u64> {
     with_cache(|c| c.take_shadow(entry))
@@ -144,7 +157,9 @@ pub fn read_swap_cache_async(entry: SwpEntry) -> Result<Option<(Pfn, bool)>, Err
             // The cache's reference; the caller keeps the allocation's.
             a.get_page(pfn);
             let p = a.page_mut(pfn);
-            p.set(PG_SWAPCACHE | PG_LOCKED | PG_SWAPBACKED | PG_ANON);
+            // Anonymous or shmem: whoever maps it first says (`add_new_anon`, or
+            // the shmem object taking it back).
+            p.set(PG_SWAPCACHE | PG_LOCKED | PG_SWAPBACKED);
             p.private = entry.0;
         });
         let r = swapfile::swap_readpage(pfn, entry);

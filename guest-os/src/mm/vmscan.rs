@@ -164,11 +164,9 @@ fn shrink_page(pfn: Pfn, sc: &ScanControl) -> Outcome {
         return Outcome::Keep;
     }
     let swapbacked = flags & PG_SWAPBACKED != 0;
-    let anon = flags & PG_ANON != 0;
-    if swapbacked && !anon {
-        // shmem/tmpfs pages are not swapped yet: they stay (see the module's README).
-        return Outcome::Activate;
-    }
+    // A page read from swap that nobody claimed yet (readahead) counts as anonymous.
+    let unclaimed = flags & PG_SWAPCACHE != 0 && page_alloc::with(|a| a.page(pfn).mapping == 0);
+    let anon = flags & PG_ANON != 0 || unclaimed;
     let Some(referenced_ptes) = rmap::page_referenced(pfn) else {
         return Outcome::Keep;
     };
@@ -183,9 +181,36 @@ fn shrink_page(pfn: Pfn, sc: &ScanControl) -> Outcome {
     }
     if anon {
         shrink_anon_page(pfn, sc)
+    } else if swapbacked {
+        shrink_shmem_page(pfn, sc)
     } else {
         shrink_file_page(pfn, sc)
     }
+}
+
+/// A shmem page (tmpfs, shared anonymous memory) goes to swap too (`shmem_writepage`):
+/// unmapped everywhere, its object's slot then names the swap entry.
+fn shrink_shmem_page(pfn: Pfn, sc: &ScanControl) -> Outcome {
+    let (id, index) = page_alloc::with(|a| (a.page(pfn).mapping as u64, a.page(pfn).index));
+    if id == 0 || !sc.may_swap {
+        return Outcome::Activate;
+    }
+    let entry = match swap_state::page_entry(pfn) {
+        Some(e) => e,
+        None => match swap_state::add_to_swap(pfn) {
+            Some(e) => e,
+            None => return Outcome::Activate,
+        },
+    };
+    let mapped = page_alloc::with(|a| a.page(pfn).mapcount >= 0);
+    if mapped && !rmap::try_to_unmap(pfn, None) {
+        return Outcome::Keep;
+    }
+    if !super::shmem::swap_out_slot(id, index, pfn, entry) {
+        return Outcome::Keep;
+    }
+    // Now a swap cache page like an anonymous one: written, then dropped.
+    shrink_anon_page(pfn, sc)
 }
 
 /// An anonymous page goes to swap: a slot and a place in the swap cache, every PTE
