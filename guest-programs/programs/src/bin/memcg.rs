@@ -4,7 +4,7 @@
 //! The program makes /sys/fs/cgroup/test, sets its memory.max to 16M, touches 8 MiB of its
 //! own memory (staying in the root group), forks a child, moves the child into the group
 //! through cgroup.procs and lets it touch 64 MiB of private anonymous memory
-//! (MAP_NORESERVE, one byte per page). On the way it checks the interface's rules: a
+//! (MAP_NORESERVE, one byte per page). It lists the group's interface files. On the way it checks the interface's rules: a
 //! malformed limit is EINVAL, the group cannot be removed while the child is in it
 //! (EBUSY), and it can be once the child has been reaped. It prints:
 //! - `child: exited with N` or `child: killed by signal N`;
@@ -34,7 +34,8 @@ extern crate alloc;
 use core::ffi::CStr;
 
 use vmrt::io::{yes_no, Lossy};
-use vmrt::sys::fs::{close, open, pipe2, read, write, O_CLOEXEC, O_WRONLY};
+use vmrt::sys::fs::{close, getdents64, open, pipe2, read, write, DirEntries, DT_REG};
+use vmrt::sys::fs::{O_CLOEXEC, O_DIRECTORY, O_RDONLY, O_WRONLY};
 use vmrt::sys::mm::{mincore, mmap, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PAGE_SIZE};
 use vmrt::sys::mm::{PROT_READ, PROT_WRITE};
 use vmrt::sys::nr::{SYS_mkdir, SYS_rmdir};
@@ -125,6 +126,27 @@ fn child(rd: i32) -> ! {
     exit_group(0);
 }
 
+/// The names of the regular files in `dir`, in the order getdents gives.
+fn list(dir: &CStr) -> alloc::vec::Vec<alloc::vec::Vec<u8>> {
+    let mut names = alloc::vec::Vec::new();
+    let Ok(fd) = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0) else {
+        return names;
+    };
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = getdents64(fd, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        for e in DirEntries::new(&buf[..n]) {
+            if e.d_type == DT_REG {
+                names.push(e.name.to_vec());
+            }
+        }
+    }
+    let _ = close(fd);
+    names
+}
+
 fn step(ok: &mut bool, what: &str, got: SysResult<()>, want: SysResult<()>) {
     match got {
         Ok(()) => println!("{what}: ok"),
@@ -150,6 +172,12 @@ fn main() -> i32 {
         write_file(c"/sys/fs/cgroup/test/memory.max", b"16M\n"),
         Ok(()),
     );
+    let files = list(GROUP);
+    print!("files:");
+    for f in &files {
+        print!(" {}", Lossy(f));
+    }
+    println!();
     let max = cat(c"/sys/fs/cgroup/test/memory.max");
     print!("memory.max: {}", Lossy(&max));
 
