@@ -60,6 +60,7 @@ fn memcg_program_keeps_the_outside_resident() {
     for line in [
         "memory.max: 16777216\n",
         "cgroup.procs lists the child alone: yes\n",
+        "child's /proc/PID/cgroup: 0::/test\n",
         "rmdir with the child inside: EBUSY",
         "parent pages resident: 2048/2048\n",
         "memory.current: 0 KiB\n",

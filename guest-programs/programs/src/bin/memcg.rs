@@ -214,6 +214,12 @@ fn main() -> i32 {
         .unwrap_or(false);
     println!("cgroup.procs lists the child alone: {}", yes_no(listed));
     ok &= listed;
+    let proc_path = alloc::format!("/proc/{pid}/cgroup\0");
+    let proc_cg = CStr::from_bytes_with_nul(proc_path.as_bytes())
+        .map(cat)
+        .unwrap_or_default();
+    print!("child's /proc/PID/cgroup: {}", Lossy(&proc_cg));
+    ok &= proc_cg == b"0::/test\n";
     let events = cat(c"/sys/fs/cgroup/test/cgroup.events");
     let populated = events.starts_with(b"populated 1\n");
     println!("cgroup.events populated: {}", yes_no(populated));
