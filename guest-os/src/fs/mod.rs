@@ -5,6 +5,7 @@
 //! per-process descriptor tables ([`fdtable`]).
 
 pub mod blockdev;
+pub mod cgroup;
 pub mod console;
 pub mod dcache;
 pub mod dirent;
@@ -65,7 +66,7 @@ pub fn mount_root(initrd: Option<(u64, u64)>) -> Result<(), &'static str> {
         free_initrd_mem(paddr, size);
     }
     let root_inode = root.inode().ok_or("rootfs: no root inode")?;
-    for d in [&b"proc"[..], b"tmp", b"mnt", b"dev"] {
+    for d in [&b"proc"[..], b"tmp", b"mnt", b"dev", b"sys"] {
         if root_inode
             .i_op
             .lookup(&root_inode, d)
@@ -106,7 +107,28 @@ pub fn mount_root(initrd: Option<(u64, u64)>) -> Result<(), &'static str> {
     let (dev_sb, dev_root) = tmpfs::new_fs("devtmpfs", 0o755).map_err(|_| "dev: out of memory")?;
     mount::mount(dev_sb, dev_root, Some(&at(b"dev")?), "devtmpfs")
         .map_err(|_| "dev: cannot mount")?;
+    mount_cgroup(&rootp).map_err(|_| "cgroup2: cannot mount /sys/fs/cgroup")?;
     result
+}
+
+/// Make /sys/fs/cgroup in the root tmpfs (/sys is no sysfs yet) and mount the cgroup2
+/// filesystem there, as systemd does at boot.
+fn mount_cgroup(rootp: &Path) -> Result<(), Errno> {
+    let mut d = namei::lookup_one(&rootp.dentry, b"sys")?;
+    for name in [&b"fs"[..], b"cgroup"] {
+        let dir = d.inode().ok_or(ENOENT)?;
+        if dir.i_op.lookup(&dir, name)?.is_none() {
+            let made = dir.i_op.mkdir(&dir, name, 0o755)?;
+            d.drop_child(name);
+            d = d.add_child(name, Some(made))?;
+        } else {
+            d = namei::lookup_one(&d, name)?;
+        }
+    }
+    cgroup::mount_at(&Path {
+        mnt: rootp.mnt.clone(),
+        dentry: d,
+    })
 }
 
 /// Mount the disks that hold ext2: the first at /mnt, each further one at /media/NAME

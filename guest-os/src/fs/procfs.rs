@@ -49,7 +49,7 @@ const ROOT_FILES: [&str; 11] = [
     "swaps",
 ];
 /// Files in a process directory.
-const PID_FILES: [&str; 9] = [
+const PID_FILES: [&str; 10] = [
     "cmdline",
     "maps",
     "smaps",
@@ -59,6 +59,7 @@ const PID_FILES: [&str; 9] = [
     "mounts",
     "oom_score",
     "oom_score_adj",
+    "cgroup",
 ];
 
 /// Resolve `path` if it is under /proc (`None` otherwise).
@@ -93,6 +94,15 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
                 "stat" => Ok(Node::File(stat(t))),
                 "status" => Ok(Node::File(status(t))),
                 "exe" => Ok(Node::Link(t.exe.lock().clone())),
+                // cgroup v2's one line: hierarchy 0, no controllers named, the path.
+                "cgroup" => {
+                    let mut v = Vec::from(&b"0::"[..]);
+                    v.extend_from_slice(&crate::mm::memcontrol::path(
+                        crate::mm::memcontrol::task_memcg(t),
+                    ));
+                    v.push(b'\n');
+                    Ok(Node::File(v))
+                }
                 "limits" => Ok(Node::File(limits(t))),
                 "mounts" => Ok(Node::File(crate::fs::mount::proc_mounts().into_bytes())),
                 "oom_score" => Ok(Node::File(

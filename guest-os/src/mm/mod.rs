@@ -11,6 +11,7 @@ pub mod fixmap;
 pub mod init;
 pub mod layout;
 pub mod memblock;
+pub mod memcontrol;
 pub mod memory;
 pub mod mm_struct;
 pub mod mmap;

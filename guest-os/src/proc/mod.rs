@@ -99,6 +99,9 @@ pub struct Task {
     pub oom_score_adj: core::sync::atomic::AtomicI32,
     /// In page reclaim (`PF_MEMALLOC`): its own allocations must not reclaim again.
     pub memalloc: core::sync::atomic::AtomicBool,
+    /// The memory cgroup's id ([`crate::mm::memcontrol`]; the root's is 1). Inherited by
+    /// fork, set by a cgroup.procs write.
+    pub memcg: core::sync::atomic::AtomicU16,
 }
 
 /// A vfork child execs or exits: its parent may run again (`mm_release` ->
@@ -161,6 +164,7 @@ impl Task {
             stop_report: AtomicU32::new(0),
             vfork_parent: AtomicU32::new(0),
             kthread: core::sync::atomic::AtomicBool::new(false),
+            memcg: core::sync::atomic::AtomicU16::new(crate::mm::memcontrol::ROOT_MEM_CGROUP),
         })
         .ok()
     }
@@ -211,6 +215,9 @@ pub fn fork_copy_fs(parent: &Task, child: &Task) {
         .sid
         .store(parent.sid.load(Ordering::Relaxed), Ordering::Relaxed);
     *child.exe.lock() = parent.exe.lock().clone();
+    child
+        .memcg
+        .store(parent.memcg.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// How a process ended.

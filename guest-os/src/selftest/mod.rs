@@ -5,6 +5,7 @@
 pub mod delivery;
 pub mod exceptions;
 pub mod inject;
+pub mod memcg;
 pub mod mm;
 pub mod mmbench;
 pub mod pagematrix;
@@ -60,6 +61,11 @@ pub fn run_from_cmdline(cmdline: &[u8]) -> bool {
             b"mm" => {
                 let (pass, total) = mm::run();
                 kprintln!("selftest mm: {pass}/{total} passed");
+                all_ok &= pass == total;
+            }
+            b"memcg" => {
+                let (pass, total) = memcg::run();
+                kprintln!("selftest memcg: {pass}/{total} passed");
                 all_ok &= pass == total;
             }
             b"mmbench" => mmbench::run(),
