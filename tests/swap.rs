@@ -27,10 +27,8 @@ struct SwapImage(PathBuf);
 
 impl SwapImage {
     fn new(name: &str, bytes: u64) -> SwapImage {
-        let p = std::env::temp_dir().join(format!(
-            "vmscope-test-{}-{name}.swap",
-            std::process::id()
-        ));
+        let p =
+            std::env::temp_dir().join(format!("vmscope-test-{}-{name}.swap", std::process::id()));
         let f = std::fs::File::create(&p).unwrap();
         f.set_len(bytes).unwrap();
         drop(f);
@@ -79,10 +77,17 @@ fn a_hog_four_times_the_memory_swaps_and_matches_the_host() {
     ]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
-    assert_same_text("swaphog with swap", &out[..native.len().min(out.len())], &native);
+    assert_same_text(
+        "swaphog with swap",
+        &out[..native.len().min(out.len())],
+        &native,
+    );
     let pswpout = vmstat_value(&out, "pswpout").expect("pswpout printed");
     let pswpin = vmstat_value(&out, "pswpin").expect("pswpin printed");
-    assert!(pswpout > 0 && pswpin > 0, "pswpout {pswpout} pswpin {pswpin}");
+    assert!(
+        pswpout > 0 && pswpin > 0,
+        "pswpout {pswpout} pswpin {pswpin}"
+    );
     if qemu_present() {
         let qimg = SwapImage::new("hog-qemu", SWAP_BYTES);
         let qdisk = qimg.disk();
@@ -109,4 +114,99 @@ fn without_swap_the_hog_is_oom_killed_and_memory_comes_back() {
     assert!(out.contains("child killed by signal 9"), "{out}");
     assert!(out.contains("MemFree back within 1%: yes"), "{out}");
     assert!(out.contains("touched 16 MiB again"), "{out}");
+}
+
+/// Every kind of page (private and shared anonymous, copy-on-write copies of a file,
+/// slots shared after fork, memory moved, protected and partly unmapped while swapped)
+/// goes to swap with MADV_PAGEOUT and comes back intact, natively and in the guest; in
+/// the guest swapoff brings a swapped range back, and once everything is unmapped no
+/// swap is in use.
+#[test]
+fn every_kind_of_page_survives_swap_and_none_is_left_behind() {
+    let bin = root().join("target/guest-programs/x86_64-unknown-none/release/swapstress");
+    let native = native_command(&bin, "/bin/swapstress")
+        .output()
+        .expect("run swapstress natively");
+    assert_eq!(native.status.code(), Some(0), "native: {}", stdout(&native));
+    let img = SwapImage::new("stress", 64 << 20);
+    let disk = img.disk();
+    let plain = vmscope(&["run", "--mem", MEM, "--disk", &disk, "swapstress"]);
+    assert_same_text("swapstress", &stdout(&plain), &stdout(&native));
+    assert_eq!(plain.status.code(), Some(0), "{}", stderr(&plain));
+    let img2 = SwapImage::new("stress2", 64 << 20);
+    let disk2 = img2.disk();
+    let o = vmscope(&[
+        "run",
+        "--mem",
+        MEM,
+        "--disk",
+        &disk2,
+        "swapstress",
+        "vmstat",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    for line in [
+        "VmSwap after pageout > 0: yes\n",
+        "swapoff \"/dev/vda\": ok\n",
+        "swap in use after swapoff: 0 kB\n",
+        "anonymous after swapoff: ok\n",
+        "swapon \"/dev/vda\": ok\n",
+        "swap in use after unmapping everything: 0 kB\n",
+        "all checks: passed\n",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
+/// /proc/swaps and the boot's swapon of a disk made by mkswap, in Linux's format.
+#[test]
+fn proc_swaps_lists_the_area_enabled_at_boot() {
+    let img = SwapImage::new("procswaps", 16 << 20);
+    let disk = img.disk();
+    let o = vmscope(&["run", "--disk", &disk, "cat", "/proc/swaps"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n\
+         /dev/vda                                partition\t16380\t\t0\t\t-2\n"
+    );
+}
+
+/// A memory cgroup at memory.max = 16M with a 64 MiB hog: with swap it swaps (`max`
+/// events, the child exits 0), without it the group's OOM killer kills the child; the
+/// parent, outside the group, keeps every page resident either way.
+#[test]
+fn a_memcg_limit_swaps_or_kills_inside_the_group_only() {
+    let img = SwapImage::new("memcg", SWAP_BYTES);
+    let disk = img.disk();
+    let o = vmscope(&["run", "--mem", "128M", "--disk", &disk, "memcg"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    assert!(out.contains("child: exited with 0\n"), "{out}");
+    assert!(out.contains("parent pages resident: 2048/2048\n"), "{out}");
+    assert!(
+        out.contains("oom 0\n") && out.contains("oom_kill 0\n"),
+        "{out}"
+    );
+    let max_events = out
+        .lines()
+        .find_map(|l| l.strip_prefix("max "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(max_events > 0, "{out}");
+    let o = vmscope(&["run", "--mem", "128M", "memcg"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    assert!(out.contains("child: killed by signal 9\n"), "{out}");
+    assert!(
+        out.contains("oom 1\n") && out.contains("oom_kill 1\n"),
+        "{out}"
+    );
+    assert!(out.contains("parent pages resident: 2048/2048\n"), "{out}");
+    assert!(
+        stderr(&o).contains("Memory cgroup out of memory: Killed process"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -84,7 +84,12 @@ pub fn writeback(phase: u64, pages: u64) {
 
 /// A reclaim event ([`trace_abi::reclaim`]): `code`, then its three words.
 pub fn reclaim(code: u64, a1: u64, a2: u64, a3: u64) {
-    emit(kind::RECLAIM, crate::proc::current(), [code, a1, a2, a3], &[]);
+    emit(
+        kind::RECLAIM,
+        crate::proc::current(),
+        [code, a1, a2, a3],
+        &[],
+    );
 }
 
 pub fn oom_kill(victim_pid: u32) {

@@ -14,14 +14,14 @@
 //! buddy allocator ([`crate::buddy`]).
 
 use crate::addr::Pfn;
-use crate::lru::{LruList, Lruvec};
-use alloc::vec::Vec;
 use crate::buddy::{BadFree, Buddy, MAX_ORDER, PAGEBLOCK_NR_PAGES};
 use crate::gfp::{Gfp, MigrateType, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES};
+use crate::lru::{LruList, Lruvec};
 use crate::page::{flags::*, MemMap, Pages, NO_PFN};
 use crate::pcp::{zone_batchsize, PerCpuPages};
 use crate::watermark::{self, WMARK_HIGH, WMARK_LOW, WMARK_MIN};
 use crate::NR_CPUS;
+use alloc::vec::Vec;
 
 /// Most nodes `numa=fake=N` may create.
 pub const MAX_NUMNODES: usize = 8;
@@ -710,16 +710,24 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
     /// Take up to `nr` pages from the tail of `list` off the LRU for reclaim
     /// (`isolate_lru_folios`), each with a reference for the caller, skipping locked pages
     /// and pages under writeback. Returns how many were scanned.
-    pub fn lru_isolate(&mut self, nid: usize, list: LruList, nr: u64, dst: &mut Vec<Pfn>) -> u64 {
+    /// `also` narrows the choice further (a memory cgroup's reclaim takes only its own
+    /// pages).
+    pub fn lru_isolate(
+        &mut self,
+        nid: usize,
+        list: LruList,
+        nr: u64,
+        dst: &mut Vec<Pfn>,
+        also: &dyn Fn(&crate::page::Page) -> bool,
+    ) -> u64 {
         let nid = nid.min(self.nr_nodes - 1);
         let before = dst.len();
-        let stats = self.nodes[nid].lruvec.isolate_tail(
-            &mut self.mem_map,
-            list,
-            nr,
-            dst,
-            |_, p| p.flags & (PG_LOCKED | PG_WRITEBACK) == 0 && p.refcount > 0,
-        );
+        let stats =
+            self.nodes[nid]
+                .lruvec
+                .isolate_tail(&mut self.mem_map, list, nr, dst, |_, p| {
+                    p.flags & (PG_LOCKED | PG_WRITEBACK) == 0 && p.refcount > 0 && also(p)
+                });
         for &pfn in &dst[before..] {
             self.mem_map.page_mut(pfn).refcount += 1;
         }
@@ -751,17 +759,18 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
     /// may use any zone (`pgdat_balanced`, with the lowmem reserves of the highest zone).
     pub fn node_balanced(&self, nid: usize) -> bool {
         let node = &self.nodes[nid.min(self.nr_nodes - 1)];
-        let Some(highest) = node
-            .zones
-            .iter()
-            .rposition(|z| z.is_populated())
-        else {
+        let Some(highest) = node.zones.iter().rposition(|z| z.is_populated()) else {
             return true;
         };
         let highest_type = node.zones[highest].zone_type;
         node.zones[..=highest].iter().any(|z| {
             z.is_populated()
-                && z.watermark_ok(0, z.watermark[WMARK_HIGH], highest_type, AllocFlags::default())
+                && z.watermark_ok(
+                    0,
+                    z.watermark[WMARK_HIGH],
+                    highest_type,
+                    AllocFlags::default(),
+                )
         })
     }
 

@@ -108,6 +108,8 @@ pub fn mount_root(initrd: Option<(u64, u64)>) -> Result<(), &'static str> {
     mount::mount(dev_sb, dev_root, Some(&at(b"dev")?), "devtmpfs")
         .map_err(|_| "dev: cannot mount")?;
     mount_cgroup(&rootp).map_err(|_| "cgroup2: cannot mount /sys/fs/cgroup")?;
+    // memory.max writes reclaim and kill in the group through these.
+    crate::mm::vmscan::init();
     result
 }
 

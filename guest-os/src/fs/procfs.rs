@@ -82,6 +82,9 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
         [name] if ROOT_FILES.contains(name) => Ok(Node::File(root_file(name))),
         // `/proc/mounts` is a link to the reader's own view.
         ["mounts"] => Ok(Node::Link(Vec::from(&b"self/mounts"[..]))),
+        ["pressure", "memory"] => Ok(Node::File(
+            crate::mm::psi::proc_pressure_memory().into_bytes(),
+        )),
         [pid] => pid_of(pid).map(Node::PidDir),
         ["vmscope", rest @ ..] => vmscope_node(rest),
         [pid, file] => {
@@ -284,20 +287,52 @@ fn vmstat(s: &mut String) -> core::fmt::Result {
     let r = |c: &core::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let lru = crate::mm::vmscan::lru_sizes();
     use mm_core::lru::LruList;
-    writeln!(s, "nr_inactive_anon {}", lru[LruList::InactiveAnon as usize])?;
+    writeln!(
+        s,
+        "nr_inactive_anon {}",
+        lru[LruList::InactiveAnon as usize]
+    )?;
     writeln!(s, "nr_active_anon {}", lru[LruList::ActiveAnon as usize])?;
-    writeln!(s, "nr_inactive_file {}", lru[LruList::InactiveFile as usize])?;
+    writeln!(
+        s,
+        "nr_inactive_file {}",
+        lru[LruList::InactiveFile as usize]
+    )?;
     writeln!(s, "nr_active_file {}", lru[LruList::ActiveFile as usize])?;
     writeln!(s, "nr_unevictable {}", lru[LruList::Unevictable as usize])?;
     writeln!(s, "nr_swapcached {}", crate::mm::swap_state::nr_pages())?;
     writeln!(s, "pswpin {}", r(&crate::mm::swapfile::PSWPIN))?;
     writeln!(s, "pswpout {}", r(&crate::mm::swapfile::PSWPOUT))?;
-    writeln!(s, "workingset_refault_anon {}", r(&v::WORKINGSET_REFAULT_ANON))?;
-    writeln!(s, "workingset_refault_file {}", r(&v::WORKINGSET_REFAULT_FILE))?;
-    writeln!(s, "workingset_activate_anon {}", r(&v::WORKINGSET_ACTIVATE_ANON))?;
-    writeln!(s, "workingset_activate_file {}", r(&v::WORKINGSET_ACTIVATE_FILE))?;
-    writeln!(s, "workingset_restore_anon {}", r(&v::WORKINGSET_RESTORE_ANON))?;
-    writeln!(s, "workingset_restore_file {}", r(&v::WORKINGSET_RESTORE_FILE))?;
+    writeln!(
+        s,
+        "workingset_refault_anon {}",
+        r(&v::WORKINGSET_REFAULT_ANON)
+    )?;
+    writeln!(
+        s,
+        "workingset_refault_file {}",
+        r(&v::WORKINGSET_REFAULT_FILE)
+    )?;
+    writeln!(
+        s,
+        "workingset_activate_anon {}",
+        r(&v::WORKINGSET_ACTIVATE_ANON)
+    )?;
+    writeln!(
+        s,
+        "workingset_activate_file {}",
+        r(&v::WORKINGSET_ACTIVATE_FILE)
+    )?;
+    writeln!(
+        s,
+        "workingset_restore_anon {}",
+        r(&v::WORKINGSET_RESTORE_ANON)
+    )?;
+    writeln!(
+        s,
+        "workingset_restore_file {}",
+        r(&v::WORKINGSET_RESTORE_FILE)
+    )?;
     writeln!(s, "pgactivate {}", r(&v::PGACTIVATE))?;
     writeln!(s, "pgdeactivate {}", r(&v::PGDEACTIVATE))?;
     writeln!(s, "pgrotated {}", r(&v::PGROTATED))?;
@@ -567,7 +602,10 @@ pub enum Sink {
 /// The tunable behind an absolute /proc path, if it is writable.
 pub fn sink_of(path: &[u8]) -> Option<Sink> {
     let p = core::str::from_utf8(path).ok()?;
-    let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
     match parts.as_slice() {
         ["proc", "sys", "vm", "swappiness"] => Some(Sink::Swappiness),
         ["proc", pid, "oom_score_adj"] => pid_of(pid).ok().map(Sink::OomScoreAdj),

@@ -154,6 +154,11 @@ fn read_window(
         let Some(pfn) = page_alloc::alloc_pages(Gfp::HIGHUSER_MOVABLE, 0) else {
             break;
         };
+        // Charged to the reader's memory cgroup; the window ends where it cannot be.
+        if super::vmscan::charge_or_reclaim(pfn).is_err() {
+            page_alloc::free_pages(pfn, 0);
+            break;
+        }
         set_flags(pfn, PG_LOCKED, PG_UPTODATE | PG_DIRTY);
         match shmem::insert_page(id, index + i, pfn) {
             Ok(true) => {
@@ -234,6 +239,10 @@ pub fn write_begin(id: u64, index: u64, from: usize, to: usize, size: u64) -> Re
         }
         let pfn =
             page_alloc::alloc_pages(Gfp(Gfp::HIGHUSER_MOVABLE.0 | Gfp::ZERO.0), 0).ok_or(ENOMEM)?;
+        if let Err(e) = super::vmscan::charge_or_reclaim(pfn) {
+            page_alloc::free_pages(pfn, 0);
+            return Err(e);
+        }
         set_flags(pfn, PG_UPTODATE, PG_LOCKED | PG_DIRTY);
         if shmem::insert_page(id, index, pfn)? {
             page_alloc::with(|a| a.get_page(pfn));

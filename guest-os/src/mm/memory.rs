@@ -141,6 +141,10 @@ pub enum FaultError {
     /// ([`super::swap_state::swapin_readahead`]) and retries (Linux's `VM_FAULT_RETRY`
     /// after dropping the mmap lock for I/O).
     SwapIo(SwpEntry),
+    /// The page could not be charged: memory cgroup `0` is at its memory.max. The caller
+    /// reclaims in that group with no lock held and retries, or kills in it
+    /// (`mem_cgroup_oom`).
+    Charge(u16),
     /// A file page past the end of the file (`VM_FAULT_SIGBUS`, `BUS_ADRERR`).
     Sigbus,
     Oom,
@@ -153,6 +157,16 @@ impl From<PtError> for FaultError {
             PtError::BadRange => FaultError::Segv(SEGV_MAPERR),
         }
     }
+}
+
+/// Charge the new page `pfn` to the faulting task's memory cgroup (`mem_cgroup_charge`);
+/// on failure the page is freed.
+fn charge_new(pfn: Pfn) -> Result<(), FaultError> {
+    let memcg = super::memcontrol::current_memcg();
+    super::memcontrol::charge(pfn, memcg).map_err(|super::memcontrol::ChargeError::OverMax(g)| {
+        page_alloc::free_pages(pfn, 0);
+        FaultError::Charge(g)
+    })
 }
 
 /// The leaf flags of a page of `vma` (without RW, which faults decide).
@@ -183,12 +197,9 @@ impl Mm {
                     page_alloc::free_pages(pfn, 0);
                 }
             }
-            r.map_err(|e| {
-                if e == FaultError::Oom {
-                    ENOMEM
-                } else {
-                    EFAULT
-                }
+            r.map_err(|e| match e {
+                FaultError::Oom | FaultError::Charge(_) => ENOMEM,
+                _ => EFAULT,
             })?;
             let p = self
                 .query_pte(addr)
@@ -394,7 +405,9 @@ impl Mm {
                     };
                 }
                 page_alloc::free_pages(cache, 0);
-                (pfn.ok_or(FaultError::Oom)?, kind, leaf | rw)
+                let pfn = pfn.ok_or(FaultError::Oom)?;
+                charge_new(pfn)?;
+                (pfn, kind, leaf | rw)
             }
             Backing::File(f) if super::shmem::is_shmem(f.id) && !vma.flags.contains(VM_SHARED) => {
                 // A private mapping of a tmpfs file (`do_read_fault` / `do_cow_fault`):
@@ -411,6 +424,7 @@ impl Mm {
                     return Ok(FaultKind::File);
                 }
                 let pfn = page_alloc::alloc_pages(GFP_USER_PAGE, 0).ok_or(FaultError::Oom)?;
+                charge_new(pfn)?;
                 // SAFETY: copying one page between two frames through the direct map; the
                 // cache page is held by its object.
                 unsafe {
@@ -443,6 +457,7 @@ impl Mm {
             Backing::Anon => {
                 let pfn =
                     page_alloc::alloc_pages(GFP_USER_PAGE | Gfp::ZERO, 0).ok_or(FaultError::Oom)?;
+                charge_new(pfn)?;
                 (pfn, FaultKind::DemandZero, leaf | rw)
             }
         };
@@ -495,6 +510,11 @@ impl Mm {
     ) -> Result<(), FaultError> {
         if page_alloc::page_flags(pfn) & PG_UPTODATE == 0 {
             return Err(FaultError::Sigbus);
+        }
+        // A page read from swap is charged to the task that maps it (swap-in charging).
+        if super::memcontrol::page_memcg(pfn) == super::memcontrol::NO_MEMCG {
+            super::memcontrol::charge(pfn, super::memcontrol::current_memcg())
+                .map_err(|super::memcontrol::ChargeError::OverMax(g)| FaultError::Charge(g))?;
         }
         let mut flags = leaf_flags(vma);
         // The mapping's reference.
@@ -589,6 +609,7 @@ impl Mm {
             return Ok(FaultKind::CowReuse);
         }
         let new = page_alloc::alloc_pages(GFP_USER_PAGE, 0).ok_or(FaultError::Oom)?;
+        charge_new(new)?;
         // SAFETY: copying one page between two frames through the direct map.
         unsafe {
             core::ptr::copy_nonoverlapping(
@@ -699,7 +720,12 @@ impl Mm {
     /// Up to `max` pages mapped in `[from, end)` that only this mapping uses, each with a
     /// reference for the caller, and where the walk stopped (`MADV_PAGEOUT`'s collection;
     /// empty tables are skipped whole).
-    pub fn pages_for_pageout(&self, from: u64, end: u64, max: usize) -> (alloc::vec::Vec<Pfn>, u64) {
+    pub fn pages_for_pageout(
+        &self,
+        from: u64,
+        end: u64,
+        max: usize,
+    ) -> (alloc::vec::Vec<Pfn>, u64) {
         let mut out = alloc::vec::Vec::new();
         if out.try_reserve(max).is_err() || from >= end {
             return (out, end);

@@ -21,6 +21,7 @@ pub mod oom_kill;
 pub mod page_alloc;
 pub mod pgtable;
 pub mod proc;
+pub mod psi;
 pub mod rmap;
 pub mod shmem;
 pub mod slab;

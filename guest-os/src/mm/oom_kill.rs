@@ -125,7 +125,9 @@ fn dump_header(faulter: &Task, total: u64) {
     log::warn!("Total swap = {}kB", swap_total * PAGE_KB);
     log::warn!("{} pages RAM", total - swap_total);
     log::warn!("Tasks state (memory values in pages):");
-    log::warn!("[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name");
+    log::warn!(
+        "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name"
+    );
     crate::proc::sched::for_each(|t| {
         if let Some(b) = badness(t, total) {
             log::warn!(
@@ -154,7 +156,9 @@ pub fn out_of_memory(faulter: &'static Task) -> &'static Task {
     crate::proc::sched::for_each(|t| {
         let alive = t.state.load(Ordering::Acquire) != state::ZOMBIE;
         // Exiting: the address space is out of the task but not yet freed.
-        let exiting = alive && t.mm.try_lock().is_some_and(|g| g.is_none()) && !t.kthread.load(Ordering::Relaxed);
+        let exiting = alive
+            && t.mm.try_lock().is_some_and(|g| g.is_none())
+            && !t.kthread.load(Ordering::Relaxed);
         if dying.is_none() && ((alive && signal::kill_pending(t)) || exiting) {
             dying = Some(t);
         }
@@ -216,6 +220,109 @@ pub fn out_of_memory(faulter: &'static Task) -> &'static Task {
     victim
 }
 
+/// The memory cgroup OOM killer (`mem_cgroup_out_of_memory`): `memcg` (or a group below
+/// it) cannot get under its memory.max by reclaim; the task of that subtree whose death
+/// frees the most dies. Other groups are never touched. Counts `oom` and `oom_kill` in the
+/// group's memory.events. Returns the victim (`faulter` itself if it is the only choice).
+pub fn mem_cgroup_out_of_memory(faulter: &'static Task, memcg: u16) -> &'static Task {
+    use super::memcontrol as mc;
+    mc::count_event(memcg, mc::MemcgEvent::Oom);
+    // A victim of the group still dying: wait for it.
+    let mut dying: Option<&'static Task> = None;
+    let mut groups = [0u16; mc::MEMCG_MAX_GROUPS];
+    let mut n = 0;
+    for g in mc::online_groups() {
+        if mc::is_descendant(g, memcg) && n < groups.len() {
+            groups[n] = g;
+            n += 1;
+        }
+    }
+    let in_group =
+        |t: &Task| groups[..n].contains(&mc::task_memcg(t)) || mc::task_memcg(t) == memcg;
+    crate::proc::sched::for_each(|t| {
+        if in_group(t)
+            && t.state.load(Ordering::Acquire) != state::ZOMBIE
+            && signal::kill_pending(t)
+            && dying.is_none()
+        {
+            dying = Some(t);
+        }
+    });
+    if let Some(t) = dying {
+        return t;
+    }
+    let total = mc::max(memcg).min(totalpages()).max(1);
+    log::warn!(
+        "{} invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj={}",
+        comm_of(faulter),
+        faulter.oom_score_adj.load(Ordering::Relaxed)
+    );
+    let path = alloc::string::String::from_utf8_lossy(&mc::path(memcg)).into_owned();
+    log::warn!(
+        "memory: usage {}kB, limit {}kB, failcnt 0",
+        mc::usage(memcg) * PAGE_KB,
+        mc::max(memcg).saturating_mul(PAGE_KB)
+    );
+    log::warn!(
+        "swap: usage {}kB, limit {}kB, failcnt 0",
+        mc::swap_usage(memcg) * PAGE_KB,
+        mc::swap_max(memcg).saturating_mul(PAGE_KB)
+    );
+    let mut best: Option<(&'static Task, Badness, i64)> = None;
+    crate::proc::sched::for_each(|t| {
+        if !in_group(t) || t.pid == INIT_PID || t.kthread.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(b) = badness(t, total) {
+            if let Some(p) = b.points {
+                if best.as_ref().is_none_or(|(_, _, cur)| p > *cur) {
+                    best = Some((t, b, p));
+                }
+            }
+        }
+    });
+    let (victim, b) = match best {
+        Some((t, b, _)) => (t, b),
+        None => (faulter, badness(faulter, total).unwrap_or_default()),
+    };
+    let name = comm_of(victim);
+    log::warn!(
+        "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg={},task_memcg={},task={},pid={},uid=0",
+        path,
+        alloc::string::String::from_utf8_lossy(&mc::path(mc::task_memcg(victim))),
+        name,
+        victim.pid
+    );
+    log::error!(
+        "Memory cgroup out of memory: Killed process {} ({}) total-vm:{}kB, anon-rss:{}kB, file-rss:{}kB, shmem-rss:{}kB, UID:0 pgtables:{}kB oom_score_adj:{}",
+        victim.pid,
+        name,
+        b.total_vm * PAGE_KB,
+        b.anon * PAGE_KB,
+        b.file * PAGE_KB,
+        b.shmem * PAGE_KB,
+        b.pgtables * PAGE_KB,
+        b.adj
+    );
+    mc::count_event(memcg, mc::MemcgEvent::OomKill);
+    OOM_KILLS.fetch_add(1, Ordering::Relaxed);
+    crate::trace::oom_kill(victim.pid);
+    signal::send(
+        victim,
+        SIGKILL,
+        SigInfo {
+            signo: SIGKILL,
+            code: SI_KERNEL,
+            addr: 0,
+            pid: 0,
+        },
+    );
+    if !crate::proc::current().is_some_and(|c| core::ptr::eq(c, victim)) {
+        oom_reap(victim);
+    }
+    victim
+}
+
 /// The OOM reaper (`oom_reap_task_mm`): free the victim's private anonymous memory now,
 /// without waiting for it to run and exit. Skipped if its address space is busy.
 fn oom_reap(victim: &'static Task) {
@@ -241,4 +348,3 @@ fn oom_reap(victim: &'static Task) {
         mm.rss_stat.shmem * PAGE_KB
     );
 }
-

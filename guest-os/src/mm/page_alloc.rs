@@ -134,6 +134,16 @@ fn alloc_pages_nid(nid: Option<usize>, gfp: Gfp, order: usize) -> Option<Pfn> {
 /// `__free_pages(page, order)`. A bad free is reported ("Bad page state") and ignored, as
 /// Linux does, so a buggy caller leaks instead of corrupting the free lists.
 pub fn free_pages(pfn: Pfn, order: usize) {
+    // The last reference of a page charged to a memory cgroup: uncharge it first
+    // (`__folio_put` → `mem_cgroup_uncharge`).
+    let charged = with(|a| {
+        a.mem_map
+            .get(pfn)
+            .is_some_and(|p| p.refcount == 1 && p.memcg_data != 0)
+    });
+    if charged {
+        super::memcontrol::uncharge(pfn);
+    }
     if let Err(e) = with(|a| a.free_pages(pfn, order, 0)) {
         report_bad_free(e);
     }

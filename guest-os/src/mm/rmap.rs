@@ -17,7 +17,10 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use mm_core::page::{flags::{PG_ANON, PG_SWAPBACKED}, Pages};
+use mm_core::page::{
+    flags::{PG_ANON, PG_SWAPBACKED},
+    Pages,
+};
 use mm_core::pgtable::{pte, Pte};
 use mm_core::swap::{swp_entry_to_pte, SwpEntry};
 use mm_core::vma::{Backing, VM_SHARED};

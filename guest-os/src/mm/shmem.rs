@@ -307,7 +307,11 @@ pub fn remove_mapping(id: u64, index: u64, pfn: Pfn, shadow: u64) -> bool {
         let p = a.page(pfn);
         p.refcount == 2
             && p.mapcount < 0
-            && p.flags & (mm_core::page::flags::PG_DIRTY | mm_core::page::flags::PG_LOCKED | mm_core::page::flags::PG_WRITEBACK) == 0
+            && p.flags
+                & (mm_core::page::flags::PG_DIRTY
+                    | mm_core::page::flags::PG_LOCKED
+                    | mm_core::page::flags::PG_WRITEBACK)
+                == 0
     });
     if !free {
         return false;
@@ -618,6 +622,13 @@ fn find_or_create_inner(id: u64, index: u64, extending: bool) -> Result<Pfn, Fau
         0,
     )
     .ok_or(FaultError::Oom)?;
+    // Charged to the task that first touches it (`shmem_add_to_page_cache`).
+    if let Err(super::memcontrol::ChargeError::OverMax(g)) =
+        super::memcontrol::charge(pfn, super::memcontrol::current_memcg())
+    {
+        page_alloc::free_pages(pfn, 0);
+        return Err(FaultError::Charge(g));
+    }
     if c.map(Pte::new(pfn.phys(), pte::PRESENT)).is_err() {
         page_alloc::free_pages(pfn, 0);
         return Err(FaultError::Oom);

@@ -50,6 +50,10 @@ pub fn page_entry(pfn: Pfn) -> Option<SwpEntry> {
 /// before it can be dropped. None when swap is full.
 pub fn add_to_swap(pfn: Pfn) -> Option<SwpEntry> {
     let entry = swapfile::get_swap_page()?;
+    if !swapfile::charge_swap_slot(entry, super::memcontrol::page_memcg(pfn)) {
+        swapfile::put_swap_cache(entry);
+        return None;
+    }
     if with_cache(|c| c.add(entry, pfn)).is_err() {
         swapfile::put_swap_cache(entry);
         return None;

@@ -15,7 +15,6 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-
 use mm_core::swap::{parse_swap_header, SwapMap, SwpEntry, MAX_SWAPFILES};
 
 use super::addr::{Pfn, PAGE_SIZE};
@@ -38,6 +37,8 @@ pub struct SwapInfo {
     pub map: SwapMap,
     /// `swapoff` is bringing its pages back: no new slots come from it.
     pub draining: bool,
+    /// The memory cgroup each slot is charged to (`swap_cgroup`), 0 for none.
+    owners: Vec<u16>,
 }
 
 impl SwapInfo {
@@ -191,14 +192,49 @@ pub fn get_swap_page() -> Option<SwpEntry> {
     None
 }
 
-/// Run `f` on `entry`'s area, if the entry names an enabled area and a slot inside it.
+/// Run `f` on `entry`'s area, if the entry names an enabled area and a slot inside it. A
+/// slot that `f` leaves free gives its memory cgroup's swap charge back.
 fn with_map<R>(entry: SwpEntry, f: impl FnOnce(&mut SwapMap) -> R) -> Option<R> {
-    let mut si = SWAP_INFO.lock();
-    let s = si.get_mut(entry.type_())?.as_mut()?;
-    if entry.offset() == 0 || entry.offset() >= s.map.max() {
-        return None;
+    let (r, owner) = {
+        let mut si = SWAP_INFO.lock();
+        let s = si.get_mut(entry.type_())?.as_mut()?;
+        let off = entry.offset();
+        if off == 0 || off >= s.map.max() {
+            return None;
+        }
+        let r = f(&mut s.map);
+        let owner = if s.map.is_free(off) {
+            core::mem::take(&mut s.owners[off as usize])
+        } else {
+            0
+        };
+        (r, owner)
+    };
+    if owner != 0 {
+        super::memcontrol::uncharge_swap(owner, 1);
     }
-    Some(f(&mut s.map))
+    Some(r)
+}
+
+/// Charge `entry`'s slot to memory cgroup `memcg` (`mem_cgroup_try_charge_swap`): false
+/// if the group is at its memory.swap.max.
+pub fn charge_swap_slot(entry: SwpEntry, memcg: u16) -> bool {
+    if memcg == super::memcontrol::NO_MEMCG {
+        return true;
+    }
+    let memcg = super::memcontrol::online_or_ancestor(memcg);
+    if super::memcontrol::charge_swap(memcg, 1).is_err() {
+        return false;
+    }
+    let mut si = SWAP_INFO.lock();
+    if let Some(o) = si
+        .get_mut(entry.type_())
+        .and_then(|s| s.as_mut())
+        .and_then(|s| s.owners.get_mut(entry.offset() as usize))
+    {
+        *o = memcg;
+    }
+    true
 }
 
 /// One more swap entry names `entry`'s slot (`swap_duplicate`: fork copied it).
@@ -305,12 +341,18 @@ pub fn swapon_with_header(
             *l
         }
     };
+    let mut owners = Vec::new();
+    owners
+        .try_reserve_exact(maxpages as usize)
+        .map_err(|_| ENOMEM)?;
+    owners.resize(maxpages as usize, 0);
     let info = SwapInfo {
         dev,
         path: path.clone(),
         prio,
         map,
         draining: false,
+        owners,
     };
     let pages = info.pages();
     let mut si = SWAP_INFO.lock();

@@ -22,19 +22,21 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mm_core::gfp::Gfp;
-use mm_core::lru::{self, LruList, PageReferences, Pagevec, DEF_PRIORITY, NR_LRU_LISTS, SWAP_CLUSTER_MAX};
-use mm_core::page::Pages;
+use mm_core::lru::{
+    self, LruList, PageReferences, Pagevec, DEF_PRIORITY, NR_LRU_LISTS, SWAP_CLUSTER_MAX,
+};
 use mm_core::page::flags::{
     PG_ACTIVE, PG_ANON, PG_DIRTY, PG_LOCKED, PG_LRU, PG_REFERENCED, PG_SWAPBACKED, PG_SWAPCACHE,
     PG_WRITEBACK,
 };
+use mm_core::page::Pages;
 
 use super::addr::Pfn;
-use mm_core::swap::SwpEntry;
 use super::page_alloc;
 use super::{rmap, swap_state, swapfile};
 use crate::proc::{kthread, Task};
 use crate::sync::IrqLock;
+use mm_core::swap::SwpEntry;
 
 /// `vm.swappiness` (0..=200; Linux's default 60).
 pub static SWAPPINESS: AtomicU64 = AtomicU64::new(60);
@@ -88,6 +90,19 @@ pub struct ScanControl {
     pub kswapd: bool,
     /// Reclaim whatever the references say (`MADV_PAGEOUT`'s `reclaim_pages`).
     pub ignore_references: bool,
+    /// Reclaim for a memory cgroup: only pages charged to these groups (the target and
+    /// its descendants). The LRU lists are the node's, filtered (Linux keeps a lruvec
+    /// per memcg and node).
+    pub memcgs: Option<Vec<u16>>,
+}
+
+impl ScanControl {
+    /// Whether page `p` is one this reclaim may take.
+    fn wants(&self, p: &mm_core::page::Page) -> bool {
+        self.memcgs
+            .as_ref()
+            .is_none_or(|g| g.contains(&(p.memcg_data as u16)))
+    }
 }
 
 // ---- LRU lists --------------------------------------------------------------------------
@@ -402,6 +417,7 @@ pub fn reclaim_pages(pfns: Vec<Pfn>) -> u64 {
         may_swap: can_swap(),
         kswapd: false,
         ignore_references: true,
+        memcgs: None,
     };
     let was = set_memalloc(true);
     let n = shrink_page_list(isolated, &sc);
@@ -419,7 +435,8 @@ fn shrink_inactive_list(list: LruList, nr_to_scan: u64, sc: &mut ScanControl) ->
     if isolated.try_reserve(nr_to_scan as usize).is_err() {
         return 0;
     }
-    let scanned = page_alloc::with(|a| a.lru_isolate(0, list, nr_to_scan, &mut isolated));
+    let scanned =
+        page_alloc::with(|a| a.lru_isolate(0, list, nr_to_scan, &mut isolated, &|p| sc.wants(p)));
     sc.nr_scanned += scanned;
     inc(
         if sc.kswapd {
@@ -460,13 +477,14 @@ fn shrink_inactive_list(list: LruList, nr_to_scan: u64, sc: &mut ScanControl) ->
 
 /// Age up to `nr_to_scan` pages from the tail of active list `list` (`shrink_active_list`):
 /// referenced executable file pages stay active, the rest move to the inactive list.
-fn shrink_active_list(list: LruList, nr_to_scan: u64) {
+fn shrink_active_list(list: LruList, nr_to_scan: u64, sc: &ScanControl) {
     lru_add_drain();
     let mut isolated: Vec<Pfn> = Vec::new();
     if isolated.try_reserve(nr_to_scan as usize).is_err() {
         return;
     }
-    let scanned = page_alloc::with(|a| a.lru_isolate(0, list, nr_to_scan, &mut isolated));
+    let scanned =
+        page_alloc::with(|a| a.lru_isolate(0, list, nr_to_scan, &mut isolated, &|p| sc.wants(p)));
     inc(&stat::PGREFILL, scanned);
     let mut deactivated = 0;
     for pfn in isolated {
@@ -526,12 +544,18 @@ fn shrink_lruvec(sc: &mut ScanControl) {
             if l.is_active() {
                 let s = lru_sizes();
                 let (inactive, active) = if l.is_file() {
-                    (s[LruList::InactiveFile as usize], s[LruList::ActiveFile as usize])
+                    (
+                        s[LruList::InactiveFile as usize],
+                        s[LruList::ActiveFile as usize],
+                    )
                 } else {
-                    (s[LruList::InactiveAnon as usize], s[LruList::ActiveAnon as usize])
+                    (
+                        s[LruList::InactiveAnon as usize],
+                        s[LruList::ActiveAnon as usize],
+                    )
                 };
                 if lru::inactive_is_low(inactive, active) {
-                    shrink_active_list(l, n);
+                    shrink_active_list(l, n, sc);
                 }
             } else {
                 shrink_inactive_list(l, n, sc);
@@ -548,7 +572,7 @@ fn shrink_lruvec(sc: &mut ScanControl) {
             s[LruList::InactiveAnon as usize],
             s[LruList::ActiveAnon as usize],
         ) {
-            shrink_active_list(LruList::ActiveAnon, SWAP_CLUSTER_MAX);
+            shrink_active_list(LruList::ActiveAnon, SWAP_CLUSTER_MAX, sc);
         }
     }
 }
@@ -575,6 +599,7 @@ pub fn try_to_free_pages(gfp: Gfp) -> u64 {
         return 0;
     }
     inc(&stat::ALLOCSTALL, 1);
+    let stall = super::psi::memstall_enter();
     let mut sc = ScanControl {
         nr_to_reclaim: SWAP_CLUSTER_MAX,
         nr_reclaimed: 0,
@@ -584,6 +609,7 @@ pub fn try_to_free_pages(gfp: Gfp) -> u64 {
         may_swap: can_swap() && gfp.contains(Gfp::IO),
         kswapd: false,
         ignore_references: false,
+        memcgs: None,
     };
     let mut p = DEF_PRIORITY as i32;
     while p >= 0 {
@@ -595,6 +621,7 @@ pub fn try_to_free_pages(gfp: Gfp) -> u64 {
         p -= 1;
     }
     set_memalloc(false);
+    super::psi::memstall_leave(stall);
     crate::trace::reclaim(
         trace_abi::reclaim::DIRECT_RECLAIM,
         sc.nr_reclaimed,
@@ -602,6 +629,99 @@ pub fn try_to_free_pages(gfp: Gfp) -> u64 {
         0,
     );
     sc.nr_reclaimed
+}
+
+/// Reclaim up to `nr` pages charged to memory cgroup `memcg` or its descendants
+/// (`try_to_free_mem_cgroup_pages`), at falling priority. Returns the pages freed. The
+/// caller may sleep and holds no spinlock.
+pub fn memcg_reclaim(memcg: u16, nr: u64) -> u64 {
+    use super::memcontrol as mc;
+    if set_memalloc(true) {
+        return 0;
+    }
+    let mut groups = Vec::new();
+    for g in mc::online_groups() {
+        if mc::is_descendant(g, memcg) && groups.try_reserve(1).is_ok() {
+            groups.push(g);
+        }
+    }
+    if !groups.contains(&memcg) && groups.try_reserve(1).is_ok() {
+        groups.push(memcg);
+    }
+    let may_swap = can_swap() && mc::swap_usage(memcg) < mc::swap_max(memcg);
+    let stall = super::psi::memstall_enter();
+    let mut sc = ScanControl {
+        nr_to_reclaim: nr.max(SWAP_CLUSTER_MAX),
+        nr_reclaimed: 0,
+        nr_scanned: 0,
+        priority: DEF_PRIORITY,
+        may_writepage: true,
+        may_swap,
+        kswapd: false,
+        ignore_references: false,
+        memcgs: Some(groups),
+    };
+    let mut p = DEF_PRIORITY as i32;
+    while p >= 0 {
+        sc.priority = p as u32;
+        shrink_lruvec(&mut sc);
+        if sc.nr_reclaimed >= sc.nr_to_reclaim {
+            break;
+        }
+        p -= 1;
+    }
+    set_memalloc(false);
+    super::psi::memstall_leave(stall);
+    mc::stat_add(memcg, mc::MemcgStat::PgscanDirect, sc.nr_scanned as i64);
+    mc::stat_add(memcg, mc::MemcgStat::PgstealDirect, sc.nr_reclaimed as i64);
+    crate::trace::reclaim(
+        trace_abi::reclaim::DIRECT_RECLAIM,
+        sc.nr_reclaimed,
+        sc.nr_scanned,
+        memcg as u64,
+    );
+    sc.nr_reclaimed
+}
+
+/// Charge the new page `pfn` to the current task's memory cgroup, reclaiming in the group
+/// and finally killing in it when it is at its limit (`mem_cgroup_charge` for the page
+/// cache, where the caller may sleep). ENOMEM if the caller itself was chosen, or if it
+/// holds a spinlock and cannot reclaim.
+pub fn charge_or_reclaim(pfn: Pfn) -> Result<(), crate::syscall::errno::Errno> {
+    use super::memcontrol as mc;
+    use crate::syscall::errno::ENOMEM;
+    let memcg = mc::current_memcg();
+    let mut failures = 0;
+    loop {
+        let Err(mc::ChargeError::OverMax(g)) = mc::charge(pfn, memcg) else {
+            return Ok(());
+        };
+        if crate::sync::locks_held() || in_reclaim() {
+            return Err(ENOMEM);
+        }
+        if failures < MAX_RECLAIM_RETRIES {
+            if memcg_reclaim(g, SWAP_CLUSTER_MAX) == 0 {
+                failures += 1;
+            }
+            continue;
+        }
+        let me = crate::proc::current().ok_or(ENOMEM)?;
+        if core::ptr::eq(super::oom_kill::mem_cgroup_out_of_memory(me, g), me) {
+            return Err(ENOMEM);
+        }
+        failures = 0;
+        crate::proc::sched::schedule();
+    }
+}
+
+/// Register the memory cgroup hooks (memory.max writes reclaim, then kill, in the group).
+pub fn init() {
+    super::memcontrol::register_reclaim(memcg_reclaim);
+    super::memcontrol::register_oom(|memcg| {
+        crate::proc::current()
+            .map(|t| !core::ptr::eq(super::oom_kill::mem_cgroup_out_of_memory(t, memcg), t))
+            .unwrap_or(false)
+    });
 }
 
 /// Whether the current task is reclaiming (`PF_MEMALLOC`): its own allocations must not
@@ -688,6 +808,7 @@ fn kswapd_main() {
                 may_swap: can_swap(),
                 kswapd: true,
                 ignore_references: false,
+                memcgs: None,
             };
             shrink_node(&mut sc);
             progress += sc.nr_reclaimed;
@@ -782,7 +903,10 @@ pub fn workingset_refault(pfn: Pfn, shadow: u64) {
     if !mm_core::workingset::refault_should_activate(distance, workingset) {
         return;
     }
-    page_alloc::with(|a| a.page_mut(pfn).set(PG_ACTIVE | mm_core::page::flags::PG_WORKINGSET));
+    page_alloc::with(|a| {
+        a.page_mut(pfn)
+            .set(PG_ACTIVE | mm_core::page::flags::PG_WORKINGSET)
+    });
     NONRESIDENT_AGE.fetch_add(1, Ordering::Relaxed);
     inc(
         if file {

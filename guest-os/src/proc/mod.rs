@@ -99,6 +99,8 @@ pub struct Task {
     pub oom_score_adj: core::sync::atomic::AtomicI32,
     /// In page reclaim (`PF_MEMALLOC`): its own allocations must not reclaim again.
     pub memalloc: core::sync::atomic::AtomicBool,
+    /// In a memory stall ([`crate::mm::psi`]).
+    pub memstall: core::sync::atomic::AtomicBool,
     /// The memory cgroup's id ([`crate::mm::memcontrol`]; the root's is 1). Inherited by
     /// fork, set by a cgroup.procs write.
     pub memcg: core::sync::atomic::AtomicU16,
@@ -144,6 +146,7 @@ impl Task {
             umask: AtomicU32::new(0o022),
             oom_score_adj: core::sync::atomic::AtomicI32::new(0),
             memalloc: core::sync::atomic::AtomicBool::new(false),
+            memstall: core::sync::atomic::AtomicBool::new(false),
             rlim: IrqLock::new("rlimit", rlimit::init_rlimits()),
             pgid: AtomicU32::new(pid),
             sid: AtomicU32::new(pid),

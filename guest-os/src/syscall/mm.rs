@@ -332,7 +332,8 @@ fn madvise_cold_or_pageout(addr: u64, end: u64, pageout: bool) -> SysResult {
     crate::mm::vmscan::lru_add_drain();
     let covered = with_mm(|mm| Ok(mm.covered_from(addr, end)))?;
     while from < covered.min(end) {
-        let (pfns, next) = with_mm(|mm| Ok(mm.pages_for_pageout(from, covered.min(end), PAGEOUT_BATCH)))?;
+        let (pfns, next) =
+            with_mm(|mm| Ok(mm.pages_for_pageout(from, covered.min(end), PAGEOUT_BATCH)))?;
         if pageout {
             crate::mm::vmscan::reclaim_pages(pfns);
         } else {

@@ -200,19 +200,23 @@ fn resolve_user_fault(
     // The page read for this fault, held until the retry has mapped it.
     let mut held: Option<crate::mm::addr::Pfn> = None;
     let mut tries = 0;
+    let mut charge_failures = 0;
     let r = loop {
-        let r = t
-            .mm
-            .lock()
-            .as_mut()
-            .map(|mm| mm.handle_fault(cr2, write, exec, false));
+        let r =
+            t.mm.lock()
+                .as_mut()
+                .map(|mm| mm.handle_fault(cr2, write, exec, false));
         if let Some(p) = held.take() {
             crate::mm::page_alloc::free_pages(p, 0);
         }
         tries += 1;
         match r {
             Some(Err(FaultError::SwapIo(entry))) if tries < MAX_FAULT_RETRIES => {
-                match crate::mm::swap_state::swapin_readahead(entry) {
+                // Waiting for a page back from swap is a memory stall (thrashing).
+                let stall = crate::mm::psi::memstall_enter();
+                let got = crate::mm::swap_state::swapin_readahead(entry);
+                crate::mm::psi::memstall_leave(stall);
+                match got {
                     Ok(Some((pfn, read))) => {
                         major |= read;
                         held = Some(pfn);
@@ -234,6 +238,17 @@ fn resolve_user_fault(
                 if crate::mm::vmscan::try_to_free_pages(mm_core::gfp::Gfp::HIGHUSER_MOVABLE) == 0 {
                     break r;
                 }
+            }
+            // The task's memory cgroup is at its limit: reclaim inside it
+            // (`try_charge`'s `try_to_free_mem_cgroup_pages`), a bounded number of times
+            // without progress.
+            Some(Err(FaultError::Charge(g)))
+                if charge_failures < crate::mm::vmscan::MAX_RECLAIM_RETRIES =>
+            {
+                if crate::mm::vmscan::memcg_reclaim(g, mm_core::lru::SWAP_CLUSTER_MAX) == 0 {
+                    charge_failures += 1;
+                }
+                tries = tries.saturating_sub(1);
             }
             _ => break r,
         }
@@ -299,6 +314,29 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
                 }
                 // A uaccess fault: -EFAULT through the fixup below; the SIGKILL is
                 // delivered on the way out of the system call.
+            }
+            Some(Err(crate::mm::mm_struct::FaultError::Charge(memcg))) => {
+                // The memory cgroup's OOM killer (`mem_cgroup_out_of_memory`): a task of
+                // that group dies; the fault is tried again (or the faulter dies).
+                let victim = crate::mm::oom_kill::mem_cgroup_out_of_memory(t, memcg);
+                if core::ptr::eq(victim, t) {
+                    if user_mode {
+                        force_sig(
+                            frame,
+                            SigInfo {
+                                signo: crate::proc::signal::SIGKILL,
+                                code: crate::proc::signal::SI_KERNEL,
+                                addr: 0,
+                                pid: 0,
+                            },
+                        );
+                        return true;
+                    }
+                } else {
+                    crate::proc::sched::schedule();
+                    return true;
+                }
+                // A uaccess fault: -EFAULT through the fixup below; SIGKILL on the way out.
             }
             Some(Err(crate::mm::mm_struct::FaultError::Sigbus)) if user_mode => {
                 trace::fault(cr2, frame.error_code, frame.rip, outcome::SIGBUS);

@@ -48,7 +48,9 @@ fn splitmix64(i: u64) -> u64 {
 
 /// One step of a checksum: order-sensitive.
 fn fold(acc: u64, w: u64) -> u64 {
-    (acc ^ w).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(17)
+    (acc ^ w)
+        .wrapping_mul(0x0000_0100_0000_01b3)
+        .rotate_left(17)
 }
 
 fn map(bytes: usize) -> *mut u64 {

@@ -12,7 +12,8 @@
 //!
 //! Natively the same checks pass (Linux without swap keeps anonymous pages, which is
 //! allowed), so the output is compared with the host. `vmstat` adds what only the guest
-//! can show: VmSwap after a pageout, and swap in use once everything is unmapped (0).
+//! can show: VmSwap after a pageout, swapoff of /dev/vda bringing everything back (and
+//! swapon again), and swap in use once everything is unmapped (0).
 #![no_std]
 #![no_main]
 
@@ -20,8 +21,8 @@ use vmrt::println;
 use vmrt::procfs::value;
 use vmrt::sys::fs::{close, open, write, O_CREAT, O_RDWR, O_TRUNC};
 use vmrt::sys::mm::{
-    madvise, mmap, mprotect, mremap, munmap, MADV_PAGEOUT, MAP_ANONYMOUS, MAP_PRIVATE,
-    MAP_SHARED, MREMAP_MAYMOVE, PAGE_SIZE, PROT_READ, PROT_WRITE,
+    madvise, mmap, mprotect, mremap, munmap, MADV_PAGEOUT, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED,
+    MREMAP_MAYMOVE, PAGE_SIZE, PROT_READ, PROT_WRITE,
 };
 use vmrt::sys::proc::{exit_group, fork, wait4, Fork};
 
@@ -30,6 +31,8 @@ vmrt::entry!(main);
 const MIB: usize = 1 << 20;
 /// Words per page.
 const WORDS: usize = PAGE_SIZE / 8;
+/// The swap disk of the guest run (`vmstat` mode).
+const SWAP_DEV: &core::ffi::CStr = c"/dev/vda";
 /// The tmpfs file of the copy-on-write case.
 const FILE: &core::ffi::CStr = c"/tmp/swapstress.dat";
 
@@ -111,9 +114,28 @@ fn main() -> i32 {
     fill(anon, len / 8, 1);
     pageout(anon, len);
     if guest {
-        println!("VmSwap after pageout > 0: {}", vmrt::io::yes_no(status_kb("VmSwap") > 0));
+        println!(
+            "VmSwap after pageout > 0: {}",
+            vmrt::io::yes_no(status_kb("VmSwap") > 0)
+        );
     }
     ok &= report("anonymous", check(anon, len / 8, 1));
+    if guest {
+        // swapoff brings every page back; swapon takes the area again.
+        pageout(anon, len);
+        let off = vmrt::sys::fs::swapoff(SWAP_DEV);
+        println!(
+            "swapoff {SWAP_DEV:?}: {}",
+            if off.is_ok() { "ok" } else { "failed" }
+        );
+        println!("swap in use after swapoff: {} kB", meminfo_kb("SwapTotal"));
+        ok &= report("anonymous after swapoff", check(anon, len / 8, 1));
+        let on = vmrt::sys::fs::swapon(SWAP_DEV, 0);
+        println!(
+            "swapon {SWAP_DEV:?}: {}",
+            if on.is_ok() { "ok" } else { "failed" }
+        );
+    }
 
     // Shared anonymous memory: a child and the parent see the same data after swap.
     let shlen = MIB;
@@ -162,7 +184,8 @@ fn main() -> i32 {
         }
     }
     // SAFETY: a new private mapping of the file.
-    let fmap: *mut u64 = match unsafe { mmap(0, flen, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0) } {
+    let fmap: *mut u64 = match unsafe { mmap(0, flen, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0) }
+    {
         Ok(p) => p.cast(),
         Err(e) => {
             println!("mmap of the file: {e}");
@@ -219,7 +242,10 @@ fn main() -> i32 {
         let r = (!reap(*pid)).then_some(k);
         ok &= report("a child sharing swap slots", r);
     }
-    ok &= report("the parent's copy after the children", check(sw, forklen / 8, 6));
+    ok &= report(
+        "the parent's copy after the children",
+        check(sw, forklen / 8, 6),
+    );
 
     // mremap, mprotect and munmap of swapped memory.
     let mlen = MIB;

@@ -164,6 +164,18 @@ pub fn openat(dirfd: i32, path: &CStr, flags: u32, mode: u32) -> SysResult<i32> 
     .map(|fd| fd as i32)
 }
 
+/// `swapon(path, flags)`: enable the swap area on a block device.
+pub fn swapon(path: &CStr, flags: u32) -> SysResult<()> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    check(unsafe { syscall2(SYS_swapon, path.as_ptr() as usize, flags as usize) }).map(drop)
+}
+
+/// `swapoff(path)`: bring its pages back and disable the swap area.
+pub fn swapoff(path: &CStr) -> SysResult<()> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    check(unsafe { syscall1(SYS_swapoff, path.as_ptr() as usize) }).map(drop)
+}
+
 /// `unlink(path)`.
 pub fn unlink(path: &CStr) -> SysResult<()> {
     // SAFETY: `path` is NUL-terminated and outlives the call.
