@@ -40,7 +40,9 @@ impl<T> IrqLock<T> {
         }
     }
 
-    /// Disable interrupts and take the lock (`spin_lock_irqsave`).
+    /// Disable interrupts and take the lock (`spin_lock_irqsave`). A re-entry panics
+    /// naming the caller's location.
+    #[track_caller]
     pub fn lock(&self) -> IrqGuard<'_, T> {
         let rflags: u64;
         // SAFETY: reading RFLAGS and clearing IF has no memory effects.
@@ -48,7 +50,11 @@ impl<T> IrqLock<T> {
             asm!("pushfq", "pop {}", "cli", out(reg) rflags, options(nomem, preserves_flags))
         };
         if self.locked.swap(true, Ordering::Acquire) {
-            panic!("IrqLock {}: taken twice (re-entry on one CPU)", self.name);
+            panic!(
+                "IrqLock {}: taken twice (re-entry on one CPU), at {}",
+                self.name,
+                core::panic::Location::caller()
+            );
         }
         LOCKS_HELD.fetch_add(1, Ordering::Relaxed);
         IrqGuard {

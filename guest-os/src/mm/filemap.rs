@@ -95,6 +95,24 @@ pub(super) fn unlock_page(pfn: Pfn) {
     PAGE_WAIT.wake_all();
 }
 
+/// The page at `index` of object `id` if it is in memory, up to date and not locked, with
+/// a reference (a cache hit, counted as an access); None otherwise. Never sleeps: for
+/// callers holding a spinlock.
+pub fn find_uptodate(id: u64, index: u64) -> Option<Pfn> {
+    match shmem::lookup_slot(id, index) {
+        Slot::Page(pfn, flags) => {
+            if flags & PG_LOCKED == 0 && flags & PG_UPTODATE != 0 {
+                super::vmscan::mark_page_accessed(pfn);
+                Some(pfn)
+            } else {
+                page_alloc::free_pages(pfn, 0);
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
 /// The page at `index` of object `id`, up to date, with a reference the caller drops
 /// (`filemap_get_pages`), and whether the disk had to be read for it (a major fault).
 /// `size` is the file's size: reads stop at its end. EIO if the read failed.

@@ -141,6 +141,10 @@ pub enum FaultError {
     /// ([`super::swap_state::swapin_readahead`]) and retries (Linux's `VM_FAULT_RETRY`
     /// after dropping the mmap lock for I/O).
     SwapIo(SwpEntry),
+    /// Page `1` of page cache object `0` is not in memory (or is being read): the caller
+    /// reads it with no lock held ([`super::filemap::get_page`]) and retries, as
+    /// `filemap_fault` drops the mmap lock for I/O.
+    PageIo(u64, u64),
     /// The page could not be charged: memory cgroup `0` is at its memory.max. The caller
     /// reclaims in that group with no lock held and retries, or kills in it
     /// (`mem_cgroup_oom`).
@@ -190,9 +194,15 @@ impl Mm {
             let in_page = (PAGE_SIZE - addr % PAGE_SIZE) as usize;
             let n = in_page.min(bytes.len() - done);
             let mut r = self.handle_fault(addr, true, false, true);
+            // Exec's new address space is nobody else's yet: read the page here.
             if let Err(FaultError::SwapIo(entry)) = r {
-                // Exec's new address space is nobody else's yet: read the page here.
                 if let Ok(Some((pfn, _))) = super::swap_state::swapin_readahead(entry) {
+                    r = self.handle_fault(addr, true, false, true);
+                    page_alloc::free_pages(pfn, 0);
+                }
+            }
+            if let Err(FaultError::PageIo(id, index)) = r {
+                if let Ok((pfn, _)) = super::filemap::get_page(id, index, super::shmem::size(id)) {
                     r = self.handle_fault(addr, true, false, true);
                     page_alloc::free_pages(pfn, 0);
                 }
@@ -364,18 +374,13 @@ impl Mm {
                 if pgoff >= size.div_ceil(PAGE_SIZE) {
                     return Err(FaultError::Sigbus);
                 }
-                let (cache, major) = super::filemap::get_page(f.id, pgoff, size).map_err(|e| {
-                    if e == ENOMEM {
-                        FaultError::Oom
-                    } else {
-                        FaultError::Sigbus
-                    }
-                })?;
-                let kind = if major {
-                    FaultKind::FileMajor
-                } else {
-                    FaultKind::File
+                // Only a page already in memory and up to date is used here: reading one
+                // sleeps, which the caller does with the address space unlocked
+                // (`FaultError::PageIo`), then faults again.
+                let Some(cache) = super::filemap::find_uptodate(f.id, pgoff) else {
+                    return Err(FaultError::PageIo(f.id, pgoff));
                 };
+                let kind = FaultKind::File;
                 let shared = vma.flags.contains(VM_SHARED);
                 if shared || !write {
                     let mut flags = leaf;
@@ -487,7 +492,8 @@ impl Mm {
         write: bool,
         writable: bool,
     ) -> Result<FaultKind, FaultError> {
-        let Some(pfn) = super::swap_state::lookup_swap_cache(entry) else {
+        // Never wait for a page being read with the lock held: the caller waits.
+        let Some(pfn) = super::swap_state::cached_page(entry) else {
             return Err(FaultError::SwapIo(entry));
         };
         let r = self.map_swap_page(va, vma, entry, pfn, write, writable);

@@ -234,6 +234,25 @@ fn resolve_user_fault(
                 }
             }
             Some(Err(FaultError::SwapIo(_))) => break Some(Err(FaultError::Oom)),
+            // A file page to read first (`filemap_fault` with the lock dropped).
+            Some(Err(FaultError::PageIo(id, index))) if tries < MAX_FAULT_RETRIES => {
+                let size = crate::mm::shmem::size(id);
+                match crate::mm::filemap::get_page(id, index, size) {
+                    Ok((pfn, read)) => {
+                        major |= read;
+                        held = Some(pfn);
+                    }
+                    Err(crate::syscall::errno::ENOMEM) => {
+                        if crate::mm::vmscan::try_to_free_pages(mm_core::gfp::Gfp::HIGHUSER_MOVABLE)
+                            == 0
+                        {
+                            break Some(Err(FaultError::Oom));
+                        }
+                    }
+                    Err(_) => break Some(Err(FaultError::Sigbus)),
+                }
+            }
+            Some(Err(FaultError::PageIo(..))) => break Some(Err(FaultError::Oom)),
             Some(Err(FaultError::Oom)) if tries < MAX_FAULT_RETRIES => {
                 if crate::mm::vmscan::try_to_free_pages(mm_core::gfp::Gfp::HIGHUSER_MOVABLE) == 0 {
                     break r;
@@ -256,6 +275,10 @@ fn resolve_user_fault(
     match r {
         Some(Ok(mut f)) if major && f.kind == FaultKind::SwapCached => {
             f.kind = FaultKind::SwapIn;
+            Some(Ok(f))
+        }
+        Some(Ok(mut f)) if major && f.kind == FaultKind::File => {
+            f.kind = FaultKind::FileMajor;
             Some(Ok(f))
         }
         r => r,
