@@ -160,6 +160,11 @@ impl<T> Mutex<T> {
                 .store(crate::proc::state::RUNNABLE, Ordering::Release);
             self.waiters.remove_current();
         }
+        // Reclaim by this task must not write file pages back now: the filesystem's own
+        // locks may be among those held (`memalloc_nofs_save`).
+        if let Some(t) = crate::proc::current() {
+            t.nofs.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        }
         MutexGuard { m: self }
     }
 }
@@ -185,6 +190,13 @@ impl<T> DerefMut for MutexGuard<'_, T> {
 
 impl<T> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
+        if let Some(t) = crate::proc::current() {
+            let _ = t.nofs.fetch_update(
+                core::sync::atomic::Ordering::Relaxed,
+                core::sync::atomic::Ordering::Relaxed,
+                |n| n.checked_sub(1),
+            );
+        }
         self.m
             .locked
             .store(false, core::sync::atomic::Ordering::Release);

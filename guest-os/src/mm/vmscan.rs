@@ -335,7 +335,11 @@ fn shrink_file_page(pfn: Pfn, sc: &ScanControl) -> Outcome {
         return Outcome::Keep;
     }
     if page_alloc::page_flags(pfn) & PG_DIRTY != 0 {
-        if !sc.may_writepage || super::filemap::writeback_page(id, index, pfn).is_err() {
+        // Writing a file page back enters the filesystem, whose locks this task may hold.
+        if !sc.may_writepage
+            || in_fs()
+            || super::filemap::writeback_page(id, index, pfn).is_err()
+        {
             return Outcome::Keep;
         }
     }
@@ -722,6 +726,11 @@ pub fn init() {
             .map(|t| !core::ptr::eq(super::oom_kill::mem_cgroup_out_of_memory(t, memcg), t))
             .unwrap_or(false)
     });
+}
+
+/// Whether the current task holds a filesystem's sleeping lock (GFP_NOFS context).
+fn in_fs() -> bool {
+    crate::proc::current().is_some_and(|t| t.nofs.load(Ordering::Relaxed) != 0)
 }
 
 /// Whether the current task is reclaiming (`PF_MEMALLOC`): its own allocations must not

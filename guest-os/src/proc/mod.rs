@@ -101,6 +101,9 @@ pub struct Task {
     pub memalloc: core::sync::atomic::AtomicBool,
     /// In a memory stall ([`crate::mm::psi`]).
     pub memstall: core::sync::atomic::AtomicBool,
+    /// Sleeping locks held ([`crate::sync::Mutex`]): while non-zero, reclaim by this task
+    /// does not write file pages back (`PF_MEMALLOC_NOFS`).
+    pub nofs: AtomicU32,
     /// The memory cgroup's id ([`crate::mm::memcontrol`]; the root's is 1). Inherited by
     /// fork, set by a cgroup.procs write.
     pub memcg: core::sync::atomic::AtomicU16,
@@ -147,6 +150,7 @@ impl Task {
             oom_score_adj: core::sync::atomic::AtomicI32::new(0),
             memalloc: core::sync::atomic::AtomicBool::new(false),
             memstall: core::sync::atomic::AtomicBool::new(false),
+            nofs: AtomicU32::new(0),
             rlim: IrqLock::new("rlimit", rlimit::init_rlimits()),
             pgid: AtomicU32::new(pid),
             sid: AtomicU32::new(pid),

@@ -108,6 +108,13 @@ impl Arg {
         self.0
     }
 
+    /// As a C string (for a path argument).
+    pub fn as_cstr(self) -> &'static CStr {
+        // SAFETY: the bytes came from a NUL-terminated string on the initial stack that
+        // lives forever, and hold no NUL themselves.
+        unsafe { CStr::from_ptr(self.0.as_ptr().cast()) }
+    }
+
     /// The string, if it is valid UTF-8.
     pub fn to_str(self) -> Option<&'static str> {
         core::str::from_utf8(self.0).ok()

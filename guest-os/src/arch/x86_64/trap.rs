@@ -185,6 +185,10 @@ fn segv_outcome(si_code: i32) -> u64 {
 /// `MAX_RECLAIM_RETRIES` times without progress before the OOM killer).
 const MAX_FAULT_RETRIES: u32 = 64;
 
+/// Pages one fault reclaims at most for a group over its memory.high
+/// (`MEMCG_CHARGE_BATCH`-sized steps in Linux).
+const MAX_HIGH_RECLAIM: u64 = 64;
+
 /// `handle_mm_fault` with the retries that need the address space unlocked: a page in swap
 /// is read in (with readahead) with no lock held, then the fault runs again and finds it in
 /// the swap cache (a major fault); a fault that found no memory reclaims directly, then
@@ -272,6 +276,15 @@ fn resolve_user_fault(
             _ => break r,
         }
     };
+    if matches!(r, Some(Ok(_))) {
+        // Over memory.high: reclaim the excess in that group before going on
+        // (`mem_cgroup_handle_over_high`, which Linux runs on the way back to user mode).
+        let memcg = crate::mm::memcontrol::current_memcg();
+        if let Some((g, excess)) = crate::mm::memcontrol::over_high_group(memcg) {
+            crate::mm::memcontrol::count_event(g, crate::mm::memcontrol::MemcgEvent::High);
+            crate::mm::vmscan::memcg_reclaim(g, excess.min(MAX_HIGH_RECLAIM));
+        }
+    }
     match r {
         Some(Ok(mut f)) if major && f.kind == FaultKind::SwapCached => {
             f.kind = FaultKind::SwapIn;
