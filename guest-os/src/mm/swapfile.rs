@@ -174,22 +174,24 @@ pub fn swap_write_batch(pages: &[(Pfn, SwpEntry)]) -> Vec<bool> {
 /// `SWAP_HAS_CACHE` set and no users yet: the caller adds its page to the swap cache.
 pub fn get_swap_page() -> Option<SwpEntry> {
     let mut si = SWAP_INFO.lock();
-    let mut order: Vec<(i32, usize)> = Vec::new();
-    order.try_reserve(si.len()).ok()?;
-    for (t, s) in si.iter().enumerate() {
-        if let Some(s) = s {
-            if !s.draining {
-                order.push((s.prio, t));
-            }
+    // Areas by falling priority (ties: the earlier area), without allocating: at most
+    // MAX_SWAPFILES passes, each picking the best area not yet tried.
+    let mut tried = 0u64;
+    loop {
+        let best = si
+            .iter()
+            .enumerate()
+            .filter(|(t, s)| tried & (1 << t) == 0 && s.as_ref().is_some_and(|s| !s.draining))
+            .max_by(|(ta, a), (tb, b)| {
+                let (pa, pb) = (a.as_ref().map_or(0, |s| s.prio), b.as_ref().map_or(0, |s| s.prio));
+                pa.cmp(&pb).then(tb.cmp(ta))
+            })
+            .map(|(t, _)| t)?;
+        tried |= 1 << best;
+        if let Some(off) = si[best].as_mut().and_then(|s| s.map.alloc()) {
+            return Some(SwpEntry::new(best, off));
         }
     }
-    order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (_, t) in order {
-        if let Some(off) = si[t].as_mut().and_then(|s| s.map.alloc()) {
-            return Some(SwpEntry::new(t, off));
-        }
-    }
-    None
 }
 
 /// Run `f` on `entry`'s area, if the entry names an enabled area and a slot inside it. A
