@@ -88,6 +88,13 @@ impl GuestMemory {
         }
     }
 
+    /// 16 bytes at host offset `off` as one little-endian word (an instruction fetch).
+    #[inline(always)]
+    pub fn read_host_u128(&self, off: usize) -> u128 {
+        let m: &[u8] = &self.map;
+        u128::from_le_bytes(m[off..off + 16].try_into().unwrap())
+    }
+
     /// Write the low `size` bytes (1..=8) of `val` at host offset `off`, with fixed-width
     /// stores for 1, 2, 4 and 8 bytes.
     #[inline(always)]

@@ -69,13 +69,17 @@ struct DecodeEntry {
 fn insn_word(buf: &[u8; MAX_INSN_LEN], len: u8) -> u128 {
     let mut w = [0u8; 16];
     w[..MAX_INSN_LEN].copy_from_slice(buf);
-    let v = u128::from_le_bytes(w);
-    let mask = if len >= 16 {
+    u128::from_le_bytes(w) & insn_mask(len)
+}
+
+/// The mask of the first `len` bytes of an instruction word.
+#[inline(always)]
+fn insn_mask(len: u8) -> u128 {
+    if len >= 16 {
         u128::MAX
     } else {
         (1u128 << (8 * len as u32)) - 1
-    };
-    v & mask
+    }
 }
 
 /// Why the CPU cannot go on (the machine stops with a report).
@@ -906,10 +910,30 @@ impl Cpu {
         if self.mode64() && !GuestVirtAddr(la).is_canonical48() {
             return Err(Exception::gp0());
         }
-        let pa = self.translate(bus, la, AccessKind::Fetch, false)?;
+        let (pa, host) = match self.fast_hit(bus, la, AccessKind::Fetch) {
+            Some(h) => (h.pa, Some(h.host)),
+            None => (
+                self.translate_slow(bus, la, AccessKind::Fetch, false)?,
+                None,
+            ),
+        };
         let in_page = (PAGE_SIZE - (la & (PAGE_SIZE - 1))) as usize;
         let n = in_page.min(MAX_INSN_LEN);
         let slot = ((pa.as_u64() ^ (pa.as_u64() >> 13)) as usize) & (DECODE_CACHE_SLOTS - 1);
+        // Through a fast TLB entry (RAM) with 16 bytes left in the page: one 16-byte load,
+        // compared in place with the cached instruction's bytes.
+        if let Some(host) = host.filter(|_| in_page >= 16) {
+            let word = bus.mem.read_host_u128(host);
+            let e = &self.decode_cache[slot];
+            if e.key == pa.as_u64() + 1
+                && e.rip == self.rip
+                && e.bitness == bitness
+                && e.bytes == word & insn_mask(e.len)
+            {
+                *out = e.instr;
+                return Ok(());
+            }
+        }
         let mut buf = [0u8; MAX_INSN_LEN];
         match bus.mem.slice(pa, n) {
             Some(s) => buf[..n].copy_from_slice(s),
