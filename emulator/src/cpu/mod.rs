@@ -72,14 +72,23 @@ fn insn_word(buf: &[u8; MAX_INSN_LEN], len: u8) -> u128 {
     u128::from_le_bytes(w) & insn_mask(len)
 }
 
+/// The masks of the first `len` bytes of an instruction word, by `len` (a table: a
+/// variable u128 shift is a dozen host instructions with branches).
+static INSN_MASKS: [u128; 17] = {
+    let mut m = [0u128; 17];
+    let mut len = 1;
+    while len < 16 {
+        m[len] = (1u128 << (8 * len)) - 1;
+        len += 1;
+    }
+    m[16] = u128::MAX;
+    m
+};
+
 /// The mask of the first `len` bytes of an instruction word.
 #[inline(always)]
 fn insn_mask(len: u8) -> u128 {
-    if len >= 16 {
-        u128::MAX
-    } else {
-        (1u128 << (8 * len as u32)) - 1
-    }
+    INSN_MASKS[(len as usize).min(16)]
 }
 
 /// Why the CPU cannot go on (the machine stops with a report).
@@ -897,9 +906,16 @@ impl Cpu {
     /// The instruction is written to `out` rather than returned: returning the 40-byte
     /// `Instruction` inside a `Result` cost a store-forwarding stall on every step.
     fn fetch_decode(&mut self, bus: &mut Bus, out: &mut Instruction) -> Result<(), Exception> {
-        let bitness = self.bitness();
         let cs = self.seg[SegReg::Cs as usize];
-        let la = if self.mode64() {
+        let mode64 = self.long_mode() && cs.long();
+        let bitness = if mode64 {
+            64
+        } else if cs.db() {
+            32
+        } else {
+            16
+        };
+        let la = if mode64 {
             self.rip
         } else {
             if self.protected() && self.rip > cs.limit as u64 {
@@ -907,7 +923,7 @@ impl Cpu {
             }
             cs.base.wrapping_add(self.rip) & 0xffff_ffff
         };
-        if self.mode64() && !GuestVirtAddr(la).is_canonical48() {
+        if mode64 && !GuestVirtAddr(la).is_canonical48() {
             return Err(Exception::gp0());
         }
         let (pa, host) = match self.fast_hit(bus, la, AccessKind::Fetch) {
