@@ -63,6 +63,52 @@ impl GuestMemory {
         }
     }
 
+    /// Host offset of `len` bytes at `pa` (for the TLB's fast entries), if they are all RAM
+    /// in one region.
+    #[inline]
+    pub fn host_offset(&self, pa: GuestPhysAddr, len: u64) -> Option<usize> {
+        self.offset(pa, len)
+    }
+
+    /// Read `size` bytes (1..=8) at host offset `off` (from [`Self::host_offset`]), with
+    /// fixed-width loads for 1, 2, 4 and 8 bytes.
+    #[inline(always)]
+    pub fn read_host(&self, off: usize, size: u32) -> u64 {
+        let m: &[u8] = &self.map;
+        match size {
+            1 => m[off] as u64,
+            2 => u16::from_le_bytes(m[off..off + 2].try_into().unwrap()) as u64,
+            4 => u32::from_le_bytes(m[off..off + 4].try_into().unwrap()) as u64,
+            8 => u64::from_le_bytes(m[off..off + 8].try_into().unwrap()),
+            _ => {
+                let mut b = [0u8; 8];
+                b[..size as usize].copy_from_slice(&m[off..off + size as usize]);
+                u64::from_le_bytes(b)
+            }
+        }
+    }
+
+    /// 16 bytes at host offset `off` as one little-endian word (an instruction fetch).
+    #[inline(always)]
+    pub fn read_host_u128(&self, off: usize) -> u128 {
+        let m: &[u8] = &self.map;
+        u128::from_le_bytes(m[off..off + 16].try_into().unwrap())
+    }
+
+    /// Write the low `size` bytes (1..=8) of `val` at host offset `off`, with fixed-width
+    /// stores for 1, 2, 4 and 8 bytes.
+    #[inline(always)]
+    pub fn write_host(&mut self, off: usize, size: u32, val: u64) {
+        let m: &mut [u8] = &mut self.map;
+        match size {
+            1 => m[off] = val as u8,
+            2 => m[off..off + 2].copy_from_slice(&(val as u16).to_le_bytes()),
+            4 => m[off..off + 4].copy_from_slice(&(val as u32).to_le_bytes()),
+            8 => m[off..off + 8].copy_from_slice(&val.to_le_bytes()),
+            _ => m[off..off + size as usize].copy_from_slice(&val.to_le_bytes()[..size as usize]),
+        }
+    }
+
     /// True if `pa..pa+len` is backed by RAM.
     pub fn is_ram(&self, pa: GuestPhysAddr, len: u64) -> bool {
         self.offset(pa, len).is_some()

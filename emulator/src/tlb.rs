@@ -7,12 +7,33 @@
 //! Organisation: direct-mapped on the 4 KiB virtual page number. A 2 MiB or 1 GiB page
 //! fills one entry per 4 KiB page touched; INVLPG therefore removes every entry that came
 //! from the large page containing the address, as hardware removes the large entry.
+//!
+//! Non-global flushes (a CR3 write, INVPCID of a context) are O(1): every entry records the
+//! generation at which it was filled, and a flush only records the generation from which
+//! entries count (for every PCID, or for one). An entry filled before that generation is
+//! invalid, exactly as if it had been cleared.
+//!
+//! **Fast entries** (the emulator's own cache, not part of the model): next to each slot,
+//! one fast entry per access kind (read, write, fetch) holds the host offset of the frame
+//! and the key under which the modelled entry was found to permit that access: the
+//! privilege class and paging-control bits ([`Tlb::fast_key`]'s `ctx`) and an epoch that
+//! every non-global or full flush advances. A fast entry is installed only after the
+//! modelled entry permitted the access (a write only when its D bit is set) and is cleared
+//! with its slot, so a fast hit is by construction what a modelled hit would have given; it
+//! counts as a hit. The modelled TLB stays the single source of truth: `--tlb off` and
+//! `--tlb check` never install fast entries. `VMSCOPE_TLB_SHADOW=1` re-checks every fast
+//! hit against the modelled TLB and panics on a difference (for CI).
 
 use crate::addr::{GuestPhysAddr, GuestVirtAddr};
 use crate::mmu::Translation;
 
 /// Default number of entries (a power of two).
 pub const DEFAULT_TLB_ENTRIES: usize = 4096;
+
+/// Bits of a fast key below the epoch (see [`Tlb::fast_key`]).
+const FAST_EPOCH_SHIFT: u32 = 45;
+/// Epochs before they wrap (then every fast entry is cleared).
+const FAST_EPOCHS: u64 = 1 << (64 - FAST_EPOCH_SHIFT);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlbMode {
@@ -29,7 +50,29 @@ struct Entry {
     /// vpn + 1 (0 = invalid).
     tag: u64,
     pcid: u16,
+    /// The TLB's generation when the entry was filled (see [`Tlb::valid`]).
+    gen: u64,
     t: Option<Translation>,
+}
+
+/// The fast entries of one slot: per access kind (index [`crate::mmu::AccessKind`] as
+/// usize), the key that must match; the frame they all translate to.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fast {
+    /// vpn + 1 of the slot's modelled entry (0 = no fast entries).
+    tag: u64,
+    key: [u64; 3],
+    /// Guest-physical address of the 4 KiB frame.
+    frame: u64,
+    /// Offset of the frame in the host mapping of guest RAM.
+    host: usize,
+}
+
+/// A fast hit: the guest-physical and the host address of the byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastHit {
+    pub pa: GuestPhysAddr,
+    pub host: usize,
 }
 
 /// Why entries were flushed; counted separately.
@@ -61,11 +104,24 @@ pub struct TlbStats {
 
 pub struct Tlb {
     entries: Vec<Entry>,
+    /// Fast entries, one per slot of `entries`.
+    fast: Vec<Fast>,
     mask: u64,
     /// Slots holding entries from 2 MiB / 1 GiB pages, so INVLPG and #PF check only those
-    /// instead of scanning the whole TLB. May hold slots since overwritten (checked when
-    /// used, and dropped at the next flush).
+    /// instead of scanning the whole TLB. May hold slots since overwritten or flushed
+    /// (checked when used, and dropped then).
     large: Vec<u32>,
+    /// Generation counter: advanced by every non-global flush; fills record it.
+    clock: u64,
+    /// Non-global entries filled before this generation are invalid (any PCID).
+    ng_flushed: u64,
+    /// Per PCID: non-global entries of that PCID filled before this generation are invalid.
+    pcid_flushed: Vec<u64>,
+    /// The epoch of fast entries (bits from [`FAST_EPOCH_SHIFT`] of their key): advanced
+    /// by every flush that is not of one page.
+    fast_epoch: u64,
+    /// Re-check every fast hit against the modelled TLB (`VMSCOPE_TLB_SHADOW=1`).
+    pub shadow: bool,
     pub mode: TlbMode,
     pub stats: TlbStats,
 }
@@ -75,10 +131,30 @@ impl Tlb {
         let size = size.max(1).next_power_of_two();
         Tlb {
             entries: vec![Entry::default(); size],
+            fast: vec![Fast::default(); size],
             mask: size as u64 - 1,
             large: Vec::new(),
+            clock: 0,
+            ng_flushed: 0,
+            pcid_flushed: vec![0; 4096],
+            fast_epoch: 1,
+            shadow: std::env::var_os("VMSCOPE_TLB_SHADOW").is_some_and(|v| v == "1"),
             mode,
             stats: TlbStats::default(),
+        }
+    }
+
+    /// Whether `e` (tag and PCID aside) still holds a translation: not flushed since it was
+    /// filled.
+    #[inline(always)]
+    fn valid(&self, e: &Entry) -> Option<Translation> {
+        let t = e.t?;
+        if t.global
+            || (e.gen >= self.ng_flushed && e.gen >= self.pcid_flushed[e.pcid as usize & 0xfff])
+        {
+            Some(t)
+        } else {
+            None
         }
     }
 
@@ -87,17 +163,30 @@ impl Tlb {
         if self.mode == TlbMode::Off {
             return None;
         }
+        match self.probe(va, pcid) {
+            Some(t) => {
+                self.stats.hits += 1;
+                Some(t)
+            }
+            None => {
+                self.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// What [`Self::lookup`] would return, without counting.
+    #[inline]
+    pub fn probe(&self, va: GuestVirtAddr, pcid: u16) -> Option<Translation> {
         let vpn = va.vpn();
         let e = &self.entries[(vpn & self.mask) as usize];
         if e.tag == vpn + 1 {
-            if let Some(t) = e.t {
+            if let Some(t) = self.valid(e) {
                 if t.global || e.pcid == pcid {
-                    self.stats.hits += 1;
                     return Some(t);
                 }
             }
         }
-        self.stats.misses += 1;
         None
     }
 
@@ -114,8 +203,79 @@ impl Tlb {
         self.entries[i] = Entry {
             tag: vpn + 1,
             pcid,
+            gen: self.clock,
             t: Some(t),
         };
+        self.fast[i].tag = 0;
+    }
+
+    // ---- fast entries ---------------------------------------------------------------------
+
+    /// The key a fast entry must hold to serve an access made with the paging context
+    /// `ctx` (the privilege class and paging-control bits; see `Cpu::fast_ctx`).
+    #[inline(always)]
+    pub fn fast_key(&self, ctx: u64) -> u64 {
+        ctx | (self.fast_epoch << FAST_EPOCH_SHIFT)
+    }
+
+    /// A fast hit for an access of kind `kind` (as usize) at `va` under `key`: counted as
+    /// a TLB hit.
+    #[inline(always)]
+    pub fn fast_lookup(&mut self, va: u64, kind: usize, key: u64) -> Option<FastHit> {
+        let vpn = va >> 12;
+        let f = &self.fast[(vpn & self.mask) as usize];
+        if f.tag == vpn + 1 && f.key[kind] == key {
+            let off = va & 0xfff;
+            let hit = FastHit {
+                pa: GuestPhysAddr(f.frame | off),
+                host: f.host + off as usize,
+            };
+            self.stats.hits += 1;
+            return Some(hit);
+        }
+        None
+    }
+
+    /// After the modelled entry for `va` permitted an access of kind `kind` (a write: with
+    /// D set) under `key`: install the fast entry. `host` is the host offset of the 4 KiB
+    /// frame `frame`, which must be RAM.
+    pub fn fast_install(&mut self, va: u64, kind: usize, key: u64, frame: u64, host: usize) {
+        if self.mode != TlbMode::On {
+            return;
+        }
+        let vpn = GuestVirtAddr(va).vpn();
+        let i = (vpn & self.mask) as usize;
+        if self.entries[i].tag != vpn + 1 {
+            return;
+        }
+        let f = &mut self.fast[i];
+        if f.tag != vpn + 1 || f.frame != frame || f.host != host {
+            *f = Fast {
+                tag: vpn + 1,
+                key: [0; 3],
+                frame,
+                host,
+            };
+        }
+        f.key[kind] = key;
+    }
+
+    /// Point every installed fast entry at another frame (a test of the shadow check).
+    #[cfg(test)]
+    pub(crate) fn corrupt_fast_entries(&mut self) {
+        for f in self.fast.iter_mut().filter(|f| f.tag != 0) {
+            f.frame ^= 0x1000;
+            f.host ^= 0x1000;
+        }
+    }
+
+    /// Invalidate every fast entry at once (O(1)).
+    fn fast_flush(&mut self) {
+        self.fast_epoch += 1;
+        if self.fast_epoch == FAST_EPOCHS {
+            self.fast_epoch = 1;
+            self.fast.iter_mut().for_each(|f| f.tag = 0);
+        }
     }
 
     fn count(&mut self, cause: FlushCause) {
@@ -132,6 +292,7 @@ impl Tlb {
 
     fn invalidate(&mut self, i: usize) {
         self.entries[i] = Entry::default();
+        self.fast[i].tag = 0;
     }
 
     /// Remove the translations of the page containing `va` (any PCID, global too), as
@@ -143,45 +304,49 @@ impl Tlb {
         if self.entries[i].tag == vpn + 1 {
             self.invalidate(i);
         }
-        let entries = &mut self.entries;
-        self.large.retain(|&i| {
-            let e = &mut entries[i as usize];
-            match e.t {
+        let mut large = std::mem::take(&mut self.large);
+        large.retain(|&i| {
+            let e = self.entries[i as usize];
+            match self.valid(&e) {
                 Some(t) if t.page_shift > 12 => {
                     let span = (t.page_shift - 12) as u64;
                     if (e.tag - 1) >> span == vpn >> span {
-                        *e = Entry::default();
+                        self.invalidate(i as usize);
                         false
                     } else {
                         true
                     }
                 }
-                _ => false,
-            }
-        });
-    }
-
-    /// Flush all non-global entries (of `pcid` only, if given), as a CR3 load does.
-    pub fn flush_non_global(&mut self, pcid: Option<u16>, cause: FlushCause) {
-        self.count(cause);
-        for i in 0..self.entries.len() {
-            let e = self.entries[i];
-            if let Some(t) = e.t {
-                if !t.global && pcid.is_none_or(|p| p == e.pcid) {
-                    self.invalidate(i);
+                Some(_) => false,
+                None => {
+                    // Flushed since: the slot is empty in the model.
+                    self.invalidate(i as usize);
+                    false
                 }
             }
+        });
+        self.large = large;
+    }
+
+    /// Flush all non-global entries (of `pcid` only, if given), as a CR3 load does: O(1),
+    /// by generation.
+    pub fn flush_non_global(&mut self, pcid: Option<u16>, cause: FlushCause) {
+        self.count(cause);
+        self.clock += 1;
+        match pcid {
+            Some(p) => self.pcid_flushed[p as usize & 0xfff] = self.clock,
+            None => self.ng_flushed = self.clock,
         }
-        let entries = &self.entries;
-        self.large
-            .retain(|&i| entries[i as usize].t.is_some_and(|t| t.page_shift > 12));
+        self.fast_flush();
     }
 
     /// Flush everything, global entries included.
     pub fn flush_all(&mut self, cause: FlushCause) {
         self.count(cause);
         self.entries.iter_mut().for_each(|e| *e = Entry::default());
+        self.fast.iter_mut().for_each(|f| f.tag = 0);
         self.large.clear();
+        self.fast_flush();
     }
 
     /// Physical address for `va` if cached (used by debuggers; does not count).
@@ -189,11 +354,10 @@ impl Tlb {
         let vpn = va.vpn();
         let e = &self.entries[(vpn & self.mask) as usize];
         (e.tag == vpn + 1)
-            .then(|| e.t.map(|t| t.phys(va)))
+            .then(|| self.valid(e).map(|t| t.phys(va)))
             .flatten()
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

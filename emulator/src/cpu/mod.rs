@@ -18,7 +18,7 @@ use crate::addr::{GuestPhysAddr, GuestVirtAddr, PAGE_SIZE};
 use crate::bus::Bus;
 use crate::mmu::{self, Access, AccessKind, PagingMode};
 use crate::ostrace;
-use crate::tlb::{FlushCause, Tlb, TlbMode};
+use crate::tlb::{FastHit, FlushCause, Tlb, TlbMode};
 use crate::trace::{MmuEvent, TraceEvent};
 pub use exception::Exception;
 use iced_x86::{Decoder, DecoderOptions, Instruction, Register};
@@ -69,13 +69,26 @@ struct DecodeEntry {
 fn insn_word(buf: &[u8; MAX_INSN_LEN], len: u8) -> u128 {
     let mut w = [0u8; 16];
     w[..MAX_INSN_LEN].copy_from_slice(buf);
-    let v = u128::from_le_bytes(w);
-    let mask = if len >= 16 {
-        u128::MAX
-    } else {
-        (1u128 << (8 * len as u32)) - 1
-    };
-    v & mask
+    u128::from_le_bytes(w) & insn_mask(len)
+}
+
+/// The masks of the first `len` bytes of an instruction word, by `len` (a table: a
+/// variable u128 shift is a dozen host instructions with branches).
+static INSN_MASKS: [u128; 17] = {
+    let mut m = [0u128; 17];
+    let mut len = 1;
+    while len < 16 {
+        m[len] = (1u128 << (8 * len)) - 1;
+        len += 1;
+    }
+    m[16] = u128::MAX;
+    m
+};
+
+/// The mask of the first `len` bytes of an instruction word.
+#[inline(always)]
+fn insn_mask(len: u8) -> u128 {
+    INSN_MASKS[(len as usize).min(16)]
 }
 
 /// Why the CPU cannot go on (the machine stops with a report).
@@ -436,9 +449,111 @@ impl Cpu {
         Ok(s.base.wrapping_add(off) & 0xffff_ffff)
     }
 
+    /// The paging context of an explicit access, for the TLB's fast entries: the privilege
+    /// class (CPL 3), CR0.WP, CR4.SMEP/SMAP/PCIDE, EFER.NXE, RFLAGS.AC below CPL 3 and the
+    /// PCID (bits 32..43), i.e. everything besides the entry that decides a permission
+    /// check. `None` without long-mode paging (no fast entries there). Read from the
+    /// registers on every access (a few loads), so no writer of them can leave it stale.
+    #[inline(always)]
+    fn fast_ctx(&self) -> Option<u64> {
+        if self.cr0 & cr0::PG == 0 || self.efer & efer::LMA == 0 {
+            return None;
+        }
+        let user = (self.cpl == 3) as u64;
+        let ac = if self.cpl < 3 {
+            self.rflags & rflags::AC
+        } else {
+            0
+        };
+        let pcid = if self.cr4 & cr4::PCIDE != 0 {
+            (self.cr3 & 0xfff) << 32
+        } else {
+            0
+        };
+        Some(
+            user | (self.cr0 & cr0::WP)
+                | (self.cr4 & (cr4::SMEP | cr4::SMAP | cr4::PCIDE))
+                | (self.efer & efer::NXE)
+                | ac
+                | pcid,
+        )
+    }
+
+    /// The TLB's fast entry for an explicit access of `kind` at `la`, if it has one (counted
+    /// as a TLB hit, as the modelled lookup it stands for).
+    #[inline(always)]
+    fn fast_hit(&mut self, bus: &Bus, la: u64, kind: AccessKind) -> Option<FastHit> {
+        let ctx = self.fast_ctx()?;
+        let key = self.tlb.fast_key(ctx);
+        let hit = self.tlb.fast_lookup(la, kind as usize, key)?;
+        if self.tlb.shadow {
+            self.shadow_check(bus, la, kind, hit);
+        }
+        Some(hit)
+    }
+
+    /// `VMSCOPE_TLB_SHADOW=1`: a fast hit must be exactly what the modelled TLB gives: an
+    /// entry for this PCID that permits the access (a write: with D set), the same frame,
+    /// and RAM at the host offset.
+    #[cold]
+    #[inline(never)]
+    fn shadow_check(&self, bus: &Bus, la: u64, kind: AccessKind, hit: FastHit) {
+        let va = GuestVirtAddr(la);
+        let acc = Access::new(kind, self.cpl == 3);
+        let mode = self.paging_mode();
+        let modelled = self.tlb.probe(va, self.pcid());
+        let ok = modelled.is_some_and(|t| {
+            mmu::permitted(&t, acc, &mode)
+                && (kind != AccessKind::Write || t.dirty)
+                && t.phys(va) == hit.pa
+                && bus.mem.host_offset(hit.pa, 1) == Some(hit.host)
+        });
+        assert!(
+            ok,
+            "vmscope: tlb shadow: fast hit at rip={:#x} va={la:#x} {kind:?} gave {} (host {:#x}); \
+             the modelled TLB has {modelled:?}",
+            self.insn_rip, hit.pa, hit.host
+        );
+    }
+
+    /// Install the fast entry for an explicit access the modelled entry `t` just permitted
+    /// (for a write, `t.dirty` is set), when its frame is RAM.
+    #[inline]
+    fn fast_install(&mut self, bus: &Bus, la: u64, kind: AccessKind, t: &mmu::Translation) {
+        if self.tlb.mode != TlbMode::On {
+            return;
+        }
+        let Some(ctx) = self.fast_ctx() else {
+            return;
+        };
+        if let Some(host) = bus.mem.host_offset(t.frame, PAGE_SIZE) {
+            let key = self.tlb.fast_key(ctx);
+            self.tlb
+                .fast_install(la, kind as usize, key, t.frame.as_u64(), host);
+        }
+    }
+
     /// Paging: linear → physical, through the TLB. `implicit` marks implicit supervisor
     /// accesses (descriptor tables, TSS, delivery pushes).
+    #[inline]
     pub fn translate(
+        &mut self,
+        bus: &mut Bus,
+        la: u64,
+        kind: AccessKind,
+        implicit: bool,
+    ) -> Result<GuestPhysAddr, Exception> {
+        if !implicit {
+            if let Some(h) = self.fast_hit(bus, la, kind) {
+                return Ok(h.pa);
+            }
+        }
+        self.translate_slow(bus, la, kind, implicit)
+    }
+
+    /// [`Self::translate`] without the fast entries: the modelled TLB, then a walk.
+    #[inline(never)]
+    fn translate_slow(
         &mut self,
         bus: &mut Bus,
         la: u64,
@@ -479,6 +594,9 @@ impl Cpu {
                 if self.tlb.mode == TlbMode::Check {
                     self.check_stale(bus, va, &t, acc, &mode, true);
                 }
+                if !implicit {
+                    self.fast_install(bus, la, kind, &t);
+                }
                 return Ok(t.phys(va));
             }
             // First write through a clean entry: walk again to set D (SDM 4.8).
@@ -486,6 +604,9 @@ impl Cpu {
         match mmu::walk(&mut bus.mem, &mode, va, acc, true) {
             Ok(t) => {
                 self.tlb.fill(va, pcid, t);
+                if !implicit {
+                    self.fast_install(bus, la, kind, &t);
+                }
                 Ok(t.phys(va))
             }
             Err(pf) => {
@@ -594,7 +715,14 @@ impl Cpu {
     ) -> Result<u64, Exception> {
         let first = PAGE_SIZE - (la & (PAGE_SIZE - 1));
         if size as u64 <= first {
-            let pa = self.translate(bus, la, kind, implicit)?;
+            if !implicit {
+                if let Some(h) = self.fast_hit(bus, la, kind) {
+                    let v = bus.mem.read_host(h.host, size);
+                    self.log_access(la, h.pa, size as u64, false, v);
+                    return Ok(v);
+                }
+            }
+            let pa = self.translate_slow(bus, la, kind, implicit)?;
             let v = bus.read(pa, size as usize);
             self.log_access(la, pa, size as u64, false, v);
             return Ok(v);
@@ -642,7 +770,15 @@ impl Cpu {
     ) -> Result<(), Exception> {
         let first = PAGE_SIZE - (la & (PAGE_SIZE - 1));
         if size as u64 <= first {
-            let pa = self.translate(bus, la, AccessKind::Write, implicit)?;
+            if !implicit {
+                if let Some(h) = self.fast_hit(bus, la, AccessKind::Write) {
+                    bus.mem.write_host(h.host, size, val);
+                    self.invalidate_decoded(h.pa, size as u64);
+                    self.log_access(la, h.pa, size as u64, true, val);
+                    return Ok(());
+                }
+            }
+            let pa = self.translate_slow(bus, la, AccessKind::Write, implicit)?;
             bus.write(pa, size as usize, val);
             self.invalidate_decoded(pa, size as u64);
             self.log_access(la, pa, size as u64, true, val);
@@ -770,9 +906,16 @@ impl Cpu {
     /// The instruction is written to `out` rather than returned: returning the 40-byte
     /// `Instruction` inside a `Result` cost a store-forwarding stall on every step.
     fn fetch_decode(&mut self, bus: &mut Bus, out: &mut Instruction) -> Result<(), Exception> {
-        let bitness = self.bitness();
         let cs = self.seg[SegReg::Cs as usize];
-        let la = if self.mode64() {
+        let mode64 = self.long_mode() && cs.long();
+        let bitness = if mode64 {
+            64
+        } else if cs.db() {
+            32
+        } else {
+            16
+        };
+        let la = if mode64 {
             self.rip
         } else {
             if self.protected() && self.rip > cs.limit as u64 {
@@ -780,13 +923,33 @@ impl Cpu {
             }
             cs.base.wrapping_add(self.rip) & 0xffff_ffff
         };
-        if self.mode64() && !GuestVirtAddr(la).is_canonical48() {
+        if mode64 && !GuestVirtAddr(la).is_canonical48() {
             return Err(Exception::gp0());
         }
-        let pa = self.translate(bus, la, AccessKind::Fetch, false)?;
+        let (pa, host) = match self.fast_hit(bus, la, AccessKind::Fetch) {
+            Some(h) => (h.pa, Some(h.host)),
+            None => (
+                self.translate_slow(bus, la, AccessKind::Fetch, false)?,
+                None,
+            ),
+        };
         let in_page = (PAGE_SIZE - (la & (PAGE_SIZE - 1))) as usize;
         let n = in_page.min(MAX_INSN_LEN);
         let slot = ((pa.as_u64() ^ (pa.as_u64() >> 13)) as usize) & (DECODE_CACHE_SLOTS - 1);
+        // Through a fast TLB entry (RAM) with 16 bytes left in the page: one 16-byte load,
+        // compared in place with the cached instruction's bytes.
+        if let Some(host) = host.filter(|_| in_page >= 16) {
+            let word = bus.mem.read_host_u128(host);
+            let e = &self.decode_cache[slot];
+            if e.key == pa.as_u64() + 1
+                && e.rip == self.rip
+                && e.bitness == bitness
+                && e.bytes == word & insn_mask(e.len)
+            {
+                *out = e.instr;
+                return Ok(());
+            }
+        }
         let mut buf = [0u8; MAX_INSN_LEN];
         match bus.mem.slice(pa, n) {
             Some(s) => buf[..n].copy_from_slice(s),
@@ -1174,5 +1337,137 @@ mod tlb_check_tests {
         assert_eq!(m.cpu.tlb.stats.stale_uses, 0);
         // The #PF dropped the entry: the retry walks and succeeds.
         assert!(access(&mut m, AccessKind::Write).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod fast_tlb_tests {
+    //! The TLB's fast entries stand for modelled hits only: same frames, same counts, the
+    //! same stale translations, and no hit where the privilege class or a paging-control
+    //! bit differs from the one the entry was installed under.
+    use super::*;
+    use crate::devices::uart16550::ConsoleSink;
+    use crate::machine::{Machine, MachineConfig};
+
+    const PML4: u64 = 0x1000;
+    const PDPT: u64 = 0x2000;
+    const PD: u64 = 0x3000;
+    const PT: u64 = 0x4000;
+    const FRAME_A: u64 = 0x10000;
+    const FRAME_B: u64 = 0x11000;
+    const VA: u64 = 0x123;
+    const P: u64 = 1;
+    const W: u64 = 2;
+    const U: u64 = 4;
+    const D: u64 = 1 << 6;
+
+    fn machine(leaf: u64, cpl: u8) -> Machine {
+        let config = MachineConfig {
+            mem_bytes: 4 << 20,
+            tlb_mode: TlbMode::On,
+            ..MachineConfig::default()
+        };
+        let mut m = Machine::new(config, ConsoleSink::Buffer(Default::default())).unwrap();
+        m.cpu.tlb.shadow = true;
+        let mem = &mut m.bus.mem;
+        mem.write(GuestPhysAddr(PML4), 8, PDPT | P | W | U);
+        mem.write(GuestPhysAddr(PDPT), 8, PD | P | W | U);
+        mem.write(GuestPhysAddr(PD), 8, PT | P | W | U);
+        mem.write(GuestPhysAddr(PT), 8, FRAME_A | leaf);
+        let c = &mut m.cpu;
+        c.cr0 = cr0::PE | cr0::PG | cr0::WP;
+        c.cr4 = cr4::PAE;
+        c.efer = efer::LME | efer::LMA | efer::NXE;
+        c.cr3 = PML4;
+        c.cpl = cpl;
+        m
+    }
+
+    fn read(m: &mut Machine) -> Result<u64, Exception> {
+        m.cpu
+            .read_linear(&mut m.bus, VA, 8, AccessKind::Read, false)
+    }
+    fn write(m: &mut Machine, v: u64) -> Result<(), Exception> {
+        m.cpu.write_linear(&mut m.bus, VA, 8, v, false)
+    }
+    fn leaf(m: &Machine) -> u64 {
+        m.bus.mem.read_u64(GuestPhysAddr(PT)).unwrap()
+    }
+
+    #[test]
+    fn fast_hits_count_as_hits_and_see_stale_frames() {
+        let mut m = machine(P | W | U, 3);
+        m.bus.mem.write(GuestPhysAddr(FRAME_A | VA), 8, 0xaaaa);
+        m.bus.mem.write(GuestPhysAddr(FRAME_B | VA), 8, 0xbbbb);
+        assert_eq!(read(&mut m), Ok(0xaaaa));
+        assert_eq!(read(&mut m), Ok(0xaaaa));
+        assert_eq!((m.cpu.tlb.stats.misses, m.cpu.tlb.stats.hits), (1, 1));
+        // Remapped without a flush: the stale frame, as the modelled TLB gives.
+        m.bus.mem.write(GuestPhysAddr(PT), 8, FRAME_B | P | W | U);
+        assert_eq!(read(&mut m), Ok(0xaaaa));
+        // A CR3 load (O(1) by generation) drops it.
+        m.cpu.tlb.flush_non_global(None, FlushCause::Cr3);
+        assert_eq!(read(&mut m), Ok(0xbbbb));
+        assert_eq!((m.cpu.tlb.stats.misses, m.cpu.tlb.stats.hits), (2, 2));
+    }
+
+    #[test]
+    fn a_write_through_a_clean_entry_still_walks_to_set_d() {
+        let mut m = machine(P | W | U, 3);
+        assert!(read(&mut m).is_ok());
+        assert_eq!(leaf(&m) & D, 0);
+        assert!(write(&mut m, 5).is_ok());
+        assert_ne!(leaf(&m) & D, 0);
+        // The write counted a hit (the clean entry) and walked again, as before.
+        assert_eq!((m.cpu.tlb.stats.misses, m.cpu.tlb.stats.hits), (1, 1));
+        assert!(write(&mut m, 6).is_ok());
+        assert_eq!(read(&mut m), Ok(6));
+        assert_eq!((m.cpu.tlb.stats.misses, m.cpu.tlb.stats.hits), (1, 3));
+    }
+
+    #[test]
+    fn no_fast_hit_across_privilege_or_control_bits() {
+        // A supervisor page read at CPL 0, then at CPL 3: #PF from the cached rights.
+        let mut m = machine(P | W, 0);
+        assert!(read(&mut m).is_ok());
+        m.cpu.cpl = 3;
+        assert_eq!(read(&mut m).unwrap_err().vector, exception::vector::PF);
+        // A user page read at CPL 0 under SMAP: allowed with RFLAGS.AC, not without.
+        let mut m = machine(P | W | U, 0);
+        m.cpu.cr4 |= cr4::SMAP;
+        m.cpu.rflags |= rflags::AC;
+        assert!(read(&mut m).is_ok());
+        m.cpu.rflags &= !rflags::AC;
+        assert_eq!(read(&mut m).unwrap_err().vector, exception::vector::PF);
+        // A read-only page written at CPL 0: allowed without CR0.WP, not with it.
+        let mut m = machine(P | D, 0);
+        m.cpu.cr0 &= !cr0::WP;
+        assert!(write(&mut m, 1).is_ok());
+        assert!(write(&mut m, 2).is_ok());
+        m.cpu.cr0 |= cr0::WP;
+        assert_eq!(write(&mut m, 3).unwrap_err().vector, exception::vector::PF);
+    }
+
+    #[test]
+    #[should_panic(expected = "tlb shadow: fast hit")]
+    fn the_shadow_check_catches_a_fast_entry_the_model_does_not_hold() {
+        let mut m = machine(P | W | U, 3);
+        assert!(read(&mut m).is_ok());
+        m.cpu.tlb.corrupt_fast_entries();
+        let _ = read(&mut m);
+    }
+
+    #[test]
+    fn check_and_off_modes_install_no_fast_entries() {
+        for mode in [TlbMode::Check, TlbMode::Off] {
+            let mut m = machine(P | W | U, 3);
+            m.cpu.tlb.mode = mode;
+            for _ in 0..3 {
+                assert!(read(&mut m).is_ok());
+            }
+            let s = m.cpu.tlb.stats;
+            let want = if mode == TlbMode::Off { (0, 0) } else { (1, 2) };
+            assert_eq!((s.misses, s.hits), want, "{mode:?}");
+        }
     }
 }
