@@ -211,6 +211,10 @@ pub struct Kmalloc {
     caches: [[KmemCache; NR_KMALLOC_SIZES]; NR_KMALLOC_TYPES],
     large: LargeStats,
     debug_flags: u32,
+    /// A corruption report of the cache the last allocation came from, for
+    /// [`Kmalloc::take_report`] (checking one cache per allocation instead of all of
+    /// them: reports only arise while allocating).
+    pending: Option<SlabError>,
 }
 
 /// `create_kmalloc_cache` for one class: power-of-two classes are aligned to their size,
@@ -270,6 +274,7 @@ impl Kmalloc {
                 pages: 0,
             },
             debug_flags: debug_flags & SLAB_DEBUG_FLAGS,
+            pending: None,
         })
     }
 
@@ -358,7 +363,12 @@ impl Kmalloc {
         }
         match kmalloc_slot(size) {
             Some(slot) => {
-                self.caches[KmallocType::from_gfp(gfp) as usize][slot].alloc(pp, gfp, cpu)
+                let c = &mut self.caches[KmallocType::from_gfp(gfp) as usize][slot];
+                let r = c.alloc(pp, gfp, cpu);
+                if self.pending.is_none() {
+                    self.pending = c.take_report();
+                }
+                r
             }
             None => self.kmalloc_large(pp, size, gfp),
         }
@@ -553,10 +563,18 @@ impl Kmalloc {
 
     /// The oldest allocation-time corruption report of any cache.
     pub fn take_report(&mut self) -> Option<SlabError> {
-        self.caches
-            .iter_mut()
-            .flatten()
-            .find_map(|c| c.take_report())
+        self.pending.take()
+    }
+
+    /// [`Kmalloc::take_report`] over every cache (reports left behind by allocations
+    /// that found several).
+    pub fn take_any_report(&mut self) -> Option<SlabError> {
+        self.pending.take().or_else(|| {
+            self.caches
+                .iter_mut()
+                .flatten()
+                .find_map(|c| c.take_report())
+        })
     }
 
     /// The `/proc/slabinfo` lines of every cache, newest first as Linux lists them (the

@@ -6,13 +6,13 @@
 //! I/O). When reclaim frees it, its slot's entry becomes a workingset shadow (see
 //! [`crate::workingset`]) that the next swap-in of that slot uses to judge the refault.
 //!
-//! Linux keeps these in one XArray per 64 MiB of swap; here one ordered map, so that swapoff
-//! can drop a whole area's shadows by range. Nodes come from the global allocator, which
-//! aborts when it cannot allocate; entries only exist for slots the [`crate::swap::SwapMap`]
-//! handed out, so their number is bounded by the configured swap size, not by what a user
-//! program chooses.
+//! Linux keeps these in one XArray per 64 MiB of swap; here each area has an array of one
+//! word per slot, allocated (fallibly) when the area is enabled ([`SwapCache::add_area`]):
+//! every operation is O(1) and none allocates, so reclaim never needs memory to record
+//! what it frees.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::TryReserveError;
+use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::addr::Pfn;
@@ -31,10 +31,32 @@ pub enum SwapCacheEntry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exists(pub Pfn);
 
+/// A slot's word: 0 empty, a shadow as it is (its low bit is set, an XArray value entry),
+/// a page as its frame number shifted past [`PAGE_TAG`].
+const PAGE_TAG: u64 = 0b10;
+const TAG_BITS: u32 = 2;
+
+fn decode(w: u64) -> Option<SwapCacheEntry> {
+    match w {
+        0 => None,
+        w if w & 1 != 0 => Some(SwapCacheEntry::Shadow(w)),
+        w => Some(SwapCacheEntry::Page(Pfn(w >> TAG_BITS))),
+    }
+}
+
+fn encode(e: SwapCacheEntry) -> u64 {
+    match e {
+        SwapCacheEntry::Page(p) => (p.0 << TAG_BITS) | PAGE_TAG,
+        // Shadows always have the low bit set ([`crate::workingset::is_shadow`]).
+        SwapCacheEntry::Shadow(s) => s | 1,
+    }
+}
+
 /// The swap cache of all swap areas.
 #[derive(Clone, Debug, Default)]
 pub struct SwapCache {
-    entries: BTreeMap<u64, SwapCacheEntry>,
+    /// By area type, one word per slot.
+    areas: Vec<Vec<u64>>,
     nr_pages: u64,
     nr_shadows: u64,
 }
@@ -42,40 +64,82 @@ pub struct SwapCache {
 impl SwapCache {
     pub const fn new() -> Self {
         SwapCache {
-            entries: BTreeMap::new(),
+            areas: Vec::new(),
             nr_pages: 0,
             nr_shadows: 0,
         }
     }
 
-    /// `add_to_swap_cache`: cache `pfn` for `entry`. Replaces a shadow, which it returns for
-    /// `workingset_refault`; fails if a page is cached already.
-    pub fn add(&mut self, entry: SwpEntry, pfn: Pfn) -> Result<Option<u64>, Exists> {
-        let old = self.entries.get(&entry.0).copied();
-        match old {
-            Some(SwapCacheEntry::Page(p)) => return Err(Exists(p)),
-            Some(SwapCacheEntry::Shadow(_)) => self.nr_shadows -= 1,
-            None => {}
+    /// Room for area `type_`'s `slots` slots (swapon). Fails without memory.
+    pub fn add_area(&mut self, type_: usize, slots: u64) -> Result<(), TryReserveError> {
+        if self.areas.len() <= type_ {
+            self.areas.try_reserve(type_ + 1 - self.areas.len())?;
+            self.areas.resize_with(type_ + 1, Vec::new);
         }
-        self.entries.insert(entry.0, SwapCacheEntry::Page(pfn));
+        let mut v = Vec::new();
+        v.try_reserve_exact(slots as usize)?;
+        v.resize(slots as usize, 0);
+        self.areas[type_] = v;
+        Ok(())
+    }
+
+    /// Forget area `type_` (swapoff, once no page of it is cached).
+    pub fn remove_area(&mut self, type_: usize) {
+        if let Some(a) = self.areas.get_mut(type_) {
+            for &w in a.iter() {
+                match decode(w) {
+                    Some(SwapCacheEntry::Page(_)) => self.nr_pages -= 1,
+                    Some(SwapCacheEntry::Shadow(_)) => self.nr_shadows -= 1,
+                    None => {}
+                }
+            }
+            *a = Vec::new();
+        }
+    }
+
+    fn slot(&self, entry: SwpEntry) -> Option<&u64> {
+        self.areas.get(entry.type_())?.get(entry.offset() as usize)
+    }
+
+    fn slot_mut(&mut self, entry: SwpEntry) -> Option<&mut u64> {
+        self.areas
+            .get_mut(entry.type_())?
+            .get_mut(entry.offset() as usize)
+    }
+
+    /// `add_to_swap_cache`: cache `pfn` for `entry`. Replaces a shadow, which it returns for
+    /// `workingset_refault`; fails if a page is cached already, or if the entry names no
+    /// slot of an area the cache knows (reported as a page already there, frame 0).
+    pub fn add(&mut self, entry: SwpEntry, pfn: Pfn) -> Result<Option<u64>, Exists> {
+        let Some(w) = self.slot_mut(entry) else {
+            return Err(Exists(Pfn(0)));
+        };
+        let old = decode(*w);
+        if let Some(SwapCacheEntry::Page(p)) = old {
+            return Err(Exists(p));
+        }
+        *w = encode(SwapCacheEntry::Page(pfn));
         self.nr_pages += 1;
         Ok(match old {
-            Some(SwapCacheEntry::Shadow(s)) => Some(s),
+            Some(SwapCacheEntry::Shadow(s)) => {
+                self.nr_shadows -= 1;
+                Some(s)
+            }
             _ => None,
         })
     }
 
     /// `swap_cache_get_folio`/`filemap_get_folio` on the swap space: the cached page.
     pub fn lookup(&self, entry: SwpEntry) -> Option<Pfn> {
-        match self.entries.get(&entry.0) {
-            Some(&SwapCacheEntry::Page(p)) => Some(p),
+        match self.get(entry) {
+            Some(SwapCacheEntry::Page(p)) => Some(p),
             _ => None,
         }
     }
 
     /// What is stored for `entry`, page or shadow.
     pub fn get(&self, entry: SwpEntry) -> Option<SwapCacheEntry> {
-        self.entries.get(&entry.0).copied()
+        self.slot(entry).copied().and_then(decode)
     }
 
     /// `__delete_from_swap_cache`: remove the page cached for `entry`, leaving `shadow` in
@@ -84,14 +148,13 @@ impl SwapCache {
     pub fn delete(&mut self, entry: SwpEntry, shadow: Option<u64>) -> Option<Pfn> {
         let pfn = self.lookup(entry)?;
         self.nr_pages -= 1;
+        let w = self.slot_mut(entry)?;
         match shadow {
             Some(s) => {
-                self.entries.insert(entry.0, SwapCacheEntry::Shadow(s));
+                *w = encode(SwapCacheEntry::Shadow(s));
                 self.nr_shadows += 1;
             }
-            None => {
-                self.entries.remove(&entry.0);
-            }
+            None => *w = 0,
         }
         Some(pfn)
     }
@@ -99,9 +162,10 @@ impl SwapCache {
     /// Remove and return the shadow of `entry`, if it has one (`get_shadow_from_swap_cache`
     /// followed by the slot's reuse).
     pub fn take_shadow(&mut self, entry: SwpEntry) -> Option<u64> {
-        match self.entries.get(&entry.0) {
-            Some(&SwapCacheEntry::Shadow(s)) => {
-                self.entries.remove(&entry.0);
+        let w = self.slot_mut(entry)?;
+        match decode(*w) {
+            Some(SwapCacheEntry::Shadow(s)) => {
+                *w = 0;
                 self.nr_shadows -= 1;
                 Some(s)
             }
@@ -113,23 +177,16 @@ impl SwapCache {
     /// (when the slots are freed, and at swapoff). Pages are left alone. Returns how many
     /// shadows went.
     pub fn clear_shadows(&mut self, type_: usize, range: Range<u64>) -> u64 {
-        if range.is_empty() {
+        let Some(a) = self.areas.get_mut(type_) else {
             return 0;
-        }
-        let lo = SwpEntry::new(type_, range.start).0;
-        let hi = SwpEntry::new(type_, range.end - 1).0;
+        };
+        let end = range.end.min(a.len() as u64);
         let mut n = 0;
-        // Collect-free removal: walk the range, removing shadows one at a time.
-        let mut cur = lo;
-        while let Some((&k, &v)) = self.entries.range(cur..=hi).next() {
-            if let SwapCacheEntry::Shadow(_) = v {
-                self.entries.remove(&k);
+        for w in a[range.start.min(end) as usize..end as usize].iter_mut() {
+            if let Some(SwapCacheEntry::Shadow(_)) = decode(*w) {
+                *w = 0;
                 n += 1;
             }
-            if k == hi {
-                break;
-            }
-            cur = k + 1;
         }
         self.nr_shadows -= n;
         n
@@ -147,9 +204,13 @@ impl SwapCache {
 
     /// Every cached page with its entry, in entry order (for swapoff and checks).
     pub fn pages(&self) -> impl Iterator<Item = (SwpEntry, Pfn)> + '_ {
-        self.entries.iter().filter_map(|(&k, v)| match *v {
-            SwapCacheEntry::Page(p) => Some((SwpEntry(k), p)),
-            SwapCacheEntry::Shadow(_) => None,
+        self.areas.iter().enumerate().flat_map(|(t, a)| {
+            a.iter()
+                .enumerate()
+                .filter_map(move |(o, &w)| match decode(w) {
+                    Some(SwapCacheEntry::Page(p)) => Some((SwpEntry::new(t, o as u64), p)),
+                    _ => None,
+                })
         })
     }
 }
@@ -167,6 +228,9 @@ mod tests {
     #[test]
     fn page_then_shadow_then_page() {
         let mut c = SwapCache::new();
+        for t in 0..3 {
+            c.add_area(t, 64).unwrap();
+        }
         assert_eq!(c.add(e(5), Pfn(100)), Ok(None));
         assert_eq!(c.add(e(5), Pfn(101)), Err(Exists(Pfn(100))));
         assert_eq!(c.lookup(e(5)), Some(Pfn(100)));
@@ -185,6 +249,9 @@ mod tests {
     #[test]
     fn take_and_clear_shadows() {
         let mut c = SwapCache::new();
+        for t in 0..3 {
+            c.add_area(t, 64).unwrap();
+        }
         for o in 0..10 {
             c.add(e(o), Pfn(o)).unwrap();
             c.delete(e(o), Some(o * 2 + 1));
@@ -211,6 +278,9 @@ mod tests {
         #[test]
         fn cache_matches_model(ops in proptest::collection::vec((0u8..5, 0usize..3, 0u64..40, any::<u16>()), 1..300)) {
             let mut c = SwapCache::new();
+        for t in 0..3 {
+            c.add_area(t, 64).unwrap();
+        }
             let mut model: HashMap<SwpEntry, SwapCacheEntry> = HashMap::new();
             for (op, t, o, v) in ops {
                 let e = SwpEntry::new(t, o);

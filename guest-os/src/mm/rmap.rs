@@ -172,23 +172,40 @@ fn rmap_walk_locked(pfn: Pfn, f: &mut dyn FnMut(&mut super::mm_struct::Mm, u64, 
     let Some((owner, index)) = owner_of(pfn) else {
         return true;
     };
-    let tasks: Vec<&'static crate::proc::Task> = match owner {
-        Owner::Anon(id) => {
-            let pids = REGISTRY.lock().get(&id).cloned().unwrap_or_default();
-            pids.into_iter()
-                .filter_map(crate::proc::sched::find)
-                .collect()
-        }
-        Owner::File(_) => crate::proc::sched::all(),
-    };
     let mut complete = true;
+    // The tasks to look at: an anon_vma's processes (few), or every task for a page cache
+    // object. Collected without allocating in the common case.
+    let mut few: [Option<&'static crate::proc::Task>; RMAP_INLINE] = [None; RMAP_INLINE];
+    let mut many: Vec<&'static crate::proc::Task> = Vec::new();
+    match owner {
+        Owner::Anon(id) => {
+            let r = REGISTRY.lock();
+            if let Some(pids) = r.get(&id) {
+                if pids.len() > RMAP_INLINE && many.try_reserve(pids.len()).is_err() {
+                    return false;
+                }
+                for (i, &pid) in pids.iter().enumerate() {
+                    let t = crate::proc::sched::find(pid);
+                    if pids.len() <= RMAP_INLINE {
+                        few[i] = t;
+                    } else if let Some(t) = t {
+                        many.push(t);
+                    }
+                }
+            }
+        }
+        Owner::File(_) => many = crate::proc::sched::all(),
+    }
+    let tasks = few.iter().flatten().copied().chain(many.iter().copied());
     for t in tasks {
         let Some(mut g) = t.mm.try_lock() else {
             complete = false;
             continue;
         };
         let Some(mm) = g.as_mut() else { continue };
-        let mut vas: Vec<u64> = Vec::new();
+        // Addresses where the page may be mapped in this address space (usually one).
+        let mut vas = [0u64; RMAP_INLINE];
+        let mut n = 0;
         for v in mm.vmas.iter() {
             let covers = match (owner, v.backing) {
                 (Owner::Anon(_), Backing::Special(_)) => false,
@@ -199,13 +216,16 @@ fn rmap_walk_locked(pfn: Pfn, f: &mut dyn FnMut(&mut super::mm_struct::Mm, u64, 
             if !covers || index < v.pgoff || index - v.pgoff >= v.pages() {
                 continue;
             }
-            if vas.try_reserve(1).is_err() {
+            if n == RMAP_INLINE {
+                // More candidate mappings than the walk follows: report it incomplete, so
+                // that reclaim keeps the page rather than miss a mapping.
                 complete = false;
                 break;
             }
-            vas.push(v.start.as_u64() + ((index - v.pgoff) << PAGE_SHIFT));
+            vas[n] = v.start.as_u64() + ((index - v.pgoff) << PAGE_SHIFT);
+            n += 1;
         }
-        for va in vas {
+        for &va in &vas[..n] {
             if let Some(p) = mm.query_pte(va) {
                 if p.is_present() && p.phys().pfn() == pfn {
                     f(mm, va, p);
@@ -215,6 +235,10 @@ fn rmap_walk_locked(pfn: Pfn, f: &mut dyn FnMut(&mut super::mm_struct::Mm, u64, 
     }
     complete
 }
+
+/// Processes of an anon_vma, and mappings of one page in one address space, that the
+/// reclaim walk handles without allocating.
+const RMAP_INLINE: usize = 16;
 
 /// How many PTEs mapping `pfn` had their accessed bit set, clearing it
 /// (`folio_referenced`); `None` if an address space could not be looked at (the page then

@@ -32,6 +32,16 @@ fn with_cache<R>(f: impl FnOnce(&mut SwapCache) -> R) -> R {
     f(&mut SWAP_CACHE.lock())
 }
 
+/// Room in the swap cache for area `t` of `slots` slots (swapon).
+pub fn add_area(t: usize, slots: u64) -> Result<(), Errno> {
+    with_cache(|c| c.add_area(t, slots)).map_err(|_| ENOMEM)
+}
+
+/// Area `t` is gone (swapoff).
+pub fn remove_area(t: usize) {
+    with_cache(|c| c.remove_area(t));
+}
+
 /// Pages in the swap cache (/proc/meminfo's SwapCached).
 pub fn nr_pages() -> u64 {
     with_cache(|c| c.nr_pages())

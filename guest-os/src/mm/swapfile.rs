@@ -183,7 +183,10 @@ pub fn get_swap_page() -> Option<SwpEntry> {
             .enumerate()
             .filter(|(t, s)| tried & (1 << t) == 0 && s.as_ref().is_some_and(|s| !s.draining))
             .max_by(|(ta, a), (tb, b)| {
-                let (pa, pb) = (a.as_ref().map_or(0, |s| s.prio), b.as_ref().map_or(0, |s| s.prio));
+                let (pa, pb) = (
+                    a.as_ref().map_or(0, |s| s.prio),
+                    b.as_ref().map_or(0, |s| s.prio),
+                );
                 pa.cmp(&pb).then(tb.cmp(ta))
             })
             .map(|(t, _)| t)?;
@@ -367,6 +370,10 @@ pub fn swapon_with_header(
         }
         None => return Err(EPERM),
     };
+    drop(si);
+    // The swap cache's array for the area, before any slot can be used.
+    super::swap_state::add_area(t, maxpages)?;
+    let mut si = SWAP_INFO.lock();
     si[t] = Some(info);
     drop(si);
     log::info!(
@@ -397,6 +404,7 @@ pub fn swapoff(t: usize) -> Result<(), Errno> {
         return Err(e);
     }
     SWAP_INFO.lock().get_mut(t).and_then(|s| s.take());
+    super::swap_state::remove_area(t);
     Ok(())
 }
 

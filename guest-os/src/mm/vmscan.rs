@@ -336,10 +336,7 @@ fn shrink_file_page(pfn: Pfn, sc: &ScanControl) -> Outcome {
     }
     if page_alloc::page_flags(pfn) & PG_DIRTY != 0 {
         // Writing a file page back enters the filesystem, whose locks this task may hold.
-        if !sc.may_writepage
-            || in_fs()
-            || super::filemap::writeback_page(id, index, pfn).is_err()
-        {
+        if !sc.may_writepage || in_fs() || super::filemap::writeback_page(id, index, pfn).is_err() {
             return Outcome::Keep;
         }
     }

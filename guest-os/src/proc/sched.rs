@@ -9,7 +9,7 @@
 //! restores only the callee-saved registers, as Linux's `__switch_to_asm` does: everything
 //! else is already on the stacks.
 //!
-//! Each task has a THREAD_SIZE = 16 KiB kernel stack from vmalloc. vmalloc areas are laid
+//! Each task has a THREAD_SIZE = 32 KiB kernel stack from vmalloc. vmalloc areas are laid
 //! out with an unmapped guard page after each, so the page below every stack is unmapped
 //! too (Linux's VMAP_STACK): an overflow faults instead of corrupting a neighbour.
 
@@ -94,8 +94,11 @@ pub fn cond_resched() {
     }
 }
 
-/// Kernel stack size (`THREAD_SIZE` with KASAN off is 16 KiB on x86-64).
-pub const THREAD_SIZE: u64 = 16 << 10;
+/// Kernel stack size: 32 KiB (Linux's x86-64 `THREAD_SIZE` is 16 KiB with KASAN off).
+/// Twice Linux's because this kernel's Rust frames are larger than Linux's C ones, and a
+/// page fault that reclaims directly (rmap walks, a batched swap write through the block
+/// layer, slab allocations) overflowed 16 KiB.
+pub const THREAD_SIZE: u64 = 32 << 10;
 
 /// A task's kernel stack.
 pub struct KernelStack {

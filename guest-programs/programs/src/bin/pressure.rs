@@ -69,7 +69,14 @@ fn main() -> i32 {
     let len = mib << 20;
     // SAFETY: without MAP_FIXED the kernel picks unused addresses.
     let Ok(p) = (unsafe {
-        mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        mmap(
+            0,
+            len,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     }) else {
         println!("mmap failed");
         return 1;

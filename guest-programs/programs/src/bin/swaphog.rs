@@ -75,7 +75,10 @@ fn hog(mib: usize) -> (u64, u64) {
     let p = map(bytes);
     for i in 0..words {
         // SAFETY: inside the mapping.
-        unsafe { p.add(i).write_volatile((i as u64).wrapping_mul(PATTERN_MUL)) };
+        unsafe {
+            p.add(i)
+                .write_volatile((i as u64).wrapping_mul(PATTERN_MUL))
+        };
     }
     let mut fwd = 0u64;
     for i in 0..words {
