@@ -353,28 +353,21 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
     /// The first mapped page (present or PROT_NONE) at or after the cursor, within its
     /// range; the cursor moves there. Empty tables are skipped whole.
     pub fn find_next(&mut self) -> Option<(VirtAddr, Pte)> {
-        if self.va >= self.range.end {
-            return None;
-        }
-        match self.find_in(self.root, ROOT_LEVEL, 0, self.va) {
-            Some((va, p)) => {
-                self.va = va;
-                Some((VirtAddr::new(va), p))
-            }
-            None => {
-                self.va = self.range.end;
-                None
-            }
-        }
+        self.find_from_cursor(false)
     }
 
     /// The first non-empty entry at or after the cursor, within its range: a mapped page,
     /// or a non-present entry that holds something (a swap entry). The cursor moves there.
     pub fn find_next_entry(&mut self) -> Option<(VirtAddr, Pte)> {
+        self.find_from_cursor(true)
+    }
+
+    /// [`Self::find_next`] (`any`: [`Self::find_next_entry`]).
+    fn find_from_cursor(&mut self, any: bool) -> Option<(VirtAddr, Pte)> {
         if self.va >= self.range.end {
             return None;
         }
-        self.any_entry = true;
+        self.any_entry = any;
         let r = self.find_in(self.root, ROOT_LEVEL, 0, self.va);
         self.any_entry = false;
         match r {

@@ -168,55 +168,14 @@ pub fn out_of_memory(faulter: &'static Task) -> &'static Task {
     }
     let total = totalpages();
     dump_header(faulter, total);
-    let mut best: Option<(&'static Task, Badness, i64)> = None;
-    crate::proc::sched::for_each(|t| {
-        if t.pid == INIT_PID || t.kthread.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Some(b) = badness(t, total) {
-            if let Some(p) = b.points {
-                if best.as_ref().is_none_or(|(_, _, cur)| p > *cur) {
-                    best = Some((t, b, p));
-                }
-            }
-        }
-    });
-    let (victim, b) = match best {
-        Some((t, b, _)) => (t, b),
-        None => (faulter, badness(faulter, total).unwrap_or_default()),
-    };
+    let (victim, b) = select_victim(faulter, total, |_| true);
     let name = comm_of(victim);
     log::warn!(
         "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task={},pid={},uid=0",
         name,
         victim.pid
     );
-    log::error!(
-        "Out of memory: Killed process {} ({}) total-vm:{}kB, anon-rss:{}kB, file-rss:{}kB, shmem-rss:{}kB, UID:0 pgtables:{}kB oom_score_adj:{}",
-        victim.pid,
-        name,
-        b.total_vm * PAGE_KB,
-        b.anon * PAGE_KB,
-        b.file * PAGE_KB,
-        b.shmem * PAGE_KB,
-        b.pgtables * PAGE_KB,
-        b.adj
-    );
-    OOM_KILLS.fetch_add(1, Ordering::Relaxed);
-    crate::trace::oom_kill(victim.pid);
-    signal::send(
-        victim,
-        SIGKILL,
-        SigInfo {
-            signo: SIGKILL,
-            code: SI_KERNEL,
-            addr: 0,
-            pid: 0,
-        },
-    );
-    if !crate::proc::current().is_some_and(|c| core::ptr::eq(c, victim)) {
-        oom_reap(victim);
-    }
+    kill_victim(victim, &b, "Out of memory");
     victim
 }
 
@@ -268,9 +227,29 @@ pub fn mem_cgroup_out_of_memory(faulter: &'static Task, memcg: u16) -> &'static 
         mc::swap_usage(memcg) * PAGE_KB,
         mc::swap_max(memcg).saturating_mul(PAGE_KB)
     );
+    let (victim, b) = select_victim(faulter, total, in_group);
+    log::warn!(
+        "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg={},task_memcg={},task={},pid={},uid=0",
+        path,
+        alloc::string::String::from_utf8_lossy(&mc::path(mc::task_memcg(victim))),
+        comm_of(victim),
+        victim.pid
+    );
+    mc::count_event(memcg, mc::MemcgEvent::OomKill);
+    kill_victim(victim, &b, "Memory cgroup out of memory");
+    victim
+}
+
+/// The task among those `eligible` whose death frees the most (`select_bad_process`):
+/// never init or a kernel thread; `faulter` itself when none is left.
+fn select_victim(
+    faulter: &'static Task,
+    total: u64,
+    eligible: impl Fn(&Task) -> bool,
+) -> (&'static Task, Badness) {
     let mut best: Option<(&'static Task, Badness, i64)> = None;
     crate::proc::sched::for_each(|t| {
-        if !in_group(t) || t.pid == INIT_PID || t.kthread.load(Ordering::Relaxed) {
+        if !eligible(t) || t.pid == INIT_PID || t.kthread.load(Ordering::Relaxed) {
             return;
         }
         if let Some(b) = badness(t, total) {
@@ -281,22 +260,20 @@ pub fn mem_cgroup_out_of_memory(faulter: &'static Task, memcg: u16) -> &'static 
             }
         }
     });
-    let (victim, b) = match best {
+    match best {
         Some((t, b, _)) => (t, b),
         None => (faulter, badness(faulter, total).unwrap_or_default()),
-    };
-    let name = comm_of(victim);
-    log::warn!(
-        "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg={},task_memcg={},task={},pid={},uid=0",
-        path,
-        alloc::string::String::from_utf8_lossy(&mc::path(mc::task_memcg(victim))),
-        name,
-        victim.pid
-    );
+    }
+}
+
+/// Report and kill the victim (`oom_kill_process`): the "Killed process" line at error
+/// level after `what`, the counter and trace event, SIGKILL, and the OOM reaper unless the
+/// victim is the running task.
+fn kill_victim(victim: &'static Task, b: &Badness, what: &str) {
     log::error!(
-        "Memory cgroup out of memory: Killed process {} ({}) total-vm:{}kB, anon-rss:{}kB, file-rss:{}kB, shmem-rss:{}kB, UID:0 pgtables:{}kB oom_score_adj:{}",
+        "{what}: Killed process {} ({}) total-vm:{}kB, anon-rss:{}kB, file-rss:{}kB, shmem-rss:{}kB, UID:0 pgtables:{}kB oom_score_adj:{}",
         victim.pid,
-        name,
+        comm_of(victim),
         b.total_vm * PAGE_KB,
         b.anon * PAGE_KB,
         b.file * PAGE_KB,
@@ -304,7 +281,6 @@ pub fn mem_cgroup_out_of_memory(faulter: &'static Task, memcg: u16) -> &'static 
         b.pgtables * PAGE_KB,
         b.adj
     );
-    mc::count_event(memcg, mc::MemcgEvent::OomKill);
     OOM_KILLS.fetch_add(1, Ordering::Relaxed);
     crate::trace::oom_kill(victim.pid);
     signal::send(
@@ -320,7 +296,6 @@ pub fn mem_cgroup_out_of_memory(faulter: &'static Task, memcg: u16) -> &'static 
     if !crate::proc::current().is_some_and(|c| core::ptr::eq(c, victim)) {
         oom_reap(victim);
     }
-    victim
 }
 
 /// The OOM reaper (`oom_reap_task_mm`): free the victim's private anonymous memory now,

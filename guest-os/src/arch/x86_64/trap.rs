@@ -328,51 +328,39 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
                 }
                 return true;
             }
-            Some(Err(crate::mm::mm_struct::FaultError::Oom)) => {
-                // VM_FAULT_OOM: the OOM killer picks a victim (no mm lock is held here).
-                let victim = crate::mm::oom_kill::out_of_memory(t);
-                if user_mode {
-                    if core::ptr::eq(victim, t) {
-                        force_sig(
-                            frame,
-                            SigInfo {
-                                signo: crate::proc::signal::SIGKILL,
-                                code: crate::proc::signal::SI_KERNEL,
-                                addr: 0,
-                                pid: 0,
-                            },
-                        );
+            Some(Err(
+                e @ (crate::mm::mm_struct::FaultError::Oom
+                | crate::mm::mm_struct::FaultError::Charge(_)),
+            )) => {
+                // VM_FAULT_OOM after reclaim (no mm lock is held here): the OOM killer
+                // picks a victim, machine-wide or, over a memory cgroup's limit, inside
+                // that group (`mem_cgroup_out_of_memory`).
+                let victim = match e {
+                    crate::mm::mm_struct::FaultError::Charge(memcg) => {
+                        crate::mm::oom_kill::mem_cgroup_out_of_memory(t, memcg)
                     }
+                    _ => crate::mm::oom_kill::out_of_memory(t),
+                };
+                if !core::ptr::eq(victim, t) {
                     // Another task is to die and free memory: let it run, then retry the
                     // access.
                     crate::proc::sched::schedule();
                     return true;
                 }
-                // A uaccess fault: -EFAULT through the fixup below; the SIGKILL is
-                // delivered on the way out of the system call.
-            }
-            Some(Err(crate::mm::mm_struct::FaultError::Charge(memcg))) => {
-                // The memory cgroup's OOM killer (`mem_cgroup_out_of_memory`): a task of
-                // that group dies; the fault is tried again (or the faulter dies).
-                let victim = crate::mm::oom_kill::mem_cgroup_out_of_memory(t, memcg);
-                if core::ptr::eq(victim, t) {
-                    if user_mode {
-                        force_sig(
-                            frame,
-                            SigInfo {
-                                signo: crate::proc::signal::SIGKILL,
-                                code: crate::proc::signal::SI_KERNEL,
-                                addr: 0,
-                                pid: 0,
-                            },
-                        );
-                        return true;
-                    }
-                } else {
-                    crate::proc::sched::schedule();
+                if user_mode {
+                    force_sig(
+                        frame,
+                        SigInfo {
+                            signo: crate::proc::signal::SIGKILL,
+                            code: crate::proc::signal::SI_KERNEL,
+                            addr: 0,
+                            pid: 0,
+                        },
+                    );
                     return true;
                 }
-                // A uaccess fault: -EFAULT through the fixup below; SIGKILL on the way out.
+                // A uaccess fault of the victim itself: -EFAULT through the fixup below;
+                // the SIGKILL is delivered on the way out of the system call.
             }
             Some(Err(crate::mm::mm_struct::FaultError::Sigbus)) if user_mode => {
                 trace::fault(cr2, frame.error_code, frame.rip, outcome::SIGBUS);
