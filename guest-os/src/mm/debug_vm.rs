@@ -361,7 +361,9 @@ pub fn proc_file(name: &str) -> Option<Vec<u8>> {
 /// empty slab a cache keeps for reuse (up to `min_partial` of them) is not a leak, and a
 /// random system call that allocates and frees a large kmalloc object leaves one behind.
 fn freepages() -> Vec<u8> {
-    // The reclaimable caches first, as `drop_caches` would: unused dentries, then slabs.
+    // The reclaimable caches first, as `drop_caches` would: the LRU-add batch (whose
+    // references keep pages a process just let go of), unused dentries, then slabs.
+    super::vmscan::lru_add_drain();
     crate::fs::dcache::shrink_all();
     super::shmem::shrink_table();
     super::slab::shrink_all();
