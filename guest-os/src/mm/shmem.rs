@@ -293,6 +293,33 @@ pub fn remove_page(id: u64, index: u64, pfn: Pfn) {
     }
 }
 
+/// If slot `index` of the tree at `root` holds page `pfn`, put `new()` there instead
+/// (`None`: leave it); whether it did.
+fn replace_page_slot(
+    root: PhysAddr,
+    index: u64,
+    pfn: Pfn,
+    new: impl FnOnce() -> Option<Pte>,
+) -> bool {
+    let mut pt = UserPt::default();
+    let Ok(mut c) = Cursor::new(&mut pt, root, slot(index)) else {
+        return false;
+    };
+    if !c
+        .query()
+        .is_some_and(|p| p.is_present() && p.phys().pfn() == pfn)
+    {
+        return false;
+    }
+    match new() {
+        Some(p) => {
+            c.replace(p);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Reclaim's `__remove_mapping`: take the clean, unmapped page `pfn` out of object `id`
 /// at `index` if nobody but the object and the caller (its isolation reference) holds it,
 /// leaving `shadow` (a workingset shadow entry, a non-present value) in its slot. The
@@ -316,18 +343,12 @@ pub fn remove_mapping(id: u64, index: u64, pfn: Pfn, shadow: u64) -> bool {
     if !free {
         return false;
     }
-    let mut pt = UserPt::default();
-    let Ok(mut c) = Cursor::new(&mut pt, obj.root, slot(index)) else {
-        return false;
-    };
-    if !c
-        .query()
-        .is_some_and(|p| p.is_present() && p.phys().pfn() == pfn)
-    {
+    // A shadow is a non-present entry: lookups see an empty slot.
+    if !replace_page_slot(obj.root, index, pfn, || {
+        Some(Pte(super::vmscan::shadow_to_slot(shadow)))
+    }) {
         return false;
     }
-    // A shadow is a non-present entry: lookups see an empty slot.
-    c.replace(Pte(super::vmscan::shadow_to_slot(shadow)));
     drop(objs);
     page_gone(file, pfn);
     page_alloc::free_pages(pfn, 0);
@@ -680,20 +701,14 @@ pub fn swap_out_slot(id: u64, index: u64, pfn: Pfn, entry: SwpEntry) -> bool {
     if !idle {
         return false;
     }
-    let mut pt = UserPt::default();
-    let Ok(mut c) = Cursor::new(&mut pt, obj.root, slot(index)) else {
-        return false;
-    };
-    if !c
-        .query()
-        .is_some_and(|p| p.is_present() && p.phys().pfn() == pfn)
-    {
+    // The slot's entry is one more user of the swap slot.
+    if !replace_page_slot(obj.root, index, pfn, || {
+        super::swapfile::swap_duplicate(entry)
+            .ok()
+            .map(|()| swp_entry_to_pte(entry))
+    }) {
         return false;
     }
-    if super::swapfile::swap_duplicate(entry).is_err() {
-        return false;
-    }
-    c.replace(swp_entry_to_pte(entry));
     drop(objs);
     page_alloc::with(|a| a.page_mut(pfn).mapping = 0);
     page_gone(false, pfn);
