@@ -240,7 +240,8 @@ struct MachineArgs {
     #[arg(long, requires = "gdb")]
     gdb_wait: bool,
     /// A raw disk image as a virtio-blk PCI disk (repeatable: vda, vdb... in order);
-    /// `PATH:ro` for a read-only disk. With --qemu: `-drive file=PATH,format=raw,if=virtio`.
+    /// `PATH:ro` for a read-only disk. The guest mounts the first ext2 disk at /mnt and
+    /// uses disks made by mkswap as swap. With --qemu: `-drive file=PATH,format=raw,if=virtio`.
     #[arg(long, value_name = "PATH[:ro]", value_parser = DiskSpec::parse)]
     disk: Vec<DiskSpec>,
 }
