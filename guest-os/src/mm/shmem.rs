@@ -91,6 +91,22 @@ fn page_gone(file: bool, pfn: Pfn) {
     }
 }
 
+/// One slot of a tree being cleared (truncate, the object's end): a page leaves its
+/// object (true: the caller frees it after the flush); a shmem page in swap gives up its
+/// slot; an evicted file page's shadow just goes.
+fn release_slot(file: bool, p: Pte) -> bool {
+    if p.is_present() {
+        page_gone(file, p.phys().pfn());
+        return true;
+    }
+    if !file {
+        if let Some(e) = pte_to_swp_entry(p) {
+            super::swap_state::free_swap_and_cache(e);
+        }
+    }
+    false
+}
+
 /// Pages held by shmem objects (tmpfs files and shared anonymous memory).
 pub fn total_pages() -> u64 {
     SHMEM_PAGES.load(Ordering::Relaxed)
@@ -501,18 +517,7 @@ pub fn set_size(id: u64, new: u64) -> Result<(), Errno> {
         VirtAddr::new(first << PAGE_SHIFT)..VirtAddr::new(USER_TOP),
     ) {
         let _ = c.unmap(USER_TOP - (first << PAGE_SHIFT), &mut tlb, &mut |_, p| {
-            // Shadow entries of evicted file pages just go; a shmem page in swap gives
-            // up its slot.
-            if !p.is_present() {
-                if !file {
-                    if let Some(e) = pte_to_swp_entry(p) {
-                        super::swap_state::free_swap_and_cache(e);
-                    }
-                }
-                return false;
-            }
-            page_gone(file, p.phys().pfn());
-            true
+            release_slot(file, p)
         });
     }
     drop(objs);
@@ -769,18 +774,7 @@ fn put(objs: &mut Vec<ShmemObject>, id: u64) {
     // Never loaded in CR3: nothing to flush, pages and tables are freed at `finish`.
     let mut tlb = MmuGather::new(false);
     if let Ok(mut c) = Cursor::new(&mut pt, obj.root, VirtAddr::new(0)..VirtAddr::new(USER_TOP)) {
-        let _ = c.unmap(USER_TOP, &mut tlb, &mut |_, p| {
-            if !p.is_present() {
-                if !file {
-                    if let Some(e) = pte_to_swp_entry(p) {
-                        super::swap_state::free_swap_and_cache(e);
-                    }
-                }
-                return false;
-            }
-            page_gone(file, p.phys().pfn());
-            true
-        });
+        let _ = c.unmap(USER_TOP, &mut tlb, &mut |_, p| release_slot(file, p));
     }
     tlb.finish(&mut pt);
     page_alloc::free_pages(obj.root.pfn(), 0);

@@ -129,11 +129,6 @@ pub fn cached_page(entry: SwpEntry) -> Option<Pfn> {
     })
 }
 
-/// The shadow entry left where `entry`'s page was, taken out (refault detection).
-pub fn take_shadow(entry: SwpEntry) -> Option<u64> {
-    with_cache(|c| c.take_shadow(entry))
-}
-
 /// What claiming a slot for reading found.
 enum Claim {
     /// Its page is in the cache (a reference taken).

@@ -96,20 +96,6 @@ fn page_io(op: BioOp, pfn: Pfn, entry: SwpEntry) -> Result<(), Errno> {
     block::submit_bio_wait(&*dev, bio)
 }
 
-/// Read `entry`'s slot into `pfn` (`swap_readpage`).
-pub fn swap_readpage(pfn: Pfn, entry: SwpEntry) -> Result<(), Errno> {
-    page_io(BioOp::Read, pfn, entry)?;
-    PSWPIN.fetch_add(1, Ordering::Relaxed);
-    Ok(())
-}
-
-/// Write `pfn` to `entry`'s slot (`swap_writepage`).
-pub fn swap_writepage(pfn: Pfn, entry: SwpEntry) -> Result<(), Errno> {
-    page_io(BioOp::Write, pfn, entry)?;
-    PSWPOUT.fetch_add(1, Ordering::Relaxed);
-    Ok(())
-}
-
 /// Pages one swap request carries at most (a run of consecutive slots).
 const SWAP_BATCH_PAGES: usize = 32;
 
@@ -420,16 +406,6 @@ pub fn area_of(name: &[u8]) -> Option<usize> {
         .lock()
         .iter()
         .position(|s| s.as_ref().is_some_and(|s| s.dev.name().as_bytes() == name))
-}
-
-/// Areas in use (their types).
-pub fn areas() -> Vec<usize> {
-    SWAP_INFO
-        .lock()
-        .iter()
-        .enumerate()
-        .filter_map(|(t, s)| s.as_ref().map(|_| t))
-        .collect()
 }
 
 /// `/proc/swaps` (`swap_show`): Linux's header and columns; sizes in KiB.

@@ -210,6 +210,8 @@ fn shrink_page(pfn: Pfn, sc: &ScanControl) -> Outcome {
         let Some(referenced_ptes) = rmap::page_referenced(pfn) else {
             return Outcome::Keep;
         };
+        // Linux activates referenced pages of executable file mappings at once; the
+        // VMAs are not looked at here, so none counts as executable.
         let vm_exec = false;
         let decision = page_alloc::with(|a| {
             lru::page_check_references(referenced_ptes, a.page_mut(pfn), vm_exec, swapbacked)
@@ -298,7 +300,7 @@ fn finish_swapped(pfn: Pfn) -> Outcome {
     if !freeable {
         return Outcome::Keep;
     }
-    let shadow = workingset_eviction(pfn, false);
+    let shadow = workingset_eviction(pfn);
     swap_state::delete_from_swap_cache(pfn, Some(shadow));
     Outcome::Reclaimed
 }
@@ -340,7 +342,7 @@ fn shrink_file_page(pfn: Pfn, sc: &ScanControl) -> Outcome {
             return Outcome::Keep;
         }
     }
-    let shadow = workingset_eviction(pfn, true);
+    let shadow = workingset_eviction(pfn);
     if super::shmem::remove_mapping(id, index, pfn, shadow) {
         crate::trace::reclaim(trace_abi::reclaim::EVICT, pfn.as_u64(), index, 0);
         Outcome::Reclaimed
@@ -843,8 +845,7 @@ fn kswapd_main() {
 static NONRESIDENT_AGE: AtomicU64 = AtomicU64::new(0);
 
 /// The shadow entry an evicted page leaves behind (`workingset_eviction`).
-pub fn workingset_eviction(pfn: Pfn, file: bool) -> u64 {
-    let _ = file;
+pub fn workingset_eviction(pfn: Pfn) -> u64 {
     let workingset = page_alloc::page_flags(pfn) & mm_core::page::flags::PG_WORKINGSET != 0;
     let eviction = NONRESIDENT_AGE.fetch_add(1, Ordering::Relaxed) + 1;
     mm_core::workingset::pack_shadow(0, 0, eviction, workingset)
@@ -932,9 +933,4 @@ pub fn workingset_refault(pfn: Pfn, shadow: u64) {
             1,
         );
     }
-}
-
-/// Whether `pfn` is an anonymous page in the swap cache (for reports).
-pub fn is_swapcache(pfn: Pfn) -> bool {
-    page_alloc::page_flags(pfn) & PG_SWAPCACHE != 0
 }
