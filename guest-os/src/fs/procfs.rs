@@ -377,6 +377,15 @@ fn mem_of(t: &Task) -> (u64, u64, u64, u64, u64) {
     })
 }
 
+/// Resident pages by kind (anon, file, shmem) and page-table pages with the PML4
+/// (`VmPTE`), for /proc/PID/status.
+fn rss_of(t: &Task) -> (u64, u64, u64, u64) {
+    t.mm.lock().as_ref().map_or((0, 0, 0, 0), |mm| {
+        let r = &mm.rss_stat;
+        (r.anon, r.file, r.shmem, mm.pgtables + 1)
+    })
+}
+
 /// Swap entries of `t`'s address space (`MM_SWAPENTS`).
 fn swap_of(t: &Task) -> u64 {
     t.mm.lock().as_ref().map_or(0, |mm| mm.swapents)
@@ -550,6 +559,7 @@ fn limits(t: &Task) -> Vec<u8> {
 /// /proc/PID/status: the lines of `proc_pid_status` that exist here.
 fn status(t: &Task) -> Vec<u8> {
     let (vm, rss, stack, data, exe) = mem_of(t);
+    let (anon, file, shmem, pte) = rss_of(t);
     let state = match state_char(t) {
         'S' => "S (sleeping)",
         'Z' => "Z (zombie)",
@@ -577,14 +587,14 @@ VmData:\t{:>8} kB\nVmStk:\t{:>8} kB\nVmExe:\t{:>8} kB\nVmLib:\t{:>8} kB\nVmPTE:\
         0,
         kb(rss),
         kb(rss),
-        kb(rss),
-        0,
-        0,
+        kb(anon),
+        kb(file),
+        kb(shmem),
         kb(data),
         kb(stack),
         kb(exe),
         0,
-        0,
+        kb(pte),
         kb(swap_of(t))
     );
     s.into_bytes()

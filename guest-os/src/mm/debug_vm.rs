@@ -354,19 +354,54 @@ pub fn proc_file(name: &str) -> Option<Vec<u8>> {
     }
 }
 
-/// `/proc/vmscope/freepages`: free pages in the buddy lists (MemFree) and on the per-CPU
-/// lists, read together under the zone lock. Their sum is what a leak check compares:
-/// MemFree alone moves as the per-CPU lists fill and drain. Every slab cache is shrunk
-/// first (`kmem_cache_shrink`, as writing to /sys/kernel/slab/*/shrink does on Linux): an
-/// empty slab a cache keeps for reuse (up to `min_partial` of them) is not a leak, and a
-/// random system call that allocates and frees a large kmalloc object leaves one behind.
+/// Most caches `/proc/vmscope/freepages` lists (more are summed into its `slab` line only).
+const MAX_FREEPAGES_CACHES: usize = 64;
+
+/// `/proc/vmscope/freepages`: what a leak check compares before and after a workload.
+/// - `buddy`, `pcp`, `total`: free pages in the buddy lists (MemFree) and on the per-CPU
+///   lists, read together under the zone lock (MemFree alone moves as the per-CPU lists fill
+///   and drain);
+/// - `slab`: pages held by slab caches;
+/// - `reader`: the reading process's anonymous pages and page tables (PML4 included);
+/// - `cache NAME LIVE SIZE`: each cache's live objects and their slot size.
+///
+/// Free plus slab pages must come back to their value, and no cache may keep more live
+/// objects: a slab page that long-lived objects still pin after the workload (SLUB keeps a
+/// partial slab as long as one object lives) is fragmentation, not a leak, while a leaked
+/// object is one more live object whichever slab it sits in. The reclaimable caches are
+/// dropped first, as `drop_caches` would: the LRU-add batch (whose references keep pages a
+/// process just let go of), unused dentries, and every slab cache's empty slabs
+/// (`kmem_cache_shrink`, as writing to /sys/kernel/slab/*/shrink does on Linux).
 fn freepages() -> Vec<u8> {
-    // The reclaimable caches first, as `drop_caches` would: the LRU-add batch (whose
-    // references keep pages a process just let go of), unused dentries, then slabs.
     super::vmscan::lru_add_drain();
     crate::fs::dcache::shrink_all();
     super::shmem::shrink_table();
     super::slab::shrink_all();
+    // Reserved before counting, so that collecting the figures allocates nothing.
+    let mut caches: Vec<(&'static str, usize, u32)> = Vec::with_capacity(MAX_FREEPAGES_CACHES);
+    let mut slab_pages = 0usize;
+    super::slab::for_each_cache(|c| {
+        let info = c.info();
+        slab_pages += info.num_slabs * info.pagesperslab as usize;
+        if caches.len() < caches.capacity() {
+            caches.push((c.name(), c.live_objects(), info.objsize));
+        }
+    });
     let (buddy, pcp) = page_alloc::with(|a| (a.nr_free_pages(), a.pcp_pages()));
-    format!("buddy {buddy}\npcp {pcp}\ntotal {}\n", buddy + pcp).into_bytes()
+    // The reader's own memory (a leak checker's heap and stack grow as it works).
+    let own = crate::proc::current()
+        .and_then(|t| {
+            t.mm.lock()
+                .as_ref()
+                .map(|mm| mm.rss_stat.anon + mm.pgtables + 1)
+        })
+        .unwrap_or(0);
+    let mut out = format!(
+        "buddy {buddy}\npcp {pcp}\ntotal {}\nslab {slab_pages}\nreader {own}\n",
+        buddy + pcp
+    );
+    for (name, live, size) in caches {
+        out.push_str(&format!("cache {name} {live} {size}\n"));
+    }
+    out.into_bytes()
 }

@@ -105,6 +105,16 @@ pub fn shrink_all() -> usize {
     page_alloc::with(|pa| k.shrink(pa))
 }
 
+/// Run `f` on every cache: the registered ones (`kmem_cache_create`), then kmalloc's.
+/// `f` runs under the cache's lock and must not allocate from the slab.
+pub fn for_each_cache(mut f: impl FnMut(&KmemCache)) {
+    let caches = *REGISTRY.lock();
+    for c in caches.iter().flatten() {
+        c.with(|kc| f(kc));
+    }
+    with_kmalloc(|k| k.caches().for_each(f));
+}
+
 /// Run `f` on the kmalloc caches (reports, self-tests).
 pub fn with_kmalloc<R>(f: impl FnOnce(&Kmalloc) -> R) -> R {
     f(&KMALLOC.lock())

@@ -685,6 +685,25 @@ fn world(seed: u64, child: u64) -> Option<World> {
     .inspect(|w| w.reset_timeouts())
 }
 
+/// The child index of the warm-up run, which makes no random call.
+const WARM_UP_CHILD: u64 = u64::MAX;
+
+/// In the warm-up child: the calls that grow kernel tables once, for good, so that their
+/// growth is in the baseline and not taken for a leak of the first child that makes them:
+/// the sleepers' timer list (nanosleep) and the interval-timer list (alarm).
+fn warm_kernel_tables() {
+    let ms = vmrt::sys::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 1_000_000,
+    };
+    let _ = vmrt::sys::time::nanosleep(&ms);
+    // SAFETY: alarm takes no pointer; the second call disarms the first.
+    unsafe {
+        syscall6(vmrt::sys::nr::SYS_alarm, 1000, 0, 0, 0, 0, 0);
+        syscall6(vmrt::sys::nr::SYS_alarm, 0, 0, 0, 0, 0, 0);
+    }
+}
+
 /// A child's life: `calls` random system calls, then exit.
 fn child(seed: u64, index: u64, calls: u64, verbose: bool) -> ! {
     // In a replay, each call goes to stderr through LOG_FD first.
@@ -696,6 +715,9 @@ fn child(seed: u64, index: u64, calls: u64, verbose: bool) -> ! {
     let Some(mut w) = world(seed, index) else {
         exit_group(3)
     };
+    if index == WARM_UP_CHILD {
+        warm_kernel_tables();
+    }
     let mut st = Stats::new();
     for i in 0..calls {
         let mut nr = w.number();
@@ -1047,9 +1069,88 @@ fn reset_scratch_tree() {
 
 /// Free pages: MemFree plus the per-CPU lists (`/proc/vmscope/freepages`,
 /// read in one go; MemFree alone moves as the per-CPU lists fill and drain).
-fn mem_free() -> Option<u64> {
+/// Caches a [`Usage`] keeps, and the bytes of a cache name it compares.
+const USAGE_CACHES: usize = 64;
+const CACHE_NAME: usize = 32;
+
+/// What a leak check compares (`/proc/vmscope/freepages`): free pages plus the pages slab
+/// caches and the fuzzer itself hold, and each cache's live objects. Fixed-size, so that taking a reading does
+/// not grow the fuzzer's own heap (its pages would look leaked).
+struct Usage {
+    held: u64,
+    n: usize,
+    /// Per cache: name, live objects, slot size.
+    caches: [([u8; CACHE_NAME], u64, u64); USAGE_CACHES],
+}
+
+impl Usage {
+    fn caches(&self) -> &[([u8; CACHE_NAME], u64, u64)] {
+        &self.caches[..self.n]
+    }
+}
+
+fn mem_free() -> Option<Usage> {
     let text = read_file(c"/proc/vmscope/freepages").ok()?;
-    vmrt::procfs::value(&text, "total")
+    // The fuzzer's own pages (its heap and stack grow as it works) are not leaked.
+    let held = vmrt::procfs::value(&text, "total")?
+        + vmrt::procfs::value(&text, "slab")?
+        + vmrt::procfs::value(&text, "reader")?;
+    let mut u = Usage {
+        held,
+        n: 0,
+        caches: [([0; CACHE_NAME], 0, 0); USAGE_CACHES],
+    };
+    for line in vmrt::procfs::lines(&text) {
+        let mut f = vmrt::procfs::fields(line);
+        if f.next() != Some(b"cache".as_slice()) || u.n == USAGE_CACHES {
+            continue;
+        }
+        let (Some(name), Some(live), Some(size)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let mut key = [0; CACHE_NAME];
+        let len = name.len().min(CACHE_NAME);
+        key[..len].copy_from_slice(&name[..len]);
+        let num = |v| vmrt::procfs::parse_u64(v).unwrap_or(0);
+        u.caches[u.n] = (key, num(live), num(size));
+        u.n += 1;
+    }
+    Some(u)
+}
+
+/// Pages leaked between two readings: free and slab pages that did not come back, plus
+/// the objects any cache gained, in pages rounded up (a slab page that objects older than
+/// the workload still pin is not a leak; one more live object is, whatever slab it is in).
+fn leaked(before: &Usage, after: &Usage) -> i64 {
+    let grown: u64 = after
+        .caches()
+        .iter()
+        .map(|(name, live, size)| {
+            let old = before
+                .caches()
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map_or(0, |c| c.1);
+            live.saturating_sub(old) * size
+        })
+        .sum();
+    before.held as i64 - after.held as i64 + grown.div_ceil(PAGE as u64) as i64
+}
+
+/// The lines of /proc/meminfo and /proc/slabinfo, for showing where a replayed
+/// child's leaked pages went.
+fn memory_stats() -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    for path in [
+        c"/proc/vmscope/freepages",
+        c"/proc/meminfo",
+        c"/proc/slabinfo",
+    ] {
+        if let Ok(text) = read_file(path) {
+            lines.extend(text.split(|&b| b == b'\n').map(<[u8]>::to_vec));
+        }
+    }
+    lines
 }
 
 fn arg_u64(i: usize, default: u64) -> u64 {
@@ -1090,15 +1191,15 @@ fn main() -> i32 {
     println!(
         "fuzz: seed {seed}, {calls} calls, at most {per_child} per child (replay: fuzz {seed} {calls} {per_child})"
     );
-    // One child without calls first, so that what the first fork, pipe and
-    // report allocate for good (kernel caches, the parent's heap and page
+    // One child without random calls first, so that what the first fork, pipe and
+    // report allocate for good (kernel caches and tables, the parent's heap and page
     // tables) is in the baseline.
     let mut buf = alloc::vec![1u8; REPORT_MAX];
     let mut warm = Totals::new();
     reset_scratch_tree();
     let mut tree = Vec::new();
     list_tree(b"/", MAX_TREE_DEPTH, &mut tree);
-    if !run_child(seed, u64::MAX, 0, &mut warm, &mut buf, false) {
+    if !run_child(seed, WARM_UP_CHILD, 0, &mut warm, &mut buf, false) {
         return 1;
     }
     reset_scratch_tree();
@@ -1113,6 +1214,8 @@ fn main() -> i32 {
     let check_each = opts.split(',').any(|o| o == "each");
     if let Some(c) = opts.split(',').find_map(|o| o.parse::<u64>().ok()) {
         println!("replaying child {c} ({per_child} calls)");
+        // Read before the baseline: the lines live on the fuzzer's own heap.
+        let stats_before = memory_stats();
         let _ = mem_free();
         let baseline = mem_free();
         let mut t = Totals::new();
@@ -1122,11 +1225,21 @@ fn main() -> i32 {
         sweep(&tree);
         reset_scratch_tree();
         let after = mem_free();
-        let leaked = match (baseline, after) {
-            (Some(b), Some(a)) => b as i64 - a as i64,
+        let leaked = match (&baseline, &after) {
+            (Some(b), Some(a)) => leaked(b, a),
             _ => -1,
         };
         println!("leaked pages: {leaked}");
+        if leaked != 0 {
+            // Where the pages went: the meminfo and slabinfo lines that changed.
+            let stats_after = memory_stats();
+            for line in stats_after.iter().filter(|l| !stats_before.contains(l)) {
+                println!("  after:  {}", vmrt::io::Lossy(line));
+            }
+            for line in stats_before.iter().filter(|l| !stats_after.contains(l)) {
+                println!("  before: {}", vmrt::io::Lossy(line));
+            }
+        }
         return i32::from(!(selfcheck("after") && leaked == 0));
     }
     let mut forked = 0u64;
@@ -1152,9 +1265,10 @@ fn main() -> i32 {
         }
         // Which children MemFree did not come back after (kernel caches may
         // also grow for good: only a hint for replaying a leak).
-        if let (Some(b), Some(a)) = (free_before, mem_free()) {
-            if a < b && drops.len() < drops.capacity() {
-                drops.push((c, b - a));
+        if let (Some(b), Some(a)) = (&free_before, &mem_free()) {
+            let pages = leaked(b, a);
+            if pages > 0 && drops.len() < drops.capacity() {
+                drops.push((c, pages as u64));
             }
         }
     }
@@ -1181,9 +1295,9 @@ fn main() -> i32 {
         }
         println!();
     }
-    let leaked = match (baseline, after) {
+    let leaked = match (&baseline, &after) {
         (Some(b), Some(a)) => {
-            let pages = b as i64 - a as i64;
+            let pages = leaked(b, a);
             println!("leaked pages: {pages}");
             pages
         }
