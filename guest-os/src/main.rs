@@ -102,6 +102,12 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     // From here on the kernel may touch user memory only through mm::uaccess.
     let prot = arch::x86_64::cpufeature::init();
     log::info!("SMEP {}, SMAP {}", prot.smep, prot.smap);
+    let xsave = arch::x86_64::fpu::init();
+    log::info!(
+        "fpu: {} ({} bytes per task)",
+        if xsave { "xsave" } else { "fxsave" },
+        arch::x86_64::fpu::xstate_size()
+    );
     mm::proc::print_from_cmdline(cmdline);
     kprintln!("Boot OK");
 

@@ -571,6 +571,8 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
     me.fs_base.store(0, Ordering::Relaxed);
     // SAFETY: clearing the user FS base for the new image.
     unsafe { crate::arch::x86_64::syscall::wrmsr(crate::arch::x86_64::syscall::MSR_FS_BASE, 0) };
+    // The new program starts with the initial FPU state (`fpu_flush_thread`).
+    crate::arch::x86_64::fpu::restore_init();
     let cs = frame.cs;
     let ss = frame.ss;
     *frame = TrapFrame {

@@ -49,6 +49,9 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
         .fs_base
         .store(parent.fs_base.load(Ordering::Relaxed), Ordering::Relaxed);
     signal::fork_copy(parent, child);
+    // The child starts with the parent's FPU registers (`fpu_clone`); the parent runs now,
+    // so they are in the CPU.
+    crate::arch::x86_64::fpu::save(&mut child.fpu.lock());
     // The descriptor table is copied; the open-file descriptions are shared.
     let console = core::mem::replace(&mut *child.files.lock(), files);
     drop(console);

@@ -85,6 +85,9 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
     let task: &'static Task = Box::leak(task);
     super::sched::register(task);
     set_current(task);
+    // The first process's registers: the initial FPU state.
+    crate::arch::x86_64::fpu::restore(&task.fpu.lock());
+    super::sched::set_fpu_owner(task);
     crate::trace::switch(0, Some(task));
     let args = exec::ArgSource::Kernel {
         argv: &argv,

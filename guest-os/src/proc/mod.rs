@@ -70,6 +70,9 @@ pub struct Task {
     pub restart_block: IrqLock<Option<crate::proc::timer::RestartBlock>>,
     /// The user FS base (`arch_prctl(ARCH_SET_FS)`).
     pub fs_base: AtomicU64,
+    /// The user x87/SSE registers while the task is switched out
+    /// ([`crate::arch::x86_64::fpu`]; while it runs they are in the CPU).
+    pub fpu: IrqLock<crate::arch::x86_64::fpu::FpuState>,
     /// `set_tid_address`.
     pub clear_child_tid: AtomicU64,
     /// Page faults that needed no I/O / that read a file (`min_flt`, `maj_flt`).
@@ -159,6 +162,7 @@ impl Task {
             membarrier: AtomicU32::new(0),
             restart_block: IrqLock::new("restart_block", None),
             fs_base: AtomicU64::new(0),
+            fpu: IrqLock::new("fpu", crate::arch::x86_64::fpu::FpuState::init()),
             clear_child_tid: AtomicU64::new(0),
             min_flt: AtomicU64::new(0),
             maj_flt: AtomicU64::new(0),

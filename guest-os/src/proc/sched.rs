@@ -288,6 +288,7 @@ fn switch_to(prev: &'static Task, next: &'static Task) {
     syscall::set_kernel_stack(next.kstack.top());
     // SAFETY: FS base of the next task (user TLS).
     unsafe { wrmsr(MSR_FS_BASE, next.fs_base.load(Ordering::Relaxed)) };
+    switch_fpu(prev, next);
     set_current(next);
     // SAFETY: both stacks are live kernel stacks; `next`'s saved RSP was produced by
     // `__switch_to` or by `prepare_child`.
@@ -297,6 +298,29 @@ fn switch_to(prev: &'static Task, next: &'static Task) {
             next.kstack.saved_rsp.load(Ordering::Relaxed),
         )
     };
+}
+
+/// The task whose user FPU state the registers hold (Linux's `fpu_fpregs_owner_ctx`), by
+/// pid; 0 for none. Kernel threads never touch the registers, so after one runs the owner's
+/// state is still there and need not be reloaded.
+static FPU_OWNER: AtomicU32 = AtomicU32::new(0);
+
+/// Eager FPU switch (`switch_fpu_prepare`/`switch_fpu_finish`): save the outgoing user
+/// task's registers, load the incoming one's unless they are already in the CPU.
+fn switch_fpu(prev: &'static Task, next: &'static Task) {
+    use crate::arch::x86_64::fpu;
+    if !prev.is_kthread() && FPU_OWNER.load(Ordering::Relaxed) == prev.pid {
+        fpu::save(&mut prev.fpu.lock());
+    }
+    if !next.is_kthread() && FPU_OWNER.swap(next.pid, Ordering::Relaxed) != next.pid {
+        fpu::restore(&next.fpu.lock());
+    }
+}
+
+/// The current task's registers were loaded by other means (the first process): it owns
+/// the FPU now.
+pub fn set_fpu_owner(t: &Task) {
+    FPU_OWNER.store(t.pid, Ordering::Relaxed);
 }
 
 extern "C" {

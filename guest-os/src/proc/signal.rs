@@ -5,8 +5,9 @@
 //!
 //! The frame is Linux's: the return address (`sa_restorer`, required on x86-64), then
 //! `struct ucontext` (flags, link, `stack_t`, `struct sigcontext` with every general
-//! register, `uc_sigmask`), then the 128-byte `siginfo`. User programs are built without
-//! SSE, so no FPU state is saved (`fpstate` = NULL, which Linux also accepts).
+//! register, `uc_sigmask`), then the 128-byte `siginfo`; above it, 64-byte aligned, the
+//! FPU state (`fpstate`, see [`crate::arch::x86_64::fpu`]), which `rt_sigreturn` checks and
+//! loads. The handler starts with the initial FPU state.
 
 use crate::arch::x86_64::gdt::{USER_CS, USER_DS};
 use crate::arch::x86_64::idt::TrapFrame;
@@ -43,6 +44,12 @@ pub const SI_KERNEL: i32 = 0x80;
 pub const SI_TKILL: i32 = -6;
 pub const ILL_ILLOPN: i32 = 2;
 pub const FPE_INTDIV: i32 = 1;
+/// SIGFPE codes of floating-point exceptions (`FPE_FLT*`).
+pub const FPE_FLTDIV: i32 = 3;
+pub const FPE_FLTOVF: i32 = 4;
+pub const FPE_FLTUND: i32 = 5;
+pub const FPE_FLTRES: i32 = 6;
+pub const FPE_FLTINV: i32 = 7;
 pub const TRAP_BRKPT: i32 = 1;
 pub const BUS_ADRALN: i32 = 1;
 /// `BUS_ADRERR`: an access to a file page past its end.
@@ -407,6 +414,128 @@ const MCONTEXT_OFF: usize = 40;
 const SIGMASK_OFF: usize = MCONTEXT_OFF + 256;
 /// The x86-64 red zone below RSP that signal frames must skip.
 const RED_ZONE: u64 = 128;
+/// Index of `fpstate` in the `sigcontext` words.
+const FPSTATE_WORD: usize = 23;
+/// `uc_flags`: the frame's fpstate has an XSAVE header (`UC_FP_XSTATE`), the sigcontext's
+/// SS is meaningful (`UC_SIGCONTEXT_SS`) and sigreturn restores it as it is
+/// (`UC_STRICT_RESTORE_SS`), as Linux sets them for 64-bit frames.
+const UC_FP_XSTATE: u64 = 0x1;
+const UC_SIGCONTEXT_SS: u64 = 0x2;
+const UC_STRICT_RESTORE_SS: u64 = 0x4;
+/// `_fpx_sw_bytes.magic1` and the word after the XSAVE area in a signal frame.
+const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
+const FP_XSTATE_MAGIC2_SIZE: usize = 4;
+/// Alignment of the fpstate in a frame (XSAVE's), and FXRSTOR's own.
+const FPSTATE_ALIGN: u64 = 64;
+const FXSTATE_ALIGN: u64 = 16;
+
+/// Bytes of the FPU part of a signal frame (`xstate_sigframe_size`).
+fn math_frame_size() -> usize {
+    use crate::arch::x86_64::fpu;
+    if fpu::uses_xsave() {
+        fpu::xstate_size() + FP_XSTATE_MAGIC2_SIZE
+    } else {
+        fpu::xstate_size()
+    }
+}
+
+/// Write the current FPU registers to the frame's fpstate at `buf` (`copy_fpstate_to_sigframe`):
+/// the save area, then with XSAVE the `_fpx_sw_bytes` that describe it and MAGIC2 after it.
+fn save_fpstate_to_frame(buf: u64) -> Result<(), ()> {
+    use crate::arch::x86_64::fpu;
+    let mut st = fpu::FpuState([0; fpu::FPSTATE_CAPACITY]);
+    fpu::save(&mut st);
+    let size = fpu::xstate_size();
+    if fpu::uses_xsave() {
+        // Legacy readers of the frame see x87 and SSE as present (`save_xstate_epilog`).
+        let bv = u64::from_le_bytes(
+            st.0[fpu::FXSAVE_SIZE..fpu::FXSAVE_SIZE + 8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        fpu::set_xstate_bv(&mut st, bv | fpu::XFEATURE_MASK_FPSSE);
+        let sw = &mut st.0[fpu::SW_RESERVED_OFF..fpu::FXSAVE_SIZE];
+        sw.fill(0);
+        sw[0..4].copy_from_slice(&FP_XSTATE_MAGIC1.to_le_bytes());
+        sw[4..8].copy_from_slice(&((size + FP_XSTATE_MAGIC2_SIZE) as u32).to_le_bytes());
+        sw[8..16].copy_from_slice(&fpu::XFEATURE_MASK_FPSSE.to_le_bytes());
+        sw[16..20].copy_from_slice(&(size as u32).to_le_bytes());
+        st.0[size..size + 4].copy_from_slice(&FP_XSTATE_MAGIC2.to_le_bytes());
+    }
+    copy_to_user(buf, &st.0[..math_frame_size()]).map_err(|_| ())
+}
+
+/// Load the FPU state from a frame's fpstate at `buf` (`fpu__restore_sig`): NULL gives the
+/// initial state; an XSAVE image whose `_fpx_sw_bytes` or MAGIC2 do not check out is taken
+/// as a legacy FXSAVE image (`check_xstate_in_sigframe`'s fx-only fallback); components the
+/// frame leaves out of `xfeatures` are initialised. Err (the caller sends SIGSEGV) when the
+/// memory is unreadable or XRSTOR/FXRSTOR would fault on the image: misaligned, MXCSR
+/// reserved bits, a bad XSAVE header.
+fn restore_fpstate_from_frame(buf: u64) -> Result<(), ()> {
+    use crate::arch::x86_64::fpu;
+    if buf == 0 {
+        fpu::restore_init();
+        return Ok(());
+    }
+    let mut user = fpu::FpuState([0; fpu::FPSTATE_CAPACITY]);
+    copy_from_user(&mut user.0[..fpu::FXSAVE_SIZE], buf).map_err(|_| ())?;
+    let size = fpu::xstate_size();
+    let mut fx_only = true;
+    let mut xfeatures = fpu::XFEATURE_MASK_FPSSE;
+    if fpu::uses_xsave() {
+        let sw = &user.0[fpu::SW_RESERVED_OFF..fpu::FXSAVE_SIZE];
+        let word = |o: usize| u32::from_le_bytes(sw[o..o + 4].try_into().unwrap_or([0; 4]));
+        let (magic1, extended, xstate_size) = (word(0), word(4) as usize, word(16) as usize);
+        if magic1 == FP_XSTATE_MAGIC1
+            && xstate_size >= fpu::FXSAVE_SIZE + 64
+            && xstate_size <= size
+            && xstate_size <= extended
+        {
+            let mut m2 = [0u8; 4];
+            copy_from_user(&mut m2, buf + xstate_size as u64).map_err(|_| ())?;
+            if u32::from_le_bytes(m2) == FP_XSTATE_MAGIC2 {
+                fx_only = false;
+                xfeatures = u64::from_le_bytes(sw[8..16].try_into().unwrap_or([0; 8]));
+            }
+        }
+    }
+    let mut img = fpu::FpuState::init();
+    if fx_only {
+        if buf % FXSTATE_ALIGN != 0 {
+            return Err(());
+        }
+        img.0[..fpu::SW_RESERVED_OFF].copy_from_slice(&user.0[..fpu::SW_RESERVED_OFF]);
+        fpu::set_xstate_bv(&mut img, fpu::XFEATURE_MASK_FPSSE);
+    } else {
+        if buf % FPSTATE_ALIGN != 0 {
+            return Err(());
+        }
+        copy_from_user(
+            &mut user.0[fpu::FXSAVE_SIZE..size],
+            buf + fpu::FXSAVE_SIZE as u64,
+        )
+        .map_err(|_| ())?;
+        // XRSTOR faults on the header and MXCSR as they are in memory, whatever the mask.
+        fpu::sanitize(&user).map_err(|_| ())?;
+        let rfbm = xfeatures & fpu::XFEATURE_MASK_FPSSE;
+        let bv = u64::from_le_bytes(
+            user.0[fpu::FXSAVE_SIZE..fpu::FXSAVE_SIZE + 8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        img.0[..fpu::SW_RESERVED_OFF].copy_from_slice(&user.0[..fpu::SW_RESERVED_OFF]);
+        fpu::clear_header(&mut img);
+        fpu::set_xstate_bv(&mut img, bv & rfbm);
+        if rfbm & 0b10 == 0 {
+            // SSE not restored: MXCSR comes from the initial state too.
+            img.set_mxcsr(fpu::MXCSR_INIT);
+        }
+    }
+    fpu::sanitize(&img).map_err(|_| ())?;
+    fpu::restore(&img);
+    Ok(())
+}
 
 /// `sigcontext` register order (glibc's `REG_*` indexes).
 fn mcontext(frame: &TrapFrame, info: &SigInfo, trapno: u64, oldmask: u64) -> [u64; 32] {
@@ -536,6 +665,15 @@ fn setup_frame(frame: &mut TrapFrame, info: SigInfo, act: SigAction) -> Result<(
     } else if stack.1 & SS_ONSTACK != 0 {
         onstack = true;
     }
+    // `fpu__alloc_mathframe`: the FPU state first, 64-byte aligned, then the frame below it.
+    let fpstate = if crate::arch::x86_64::fpu::enabled() {
+        top.wrapping_sub(math_frame_size() as u64) & !(FPSTATE_ALIGN - 1)
+    } else {
+        0
+    };
+    if fpstate != 0 {
+        top = fpstate;
+    }
     let sp = (top.wrapping_sub(FRAME_SIZE as u64) & !0xf).wrapping_sub(8);
     if onstack {
         // The frame must fit on the alternate stack (Linux: SIGSEGV otherwise).
@@ -547,11 +685,18 @@ fn setup_frame(frame: &mut TrapFrame, info: SigInfo, act: SigAction) -> Result<(
     let mut buf = [0u8; FRAME_SIZE];
     buf[..8].copy_from_slice(&act.restorer.to_le_bytes());
     let uc = 8;
+    let mut uc_flags = UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
+    if crate::arch::x86_64::fpu::uses_xsave() {
+        uc_flags |= UC_FP_XSTATE;
+    }
+    buf[uc..uc + 8].copy_from_slice(&uc_flags.to_le_bytes());
     buf[uc + UC_STACK_OFF..uc + UC_STACK_OFF + 8].copy_from_slice(&stack.0.to_le_bytes());
     buf[uc + UC_STACK_OFF + 8..uc + UC_STACK_OFF + 12].copy_from_slice(&stack.1.to_le_bytes());
     buf[uc + UC_STACK_OFF + 16..uc + UC_STACK_OFF + 24].copy_from_slice(&stack.2.to_le_bytes());
     let trapno = if frame.vector < 32 { frame.vector } else { 0 };
-    for (i, w) in mcontext(frame, &info, trapno, oldmask).iter().enumerate() {
+    let mut mc = mcontext(frame, &info, trapno, oldmask);
+    mc[FPSTATE_WORD] = fpstate;
+    for (i, w) in mc.iter().enumerate() {
         let o = uc + MCONTEXT_OFF + i * 8;
         buf[o..o + 8].copy_from_slice(&w.to_le_bytes());
     }
@@ -565,7 +710,12 @@ fn setup_frame(frame: &mut TrapFrame, info: SigInfo, act: SigAction) -> Result<(
     } else {
         buf[si + 16..si + 24].copy_from_slice(&info.addr.to_le_bytes());
     }
+    if fpstate != 0 {
+        save_fpstate_to_frame(fpstate)?;
+    }
     copy_to_user(sp, &buf).map_err(|_| ())?;
+    // The handler starts with a clean FPU (`fpu__clear_user_states`).
+    crate::arch::x86_64::fpu::restore_init();
     let mut s = t.signals.lock();
     if s.sas_ss_flags & SS_AUTODISARM != 0 && act.flags & SA_ONSTACK != 0 {
         s.sas_ss_sp = 0;
@@ -636,8 +786,17 @@ pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> bool {
     // `cs | 3` must be the 64-bit user code segment for the IRET to succeed; SS is made
     // valid (`force_valid_ss`), so it never faults.
     let bad_cs = (w(18) & 0xffff) | 3 != USER_CS as u64;
+    // With UC_STRICT_RESTORE_SS the saved SS is taken as it is, and IRET would fault on
+    // anything but the user data segment; without it SS is made valid (`force_valid_ss`).
+    let mut uc_flags = [0u8; 8];
+    let strict_ss = copy_from_user(&mut uc_flags, uc).is_ok()
+        && u64::from_le_bytes(uc_flags) & UC_STRICT_RESTORE_SS != 0;
+    let bad_ss = strict_ss && (w(18) >> 48) & 0xffff | 3 != USER_DS as u64;
     frame.cs = USER_CS as u64;
     frame.ss = USER_DS as u64;
+    if restore_fpstate_from_frame(w(FPSTATE_WORD)).is_err() {
+        return true;
+    }
     let mask = w(32);
     if let Some(t) = super::current() {
         t.signals.lock().blocked = mask & !(bit(SIGKILL) | bit(SIGSTOP));
@@ -647,7 +806,7 @@ pub fn sys_rt_sigreturn(frame: &mut TrapFrame) -> bool {
         let q = |i: usize| u64::from_le_bytes(st[i..i + 8].try_into().unwrap_or([0; 8]));
         let _ = do_sigaltstack(t, Some((q(0), q(8) as u32, q(16))), frame.rsp);
     }
-    bad_cs
+    bad_cs || bad_ss
 }
 
 /// Per-task signal state behind a lock.

@@ -4,6 +4,7 @@
 pub mod boot32;
 pub mod cpu;
 pub mod cpufeature;
+pub mod fpu;
 pub mod gdt;
 pub mod idt;
 pub mod irq;

@@ -155,7 +155,18 @@ fn signal_for(frame: &TrapFrame, cr2: u64) -> crate::proc::signal::SigInfo {
     use crate::proc::signal::*;
     let (signo, code, addr) = match frame.vector as u8 {
         vector::DE => (SIGFPE, FPE_INTDIV, frame.rip),
-        vector::MF => (SIGFPE, 0, frame.rip),
+        // x87 and SIMD floating-point errors (`math_error`): the code names the first
+        // unmasked exception the status word or MXCSR shows.
+        vector::MF => (
+            SIGFPE,
+            crate::arch::x86_64::fpu::exception_code(false),
+            frame.rip,
+        ),
+        vector::XM => (
+            SIGFPE,
+            crate::arch::x86_64::fpu::exception_code(true),
+            frame.rip,
+        ),
         vector::DB | vector::BP => (SIGTRAP, TRAP_BRKPT, frame.rip),
         vector::UD => (SIGILL, ILL_ILLOPN, frame.rip),
         vector::AC => (SIGBUS, BUS_ADRALN, cr2),
