@@ -121,7 +121,10 @@ static void x87_trap(const char *what, uint16_t unmask) {
     __asm__ volatile("fnclex\n\tfldcw %0" ::"m"(cw));
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    /* QEMU's TCG does not raise #XM for unmasked SSE exceptions: its cross-check skips
+     * them. */
+    int simd_traps = !(argc > 1 && strcmp(argv[1], "no-simd-traps") == 0);
     struct sigaction sa = {0};
     sa.sa_sigaction = usr1;
     sa.sa_flags = SA_SIGINFO;
@@ -146,12 +149,14 @@ int main(void) {
            __builtin_sqrtl(ld));
     fesetround(FE_TONEAREST);
 
-    sse_trap("sse divide by zero", 1 << 9, 1.0, 0.0, 0);
-    sse_trap("sse invalid", 1 << 7, 0.0, 0.0, 0);
-    sse_trap("sse overflow", 1 << 10, 1e308, 1e308, 1);
-    sse_trap("sse underflow", 1 << 11, 1e-308, 1e-308, 1);
-    sse_trap("sse inexact", 1 << 12, 1.0, 1e-30, 2);
-    sse_trap("sse masked", 0, 1.0, 0.0, 0);
+    if (simd_traps) {
+        sse_trap("sse divide by zero", 1 << 9, 1.0, 0.0, 0);
+        sse_trap("sse invalid", 1 << 7, 0.0, 0.0, 0);
+        sse_trap("sse overflow", 1 << 10, 1e308, 1e308, 1);
+        sse_trap("sse underflow", 1 << 11, 1e-308, 1e-308, 1);
+        sse_trap("sse inexact", 1 << 12, 1.0, 1e-30, 2);
+        sse_trap("sse masked", 0, 1.0, 0.0, 0);
+    }
     x87_trap("x87 divide by zero", 1 << 2);
     x87_trap("x87 masked", 0);
     struct sigaction sb = {0};

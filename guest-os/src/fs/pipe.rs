@@ -194,6 +194,7 @@ impl FileOps for PipeEnd {
                                     code: crate::proc::signal::SI_USER,
                                     addr: 0,
                                     pid: 0,
+                                    status: 0,
                                 },
                             );
                         }

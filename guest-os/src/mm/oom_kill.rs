@@ -291,6 +291,7 @@ fn kill_victim(victim: &'static Task, b: &Badness, what: &str) {
             code: SI_KERNEL,
             addr: 0,
             pid: 0,
+            status: 0,
         },
     );
     if !crate::proc::current().is_some_and(|c| core::ptr::eq(c, victim)) {

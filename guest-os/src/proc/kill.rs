@@ -64,6 +64,7 @@ pub fn sys_kill(a: &crate::syscall::Args) -> SysResult {
                     code: signal::SI_USER,
                     addr: 0,
                     pid: me.pid,
+                    status: 0,
                 },
             );
         }

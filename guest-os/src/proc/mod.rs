@@ -276,11 +276,19 @@ pub fn exit_current(r: ExitReason) -> ! {
         signal::send(
             parent,
             signal::SIGCHLD,
+            // No core is written (RLIMIT_CORE is 0), so a signal death is CLD_KILLED.
             signal::SigInfo {
                 signo: signal::SIGCHLD,
-                code: 1,
+                code: match r {
+                    ExitReason::Exit(_) => signal::CLD_EXITED,
+                    ExitReason::Signal(_) => signal::CLD_KILLED,
+                },
                 addr: 0,
                 pid: t.pid,
+                status: match r {
+                    ExitReason::Exit(s) => s as i32,
+                    ExitReason::Signal(sig) => sig as i32,
+                },
             },
         );
         sched::wake(parent);

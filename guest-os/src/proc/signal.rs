@@ -97,6 +97,7 @@ impl Signals {
                 code: 0,
                 addr: 0,
                 pid: 0,
+                status: 0,
             }; NSIG],
             saved_mask: None,
             sas_ss_sp: 0,
@@ -119,8 +120,11 @@ pub struct SigInfo {
     pub code: i32,
     /// `si_addr` (faults) .
     pub addr: u64,
-    /// `si_pid` (kill).
+    /// `si_pid` (kill, SIGCHLD).
     pub pid: u32,
+    /// `si_status` (SIGCHLD: the exit status, or the signal that killed, stopped or
+    /// continued the child).
+    pub status: i32,
 }
 
 fn bit(sig: u8) -> u64 {
@@ -130,11 +134,15 @@ fn bit(sig: u8) -> u64 {
 /// SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU: their default action stops the process.
 const STOP_SIGNALS: u64 = (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21);
 /// `si_code` of SIGCHLD.
+pub const CLD_EXITED: i32 = 1;
+pub const CLD_KILLED: i32 = 2;
+pub const CLD_DUMPED: i32 = 3;
 const CLD_STOPPED: i32 = 5;
 const CLD_CONTINUED: i32 = 6;
 
-/// Tell the parent a child stopped or continued: SIGCHLD, and wake it (it may wait).
-fn notify_parent(t: &'static super::Task, code: i32) {
+/// Tell the parent a child stopped (by `status`) or continued: SIGCHLD, and wake it (it
+/// may wait).
+fn notify_parent(t: &'static super::Task, code: i32, status: u8) {
     let ppid = t.ppid.load(core::sync::atomic::Ordering::Relaxed);
     if let Some(parent) = super::sched::find(ppid) {
         send(
@@ -145,6 +153,7 @@ fn notify_parent(t: &'static super::Task, code: i32) {
                 code,
                 addr: 0,
                 pid: t.pid,
+                status: status as i32,
             },
         );
         super::sched::wake(parent);
@@ -200,7 +209,7 @@ pub fn send(t: &'static super::Task, sig: u8, info: SigInfo) {
         {
             t.stop_report.store(0xffff, Ordering::Release);
             trace_signal(t, info, trace::sigaction::CONTINUE);
-            notify_parent(t, CLD_CONTINUED);
+            notify_parent(t, CLD_CONTINUED, SIGCONT);
             super::sched::enqueue(t);
         }
     } else if STOP_SIGNALS & bit(sig) != 0 {
@@ -347,7 +356,7 @@ pub fn do_signal(frame: &mut TrapFrame, syscall: Option<u64>) {
                 .store((sig as u32) << 8 | 0x7f, Ordering::Release);
             t.state.store(super::state::STOPPED, Ordering::Release);
             trace_signal(t, info, trace::sigaction::STOP);
-            notify_parent(t, CLD_STOPPED);
+            notify_parent(t, CLD_STOPPED, sig);
             super::sched::schedule();
             // Resumed: a SIGKILL that woke us is handled in the next round.
             continue;
@@ -397,6 +406,7 @@ pub fn check_user_return(frame: &mut TrapFrame) {
                 code: SI_KERNEL,
                 addr: 0,
                 pid: 0,
+                status: 0,
             },
         );
     }
@@ -707,6 +717,10 @@ fn setup_frame(frame: &mut TrapFrame, info: SigInfo, act: SigAction) -> Result<(
     if info.code <= 0 {
         // kill/tkill: si_pid, si_uid.
         buf[si + 16..si + 20].copy_from_slice(&info.pid.to_le_bytes());
+    } else if info.signo == SIGCHLD {
+        // si_pid, si_uid, si_status (si_utime and si_stime stay 0).
+        buf[si + 16..si + 20].copy_from_slice(&info.pid.to_le_bytes());
+        buf[si + 24..si + 28].copy_from_slice(&info.status.to_le_bytes());
     } else {
         buf[si + 16..si + 24].copy_from_slice(&info.addr.to_le_bytes());
     }

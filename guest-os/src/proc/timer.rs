@@ -236,6 +236,7 @@ fn expire_itimers(now: u64) {
                         code: signal::SI_KERNEL,
                         addr: 0,
                         pid: 0,
+                        status: 0,
                     },
                 );
             }

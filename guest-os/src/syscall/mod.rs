@@ -96,6 +96,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
                         code: crate::proc::signal::SI_KERNEL,
                         addr: 0,
                         pid: 0,
+                        status: 0,
                     },
                 );
             }

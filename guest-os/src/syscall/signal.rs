@@ -111,6 +111,7 @@ pub fn sys_kill(a: &Args) -> SysResult {
             code: SI_USER,
             addr: 0,
             pid: t.pid,
+            status: 0,
         },
     );
     Ok(0)
@@ -138,6 +139,7 @@ pub fn sys_tgkill(a: &Args, tgid_first: bool) -> SysResult {
             code: SI_TKILL,
             addr: 0,
             pid: t.pid,
+            status: 0,
         },
     );
     Ok(0)

@@ -178,6 +178,7 @@ fn signal_for(frame: &TrapFrame, cr2: u64) -> crate::proc::signal::SigInfo {
         code,
         addr,
         pid: 0,
+        status: 0,
     }
 }
 
@@ -366,6 +367,7 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
                             code: crate::proc::signal::SI_KERNEL,
                             addr: 0,
                             pid: 0,
+                            status: 0,
                         },
                     );
                     return true;
@@ -382,6 +384,7 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
                         code: crate::proc::signal::BUS_ADRERR,
                         addr: cr2,
                         pid: 0,
+                        status: 0,
                     },
                 );
                 return true;
@@ -395,6 +398,7 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
                         code: si_code,
                         addr: cr2,
                         pid: 0,
+                        status: 0,
                     },
                 );
                 return true;
@@ -419,6 +423,7 @@ fn process_trap(frame: &mut TrapFrame, cr2: u64) -> bool {
                 code: crate::mm::mm_struct::SEGV_MAPERR,
                 addr: cr2,
                 pid: 0,
+                status: 0,
             };
             force_sig(frame, info);
         } else {
