@@ -90,6 +90,7 @@ pub fn run_image(
     programs: &[(&str, &[u8])],
     program: &str,
     args: &[&[u8]],
+    support: &std::collections::BTreeMap<String, Vec<u8>>,
 ) -> Result<Vec<u8>, String> {
     if !programs.iter().any(|(n, _)| *n == program) {
         return Err(format!("{program}: not among the programs to install"));
@@ -101,6 +102,23 @@ pub fn run_image(
     names.dedup_by_key(|(n, _)| *n);
     for (name, image) in names {
         w.file(&format!("{BIN_DIR}/{name}"), 0o755, image)?;
+    }
+    // Interpreters and shared libraries at their own paths, each directory made once
+    // (parents first: the map is sorted, and a parent sorts before its children).
+    let mut made: std::collections::BTreeSet<String> = [BIN_DIR.to_string()].into();
+    for (path, data) in support {
+        let mut dir = String::new();
+        for part in path.trim_start_matches('/').split('/').collect::<Vec<_>>().split_last().map_or(&[][..], |(_, d)| d) {
+            dir.push('/');
+            dir.push_str(part);
+            if made.insert(dir.clone()) {
+                w.dir(&dir, 0o755)?;
+            }
+        }
+        if path.starts_with(&format!("{BIN_DIR}/")) && programs.iter().any(|(n, _)| format!("{BIN_DIR}/{n}") == *path) {
+            continue;
+        }
+        w.file(path, 0o755, data)?;
     }
     w.dir("/etc", 0o755)?;
     w.dir(CONTROL_DIR, 0o755)?;
@@ -148,7 +166,7 @@ mod tests {
             ("args", b"\x7fELF args"),
             ("mine", b"\x7fELF mine"),
         ];
-        let img = run_image(&programs, "mine", &[b"a b", b"", b"--x"]).unwrap();
+        let img = run_image(&programs, "mine", &[b"a b", b"", b"--x"], &Default::default()).unwrap();
         let fs = Ramfs::from_cpio(&img).unwrap();
         assert_eq!(read(&fs, "/bin/hello"), b"\x7fELF hello");
         assert_eq!(read(&fs, "/bin/mine"), b"\x7fELF mine");
@@ -184,8 +202,8 @@ mod tests {
     #[test]
     fn deterministic_and_aligned() {
         let programs: [(&str, &[u8]); 2] = [("b", b"12345"), ("a", b"")];
-        let one = run_image(&programs, "a", &[]).unwrap();
-        let two = run_image(&[programs[1], programs[0]], "a", &[]).unwrap();
+        let one = run_image(&programs, "a", &[], &Default::default()).unwrap();
+        let two = run_image(&[programs[1], programs[0]], "a", &[], &Default::default()).unwrap();
         assert_eq!(one, two);
         assert_eq!(one.len() % 4, 0);
         // Every header starts with the newc magic, in order: bin, bin/a, bin/b, etc...
@@ -207,7 +225,7 @@ mod tests {
         );
         let inos: Vec<u32> = kfs::cpio::entries(&one).map(|e| e.unwrap().ino).collect();
         assert_eq!(inos, (1..=8).collect::<Vec<_>>());
-        assert!(run_image(&programs, "c", &[]).is_err());
+        assert!(run_image(&programs, "c", &[], &Default::default()).is_err());
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod ostrace;
 pub mod qemu;
 pub mod run;
 pub mod symbols;
+pub mod sysroot;
 pub mod timeline;
 pub mod tlb;
 pub mod trace;

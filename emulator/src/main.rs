@@ -278,7 +278,9 @@ struct BootArgs {
 #[derive(Args)]
 #[command(
     after_help = "PROGRAM is a bundled program (hello, args, brk, exitcode, ...) or, if it \
-contains a '/', a static x86-64 ELF on the host. It runs as /bin/NAME with argv \
+contains a '/', an x86-64 ELF or a #! script on the host; the interpreters and shared \
+libraries it needs go into the guest at their own paths (from --sysroot if given). It \
+runs as /bin/NAME with argv \
 [/bin/NAME, ARGS...] and the environment HOME=/ PATH=/bin TERM=dumb VMSCOPE_BIN=/bin. \
 Options go before PROGRAM; everything after it is passed to the program.\n\
 Exit status: the program's (0-255), 128+S if killed by signal S, 144 kernel panic, 2 bad \
@@ -294,7 +296,12 @@ struct RunArgs {
     cmdline: String,
     #[command(flatten)]
     machine: MachineArgs,
-    /// A bundled program's name, or a path to a static x86-64 ELF executable.
+    /// Take a host program's interpreters and shared libraries from DIR instead of the
+    /// host's root (as qemu-user's -L); they keep their paths inside the guest.
+    #[arg(long, value_name = "DIR")]
+    sysroot: Option<PathBuf>,
+    /// A bundled program's name, or a path to an x86-64 ELF executable (static or
+    /// dynamically linked) or a #! script.
     #[arg(value_name = "PROGRAM")]
     program: OsString,
     /// Arguments for the program (argv[1..]).
@@ -517,7 +524,7 @@ fn machine_on_vmscope(
 }
 
 fn run(a: RunArgs) -> Result<i32, String> {
-    let program = runner::resolve_program(&a.program, guest::PROGRAMS)?;
+    let program = runner::resolve_program(&a.program, guest::PROGRAMS, a.sysroot.as_deref())?;
     let initrd = runner::initramfs(&program, &a.args, guest::PROGRAMS)?;
     let cmdline = runner::cmdline(&a.cmdline);
     log::info!(

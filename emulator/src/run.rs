@@ -85,11 +85,19 @@ pub struct Program {
     pub image: Vec<u8>,
     /// One of the guest programs embedded in vmscope.
     pub bundled: bool,
+    /// What it needs besides itself, by guest path: a script's interpreters, a dynamically
+    /// linked program's `ld.so` and libraries ([`crate::sysroot`]).
+    pub support: crate::sysroot::Files,
 }
 
-/// PROGRAM as given: a path if it contains a `/` (then it must be a static x86-64 ELF64
-/// executable), else the name of a bundled program.
-pub fn resolve_program(arg: &OsStr, bundled: &[(&str, &[u8])]) -> Result<Program, String> {
+/// PROGRAM as given: a path if it contains a `/` (then an x86-64 ELF64 executable, static
+/// or dynamically linked, or a `#!` script), else the name of a bundled program. The
+/// interpreters and libraries a host program needs come from the host, or from `sysroot`.
+pub fn resolve_program(
+    arg: &OsStr,
+    bundled: &[(&str, &[u8])],
+    sysroot: Option<&Path>,
+) -> Result<Program, String> {
     let bytes = arg.as_bytes();
     if !bytes.contains(&b'/') {
         let name = arg.to_string_lossy();
@@ -98,6 +106,7 @@ pub fn resolve_program(arg: &OsStr, bundled: &[(&str, &[u8])]) -> Result<Program
                 name: n.to_string(),
                 image: image.to_vec(),
                 bundled: true,
+                support: Default::default(),
             }),
             None => {
                 let names: Vec<&str> = bundled.iter().map(|(n, _)| *n).collect();
@@ -117,18 +126,54 @@ pub fn resolve_program(arg: &OsStr, bundled: &[(&str, &[u8])]) -> Result<Program
         .ok_or_else(|| format!("{shown}: the file name is not UTF-8"))?
         .to_string();
     let image = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    check_static_elf(&image).map_err(|e| format!("{shown}: {e}"))?;
+    let mut support = crate::sysroot::Files::new();
+    let guest_path = format!("{}/{name}", initramfs::BIN_DIR);
+    // A script runs its interpreter, which must be an executable the guest can run.
+    let mut elf: &[u8] = &image;
+    if crate::sysroot::shebang(&image).is_some() {
+        crate::sysroot::collect(&image, &guest_path, crate::sysroot::Root(sysroot), &mut support)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        let last = script_interpreter(&image, &support).map_err(|e| format!("{shown}: {e}"))?;
+        elf = last;
+        check_elf(elf).map_err(|e| format!("{shown}: its interpreter: {e}"))?;
+    } else {
+        check_elf(elf).map_err(|e| format!("{shown}: {e}"))?;
+        crate::sysroot::collect(&image, &guest_path, crate::sysroot::Root(sysroot), &mut support)
+            .map_err(|e| format!("{shown}: {e}"))?;
+    }
     Ok(Program {
         name,
         image,
         bundled: false,
+        support,
     })
 }
 
-/// Whether `image` is something the guest kernel can exec as a static program: an ELF64
-/// little-endian x86-64 executable (ET_EXEC, or ET_DYN for static-pie) without PT_INTERP,
-/// whose loadable segments lie inside the file.
-pub fn check_static_elf(image: &[u8]) -> Result<(), String> {
+/// The image of the ELF a `#!` chain ends at (every interpreter is in `support`).
+fn script_interpreter<'a>(
+    image: &'a [u8],
+    support: &'a crate::sysroot::Files,
+) -> Result<&'a [u8], String> {
+    let mut cur = image;
+    for _ in 0..=crate::sysroot::MAX_SCRIPT_DEPTH {
+        match crate::sysroot::shebang(cur) {
+            None => return Ok(cur),
+            Some(Err(e)) => return Err(e),
+            Some(Ok((interp, _))) => {
+                cur = support
+                    .get(&interp)
+                    .ok_or_else(|| format!("#! interpreter {interp} not found"))?;
+            }
+        }
+    }
+    Err("too many levels of #! interpreters".into())
+}
+
+/// Whether `image` is something the guest kernel can exec: an ELF64 little-endian x86-64
+/// executable (ET_EXEC, or ET_DYN for PIEs), statically or dynamically linked (its
+/// interpreter is then found by [`crate::sysroot`]), whose loadable segments lie inside
+/// the file.
+pub fn check_elf(image: &[u8]) -> Result<(), String> {
     if image.len() < 6 || &image[..4] != b"\x7fELF" {
         return Err("not an ELF file".into());
     }
@@ -159,11 +204,6 @@ pub fn check_static_elf(image: &[u8]) -> Result<(), String> {
             header::et_to_str(s.e_type)
         ));
     }
-    if let Some(interp) = s.interp {
-        return Err(format!(
-            "dynamically linked (interpreter {interp}); vmscope run needs a static executable"
-        ));
-    }
     if s.loads == 0 {
         return Err("no loadable segments".into());
     }
@@ -176,27 +216,16 @@ pub fn check_static_elf(image: &[u8]) -> Result<(), String> {
 struct ElfSummary {
     machine: u16,
     e_type: u16,
-    interp: Option<String>,
     loads: usize,
     load_outside_file: bool,
 }
 
 fn summary(elf: &Elf, len: usize) -> ElfSummary {
     let phs = &elf.program_headers;
-    let interp = phs
-        .iter()
-        .any(|p| p.p_type == program_header::PT_INTERP)
-        .then(|| {
-            elf.interpreter
-                .unwrap_or("?")
-                .trim_end_matches('\0')
-                .to_string()
-        });
     let loads = phs.iter().filter(|p| p.p_type == program_header::PT_LOAD);
     ElfSummary {
         machine: elf.header.e_machine,
         e_type: elf.header.e_type,
-        interp,
         loads: loads.clone().count(),
         load_outside_file: loads.clone().any(|p| {
             p.p_offset
@@ -229,7 +258,7 @@ pub fn initramfs(
         .collect();
     files.push((&program.name, &program.image));
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_ref().as_bytes()).collect();
-    initramfs::run_image(&files, &program.name, &args)
+    initramfs::run_image(&files, &program.name, &args, &program.support)
 }
 
 #[cfg(test)]
@@ -321,13 +350,13 @@ mod tests {
     }
 
     #[test]
-    fn accepts_static_x86_64_executables_only() {
+    fn accepts_x86_64_executables_only() {
         use header::{EM_386, EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC, ET_REL};
-        assert_eq!(check_static_elf(&elf(2, EM_X86_64, ET_EXEC, false)), Ok(()));
-        assert_eq!(check_static_elf(&elf(2, EM_X86_64, ET_DYN, false)), Ok(()));
-        let err = |v: Vec<u8>| check_static_elf(&v).unwrap_err();
-        assert!(err(elf(2, EM_X86_64, ET_EXEC, true))
-            .starts_with("dynamically linked (interpreter /lib/ld-x.so.2)"));
+        assert_eq!(check_elf(&elf(2, EM_X86_64, ET_EXEC, false)), Ok(()));
+        assert_eq!(check_elf(&elf(2, EM_X86_64, ET_DYN, false)), Ok(()));
+        // Dynamically linked: the interpreter is looked for separately.
+        assert_eq!(check_elf(&elf(2, EM_X86_64, ET_EXEC, true)), Ok(()));
+        let err = |v: Vec<u8>| check_elf(&v).unwrap_err();
         assert!(err(elf(2, EM_AARCH64, ET_EXEC, false)).contains("needs x86-64"));
         assert!(err(elf(1, EM_386, ET_EXEC, false)).contains("32-bit"));
         assert!(err(elf(2, EM_X86_64, ET_REL, false)).starts_with("not an executable"));
@@ -348,7 +377,7 @@ mod tests {
     fn damaged_elf_files_are_errors_not_panics() {
         let good = elf(2, header::EM_X86_64, header::ET_EXEC, true);
         for cut in 0..good.len() {
-            let _ = check_static_elf(&good[..cut]);
+            let _ = check_elf(&good[..cut]);
         }
         let mut s = 0x1234_5678u64;
         for _ in 0..2000 {
@@ -360,34 +389,34 @@ mod tests {
                 let i = (s >> 33) as usize % v.len();
                 v[i] = (s >> 13) as u8;
             }
-            let _ = check_static_elf(&v);
+            let _ = check_elf(&v);
         }
     }
 
     #[test]
     fn resolves_bundled_names_and_paths() {
         let bundled: [(&str, &[u8]); 2] = [("hello", b"H"), ("args", b"A")];
-        let p = resolve_program(OsStr::new("hello"), &bundled).unwrap();
+        let p = resolve_program(OsStr::new("hello"), &bundled, None).unwrap();
         assert_eq!(
             (p.name.as_str(), p.image.as_slice(), p.bundled),
             ("hello", &b"H"[..], true)
         );
-        let e = resolve_program(OsStr::new("nope"), &bundled).err().unwrap();
+        let e = resolve_program(OsStr::new("nope"), &bundled, None).err().unwrap();
         assert_eq!(
             e,
             "nope: no such bundled program (bundled: hello, args; give a path such as ./nope for a file)"
         );
-        let e = resolve_program(OsStr::new("/nonexistent/x"), &bundled)
+        let e = resolve_program(OsStr::new("/nonexistent/x"), &bundled, None)
             .err()
             .unwrap();
         assert!(e.starts_with("cannot read /nonexistent/x: "), "{e}");
-        assert!(resolve_program(OsStr::new("/"), &bundled).is_err());
+        assert!(resolve_program(OsStr::new("/"), &bundled, None).is_err());
 
         let dir = std::env::temp_dir().join(format!("vmscope-run-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("hello");
         std::fs::write(&file, elf(2, header::EM_X86_64, header::ET_EXEC, false)).unwrap();
-        let p = resolve_program(file.as_os_str(), &bundled).unwrap();
+        let p = resolve_program(file.as_os_str(), &bundled, None).unwrap();
         assert_eq!((p.name.as_str(), p.bundled), ("hello", false));
         // The user's program replaces the bundled one of the same name.
         let img = initramfs(&p, &["x"], &bundled).unwrap();
@@ -398,7 +427,7 @@ mod tests {
         let argv = fs.data(fs.lookup(b"/etc/vmscope/argv").unwrap()).unwrap();
         assert_eq!(argv, b"/bin/hello\0x\0");
         std::fs::write(&file, b"text").unwrap();
-        let e = resolve_program(file.as_os_str(), &bundled).err().unwrap();
+        let e = resolve_program(file.as_os_str(), &bundled, None).err().unwrap();
         assert_eq!(e, format!("{}: not an ELF file", file.display()));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,7 +1,13 @@
-//! execve: replace a task's address space with a static ELF program (`fs/binfmt_elf.c`).
+//! execve: replace a task's address space with an ELF program (`fs/binfmt_elf.c`) or run a
+//! `#!` script's interpreter (`fs/binfmt_script.c`).
 //!
-//! Static ET_EXEC and static-PIE ET_DYN (loaded at [`ELF_ET_DYN_BASE`]) are supported; a
-//! PT_INTERP (dynamic linking) or anything malformed gives -ENOEXEC. Each PT_LOAD becomes a
+//! ET_EXEC and ET_DYN programs are supported; an ET_DYN main program is loaded at
+//! [`ELF_ET_DYN_BASE`]. A program with PT_INTERP (dynamically linked) gets its interpreter
+//! (`ld.so`) mapped too, at the top of the mmap area like any mmap, and starts there, with
+//! AT_BASE naming it and AT_ENTRY the program's own entry. A file starting with `#!` runs
+//! the interpreter its first line names, with argv `[interpreter, optional argument,
+//! script path, argv[1..]]`; interpreters may be scripts themselves, up to
+//! [`BINPRM_MAX_RECURSION`] levels (then ELOOP). Anything malformed gives -ENOEXEC. Each PT_LOAD becomes a
 //! private file mapping of its file pages plus, past `p_filesz`, anonymous zero pages (the
 //! bss); the tail of the last file page is cleared, as Linux's `padzero` does. The break
 //! starts right after the highest segment, the stack is a growing-down mapping below
@@ -50,6 +56,13 @@ const ARG_MAX: u64 = 32 * PAGE;
 const STK_LIM: u64 = 8 << 20;
 /// Bytes copied per step between the old and the new address space.
 const COPY_CHUNK: usize = 1024;
+/// Bytes of a file's head in which a `#!` line must end (`BINPRM_BUF_SIZE`).
+const BINPRM_BUF_SIZE: usize = 256;
+/// Interpreter levels a `#!` chain may have before ELOOP (`BINPRM_MAX_RECURSION`: a script
+/// whose interpreter is a script, and so on).
+pub const BINPRM_MAX_RECURSION: usize = 4;
+/// Longest PT_INTERP path, its NUL included (`PATH_MAX`).
+const INTERP_PATH_MAX: u64 = 4096;
 
 fn page_down(a: u64) -> u64 {
     a & !(PAGE - 1)
@@ -77,6 +90,34 @@ pub enum ArgSource<'a> {
     /// NULL-terminated arrays of string pointers in the calling process (execve); a NULL
     /// array is empty.
     User { argv: u64, envp: u64 },
+}
+
+/// argv as exec builds it: `prefix` (for a `#!` script: the interpreter, its optional
+/// argument and the script's path) in front of the caller's argv from index `skip` on
+/// (`remove_arg_zero` drops the caller's argv[0]); envp is the caller's.
+#[derive(Clone, Copy)]
+pub struct Argv<'a> {
+    pub src: ArgSource<'a>,
+    pub prefix: &'a [Vec<u8>],
+    pub skip: usize,
+}
+
+impl<'a> From<ArgSource<'a>> for Argv<'a> {
+    fn from(src: ArgSource<'a>) -> Self {
+        Argv {
+            src,
+            prefix: &[],
+            skip: 0,
+        }
+    }
+}
+
+/// One list of strings to copy to the new stack.
+#[derive(Clone, Copy)]
+enum StrList<'a> {
+    Kernel(&'a [Vec<u8>]),
+    /// `count` pointers of the user array at `arr`.
+    User { arr: u64, count: usize },
 }
 
 /// The sizes of argv and envp: string counts and bytes (NULs included).
@@ -140,12 +181,14 @@ fn measure_kernel(list: &[Vec<u8>], budget: u64) -> Result<usize, Errno> {
 /// `copy_strings`: each string at most `MAX_ARG_STRLEN`, and the path, the strings and
 /// the pointer arrays together within [`arg_limit`]. Reads only what it must: it stops at
 /// the first string past the limit.
-fn measure(args: ArgSource, path_len: usize) -> Result<ArgSizes, Errno> {
+fn measure(args: Argv, path_len: usize) -> Result<ArgSizes, Errno> {
     let limit = arg_limit(stack_rlimit());
-    let (argc, envc) = match args {
+    let (src_argc, envc) = match args.src {
         ArgSource::Kernel { argv, envp } => (argv.len(), envp.len()),
         ArgSource::User { argv, envp } => (count_user(argv, limit)?, count_user(envp, limit)?),
     };
+    let skip = args.skip.min(src_argc);
+    let argc = args.prefix.len() + src_argc - skip;
     let ptr_size = (argc.max(1) as u64 + envc as u64) * 8;
     if limit <= ptr_size {
         return Err(E2BIG);
@@ -156,22 +199,51 @@ fn measure(args: ArgSource, path_len: usize) -> Result<ArgSizes, Errno> {
         return Err(E2BIG);
     }
     let budget = limit - ptr_size - path_bytes;
-    let (argv_bytes, envp_bytes) = match args {
-        ArgSource::Kernel { argv, envp } => {
-            let e = measure_kernel(envp, budget)?;
-            (measure_kernel(argv, budget - e as u64)?, e)
-        }
-        ArgSource::User { argv, envp } => {
-            let e = measure_user(envp, envc, budget)?;
-            (measure_user(argv, argc, budget - e as u64)?, e)
-        }
+    let envp_bytes = match args.src {
+        ArgSource::Kernel { envp, .. } => measure_kernel(envp, budget)?,
+        ArgSource::User { envp, .. } => measure_user(envp, envc, budget)?,
+    };
+    let budget = budget - envp_bytes as u64;
+    let prefix_bytes = measure_kernel(args.prefix, budget)?;
+    let budget = budget - prefix_bytes as u64;
+    let src_bytes = match args.src {
+        ArgSource::Kernel { argv, .. } => measure_kernel(&argv[skip..], budget)?,
+        ArgSource::User { argv, .. } => measure_user(argv + skip as u64 * 8, src_argc - skip, budget)?,
     };
     Ok(ArgSizes {
         argc,
         envc,
-        argv_bytes,
+        argv_bytes: prefix_bytes + src_bytes,
         envp_bytes,
     })
+}
+
+impl<'a> Argv<'a> {
+    /// The lists that make up argv (`argc` strings in all, as measured) or envp.
+    fn lists(&self, envp: bool, sizes: &ArgSizes) -> [StrList<'a>; 2] {
+        if envp {
+            let env = match self.src {
+                ArgSource::Kernel { envp, .. } => StrList::Kernel(envp),
+                ArgSource::User { envp, .. } => StrList::User {
+                    arr: envp,
+                    count: sizes.envc,
+                },
+            };
+            return [StrList::Kernel(&[]), env];
+        }
+        let rest = sizes.argc - self.prefix.len();
+        let src = match self.src {
+            ArgSource::Kernel { argv, .. } => {
+                let skip = self.skip.min(argv.len());
+                StrList::Kernel(&argv[skip..skip + rest])
+            }
+            ArgSource::User { argv, .. } => StrList::User {
+                arr: argv + self.skip as u64 * 8,
+                count: rest,
+            },
+        };
+        [StrList::Kernel(self.prefix), src]
+    }
 }
 
 /// A new address space under construction: destroyed (page tables, pages and all) if
@@ -238,16 +310,13 @@ impl StackWriter {
     }
 }
 
-/// Copy the `n` strings of `args`' list (`envp` or argv) into the new stack through
-/// `strings`, writing each one's address through `words`; a copy of argv goes to
-/// `cmdline` too. At most `budget` bytes: the strings were measured, and a string that
-/// changed since is E2BIG rather than a write past the layout.
-#[allow(clippy::too_many_arguments)]
+/// Copy the strings of `lists` (envp, or argv) into the new stack through `strings`,
+/// writing each one's address through `words`; a copy of argv goes to `cmdline` too. At
+/// most `budget` bytes: the strings were measured, and a string that changed since is E2BIG
+/// rather than a write past the layout.
 fn copy_strings(
     mm: &mut Mm,
-    args: ArgSource,
-    envp: bool,
-    n: usize,
+    lists: &[StrList],
     budget: usize,
     strings: &mut StackWriter,
     words: &mut StackWriter,
@@ -255,49 +324,54 @@ fn copy_strings(
 ) -> Result<(), Errno> {
     let mut used = 0usize;
     let mut chunk = [0u8; COPY_CHUNK];
-    for i in 0..n {
-        let at = strings.addr + strings.len as u64;
-        words.push_word(mm, at)?;
-        match args {
-            ArgSource::Kernel { argv, envp: env } => {
-                let s = if envp { &env[i] } else { &argv[i] };
-                used += s.len() + 1;
-                if used > budget {
-                    return Err(E2BIG);
-                }
-                strings.push(mm, s)?;
-                strings.push(mm, &[0])?;
-                if let Some(c) = cmdline.as_deref_mut() {
-                    c.extend_from_slice(s);
-                    c.push(0);
-                }
-            }
-            ArgSource::User { argv, envp: env } => {
-                let arr = if envp { env } else { argv };
-                let mut p: u64 = get_user(arr + i as u64 * 8)?;
-                loop {
-                    let to_page_end = (PAGE - (p & (PAGE - 1))) as usize;
-                    let k = to_page_end.min(COPY_CHUNK).min(budget + 1 - used);
-                    if k == 0 {
-                        return Err(E2BIG);
-                    }
-                    copy_from_user(&mut chunk[..k], p)?;
-                    let (part, done) = match chunk[..k].iter().position(|&b| b == 0) {
-                        Some(z) => (&chunk[..=z], true),
-                        None => (&chunk[..k], false),
-                    };
-                    used += part.len();
+    for list in lists {
+        let n = match *list {
+            StrList::Kernel(l) => l.len(),
+            StrList::User { count, .. } => count,
+        };
+        for i in 0..n {
+            let at = strings.addr + strings.len as u64;
+            words.push_word(mm, at)?;
+            match *list {
+                StrList::Kernel(l) => {
+                    let s = &l[i];
+                    used += s.len() + 1;
                     if used > budget {
                         return Err(E2BIG);
                     }
-                    strings.push(mm, part)?;
+                    strings.push(mm, s)?;
+                    strings.push(mm, &[0])?;
                     if let Some(c) = cmdline.as_deref_mut() {
-                        c.extend_from_slice(part);
+                        c.extend_from_slice(s);
+                        c.push(0);
                     }
-                    if done {
-                        break;
+                }
+                StrList::User { arr, .. } => {
+                    let mut p: u64 = get_user(arr + i as u64 * 8)?;
+                    loop {
+                        let to_page_end = (PAGE - (p & (PAGE - 1))) as usize;
+                        let k = to_page_end.min(COPY_CHUNK).min(budget + 1 - used);
+                        if k == 0 {
+                            return Err(E2BIG);
+                        }
+                        copy_from_user(&mut chunk[..k], p)?;
+                        let (part, done) = match chunk[..k].iter().position(|&b| b == 0) {
+                            Some(z) => (&chunk[..=z], true),
+                            None => (&chunk[..k], false),
+                        };
+                        used += part.len();
+                        if used > budget {
+                            return Err(E2BIG);
+                        }
+                        strings.push(mm, part)?;
+                        if let Some(c) = cmdline.as_deref_mut() {
+                            c.extend_from_slice(part);
+                        }
+                        if done {
+                            break;
+                        }
+                        p += k as u64;
                     }
-                    p += k as u64;
                 }
             }
         }
@@ -314,38 +388,110 @@ pub struct Image {
     pub load_bias: u64,
     /// argv as NUL-terminated strings, for /proc/PID/cmdline.
     pub cmdline: Vec<u8>,
+    /// The ELF file that runs (a script's interpreter), for /proc/PID/exe.
+    pub exe: Vec<u8>,
 }
 
-/// Build the address space of `file` (the executable's bytes, `file_id` naming it for
-/// file-backed mappings) with the arguments and environment of `args`.
-///
-/// In Linux's order (`do_execveat_common`): the new address space first, then argv and
-/// envp are counted and measured against the limits (E2BIG, EFAULT), then the ELF is
-/// checked and mapped (ENOEXEC), then the strings are copied straight from the caller's
-/// memory to the new stack. Every error after the new address space exists frees it.
-pub fn load(inode: &Inode, file: &MapTarget, path: &[u8], args: ArgSource) -> Result<Image, Errno> {
-    let mut new = NewMm(Some(Box::new(Mm::new().ok_or(ENOMEM)?)));
-    let sizes = measure(args, path.len())?;
-    let (header, program_headers) = read_elf_headers(inode)?;
-    let h = &header;
-    if h.e_machine != EM_X86_64 || !(h.e_type == ET_EXEC || h.e_type == ET_DYN) {
-        return Err(ENOEXEC);
+/// Load what `path` names with the arguments and environment of `args` (`bprm_execve`'s
+/// search for a handler): `#!` lines are followed to their interpreter (binfmt_script),
+/// then the ELF is loaded (binfmt_elf). The script's own path stays AT_EXECFN and names the
+/// process (`comm`).
+pub fn load_path(path: &[u8], args: ArgSource) -> Result<Image, Errno> {
+    let mut prefix: Vec<Vec<u8>> = Vec::new();
+    let mut skip = 0;
+    let mut file: Vec<u8> = Vec::new();
+    file.try_reserve_exact(path.len()).map_err(|_| ENOMEM)?;
+    file.extend_from_slice(path);
+    for depth in 0..=BINPRM_MAX_RECURSION {
+        let (inode, target) = open_exec(&file)?;
+        let mut head = [0u8; BINPRM_BUF_SIZE];
+        let n = crate::fs::read_kernel(&inode, 0, &mut head)?;
+        if n >= 2 && head[..2] == *b"#!" {
+            if depth == BINPRM_MAX_RECURSION {
+                return Err(crate::syscall::errno::ELOOP);
+            }
+            let (interp, arg) = parse_shebang(&head[..n], n == BINPRM_BUF_SIZE)?;
+            // argv: [interpreter, argument, this file, what followed the previous file].
+            let mut p: Vec<Vec<u8>> = Vec::new();
+            p.try_reserve(prefix.len() + 3).map_err(|_| ENOMEM)?;
+            p.push(interp.to_vec());
+            if let Some(a) = arg {
+                p.push(a.to_vec());
+            }
+            p.push(core::mem::take(&mut file));
+            if depth == 0 {
+                skip = 1;
+            } else {
+                p.extend(prefix.drain(1..));
+            }
+            prefix = p;
+            file = interp.to_vec();
+            continue;
+        }
+        let argv = Argv {
+            src: args,
+            prefix: &prefix,
+            skip,
+        };
+        return load(&inode, &target, path, &file, argv);
     }
-    if program_headers.iter().any(|p| p.p_type == PT_INTERP) {
-        return Err(ENOEXEC);
-    }
-    let file_len = inode.size();
-    let rnd = crate::mm::aslr::for_exec();
-    let bias = if h.e_type == ET_DYN {
-        ELF_ET_DYN_BASE + rnd.pie
-    } else {
-        0
+    Err(crate::syscall::errno::ELOOP)
+}
+
+/// The interpreter and optional argument of a `#!` line (`load_script`): blanks (space,
+/// tab) separate them, the argument is the rest of the line without trailing blanks.
+/// `truncated`: the buffer was full, so a line without a newline may go on; then the
+/// interpreter's name must end inside it (ENOEXEC otherwise, as Linux since 5.0).
+fn parse_shebang(head: &[u8], truncated: bool) -> Result<(&[u8], Option<&[u8]>), Errno> {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let body = &head[2..];
+    let (line, complete) = match body.iter().position(|&b| b == b'\n') {
+        Some(i) => (&body[..i], true),
+        None => (body, !truncated),
     };
-    let mm = new.get()?;
-    mm.layout = MmapLayout::new(crate::mm::uaccess::TASK_SIZE, stack_rlimit(), rnd.mmap);
-    let stack_top = STACK_TOP - rnd.stack;
-    let mut brk = 0u64;
-    let mut phdr_addr = 0u64;
+    let line = match line.iter().position(|b| !blank(b)) {
+        Some(i) => &line[i..],
+        None => return Err(ENOEXEC),
+    };
+    let name_end = line.iter().position(blank).unwrap_or(line.len());
+    if name_end == line.len() && !complete {
+        return Err(ENOEXEC);
+    }
+    let (interp, rest) = line.split_at(name_end);
+    if interp.contains(&0) {
+        return Err(ENOEXEC);
+    }
+    let rest = match rest.iter().position(|b| !blank(b)) {
+        Some(i) => &rest[i..],
+        None => &[][..],
+    };
+    let end = rest.iter().rposition(|b| !blank(b)).map_or(0, |i| i + 1);
+    let arg = &rest[..end];
+    Ok((interp, (!arg.is_empty()).then_some(arg)))
+}
+
+/// What mapping an ELF file's segments gave.
+struct Mapped {
+    /// The program headers' address in memory (AT_PHDR), 0 if no segment holds them.
+    phdr: u64,
+    /// The end of the highest segment (the break starts there).
+    end: u64,
+}
+
+/// Map the PT_LOAD segments of `inode` (named `name`) with `bias` added (`elf_map` and
+/// `padzero`): file pages privately, the bss past `p_filesz` as anonymous zero pages, the
+/// rest of the last file page cleared.
+fn map_segments(
+    mm: &mut Mm,
+    inode: &Inode,
+    file: &MapTarget,
+    name: &str,
+    h: &Header,
+    program_headers: &[ProgramHeader],
+    bias: u64,
+) -> Result<Mapped, Errno> {
+    let file_len = inode.size();
+    let mut out = Mapped { phdr: 0, end: 0 };
     for ph in program_headers.iter().filter(|p| p.p_type == PT_LOAD) {
         let vaddr = ph.p_vaddr.checked_add(bias).ok_or(ENOEXEC)?;
         let filesz_end = vaddr.checked_add(ph.p_filesz).ok_or(ENOEXEC)?;
@@ -366,15 +512,7 @@ pub fn load(inode: &Inode, file: &MapTarget, path: &[u8], args: ArgSource) -> Re
         let start = page_down(vaddr);
         let file_map_end = page_up(filesz_end);
         if ph.p_filesz > 0 {
-            let name = core::str::from_utf8(path).unwrap_or("?");
-            mm.map_file(
-                start,
-                file_map_end,
-                prot,
-                file,
-                page_down(ph.p_offset),
-                name,
-            )?;
+            mm.map_file(start, file_map_end, prot, file, page_down(ph.p_offset), name)?;
         }
         if page_up(mem_end) > file_map_end.max(start) {
             mm.map_anon(file_map_end.max(start), page_up(mem_end), prot, false)?;
@@ -385,21 +523,136 @@ pub fn load(inode: &Inode, file: &MapTarget, path: &[u8], args: ArgSource) -> Re
             mm.write_user(filesz_end, &zeros[..(PAGE - filesz_end % PAGE) as usize])?;
         }
         if ph.p_offset <= h.e_phoff && h.e_phoff < file_end {
-            phdr_addr = vaddr + (h.e_phoff - ph.p_offset);
+            out.phdr = vaddr + (h.e_phoff - ph.p_offset);
         }
-        brk = brk.max(page_up(mem_end));
+        out.end = out.end.max(page_up(mem_end));
     }
-    mm.set_brk_start(brk + rnd.brk);
+    Ok(out)
+}
+
+/// The span of an ELF file's PT_LOAD segments: (lowest page, bytes up to the highest page
+/// end) (`total_mapping_size`).
+fn load_span(program_headers: &[ProgramHeader]) -> Result<(u64, u64), Errno> {
+    let loads = || program_headers.iter().filter(|p| p.p_type == PT_LOAD);
+    let lo = loads().map(|p| page_down(p.p_vaddr)).min().ok_or(ENOEXEC)?;
+    let hi = loads()
+        .map(|p| p.p_vaddr.checked_add(p.p_memsz).map(page_up))
+        .try_fold(0u64, |m, e| e.map(|e| m.max(e)))
+        .ok_or(ENOEXEC)?;
+    Ok((lo, hi.checked_sub(lo).ok_or(ENOEXEC)?))
+}
+
+/// The interpreter named by PT_INTERP (`ld.so`'s path), opened, with its headers.
+struct Interp {
+    inode: Arc<Inode>,
+    target: MapTarget,
+    path: Vec<u8>,
+    header: Header,
+    program_headers: Vec<ProgramHeader>,
+}
+
+/// Read and open the PT_INTERP interpreter of an ELF file (`load_elf_binary`'s first
+/// loop): a NUL-terminated path of at most PATH_MAX bytes naming an executable x86-64 ELF
+/// (ET_EXEC or ET_DYN) that has no interpreter of its own.
+fn open_interp(inode: &Inode, ph: &ProgramHeader) -> Result<Interp, Errno> {
+    if ph.p_filesz < 2 || ph.p_filesz > INTERP_PATH_MAX {
+        return Err(ENOEXEC);
+    }
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(ph.p_filesz as usize).map_err(|_| ENOMEM)?;
+    buf.resize(ph.p_filesz as usize, 0);
+    if crate::fs::read_kernel(inode, ph.p_offset, &mut buf)? != buf.len() {
+        return Err(ENOEXEC);
+    }
+    if buf.pop() != Some(0) || buf.contains(&0) {
+        return Err(ENOEXEC);
+    }
+    let (iinode, target) = open_exec(&buf)?;
+    let (header, program_headers) = read_elf_headers(&iinode)?;
+    if header.e_machine != EM_X86_64
+        || !(header.e_type == ET_EXEC || header.e_type == ET_DYN)
+        || program_headers.iter().any(|p| p.p_type == PT_INTERP)
+    {
+        return Err(ENOEXEC);
+    }
+    Ok(Interp {
+        inode: iinode,
+        target,
+        path: buf,
+        header,
+        program_headers,
+    })
+}
+
+/// Build the address space of the ELF file `inode` (`file` naming it for file-backed
+/// mappings, `exe` its path) for the exec of `path`, with the arguments and environment
+/// of `args`.
+///
+/// In Linux's order (`do_execveat_common`): the new address space first, then argv and
+/// envp are counted and measured against the limits (E2BIG, EFAULT), then the ELF is
+/// checked and mapped (ENOEXEC), then its interpreter if it names one, then the strings
+/// are copied straight from the caller's memory to the new stack. Every error after the
+/// new address space exists frees it.
+fn load(inode: &Inode, file: &MapTarget, path: &[u8], exe: &[u8], args: Argv) -> Result<Image, Errno> {
+    let mut new = NewMm(Some(Box::new(Mm::new().ok_or(ENOMEM)?)));
+    let sizes = measure(args, path.len())?;
+    let (header, program_headers) = read_elf_headers(inode)?;
+    let h = &header;
+    if h.e_machine != EM_X86_64 || !(h.e_type == ET_EXEC || h.e_type == ET_DYN) {
+        return Err(ENOEXEC);
+    }
+    let interp = match program_headers.iter().find(|p| p.p_type == PT_INTERP) {
+        Some(ph) => Some(open_interp(inode, ph)?),
+        None => None,
+    };
+    let rnd = crate::mm::aslr::for_exec();
+    let bias = if h.e_type == ET_DYN {
+        ELF_ET_DYN_BASE + rnd.pie
+    } else {
+        0
+    };
+    let mm = new.get()?;
+    mm.layout = MmapLayout::new(crate::mm::uaccess::TASK_SIZE, stack_rlimit(), rnd.mmap);
+    let stack_top = STACK_TOP - rnd.stack;
+    let name = core::str::from_utf8(exe).unwrap_or("?");
+    let main = map_segments(mm, inode, file, name, h, &program_headers, bias)?;
+    mm.set_brk_start(main.end + rnd.brk);
+    // The interpreter goes where an mmap of its whole span would (`load_elf_interp`).
+    let mut entry = h.e_entry + bias;
+    let mut base = 0;
+    if let Some(i) = &interp {
+        let (lo, span) = load_span(&i.program_headers)?;
+        let ibias = if i.header.e_type == ET_DYN {
+            let layout = mm.layout;
+            let at = mm
+                .vmas
+                .get_unmapped_area(
+                    span,
+                    crate::mm::addr::VirtAddr::new(0),
+                    mm_core::vma::Placement::Anywhere,
+                    &layout,
+                )
+                .map_err(|e| Errno(e.errno()))?;
+            at.as_u64() - lo
+        } else {
+            0
+        };
+        let iname = core::str::from_utf8(&i.path).unwrap_or("?");
+        map_segments(mm, &i.inode, &i.target, iname, &i.header, &i.program_headers, ibias)?;
+        entry = i.header.e_entry + ibias;
+        base = ibias;
+    }
     let vdso = if super::vdso::init() {
         mm.map_vdso().ok()
     } else {
         None
     };
     let aux = AuxInfo {
-        phdr: phdr_addr,
+        phdr: main.phdr,
         phent: h.e_phentsize as u64,
         phnum: h.e_phnum as u64,
         entry: h.e_entry + bias,
+        base,
         hwcap: cpuid_hwcap(),
         sysinfo_ehdr: vdso,
     };
@@ -435,9 +688,7 @@ pub fn load(inode: &Inode, file: &MapTarget, path: &[u8], args: ArgSource) -> Re
     words.push_word(mm, sizes.argc as u64)?;
     copy_strings(
         mm,
-        args,
-        false,
-        sizes.argc,
+        &args.lists(false, &sizes),
         sizes.argv_bytes,
         &mut strings,
         &mut words,
@@ -446,9 +697,7 @@ pub fn load(inode: &Inode, file: &MapTarget, path: &[u8], args: ArgSource) -> Re
     words.push_word(mm, 0)?;
     copy_strings(
         mm,
-        args,
-        true,
-        sizes.envc,
+        &args.lists(true, &sizes),
         sizes.envp_bytes,
         &mut strings,
         &mut words,
@@ -472,12 +721,16 @@ pub fn load(inode: &Inode, file: &MapTarget, path: &[u8], args: ArgSource) -> Re
     }
     words.flush(mm)?;
     mm.set_stack_start(layout.rsp);
+    let mut exe_path = Vec::new();
+    exe_path.try_reserve_exact(exe.len()).map_err(|_| ENOMEM)?;
+    exe_path.extend_from_slice(exe);
     Ok(Image {
         mm: new.install()?,
-        entry: h.e_entry + bias,
+        entry,
         rsp: layout.rsp,
         load_bias: bias,
         cmdline,
+        exe: exe_path,
     })
 }
 
@@ -547,12 +800,11 @@ fn cpuid_hwcap() -> u64 {
 pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult {
     let me = current().ok_or(ESRCH)?;
     let path = strncpy_from_user(a.0[0], 4096)?;
-    let (inode, target) = open_exec(&path)?;
     let args = super::exec::ArgSource::User {
         argv: a.0[1],
         envp: a.0[2],
     };
-    let img = super::exec::load(&inode, &target, &path, args)?;
+    let img = load_path(&path, args)?;
     // Point of no return.
     img.mm.activate();
     crate::mm::rmap::check(me);
@@ -563,6 +815,7 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
         old.destroy();
     }
     me.set_comm(&path);
+    me.set_exe(&img.exe);
     *me.cmdline.lock() = img.cmdline;
     crate::trace::exec(me, &path, img.entry, img.load_bias);
     super::release_vfork(me);

@@ -93,8 +93,7 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
         argv: &argv,
         envp: &envp,
     };
-    let img =
-        exec::open_exec(&path).and_then(|(inode, target)| exec::load(&inode, &target, &path, args));
+    let img = exec::load_path(&path, args);
     let img = match img {
         Ok(i) => i,
         Err(e) => panic!(
@@ -104,6 +103,7 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
         ),
     };
     task.set_comm(&path);
+    task.set_exe(&img.exe);
     *task.cmdline.lock() = img.cmdline;
     crate::trace::exec(task, &path, img.entry, img.load_bias);
     img.mm.activate();

@@ -197,6 +197,11 @@ impl Task {
         *self.comm.lock() = c;
     }
 
+    /// Set the executable's path alone (`/proc/PID/exe`: a script's interpreter).
+    pub fn set_exe(&self, path: &[u8]) {
+        *self.exe.lock() = crate::fs::namei::absolute(&self.cwd.lock(), path);
+    }
+
     /// Count a page fault.
     pub fn count_fault(&self, major: bool) {
         if major {

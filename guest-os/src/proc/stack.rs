@@ -38,6 +38,8 @@ pub struct AuxInfo {
     pub phent: u64,
     pub phnum: u64,
     pub entry: u64,
+    /// Where the program interpreter (PT_INTERP) was loaded; 0 without one.
+    pub base: u64,
     pub hwcap: u64,
     pub sysinfo_ehdr: Option<u64>,
 }
@@ -134,7 +136,7 @@ pub fn auxv(aux: &AuxInfo, random: u64, execfn: u64, platform: u64) -> AuxVec {
     v.push(at::PHDR, aux.phdr);
     v.push(at::PHENT, aux.phent);
     v.push(at::PHNUM, aux.phnum);
-    v.push(at::BASE, 0);
+    v.push(at::BASE, aux.base);
     v.push(at::FLAGS, 0);
     v.push(at::ENTRY, aux.entry);
     v.push(at::UID, 0);
