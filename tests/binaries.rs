@@ -5,7 +5,11 @@
 //! - C programs of `guest-programs/c/`, built here with `musl-gcc -static` (Debian's
 //!   musl-tools; `.ci/run` installs it): printf of integers, doubles and long doubles,
 //!   libm, malloc churn, qsort, strings, setjmp/longjmp, fork/exec/wait, pipes, signals with
-//!   handlers, mmap, and the FPU state in signal frames.
+//!   handlers, mmap, and the FPU state in signal frames; the libc basics also dynamically
+//!   linked (musl's `ld-musl-x86_64.so.1`, found on the host and put into the guest).
+//! - Debian's static busybox: shell pipelines of applets, and `#!` scripts run by the guest
+//!   kernel (binfmt_script: arguments, nesting, ELOOP, ENOEXEC, EACCES) and by
+//!   `vmscope run SCRIPT`.
 
 mod common;
 
@@ -20,18 +24,29 @@ static BUILD: Mutex<()> = Mutex::new(());
 /// `guest-programs/c/NAME.c` built with `musl-gcc -static -O2` into `target/c-programs/`
 /// (rebuilt when the source is newer).
 fn c_program(name: &str) -> PathBuf {
+    musl_gcc(name, true)
+}
+
+/// [`c_program`], statically linked or not (then `NAME-dynamic`, a PIE whose interpreter
+/// is musl's `/lib/ld-musl-x86_64.so.1`).
+fn musl_gcc(name: &str, static_link: bool) -> PathBuf {
     let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let src = root().join("guest-programs/c").join(format!("{name}.c"));
     let dir = root().join("target/c-programs");
     std::fs::create_dir_all(&dir).expect("create target/c-programs");
-    let out = dir.join(name);
+    let out = dir.join(if static_link {
+        name.to_string()
+    } else {
+        format!("{name}-dynamic")
+    });
     let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
         (Ok(s), Ok(o)) => o.modified().ok() >= s.modified().ok(),
         _ => false,
     };
     if !fresh {
         let o = Command::new("musl-gcc")
-            .args(["-static", "-O2", "-Wall", "-o"])
+            .args(static_link.then_some("-static"))
+            .args(["-O2", "-Wall", "-o"])
             .arg(&out)
             .arg(&src)
             .arg("-lm")
@@ -161,4 +176,62 @@ fn busybox_static_shell_pipelines_match_native() {
         "{BUSYBOX} missing: install Debian's busybox-static (as .ci/run does)"
     );
     same_as_native(bin, &["sh", "-c", BUSYBOX_SCRIPT]);
+}
+
+#[test]
+fn musl_c_dynamically_linked_matches_native() {
+    same_as_native(&musl_gcc("cbasics", false), &[]);
+}
+
+/// `#!` scripts as the guest kernel runs them (binfmt_script), from a shell: arguments,
+/// an interpreter argument, a script as interpreter, blanks, ELOOP, a missing interpreter,
+/// a script without the execute bit.
+const SCRIPTS: &str = r#"cd /tmp
+printf '#!/bin/busybox sh\necho "script: $0 [$1] [$2]"\n' > s1; chmod +x s1
+./s1 a "b c"
+printf '#!/tmp/s1 extra words\n' > s2; chmod +x s2
+./s2 x
+printf '#!   /bin/busybox   awk   -f  \nBEGIN { print "awk says", ARGV[1] }\n' > s3; chmod +x s3
+./s3 hello
+printf '#!/bin/busybox sh\necho "$#: $*"\n' > s3b; chmod +x s3b
+./s3b 1 2 3
+printf '#!/tmp/s4\n' > s4; chmod +x s4
+./s4 2>/dev/null; echo "self loop: $?"
+printf '#!/nonexistent/interp\n' > s5; chmod +x s5
+./s5 2>/dev/null; echo "missing interpreter: $?"
+printf '#!/bin/busybox sh\necho no exec bit\n' > s6
+./s6 2>/dev/null; echo "no exec bit: $?"
+printf '#!/bin/busybox sh\nbasename $(readlink /proc/$$/exe); tr "\\0" " " < /proc/$$/cmdline; echo\n' > s7; chmod +x s7
+./s7 one
+rm -f s1 s2 s3 s3b s4 s5 s6 s7
+"#;
+
+#[test]
+fn scripts_run_by_the_guest_kernel_match_native() {
+    let bin = Path::new(BUSYBOX);
+    assert!(bin.exists(), "{BUSYBOX} missing: install busybox-static");
+    same_as_native(bin, &["sh", "-c", SCRIPTS]);
+}
+
+#[test]
+fn vmscope_run_takes_a_script_and_its_interpreter_from_the_host() {
+    assert!(
+        Path::new(BUSYBOX).exists(),
+        "{BUSYBOX} missing: install busybox-static"
+    );
+    let dir = root().join("target/c-programs");
+    std::fs::create_dir_all(&dir).expect("create target/c-programs");
+    let script = dir.join("hello-script");
+    std::fs::write(
+        &script,
+        "#!/bin/busybox sh\necho \"$(basename $0) says hello to $1\"\nseq 3 | busybox awk '{s+=$1} END {print s}'\nexit 5\n",
+    )
+    .expect("write the script");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let o = same_as_native(&script, &["you"]);
+    assert_eq!(stdout(&o), "hello-script says hello to you\n6\n");
+    assert_eq!(o.status.code(), Some(5));
 }

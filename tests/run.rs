@@ -74,13 +74,19 @@ fn bad_programs_give_one_line_and_status_2() {
     assert_bad_input(&["nosuchprogram"], "no such bundled program");
     let dir = std::env::temp_dir();
     assert_bad_input(&[dir.to_str().unwrap()], "cannot read");
-    let txt = Scratch::new("run-text", b"#!/bin/sh\necho not an ELF\n");
+    let txt = Scratch::new("run-text", b"echo not an ELF, no #! line\n");
     assert_bad_input(&[txt.path()], "not an ELF file");
     let empty = Scratch::new("run-empty", b"");
     assert_bad_input(&[empty.path()], "not an ELF file");
-    // This test binary: a dynamically linked host executable.
-    let me = std::env::current_exe().unwrap();
-    assert_bad_input(&[me.to_str().unwrap()], "dynamically linked");
+    // A script whose interpreter the host does not have, or that is not an executable.
+    let script = Scratch::new("run-script", b"#!/nonexistent/interp -x\necho\n");
+    assert_bad_input(
+        &[script.path()],
+        "#! interpreter: cannot read /nonexistent/interp",
+    );
+    let interp = Scratch::new("run-notelf", b"plain text\n");
+    let script = Scratch::new("run-script2", format!("#!{}\n", interp.path()).as_bytes());
+    assert_bad_input(&[script.path()], "its interpreter: not an ELF file");
     // A PVH kernel is an ELF64 x86-64 executable, but truncated it is malformed.
     let k = pvh_kernel(&[0xf4]);
     let trunc = Scratch::new("run-trunc", &k[..0x60]);
@@ -308,7 +314,7 @@ fn check_initramfs(qemu: bool) {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
     // What vmscope must have passed, built by the library...
-    let program = resolve_program(OsStr::new(prog.path()), PROGRAMS).unwrap();
+    let program = resolve_program(OsStr::new(prog.path()), PROGRAMS, None).unwrap();
     let image = initramfs(&program, &args, PROGRAMS).unwrap();
     let mut want = format!("{RUN_CMDLINE} loglevel=debug\n").into_bytes();
     want.extend_from_slice(&(image.len() as u32).to_le_bytes());

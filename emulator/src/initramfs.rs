@@ -108,14 +108,24 @@ pub fn run_image(
     let mut made: std::collections::BTreeSet<String> = [BIN_DIR.to_string()].into();
     for (path, data) in support {
         let mut dir = String::new();
-        for part in path.trim_start_matches('/').split('/').collect::<Vec<_>>().split_last().map_or(&[][..], |(_, d)| d) {
+        for part in path
+            .trim_start_matches('/')
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map_or(&[][..], |(_, d)| d)
+        {
             dir.push('/');
             dir.push_str(part);
             if made.insert(dir.clone()) {
                 w.dir(&dir, 0o755)?;
             }
         }
-        if path.starts_with(&format!("{BIN_DIR}/")) && programs.iter().any(|(n, _)| format!("{BIN_DIR}/{n}") == *path) {
+        if path.starts_with(&format!("{BIN_DIR}/"))
+            && programs
+                .iter()
+                .any(|(n, _)| format!("{BIN_DIR}/{n}") == *path)
+        {
             continue;
         }
         w.file(path, 0o755, data)?;
@@ -166,7 +176,13 @@ mod tests {
             ("args", b"\x7fELF args"),
             ("mine", b"\x7fELF mine"),
         ];
-        let img = run_image(&programs, "mine", &[b"a b", b"", b"--x"], &Default::default()).unwrap();
+        let img = run_image(
+            &programs,
+            "mine",
+            &[b"a b", b"", b"--x"],
+            &Default::default(),
+        )
+        .unwrap();
         let fs = Ramfs::from_cpio(&img).unwrap();
         assert_eq!(read(&fs, "/bin/hello"), b"\x7fELF hello");
         assert_eq!(read(&fs, "/bin/mine"), b"\x7fELF mine");

@@ -127,19 +127,25 @@ pub fn resolve_program(
         .to_string();
     let image = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     let mut support = crate::sysroot::Files::new();
-    let guest_path = format!("{}/{name}", initramfs::BIN_DIR);
-    // A script runs its interpreter, which must be an executable the guest can run.
-    let mut elf: &[u8] = &image;
-    if crate::sysroot::shebang(&image).is_some() {
-        crate::sysroot::collect(&image, &guest_path, crate::sysroot::Root(sysroot), &mut support)
-            .map_err(|e| format!("{shown}: {e}"))?;
-        let last = script_interpreter(&image, &support).map_err(|e| format!("{shown}: {e}"))?;
-        elf = last;
-        check_elf(elf).map_err(|e| format!("{shown}: its interpreter: {e}"))?;
-    } else {
-        check_elf(elf).map_err(|e| format!("{shown}: {e}"))?;
-        crate::sysroot::collect(&image, &guest_path, crate::sysroot::Root(sysroot), &mut support)
-            .map_err(|e| format!("{shown}: {e}"))?;
+    let root = crate::sysroot::Root(sysroot);
+    // A script runs its interpreter (through a chain of scripts, perhaps), which must be an
+    // executable the guest can run; it goes into the guest at its own path.
+    let chain = crate::sysroot::interpreters(&image, root).map_err(|e| format!("{shown}: {e}"))?;
+    let (elf_path, elf) = match chain.last() {
+        Some((p, d)) => (p.clone(), d.as_slice()),
+        None => (format!("{}/{name}", initramfs::BIN_DIR), image.as_slice()),
+    };
+    check_elf(elf).map_err(|e| {
+        if chain.is_empty() {
+            format!("{shown}: {e}")
+        } else {
+            format!("{shown}: its interpreter: {e}")
+        }
+    })?;
+    crate::sysroot::dependencies(elf, &elf_path, root, &mut support)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    for (p, d) in chain {
+        support.insert(p, d);
     }
     Ok(Program {
         name,
@@ -147,26 +153,6 @@ pub fn resolve_program(
         bundled: false,
         support,
     })
-}
-
-/// The image of the ELF a `#!` chain ends at (every interpreter is in `support`).
-fn script_interpreter<'a>(
-    image: &'a [u8],
-    support: &'a crate::sysroot::Files,
-) -> Result<&'a [u8], String> {
-    let mut cur = image;
-    for _ in 0..=crate::sysroot::MAX_SCRIPT_DEPTH {
-        match crate::sysroot::shebang(cur) {
-            None => return Ok(cur),
-            Some(Err(e)) => return Err(e),
-            Some(Ok((interp, _))) => {
-                cur = support
-                    .get(&interp)
-                    .ok_or_else(|| format!("#! interpreter {interp} not found"))?;
-            }
-        }
-    }
-    Err("too many levels of #! interpreters".into())
 }
 
 /// Whether `image` is something the guest kernel can exec: an ELF64 little-endian x86-64
@@ -401,7 +387,9 @@ mod tests {
             (p.name.as_str(), p.image.as_slice(), p.bundled),
             ("hello", &b"H"[..], true)
         );
-        let e = resolve_program(OsStr::new("nope"), &bundled, None).err().unwrap();
+        let e = resolve_program(OsStr::new("nope"), &bundled, None)
+            .err()
+            .unwrap();
         assert_eq!(
             e,
             "nope: no such bundled program (bundled: hello, args; give a path such as ./nope for a file)"
@@ -427,7 +415,9 @@ mod tests {
         let argv = fs.data(fs.lookup(b"/etc/vmscope/argv").unwrap()).unwrap();
         assert_eq!(argv, b"/bin/hello\0x\0");
         std::fs::write(&file, b"text").unwrap();
-        let e = resolve_program(file.as_os_str(), &bundled, None).err().unwrap();
+        let e = resolve_program(file.as_os_str(), &bundled, None)
+            .err()
+            .unwrap();
         assert_eq!(e, format!("{}: not an ELF file", file.display()));
         std::fs::remove_dir_all(&dir).unwrap();
     }

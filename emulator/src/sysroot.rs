@@ -94,30 +94,38 @@ pub fn shebang(image: &[u8]) -> Option<Result<(String, Option<String>), String>>
     )))
 }
 
-/// Everything `image` needs to run, added to `files` (the program itself excluded): the
-/// interpreter chain of a script, then the dynamic linker and libraries of the ELF that
-/// finally runs.
-pub fn collect(image: &[u8], path: &str, root: Root, files: &mut Files) -> Result<(), String> {
-    let mut image = image.to_vec();
-    let mut path = path.to_string();
-    for _ in 0..=MAX_SCRIPT_DEPTH {
-        match shebang(&image) {
-            None => return collect_elf(&image, &path, root, files),
+/// The interpreters of a `#!` chain starting at `image`, in order, by guest path, each
+/// read from `root` (empty if `image` is no script); the last one is not a script.
+pub fn interpreters(image: &[u8], root: Root) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut chain: Vec<(String, Vec<u8>)> = Vec::new();
+    loop {
+        let cur = chain.last().map_or(image, |(_, d)| d.as_slice());
+        let interp = match shebang(cur) {
+            None => return Ok(chain),
             Some(Err(e)) => return Err(e),
-            Some(Ok((interp, _))) => {
-                if !interp.starts_with('/') {
-                    return Err(format!(
-                        "the #! interpreter {interp} is not an absolute path"
-                    ));
-                }
-                let data = root.read(&interp).map_err(|e| format!("#! interpreter: {e}"))?;
-                files.insert(interp.clone(), data.clone());
-                image = data;
-                path = interp;
-            }
+            Some(Ok((interp, _))) => interp,
+        };
+        if chain.len() == MAX_SCRIPT_DEPTH {
+            return Err(format!(
+                "more than {MAX_SCRIPT_DEPTH} levels of #! interpreters"
+            ));
         }
+        if !interp.starts_with('/') {
+            return Err(format!(
+                "the #! interpreter {interp} is not an absolute path"
+            ));
+        }
+        let data = root
+            .read(&interp)
+            .map_err(|e| format!("#! interpreter: {e}"))?;
+        chain.push((interp, data));
     }
-    Err(format!("more than {MAX_SCRIPT_DEPTH} levels of #! interpreters"))
+}
+
+/// The dynamic linker and shared libraries ELF `image` (at guest path `path`) needs,
+/// added to `files`.
+pub fn dependencies(image: &[u8], path: &str, root: Root, files: &mut Files) -> Result<(), String> {
+    collect_elf(image, path, root, files)
 }
 
 /// The dynamic linker and the libraries of ELF `image` (at guest path `path`, whose
@@ -128,7 +136,12 @@ fn collect_elf(image: &[u8], path: &str, root: Root, files: &mut Files) -> Resul
         .program_headers
         .iter()
         .any(|p| p.p_type == program_header::PT_INTERP)
-        .then(|| elf.interpreter.unwrap_or("").trim_end_matches('\0').to_string());
+        .then(|| {
+            elf.interpreter
+                .unwrap_or("")
+                .trim_end_matches('\0')
+                .to_string()
+        });
     let Some(interp) = interp else {
         return Ok(());
     };
@@ -136,7 +149,9 @@ fn collect_elf(image: &[u8], path: &str, root: Root, files: &mut Files) -> Resul
         return Err(format!("bad program interpreter {interp:?}"));
     }
     if !files.contains_key(&interp) {
-        let data = root.read(&interp).map_err(|e| format!("program interpreter: {e}"))?;
+        let data = root
+            .read(&interp)
+            .map_err(|e| format!("program interpreter: {e}"))?;
         files.insert(interp.clone(), data);
     }
     // Breadth-first over DT_NEEDED, each object searched with its own RPATH/RUNPATH.
@@ -215,7 +230,10 @@ mod tests {
             p(b"#!  /usr/bin/env   python3 -u  \n"),
             ("/usr/bin/env".into(), Some("python3 -u".into()))
         );
-        assert_eq!(p(b"#!/bin/busybox\tsh"), ("/bin/busybox".into(), Some("sh".into())));
+        assert_eq!(
+            p(b"#!/bin/busybox\tsh"),
+            ("/bin/busybox".into(), Some("sh".into()))
+        );
         assert!(shebang(b"#!   \n").unwrap().is_err());
     }
 }

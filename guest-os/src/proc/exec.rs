@@ -117,7 +117,10 @@ impl<'a> From<ArgSource<'a>> for Argv<'a> {
 enum StrList<'a> {
     Kernel(&'a [Vec<u8>]),
     /// `count` pointers of the user array at `arr`.
-    User { arr: u64, count: usize },
+    User {
+        arr: u64,
+        count: usize,
+    },
 }
 
 /// The sizes of argv and envp: string counts and bytes (NULs included).
@@ -208,7 +211,9 @@ fn measure(args: Argv, path_len: usize) -> Result<ArgSizes, Errno> {
     let budget = budget - prefix_bytes as u64;
     let src_bytes = match args.src {
         ArgSource::Kernel { argv, .. } => measure_kernel(&argv[skip..], budget)?,
-        ArgSource::User { argv, .. } => measure_user(argv + skip as u64 * 8, src_argc - skip, budget)?,
+        ArgSource::User { argv, .. } => {
+            measure_user(argv + skip as u64 * 8, src_argc - skip, budget)?
+        }
     };
     Ok(ArgSizes {
         argc,
@@ -512,7 +517,14 @@ fn map_segments(
         let start = page_down(vaddr);
         let file_map_end = page_up(filesz_end);
         if ph.p_filesz > 0 {
-            mm.map_file(start, file_map_end, prot, file, page_down(ph.p_offset), name)?;
+            mm.map_file(
+                start,
+                file_map_end,
+                prot,
+                file,
+                page_down(ph.p_offset),
+                name,
+            )?;
         }
         if page_up(mem_end) > file_map_end.max(start) {
             mm.map_anon(file_map_end.max(start), page_up(mem_end), prot, false)?;
@@ -559,7 +571,8 @@ fn open_interp(inode: &Inode, ph: &ProgramHeader) -> Result<Interp, Errno> {
         return Err(ENOEXEC);
     }
     let mut buf = Vec::new();
-    buf.try_reserve_exact(ph.p_filesz as usize).map_err(|_| ENOMEM)?;
+    buf.try_reserve_exact(ph.p_filesz as usize)
+        .map_err(|_| ENOMEM)?;
     buf.resize(ph.p_filesz as usize, 0);
     if crate::fs::read_kernel(inode, ph.p_offset, &mut buf)? != buf.len() {
         return Err(ENOEXEC);
@@ -593,7 +606,13 @@ fn open_interp(inode: &Inode, ph: &ProgramHeader) -> Result<Interp, Errno> {
 /// checked and mapped (ENOEXEC), then its interpreter if it names one, then the strings
 /// are copied straight from the caller's memory to the new stack. Every error after the
 /// new address space exists frees it.
-fn load(inode: &Inode, file: &MapTarget, path: &[u8], exe: &[u8], args: Argv) -> Result<Image, Errno> {
+fn load(
+    inode: &Inode,
+    file: &MapTarget,
+    path: &[u8],
+    exe: &[u8],
+    args: Argv,
+) -> Result<Image, Errno> {
     let mut new = NewMm(Some(Box::new(Mm::new().ok_or(ENOMEM)?)));
     let sizes = measure(args, path.len())?;
     let (header, program_headers) = read_elf_headers(inode)?;
@@ -638,7 +657,15 @@ fn load(inode: &Inode, file: &MapTarget, path: &[u8], exe: &[u8], args: Argv) ->
             0
         };
         let iname = core::str::from_utf8(&i.path).unwrap_or("?");
-        map_segments(mm, &i.inode, &i.target, iname, &i.header, &i.program_headers, ibias)?;
+        map_segments(
+            mm,
+            &i.inode,
+            &i.target,
+            iname,
+            &i.header,
+            &i.program_headers,
+            ibias,
+        )?;
         entry = i.header.e_entry + ibias;
         base = ibias;
     }
