@@ -235,3 +235,38 @@ fn vmscope_run_takes_a_script_and_its_interpreter_from_the_host() {
     assert_eq!(stdout(&o), "hello-script says hello to you\n6\n");
     assert_eq!(o.status.code(), Some(5));
 }
+
+/// `guest-programs/rust-std`, a Rust std program built here for x86_64-unknown-linux-musl
+/// (static; `rustup target add x86_64-unknown-linux-musl`, as `.ci/run` does), in its own
+/// target directory so that the build does not wait for this test's cargo lock.
+fn rust_std_program() -> PathBuf {
+    let _g = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = root().join("guest-programs/rust-std");
+    let target_dir = root().join("target/rust-std");
+    let o = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&dir)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("run cargo");
+    assert!(
+        o.status.success(),
+        "building guest-programs/rust-std (needs `rustup target add x86_64-unknown-linux-musl`): {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    target_dir.join("x86_64-unknown-linux-musl/release/stddemo")
+}
+
+#[test]
+fn rust_std_program_matches_native() {
+    // Collections, float formatting, a caught panic, std::fs on /tmp, a child process.
+    // Threads (`stddemo threads`) wait for clone with CLONE_THREAD ([10]).
+    same_as_native(&rust_std_program(), &[]);
+}

@@ -38,6 +38,8 @@ const STATUS_B: u8 = 0x02;
 const STATUS_D: u8 = 0x80;
 /// The index register's low seven bits select a byte; bit 7 masks NMI.
 const INDEX_MASK: u8 = 0x7f;
+/// Offsets of the two ports in the range (the port bus passes offsets from RTC_PORT).
+const INDEX_OFFSET: u16 = 0;
 
 fn bcd(v: u32) -> u8 {
     (((v / 10) << 4) | (v % 10)) as u8
@@ -72,8 +74,8 @@ impl PortDevice for Rtc {
         "mc146818rtc"
     }
 
-    fn read(&mut self, port: u16, _size: u8) -> u32 {
-        if port == RTC_PORT {
+    fn read(&mut self, offset: u16, _size: u8) -> u32 {
+        if offset == INDEX_OFFSET {
             // The index register is write-only; the bus floats.
             return 0xff;
         }
@@ -85,8 +87,8 @@ impl PortDevice for Rtc {
         v as u32
     }
 
-    fn write(&mut self, port: u16, _size: u8, val: u32) -> IoAction {
-        if port == RTC_PORT {
+    fn write(&mut self, offset: u16, _size: u8, val: u32) -> IoAction {
+        if offset == INDEX_OFFSET {
             self.index = val as u8 & INDEX_MASK;
         } else if !matches!(self.index, REG_C | REG_D) {
             self.cmos[self.index as usize] = val as u8;
@@ -99,9 +101,10 @@ impl PortDevice for Rtc {
 mod tests {
     use super::*;
 
+    /// Through the port bus, as the CPU reaches it (offsets within the range).
     fn read(r: &mut Rtc, reg: u8) -> u8 {
-        r.write(RTC_PORT, 1, reg as u32);
-        r.read(RTC_PORT + 1, 1) as u8
+        r.write(INDEX_OFFSET, 1, reg as u32);
+        r.read(INDEX_OFFSET + 1, 1) as u8
     }
 
     #[test]

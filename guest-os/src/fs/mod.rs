@@ -6,6 +6,7 @@
 
 pub mod blockdev;
 pub mod cgroup;
+pub mod chrdev;
 pub mod console;
 pub mod dcache;
 pub mod dirent;
@@ -181,6 +182,12 @@ pub fn populate_dev() {
         return;
     };
     let Some(dir) = dev.inode() else { return };
+    for &(name, major, minor, perm) in chrdev::DEV_NODES {
+        let mode = stat::S_IFCHR | perm;
+        if let Err(e) = tmpfs::mknod(&dir, name.as_bytes(), mode, major, minor) {
+            log::warn!("devtmpfs: /dev/{name}: {e:?}");
+        }
+    }
     for d in crate::block::disks() {
         let (major, minor) = d.devt();
         let mode = blockdev::S_IFBLK | 0o660;

@@ -252,6 +252,12 @@ fn open_node(abs: &[u8], flags: u32, mode: u32) -> Result<Arc<File>, Errno> {
                     .find(|d| d.devt() == (m.rdev_major, m.rdev_minor))
                     .ok_or(super::errno::ENXIO)?;
                 try_ops(crate::fs::blockdev::BlockDevFile::new(dev))?
+            } else if inode.mode() & crate::fs::stat::S_IFMT == crate::fs::stat::S_IFCHR
+                && flags & O_PATH == 0
+            {
+                // A character device node (`chrdev_open`).
+                let m = inode.meta();
+                crate::fs::chrdev::open(m.rdev_major, m.rdev_minor)?
             } else if crate::fs::cgroup::is_cgroup_file(&inode) && flags & O_PATH == 0 {
                 // An interface file of /sys/fs/cgroup (kernfs).
                 try_ops(crate::fs::cgroup::open(p, acc != O_WRONLY, wants_write)?)?

@@ -46,13 +46,12 @@ pub fn sys_clock_gettime(a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// `getrandom(buf, len, flags)`: a deterministic stream (xorshift), so runs repeat.
-pub fn sys_getrandom(a: &Args) -> SysResult {
+/// Fill `out` from the kernel's random stream: deterministic (xorshift), so runs repeat.
+/// getrandom and /dev/(u)random read it.
+pub fn random_bytes(out: &mut [u8]) {
     static STATE: core::sync::atomic::AtomicU64 =
         core::sync::atomic::AtomicU64::new(0x9e37_79b9_7f4a_7c15);
-    let len = (a.0[1] as usize).min(256);
-    let mut buf = [0u8; 256];
-    for b in buf[..len].iter_mut() {
+    for b in out.iter_mut() {
         let mut x = STATE.load(core::sync::atomic::Ordering::Relaxed);
         x ^= x << 13;
         x ^= x >> 7;
@@ -60,6 +59,13 @@ pub fn sys_getrandom(a: &Args) -> SysResult {
         STATE.store(x, core::sync::atomic::Ordering::Relaxed);
         *b = x as u8;
     }
+}
+
+/// `getrandom(buf, len, flags)`: a deterministic stream, so runs repeat.
+pub fn sys_getrandom(a: &Args) -> SysResult {
+    let len = (a.0[1] as usize).min(256);
+    let mut buf = [0u8; 256];
+    random_bytes(&mut buf[..len]);
     copy_to_user(a.0[0], &buf[..len])?;
     Ok(len as u64)
 }
