@@ -266,7 +266,20 @@ fn rust_std_program() -> PathBuf {
 
 #[test]
 fn rust_std_program_matches_native() {
-    // Collections, float formatting, a caught panic, std::fs on /tmp, a child process.
-    // Threads (`stddemo threads`) wait for clone with CLONE_THREAD ([10]).
-    same_as_native(&rust_std_program(), &[]);
+    // Collections, float formatting, a caught panic, std::fs on /tmp, a child process,
+    // then 4 threads with a Mutex and a channel.
+    let bin = rust_std_program();
+    same_as_native(&bin, &[]);
+    same_as_native(&bin, &["threads"]);
+}
+
+#[test]
+fn musl_c_pthreads_match_native() {
+    // Join results, mutex and condition variable, TLS, getpid/gettid, pthread_kill, a
+    // detached thread, a timed wait, exit() from a thread (status 42).
+    let bin = c_program("cthreads");
+    let o = same_as_native(&bin, &[]);
+    assert_eq!(o.status.code(), Some(42));
+    // main calls pthread_exit: the process lives until its last thread ends.
+    same_as_native(&bin, &["main-exits"]);
 }

@@ -23,7 +23,7 @@ fn errno(e: kfs::Errno) -> Errno {
 /// O_PATH descriptors included), or EBADF.
 pub fn fget(fd: u64) -> Result<Arc<File>, Errno> {
     let t = proc::current().ok_or(EBADF)?;
-    let files = t.files.lock();
+    let files = t.files().lock();
     files.get(fd).cloned().ok_or(EBADF)
 }
 
@@ -59,7 +59,7 @@ pub const NR_OPEN: usize = 1 << 20;
 pub fn fd_install_from(start: usize, file: Arc<File>, cloexec: bool) -> Result<usize, Errno> {
     let t = proc::current().ok_or(EBADF)?;
     let limit = nofile_limit();
-    let r = t.files.lock().alloc(start, limit, file, cloexec);
+    let r = t.files().lock().alloc(start, limit, file, cloexec);
     // On failure the file comes back and is dropped here, outside the lock.
     r.map_err(|(e, _f)| errno(e))
 }
@@ -74,7 +74,7 @@ pub fn fd_install(file: Arc<File>, cloexec: bool) -> Result<usize, Errno> {
 pub fn fd_replace(fd: usize, file: Arc<File>, cloexec: bool) -> Result<(), Errno> {
     let t = proc::current().ok_or(EBADF)?;
     let limit = nofile_limit();
-    let r = t.files.lock().replace(fd, limit, file, cloexec);
+    let r = t.files().lock().replace(fd, limit, file, cloexec);
     match r {
         Ok(old) => {
             drop(old); // outside the lock: closing a pipe end wakes its peers
@@ -87,7 +87,7 @@ pub fn fd_replace(fd: usize, file: Arc<File>, cloexec: bool) -> Result<(), Errno
 /// Close `fd` (`close_fd`), or EBADF.
 pub fn close_fd(fd: u64) -> Result<(), Errno> {
     let t = proc::current().ok_or(EBADF)?;
-    let r = t.files.lock().close(fd);
+    let r = t.files().lock().close(fd);
     r.map(drop).map_err(errno)
 }
 
@@ -106,6 +106,6 @@ pub fn console_table() -> Option<FilesStruct> {
 
 /// Close the close-on-exec descriptors of `t` (execve, `do_close_on_exec`).
 pub fn close_on_exec(t: &proc::Task) {
-    let closed = t.files.lock().close_on_exec();
+    let closed = t.files().lock().close_on_exec();
     drop(closed);
 }

@@ -64,7 +64,7 @@ pub fn path_at(dirfd: i32, path: &[u8]) -> Result<Vec<u8>, Errno> {
         return Ok(path.to_vec());
     }
     let base = if dirfd == AT_FDCWD {
-        proc::current().ok_or(EBADF)?.cwd.lock().clone()
+        proc::current().ok_or(EBADF)?.cwd().lock().clone()
     } else {
         let f = super::fdtable::fget(dirfd as u32 as u64)?;
         if !f.f_op.is_dir() {
@@ -427,7 +427,7 @@ fn writable(p: &Path) -> Result<(), Errno> {
 /// The current task's umask.
 fn umask() -> u32 {
     proc::current().map_or(0o022, |t| {
-        t.umask.load(core::sync::atomic::Ordering::Relaxed)
+        t.umask().load(core::sync::atomic::Ordering::Relaxed)
     })
 }
 

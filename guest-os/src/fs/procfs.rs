@@ -371,7 +371,7 @@ fn state_char(t: &Task) -> char {
 
 /// (VmSize pages, RSS pages, stack pages, data pages, exec pages).
 fn mem_of(t: &Task) -> (u64, u64, u64, u64, u64) {
-    t.mm.lock().as_ref().map_or((0, 0, 0, 0, 0), |mm| {
+    t.mm().lock().as_ref().map_or((0, 0, 0, 0, 0), |mm| {
         let st = mm.vmas.stat();
         (st.total_vm, mm.rss, st.stack_vm, st.data_vm, st.exec_vm)
     })
@@ -380,7 +380,7 @@ fn mem_of(t: &Task) -> (u64, u64, u64, u64, u64) {
 /// Resident pages by kind (anon, file, shmem) and page-table pages with the PML4
 /// (`VmPTE`), for /proc/PID/status.
 fn rss_of(t: &Task) -> (u64, u64, u64, u64) {
-    t.mm.lock().as_ref().map_or((0, 0, 0, 0), |mm| {
+    t.mm().lock().as_ref().map_or((0, 0, 0, 0), |mm| {
         let r = &mm.rss_stat;
         (r.anon, r.file, r.shmem, mm.pgtables + 1)
     })
@@ -388,12 +388,12 @@ fn rss_of(t: &Task) -> (u64, u64, u64, u64) {
 
 /// Swap entries of `t`'s address space (`MM_SWAPENTS`).
 fn swap_of(t: &Task) -> u64 {
-    t.mm.lock().as_ref().map_or(0, |mm| mm.swapents)
+    t.mm().lock().as_ref().map_or(0, |mm| mm.swapents)
 }
 
 fn maps(t: &Task) -> Vec<u8> {
     let mut s = String::new();
-    if let Some(mm) = t.mm.lock().as_ref() {
+    if let Some(mm) = t.mm().lock().as_ref() {
         let ctx = mm_core::vma::MapsContext {
             start_brk: mm.start_brk,
             brk: mm.brk,
@@ -436,7 +436,7 @@ fn vm_flag_names(f: mm_core::vma::VmFlags) -> String {
 /// /proc/PID/smaps: each maps line followed by the memory it uses, in Linux's layout.
 fn smaps(t: &Task) -> Vec<u8> {
     let mut out = String::new();
-    let g = t.mm.lock();
+    let g = t.mm().lock();
     let Some(mm) = g.as_ref() else {
         return Vec::new();
     };
@@ -485,10 +485,11 @@ fn smaps(t: &Task) -> Vec<u8> {
 /// /proc/PID/stat: the 52 fields of `do_task_stat`, with what exists filled in.
 fn stat(t: &Task) -> Vec<u8> {
     let (vm, rss, ..) = mem_of(t);
-    let (start_stack, start_brk, brk) =
-        t.mm.lock()
-            .as_ref()
-            .map_or((0, 0, 0), |m| (m.start_stack, m.start_brk, m.brk));
+    let (start_stack, start_brk, brk) = t
+        .mm()
+        .lock()
+        .as_ref()
+        .map_or((0, 0, 0), |m| (m.start_stack, m.start_brk, m.brk));
     let mut s = String::new();
     let _ = write!(
         s,
@@ -575,12 +576,12 @@ fn status(t: &Task) -> Vec<u8> {
 VmPeak:\t{:>8} kB\nVmSize:\t{:>8} kB\nVmLck:\t{:>8} kB\nVmPin:\t{:>8} kB\nVmHWM:\t{:>8} kB\nVmRSS:\t{:>8} kB\nRssAnon:\t{:>8} kB\nRssFile:\t{:>8} kB\nRssShmem:\t{:>8} kB\n\
 VmData:\t{:>8} kB\nVmStk:\t{:>8} kB\nVmExe:\t{:>8} kB\nVmLib:\t{:>8} kB\nVmPTE:\t{:>8} kB\nVmSwap:\t{:>8} kB\nThreads:\t1\n",
         comm(t),
-        t.umask.load(Ordering::Relaxed),
+        t.umask().load(Ordering::Relaxed),
         state,
         t.pid,
         t.pid,
         t.ppid.load(Ordering::Relaxed),
-        t.files.lock().max_fds().next_multiple_of(64),
+        t.files().lock().max_fds().next_multiple_of(64),
         kb(vm),
         kb(vm),
         0,

@@ -157,7 +157,7 @@ fn check_allocators(p: &mut Problems) {
 fn check_address_spaces(p: &mut Problems) -> Vec<Mapping> {
     let mut maps = Vec::new();
     for t in crate::proc::sched::all() {
-        let g = t.mm.lock();
+        let g = t.mm().lock();
         let Some(mm) = g.as_ref() else { continue };
         let pid = t.pid;
         // VMA tree invariants.
@@ -391,7 +391,8 @@ fn freepages() -> Vec<u8> {
     // The reader's own memory (a leak checker's heap and stack grow as it works).
     let own = crate::proc::current()
         .and_then(|t| {
-            t.mm.lock()
+            t.mm()
+                .lock()
                 .as_ref()
                 .map(|mm| mm.rss_stat.anon + mm.pgtables + 1)
         })

@@ -364,7 +364,7 @@ pub fn buffer_pages() -> u64 {
 /// Write-protect every user mapping of page `index` of object `id` (`page_mkclean`).
 fn page_mkclean(id: u64, index: u64, pfn: Pfn) {
     for t in crate::proc::sched::all() {
-        let mut g = t.mm.lock();
+        let mut g = t.mm().lock();
         if let Some(mm) = g.as_mut() {
             mm.wrprotect_file_page(id, index, pfn);
         }

@@ -881,7 +881,7 @@ impl Mm {
 /// private copies a MAP_PRIVATE mapping made stay (Linux keeps them too, `even_cows=0`).
 pub fn unmap_mapping_range(id: u64, first: u64) {
     for t in crate::proc::sched::all() {
-        let mut g = t.mm.lock();
+        let mut g = t.mm().lock();
         let Some(mm) = g.as_mut() else { continue };
         let ranges: alloc::vec::Vec<(u64, u64)> = mm
             .vmas

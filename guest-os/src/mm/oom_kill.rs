@@ -58,7 +58,7 @@ fn badness(t: &Task, total: u64) -> Option<Badness> {
     if t.state.load(Ordering::Acquire) == state::ZOMBIE {
         return None;
     }
-    let g = t.mm.try_lock()?;
+    let g = t.mm().try_lock()?;
     let mm = g.as_ref()?;
     let pgtables = mm.pgtables + 1;
     let adj = t.oom_score_adj.load(Ordering::Relaxed);
@@ -157,7 +157,7 @@ pub fn out_of_memory(faulter: &'static Task) -> &'static Task {
         let alive = t.state.load(Ordering::Acquire) != state::ZOMBIE;
         // Exiting: the address space is out of the task but not yet freed.
         let exiting = alive
-            && t.mm.try_lock().is_some_and(|g| g.is_none())
+            && t.mm().try_lock().is_some_and(|g| g.is_none())
             && !t.kthread.load(Ordering::Relaxed);
         if dying.is_none() && ((alive && signal::kill_pending(t)) || exiting) {
             dying = Some(t);
@@ -283,7 +283,7 @@ fn kill_victim(victim: &'static Task, b: &Badness, what: &str) {
     );
     OOM_KILLS.fetch_add(1, Ordering::Relaxed);
     crate::trace::oom_kill(victim.pid);
-    signal::send(
+    signal::send_process(
         victim,
         SIGKILL,
         SigInfo {
@@ -302,7 +302,7 @@ fn kill_victim(victim: &'static Task, b: &Badness, what: &str) {
 /// The OOM reaper (`oom_reap_task_mm`): free the victim's private anonymous memory now,
 /// without waiting for it to run and exit. Skipped if its address space is busy.
 fn oom_reap(victim: &'static Task) {
-    let Some(mut g) = victim.mm.try_lock() else {
+    let Some(mut g) = victim.mm().try_lock() else {
         return;
     };
     let Some(mm) = g.as_mut() else { return };

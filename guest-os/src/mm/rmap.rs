@@ -79,7 +79,7 @@ pub fn rmap_walk(pfn: Pfn) -> Vec<(u32, u64)> {
         let Some(t) = crate::proc::sched::find(pid) else {
             continue;
         };
-        let g = t.mm.lock();
+        let g = t.mm().lock();
         let Some(mm) = g.as_ref() else { continue };
         // `vma_address` in every private VMA whose pgoff range holds the index; the PTE
         // there decides (a file VMA's pgoffs may overlap an anonymous VMA's).
@@ -113,7 +113,7 @@ pub fn check(t: &crate::proc::Task) {
         return;
     }
     // Collect under the mm lock, walk without it.
-    let pages: Vec<(Pfn, u64)> = match t.mm.lock().as_ref() {
+    let pages: Vec<(Pfn, u64)> = match t.mm().lock().as_ref() {
         Some(mm) => mm.private_pages(),
         None => return,
     };
@@ -198,7 +198,7 @@ fn rmap_walk_locked(pfn: Pfn, f: &mut dyn FnMut(&mut super::mm_struct::Mm, u64, 
     }
     let tasks = few.iter().flatten().copied().chain(many.iter().copied());
     for t in tasks {
-        let Some(mut g) = t.mm.try_lock() else {
+        let Some(mut g) = t.mm().try_lock() else {
             complete = false;
             continue;
         };

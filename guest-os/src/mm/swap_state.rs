@@ -325,7 +325,7 @@ pub fn try_to_unuse(t: usize) -> Result<(), Errno> {
             loop {
                 // A batch of this task's entries of area `t`, read without the mm lock.
                 let batch = {
-                    let g = task.mm.lock();
+                    let g = task.mm().lock();
                     let Some(mm) = g.as_ref() else { break };
                     mm.swap_entries_of(t, UNUSE_BATCH)
                 };
@@ -337,7 +337,7 @@ pub fn try_to_unuse(t: usize) -> Result<(), Errno> {
                     let got = read_swap_cache_async(entry)?;
                     let Some((pfn, _)) = got else { continue };
                     {
-                        let mut g = task.mm.lock();
+                        let mut g = task.mm().lock();
                         if let Some(mm) = g.as_mut() {
                             mm.unuse_pte(va, entry, pfn);
                         }

@@ -836,7 +836,7 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
     img.mm.activate();
     crate::mm::rmap::check(me);
     crate::mm::rmap::attach(img.mm.anon_id, me.pid);
-    let old = me.mm.lock().replace(img.mm);
+    let old = me.mm().lock().replace(img.mm);
     if let Some(old) = old {
         crate::mm::rmap::detach(old.anon_id, me.pid);
         old.destroy();

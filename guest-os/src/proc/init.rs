@@ -108,7 +108,7 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
     crate::trace::exec(task, &path, img.entry, img.load_bias);
     img.mm.activate();
     crate::mm::rmap::attach(img.mm.anon_id, task.pid);
-    *task.mm.lock() = Some(img.mm);
+    *task.mm().lock() = Some(img.mm);
     if crate::cmdline::has_flag(cmdline, "rmap_check") {
         crate::mm::rmap::CHECK.store(true, core::sync::atomic::Ordering::Relaxed);
     }

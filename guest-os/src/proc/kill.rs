@@ -27,13 +27,14 @@ pub fn sys_kill(a: &crate::syscall::Args) -> SysResult {
         return Err(EINVAL);
     }
     let targets: Vec<&'static Task> = match pid {
+        // A thread's id names its process too (as `find_vpid` + `group_send_sig_info`).
         p if p > 0 => sched::find(p as u32)
-            .filter(|t| t.state.load(Ordering::Acquire) != state::ZOMBIE)
+            .filter(|t| group_alive(t))
             .into_iter()
             .collect(),
         -1 => sched::all()
             .into_iter()
-            .filter(|t| t.pid != 1 && t.pid != me.pid)
+            .filter(|t| t.is_leader() && t.pid != 1 && t.tgid() != me.tgid() && group_alive(t))
             .collect(),
         // 0: the caller's process group; -N: group N.
         p => {
@@ -45,8 +46,7 @@ pub fn sys_kill(a: &crate::syscall::Args) -> SysResult {
             sched::all()
                 .into_iter()
                 .filter(|t| {
-                    t.pgid.load(Ordering::Relaxed) == pgid
-                        && t.state.load(Ordering::Acquire) != state::ZOMBIE
+                    t.is_leader() && t.pgid.load(Ordering::Relaxed) == pgid && group_alive(t)
                 })
                 .collect()
         }
@@ -56,18 +56,24 @@ pub fn sys_kill(a: &crate::syscall::Args) -> SysResult {
     }
     if sig != 0 {
         for t in targets {
-            signal::send(
+            signal::send_process(
                 t,
                 sig as u8,
                 signal::SigInfo {
                     signo: sig as u8,
                     code: signal::SI_USER,
                     addr: 0,
-                    pid: me.pid,
+                    pid: me.tgid(),
                     status: 0,
                 },
             );
         }
     }
     Ok(0)
+}
+
+/// Whether `t`'s thread group has a thread that has not exited.
+fn group_alive(t: &Task) -> bool {
+    let leader = t.leader();
+    leader.state.load(Ordering::Acquire) != state::ZOMBIE || !leader.threads.lock().is_empty()
 }

@@ -45,14 +45,28 @@ pub struct Task {
     pub ppid: AtomicU32,
     /// The executable's name (`comm`, 15 bytes max as in Linux).
     pub comm: IrqLock<[u8; 16]>,
-    pub mm: IrqLock<Option<Box<Mm>>>,
-    /// The descriptor table (`files_struct`): fork copies it, sharing the descriptions.
-    pub files: IrqLock<crate::fs::fdtable::FilesStruct>,
+    /// The address space, for a thread group leader or a process; a thread's is its
+    /// leader's ([`Task::mm`]).
+    pub mm_slot: IrqLock<Option<Box<Mm>>>,
+    /// The descriptor table (`files_struct`): fork copies it, sharing the descriptions;
+    /// threads share the leader's ([`Task::files`]).
+    pub files_slot: IrqLock<crate::fs::fdtable::FilesStruct>,
     /// The working directory as a canonical absolute path (`fs_struct.pwd`); relative
-    /// paths start there. Inherited by fork, kept by exec.
-    pub cwd: IrqLock<Vec<u8>>,
-    /// The file-mode creation mask (`umask`, 0022 for init).
-    pub umask: AtomicU32,
+    /// paths start there. Inherited by fork, kept by exec; threads share the leader's
+    /// ([`Task::cwd`]).
+    pub cwd_slot: IrqLock<Vec<u8>>,
+    /// The file-mode creation mask (`umask`, 0022 for init); the leader's for threads.
+    pub umask_slot: AtomicU32,
+    /// The thread group id (`tgid`, what getpid answers): the leader's pid.
+    pub tgid: AtomicU32,
+    /// The thread group leader, null for the leader itself ([`Task::leader`]).
+    pub group_leader: core::sync::atomic::AtomicPtr<Task>,
+    /// The other live threads of the group (kept by the leader).
+    pub threads: IrqLock<Vec<&'static Task>>,
+    /// Set once the group is exiting (`exit_group`, a fatal signal): the threads die and
+    /// the last one reports `group_exit_code` to the parent (kept by the leader).
+    pub group_exiting: core::sync::atomic::AtomicBool,
+    pub group_exit_code: AtomicU32,
     /// Resource limits ([`rlimit`]).
     pub rlim: IrqLock<[rlimit::Rlimit; rlimit::RLIM_NLIMITS]>,
     /// Process group and session ids (`setpgid`, `setsid`).
@@ -146,10 +160,15 @@ impl Task {
             pid,
             ppid: AtomicU32::new(ppid),
             comm: IrqLock::new("comm", [0; 16]),
-            mm: IrqLock::new("task_mm", None),
-            files: IrqLock::new("files", files),
-            cwd: IrqLock::new("cwd", alloc::vec![b'/']),
-            umask: AtomicU32::new(0o022),
+            mm_slot: IrqLock::new("task_mm", None),
+            files_slot: IrqLock::new("files", files),
+            cwd_slot: IrqLock::new("cwd", alloc::vec![b'/']),
+            umask_slot: AtomicU32::new(0o022),
+            tgid: AtomicU32::new(pid),
+            group_leader: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+            threads: IrqLock::new("threads", Vec::new()),
+            group_exiting: core::sync::atomic::AtomicBool::new(false),
+            group_exit_code: AtomicU32::new(0),
             oom_score_adj: core::sync::atomic::AtomicI32::new(0),
             memalloc: core::sync::atomic::AtomicBool::new(false),
             memstall: core::sync::atomic::AtomicBool::new(false),
@@ -180,6 +199,61 @@ impl Task {
         .ok()
     }
 
+    /// The thread group leader (itself for a leader or a single-threaded process).
+    pub fn leader(&self) -> &Task {
+        let p = self.group_leader.load(Ordering::Acquire);
+        if p.is_null() {
+            self
+        } else {
+            // SAFETY: tasks are leaked boxes; a leader is freed only after every thread of
+            // its group (it stays a zombie until the last one exits).
+            unsafe { &*p }
+        }
+    }
+
+    /// Whether this task leads its group (or is a plain process).
+    pub fn is_leader(&self) -> bool {
+        self.group_leader.load(Ordering::Acquire).is_null()
+    }
+
+    /// The address space (`task->mm`): shared by the threads of a group.
+    pub fn mm(&self) -> &IrqLock<Option<Box<Mm>>> {
+        &self.leader().mm_slot
+    }
+
+    /// The descriptor table (`task->files`): shared by the threads of a group.
+    pub fn files(&self) -> &IrqLock<crate::fs::fdtable::FilesStruct> {
+        &self.leader().files_slot
+    }
+
+    /// The working directory (`task->fs`): shared by the threads of a group.
+    pub fn cwd(&self) -> &IrqLock<Vec<u8>> {
+        &self.leader().cwd_slot
+    }
+
+    /// The umask (`task->fs`): shared by the threads of a group.
+    pub fn umask(&self) -> &AtomicU32 {
+        &self.leader().umask_slot
+    }
+
+    /// The thread group id (getpid).
+    pub fn tgid(&self) -> u32 {
+        self.tgid.load(Ordering::Relaxed)
+    }
+
+    /// The other live threads of the group, the leader included if it is not `self` and
+    /// has not exited.
+    pub fn group_peers(&self) -> Vec<&'static Task> {
+        let leader = self.leader();
+        let mut v: Vec<&'static Task> = leader.threads.lock().clone();
+        v.retain(|t| !core::ptr::eq(*t, self));
+        if !core::ptr::eq(leader, self) && leader.state.load(Ordering::Acquire) != state::ZOMBIE {
+            // SAFETY: tasks are leaked boxes; the leader lives as long as its group.
+            v.push(unsafe { &*(leader as *const Task) });
+        }
+        v
+    }
+
     /// Whether this is a kernel thread (`PF_KTHREAD`): no user memory, never signalled.
     pub fn is_kthread(&self) -> bool {
         self.kthread.load(Ordering::Relaxed)
@@ -188,7 +262,7 @@ impl Task {
     /// Set `comm` from a path's last component, and the executable's path
     /// (`/proc/PID/exe`; a relative path is taken from the working directory).
     pub fn set_comm(&self, path: &[u8]) {
-        let exe = crate::fs::namei::absolute(&self.cwd.lock(), path);
+        let exe = crate::fs::namei::absolute(&self.cwd().lock(), path);
         *self.exe.lock() = exe;
         let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
         let mut c = [0u8; 16];
@@ -199,7 +273,7 @@ impl Task {
 
     /// Set the executable's path alone (`/proc/PID/exe`: a script's interpreter).
     pub fn set_exe(&self, path: &[u8]) {
-        *self.exe.lock() = crate::fs::namei::absolute(&self.cwd.lock(), path);
+        *self.exe.lock() = crate::fs::namei::absolute(&self.cwd().lock(), path);
     }
 
     /// Count a page fault.
@@ -215,10 +289,10 @@ impl Task {
 /// What fork copies besides memory, descriptors and signals: the working directory,
 /// umask, limits, process group and session, the executable's path.
 pub fn fork_copy_fs(parent: &Task, child: &Task) {
-    *child.cwd.lock() = parent.cwd.lock().clone();
+    *child.cwd().lock() = parent.cwd().lock().clone();
     child
-        .umask
-        .store(parent.umask.load(Ordering::Relaxed), Ordering::Relaxed);
+        .umask()
+        .store(parent.umask().load(Ordering::Relaxed), Ordering::Relaxed);
     child.oom_score_adj.store(
         parent.oom_score_adj.load(Ordering::Relaxed),
         Ordering::Relaxed,
@@ -245,40 +319,154 @@ pub enum ExitReason {
     Signal(u8),
 }
 
-/// End the current process (`do_exit`): its memory and files go, it becomes a zombie for its
-/// parent's wait4, its children go to init, the parent gets SIGCHLD. When init (pid 1) ends,
-/// the machine reports how on the debug console and powers off (exit status, or 128 +
-/// signal): under `vmscope run` init is the user's program.
+impl ExitReason {
+    /// The wait status (`status << 8`, or the signal).
+    fn wait_status(self) -> u32 {
+        match self {
+            ExitReason::Exit(s) => (s as u32) << 8,
+            ExitReason::Signal(sig) => sig as u32 & 0x7f,
+        }
+    }
+
+    fn from_wait_status(code: u32) -> ExitReason {
+        if code & 0x7f != 0 {
+            ExitReason::Signal((code & 0x7f) as u8)
+        } else {
+            ExitReason::Exit((code >> 8) as u8)
+        }
+    }
+}
+
+/// End the whole thread group (`do_group_exit`: exit_group, a fatal signal): the first
+/// reason is the group's, every other thread gets SIGKILL and dies when it next runs, then
+/// the caller exits.
+pub fn exit_group(r: ExitReason) -> ! {
+    if let Some(t) = current() {
+        let leader = t.leader();
+        if !leader.group_exiting.swap(true, Ordering::AcqRel) {
+            leader
+                .group_exit_code
+                .store(r.wait_status(), Ordering::Relaxed);
+        }
+        for peer in t.group_peers() {
+            signal::send(
+                peer,
+                signal::SIGKILL,
+                signal::SigInfo {
+                    signo: signal::SIGKILL,
+                    code: signal::SI_KERNEL,
+                    addr: 0,
+                    pid: 0,
+                    status: 0,
+                },
+            );
+        }
+    }
+    exit_current(r)
+}
+
+/// Dead threads waiting to be freed by another task (their kernel stack is in use until
+/// they switch away for good).
+static DEAD_THREADS: IrqLock<Vec<&'static Task>> = IrqLock::new("dead_threads", Vec::new());
+
+/// Free the threads that died since (`release_task` for self-reaping threads): called by
+/// the scheduler after a switch, when none of them runs.
+pub fn reap_dead_threads() {
+    let me = current();
+    let dead: Vec<&'static Task> = {
+        let mut d = DEAD_THREADS.lock();
+        let (mine, others): (Vec<_>, Vec<_>) = d
+            .drain(..)
+            .partition(|t| me.is_some_and(|m| core::ptr::eq(m, *t)));
+        *d = mine;
+        others
+    };
+    for t in dead {
+        sched::unregister(t);
+        // SAFETY: the thread is dead, switched away for good, and in no list any more.
+        drop(unsafe { Box::from_raw(t as *const Task as *mut Task) });
+    }
+}
+
+/// `mm_release`: a thread's `clear_child_tid` (set by CLONE_CHILD_CLEARTID or
+/// set_tid_address) gets 0 and one futex waiter there is woken, which is how
+/// pthread_join learns that the thread is gone.
+fn mm_release(t: &Task) {
+    let ctid = t.clear_child_tid.swap(0, Ordering::Relaxed);
+    if ctid != 0 && crate::mm::uaccess::put_user(ctid, 0u32).is_ok() {
+        crate::syscall::futex::wake(t.tgid(), ctid, 1);
+    }
+}
+
+/// End the current thread (`do_exit`). A thread that is not the last of its group just
+/// goes (its `clear_child_tid` is cleared and woken, the task is freed once it switched
+/// away); the last one ends the process: its memory and files go, the leader becomes a
+/// zombie for its parent's wait4 with the group's status, its children go to init, the
+/// parent gets SIGCHLD. When init (pid 1) ends, the machine reports how on the debug
+/// console and powers off (exit status, or 128 + signal): under `vmscope run` init is the
+/// user's program.
 pub fn exit_current(r: ExitReason) -> ! {
     let Some(t) = current() else {
         report_and_power_off(r)
     };
-    crate::mm::rmap::check(t);
-    let mm = t.mm.lock().take();
+    let leader = t.leader();
+    // SAFETY: tasks are leaked boxes that live until reaped; the leader is reaped only
+    // after this thread is gone.
+    let leader: &'static Task = unsafe { &*(leader as *const Task) };
+    timer::exit_timers(t);
+    if t.is_leader() {
+        t.exit_code.store(r.wait_status(), Ordering::Relaxed);
+    } else {
+        leader.threads.lock().retain(|x| !core::ptr::eq(*x, t));
+    }
+    let others = !leader.threads.lock().is_empty()
+        || (!t.is_leader() && leader.state.load(Ordering::Acquire) != state::ZOMBIE);
+    if others {
+        // Not the last thread: the group lives on.
+        mm_release(t);
+        crate::trace::exit(t, r.wait_status());
+        t.state.store(state::ZOMBIE, Ordering::Release);
+        if !t.is_leader() {
+            DEAD_THREADS.lock().push(t);
+        }
+        sched::schedule();
+        unreachable!("a dead thread was scheduled")
+    }
+    // The last thread: the process ends with the group's status.
+    let r = if leader.group_exiting.load(Ordering::Acquire) {
+        ExitReason::from_wait_status(leader.group_exit_code.load(Ordering::Relaxed))
+    } else if t.is_leader() {
+        r
+    } else {
+        ExitReason::from_wait_status(leader.exit_code.load(Ordering::Relaxed))
+    };
+    mm_release(t);
+    crate::mm::rmap::check(leader);
+    let mm = t.mm().lock().take();
     if let Some(mm) = mm {
-        crate::mm::rmap::detach(mm.anon_id, t.pid);
+        crate::mm::rmap::detach(mm.anon_id, leader.pid);
         // Leave the address space before freeing its tables.
         // SAFETY: the master table maps the kernel; nothing user is touched after this.
         unsafe { crate::mm::pgtable::activate(&crate::mm::pgtable::kernel()) };
         mm.exit_mmap();
     }
-    let files = t.files.lock().clear();
+    let files = t.files().lock().clear();
     drop(files);
-    timer::exit_timers(t);
-    release_vfork(t);
-    let code = match r {
-        ExitReason::Exit(s) => (s as u32) << 8,
-        ExitReason::Signal(sig) => sig as u32 & 0x7f,
-    };
+    release_vfork(leader);
+    let code = r.wait_status();
     crate::trace::exit(t, code);
-    if t.pid == 1 {
+    if leader.pid == 1 {
         report_and_power_off(r);
     }
-    t.exit_code.store(code, Ordering::Relaxed);
-    sched::reparent_children(t);
-    t.state.store(state::ZOMBIE, Ordering::Release);
-    if let Some(parent) = sched::find(t.ppid.load(Ordering::Relaxed)) {
-        signal::send(
+    leader.exit_code.store(code, Ordering::Relaxed);
+    sched::reparent_children(leader);
+    if !t.is_leader() {
+        t.state.store(state::ZOMBIE, Ordering::Release);
+        DEAD_THREADS.lock().push(t);
+    }
+    leader.state.store(state::ZOMBIE, Ordering::Release);
+    if let Some(parent) = sched::find(leader.ppid.load(Ordering::Relaxed)) {
+        signal::send_process(
             parent,
             signal::SIGCHLD,
             // No core is written (RLIMIT_CORE is 0), so a signal death is CLD_KILLED.
@@ -289,7 +477,7 @@ pub fn exit_current(r: ExitReason) -> ! {
                     ExitReason::Signal(_) => signal::CLD_KILLED,
                 },
                 addr: 0,
-                pid: t.pid,
+                pid: leader.pid,
                 status: match r {
                     ExitReason::Exit(s) => s as i32,
                     ExitReason::Signal(sig) => sig as i32,

@@ -250,6 +250,8 @@ pub fn schedule() {
         RUNQ.lock().push_back(prev);
     }
     switch_to(prev, next);
+    // Back in `prev`: threads that died meanwhile have switched away for good.
+    super::reap_dead_threads();
 }
 
 /// Nothing can run: every process waits. Like Linux, wait for an interrupt (HLT with
@@ -274,7 +276,7 @@ fn idle(prev: &'static Task) -> &'static Task {
 
 fn switch_to(prev: &'static Task, next: &'static Task) {
     crate::trace::switch(prev.pid, Some(next));
-    match next.mm.lock().as_ref() {
+    match next.mm().lock().as_ref() {
         Some(mm) => mm.activate(),
         // A kernel thread runs on the kernel's own tables (Linux borrows the previous
         // mm as `active_mm`; that one may be on its way out here).

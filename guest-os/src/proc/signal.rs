@@ -145,7 +145,7 @@ const CLD_CONTINUED: i32 = 6;
 fn notify_parent(t: &'static super::Task, code: i32, status: u8) {
     let ppid = t.ppid.load(core::sync::atomic::Ordering::Relaxed);
     if let Some(parent) = super::sched::find(ppid) {
-        send(
+        send_process(
             parent,
             SIGCHLD,
             SigInfo {
@@ -175,17 +175,17 @@ fn default_ignored(sig: u8) -> bool {
 /// handler, which runs when the trap returns.
 pub fn force_sig(frame: &mut TrapFrame, info: SigInfo) {
     let Some(t) = super::current() else {
-        super::exit_current(super::ExitReason::Signal(info.signo))
+        super::exit_group(super::ExitReason::Signal(info.signo))
     };
     let act = t.signals.lock().actions[info.signo as usize - 1];
     let blocked = t.signals.lock().blocked & bit(info.signo) != 0;
     if blocked || act.handler == SIG_DFL || act.handler == SIG_IGN {
         trace_signal(t, info, trace::sigaction::KILL);
-        super::exit_current(super::ExitReason::Signal(info.signo));
+        super::exit_group(super::ExitReason::Signal(info.signo));
     }
     trace_signal(t, info, trace::sigaction::HANDLER);
     if setup_frame(frame, info, act).is_err() {
-        super::exit_current(super::ExitReason::Signal(SIGSEGV));
+        super::exit_group(super::ExitReason::Signal(SIGSEGV));
     }
 }
 
@@ -236,6 +236,25 @@ pub fn send(t: &'static super::Task, sig: u8, info: SigInfo) {
     s.info[sig as usize - 1] = info;
     drop(s);
     super::sched::wake(t);
+}
+
+/// A process-directed signal (kill, SIGCHLD, SIGALRM, the OOM killer's SIGKILL): queued
+/// for one live thread of `t`'s group that does not block it, the leader first
+/// (`complete_signal`); if all block it, for the first live one. A fatal one ends the whole
+/// group when that thread handles it.
+pub fn send_process(t: &'static super::Task, sig: u8, info: SigInfo) {
+    use core::sync::atomic::Ordering;
+    // SAFETY: tasks are leaked boxes; a leader lives while its group does.
+    let leader: &'static super::Task = unsafe { &*(t.leader() as *const super::Task) };
+    let threads = leader.threads.lock().clone();
+    let members = core::iter::once(leader).chain(threads.iter().copied());
+    let alive = |x: &super::Task| x.state.load(Ordering::Acquire) != super::state::ZOMBIE;
+    let target = members
+        .clone()
+        .find(|x| alive(x) && x.signals.lock().blocked & bit(sig) == 0)
+        .or_else(|| members.clone().find(|x| alive(x)))
+        .unwrap_or(leader);
+    send(target, sig, info);
 }
 
 /// Queue `sig` for the current task.
@@ -363,14 +382,14 @@ pub fn do_signal(frame: &mut TrapFrame, syscall: Option<u64>) {
         }
         if act.handler == SIG_DFL || sig == SIGKILL {
             trace_signal(t, info, trace::sigaction::KILL);
-            super::exit_current(super::ExitReason::Signal(sig));
+            super::exit_group(super::ExitReason::Signal(sig));
         }
         if let Some(nr) = syscall {
             syscall_restart(frame, nr, Some(act.flags));
         }
         trace_signal(t, info, trace::sigaction::HANDLER);
         if setup_frame(frame, info, act).is_err() {
-            super::exit_current(super::ExitReason::Signal(SIGSEGV));
+            super::exit_group(super::ExitReason::Signal(SIGSEGV));
         }
         return;
     }
@@ -411,7 +430,7 @@ pub fn check_user_return(frame: &mut TrapFrame) {
         );
     }
     if !canonical(frame.rip) {
-        super::exit_current(super::ExitReason::Signal(SIGSEGV));
+        super::exit_group(super::ExitReason::Signal(SIGSEGV));
     }
 }
 

@@ -228,7 +228,7 @@ fn expire_itimers(now: u64) {
         }
         for t in fired.iter_mut().take(n) {
             if let Some(t) = t.take() {
-                signal::send(
+                signal::send_process(
                     t,
                     signal::SIGALRM,
                     signal::SigInfo {

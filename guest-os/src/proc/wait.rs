@@ -31,7 +31,9 @@ pub fn sys_wait4(a: &crate::syscall::Args) -> SysResult {
         p => t.pid == p as u32,
     };
     loop {
+        // The children of the thread group.
         let kids: Vec<&'static Task> = me
+            .leader()
             .children
             .lock()
             .iter()
@@ -44,7 +46,10 @@ pub fn sys_wait4(a: &crate::syscall::Args) -> SysResult {
         if let Some(z) = kids
             .iter()
             .copied()
-            .find(|t| t.state.load(Ordering::Acquire) == state::ZOMBIE)
+            // A group leader is reaped once its last thread is gone.
+            .find(|t| {
+                t.state.load(Ordering::Acquire) == state::ZOMBIE && t.threads.lock().is_empty()
+            })
         {
             let code = z.exit_code.load(Ordering::Relaxed);
             if status != 0 {
@@ -57,7 +62,10 @@ pub fn sys_wait4(a: &crate::syscall::Args) -> SysResult {
                 ru[72..80].copy_from_slice(&z.maj_flt.load(Ordering::Relaxed).to_le_bytes());
                 copy_to_user(rusage, &ru)?;
             }
-            me.children.lock().retain(|t| !core::ptr::eq(*t, z));
+            me.leader()
+                .children
+                .lock()
+                .retain(|t| !core::ptr::eq(*t, z));
             sched::unregister(z);
             let zpid = z.pid;
             // SAFETY: the zombie no longer runs (its last switch saved its stack for good)

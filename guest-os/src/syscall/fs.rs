@@ -348,10 +348,10 @@ pub fn sys_close_range(a: &Args) -> SysResult {
         return Err(EINVAL);
     }
     let t = crate::proc::current().ok_or(EBADF)?;
-    let max = t.files.lock().max_fds();
+    let max = t.files().lock().max_fds();
     for fd in first..=last.min(max.saturating_sub(1)) {
         if flags & CLOSE_RANGE_CLOEXEC != 0 {
-            let mut files = t.files.lock();
+            let mut files = t.files().lock();
             if files.get(fd as u64).is_some() {
                 files.set_close_on_exec(fd, true);
             }
@@ -376,7 +376,7 @@ pub fn sys_ioctl(a: &Args) -> SysResult {
     match a.0[1] & 0xffff_ffff {
         FIOCLEX | FIONCLEX => {
             let t = crate::proc::current().ok_or(EBADF)?;
-            t.files
+            t.files()
                 .lock()
                 .set_close_on_exec(a.0[0] as usize, a.0[1] & 0xffff_ffff == FIOCLEX);
             Ok(0)
@@ -504,12 +504,12 @@ pub fn sys_fcntl(a: &Args) -> SysResult {
         }
         F_GETFD => {
             let t = crate::proc::current().ok_or(EBADF)?;
-            let on = t.files.lock().close_on_exec_of(fd as usize);
+            let on = t.files().lock().close_on_exec_of(fd as usize);
             Ok(if on { FD_CLOEXEC } else { 0 })
         }
         F_SETFD => {
             let t = crate::proc::current().ok_or(EBADF)?;
-            t.files
+            t.files()
                 .lock()
                 .set_close_on_exec(fd as usize, arg & FD_CLOEXEC != 0);
             Ok(0)

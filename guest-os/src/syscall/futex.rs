@@ -1,8 +1,8 @@
 //! `futex` (`kernel/futex/`): FUTEX_WAIT and FUTEX_WAKE (and their BITSET forms, private
-//! or shared), with single-threaded semantics: a process waits for another process that
-//! shares the memory, for a signal, or for its timeout.
+//! or shared): a thread waits for another thread of its group, for a process that shares
+//! the memory, for a signal, or for its timeout.
 //!
-//! Waiters are keyed by address: a private futex by (process, address), a shared one by
+//! Waiters are keyed by address: a private futex by (thread group, address), a shared one by
 //! the address alone, which is right for memory shared over fork (the same address in
 //! parent and child) and the only sharing there is until file-backed shared mappings of
 //! [08] (Linux keys those by inode and offset). WAIT compares the word with the expected
@@ -89,12 +89,13 @@ fn key(uaddr: u64, private: bool) -> Result<(u32, u64), Errno> {
     if !uaddr.is_multiple_of(4) {
         return Err(EINVAL);
     }
-    let pid = if private {
-        proc::current().map_or(0, |t| t.pid)
+    // A private futex belongs to the address space: the thread group.
+    let tgid = if private {
+        proc::current().map_or(0, |t| t.tgid())
     } else {
         0
     };
-    Ok((pid, uaddr))
+    Ok((tgid, uaddr))
 }
 
 fn futex_wait(
@@ -175,6 +176,31 @@ fn futex_wake(uaddr: u64, private: bool, n: u32, bitset: u32) -> SysResult {
         crate::proc::sched::wake(t);
     }
     Ok(count)
+}
+
+/// The kernel's own wake of a thread's `clear_child_tid` (`mm_release`): up to `n`
+/// waiters on `uaddr` of thread group `tgid`, whether they waited with the private flag or
+/// not (Linux wakes the shared key; C libraries wait on either).
+pub fn wake(tgid: u32, uaddr: u64, n: u32) -> u32 {
+    let mut woken: Vec<&'static Task> = Vec::new();
+    {
+        let mut q = QUEUE.lock();
+        for w in q.iter_mut() {
+            if woken.len() as u32 >= n {
+                break;
+            }
+            let hit = w.key == (tgid, uaddr) || w.key == (0, uaddr);
+            if hit && !w.woken && woken.try_reserve(1).is_ok() {
+                w.woken = true;
+                woken.push(w.task);
+            }
+        }
+    }
+    let count = woken.len() as u32;
+    for t in woken {
+        crate::proc::sched::wake(t);
+    }
+    count
 }
 
 /// `restart_syscall` of an interrupted FUTEX_WAIT with a timeout.

@@ -17,7 +17,7 @@ use crate::proc;
 
 fn with_mm<R>(f: impl FnOnce(&mut Mm) -> Result<R, Errno>) -> Result<R, Errno> {
     let t = proc::current().ok_or(ESRCH)?;
-    let mut g = t.mm.lock();
+    let mut g = t.mm().lock();
     let mm = g.as_mut().ok_or(ESRCH)?;
     f(mm)
 }

@@ -178,7 +178,12 @@ fn do_select(n: u64, inp: u64, outp: u64, exp: u64, deadline: Option<u64>) -> Sy
         return Err(EINVAL);
     }
     // Descriptors beyond the table cannot be open (`max_fds`).
-    let max = proc::current().ok_or(EBADF)?.files.lock().max_fds().max(1);
+    let max = proc::current()
+        .ok_or(EBADF)?
+        .files()
+        .lock()
+        .max_fds()
+        .max(1);
     let n = (n as usize).min(max);
     let words = n.div_ceil(64);
     let mut sets: [Vec<u64>; 3] = [Vec::new(), Vec::new(), Vec::new()];

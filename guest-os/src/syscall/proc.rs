@@ -8,17 +8,31 @@ use crate::arch::x86_64::syscall::{rdmsr, wrmsr, MSR_FS_BASE};
 use crate::mm::uaccess::{put_user, TASK_SIZE};
 use crate::proc;
 
-/// `exit_group(status)` / `exit(status)` (one thread per process): the process ends.
+/// `exit_group(status)`: every thread of the process ends.
 pub fn sys_exit_group(a: &Args) -> ! {
+    proc::exit_group(proc::ExitReason::Exit((a.0[0] & 0xff) as u8))
+}
+
+/// `exit(status)`: the calling thread ends; the process with its last thread.
+pub fn sys_exit(a: &Args) -> ! {
     proc::exit_current(proc::ExitReason::Exit((a.0[0] & 0xff) as u8))
 }
 
+/// `getpid()`: the thread group id.
 pub fn sys_getpid(_: &Args) -> SysResult {
+    Ok(proc::current().map_or(0, |t| t.tgid()) as u64)
+}
+
+/// `gettid()`: the thread's own id.
+pub fn sys_gettid(_: &Args) -> SysResult {
     Ok(proc::current().map_or(0, |t| t.pid) as u64)
 }
 
+/// `getppid()`: the parent of the thread group.
 pub fn sys_getppid(_: &Args) -> SysResult {
-    Ok(proc::current().map_or(0, |t| t.ppid.load(core::sync::atomic::Ordering::Relaxed)) as u64)
+    Ok(proc::current().map_or(0, |t| {
+        t.leader().ppid.load(core::sync::atomic::Ordering::Relaxed)
+    }) as u64)
 }
 
 /// Everyone is root (uid/gid 0).

@@ -52,6 +52,14 @@ pub fn sys_rt_sigaction(a: &Args) -> SysResult {
     }
     if let Some(n) = new {
         t.signals.lock().actions[sig as usize - 1] = n;
+        // The handlers are the thread group's (CLONE_SIGHAND): every thread's copy changes.
+        for peer in t.group_peers() {
+            peer.signals.lock().actions[sig as usize - 1] = n;
+        }
+        let leader = t.leader();
+        if !core::ptr::eq(leader, t) {
+            leader.signals.lock().actions[sig as usize - 1] = n;
+        }
     }
     Ok(0)
 }
@@ -117,28 +125,36 @@ pub fn sys_kill(a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// `tgkill(tgid, tid, sig)` / `tkill(tid, sig)`.
+/// `tgkill(tgid, tid, sig)` / `tkill(tid, sig)`: a signal to one thread (tgkill checks
+/// that it belongs to thread group `tgid`).
 pub fn sys_tgkill(a: &Args, tgid_first: bool) -> SysResult {
-    let t = proc::current().ok_or(ESRCH)?;
-    let (tid, sig) = if tgid_first {
-        (a.0[1], a.0[2])
+    let me = proc::current().ok_or(ESRCH)?;
+    let (tgid, tid, sig) = if tgid_first {
+        (Some(a.0[0] as i64), a.0[1] as i64, a.0[2])
     } else {
-        (a.0[0], a.0[1])
+        (None, a.0[0] as i64, a.0[1])
     };
-    if tid != t.pid as u64 {
-        return Err(ESRCH);
+    if tid <= 0 || tgid.is_some_and(|g| g <= 0) {
+        return Err(EINVAL);
     }
+    let t = crate::proc::sched::find(tid as u32)
+        .filter(|t| {
+            t.state.load(core::sync::atomic::Ordering::Acquire) != crate::proc::state::ZOMBIE
+        })
+        .filter(|t| tgid.is_none_or(|g| t.tgid() as i64 == g))
+        .ok_or(ESRCH)?;
     if sig == 0 {
         return Ok(0);
     }
     let sig = valid(sig)?;
-    signal::send_self(
+    signal::send(
+        t,
         sig,
         SigInfo {
             signo: sig,
             code: SI_TKILL,
             addr: 0,
-            pid: t.pid,
+            pid: me.tgid(),
             status: 0,
         },
     );

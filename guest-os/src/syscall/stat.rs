@@ -55,7 +55,7 @@ fn statx_at(dirfd: i32, path_ptr: u64, flags: u64) -> Result<Kstat, Errno> {
     let path = user_path(path_ptr)?;
     if path.is_empty() && flags & AT_EMPTY_PATH != 0 {
         if dirfd == AT_FDCWD {
-            let cwd = proc::current().ok_or(EBADF)?.cwd.lock().clone();
+            let cwd = proc::current().ok_or(EBADF)?.cwd().lock().clone();
             return node_stat(&namei::lookup(&cwd, true)?);
         }
         return fget(dirfd as u32 as u64)?.f_op.stat();
@@ -217,7 +217,7 @@ pub fn sys_readlinkat(a: &Args) -> SysResult {
 /// length including the NUL, as the system call does.
 pub fn sys_getcwd(a: &Args) -> SysResult {
     let (buf, size) = (a.0[0], a.0[1]);
-    let mut cwd = proc::current().ok_or(ENOENT)?.cwd.lock().clone();
+    let mut cwd = proc::current().ok_or(ENOENT)?.cwd().lock().clone();
     cwd.push(0);
     if cwd.len() as u64 > size {
         return Err(ERANGE);
@@ -235,7 +235,7 @@ pub fn sys_chdir(a: &Args) -> SysResult {
         return Err(ENOTDIR);
     }
     let canon = namei::dir_path(&abs, &node)?;
-    *proc::current().ok_or(ENOENT)?.cwd.lock() = canon;
+    *proc::current().ok_or(ENOENT)?.cwd().lock() = canon;
     Ok(0)
 }
 
@@ -246,14 +246,14 @@ pub fn sys_fchdir(a: &Args) -> SysResult {
         return Err(ENOTDIR);
     }
     let p = f.f_op.path().ok_or(ENOTDIR)?;
-    *proc::current().ok_or(ENOENT)?.cwd.lock() = p;
+    *proc::current().ok_or(ENOENT)?.cwd().lock() = p;
     Ok(0)
 }
 
 /// `umask(mask)`: the old mask.
 pub fn sys_umask(a: &Args) -> SysResult {
     let t = proc::current().ok_or(ENOENT)?;
-    Ok(t.umask
+    Ok(t.umask()
         .swap(a.0[0] as u32 & 0o777, core::sync::atomic::Ordering::Relaxed) as u64)
 }
 

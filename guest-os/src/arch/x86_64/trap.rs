@@ -218,10 +218,11 @@ fn resolve_user_fault(
     let mut tries = 0;
     let mut charge_failures = 0;
     let r = loop {
-        let r =
-            t.mm.lock()
-                .as_mut()
-                .map(|mm| mm.handle_fault(cr2, write, exec, false));
+        let r = t
+            .mm()
+            .lock()
+            .as_mut()
+            .map(|mm| mm.handle_fault(cr2, write, exec, false));
         if let Some(p) = held.take() {
             crate::mm::page_alloc::free_pages(p, 0);
         }
