@@ -1,11 +1,12 @@
 //! SSE and SSE2 (legacy-encoded XMM forms), LDMXCSR/STMXCSR, FXSAVE/FXRSTOR, XSAVE and
-//! XGETBV/XSETBV. Only legacy-encoded forms with XMM (not MMX) operands reach the
-//! instruction files; the decision is made on iced-x86's `Code` by [`route`], so a string
+//! XGETBV/XSETBV. Legacy-encoded forms with XMM (not MMX) operands reach the
+//! instruction files, forms with an MMX operand and EMMS reach [`mmx`]; the decision is made on iced-x86's `Code` by [`route`], so a string
 //! MOVSD/CMPSD never lands here and an SSE2 MOVSD/CMPSD never lands in the string code.
 //! Everything [`implemented`] does not name stops the machine as unimplemented.
 
 mod fp;
 mod int;
+pub mod mmx;
 mod state;
 
 use super::exception::{vector, Exception};
@@ -63,7 +64,7 @@ fn is_state_insn(m: M) -> bool {
 
 /// Whether this module handles `code` (it may still report a form unimplemented).
 pub fn route(code: Code) -> bool {
-    is_legacy_xmm(code) || is_state_insn(code.mnemonic())
+    is_legacy_xmm(code) || is_state_insn(code.mnemonic()) || mmx::route(code)
 }
 
 /// The mnemonics whose legacy XMM forms are implemented (every such form of them).
@@ -242,8 +243,7 @@ pub const IMPLEMENTED: &[M] = &[
     M::Movsldup,
     M::Movshdup,
     M::Movddup,
-    // SSSE3, XMM forms only (the MMX forms stop: MMX is not implemented, so SSSE3 is
-    // not advertised).
+    // SSSE3 (the MMX forms are in `mmx`).
     M::Pshufb,
     M::Phaddw,
     M::Phaddd,
@@ -281,6 +281,9 @@ pub const IMPLEMENTED: &[M] = &[
 /// Whether `code` is executed by this module (the rest of what [`route`] accepts stops
 /// the machine as unimplemented).
 pub fn implemented(code: Code) -> bool {
+    if mmx::route(code) {
+        return mmx::implemented(code);
+    }
     route(code) && IMPLEMENTED.contains(&code.mnemonic())
 }
 
@@ -288,6 +291,9 @@ pub fn implemented(code: Code) -> bool {
 pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     if !implemented(i.code()) {
         return Err(cpu.unimplemented(i));
+    }
+    if mmx::route(i.code()) {
+        return mmx::execute(cpu, bus, i);
     }
     match i.mnemonic() {
         M::Ldmxcsr
