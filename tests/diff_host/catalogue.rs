@@ -167,8 +167,8 @@ pub const CLASSES: &[(&str, &[M])] = &[
     ),
 ];
 
-/// SSE/SSE2 classes: legacy-encoded XMM forms only (MMX and VEX forms are not
-/// implemented and never drawn).
+/// SSE/SSE2 classes: legacy-encoded XMM forms only (the MMX forms are in
+/// `MMX_CLASSES`; VEX forms are not implemented and never drawn).
 pub const SIMD_CLASSES: &[(&str, &[M])] = &[
     (
         "sse moves",
@@ -529,6 +529,124 @@ pub const SIMD_CLASSES: &[(&str, &[M])] = &[
     ),
 ];
 
+/// MMX classes: the forms with an MMX operand (MMX, and the MMX forms of SSE, SSE2 and
+/// SSSE3) and EMMS, drawn with random x87 state in (TOP, tags, pending exceptions).
+pub const MMX_CLASSES: &[(&str, &[M])] = &[
+    (
+        "mmx moves/emms/pshufw/pinsrw/pextrw/pmovmskb",
+        &[
+            M::Movd,
+            M::Movq,
+            M::Movntq,
+            M::Movq2dq,
+            M::Movdq2q,
+            M::Maskmovq,
+            M::Pmovmskb,
+            M::Pextrw,
+            M::Pinsrw,
+            M::Pshufw,
+            M::Emms,
+        ],
+    ),
+    (
+        "mmx add/sub/mul/logic/compare/avg/min/max/sad",
+        &[
+            M::Paddb,
+            M::Paddw,
+            M::Paddd,
+            M::Paddq,
+            M::Psubb,
+            M::Psubw,
+            M::Psubd,
+            M::Psubq,
+            M::Paddsb,
+            M::Paddsw,
+            M::Paddusb,
+            M::Paddusw,
+            M::Psubsb,
+            M::Psubsw,
+            M::Psubusb,
+            M::Psubusw,
+            M::Pmullw,
+            M::Pmulhw,
+            M::Pmulhuw,
+            M::Pmuludq,
+            M::Pmaddwd,
+            M::Pand,
+            M::Pandn,
+            M::Por,
+            M::Pxor,
+            M::Pcmpeqb,
+            M::Pcmpeqw,
+            M::Pcmpeqd,
+            M::Pcmpgtb,
+            M::Pcmpgtw,
+            M::Pcmpgtd,
+            M::Pavgb,
+            M::Pavgw,
+            M::Pminub,
+            M::Pmaxub,
+            M::Pminsw,
+            M::Pmaxsw,
+            M::Psadbw,
+        ],
+    ),
+    (
+        "mmx shifts/packs/unpacks",
+        &[
+            M::Psllw,
+            M::Pslld,
+            M::Psllq,
+            M::Psrlw,
+            M::Psrld,
+            M::Psrlq,
+            M::Psraw,
+            M::Psrad,
+            M::Packsswb,
+            M::Packssdw,
+            M::Packuswb,
+            M::Punpcklbw,
+            M::Punpcklwd,
+            M::Punpckldq,
+            M::Punpckhbw,
+            M::Punpckhwd,
+            M::Punpckhdq,
+        ],
+    ),
+    (
+        "mmx ssse3",
+        &[
+            M::Pshufb,
+            M::Phaddw,
+            M::Phaddd,
+            M::Phaddsw,
+            M::Phsubw,
+            M::Phsubd,
+            M::Phsubsw,
+            M::Pmaddubsw,
+            M::Pmulhrsw,
+            M::Psignb,
+            M::Psignw,
+            M::Psignd,
+            M::Pabsb,
+            M::Pabsw,
+            M::Pabsd,
+            M::Palignr,
+        ],
+    ),
+    (
+        "mmx conversions",
+        &[
+            M::Cvtpi2ps,
+            M::Cvtps2pi,
+            M::Cvttps2pi,
+            M::Cvtpi2pd,
+            M::Cvtpd2pi,
+            M::Cvttpd2pi,
+        ],
+    ),
+];
+
 /// RSP, RCX, ... as bit masks over GPR numbers.
 pub(super) const fn bit(r: usize) -> u16 {
     1 << r
@@ -544,16 +662,25 @@ pub struct Catalogue {
 
 impl Catalogue {
     pub fn build() -> Catalogue {
-        let all: Vec<&(&str, &[M])> = CLASSES.iter().chain(SIMD_CLASSES).collect();
+        let all: Vec<&(&str, &[M])> = CLASSES
+            .iter()
+            .chain(SIMD_CLASSES)
+            .chain(MMX_CLASSES)
+            .collect();
+        let in_list = |l: &[(&str, &[M])], n: &str| l.iter().any(|c| c.0 == n);
         let mut classes: Vec<(&'static str, Vec<Code>)> =
             all.iter().map(|(n, _)| (*n, Vec::new())).collect();
         for code in Code::values() {
             let m = code.mnemonic();
             // SSE forms belong to the SSE classes even where iced-x86 shares the
             // mnemonic with a string instruction (MOVSD, CMPSD).
+            // MMX forms belong to the MMX classes only.
             let simd = super::simd::is_simd(code);
+            let mmx = super::simd::is_mmx(code);
             let Some(ci) = all.iter().position(|(n, ms)| {
-                ms.contains(&m) && simd == SIMD_CLASSES.iter().any(|c| c.0 == *n)
+                ms.contains(&m)
+                    && simd == (in_list(SIMD_CLASSES, n) || in_list(MMX_CLASSES, n))
+                    && mmx == in_list(MMX_CLASSES, n)
             }) else {
                 continue;
             };
@@ -617,6 +744,10 @@ pub(super) fn supported_kind(k: K) -> bool {
             | K::xmm_or_mem
             | K::st0
             | K::sti_opcode
+            | K::mm_reg
+            | K::mm_rm
+            | K::mm_or_mem
+            | K::seg_rDI
     )
 }
 
