@@ -407,7 +407,9 @@ pub fn generate(rng: &mut Rng, code: Code) -> Result<Case, String> {
     c.fixups(m, code, osize, &ins, &shapes, mem_target);
 
     // 6. Prefixes: LOCK (valid and not), ignored REP/segment prefixes.
-    c.prefixes(code, &mut ins, has_mem);
+    // MASKMOVQ's DS:rDI takes a segment override like any memory operand.
+    let mask_dst = shapes.iter().any(|s| matches!(s, Opnd::MaskDst));
+    c.prefixes(code, &mut ins, has_mem || mask_dst);
 
     // 7. Encode, check that it decodes back to the same form, maybe add a redundant prefix.
     let mut enc = Encoder::new(64);
@@ -419,7 +421,7 @@ pub fn generate(rng: &mut Rng, code: Code) -> Result<Case, String> {
     if !lock_ud && (decoded.is_invalid() || decoded.code() != code) {
         return Err(format!("{code:?} decodes as {:?}", decoded.code()));
     }
-    if !lock_ud && !decoded.is_ip_rel_memory_operand() && c.rng.chance(1, 10) {
+    if !lock_ud && !decoded.is_ip_rel_memory_operand() && !mask_dst && c.rng.chance(1, 10) {
         if let Some(b) = c.redundant_prefix(&bytes, &decoded) {
             bytes = b;
         }
