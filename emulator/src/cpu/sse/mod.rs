@@ -7,6 +7,7 @@
 mod fp;
 mod int;
 pub mod mmx;
+mod sse41;
 mod state;
 
 use super::exception::{vector, Exception};
@@ -284,7 +285,7 @@ pub fn implemented(code: Code) -> bool {
     if mmx::route(code) {
         return mmx::implemented(code);
     }
-    route(code) && IMPLEMENTED.contains(&code.mnemonic())
+    route(code) && (IMPLEMENTED.contains(&code.mnemonic()) || sse41::handles(code.mnemonic()))
 }
 
 /// Execute a routed instruction.
@@ -316,7 +317,9 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         }
         _ => {
             cpu.sse_available()?;
-            if fp::handles(i.mnemonic()) {
+            if sse41::handles(i.mnemonic()) {
+                sse41::execute(cpu, bus, i)
+            } else if fp::handles(i.mnemonic()) {
                 fp::execute(cpu, bus, i)
             } else {
                 int::execute(cpu, bus, i)
