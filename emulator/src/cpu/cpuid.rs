@@ -1,6 +1,6 @@
 //! The CPU model CPUID reports: the same leaves on every run and every host, advertising
-//! only what this emulator implements: the x87 FPU, MMX, FXSAVE, SSE, SSE2, SSE3 and
-//! SSSE3, XSAVE with XCR0 = x87|SSE (leaf 0xd); no SSE4 or later, AVX or x2APIC.
+//! only what this emulator implements: the x87 FPU, MMX, FXSAVE, SSE, SSE2, SSE3, SSSE3
+//! and SSE4.1, XSAVE with XCR0 = x87|SSE (leaf 0xd); no SSE4.2 or later, AVX or x2APIC.
 
 /// Whether SSE3 (and with it FISTTP) is advertised and implemented.
 pub const HAS_SSE3: bool = true;
@@ -30,6 +30,7 @@ mod edx1 {
 mod ecx1 {
     pub const SSE3: u32 = 1 << 0;
     pub const SSSE3: u32 = 1 << 9;
+    pub const SSE41: u32 = 1 << 19;
     pub const CX16: u32 = 1 << 13;
     pub const PCID: u32 = 1 << 17;
     pub const MOVBE: u32 = 1 << 22;
@@ -95,6 +96,7 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32
             SIGNATURE,
             (apic_id << 24) | (1 << 16) | (CLFLUSH_LINE_QWORDS << 8),
             SSE3 | SSSE3
+                | SSE41
                 | CX16
                 | PCID
                 | MOVBE
@@ -178,8 +180,9 @@ mod tests {
         assert_eq!(edx & (1 << 23), 1 << 23, "MMX");
         assert_eq!(ecx & ecx1::SSE3 != 0, HAS_SSE3);
         assert_ne!(ecx & ecx1::SSSE3, 0, "SSSE3");
-        // SSE4.1 (19), SSE4.2 (20), AVX (28), FMA (12) are not advertised.
-        for bit in [12, 19, 20, 28] {
+        assert_ne!(ecx & ecx1::SSE41, 0, "SSE4.1");
+        // SSE4.2 (20), AVX (28), FMA (12) are not advertised.
+        for bit in [12, 20, 28] {
             assert_eq!(ecx & (1 << bit), 0, "ECX bit {bit}");
         }
         assert_eq!(ecx & ecx1::OSXSAVE, 0);
