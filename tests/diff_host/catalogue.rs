@@ -570,6 +570,19 @@ pub const SIMD_CLASSES: &[(&str, &[M])] = &[
         ],
     ),
     (
+        "sse4.2",
+        &[
+            M::Pcmpestri,
+            M::Pcmpestri64,
+            M::Pcmpestrm,
+            M::Pcmpestrm64,
+            M::Pcmpistri,
+            M::Pcmpistrm,
+            M::Pcmpgtq,
+            M::Crc32,
+        ],
+    ),
+    (
         "ldmxcsr/stmxcsr/fxsave/fxrstor",
         &[
             M::Ldmxcsr,
@@ -918,6 +931,8 @@ pub(super) fn implicit_regs(m: M, code: Code) -> u16 {
         M::Cmpxchg => bit(RAX),
         M::Cmpxchg8b | M::Cmpxchg16b => bit(RAX) | bit(RDX) | bit(RBX) | bit(RCX),
         M::Xlatb => bit(RAX) | bit(RBX),
+        // Explicit string lengths (drawn small by the generator).
+        M::Pcmpestri | M::Pcmpestri64 | M::Pcmpestrm | M::Pcmpestrm64 => bit(RAX) | bit(RDX),
         M::Enter | M::Leave => bit(RBP),
         M::Loop | M::Loope | M::Loopne | M::Jrcxz | M::Jecxz => bit(RCX),
         _ => 0,

@@ -1118,6 +1118,18 @@ impl Ctx<'_> {
             Some(Opnd::Reg(r)) => Some(*r),
             _ => None,
         };
+        // PCMPESTRx: explicit lengths in RAX/RDX, mostly within or near the element count
+        // (negative ones count by their absolute value).
+        if matches!(
+            m,
+            M::Pcmpestri | M::Pcmpestri64 | M::Pcmpestrm | M::Pcmpestrm64
+        ) {
+            for r in [RAX, RDX] {
+                if self.rng.chance(3, 4) {
+                    self.st.gpr[r] = self.rng.range(-20, 21) as u64;
+                }
+            }
+        }
         // MMX shifts by a register or memory count: often a count near the lane width.
         if super::simd::is_mmx(code)
             && matches!(

@@ -8,6 +8,7 @@ mod fp;
 mod int;
 pub mod mmx;
 mod sse41;
+mod sse42;
 mod state;
 
 use super::exception::{vector, Exception};
@@ -60,6 +61,7 @@ fn is_state_insn(m: M) -> bool {
             | M::Xgetbv
             | M::Xsetbv
             | M::Movnti
+            | M::Crc32
     )
 }
 
@@ -285,7 +287,8 @@ pub fn implemented(code: Code) -> bool {
     if mmx::route(code) {
         return mmx::implemented(code);
     }
-    route(code) && (IMPLEMENTED.contains(&code.mnemonic()) || sse41::handles(code.mnemonic()))
+    let m = code.mnemonic();
+    route(code) && (IMPLEMENTED.contains(&m) || sse41::handles(m) || sse42::handles(m))
 }
 
 /// Execute a routed instruction.
@@ -315,10 +318,14 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             let v = cpu.read_op(bus, i, 1)?;
             cpu.write_op(bus, i, 0, v)
         }
+        // A general-register instruction: no CR0/CR4 checks.
+        M::Crc32 => sse42::execute(cpu, bus, i),
         _ => {
             cpu.sse_available()?;
             if sse41::handles(i.mnemonic()) {
                 sse41::execute(cpu, bus, i)
+            } else if sse42::handles(i.mnemonic()) {
+                sse42::execute(cpu, bus, i)
             } else if fp::handles(i.mnemonic()) {
                 fp::execute(cpu, bus, i)
             } else {
@@ -337,7 +344,19 @@ pub(crate) fn xmm_index(r: Register) -> usize {
 /// Memory forms that need no 16-byte alignment (SDM Vol. 1, 11.6.7, and the
 /// instructions' own pages).
 fn unaligned_ok(m: M) -> bool {
-    matches!(m, M::Movups | M::Movupd | M::Movdqu | M::Lddqu)
+    matches!(
+        m,
+        M::Movups
+            | M::Movupd
+            | M::Movdqu
+            | M::Lddqu
+            | M::Pcmpestri
+            | M::Pcmpestri64
+            | M::Pcmpestrm
+            | M::Pcmpestrm64
+            | M::Pcmpistri
+            | M::Pcmpistrm
+    )
 }
 
 impl Cpu {
