@@ -1,6 +1,6 @@
 //! The CPU model CPUID reports: the same leaves on every run and every host, advertising
-//! only what this emulator implements: the x87 FPU, MMX, FXSAVE, SSE, SSE2, SSE3, SSSE3
-//! and SSE4.1, XSAVE with XCR0 = x87|SSE (leaf 0xd); no SSE4.2 or later, AVX or x2APIC.
+//! only what this emulator implements: the x87 FPU, MMX, FXSAVE, SSE, SSE2, SSE3, SSSE3,
+//! SSE4.1 and SSE4.2, XSAVE with XCR0 = x87|SSE (leaf 0xd); no AVX or later, no x2APIC.
 
 /// Whether SSE3 (and with it FISTTP) is advertised and implemented.
 pub const HAS_SSE3: bool = true;
@@ -31,6 +31,7 @@ mod ecx1 {
     pub const SSE3: u32 = 1 << 0;
     pub const SSSE3: u32 = 1 << 9;
     pub const SSE41: u32 = 1 << 19;
+    pub const SSE42: u32 = 1 << 20;
     pub const CX16: u32 = 1 << 13;
     pub const PCID: u32 = 1 << 17;
     pub const MOVBE: u32 = 1 << 22;
@@ -97,6 +98,7 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32
             (apic_id << 24) | (1 << 16) | (CLFLUSH_LINE_QWORDS << 8),
             SSE3 | SSSE3
                 | SSE41
+                | SSE42
                 | CX16
                 | PCID
                 | MOVBE
@@ -181,8 +183,9 @@ mod tests {
         assert_eq!(ecx & ecx1::SSE3 != 0, HAS_SSE3);
         assert_ne!(ecx & ecx1::SSSE3, 0, "SSSE3");
         assert_ne!(ecx & ecx1::SSE41, 0, "SSE4.1");
-        // SSE4.2 (20), AVX (28), FMA (12) are not advertised.
-        for bit in [12, 20, 28] {
+        assert_ne!(ecx & ecx1::SSE42, 0, "SSE4.2");
+        // AVX (28) and FMA (12) are not advertised.
+        for bit in [12, 28] {
             assert_eq!(ecx & (1 << bit), 0, "ECX bit {bit}");
         }
         assert_eq!(ecx & ecx1::OSXSAVE, 0);
