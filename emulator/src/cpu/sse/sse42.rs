@@ -188,3 +188,48 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CRC-32C check value of "123456789" (with the customary pre- and
+    /// post-inversion, which CRC32 leaves to software).
+    #[test]
+    fn crc32c_check_value() {
+        let crc = b"123456789"
+            .iter()
+            .fold(!0u32, |c, &b| crc32c(c, b as u64, 1));
+        assert_eq!(!crc, 0xe306_9283);
+        // Wider sources process their bytes from the least significant one.
+        let word = u32::from_le_bytes(*b"1234") as u64;
+        assert_eq!(
+            crc32c(!0, word, 4),
+            b"1234".iter().fold(!0u32, |c, &b| crc32c(c, b as u64, 1))
+        );
+    }
+
+    /// PCMPISTRI-style searches: equal any finds the first character of a set, equal
+    /// ordered finds a substring, ranges a character class; lengths stop at the end.
+    #[test]
+    fn string_compares() {
+        let s = |t: &[u8]| {
+            let mut b = [0u8; 16];
+            b[..t.len()].copy_from_slice(t);
+            u128::from_le_bytes(b)
+        };
+        // Equal any, unsigned bytes: "lo" in "hello" -> bits 2, 3, 4.
+        assert_eq!(compare_strings(s(b"lo"), s(b"hello"), 0x00, 2, 5), 0b11100);
+        // Ranges: 'a'..'z' in "aB1z" -> bits 0 and 3.
+        assert_eq!(compare_strings(s(b"az"), s(b"aB1z"), 0x04, 2, 4), 0b1001);
+        // Equal ordered: "ll" in "hello" at 2 (and a partial match at the end, 4..: "o"
+        // does not match 'l').
+        assert_eq!(
+            compare_strings(s(b"ll"), s(b"hello"), 0x0c, 2, 5) & 0x1f,
+            0b00100
+        );
+        // Equal each with masked negative polarity: the valid positions are inverted
+        // (only the differing one is set), past both ends "both invalid" stays a match.
+        assert_eq!(compare_strings(s(b"abc"), s(b"abd"), 0x38, 3, 3), 0xfffc);
+    }
+}
