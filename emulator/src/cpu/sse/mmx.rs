@@ -1,16 +1,17 @@
 //! MMX: the instructions with MMX-register operands (MMX itself, the MMX forms SSE, SSE2
 //! and SSSE3 added, MOVQ2DQ/MOVDQ2Q and the MMX/XMM conversions) and EMMS.
 //!
-//! MM0-7 are bits 63:0 of the x87 physical registers R0-R7 (SDM Vol. 1, 9.5). Every
-//! instruction here except EMMS, and except the conversions whose only MMX-sized operand
-//! is in memory, makes the x87-to-MMX transition (SDM Vol. 3A, 13.3 / Vol. 1, 9.5.1): TOP
-//! becomes 0 and every tag valid; a write to MMi also sets bits 79:64 of Ri to all ones.
-//! EMMS marks every tag empty and sets TOP to 0. Checks before executing (SDM Vol. 3A, Tables 23-x for MMX
-//! and legacy SIMD/MMX): CR0.EM is #UD (also CR4.OSFXSR clear for the conversions with
-//! floating-point exceptions), CR0.TS is #NM, a pending unmasked x87 exception is #MF
-//! (with CR0.NE, as the x87 instructions do). The transition happens once the operands
-//! are read: a #PF or #GP leaves the x87 state as it was, a SIMD floating-point exception
-//! (#XM) of a conversion comes after it (as on the host CPU).
+//! MM0-7 are bits 63:0 of the x87 physical registers R0-R7 (SDM Vol. 1, 9.2; Vol. 3A,
+//! 12.2). Every instruction here except EMMS, and except the conversions whose only
+//! MMX-sized operand is in memory, makes the x87-to-MMX transition (Vol. 3A, 12.2 and
+//! Table 12-2): TOP becomes 0 and every tag valid; a write to MMi also sets bits 79:64 of
+//! Ri to all ones. EMMS marks every tag empty and, like every MMX instruction, sets TOP to
+//! 0. Checks before executing (the exception tables for MMX and legacy SIMD/MMX
+//! instructions, Vol. 2 and Vol. 3A ch. 23): CR0.EM is #UD (also CR4.OSFXSR clear for the
+//! conversions with floating-point exceptions), CR0.TS is #NM, a pending unmasked x87
+//! exception is #MF (with CR0.NE, as the x87 instructions do). The transition happens
+//! once the operands are read: a #PF or #GP leaves the x87 state as it was, a SIMD
+//! floating-point exception (#XM) of a conversion comes after it (as on the host CPU).
 
 use super::super::exception::{vector, Exception};
 use super::super::fpu_state::fsw;
@@ -176,7 +177,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     cpu.mmx_available(i)?;
     let m = i.mnemonic();
     if m == M::Emms {
-        // Every tag empty, and TOP 0 (SDM Vol. 1, Table 9-3; the host agrees).
+        // Every tag empty, and TOP 0 (SDM Vol. 3A, Table 12-2; the host agrees).
         cpu.fpu.ftw = 0xffff;
         cpu.fpu.fsw &= !fsw::TOP;
         return Ok(());
