@@ -167,8 +167,8 @@ pub const CLASSES: &[(&str, &[M])] = &[
     ),
 ];
 
-/// SSE/SSE2 classes: legacy-encoded XMM forms only (MMX and VEX forms are not
-/// implemented and never drawn).
+/// SSE/SSE2 classes: legacy-encoded XMM forms only (the MMX forms are in
+/// `MMX_CLASSES`; VEX forms are not implemented and never drawn).
 pub const SIMD_CLASSES: &[(&str, &[M])] = &[
     (
         "sse moves",
@@ -517,6 +517,72 @@ pub const SIMD_CLASSES: &[(&str, &[M])] = &[
         ],
     ),
     (
+        "sse4.1",
+        &[
+            M::Pmulld,
+            M::Pmuldq,
+            M::Pminsb,
+            M::Pminsd,
+            M::Pminuw,
+            M::Pminud,
+            M::Pmaxsb,
+            M::Pmaxsd,
+            M::Pmaxuw,
+            M::Pmaxud,
+            M::Pcmpeqq,
+            M::Packusdw,
+            M::Phminposuw,
+            M::Ptest,
+            M::Pblendw,
+            M::Pblendvb,
+            M::Blendps,
+            M::Blendpd,
+            M::Blendvps,
+            M::Blendvpd,
+            M::Mpsadbw,
+            M::Pmovsxbw,
+            M::Pmovsxbd,
+            M::Pmovsxbq,
+            M::Pmovsxwd,
+            M::Pmovsxwq,
+            M::Pmovsxdq,
+            M::Pmovzxbw,
+            M::Pmovzxbd,
+            M::Pmovzxbq,
+            M::Pmovzxwd,
+            M::Pmovzxwq,
+            M::Pmovzxdq,
+            M::Pextrb,
+            M::Pextrd,
+            M::Pextrq,
+            M::Pinsrb,
+            M::Pinsrd,
+            M::Pinsrq,
+            M::Extractps,
+            M::Insertps,
+            M::Movntdqa,
+            M::Roundps,
+            M::Roundpd,
+            M::Roundss,
+            M::Roundsd,
+            M::Dpps,
+            M::Dppd,
+        ],
+    ),
+    (
+        "sse4.2",
+        &[
+            M::Pcmpestri,
+            M::Pcmpestri64,
+            M::Pcmpestrm,
+            M::Pcmpestrm64,
+            M::Pcmpistri,
+            M::Pcmpistrm,
+            M::Pcmpgtq,
+            M::Crc32,
+        ],
+    ),
+    (
         "ldmxcsr/stmxcsr/fxsave/fxrstor",
         &[
             M::Ldmxcsr,
@@ -525,6 +591,124 @@ pub const SIMD_CLASSES: &[(&str, &[M])] = &[
             M::Fxsave64,
             M::Fxrstor,
             M::Fxrstor64,
+        ],
+    ),
+];
+
+/// MMX classes: the forms with an MMX operand (MMX, and the MMX forms of SSE, SSE2 and
+/// SSSE3) and EMMS, drawn with random x87 state in (TOP, tags, pending exceptions).
+pub const MMX_CLASSES: &[(&str, &[M])] = &[
+    (
+        "mmx moves/emms/pshufw/pinsrw/pextrw/pmovmskb",
+        &[
+            M::Movd,
+            M::Movq,
+            M::Movntq,
+            M::Movq2dq,
+            M::Movdq2q,
+            M::Maskmovq,
+            M::Pmovmskb,
+            M::Pextrw,
+            M::Pinsrw,
+            M::Pshufw,
+            M::Emms,
+        ],
+    ),
+    (
+        "mmx add/sub/mul/logic/compare/avg/min/max/sad",
+        &[
+            M::Paddb,
+            M::Paddw,
+            M::Paddd,
+            M::Paddq,
+            M::Psubb,
+            M::Psubw,
+            M::Psubd,
+            M::Psubq,
+            M::Paddsb,
+            M::Paddsw,
+            M::Paddusb,
+            M::Paddusw,
+            M::Psubsb,
+            M::Psubsw,
+            M::Psubusb,
+            M::Psubusw,
+            M::Pmullw,
+            M::Pmulhw,
+            M::Pmulhuw,
+            M::Pmuludq,
+            M::Pmaddwd,
+            M::Pand,
+            M::Pandn,
+            M::Por,
+            M::Pxor,
+            M::Pcmpeqb,
+            M::Pcmpeqw,
+            M::Pcmpeqd,
+            M::Pcmpgtb,
+            M::Pcmpgtw,
+            M::Pcmpgtd,
+            M::Pavgb,
+            M::Pavgw,
+            M::Pminub,
+            M::Pmaxub,
+            M::Pminsw,
+            M::Pmaxsw,
+            M::Psadbw,
+        ],
+    ),
+    (
+        "mmx shifts/packs/unpacks",
+        &[
+            M::Psllw,
+            M::Pslld,
+            M::Psllq,
+            M::Psrlw,
+            M::Psrld,
+            M::Psrlq,
+            M::Psraw,
+            M::Psrad,
+            M::Packsswb,
+            M::Packssdw,
+            M::Packuswb,
+            M::Punpcklbw,
+            M::Punpcklwd,
+            M::Punpckldq,
+            M::Punpckhbw,
+            M::Punpckhwd,
+            M::Punpckhdq,
+        ],
+    ),
+    (
+        "mmx ssse3",
+        &[
+            M::Pshufb,
+            M::Phaddw,
+            M::Phaddd,
+            M::Phaddsw,
+            M::Phsubw,
+            M::Phsubd,
+            M::Phsubsw,
+            M::Pmaddubsw,
+            M::Pmulhrsw,
+            M::Psignb,
+            M::Psignw,
+            M::Psignd,
+            M::Pabsb,
+            M::Pabsw,
+            M::Pabsd,
+            M::Palignr,
+        ],
+    ),
+    (
+        "mmx conversions",
+        &[
+            M::Cvtpi2ps,
+            M::Cvtps2pi,
+            M::Cvttps2pi,
+            M::Cvtpi2pd,
+            M::Cvtpd2pi,
+            M::Cvttpd2pi,
         ],
     ),
 ];
@@ -544,16 +728,25 @@ pub struct Catalogue {
 
 impl Catalogue {
     pub fn build() -> Catalogue {
-        let all: Vec<&(&str, &[M])> = CLASSES.iter().chain(SIMD_CLASSES).collect();
+        let all: Vec<&(&str, &[M])> = CLASSES
+            .iter()
+            .chain(SIMD_CLASSES)
+            .chain(MMX_CLASSES)
+            .collect();
+        let in_list = |l: &[(&str, &[M])], n: &str| l.iter().any(|c| c.0 == n);
         let mut classes: Vec<(&'static str, Vec<Code>)> =
             all.iter().map(|(n, _)| (*n, Vec::new())).collect();
         for code in Code::values() {
             let m = code.mnemonic();
             // SSE forms belong to the SSE classes even where iced-x86 shares the
             // mnemonic with a string instruction (MOVSD, CMPSD).
+            // MMX forms belong to the MMX classes only.
             let simd = super::simd::is_simd(code);
+            let mmx = super::simd::is_mmx(code);
             let Some(ci) = all.iter().position(|(n, ms)| {
-                ms.contains(&m) && simd == SIMD_CLASSES.iter().any(|c| c.0 == *n)
+                ms.contains(&m)
+                    && simd == (in_list(SIMD_CLASSES, n) || in_list(MMX_CLASSES, n))
+                    && mmx == in_list(MMX_CLASSES, n)
             }) else {
                 continue;
             };
@@ -617,6 +810,10 @@ pub(super) fn supported_kind(k: K) -> bool {
             | K::xmm_or_mem
             | K::st0
             | K::sti_opcode
+            | K::mm_reg
+            | K::mm_rm
+            | K::mm_or_mem
+            | K::seg_rDI
     )
 }
 
@@ -734,6 +931,8 @@ pub(super) fn implicit_regs(m: M, code: Code) -> u16 {
         M::Cmpxchg => bit(RAX),
         M::Cmpxchg8b | M::Cmpxchg16b => bit(RAX) | bit(RDX) | bit(RBX) | bit(RCX),
         M::Xlatb => bit(RAX) | bit(RBX),
+        // Explicit string lengths (drawn small by the generator).
+        M::Pcmpestri | M::Pcmpestri64 | M::Pcmpestrm | M::Pcmpestrm64 => bit(RAX) | bit(RDX),
         M::Enter | M::Leave => bit(RBP),
         M::Loop | M::Loope | M::Loopne | M::Jrcxz | M::Jecxz => bit(RCX),
         _ => 0,

@@ -152,6 +152,8 @@ enum Opnd {
     Branch(u64),
     StrSrc,
     StrDst,
+    /// MASKMOVQ's DS:rDI.
+    MaskDst,
 }
 
 /// A solved memory operand.
@@ -298,6 +300,15 @@ pub fn generate(rng: &mut Rng, code: Code) -> Result<Case, String> {
                     Opnd::Reg(Register::XMM0 + c.rng.below(16) as u32)
                 }
             }
+            K::mm_reg | K::mm_rm => Opnd::Reg(Register::MM0 + c.rng.below(8) as u32),
+            K::mm_or_mem => {
+                if c.rng.bool() {
+                    Opnd::Mem
+                } else {
+                    Opnd::Reg(Register::MM0 + c.rng.below(8) as u32)
+                }
+            }
+            K::seg_rDI => Opnd::MaskDst,
             K::seg_rSI => Opnd::StrSrc,
             K::es_rDI => Opnd::StrDst,
             _ => return Err(format!("unsupported operand kind {k:?}")),
@@ -353,6 +364,29 @@ pub fn generate(rng: &mut Rng, code: Code) -> Result<Case, String> {
                 ins.set_op_kind(n, OpKind::NearBranch64);
                 ins.set_near_branch64(t);
             }
+            Opnd::MaskDst => {
+                // 8 bytes at DS:rDI (EDI with 67h), any segment override.
+                let a32 = c.rng.chance(1, 5);
+                let t = c
+                    .rng
+                    .range((ARENA_BASE + 8) as i64, (ARENA_END - 16) as i64)
+                    as u64;
+                let (seg, off) = c.segment_for(t, a32);
+                ins.set_segment_prefix(seg);
+                c.st.gpr[RDI] = if a32 {
+                    (c.st.gpr[RDI] & !0xffff_ffff) | (off & 0xffff_ffff)
+                } else {
+                    off
+                };
+                ins.set_op_kind(
+                    n,
+                    if a32 {
+                        OpKind::MemorySegEDI
+                    } else {
+                        OpKind::MemorySegRDI
+                    },
+                );
+            }
             Opnd::StrSrc | Opnd::StrDst => {
                 if string_plan.is_none() {
                     string_plan = Some(c.plan_string(m, code, &mut ins));
@@ -373,7 +407,9 @@ pub fn generate(rng: &mut Rng, code: Code) -> Result<Case, String> {
     c.fixups(m, code, osize, &ins, &shapes, mem_target);
 
     // 6. Prefixes: LOCK (valid and not), ignored REP/segment prefixes.
-    c.prefixes(code, &mut ins, has_mem);
+    // MASKMOVQ's DS:rDI takes a segment override like any memory operand.
+    let mask_dst = shapes.iter().any(|s| matches!(s, Opnd::MaskDst));
+    c.prefixes(code, &mut ins, has_mem || mask_dst);
 
     // 7. Encode, check that it decodes back to the same form, maybe add a redundant prefix.
     let mut enc = Encoder::new(64);
@@ -385,7 +421,7 @@ pub fn generate(rng: &mut Rng, code: Code) -> Result<Case, String> {
     if !lock_ud && (decoded.is_invalid() || decoded.code() != code) {
         return Err(format!("{code:?} decodes as {:?}", decoded.code()));
     }
-    if !lock_ud && !decoded.is_ip_rel_memory_operand() && c.rng.chance(1, 10) {
+    if !lock_ud && !decoded.is_ip_rel_memory_operand() && !mask_dst && c.rng.chance(1, 10) {
         if let Some(b) = c.redundant_prefix(&bytes, &decoded) {
             bytes = b;
         }
@@ -1082,6 +1118,41 @@ impl Ctx<'_> {
             Some(Opnd::Reg(r)) => Some(*r),
             _ => None,
         };
+        // PCMPESTRx: explicit lengths in RAX/RDX, mostly within or near the element count
+        // (negative ones count by their absolute value).
+        if matches!(
+            m,
+            M::Pcmpestri | M::Pcmpestri64 | M::Pcmpestrm | M::Pcmpestrm64
+        ) {
+            for r in [RAX, RDX] {
+                if self.rng.chance(3, 4) {
+                    self.st.gpr[r] = self.rng.range(-20, 21) as u64;
+                }
+            }
+        }
+        // MMX shifts by a register or memory count: often a count near the lane width.
+        if super::simd::is_mmx(code)
+            && matches!(
+                m,
+                M::Psllw
+                    | M::Pslld
+                    | M::Psllq
+                    | M::Psrlw
+                    | M::Psrld
+                    | M::Psrlq
+                    | M::Psraw
+                    | M::Psrad
+            )
+            && ins.op_kind(1) != OpKind::Immediate8
+            && self.rng.chance(3, 4)
+        {
+            let count = self.rng.below(70);
+            match (reg_op(1), target) {
+                (Some(r), _) => super::simd::set_fx_mm(&mut self.st.fx, r.number(), count),
+                (None, Some(t)) => self.st.write_mem(t, 8, count),
+                _ => {}
+            }
+        }
         match m {
             M::Jmp | M::Call if ins.op_kind(0) != OpKind::NearBranch64 => {
                 let pad = self.branch_target();

@@ -25,6 +25,25 @@ pub fn is_x87(code: Code) -> bool {
     vmscope::cpu::x87::route(code)
 }
 
+/// Whether the case runs an MMX form (random x87 stack, tags and MMX registers in, the
+/// x87 state after the x87-to-MMX transition out).
+pub fn is_mmx(code: Code) -> bool {
+    vmscope::cpu::sse::mmx::route(code)
+}
+
+/// MMi in an FXSAVE image (the image holds ST(i) in stack order: MMk is ST((k - TOP) & 7)).
+pub fn fx_mm_slot(fxi: &[u8], k: usize) -> usize {
+    let fsw_v = u16::from_le_bytes([fxi[fx::FSW], fxi[fx::FSW + 1]]);
+    let top = ((fsw_v & fsw::TOP) >> fsw::TOP_SHIFT) as usize;
+    fx::ST0 + ((k + 8 - top) & 7) * fx::ST_STRIDE
+}
+
+/// Set MMk (bits 63:0 of Rk) in an FXSAVE image.
+pub fn set_fx_mm(fxi: &mut [u8], k: usize, v: u64) {
+    let o = fx_mm_slot(fxi, k);
+    fxi[o..o + 8].copy_from_slice(&v.to_le_bytes());
+}
+
 /// An interesting 80-bit value (supported encodings only: unnormals, pseudo-NaNs and
 /// pseudo-infinities are invalid operands whose handling the two vendors need not share).
 pub fn f80_value(rng: &mut Rng) -> F80 {
@@ -232,7 +251,61 @@ pub fn fx_input(rng: &mut Rng, code: Code) -> Vec<u8> {
         let ccbits = (cc & 7) << 8 | (cc >> 3) << 14;
         s.fsw = (s.fsw & fsw::TOP) | flags | ccbits;
     }
+    if is_mmx(code) {
+        mmx_state(rng, &mut s);
+    }
     s.fxsave(true).to_vec()
+}
+
+/// The x87 state an MMX case starts from: any TOP, any tags (empty ones too), registers
+/// holding x87 values or MMX values (exponent all ones or random), usually every x87
+/// exception masked and sometimes one pending (#MF before the instruction).
+fn mmx_state(rng: &mut Rng, s: &mut vmscope::cpu::fpu_state::FpuState) {
+    s.set_top(rng.below(8) as usize);
+    s.ftw = rng.next_u64() as u16;
+    if rng.chance(1, 4) {
+        s.ftw = if rng.bool() { 0 } else { 0xffff };
+    }
+    for k in 0..8 {
+        let signif = match rng.below(3) {
+            0 => super::gen::interesting(rng),
+            _ => xmm_value(rng) as u64,
+        };
+        s.st[k] = match rng.below(4) {
+            0 => f80_value(rng),
+            1 => F80 {
+                signif,
+                sign_exp: rng.next_u64() as u16,
+            },
+            _ => F80 {
+                signif,
+                sign_exp: 0xffff,
+            },
+        };
+    }
+    if rng.chance(1, 8) {
+        // Equal operands.
+        let (a, b) = (rng.below(8) as usize, rng.below(8) as usize);
+        s.st[a].signif = s.st[b].signif;
+    }
+    // FXRSTOR keeps only empty or not: a tag is recomputed from the register.
+    let masks = if rng.chance(9, 10) {
+        fcw::MASKS
+    } else {
+        rng.below(64) as u16
+    };
+    s.fcw = fcw::FIXED | masks | (3 << fcw::PC_SHIFT) | (rng.below(4) as u16) << fcw::RC_SHIFT;
+    let mut flags = if rng.chance(1, 4) {
+        rng.below(64) as u16 & masks
+    } else {
+        0
+    };
+    if rng.chance(1, 30) {
+        flags |= fsw::PE | fsw::ES | fsw::B;
+        s.fcw &= !fsw::PE;
+    }
+    let cc = rng.below(16) as u16;
+    s.fsw = (s.fsw & fsw::TOP) | flags | (cc & 7) << 8 | (cc >> 3) << 14;
 }
 
 /// Seed an x87 memory operand of `size` bytes (2, 4, 8 or 10) at arena offset `off`.
@@ -373,7 +446,7 @@ pub fn describe_input(i: &iced_x86::Instruction, input: &super::Input) -> String
             s += &format!(" xmm{k}={v:#034x}");
         }
     }
-    if is_x87(i.code()) {
+    if is_x87(i.code()) || is_mmx(i.code()) {
         let w = |o: usize| u16::from_le_bytes([fxi[o], fxi[o + 1]]);
         s += &format!(
             " fcw={:#06x} fsw={:#06x} ftw={:#04x}",

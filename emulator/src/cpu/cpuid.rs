@@ -1,6 +1,6 @@
 //! The CPU model CPUID reports: the same leaves on every run and every host, advertising
-//! only what this emulator implements: the x87 FPU, FXSAVE, SSE, SSE2 and SSE3, XSAVE
-//! with XCR0 = x87|SSE (leaf 0xd); no MMX, SSSE3 or later, AVX or x2APIC.
+//! only what this emulator implements: the x87 FPU, MMX, FXSAVE, SSE, SSE2, SSE3, SSSE3,
+//! SSE4.1 and SSE4.2, XSAVE with XCR0 = x87|SSE (leaf 0xd); no AVX or later, no x2APIC.
 
 /// Whether SSE3 (and with it FISTTP) is advertised and implemented.
 pub const HAS_SSE3: bool = true;
@@ -16,6 +16,7 @@ mod edx1 {
     pub const APIC: u32 = 1 << 9;
     pub const PGE: u32 = 1 << 13;
     pub const CMOV: u32 = 1 << 15;
+    pub const MMX: u32 = 1 << 23;
     pub const PAT: u32 = 1 << 16;
     pub const CLFSH: u32 = 1 << 19;
     pub const PSE: u32 = 1 << 3;
@@ -28,6 +29,9 @@ mod edx1 {
 /// Leaf 1 ECX feature bits.
 mod ecx1 {
     pub const SSE3: u32 = 1 << 0;
+    pub const SSSE3: u32 = 1 << 9;
+    pub const SSE41: u32 = 1 << 19;
+    pub const SSE42: u32 = 1 << 20;
     pub const CX16: u32 = 1 << 13;
     pub const PCID: u32 = 1 << 17;
     pub const MOVBE: u32 = 1 << 22;
@@ -92,7 +96,10 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32
         1 => (
             SIGNATURE,
             (apic_id << 24) | (1 << 16) | (CLFLUSH_LINE_QWORDS << 8),
-            SSE3 | CX16
+            SSE3 | SSSE3
+                | SSE41
+                | SSE42
+                | CX16
                 | PCID
                 | MOVBE
                 | POPCNT
@@ -115,6 +122,7 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32
                 | CMOV
                 | PAT
                 | CLFSH
+                | MMX
                 | FXSR
                 | SSE
                 | SSE2,
@@ -169,14 +177,15 @@ mod tests {
     #[test]
     fn simd_leaves_match_the_implementation() {
         let (_, _, ecx, edx) = cpuid(1, 0, 0, 0, 1);
-        assert_eq!(
-            edx & (edx1::FPU | edx1::FXSR | edx1::SSE | edx1::SSE2),
-            edx1::FPU | edx1::FXSR | edx1::SSE | edx1::SSE2
-        );
-        assert_eq!(edx & (1 << 23), 0, "no MMX");
+        let simd = edx1::FPU | edx1::MMX | edx1::FXSR | edx1::SSE | edx1::SSE2;
+        assert_eq!(edx & simd, simd);
+        assert_eq!(edx & (1 << 23), 1 << 23, "MMX");
         assert_eq!(ecx & ecx1::SSE3 != 0, HAS_SSE3);
-        // SSSE3 (9), SSE4.1 (19), SSE4.2 (20), AVX (28), FMA (12) are not advertised.
-        for bit in [9, 12, 19, 20, 28] {
+        assert_ne!(ecx & ecx1::SSSE3, 0, "SSSE3");
+        assert_ne!(ecx & ecx1::SSE41, 0, "SSE4.1");
+        assert_ne!(ecx & ecx1::SSE42, 0, "SSE4.2");
+        // AVX (28) and FMA (12) are not advertised.
+        for bit in [12, 28] {
             assert_eq!(ecx & (1 << bit), 0, "ECX bit {bit}");
         }
         assert_eq!(ecx & ecx1::OSXSAVE, 0);

@@ -488,8 +488,10 @@ impl Env {
     }
 
     /// ROUNDSS/SD: round to an integral value; `inexact` false suppresses PE (imm8 bit 3).
+    /// DAZ applies; a denormal operand is not signalled (the SDM lists only IE and PE).
     pub fn round32(&mut self, a: u32, inexact: bool) -> u32 {
         let a = self.input1(a);
+        self.flags &= !mxcsr::DE;
         let (r, fl) = with_round(self.round, || unsafe {
             sf::f32_roundToInt(f32v(a), self.round, inexact).v
         });
@@ -499,6 +501,7 @@ impl Env {
     }
     pub fn round64(&mut self, a: u64, inexact: bool) -> u64 {
         let a = self.input1(a);
+        self.flags &= !mxcsr::DE;
         let (r, fl) = with_round(self.round, || unsafe {
             sf::f64_roundToInt(f64v(a), self.round, inexact).v
         });

@@ -328,7 +328,7 @@ fn every_unimplemented_simd_form_stops() {
         assert_eq!(f.cpu.fpu.xmm, before, "{code:?} changed XMM state");
         stopped += 1;
     }
-    // SSE3..SSE4.2, AVX, MMX and x87 forms: thousands.
+    // AVX, 3DNow! and some x87 forms: thousands.
     assert!(stopped > 1000, "{stopped}");
 }
 
@@ -598,4 +598,117 @@ fn x87_transcendentals_are_within_the_documented_error_of_the_host() {
         );
     }
     println!("worst difference / max(|result|, 1): {worst:e}");
+}
+
+/// Every MMX form of MMX, SSE, SSE2 and SSSE3 (legacy-encoded, an MMX operand, valid in
+/// 64-bit mode) is implemented; the 3DNow! and Cyrix forms with MMX operands are not
+/// (they stop, see `every_unimplemented_simd_form_stops`).
+#[test]
+fn every_mmx_form_is_implemented() {
+    use crate::cpu::sse::{implemented, mmx};
+    use iced_x86::{Code, CpuidFeature as F, Instruction};
+    let mut n = 0;
+    for code in Code::values() {
+        if !mmx::route(code) || !code.op_code().mode64() {
+            continue;
+        }
+        let features = Instruction::with(code).cpuid_features();
+        let ours = features
+            .iter()
+            .all(|f| matches!(f, F::MMX | F::SSE | F::SSE2 | F::SSSE3));
+        assert_eq!(implemented(code), ours, "{code:?} {features:?}");
+        n += ours as usize;
+    }
+    // 47 MMX, 19 SSE, 7 SSE2 (with MOVQ2DQ/MOVDQ2Q), 16 SSSE3, + the r64 forms.
+    assert!(n >= 90, "{n}");
+    assert!(implemented(Code::Emms));
+    assert!(!implemented(Code::Femms));
+}
+
+/// MM registers are the x87 registers' significands: an MMX instruction sets TOP to 0 and
+/// every tag valid, a write to MMi sets bits 79:64 of Ri; storing an MM register to a
+/// general register writes no MM register; EMMS empties every tag (TOP stays 0).
+#[test]
+fn mmx_aliases_the_x87_registers() {
+    use crate::cpu::fpu_state::fsw;
+    // paddb mm0, mm1; movd eax, mm0; movq2dq xmm1, mm0; movdq2q mm3, xmm2; emms
+    let code = [
+        0x0f, 0xfc, 0xc1, 0x0f, 0x7e, 0xc0, 0xf3, 0x0f, 0xd6, 0xc8, 0xf2, 0x0f, 0xd6, 0xda, 0x0f,
+        0x77,
+    ];
+    let mut f = Fixture::new(&code);
+    f.cpu.cr4 |= cr4::OSFXSR;
+    f.cpu.fpu.set_top(5);
+    f.cpu.fpu.ftw = 0xffff;
+    f.cpu.fpu.st[0].signif = 0x0102_0304_0506_07ff;
+    f.cpu.fpu.st[0].sign_exp = 0x3fff;
+    f.cpu.fpu.st[1].signif = 0x0101_0101_0101_0102;
+    f.cpu.fpu.st[1].sign_exp = 0x1234;
+    f.cpu.fpu.xmm[2] = 0x5555_u128 << 64 | 0xdead_beef;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.fpu.st[0].signif, 0x0203_0405_0607_0801);
+    assert_eq!(f.cpu.fpu.st[0].sign_exp, 0xffff);
+    assert_eq!(
+        f.cpu.fpu.st[1].sign_exp, 0x1234,
+        "a source keeps its exponent"
+    );
+    assert_eq!(f.cpu.fpu.fsw & fsw::TOP, 0);
+    assert_eq!(f.cpu.fpu.ftw, 0);
+    assert_eq!(f.cpu.fpu.abridged_tag(), 0xff);
+    f.cpu.fpu.set_top(3);
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.gpr[gpr::RAX], 0x0607_0801);
+    assert_eq!(
+        f.cpu.fpu.fsw & fsw::TOP,
+        0,
+        "a store makes the transition too"
+    );
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.fpu.xmm[1], 0x0203_0405_0607_0801);
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.fpu.st[3].signif, 0xdead_beef);
+    assert_eq!(f.cpu.fpu.st[3].sign_exp, 0xffff);
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.fpu.ftw, 0xffff);
+    assert_eq!(f.cpu.fpu.abridged_tag(), 0);
+    assert_eq!(f.cpu.fpu.top(), 0);
+}
+
+/// CR0.EM is #UD, CR0.TS #NM, and a pending unmasked x87 exception #MF (CR0.NE), all
+/// before the MMX instruction changes anything.
+#[test]
+fn mmx_availability_checks() {
+    use crate::cpu::fpu_state::{fcw, fsw};
+    // por mm2, mm3
+    let code = [0x0f, 0xeb, 0xd3];
+    for (setup, want) in [
+        (0u8, vector::UD),
+        (1, vector::NM),
+        (2, vector::MF),
+        (3, u8::MAX),
+    ] {
+        let mut f = Fixture::new(&code);
+        f.cpu.fpu.set_top(6);
+        f.cpu.fpu.ftw = 0xffff;
+        f.cpu.fpu.st[3].signif = 7;
+        match setup {
+            0 => f.cpu.cr0 |= cr0::EM,
+            1 => f.cpu.cr0 |= cr0::TS,
+            2 => {
+                f.cpu.fpu.fcw = fcw::DEFAULT & !fsw::PE;
+                f.cpu.fpu.fsw |= fsw::PE | fsw::ES | fsw::B;
+            }
+            _ => {}
+        }
+        let r = f.step();
+        if want == u8::MAX {
+            assert_eq!(r, None);
+            assert_eq!(f.cpu.fpu.st[2].signif, 7);
+            continue;
+        }
+        assert_eq!(r.map(|e| e.vector), Some(want), "setup {setup}");
+        assert_eq!(f.cpu.fpu.top(), 6, "setup {setup}");
+        assert_eq!(f.cpu.fpu.ftw, 0xffff, "setup {setup}");
+        assert_eq!(f.cpu.fpu.st[2].signif, 0, "setup {setup}");
+    }
 }

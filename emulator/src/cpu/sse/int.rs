@@ -67,7 +67,7 @@ fn unpack(a: u128, b: u128, bits: u32, high: bool) -> u128 {
 
 /// A logical or arithmetic shift of every `bits` lane by `count` (counts at least the
 /// lane width give 0, or the sign for arithmetic shifts).
-fn shift(v: u128, bits: u32, count: u64, kind: M) -> u128 {
+pub(super) fn shift(v: u128, bits: u32, count: u64, kind: M) -> u128 {
     build(bits, |k| {
         let x = lane(v, bits, k);
         match kind {
@@ -302,7 +302,7 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
 }
 
 /// The two-operand packed-integer and logic operations: `d op s`.
-fn binary(m: M, d: u128, s: u128) -> Option<u128> {
+pub(super) fn binary(m: M, d: u128, s: u128) -> Option<u128> {
     Some(match m {
         M::Andps | M::Andpd | M::Pand => d & s,
         M::Andnps | M::Andnpd | M::Pandn => !d & s,

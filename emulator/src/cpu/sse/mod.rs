@@ -1,11 +1,14 @@
 //! SSE and SSE2 (legacy-encoded XMM forms), LDMXCSR/STMXCSR, FXSAVE/FXRSTOR, XSAVE and
-//! XGETBV/XSETBV. Only legacy-encoded forms with XMM (not MMX) operands reach the
-//! instruction files; the decision is made on iced-x86's `Code` by [`route`], so a string
+//! XGETBV/XSETBV. Legacy-encoded forms with XMM (not MMX) operands reach the
+//! instruction files, forms with an MMX operand and EMMS reach [`mmx`]; the decision is made on iced-x86's `Code` by [`route`], so a string
 //! MOVSD/CMPSD never lands here and an SSE2 MOVSD/CMPSD never lands in the string code.
 //! Everything [`implemented`] does not name stops the machine as unimplemented.
 
 mod fp;
 mod int;
+pub mod mmx;
+mod sse41;
+mod sse42;
 mod state;
 
 use super::exception::{vector, Exception};
@@ -58,12 +61,13 @@ fn is_state_insn(m: M) -> bool {
             | M::Xgetbv
             | M::Xsetbv
             | M::Movnti
+            | M::Crc32
     )
 }
 
 /// Whether this module handles `code` (it may still report a form unimplemented).
 pub fn route(code: Code) -> bool {
-    is_legacy_xmm(code) || is_state_insn(code.mnemonic())
+    is_legacy_xmm(code) || is_state_insn(code.mnemonic()) || mmx::route(code)
 }
 
 /// The mnemonics whose legacy XMM forms are implemented (every such form of them).
@@ -242,8 +246,7 @@ pub const IMPLEMENTED: &[M] = &[
     M::Movsldup,
     M::Movshdup,
     M::Movddup,
-    // SSSE3, XMM forms only (the MMX forms stop: MMX is not implemented, so SSSE3 is
-    // not advertised).
+    // SSSE3 (the MMX forms are in `mmx`).
     M::Pshufb,
     M::Phaddw,
     M::Phaddd,
@@ -281,13 +284,20 @@ pub const IMPLEMENTED: &[M] = &[
 /// Whether `code` is executed by this module (the rest of what [`route`] accepts stops
 /// the machine as unimplemented).
 pub fn implemented(code: Code) -> bool {
-    route(code) && IMPLEMENTED.contains(&code.mnemonic())
+    if mmx::route(code) {
+        return mmx::implemented(code);
+    }
+    let m = code.mnemonic();
+    route(code) && (IMPLEMENTED.contains(&m) || sse41::handles(m) || sse42::handles(m))
 }
 
 /// Execute a routed instruction.
 pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     if !implemented(i.code()) {
         return Err(cpu.unimplemented(i));
+    }
+    if mmx::route(i.code()) {
+        return mmx::execute(cpu, bus, i);
     }
     match i.mnemonic() {
         M::Ldmxcsr
@@ -308,9 +318,15 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             let v = cpu.read_op(bus, i, 1)?;
             cpu.write_op(bus, i, 0, v)
         }
+        // A general-register instruction: no CR0/CR4 checks.
+        M::Crc32 => sse42::execute(cpu, bus, i),
         _ => {
             cpu.sse_available()?;
-            if fp::handles(i.mnemonic()) {
+            if sse41::handles(i.mnemonic()) {
+                sse41::execute(cpu, bus, i)
+            } else if sse42::handles(i.mnemonic()) {
+                sse42::execute(cpu, bus, i)
+            } else if fp::handles(i.mnemonic()) {
                 fp::execute(cpu, bus, i)
             } else {
                 int::execute(cpu, bus, i)
@@ -328,7 +344,19 @@ pub(crate) fn xmm_index(r: Register) -> usize {
 /// Memory forms that need no 16-byte alignment (SDM Vol. 1, 11.6.7, and the
 /// instructions' own pages).
 fn unaligned_ok(m: M) -> bool {
-    matches!(m, M::Movups | M::Movupd | M::Movdqu | M::Lddqu)
+    matches!(
+        m,
+        M::Movups
+            | M::Movupd
+            | M::Movdqu
+            | M::Lddqu
+            | M::Pcmpestri
+            | M::Pcmpestri64
+            | M::Pcmpestrm
+            | M::Pcmpestrm64
+            | M::Pcmpistri
+            | M::Pcmpistrm
+    )
 }
 
 impl Cpu {

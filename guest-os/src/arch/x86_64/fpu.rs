@@ -1,4 +1,4 @@
-//! The user FPU, MMX-less x87 and SSE state (Linux's `arch/x86/kernel/fpu/`).
+//! The user FPU: x87 (MMX lives in its registers) and SSE state (Linux's `arch/x86/kernel/fpu/`).
 //!
 //! The kernel itself is built soft-float (`x86_64-unknown-none` has no SSE), so the
 //! registers always hold the *current user task's* state, even while the kernel runs. The
