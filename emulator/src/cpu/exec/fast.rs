@@ -5,8 +5,8 @@
 //! through iced-x86's accessors.
 //!
 //! Only the hottest integer forms of 64-bit mode are specialised: MOV, ADD, OR, ADC, SBB,
-//! AND, SUB, XOR, CMP, TEST, INC, DEC, LEA, MOVZX, MOVSX(D), PUSH, POP, Jcc, JMP, CALL and
-//! RET with 32- or 64-bit register operands and 64-bit addressing, and the no-op family.
+//! AND, SUB, XOR, CMP, TEST, INC, DEC, LEA, MOVZX, MOVSX(D), IMUL (two and three operands),
+//! SHL/SHR/SAR/ROL/ROR of a register, PUSH, POP, Jcc, JMP, CALL and RET with 32- or 64-bit register operands and 64-bit addressing, and the no-op family.
 //! Everything else gets [`generic`], which runs the instruction through `exec::execute`
 //! exactly as before. Each specialised handler makes the same calls in the same order as
 //! the generic executor does for that form (the same `read_mem`/`read_mem_rmw`/
@@ -15,8 +15,8 @@
 //! `VMSCOPE_DECODE_SHADOW=1` re-decodes every cached instruction and compares records, and
 //! `tests/decode_cache.rs` runs programs under it.
 
-use super::super::alu::{self, mask, sext};
-use super::super::regs::rflags::{self, CF, OF, PF, SF, ZF};
+use super::super::alu::{self, mask, sext, Shift};
+use super::super::regs::rflags::{self, AF, CF, OF, PF, SF, ZF};
 use super::super::regs::{gpr, SegReg};
 use super::{family, ExecResult, Family};
 use crate::addr::GuestVirtAddr;
@@ -360,6 +360,70 @@ fn specialise(i: &Instruction, rec: &mut Rec) -> Option<Handler> {
                 _ => None,
             }
         }
+        M::Imul if fam == Family::Arith && (i.op_count() == 2 || i.op_count() == 3) => {
+            let size = i.op_register(0).size() as u32;
+            rec.r0 = reg_op(i, 0, size)?;
+            let three = i.op_count() == 3;
+            if three {
+                if !is_imm(i, 2) {
+                    return None;
+                }
+                rec.imm = i.immediate(2);
+            }
+            match (i.op_kind(1), three) {
+                (OpKind::Register, false) => {
+                    rec.r1 = reg_op(i, 1, size)?;
+                    Some(by_size!(imul_rr, size))
+                }
+                (OpKind::Register, true) => {
+                    rec.r1 = reg_op(i, 1, size)?;
+                    Some(by_size!(imul_rri, size))
+                }
+                (OpKind::Memory, _) => {
+                    if i.memory_size().size() as u32 != size || !mem_op(i, rec) {
+                        return None;
+                    }
+                    Some(if three {
+                        by_size!(imul_rmi, size)
+                    } else {
+                        by_size!(imul_rm, size)
+                    })
+                }
+                _ => None,
+            }
+        }
+        M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror if fam == Family::Arith => {
+            let size = size0(i)?;
+            rec.r0 = reg_op(i, 0, size)?;
+            let cl = match i.op_count() {
+                1 => {
+                    rec.imm = 1;
+                    false
+                }
+                2 if i.op_kind(1) == OpKind::Immediate8 => {
+                    rec.imm = i.immediate(1);
+                    false
+                }
+                2 if i.op_kind(1) == OpKind::Register && i.op_register(1) == Register::CL => true,
+                _ => return None,
+            };
+            macro_rules! k {
+                ($k:expr) => {
+                    if cl {
+                        by_size!(shift_r, size, $k, true)
+                    } else {
+                        by_size!(shift_r, size, $k, false)
+                    }
+                };
+            }
+            Some(match m {
+                M::Shl | M::Sal => k!(0),
+                M::Shr => k!(1),
+                M::Sar => k!(2),
+                M::Rol => k!(3),
+                _ => k!(4),
+            })
+        }
         M::Mov => {
             if i.op_count() != 2 {
                 return None;
@@ -635,6 +699,66 @@ fn incdec_m<const INC: bool, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec
     let (v, f) = if INC { alu::inc(a, S) } else { alu::dec(a, S) };
     cpu.write_mem(bus, r.seg, at, S, v)?;
     cpu.set_status_masked(f, rflags::STATUS & !CF);
+    Ok(())
+}
+
+fn imul_rr<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+    let (a, b) = (get::<S>(cpu, r.r0), get::<S>(cpu, r.r1));
+    let (lo, _, f) = alu::imul(a, b, S);
+    set::<S>(cpu, r.r0, lo);
+    cpu.set_status(f & !AF);
+    Ok(())
+}
+
+fn imul_rri<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+    let a = get::<S>(cpu, r.r1);
+    let (lo, _, f) = alu::imul(a, r.imm, S);
+    set::<S>(cpu, r.r0, lo);
+    cpu.set_status(f & !AF);
+    Ok(())
+}
+
+fn imul_rm<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+    let a = get::<S>(cpu, r.r0);
+    let b = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
+    let (lo, _, f) = alu::imul(a, b, S);
+    set::<S>(cpu, r.r0, lo);
+    cpu.set_status(f & !AF);
+    Ok(())
+}
+
+fn imul_rmi<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+    let a = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
+    let (lo, _, f) = alu::imul(a, r.imm, S);
+    set::<S>(cpu, r.r0, lo);
+    cpu.set_status(f & !AF);
+    Ok(())
+}
+
+/// SHL/SHR/SAR/ROL/ROR (`K` 0..4) of a register by an immediate (or 1) or by CL.
+fn shift_r<const K: u8, const CL: bool, const S: u32>(
+    cpu: &mut Cpu,
+    _: &mut Bus,
+    r: &Rec,
+) -> ExecResult {
+    let raw = if CL { cpu.gpr[gpr::RCX] & 0xff } else { r.imm };
+    let count = raw as u32 & alu::count_mask(S);
+    let a = get::<S>(cpu, r.r0);
+    if count == 0 {
+        // Masked count 0: no flags, but the (32-bit: zero-extending) write happens.
+        set::<S>(cpu, r.r0, a);
+        return Ok(());
+    }
+    let kind = match K {
+        0 => Shift::Shl,
+        1 => Shift::Shr,
+        2 => Shift::Sar,
+        3 => Shift::Rol,
+        _ => Shift::Ror,
+    };
+    let (v, f) = alu::shift(kind, a, count, S, cpu.rflags);
+    set::<S>(cpu, r.r0, v);
+    cpu.set_status(f);
     Ok(())
 }
 
