@@ -56,6 +56,10 @@ pub(crate) struct Rec {
     pub seg: SegReg,
     /// MOVZX/MOVSX source register (any width, read through `Cpu::reg`).
     pub sreg: Register,
+    /// Operands 0 and 1 as iced-x86 registers: 8- and 16-bit forms read and write them
+    /// through `Cpu::reg`/`Cpu::set_reg`, as the generic executor does.
+    pub reg0: Register,
+    pub reg1: Register,
 }
 
 impl Rec {
@@ -74,6 +78,8 @@ impl Rec {
             scale: 0,
             seg: SegReg::Ds,
             sreg: Register::None,
+            reg0: Register::None,
+            reg1: Register::None,
         }
     }
 
@@ -90,6 +96,8 @@ impl Rec {
             && self.scale == o.scale
             && self.seg == o.seg
             && self.sreg == o.sreg
+            && self.reg0 == o.reg0
+            && self.reg1 == o.reg1
     }
 
     /// Which handler (for reports).
@@ -110,10 +118,13 @@ fn nop(_: &mut Cpu, _: &mut Bus, _: &Rec) -> ExecResult {
 
 // ---- the record builder ---------------------------------------------------------------
 
-/// The GPR index of a 32- or 64-bit general register of size `size`.
+/// The GPR index of a 32- or 64-bit general register of size `size`; for an 8- or
+/// 16-bit register of that size, 0 (its handlers use the `Register` in `reg0`/`reg1`).
 fn gpr_of(r: Register, size: u32) -> Option<u8> {
     let n = r as u32;
     match size {
+        1 if r.is_gpr8() => Some(0),
+        2 if r.is_gpr16() => Some(0),
         8 if (Register::RAX as u32..=Register::R15 as u32).contains(&n) => {
             Some((n - Register::RAX as u32) as u8)
         }
@@ -175,6 +186,12 @@ fn mem_op(i: &Instruction, rec: &mut Rec) -> bool {
 pub(crate) fn build(i: &Instruction, bitness: u32, next_ip: u64, slot: u16) -> Rec {
     let mut rec = Rec::generic(next_ip, slot);
     if bitness == 64 {
+        if i.op_count() > 0 && i.op_kind(0) == OpKind::Register {
+            rec.reg0 = i.op_register(0);
+        }
+        if i.op_count() > 1 && i.op_kind(1) == OpKind::Register {
+            rec.reg1 = i.op_register(1);
+        }
         if let Some(h) = specialise(i, &mut rec) {
             rec.handler = h;
         }
@@ -185,6 +202,8 @@ pub(crate) fn build(i: &Instruction, bitness: u32, next_ip: u64, slot: u16) -> R
 macro_rules! by_size {
     ($f:ident, $size:expr $(, $c:expr)*) => {
         match $size {
+            1 => $f::<$({ $c },)* 1> as Handler,
+            2 => $f::<$({ $c },)* 2> as Handler,
             4 => $f::<$({ $c },)* 4> as Handler,
             _ => $f::<$({ $c },)* 8> as Handler,
         }
@@ -267,15 +286,15 @@ fn is_imm(i: &Instruction, n: u32) -> bool {
     )
 }
 
-/// Operand size of a two-operand integer instruction whose operand 0 is a register or
-/// memory: 4 or 8, else `None`.
+/// Operand size of an integer instruction whose operand 0 is a register or memory: 1, 2,
+/// 4 or 8, else `None`.
 fn size0(i: &Instruction) -> Option<u32> {
     let s = match i.op_kind(0) {
         OpKind::Register => i.op_register(0).size() as u32,
         OpKind::Memory => i.memory_size().size() as u32,
         _ => return None,
     };
-    (s == 4 || s == 8).then_some(s)
+    matches!(s, 1 | 2 | 4 | 8).then_some(s)
 }
 
 fn specialise(i: &Instruction, rec: &mut Rec) -> Option<Handler> {
@@ -362,6 +381,9 @@ fn specialise(i: &Instruction, rec: &mut Rec) -> Option<Handler> {
         }
         M::Imul if fam == Family::Arith && (i.op_count() == 2 || i.op_count() == 3) => {
             let size = i.op_register(0).size() as u32;
+            if size < 4 {
+                return None;
+            }
             rec.r0 = reg_op(i, 0, size)?;
             let three = i.op_count() == 3;
             if three {
@@ -466,6 +488,9 @@ fn specialise(i: &Instruction, rec: &mut Rec) -> Option<Handler> {
         }
         M::Lea => {
             let size = i.op_register(0).size() as u32;
+            if size < 4 {
+                return None;
+            }
             rec.r0 = reg_op(i, 0, size)?;
             if i.op_kind(1) != OpKind::Memory || !mem_op(i, rec) {
                 return None;
@@ -474,6 +499,9 @@ fn specialise(i: &Instruction, rec: &mut Rec) -> Option<Handler> {
         }
         M::Movzx | M::Movsx | M::Movsxd => {
             let size = i.op_register(0).size() as u32;
+            if size < 4 {
+                return None;
+            }
             rec.r0 = reg_op(i, 0, size)?;
             let ssize = match i.op_kind(1) {
                 OpKind::Register => {
@@ -603,6 +631,36 @@ fn get<const S: u32>(cpu: &Cpu, n: u8) -> u64 {
     cpu.gpr[n as usize] & mask(S)
 }
 
+/// Operand 0 (a register) of `S` bytes: 8- and 16-bit ones through `Cpu::reg`.
+#[inline(always)]
+fn get0<const S: u32>(cpu: &Cpu, r: &Rec) -> u64 {
+    if S >= 4 {
+        get::<S>(cpu, r.r0)
+    } else {
+        cpu.reg(r.reg0)
+    }
+}
+
+/// Operand 1 (a register) of `S` bytes.
+#[inline(always)]
+fn get1<const S: u32>(cpu: &Cpu, r: &Rec) -> u64 {
+    if S >= 4 {
+        get::<S>(cpu, r.r1)
+    } else {
+        cpu.reg(r.reg1)
+    }
+}
+
+/// Write operand 0 (a register) of `S` bytes: 8- and 16-bit ones merge (`Cpu::set_reg`).
+#[inline(always)]
+fn set0<const S: u32>(cpu: &mut Cpu, r: &Rec, v: u64) {
+    if S >= 4 {
+        set::<S>(cpu, r.r0, v)
+    } else {
+        cpu.set_reg(r.reg0, v)
+    }
+}
+
 /// The ALU operation `O` on `a` and `b`, as `arith::execute` computes it.
 #[inline(always)]
 fn alu_op<const O: u8>(cpu: &Cpu, a: u64, b: u64, size: u32) -> (u64, u64) {
@@ -624,31 +682,31 @@ const fn writes<const O: u8>() -> bool {
 }
 
 fn alu_rr<const O: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
-    let (a, b) = (get::<S>(cpu, r.r0), get::<S>(cpu, r.r1));
+    let (a, b) = (get0::<S>(cpu, r), get1::<S>(cpu, r));
     let (v, f) = alu_op::<O>(cpu, a, b, S);
     if writes::<O>() {
-        set::<S>(cpu, r.r0, v);
+        set0::<S>(cpu, r, v);
     }
     cpu.set_status(f);
     Ok(())
 }
 
 fn alu_ri<const O: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
-    let a = get::<S>(cpu, r.r0);
+    let a = get0::<S>(cpu, r);
     let (v, f) = alu_op::<O>(cpu, a, r.imm, S);
     if writes::<O>() {
-        set::<S>(cpu, r.r0, v);
+        set0::<S>(cpu, r, v);
     }
     cpu.set_status(f);
     Ok(())
 }
 
 fn alu_rm<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
-    let a = get::<S>(cpu, r.r0);
+    let a = get0::<S>(cpu, r);
     let b = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
     let (v, f) = alu_op::<O>(cpu, a, b, S);
     if writes::<O>() {
-        set::<S>(cpu, r.r0, v);
+        set0::<S>(cpu, r, v);
     }
     cpu.set_status(f);
     Ok(())
@@ -661,7 +719,7 @@ fn alu_mr<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> E
     } else {
         cpu.read_mem(bus, r.seg, at, S)?
     };
-    let b = get::<S>(cpu, r.r1);
+    let b = get1::<S>(cpu, r);
     let (v, f) = alu_op::<O>(cpu, a, b, S);
     if writes::<O>() {
         cpu.write_mem(bus, r.seg, at, S, v)?;
@@ -686,9 +744,9 @@ fn alu_mi<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> E
 }
 
 fn incdec_r<const INC: bool, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
-    let a = get::<S>(cpu, r.r0);
+    let a = get0::<S>(cpu, r);
     let (v, f) = if INC { alu::inc(a, S) } else { alu::dec(a, S) };
-    set::<S>(cpu, r.r0, v);
+    set0::<S>(cpu, r, v);
     cpu.set_status_masked(f, rflags::STATUS & !CF);
     Ok(())
 }
@@ -703,26 +761,26 @@ fn incdec_m<const INC: bool, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec
 }
 
 fn imul_rr<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
-    let (a, b) = (get::<S>(cpu, r.r0), get::<S>(cpu, r.r1));
+    let (a, b) = (get0::<S>(cpu, r), get1::<S>(cpu, r));
     let (lo, _, f) = alu::imul(a, b, S);
-    set::<S>(cpu, r.r0, lo);
+    set0::<S>(cpu, r, lo);
     cpu.set_status(f & !AF);
     Ok(())
 }
 
 fn imul_rri<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
-    let a = get::<S>(cpu, r.r1);
+    let a = get1::<S>(cpu, r);
     let (lo, _, f) = alu::imul(a, r.imm, S);
-    set::<S>(cpu, r.r0, lo);
+    set0::<S>(cpu, r, lo);
     cpu.set_status(f & !AF);
     Ok(())
 }
 
 fn imul_rm<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
-    let a = get::<S>(cpu, r.r0);
+    let a = get0::<S>(cpu, r);
     let b = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
     let (lo, _, f) = alu::imul(a, b, S);
-    set::<S>(cpu, r.r0, lo);
+    set0::<S>(cpu, r, lo);
     cpu.set_status(f & !AF);
     Ok(())
 }
@@ -730,7 +788,7 @@ fn imul_rm<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
 fn imul_rmi<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
     let a = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
     let (lo, _, f) = alu::imul(a, r.imm, S);
-    set::<S>(cpu, r.r0, lo);
+    set0::<S>(cpu, r, lo);
     cpu.set_status(f & !AF);
     Ok(())
 }
@@ -743,10 +801,10 @@ fn shift_r<const K: u8, const CL: bool, const S: u32>(
 ) -> ExecResult {
     let raw = if CL { cpu.gpr[gpr::RCX] & 0xff } else { r.imm };
     let count = raw as u32 & alu::count_mask(S);
-    let a = get::<S>(cpu, r.r0);
+    let a = get0::<S>(cpu, r);
     if count == 0 {
         // Masked count 0: no flags, but the (32-bit: zero-extending) write happens.
-        set::<S>(cpu, r.r0, a);
+        set0::<S>(cpu, r, a);
         return Ok(());
     }
     let kind = match K {
@@ -757,30 +815,30 @@ fn shift_r<const K: u8, const CL: bool, const S: u32>(
         _ => Shift::Ror,
     };
     let (v, f) = alu::shift(kind, a, count, S, cpu.rflags);
-    set::<S>(cpu, r.r0, v);
+    set0::<S>(cpu, r, v);
     cpu.set_status(f);
     Ok(())
 }
 
 fn mov_rr<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
-    let v = get::<S>(cpu, r.r1);
-    set::<S>(cpu, r.r0, v);
+    let v = get1::<S>(cpu, r);
+    set0::<S>(cpu, r, v);
     Ok(())
 }
 
 fn mov_ri<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
-    set::<S>(cpu, r.r0, r.imm);
+    set0::<S>(cpu, r, r.imm);
     Ok(())
 }
 
 fn mov_rm<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
     let v = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
-    set::<S>(cpu, r.r0, v);
+    set0::<S>(cpu, r, v);
     Ok(())
 }
 
 fn mov_mr<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
-    let v = get::<S>(cpu, r.r1);
+    let v = get1::<S>(cpu, r);
     cpu.write_mem(bus, r.seg, ea(cpu, r), S, v)
 }
 
@@ -790,7 +848,7 @@ fn mov_mi<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
 
 fn lea<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
     let a = ea(cpu, r);
-    set::<S>(cpu, r.r0, a);
+    set0::<S>(cpu, r, a);
     Ok(())
 }
 
@@ -802,7 +860,7 @@ fn ext_r<const SIGNED: bool, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) 
     } else {
         v
     };
-    set::<S>(cpu, r.r0, v);
+    set0::<S>(cpu, r, v);
     Ok(())
 }
 
@@ -814,7 +872,7 @@ fn ext_m<const SIGNED: bool, const SS: u32, const S: u32>(
 ) -> ExecResult {
     let v = cpu.read_mem(bus, r.seg, ea(cpu, r), SS)?;
     let v = if SIGNED { sext(v, SS) & mask(S) } else { v };
-    set::<S>(cpu, r.r0, v);
+    set0::<S>(cpu, r, v);
     Ok(())
 }
 
