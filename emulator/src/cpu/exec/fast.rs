@@ -6,7 +6,8 @@
 //!
 //! Only the hottest integer forms of 64-bit mode are specialised: MOV, ADD, OR, ADC, SBB,
 //! AND, SUB, XOR, CMP, TEST, INC, DEC, LEA, MOVZX, MOVSX(D), IMUL (two and three operands),
-//! SHL/SHR/SAR/ROL/ROR of a register, PUSH, POP, Jcc, JMP, CALL and RET with 32- or 64-bit register operands and 64-bit addressing, and the no-op family.
+//! SHL/SHR/SAR/ROL/ROR of a register, CMOVcc, SETcc, PUSH, POP, Jcc, JMP and CALL (relative,
+//! through a register or memory) and RET, with 64-bit addressing, and the no-op family.
 //! Everything else gets [`generic`], which runs the instruction through `exec::execute`
 //! exactly as before. Each specialised handler makes the same calls in the same order as
 //! the generic executor does for that form (the same `read_mem`/`read_mem_rmw`/
@@ -246,6 +247,74 @@ fn alu_handler(o: u8, form: u8, size: u32) -> Handler {
         op::CMP => pick!(op::CMP),
         _ => pick!(op::TEST),
     }
+}
+
+/// The const-generic condition index of `cc` (the order of [`cond`]).
+fn cc_index(cc: ConditionCode) -> Option<u8> {
+    use ConditionCode as C;
+    Some(match cc {
+        C::o => 0,
+        C::no => 1,
+        C::b => 2,
+        C::ae => 3,
+        C::e => 4,
+        C::ne => 5,
+        C::be => 6,
+        C::a => 7,
+        C::s => 8,
+        C::ns => 9,
+        C::p => 10,
+        C::np => 11,
+        C::l => 12,
+        C::ge => 13,
+        C::le => 14,
+        C::g => 15,
+        C::None => return None,
+    })
+}
+
+fn is_cmov(m: M) -> bool {
+    matches!(
+        m,
+        M::Cmovo
+            | M::Cmovno
+            | M::Cmovb
+            | M::Cmovae
+            | M::Cmove
+            | M::Cmovne
+            | M::Cmovbe
+            | M::Cmova
+            | M::Cmovs
+            | M::Cmovns
+            | M::Cmovp
+            | M::Cmovnp
+            | M::Cmovl
+            | M::Cmovge
+            | M::Cmovle
+            | M::Cmovg
+    )
+}
+
+fn is_setcc(m: M) -> bool {
+    matches!(
+        m,
+        M::Seto
+            | M::Setno
+            | M::Setb
+            | M::Setae
+            | M::Sete
+            | M::Setne
+            | M::Setbe
+            | M::Seta
+            | M::Sets
+            | M::Setns
+            | M::Setp
+            | M::Setnp
+            | M::Setl
+            | M::Setge
+            | M::Setle
+            | M::Setg
+    )
 }
 
 fn jcc_handler(cc: ConditionCode) -> Option<Handler> {
@@ -559,6 +628,70 @@ fn specialise(i: &Instruction, rec: &mut Rec) -> Option<Handler> {
             Some(call)
         }
         M::Ret if code == Code::Retnq => Some(ret),
+        M::Jmp | M::Call if code == Code::Jmp_rm64 || code == Code::Call_rm64 => {
+            let call = code == Code::Call_rm64;
+            match i.op_kind(0) {
+                OpKind::Register => {
+                    rec.r0 = reg_op(i, 0, 8)?;
+                    Some(if call { call_r as Handler } else { jmp_r })
+                }
+                OpKind::Memory if i.memory_size().size() == 8 && mem_op(i, rec) => {
+                    Some(if call { call_m as Handler } else { jmp_m })
+                }
+                _ => None,
+            }
+        }
+        _ if fam == Family::Data && is_cmov(m) => {
+            if i.op_count() != 2 || i.op_kind(0) != OpKind::Register {
+                return None;
+            }
+            let size = i.op_register(0).size() as u32;
+            if size < 2 {
+                return None;
+            }
+            rec.r0 = reg_op(i, 0, size)?;
+            let mem = match i.op_kind(1) {
+                OpKind::Register => {
+                    rec.r1 = reg_op(i, 1, size)?;
+                    false
+                }
+                OpKind::Memory if i.memory_size().size() as u32 == size && mem_op(i, rec) => true,
+                _ => return None,
+            };
+            let c = cc_index(i.condition_code())?;
+            macro_rules! pick {
+                ($($c:literal)*) => {
+                    match c {
+                        $($c => if mem { by_size!(cmov_m, size, $c) } else { by_size!(cmov_r, size, $c) },)*
+                        _ => return None,
+                    }
+                };
+            }
+            Some(pick!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15))
+        }
+        _ if fam == Family::Data && is_setcc(m) => {
+            if i.op_count() != 1 {
+                return None;
+            }
+            let mem = match i.op_kind(0) {
+                OpKind::Register => {
+                    reg_op(i, 0, 1)?;
+                    false
+                }
+                OpKind::Memory if i.memory_size().size() == 1 && mem_op(i, rec) => true,
+                _ => return None,
+            };
+            let c = cc_index(i.condition_code())?;
+            macro_rules! pick {
+                ($($c:literal)*) => {
+                    match c {
+                        $($c => if mem { setcc_m::<$c> as Handler } else { setcc_r::<$c> },)*
+                        _ => return None,
+                    }
+                };
+            }
+            Some(pick!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15))
+        }
         _ if fam == Family::Control
             && i.op_count() == 1
             && i.op_kind(0) == OpKind::NearBranch64
@@ -945,6 +1078,73 @@ fn cond<const C: u8>(f: u64) -> bool {
         14 => b(ZF) || b(SF) != b(OF),
         _ => !b(ZF) && b(SF) == b(OF),
     }
+}
+
+/// CMOVcc from a register: as `data::execute`, a false 32-bit CMOV still writes its
+/// destination (the upper half zeroed).
+fn cmov_r<const C: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+    let v = get1::<S>(cpu, r);
+    cmov_commit::<C, S>(cpu, r, v);
+    Ok(())
+}
+
+/// CMOVcc from memory: the source is read whatever the condition.
+fn cmov_m<const C: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+    let v = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
+    cmov_commit::<C, S>(cpu, r, v);
+    Ok(())
+}
+
+#[inline(always)]
+fn cmov_commit<const C: u8, const S: u32>(cpu: &mut Cpu, r: &Rec, v: u64) {
+    if cond::<C>(cpu.rflags) {
+        set0::<S>(cpu, r, v);
+    } else if S == 4 {
+        let cur = get0::<S>(cpu, r);
+        set0::<S>(cpu, r, cur);
+    }
+}
+
+fn setcc_r<const C: u8>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+    let v = cond::<C>(cpu.rflags) as u64;
+    cpu.set_reg(r.reg0, v);
+    Ok(())
+}
+
+fn setcc_m<const C: u8>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+    let v = cond::<C>(cpu.rflags) as u64;
+    cpu.write_mem(bus, r.seg, ea(cpu, r), 1, v)
+}
+
+/// JMP/CALL through a register or memory (near, 64-bit).
+fn jmp_r(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+    let t = cpu.gpr[r.r0 as usize];
+    check_target(t)?;
+    cpu.rip = t;
+    Ok(())
+}
+
+fn jmp_m(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+    let t = cpu.read_mem(bus, r.seg, ea(cpu, r), 8)?;
+    check_target(t)?;
+    cpu.rip = t;
+    Ok(())
+}
+
+fn call_r(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+    let t = cpu.gpr[r.r0 as usize];
+    check_target(t)?;
+    cpu.push(bus, cpu.rip, 8)?;
+    cpu.rip = t;
+    Ok(())
+}
+
+fn call_m(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+    let t = cpu.read_mem(bus, r.seg, ea(cpu, r), 8)?;
+    check_target(t)?;
+    cpu.push(bus, cpu.rip, 8)?;
+    cpu.rip = t;
+    Ok(())
 }
 
 fn jcc<const C: u8>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
