@@ -24,6 +24,14 @@ pub struct GuestMemory {
     map: MmapMut,
     below_4g: u64,
     above_4g: u64,
+    /// One bit per 4 KiB frame of RAM (indexed by host offset >> 12): set while the CPU's
+    /// decode cache may hold instructions decoded from that frame. Every write path
+    /// (CPU stores, DMA, the loader, the GDB stub) goes through this type's methods, and a
+    /// write to a marked frame clears the bit and queues the frame in `code_dirty`; the
+    /// CPU drops the frame's decoded instructions before its next fetch.
+    code: Vec<u64>,
+    /// Frames (guest-physical frame addresses) written since the CPU last looked.
+    code_dirty: Vec<u64>,
 }
 
 impl GuestMemory {
@@ -32,11 +40,83 @@ impl GuestMemory {
     pub fn new(size: u64) -> Result<Self, MemoryError> {
         let (below_4g, above_4g) = pc_ram_split(size);
         let map = MmapMut::map_anon(size as usize).map_err(|e| MemoryError::Map(size, e))?;
+        let frames = size.div_ceil(4096) as usize;
         Ok(Self {
             map,
             below_4g,
             above_4g,
+            code: vec![0; frames.div_ceil(64)],
+            code_dirty: Vec::new(),
         })
+    }
+
+    // ---- the code-frame bitmap (decode cache invalidation) --------------------------------
+
+    /// Mark the RAM frame holding `pa` as holding decoded instructions. False (nothing
+    /// marked) when `pa` is not RAM: such instructions must not be cached.
+    #[inline]
+    pub fn mark_code(&mut self, pa: GuestPhysAddr) -> bool {
+        match self.offset(pa, 1) {
+            Some(off) => {
+                let f = off >> 12;
+                self.code[f / 64] |= 1 << (f % 64);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True while the frame of `pa` is marked (for tests and the shadow check).
+    pub fn is_code(&self, pa: GuestPhysAddr) -> bool {
+        self.offset(pa, 1).is_some_and(|off| {
+            let f = off >> 12;
+            self.code[f / 64] & (1 << (f % 64)) != 0
+        })
+    }
+
+    /// Frames written since the last call whose decoded instructions must be dropped
+    /// (empty on almost every call: one load and a branch).
+    #[inline(always)]
+    pub fn code_dirty_pending(&self) -> bool {
+        !self.code_dirty.is_empty()
+    }
+
+    /// Take the list of written code frames (guest-physical frame addresses).
+    pub fn take_code_dirty(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.code_dirty)
+    }
+
+    /// Note a write of `len` bytes at host offset `off`: any marked frame it touches is
+    /// unmarked and queued.
+    #[inline(always)]
+    fn note_write(&mut self, off: usize, len: usize) {
+        let first = off >> 12;
+        let last = (off + len.max(1) - 1) >> 12;
+        if first == last {
+            if self.code[first / 64] & (1 << (first % 64)) != 0 {
+                self.code_written(first, first);
+            }
+        } else {
+            self.code_written(first, last);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn code_written(&mut self, first: usize, last: usize) {
+        for f in first..=last {
+            let bit = 1u64 << (f % 64);
+            if self.code[f / 64] & bit != 0 {
+                self.code[f / 64] &= !bit;
+                let host = (f as u64) << 12;
+                let pa = if host < self.below_4g {
+                    host
+                } else {
+                    host - self.below_4g + HIGH_RAM_START
+                };
+                self.code_dirty.push(pa);
+            }
+        }
     }
 
     pub fn size(&self) -> u64 {
@@ -107,6 +187,7 @@ impl GuestMemory {
             8 => m[off..off + 8].copy_from_slice(&val.to_le_bytes()),
             _ => m[off..off + size as usize].copy_from_slice(&val.to_le_bytes()[..size as usize]),
         }
+        self.note_write(off, size as usize);
     }
 
     /// True if `pa..pa+len` is backed by RAM.
@@ -121,9 +202,12 @@ impl GuestMemory {
         Some(&self.map[off..off + len])
     }
 
+    /// Borrow RAM bytes mutably; `None` when any byte is not RAM. Every frame of the
+    /// range counts as written (the caller may write any byte).
     #[inline]
     pub fn slice_mut(&mut self, pa: GuestPhysAddr, len: usize) -> Option<&mut [u8]> {
         let off = self.offset(pa, len as u64)?;
+        self.note_write(off, len);
         Some(&mut self.map[off..off + len])
     }
 

@@ -58,37 +58,9 @@ struct DecodeEntry {
     key: u64,
     rip: u64,
     bitness: u32,
-    len: u8,
-    /// The instruction's bytes (little-endian, zero above `len`): compared as one word.
-    bytes: u128,
+    /// The pre-decoded record (handler and operands).
+    rec: exec::fast::Rec,
     instr: Instruction,
-}
-
-/// The first `len` bytes of `buf` as a little-endian word, the rest zero.
-#[inline]
-fn insn_word(buf: &[u8; MAX_INSN_LEN], len: u8) -> u128 {
-    let mut w = [0u8; 16];
-    w[..MAX_INSN_LEN].copy_from_slice(buf);
-    u128::from_le_bytes(w) & insn_mask(len)
-}
-
-/// The masks of the first `len` bytes of an instruction word, by `len` (a table: a
-/// variable u128 shift is a dozen host instructions with branches).
-static INSN_MASKS: [u128; 17] = {
-    let mut m = [0u128; 17];
-    let mut len = 1;
-    while len < 16 {
-        m[len] = (1u128 << (8 * len)) - 1;
-        len += 1;
-    }
-    m[16] = u128::MAX;
-    m
-};
-
-/// The mask of the first `len` bytes of an instruction word.
-#[inline(always)]
-fn insn_mask(len: u8) -> u128 {
-    INSN_MASKS[(len as usize).min(16)]
 }
 
 /// Why the CPU cannot go on (the machine stops with a report).
@@ -149,7 +121,20 @@ pub struct Cpu {
     pub tlb: Tlb,
     /// RIP of the instruction being executed (faults report it).
     pub insn_rip: u64,
+    /// Decoded instructions, direct-mapped on the physical address, plus one slot past
+    /// the end (`DECODE_CACHE_SLOTS`) for an instruction that is not cached (it crosses
+    /// a page or is not in RAM). An entry stays valid until its frame is written: the
+    /// frame is then marked in `GuestMemory`'s code bitmap's dirty list and its entries
+    /// are dropped before the next fetch.
     decode_cache: Vec<DecodeEntry>,
+    /// The frame (physical address >> 12, plus 1; 0 = empty) of each decode-cache slot,
+    /// packed so that dropping a frame's entries scans 16 KiB.
+    decode_frames: Vec<u32>,
+    /// `VMSCOPE_DECODE_SHADOW=1`: re-read and re-decode every cached instruction used and
+    /// panic if the bytes now decode to another record.
+    pub decode_shadow: bool,
+    /// Decode-cache counters (not part of `--stats`, whose output is fixed).
+    pub decode_stats: DecodeStats,
     unimplemented_seen: HashSet<String>,
     /// Set when #UD was raised for an instruction this CPU does not implement.
     pub last_unimplemented: Option<String>,
@@ -164,6 +149,17 @@ pub struct Cpu {
     /// without the `trace-hooks` feature.
     #[cfg(feature = "trace-hooks")]
     pub mem_log: Option<Vec<MemAccess>>,
+}
+
+/// Decode-cache counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecodeStats {
+    /// Fetches served from the cache.
+    pub hits: u64,
+    /// Instructions decoded (and cached when they lie in one RAM frame).
+    pub decodes: u64,
+    /// Frames whose entries were dropped because they were written.
+    pub frames_dropped: u64,
 }
 
 /// One memory access recorded in [`Cpu::mem_log`].
@@ -185,8 +181,7 @@ impl Cpu {
             key: 0,
             rip: 0,
             bitness: 0,
-            len: 0,
-            bytes: 0,
+            rec: exec::fast::Rec::generic(0, 0),
             instr: Instruction::default(),
         };
         let mut cpu = Cpu {
@@ -225,7 +220,10 @@ impl Cpu {
             nmi_blocked: false,
             tlb: Tlb::new(tlb_entries, tlb_mode),
             insn_rip: 0,
-            decode_cache: vec![empty; DECODE_CACHE_SLOTS],
+            decode_cache: vec![empty; DECODE_CACHE_SLOTS + 1],
+            decode_frames: vec![0; DECODE_CACHE_SLOTS],
+            decode_shadow: std::env::var_os("VMSCOPE_DECODE_SHADOW").is_some_and(|v| v == "1"),
+            decode_stats: DecodeStats::default(),
             unimplemented_seen: HashSet::new(),
             last_unimplemented: None,
             stop_on_unimplemented: true,
@@ -773,14 +771,12 @@ impl Cpu {
             if !implicit {
                 if let Some(h) = self.fast_hit(bus, la, AccessKind::Write) {
                     bus.mem.write_host(h.host, size, val);
-                    self.invalidate_decoded(h.pa, size as u64);
                     self.log_access(la, h.pa, size as u64, true, val);
                     return Ok(());
                 }
             }
             let pa = self.translate_slow(bus, la, AccessKind::Write, implicit)?;
             bus.write(pa, size as usize, val);
-            self.invalidate_decoded(pa, size as u64);
             self.log_access(la, pa, size as u64, true, val);
             return Ok(());
         }
@@ -798,11 +794,6 @@ impl Cpu {
         );
         Ok(())
     }
-
-    /// Self-modifying code is caught by comparing bytes on every decode-cache hit, so
-    /// writes need not invalidate anything; the hook exists for a future page-granular cache.
-    #[inline]
-    fn invalidate_decoded(&mut self, _pa: GuestPhysAddr, _len: u64) {}
 
     /// Alignment check (#AC): CR0.AM, RFLAGS.AC, CPL 3 and a misaligned data access.
     #[inline]
@@ -901,11 +892,45 @@ impl Cpu {
 
     // ---- fetch & decode -------------------------------------------------------------------
 
-    /// Fetch and decode the instruction at CS:RIP.
+    /// The decode-cache slot of physical address `pa`. A frame's 4096 addresses fill one
+    /// aligned half of the cache (`pa >> 13` is constant within a frame).
+    #[inline(always)]
+    fn decode_slot(pa: u64) -> usize {
+        ((pa ^ (pa >> 13)) as usize) & (DECODE_CACHE_SLOTS - 1)
+    }
+
+    /// The instruction decoded into slot `slot` (for the generic executor).
+    #[inline(always)]
+    pub(crate) fn decoded_instruction(&self, slot: u16) -> Instruction {
+        self.decode_cache[slot as usize].instr
+    }
+
+    /// Drop the decoded instructions of every frame written since the last fetch.
+    #[cold]
+    #[inline(never)]
+    fn drop_written_frames(&mut self, bus: &mut Bus) {
+        for pa in bus.mem.take_code_dirty() {
+            self.decode_stats.frames_dropped += 1;
+            let tag = (pa >> 12) as u32 + 1;
+            let half = Self::decode_slot(pa) & !(PAGE_SIZE as usize - 1);
+            for s in half..half + PAGE_SIZE as usize {
+                if self.decode_frames[s] == tag {
+                    self.decode_frames[s] = 0;
+                    self.decode_cache[s].key = 0;
+                }
+            }
+        }
+    }
+
+    /// Fetch and decode the instruction at CS:RIP into `out`, a pre-decoded record.
     ///
-    /// The instruction is written to `out` rather than returned: returning the 40-byte
-    /// `Instruction` inside a `Result` cost a store-forwarding stall on every step.
-    fn fetch_decode(&mut self, bus: &mut Bus, out: &mut Instruction) -> Result<(), Exception> {
+    /// The record is written to `out` rather than returned: returning it inside a
+    /// `Result` cost a store-forwarding stall on every step. A cached record is used as
+    /// long as its physical address, RIP and code size match: writes to its frame (any
+    /// path, see `GuestMemory::mark_code`) drop it before this runs, so no bytes are
+    /// compared. The fetch itself is still translated (and permission-checked, and
+    /// counted) on every instruction, exactly as before.
+    fn fetch_decode(&mut self, bus: &mut Bus, out: &mut exec::fast::Rec) -> Result<(), Exception> {
         let cs = self.seg[SegReg::Cs as usize];
         let mode64 = self.long_mode() && cs.long();
         let bitness = if mode64 {
@@ -926,56 +951,49 @@ impl Cpu {
         if mode64 && !GuestVirtAddr(la).is_canonical48() {
             return Err(Exception::gp0());
         }
-        let (pa, host) = match self.fast_hit(bus, la, AccessKind::Fetch) {
-            Some(h) => (h.pa, Some(h.host)),
-            None => (
-                self.translate_slow(bus, la, AccessKind::Fetch, false)?,
-                None,
-            ),
+        let pa = match self.fast_hit(bus, la, AccessKind::Fetch) {
+            Some(h) => h.pa,
+            None => self.translate_slow(bus, la, AccessKind::Fetch, false)?,
         };
-        let in_page = (PAGE_SIZE - (la & (PAGE_SIZE - 1))) as usize;
-        let n = in_page.min(MAX_INSN_LEN);
-        let slot = ((pa.as_u64() ^ (pa.as_u64() >> 13)) as usize) & (DECODE_CACHE_SLOTS - 1);
-        // Through a fast TLB entry (RAM) with 16 bytes left in the page: one 16-byte load,
-        // compared in place with the cached instruction's bytes.
-        if let Some(host) = host.filter(|_| in_page >= 16) {
-            let word = bus.mem.read_host_u128(host);
+        // After the translation: its walk may have written a page-table entry too.
+        if bus.mem.code_dirty_pending() {
+            self.drop_written_frames(bus);
+        }
+        let slot = Self::decode_slot(pa.as_u64());
+        {
             let e = &self.decode_cache[slot];
-            if e.key == pa.as_u64() + 1
-                && e.rip == self.rip
-                && e.bitness == bitness
-                && e.bytes == word & insn_mask(e.len)
-            {
-                *out = e.instr;
+            if e.key == pa.as_u64() + 1 && e.rip == self.rip && e.bitness == bitness {
+                *out = e.rec;
+                self.decode_stats.hits += 1;
+                if self.decode_shadow {
+                    self.decode_shadow_check(bus, pa, slot, bitness);
+                }
                 return Ok(());
             }
         }
+        self.decode_stats.decodes += 1;
+        let in_page = (PAGE_SIZE - (la & (PAGE_SIZE - 1))) as usize;
+        let n = in_page.min(MAX_INSN_LEN);
         let mut buf = [0u8; MAX_INSN_LEN];
-        match bus.mem.slice(pa, n) {
-            Some(s) => buf[..n].copy_from_slice(s),
+        let ram = match bus.mem.slice(pa, n) {
+            Some(s) => {
+                buf[..n].copy_from_slice(s);
+                true
+            }
             None => {
                 for (i, b) in buf[..n].iter_mut().enumerate() {
                     *b = bus.read(pa.add(i as u64), 1) as u8;
                 }
+                false
             }
-        }
-        {
-            let e = &self.decode_cache[slot];
-            if e.key == pa.as_u64() + 1
-                && e.rip == self.rip
-                && e.bitness == bitness
-                && e.bytes == insn_word(&buf, e.len)
-            {
-                *out = e.instr;
-                return Ok(());
-            }
-        }
+        };
         let mut len = n;
         if n < MAX_INSN_LEN {
             // The instruction may continue on the next page: fetch it only if needed.
             let mut dec = Decoder::with_ip(bitness, &buf[..n], self.rip, DecoderOptions::NONE);
             let i = dec.decode();
             if dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
+                // Crossing into the next page: translated again on every use (never cached).
                 let pa2 =
                     self.translate(bus, la.wrapping_add(n as u64), AccessKind::Fetch, false)?;
                 for (k, b) in buf[n..].iter_mut().enumerate() {
@@ -983,40 +1001,98 @@ impl Cpu {
                 }
                 len = MAX_INSN_LEN;
             } else {
-                *out = self.finish_decode(i, slot, pa, bitness, &buf, true)?;
-                return Ok(());
+                return self.finish_decode(bus, i, slot, pa, bitness, ram, out);
             }
         }
         let mut dec = Decoder::with_ip(bitness, &buf[..len], self.rip, DecoderOptions::NONE);
         let i = dec.decode();
-        let cacheable = n == MAX_INSN_LEN || i.len() <= n;
-        *out = self.finish_decode(i, slot, pa, bitness, &buf, cacheable)?;
-        Ok(())
+        let cacheable = ram && (n == MAX_INSN_LEN || i.len() <= n);
+        self.finish_decode(bus, i, slot, pa, bitness, cacheable, out)
     }
 
+    /// The mask of RIP for a code size.
+    #[inline(always)]
+    fn rip_mask(bitness: u32) -> u64 {
+        match bitness {
+            64 => u64::MAX,
+            32 => 0xffff_ffff,
+            _ => 0xffff,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn finish_decode(
         &mut self,
+        bus: &mut Bus,
         i: Instruction,
         slot: usize,
         pa: GuestPhysAddr,
         bitness: u32,
-        buf: &[u8; MAX_INSN_LEN],
         cacheable: bool,
-    ) -> Result<Instruction, Exception> {
+        out: &mut exec::fast::Rec,
+    ) -> Result<(), Exception> {
         if i.is_invalid() {
             return Err(Exception::ud());
         }
-        if cacheable {
-            self.decode_cache[slot] = DecodeEntry {
-                key: pa.as_u64() + 1,
-                rip: self.rip,
-                bitness,
-                len: i.len() as u8,
-                bytes: insn_word(buf, i.len() as u8),
-                instr: i,
-            };
+        let next_ip = i.next_ip() & Self::rip_mask(bitness);
+        // Cached only in one RAM frame, which the bitmap then watches for writes.
+        let slot = if cacheable && bus.mem.mark_code(pa) {
+            slot
+        } else {
+            DECODE_CACHE_SLOTS
+        };
+        let rec = exec::fast::build(&i, bitness, next_ip, slot as u16);
+        self.decode_cache[slot] = DecodeEntry {
+            key: if slot == DECODE_CACHE_SLOTS {
+                0
+            } else {
+                pa.as_u64() + 1
+            },
+            rip: self.rip,
+            bitness,
+            rec,
+            instr: i,
+        };
+        if slot != DECODE_CACHE_SLOTS {
+            self.decode_frames[slot] = (pa.as_u64() >> 12) as u32 + 1;
         }
-        Ok(i)
+        *out = rec;
+        Ok(())
+    }
+
+    /// `VMSCOPE_DECODE_SHADOW=1`: the bytes at `pa` must still decode to the cached
+    /// instruction and record, and the frame must still be marked in the code bitmap.
+    #[cold]
+    #[inline(never)]
+    fn decode_shadow_check(&self, bus: &Bus, pa: GuestPhysAddr, slot: usize, bitness: u32) {
+        let e = &self.decode_cache[slot];
+        let in_page = (PAGE_SIZE - (pa.as_u64() & (PAGE_SIZE - 1))) as usize;
+        let n = in_page.min(MAX_INSN_LEN);
+        let bytes = bus.mem.slice(pa, n).map(|s| s.to_vec()).unwrap_or_default();
+        let mut dec = Decoder::with_ip(bitness, &bytes, self.rip, DecoderOptions::NONE);
+        let i = dec.decode();
+        let next_ip = i.next_ip() & Self::rip_mask(bitness);
+        let rec = exec::fast::build(&i, bitness, next_ip, slot as u16);
+        let same = !i.is_invalid()
+            && i == e.instr
+            && i.len() == e.instr.len()
+            && i.next_ip() == e.instr.next_ip()
+            && rec.same(&e.rec);
+        assert!(
+            same && bus.mem.is_code(pa),
+            "vmscope: decode shadow: cached instruction at rip={:#x} pa={pa} is `{}` ({}), \
+             the bytes {:02x?} now decode to `{}`; frame marked: {}",
+            self.rip,
+            e.instr,
+            if e.rec.is_generic() {
+                "generic"
+            } else {
+                "specialised"
+            },
+            &bytes[..i.len().min(bytes.len())],
+            i,
+            bus.mem.is_code(pa)
+        );
     }
 
     /// Raw bytes at CS:RIP for reports (no faults, best effort).
@@ -1066,18 +1142,11 @@ impl Cpu {
         self.insn_rip = self.rip;
         bus.now = self.icount;
         let tf = self.flag(rflags::TF);
-        let mut instr = Instruction::default();
-        let result = match self.fetch_decode(bus, &mut instr) {
+        let mut rec = exec::fast::Rec::generic(0, 0);
+        let result = match self.fetch_decode(bus, &mut rec) {
             Ok(()) => {
-                let mask = if self.mode64() {
-                    u64::MAX
-                } else if self.bitness() == 32 {
-                    0xffff_ffff
-                } else {
-                    0xffff
-                };
-                self.rip = instr.next_ip() & mask;
-                exec::execute(self, bus, &instr)
+                self.rip = rec.next_ip;
+                (rec.handler)(self, bus, &rec)
             }
             Err(e) => Err(e),
         };

@@ -5,6 +5,7 @@
 mod arith;
 mod control;
 mod data;
+pub(crate) mod fast;
 mod string;
 mod system;
 #[cfg(test)]
