@@ -283,3 +283,32 @@ fn musl_c_pthreads_match_native() {
     // main calls pthread_exit: the process lives until its last thread ends.
     same_as_native(&bin, &["main-exits"]);
 }
+
+/// Dynamically linked host programs (Debian's glibc ones): `vmscope run` puts ld.so and
+/// the libraries they need into the guest at their own paths.
+#[test]
+fn dynamically_linked_glibc_programs_match_native() {
+    let runs: &[(&str, &[&str])] = &[
+        ("/bin/echo", &["hello", "from", "glibc"]),
+        ("/usr/bin/seq", &["-s,", "1", "3", "20"]),
+        (
+            "/usr/bin/printf",
+            &["%s %05.2f %x\\n", "pi", "3.14159", "255"],
+        ),
+        ("/usr/bin/expr", &["6", "*", "7"]),
+        ("/usr/bin/date", &["-u", "-d", "@86400", "+%F %T"]),
+        ("/bin/ls", &["-d", "/proc", "/tmp"]),
+        ("/bin/cat", &["/proc/self/cmdline"]),
+        (
+            "/usr/bin/awk",
+            &["BEGIN { printf \"%d %.6f\\n\", 2^10, sqrt(2) }"],
+        ),
+    ];
+    for (prog, args) in runs {
+        let p = Path::new(prog);
+        if !p.exists() {
+            panic!("{prog} missing on this host (Debian's coreutils/mawk)");
+        }
+        same_as_native(p, args);
+    }
+}

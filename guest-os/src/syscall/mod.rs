@@ -262,6 +262,17 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::STATX => stat::sys_statx(&a),
         nr::CLOSE_RANGE => fs::sys_close_range(&a),
         nr::FACCESSAT2 => stat::sys_faccessat2(&a),
+        nr::SETXATTR..=nr::FREMOVEXATTR => {
+            use stat::{XattrForm, XattrOp};
+            let i = nr - nr::SETXATTR;
+            let op = [XattrOp::Set, XattrOp::Get, XattrOp::List, XattrOp::Remove][i as usize / 3];
+            let form = match i % 3 {
+                0 => XattrForm::Path { follow: true },
+                1 => XattrForm::Path { follow: false },
+                _ => XattrForm::Fd,
+            };
+            stat::sys_xattr(&a, op, form)
+        }
         // rseq: glibc (2.35+) registers it at start-up and treats ENOSYS as "rseq
         // unavailable" (`__rseq_size` stays 0); musl does not use it.
         // clone3: glibc's clone3 wrapper falls back to clone on ENOSYS (fork, posix_spawn
