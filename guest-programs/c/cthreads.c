@@ -91,6 +91,10 @@ int main(int argc, char **argv) {
     for (long i = 0; i < N; i++)
         if (pthread_create(&th[i], 0, worker, (void *)i) != 0)
             return 1;
+    /* Let the workers finish counting and wait on the condition variable, so that the
+     * broadcast hands sleeping waiters to the mutex (musl: FUTEX_REQUEUE). */
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    nanosleep(&pause, 0);
     pthread_mutex_lock(&lock);
     ready = 1;
     pthread_cond_broadcast(&cond);

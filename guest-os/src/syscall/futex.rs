@@ -1,5 +1,5 @@
 //! `futex` (`kernel/futex/`): FUTEX_WAIT and FUTEX_WAKE (and their BITSET forms, private
-//! or shared): a thread waits for another thread of its group, for a process that shares
+//! or shared), FUTEX_REQUEUE, FUTEX_CMP_REQUEUE and FUTEX_WAKE_OP: a thread waits for another thread of its group, for a process that shares
 //! the memory, for a signal, or for its timeout.
 //!
 //! Waiters are keyed by address: a private futex by (thread group, address), a shared one by
@@ -20,6 +20,9 @@ use crate::sync::IrqLock;
 
 const FUTEX_WAIT: u64 = 0;
 const FUTEX_WAKE: u64 = 1;
+const FUTEX_REQUEUE: u64 = 3;
+const FUTEX_CMP_REQUEUE: u64 = 4;
+const FUTEX_WAKE_OP: u64 = 5;
 const FUTEX_WAIT_BITSET: u64 = 9;
 const FUTEX_WAKE_BITSET: u64 = 10;
 const FUTEX_PRIVATE_FLAG: u64 = 128;
@@ -40,7 +43,7 @@ static QUEUE: IrqLock<Vec<Waiter>> = IrqLock::new("futex_queue", Vec::new());
 
 /// `futex(uaddr, op, val, timeout/val2, uaddr2, val3)`.
 pub fn sys_futex(a: &Args) -> SysResult {
-    let [uaddr, op, val, utime, _uaddr2, val3] = a.0;
+    let [uaddr, op, val, utime, uaddr2, val3] = a.0;
     let cmd = op & FUTEX_CMD_MASK;
     let private = op & FUTEX_PRIVATE_FLAG != 0;
     if op & FUTEX_CLOCK_REALTIME != 0 && cmd != FUTEX_WAIT_BITSET {
@@ -80,8 +83,130 @@ pub fn sys_futex(a: &Args) -> SysResult {
             }
             futex_wake(uaddr, private, val as u32, bitset)
         }
+        // The fourth argument is a count here, not a timeout.
+        FUTEX_REQUEUE | FUTEX_CMP_REQUEUE => {
+            let expect = (cmd == FUTEX_CMP_REQUEUE).then_some(val3 as u32);
+            futex_requeue(uaddr, uaddr2, private, val as u32, utime as u32, expect)
+        }
+        FUTEX_WAKE_OP => futex_wake_op(
+            uaddr,
+            uaddr2,
+            private,
+            val as u32,
+            utime as u32,
+            val3 as u32,
+        ),
         _ => Err(ENOSYS),
     }
+}
+
+/// FUTEX_REQUEUE / FUTEX_CMP_REQUEUE (`futex_requeue`): wake up to `nr_wake` waiters of
+/// `uaddr`, then move up to `nr_requeue` more to `uaddr2` without waking them (condition
+/// variables hand their waiters to the mutex this way). CMP_REQUEUE first checks that the
+/// word at `uaddr` still holds `expect` (EAGAIN otherwise). Returns the woken count, plus
+/// the requeued count for CMP_REQUEUE, as Linux.
+fn futex_requeue(
+    uaddr: u64,
+    uaddr2: u64,
+    private: bool,
+    nr_wake: u32,
+    nr_requeue: u32,
+    expect: Option<u32>,
+) -> SysResult {
+    if (nr_wake as i32) < 0 || (nr_requeue as i32) < 0 {
+        return Err(EINVAL);
+    }
+    let k1 = key(uaddr, private)?;
+    let k2 = key(uaddr2, private)?;
+    if let Some(v) = expect {
+        let cur: u32 = get_user(uaddr)?;
+        if cur != v {
+            return Err(EAGAIN);
+        }
+    }
+    let mut woken: Vec<&'static Task> = Vec::new();
+    let mut moved = 0u32;
+    {
+        let mut q = QUEUE.lock();
+        for w in q.iter_mut().filter(|w| w.key == k1 && !w.woken) {
+            if (woken.len() as u32) < nr_wake {
+                if woken.try_reserve(1).is_err() {
+                    break;
+                }
+                w.woken = true;
+                woken.push(w.task);
+            } else if moved < nr_requeue {
+                w.key = k2;
+                moved += 1;
+            } else {
+                break;
+            }
+        }
+    }
+    let count = woken.len() as u64;
+    for t in woken {
+        crate::proc::sched::wake(t);
+    }
+    Ok(if expect.is_some() {
+        count + u64::from(moved)
+    } else {
+        count
+    })
+}
+
+/// FUTEX_WAKE_OP (`futex_wake_op`): change the word at `uaddr2` by the operation encoded
+/// in `encoded` (set, add, or, andn, xor with a 12-bit argument, or 1 << argument), wake up
+/// to `nr_wake` waiters of `uaddr`, and, if the old value of the word compares as the
+/// encoding says, up to `nr_wake2` waiters of `uaddr2`. Nothing else runs in between (one
+/// CPU, no preemption in the kernel), which is the atomicity Linux gets from its locks.
+fn futex_wake_op(
+    uaddr: u64,
+    uaddr2: u64,
+    private: bool,
+    nr_wake: u32,
+    nr_wake2: u32,
+    encoded: u32,
+) -> SysResult {
+    const FUTEX_OP_OPARG_SHIFT: u32 = 8;
+    key(uaddr, private)?;
+    key(uaddr2, private)?;
+    let mut op = (encoded >> 28) & 0xf;
+    let cmp = (encoded >> 24) & 0xf;
+    let sext12 = |v: u32| ((v << 20) as i32) >> 20;
+    let mut oparg = sext12((encoded >> 12) & 0xfff);
+    let cmparg = sext12(encoded & 0xfff);
+    if op & FUTEX_OP_OPARG_SHIFT != 0 {
+        op &= !FUTEX_OP_OPARG_SHIFT;
+        if !(0..=31).contains(&oparg) {
+            return Err(EINVAL);
+        }
+        oparg = 1 << oparg;
+    }
+    let old: u32 = get_user(uaddr2)?;
+    let new = match op {
+        0 => oparg as u32,
+        1 => old.wrapping_add(oparg as u32),
+        2 => old | oparg as u32,
+        3 => old & !(oparg as u32),
+        4 => old ^ oparg as u32,
+        _ => return Err(ENOSYS),
+    };
+    let o = old as i32;
+    let hit = match cmp {
+        0 => o == cmparg,
+        1 => o != cmparg,
+        2 => o < cmparg,
+        3 => o <= cmparg,
+        4 => o > cmparg,
+        5 => o >= cmparg,
+        _ => return Err(ENOSYS),
+    };
+    crate::mm::uaccess::put_user(uaddr2, new)?;
+    let mut n = futex_wake(uaddr, private, nr_wake, MATCH_ANY)?;
+    if hit {
+        n += futex_wake(uaddr2, private, nr_wake2, MATCH_ANY)?;
+    }
+    Ok(n)
 }
 
 /// The key of `uaddr` (EINVAL unless 4-byte aligned).
