@@ -222,7 +222,7 @@ fn summary(elf: &Elf, len: usize) -> ElfSummary {
 }
 
 /// `f()`, or `None` if it panics, without the panic message.
-fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let r = std::panic::catch_unwind(f).ok();

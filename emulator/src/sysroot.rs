@@ -213,8 +213,14 @@ fn collect_elf(image: &[u8], path: &str, root: Root, files: &mut Files) -> Resul
     Ok(())
 }
 
+/// Parse a host file as ELF; goblin's rare panics on malformed input become errors too
+/// (a library in `--sysroot` is the user's input).
 fn parse(image: &[u8]) -> Result<Elf<'_>, String> {
-    Elf::parse(image).map_err(|e| format!("malformed ELF: {e}"))
+    match crate::run::quietly(|| Elf::parse(image)) {
+        Some(Ok(e)) => Ok(e),
+        Some(Err(e)) => Err(format!("malformed ELF: {e}")),
+        None => Err("malformed ELF".into()),
+    }
 }
 
 #[cfg(test)]

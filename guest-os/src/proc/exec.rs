@@ -404,9 +404,7 @@ pub struct Image {
 pub fn load_path(path: &[u8], args: ArgSource) -> Result<Image, Errno> {
     let mut prefix: Vec<Vec<u8>> = Vec::new();
     let mut skip = 0;
-    let mut file: Vec<u8> = Vec::new();
-    file.try_reserve_exact(path.len()).map_err(|_| ENOMEM)?;
-    file.extend_from_slice(path);
+    let mut file = try_copy(path)?;
     for depth in 0..=BINPRM_MAX_RECURSION {
         let (inode, target) = open_exec(&file)?;
         let mut head = [0u8; BINPRM_BUF_SIZE];
@@ -419,9 +417,9 @@ pub fn load_path(path: &[u8], args: ArgSource) -> Result<Image, Errno> {
             // argv: [interpreter, argument, this file, what followed the previous file].
             let mut p: Vec<Vec<u8>> = Vec::new();
             p.try_reserve(prefix.len() + 3).map_err(|_| ENOMEM)?;
-            p.push(interp.to_vec());
+            p.push(try_copy(interp)?);
             if let Some(a) = arg {
-                p.push(a.to_vec());
+                p.push(try_copy(a)?);
             }
             p.push(core::mem::take(&mut file));
             if depth == 0 {
@@ -430,7 +428,7 @@ pub fn load_path(path: &[u8], args: ArgSource) -> Result<Image, Errno> {
                 p.extend(prefix.drain(1..));
             }
             prefix = p;
-            file = interp.to_vec();
+            file = try_copy(interp)?;
             continue;
         }
         let argv = Argv {
@@ -441,6 +439,14 @@ pub fn load_path(path: &[u8], args: ArgSource) -> Result<Image, Errno> {
         return load(&inode, &target, path, &file, argv);
     }
     Err(crate::syscall::errno::ELOOP)
+}
+
+/// A copy of `b` on the kernel heap, ENOMEM if there is no room (exec runs for users).
+fn try_copy(b: &[u8]) -> Result<Vec<u8>, Errno> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(b.len()).map_err(|_| ENOMEM)?;
+    v.extend_from_slice(b);
+    Ok(v)
 }
 
 /// The interpreter and optional argument of a `#!` line (`load_script`): blanks (space,
@@ -748,9 +754,7 @@ fn load(
     }
     words.flush(mm)?;
     mm.set_stack_start(layout.rsp);
-    let mut exe_path = Vec::new();
-    exe_path.try_reserve_exact(exe.len()).map_err(|_| ENOMEM)?;
-    exe_path.extend_from_slice(exe);
+    let exe_path = try_copy(exe)?;
     Ok(Image {
         mm: new.install()?,
         entry,
