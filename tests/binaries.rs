@@ -284,6 +284,23 @@ fn musl_c_pthreads_match_native() {
     same_as_native(&bin, &["main-exits"]);
 }
 
+#[test]
+fn musl_c_clone3_robust_futexes_proc_tasks_exec_from_thread_match_native() {
+    // clone3 and its argument checks, exit signals and __WALL, CLONE_PARENT,
+    // CLONE_CLEAR_SIGHAND, /proc/PID/task and status, a robust mutex whose owner died,
+    // execve from a thread other than main, and the wall clock.
+    let bin = c_program("cclone");
+    let o = same_as_native(&bin, &[]);
+    let out = stdout(&o);
+    for line in [
+        "robust lock after the owner died: EOWNERDEAD",
+        "new image: same pid=1 tid==pid=1 threads=1 tasks=1",
+        "/proc/self/task entries: 4",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
+
 /// Dynamically linked host programs (Debian's glibc ones): `vmscope run` puts ld.so and
 /// the libraries they need into the guest at their own paths.
 #[test]

@@ -112,6 +112,7 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     kprintln!("Boot OK");
 
     drivers::rtc::init();
+    proc::timer::init_realtime();
     // Not every initrd is an initramfs (tests pass arbitrary bytes): only a newc archive
     // is unpacked.
     if let Err(e) = fs::mount_root(initrd.map(|i| (i.paddr, i.size))) {

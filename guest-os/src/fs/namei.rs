@@ -279,7 +279,7 @@ fn walk(start: Option<Path>, path: &[u8], follow: bool, depth: &mut u32) -> Resu
                     // Continue inside /proc by name.
                     let base = match n {
                         procfs::Node::Root => Vec::from(&b"/proc"[..]),
-                        procfs::Node::PidDir(pid) => alloc::format!("/proc/{pid}").into_bytes(),
+                        procfs::Node::Dir(d) => d.path(),
                         _ => return Err(ENOTDIR),
                     };
                     let mut s = base;
@@ -381,7 +381,7 @@ pub fn dir_path(abs: &[u8], node: &Node) -> Result<Vec<u8>, Errno> {
     match node {
         Node::Vfs(p) => d_path(p),
         // `/proc/self` is a link to `/proc/PID`: the working directory is the latter.
-        Node::Proc(procfs::Node::PidDir(pid)) => Ok(alloc::format!("/proc/{pid}").into_bytes()),
+        Node::Proc(procfs::Node::Dir(d)) => Ok(d.path()),
         Node::Proc(_) => Ok(normalize(abs)),
     }
 }

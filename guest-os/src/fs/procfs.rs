@@ -26,12 +26,45 @@ use crate::syscall::errno::{Errno, SysResult, EINVAL, ENOENT, ENOTDIR};
 pub enum Node {
     /// `/proc` itself.
     Root,
-    /// `/proc/<pid>`.
-    PidDir(u32),
+    /// `/proc/<pid>`, `/proc/<pid>/task` or `/proc/<pid>/task/<tid>`.
+    Dir(DirId),
     /// A file with its contents.
     File(Vec<u8>),
     /// A symbolic link (`/proc/PID/exe`) and its target.
     Link(Vec<u8>),
+}
+
+/// A directory below /proc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirId {
+    /// `/proc/<pid>`: a process (a thread group, named by its leader's PID; a thread's
+    /// TID is accepted too, as Linux's hidden entries).
+    Pid(u32),
+    /// `/proc/<pid>/task`: the threads of the group.
+    Tasks(u32),
+    /// `/proc/<pid>/task/<tid>`: one thread.
+    Thread(u32, u32),
+}
+
+impl DirId {
+    /// The directory's canonical path.
+    pub fn path(self) -> Vec<u8> {
+        match self {
+            DirId::Pid(p) => format!("/proc/{p}"),
+            DirId::Tasks(p) => format!("/proc/{p}/task"),
+            DirId::Thread(p, t) => format!("/proc/{p}/task/{t}"),
+        }
+        .into_bytes()
+    }
+
+    /// Its inode number (distinct per directory; /proc's numbering is its own).
+    pub fn ino(self) -> u64 {
+        match self {
+            DirId::Pid(p) => 0x1000 + p as u64,
+            DirId::Tasks(p) => (1 << 40) + p as u64,
+            DirId::Thread(_, t) => (2 << 40) + t as u64,
+        }
+    }
 }
 
 /// Files directly under /proc.
@@ -49,8 +82,9 @@ const ROOT_FILES: [&str; 11] = [
     "swaps",
 ];
 /// Files in a process directory.
-const PID_FILES: [&str; 10] = [
+const PID_FILES: [&str; 11] = [
     "cmdline",
+    "comm",
     "maps",
     "smaps",
     "stat",
@@ -85,37 +119,23 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
         ["pressure", "memory"] => Ok(Node::File(
             crate::mm::psi::proc_pressure_memory().into_bytes(),
         )),
-        [pid] => pid_of(pid).map(Node::PidDir),
+        [pid] => pid_of(pid).map(|p| Node::Dir(DirId::Pid(p))),
+        ["thread-self"] => {
+            let t = proc::current().ok_or(ENOENT)?;
+            Ok(Node::Dir(DirId::Thread(t.tgid(), t.pid)))
+        }
+        ["thread-self", file] => {
+            let t = proc::current().ok_or(ENOENT)?;
+            pid_file(t, file)
+        }
         ["vmscope", rest @ ..] => vmscope_node(rest),
+        [pid, "task"] => pid_of(pid).map(|p| Node::Dir(DirId::Tasks(p))),
+        [pid, "task", tid] => thread_of(pid, tid).map(|(p, t)| Node::Dir(DirId::Thread(p, t.pid))),
+        [pid, "task", tid, file] => thread_of(pid, tid).and_then(|(_, t)| pid_file(t, file)),
         [pid, file] => {
             let pid = pid_of(pid)?;
             let t = sched::find(pid).ok_or(ENOENT)?;
-            match *file {
-                "maps" => Ok(Node::File(maps(t))),
-                "smaps" => Ok(Node::File(smaps(t))),
-                "cmdline" => Ok(Node::File(t.cmdline.lock().clone())),
-                "stat" => Ok(Node::File(stat(t))),
-                "status" => Ok(Node::File(status(t))),
-                "exe" => Ok(Node::Link(t.exe.lock().clone())),
-                // cgroup v2's one line: hierarchy 0, no controllers named, the path.
-                "cgroup" => {
-                    let mut v = Vec::from(&b"0::"[..]);
-                    v.extend_from_slice(&crate::mm::memcontrol::path(
-                        crate::mm::memcontrol::task_memcg(t),
-                    ));
-                    v.push(b'\n');
-                    Ok(Node::File(v))
-                }
-                "limits" => Ok(Node::File(limits(t))),
-                "mounts" => Ok(Node::File(crate::fs::mount::proc_mounts().into_bytes())),
-                "oom_score" => Ok(Node::File(
-                    format!("{}\n", crate::mm::oom_kill::oom_score(t)).into_bytes(),
-                )),
-                "oom_score_adj" => Ok(Node::File(
-                    format!("{}\n", t.oom_score_adj.load(Ordering::Relaxed)).into_bytes(),
-                )),
-                _ => Err(ENOENT),
-            }
+            pid_file(t, file)
         }
         ["sys", "vm", "swappiness"] => Ok(Node::File(
             format!(
@@ -132,6 +152,65 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
     }
 }
 
+/// A file in a process's or thread's directory.
+fn pid_file(t: &'static Task, file: &str) -> Result<Node, Errno> {
+    match file {
+        "maps" => Ok(Node::File(maps(t))),
+        "smaps" => Ok(Node::File(smaps(t))),
+        "cmdline" => Ok(Node::File(t.cmdline.lock().clone())),
+        "comm" => Ok(Node::File(format!("{}\n", comm(t)).into_bytes())),
+        "stat" => Ok(Node::File(stat(t))),
+        "status" => Ok(Node::File(status(t))),
+        "exe" => Ok(Node::Link(t.exe.lock().clone())),
+        // cgroup v2's one line: hierarchy 0, no controllers named, the path.
+        "cgroup" => {
+            let mut v = Vec::from(&b"0::"[..]);
+            v.extend_from_slice(&crate::mm::memcontrol::path(
+                crate::mm::memcontrol::task_memcg(t),
+            ));
+            v.push(b'\n');
+            Ok(Node::File(v))
+        }
+        "limits" => Ok(Node::File(limits(t))),
+        "mounts" => Ok(Node::File(crate::fs::mount::proc_mounts().into_bytes())),
+        "oom_score" => Ok(Node::File(
+            format!("{}\n", crate::mm::oom_kill::oom_score(t)).into_bytes(),
+        )),
+        "oom_score_adj" => Ok(Node::File(
+            format!("{}\n", t.oom_score_adj.load(Ordering::Relaxed)).into_bytes(),
+        )),
+        "task" => Err(ENOTDIR),
+        _ => Err(ENOENT),
+    }
+}
+
+/// The live threads of `t`'s group, leader first (`/proc/PID/task`): a leader that
+/// exited while its threads run is still listed (a zombie), as on Linux.
+fn group_threads(t: &'static Task) -> Vec<&'static Task> {
+    let leader = t.group_leader_static();
+    let mut v = alloc::vec![leader];
+    v.extend(
+        leader
+            .threads
+            .lock()
+            .iter()
+            .copied()
+            .filter(|x| x.state.load(Ordering::Acquire) != state::ZOMBIE),
+    );
+    v
+}
+
+/// `/proc/PID/task/TID`: TID must be a thread of PID's group.
+fn thread_of(pid: &str, tid: &str) -> Result<(u32, &'static Task), Errno> {
+    let p = pid_of(pid)?;
+    let tid: u32 = tid.parse().map_err(|_| ENOENT)?;
+    let t = sched::find(tid).ok_or(ENOENT)?;
+    if t.tgid() != sched::find(p).ok_or(ENOENT)?.tgid() {
+        return Err(ENOENT);
+    }
+    Ok((p, t))
+}
+
 /// `/proc/vmscope/NAME`: the kernel's own debugging files (the memory self-check), kept
 /// apart from Linux's files. Reading `selfcheck` runs the checks of `mm::debug_vm`.
 fn vmscope_node(rest: &[&str]) -> Result<Node, Errno> {
@@ -144,33 +223,53 @@ fn vmscope_node(rest: &[&str]) -> Result<Node, Errno> {
 }
 
 fn pid_of(s: &str) -> Result<u32, Errno> {
+    // `/proc/self` is the process (the thread group), not the calling thread.
     let pid = if s == "self" {
-        proc::current().map(|t| t.pid).ok_or(ENOENT)?
+        proc::current().map(|t| t.tgid()).ok_or(ENOENT)?
     } else {
         s.parse().map_err(|_| ENOENT)?
     };
     sched::find(pid).map(|t| t.pid).ok_or(ENOENT)
 }
 
-/// Directory entries of a /proc directory: (name, is_dir, inode).
-pub fn readdir(node_pid: Option<u32>) -> Vec<(String, bool, u64)> {
+/// Directory entries of a /proc directory (`None`: /proc itself): (name, is_dir, inode).
+pub fn readdir(dir: Option<DirId>) -> Vec<(String, bool, u64)> {
     let mut v = Vec::new();
-    match node_pid {
+    let files = |v: &mut Vec<(String, bool, u64)>, base: u64| {
+        for (i, f) in PID_FILES.iter().enumerate() {
+            v.push((String::from(*f), false, (base << 8) + i as u64));
+        }
+    };
+    match dir {
         None => {
-            for t in sched::all() {
-                v.push((format!("{}", t.pid), true, 0x1000 + t.pid as u64));
+            // Processes only: threads are reached through /proc/PID/task (their TIDs
+            // still resolve, unlisted, as on Linux).
+            for t in sched::all().into_iter().filter(|t| t.is_leader()) {
+                v.push((format!("{}", t.pid), true, DirId::Pid(t.pid).ino()));
             }
             v.push((String::from("self"), true, 0x0fff));
+            v.push((String::from("thread-self"), true, 0x0ffd));
             v.push((String::from("mounts"), false, 0x0ffe));
             for (i, f) in ROOT_FILES.iter().enumerate() {
                 v.push((String::from(*f), false, 0x100 + i as u64));
             }
         }
-        Some(pid) => {
-            for (i, f) in PID_FILES.iter().enumerate() {
-                v.push((String::from(*f), false, ((pid as u64) << 8) + i as u64));
+        Some(DirId::Pid(pid)) => {
+            v.push((String::from("task"), true, DirId::Tasks(pid).ino()));
+            files(&mut v, pid as u64);
+        }
+        Some(DirId::Tasks(pid)) => {
+            if let Some(t) = sched::find(pid) {
+                for th in group_threads(t) {
+                    v.push((
+                        format!("{}", th.pid),
+                        true,
+                        DirId::Thread(pid, th.pid).ino(),
+                    ));
+                }
             }
         }
+        Some(DirId::Thread(_, tid)) => files(&mut v, (1 << 32) + tid as u64),
     }
     v
 }
@@ -493,18 +592,20 @@ fn stat(t: &Task) -> Vec<u8> {
     let mut s = String::new();
     let _ = write!(
         s,
-        "{} ({}) {} {} {} {} 0 -1 4194304 {} 0 {} 0 0 0 0 0 20 0 1 0 0 {} {} 18446744073709551615 0 0 {} 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 {} {} 0 0 0 0 {}",
+        "{} ({}) {} {} {} {} 0 -1 4194304 {} 0 {} 0 0 0 0 0 20 0 {} 0 0 {} {} 18446744073709551615 0 0 {} 0 0 0 0 0 0 0 0 0 {} 0 0 0 0 0 0 0 {} {} 0 0 0 0 {}",
         t.pid,
         comm(t),
         state_char(t),
-        t.ppid.load(Ordering::Relaxed),
-        t.pid,
-        t.pid,
+        t.leader().ppid.load(Ordering::Relaxed),
+        t.leader().pgid.load(Ordering::Relaxed),
+        t.leader().sid.load(Ordering::Relaxed),
         t.min_flt.load(Ordering::Relaxed),
         t.maj_flt.load(Ordering::Relaxed),
+        thread_count(t),
         vm * 4096,
         rss,
         start_stack,
+        t.leader().exit_signal.load(Ordering::Relaxed),
         start_brk,
         brk,
         t.exit_code.load(Ordering::Relaxed)
@@ -557,6 +658,20 @@ fn limits(t: &Task) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// The live threads of `t`'s group (a zombie leader whose threads run is not counted).
+fn thread_count(t: &Task) -> usize {
+    let leader = t.leader();
+    let others = leader
+        .threads
+        .lock()
+        .iter()
+        .filter(|x| x.state.load(Ordering::Acquire) != state::ZOMBIE)
+        .count();
+    others
+        + usize::from(leader.state.load(Ordering::Acquire) != state::ZOMBIE)
+            .max(usize::from(others == 0))
+}
+
 /// /proc/PID/status: the lines of `proc_pid_status` that exist here.
 fn status(t: &Task) -> Vec<u8> {
     let (vm, rss, stack, data, exe) = mem_of(t);
@@ -574,13 +689,13 @@ fn status(t: &Task) -> Vec<u8> {
         s,
         "Name:\t{}\nUmask:\t{:04o}\nState:\t{}\nTgid:\t{}\nNgid:\t0\nPid:\t{}\nPPid:\t{}\nTracerPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nFDSize:\t{}\n\
 VmPeak:\t{:>8} kB\nVmSize:\t{:>8} kB\nVmLck:\t{:>8} kB\nVmPin:\t{:>8} kB\nVmHWM:\t{:>8} kB\nVmRSS:\t{:>8} kB\nRssAnon:\t{:>8} kB\nRssFile:\t{:>8} kB\nRssShmem:\t{:>8} kB\n\
-VmData:\t{:>8} kB\nVmStk:\t{:>8} kB\nVmExe:\t{:>8} kB\nVmLib:\t{:>8} kB\nVmPTE:\t{:>8} kB\nVmSwap:\t{:>8} kB\nThreads:\t1\n",
+VmData:\t{:>8} kB\nVmStk:\t{:>8} kB\nVmExe:\t{:>8} kB\nVmLib:\t{:>8} kB\nVmPTE:\t{:>8} kB\nVmSwap:\t{:>8} kB\nThreads:\t{}\n",
         comm(t),
         t.umask().load(Ordering::Relaxed),
         state,
+        t.tgid(),
         t.pid,
-        t.pid,
-        t.ppid.load(Ordering::Relaxed),
+        t.leader().ppid.load(Ordering::Relaxed),
         t.files().lock().max_fds().next_multiple_of(64),
         kb(vm),
         kb(vm),
@@ -596,7 +711,8 @@ VmData:\t{:>8} kB\nVmStk:\t{:>8} kB\nVmExe:\t{:>8} kB\nVmLib:\t{:>8} kB\nVmPTE:\
         kb(exe),
         0,
         kb(pte),
-        kb(swap_of(t))
+        kb(swap_of(t)),
+        thread_count(t)
     );
     s.into_bytes()
 }
@@ -705,9 +821,9 @@ impl FileOps for ProcFile {
     }
 }
 
-/// An open /proc directory (`None`: /proc itself; `Some(pid)`: a process's).
+/// An open /proc directory (`None`: /proc itself).
 pub struct ProcDir {
-    pub pid: Option<u32>,
+    pub dir: Option<DirId>,
 }
 
 impl FileOps for ProcDir {
@@ -725,7 +841,7 @@ impl FileOps for ProcDir {
         const DT_REG: u8 = 8;
         let mut entries: Vec<(String, bool, u64)> =
             alloc::vec![(".".into(), true, 1), ("..".into(), true, 1)];
-        entries.extend(readdir(self.pid));
+        entries.extend(readdir(self.dir));
         let mut out = Vec::new();
         let mut p = usize::try_from(*pos).unwrap_or(usize::MAX);
         while p < entries.len() {
@@ -751,7 +867,7 @@ impl FileOps for ProcDir {
     }
 
     fn stat(&self) -> Result<Kstat, Errno> {
-        let ino = self.pid.map_or(1, |p| 0x1000 + p as u64);
+        let ino = self.dir.map_or(1, DirId::ino);
         let mut k = Kstat::new(PROC_DEV, ino, S_IFDIR | 0o555, 2, 0);
         k.blksize = 1024;
         Ok(k)
@@ -762,9 +878,9 @@ impl FileOps for ProcDir {
     }
 
     fn path(&self) -> Option<Vec<u8>> {
-        Some(match self.pid {
+        Some(match self.dir {
             None => b"/proc".to_vec(),
-            Some(p) => format!("/proc/{p}").into_bytes(),
+            Some(d) => d.path(),
         })
     }
 

@@ -126,9 +126,8 @@ impl SuperBlock {
     }
 }
 
-/// The time the VFS stamps on inodes (`current_time`): the wall clock the RTC gave at
-/// boot plus the virtual time since. (The clock system calls still count from the epoch:
-/// see README, "Not there yet".)
+/// The time the VFS stamps on inodes (`current_time`), in seconds: CLOCK_REALTIME (the
+/// RTC's time at boot plus the virtual time since, or what clock_settime set).
 pub fn now() -> u64 {
-    crate::drivers::rtc::boot_seconds() + crate::proc::timer::now_ns() / 1_000_000_000
+    crate::proc::timer::realtime_ns() / 1_000_000_000
 }

@@ -836,30 +836,27 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
         envp: a.0[2],
     };
     let img = load_path(&path, args)?;
-    // Point of no return.
+    // The other threads of the group go first (`de_thread`); if a fatal signal comes
+    // meanwhile, the exec fails and the signal ends the process.
+    if let Err(e) = de_thread(me) {
+        img.mm.destroy();
+        return Err(e);
+    }
+    // Point of no return. The exec'ing thread's robust futexes and clear_child_tid belong
+    // to the old image (`exec_mm_release`).
+    super::mm_release(me);
+    let leader = me.group_leader_static();
     img.mm.activate();
-    crate::mm::rmap::check(me);
-    crate::mm::rmap::attach(img.mm.anon_id, me.pid);
+    crate::mm::rmap::check(leader);
+    crate::mm::rmap::attach(img.mm.anon_id, leader.pid);
     let old = me.mm().lock().replace(img.mm);
     if let Some(old) = old {
-        crate::mm::rmap::detach(old.anon_id, me.pid);
+        crate::mm::rmap::detach(old.anon_id, leader.pid);
         old.destroy();
     }
-    me.set_comm(&path);
-    me.set_exe(&img.exe);
-    *me.cmdline.lock() = img.cmdline;
-    crate::trace::exec(me, &path, img.entry, img.load_bias);
-    super::release_vfork(me);
-    signal::reset_on_exec(me);
-    crate::fs::fdtable::close_on_exec(me);
-    me.fs_base.store(0, Ordering::Relaxed);
-    // SAFETY: clearing the user FS base for the new image.
-    unsafe { crate::arch::x86_64::syscall::wrmsr(crate::arch::x86_64::syscall::MSR_FS_BASE, 0) };
-    // The new program starts with the initial FPU state (`fpu_flush_thread`).
-    crate::arch::x86_64::fpu::restore_init();
     let cs = frame.cs;
     let ss = frame.ss;
-    *frame = TrapFrame {
+    let start = TrapFrame {
         rip: img.entry,
         rsp: img.rsp,
         cs,
@@ -867,5 +864,113 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
         rflags: 0x202,
         ..TrapFrame::default()
     };
+    // The process keeps its PID: a thread other than the leader hands the new program to
+    // the leader (whose exit left it a zombie) and goes.
+    let runner = if me.is_leader() { me } else { leader };
+    runner.set_comm(&path);
+    runner.set_exe(&img.exe);
+    *runner.cmdline.lock() = img.cmdline;
+    crate::trace::exec(runner, &path, img.entry, img.load_bias);
+    super::release_vfork(runner);
+    signal::reset_on_exec(me);
+    crate::fs::fdtable::close_on_exec(me);
+    runner.fs_base.store(0, Ordering::Relaxed);
+    if !core::ptr::eq(runner, me) {
+        hand_over_to_leader(me, leader, &start);
+    }
+    // SAFETY: clearing the user FS base for the new image.
+    unsafe { crate::arch::x86_64::syscall::wrmsr(crate::arch::x86_64::syscall::MSR_FS_BASE, 0) };
+    // The new program starts with the initial FPU state (`fpu_flush_thread`).
+    crate::arch::x86_64::fpu::restore_init();
+    *frame = start;
     Ok(0)
+}
+
+/// `de_thread`: kill every other thread of the group and wait until they are gone (the
+/// leader, if it is not the caller, left a zombie). EAGAIN if the group is already exiting
+/// or exec'ing, or when a fatal signal arrives while waiting.
+fn de_thread(me: &'static super::Task) -> Result<(), crate::syscall::errno::Errno> {
+    use crate::syscall::errno::EAGAIN;
+    let leader = me.group_leader_static();
+    let others_left = || {
+        leader.threads.lock().iter().any(|x| !core::ptr::eq(*x, me))
+            || (!me.is_leader() && leader.state.load(Ordering::Acquire) != super::state::ZOMBIE)
+    };
+    if !others_left() {
+        return Ok(());
+    }
+    if leader.group_exiting.load(Ordering::Acquire)
+        || leader
+            .group_exec_task
+            .compare_exchange(
+                core::ptr::null_mut(),
+                me as *const super::Task as *mut super::Task,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+    {
+        return Err(EAGAIN);
+    }
+    for peer in me.group_peers() {
+        signal::send(
+            peer,
+            signal::SIGKILL,
+            signal::SigInfo {
+                signo: signal::SIGKILL,
+                code: signal::SI_KERNEL,
+                addr: 0,
+                pid: 0,
+                status: 0,
+            },
+        );
+    }
+    // Each exiting peer wakes this thread (`exit_current`).
+    let result = loop {
+        if !others_left() {
+            break Ok(());
+        }
+        if signal::kill_pending(me) || leader.group_exiting.load(Ordering::Acquire) {
+            break Err(EAGAIN);
+        }
+        super::sched::sleep();
+    };
+    leader
+        .group_exec_task
+        .store(core::ptr::null_mut(), Ordering::Release);
+    result
+}
+
+/// execve by a thread that is not the leader, after [`de_thread`]: as in Linux the
+/// process keeps its PID, so the leader (a zombie, switched away for good: there is one
+/// CPU and the kernel is not preempted) is brought back to run the new program, taking
+/// the exec'ing thread's signal mask and pending signals, and this thread exits.
+fn hand_over_to_leader(
+    me: &'static super::Task,
+    leader: &'static super::Task,
+    start: &TrapFrame,
+) -> ! {
+    leader.threads.lock().retain(|x| !core::ptr::eq(*x, me));
+    {
+        let mine = me.signals.lock();
+        let mut l = leader.signals.lock();
+        l.actions = mine.actions;
+        l.blocked = mine.blocked;
+        l.pending = mine.pending;
+        l.info = mine.info;
+        l.sas_ss_sp = 0;
+        l.sas_ss_size = 0;
+        l.sas_ss_flags = 0;
+    }
+    *leader.fpu.lock() = crate::arch::x86_64::fpu::FpuState::init();
+    leader.clear_child_tid.store(0, Ordering::Relaxed);
+    leader.robust_list.store(0, Ordering::Relaxed);
+    leader.exit_code.store(0, Ordering::Relaxed);
+    *leader.restart_block.lock() = None;
+    super::sched::prepare_child(leader, start);
+    leader
+        .state
+        .store(super::state::RUNNABLE, Ordering::Release);
+    super::sched::enqueue(leader);
+    super::exit_exec_thread(me)
 }

@@ -7,45 +7,214 @@ use core::sync::atomic::Ordering;
 
 use super::{current, sched, signal, Task};
 use crate::arch::x86_64::idt::TrapFrame;
-use crate::syscall::errno::{SysResult, ENOMEM, ESRCH};
+use crate::mm::uaccess::copy_from_user;
+use crate::syscall::errno::{SysResult, E2BIG, EINVAL, ENOMEM, ESRCH};
 
 /// `clone` flags.
+/// The low byte of legacy clone's flags: the exit signal.
+pub const CSIGNAL: u64 = 0xff;
 pub const CLONE_VM: u64 = 0x100;
 pub const CLONE_FS: u64 = 0x200;
 pub const CLONE_FILES: u64 = 0x400;
 pub const CLONE_SIGHAND: u64 = 0x800;
+pub const CLONE_PIDFD: u64 = 0x1000;
+pub const CLONE_PTRACE: u64 = 0x2000;
 pub const CLONE_VFORK: u64 = 0x4000;
 pub const CLONE_PARENT: u64 = 0x8000;
 pub const CLONE_THREAD: u64 = 0x1_0000;
+pub const CLONE_NEWNS: u64 = 0x2_0000;
 pub const CLONE_SYSVSEM: u64 = 0x4_0000;
 pub const CLONE_SETTLS: u64 = 0x8_0000;
 pub const CLONE_PARENT_SETTID: u64 = 0x10_0000;
 pub const CLONE_CHILD_CLEARTID: u64 = 0x20_0000;
+pub const CLONE_DETACHED: u64 = 0x40_0000;
+pub const CLONE_UNTRACED: u64 = 0x80_0000;
 pub const CLONE_CHILD_SETTID: u64 = 0x100_0000;
-/// What a thread shares with its group here: threads must share all of it (the C
-/// libraries' pthread_create passes all of these); a process sharing some of it with its
-/// parent is refused with ENOSYS (logged) rather than silently not shared.
-const CLONE_SHARING: u64 = CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+pub const CLONE_NEWCGROUP: u64 = 0x200_0000;
+pub const CLONE_NEWUTS: u64 = 0x400_0000;
+pub const CLONE_NEWIPC: u64 = 0x800_0000;
+pub const CLONE_NEWUSER: u64 = 0x1000_0000;
+pub const CLONE_NEWPID: u64 = 0x2000_0000;
+pub const CLONE_NEWNET: u64 = 0x4000_0000;
+pub const CLONE_IO: u64 = 0x8000_0000;
+/// clone3 only: the child starts with every caught signal back to SIG_DFL.
+pub const CLONE_CLEAR_SIGHAND: u64 = 0x1_0000_0000;
+/// clone3 only: the child starts in the cgroup `clone_args.cgroup` names.
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// clone3 only (reuses a CSIGNAL bit): a new time namespace.
+pub const CLONE_NEWTIME: u64 = 0x80;
+/// Every flag legacy clone can express (`CLONE_LEGACY_FLAGS`).
+const CLONE_LEGACY_FLAGS: u64 = 0xffff_ffff;
+/// The namespace flags. This kernel has no namespaces: clone refuses them with EINVAL,
+/// as Linux built without `CONFIG_*_NS` does.
+const CLONE_NAMESPACES: u64 = CLONE_NEWNS
+    | CLONE_NEWCGROUP
+    | CLONE_NEWUTS
+    | CLONE_NEWIPC
+    | CLONE_NEWUSER
+    | CLONE_NEWPID
+    | CLONE_NEWNET
+    | CLONE_NEWTIME;
+/// What a process (not a thread) created here cannot share with its parent yet: the
+/// descriptor table and the fs struct (cwd, umask) are per process, and CLONE_VM without
+/// CLONE_VFORK needs an address space shared by two processes. Refused with ENOSYS
+/// (logged) rather than silently not shared.
+const PROCESS_SHARING: u64 = CLONE_FS | CLONE_FILES;
 
-/// The thread-creating arguments of clone (`kernel_clone_args`).
+/// The arguments of clone and clone3 (`kernel_clone_args`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CloneArgs {
+    /// CLONE_* (without the exit signal).
     pub flags: u64,
+    /// The new thread's or process's stack pointer (0: the caller's).
     pub stack: u64,
     pub parent_tid: u64,
     pub child_tid: u64,
     pub tls: u64,
+    /// The signal the parent gets when the child ends (0: none).
+    pub exit_signal: u8,
+    /// CLONE_INTO_CGROUP: a descriptor of the cgroup directory.
+    pub cgroup: u64,
 }
 
-/// `clone(flags, stack, parent_tid, child_tid, tls)` (x86-64 argument order), and fork and
-/// vfork: a new thread with CLONE_THREAD, else a new process.
-pub fn sys_clone(frame: &TrapFrame, args: CloneArgs) -> SysResult {
-    let f = args.flags;
-    // `copy_process`'s flag rules.
-    if (f & CLONE_THREAD != 0 && f & CLONE_SIGHAND == 0)
-        || (f & CLONE_SIGHAND != 0 && f & CLONE_VM == 0)
+/// `clone(flags, stack, parent_tid, child_tid, tls)` (x86-64 argument order): the low
+/// byte of `flags` is the exit signal, the upper 32 bits are ignored (`kernel_clone`).
+pub fn sys_clone(
+    frame: &TrapFrame,
+    flags: u64,
+    stack: u64,
+    ptid: u64,
+    ctid: u64,
+    tls: u64,
+) -> SysResult {
+    let exit_signal = flags & CSIGNAL;
+    if exit_signal as usize > signal::NSIG {
+        return Err(EINVAL);
+    }
+    kernel_clone(
+        frame,
+        CloneArgs {
+            flags: flags & CLONE_LEGACY_FLAGS & !CSIGNAL,
+            stack,
+            parent_tid: ptid,
+            child_tid: ctid,
+            tls,
+            exit_signal: exit_signal as u8,
+            cgroup: 0,
+        },
+    )
+}
+
+/// `struct clone_args` sizes: version 0 (up to `tls`), 1 (`set_tid`, `set_tid_size`),
+/// 2 (`cgroup`).
+const CLONE_ARGS_SIZE_VER0: u64 = 64;
+const CLONE_ARGS_SIZE_VER2: u64 = 88;
+/// Most PIDs `set_tid` may name (one per PID namespace level).
+const MAX_PID_NS_LEVEL: u64 = 32;
+
+/// `clone3(args, size)`: the arguments in a versioned structure
+/// (`copy_clone_args_from_user` and `clone3_args_valid`). A larger structure than this
+/// kernel knows is accepted when the unknown tail is zero (E2BIG otherwise).
+pub fn sys_clone3(frame: &TrapFrame, uargs: u64, size: u64) -> SysResult {
+    const PAGE_SIZE: u64 = 4096;
+    if size > PAGE_SIZE {
+        return Err(E2BIG);
+    }
+    if size < CLONE_ARGS_SIZE_VER0 {
+        return Err(EINVAL);
+    }
+    let mut raw = [0u8; CLONE_ARGS_SIZE_VER2 as usize];
+    let known = size.min(CLONE_ARGS_SIZE_VER2) as usize;
+    copy_from_user(&mut raw[..known], uargs)?;
+    // `copy_struct_from_user`: a tail this kernel does not know must be zero.
+    let mut at = uargs.saturating_add(CLONE_ARGS_SIZE_VER2);
+    let end = uargs.saturating_add(size);
+    while at < end {
+        let mut chunk = [0u8; 64];
+        let n = ((end - at) as usize).min(chunk.len());
+        copy_from_user(&mut chunk[..n], at)?;
+        if chunk[..n].iter().any(|&b| b != 0) {
+            return Err(E2BIG);
+        }
+        at += n as u64;
+    }
+    let field = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    let (flags, pidfd, child_tid, parent_tid, exit_signal) =
+        (field(0), field(1), field(2), field(3), field(4));
+    let (stack, stack_size, tls, set_tid, set_tid_size, cgroup) =
+        (field(5), field(6), field(7), field(8), field(9), field(10));
+    let _ = pidfd;
+    if set_tid_size > MAX_PID_NS_LEVEL
+        || (set_tid == 0 && set_tid_size != 0)
+        || (set_tid != 0 && set_tid_size == 0)
     {
-        return Err(crate::syscall::errno::EINVAL);
+        return Err(EINVAL);
+    }
+    if exit_signal & !CSIGNAL != 0 || exit_signal as usize > signal::NSIG {
+        return Err(EINVAL);
+    }
+    if flags & CLONE_INTO_CGROUP != 0 && (cgroup > i32::MAX as u64 || size < CLONE_ARGS_SIZE_VER2) {
+        return Err(EINVAL);
+    }
+    // `clone3_args_valid`.
+    if flags & !(CLONE_LEGACY_FLAGS | CLONE_CLEAR_SIGHAND | CLONE_INTO_CGROUP) != 0
+        || flags & (CLONE_DETACHED | (CSIGNAL & !CLONE_NEWTIME)) != 0
+        || (flags & (CLONE_SIGHAND | CLONE_CLEAR_SIGHAND)) == (CLONE_SIGHAND | CLONE_CLEAR_SIGHAND)
+        || (flags & (CLONE_THREAD | CLONE_PARENT) != 0 && exit_signal != 0)
+        || (stack == 0) != (stack_size == 0)
+    {
+        return Err(EINVAL);
+    }
+    if set_tid_size != 0 {
+        // Choosing the child's PID (checkpoint/restore) is not supported.
+        log::warn!("clone3: set_tid is not supported");
+        return Err(crate::syscall::errno::ENOSYS);
+    }
+    kernel_clone(
+        frame,
+        CloneArgs {
+            flags,
+            // The stack grows down from the end of the area on x86.
+            stack: if stack == 0 {
+                0
+            } else {
+                stack.wrapping_add(stack_size)
+            },
+            parent_tid,
+            child_tid,
+            tls,
+            exit_signal: exit_signal as u8,
+            cgroup,
+        },
+    )
+}
+
+/// `kernel_clone` after the arguments are decoded: `copy_process`'s flag rules, then a
+/// new thread with CLONE_THREAD, else a new process.
+pub fn kernel_clone(frame: &TrapFrame, args: CloneArgs) -> SysResult {
+    let f = args.flags;
+    if (f & CLONE_NEWNS != 0 && f & CLONE_FS != 0)
+        || (f & CLONE_NEWUSER != 0 && f & CLONE_FS != 0)
+        || (f & CLONE_THREAD != 0 && f & CLONE_SIGHAND == 0)
+        || (f & CLONE_SIGHAND != 0 && f & CLONE_VM == 0)
+        || (f & CLONE_PIDFD != 0 && f & (CLONE_DETACHED | CLONE_THREAD) != 0)
+    {
+        return Err(EINVAL);
+    }
+    if f & CLONE_NAMESPACES != 0 {
+        log::warn!(
+            "clone: namespaces ({:#x}) are not supported",
+            f & CLONE_NAMESPACES
+        );
+        return Err(EINVAL);
+    }
+    if f & CLONE_PIDFD != 0 {
+        log::warn!("clone: CLONE_PIDFD is not supported (no pidfds yet)");
+        return Err(crate::syscall::errno::ENOSYS);
+    }
+    // Siblings of init would stay zombies (no one reaps them): Linux refuses them too.
+    if f & CLONE_PARENT != 0 && current().is_some_and(|t| t.tgid() == 1) {
+        return Err(EINVAL);
     }
     if f & CLONE_THREAD != 0 {
         if f & (CLONE_FS | CLONE_FILES) != CLONE_FS | CLONE_FILES {
@@ -72,6 +241,19 @@ pub fn sys_clone(frame: &TrapFrame, args: CloneArgs) -> SysResult {
         }
         if f & CLONE_SETTLS != 0 {
             child.fs_base.store(args.tls, Ordering::Relaxed);
+        }
+        // With CLONE_PARENT the child is a sibling and tells the common parent with the
+        // caller's own exit signal (`copy_process`).
+        let exit_signal = if f & CLONE_PARENT != 0 {
+            current().map_or(signal::SIGCHLD, |t| {
+                t.leader().exit_signal.load(Ordering::Relaxed)
+            })
+        } else {
+            args.exit_signal
+        };
+        child.exit_signal.store(exit_signal, Ordering::Relaxed);
+        if f & CLONE_CLEAR_SIGHAND != 0 {
+            signal::clear_handlers(child);
         }
     }
     Ok(pid)
@@ -136,7 +318,8 @@ fn do_thread(frame: &TrapFrame, args: CloneArgs) -> SysResult {
 }
 
 pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
-    if flags & CLONE_SHARING != 0 || (flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0) {
+    if flags & PROCESS_SHARING != 0 || (flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0) {
+        log::warn!("clone: a process sharing {flags:#x} with its parent is not supported");
         return Err(crate::syscall::errno::ENOSYS);
     }
     let parent = current().ok_or(ESRCH)?;
@@ -150,7 +333,13 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
         .try_clone()
         .map_err(|e| crate::syscall::errno::Errno(e.0))?;
     let pid = sched::alloc_pid();
-    let child: &'static Task = Box::leak(Task::new(pid, parent.tgid()).ok_or(ENOMEM)?);
+    // CLONE_PARENT: the child is the caller's sibling (same parent), else its child.
+    let ppid = if flags & CLONE_PARENT != 0 {
+        parent.leader().ppid.load(Ordering::Relaxed)
+    } else {
+        parent.tgid()
+    };
+    let child: &'static Task = Box::leak(Task::new(pid, ppid).ok_or(ENOMEM)?);
     *child.comm.lock() = *parent.comm.lock();
     *child.cmdline.lock() = parent.cmdline.lock().clone();
     child
@@ -188,7 +377,10 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
     }
     sched::prepare_child(child, &f);
     // A child belongs to the thread group: any of its threads may wait for it.
-    parent.leader().children.lock().push(child);
+    match sched::find(ppid) {
+        Some(p) if flags & CLONE_PARENT != 0 => p.leader().children.lock().push(child),
+        _ => parent.leader().children.lock().push(child),
+    }
     sched::register(child);
     crate::trace::fork(parent, pid);
     let vfork = flags & CLONE_VFORK != 0;

@@ -67,6 +67,9 @@ pub struct Task {
     /// the last one reports `group_exit_code` to the parent (kept by the leader).
     pub group_exiting: core::sync::atomic::AtomicBool,
     pub group_exit_code: AtomicU32,
+    /// The thread running execve while its peers are killed (`group_exec_task`, kept by
+    /// the leader; null otherwise): the killed threads exit alone, not as a group.
+    pub group_exec_task: core::sync::atomic::AtomicPtr<Task>,
     /// Resource limits ([`rlimit`]).
     pub rlim: IrqLock<[rlimit::Rlimit; rlimit::RLIM_NLIMITS]>,
     /// Process group and session ids (`setpgid`, `setsid`).
@@ -74,7 +77,7 @@ pub struct Task {
     pub sid: AtomicU32,
     /// The executable's absolute path (`/proc/PID/exe`).
     pub exe: IrqLock<Vec<u8>>,
-    /// `set_robust_list(head, len)`: stored for thread exit ([10] adds threads).
+    /// `set_robust_list(head, len)`: walked when the thread exits or execs.
     pub robust_list: AtomicU64,
     /// `membarrier` registrations (the MEMBARRIER_CMD_REGISTER_* bits).
     pub membarrier: AtomicU32,
@@ -106,6 +109,10 @@ pub struct Task {
     /// A stop or continue not yet reported to wait4 (WUNTRACED: `sig << 8 | 0x7f`,
     /// WCONTINUED: 0xffff), 0 for none.
     pub stop_report: AtomicU32,
+    /// The signal the parent gets when this process ends (clone's `exit_signal`: SIGCHLD
+    /// for fork, 0 for none). A child whose exit signal is not SIGCHLD is a "clone"
+    /// child, reaped by wait4 only with __WCLONE or __WALL.
+    pub exit_signal: AtomicU8,
     /// Set in a vfork child: the PID of the parent waiting in D state until this task
     /// execs or exits ([`release_vfork`]); 0 otherwise.
     pub vfork_parent: AtomicU32,
@@ -168,6 +175,7 @@ impl Task {
             group_leader: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
             threads: IrqLock::new("threads", Vec::new()),
             group_exiting: core::sync::atomic::AtomicBool::new(false),
+            group_exec_task: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
             group_exit_code: AtomicU32::new(0),
             oom_score_adj: core::sync::atomic::AtomicI32::new(0),
             memalloc: core::sync::atomic::AtomicBool::new(false),
@@ -192,6 +200,7 @@ impl Task {
             kstack: sched::KernelStack::new()?,
             cmdline: IrqLock::new("cmdline", Vec::new()),
             stop_report: AtomicU32::new(0),
+            exit_signal: AtomicU8::new(signal::SIGCHLD),
             vfork_parent: AtomicU32::new(0),
             kthread: core::sync::atomic::AtomicBool::new(false),
             memcg: core::sync::atomic::AtomicU16::new(crate::mm::memcontrol::ROOT_MEM_CGROUP),
@@ -209,6 +218,13 @@ impl Task {
             // its group (it stays a zombie until the last one exits).
             unsafe { &*p }
         }
+    }
+
+    /// The group leader of a task that lives as long as the kernel keeps it (every task is
+    /// a leaked box).
+    pub fn group_leader_static(&'static self) -> &'static Task {
+        // SAFETY: tasks are leaked boxes; a leader outlives every thread of its group.
+        unsafe { &*(self.leader() as *const Task) }
     }
 
     /// Whether this task leads its group (or is a plain process).
@@ -343,6 +359,12 @@ impl ExitReason {
 pub fn exit_group(r: ExitReason) -> ! {
     if let Some(t) = current() {
         let leader = t.leader();
+        let exec = leader.group_exec_task.load(Ordering::Acquire);
+        if !exec.is_null() && !core::ptr::eq(exec, t) {
+            // Another thread is in execve (`de_thread`): this one just goes, as Linux's
+            // `do_group_exit` does when `group_exec_task` is set.
+            exit_current(r)
+        }
         if !leader.group_exiting.swap(true, Ordering::AcqRel) {
             leader
                 .group_exit_code
@@ -363,6 +385,17 @@ pub fn exit_group(r: ExitReason) -> ! {
         }
     }
     exit_current(r)
+}
+
+/// The thread that ran execve for its group leader goes (its new program runs in the
+/// leader, see `exec::hand_over_to_leader`): freed after its last switch, as any thread.
+pub fn exit_exec_thread(t: &'static Task) -> ! {
+    timer::exit_thread_timers(t);
+    crate::trace::exit(t, 0);
+    t.state.store(state::ZOMBIE, Ordering::Release);
+    DEAD_THREADS.lock().push(t);
+    sched::schedule();
+    unreachable!("a thread that exec'd for its leader was scheduled")
 }
 
 /// Dead threads waiting to be freed by another task (their kernel stack is in use until
@@ -388,10 +421,12 @@ pub fn reap_dead_threads() {
     }
 }
 
-/// `mm_release`: a thread's `clear_child_tid` (set by CLONE_CHILD_CLEARTID or
+/// `mm_release`: the thread's robust futexes are marked OWNER_DIED
+/// ([`crate::syscall::futex::exit_robust_list`]); its `clear_child_tid` (set by CLONE_CHILD_CLEARTID or
 /// set_tid_address) gets 0 and one futex waiter there is woken, which is how
 /// pthread_join learns that the thread is gone.
-fn mm_release(t: &Task) {
+pub fn mm_release(t: &Task) {
+    crate::syscall::futex::exit_robust_list(t);
     let ctid = t.clear_child_tid.swap(0, Ordering::Relaxed);
     if ctid != 0 && crate::mm::uaccess::put_user(ctid, 0u32).is_ok() {
         crate::syscall::futex::wake(t.tgid(), ctid, 1);
@@ -413,7 +448,7 @@ pub fn exit_current(r: ExitReason) -> ! {
     // SAFETY: tasks are leaked boxes that live until reaped; the leader is reaped only
     // after this thread is gone.
     let leader: &'static Task = unsafe { &*(leader as *const Task) };
-    timer::exit_timers(t);
+    timer::exit_thread_timers(t);
     if t.is_leader() {
         t.exit_code.store(r.wait_status(), Ordering::Relaxed);
     } else {
@@ -426,6 +461,12 @@ pub fn exit_current(r: ExitReason) -> ! {
         mm_release(t);
         crate::trace::exit(t, r.wait_status());
         t.state.store(state::ZOMBIE, Ordering::Release);
+        // A thread in execve waits for its peers to be gone (`de_thread`).
+        let exec = leader.group_exec_task.load(Ordering::Acquire);
+        if !exec.is_null() {
+            // SAFETY: the exec'ing thread lives until the exec is done.
+            sched::wake(unsafe { &*exec });
+        }
         if !t.is_leader() {
             DEAD_THREADS.lock().push(t);
         }
@@ -441,6 +482,7 @@ pub fn exit_current(r: ExitReason) -> ! {
         ExitReason::from_wait_status(leader.exit_code.load(Ordering::Relaxed))
     };
     mm_release(t);
+    timer::exit_timers(leader);
     crate::mm::rmap::check(leader);
     let mm = t.mm().lock().take();
     if let Some(mm) = mm {
@@ -466,24 +508,29 @@ pub fn exit_current(r: ExitReason) -> ! {
     }
     leader.state.store(state::ZOMBIE, Ordering::Release);
     if let Some(parent) = sched::find(leader.ppid.load(Ordering::Relaxed)) {
-        signal::send_process(
-            parent,
-            signal::SIGCHLD,
-            // No core is written (RLIMIT_CORE is 0), so a signal death is CLD_KILLED.
-            signal::SigInfo {
-                signo: signal::SIGCHLD,
-                code: match r {
-                    ExitReason::Exit(_) => signal::CLD_EXITED,
-                    ExitReason::Signal(_) => signal::CLD_KILLED,
+        // The exit signal clone asked for (SIGCHLD for fork; 0: none, the parent is only
+        // woken). Its siginfo is SIGCHLD's, as Linux's `do_notify_parent` sends it.
+        let sig = leader.exit_signal.load(Ordering::Relaxed);
+        if sig != 0 {
+            signal::send_process(
+                parent,
+                sig,
+                // No core is written (RLIMIT_CORE is 0), so a signal death is CLD_KILLED.
+                signal::SigInfo {
+                    signo: sig,
+                    code: match r {
+                        ExitReason::Exit(_) => signal::CLD_EXITED,
+                        ExitReason::Signal(_) => signal::CLD_KILLED,
+                    },
+                    addr: 0,
+                    pid: leader.pid,
+                    status: match r {
+                        ExitReason::Exit(s) => s as i32,
+                        ExitReason::Signal(sig) => sig as i32,
+                    },
                 },
-                addr: 0,
-                pid: leader.pid,
-                status: match r {
-                    ExitReason::Exit(s) => s as i32,
-                    ExitReason::Signal(sig) => sig as i32,
-                },
-            },
-        );
+            );
+        }
         sched::wake(parent);
     }
     sched::schedule();

@@ -206,6 +206,9 @@ pub fn reparent_children(t: &'static Task) {
     if let Some(init) = find(1) {
         for k in kids {
             k.ppid.store(1, Ordering::Relaxed);
+            // `reparent_leader`: init is told with SIGCHLD whatever the child asked for.
+            k.exit_signal
+                .store(super::signal::SIGCHLD, Ordering::Relaxed);
             init.children.lock().push(k);
         }
     }

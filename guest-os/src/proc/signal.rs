@@ -287,6 +287,17 @@ pub fn fork_copy(parent: &super::Task, child: &super::Task) {
     c.sas_ss_flags = p.sas_ss_flags;
 }
 
+/// clone3's CLONE_CLEAR_SIGHAND: caught signals go back to their default action in the
+/// child; ignored ones stay ignored (`flush_signal_handlers(p, 0)`).
+pub fn clear_handlers(t: &super::Task) {
+    let mut s = t.signals.lock();
+    for a in s.actions.iter_mut() {
+        if a.handler != SIG_IGN {
+            *a = SigAction::default();
+        }
+    }
+}
+
 /// execve: caught signals go back to their default action; ignored stay ignored; the
 /// alternate stack is gone with the old memory.
 pub fn reset_on_exec(t: &super::Task) {

@@ -48,6 +48,44 @@ pub fn now_ns() -> u64 {
     crate::syscall::info::monotonic_ns()
 }
 
+/// CLOCK_REALTIME minus the monotonic clock, in nanoseconds (Linux's `offs_real`): set at
+/// boot from the RTC ([`init_realtime`]) and by clock_settime/settimeofday. Both clocks
+/// advance together; only a set moves this offset.
+static REALTIME_OFFSET_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Start the wall clock at the RTC's reading (`timekeeping_init`): the RTC was read just
+/// now, so the offset is its time minus the monotonic clock at this point.
+pub fn init_realtime() {
+    let rtc_ns = crate::drivers::rtc::boot_seconds().saturating_mul(1_000_000_000);
+    set_realtime_ns(rtc_ns);
+}
+
+/// The offset of CLOCK_REALTIME from the monotonic clock.
+pub fn realtime_offset_ns() -> u64 {
+    REALTIME_OFFSET_NS.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// CLOCK_REALTIME in nanoseconds since the epoch.
+pub fn realtime_ns() -> u64 {
+    now_ns().wrapping_add(realtime_offset_ns())
+}
+
+/// Set CLOCK_REALTIME (`do_settimeofday64`): the monotonic clock does not move, the
+/// offset does; the vDSO's copy follows. A time before boot's monotonic zero is clamped
+/// to it (the offset is unsigned; Linux refuses such times with EINVAL too).
+pub fn set_realtime_ns(ns: u64) {
+    let off = ns.saturating_sub(now_ns());
+    REALTIME_OFFSET_NS.store(off, core::sync::atomic::Ordering::Relaxed);
+    super::vdso::set_realtime_offset(off);
+}
+
+/// An absolute CLOCK_REALTIME deadline as a monotonic one (the sleep lists run on the
+/// monotonic clock). A deadline set before a later clock_settime keeps its monotonic
+/// value, where Linux would re-evaluate it (`clock_was_set`): documented simplification.
+pub fn realtime_to_monotonic(ns: u64) -> u64 {
+    ns.saturating_sub(realtime_offset_ns())
+}
+
 /// Why a timed sleep ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wake {
@@ -193,10 +231,16 @@ pub fn get_itimer_real(t: &Task) -> (u64, u64) {
         })
 }
 
-/// Forget `t`'s timers (exit: the task may be freed).
+/// Forget `t`'s timers (the process ends: the task may be freed).
 pub fn exit_timers(t: &Task) {
     cancel(t);
     ITIMERS.lock().retain(|x| !core::ptr::eq(x.task, t));
+}
+
+/// A thread that is not the last of its group exits: only its own sleep goes (the
+/// process's ITIMER_REAL, kept on the leader, lives on).
+pub fn exit_thread_timers(t: &Task) {
+    cancel(t);
 }
 
 /// Send SIGALRM for every expired interval timer (from the tick), re-arming periodic ones.

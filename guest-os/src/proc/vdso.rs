@@ -12,7 +12,8 @@
 //! Time is the TSC scaled by the vvar's `mult >> shift` (identity: the syscall clock is the
 //! TSC read as nanoseconds, which on vmscope is the instruction count). The coarse clocks
 //! read `coarse_ns`, which the scheduler tick updates under the sequence count `seq` (odd
-//! while an update is in progress).
+//! while an update is in progress). The REALTIME clocks add `realtime_offset_ns`, which
+//! boot (from the RTC) and clock_settime set.
 
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -51,6 +52,7 @@ mod vvar {
     pub const MULT: usize = 8;
     pub const SHIFT: usize = 16;
     pub const COARSE_NS: usize = 24;
+    pub const REALTIME_OFFSET_NS: usize = 32;
 }
 
 /// Checks the embedded image and returns the number of pages it occupies. The kernel maps
@@ -196,6 +198,8 @@ pub fn init() -> bool {
         vv.add(vvar::SHIFT / 8).write_volatile(0);
         vv.add(vvar::COARSE_NS / 8)
             .write_volatile(crate::syscall::info::monotonic_ns());
+        vv.add(vvar::REALTIME_OFFSET_NS / 8)
+            .write_volatile(super::timer::realtime_offset_ns());
     }
     for (slot, pfn) in VDSO_PFNS.iter().zip(pfns) {
         slot.store(pfn, Ordering::Relaxed);
@@ -204,6 +208,20 @@ pub fn init() -> bool {
     VDSO_PAGES.store(pages as u64, Ordering::Relaxed);
     STATE.store(1, Ordering::Relaxed);
     true
+}
+
+/// clock_settime moved CLOCK_REALTIME: publish the new offset under the sequence count.
+pub fn set_realtime_offset(off: u64) {
+    if let Some(vvar) = vvar_pfn() {
+        let vv = page_address(vvar).as_mut_ptr::<u64>();
+        // SAFETY: the kernel's own mapping of the vvar page.
+        unsafe {
+            let seq = vv.add(vvar::SEQ / 8);
+            seq.write_volatile(seq.read_volatile() + 1);
+            vv.add(vvar::REALTIME_OFFSET_NS / 8).write_volatile(off);
+            seq.write_volatile(seq.read_volatile() + 1);
+        }
+    }
 }
 
 /// The scheduler tick: refresh the coarse clock.

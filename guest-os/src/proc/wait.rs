@@ -24,11 +24,20 @@ pub fn sys_wait4(a: &crate::syscall::Args) -> SysResult {
     }
     let me = current().ok_or(ESRCH)?;
     let my_pgid = me.pgid.load(Ordering::Relaxed);
-    let want = |t: &Task| match pid as i64 as i32 {
-        -1 => true,
-        0 => t.pgid.load(Ordering::Relaxed) == my_pgid,
-        p if p < 0 => t.pgid.load(Ordering::Relaxed) == p.unsigned_abs(),
-        p => t.pid == p as u32,
+    // `eligible_child`: a "clone" child (exit signal other than SIGCHLD) is waited for
+    // only with __WCLONE, the others only without it; __WALL takes both.
+    let kind_ok = |t: &Task| {
+        let clone_child = t.exit_signal.load(Ordering::Relaxed) != signal::SIGCHLD;
+        options & __WALL != 0 || clone_child == (options & __WCLONE != 0)
+    };
+    let want = |t: &Task| {
+        kind_ok(t)
+            && match pid as i64 as i32 {
+                -1 => true,
+                0 => t.pgid.load(Ordering::Relaxed) == my_pgid,
+                p if p < 0 => t.pgid.load(Ordering::Relaxed) == p.unsigned_abs(),
+                p => t.pid == p as u32,
+            }
     };
     loop {
         // The children of the thread group.

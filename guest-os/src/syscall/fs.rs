@@ -280,8 +280,8 @@ fn open_node(abs: &[u8], flags: u32, mode: u32) -> Result<Arc<File>, Errno> {
             }
             match p {
                 procfs::Node::File(data) => try_ops(procfs::ProcFile { data, sink })?,
-                procfs::Node::Root => try_ops(procfs::ProcDir { pid: None })?,
-                procfs::Node::PidDir(pid) => try_ops(procfs::ProcDir { pid: Some(pid) })?,
+                procfs::Node::Root => try_ops(procfs::ProcDir { dir: None })?,
+                procfs::Node::Dir(d) => try_ops(procfs::ProcDir { dir: Some(d) })?,
                 procfs::Node::Link(_) => return Err(super::errno::ELOOP),
             }
         }

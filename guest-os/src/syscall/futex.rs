@@ -64,6 +64,10 @@ pub fn sys_futex(a: &Args) -> SysResult {
                 let ns = get_timespec(utime)?;
                 Some(if cmd == FUTEX_WAIT {
                     timer::now_ns().saturating_add(ns)
+                } else if op & FUTEX_CLOCK_REALTIME != 0 {
+                    // glibc's pthread_cond_timedwait and sem_timedwait pass REALTIME
+                    // deadlines; the sleep list runs on the monotonic clock.
+                    timer::realtime_to_monotonic(ns)
                 } else {
                     ns
                 })
@@ -331,4 +335,89 @@ pub fn wake(tgid: u32, uaddr: u64, n: u32) -> u32 {
 /// `restart_syscall` of an interrupted FUTEX_WAIT with a timeout.
 pub fn restart_wait(uaddr: u64, private: bool, val: u32, bitset: u32, deadline: u64) -> SysResult {
     futex_wait(uaddr, private, val, bitset, Some(deadline))
+}
+
+/// `FUTEX_WAITERS`: someone sleeps on the lock word (robust and PI futexes).
+const FUTEX_WAITERS: u32 = 0x8000_0000;
+/// `FUTEX_OWNER_DIED`: the owner exited holding the lock (robust futexes).
+const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+/// The owner's TID in a robust lock word.
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+/// Most entries walked on a robust list (`ROBUST_LIST_LIMIT`): a list corrupted into a
+/// cycle, or simply huge, ends the walk instead of hanging the exit.
+const ROBUST_LIST_LIMIT: u32 = 2048;
+
+/// `exit_robust_list`: a thread exits (or execs) holding robust mutexes. Its
+/// `robust_list_head` (set_robust_list) is `{ next, futex_offset, list_op_pending }`; each
+/// entry's lock word sits at `entry + futex_offset`, and bit 0 of an entry pointer marks a
+/// PI futex. Every lock word still naming this thread gets FUTEX_OWNER_DIED (keeping
+/// FUTEX_WAITERS) and one waiter is woken, so the next locker sees EOWNERDEAD. Faults end
+/// the walk silently, as on Linux: the list is user memory and may be garbage.
+pub fn exit_robust_list(t: &Task) {
+    let head = t.robust_list.swap(0, core::sync::atomic::Ordering::Relaxed);
+    if head == 0 {
+        return;
+    }
+    let fetch = |addr: u64| -> Option<(u64, bool)> {
+        let v: u64 = get_user(addr).ok()?;
+        Some((v & !1, v & 1 != 0))
+    };
+    let Some((mut entry, mut pi)) = fetch(head) else {
+        return;
+    };
+    let Ok(offset) = get_user::<i64>(head + 8) else {
+        return;
+    };
+    let Some((pending, pending_pi)) = fetch(head + 16) else {
+        return;
+    };
+    let mut limit = ROBUST_LIST_LIMIT;
+    while entry != head {
+        // Read the next entry first: the owner-died wake may let another thread free
+        // this one.
+        let next = fetch(entry);
+        if entry != pending {
+            handle_futex_death(entry.wrapping_add(offset as u64), t, pi, false);
+        }
+        let Some((n, npi)) = next else {
+            return;
+        };
+        (entry, pi) = (n, npi);
+        limit -= 1;
+        if limit == 0 {
+            break;
+        }
+    }
+    if pending != 0 {
+        handle_futex_death(pending.wrapping_add(offset as u64), t, pending_pi, true);
+    }
+}
+
+/// `handle_futex_death` for one lock word. A pending operation (`list_op_pending`) on a
+/// word that is still 0 means the thread died between acquiring and listing it, or while
+/// releasing it: a waiter may have missed its wake, so one is woken. PI futexes are not
+/// supported here (no FUTEX_LOCK_PI): their words are marked but nobody is woken.
+fn handle_futex_death(uaddr: u64, t: &Task, pi: bool, pending_op: bool) {
+    if !uaddr.is_multiple_of(4) {
+        return;
+    }
+    let Ok(uval) = get_user::<u32>(uaddr) else {
+        return;
+    };
+    if pending_op && !pi && uval == 0 {
+        wake(t.tgid(), uaddr, 1);
+        return;
+    }
+    if uval & FUTEX_TID_MASK != t.pid {
+        return;
+    }
+    // One CPU and no preemption in the kernel: the read and this write are atomic with
+    // respect to user space (Linux uses a cmpxchg loop).
+    let mval = (uval & FUTEX_WAITERS) | FUTEX_OWNER_DIED;
+    if crate::mm::uaccess::put_user(uaddr, mval).is_err() {
+        return;
+    }
+    if !pi && uval & FUTEX_WAITERS != 0 {
+        wake(t.tgid(), uaddr, 1);
+    }
 }

@@ -31,13 +31,25 @@ pub fn monotonic_ns() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// `clock_gettime(clock, ts)`: REALTIME, MONOTONIC, and their variants, all from the
-/// virtual clock (REALTIME starts at the epoch: the machine has no RTC reading yet).
+/// `clock_gettime(clock, ts)`: the monotonic clocks read the virtual clock; the REALTIME
+/// ones add the wall-clock offset (the RTC's time at boot, or what clock_settime set); TAI
+/// equals REALTIME while no TAI offset is set, as on Linux before adjtimex. The CPU-time
+/// clocks read the virtual clock too (CPU time is not accounted per task yet).
 pub fn sys_clock_gettime(a: &Args) -> SysResult {
-    if a.0[0] > 11 {
+    const CLOCK_REALTIME: u64 = 0;
+    const CLOCK_REALTIME_COARSE: u64 = 5;
+    const CLOCK_REALTIME_ALARM: u64 = 8;
+    const CLOCK_TAI: u64 = 11;
+    let clock = a.0[0] as u32 as u64;
+    if clock > CLOCK_TAI || clock == 10 {
         return Err(EINVAL);
     }
-    let ns = monotonic_ns();
+    let ns = match clock {
+        CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_REALTIME_ALARM | CLOCK_TAI => {
+            crate::proc::timer::realtime_ns()
+        }
+        _ => monotonic_ns(),
+    };
     let ts = [ns / 1_000_000_000, ns % 1_000_000_000];
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&ts[0].to_le_bytes());

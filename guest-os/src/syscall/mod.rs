@@ -125,16 +125,8 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::ALARM => time::sys_alarm(&a),
         nr::SETITIMER => time::sys_setitimer(&a),
         nr::GETPID => proc::sys_getpid(&a),
-        nr::CLONE => pf::sys_clone(
-            frame,
-            pf::CloneArgs {
-                flags: a.0[0],
-                stack: a.0[1],
-                parent_tid: a.0[2],
-                child_tid: a.0[3],
-                tls: a.0[4],
-            },
-        ),
+        nr::CLONE => pf::sys_clone(frame, a.0[0], a.0[1], a.0[2], a.0[3], a.0[4]),
+        nr::CLONE3 => pf::sys_clone3(frame, a.0[0], a.0[1]),
         nr::FORK => pf::do_fork(frame, 0, 0),
         nr::VFORK => pf::do_fork(frame, pf::CLONE_VM | pf::CLONE_VFORK, 0),
         nr::EXECVE => exec::sys_execve(frame, &a),
@@ -155,6 +147,8 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::READLINK => stat::sys_readlink(&a),
         nr::UMASK => stat::sys_umask(&a),
         nr::GETTIMEOFDAY => time::sys_gettimeofday(&a),
+        nr::SETTIMEOFDAY => time::sys_settimeofday(&a),
+        nr::CLOCK_SETTIME => time::sys_clock_settime(&a),
         nr::GETRLIMIT => sys::sys_getrlimit(&a),
         nr::SETRLIMIT => sys::sys_setrlimit(&a),
         nr::PRLIMIT64 => sys::sys_prlimit64(&a),
@@ -275,9 +269,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         }
         // rseq: glibc (2.35+) registers it at start-up and treats ENOSYS as "rseq
         // unavailable" (`__rseq_size` stays 0); musl does not use it.
-        // clone3: glibc's clone3 wrapper falls back to clone on ENOSYS (fork, posix_spawn
-        // and pthread_create all go through that fallback); musl uses clone.
-        nr::RSEQ | nr::CLONE3 => not_implemented(nr),
+        nr::RSEQ => not_implemented(nr),
         _ => not_implemented(nr),
     };
     frame.rax = match r {

@@ -39,13 +39,9 @@ fn node_stat(node: &Node) -> Result<Kstat, Errno> {
             Ok(k)
         }
         Node::Proc(procfs::Node::Root) => Ok(Kstat::new(PROC_DEV, 1, S_IFDIR | 0o555, 2, 0)),
-        Node::Proc(procfs::Node::PidDir(p)) => Ok(Kstat::new(
-            PROC_DEV,
-            0x1000 + *p as u64,
-            S_IFDIR | 0o555,
-            2,
-            0,
-        )),
+        Node::Proc(procfs::Node::Dir(d)) => {
+            Ok(Kstat::new(PROC_DEV, d.ino(), S_IFDIR | 0o555, 2, 0))
+        }
     }
 }
 

@@ -290,7 +290,8 @@ pub fn sys_membarrier(a: &Args) -> SysResult {
 /// `sizeof(struct robust_list_head)`.
 const ROBUST_LIST_HEAD_SIZE: u64 = 24;
 
-/// `set_robust_list(head, len)`: remembered (threads, [10], walk it at exit).
+/// `set_robust_list(head, len)`: remembered; the list is walked when the thread exits or
+/// execs ([`super::futex::exit_robust_list`]).
 pub fn sys_set_robust_list(a: &Args) -> SysResult {
     if a.0[1] != ROBUST_LIST_HEAD_SIZE {
         return Err(EINVAL);

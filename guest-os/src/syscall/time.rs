@@ -1,7 +1,10 @@
 //! Time system calls (`kernel/time/`): nanosleep, clock_nanosleep (relative and
-//! TIMER_ABSTIME), restart_syscall, clock_getres, gettimeofday, time, times. Every clock
-//! reads the virtual monotonic clock (REALTIME starts at the epoch: no RTC is read yet);
-//! sleeps wait on the scheduler tick ([`crate::proc::timer`]).
+//! TIMER_ABSTIME), restart_syscall, clock_getres, gettimeofday, settimeofday,
+//! clock_settime, time, times. Every clock reads the virtual monotonic clock; the REALTIME
+//! clocks add an offset set at boot from the RTC and by clock_settime/settimeofday
+//! ([`crate::proc::timer::realtime_ns`]). Sleeps wait on the scheduler tick
+//! ([`crate::proc::timer`]), on the monotonic clock: an absolute REALTIME deadline is
+//! converted when the sleep starts.
 //!
 //! Interrupted sleeps follow Linux: a relative sleep returns `-ERESTART_RESTARTBLOCK`
 //! with the time left stored for `restart_syscall` and written to `rem`, so it continues
@@ -103,8 +106,13 @@ pub fn sys_clock_nanosleep(a: &Args) -> SysResult {
     sleep_clock(clock)?;
     let ns = get_timespec(req)?;
     if flags & TIMER_ABSTIME != 0 {
-        // Every clock reads the same virtual time, so the deadline is on the monotonic
-        // clock as given.
+        // The sleep list runs on the monotonic clock: a REALTIME (or TAI) deadline is
+        // converted with the current offset.
+        let ns = if matches!(clock, CLOCK_REALTIME | CLOCK_TAI) {
+            timer::realtime_to_monotonic(ns)
+        } else {
+            ns
+        };
         return if timer::sleep_until(ns) {
             Ok(0)
         } else {
@@ -156,7 +164,7 @@ pub fn sys_clock_getres(a: &Args) -> SysResult {
 
 /// `gettimeofday(tv, tz)`: either may be NULL; the time zone is UTC.
 pub fn sys_gettimeofday(a: &Args) -> SysResult {
-    let ns = super::info::monotonic_ns();
+    let ns = timer::realtime_ns();
     if a.0[0] != 0 {
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&(ns / NSEC_PER_SEC).to_le_bytes());
@@ -169,9 +177,33 @@ pub fn sys_gettimeofday(a: &Args) -> SysResult {
     Ok(0)
 }
 
-/// `time(tloc)`: seconds, also stored at `tloc` unless NULL.
+/// `clock_settime(clock, ts)`: only CLOCK_REALTIME can be set (EINVAL for the others, as
+/// Linux's posix clocks without `clock_set`). Every process is root here, so CAP_SYS_TIME
+/// is never missing.
+pub fn sys_clock_settime(a: &Args) -> SysResult {
+    let clock = a.0[0] as u32 as u64;
+    let ns = get_timespec(a.0[1])?;
+    if clock != CLOCK_REALTIME {
+        return Err(EINVAL);
+    }
+    timer::set_realtime_ns(ns);
+    Ok(0)
+}
+
+/// `settimeofday(tv, tz)`: `tv` may be NULL (only the time zone, which is ignored: the
+/// kernel keeps UTC, as Linux does unless told to warp the RTC).
+pub fn sys_settimeofday(a: &Args) -> SysResult {
+    if a.0[0] == 0 {
+        return Ok(0);
+    }
+    let ns = get_timeval(a.0[0])?;
+    timer::set_realtime_ns(ns);
+    Ok(0)
+}
+
+/// `time(tloc)`: seconds since the epoch, also stored at `tloc` unless NULL.
 pub fn sys_time(a: &Args) -> SysResult {
-    let s = super::info::monotonic_ns() / NSEC_PER_SEC;
+    let s = timer::realtime_ns() / NSEC_PER_SEC;
     if a.0[0] != 0 {
         put_user(a.0[0], s)?;
     }
@@ -228,7 +260,8 @@ fn itimerval_bytes(value: u64, interval: u64) -> [u8; 32] {
 /// `getitimer(which, value)`: ITIMER_REAL as armed; the CPU-time timers are never armed
 /// (no CPU time is accounted).
 pub fn sys_getitimer(a: &Args) -> SysResult {
-    let t = proc::current().ok_or(EINTR)?;
+    // ITIMER_REAL belongs to the process: it is kept on the group leader.
+    let t = proc::current().ok_or(EINTR)?.group_leader_static();
     let (v, i) = match a.0[0] as u32 as u64 {
         ITIMER_REAL => timer::get_itimer_real(t),
         ITIMER_VIRTUAL | ITIMER_PROF => (0, 0),
@@ -251,7 +284,7 @@ pub fn sys_setitimer(a: &Args) -> SysResult {
     } else {
         (0, 0)
     };
-    let t = proc::current().ok_or(EINTR)?;
+    let t = proc::current().ok_or(EINTR)?.group_leader_static();
     let prev = if which == ITIMER_REAL {
         timer::set_itimer_real(t, value, interval)?
     } else {
@@ -266,7 +299,7 @@ pub fn sys_setitimer(a: &Args) -> SysResult {
 /// `alarm(seconds)`: SIGALRM after that many seconds (0 cancels); returns the seconds
 /// that were left, rounded to the nearest (at least 1 if any time was left), as Linux.
 pub fn sys_alarm(a: &Args) -> SysResult {
-    let t = proc::current().ok_or(EINTR)?;
+    let t = proc::current().ok_or(EINTR)?.group_leader_static();
     let secs = a.0[0] as u32 as u64;
     let (left, _) = timer::set_itimer_real(t, secs * NSEC_PER_SEC, 0)?;
     let us = left.div_ceil(1000);

@@ -32,6 +32,9 @@ struct Vvar {
     shift: u64,
     /// The coarse clocks' time, refreshed by the scheduler tick.
     coarse_ns: u64,
+    /// CLOCK_REALTIME minus the monotonic clock (set at boot from the RTC, and by
+    /// clock_settime).
+    realtime_offset_ns: u64,
 }
 
 /// `struct timespec`.
@@ -130,6 +133,32 @@ fn fine_ns() -> u64 {
     })
 }
 
+/// CLOCK_REALTIME's offset from the monotonic clock.
+#[inline(always)]
+fn realtime_offset_ns() -> u64 {
+    // SAFETY (field address): `v` is the vvar page.
+    read_vvar(|v| load(unsafe { addr_of!((*v).realtime_offset_ns) }))
+}
+
+/// Nanoseconds on the fine REALTIME clock (time and offset read under one sequence).
+#[inline(always)]
+fn fine_realtime_ns() -> u64 {
+    read_vvar(|v| {
+        // SAFETY: as in fine_ns.
+        let tsc = unsafe { core::arch::x86_64::_rdtsc() };
+        // SAFETY (field addresses): `v` is the vvar page.
+        let (mult, shift, off) = unsafe {
+            (
+                load(addr_of!((*v).mult)),
+                load(addr_of!((*v).shift)),
+                load(addr_of!((*v).realtime_offset_ns)),
+            )
+        };
+        let product = u128::from(tsc) * u128::from(mult);
+        ((product >> (shift & 63)) as u64).wrapping_add(off)
+    })
+}
+
 /// Nanoseconds on the coarse clocks.
 #[inline(always)]
 fn coarse_ns() -> u64 {
@@ -162,10 +191,11 @@ unsafe fn sys_clock_gettime(clock: i32, ts: *mut Timespec) -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn __vdso_clock_gettime(clock: i32, ts: *mut Timespec) -> i32 {
     let ns = match clock {
-        CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_BOOTTIME | CLOCK_TAI => {
-            fine_ns()
-        }
-        CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE => coarse_ns(),
+        // TAI is REALTIME while no one set the TAI offset (adjtimex), as on Linux.
+        CLOCK_REALTIME | CLOCK_TAI => fine_realtime_ns(),
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_BOOTTIME => fine_ns(),
+        CLOCK_REALTIME_COARSE => coarse_ns().wrapping_add(realtime_offset_ns()),
+        CLOCK_MONOTONIC_COARSE => coarse_ns(),
         // CPU-time clocks, the alarm clocks, invalid ids: the kernel decides.
         _ => return sys_clock_gettime(clock, ts),
     };
@@ -183,7 +213,7 @@ pub unsafe extern "C" fn __vdso_clock_gettime(clock: i32, ts: *mut Timespec) -> 
 #[no_mangle]
 pub unsafe extern "C" fn __vdso_gettimeofday(tv: *mut Timeval, tz: *mut Timezone) -> i32 {
     if !tv.is_null() {
-        let ns = fine_ns();
+        let ns = fine_realtime_ns();
         tv.write(Timeval {
             tv_sec: (ns / NSEC_PER_SEC) as i64,
             tv_usec: ((ns % NSEC_PER_SEC) / NSEC_PER_USEC) as i64,
@@ -204,7 +234,7 @@ pub unsafe extern "C" fn __vdso_gettimeofday(tv: *mut Timeval, tz: *mut Timezone
 /// A non-null `tloc` must be writable.
 #[no_mangle]
 pub unsafe extern "C" fn __vdso_time(tloc: *mut i64) -> i64 {
-    let secs = (fine_ns() / NSEC_PER_SEC) as i64;
+    let secs = (fine_realtime_ns() / NSEC_PER_SEC) as i64;
     if !tloc.is_null() {
         tloc.write(secs);
     }

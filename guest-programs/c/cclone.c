@@ -1,0 +1,317 @@
+/* The process and thread machinery below pthreads, as musl-gcc -static builds it:
+ * clone3 (a process with SIGCHLD, one with no exit signal reaped with __WALL, argument
+ * checks, CLONE_CLEAR_SIGHAND), legacy clone with CLONE_PARENT, /proc/self/task and the
+ * Tgid/Pid/Threads lines of /proc/PID/status, a robust process-shared mutex whose owner
+ * dies holding it (EOWNERDEAD through the kernel's robust-list walk), execve from a
+ * thread other than main (the process keeps its PID, the other threads are gone), and
+ * the wall clock. Everything printed is the same natively: no raw PIDs or times.
+ *
+ * `cclone exec-child PID` is the image the exec test runs. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef __WALL
+#define __WALL 0x40000000
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#define CLONE_CLEAR_SIGHAND_ 0x100000000ULL
+
+/* `struct clone_args` of <linux/sched.h> (musl's headers do not carry the kernel's). */
+struct clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls,
+        set_tid, set_tid_size, cgroup;
+};
+
+/* clone3 without a new stack: the child continues here as fork's child would. */
+static long clone3_raw(struct clone_args *a, size_t size) {
+    return syscall(SYS_clone3, a, size);
+}
+
+/* A line of /proc/PID/status ("Tgid:", "Threads:" ...) as a number, -1 if absent. */
+static long status_field(const char *path, const char *key) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long v = -1;
+    size_t n = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, n) == 0) {
+            v = strtol(line + n, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* A call's result and errno, evaluated in that order. */
+static void report(const char *what, long r) {
+    int e = errno;
+    printf("%s: %ld %s\n", what, r, r < 0 ? strerror(e) : "ok");
+}
+
+static int count_dir(const char *path) {
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void test_clone3(void) {
+    struct clone_args a;
+    memset(&a, 0, sizeof a);
+    a.exit_signal = SIGCHLD;
+    long pid = clone3_raw(&a, sizeof a);
+    if (pid == 0)
+        _exit(7);
+    int st = 0;
+    long w = waitpid((pid_t)pid, &st, 0);
+    printf("clone3 child: reaped=%d exited=%d status=%d\n", w == pid, WIFEXITED(st),
+           WEXITSTATUS(st));
+
+    /* No exit signal: a "clone" child, invisible to a plain wait, reaped with __WALL. */
+    memset(&a, 0, sizeof a);
+    pid = clone3_raw(&a, sizeof a);
+    if (pid == 0)
+        _exit(3);
+    report("plain wait for a clone child", waitpid((pid_t)pid, &st, 0));
+    w = waitpid((pid_t)pid, &st, __WALL);
+    printf("__WALL wait: reaped=%d status=%d\n", w == pid, WEXITSTATUS(st));
+
+    /* Argument checks. */
+    report("size 32", clone3_raw(&a, 32));
+    unsigned char big[128];
+    memset(big, 0, sizeof big);
+    memcpy(big, &a, sizeof a);
+    big[100] = 1;
+    report("non-zero tail", clone3_raw((struct clone_args *)big, sizeof big));
+    memset(&a, 0, sizeof a);
+    a.flags = CLONE_THREAD;
+    report("thread without sighand", clone3_raw(&a, sizeof a));
+    memset(&a, 0, sizeof a);
+    a.exit_signal = 65;
+    report("exit signal 65", clone3_raw(&a, sizeof a));
+    memset(&a, 0, sizeof a);
+    a.stack_size = 4096;
+    report("stack size without stack", clone3_raw(&a, sizeof a));
+    memset(&a, 0, sizeof a);
+    a.flags = 0x20000; /* CLONE_NEWNS */
+    a.exit_signal = SIGCHLD;
+    long r = clone3_raw(&a, sizeof a);
+    if (r == 0)
+        _exit(0);
+    if (r > 0)
+        waitpid((pid_t)r, NULL, 0);
+    /* Root may create a mount namespace natively; this kernel has none (EINVAL). */
+    printf("new mount namespace: %s\n", r >= 0 || errno == EINVAL ? "as expected" : strerror(errno));
+
+    /* CLONE_CLEAR_SIGHAND: caught signals are back to SIG_DFL, ignored stay ignored. */
+    signal(SIGUSR1, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = (void (*)(int))test_clone3; /* never delivered */
+    sigaction(SIGUSR2, &sa, NULL);
+    memset(&a, 0, sizeof a);
+    a.flags = CLONE_CLEAR_SIGHAND_;
+    a.exit_signal = SIGCHLD;
+    pid = clone3_raw(&a, sizeof a);
+    if (pid == 0) {
+        struct sigaction o1, o2;
+        sigaction(SIGUSR1, NULL, &o1);
+        sigaction(SIGUSR2, NULL, &o2);
+        _exit((o1.sa_handler == SIG_IGN) * 10 + (o2.sa_handler == SIG_DFL));
+    }
+    waitpid((pid_t)pid, &st, 0);
+    printf("CLONE_CLEAR_SIGHAND: ignored kept=%d caught reset=%d\n", WEXITSTATUS(st) / 10,
+           WEXITSTATUS(st) % 10);
+    signal(SIGUSR1, SIG_DFL);
+    signal(SIGUSR2, SIG_DFL);
+}
+
+/* CLONE_PARENT: the grandchild is the caller's sibling, so the caller cannot wait for it
+ * but its parent (this process) can. */
+static void test_clone_parent(void) {
+    pid_t mid = fork();
+    if (mid == 0) {
+        long g = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+        if (g == 0)
+            _exit(9);
+        errno = 0;
+        int st;
+        long w = waitpid((pid_t)g, &st, 0);
+        _exit(w == -1 && errno == ECHILD ? 1 : 2);
+    }
+    int st, mid_status = -1, sibling_status = -1;
+    pid_t w;
+    while ((w = waitpid(-1, &st, 0)) > 0) {
+        if (w == mid)
+            mid_status = WEXITSTATUS(st);
+        else
+            sibling_status = WEXITSTATUS(st);
+    }
+    printf("CLONE_PARENT: the caller's wait gave ECHILD=%d, the common parent reaped the "
+           "sibling with status %d\n",
+           mid_status == 1, sibling_status);
+}
+
+static pthread_barrier_t barrier;
+static void *parked(void *arg) {
+    (void)arg;
+    pthread_barrier_wait(&barrier);
+    pthread_barrier_wait(&barrier);
+    return NULL;
+}
+
+static void test_proc_task(void) {
+    enum { T = 3 };
+    pthread_t th[T];
+    pthread_barrier_init(&barrier, NULL, T + 1);
+    for (int i = 0; i < T; i++)
+        pthread_create(&th[i], NULL, parked, NULL);
+    pthread_barrier_wait(&barrier);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", getpid());
+    printf("/proc/PID/task entries: %d\n", count_dir(path));
+    printf("/proc/self/task entries: %d\n", count_dir("/proc/self/task"));
+    printf("status Threads: %ld\n", status_field("/proc/self/status", "Threads:"));
+    printf("status Tgid is getpid: %d\n",
+           status_field("/proc/self/status", "Tgid:") == getpid());
+    snprintf(path, sizeof path, "/proc/self/task/%ld/status", (long)syscall(SYS_gettid));
+    printf("task status Pid is gettid: %d\n",
+           status_field(path, "Pid:") == (long)syscall(SYS_gettid));
+    pthread_barrier_wait(&barrier);
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    printf("after join, Threads: %ld\n", status_field("/proc/self/status", "Threads:"));
+}
+
+/* A robust, process-shared mutex in shared memory: the child locks it and exits without
+ * unlocking (with _exit, so no C library clean-up runs: only the kernel's walk of the
+ * robust list can mark it). */
+static void test_robust(void) {
+    pthread_mutex_t *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    pthread_mutexattr_t at;
+    pthread_mutexattr_init(&at);
+    pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(m, &at);
+    pid_t c = fork();
+    if (c == 0) {
+        pthread_mutex_lock(m);
+        _exit(0);
+    }
+    waitpid(c, NULL, 0);
+    int r = pthread_mutex_lock(m);
+    printf("robust lock after the owner died: %s\n", r == EOWNERDEAD ? "EOWNERDEAD" : strerror(r));
+    if (r == EOWNERDEAD)
+        pthread_mutex_consistent(m);
+    pthread_mutex_unlock(m);
+    r = pthread_mutex_lock(m);
+    printf("lock again: %d\n", r);
+    pthread_mutex_unlock(m);
+}
+
+static char self_pid[32];
+static void *exec_from_thread(void *arg) {
+    char *const argv[] = {(char *)arg, "exec-child", self_pid, NULL};
+    execv("/proc/self/exe", argv);
+    perror("execv");
+    _exit(99);
+}
+
+static void *sleeper(void *arg) {
+    for (;;)
+        pause();
+    return arg;
+}
+
+static void test_exec_from_thread(const char *argv0) {
+    fflush(stdout);
+    pid_t c = fork();
+    if (c == 0) {
+        snprintf(self_pid, sizeof self_pid, "%d", getpid());
+        pthread_t a, b;
+        pthread_create(&a, NULL, sleeper, NULL);
+        pthread_create(&b, NULL, exec_from_thread, (void *)argv0);
+        for (;;)
+            pause();
+    }
+    int st;
+    waitpid(c, &st, 0);
+    printf("exec from a thread: exited=%d status=%d\n", WIFEXITED(st), WEXITSTATUS(st));
+}
+
+static int exec_child(const char *pid) {
+    int same = atol(pid) == getpid();
+    int tid_is_pid = syscall(SYS_gettid) == getpid();
+    long threads = status_field("/proc/self/status", "Threads:");
+    printf("  new image: same pid=%d tid==pid=%d threads=%ld tasks=%d\n", same, tid_is_pid,
+           threads, count_dir("/proc/self/task"));
+    return 5;
+}
+
+static void test_clock(void) {
+    struct timespec rt, mono;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    time_t t = time(NULL);
+    /* 2021-01-01 */
+    printf("realtime after 2021: %d\n", rt.tv_sec > 1609459200);
+    printf("gettimeofday and time agree: %d %d\n", labs(tv.tv_sec - rt.tv_sec) <= 2,
+           labs((long)t - rt.tv_sec) <= 2);
+    struct timespec coarse;
+    clock_gettime(CLOCK_REALTIME_COARSE, &coarse);
+    printf("coarse realtime close: %d\n", labs(coarse.tv_sec - rt.tv_sec) <= 2);
+    /* An absolute REALTIME sleep 20 ms ahead ends (not at a monotonic time decades away). */
+    struct timespec until = rt;
+    until.tv_nsec += 20000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_nsec -= 1000000000;
+        until.tv_sec++;
+    }
+    int r = clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &until, NULL);
+    struct timespec after;
+    clock_gettime(CLOCK_REALTIME, &after);
+    int reached = after.tv_sec > until.tv_sec ||
+                  (after.tv_sec == until.tv_sec && after.tv_nsec >= until.tv_nsec);
+    printf("absolute realtime sleep: %d reached=%d\n", r, reached);
+    (void)mono;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "exec-child") == 0)
+        return exec_child(argv[2]);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    test_clone3();
+    test_clone_parent();
+    test_proc_task();
+    test_robust();
+    test_exec_from_thread(argv[0]);
+    test_clock();
+    return 0;
+}
