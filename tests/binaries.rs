@@ -301,6 +301,15 @@ fn musl_c_clone3_robust_futexes_proc_tasks_exec_from_thread_match_native() {
     }
 }
 
+#[test]
+fn musl_c_restartable_sequences_match_native() {
+    // rseq registration and its errors, a critical section aborted by a signal (without
+    // the kernel's fix-up the program spins for ever), a corrupt descriptor (SIGSEGV).
+    let bin = c_program("crseq");
+    let o = same_as_native(&bin, &[]);
+    assert!(stdout(&o).contains("section aborted: 1, handler ran: 1"));
+}
+
 /// Dynamically linked host programs (Debian's glibc ones): `vmscope run` puts ld.so and
 /// the libraries they need into the guest at their own paths.
 #[test]

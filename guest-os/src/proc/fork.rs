@@ -346,6 +346,16 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
         .fs_base
         .store(parent.fs_base.load(Ordering::Relaxed), Ordering::Relaxed);
     signal::fork_copy(parent, child);
+    // A forked child keeps the rseq registration (the same address in its copy of the
+    // memory); with CLONE_VM (vfork) it does not (`rseq_fork`).
+    if flags & CLONE_VM == 0 {
+        child
+            .rseq
+            .store(parent.rseq.load(Ordering::Relaxed), Ordering::Relaxed);
+        child
+            .rseq_sig
+            .store(parent.rseq_sig.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
     // The child starts with the parent's FPU registers (`fpu_clone`); the parent runs now,
     // so they are in the CPU.
     crate::arch::x86_64::fpu::save(&mut child.fpu.lock());

@@ -9,6 +9,7 @@ pub mod init;
 pub mod kill;
 pub mod kthread;
 pub mod rlimit;
+pub mod rseq;
 pub mod sched;
 pub mod signal;
 pub mod stack;
@@ -77,6 +78,11 @@ pub struct Task {
     pub sid: AtomicU32,
     /// The executable's absolute path (`/proc/PID/exe`).
     pub exe: IrqLock<Vec<u8>>,
+    /// The thread's registered `struct rseq` (0: none) and its abort signature
+    /// ([`rseq`]); `rseq_resume` is set when it was switched out.
+    pub rseq: AtomicU64,
+    pub rseq_sig: AtomicU32,
+    pub rseq_resume: core::sync::atomic::AtomicBool,
     /// `set_robust_list(head, len)`: walked when the thread exits or execs.
     pub robust_list: AtomicU64,
     /// `membarrier` registrations (the MEMBARRIER_CMD_REGISTER_* bits).
@@ -186,6 +192,9 @@ impl Task {
             sid: AtomicU32::new(pid),
             exe: IrqLock::new("exe", Vec::new()),
             robust_list: AtomicU64::new(0),
+            rseq: AtomicU64::new(0),
+            rseq_sig: AtomicU32::new(0),
+            rseq_resume: core::sync::atomic::AtomicBool::new(false),
             membarrier: AtomicU32::new(0),
             restart_block: IrqLock::new("restart_block", None),
             fs_base: AtomicU64::new(0),

@@ -279,6 +279,7 @@ fn idle(prev: &'static Task) -> &'static Task {
 
 fn switch_to(prev: &'static Task, next: &'static Task) {
     crate::trace::switch(prev.pid, Some(next));
+    super::rseq::preempted(prev);
     match next.mm().lock().as_ref() {
         Some(mm) => mm.activate(),
         // A kernel thread runs on the kernel's own tables (Linux borrows the previous

@@ -425,6 +425,9 @@ fn canonical(v: u64) -> bool {
 /// (SI_KERNEL). Raise it here instead; a second bad RIP (the handler's own) finds SIGSEGV
 /// blocked and kills, as Linux's forced signal does.
 pub fn check_user_return(frame: &mut TrapFrame) {
+    if frame.cs & 3 == 3 {
+        super::rseq::notify_resume(frame);
+    }
     for _ in 0..2 {
         if frame.cs & 3 != 3 || canonical(frame.rip) {
             return;
@@ -683,6 +686,8 @@ const UC_STACK_OFF: usize = 16;
 
 fn setup_frame(frame: &mut TrapFrame, info: SigInfo, act: SigAction) -> Result<(), ()> {
     let t = super::current().ok_or(())?;
+    // A restartable sequence the signal interrupts resumes at its abort handler.
+    super::rseq::signal_deliver(frame);
     // The mask the handler's sigreturn restores: a temporary one (ppoll, sigsuspend) is
     // undone then.
     let (oldmask, stack) = {

@@ -267,9 +267,8 @@ pub fn dispatch(frame: &mut TrapFrame) {
             };
             stat::sys_xattr(&a, op, form)
         }
-        // rseq: glibc (2.35+) registers it at start-up and treats ENOSYS as "rseq
-        // unavailable" (`__rseq_size` stays 0); musl does not use it.
-        nr::RSEQ => not_implemented(nr),
+        // rseq: glibc (2.35+) registers an area for every thread at start-up.
+        nr::RSEQ => crate::proc::rseq::sys_rseq(a.0[0], a.0[1], a.0[2], a.0[3]),
         _ => not_implemented(nr),
     };
     frame.rax = match r {
