@@ -71,8 +71,10 @@ impl Write for Console {
     }
 }
 
-/// Writes raw bytes to the console, unchanged (nothing under `quiet`).
+/// Writes raw bytes to the console, unchanged (nothing under `quiet`), and to the kernel
+/// log buffer (always).
 pub fn write_bytes(bytes: &[u8]) {
+    crate::klog::append(crate::klog::KERN_INFO, bytes);
     if !QUIET.load(Ordering::Relaxed) {
         port().write_bytes(bytes);
     }
@@ -104,6 +106,16 @@ macro_rules! kprintln {
     };
 }
 
+/// A `fmt::Write` into the kernel log buffer at one level.
+struct KlogSink(u8);
+
+impl Write for KlogSink {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        crate::klog::append(self.0, s.as_bytes());
+        Ok(())
+    }
+}
+
 /// The `log` backend.
 struct KernelLogger;
 
@@ -117,6 +129,13 @@ impl Log for KernelLogger {
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
             let _ = writeln!(LoudConsole, "[{}] {}", record.level(), record.args());
+            let level = match record.level() {
+                log::Level::Error => crate::klog::KERN_ERR,
+                log::Level::Warn => crate::klog::KERN_WARNING,
+                log::Level::Info => crate::klog::KERN_INFO,
+                _ => crate::klog::KERN_DEBUG,
+            };
+            let _ = writeln!(KlogSink(level), "{}", record.args());
         }
     }
 

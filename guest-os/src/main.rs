@@ -18,6 +18,7 @@ pub mod console;
 pub mod drivers;
 pub mod exit;
 pub mod fs;
+pub mod klog;
 pub mod mm;
 mod panic;
 pub mod proc;
@@ -56,6 +57,7 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
         log::set_max_level(level);
     }
     console::configure(cmdline);
+    cmdline::save(cmdline);
     kprintln!("vmscope kernel {} (x86_64, PVH boot)", VERSION);
     kprint!("Command line: ");
     console::write_bytes(cmdline);

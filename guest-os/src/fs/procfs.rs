@@ -68,7 +68,11 @@ impl DirId {
 }
 
 /// Files directly under /proc.
-const ROOT_FILES: [&str; 11] = [
+const ROOT_FILES: [&str; 15] = [
+    "version",
+    "uptime",
+    "loadavg",
+    "cmdline",
     "meminfo",
     "buddyinfo",
     "pagetypeinfo",
@@ -319,9 +323,46 @@ fn root_file(name: &str) -> Vec<u8> {
             let _ = writeln!(s, "cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0");
             let _ = writeln!(
                 s,
-                "processes {}\nprocs_running 1\nprocs_blocked 0",
+                "btime {}\nprocesses {}\nprocs_running 1\nprocs_blocked 0",
+                crate::proc::timer::realtime_offset_ns() / 1_000_000_000,
                 sched::all().len()
             );
+        }
+        "version" => {
+            let _ = writeln!(
+                s,
+                "Linux version {} (vmscope kernel {}) {}",
+                crate::syscall::info::UTS_RELEASE,
+                env!("CARGO_PKG_VERSION"),
+                crate::syscall::info::UTS_VERSION
+            );
+        }
+        // Seconds since boot and seconds idle, in hundredths; idle time is not
+        // accounted (0.00).
+        "uptime" => {
+            let cs = crate::proc::timer::now_ns() / 10_000_000;
+            let _ = writeln!(s, "{}.{:02} 0.00", cs / 100, cs % 100);
+        }
+        // Load is not computed (no load tracking yet): 0.00; then runnable/total tasks
+        // and the last PID given out, as Linux's fields.
+        "loadavg" => {
+            let all = sched::all();
+            let running = all
+                .iter()
+                .filter(|t| t.state.load(Ordering::Acquire) == state::RUNNABLE)
+                .count();
+            let _ = writeln!(
+                s,
+                "0.00 0.00 0.00 {}/{} {}",
+                running,
+                all.len(),
+                sched::last_pid()
+            );
+        }
+        "cmdline" => {
+            let mut v = crate::cmdline::saved().to_vec();
+            v.push(b'\n');
+            return v;
         }
         _ => {}
     }

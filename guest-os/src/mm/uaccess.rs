@@ -22,10 +22,11 @@ use crate::syscall::errno::{Errno, EFAULT};
 /// below the canonical hole is left unmapped, as in Linux).
 pub const TASK_SIZE: u64 = 0x0000_7fff_ffff_f000;
 
-/// Whether `[addr, addr+len)` lies in user space (`access_ok`).
+/// Whether `[addr, addr+len)` lies in user space (`access_ok`), or in the buffer a
+/// [`KernelWindow`] lends to the current task's file operations.
 pub fn access_ok(addr: u64, len: usize) -> bool {
     match addr.checked_add(len as u64) {
-        Some(end) => end <= TASK_SIZE,
+        Some(end) => end <= TASK_SIZE || in_kernel_window(addr, len),
         None => false,
     }
 }
@@ -86,6 +87,58 @@ fn might_fault(len: usize) {
     if crate::arch::x86_64::syscall::uaccess_work(len as u64) {
         crate::proc::sched::cond_resched();
     }
+}
+
+/// A kernel buffer lent to file operations that take user addresses, for the calls that
+/// move data between two files inside the kernel (sendfile, copy_file_range): Linux's
+/// `kernel_read`/`kernel_write` through a KVEC iov_iter. While the guard lives,
+/// [`access_ok`] accepts ranges inside the buffer for the current task, and the user copy
+/// (`__copy_user`, which works on any mapped address) moves the bytes; no other task sees
+/// the window, and any other kernel address is still refused.
+pub struct KernelWindow<'a> {
+    _buf: core::marker::PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> KernelWindow<'a> {
+    /// Lend `buf`; its address is what the file operations are given.
+    pub fn open(buf: &'a mut [u8]) -> Option<(KernelWindow<'a>, u64)> {
+        let t = crate::proc::current()?;
+        let addr = buf.as_mut_ptr() as u64;
+        t.kernel_window
+            .store(addr, core::sync::atomic::Ordering::Relaxed);
+        t.kernel_window_len
+            .store(buf.len() as u64, core::sync::atomic::Ordering::Relaxed);
+        Some((
+            KernelWindow {
+                _buf: core::marker::PhantomData,
+            },
+            addr,
+        ))
+    }
+}
+
+impl Drop for KernelWindow<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = crate::proc::current() {
+            t.kernel_window_len
+                .store(0, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether `[addr, addr+len)` is inside the current task's [`KernelWindow`].
+fn in_kernel_window(addr: u64, len: usize) -> bool {
+    use core::sync::atomic::Ordering::Relaxed;
+    let Some(t) = crate::proc::current() else {
+        return false;
+    };
+    let wlen = t.kernel_window_len.load(Relaxed);
+    let start = t.kernel_window.load(Relaxed);
+    wlen != 0
+        && addr >= start
+        && addr
+            .checked_add(len as u64)
+            .is_some_and(|end| end <= start + wlen)
 }
 
 /// Copy `dst.len()` bytes from user address `src`.

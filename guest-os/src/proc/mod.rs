@@ -83,6 +83,10 @@ pub struct Task {
     pub rseq: AtomicU64,
     pub rseq_sig: AtomicU32,
     pub rseq_resume: core::sync::atomic::AtomicBool,
+    /// A kernel buffer this task's file operations may use as a user buffer
+    /// ([`crate::mm::uaccess::KernelWindow`]): start and length (0: none).
+    pub kernel_window: AtomicU64,
+    pub kernel_window_len: AtomicU64,
     /// `set_robust_list(head, len)`: walked when the thread exits or execs.
     pub robust_list: AtomicU64,
     /// `membarrier` registrations (the MEMBARRIER_CMD_REGISTER_* bits).
@@ -192,6 +196,8 @@ impl Task {
             sid: AtomicU32::new(pid),
             exe: IrqLock::new("exe", Vec::new()),
             robust_list: AtomicU64::new(0),
+            kernel_window: AtomicU64::new(0),
+            kernel_window_len: AtomicU64::new(0),
             rseq: AtomicU64::new(0),
             rseq_sig: AtomicU32::new(0),
             rseq_resume: core::sync::atomic::AtomicBool::new(false),

@@ -137,6 +137,11 @@ pub fn alloc_pid() -> u32 {
     NEXT_PID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// The last PID given out (/proc/loadavg).
+pub fn last_pid() -> u32 {
+    NEXT_PID.load(Ordering::Relaxed).saturating_sub(1)
+}
+
 /// Add a new task to the task list.
 pub fn register(t: &'static Task) {
     TASKS.lock().push(t);

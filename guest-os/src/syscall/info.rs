@@ -5,14 +5,18 @@ use super::Args;
 use crate::mm::uaccess::copy_to_user;
 
 const UTS_LEN: usize = 65;
+/// `uname -r`, and what /proc/version names.
+pub const UTS_RELEASE: &str = "6.1.0-vmscope";
+/// `uname -v`.
+pub const UTS_VERSION: &str = "#1 SMP vmscope";
 
 /// `uname(buf)`: six 65-byte fields.
 pub fn sys_uname(a: &Args) -> SysResult {
     let fields: [&[u8]; 6] = [
         b"Linux",
         b"vmscope",
-        b"6.1.0-vmscope",
-        b"#1 SMP vmscope",
+        UTS_RELEASE.as_bytes(),
+        UTS_VERSION.as_bytes(),
         b"x86_64",
         b"(none)",
     ];

@@ -11,6 +11,7 @@
 //! (`errno::ERESTARTSYS`...); signal delivery on the way out turns it into a restart of
 //! the call (RIP back over the SYSCALL instruction, RAX the number again) or into EINTR.
 
+pub mod copy;
 pub mod errno;
 pub mod fs;
 pub mod futex;
@@ -147,6 +148,9 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::READLINK => stat::sys_readlink(&a),
         nr::UMASK => stat::sys_umask(&a),
         nr::GETTIMEOFDAY => time::sys_gettimeofday(&a),
+        nr::SYSLOG => sys::sys_syslog(&a),
+        nr::SENDFILE => copy::sys_sendfile(a.0[0], a.0[1], a.0[2], a.0[3]),
+        nr::COPY_FILE_RANGE => copy::sys_copy_file_range(&a),
         nr::SETTIMEOFDAY => time::sys_settimeofday(&a),
         nr::CLOCK_SETTIME => time::sys_clock_settime(&a),
         nr::GETRLIMIT => sys::sys_getrlimit(&a),

@@ -309,3 +309,60 @@ pub fn sys_get_robust_list(a: &Args) -> SysResult {
     put_user(a.0[1], head).map_err(|_| EFAULT)?;
     Ok(0)
 }
+
+/// `syslog(type, buf, len)` (glibc's `klogctl`, what `dmesg` calls): the kernel log
+/// buffer ([`crate::klog`]). Every process is root, so every action is allowed.
+pub fn sys_syslog(a: &Args) -> SysResult {
+    const CLOSE: u64 = 0;
+    const OPEN: u64 = 1;
+    const READ: u64 = 2;
+    const READ_ALL: u64 = 3;
+    const READ_CLEAR: u64 = 4;
+    const CLEAR: u64 = 5;
+    const CONSOLE_OFF: u64 = 6;
+    const CONSOLE_ON: u64 = 7;
+    const CONSOLE_LEVEL: u64 = 8;
+    const SIZE_UNREAD: u64 = 9;
+    const SIZE_BUFFER: u64 = 10;
+    let (kind, buf, len) = (a.0[0] as u32 as u64, a.0[1], a.0[2] as i32);
+    match kind {
+        CLOSE | OPEN | CONSOLE_OFF | CONSOLE_ON => Ok(0),
+        CONSOLE_LEVEL => {
+            if !(1..=8).contains(&len) {
+                return Err(EINVAL);
+            }
+            Ok(0)
+        }
+        READ | READ_ALL | READ_CLEAR => {
+            if buf == 0 || len < 0 {
+                return Err(EINVAL);
+            }
+            if len == 0 {
+                return Ok(0);
+            }
+            if !crate::mm::uaccess::access_ok(buf, len as usize) {
+                return Err(EFAULT);
+            }
+            let n = (len as usize).min(crate::klog::LOG_BUF_LEN);
+            let mut tmp = alloc::vec::Vec::new();
+            tmp.try_reserve_exact(n)
+                .map_err(|_| crate::syscall::errno::ENOMEM)?;
+            tmp.resize(n, 0);
+            // READ would block until there is something to read; the buffer is never
+            // empty after boot, so it returns at once here.
+            let got = match kind {
+                READ => crate::klog::read_unread(&mut tmp),
+                _ => crate::klog::read_all(&mut tmp, kind == READ_CLEAR),
+            };
+            crate::mm::uaccess::copy_to_user(buf, &tmp[..got])?;
+            Ok(got as u64)
+        }
+        CLEAR => {
+            crate::klog::clear();
+            Ok(0)
+        }
+        SIZE_UNREAD => Ok(crate::klog::unread() as u64),
+        SIZE_BUFFER => Ok(crate::klog::LOG_BUF_LEN as u64),
+        _ => Err(EINVAL),
+    }
+}
