@@ -4,7 +4,7 @@
  * Tgid/Pid/Threads lines of /proc/PID/status, a robust process-shared mutex whose owner
  * dies holding it (EOWNERDEAD through the kernel's robust-list walk), execve from a
  * thread other than main (the process keeps its PID, the other threads are gone), and
- * the wall clock. Everything printed is the same natively: no raw PIDs or times.
+ * vfork and CLONE_VM children writing the parent's memory, and the wall clock. Everything printed is the same natively: no raw PIDs or times.
  *
  * `cclone exec-child PID` is the image the exec test runs. */
 #define _GNU_SOURCE
@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <spawn.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -273,6 +274,42 @@ static int exec_child(const char *pid) {
     return 5;
 }
 
+/* vfork and CLONE_VM: the child runs in the parent's memory, so its writes are seen. */
+static volatile int shared_word = 1;
+static char clone_stack[64 << 10] __attribute__((aligned(16)));
+static int clone_vm_child(void *arg) {
+    shared_word = (int)(long)arg;
+    return 4;
+}
+
+extern char **environ;
+static void test_shared_memory(void) {
+    pid_t c = vfork();
+    if (c == 0) {
+        shared_word = 42;
+        _exit(0);
+    }
+    waitpid(c, NULL, 0);
+    printf("vfork child wrote the parent's memory: %d\n", shared_word);
+    int st = 0;
+    c = clone(clone_vm_child, clone_stack + sizeof clone_stack, CLONE_VM | SIGCHLD, (void *)77L);
+    waitpid(c, &st, 0);
+    printf("CLONE_VM child wrote the parent's memory: %d, status %d\n", shared_word,
+           WEXITSTATUS(st));
+    pid_t p;
+    char *argv[] = {"nope", NULL};
+    int r = posix_spawn(&p, "/nonexistent/prog", NULL, NULL, argv, environ);
+    printf("posix_spawn of a missing program: %s\n", strerror(r));
+    /* A vfork child that execs: the parent resumes with its memory untouched. */
+    c = vfork();
+    if (c == 0) {
+        execl("/proc/self/exe", "cclone", "exec-child", "0", (char *)NULL);
+        _exit(98);
+    }
+    waitpid(c, &st, 0);
+    printf("vfork+exec child status %d, parent word still %d\n", WEXITSTATUS(st), shared_word);
+}
+
 static void test_clock(void) {
     struct timespec rt, mono;
     clock_gettime(CLOCK_REALTIME, &rt);
@@ -312,6 +349,7 @@ int main(int argc, char **argv) {
     test_proc_task();
     test_robust();
     test_exec_from_thread(argv[0]);
+    test_shared_memory();
     test_clock();
     return 0;
 }

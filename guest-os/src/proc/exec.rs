@@ -847,12 +847,23 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
     super::mm_release(me);
     let leader = me.group_leader_static();
     img.mm.activate();
-    crate::mm::rmap::check(leader);
+    // A vfork child gives the borrowed address space back (`exec_mmap`: the parent is
+    // released below); an owner whose address space others borrow leaves it to them.
+    let borrowed = leader.mm_borrowed();
+    if borrowed {
+        leader.mm_unborrow();
+    } else {
+        crate::mm::rmap::check(leader);
+    }
     crate::mm::rmap::attach(img.mm.anon_id, leader.pid);
     let old = me.mm().lock().replace(img.mm);
     if let Some(old) = old {
-        crate::mm::rmap::detach(old.anon_id, leader.pid);
-        old.destroy();
+        if leader.mm_borrowers.load(Ordering::Acquire) > 0 {
+            super::hand_over_mm(leader, old);
+        } else {
+            crate::mm::rmap::detach(old.anon_id, leader.pid);
+            old.destroy();
+        }
     }
     let cs = frame.cs;
     let ss = frame.ss;

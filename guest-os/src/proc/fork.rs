@@ -56,10 +56,10 @@ const CLONE_NAMESPACES: u64 = CLONE_NEWNS
     | CLONE_NEWNET
     | CLONE_NEWTIME;
 /// What a process (not a thread) created here cannot share with its parent yet: the
-/// descriptor table and the fs struct (cwd, umask) are per process, and CLONE_VM without
-/// CLONE_VFORK needs an address space shared by two processes. Refused with ENOSYS
-/// (logged) rather than silently not shared.
-const PROCESS_SHARING: u64 = CLONE_FS | CLONE_FILES;
+/// descriptor table, the fs struct (cwd, umask) and the signal handlers are per process.
+/// Refused with ENOSYS (logged) rather than silently not shared. (CLONE_VM is shared:
+/// the child borrows the parent's address space, see [`Task::mm`].)
+const PROCESS_SHARING: u64 = CLONE_FS | CLONE_FILES | CLONE_SIGHAND;
 
 /// The arguments of clone and clone3 (`kernel_clone_args`).
 #[derive(Clone, Copy, Debug, Default)]
@@ -318,7 +318,7 @@ fn do_thread(frame: &TrapFrame, args: CloneArgs) -> SysResult {
 }
 
 pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
-    if flags & PROCESS_SHARING != 0 || (flags & CLONE_VM != 0 && flags & CLONE_VFORK == 0) {
+    if flags & PROCESS_SHARING != 0 {
         log::warn!("clone: a process sharing {flags:#x} with its parent is not supported");
         return Err(crate::syscall::errno::ENOSYS);
     }
@@ -363,23 +363,33 @@ pub fn do_fork(frame: &TrapFrame, flags: u64, newsp: u64) -> SysResult {
     let console = core::mem::replace(&mut *child.files().lock(), files);
     drop(console);
     super::fork_copy_fs(parent, child);
-    let mm = parent
-        .mm()
-        .lock()
-        .as_mut()
-        .and_then(|m| m.fork())
-        .and_then(|m| crate::mm::slab::try_box(m).map_err(|m| m.destroy()).ok());
-    let Some(mm) = mm else {
-        // SAFETY: `child` was leaked above and is referenced nowhere else.
-        drop(unsafe { Box::from_raw(child as *const Task as *mut Task) });
-        return Err(ENOMEM);
-    };
-    // The parent's PTEs lost write permission: flush its TLB.
-    if let Some(m) = parent.mm().lock().as_ref() {
-        m.activate();
+    if flags & CLONE_VM != 0 {
+        // vfork (and CLONE_VM): the child runs in the parent's address space, nothing is
+        // copied; it borrows it until it execs or exits.
+        let holder = parent.mm_holder();
+        holder.mm_borrowers.fetch_add(1, Ordering::AcqRel);
+        child
+            .mm_owner
+            .store(holder as *const Task as *mut Task, Ordering::Release);
+    } else {
+        let mm = parent
+            .mm()
+            .lock()
+            .as_mut()
+            .and_then(|m| m.fork())
+            .and_then(|m| crate::mm::slab::try_box(m).map_err(|m| m.destroy()).ok());
+        let Some(mm) = mm else {
+            // SAFETY: `child` was leaked above and is referenced nowhere else.
+            drop(unsafe { Box::from_raw(child as *const Task as *mut Task) });
+            return Err(ENOMEM);
+        };
+        // The parent's PTEs lost write permission: flush its TLB.
+        if let Some(m) = parent.mm().lock().as_ref() {
+            m.activate();
+        }
+        crate::mm::rmap::attach(mm.anon_id, pid);
+        *child.mm().lock() = Some(mm);
     }
-    crate::mm::rmap::attach(mm.anon_id, pid);
-    *child.mm().lock() = Some(mm);
     let mut f = *frame;
     f.rax = 0;
     if newsp != 0 {

@@ -60,6 +60,12 @@ pub struct Task {
     pub umask_slot: AtomicU32,
     /// The thread group id (`tgid`, what getpid answers): the leader's pid.
     pub tgid: AtomicU32,
+    /// A process created with CLONE_VM (vfork, posix_spawn) uses the address space of the
+    /// process whose leader this points to (null: its own, in `mm_slot`); kept by the
+    /// leader ([`Task::mm`]). The owner counts its borrowers in `mm_borrowers` and hands
+    /// the address space to one of them if it exits first ([`exit_current`]).
+    pub mm_owner: core::sync::atomic::AtomicPtr<Task>,
+    pub mm_borrowers: AtomicU32,
     /// The thread group leader, null for the leader itself ([`Task::leader`]).
     pub group_leader: core::sync::atomic::AtomicPtr<Task>,
     /// The other live threads of the group (kept by the leader).
@@ -186,6 +192,8 @@ impl Task {
             threads: IrqLock::new("threads", Vec::new()),
             group_exiting: core::sync::atomic::AtomicBool::new(false),
             group_exec_task: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+            mm_owner: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+            mm_borrowers: AtomicU32::new(0),
             group_exit_code: AtomicU32::new(0),
             oom_score_adj: core::sync::atomic::AtomicI32::new(0),
             memalloc: core::sync::atomic::AtomicBool::new(false),
@@ -247,9 +255,45 @@ impl Task {
         self.group_leader.load(Ordering::Acquire).is_null()
     }
 
-    /// The address space (`task->mm`): shared by the threads of a group.
+    /// The address space (`task->mm`): shared by the threads of a group, and with the
+    /// process that lent it (CLONE_VM without CLONE_THREAD: vfork).
     pub fn mm(&self) -> &IrqLock<Option<Box<Mm>>> {
-        &self.leader().mm_slot
+        &self.mm_holder().mm_slot
+    }
+
+    /// The leader whose `mm_slot` holds this task's address space.
+    pub fn mm_holder(&self) -> &Task {
+        let l = self.leader();
+        let o = l.mm_owner.load(Ordering::Acquire);
+        if o.is_null() {
+            l
+        } else {
+            // SAFETY: an owner lives while it has borrowers: its exit hands the address
+            // space over and repoints them first.
+            unsafe { &*o }
+        }
+    }
+
+    /// Which address space this task runs in, as an id: the pid of the leader holding it
+    /// (private futexes are keyed by it, as Linux keys them by mm).
+    pub fn mm_id(&self) -> u32 {
+        self.mm_holder().pid
+    }
+
+    /// Whether the address space is borrowed (CLONE_VM without CLONE_THREAD).
+    pub fn mm_borrowed(&self) -> bool {
+        !self.leader().mm_owner.load(Ordering::Acquire).is_null()
+    }
+
+    /// Stop borrowing (exec or exit of a CLONE_VM child): the owner keeps its address
+    /// space.
+    pub fn mm_unborrow(&self) {
+        let l = self.leader();
+        let o = l.mm_owner.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !o.is_null() {
+            // SAFETY: see `mm_holder`.
+            unsafe { &*o }.mm_borrowers.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// The descriptor table (`task->files`): shared by the threads of a group.
@@ -402,6 +446,34 @@ pub fn exit_group(r: ExitReason) -> ! {
     exit_current(r)
 }
 
+/// The owner of an address space other processes borrow (CLONE_VM) exits: the first
+/// borrower becomes its owner and the others borrow from it (Linux keeps the mm alive
+/// by its `mm_users` count instead).
+pub(crate) fn hand_over_mm(owner: &'static Task, mm: Box<Mm>) {
+    let borrowers: Vec<&'static Task> = sched::all()
+        .into_iter()
+        .filter(|t| t.is_leader() && core::ptr::eq(t.mm_owner.load(Ordering::Acquire), owner))
+        .collect();
+    let Some((&heir, rest)) = borrowers.split_first() else {
+        // The count was stale: nobody borrows; free it as usual.
+        crate::mm::rmap::detach(mm.anon_id, owner.pid);
+        mm.exit_mmap();
+        return;
+    };
+    crate::mm::rmap::detach(mm.anon_id, owner.pid);
+    crate::mm::rmap::attach(mm.anon_id, heir.pid);
+    heir.mm_owner
+        .store(core::ptr::null_mut(), Ordering::Release);
+    *heir.mm_slot.lock() = Some(mm);
+    for b in rest {
+        b.mm_owner
+            .store(heir as *const Task as *mut Task, Ordering::Release);
+    }
+    heir.mm_borrowers
+        .store(rest.len() as u32, Ordering::Release);
+    owner.mm_borrowers.store(0, Ordering::Release);
+}
+
 /// The thread that ran execve for its group leader goes (its new program runs in the
 /// leader, see `exec::hand_over_to_leader`): freed after its last switch, as any thread.
 pub fn exit_exec_thread(t: &'static Task) -> ! {
@@ -444,7 +516,7 @@ pub fn mm_release(t: &Task) {
     crate::syscall::futex::exit_robust_list(t);
     let ctid = t.clear_child_tid.swap(0, Ordering::Relaxed);
     if ctid != 0 && crate::mm::uaccess::put_user(ctid, 0u32).is_ok() {
-        crate::syscall::futex::wake(t.tgid(), ctid, 1);
+        crate::syscall::futex::wake(t.mm_id(), ctid, 1);
     }
 }
 
@@ -498,8 +570,25 @@ pub fn exit_current(r: ExitReason) -> ! {
     };
     mm_release(t);
     timer::exit_timers(leader);
-    crate::mm::rmap::check(leader);
-    let mm = t.mm().lock().take();
+    // A CLONE_VM child leaves the address space to its owner; an owner whose address
+    // space is still borrowed hands it to a borrower.
+    let mm = if leader.mm_borrowed() {
+        leader.mm_unborrow();
+        None
+    } else {
+        crate::mm::rmap::check(leader);
+        let mm = t.mm().lock().take();
+        match mm {
+            Some(mm) if leader.mm_borrowers.load(Ordering::Acquire) > 0 => {
+                hand_over_mm(leader, mm);
+                // Off the address space now in the heir's hands.
+                // SAFETY: the master table maps the kernel; nothing user is touched after.
+                unsafe { crate::mm::pgtable::activate(&crate::mm::pgtable::kernel()) };
+                None
+            }
+            other => other,
+        }
+    };
     if let Some(mm) = mm {
         crate::mm::rmap::detach(mm.anon_id, leader.pid);
         // Leave the address space before freeing its tables.

@@ -218,9 +218,10 @@ fn key(uaddr: u64, private: bool) -> Result<(u32, u64), Errno> {
     if !uaddr.is_multiple_of(4) {
         return Err(EINVAL);
     }
-    // A private futex belongs to the address space: the thread group.
+    // A private futex belongs to the address space (shared by a thread group, and by
+    // processes created with CLONE_VM).
     let tgid = if private {
-        proc::current().map_or(0, |t| t.tgid())
+        proc::current().map_or(0, |t| t.mm_id())
     } else {
         0
     };
@@ -405,7 +406,7 @@ fn handle_futex_death(uaddr: u64, t: &Task, pi: bool, pending_op: bool) {
         return;
     };
     if pending_op && !pi && uval == 0 {
-        wake(t.tgid(), uaddr, 1);
+        wake(t.mm_id(), uaddr, 1);
         return;
     }
     if uval & FUTEX_TID_MASK != t.pid {
@@ -418,6 +419,6 @@ fn handle_futex_death(uaddr: u64, t: &Task, pi: bool, pending_op: bool) {
         return;
     }
     if !pi && uval & FUTEX_WAITERS != 0 {
-        wake(t.tgid(), uaddr, 1);
+        wake(t.mm_id(), uaddr, 1);
     }
 }
