@@ -4,7 +4,8 @@
  * Tgid/Pid/Threads lines of /proc/PID/status, a robust process-shared mutex whose owner
  * dies holding it (EOWNERDEAD through the kernel's robust-list walk), execve from a
  * thread other than main (the process keeps its PID, the other threads are gone), and
- * vfork and CLONE_VM children writing the parent's memory, and the wall clock. Everything printed is the same natively: no raw PIDs or times.
+ * vfork and CLONE_VM children writing the parent's memory, CPU time accounting, and the
+ * wall clock. Everything printed is the same natively: no raw PIDs or times.
  *
  * `cclone exec-child PID` is the image the exec test runs. */
 #define _GNU_SOURCE
@@ -19,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/times.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -310,6 +313,61 @@ static void test_shared_memory(void) {
     printf("vfork+exec child status %d, parent word still %d\n", WEXITSTATUS(st), shared_word);
 }
 
+/* CPU time: burn 30 ms of CPU time as clock() counts it, in this process and in a child. */
+static void burn(void) {
+    clock_t start = clock();
+    volatile unsigned long x = 0;
+    while (clock() - start < CLOCKS_PER_SEC * 3 / 100)
+        for (int i = 0; i < 100000; i++)
+            x += (unsigned long)i;
+}
+
+static double tv(struct timeval t) {
+    return (double)t.tv_sec + (double)t.tv_usec / 1e6;
+}
+
+static void test_cputime(void) {
+    burn();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("own user+system time >= 30 ms: %d\n", tv(ru.ru_utime) + tv(ru.ru_stime) >= 0.03);
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    printf("thread CPU clock >= 30 ms: %d\n", ts.tv_sec > 0 || ts.tv_nsec >= 30000000);
+    long utime = -1;
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f) {
+        char buf[1024];
+        if (fgets(buf, sizeof buf, f)) {
+            char *p = strrchr(buf, ')');
+            /* Fields after the comm: state is field 3, utime field 14. */
+            for (int field = 3; p && field <= 14; field++) {
+                p = strchr(p + 1, ' ');
+                if (field == 14 && p)
+                    utime = strtol(p + 1, NULL, 10);
+            }
+        }
+        fclose(f);
+    }
+    printf("/proc/self/stat utime >= 2 ticks: %d\n", utime >= 2);
+    pid_t c = fork();
+    if (c == 0) {
+        burn();
+        _exit(0);
+    }
+    int st;
+    struct rusage cru;
+    wait4(c, &st, 0, &cru);
+    printf("child's rusage from wait4 >= 30 ms: %d\n", tv(cru.ru_utime) + tv(cru.ru_stime) >= 0.03);
+    getrusage(RUSAGE_CHILDREN, &ru);
+    printf("children's rusage >= the child's: %d\n",
+           tv(ru.ru_utime) + tv(ru.ru_stime) >= tv(cru.ru_utime) + tv(cru.ru_stime) - 1e-6);
+    struct tms t;
+    times(&t);
+    printf("times: own >= 3 ticks %d, children >= 3 ticks %d\n", t.tms_utime + t.tms_stime >= 3,
+           t.tms_cutime + t.tms_cstime >= 3);
+}
+
 static void test_clock(void) {
     struct timespec rt, mono;
     clock_gettime(CLOCK_REALTIME, &rt);
@@ -350,6 +408,7 @@ int main(int argc, char **argv) {
     test_robust();
     test_exec_from_thread(argv[0]);
     test_shared_memory();
+    test_cputime();
     test_clock();
     return 0;
 }

@@ -624,7 +624,16 @@ fn smaps(t: &Task) -> Vec<u8> {
 
 /// /proc/PID/stat: the 52 fields of `do_task_stat`, with what exists filled in.
 fn stat(t: &Task) -> Vec<u8> {
+    use crate::proc::cputime::{children_usage, process_usage, thread_usage, to_clock_t};
     let (vm, rss, ..) = mem_of(t);
+    // A process's directory shows the process's times, a thread's its own.
+    let usage = if t.is_leader() {
+        process_usage(t)
+    } else {
+        thread_usage(t)
+    };
+    let (utime, stime) = usage.split();
+    let (cutime, cstime) = children_usage(t).split();
     let (start_stack, start_brk, brk) = t
         .mm()
         .lock()
@@ -633,7 +642,7 @@ fn stat(t: &Task) -> Vec<u8> {
     let mut s = String::new();
     let _ = write!(
         s,
-        "{} ({}) {} {} {} {} 0 -1 4194304 {} 0 {} 0 0 0 0 0 20 0 {} 0 0 {} {} 18446744073709551615 0 0 {} 0 0 0 0 0 0 0 0 0 {} 0 0 0 0 0 0 0 {} {} 0 0 0 0 {}",
+        "{} ({}) {} {} {} {} 0 -1 4194304 {} 0 {} 0 {} {} {} {} 20 0 {} 0 {} {} {} 18446744073709551615 0 0 {} 0 0 0 0 0 0 0 0 0 {} 0 0 0 0 0 0 0 {} {} 0 0 0 0 {}",
         t.pid,
         comm(t),
         state_char(t),
@@ -642,7 +651,12 @@ fn stat(t: &Task) -> Vec<u8> {
         t.leader().sid.load(Ordering::Relaxed),
         t.min_flt.load(Ordering::Relaxed),
         t.maj_flt.load(Ordering::Relaxed),
+        to_clock_t(utime),
+        to_clock_t(stime),
+        to_clock_t(cutime),
+        to_clock_t(cstime),
         thread_count(t),
+        to_clock_t(t.start_time.load(Ordering::Relaxed)),
         vm * 4096,
         rss,
         start_stack,

@@ -85,6 +85,7 @@ pub fn run_from_cmdline(cmdline: &[u8]) {
     let task: &'static Task = Box::leak(task);
     super::sched::register(task);
     set_current(task);
+    super::cputime::start(task, super::timer::now_ns());
     // The first process's registers: the initial FPU state.
     crate::arch::x86_64::fpu::restore(&task.fpu.lock());
     super::sched::set_fpu_owner(task);

@@ -3,6 +3,7 @@
 //! One CPU. A task's user state lives in the [`TrapFrame`] on its kernel stack while it is in
 //! the kernel; its address space in an [`crate::mm::mm_struct::Mm`].
 
+pub mod cputime;
 pub mod exec;
 pub mod fork;
 pub mod init;
@@ -108,6 +109,13 @@ pub struct Task {
     pub fpu: IrqLock<crate::arch::x86_64::fpu::FpuState>,
     /// `set_tid_address`.
     pub clear_child_tid: AtomicU64,
+    /// CPU time ([`cputime`]); for a leader also what its ended threads used and what its
+    /// reaped children used.
+    pub acct: cputime::Acct,
+    pub group_dead_usage: IrqLock<cputime::Usage>,
+    pub children_usage: IrqLock<cputime::Usage>,
+    /// When the task was created (ns since boot: /proc/PID/stat's start time).
+    pub start_time: AtomicU64,
     /// Page faults that needed no I/O / that read a file (`min_flt`, `maj_flt`).
     pub min_flt: AtomicU64,
     pub maj_flt: AtomicU64,
@@ -214,6 +222,10 @@ impl Task {
             fs_base: AtomicU64::new(0),
             fpu: IrqLock::new("fpu", crate::arch::x86_64::fpu::FpuState::init()),
             clear_child_tid: AtomicU64::new(0),
+            acct: cputime::Acct::new(),
+            group_dead_usage: IrqLock::new("group_usage", cputime::Usage::zero()),
+            children_usage: IrqLock::new("children_usage", cputime::Usage::zero()),
+            start_time: AtomicU64::new(timer::now_ns()),
             min_flt: AtomicU64::new(0),
             maj_flt: AtomicU64::new(0),
             signals: IrqLock::new("signals", signal::Signals::new()),
@@ -478,6 +490,7 @@ pub(crate) fn hand_over_mm(owner: &'static Task, mm: Box<Mm>) {
 /// leader, see `exec::hand_over_to_leader`): freed after its last switch, as any thread.
 pub fn exit_exec_thread(t: &'static Task) -> ! {
     timer::exit_thread_timers(t);
+    cputime::thread_exit(t);
     crate::trace::exit(t, 0);
     t.state.store(state::ZOMBIE, Ordering::Release);
     DEAD_THREADS.lock().push(t);
@@ -546,6 +559,7 @@ pub fn exit_current(r: ExitReason) -> ! {
     if others {
         // Not the last thread: the group lives on.
         mm_release(t);
+        cputime::thread_exit(t);
         crate::trace::exit(t, r.wait_status());
         t.state.store(state::ZOMBIE, Ordering::Release);
         // A thread in execve waits for its peers to be gone (`de_thread`).
@@ -569,6 +583,7 @@ pub fn exit_current(r: ExitReason) -> ! {
         ExitReason::from_wait_status(leader.exit_code.load(Ordering::Relaxed))
     };
     mm_release(t);
+    cputime::thread_exit(t);
     timer::exit_timers(leader);
     // A CLONE_VM child leaves the address space to its owner; an owner whose address
     // space is still borrowed hands it to a borrower.

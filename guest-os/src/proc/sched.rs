@@ -60,6 +60,7 @@ pub fn start_tick() {
 fn timer_tick(frame: &mut TrapFrame) {
     crate::drivers::lapic::eoi();
     TICKS.fetch_add(1, Ordering::Relaxed);
+    super::cputime::tick(frame.cs & 3 == 3);
     super::vdso::tick();
     super::timer::expire();
     if frame.cs & 3 == 3 {
@@ -271,11 +272,13 @@ fn idle(prev: &'static Task) -> &'static Task {
     if !super::timer::pending() && !crate::block::io_waiting() {
         log::warn!("every process sleeps (last: pid {}): idling", prev.pid);
     }
+    super::cputime::idle_enter(prev, super::timer::now_ns());
     loop {
         // SAFETY: enabling interrupts and halting until one arrives.
         unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
         if let Some(t) = RUNQ.lock().pop_front() {
             if t.state.load(Ordering::Acquire) == state::RUNNABLE {
+                super::cputime::idle_exit(prev, super::timer::now_ns());
                 return t;
             }
         }
@@ -285,6 +288,7 @@ fn idle(prev: &'static Task) -> &'static Task {
 fn switch_to(prev: &'static Task, next: &'static Task) {
     crate::trace::switch(prev.pid, Some(next));
     super::rseq::preempted(prev);
+    super::cputime::switch(prev, next, super::timer::now_ns());
     match next.mm().lock().as_ref() {
         Some(mm) => mm.activate(),
         // A kernel thread runs on the kernel's own tables (Linux borrows the previous

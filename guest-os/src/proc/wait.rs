@@ -65,12 +65,12 @@ pub fn sys_wait4(a: &crate::syscall::Args) -> SysResult {
                 put_user(status, code)?;
             }
             if rusage != 0 {
-                // struct rusage: 144 bytes; fault counts at ru_minflt (offset 64) / ru_majflt.
-                let mut ru = [0u8; 144];
-                ru[64..72].copy_from_slice(&z.min_flt.load(Ordering::Relaxed).to_le_bytes());
-                ru[72..80].copy_from_slice(&z.maj_flt.load(Ordering::Relaxed).to_le_bytes());
-                copy_to_user(rusage, &ru)?;
+                // The child's own usage and its reaped children's (`wait_task_zombie`).
+                let mut u = super::cputime::process_usage(z);
+                u.add(&super::cputime::children_usage(z));
+                copy_to_user(rusage, &u.rusage_bytes())?;
             }
+            super::cputime::reap(me, z);
             me.leader()
                 .children
                 .lock()

@@ -38,7 +38,7 @@ pub fn monotonic_ns() -> u64 {
 /// `clock_gettime(clock, ts)`: the monotonic clocks read the virtual clock; the REALTIME
 /// ones add the wall-clock offset (the RTC's time at boot, or what clock_settime set); TAI
 /// equals REALTIME while no TAI offset is set, as on Linux before adjtimex. The CPU-time
-/// clocks read the virtual clock too (CPU time is not accounted per task yet).
+/// clocks give the time the process or thread ran ([`crate::proc::cputime`]).
 pub fn sys_clock_gettime(a: &Args) -> SysResult {
     const CLOCK_REALTIME: u64 = 0;
     const CLOCK_REALTIME_COARSE: u64 = 5;
@@ -48,9 +48,19 @@ pub fn sys_clock_gettime(a: &Args) -> SysResult {
     if clock > CLOCK_TAI || clock == 10 {
         return Err(EINVAL);
     }
+    const CLOCK_PROCESS_CPUTIME_ID: u64 = 2;
+    const CLOCK_THREAD_CPUTIME_ID: u64 = 3;
     let ns = match clock {
         CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_REALTIME_ALARM | CLOCK_TAI => {
             crate::proc::timer::realtime_ns()
+        }
+        CLOCK_PROCESS_CPUTIME_ID | CLOCK_THREAD_CPUTIME_ID => {
+            let t = crate::proc::current().ok_or(EINVAL)?;
+            if clock == CLOCK_PROCESS_CPUTIME_ID {
+                crate::proc::cputime::process_usage(t).rtime
+            } else {
+                crate::proc::cputime::thread_usage(t).rtime
+            }
         }
         _ => monotonic_ns(),
     };

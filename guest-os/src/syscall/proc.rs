@@ -105,17 +105,16 @@ pub fn sys_sched_yield(_: &Args) -> SysResult {
 pub fn sys_getrusage(a: &Args) -> SysResult {
     const RUSAGE_SELF: i64 = 0;
     const RUSAGE_CHILDREN: i64 = -1;
+    const RUSAGE_THREAD: i64 = 1;
+    use crate::proc::cputime;
     let t = proc::current().ok_or(ESRCH)?;
-    let mut ru = [0u8; 144];
-    match a.0[0] as i64 {
-        RUSAGE_SELF => {
-            ru[64..72].copy_from_slice(&t.min_flt.load(Ordering::Relaxed).to_le_bytes());
-            ru[72..80].copy_from_slice(&t.maj_flt.load(Ordering::Relaxed).to_le_bytes());
-        }
-        RUSAGE_CHILDREN => {}
+    let u = match a.0[0] as i32 as i64 {
+        RUSAGE_SELF => cputime::process_usage(t),
+        RUSAGE_CHILDREN => cputime::children_usage(t),
+        RUSAGE_THREAD => cputime::thread_usage(t),
         _ => return Err(EINVAL),
-    }
-    crate::mm::uaccess::copy_to_user(a.0[1], &ru)?;
+    };
+    crate::mm::uaccess::copy_to_user(a.0[1], &u.rusage_bytes())?;
     Ok(0)
 }
 
