@@ -134,6 +134,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::EXIT => proc::sys_exit(&a),
         nr::EXIT_GROUP => proc::sys_exit_group(&a),
         nr::WAIT4 => wait::sys_wait4(&a),
+        nr::WAITID => crate::proc::wait::sys_waitid(&a),
         nr::KILL => kill::sys_kill(&a),
         nr::UNAME => info::sys_uname(&a),
         nr::FCNTL => fs::sys_fcntl(&a),
