@@ -414,6 +414,30 @@ static void test_waitid(void) {
     print_si("no options", waitid(P_ALL, 0, &si, 0), &si, 0);
 }
 
+/* Waiting for signals without handlers (sigwaitinfo, sigtimedwait) and sigqueue. */
+static void test_sigwait(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    raise(SIGUSR1);
+    siginfo_t si;
+    int r = sigwaitinfo(&set, &si);
+    printf("sigwaitinfo: %d code %d\n", r == SIGUSR1, si.si_code);
+    union sigval v = {.sival_int = 1234};
+    sigqueue(getpid(), SIGUSR2, v);
+    r = sigwaitinfo(&set, &si);
+    printf("sigqueue: %d code %d value %d pid-ok %d\n", r == SIGUSR2, si.si_code,
+           si.si_value.sival_int, si.si_pid == getpid());
+    struct timespec ts = {0, 10000000};
+    errno = 0;
+    r = sigtimedwait(&set, &si, &ts);
+    int e = errno;
+    printf("sigtimedwait with nothing pending: %d %s\n", r, strerror(e));
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
 static void test_clock(void) {
     struct timespec rt, mono;
     clock_gettime(CLOCK_REALTIME, &rt);
@@ -456,6 +480,7 @@ int main(int argc, char **argv) {
     test_shared_memory();
     test_cputime();
     test_waitid();
+    test_sigwait();
     test_clock();
     return 0;
 }

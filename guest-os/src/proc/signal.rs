@@ -448,6 +448,90 @@ pub fn check_user_return(frame: &mut TrapFrame) {
     }
 }
 
+/// `si_code` of a POSIX timer's signal.
+pub const SI_TIMER: i32 = -2;
+
+/// A `siginfo_t` as user space reads it (signal frames, rt_sigtimedwait): si_signo,
+/// si_code, then the union member the code selects.
+pub fn siginfo_bytes(info: &SigInfo) -> [u8; SIGINFO_SIZE] {
+    let mut b = [0u8; SIGINFO_SIZE];
+    b[0..4].copy_from_slice(&(info.signo as i32).to_le_bytes());
+    b[8..12].copy_from_slice(&info.code.to_le_bytes());
+    if info.code == SI_TIMER {
+        // si_tid (the timer id), si_overrun, si_sigval: kept in pid, status and addr.
+        b[16..20].copy_from_slice(&info.pid.to_le_bytes());
+        b[20..24].copy_from_slice(&info.status.to_le_bytes());
+        b[24..32].copy_from_slice(&info.addr.to_le_bytes());
+    } else if info.code <= 0 {
+        // kill/tkill: si_pid, si_uid; sigqueue (and any other user code) adds si_value.
+        b[16..20].copy_from_slice(&info.pid.to_le_bytes());
+        if info.code < 0 && info.code != SI_TKILL {
+            b[24..32].copy_from_slice(&info.addr.to_le_bytes());
+        }
+    } else if info.signo == SIGCHLD {
+        // si_pid, si_uid, si_status (si_utime and si_stime stay 0).
+        b[16..20].copy_from_slice(&info.pid.to_le_bytes());
+        b[24..28].copy_from_slice(&info.status.to_le_bytes());
+    } else {
+        b[16..24].copy_from_slice(&info.addr.to_le_bytes());
+    }
+    b
+}
+
+/// `rt_sigtimedwait(set, info, timeout, sigsetsize)` (sigwait, sigwaitinfo,
+/// sigtimedwait): take a pending signal of `set` without running its handler; sleep until
+/// one comes, the timeout passes (EAGAIN), or another signal interrupts (EINTR).
+pub fn sys_rt_sigtimedwait(
+    set: u64,
+    uinfo: u64,
+    timeout: u64,
+    size: u64,
+) -> crate::syscall::errno::SysResult {
+    use crate::syscall::errno::{EAGAIN, EINTR, EINVAL, ESRCH};
+    if size != 8 {
+        return Err(EINVAL);
+    }
+    let t = super::current().ok_or(ESRCH)?;
+    // SIGKILL and SIGSTOP cannot be waited for.
+    let want = crate::mm::uaccess::get_user::<u64>(set)? & !(bit(SIGKILL) | bit(SIGSTOP));
+    let deadline = if timeout != 0 {
+        let ns = crate::syscall::time::get_timespec(timeout)?;
+        Some(super::timer::now_ns().saturating_add(ns))
+    } else {
+        None
+    };
+    loop {
+        let taken = {
+            let mut s = t.signals.lock();
+            let ready = s.pending & want;
+            if ready != 0 {
+                let sig = ready.trailing_zeros() as u8 + 1;
+                s.pending &= !bit(sig);
+                Some(s.info[sig as usize - 1])
+            } else {
+                None
+            }
+        };
+        if let Some(info) = taken {
+            if uinfo != 0 {
+                copy_to_user(uinfo, &siginfo_bytes(&info))?;
+            }
+            return Ok(info.signo as u64);
+        }
+        match super::timer::sleep_once(deadline) {
+            super::timer::Wake::Timeout => return Err(EAGAIN),
+            // Another signal the task does not block: it runs its handler (EINTR).
+            super::timer::Wake::Signal => {
+                let s = t.signals.lock();
+                if s.pending & want == 0 {
+                    return Err(EINTR);
+                }
+            }
+            super::timer::Wake::Woken => {}
+        }
+    }
+}
+
 /// Size of `struct ucontext` with its `sigcontext`, and of `siginfo`.
 const UCONTEXT_SIZE: usize = 304;
 const SIGINFO_SIZE: usize = 128;
@@ -747,18 +831,7 @@ fn setup_frame(frame: &mut TrapFrame, info: SigInfo, act: SigAction) -> Result<(
     }
     buf[uc + SIGMASK_OFF..uc + SIGMASK_OFF + 8].copy_from_slice(&oldmask.to_le_bytes());
     let si = 8 + UCONTEXT_SIZE;
-    buf[si..si + 4].copy_from_slice(&(info.signo as i32).to_le_bytes());
-    buf[si + 8..si + 12].copy_from_slice(&info.code.to_le_bytes());
-    if info.code <= 0 {
-        // kill/tkill: si_pid, si_uid.
-        buf[si + 16..si + 20].copy_from_slice(&info.pid.to_le_bytes());
-    } else if info.signo == SIGCHLD {
-        // si_pid, si_uid, si_status (si_utime and si_stime stay 0).
-        buf[si + 16..si + 20].copy_from_slice(&info.pid.to_le_bytes());
-        buf[si + 24..si + 28].copy_from_slice(&info.status.to_le_bytes());
-    } else {
-        buf[si + 16..si + 24].copy_from_slice(&info.addr.to_le_bytes());
-    }
+    buf[si..si + SIGINFO_SIZE].copy_from_slice(&siginfo_bytes(&info));
     if fpstate != 0 {
         save_fpstate_to_frame(fpstate)?;
     }

@@ -194,6 +194,11 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::CLOCK_GETRES => time::sys_clock_getres(&a),
         nr::CLOCK_NANOSLEEP => time::sys_clock_nanosleep(&a),
         nr::TGKILL => signal::sys_tgkill(&a, true),
+        nr::RT_SIGTIMEDWAIT => {
+            crate::proc::signal::sys_rt_sigtimedwait(a.0[0], a.0[1], a.0[2], a.0[3])
+        }
+        nr::RT_SIGQUEUEINFO => signal::sys_rt_sigqueueinfo(&a, false),
+        nr::RT_TGSIGQUEUEINFO => signal::sys_rt_sigqueueinfo(&a, true),
         nr::OPENAT => fs::sys_openat(&a),
         nr::MKDIR => namei::sys_mkdirat(fs_at(), a.0[0], a.0[1]),
         nr::MKDIRAT => namei::sys_mkdirat(a.0[0] as i32, a.0[1], a.0[2]),
