@@ -4,8 +4,8 @@
  * Tgid/Pid/Threads lines of /proc/PID/status, a robust process-shared mutex whose owner
  * dies holding it (EOWNERDEAD through the kernel's robust-list walk), execve from a
  * thread other than main (the process keeps its PID, the other threads are gone), and
- * vfork and CLONE_VM children writing the parent's memory, CPU time accounting, and the
- * wall clock. Everything printed is the same natively: no raw PIDs or times.
+ * vfork and CLONE_VM children writing the parent's memory, CPU time accounting, waitid,
+ * sigwaitinfo and sigqueue, POSIX timers, and the wall clock. Everything printed is the same natively: no raw PIDs or times.
  *
  * `cclone exec-child PID` is the image the exec test runs. */
 #define _GNU_SOURCE
@@ -438,6 +438,105 @@ static void test_sigwait(void) {
     sigprocmask(SIG_UNBLOCK, &set, NULL);
 }
 
+/* POSIX timers: a one-shot timer read with sigwaitinfo, a periodic one overrunning while
+ * its signal is blocked, absolute REALTIME times, SIGEV_THREAD (musl's helper thread over
+ * SIGEV_THREAD_ID), and the error answers. */
+static volatile int thread_fired;
+static void on_timer_thread(union sigval v) {
+    thread_fired = v.sival_int;
+}
+
+static void test_posix_timers(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGUSR1;
+    ev.sigev_value.sival_int = 99;
+    timer_t t1;
+    int r = timer_create(CLOCK_MONOTONIC, &ev, &t1);
+    struct itimerspec its = {{0, 0}, {0, 20000000}};
+    timer_settime(t1, 0, &its, NULL);
+    struct itimerspec cur;
+    timer_gettime(t1, &cur);
+    printf("timer_create %d, armed: %d\n", r, cur.it_value.tv_nsec > 0);
+    siginfo_t si;
+    r = sigwaitinfo(&set, &si);
+    printf("one-shot fired: %d code %d value %d\n", r == SIGUSR1, si.si_code,
+           si.si_value.sival_int);
+    timer_gettime(t1, &cur);
+    printf("after firing: %ld %ld\n", (long)cur.it_value.tv_sec, (long)cur.it_value.tv_nsec);
+
+    /* Every 5 ms for 60 ms with the signal blocked: one signal, the rest overruns. */
+    struct itimerspec per = {{0, 5000000}, {0, 5000000}};
+    timer_settime(t1, 0, &per, NULL);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += 60000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_nsec -= 1000000000;
+        until.tv_sec++;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
+        ;
+    r = sigwaitinfo(&set, &si);
+    int over = timer_getoverrun(t1);
+    printf("periodic: one signal %d, overrun >= 5: %d, si_overrun == getoverrun: %d\n",
+           r == SIGUSR1, over >= 5, si.si_overrun == over);
+    struct itimerspec off = {{0, 0}, {0, 0}};
+    timer_settime(t1, 0, &off, &cur);
+    printf("disarm returned the old interval: %ld\n", cur.it_interval.tv_nsec);
+
+    /* An absolute REALTIME expiry 20 ms ahead. */
+    timer_t t2;
+    timer_create(CLOCK_REALTIME, &ev, &t2);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct itimerspec abs = {{0, 0}, now};
+    abs.it_value.tv_nsec += 20000000;
+    if (abs.it_value.tv_nsec >= 1000000000) {
+        abs.it_value.tv_nsec -= 1000000000;
+        abs.it_value.tv_sec++;
+    }
+    timer_settime(t2, TIMER_ABSTIME, &abs, NULL);
+    struct timespec limit = {2, 0};
+    r = sigtimedwait(&set, &si, &limit);
+    printf("absolute realtime timer fired: %d\n", r == SIGUSR1);
+
+    /* SIGEV_THREAD. */
+    timer_t t3;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD;
+    ev.sigev_notify_function = on_timer_thread;
+    ev.sigev_value.sival_int = 7;
+    r = timer_create(CLOCK_MONOTONIC, &ev, &t3);
+    struct itimerspec once = {{0, 0}, {0, 10000000}};
+    timer_settime(t3, 0, &once, NULL);
+    for (int i = 0; i < 200 && !thread_fired; i++)
+        usleep(5000);
+    printf("SIGEV_THREAD: created %d, callback value %d\n", r, thread_fired);
+
+    int d1 = timer_delete(t1);
+    int d2 = timer_delete(t1);
+    printf("delete: %d, again: %d\n", d1, d2 == -1 && errno == EINVAL);
+    timer_delete(t2);
+    timer_delete(t3);
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = 0;
+    timer_t bad;
+    errno = 0;
+    r = timer_create(CLOCK_MONOTONIC, &ev, &bad);
+    printf("signal 0: %d %s\n", r, strerror(errno));
+    errno = 0;
+    r = timer_create(12345, NULL, &bad);
+    printf("bad clock: %d %s\n", r, strerror(errno));
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
 static void test_clock(void) {
     struct timespec rt, mono;
     clock_gettime(CLOCK_REALTIME, &rt);
@@ -481,6 +580,7 @@ int main(int argc, char **argv) {
     test_cputime();
     test_waitid();
     test_sigwait();
+    test_posix_timers();
     test_clock();
     return 0;
 }

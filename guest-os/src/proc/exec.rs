@@ -886,6 +886,8 @@ pub fn sys_execve(frame: &mut TrapFrame, a: &crate::syscall::Args) -> SysResult 
     signal::reset_on_exec(me);
     crate::fs::fdtable::close_on_exec(me);
     runner.fs_base.store(0, Ordering::Relaxed);
+    // POSIX timers do not survive exec (`exit_itimers`).
+    super::posix_timers::exit(leader);
     // The restartable-sequence area was in the old image (`rseq_execve`).
     me.rseq.store(0, Ordering::Relaxed);
     runner.rseq.store(0, Ordering::Relaxed);

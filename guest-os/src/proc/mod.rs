@@ -9,6 +9,7 @@ pub mod fork;
 pub mod init;
 pub mod kill;
 pub mod kthread;
+pub mod posix_timers;
 pub mod rlimit;
 pub mod rseq;
 pub mod sched;

@@ -376,6 +376,7 @@ pub fn do_signal(frame: &mut TrapFrame, syscall: Option<u64>) {
             s.pending &= !bit(sig);
             (sig, s.info[sig as usize - 1], s.actions[sig as usize - 1])
         };
+        let info = super::posix_timers::on_dequeue(t, info);
         if act.handler == SIG_IGN || (act.handler == SIG_DFL && default_ignored(sig)) {
             continue;
         }
@@ -513,6 +514,7 @@ pub fn sys_rt_sigtimedwait(
             }
         };
         if let Some(info) = taken {
+            let info = super::posix_timers::on_dequeue(t, info);
             if uinfo != 0 {
                 copy_to_user(uinfo, &siginfo_bytes(&info))?;
             }

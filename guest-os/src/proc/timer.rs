@@ -148,6 +148,7 @@ pub fn cancel(t: &Task) {
 pub fn expire() {
     let now = now_ns();
     expire_itimers(now);
+    super::posix_timers::expire(now);
     let mut due: [Option<&'static Task>; 8] = [None; 8];
     loop {
         let mut n = 0;
@@ -177,7 +178,7 @@ pub fn expire() {
 /// Whether a sleeper or an interval timer waits for the clock (an idle CPU then waits for
 /// the tick, which is not a hang).
 pub fn pending() -> bool {
-    !TIMERS.lock().is_empty() || !ITIMERS.lock().is_empty()
+    !TIMERS.lock().is_empty() || !ITIMERS.lock().is_empty() || super::posix_timers::pending()
 }
 
 /// A process's real-time interval timer (`ITIMER_REAL`, also `alarm`): SIGALRM at the
@@ -235,12 +236,14 @@ pub fn get_itimer_real(t: &Task) -> (u64, u64) {
 pub fn exit_timers(t: &Task) {
     cancel(t);
     ITIMERS.lock().retain(|x| !core::ptr::eq(x.task, t));
+    super::posix_timers::exit(t);
 }
 
 /// A thread that is not the last of its group exits: only its own sleep goes (the
 /// process's ITIMER_REAL, kept on the leader, lives on).
 pub fn exit_thread_timers(t: &Task) {
     cancel(t);
+    super::posix_timers::thread_exit(t);
 }
 
 /// Send SIGALRM for every expired interval timer (from the tick), re-arming periodic ones.

@@ -150,6 +150,13 @@ pub fn dispatch(frame: &mut TrapFrame) {
         nr::UMASK => stat::sys_umask(&a),
         nr::GETTIMEOFDAY => time::sys_gettimeofday(&a),
         nr::SYSLOG => sys::sys_syslog(&a),
+        nr::TIMER_CREATE => crate::proc::posix_timers::sys_timer_create(a.0[0], a.0[1], a.0[2]),
+        nr::TIMER_SETTIME => {
+            crate::proc::posix_timers::sys_timer_settime(a.0[0], a.0[1], a.0[2], a.0[3])
+        }
+        nr::TIMER_GETTIME => crate::proc::posix_timers::sys_timer_gettime(a.0[0], a.0[1]),
+        nr::TIMER_GETOVERRUN => crate::proc::posix_timers::sys_timer_getoverrun(a.0[0]),
+        nr::TIMER_DELETE => crate::proc::posix_timers::sys_timer_delete(a.0[0]),
         nr::SENDFILE => copy::sys_sendfile(a.0[0], a.0[1], a.0[2], a.0[3]),
         nr::COPY_FILE_RANGE => copy::sys_copy_file_range(&a),
         nr::SETTIMEOFDAY => time::sys_settimeofday(&a),
