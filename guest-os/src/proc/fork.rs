@@ -212,6 +212,11 @@ pub fn kernel_clone(frame: &TrapFrame, args: CloneArgs) -> SysResult {
         log::warn!("clone: CLONE_PIDFD is not supported (no pidfds yet)");
         return Err(crate::syscall::errno::ENOSYS);
     }
+    if f & CLONE_INTO_CGROUP != 0 {
+        // Moving the child is done by writing cgroup.procs; at clone time not yet.
+        log::warn!("clone3: CLONE_INTO_CGROUP is not supported");
+        return Err(crate::syscall::errno::ENOSYS);
+    }
     // Siblings of init would stay zombies (no one reaps them): Linux refuses them too.
     if f & CLONE_PARENT != 0 && current().is_some_and(|t| t.tgid() == 1) {
         return Err(EINVAL);
