@@ -239,7 +239,13 @@ impl Machine {
     /// Run until the guest exits or the CPU cannot go on.
     pub fn run(&mut self) -> Outcome {
         loop {
-            if let Some(outcome) = self.step() {
+            if let Some(outcome) = self.service_due() {
+                return outcome;
+            }
+            // A block of instructions (`Cpu::run_block`): the same instructions as
+            // repeated `execute` calls, with `service_due`'s check made before each.
+            let step = self.cpu.run_block(&mut self.bus);
+            if let Some(outcome) = self.finish(step) {
                 return outcome;
             }
         }
@@ -275,7 +281,14 @@ impl Machine {
     /// virtual time to the next wake-up.
     #[inline(always)]
     pub fn execute(&mut self) -> Option<Outcome> {
-        match self.cpu.step(&mut self.bus) {
+        let step = self.cpu.step(&mut self.bus);
+        self.finish(step)
+    }
+
+    /// What follows a step or a block.
+    #[inline(always)]
+    fn finish(&mut self, step: Step) -> Option<Outcome> {
+        match step {
             Step::Ok => None,
             Step::Halted => self.sleep(),
             Step::Stop(s) => Some(Outcome::Stop(s)),

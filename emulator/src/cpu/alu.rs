@@ -154,6 +154,7 @@ pub enum Shift {
 /// AF is 0 after shifts; CF of SHL/SHR with a count of at least the operand width is the
 /// last bit shifted out (0 beyond the width); rotates leave SF/ZF/AF/PF unchanged as the SDM
 /// specifies.
+#[inline]
 pub fn shift(kind: Shift, a: u64, count: u32, size: u32, flags_in: u64) -> (u64, u64) {
     let bits = size * 8;
     let m = mask(size);
@@ -295,6 +296,113 @@ pub fn imul(a: u64, b: u64, size: u32) -> (u64, u64, u64) {
     (lo, hi, f)
 }
 
+/// Lazy flags (issue [11], stage C): an operation whose status flags have not been
+/// computed yet, recorded by the specialised handlers (`exec/fast.rs`) instead of the
+/// flags. [`Lazy::flags`] computes them when something reads them, by calling the same
+/// function with the same operands the handler would have called, and applies the same
+/// mask, so the flags (the undefined ones included) are those of eager evaluation by
+/// construction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lazy {
+    /// One of the `lazy::*` operations; `lazy::NONE`: nothing pending.
+    pub op: u8,
+    /// Operand size in bytes.
+    pub size: u8,
+    /// Carry (ADC) or borrow (SBB) in.
+    pub cin: bool,
+    /// First operand (LOGIC: the unmasked result `a & b`, `a | b` or `a ^ b`).
+    pub a: u64,
+    /// Second operand (shifts: the masked, non-zero count).
+    pub b: u64,
+    /// The result the handler wrote (for the ZF shortcut of [`Lazy::zf`]).
+    pub res: u64,
+}
+
+/// The operations of [`Lazy`].
+pub mod lazy {
+    pub const NONE: u8 = 0;
+    /// `add(a, b, cin)`: ADD, ADC.
+    pub const ADD: u8 = 1;
+    /// `sub(a, b, cin)`: SUB, SBB, CMP.
+    pub const SUB: u8 = 2;
+    /// `logic(a)`: AND, OR, XOR, TEST.
+    pub const LOGIC: u8 = 3;
+    /// `inc(a)`, CF left alone.
+    pub const INC: u8 = 4;
+    /// `dec(a)`, CF left alone.
+    pub const DEC: u8 = 5;
+    /// `imul(a, b)` with AF cleared (IMUL with two and three operands).
+    pub const IMUL: u8 = 6;
+    /// `shift(Shl/Shr/Sar, a, b)`: these kinds do not read the incoming flags.
+    pub const SHL: u8 = 7;
+    pub const SHR: u8 = 8;
+    pub const SAR: u8 = 9;
+    /// `shift(Rol/Ror, a, b, flags_in)`: SF, ZF, AF and PF come from the incoming flags.
+    pub const ROL: u8 = 10;
+    pub const ROR: u8 = 11;
+
+    /// Whether `op` writes all six status flags from its operands alone (the others
+    /// need the flags before them: INC/DEC keep CF, rotates keep SF/ZF/AF/PF).
+    #[inline(always)]
+    pub const fn is_full(op: u8) -> bool {
+        !matches!(op, INC | DEC | ROL | ROR)
+    }
+}
+
+impl Lazy {
+    /// RFLAGS after the operation, from RFLAGS `fl` before it: what the eager handler
+    /// did (`set_status(f)`, or `set_status_masked(f, STATUS & !CF)` for INC/DEC), with
+    /// `f` from the same function and operands (rotates: with `fl` as `flags_in`).
+    #[inline(always)]
+    pub fn apply(&self, fl: u64) -> u64 {
+        let all = CF | PF | AF | ZF | SF | OF;
+        let size = self.size as u32;
+        let (f, which) = match self.op {
+            lazy::ADD => (add(self.a, self.b, self.cin, size).1, all),
+            lazy::SUB => (sub(self.a, self.b, self.cin, size).1, all),
+            lazy::LOGIC => (logic(self.a, size).1, all),
+            lazy::INC => (inc(self.a, size).1, all & !CF),
+            lazy::DEC => (dec(self.a, size).1, all & !CF),
+            _ => return self.apply_other(fl),
+        };
+        (fl & !which) | (f & which)
+    }
+
+    /// [`Self::apply`] for IMUL, shifts and rotates (kept out of line: larger, rarer).
+    #[inline(never)]
+    fn apply_other(&self, fl: u64) -> u64 {
+        let all = CF | PF | AF | ZF | SF | OF;
+        let size = self.size as u32;
+        let (f, which) = match self.op {
+            lazy::IMUL => (imul(self.a, self.b, size).2 & !AF, all),
+            lazy::SHL => (shift(Shift::Shl, self.a, self.b as u32, size, 0).1, all),
+            lazy::SHR => (shift(Shift::Shr, self.a, self.b as u32, size, 0).1, all),
+            lazy::SAR => (shift(Shift::Sar, self.a, self.b as u32, size, 0).1, all),
+            lazy::ROL => (shift(Shift::Rol, self.a, self.b as u32, size, fl).1, all),
+            lazy::ROR => (shift(Shift::Ror, self.a, self.b as u32, size, fl).1, all),
+            _ => (0, 0),
+        };
+        (fl & !which) | (f & which)
+    }
+
+    /// [`Self::apply`], not inlined (for materialization).
+    #[inline(never)]
+    pub fn apply_slow(&self, fl: u64) -> u64 {
+        self.apply(fl)
+    }
+
+    /// ZF without computing the other flags, for the operations whose function derives
+    /// ZF as `szp` of the result it returns (ADD/SUB/LOGIC/INC/DEC); `None` for the others.
+    #[inline(always)]
+    pub fn zf(&self) -> Option<bool> {
+        matches!(
+            self.op,
+            lazy::ADD | lazy::SUB | lazy::LOGIC | lazy::INC | lazy::DEC
+        )
+        .then(|| szp(self.res, self.size as u32) & ZF != 0)
+    }
+}
+
 /// Unsigned DIV of `hi:lo` by `d`: (quotient, remainder), or None for #DE.
 pub fn div(lo: u64, hi: u64, d: u64, size: u32) -> Option<(u64, u64)> {
     let m = mask(size);
@@ -386,5 +494,136 @@ mod tests {
     fn imul_overflow() {
         assert_eq!(imul(0x40, 2, 1).2 & OF, OF);
         assert_eq!(imul(0xff, 0xff, 1).2 & OF, 0); // -1 * -1 = 1
+    }
+
+    /// Lazy flags give what the eager functions give, and the ZF shortcut agrees with them
+    /// (random operands, every size, every operation).
+    #[test]
+    fn lazy_flags_equal_eager() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Small and edge values too, so ZF, CF and OF cases all occur.
+            match x % 4 {
+                0 => x % 3,
+                1 => x.rotate_left(7) | 0x8000_0000_0000_0000,
+                _ => x,
+            }
+        };
+        for _ in 0..20000 {
+            let (a, b, c) = (next(), next(), next() & 1 != 0);
+            for size in [1u32, 2, 4, 8] {
+                let count = (b as u32 & count_mask(size)).max(1);
+                let cases: [(u8, u64, u64, bool, u64, u64, u64); 9] = [
+                    (
+                        lazy::ADD,
+                        a,
+                        b,
+                        c,
+                        add(a, b, c, size).0,
+                        add(a, b, c, size).1,
+                        0,
+                    ),
+                    (
+                        lazy::SUB,
+                        a,
+                        b,
+                        c,
+                        sub(a, b, c, size).0,
+                        sub(a, b, c, size).1,
+                        0,
+                    ),
+                    (
+                        lazy::LOGIC,
+                        a ^ b,
+                        0,
+                        false,
+                        logic(a ^ b, size).0,
+                        logic(a ^ b, size).1,
+                        0,
+                    ),
+                    (lazy::INC, a, 0, false, inc(a, size).0, inc(a, size).1, CF),
+                    (lazy::DEC, a, 0, false, dec(a, size).0, dec(a, size).1, CF),
+                    (
+                        lazy::IMUL,
+                        a,
+                        b,
+                        false,
+                        imul(a, b, size).0,
+                        imul(a, b, size).2 & !AF,
+                        0,
+                    ),
+                    (
+                        lazy::SHL,
+                        a,
+                        count as u64,
+                        false,
+                        shift(Shift::Shl, a, count, size, b).0,
+                        shift(Shift::Shl, a, count, size, b).1,
+                        0,
+                    ),
+                    (
+                        lazy::SHR,
+                        a,
+                        count as u64,
+                        false,
+                        shift(Shift::Shr, a, count, size, b).0,
+                        shift(Shift::Shr, a, count, size, b).1,
+                        0,
+                    ),
+                    (
+                        lazy::SAR,
+                        a,
+                        count as u64,
+                        false,
+                        shift(Shift::Sar, a, count, size, b).0,
+                        shift(Shift::Sar, a, count, size, b).1,
+                        0,
+                    ),
+                ];
+                for (op, la, lb, cin, res, f, kept) in cases {
+                    let l = Lazy {
+                        op,
+                        size: size as u8,
+                        cin,
+                        a: la,
+                        b: lb,
+                        res,
+                    };
+                    let all = CF | PF | AF | ZF | SF | OF;
+                    // Any incoming flags: the kept ones stay, the others are `f`'s.
+                    let fl_in = (c as u64) * CF | (next() & all & !CF) | 0x202;
+                    let eager = (fl_in & !(all & !kept)) | (f & all & !kept);
+                    assert_eq!(
+                        l.apply(fl_in),
+                        eager,
+                        "op {op} size {size} a {la:#x} b {lb:#x}"
+                    );
+                    assert_eq!(lazy::is_full(op), kept == 0);
+                    if let Some(zf) = l.zf() {
+                        assert_eq!(zf, f & ZF != 0, "zf op {op} size {size} a {la:#x}");
+                    }
+                }
+                // Rotates take SF/ZF/AF/PF from the incoming flags.
+                for (op, kind) in [(lazy::ROL, Shift::Rol), (lazy::ROR, Shift::Ror)] {
+                    let fl_in = (next() & (CF | PF | AF | ZF | SF | OF)) | 0x202;
+                    let (res, f) = shift(kind, a, count, size, fl_in);
+                    let l = Lazy {
+                        op,
+                        size: size as u8,
+                        cin: false,
+                        a,
+                        b: count as u64,
+                        res,
+                    };
+                    let all = CF | PF | AF | ZF | SF | OF;
+                    assert_eq!(l.apply(fl_in), (fl_in & !all) | (f & all), "rot {op}");
+                    assert!(l.zf().is_none() && !lazy::is_full(op));
+                }
+            }
+        }
+        assert_eq!(Lazy::default().apply(0x8d7), 0x8d7);
     }
 }

@@ -87,6 +87,9 @@ pub enum Step {
     Stop(CpuStop),
 }
 
+/// `Cpu::blk_page` when no block can continue.
+const NO_BLOCK: u64 = u64::MAX;
+
 pub struct Cpu {
     pub id: u32,
     pub gpr: [u64; 16],
@@ -121,6 +124,15 @@ pub struct Cpu {
     pub tlb: Tlb,
     /// RIP of the instruction being executed (faults report it).
     pub insn_rip: u64,
+    /// The block state of [`Self::run_block`]: the linear page (`la >> 12`) of the last
+    /// fetch when it was served by the TLB's fast fetch entry in 64-bit mode, else
+    /// `NO_BLOCK`; and the fast-entry key it was served under. Set by every full fetch,
+    /// used only inside one `run_block` call.
+    blk_page: u64,
+    blk_key: u64,
+    /// The pending lazy-flags operation and its base (see [`Self::materialize_flags`]).
+    lazy: alu::Lazy,
+    lazy_base: alu::Lazy,
     /// Decoded instructions, direct-mapped on the physical address, plus one slot past
     /// the end (`DECODE_CACHE_SLOTS`) for an instruction that is not cached (it crosses
     /// a page or is not in RAM). An entry stays valid until its frame is written: the
@@ -220,6 +232,10 @@ impl Cpu {
             nmi_blocked: false,
             tlb: Tlb::new(tlb_entries, tlb_mode),
             insn_rip: 0,
+            blk_page: NO_BLOCK,
+            blk_key: 0,
+            lazy: alu::Lazy::default(),
+            lazy_base: alu::Lazy::default(),
             decode_cache: vec![empty; DECODE_CACHE_SLOTS + 1],
             decode_frames: vec![0; DECODE_CACHE_SLOTS],
             decode_shadow: std::env::var_os("VMSCOPE_DECODE_SHADOW").is_some_and(|v| v == "1"),
@@ -299,12 +315,19 @@ impl Cpu {
         }
     }
 
+    /// Flag `f` of RFLAGS (a status flag of a pending lazy operation included).
     #[inline]
     pub fn flag(&self, f: u64) -> bool {
+        if f & rflags::STATUS != 0 && self.lazy.op != alu::lazy::NONE {
+            return self.status_slow() & f != 0;
+        }
         self.rflags & f != 0
     }
     #[inline]
     pub fn set_flag(&mut self, f: u64, on: bool) {
+        if f & rflags::STATUS != 0 {
+            self.materialize_flags();
+        }
         if on {
             self.rflags |= f;
         } else {
@@ -314,12 +337,100 @@ impl Cpu {
     /// Replace the six status flags with `f`.
     #[inline]
     pub fn set_status(&mut self, f: u64) {
+        self.lazy.op = alu::lazy::NONE;
+        self.lazy_base.op = alu::lazy::NONE;
         self.rflags = (self.rflags & !rflags::STATUS) | (f & rflags::STATUS);
     }
     /// Replace only the status flags in `which` with those in `f`.
     #[inline]
     pub fn set_status_masked(&mut self, f: u64, which: u64) {
+        if which & rflags::STATUS != rflags::STATUS {
+            self.materialize_flags();
+        }
+        self.lazy.op = alu::lazy::NONE;
+        self.lazy_base.op = alu::lazy::NONE;
         self.rflags = (self.rflags & !which) | (f & which);
+    }
+
+    /// Lazy flags (issue [11], stage C): the status flags of the last flag-writing
+    /// operation of a specialised handler are kept as that operation (`self.lazy`, an
+    /// `alu::Lazy`) and computed when read; when it keeps some flags of the operation
+    /// before it (INC/DEC keep CF, rotates SF/ZF/AF/PF) and that one is pending too, it is
+    /// kept as `self.lazy_base`. `rflags`' status bits are stale while one is pending.
+    /// They are computed (this function) before anything but a specialised handler runs:
+    /// the generic executor, exception delivery, and the return of `step` and
+    /// `run_block`, so every reader outside the CPU's fast path (interrupt delivery,
+    /// PUSHF, SYSCALL, IRET, the tracer, the GDB stub, tests reading `cpu.rflags`) sees
+    /// materialized flags. Inside specialised handlers flags are read through
+    /// [`Self::flags_now`], [`Self::status_value`] or [`Self::flag`].
+    #[inline(always)]
+    pub(crate) fn materialize_flags(&mut self) {
+        if self.lazy.op != alu::lazy::NONE {
+            self.materialize_slow();
+        }
+    }
+
+    #[inline(never)]
+    fn materialize_slow(&mut self) {
+        self.rflags = self.status_slow();
+        self.lazy.op = alu::lazy::NONE;
+        self.lazy_base.op = alu::lazy::NONE;
+    }
+
+    /// RFLAGS with the pending operations applied, without materializing them.
+    #[inline(never)]
+    fn status_slow(&self) -> u64 {
+        let mut fl = self.rflags;
+        if self.lazy_base.op != alu::lazy::NONE {
+            fl = self.lazy_base.apply_slow(fl);
+        }
+        if self.lazy.op != alu::lazy::NONE {
+            fl = self.lazy.apply_slow(fl);
+        }
+        fl
+    }
+
+    /// RFLAGS as it stands (for a condition): the last operation applied inline when it
+    /// is the only one pending (so only the flags the caller tests are computed).
+    #[inline(always)]
+    pub(crate) fn status_value(&self) -> u64 {
+        if self.lazy_base.op == alu::lazy::NONE {
+            if self.lazy.op == alu::lazy::NONE {
+                return self.rflags;
+            }
+            return self.lazy.apply(self.rflags);
+        }
+        self.status_slow()
+    }
+
+    /// RFLAGS with the status flags materialized.
+    #[inline(always)]
+    pub(crate) fn flags_now(&mut self) -> u64 {
+        self.materialize_flags();
+        self.rflags
+    }
+
+    /// Record a flag-writing operation instead of its flags. One that writes all six
+    /// replaces whatever is pending; one that keeps some (`alu::lazy::is_full` false)
+    /// keeps a pending full operation as its base, and materializes anything else first.
+    #[inline(always)]
+    pub(crate) fn set_lazy(&mut self, l: alu::Lazy) {
+        if alu::lazy::is_full(l.op) {
+            self.lazy_base.op = alu::lazy::NONE;
+        } else if self.lazy.op != alu::lazy::NONE {
+            if alu::lazy::is_full(self.lazy.op) {
+                self.lazy_base = self.lazy;
+            } else {
+                self.materialize_slow();
+            }
+        }
+        self.lazy = l;
+    }
+
+    /// The pending lazy operation (`op` is `alu::lazy::NONE` when flags are materialized).
+    #[inline(always)]
+    pub(crate) fn lazy(&self) -> &alu::Lazy {
+        &self.lazy
     }
 
     // ---- registers ----------------------------------------------------------------------
@@ -931,6 +1042,7 @@ impl Cpu {
     /// compared. The fetch itself is still translated (and permission-checked, and
     /// counted) on every instruction, exactly as before.
     fn fetch_decode(&mut self, bus: &mut Bus, out: &mut exec::fast::Rec) -> Result<(), Exception> {
+        self.blk_page = NO_BLOCK;
         let cs = self.seg[SegReg::Cs as usize];
         let mode64 = self.long_mode() && cs.long();
         let bitness = if mode64 {
@@ -951,7 +1063,24 @@ impl Cpu {
         if mode64 && !GuestVirtAddr(la).is_canonical48() {
             return Err(Exception::gp0());
         }
-        let pa = match self.fast_hit(bus, la, AccessKind::Fetch) {
+        let fast = match self.fast_ctx() {
+            Some(ctx) => {
+                let key = self.tlb.fast_key(ctx);
+                let hit = self.tlb.fast_lookup(la, AccessKind::Fetch as usize, key);
+                if let Some(h) = hit {
+                    if self.tlb.shadow {
+                        self.shadow_check(bus, la, AccessKind::Fetch, h);
+                    }
+                    if mode64 {
+                        self.blk_page = la >> 12;
+                        self.blk_key = key;
+                    }
+                }
+                hit
+            }
+            None => None,
+        };
+        let pa = match fast {
             Some(h) => h.pa,
             None => self.translate_slow(bus, la, AccessKind::Fetch, false)?,
         };
@@ -959,6 +1088,20 @@ impl Cpu {
         if bus.mem.code_dirty_pending() {
             self.drop_written_frames(bus);
         }
+        self.decode_at(bus, la, pa, bitness, out)
+    }
+
+    /// The decode-cache lookup (and on a miss, the decode) of the instruction at linear
+    /// address `la` (CS:RIP), physical `pa`, whose fetch was just translated.
+    #[inline(always)]
+    fn decode_at(
+        &mut self,
+        bus: &mut Bus,
+        la: u64,
+        pa: GuestPhysAddr,
+        bitness: u32,
+        out: &mut exec::fast::Rec,
+    ) -> Result<(), Exception> {
         let slot = Self::decode_slot(pa.as_u64());
         {
             let e = &self.decode_cache[slot];
@@ -971,6 +1114,21 @@ impl Cpu {
                 return Ok(());
             }
         }
+        self.decode_miss(bus, la, pa, slot, bitness, out)
+    }
+
+    /// A decode-cache miss: read the bytes (translating the next page if the instruction
+    /// crosses into it) and decode.
+    #[inline(never)]
+    fn decode_miss(
+        &mut self,
+        bus: &mut Bus,
+        la: u64,
+        pa: GuestPhysAddr,
+        slot: usize,
+        bitness: u32,
+        out: &mut exec::fast::Rec,
+    ) -> Result<(), Exception> {
         self.decode_stats.decodes += 1;
         let in_page = (PAGE_SIZE - (la & (PAGE_SIZE - 1))) as usize;
         let n = in_page.min(MAX_INSN_LEN);
@@ -1136,24 +1294,34 @@ impl Cpu {
 
     /// Execute one instruction (or deliver the exception it raises).
     pub fn step(&mut self, bus: &mut Bus) -> Step {
+        let mut rec = exec::fast::Rec::generic(0, 0);
+        self.step_rec(bus, &mut rec)
+    }
+
+    /// [`Self::step`], leaving the record it executed in `rec`. On return `blk_page`
+    /// is `NO_BLOCK` unless the instruction completed without a fault or a single-step
+    /// trap and was fetched through the fast fetch entry in 64-bit mode.
+    #[inline(always)]
+    fn step_rec(&mut self, bus: &mut Bus, rec: &mut exec::fast::Rec) -> Step {
         if self.halted {
             return Step::Halted;
         }
         self.insn_rip = self.rip;
         bus.now = self.icount;
         let tf = self.flag(rflags::TF);
-        let mut rec = exec::fast::Rec::generic(0, 0);
-        let result = match self.fetch_decode(bus, &mut rec) {
+        let result = match self.fetch_decode(bus, rec) {
             Ok(()) => {
                 self.rip = rec.next_ip;
-                (rec.handler)(self, bus, &rec)
+                (rec.handler)(self, bus, rec)
             }
             Err(e) => Err(e),
         };
         self.icount += 1;
+        self.materialize_flags();
         match result {
             Ok(()) => {
                 if tf && !self.halted {
+                    self.blk_page = NO_BLOCK;
                     // Single-step trap after the instruction (SDM 17.3.1.4): DR6.BS.
                     self.dr[6] |= 1 << 14;
                     if let Err(stop) =
@@ -1164,21 +1332,89 @@ impl Cpu {
                 }
                 Step::Ok
             }
-            Err(e) => {
-                // Faults restart the instruction: report the faulting RIP.
-                self.rip = self.insn_rip;
-                if self.last_unimplemented.is_some() {
-                    if self.stop_on_unimplemented {
-                        // An emulator limit, not guest behaviour: the machine stops.
-                        bus.kick();
-                        return Step::Ok;
-                    }
-                    self.last_unimplemented = None;
+            Err(e) => self.fault(bus, e),
+        }
+    }
+
+    /// The instruction at `insn_rip` raised `e`: restart it after delivery.
+    #[cold]
+    #[inline(never)]
+    fn fault(&mut self, bus: &mut Bus, e: Exception) -> Step {
+        self.materialize_flags();
+        self.blk_page = NO_BLOCK;
+        // Faults restart the instruction: report the faulting RIP.
+        self.rip = self.insn_rip;
+        if self.last_unimplemented.is_some() {
+            if self.stop_on_unimplemented {
+                // An emulator limit, not guest behaviour: the machine stops.
+                bus.kick();
+                return Step::Ok;
+            }
+            self.last_unimplemented = None;
+        }
+        match self.deliver_exception(bus, e) {
+            Ok(()) => Step::Ok,
+            Err(stop) => Step::Stop(stop),
+        }
+    }
+
+    /// Execute a block (issue [11], stage C): one instruction as [`Self::step`] does, then
+    /// further instructions of the same code page for as long as each one before ran a
+    /// specialised handler without a fault, and `icount` is below `bus.next_event`. What
+    /// `Machine::run` would do between two instructions is then nothing at all (its only
+    /// per-instruction check is that comparison, made here before every instruction), so
+    /// the instruction sequence, icount, interrupts, timers and faults are exactly those
+    /// of repeated steps.
+    ///
+    /// What a continued instruction skips is only what cannot have changed: the code size
+    /// and linear address (64-bit mode: CS and the mode bits are written by no specialised
+    /// handler), the canonical check (same page as the last fetch) and the fast entry's
+    /// key (CPL, CR0, CR3, CR4, EFER and RFLAGS.AC are written by no specialised handler;
+    /// they change status flags only). The fast fetch entry itself is looked up again and
+    /// counted as a TLB hit, as a full fetch does, so a data access that refilled its slot
+    /// makes the lookup miss; then, as when a written code frame waits to be dropped, the
+    /// block ends and the next full fetch does the work. Nothing outside the CPU runs
+    /// between the instructions of one call, so no other writer (a debugger, a test) can
+    /// change that state in between; [`Self::step`] callers never continue a block.
+    pub fn run_block(&mut self, bus: &mut Bus) -> Step {
+        let mut rec = exec::fast::Rec::generic(0, 0);
+        let s = self.step_rec(bus, &mut rec);
+        if !matches!(s, Step::Ok) {
+            return s;
+        }
+        loop {
+            if self.blk_page == NO_BLOCK
+                || rec.is_generic()
+                || self.icount >= bus.next_event
+                || self.rip >> 12 != self.blk_page
+                || bus.mem.code_dirty_pending()
+            {
+                self.materialize_flags();
+                return Step::Ok;
+            }
+            let la = self.rip;
+            let Some(h) = self
+                .tlb
+                .fast_lookup(la, AccessKind::Fetch as usize, self.blk_key)
+            else {
+                self.materialize_flags();
+                return Step::Ok;
+            };
+            self.insn_rip = la;
+            bus.now = self.icount;
+            if self.tlb.shadow {
+                self.shadow_check(bus, la, AccessKind::Fetch, h);
+            }
+            let result = match self.decode_at(bus, la, h.pa, 64, &mut rec) {
+                Ok(()) => {
+                    self.rip = rec.next_ip;
+                    (rec.handler)(self, bus, &rec)
                 }
-                match self.deliver_exception(bus, e) {
-                    Ok(()) => Step::Ok,
-                    Err(stop) => Step::Stop(stop),
-                }
+                Err(e) => Err(e),
+            };
+            self.icount += 1;
+            if let Err(e) = result {
+                return self.fault(bus, e);
             }
         }
     }

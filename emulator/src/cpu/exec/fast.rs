@@ -16,8 +16,8 @@
 //! `VMSCOPE_DECODE_SHADOW=1` re-decodes every cached instruction and compares records, and
 //! `tests/decode_cache.rs` runs programs under it.
 
-use super::super::alu::{self, mask, sext, Shift};
-use super::super::regs::rflags::{self, AF, CF, OF, PF, SF, ZF};
+use super::super::alu::{self, lazy, mask, sext, Lazy, Shift};
+use super::super::regs::rflags::{CF, OF, PF, SF, ZF};
 use super::super::regs::{gpr, SegReg};
 use super::{family, ExecResult, Family};
 use crate::addr::GuestVirtAddr;
@@ -109,6 +109,8 @@ impl Rec {
 
 /// The generic executor, on the `Instruction` kept in the record's decode-cache slot.
 fn generic(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+    // The generic executor reads and writes `rflags` directly.
+    cpu.materialize_flags();
     let i = cpu.decoded_instruction(r.slot);
     super::execute(cpu, bus, &i)
 }
@@ -794,19 +796,32 @@ fn set0<const S: u32>(cpu: &mut Cpu, r: &Rec, v: u64) {
     }
 }
 
-/// The ALU operation `O` on `a` and `b`, as `arith::execute` computes it.
+/// The ALU operation `O` on `a` and `b`, as `arith::execute` computes it: the result and
+/// the operation to record for its flags (lazy flags: computed by the same function with
+/// the same operands when read). ADC and SBB read CF.
 #[inline(always)]
-fn alu_op<const O: u8>(cpu: &Cpu, a: u64, b: u64, size: u32) -> (u64, u64) {
-    let cf = cpu.flag(CF);
-    match O {
-        op::ADD => alu::add(a, b, false, size),
-        op::ADC => alu::add(a, b, cf, size),
-        op::SUB | op::CMP => alu::sub(a, b, false, size),
-        op::SBB => alu::sub(a, b, cf, size),
-        op::AND | op::TEST => alu::logic(a & b, size),
-        op::OR => alu::logic(a | b, size),
-        _ => alu::logic(a ^ b, size),
-    }
+fn alu_op<const O: u8>(cpu: &mut Cpu, a: u64, b: u64, size: u32) -> (u64, Lazy) {
+    let cf = if O == op::ADC || O == op::SBB {
+        cpu.flags_now() & CF != 0
+    } else {
+        false
+    };
+    let (kind, la, lb, v) = match O {
+        op::ADD | op::ADC => (lazy::ADD, a, b, alu::add(a, b, cf, size).0),
+        op::SUB | op::CMP | op::SBB => (lazy::SUB, a, b, alu::sub(a, b, cf, size).0),
+        op::AND | op::TEST => (lazy::LOGIC, a & b, 0, alu::logic(a & b, size).0),
+        op::OR => (lazy::LOGIC, a | b, 0, alu::logic(a | b, size).0),
+        _ => (lazy::LOGIC, a ^ b, 0, alu::logic(a ^ b, size).0),
+    };
+    let l = Lazy {
+        op: kind,
+        size: size as u8,
+        cin: cf,
+        a: la,
+        b: lb,
+        res: v,
+    };
+    (v, l)
 }
 
 /// CMP and TEST write no result.
@@ -816,32 +831,32 @@ const fn writes<const O: u8>() -> bool {
 
 fn alu_rr<const O: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
     let (a, b) = (get0::<S>(cpu, r), get1::<S>(cpu, r));
-    let (v, f) = alu_op::<O>(cpu, a, b, S);
+    let (v, l) = alu_op::<O>(cpu, a, b, S);
     if writes::<O>() {
         set0::<S>(cpu, r, v);
     }
-    cpu.set_status(f);
+    cpu.set_lazy(l);
     Ok(())
 }
 
 fn alu_ri<const O: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
     let a = get0::<S>(cpu, r);
-    let (v, f) = alu_op::<O>(cpu, a, r.imm, S);
+    let (v, l) = alu_op::<O>(cpu, a, r.imm, S);
     if writes::<O>() {
         set0::<S>(cpu, r, v);
     }
-    cpu.set_status(f);
+    cpu.set_lazy(l);
     Ok(())
 }
 
 fn alu_rm<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
     let a = get0::<S>(cpu, r);
     let b = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
-    let (v, f) = alu_op::<O>(cpu, a, b, S);
+    let (v, l) = alu_op::<O>(cpu, a, b, S);
     if writes::<O>() {
         set0::<S>(cpu, r, v);
     }
-    cpu.set_status(f);
+    cpu.set_lazy(l);
     Ok(())
 }
 
@@ -853,11 +868,11 @@ fn alu_mr<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> E
         cpu.read_mem(bus, r.seg, at, S)?
     };
     let b = get1::<S>(cpu, r);
-    let (v, f) = alu_op::<O>(cpu, a, b, S);
+    let (v, l) = alu_op::<O>(cpu, a, b, S);
     if writes::<O>() {
         cpu.write_mem(bus, r.seg, at, S, v)?;
     }
-    cpu.set_status(f);
+    cpu.set_lazy(l);
     Ok(())
 }
 
@@ -868,61 +883,95 @@ fn alu_mi<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> E
     } else {
         cpu.read_mem(bus, r.seg, at, S)?
     };
-    let (v, f) = alu_op::<O>(cpu, a, r.imm, S);
+    let (v, l) = alu_op::<O>(cpu, a, r.imm, S);
     if writes::<O>() {
         cpu.write_mem(bus, r.seg, at, S, v)?;
     }
-    cpu.set_status(f);
+    cpu.set_lazy(l);
     Ok(())
+}
+
+/// The lazy record of INC/DEC of `a` (result `v`): CF is left alone.
+#[inline(always)]
+fn incdec_lazy<const INC: bool, const S: u32>(a: u64, v: u64) -> Lazy {
+    Lazy {
+        op: if INC { lazy::INC } else { lazy::DEC },
+        size: S as u8,
+        cin: false,
+        a,
+        b: 0,
+        res: v,
+    }
+}
+
+/// The lazy record of IMUL of `a` and `b` (result `lo`): `imul`'s flags without AF.
+#[inline(always)]
+fn imul_lazy<const S: u32>(a: u64, b: u64, lo: u64) -> Lazy {
+    Lazy {
+        op: lazy::IMUL,
+        size: S as u8,
+        cin: false,
+        a,
+        b,
+        res: lo,
+    }
 }
 
 fn incdec_r<const INC: bool, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
     let a = get0::<S>(cpu, r);
-    let (v, f) = if INC { alu::inc(a, S) } else { alu::dec(a, S) };
+    let v = if INC {
+        alu::inc(a, S).0
+    } else {
+        alu::dec(a, S).0
+    };
     set0::<S>(cpu, r, v);
-    cpu.set_status_masked(f, rflags::STATUS & !CF);
+    cpu.set_lazy(incdec_lazy::<INC, S>(a, v));
     Ok(())
 }
 
 fn incdec_m<const INC: bool, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
     let at = ea(cpu, r);
     let a = cpu.read_mem_rmw(bus, r.seg, at, S)?;
-    let (v, f) = if INC { alu::inc(a, S) } else { alu::dec(a, S) };
+    let v = if INC {
+        alu::inc(a, S).0
+    } else {
+        alu::dec(a, S).0
+    };
     cpu.write_mem(bus, r.seg, at, S, v)?;
-    cpu.set_status_masked(f, rflags::STATUS & !CF);
+    cpu.set_lazy(incdec_lazy::<INC, S>(a, v));
     Ok(())
 }
 
 fn imul_rr<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
     let (a, b) = (get0::<S>(cpu, r), get1::<S>(cpu, r));
-    let (lo, _, f) = alu::imul(a, b, S);
+    let lo = alu::imul(a, b, S).0;
     set0::<S>(cpu, r, lo);
-    cpu.set_status(f & !AF);
+    cpu.set_lazy(imul_lazy::<S>(a, b, lo));
     Ok(())
 }
 
 fn imul_rri<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
     let a = get1::<S>(cpu, r);
-    let (lo, _, f) = alu::imul(a, r.imm, S);
+    let lo = alu::imul(a, r.imm, S).0;
     set0::<S>(cpu, r, lo);
-    cpu.set_status(f & !AF);
+    cpu.set_lazy(imul_lazy::<S>(a, r.imm, lo));
     Ok(())
 }
 
 fn imul_rm<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
     let a = get0::<S>(cpu, r);
     let b = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
-    let (lo, _, f) = alu::imul(a, b, S);
+    let lo = alu::imul(a, b, S).0;
     set0::<S>(cpu, r, lo);
-    cpu.set_status(f & !AF);
+    cpu.set_lazy(imul_lazy::<S>(a, b, lo));
     Ok(())
 }
 
 fn imul_rmi<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
     let a = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
-    let (lo, _, f) = alu::imul(a, r.imm, S);
+    let lo = alu::imul(a, r.imm, S).0;
     set0::<S>(cpu, r, lo);
-    cpu.set_status(f & !AF);
+    cpu.set_lazy(imul_lazy::<S>(a, r.imm, lo));
     Ok(())
 }
 
@@ -947,9 +996,18 @@ fn shift_r<const K: u8, const CL: bool, const S: u32>(
         3 => Shift::Rol,
         _ => Shift::Ror,
     };
-    let (v, f) = alu::shift(kind, a, count, S, cpu.rflags);
+    // The result does not depend on the incoming flags for these kinds (only RCL/RCR's
+    // does); rotates' flags do, and their lazy record applies them to the flags before.
+    let v = alu::shift(kind, a, count, S, 0).0;
     set0::<S>(cpu, r, v);
-    cpu.set_status(f);
+    cpu.set_lazy(Lazy {
+        op: [lazy::SHL, lazy::SHR, lazy::SAR, lazy::ROL, lazy::ROR][K as usize],
+        size: S as u8,
+        cin: false,
+        a,
+        b: count as u64,
+        res: v,
+    });
     Ok(())
 }
 
@@ -1080,6 +1138,18 @@ fn cond<const C: u8>(f: u64) -> bool {
     }
 }
 
+/// Condition `C` on the current flags: ZF of a pending lazy operation without computing
+/// the others where it can (`Lazy::zf`), else on the materialized flags.
+#[inline(always)]
+fn cond_now<const C: u8>(cpu: &Cpu) -> bool {
+    if C == 4 || C == 5 {
+        if let Some(zf) = cpu.lazy().zf() {
+            return zf == (C == 4);
+        }
+    }
+    cond::<C>(cpu.status_value())
+}
+
 /// CMOVcc from a register: as `data::execute`, a false 32-bit CMOV still writes its
 /// destination (the upper half zeroed).
 fn cmov_r<const C: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
@@ -1097,7 +1167,7 @@ fn cmov_m<const C: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> E
 
 #[inline(always)]
 fn cmov_commit<const C: u8, const S: u32>(cpu: &mut Cpu, r: &Rec, v: u64) {
-    if cond::<C>(cpu.rflags) {
+    if cond_now::<C>(cpu) {
         set0::<S>(cpu, r, v);
     } else if S == 4 {
         let cur = get0::<S>(cpu, r);
@@ -1106,13 +1176,13 @@ fn cmov_commit<const C: u8, const S: u32>(cpu: &mut Cpu, r: &Rec, v: u64) {
 }
 
 fn setcc_r<const C: u8>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
-    let v = cond::<C>(cpu.rflags) as u64;
+    let v = cond_now::<C>(cpu) as u64;
     cpu.set_reg(r.reg0, v);
     Ok(())
 }
 
 fn setcc_m<const C: u8>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
-    let v = cond::<C>(cpu.rflags) as u64;
+    let v = cond_now::<C>(cpu) as u64;
     cpu.write_mem(bus, r.seg, ea(cpu, r), 1, v)
 }
 
@@ -1148,7 +1218,7 @@ fn call_m(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
 }
 
 fn jcc<const C: u8>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
-    if cond::<C>(cpu.rflags) {
+    if cond_now::<C>(cpu) {
         check_target(r.imm)?;
         cpu.rip = r.imm;
     }

@@ -10,6 +10,7 @@ use crate::devices::PortBus;
 use crate::memory::GuestMemory;
 use crate::mmu::pte;
 use crate::tlb::TlbMode;
+use std::collections::HashSet;
 
 /// Where the instruction under test goes.
 const CODE: u64 = 0x1000;
@@ -711,4 +712,86 @@ fn mmx_availability_checks() {
         assert_eq!(f.cpu.fpu.ftw, 0xffff, "setup {setup}");
         assert_eq!(f.cpu.fpu.st[2].signif, 0, "setup {setup}");
     }
+}
+
+/// Blocks and lazy flags (issue [11], stage C): a loop of flag-writing and flag-reading
+/// specialised instructions (ADD, XOR, IMUL, ROL/ROR, ADC, SBB, INC, SHR, SETcc, CMOVcc,
+/// SUB, DEC, JNZ, an 8-bit INC) with a generic PUSHF in it, run by `Cpu::run_block` with
+/// `next_event` cutting blocks at every kind of boundary, must leave exactly the state
+/// single steps leave at the same instruction count: registers, RFLAGS (materialized),
+/// RIP, the TLB and decode counters.
+#[test]
+fn blocks_and_lazy_flags_match_single_steps() {
+    let mut code = vec![
+        0xb9, 0x40, 0, 0, 0, // mov ecx, 64
+        0x48, 0xc7, 0xc6, 0xb9, 0x79, 0x37, 0x9e, // mov rsi, 0xffffffff9e3779b9
+        0xba, 0x01, 0, 0, 0, // mov edx, 1
+    ];
+    let top = code.len();
+    code.extend_from_slice(&[
+        0x48, 0x01, 0xd0, // add rax, rdx
+        0x48, 0x31, 0xf2, // xor rdx, rsi
+        0x48, 0x6b, 0xc0, 0x21, // imul rax, rax, 33
+        0x48, 0xc1, 0xc2, 0x05, // rol rdx, 5
+        0x48, 0x11, 0xd8, // adc rax, rbx
+        0x48, 0xff, 0xc0, // inc rax
+        0x48, 0xd1, 0xe8, // shr rax, 1
+        0x0f, 0x92, 0xc3, // setb bl
+        0x48, 0x19, 0xd3, // sbb rbx, rdx
+        0x48, 0xc1, 0xca, 0x03, // ror rdx, 3
+        0x48, 0xff, 0xc7, // inc rdi
+        0x48, 0x0f, 0x47, 0xf2, // cmova rsi, rdx
+        0x9c, // pushfq (generic: reads the materialized flags)
+        0x41, 0x5f, // pop r15
+        0x4c, 0x01, 0xf8, // add rax, r15
+        0xfe, 0xc1, // inc cl
+        0xfe, 0xc9, // dec cl
+        0x48, 0x29, 0xce, // sub rsi, rcx
+        0x48, 0xff, 0xc9, // dec rcx
+        0x75, 0x00, // jnz top
+    ]);
+    let n = code.len();
+    code[n - 1] = (top as i64 - n as i64) as u8;
+    let body = 20u64;
+    let total = 3 + 64 * body;
+
+    let state = |f: &Fixture| {
+        (
+            f.cpu.gpr,
+            f.cpu.rflags,
+            f.cpu.rip,
+            f.cpu.icount,
+            f.cpu.tlb.stats,
+            f.cpu.decode_stats.hits,
+            f.cpu.decode_stats.decodes,
+        )
+    };
+    let mut a = Fixture::new(&code);
+    let mut want = vec![state(&a)];
+    for _ in 0..total {
+        assert_eq!(a.step(), None);
+        want.push(state(&a));
+    }
+    // The flags really vary over the run (the test would be weak otherwise).
+    let flag_sets: HashSet<u64> = want.iter().map(|s| s.1 & rflags::STATUS).collect();
+    assert!(flag_sets.len() > 16, "{}", flag_sets.len());
+
+    let mut b = Fixture::new(&code);
+    let cuts = [1u64, 2, 3, 5, 7, 11, 13, 40, 1, 17, 4, 6];
+    let mut longest = 0;
+    let mut k = 0;
+    while b.cpu.icount < total {
+        let target = (b.cpu.icount + cuts[k % cuts.len()]).min(total);
+        k += 1;
+        b.bus.next_event = target;
+        while b.cpu.icount < target {
+            let before = b.cpu.icount;
+            assert!(matches!(b.cpu.run_block(&mut b.bus), Step::Ok));
+            longest = longest.max(b.cpu.icount - before);
+        }
+        assert_eq!(b.cpu.icount, target, "a block ran past next_event");
+        assert_eq!(state(&b), want[target as usize], "at icount {target}");
+    }
+    // Blocks did continue past their first instruction (up to the PUSHF or the cut).
+    assert!(longest >= 13, "longest block {longest}");
 }
