@@ -81,6 +81,12 @@ fn failed(gfp: Gfp, order: usize) {
     }
 }
 
+/// Initialise every deferred `struct page` (what Linux's `pgdatinit` threads complete
+/// before user space), for reports that list the free blocks.
+pub fn deferred_init_all() {
+    with(|a| a.deferred_init_all());
+}
+
 /// `alloc_pages(gfp, order)` on the CPU's node.
 pub fn alloc_pages(gfp: Gfp, order: usize) -> Option<Pfn> {
     alloc_pages_nid(None, gfp, order)
