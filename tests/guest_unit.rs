@@ -43,8 +43,3 @@ fn cargo_test_in(dir: &str, package: &str) {
 fn guest_runtime_unit_tests_pass_on_the_host() {
     cargo_test_in("guest-programs", "vmrt");
 }
-
-#[test]
-fn mm_core_unit_tests_pass_on_the_host() {
-    cargo_test_in("guest-os/mm-core", "mm-core");
-}
