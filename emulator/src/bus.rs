@@ -160,7 +160,7 @@ impl Bus {
 
     pub fn port_read(&mut self, port: u16, size: u8) -> u32 {
         if let Some(off) = PvPort::offset(port) {
-            return self.pvport.read(off, size, self.now);
+            return self.pvport.read(off, size, self.now, self.trace.is_some());
         }
         if !Pic::claims(port) {
             if let Some(v) = self.pci.port_read(port, size, &mut self.mem) {

@@ -1,6 +1,7 @@
 //! `vmscope`: the command-line front end. See README.md for the commands and exit statuses.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -410,18 +411,19 @@ fn boot(a: BootArgs) -> Result<i32, String> {
     Ok(outcome.exit_code())
 }
 
-/// The kernel to boot: the file given, or the built-in one.
-fn kernel_image(path: Option<&Path>) -> Result<(Vec<u8>, String), String> {
+/// The kernel to boot: the file given, or the built-in one (borrowed, not copied: the
+/// embedded image, debug information included, is about 20 MB).
+fn kernel_image(path: Option<&Path>) -> Result<(Cow<'static, [u8]>, String), String> {
     Ok(match path {
-        Some(p) => (read_file(p, "kernel")?, p.display().to_string()),
-        None => (guest::KERNEL.to_vec(), "guest-os".to_string()),
+        Some(p) => (Cow::Owned(read_file(p, "kernel")?), p.display().to_string()),
+        None => (Cow::Borrowed(guest::KERNEL), "guest-os".to_string()),
     })
 }
 
 /// Boot a PVH kernel on vmscope with `a`'s options (`setup` adds devices), run it to the
 /// end, and print the stop report and statistics on stderr.
 fn machine_on_vmscope(
-    (kernel, name): (Vec<u8>, String),
+    (kernel, name): (Cow<'static, [u8]>, String),
     cmdline: &str,
     initrd: Option<&[u8]>,
     a: &MachineArgs,

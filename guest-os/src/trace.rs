@@ -137,6 +137,15 @@ pub fn switch(prev_pid: u32, next: Option<&Task>) {
     );
 }
 
+/// Whether the host wants the per-system-call records ([`syscall`], [`sysret`]): only
+/// while it has a trace consumer (one port read; false where nobody listens).
+#[inline]
+pub fn syscalls_traced() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+        // SAFETY: a read of vmscope's port (present, checked in `init`); no side effect.
+        && unsafe { crate::arch::x86_64::port::inl(pvport::BASE + trace_abi::TRACE_WANTED) } & 1 != 0
+}
+
 /// System call `nr` entered.
 pub fn syscall(nr: u64) {
     emit(kind::SYSCALL, crate::proc::current(), [nr, 0, 0, 0], &[]);

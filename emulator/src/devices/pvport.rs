@@ -10,7 +10,8 @@
 //! | +0x8 | read | the high 32 bits latched by the last read of +0x4 |
 //! | +0x10 | write | low 32 bits of an annotation record's virtual address; submits it |
 //! | +0x14 | write | high 32 bits of the next record's address (latched) |
-//! | +0x18..+0x1f | | reserved |
+//! | +0x18 | read | bit 0: a trace consumer wants per-system-call records |
+//! | +0x1c..+0x1f | | reserved |
 //!
 //! The instruction count is [`Bus::now`](crate::bus::Bus::now): the number of instructions
 //! retired before the `in` that reads it (the `icount` of the fault trace). It depends on
@@ -57,6 +58,9 @@ pub mod reg {
     pub const TRACE_PTR_LO: u16 = trace_abi::TRACE_PTR_LO;
     /// Write: high 32 bits of the next record's address (latched).
     pub const TRACE_PTR_HI: u16 = trace_abi::TRACE_PTR_HI;
+    /// Read: bit 0 set while the bus has a trace sink (records of every system call are
+    /// wanted).
+    pub const TRACE_WANTED: u16 = trace_abi::TRACE_WANTED;
     /// First register reserved for trace annotations.
     pub const TRACE_FIRST: u16 = 0x10;
     /// Last port reserved for trace annotations.
@@ -87,9 +91,10 @@ impl PvPort {
     }
 
     /// Read `size` (1, 2 or 4) bytes at register offset `off`; `now` is the instruction
-    /// count of the reading instruction.
-    pub fn read(&mut self, off: u16, size: u8, now: u64) -> u32 {
+    /// count of the reading instruction, `traced` whether a trace sink is attached.
+    pub fn read(&mut self, off: u16, size: u8, now: u64, traced: bool) -> u32 {
         let v = match off {
+            reg::TRACE_WANTED => u32::from(traced),
             reg::SIGNATURE => SIGNATURE,
             reg::ICOUNT_LO => {
                 self.icount_hi = (now >> 32) as u32;
@@ -135,9 +140,9 @@ mod tests {
     #[test]
     fn signature_reads_vmsc() {
         let mut p = PvPort::new();
-        assert_eq!(p.read(reg::SIGNATURE, 4, 0), 0x4353_4d56);
-        assert_eq!(p.read(reg::SIGNATURE, 1, 0), u32::from(b'V'));
-        assert_eq!(p.read(reg::SIGNATURE, 2, 0), 0x4d56);
+        assert_eq!(p.read(reg::SIGNATURE, 4, 0, false), 0x4353_4d56);
+        assert_eq!(p.read(reg::SIGNATURE, 1, 0, false), u32::from(b'V'));
+        assert_eq!(p.read(reg::SIGNATURE, 2, 0, false), 0x4d56);
         assert_eq!(PvPort::offset(0x0e90), Some(0));
         assert_eq!(PvPort::offset(0x0eaf), Some(0x1f));
         assert_eq!(PvPort::offset(0x0eb0), None);
@@ -148,12 +153,12 @@ mod tests {
     fn low_read_latches_the_high_half() {
         let mut p = PvPort::new();
         let t0 = 0x1_2345_6789_u64;
-        assert_eq!(p.read(reg::ICOUNT_LO, 4, t0), 0x2345_6789);
+        assert_eq!(p.read(reg::ICOUNT_LO, 4, t0, false), 0x2345_6789);
         // Time moves on (and the high half changes); the latch keeps the old high half.
-        assert_eq!(p.read(reg::ICOUNT_HI, 4, 0x7_0000_0000), 1);
-        assert_eq!(p.read(reg::ICOUNT_HI, 4, 0x7_0000_0000), 1);
-        assert_eq!(p.read(reg::ICOUNT_LO, 4, 0x7_0000_0005), 5);
-        assert_eq!(p.read(reg::ICOUNT_HI, 4, 0), 7);
+        assert_eq!(p.read(reg::ICOUNT_HI, 4, 0x7_0000_0000, false), 1);
+        assert_eq!(p.read(reg::ICOUNT_HI, 4, 0x7_0000_0000, false), 1);
+        assert_eq!(p.read(reg::ICOUNT_LO, 4, 0x7_0000_0005, false), 5);
+        assert_eq!(p.read(reg::ICOUNT_HI, 4, 0, false), 7);
     }
 
     #[test]
@@ -173,11 +178,11 @@ mod tests {
         let mut p = PvPort::new();
         for off in [0x1, 0x3, 0xc, reg::TRACE_FIRST, 0x14, reg::TRACE_LAST] {
             assert_eq!(p.write(off, 4, 0xffff_ffff), IoAction::None);
-            assert_eq!(p.read(off, 4, 42), 0, "offset {off:#x}");
+            assert_eq!(p.read(off, 4, 42, false), 0, "offset {off:#x}");
         }
         p.take_annotation();
         assert_eq!(p.write(reg::ICOUNT_HI, 4, 9), IoAction::None);
-        assert_eq!(p.read(reg::SIGNATURE, 4, 0), SIGNATURE);
-        assert_eq!(p.read(reg::ICOUNT_HI, 4, 0), 0);
+        assert_eq!(p.read(reg::SIGNATURE, 4, 0, false), SIGNATURE);
+        assert_eq!(p.read(reg::ICOUNT_HI, 4, 0, false), 0);
     }
 }

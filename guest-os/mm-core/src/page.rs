@@ -212,10 +212,23 @@ pub trait Pages {
     fn page_mut(&mut self, pfn: Pfn) -> &mut Page;
 }
 
+/// Frames per unit of deferred `struct page` initialisation (log2): a `MAX_ORDER` block
+/// (4 MiB), so a buddy merge never looks at a descriptor of an uninitialised unit.
+pub const INIT_UNIT_SHIFT: u32 = 10;
+/// Frames per unit of deferred `struct page` initialisation.
+pub const INIT_UNIT_PAGES: u64 = 1 << INIT_UNIT_SHIFT;
+
 /// The `mem_map`: descriptors for frames `start_pfn .. start_pfn + len`.
+///
+/// With deferred initialisation (Linux's `CONFIG_DEFERRED_STRUCT_PAGE_INIT`,
+/// [`MemMap::new_deferred`]) a bitmap holds one bit per [`INIT_UNIT_PAGES`] frames: the
+/// descriptors of a unit whose bit is clear have never been written (their bytes are
+/// whatever RAM held) and [`MemMap::get`] and [`MemMap::iter`] do not show them.
 pub struct MemMap<'a> {
     pages: &'a mut [Page],
     start_pfn: u64,
+    /// Initialised units, a bit each; empty when every descriptor is initialised.
+    init: &'a mut [u64],
 }
 
 impl<'a> MemMap<'a> {
@@ -224,6 +237,7 @@ impl<'a> MemMap<'a> {
         MemMap {
             pages: &mut [],
             start_pfn: 0,
+            init: &mut [],
         }
     }
 
@@ -232,7 +246,56 @@ impl<'a> MemMap<'a> {
         MemMap {
             pages,
             start_pfn: start_pfn.0,
+            init: &mut [],
         }
+    }
+
+    /// A map whose descriptors are initialised unit by unit: `init` holds a bit per
+    /// [`INIT_UNIT_PAGES`] frames from `start_pfn` (which must be unit-aligned), set for the
+    /// units already initialised. `init` must have a bit for every unit.
+    pub fn new_deferred(pages: &'a mut [Page], start_pfn: Pfn, init: &'a mut [u64]) -> Self {
+        debug_assert!(start_pfn.0 % INIT_UNIT_PAGES == 0);
+        debug_assert!(init.len() as u64 * 64 * INIT_UNIT_PAGES >= pages.len() as u64);
+        MemMap {
+            pages,
+            start_pfn: start_pfn.0,
+            init,
+        }
+    }
+
+    /// Whether the map initialises descriptors lazily (some units may be uninitialised).
+    #[inline]
+    pub fn is_deferred(&self) -> bool {
+        !self.init.is_empty()
+    }
+
+    /// Whether the descriptor of `pfn` has been initialised (always, without deferral).
+    #[inline]
+    pub fn is_initialised(&self, pfn: Pfn) -> bool {
+        if self.init.is_empty() {
+            return true;
+        }
+        let u = (pfn.0.wrapping_sub(self.start_pfn) >> INIT_UNIT_SHIFT) as usize;
+        self.init
+            .get(u / 64)
+            .is_some_and(|w| (w >> (u % 64)) & 1 != 0)
+    }
+
+    /// Record that the unit holding `pfn` is initialised.
+    pub fn set_initialised(&mut self, pfn: Pfn) {
+        let u = (pfn.0.wrapping_sub(self.start_pfn) >> INIT_UNIT_SHIFT) as usize;
+        if let Some(w) = self.init.get_mut(u / 64) {
+            *w |= 1 << (u % 64);
+        }
+    }
+
+    /// The descriptors of the unit holding `pfn` (clipped to the map), for initialising them.
+    pub fn unit_mut(&mut self, pfn: Pfn) -> (Pfn, &mut [Page]) {
+        let first = pfn.0 & !(INIT_UNIT_PAGES - 1);
+        let lo = (first.max(self.start_pfn) - self.start_pfn) as usize;
+        let hi = ((first + INIT_UNIT_PAGES - self.start_pfn) as usize).min(self.pages.len());
+        let lo = lo.min(hi);
+        (Pfn(self.start_pfn + lo as u64), &mut self.pages[lo..hi])
     }
 
     /// The first frame described.
@@ -254,6 +317,9 @@ impl<'a> MemMap<'a> {
     /// The descriptor of `pfn`, if it has one.
     #[inline]
     pub fn get(&self, pfn: Pfn) -> Option<&Page> {
+        if !self.is_initialised(pfn) {
+            return None;
+        }
         self.pages.get(pfn.0.wrapping_sub(self.start_pfn) as usize)
     }
 
@@ -266,13 +332,18 @@ impl<'a> MemMap<'a> {
             .then(|| Pfn(self.start_pfn + idx as u64))
     }
 
-    /// All descriptors, in frame order.
+    /// All initialised descriptors, in frame order.
     pub fn iter(&self) -> impl Iterator<Item = (Pfn, &Page)> {
         let s = self.start_pfn;
         self.pages
-            .iter()
+            .chunks(INIT_UNIT_PAGES as usize)
             .enumerate()
-            .map(move |(i, p)| (Pfn(s + i as u64), p))
+            .filter(move |&(u, _)| self.is_initialised(Pfn(s + u as u64 * INIT_UNIT_PAGES)))
+            .flat_map(move |(u, c)| {
+                c.iter()
+                    .enumerate()
+                    .map(move |(i, p)| (Pfn(s + u as u64 * INIT_UNIT_PAGES + i as u64), p))
+            })
     }
 }
 

@@ -144,6 +144,13 @@ pub trait PtMemory {
     fn free_table(&mut self, table: PhysAddr);
     /// Drop the reference an unmapped PTE held on a data page (after the flush).
     fn release_page(&mut self, page: PhysAddr);
+    /// Drop the references of a batch of data pages (`free_pages_and_swap_cache`: an
+    /// implementation may take its allocator's lock once for the batch).
+    fn release_pages(&mut self, pages: &[PhysAddr]) {
+        for &p in pages {
+            self.release_page(p);
+        }
+    }
     /// INVLPG.
     fn flush_tlb_page(&mut self, va: VirtAddr);
     /// Flush every non-global translation (a CR3 reload).
@@ -258,9 +265,7 @@ impl MmuGather {
             mem.free_table(t);
         }
         self.nr_tables = 0;
-        for &p in &self.pages[..self.nr_pages] {
-            mem.release_page(p);
-        }
+        mem.release_pages(&self.pages[..self.nr_pages]);
         self.nr_pages = 0;
     }
 

@@ -17,7 +17,7 @@ use crate::addr::Pfn;
 use crate::buddy::{BadFree, Buddy, MAX_ORDER, PAGEBLOCK_NR_PAGES};
 use crate::gfp::{Gfp, MigrateType, ZoneType, MAX_NR_ZONES, MIGRATE_PCPTYPES};
 use crate::lru::{LruList, Lruvec};
-use crate::page::{flags::*, MemMap, Pages, NO_PFN};
+use crate::page::{flags::*, MemMap, Page, Pages, INIT_UNIT_PAGES, NO_PFN};
 use crate::pcp::{zone_batchsize, PerCpuPages};
 use crate::watermark::{self, WMARK_HIGH, WMARK_LOW, WMARK_MIN};
 use crate::NR_CPUS;
@@ -78,6 +78,12 @@ pub struct Zone {
     /// Pages in pageblocks reserved for high-order atomic allocations
     /// (`nr_reserved_highatomic`).
     pub nr_reserved_highatomic: u64,
+    /// Free frames whose descriptors are not initialised yet (deferred `struct page`
+    /// init): managed and counted free, handed to the buddy allocator unit by unit when
+    /// it runs low ([`PageAllocator::deferred_grow`]).
+    pub deferred: u64,
+    /// Where the zone's next deferred unit is looked for (`first_deferred_pfn`).
+    pub deferred_next: u64,
 }
 
 impl Zone {
@@ -101,6 +107,8 @@ impl Zone {
                 highatomic_reserved: 0,
             },
             nr_reserved_highatomic: 0,
+            deferred: 0,
+            deferred_next: 0,
         }
     }
 
@@ -109,9 +117,10 @@ impl Zone {
         self.managed > 0
     }
 
-    /// Free pages in the buddy allocator (`NR_FREE_PAGES`; per-CPU lists not included).
+    /// Free pages (`NR_FREE_PAGES`): those in the buddy allocator and those whose
+    /// descriptors are not initialised yet (per-CPU lists not included).
     pub fn free_pages(&self) -> u64 {
-        self.buddy.nr_free_pages
+        self.buddy.nr_free_pages + self.deferred
     }
 
     /// Pages cached on the per-CPU lists.
@@ -271,6 +280,33 @@ pub struct PageAllocator<'a, D: DirectMap> {
     pub stats: AllocStats,
     /// The last bad free, for the kernel to report.
     pub last_bad_free: Option<BadFree>,
+    /// Free frame ranges `[start, end)` in units whose descriptors are not initialised
+    /// (what Linux's deferred init finds in memblock's free ranges); a range's part inside
+    /// a unit is handed out when the unit is initialised.
+    deferred_ranges: [(u64, u64); MAX_DEFERRED_RANGES],
+    nr_deferred_ranges: usize,
+    /// Units initialised after boot (`pgdat_init` progress, for tests and reports).
+    pub deferred_units_done: u64,
+}
+
+/// Most free ranges the deferred init remembers; beyond them ranges are initialised at once.
+const MAX_DEFERRED_RANGES: usize = 64;
+/// Frames a deferred grow initialises at least (16 MiB; Linux grows by a 128 MiB section).
+pub const DEFERRED_GROW_PAGES: u64 = 4096;
+
+/// The (node, zone index) whose span holds `pfn`, from the spans `add_memory` registered.
+fn zone_index_of(nodes: &[Node], pfn: u64) -> Option<(usize, usize)> {
+    for (nid, n) in nodes.iter().enumerate() {
+        if pfn < n.start_pfn || pfn >= n.start_pfn + n.spanned {
+            continue;
+        }
+        for (zi, z) in n.zones.iter().enumerate() {
+            if z.spanned > 0 && pfn >= z.start_pfn && pfn < z.start_pfn + z.spanned {
+                return Some((nid, zi));
+            }
+        }
+    }
+    None
 }
 
 impl<'a, D: DirectMap> PageAllocator<'a, D> {
@@ -292,6 +328,9 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
                 bad_frees: 0,
             },
             last_bad_free: None,
+            deferred_ranges: [(0, 0); MAX_DEFERRED_RANGES],
+            nr_deferred_ranges: 0,
+            deferred_units_done: 0,
         }
     }
 
@@ -346,38 +385,213 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
             z.spanned = zend - z.start_pfn;
             z.present += e - s;
             z.buddy = Buddy::new(Pfn(z.start_pfn), Pfn(z.start_pfn + z.spanned));
-            for pfn in s..e {
-                let p = self.mem_map.page_mut(Pfn(pfn));
-                p.zone = zt as u8;
-                p.node = nid as u8;
-            }
-            let first_pb = s & !(PAGEBLOCK_NR_PAGES - 1);
-            for pb in (first_pb..e).step_by(PAGEBLOCK_NR_PAGES as usize) {
-                if self.mem_map.contains(Pfn(pb)) {
-                    Buddy::set_pageblock_mt(&mut self.mem_map, Pfn(pb), MigrateType::Movable);
+            // Descriptors of units not initialised yet get their labels when they are.
+            let mut pfn = s;
+            while pfn < e {
+                let uend = ((pfn | (INIT_UNIT_PAGES - 1)) + 1).min(e);
+                if self.mem_map.is_initialised(Pfn(pfn)) {
+                    for f in pfn..uend {
+                        let p = self.mem_map.page_mut(Pfn(f));
+                        p.zone = zt as u8;
+                        p.node = nid as u8;
+                    }
+                    let first_pb = pfn & !(PAGEBLOCK_NR_PAGES - 1);
+                    for pb in (first_pb..uend).step_by(PAGEBLOCK_NR_PAGES as usize) {
+                        if self.mem_map.contains(Pfn(pb)) {
+                            Buddy::set_pageblock_mt(
+                                &mut self.mem_map,
+                                Pfn(pb),
+                                MigrateType::Movable,
+                            );
+                        }
+                    }
                 }
+                pfn = uend;
             }
         }
     }
 
     /// Hand free boot memory `[start, end)` to the buddy allocators of the zones it spans
-    /// (`memblock_free_all`); the pages become managed.
+    /// (`memblock_free_all`); the pages become managed. Frames in units whose descriptors
+    /// are not initialised yet are remembered as deferred: managed and free, but handed
+    /// to the buddy allocator only when their unit is initialised.
     pub fn free_boot_range(&mut self, start: Pfn, end: Pfn) {
+        let end = end.0.min(self.mem_map.end_pfn().0);
         let mut pfn = start.0;
-        while pfn < end.0 {
-            let Some(p) = self.mem_map.get(Pfn(pfn)) else {
+        while pfn < end {
+            if !self.mem_map.contains(Pfn(pfn)) {
                 return;
-            };
-            let (nid, zi) = (p.node as usize, p.zone as usize);
-            let z = &mut self.nodes[nid].zones[zi];
-            let zend = (z.start_pfn + z.spanned).min(end.0);
-            if zend <= pfn {
-                return; // not registered with add_memory: stays reserved
             }
-            z.buddy.free_range(&mut self.mem_map, Pfn(pfn), Pfn(zend));
-            z.managed += zend - pfn;
+            let Some((nid, zi)) = zone_index_of(&self.nodes[..self.nr_nodes], pfn) else {
+                return; // not registered with add_memory: stays reserved
+            };
+            let z = &self.nodes[nid].zones[zi];
+            let zend = (z.start_pfn + z.spanned).min(end);
+            let mut p = pfn;
+            while p < zend {
+                let mut q = ((p | (INIT_UNIT_PAGES - 1)) + 1).min(zend);
+                if self.mem_map.is_initialised(Pfn(p)) {
+                    while q < zend && self.mem_map.is_initialised(Pfn(q)) {
+                        q = ((q | (INIT_UNIT_PAGES - 1)) + 1).min(zend);
+                    }
+                    let z = &mut self.nodes[nid].zones[zi];
+                    z.buddy.free_range(&mut self.mem_map, Pfn(p), Pfn(q));
+                } else {
+                    self.defer_range(nid, zi, p, q);
+                }
+                p = q;
+            }
+            self.nodes[nid].zones[zi].managed += zend - pfn;
             pfn = zend;
         }
+    }
+
+    /// Remember `[s, e)` (inside one uninitialised unit of zone `zi` of node `nid`) as
+    /// deferred free memory, or, when the zone's grow cursor has passed the unit or there
+    /// is no room to remember it, initialise the unit now and free the range.
+    fn defer_range(&mut self, nid: usize, zi: usize, s: u64, e: u64) {
+        let z = &self.nodes[nid].zones[zi];
+        let unit = s & !(INIT_UNIT_PAGES - 1);
+        let passed = unit < z.deferred_next;
+        let n = self.nr_deferred_ranges;
+        if !passed && n > 0 && self.deferred_ranges[n - 1].1 == s {
+            self.deferred_ranges[n - 1].1 = e;
+        } else if !passed && n < MAX_DEFERRED_RANGES {
+            self.deferred_ranges[n] = (s, e);
+            self.nr_deferred_ranges += 1;
+        } else {
+            self.init_unit(Pfn(s));
+            let z = &mut self.nodes[nid].zones[zi];
+            z.buddy.free_range(&mut self.mem_map, Pfn(s), Pfn(e));
+            return;
+        }
+        self.nodes[nid].zones[zi].deferred += e - s;
+    }
+
+    /// Whether a deferred free range meets the unit at `unit`.
+    fn unit_has_deferred(&self, unit: u64) -> bool {
+        self.deferred_ranges[..self.nr_deferred_ranges]
+            .iter()
+            .any(|&(s, e)| s < unit + INIT_UNIT_PAGES && e > unit)
+    }
+
+    /// Initialise the descriptors of the unit holding `pfn` (`deferred_init_pages`: every
+    /// frame reserved, labelled with its zone and node, pageblocks movable), then free
+    /// its deferred free frames to their zones (`deferred_free_pages`). Returns the frames
+    /// freed; nothing if the unit was initialised already.
+    fn init_unit(&mut self, pfn: Pfn) -> u64 {
+        if !self.mem_map.is_deferred() || self.mem_map.is_initialised(pfn) {
+            return 0;
+        }
+        let nodes = &self.nodes[..self.nr_nodes];
+        let (first, pages) = self.mem_map.unit_mut(pfn);
+        let (mut lo, mut hi, mut label) = (0u64, 0u64, (0u8, 0u8));
+        for (i, p) in pages.iter_mut().enumerate() {
+            let f = first.0 + i as u64;
+            if f < lo || f >= hi {
+                // Frames outside every zone (holes) keep node 0, zone 0, as at boot.
+                (lo, hi, label) = match zone_index_of(nodes, f) {
+                    Some((nid, zi)) => {
+                        let z = &nodes[nid].zones[zi];
+                        (z.start_pfn, z.start_pfn + z.spanned, (nid as u8, zi as u8))
+                    }
+                    None => (f, f + 1, (0, 0)),
+                };
+            }
+            let mut pg = Page::new_reserved();
+            pg.node = label.0;
+            pg.zone = label.1;
+            *p = pg;
+        }
+        let len = pages.len() as u64;
+        for pb in (first.0..first.0 + len).step_by(PAGEBLOCK_NR_PAGES as usize) {
+            Buddy::set_pageblock_mt(&mut self.mem_map, Pfn(pb), MigrateType::Movable);
+        }
+        self.mem_map.set_initialised(first);
+        self.deferred_units_done += 1;
+        let (us, ue) = (first.0, first.0 + len);
+        let mut freed = 0;
+        for k in 0..self.nr_deferred_ranges {
+            let (rs, re) = self.deferred_ranges[k];
+            let (s, e) = (rs.max(us), re.min(ue));
+            let mut p = s;
+            while p < e {
+                let Some((nid, zi)) = zone_index_of(&self.nodes[..self.nr_nodes], p) else {
+                    break;
+                };
+                let z = &mut self.nodes[nid].zones[zi];
+                let ze = (z.start_pfn + z.spanned).min(e);
+                z.buddy.free_range(&mut self.mem_map, Pfn(p), Pfn(ze));
+                z.deferred = z.deferred.saturating_sub(ze - p);
+                freed += ze - p;
+                p = ze;
+            }
+        }
+        freed
+    }
+
+    /// Initialise deferred units of zone `zi` of node `nid`, in address order, until at
+    /// least `want` frames were freed or none are left (`deferred_grow_zone`). Units with
+    /// no free frame (holes, boot reservations such as `mem_map` itself) are left
+    /// uninitialised. Returns whether any frame was freed.
+    pub fn deferred_grow(&mut self, nid: usize, zi: usize, want: u64) -> bool {
+        let mut freed = 0;
+        loop {
+            let z = &self.nodes[nid].zones[zi];
+            if z.deferred == 0 || freed >= want {
+                break;
+            }
+            let zend = z.start_pfn + z.spanned;
+            let unit = z.deferred_next.max(z.start_pfn & !(INIT_UNIT_PAGES - 1));
+            if unit >= zend {
+                // Nothing left to find: the count was wrong; never loop on it.
+                self.nodes[nid].zones[zi].deferred = 0;
+                break;
+            }
+            self.nodes[nid].zones[zi].deferred_next = unit + INIT_UNIT_PAGES;
+            if !self.mem_map.is_initialised(Pfn(unit)) && self.unit_has_deferred(unit) {
+                freed += self.init_unit(Pfn(unit));
+            }
+        }
+        freed > 0
+    }
+
+    /// Before zone `zi` of node `nid` serves an `order` request: while it has deferred
+    /// frames and its buddy allocator is below the high watermark (or has no block of
+    /// that order), initialise more (Linux grows when the watermark check fails).
+    #[inline]
+    fn deferred_fill(&mut self, nid: usize, zi: usize, order: usize) {
+        if self.nodes[nid].zones[zi].deferred == 0 {
+            return;
+        }
+        self.deferred_fill_slow(nid, zi, order);
+    }
+
+    #[inline(never)]
+    fn deferred_fill_slow(&mut self, nid: usize, zi: usize, order: usize) {
+        loop {
+            let z = &self.nodes[nid].zones[zi];
+            let enough = z.buddy.nr_free_pages >= z.watermark[WMARK_HIGH] + (1 << order)
+                && (order == 0 || z.buddy.has_block(order, false));
+            if enough || !self.deferred_grow(nid, zi, DEFERRED_GROW_PAGES) {
+                break;
+            }
+        }
+    }
+
+    /// Initialise every deferred unit (what Linux's `pgdatinit` threads finish before
+    /// user space starts; here for reports and tests that look at the free lists).
+    pub fn deferred_init_all(&mut self) {
+        for nid in 0..self.nr_nodes {
+            for zi in 0..MAX_NR_ZONES {
+                self.deferred_grow(nid, zi, u64::MAX);
+            }
+        }
+    }
+
+    /// Free frames not initialised yet, in all zones.
+    pub fn nr_deferred_pages(&self) -> u64 {
+        self.zones().map(|z| z.deferred).sum()
     }
 
     /// Compute watermarks, lowmem reserves, `totalreserve_pages` and per-CPU batch sizes
@@ -462,10 +676,11 @@ impl<'a, D: DirectMap> PageAllocator<'a, D> {
         let thisnode = gfp.contains(Gfp::THISNODE);
         let cpu = cpu % NR_CPUS;
         for (nid, zi) in self.zonelist(preferred, highest, thisnode) {
-            let z = &mut self.nodes[nid].zones[zi];
-            if !z.is_populated() {
+            if !self.nodes[nid].zones[zi].is_populated() {
                 continue;
             }
+            self.deferred_fill(nid, zi, order);
+            let z = &mut self.nodes[nid].zones[zi];
             if !flags.no_watermarks
                 && !z.watermark_ok(order, z.watermark[flags.wmark], highest, flags)
             {
@@ -876,6 +1091,96 @@ pub(crate) mod tests {
         }
         a.setup_watermarks();
         a
+    }
+
+    /// The 64 MiB PC with only the first 8 MiB of descriptors initialised at boot: the
+    /// rest is counted free and managed, initialised unit by unit as allocations need it,
+    /// reserved frames inside a deferred unit stay reserved, and after everything is
+    /// initialised the allocator is the one a full boot builds.
+    #[test]
+    fn deferred_struct_page_init() {
+        let mut v = vec![Page::new_reserved(); 16384];
+        let mut full = pc(&mut v, 1);
+        full.drain_all();
+        let (full_total, full_free) = (full.totalram_pages(), full.nr_free_pages());
+        // Garbage in the descriptors not initialised: nothing may read it.
+        let mut v = vec![Page::new_reserved(); 16384];
+        let mut junk = Page::new_reserved();
+        junk.flags = PG_BUDDY;
+        junk.order = 3;
+        junk.mapcount = 7;
+        for p in &mut v[2048..] {
+            *p = junk.clone();
+        }
+        let mut bits = vec![0u64; 1];
+        bits[0] = 0b11; // units 0 and 1: frames 0..2048
+        let mm = MemMap::new_deferred(&mut v, Pfn(0), &mut bits);
+        let mut a = PageAllocator::new(NoMemory);
+        a.init(mm, 1);
+        a.add_memory(0, Pfn(1), Pfn(160));
+        a.add_memory(0, Pfn(256), Pfn(16384));
+        a.free_boot_range(Pfn(1), Pfn(160));
+        a.free_boot_range(Pfn(256), Pfn(9000)); // 9000..9100 reserved (as a boot module)
+        a.free_boot_range(Pfn(9100), Pfn(16384));
+        a.setup_watermarks();
+        assert_eq!(a.totalram_pages(), full_total - 100);
+        assert_eq!(a.nr_free_pages(), full_free - 100);
+        assert_eq!(a.nr_deferred_pages(), 16384 - 2048 - 100);
+        assert!(a.mem_map.get(Pfn(5000)).is_none());
+        assert!(a.mem_map.iter().all(|(p, _)| p.0 < 2048));
+        a.check().unwrap();
+        // Allocate everything: the deferred units come in as needed.
+        let mut got = Vec::new();
+        while let Some(p) = a.alloc_pages(Gfp::KERNEL, 0, None, 0) {
+            got.push(p);
+        }
+        assert_eq!(a.nr_deferred_pages(), 0);
+        let mut sorted = got.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), got.len(), "a frame handed out twice");
+        assert!(got.iter().all(|p| !(9000..9100).contains(&p.0)));
+        assert!(a.mem_map.get(Pfn(9050)).unwrap().test(PG_RESERVED));
+        for p in got {
+            a.free_pages(p, 0, 0).unwrap();
+        }
+        a.drain_all();
+        a.check().unwrap();
+        assert_eq!(a.nr_free_pages(), full_free - 100);
+        // The boot module is freed later (as the initrd is): it joins the free lists.
+        a.free_boot_range(Pfn(9000), Pfn(9100));
+        assert_eq!(a.nr_free_pages(), full_free);
+        assert_eq!(a.totalram_pages(), full_total);
+        assert_eq!(
+            a.nodes[0].zones[1].buddy.blocks_per_order(),
+            full.nodes[0].zones[1].buddy.blocks_per_order()
+        );
+        a.check().unwrap();
+    }
+
+    /// A boot module freed into a unit the grow cursor has not reached is deferred too.
+    #[test]
+    fn deferred_free_of_a_boot_module() {
+        let mut v = vec![Page::new_reserved(); 16384];
+        let mut bits = vec![0b11u64; 1];
+        let mut a = PageAllocator::new(NoMemory);
+        a.init(MemMap::new_deferred(&mut v, Pfn(0), &mut bits), 1);
+        a.add_memory(0, Pfn(256), Pfn(16384));
+        a.free_boot_range(Pfn(256), Pfn(12000));
+        a.setup_watermarks();
+        let before = a.nr_free_pages();
+        a.free_boot_range(Pfn(12000), Pfn(12100));
+        assert_eq!(a.nr_free_pages(), before + 100);
+        a.deferred_init_all();
+        assert_eq!(a.nr_deferred_pages(), 0);
+        assert_eq!(a.nr_free_pages(), before + 100);
+        assert!(a
+            .mem_map
+            .get(Pfn(12050))
+            .is_some_and(|p| p.test(PG_BUDDY) || !p.test(PG_RESERVED)));
+        // Frames never freed (12100..) stay reserved once their unit is initialised.
+        assert!(a.mem_map.get(Pfn(12200)).unwrap().test(PG_RESERVED));
+        a.check().unwrap();
     }
 
     #[test]

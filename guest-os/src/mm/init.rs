@@ -4,16 +4,20 @@
 //! 2. `numa=fake=N` splits RAM into nodes;
 //! 3. the kernel page tables are built from memblock pages and loaded (direct map of all
 //!    RAM, W^X kernel image, vmalloc slot, fixmap);
-//! 4. `mem_map` (one `struct page` per frame, FLATMEM) is allocated from memblock;
+//! 4. `mem_map` (one `struct page` per frame, FLATMEM) is allocated from memblock, and
+//!    the descriptors of the first 128 MiB are initialised (the rest are deferred, as with
+//!    Linux's `CONFIG_DEFERRED_STRUCT_PAGE_INIT`: a zone initialises 4 MiB units when it
+//!    runs low, see `mm_core::zone::PageAllocator::deferred_grow`);
 //! 5. nodes and zones are sized from memblock's RAM ranges, every free range goes to the
-//!    buddy allocator, and memblock is retired;
+//!    buddy allocator (or, in units not initialised, is remembered as deferred free
+//!    memory, counted in MemTotal and MemFree), and memblock is retired;
 //! 6. watermarks, lowmem reserves and per-CPU batch sizes follow from the managed pages.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm_core::addr::PAGE_SIZE;
 use mm_core::gfp::ZoneType;
-use mm_core::page::{MemMap, Page};
+use mm_core::page::{MemMap, Page, INIT_UNIT_PAGES};
 use mm_core::zone::{zone_pfn_limits, PageAllocator, MAX_NUMNODES};
 
 use super::addr::{phys_to_virt, set_direct_map_end, Pfn, PhysAddr};
@@ -33,6 +37,10 @@ pub static DIRECT_MAP_1G: AtomicU64 = AtomicU64::new(0);
 pub static BOOT_PAGETABLES: AtomicU64 = AtomicU64::new(0);
 /// Pages of `mem_map`.
 pub static MEM_MAP_PAGES: AtomicU64 = AtomicU64::new(0);
+
+/// Physical memory whose `struct page`s are initialised at boot (Linux initialises a
+/// section per node at boot and defers the rest); the rest waits for the allocator.
+const BOOT_INIT_END: u64 = 128 << 20;
 
 /// Page-table pages from memblock, inside the boot direct map (the new tables are written
 /// before they are loaded).
@@ -91,10 +99,13 @@ pub fn init(boot: &PvhBootInfo, start_info_pa: u64, cmdline: &[u8]) {
     unsafe { pgtable::activate(&pt) };
     set_direct_map_end(ram_end);
 
-    // mem_map: one descriptor per frame from pfn 0 to the last frame of RAM.
+    // mem_map: one descriptor per frame from pfn 0 to the last frame of RAM, not cleared
+    // (memblock_alloc_raw): only the descriptors below BOOT_INIT_END are written now; the
+    // rest are initialised a unit at a time when a zone runs low (deferred struct page
+    // init), so boot work and the memory touched do not grow with RAM.
     let max_pfn = ram_end / PAGE_SIZE;
     let bytes = max_pfn * core::mem::size_of::<Page>() as u64;
-    let Some(map_pa) = memblock::alloc(bytes, PAGE_SIZE, u64::MAX) else {
+    let Some(map_pa) = memblock::alloc_raw(bytes, PAGE_SIZE, u64::MAX) else {
         panic!("mem_map: no {bytes} bytes for {max_pfn} struct pages");
     };
     MEM_MAP_PAGES.store(bytes.div_ceil(PAGE_SIZE), Ordering::Relaxed);
@@ -104,11 +115,28 @@ pub fn init(boot: &PvhBootInfo, start_info_pa: u64, cmdline: &[u8]) {
     // SAFETY: memblock reserved these bytes for mem_map alone, for the kernel's lifetime.
     let pages: &'static mut [Page] =
         unsafe { core::slice::from_raw_parts_mut(map_va.as_mut_ptr::<Page>(), max_pfn as usize) };
-    for p in pages.iter_mut() {
+    // One bit per unit of INIT_UNIT_PAGES frames: set when its descriptors are written.
+    let units = max_pfn.div_ceil(INIT_UNIT_PAGES);
+    let words = units.div_ceil(64).max(1);
+    let Some(bits_pa) = memblock::alloc(words * 8, 8, u64::MAX) else {
+        panic!("mem_map: no room for the init bitmap");
+    };
+    let Some(bits_va) = phys_to_virt(bits_pa, words * 8) else {
+        panic!("mem_map bitmap outside the direct map");
+    };
+    // SAFETY: memblock reserved (and cleared) these bytes for the bitmap alone.
+    let bits: &'static mut [u64] =
+        unsafe { core::slice::from_raw_parts_mut(bits_va.as_mut_ptr::<u64>(), words as usize) };
+    let boot_units = units.min(BOOT_INIT_END / PAGE_SIZE / INIT_UNIT_PAGES);
+    let boot_pfns = ((boot_units * INIT_UNIT_PAGES) as usize).min(pages.len());
+    for p in pages[..boot_pfns].iter_mut() {
         *p = Page::new_reserved();
     }
+    for u in 0..boot_units as usize {
+        bits[u / 64] |= 1 << (u % 64);
+    }
     page_alloc::init_with(|alloc| {
-        alloc.init(MemMap::new(pages, Pfn(0)), nr_nodes);
+        alloc.init(MemMap::new_deferred(pages, Pfn(0), bits), nr_nodes);
 
         // Nodes and zones from RAM; then every free range to the buddy allocator.
         memblock::with(|mb| {

@@ -144,16 +144,22 @@ pub fn split_fake_nodes(n: usize) -> usize {
 
 /// Allocate `size` zeroed bytes below `max` (top-down), while memblock is live.
 pub fn alloc(size: u64, align: u64, max: u64) -> Option<PhysAddr> {
-    let mut g = MEMBLOCK.lock();
-    if g.1 {
-        return None;
-    }
-    let pa = g.0.alloc_range(size, align, 0, max)?;
-    drop(g);
+    let pa = alloc_raw(size, align, max)?;
     let va = phys_to_virt(pa, size)?;
     // SAFETY: the range was just reserved for the caller and lies in the direct map.
     unsafe { core::ptr::write_bytes(va.as_mut_ptr::<u8>(), 0, size as usize) };
     Some(pa)
+}
+
+/// Allocate `size` bytes below `max` (top-down) without clearing them
+/// (`memblock_alloc_raw`): for `mem_map`, whose descriptors are written when initialised,
+/// so the frames of descriptors not initialised yet are never touched.
+pub fn alloc_raw(size: u64, align: u64, max: u64) -> Option<PhysAddr> {
+    let mut g = MEMBLOCK.lock();
+    if g.1 {
+        return None;
+    }
+    g.0.alloc_range(size, align, 0, max)
 }
 
 /// Run `f` on memblock (for `mm::init`).

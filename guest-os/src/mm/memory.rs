@@ -683,14 +683,18 @@ impl Mm {
                     if is_shared_page(pfn) {
                         return false;
                     }
-                    page_mapcount_add(pfn, -1);
-                    stat.dec(pfn);
+                    // One look under the allocator's lock: the mapcount drop, the flags
+                    // (for the RSS counter and the swap cache) and the new mapcount.
+                    let (flags, mapcount) = page_alloc::with(|a| {
+                        let pg = a.page_mut(pfn);
+                        pg.mapcount -= 1;
+                        (pg.flags, pg.mapcount)
+                    });
+                    stat.dec_flags(flags);
                     rss = rss.saturating_sub(1);
                     // A page back from swap that nothing maps any more gives up its slot
                     // (`free_swap_cache`); the gather still holds this mapping's reference.
-                    if page_alloc::page_flags(pfn) & PG_SWAPCACHE != 0
-                        && page_alloc::with(|a| a.page(pfn).mapcount < 0)
-                    {
+                    if flags & PG_SWAPCACHE != 0 && mapcount < 0 {
                         super::swap_state::try_to_free_swap(pfn);
                     }
                     true
@@ -851,11 +855,15 @@ impl Mm {
                     }
                     let pfn = p.phys().pfn();
                     if !is_shared_page(pfn) {
-                        page_alloc::with(|a| {
-                            a.get_page(pfn);
-                            a.page_mut(pfn).mapcount += 1;
+                        // One look under the allocator's lock: the reference, the
+                        // mapcount and the flags for the child's RSS counter.
+                        let flags = page_alloc::with(|a| {
+                            let pg = a.page_mut(pfn);
+                            pg.refcount += 1;
+                            pg.mapcount += 1;
+                            pg.flags
                         });
-                        stat.inc(pfn);
+                        stat.inc_flags(flags);
                     }
                     Some(*p)
                 },

@@ -77,7 +77,11 @@ impl RssStat {
     /// The counter a mapped page of `pfn` belongs to: anonymous pages carry PG_ANON, shmem
     /// pages PG_SWAPBACKED alone, the rest are file pages.
     fn slot(&mut self, pfn: Pfn) -> &mut u64 {
-        let f = page_alloc::page_flags(pfn);
+        self.slot_of_flags(page_alloc::page_flags(pfn))
+    }
+
+    /// The counter of a mapped page whose flags are `f`.
+    fn slot_of_flags(&mut self, f: u32) -> &mut u64 {
         if f & PG_ANON != 0 {
             &mut self.anon
         } else if f & PG_SWAPBACKED != 0 {
@@ -92,9 +96,20 @@ impl RssStat {
         *self.slot(pfn) += 1;
     }
 
+    /// One more mapped page, of a page whose flags are `f` (read under the caller's lock).
+    pub fn inc_flags(&mut self, f: u32) {
+        *self.slot_of_flags(f) += 1;
+    }
+
     /// One mapped page of `pfn` fewer.
     pub fn dec(&mut self, pfn: Pfn) {
         let s = self.slot(pfn);
+        *s = s.saturating_sub(1);
+    }
+
+    /// One mapped page fewer, of a page whose flags are `f` (read under the caller's lock).
+    pub fn dec_flags(&mut self, f: u32) {
+        let s = self.slot_of_flags(f);
         *s = s.saturating_sub(1);
     }
 
@@ -150,6 +165,10 @@ impl PtMemory for UserPt {
 
     fn release_page(&mut self, page: PhysAddr) {
         page_alloc::free_pages(page.pfn(), 0);
+    }
+
+    fn release_pages(&mut self, pages: &[PhysAddr]) {
+        page_alloc::free_pages_batch(pages.iter().map(|p| p.pfn()));
     }
 
     fn flush_tlb_page(&mut self, va: VirtAddr) {

@@ -81,6 +81,12 @@ fn failed(gfp: Gfp, order: usize) {
     }
 }
 
+/// Initialise every deferred `struct page` (what Linux's `pgdatinit` threads complete
+/// before user space), for reports that list the free blocks.
+pub fn deferred_init_all() {
+    with(|a| a.deferred_init_all());
+}
+
 /// `alloc_pages(gfp, order)` on the CPU's node.
 pub fn alloc_pages(gfp: Gfp, order: usize) -> Option<Pfn> {
     alloc_pages_nid(None, gfp, order)
@@ -135,17 +141,54 @@ fn alloc_pages_nid(nid: Option<usize>, gfp: Gfp, order: usize) -> Option<Pfn> {
 /// Linux does, so a buggy caller leaks instead of corrupting the free lists.
 pub fn free_pages(pfn: Pfn, order: usize) {
     // The last reference of a page charged to a memory cgroup: uncharge it first
-    // (`__folio_put` → `mem_cgroup_uncharge`).
-    let charged = with(|a| {
-        a.mem_map
+    // (`__folio_put` → `mem_cgroup_uncharge`); otherwise free under the same lock.
+    let r = with(|a| {
+        let charged = a
+            .mem_map
             .get(pfn)
-            .is_some_and(|p| p.refcount == 1 && p.memcg_data != 0)
+            .is_some_and(|p| p.refcount == 1 && p.memcg_data != 0);
+        (!charged).then(|| a.free_pages(pfn, order, 0))
     });
-    if charged {
-        super::memcontrol::uncharge(pfn);
-    }
-    if let Err(e) = with(|a| a.free_pages(pfn, order, 0)) {
+    let r = match r {
+        Some(r) => r,
+        None => {
+            super::memcontrol::uncharge(pfn);
+            with(|a| a.free_pages(pfn, order, 0))
+        }
+    };
+    if let Err(e) = r {
         report_bad_free(e);
+    }
+}
+
+/// Drop one reference on each order-0 page of `pfns` ([`free_pages`] for each, in order),
+/// taking the allocator's lock once for the run of pages no memory cgroup is charged for
+/// (`release_pages`).
+pub fn free_pages_batch(pfns: impl Iterator<Item = Pfn>) {
+    let mut pfns = pfns.peekable();
+    while pfns.peek().is_some() {
+        // Free under one lock until a page needs its memory cgroup uncharged first.
+        let (charged, bad) = with(|a| {
+            for pfn in pfns.by_ref() {
+                let charged = a
+                    .mem_map
+                    .get(pfn)
+                    .is_some_and(|p| p.refcount == 1 && p.memcg_data != 0);
+                if charged {
+                    return (Some(pfn), None);
+                }
+                if let Err(e) = a.free_pages(pfn, 0, 0) {
+                    return (None, Some(e)); // reported outside the lock, then go on
+                }
+            }
+            (None, None)
+        });
+        if let Some(e) = bad {
+            report_bad_free(e);
+        }
+        if let Some(pfn) = charged {
+            free_pages(pfn, 0);
+        }
     }
 }
 

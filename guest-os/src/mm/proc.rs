@@ -73,9 +73,20 @@ pub fn write<W: Write>(name: &str, w: &mut W) -> Option<fmt::Result> {
             let x = meminfo_extra();
             page_alloc::with(|a| report::write_meminfo(w, a, &x))
         }
-        "buddyinfo" => page_alloc::with(|a| report::write_buddyinfo(w, a)),
-        "pagetypeinfo" => page_alloc::with(|a| report::write_pagetypeinfo(w, a)),
-        "zoneinfo" => page_alloc::with(|a| report::write_zoneinfo(w, a)),
+        // The free lists by order: with every deferred unit initialised first, as Linux
+        // has finished deferred init before anyone can read them.
+        "buddyinfo" => page_alloc::with(|a| {
+            a.deferred_init_all();
+            report::write_buddyinfo(w, a)
+        }),
+        "pagetypeinfo" => page_alloc::with(|a| {
+            a.deferred_init_all();
+            report::write_pagetypeinfo(w, a)
+        }),
+        "zoneinfo" => page_alloc::with(|a| {
+            a.deferred_init_all();
+            report::write_zoneinfo(w, a)
+        }),
         "slabinfo" => slab::write_slabinfo(w),
         "vmallocinfo" => vmalloc::write_vmallocinfo(w),
         _ => return None,

@@ -358,6 +358,32 @@ fn syscall_restart(frame: &mut TrapFrame, nr: u64, handler: Option<u64>) {
     }
 }
 
+/// Whether [`do_signal`] has work on the way out of a system call: a signal that is not
+/// blocked, a temporary mask to put back, or a restart code in RAX (Linux's
+/// `TIF_SIGPENDING` test in `exit_to_user_mode_loop`); one look under the signal lock.
+pub fn work_pending(frame: &TrapFrame) -> bool {
+    use crate::syscall::errno::{
+        ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, ERESTART_RESTARTBLOCK,
+    };
+    let code = (frame.rax as i64).wrapping_neg();
+    if [
+        ERESTARTSYS,
+        ERESTARTNOINTR,
+        ERESTARTNOHAND,
+        ERESTART_RESTARTBLOCK,
+    ]
+    .iter()
+    .any(|e| e.0 as i64 == code)
+    {
+        return true;
+    }
+    let Some(t) = super::current() else {
+        return false;
+    };
+    let s = t.signals.lock();
+    s.pending & !(s.blocked & !(bit(SIGKILL) | bit(SIGSTOP))) != 0 || s.saved_mask.is_some()
+}
+
 /// Deliver pending, unblocked signals before returning to user mode (`get_signal` +
 /// `handle_signal`): ignored ones are dropped, a default action stops or kills, the first
 /// caught one gets a frame. `syscall` is the number of the system call returning (its

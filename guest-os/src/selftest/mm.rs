@@ -747,6 +747,9 @@ fn kprint_vmallocinfo(info: &str) {
 /// Run the memory self-tests; returns (passed, total).
 pub fn run() -> (u32, u32) {
     let (mut pass, mut total) = (0, 0);
+    // The tests compare free lists before and after: start with every deferred struct
+    // page initialised (as Linux has when user space starts), so none appears mid-test.
+    crate::mm::page_alloc::deferred_init_all();
     // Warm up what stays allocated by design: the vmalloc area's page tables (Linux never
     // frees kernel page tables either).
     if let Some(v) = vmalloc::vmalloc(4 << 20, "selftest_warmup") {

@@ -68,7 +68,10 @@ fn not_implemented(nr: u64) -> SysResult {
 /// Run the system call in `frame` and store its result in RAX.
 pub fn dispatch(frame: &mut TrapFrame) {
     let nr = frame.rax;
-    crate::trace::syscall(nr);
+    let traced = crate::trace::syscalls_traced();
+    if traced {
+        crate::trace::syscall(nr);
+    }
     let a = Args::of(frame);
     use crate::proc::{exec, fork as pf, kill, wait};
     let r: SysResult = match nr {
@@ -292,10 +295,14 @@ pub fn dispatch(frame: &mut TrapFrame) {
         Ok(v) => v,
         Err(Errno(e)) => (-(e as i64)) as u64,
     };
-    crate::trace::sysret(nr, frame.rax);
+    if traced {
+        crate::trace::sysret(nr, frame.rax);
+    }
     // Signals are delivered on the way back to user mode; interrupted calls restart or
-    // fail with EINTR there.
-    crate::proc::signal::do_signal(frame, Some(nr));
+    // fail with EINTR there (one look under the signal lock when there is nothing to do).
+    if crate::proc::signal::work_pending(frame) {
+        crate::proc::signal::do_signal(frame, Some(nr));
+    }
     crate::proc::signal::check_user_return(frame);
 }
 

@@ -25,6 +25,10 @@ use core::fmt;
 pub const TRACE_PTR_LO: u16 = 0x10;
 /// Port offset of the high half of the next record's address (latched).
 pub const TRACE_PTR_HI: u16 = 0x14;
+/// Port offset of the trace-wanted register (read): bit 0 set while the host has a trace
+/// consumer for the per-system-call records (`SYSCALL`/`SYSRET`), which the kernel sends
+/// only then (they would double the cost of a short system call for nobody).
+pub const TRACE_WANTED: u16 = 0x18;
 
 /// Size of the fixed part of a record.
 pub const HEADER: usize = 56;
