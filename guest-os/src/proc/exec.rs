@@ -928,19 +928,7 @@ fn de_thread(me: &'static super::Task) -> Result<(), crate::syscall::errno::Errn
     {
         return Err(EAGAIN);
     }
-    for peer in me.group_peers() {
-        signal::send(
-            peer,
-            signal::SIGKILL,
-            signal::SigInfo {
-                signo: signal::SIGKILL,
-                code: signal::SI_KERNEL,
-                addr: 0,
-                pid: 0,
-                status: 0,
-            },
-        );
-    }
+    super::zap_other_threads(me);
     // Each exiting peer wakes this thread (`exit_current`).
     let result = loop {
         if !others_left() {

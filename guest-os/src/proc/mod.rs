@@ -442,21 +442,27 @@ pub fn exit_group(r: ExitReason) -> ! {
                 .group_exit_code
                 .store(r.wait_status(), Ordering::Relaxed);
         }
-        for peer in t.group_peers() {
-            signal::send(
-                peer,
-                signal::SIGKILL,
-                signal::SigInfo {
-                    signo: signal::SIGKILL,
-                    code: signal::SI_KERNEL,
-                    addr: 0,
-                    pid: 0,
-                    status: 0,
-                },
-            );
-        }
+        zap_other_threads(t);
     }
     exit_current(r)
+}
+
+/// SIGKILL to every other live thread of `t`'s group (`zap_other_threads`): exit_group,
+/// a fatal signal, and execve by a thread.
+pub fn zap_other_threads(t: &Task) {
+    for peer in t.group_peers() {
+        signal::send(
+            peer,
+            signal::SIGKILL,
+            signal::SigInfo {
+                signo: signal::SIGKILL,
+                code: signal::SI_KERNEL,
+                addr: 0,
+                pid: 0,
+                status: 0,
+            },
+        );
+    }
 }
 
 /// The owner of an address space other processes borrow (CLONE_VM) exits: the first
