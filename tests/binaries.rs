@@ -212,6 +212,52 @@ fn busybox_dmesg_reads_the_kernel_log_buffer() {
     assert_eq!(lines[3], "0", "dmesg -c clears the buffer: {out}");
 }
 
+/// `vmscope run --env`: the environment as given (sorted by name, defaults replaced), and
+/// TZ naming a zone brings the host's zone file, so a dynamically linked `date` shows the
+/// same local time as natively.
+#[test]
+fn run_env_sets_the_environment_and_tz_brings_its_zone_file() {
+    for tz in [
+        "Europe/Paris",
+        ":America/New_York",
+        "EST5EDT",
+        "CET-1CEST,M3.5.0,M10.5.0/3",
+    ] {
+        let args = ["-d", "@15552000", "+%F %T %Z %z"];
+        let tz_env = format!("TZ={tz}");
+        let mut v = vec!["run", "--env", &tz_env, "/usr/bin/date"];
+        v.extend_from_slice(&args);
+        let guest = vmscope(&v);
+        let native = Command::new("/usr/bin/date")
+            .env_clear()
+            .env("TZ", tz)
+            .args(args)
+            .output()
+            .expect("run date natively");
+        assert_same_text(
+            &format!("date with TZ={tz} ({})", stderr(&guest)),
+            &stdout(&guest),
+            &stdout(&native),
+        );
+    }
+    let o = vmscope(&[
+        "run",
+        "--env",
+        "FOO=bar baz",
+        "--env",
+        "HOME=/tmp",
+        "/usr/bin/env",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "FOO=bar baz\nHOME=/tmp\nPATH=/bin\nTERM=dumb\nVMSCOPE_BIN=/bin\n",
+        "{}",
+        stderr(&o)
+    );
+    let bad = vmscope(&["run", "--env", "NOVALUE", "hello"]);
+    assert_eq!(bad.status.code(), Some(2), "a malformed --env is bad input");
+}
+
 #[test]
 fn musl_c_sendfile_and_copy_file_range_match_native() {
     same_as_native(&c_program("ccopy"), &[]);

@@ -315,7 +315,13 @@ fn check_initramfs(qemu: bool) {
 
     // What vmscope must have passed, built by the library...
     let program = resolve_program(OsStr::new(prog.path()), PROGRAMS, None).unwrap();
-    let image = initramfs(&program, &args, PROGRAMS).unwrap();
+    let image = initramfs(
+        &program,
+        &args,
+        &vmscope::initramfs::run_env(&[]).unwrap(),
+        PROGRAMS,
+    )
+    .unwrap();
     let mut want = format!("{RUN_CMDLINE} loglevel=debug\n").into_bytes();
     want.extend_from_slice(&(image.len() as u32).to_le_bytes());
     want.extend_from_slice(&digest(&image).to_le_bytes());

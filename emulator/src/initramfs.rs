@@ -84,12 +84,36 @@ impl CpioWriter {
     }
 }
 
-/// The initramfs for running `program` (a name under /bin) with `args` (argv[1..]).
-/// `programs` are all the files for /bin, by name; `program` must be one of them.
+/// The environment of `vmscope run`: [`RUN_ENV`] with the `extra` `KEY=VALUE` strings
+/// (`--env`) added, or replacing a default of the same name, sorted by name. A string
+/// without `=`, with an empty name or with a NUL is an error.
+pub fn run_env(extra: &[String]) -> Result<Vec<String>, String> {
+    let mut env: std::collections::BTreeMap<String, String> = RUN_ENV
+        .iter()
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for e in extra {
+        let (k, v) = e
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| format!("--env {e:?}: expected NAME=VALUE"))?;
+        if e.contains('\0') {
+            return Err(format!("--env {e:?}: contains a NUL byte"));
+        }
+        env.insert(k.to_string(), v.to_string());
+    }
+    Ok(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+/// The initramfs for running `program` (a name under /bin) with `args` (argv[1..]) and
+/// the environment `env` ([`run_env`]). `programs` are all the files for /bin, by name;
+/// `program` must be one of them.
 pub fn run_image(
     programs: &[(&str, &[u8])],
     program: &str,
     args: &[&[u8]],
+    env: &[String],
     support: &std::collections::BTreeMap<String, Vec<u8>>,
 ) -> Result<Vec<u8>, String> {
     if !programs.iter().any(|(n, _)| *n == program) {
@@ -142,7 +166,7 @@ pub fn run_image(
     w.file(
         ENVP_FILE,
         0o644,
-        &nul_list(RUN_ENV.iter().map(|e| e.as_bytes())),
+        &nul_list(env.iter().map(|e| e.as_bytes())),
     )?;
     Ok(w.finish())
 }
@@ -159,6 +183,25 @@ fn nul_list<'s>(items: impl Iterator<Item = &'s [u8]>) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn run_env_adds_and_replaces_in_name_order() {
+        let e =
+            super::run_env(&["TZ=Europe/Paris".into(), "HOME=/tmp".into(), "A=".into()]).unwrap();
+        assert_eq!(
+            e,
+            [
+                "A=",
+                "HOME=/tmp",
+                "PATH=/bin",
+                "TERM=dumb",
+                "TZ=Europe/Paris",
+                "VMSCOPE_BIN=/bin"
+            ]
+        );
+        assert!(super::run_env(&["NOEQUALS".into()]).is_err());
+        assert!(super::run_env(&["=x".into()]).is_err());
+    }
+
     use super::*;
     use kfs::{FileType, Ramfs};
 
@@ -180,6 +223,7 @@ mod tests {
             &programs,
             "mine",
             &[b"a b", b"", b"--x"],
+            &run_env(&[]).unwrap(),
             &Default::default(),
         )
         .unwrap();
@@ -218,8 +262,22 @@ mod tests {
     #[test]
     fn deterministic_and_aligned() {
         let programs: [(&str, &[u8]); 2] = [("b", b"12345"), ("a", b"")];
-        let one = run_image(&programs, "a", &[], &Default::default()).unwrap();
-        let two = run_image(&[programs[1], programs[0]], "a", &[], &Default::default()).unwrap();
+        let one = run_image(
+            &programs,
+            "a",
+            &[],
+            &run_env(&[]).unwrap(),
+            &Default::default(),
+        )
+        .unwrap();
+        let two = run_image(
+            &[programs[1], programs[0]],
+            "a",
+            &[],
+            &run_env(&[]).unwrap(),
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(one, two);
         assert_eq!(one.len() % 4, 0);
         // Every header starts with the newc magic, in order: bin, bin/a, bin/b, etc...
@@ -241,7 +299,14 @@ mod tests {
         );
         let inos: Vec<u32> = kfs::cpio::entries(&one).map(|e| e.unwrap().ino).collect();
         assert_eq!(inos, (1..=8).collect::<Vec<_>>());
-        assert!(run_image(&programs, "c", &[], &Default::default()).is_err());
+        assert!(run_image(
+            &programs,
+            "c",
+            &[],
+            &run_env(&[]).unwrap(),
+            &Default::default()
+        )
+        .is_err());
     }
 
     #[test]

@@ -282,7 +282,8 @@ struct BootArgs {
 contains a '/', an x86-64 ELF or a #! script on the host; the interpreters and shared \
 libraries it needs go into the guest at their own paths (from --sysroot if given). It \
 runs as /bin/NAME with argv \
-[/bin/NAME, ARGS...] and the environment HOME=/ PATH=/bin TERM=dumb VMSCOPE_BIN=/bin. \
+[/bin/NAME, ARGS...] and the environment HOME=/ PATH=/bin TERM=dumb VMSCOPE_BIN=/bin \
+(plus --env). \
 Options go before PROGRAM; everything after it is passed to the program.\n\
 Exit status: the program's (0-255), 128+S if killed by signal S, 144 kernel panic, 2 bad \
 input, 140-143 machine stops as for `boot`."
@@ -301,6 +302,11 @@ struct RunArgs {
     /// host's root (as qemu-user's -L); they keep their paths inside the guest.
     #[arg(long, value_name = "DIR")]
     sysroot: Option<PathBuf>,
+    /// Add NAME=VALUE to the program's environment, or replace a default (as qemu-user's
+    /// -E); repeatable. With TZ naming a zone file (TZ=Europe/Paris), the file goes into
+    /// the guest from the host's /usr/share/zoneinfo (or --sysroot's).
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
     /// A bundled program's name, or a path to an x86-64 ELF executable (static or
     /// dynamically linked) or a #! script.
     #[arg(value_name = "PROGRAM")]
@@ -526,8 +532,15 @@ fn machine_on_vmscope(
 }
 
 fn run(a: RunArgs) -> Result<i32, String> {
-    let program = runner::resolve_program(&a.program, guest::PROGRAMS, a.sysroot.as_deref())?;
-    let initrd = runner::initramfs(&program, &a.args, guest::PROGRAMS)?;
+    let mut program = runner::resolve_program(&a.program, guest::PROGRAMS, a.sysroot.as_deref())?;
+    let env = vmscope::initramfs::run_env(&a.env)?;
+    if let Some(tz) = env.iter().find_map(|e| e.strip_prefix("TZ=")) {
+        let root = vmscope::sysroot::Root(a.sysroot.as_deref());
+        if let Some((path, data)) = vmscope::sysroot::zoneinfo(tz, root) {
+            program.support.insert(path, data);
+        }
+    }
+    let initrd = runner::initramfs(&program, &a.args, &env, guest::PROGRAMS)?;
     let cmdline = runner::cmdline(&a.cmdline);
     log::info!(
         "run: /bin/{} ({}), initramfs {} bytes, command line {cmdline:?}",

@@ -235,6 +235,7 @@ pub(crate) fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Opti
 pub fn initramfs(
     program: &Program,
     args: &[impl AsRef<OsStr>],
+    env: &[String],
     bundled: &[(&str, &[u8])],
 ) -> Result<Vec<u8>, String> {
     let mut files: Vec<(&str, &[u8])> = bundled
@@ -244,7 +245,7 @@ pub fn initramfs(
         .collect();
     files.push((&program.name, &program.image));
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_ref().as_bytes()).collect();
-    initramfs::run_image(&files, &program.name, &args, &program.support)
+    initramfs::run_image(&files, &program.name, &args, env, &program.support)
 }
 
 #[cfg(test)]
@@ -407,7 +408,13 @@ mod tests {
         let p = resolve_program(file.as_os_str(), &bundled, None).unwrap();
         assert_eq!((p.name.as_str(), p.bundled), ("hello", false));
         // The user's program replaces the bundled one of the same name.
-        let img = initramfs(&p, &["x"], &bundled).unwrap();
+        let img = initramfs(
+            &p,
+            &["x"],
+            &crate::initramfs::run_env(&[]).unwrap(),
+            &bundled,
+        )
+        .unwrap();
         let fs = kfs::Ramfs::from_cpio(&img).unwrap();
         let hello = fs.lookup(b"/bin/hello").unwrap();
         assert_eq!(fs.data(hello).unwrap(), p.image.as_slice());

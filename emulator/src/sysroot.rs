@@ -243,3 +243,24 @@ mod tests {
         assert!(shebang(b"#!   \n").unwrap().is_err());
     }
 }
+
+/// The time-zone file glibc reads for `TZ` (`tzset`): a leading `:` is dropped; an absolute
+/// path is taken as it is, anything else under `/usr/share/zoneinfo`. `None` when there
+/// is no such regular file (a POSIX rule such as `EST5EDT` needs none, or the name is
+/// unknown, which the guest's C library then handles as the host's would) or the name
+/// climbs out with `..`.
+pub fn zoneinfo(tz: &str, root: Root) -> Option<(String, Vec<u8>)> {
+    let tz = tz.strip_prefix(':').unwrap_or(tz);
+    if tz.is_empty() || tz.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let path = if tz.starts_with('/') {
+        tz.to_string()
+    } else {
+        format!("/usr/share/zoneinfo/{tz}")
+    };
+    if !root.is_file(&path) {
+        return None;
+    }
+    root.read(&path).ok().map(|d| (path, d))
+}

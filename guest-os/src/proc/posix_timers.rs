@@ -101,24 +101,28 @@ pub fn sys_timer_create(clock: u64, sevp: u64, out: u64) -> SysResult {
         }
         _ => return Err(EINVAL),
     };
-    let mut all = TIMERS.lock();
-    if all.iter().filter(|t| core::ptr::eq(t.owner, owner)).count() >= MAX_TIMERS {
-        return Err(EAGAIN);
-    }
-    // The lowest id the process does not use.
-    let mut id = 0;
-    while all
-        .iter()
-        .any(|t| core::ptr::eq(t.owner, owner) && t.id == id)
-    {
-        id += 1;
-    }
-    all.try_reserve(1).map_err(|_| ENOMEM)?;
+    let id = {
+        let all = TIMERS.lock();
+        if all.iter().filter(|t| core::ptr::eq(t.owner, owner)).count() >= MAX_TIMERS {
+            return Err(EAGAIN);
+        }
+        // The lowest id the process does not use.
+        let mut id = 0;
+        while all
+            .iter()
+            .any(|t| core::ptr::eq(t.owner, owner) && t.id == id)
+        {
+            id += 1;
+        }
+        id
+    };
+    // The id goes out first: a bad pointer fails before anything is allocated.
+    put_user(out, id)?;
     // Without a sigevent, si_value is the timer id.
     let value = if sevp == 0 { id as u64 } else { value };
-    drop(all);
-    put_user(out, id)?;
-    TIMERS.lock().push(PosixTimer {
+    let mut all = TIMERS.lock();
+    all.try_reserve(1).map_err(|_| ENOMEM)?;
+    all.push(PosixTimer {
         owner,
         id,
         realtime,
@@ -221,12 +225,23 @@ pub fn sys_timer_delete(id: u64) -> SysResult {
     if all.len() == before {
         return Err(EINVAL);
     }
+    release_if_empty(&mut all);
     Ok(0)
+}
+
+/// The list holds no memory while no timer exists (a process that made one and ended
+/// leaves the kernel as it found it).
+fn release_if_empty(all: &mut Vec<PosixTimer>) {
+    if all.is_empty() {
+        *all = Vec::new();
+    }
 }
 
 /// The process ends or execs (`exit_itimers`): its timers go.
 pub fn exit(owner: &Task) {
-    TIMERS.lock().retain(|t| !core::ptr::eq(t.owner, owner));
+    let mut all = TIMERS.lock();
+    all.retain(|t| !core::ptr::eq(t.owner, owner));
+    release_if_empty(&mut all);
 }
 
 /// A thread ends: SIGEV_THREAD_ID timers aimed at it go to the process instead of to a

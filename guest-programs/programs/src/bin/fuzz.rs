@@ -470,11 +470,25 @@ fn plan(w: &mut World, nr: u64, mut a: [u64; 6]) -> Plan {
         // flock, userfaultfd, splice-family on pipes, io_uring.
         42 | 43 | 45 | 47 | 288 | 299 | 65 | 69 | 70 | 220 | 242 | 243 | 208 | 333 | 232 | 281
         | 441 | 73 | 323 | 275 | 276 | 278 | 40 | 326 | 426 => return Plan::Deny,
-        // Reach outside the child: tracing, the machine, modules, mounts
-        // (the parent shares the mount table), FIFOs (an open would block).
-        101 | 169 | 175 | 176 | 313 | 246 | 320 | 165 | 166 | 155 | 428..=433 | 442 | 133 | 259 => {
-            return Plan::Deny
-        }
+        // Reach outside the child: tracing, the machine (its wall clock too:
+        // settimeofday, clock_settime), modules, mounts (the parent shares the
+        // mount table), FIFOs (an open would block).
+        101
+        | 169
+        | 175
+        | 176
+        | 313
+        | 246
+        | 320
+        | 165
+        | 166
+        | 155
+        | 428..=433
+        | 442
+        | 133
+        | 259
+        | 164
+        | 227 => return Plan::Deny,
         // Signals and other per-process calls: only at the child itself, and
         // mostly signals that do nothing by default (a child that kills
         // itself at once makes few calls).
