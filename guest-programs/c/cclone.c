@@ -205,6 +205,8 @@ static void test_proc_task(void) {
     snprintf(path, sizeof path, "/proc/self/task/%ld/status", (long)syscall(SYS_gettid));
     printf("task status Pid is gettid: %d\n",
            status_field(path, "Pid:") == (long)syscall(SYS_gettid));
+    printf("thread-self is this thread: %d\n",
+           status_field("/proc/thread-self/status", "Pid:") == (long)syscall(SYS_gettid));
     pthread_barrier_wait(&barrier);
     for (int i = 0; i < T; i++)
         pthread_join(th[i], NULL);

@@ -254,7 +254,7 @@ impl<'a> MemMap<'a> {
     /// [`INIT_UNIT_PAGES`] frames from `start_pfn` (which must be unit-aligned), set for the
     /// units already initialised. `init` must have a bit for every unit.
     pub fn new_deferred(pages: &'a mut [Page], start_pfn: Pfn, init: &'a mut [u64]) -> Self {
-        debug_assert!(start_pfn.0 % INIT_UNIT_PAGES == 0);
+        debug_assert!(start_pfn.0.is_multiple_of(INIT_UNIT_PAGES));
         debug_assert!(init.len() as u64 * 64 * INIT_UNIT_PAGES >= pages.len() as u64);
         MemMap {
             pages,

@@ -123,7 +123,6 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
         ["pressure", "memory"] => Ok(Node::File(
             crate::mm::psi::proc_pressure_memory().into_bytes(),
         )),
-        [pid] => pid_of(pid).map(|p| Node::Dir(DirId::Pid(p))),
         ["thread-self"] => {
             let t = proc::current().ok_or(ENOENT)?;
             Ok(Node::Dir(DirId::Thread(t.tgid(), t.pid)))
@@ -132,6 +131,7 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
             let t = proc::current().ok_or(ENOENT)?;
             pid_file(t, file)
         }
+        [pid] => pid_of(pid).map(|p| Node::Dir(DirId::Pid(p))),
         ["vmscope", rest @ ..] => vmscope_node(rest),
         [pid, "task"] => pid_of(pid).map(|p| Node::Dir(DirId::Tasks(p))),
         [pid, "task", tid] => thread_of(pid, tid).map(|(p, t)| Node::Dir(DirId::Thread(p, t.pid))),

@@ -193,8 +193,7 @@ pub fn sys_clone3(frame: &TrapFrame, uargs: u64, size: u64) -> SysResult {
 /// new thread with CLONE_THREAD, else a new process.
 pub fn kernel_clone(frame: &TrapFrame, args: CloneArgs) -> SysResult {
     let f = args.flags;
-    if (f & CLONE_NEWNS != 0 && f & CLONE_FS != 0)
-        || (f & CLONE_NEWUSER != 0 && f & CLONE_FS != 0)
+    if (f & (CLONE_NEWNS | CLONE_NEWUSER) != 0 && f & CLONE_FS != 0)
         || (f & CLONE_THREAD != 0 && f & CLONE_SIGHAND == 0)
         || (f & CLONE_SIGHAND != 0 && f & CLONE_VM == 0)
         || (f & CLONE_PIDFD != 0 && f & (CLONE_DETACHED | CLONE_THREAD) != 0)

@@ -291,8 +291,7 @@ pub fn expire(now: u64) {
                 continue;
             }
             let mut missed = 0i32;
-            if t.interval != 0 {
-                let late = (now - t.deadline) / t.interval;
+            if let Some(late) = (now - t.deadline).checked_div(t.interval) {
                 missed = late.min(i32::MAX as u64) as i32;
                 t.deadline = t
                     .deadline

@@ -657,13 +657,13 @@ fn restore_fpstate_from_frame(buf: u64) -> Result<(), ()> {
     }
     let mut img = fpu::FpuState::init();
     if fx_only {
-        if buf % FXSTATE_ALIGN != 0 {
+        if !buf.is_multiple_of(FXSTATE_ALIGN) {
             return Err(());
         }
         img.0[..fpu::SW_RESERVED_OFF].copy_from_slice(&user.0[..fpu::SW_RESERVED_OFF]);
         fpu::set_xstate_bv(&mut img, fpu::XFEATURE_MASK_FPSSE);
     } else {
-        if buf % FPSTATE_ALIGN != 0 {
+        if !buf.is_multiple_of(FPSTATE_ALIGN) {
             return Err(());
         }
         copy_from_user(
