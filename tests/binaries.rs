@@ -409,6 +409,8 @@ fn dynamically_linked_glibc_programs_match_native() {
         ("/usr/bin/expr", &["6", "*", "7"]),
         ("/usr/bin/date", &["-u", "-d", "@86400", "+%F %T"]),
         ("/bin/ls", &["-d", "/proc", "/tmp"]),
+        // sort on a file: its own command line, NUL-separated records.
+        ("/usr/bin/sort", &["-z", "/proc/self/cmdline"]),
         ("/bin/cat", &["/proc/self/cmdline"]),
         (
             "/usr/bin/awk",
