@@ -328,7 +328,40 @@ static double tv(struct timeval t) {
     return (double)t.tv_sec + (double)t.tv_usec / 1e6;
 }
 
+static volatile sig_atomic_t vt_fired, prof_fired;
+static void on_vtalrm(int s) {
+    (void)s;
+    vt_fired++;
+}
+static void on_prof(int s) {
+    (void)s;
+    prof_fired++;
+}
+
+/* ITIMER_VIRTUAL and ITIMER_PROF count CPU time: each fires once 20 ms of it are used. */
+static void test_cpu_itimers(void) {
+    signal(SIGVTALRM, on_vtalrm);
+    signal(SIGPROF, on_prof);
+    struct itimerval v = {{0, 0}, {0, 20000}};
+    setitimer(ITIMER_VIRTUAL, &v, NULL);
+    setitimer(ITIMER_PROF, &v, NULL);
+    struct itimerval cur;
+    getitimer(ITIMER_VIRTUAL, &cur);
+    printf("ITIMER_VIRTUAL armed: %d\n", cur.it_value.tv_usec > 0 || cur.it_value.tv_sec > 0);
+    clock_t start = clock();
+    volatile unsigned long x = 0;
+    while ((!vt_fired || !prof_fired) && clock() - start < 2 * CLOCKS_PER_SEC)
+        for (int i = 0; i < 10000; i++)
+            x += (unsigned long)i;
+    printf("ITIMER_VIRTUAL fired %d, ITIMER_PROF fired %d\n", vt_fired, prof_fired);
+    getitimer(ITIMER_PROF, &cur);
+    printf("one-shot disarmed: %d\n", cur.it_value.tv_sec == 0 && cur.it_value.tv_usec == 0);
+    signal(SIGVTALRM, SIG_DFL);
+    signal(SIGPROF, SIG_DFL);
+}
+
 static void test_cputime(void) {
+    test_cpu_itimers();
     burn();
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

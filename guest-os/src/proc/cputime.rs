@@ -143,6 +143,9 @@ pub fn tick(user: bool) {
     if let Some(t) = current() {
         let c = if user { &t.acct.uticks } else { &t.acct.sticks };
         c.fetch_add(1, Ordering::Relaxed);
+        if !t.is_kthread() {
+            super::timer::cpu_itimers_tick(t, user, super::sched::TIMESLICE_NS as u64);
+        }
     }
 }
 

@@ -26,6 +26,8 @@ pub const SIGALRM: u8 = 14;
 pub const SIGCHLD: u8 = 17;
 pub const SIGCONT: u8 = 18;
 pub const SIGSTOP: u8 = 19;
+pub const SIGVTALRM: u8 = 26;
+pub const SIGPROF: u8 = 27;
 /// Signals 1..=64.
 pub const NSIG: usize = 64;
 

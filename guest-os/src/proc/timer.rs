@@ -236,6 +236,13 @@ pub fn get_itimer_real(t: &Task) -> (u64, u64) {
 pub fn exit_timers(t: &Task) {
     cancel(t);
     ITIMERS.lock().retain(|x| !core::ptr::eq(x.task, t));
+    {
+        let mut l = CPU_ITIMERS.lock();
+        l.retain(|x| !core::ptr::eq(x.task, t));
+        if l.is_empty() {
+            *l = Vec::new();
+        }
+    }
     super::posix_timers::exit(t);
 }
 
@@ -291,5 +298,123 @@ fn expire_itimers(now: u64) {
         if n < fired.len() {
             return;
         }
+    }
+}
+
+/// Which CPU-time interval timer (`setitimer`'s ITIMER_VIRTUAL, ITIMER_PROF).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuTimer {
+    /// Counts user time; SIGVTALRM.
+    Virtual,
+    /// Counts user and system time; SIGPROF.
+    Prof,
+}
+
+/// An armed CPU-time interval timer of a process (its leader).
+struct CpuItimer {
+    task: &'static Task,
+    which: CpuTimer,
+    /// CPU time left before it fires (ns).
+    left: u64,
+    interval: u64,
+}
+
+static CPU_ITIMERS: IrqLock<Vec<CpuItimer>> = IrqLock::new("cpu_itimers", Vec::new());
+
+/// Arm (value 0: disarm) `t`'s ITIMER_VIRTUAL or ITIMER_PROF; returns the old (left,
+/// interval). CPU time is counted by the scheduler tick's samples (as Linux's tick-based
+/// accounting): each tick spent in the process takes a tick off the PROF timer, each one
+/// in user mode off the VIRTUAL one too.
+pub fn set_cpu_itimer(
+    t: &'static Task,
+    which: CpuTimer,
+    value: u64,
+    interval: u64,
+) -> Result<(u64, u64), crate::syscall::errno::Errno> {
+    let mut l = CPU_ITIMERS.lock();
+    let old = l
+        .iter()
+        .position(|x| core::ptr::eq(x.task, t) && x.which == which)
+        .map(|i| l.swap_remove(i));
+    let old = old.map_or((0, 0), |o| (o.left.max(1), o.interval));
+    if value != 0 {
+        l.try_reserve(1)
+            .map_err(|_| crate::syscall::errno::ENOMEM)?;
+        l.push(CpuItimer {
+            task: t,
+            which,
+            left: value,
+            interval,
+        });
+    }
+    if l.is_empty() {
+        *l = Vec::new();
+    }
+    Ok(old)
+}
+
+/// `t`'s ITIMER_VIRTUAL or ITIMER_PROF: (left, interval), (0, 0) when disarmed.
+pub fn get_cpu_itimer(t: &Task, which: CpuTimer) -> (u64, u64) {
+    CPU_ITIMERS
+        .lock()
+        .iter()
+        .find(|x| core::ptr::eq(x.task, t) && x.which == which)
+        .map_or((0, 0), |o| (o.left.max(1), o.interval))
+}
+
+/// A scheduler tick of `tick_ns` went to `t`'s process, in user mode or not: count it
+/// down on its CPU-time timers and signal the ones that ran out.
+pub fn cpu_itimers_tick(t: &Task, user: bool, tick_ns: u64) {
+    let leader = t.leader();
+    let mut fired: [Option<(&'static Task, u8)>; 2] = [None; 2];
+    {
+        let mut l = CPU_ITIMERS.lock();
+        if l.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        let mut n = 0;
+        while i < l.len() {
+            let x = &mut l[i];
+            if !core::ptr::eq(x.task, leader) || (x.which == CpuTimer::Virtual && !user) {
+                i += 1;
+                continue;
+            }
+            x.left = x.left.saturating_sub(tick_ns);
+            if x.left > 0 {
+                i += 1;
+                continue;
+            }
+            let sig = match x.which {
+                CpuTimer::Virtual => signal::SIGVTALRM,
+                CpuTimer::Prof => signal::SIGPROF,
+            };
+            if n < fired.len() {
+                fired[n] = Some((x.task, sig));
+                n += 1;
+            }
+            if x.interval != 0 {
+                x.left = x.interval;
+                i += 1;
+            } else {
+                l.swap_remove(i);
+            }
+        }
+        if l.is_empty() {
+            *l = Vec::new();
+        }
+    }
+    for (task, sig) in fired.into_iter().flatten() {
+        signal::send_process(
+            task,
+            sig,
+            signal::SigInfo {
+                signo: sig,
+                code: signal::SI_KERNEL,
+                addr: 0,
+                pid: 0,
+                status: 0,
+            },
+        );
     }
 }

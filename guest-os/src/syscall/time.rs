@@ -266,14 +266,14 @@ fn itimerval_bytes(value: u64, interval: u64) -> [u8; 32] {
     b
 }
 
-/// `getitimer(which, value)`: ITIMER_REAL as armed; the CPU-time timers are never armed
-/// (no CPU time is accounted).
+/// `getitimer(which, value)`.
 pub fn sys_getitimer(a: &Args) -> SysResult {
     // ITIMER_REAL belongs to the process: it is kept on the group leader.
     let t = proc::current().ok_or(EINTR)?.group_leader_static();
     let (v, i) = match a.0[0] as u32 as u64 {
         ITIMER_REAL => timer::get_itimer_real(t),
-        ITIMER_VIRTUAL | ITIMER_PROF => (0, 0),
+        ITIMER_VIRTUAL => timer::get_cpu_itimer(t, timer::CpuTimer::Virtual),
+        ITIMER_PROF => timer::get_cpu_itimer(t, timer::CpuTimer::Prof),
         _ => return Err(EINVAL),
     };
     copy_to_user(a.0[1], &itimerval_bytes(v, i))?;
@@ -281,8 +281,8 @@ pub fn sys_getitimer(a: &Args) -> SysResult {
 }
 
 /// `setitimer(which, new, old)`: ITIMER_REAL sends SIGALRM from the tick; ITIMER_VIRTUAL
-/// and ITIMER_PROF are accepted but never expire (no CPU-time accounting yet). A NULL
-/// `new` disarms, as Linux still allows.
+/// (SIGVTALRM) and ITIMER_PROF (SIGPROF) count the process's CPU time by the tick's
+/// samples ([`timer::cpu_itimers_tick`]). A NULL `new` disarms, as Linux still allows.
 pub fn sys_setitimer(a: &Args) -> SysResult {
     let (which, new, old) = (a.0[0] as u32 as u64, a.0[1], a.0[2]);
     if which > ITIMER_PROF {
@@ -294,10 +294,10 @@ pub fn sys_setitimer(a: &Args) -> SysResult {
         (0, 0)
     };
     let t = proc::current().ok_or(EINTR)?.group_leader_static();
-    let prev = if which == ITIMER_REAL {
-        timer::set_itimer_real(t, value, interval)?
-    } else {
-        (0, 0)
+    let prev = match which {
+        ITIMER_REAL => timer::set_itimer_real(t, value, interval)?,
+        ITIMER_VIRTUAL => timer::set_cpu_itimer(t, timer::CpuTimer::Virtual, value, interval)?,
+        _ => timer::set_cpu_itimer(t, timer::CpuTimer::Prof, value, interval)?,
     };
     if old != 0 {
         copy_to_user(old, &itimerval_bytes(prev.0, prev.1))?;
