@@ -1394,9 +1394,10 @@ impl Cpu {
         if !matches!(s, Step::Ok) {
             return s;
         }
+        let mut generic = rec.is_generic();
         loop {
             if self.blk_page == NO_BLOCK
-                || rec.is_generic()
+                || generic
                 || self.icount >= bus.next_event
                 || self.rip >> 12 != self.blk_page
                 || bus.mem.code_dirty_pending()
@@ -1434,9 +1435,19 @@ impl Cpu {
             }
             let result = match self.decode_at(bus, la, pa, 64) {
                 Ok(slot) => {
-                    rec = self.decode_cache[slot].rec;
-                    self.rip = rec.next_ip;
-                    (rec.handler)(self, bus, &rec)
+                    // The handler runs on the record in its cache entry, not on a copy.
+                    let r: *const exec::fast::Rec = &self.decode_cache[slot].rec;
+                    // SAFETY: the entry lives in `decode_cache`'s heap buffer, which is
+                    // not part of `*self` and is never reallocated, and nothing writes it
+                    // while the handler runs: entries are written only by `decode_miss`
+                    // and `drop_written_frames`, which only a fetch calls (a store into a
+                    // code frame only queues the frame; the entries are dropped at the
+                    // next fetch), and no handler fetches. The generic handler reads the
+                    // entry's `Instruction` through `decoded_instruction` (a read).
+                    let r = unsafe { &*r };
+                    generic = r.is_generic();
+                    self.rip = r.next_ip;
+                    (r.handler)(self, bus, r)
                 }
                 Err(e) => Err(e),
             };
