@@ -120,6 +120,10 @@ pub struct Tlb {
     /// The epoch of fast entries (bits from [`FAST_EPOCH_SHIFT`] of their key): advanced
     /// by every flush that is not of one page.
     fast_epoch: u64,
+    /// Advanced by every change to any fast entry (a fill, an install, an invalidation, a
+    /// flush): while it is unchanged, a fast lookup that hit gives the same hit again for
+    /// the same page and key (see [`Tlb::fast_gen`]).
+    fast_gen: u64,
     /// Re-check every fast hit against the modelled TLB (`VMSCOPE_TLB_SHADOW=1`).
     pub shadow: bool,
     pub mode: TlbMode,
@@ -138,6 +142,7 @@ impl Tlb {
             ng_flushed: 0,
             pcid_flushed: vec![0; 4096],
             fast_epoch: 1,
+            fast_gen: 0,
             shadow: std::env::var_os("VMSCOPE_TLB_SHADOW").is_some_and(|v| v == "1"),
             mode,
             stats: TlbStats::default(),
@@ -207,6 +212,7 @@ impl Tlb {
             t: Some(t),
         };
         self.fast[i].tag = 0;
+        self.fast_gen += 1;
     }
 
     // ---- fast entries ---------------------------------------------------------------------
@@ -216,6 +222,23 @@ impl Tlb {
     #[inline(always)]
     pub fn fast_key(&self, ctx: u64) -> u64 {
         ctx | (self.fast_epoch << FAST_EPOCH_SHIFT)
+    }
+
+    /// The generation of the fast entries: every change to a fast entry (its tag, keys,
+    /// frame or host offset, the epoch) advances it. So if [`Self::fast_lookup`] hit for a
+    /// page and key, it hits again with the same result for as long as this is unchanged
+    /// (the blocks of `Cpu::run_block` count such a hit with [`Self::count_fast_hit`]
+    /// instead of looking it up again).
+    #[inline(always)]
+    pub fn fast_gen(&self) -> u64 {
+        self.fast_gen
+    }
+
+    /// Count a fast hit without the lookup: only for a page and key whose lookup hit while
+    /// [`Self::fast_gen`] had its current value.
+    #[inline(always)]
+    pub fn count_fast_hit(&mut self) {
+        self.stats.hits += 1;
     }
 
     /// A fast hit for an access of kind `kind` (as usize) at `va` under `key`: counted as
@@ -248,6 +271,7 @@ impl Tlb {
         if self.entries[i].tag != vpn + 1 {
             return;
         }
+        self.fast_gen += 1;
         let f = &mut self.fast[i];
         if f.tag != vpn + 1 || f.frame != frame || f.host != host {
             *f = Fast {
@@ -263,6 +287,7 @@ impl Tlb {
     /// Point every installed fast entry at another frame (a test of the shadow check).
     #[cfg(test)]
     pub(crate) fn corrupt_fast_entries(&mut self) {
+        self.fast_gen += 1;
         for f in self.fast.iter_mut().filter(|f| f.tag != 0) {
             f.frame ^= 0x1000;
             f.host ^= 0x1000;
@@ -271,6 +296,7 @@ impl Tlb {
 
     /// Invalidate every fast entry at once (O(1)).
     fn fast_flush(&mut self) {
+        self.fast_gen += 1;
         self.fast_epoch += 1;
         if self.fast_epoch == FAST_EPOCHS {
             self.fast_epoch = 1;
@@ -293,6 +319,7 @@ impl Tlb {
     fn invalidate(&mut self, i: usize) {
         self.entries[i] = Entry::default();
         self.fast[i].tag = 0;
+        self.fast_gen += 1;
     }
 
     /// Remove the translations of the page containing `va` (any PCID, global too), as

@@ -127,9 +127,14 @@ pub struct Cpu {
     /// The block state of [`Self::run_block`]: the linear page (`la >> 12`) of the last
     /// fetch when it was served by the TLB's fast fetch entry in 64-bit mode, else
     /// `NO_BLOCK`; and the fast-entry key it was served under. Set by every full fetch,
-    /// used only inside one `run_block` call.
+    /// used only inside one `run_block` call. `blk_gen` is the TLB's fast generation
+    /// ([`Tlb::fast_gen`]) when the fast fetch entry of that page last hit under that
+    /// key, and `blk_frame`/`blk_host` the frame's guest-physical and host address it gave.
     blk_page: u64,
     blk_key: u64,
+    blk_gen: u64,
+    blk_frame: u64,
+    blk_host: usize,
     /// The pending lazy-flags operation and its base (see [`Self::materialize_flags`]).
     lazy: alu::Lazy,
     lazy_base: alu::Lazy,
@@ -234,6 +239,9 @@ impl Cpu {
             insn_rip: 0,
             blk_page: NO_BLOCK,
             blk_key: 0,
+            blk_gen: 0,
+            blk_frame: 0,
+            blk_host: 0,
             lazy: alu::Lazy::default(),
             lazy_base: alu::Lazy::default(),
             decode_cache: vec![empty; DECODE_CACHE_SLOTS + 1],
@@ -1074,6 +1082,9 @@ impl Cpu {
                     if mode64 {
                         self.blk_page = la >> 12;
                         self.blk_key = key;
+                        self.blk_gen = self.tlb.fast_gen();
+                        self.blk_frame = h.pa.as_u64() & !(PAGE_SIZE - 1);
+                        self.blk_host = h.host - (la & (PAGE_SIZE - 1)) as usize;
                     }
                 }
                 hit
@@ -1088,11 +1099,17 @@ impl Cpu {
         if bus.mem.code_dirty_pending() {
             self.drop_written_frames(bus);
         }
-        self.decode_at(bus, la, pa, bitness, out)
+        let slot = self.decode_at(bus, la, pa, bitness)?;
+        *out = self.decode_cache[slot].rec;
+        Ok(())
     }
 
     /// The decode-cache lookup (and on a miss, the decode) of the instruction at linear
-    /// address `la` (CS:RIP), physical `pa`, whose fetch was just translated.
+    /// address `la` (CS:RIP), physical `pa`, whose fetch was just translated. Returns the
+    /// index in `decode_cache` of the entry holding its record: its slot, or
+    /// `DECODE_CACHE_SLOTS` for an instruction that is not cached. The entry stays as it
+    /// is until the next fetch (entries are written only by `decode_miss` and
+    /// `drop_written_frames`, both called from fetches only).
     #[inline(always)]
     fn decode_at(
         &mut self,
@@ -1100,21 +1117,19 @@ impl Cpu {
         la: u64,
         pa: GuestPhysAddr,
         bitness: u32,
-        out: &mut exec::fast::Rec,
-    ) -> Result<(), Exception> {
+    ) -> Result<usize, Exception> {
         let slot = Self::decode_slot(pa.as_u64());
         {
             let e = &self.decode_cache[slot];
             if e.key == pa.as_u64() + 1 && e.rip == self.rip && e.bitness == bitness {
-                *out = e.rec;
                 self.decode_stats.hits += 1;
                 if self.decode_shadow {
                     self.decode_shadow_check(bus, pa, slot, bitness);
                 }
-                return Ok(());
+                return Ok(slot);
             }
         }
-        self.decode_miss(bus, la, pa, slot, bitness, out)
+        self.decode_miss(bus, la, pa, slot, bitness)
     }
 
     /// A decode-cache miss: read the bytes (translating the next page if the instruction
@@ -1127,8 +1142,7 @@ impl Cpu {
         pa: GuestPhysAddr,
         slot: usize,
         bitness: u32,
-        out: &mut exec::fast::Rec,
-    ) -> Result<(), Exception> {
+    ) -> Result<usize, Exception> {
         self.decode_stats.decodes += 1;
         let in_page = (PAGE_SIZE - (la & (PAGE_SIZE - 1))) as usize;
         let n = in_page.min(MAX_INSN_LEN);
@@ -1159,13 +1173,13 @@ impl Cpu {
                 }
                 len = MAX_INSN_LEN;
             } else {
-                return self.finish_decode(bus, i, slot, pa, bitness, ram, out);
+                return self.finish_decode(bus, i, slot, pa, bitness, ram);
             }
         }
         let mut dec = Decoder::with_ip(bitness, &buf[..len], self.rip, DecoderOptions::NONE);
         let i = dec.decode();
         let cacheable = ram && (n == MAX_INSN_LEN || i.len() <= n);
-        self.finish_decode(bus, i, slot, pa, bitness, cacheable, out)
+        self.finish_decode(bus, i, slot, pa, bitness, cacheable)
     }
 
     /// The mask of RIP for a code size.
@@ -1187,8 +1201,7 @@ impl Cpu {
         pa: GuestPhysAddr,
         bitness: u32,
         cacheable: bool,
-        out: &mut exec::fast::Rec,
-    ) -> Result<(), Exception> {
+    ) -> Result<usize, Exception> {
         if i.is_invalid() {
             return Err(Exception::ud());
         }
@@ -1214,8 +1227,7 @@ impl Cpu {
         if slot != DECODE_CACHE_SLOTS {
             self.decode_frames[slot] = (pa.as_u64() >> 12) as u32 + 1;
         }
-        *out = rec;
-        Ok(())
+        Ok(slot)
     }
 
     /// `VMSCOPE_DECODE_SHADOW=1`: the bytes at `pa` must still decode to the cached
@@ -1382,9 +1394,10 @@ impl Cpu {
         if !matches!(s, Step::Ok) {
             return s;
         }
+        let mut generic = rec.is_generic();
         loop {
             if self.blk_page == NO_BLOCK
-                || rec.is_generic()
+                || generic
                 || self.icount >= bus.next_event
                 || self.rip >> 12 != self.blk_page
                 || bus.mem.code_dirty_pending()
@@ -1393,22 +1406,48 @@ impl Cpu {
                 return Step::Ok;
             }
             let la = self.rip;
-            let Some(h) = self
-                .tlb
-                .fast_lookup(la, AccessKind::Fetch as usize, self.blk_key)
-            else {
-                self.materialize_flags();
-                return Step::Ok;
-            };
+            let off = la & (PAGE_SIZE - 1);
+            if self.tlb.fast_gen() == self.blk_gen {
+                // No fast entry has changed since the lookup that gave `blk_frame` for
+                // this page and key hit: the lookup would hit again, with the same frame.
+                self.tlb.count_fast_hit();
+            } else {
+                let Some(h) = self
+                    .tlb
+                    .fast_lookup(la, AccessKind::Fetch as usize, self.blk_key)
+                else {
+                    self.materialize_flags();
+                    return Step::Ok;
+                };
+                self.blk_gen = self.tlb.fast_gen();
+                self.blk_frame = h.pa.as_u64() & !(PAGE_SIZE - 1);
+                self.blk_host = h.host - off as usize;
+            }
+            let pa = GuestPhysAddr(self.blk_frame | off);
             self.insn_rip = la;
             bus.now = self.icount;
             if self.tlb.shadow {
+                let h = FastHit {
+                    pa,
+                    host: self.blk_host + off as usize,
+                };
                 self.shadow_check(bus, la, AccessKind::Fetch, h);
             }
-            let result = match self.decode_at(bus, la, h.pa, 64, &mut rec) {
-                Ok(()) => {
-                    self.rip = rec.next_ip;
-                    (rec.handler)(self, bus, &rec)
+            let result = match self.decode_at(bus, la, pa, 64) {
+                Ok(slot) => {
+                    // The handler runs on the record in its cache entry, not on a copy.
+                    let r: *const exec::fast::Rec = &self.decode_cache[slot].rec;
+                    // SAFETY: the entry lives in `decode_cache`'s heap buffer, which is
+                    // not part of `*self` and is never reallocated, and nothing writes it
+                    // while the handler runs: entries are written only by `decode_miss`
+                    // and `drop_written_frames`, which only a fetch calls (a store into a
+                    // code frame only queues the frame; the entries are dropped at the
+                    // next fetch), and no handler fetches. The generic handler reads the
+                    // entry's `Instruction` through `decoded_instruction` (a read).
+                    let r = unsafe { &*r };
+                    generic = r.is_generic();
+                    self.rip = r.next_ip;
+                    (r.handler)(self, bus, r)
                 }
                 Err(e) => Err(e),
             };
