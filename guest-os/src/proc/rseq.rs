@@ -81,17 +81,29 @@ pub fn sys_rseq(uaddr: u64, len: u64, flags: u64, sig: u64) -> SysResult {
     Ok(0)
 }
 
-/// The scheduler switches `t` out: on its way back to user mode its critical section,
-/// if any, is aborted (`rseq_preempt`).
-pub fn preempted(t: &Task) {
-    if t.rseq.load(Ordering::Relaxed) != 0 {
-        t.rseq_resume.store(true, Ordering::Relaxed);
+/// Whether the task now running has a switch to answer on its way back to user mode
+/// (Linux's TIF_NOTIFY_RESUME for rseq). One CPU: it describes the current task, and
+/// every switch sets it anew, so the return path costs one atomic swap when no task uses
+/// rseq.
+static NOTIFY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// The scheduler switches from `prev` to `next`: `prev`'s critical section, if any, is
+/// aborted on its way back to user mode (`rseq_preempt`).
+pub fn switched(prev: &Task, next: &Task) {
+    if prev.rseq.load(Ordering::Relaxed) != 0 {
+        prev.rseq_resume.store(true, Ordering::Relaxed);
     }
+    let pending =
+        next.rseq.load(Ordering::Relaxed) != 0 && next.rseq_resume.load(Ordering::Relaxed);
+    NOTIFY.store(pending, Ordering::Relaxed);
 }
 
 /// Back to user mode after a switch (`rseq_handle_notify_resume`): abort an interrupted
 /// critical section and refresh `cpu_id`.
 pub fn notify_resume(frame: &mut TrapFrame) {
+    if !NOTIFY.swap(false, Ordering::Relaxed) {
+        return;
+    }
     let Some(t) = current() else { return };
     if t.rseq.load(Ordering::Relaxed) == 0 || !t.rseq_resume.swap(false, Ordering::Relaxed) {
         return;

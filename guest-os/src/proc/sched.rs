@@ -287,7 +287,7 @@ fn idle(prev: &'static Task) -> &'static Task {
 
 fn switch_to(prev: &'static Task, next: &'static Task) {
     crate::trace::switch(prev.pid, Some(next));
-    super::rseq::preempted(prev);
+    super::rseq::switched(prev, next);
     super::cputime::switch(prev, next, super::timer::now_ns());
     match next.mm().lock().as_ref() {
         Some(mm) => mm.activate(),
