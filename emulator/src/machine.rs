@@ -133,6 +133,8 @@ pub enum MachineError {
     Memory(#[from] MemoryError),
     #[error(transparent)]
     Boot(#[from] BootError),
+    #[error(transparent)]
+    BzImage(#[from] crate::boot::bzimage::BzImageError),
     #[error("too many disks: PCI bus 0 has no free slot")]
     TooManyDisks,
 }
@@ -234,6 +236,29 @@ impl Machine {
     ) -> Result<&BootInfo, MachineError> {
         let info = pvh::load(&mut self.bus, &mut self.cpu, kernel, name, cmdline, initrd)?;
         Ok(self.boot.insert(info))
+    }
+
+    /// Load a kernel as `qemu-system-x86_64 -kernel` does: a bzImage (a Linux setup header)
+    /// through the Linux/x86 boot protocol, anything else as a PVH ELF.
+    pub fn load_kernel(
+        &mut self,
+        kernel: &[u8],
+        name: &str,
+        cmdline: &str,
+        initrd: Option<&[u8]>,
+    ) -> Result<&BootInfo, MachineError> {
+        if crate::boot::bzimage::is_bzimage(kernel) {
+            let info = crate::boot::bzimage::load(
+                &mut self.bus,
+                &mut self.cpu,
+                kernel,
+                name,
+                cmdline,
+                initrd,
+            )?;
+            return Ok(self.boot.insert(info));
+        }
+        self.load_pvh(kernel, name, cmdline, initrd)
     }
 
     /// Run until the guest exits or the CPU cannot go on.

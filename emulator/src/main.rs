@@ -258,7 +258,7 @@ impl MachineArgs {
 
 #[derive(Args)]
 struct BootArgs {
-    /// Kernel ELF with a PVH entry note [default: the built-in guest-os kernel].
+    /// Kernel: an ELF with a PVH entry note or a Linux bzImage [default: the built-in guest-os kernel].
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
     /// Initial RAM disk, passed as PVH module 0.
@@ -289,7 +289,7 @@ Exit status: the program's (0-255), 128+S if killed by signal S, 144 kernel pani
 input, 140-143 machine stops as for `boot`."
 )]
 struct RunArgs {
-    /// Kernel ELF with a PVH entry note [default: the built-in guest-os kernel].
+    /// Kernel: an ELF with a PVH entry note or a Linux bzImage [default: the built-in guest-os kernel].
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
     /// Extra kernel command-line words, appended to
@@ -453,7 +453,7 @@ fn machine_on_vmscope(
     for d in disks {
         m.add_disk(d).map_err(|e| e.to_string())?;
     }
-    m.load_pvh(&kernel, &name, cmdline, initrd)
+    m.load_kernel(&kernel, &name, cmdline, initrd)
         .map_err(|e| e.to_string())?;
     setup(&mut m);
     let mut sinks: Vec<Box<dyn TraceSink>> = Vec::new();

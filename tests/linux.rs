@@ -1,0 +1,119 @@
+//! Booting Linux kernels: the Linux/x86 boot protocol of `vmscope boot --kernel bzImage`
+//! on hand-made bzImages (always run).
+
+mod common;
+
+use common::{stderr, stdout, vmscope, Scratch};
+
+/// Offsets of the setup header (Documentation/arch/x86/boot.rst).
+const SETUP_SECTS: usize = 0x1f1;
+const BOOT_FLAG: usize = 0x1fe;
+const JUMP: usize = 0x200;
+const HEADER: usize = 0x202;
+const VERSION: usize = 0x206;
+const XLOADFLAGS: usize = 0x236;
+const CMDLINE_SIZE: usize = 0x238;
+const INIT_SIZE: usize = 0x260;
+const SECTOR: usize = 512;
+
+/// Code that runs at both entries (no REX prefix: it means the same in 32- and 64-bit
+/// mode): if the zero page (ESI/RSI) holds "HdrS" at 0x202, exit with the first byte of the
+/// command line (`cmd_line_ptr`, 0x228) minus '0'; else exit with 0x55.
+const CHECK_ZERO_PAGE: &[u8] = &[
+    0x8b, 0x86, 0x02, 0x02, 0x00, 0x00, // mov eax, [rsi+0x202]
+    0x3d, 0x48, 0x64, 0x72, 0x53, // cmp eax, "HdrS"
+    0x75, 0x0d, // jne fail
+    0x8b, 0x8e, 0x28, 0x02, 0x00, 0x00, // mov ecx, [rsi+0x228]
+    0x8a, 0x01, // mov al, [rcx]
+    0x2c, 0x30, // sub al, '0'
+    0xe6, 0xf4, // out 0xf4, al
+    0xf4, // hlt
+    0xb0, 0x55, // fail: mov al, 0x55
+    0xe6, 0xf4, // out 0xf4, al
+    0xf4, // hlt
+];
+
+/// A bzImage of boot protocol `protocol` whose protected-mode part holds
+/// [`CHECK_ZERO_PAGE`] at offset 0 (the 32-bit entry) and 0x200 (the 64-bit entry);
+/// `entry64` sets XLF_KERNEL_64.
+fn bzimage(protocol: u16, entry64: bool) -> Vec<u8> {
+    let setup_sects = 4;
+    let setup_len = (setup_sects + 1) * SECTOR;
+    let mut f = vec![0u8; setup_len + 0x1000];
+    let put16 = |f: &mut Vec<u8>, o: usize, v: u16| f[o..o + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 = |f: &mut Vec<u8>, o: usize, v: u32| f[o..o + 4].copy_from_slice(&v.to_le_bytes());
+    f[SETUP_SECTS] = setup_sects as u8;
+    put16(&mut f, BOOT_FLAG, 0xaa55);
+    f[JUMP] = 0xeb;
+    f[JUMP + 1] = 0x6a; // the header ends at 0x26c, as in Linux 6.1
+    f[HEADER..HEADER + 4].copy_from_slice(b"HdrS");
+    put16(&mut f, VERSION, protocol);
+    put16(&mut f, XLOADFLAGS, entry64 as u16);
+    put32(&mut f, CMDLINE_SIZE, 2047);
+    put32(&mut f, INIT_SIZE, 0x10_0000);
+    let pm = setup_len;
+    f[pm..pm + CHECK_ZERO_PAGE.len()].copy_from_slice(CHECK_ZERO_PAGE);
+    f[pm + 0x200..pm + 0x200 + CHECK_ZERO_PAGE.len()].copy_from_slice(CHECK_ZERO_PAGE);
+    f
+}
+
+#[test]
+fn bzimage_64bit_entry_gets_the_zero_page_and_command_line() {
+    let k = Scratch::new("bz64", &bzimage(0x020f, true));
+    let o = vmscope(&["boot", "--kernel", k.path(), "--cmdline", "7 console=ttyS0"]);
+    assert_eq!(o.status.code(), Some(7), "{}{}", stdout(&o), stderr(&o));
+    // The entry ran in 64-bit mode: the stop report of a run cut short says so.
+    let o = vmscope(&[
+        "boot",
+        "--kernel",
+        k.path(),
+        "--cmdline",
+        "7",
+        "--max-insns",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert!(stderr(&o).contains("mode=64-bit"), "{}", stderr(&o));
+}
+
+#[test]
+fn bzimage_without_xlf_kernel_64_enters_in_32bit_mode() {
+    let k = Scratch::new("bz32", &bzimage(0x020b, false));
+    let o = vmscope(&["boot", "--kernel", k.path(), "--cmdline", "5"]);
+    assert_eq!(o.status.code(), Some(5), "{}{}", stdout(&o), stderr(&o));
+    let o = vmscope(&["boot", "--kernel", k.path(), "--max-insns", "1"]);
+    assert!(stderr(&o).contains("mode=protected"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_bzimages_give_one_line_and_status_2() {
+    let check = |img: &[u8], needle: &str, extra: &[&str]| {
+        let k = Scratch::new("badbz", img);
+        let mut args = vec!["boot", "--kernel", k.path()];
+        args.extend_from_slice(extra);
+        let o = vmscope(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(err.lines().filter(|l| !l.is_empty()).count(), 1, "{err}");
+        assert!(err.contains(needle), "{err}");
+    };
+    let mut img = bzimage(0x020f, true);
+    img[BOOT_FLAG] = 0;
+    check(&img, "boot flag", &[]);
+    check(&bzimage(0x0201, true), "older than 2.02", &[]);
+    let mut img = bzimage(0x020f, true);
+    img[SETUP_SECTS] = 100;
+    check(&img, "malformed bzImage", &[]);
+    // A truncated header: "HdrS" present, the rest of the header missing.
+    check(&bzimage(0x020f, true)[..0x210], "not a bzImage", &[]);
+    let long = "x".repeat(3000);
+    check(
+        &bzimage(0x020f, true),
+        "command line is 3000 bytes",
+        &["--cmdline", &long],
+    );
+    let mut img = bzimage(0x020f, true);
+    img[INIT_SIZE + 3] = 0x40; // init_size of 1 GiB
+    check(&img, "RAM too small", &[]);
+}
