@@ -117,3 +117,188 @@ fn bad_bzimages_give_one_line_and_status_2() {
     img[INIT_SIZE + 3] = 0x40; // init_size of 1 GiB
     check(&img, "RAM too small", &[]);
 }
+
+// ---- Debian's own kernel -----------------------------------------------------------------
+//
+// The kernel is the newest `/boot/vmlinuz-*` (`.ci/run` installs Debian's
+// `linux-image-amd64`), or VMSCOPE_LINUX_KERNEL. Without one these tests print a visible
+// SKIP, unless VMSCOPE_REQUIRE_LINUX=1 (as in CI), when they fail instead.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// The bzImage to boot, if there is one.
+fn debian_kernel() -> Option<PathBuf> {
+    let found = std::env::var_os("VMSCOPE_LINUX_KERNEL")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let mut k: Vec<PathBuf> = std::fs::read_dir("/boot")
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("vmlinuz-"))
+                })
+                .collect();
+            k.sort();
+            k.pop()
+        })
+        .filter(|p| p.is_file());
+    if found.is_none() {
+        if std::env::var("VMSCOPE_REQUIRE_LINUX").as_deref() == Ok("1") {
+            panic!("a Linux kernel is required (VMSCOPE_REQUIRE_LINUX=1): install linux-image-amd64 or set VMSCOPE_LINUX_KERNEL");
+        }
+        eprintln!("SKIP: no /boot/vmlinuz-* (apt install linux-image-amd64); the Linux boot tests did not run");
+    }
+    found
+}
+
+/// The ELF kernel inside a bzImage (Linux's scripts/extract-vmlinux, for xz payloads),
+/// written once per test run: its PVH note boots it without the decompressor's billions
+/// of instructions, as `qemu -kernel vmlinux` does.
+fn kernel_elf(bz: &Path) -> &'static Path {
+    static ELF: OnceLock<PathBuf> = OnceLock::new();
+    ELF.get_or_init(|| {
+        let img = std::fs::read(bz).expect("read the kernel");
+        let at = img
+            .windows(6)
+            .position(|w| w == b"\xfd7zXZ\0")
+            .expect("an xz-compressed kernel (CONFIG_KERNEL_XZ)");
+        let out = std::env::temp_dir().join(format!("vmscope-test-{}-vmlinux", std::process::id()));
+        let mut child = Command::new("xz")
+            .args(["-dc", "--single-stream"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run xz");
+        let mut stdin = child.stdin.take().unwrap();
+        let payload = img[at..].to_vec();
+        let feeder = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&payload);
+        });
+        let o = child.wait_with_output().expect("xz");
+        feeder.join().unwrap();
+        assert!(o.stdout.starts_with(b"\x7fELF"), "xz gave no ELF");
+        std::fs::write(&out, &o.stdout).unwrap();
+        out
+    })
+}
+
+/// What /init prints: busybox applets in pipelines, /proc and /sys read, one second
+/// slept; then `reboot -f` resets the machine through the keyboard controller, which
+/// ends the run (vmscope, and QEMU with -no-reboot).
+const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
+/bin/busybox mkdir -p /proc /sys /dev /tmp
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "== user space: $(uname -sr)"
+echo "hello from busybox" | tr a-z A-Z | rev
+seq 1 100 | awk '{s += $1} END {print "sum", s}'
+grep -c ^processor /proc/cpuinfo
+grep MemTotal /proc/meminfo
+ls /sys/bus/pci/devices | wc -l
+test -c /dev/ttyS0 && echo "ttyS0 present"
+sleep 1
+echo "== slept"
+reboot -f
+"#;
+
+fn busybox_initramfs() -> Scratch {
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (/bin/busybox)");
+    let mut w = vmscope::initramfs::CpioWriter::new();
+    w.dir("/bin", 0o755).unwrap();
+    w.file("/bin/busybox", 0o755, &busybox).unwrap();
+    w.file("/init", 0o755, INIT_SCRIPT.as_bytes()).unwrap();
+    Scratch::new("linux-initrd", &w.finish())
+}
+
+/// A console with the kernel's timestamps masked.
+fn masked(console: &str) -> String {
+    console
+        .lines()
+        .map(|l| {
+            let l = l.trim_end_matches('\r');
+            match (l.starts_with('['), l.find("] ")) {
+                (true, Some(i)) if i < 16 => format!("[T]{}", &l[i + 1..]),
+                _ => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The user-space part of a console: from the first line /init prints.
+fn user_lines(console: &str) -> Vec<String> {
+    masked(console)
+        .lines()
+        .skip_while(|l| !l.starts_with("== user space"))
+        .filter(|l| !l.starts_with("[T]"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn debian_kernel_boots_to_busybox_init() {
+    let Some(bz) = debian_kernel() else { return };
+    let elf = kernel_elf(&bz);
+    let rd = busybox_initramfs();
+    let args = [
+        "boot",
+        "--kernel",
+        elf.to_str().unwrap(),
+        "--initrd",
+        rd.path(),
+        "--cmdline",
+        "console=ttyS0",
+    ];
+    let o = vmscope(&args);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    let user = user_lines(&out);
+    assert!(user.iter().any(|l| l == "YXOBYSUB MORF OLLEH"), "{out}");
+    assert!(user.iter().any(|l| l == "sum 5050"), "{out}");
+    assert!(user.iter().any(|l| l == "== slept"), "{out}");
+    for bad in ["Call Trace", "unchecked MSR", "BUG:", "Oops", "WARNING:"] {
+        assert!(!out.contains(bad), "{bad} in the kernel log:\n{out}");
+    }
+    // Deterministic: a second run prints the same console, timestamps included.
+    let again = vmscope(&args);
+    assert_eq!(stdout(&again), out, "two runs differ");
+    if common::qemu_present() {
+        let mut q = args.to_vec();
+        q.push("--qemu");
+        let qo = vmscope(&q);
+        let qout = stdout(&qo);
+        assert_eq!(qo.status.code(), Some(0), "{qout}\n{}", stderr(&qo));
+        common::assert_same_text(
+            "user-space output",
+            &user.join("\n"),
+            &user_lines(&qout).join("\n"),
+        );
+    }
+}
+
+#[test]
+fn debian_bzimage_boots_as_it_is() {
+    let Some(bz) = debian_kernel() else { return };
+    let rd = busybox_initramfs();
+    let o = vmscope(&[
+        "boot",
+        "--kernel",
+        bz.to_str().unwrap(),
+        "--initrd",
+        rd.path(),
+        "--cmdline",
+        "console=ttyS0 nokaslr",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    assert!(out.contains("Command line: console=ttyS0 nokaslr"), "{out}");
+    assert!(user_lines(&out).iter().any(|l| l == "== slept"), "{out}");
+}

@@ -80,6 +80,11 @@ pub struct TraceArgs {
     /// Stop tracing after N lines.
     #[arg(long, value_name = "N", requires = "trace")]
     pub trace_limit: Option<u64>,
+    /// Kernel symbols for a stripped kernel (a bzImage, Debian's vmlinux): a System.map,
+    /// the output of `cat /proc/kallsyms` (boot with `nokaslr` so addresses stay put),
+    /// or an ELF with a symbol table.
+    #[arg(long, value_name = "FILE", requires = "trace")]
+    pub kernel_symbols: Option<PathBuf>,
 }
 
 impl TraceArgs {
@@ -1307,7 +1312,17 @@ pub fn run(
             "--trace needs vmscope built with the trace-hooks feature (a default feature)".into(),
         );
     }
-    let syms = GuestSymbols::new(kernel_elf, initrd);
+    let mut syms = GuestSymbols::new(kernel_elf, initrd);
+    if let Some(path) = &args.kernel_symbols {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read kernel symbols {}: {e}", path.display()))?;
+        let table = SymbolTable::from_file_bytes(&bytes)
+            .map_err(|e| format!("kernel symbols {}: {e}", path.display()))?;
+        if table.is_empty() {
+            return Err(format!("kernel symbols {}: no symbols", path.display()));
+        }
+        syms.kernel = Arc::new(table);
+    }
     let place = |s: &Option<String>| s.as_deref().map(|s| syms.place(s).map(|p| p.0)).transpose();
     let start = place(&args.trace_start)?;
     let stop = place(&args.trace_stop)?;

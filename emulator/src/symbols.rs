@@ -22,6 +22,10 @@ pub struct Symbol {
 /// address may be and still be named after it.
 const UNSIZED_REACH: u64 = 0x1_0000;
 
+/// The largest size given to a symbol of a `System.map` (which has no sizes): the Linux
+/// kernel's largest functions are a few tens of KiB.
+pub const MAP_MAX_SIZE: u64 = 0x1_0000;
+
 /// A sorted symbol table.
 #[derive(Debug, Clone, Default)]
 pub struct SymbolTable {
@@ -66,6 +70,59 @@ impl SymbolTable {
             syms.push((rank, Symbol::new(s.st_value, s.st_size, raw)));
         }
         Ok(Self::from_ranked(syms))
+    }
+
+    /// The symbols of a `System.map` or of `/proc/kallsyms` output (`ADDR TYPE NAME
+    /// [MODULE]` lines): text symbols (`T`, `t`, `W`, `w`) and data (`D`, `d`, `B`, `b`,
+    /// `R`, `r`, `V`, `v`); absolute and undefined ones and zero addresses (kallsyms with
+    /// `kptr_restrict`) are left out. The format has no sizes: each symbol is taken to
+    /// reach the next one of its kind, at most [`MAP_MAX_SIZE`] bytes. Lines that do not
+    /// parse are an error (with their number), so a wrong file is not silently empty.
+    pub fn from_system_map(text: &str) -> Result<Self, String> {
+        let mut parsed: Vec<(u8, u64, &str)> = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let mut f = line.split_whitespace();
+            let (Some(addr), Some(ty), Some(name)) = (f.next(), f.next(), f.next()) else {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                return Err(format!("line {}: not ADDR TYPE NAME: {line:?}", n + 1));
+            };
+            let addr = u64::from_str_radix(addr, 16)
+                .map_err(|_| format!("line {}: bad address {addr:?}", n + 1))?;
+            let rank = match ty {
+                "T" | "W" => 0,
+                "t" | "w" => 1,
+                "D" | "B" | "R" | "V" => 2,
+                "d" | "b" | "r" | "v" => 3,
+                _ => continue,
+            };
+            if addr != 0 {
+                parsed.push((rank, addr, name));
+            }
+        }
+        parsed.sort_by_key(|&(rank, addr, _)| (rank > 1, addr));
+        let mut syms = Vec::with_capacity(parsed.len());
+        for (i, &(rank, addr, name)) in parsed.iter().enumerate() {
+            let next = parsed[i + 1..]
+                .iter()
+                .find(|&&(r, a, _)| (r > 1) == (rank > 1) && a > addr)
+                .map_or(addr + MAP_MAX_SIZE, |&(_, a, _)| a);
+            let size = (next - addr).min(MAP_MAX_SIZE);
+            syms.push((rank, Symbol::new(addr, size, name)));
+        }
+        Ok(Self::from_ranked(syms))
+    }
+
+    /// Kernel symbols from a file given by the user: an ELF's `.symtab`, else a
+    /// `System.map` / kallsyms listing.
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.starts_with(b"\x7fELF") {
+            return Self::from_elf(bytes);
+        }
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| "neither an ELF nor a text symbol map".to_string())?;
+        Self::from_system_map(text)
     }
 
     /// A table from `(addr, size, name)` triples (names are demangled as from an ELF).
@@ -229,6 +286,42 @@ mod tests {
             Some(0x3000)
         );
         assert!(t.find("nothing").is_none());
+    }
+
+    #[test]
+    fn system_map_and_kallsyms() {
+        let map = "ffffffff81000000 T _stext\n\
+                   ffffffff81000000 T startup_64\n\
+                   ffffffff81000100 t secondary_startup_64\n\
+                   ffffffff81000200 T do_anonymous_page\n\
+                   ffffffff82000000 D init_task\n\
+                   ffffffff82001000 d other_data\n\
+                   0000000000000000 A __per_cpu_start\n\
+                   ffffffffc0000000 t mod_fn\t[ext4]\n";
+        let t = SymbolTable::from_system_map(map).unwrap();
+        assert_eq!(
+            t.describe(0xffffffff81000010).as_deref(),
+            Some("_stext+0x10")
+        );
+        assert_eq!(
+            t.describe(0xffffffff81000104).as_deref(),
+            Some("secondary_startup_64+0x4")
+        );
+        // Text reaches the next text symbol, not the data after it.
+        assert_eq!(
+            t.describe(0xffffffff81000300).as_deref(),
+            Some("do_anonymous_page+0x100")
+        );
+        assert_eq!(t.describe(0xffffffff81000200 + MAP_MAX_SIZE), None);
+        assert_eq!(
+            t.describe(0xffffffff82000010).as_deref(),
+            Some("init_task+0x10")
+        );
+        assert_eq!(t.find("mod_fn").map(|s| s.addr), Some(0xffffffffc0000000));
+        assert!(t.find("__per_cpu_start").is_none());
+        assert!(SymbolTable::from_system_map("zz T x\n").is_err());
+        assert!(SymbolTable::from_system_map("only-one-field\n").is_err());
+        assert!(SymbolTable::from_file_bytes(b"\xff\xfe").is_err());
     }
 
     #[test]
