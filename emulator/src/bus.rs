@@ -53,6 +53,8 @@ pub struct Bus {
     pub trace: Option<Box<dyn TraceSink>>,
     /// The guest's tasks as its annotations describe them.
     pub os: OsState,
+    /// For a Linux guest: where its running task is found (from the kernel's BTF).
+    pub linux_task: Option<crate::linux_task::LinuxTaskLayout>,
     /// The instruction count of the instruction being executed: the time devices see.
     pub now: u64,
     /// The machine loop looks at interrupts, injections, device requests and the
@@ -78,6 +80,7 @@ impl Bus {
             pci_irq_lines: 0,
             trace: None,
             os: OsState::new(),
+            linux_task: None,
             now: 0,
             next_event: 0,
         }
@@ -243,10 +246,23 @@ impl Bus {
         self.kick();
     }
 
-    /// The running task's PID and name, for attributing hardware events.
-    pub fn who(&self) -> (Option<u32>, Option<String>) {
-        match self.os.current() {
-            Some(t) => (Some(t.pid), Some(t.comm.clone())),
+    /// The running task's PID and name, for attributing hardware events: from the guest
+    /// kernel's annotations, else (a Linux guest) read from its task structures through
+    /// the CPU's CR3 and GS bases.
+    pub fn who(
+        &self,
+        cr3: u64,
+        gs_base: u64,
+        kernel_gs_base: u64,
+    ) -> (Option<u32>, Option<String>) {
+        if let Some(t) = self.os.current() {
+            return (Some(t.pid), Some(t.comm.clone()));
+        }
+        match self
+            .linux_task
+            .and_then(|l| l.current(&self.mem, cr3, gs_base, kernel_gs_base))
+        {
+            Some((pid, comm)) => (Some(pid), Some(comm)),
             None => (None, None),
         }
     }

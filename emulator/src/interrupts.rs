@@ -332,7 +332,11 @@ impl Cpu {
             _ => return_rip,
         };
         let (cs, cpl, rsp) = before;
-        let (pid, comm) = bus.who();
+        let (pid, comm) = bus.who(
+            self.cr3,
+            self.seg[crate::cpu::regs::SegReg::Gs as usize].base,
+            self.msr.kernel_gs_base,
+        );
         let ev = TraceEvent::Delivery(FaultEvent {
             icount: Some(self.icount),
             cpu: self.id,

@@ -258,6 +258,16 @@ impl Machine {
             )?;
             return Ok(self.boot.insert(info));
         }
+        // A Linux kernel's BTF says where its running task is, for the fault trace.
+        if kernel.starts_with(b"\x7fELF") {
+            match crate::linux_task::LinuxTaskLayout::from_vmlinux(kernel) {
+                Ok(l) => {
+                    log::info!("{name}: Linux task layout from BTF: {l:x?}");
+                    self.bus.linux_task = Some(l);
+                }
+                Err(e) => log::debug!("{name}: no Linux task layout: {e}"),
+            }
+        }
         self.load_pvh(kernel, name, cmdline, initrd)
     }
 

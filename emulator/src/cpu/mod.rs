@@ -1463,7 +1463,11 @@ impl Cpu {
         if bus.trace.is_none() {
             return;
         }
-        let (pid, comm) = bus.who();
+        let (pid, comm) = bus.who(
+            self.cr3,
+            self.seg[crate::cpu::regs::SegReg::Gs as usize].base,
+            self.msr.kernel_gs_base,
+        );
         let ev = TraceEvent::Mmu(MmuEvent {
             icount: self.icount,
             cpu: self.id,
