@@ -109,7 +109,7 @@ impl GuestSymbols {
     /// The kernel ELF's symbols and those of every ELF in `initrd` (a newc cpio archive;
     /// anything else has no programs).
     pub fn new(kernel_elf: &[u8], initrd: Option<&[u8]>) -> Self {
-        let kernel = SymbolTable::from_elf(kernel_elf).unwrap_or_else(|e| {
+        let kernel = SymbolTable::from_kernel_elf(kernel_elf).unwrap_or_else(|e| {
             log::warn!("trace: no kernel symbols: {e}");
             SymbolTable::default()
         });

@@ -21,6 +21,7 @@ pub mod guest;
 pub mod initramfs;
 pub mod interrupts;
 pub mod itrace;
+pub mod kallsyms;
 pub mod linux_task;
 pub mod linux_user;
 pub mod machine;

@@ -79,7 +79,7 @@ impl SymbolTable {
     /// reach the next one of its kind, at most [`MAP_MAX_SIZE`] bytes. Lines that do not
     /// parse are an error (with their number), so a wrong file is not silently empty.
     pub fn from_system_map(text: &str) -> Result<Self, String> {
-        let mut parsed: Vec<(u8, u64, &str)> = Vec::new();
+        let mut parsed = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let mut f = line.split_whitespace();
             let (Some(addr), Some(ty), Some(name)) = (f.next(), f.next(), f.next()) else {
@@ -90,35 +90,69 @@ impl SymbolTable {
             };
             let addr = u64::from_str_radix(addr, 16)
                 .map_err(|_| format!("line {}: bad address {addr:?}", n + 1))?;
-            let rank = match ty {
-                "T" | "W" => 0,
-                "t" | "w" => 1,
-                "D" | "B" | "R" | "V" => 2,
-                "d" | "b" | "r" | "v" => 3,
-                _ => continue,
-            };
-            if addr != 0 {
-                parsed.push((rank, addr, name));
+            let mut ty = ty.chars();
+            if let (Some(t), None) = (ty.next(), ty.next()) {
+                parsed.push((addr, t, name));
             }
         }
+        Ok(Self::from_typed(parsed))
+    }
+
+    /// A table from `nm`-style `(address, type, name)` entries (System.map, kallsyms).
+    pub fn from_typed<'a>(entries: impl IntoIterator<Item = (u64, char, &'a str)>) -> Self {
+        let mut parsed: Vec<(u8, u64, &str)> = entries
+            .into_iter()
+            .filter(|&(addr, _, _)| addr != 0)
+            .filter_map(|(addr, ty, name)| {
+                let rank = match ty {
+                    'T' | 'W' => 0,
+                    't' | 'w' => 1,
+                    'D' | 'B' | 'R' | 'V' => 2,
+                    'd' | 'b' | 'r' | 'v' => 3,
+                    _ => return None,
+                };
+                Some((rank, addr, name))
+            })
+            .collect();
         parsed.sort_by_key(|&(rank, addr, _)| (rank > 1, addr));
         let mut syms = Vec::with_capacity(parsed.len());
         for (i, &(rank, addr, name)) in parsed.iter().enumerate() {
             let next = parsed[i + 1..]
                 .iter()
                 .find(|&&(r, a, _)| (r > 1) == (rank > 1) && a > addr)
-                .map_or(addr + MAP_MAX_SIZE, |&(_, a, _)| a);
+                .map_or(addr.saturating_add(MAP_MAX_SIZE), |&(_, a, _)| a);
             let size = (next - addr).min(MAP_MAX_SIZE);
             syms.push((rank, Symbol::new(addr, size, name)));
         }
-        Ok(Self::from_ranked(syms))
+        Self::from_ranked(syms)
+    }
+
+    /// The symbols of a kernel ELF: its `.symtab`, or for a stripped Linux kernel the
+    /// kallsyms tables it carries ([`crate::kallsyms`]). Empty when it has neither.
+    pub fn from_kernel_elf(bytes: &[u8]) -> Result<Self, String> {
+        let t = Self::from_elf(bytes)?;
+        if !t.is_empty() {
+            return Ok(t);
+        }
+        match crate::kallsyms::from_image(bytes) {
+            Ok(k) => {
+                log::info!("kernel symbols: {} from the image's kallsyms", k.len());
+                Ok(Self::from_typed(
+                    k.iter().map(|(a, t, n)| (*a, *t, n.as_str())),
+                ))
+            }
+            Err(e) => {
+                log::debug!("no kallsyms in the kernel image: {e}");
+                Ok(t)
+            }
+        }
     }
 
     /// Kernel symbols from a file given by the user: an ELF's `.symtab`, else a
     /// `System.map` / kallsyms listing.
     pub fn from_file_bytes(bytes: &[u8]) -> Result<Self, String> {
         if bytes.starts_with(b"\x7fELF") {
-            return Self::from_elf(bytes);
+            return Self::from_kernel_elf(bytes);
         }
         let text = std::str::from_utf8(bytes)
             .map_err(|_| "neither an ELF nor a text symbol map".to_string())?;
