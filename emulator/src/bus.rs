@@ -13,6 +13,7 @@ use crate::addr::GuestPhysAddr;
 use crate::devices::lapic::Lapic;
 use crate::devices::pci::{MsiMessage, PciHost};
 use crate::devices::pic::Pic;
+use crate::devices::pit::{Pit, PIT_IRQ};
 use crate::devices::pvport::PvPort;
 use crate::devices::{IoAction, PortBus};
 use crate::memory::GuestMemory;
@@ -43,6 +44,8 @@ pub struct Bus {
     pub lapic: Lapic,
     /// The master/slave 8259A pair.
     pub pic: Pic,
+    /// The 8254 PIT and port 0x61 (typed: it reads the clock and drives IRQ 0).
+    pub pit: Pit,
     /// The vmscope paravirtual port (signature, instruction count, annotations).
     pub pvport: PvPort,
     /// PCI bus 0: configuration ports 0xCF8/0xCFC and the BARs of its devices.
@@ -73,6 +76,7 @@ impl Bus {
             exit_request: None,
             lapic: Lapic::new(0),
             pic: Pic::new(),
+            pit: Pit::new(),
             pvport: PvPort::new(),
             pci: PciHost::new(),
             pci_irq_lines: 0,
@@ -94,6 +98,17 @@ impl Bus {
     pub fn set_irq(&mut self, line: u8, level: bool) {
         self.pic.set_irq(line, level);
         self.kick();
+    }
+
+    /// Bring the PIT's channel 0 up to `now`, driving IRQ 0 at each OUT transition.
+    pub fn advance_timers(&mut self, now: u64) {
+        let pic = &mut self.pic;
+        self.pit.advance(now, |level| pic.set_irq(PIT_IRQ, level));
+    }
+
+    /// The icount of the next device timer event (the PIT's next OUT change on IRQ 0).
+    pub fn next_device_event(&self) -> Option<u64> {
+        self.pit.next_irq_event()
     }
 
     /// The local APIC's page, if `pa` falls in it.
@@ -162,6 +177,20 @@ impl Bus {
         if let Some(off) = PvPort::offset(port) {
             return self.pvport.read(off, size, self.now, self.trace.is_some());
         }
+        if Pit::claims(port) {
+            // Byte-wide ISA device: wider accesses read the following ports' bytes.
+            let mut v = 0;
+            for i in 0..size.min(4) as u16 {
+                let p = port.wrapping_add(i);
+                let b = if Pit::claims(p) {
+                    self.pit.read(p, self.now) as u32
+                } else {
+                    self.io.read(p, 1)
+                };
+                v |= b << (8 * i);
+            }
+            return v;
+        }
         if !Pic::claims(port) {
             if let Some(v) = self.pci.port_read(port, size, &mut self.mem) {
                 self.sync_pci();
@@ -188,6 +217,23 @@ impl Bus {
         if let Some(off) = PvPort::offset(port) {
             let action = self.pvport.write(off, size, val);
             self.act(action);
+            return;
+        }
+        if Pit::claims(port) {
+            for i in 0..size.min(4) as u16 {
+                let p = port.wrapping_add(i);
+                let b = (val >> (8 * i)) as u8;
+                if Pit::claims(p) {
+                    if let Some(level) = self.pit.write(p, b, self.now) {
+                        self.set_irq(PIT_IRQ, level);
+                    }
+                    // The next OUT transition may have moved.
+                    self.kick();
+                } else {
+                    let action = self.io.write(p, 1, b as u32);
+                    self.act(action);
+                }
+            }
             return;
         }
         if !Pic::claims(port) {

@@ -327,6 +327,7 @@ impl Machine {
             }
         }
         self.bus.lapic.advance(now);
+        self.bus.advance_timers(now);
         let pic_out = self.bus.pic.output();
         self.bus.lapic.set_lint0(pic_out);
 
@@ -339,6 +340,9 @@ impl Machine {
             next = next.min(at);
         }
         if let Some(t) = self.bus.lapic.next_timer_event() {
+            next = next.min(t);
+        }
+        if let Some(t) = self.bus.next_device_event() {
             next = next.min(t);
         }
         if delivered {
@@ -407,8 +411,15 @@ impl Machine {
         } else {
             None
         };
-        // Both lie in the future: `service` has processed everything up to `now`.
-        let wake = [injection, timer]
+        // A device timer (the PIT) may raise an IRQ: wake at its next event and let
+        // `service` decide whether anything is delivered (if not, the CPU sleeps again).
+        let device = if self.cpu.flag(rflags::IF) {
+            self.bus.next_device_event()
+        } else {
+            None
+        };
+        // All lie in the future: `service` has processed everything up to `now`.
+        let wake = [injection, timer, device]
             .into_iter()
             .flatten()
             .filter(|&t| t > now)

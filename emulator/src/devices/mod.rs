@@ -7,6 +7,7 @@ pub mod disk;
 pub mod lapic;
 pub mod pci;
 pub mod pic;
+pub mod pit;
 pub mod pvport;
 pub mod rtc;
 pub mod uart16550;
