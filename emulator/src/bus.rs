@@ -100,6 +100,16 @@ impl Bus {
         self.kick();
     }
 
+    /// Drive the IRQ lines port devices changed.
+    #[inline]
+    pub fn take_port_irqs(&mut self) {
+        if let Some(changes) = self.io.take_irq_changes() {
+            for (line, level) in changes {
+                self.set_irq(line, level);
+            }
+        }
+    }
+
     /// Bring the PIT's channel 0 up to `now`, driving IRQ 0 at each OUT transition.
     pub fn advance_timers(&mut self, now: u64) {
         let pic = &mut self.pic;
@@ -196,7 +206,9 @@ impl Bus {
                 self.sync_pci();
                 return v;
             }
-            return self.io.read(port, size);
+            let v = self.io.read(port, size);
+            self.take_port_irqs();
+            return v;
         }
         // The 8259 is a byte-wide ISA device: a wider access is split into byte accesses.
         self.kick();
@@ -243,6 +255,7 @@ impl Bus {
             }
             let action = self.io.write(port, size, val);
             self.act(action);
+            self.take_port_irqs();
             return;
         }
         self.kick();

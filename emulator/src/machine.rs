@@ -29,7 +29,9 @@ use crate::cpu::{Cpu, CpuStop, Exception, Step};
 use crate::devices::debug_exit::{self, DebugExit, DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE};
 use crate::devices::debugcon::{Debugcon, DEBUGCON_PORT};
 use crate::devices::disk::DiskImage;
-use crate::devices::uart16550::{ConsoleSink, Uart16550, COM1_PORT, COM2_PORT, UART_PORT_COUNT};
+use crate::devices::uart16550::{
+    ConsoleSink, Uart16550, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, UART_PORT_COUNT,
+};
 use crate::devices::virtio_blk::VirtioBlk;
 use crate::devices::PortBus;
 use crate::memory::{GuestMemory, MemoryError};
@@ -164,7 +166,7 @@ impl Machine {
         io.register(
             COM1_PORT,
             UART_PORT_COUNT,
-            Box::new(Uart16550::new(console)),
+            Box::new(Uart16550::with_irq(console, COM1_IRQ)),
         );
         io.register(DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, Box::new(DebugExit));
         io.register(
@@ -202,9 +204,11 @@ impl Machine {
     /// Add COM2 (0x2f8), as QEMU's second `-serial`. Not there by default, so that `boot`
     /// matches QEMU with one `-serial`.
     pub fn add_com2(&mut self, sink: ConsoleSink) {
-        self.bus
-            .io
-            .register(COM2_PORT, UART_PORT_COUNT, Box::new(Uart16550::new(sink)));
+        self.bus.io.register(
+            COM2_PORT,
+            UART_PORT_COUNT,
+            Box::new(Uart16550::with_irq(sink, COM2_IRQ)),
+        );
     }
 
     /// Add an isa-debugcon at 0x402; the returned buffer collects what the guest writes.

@@ -114,7 +114,8 @@ impl Channel {
     /// The first icount at which `ticks` ticks have elapsed since the load.
     fn time_of(&self, ticks: u64) -> u64 {
         let ns = (ticks as u128 * NS_PER_SEC as u128).div_ceil(PIT_FREQ as u128);
-        self.load_time.saturating_add(ns.min(u64::MAX as u128) as u64)
+        self.load_time
+            .saturating_add(ns.min(u64::MAX as u128) as u64)
     }
 
     fn current_count(&self, now: u64) -> u16 {
@@ -457,11 +458,17 @@ mod tests {
         p.write(PIT_CONTROL, 0x00, ns(16)); // latch channel 0
         let lo = p.read(PIT_PORT, ns(1000));
         let hi = p.read(PIT_PORT, ns(2000));
-        assert_eq!(u16::from(lo) | (u16::from(hi) << 8), 0x10000u32.wrapping_sub(16) as u16);
+        assert_eq!(
+            u16::from(lo) | (u16::from(hi) << 8),
+            0x10000u32.wrapping_sub(16) as u16
+        );
         // Unlatched: the live count.
         let lo = p.read(PIT_PORT, ns(1000));
         let hi = p.read(PIT_PORT, ns(1000));
-        assert_eq!(u16::from(lo) | (u16::from(hi) << 8), (0x10000 - 1000) as u16);
+        assert_eq!(
+            u16::from(lo) | (u16::from(hi) << 8),
+            (0x10000 - 1000) as u16
+        );
     }
 
     #[test]
