@@ -10,6 +10,7 @@
 //! because it reads the bus's clock ([`Bus::now`]), which port devices do not see.
 
 use crate::addr::GuestPhysAddr;
+use crate::devices::ioapic::{isa_irq_pin, IoApic, IoApicMessage, IOAPIC_BASE, IOAPIC_SIZE};
 use crate::devices::lapic::Lapic;
 use crate::devices::pci::{MsiMessage, PciHost};
 use crate::devices::pic::Pic;
@@ -44,12 +45,18 @@ pub struct Bus {
     pub lapic: Lapic,
     /// The master/slave 8259A pair.
     pub pic: Pic,
+    /// The I/O APIC at 0xFEC00000 (typed: it delivers to the local APIC).
+    pub ioapic: IoApic,
     /// The 8254 PIT and port 0x61 (typed: it reads the clock and drives IRQ 0).
     pub pit: Pit,
     /// The vmscope paravirtual port (signature, instruction count, annotations).
     pub pvport: PvPort,
     /// PCI bus 0: configuration ports 0xCF8/0xCFC and the BARs of its devices.
     pub pci: PciHost,
+    /// Whether the firmware describes the machine with ACPI (QEMU's `-machine pc`, the
+    /// default) or with the MP table, `$PIR` and SMBIOS alone (`-machine pc,acpi=off`):
+    /// the memory map and PCI functions differ (see `Machine::new`).
+    pub acpi: bool,
     /// The ISA IRQ lines PCI INTx pins drive now (bit n = IRQ n).
     pci_irq_lines: u16,
     /// Where trace events go (`--fault-trace`, `--timeline`), if anywhere.
@@ -77,9 +84,11 @@ impl Bus {
             lapic: Lapic::new(0),
             pic: Pic::new(),
             pit: Pit::new(),
+            ioapic: IoApic::new(),
             pvport: PvPort::new(),
             pci: PciHost::new(),
             pci_irq_lines: 0,
+            acpi: true,
             trace: None,
             os: OsState::new(),
             now: 0,
@@ -94,10 +103,37 @@ impl Bus {
         self.next_event = 0;
     }
 
-    /// Drive an ISA IRQ line (0..15) of the 8259 pair: the API for devices.
+    /// Drive an ISA IRQ line (0..15): the 8259 pair's input and the IOAPIC pin QEMU's
+    /// `pc` wires it to. The API for devices.
     pub fn set_irq(&mut self, line: u8, level: bool) {
         self.pic.set_irq(line, level);
+        let msgs = self.ioapic.set_irq(isa_irq_pin(line), level);
+        self.deliver_ioapic(msgs);
         self.kick();
+    }
+
+    /// Hand IOAPIC messages to the local APIC they name.
+    fn deliver_ioapic(&mut self, msgs: Vec<IoApicMessage>) {
+        for m in msgs {
+            if self.lapic.is_destination(m.dest, m.logical) {
+                self.lapic.raise_vector(m.vector, m.level);
+            }
+        }
+    }
+
+    /// After a local APIC access: an EOI of a level-triggered vector reaches the IOAPIC.
+    fn lapic_eoi_broadcast(&mut self) {
+        if let Some(v) = self.lapic.take_eoi_broadcast() {
+            let msgs = self.ioapic.eoi(v);
+            self.deliver_ioapic(msgs);
+        }
+    }
+
+    /// The IOAPIC's window, if `pa` falls in it.
+    #[inline]
+    fn ioapic_offset(pa: u64) -> Option<u64> {
+        let off = pa.wrapping_sub(IOAPIC_BASE);
+        (off < IOAPIC_SIZE).then_some(off)
     }
 
     /// Drive the IRQ lines port devices changed.
@@ -112,8 +148,13 @@ impl Bus {
 
     /// Bring the PIT's channel 0 up to `now`, driving IRQ 0 at each OUT transition.
     pub fn advance_timers(&mut self, now: u64) {
-        let pic = &mut self.pic;
-        self.pit.advance(now, |level| pic.set_irq(PIT_IRQ, level));
+        if self.pit.next_irq_event().is_some_and(|t| t <= now) {
+            let mut edges = Vec::new();
+            self.pit.advance(now, |level| edges.push(level));
+            for level in edges {
+                self.set_irq(PIT_IRQ, level);
+            }
+        }
     }
 
     /// The icount of the next device timer event (the PIT's next OUT change on IRQ 0).
@@ -148,6 +189,9 @@ impl Bus {
             self.kick();
             return self.lapic.mmio_read(off, size as u8, self.now);
         }
+        if let Some(off) = Self::ioapic_offset(pa.as_u64()) {
+            return self.ioapic.mmio_read(off, size as u8);
+        }
         if let Some(v) = self.pci.mmio_read(pa.as_u64(), size as u8, &mut self.mem) {
             self.sync_pci();
             return v;
@@ -167,6 +211,13 @@ impl Bus {
         if let Some(off) = self.lapic_offset(pa.as_u64()) {
             self.kick();
             self.lapic.mmio_write(off, size as u8, val, self.now);
+            self.lapic_eoi_broadcast();
+            return;
+        }
+        if let Some(off) = Self::ioapic_offset(pa.as_u64()) {
+            let msgs = self.ioapic.mmio_write(off, size as u8, val);
+            self.deliver_ioapic(msgs);
+            self.kick();
             return;
         }
         if self

@@ -68,6 +68,12 @@ pub struct MachineConfig {
     pub max_insns: Option<u64>,
     /// Raise #UD at unimplemented instructions instead of stopping (exit 141).
     pub ud_on_unimplemented: bool,
+    /// QEMU's `-machine pc,acpi=`: with ACPI (the default, what the built-in kernel's
+    /// tests compare against) SeaBIOS reserves the top 128 KiB of low RAM for its tables
+    /// and the PIIX4 ACPI function is on the bus; without, the F segment holds the MP
+    /// table, `$PIR` and SMBIOS (`boot::firmware_tables`), which is what a kernel that
+    /// does not come with vmscope (Linux) is given, as `--qemu` then passes `acpi=off`.
+    pub acpi: bool,
 }
 
 impl Default for MachineConfig {
@@ -78,6 +84,7 @@ impl Default for MachineConfig {
             tlb_entries: DEFAULT_TLB_ENTRIES,
             max_insns: None,
             ud_on_unimplemented: false,
+            acpi: true,
         }
     }
 }
@@ -150,13 +157,18 @@ pub struct Machine {
     mc_pending: bool,
 }
 
-/// Leave PCI configuration space and the ELCR as SeaBIOS does on QEMU.
+/// Leave PCI configuration space and the ELCR as SeaBIOS does on QEMU, and without ACPI
+/// the F-segment tables that describe them.
 fn firmware_pci_setup(bus: &mut Bus) {
     let elcr = crate::devices::pci::firmware::seabios_setup(&mut bus.pci);
     bus.pic.write(crate::devices::pic::ELCR_MASTER, elcr as u8);
     bus.pic
         .write(crate::devices::pic::ELCR_SLAVE, (elcr >> 8) as u8);
     bus.sync_pci();
+    if !bus.acpi {
+        let bytes = bus.mem.size();
+        crate::boot::firmware_tables::install(&mut bus.mem, &mut bus.pci, bytes);
+    }
 }
 
 impl Machine {
@@ -175,6 +187,11 @@ impl Machine {
             Box::new(crate::devices::rtc::Rtc::default()),
         );
         let mut bus = Bus::new(mem, io);
+        bus.acpi = config.acpi;
+        if !config.acpi {
+            // QEMU creates the PIIX4 power-management function (00:01.3) only with ACPI.
+            bus.pci.remove_function(1, 3);
+        }
         firmware_pci_setup(&mut bus);
         let mut cpu = Cpu::new(0, config.tlb_entries, config.tlb_mode);
         cpu.stop_on_unimplemented = !config.ud_on_unimplemented;

@@ -2,4 +2,5 @@
 //! boot protocol ([`pvh`]) with the PC firmware's memory map ([`e820`]).
 
 pub mod e820;
+pub mod firmware_tables;
 pub mod pvh;

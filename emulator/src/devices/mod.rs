@@ -4,6 +4,7 @@
 pub mod debug_exit;
 pub mod debugcon;
 pub mod disk;
+pub mod ioapic;
 pub mod lapic;
 pub mod pci;
 pub mod pic;
