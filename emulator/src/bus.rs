@@ -41,6 +41,8 @@ pub struct Bus {
     mmio: Vec<MmioRange>,
     /// Set when a device asks the machine to stop (isa-debug-exit); raw host status.
     pub exit_request: Option<u32>,
+    /// Set when the guest resets the machine (the i8042's reset line).
+    pub reset_request: bool,
     /// The CPU's local APIC (one CPU).
     pub lapic: Lapic,
     /// The master/slave 8259A pair.
@@ -81,6 +83,7 @@ impl Bus {
             io,
             mmio: Vec::new(),
             exit_request: None,
+            reset_request: false,
             lapic: Lapic::new(0),
             pic: Pic::new(),
             pit: Pit::new(),
@@ -235,6 +238,7 @@ impl Bus {
     }
 
     pub fn port_read(&mut self, port: u16, size: u8) -> u32 {
+        self.io.now = self.now;
         if let Some(off) = PvPort::offset(port) {
             return self.pvport.read(off, size, self.now, self.trace.is_some());
         }
@@ -277,6 +281,7 @@ impl Bus {
     }
 
     pub fn port_write(&mut self, port: u16, size: u8, val: u32) {
+        self.io.now = self.now;
         if let Some(off) = PvPort::offset(port) {
             let action = self.pvport.write(off, size, val);
             self.act(action);
@@ -369,6 +374,10 @@ impl Bus {
                 self.kick();
             }
             IoAction::Irq { line, level } => self.set_irq(line, level),
+            IoAction::Reset => {
+                self.reset_request = true;
+                self.kick();
+            }
         }
     }
 }

@@ -44,7 +44,8 @@ use std::sync::{Arc, Mutex};
 pub mod exit_status {
     /// Bad command line, unreadable or invalid kernel/initrd, RAM too small, no QEMU.
     pub const BAD_INPUT: i32 = 2;
-    /// The CPU shut down after a triple fault (QEMU with -no-reboot exits 0 here).
+    /// The CPU shut down after a triple fault, or the guest reset the machine (QEMU with
+    /// -no-reboot exits 0 for both).
     pub const TRIPLE_FAULT: i32 = 140;
     /// The guest ran an instruction vmscope does not implement.
     pub const UNIMPLEMENTED: i32 = 141;
@@ -117,6 +118,9 @@ pub enum Outcome {
     InsnLimit,
     /// The debugger ended the machine (gdb's `kill`).
     Killed,
+    /// The guest reset the machine (the i8042's reset line). QEMU with `-no-reboot` exits
+    /// 0 there, as for a triple fault, so the exit status is the same (140).
+    Reset,
 }
 
 impl Outcome {
@@ -132,6 +136,7 @@ impl Outcome {
             Outcome::Unimplemented { .. } => exit_status::UNIMPLEMENTED,
             Outcome::InsnLimit => exit_status::INSN_LIMIT,
             Outcome::Killed => exit_status::KILLED,
+            Outcome::Reset => exit_status::TRIPLE_FAULT,
         }
     }
 }
@@ -181,6 +186,11 @@ impl Machine {
             Box::new(Uart16550::with_irq(console, COM1_IRQ)),
         );
         io.register(DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, Box::new(DebugExit));
+        io.register(
+            crate::devices::i8042::I8042_DATA_PORT,
+            crate::devices::i8042::I8042_PORTS,
+            Box::new(crate::devices::i8042::I8042::new()),
+        );
         io.register(
             crate::devices::rtc::RTC_PORT,
             crate::devices::rtc::RTC_PORTS,
@@ -326,6 +336,9 @@ impl Machine {
     fn service(&mut self) -> Option<Outcome> {
         if let Some(raw) = self.bus.exit_request {
             return Some(Outcome::Exit { raw });
+        }
+        if self.bus.reset_request {
+            return Some(Outcome::Reset);
         }
         if let Some(text) = self.cpu.last_unimplemented.take() {
             return Some(Outcome::Unimplemented {
@@ -487,6 +500,9 @@ impl Machine {
             Outcome::Unimplemented { text, .. } => format!("unimplemented instruction: {text}"),
             Outcome::InsnLimit => format!("instruction limit of {} reached", self.cpu.icount),
             Outcome::Killed => "killed from gdb".to_string(),
+            Outcome::Reset => {
+                "the guest reset the machine (stopped, as QEMU -no-reboot)".to_string()
+            }
         };
         let bytes = self
             .cpu

@@ -248,8 +248,12 @@ impl PortDevice for Uart16550 {
         "uart16550a"
     }
 
-    fn irq(&self) -> Option<(u8, bool)> {
-        Some((self.irq_line, self.irq_pending()))
+    fn irq_mask(&self) -> u16 {
+        1 << self.irq_line
+    }
+
+    fn irq_levels(&self) -> u16 {
+        u16::from(self.irq_pending()) << self.irq_line
     }
 
     fn poll(&mut self) {
@@ -369,12 +373,12 @@ mod tests {
     #[test]
     fn thr_empty_interrupt_as_qemu() {
         let (mut u, _) = uart();
-        assert_eq!(u.irq(), Some((4, false)));
+        assert_eq!(u.irq_levels(), 0);
         // Enabling THRI raises it at once (THR is empty).
         u.write(IER, 1, IER_THRI as u32);
         assert_eq!(u.read(IIR_FCR, 1) as u8, IIR_THRI);
         // Reading IIR cleared it.
-        assert_eq!(u.irq(), Some((4, false)));
+        assert_eq!(u.irq_levels(), 0);
         assert_eq!(u.read(IIR_FCR, 1) as u8, IIR_NO_INT);
         // A transmitted byte raises it again.
         u.write(RBR_THR, 1, b'x' as u32);
