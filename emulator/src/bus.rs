@@ -10,9 +10,11 @@
 //! because it reads the bus's clock ([`Bus::now`]), which port devices do not see.
 
 use crate::addr::GuestPhysAddr;
+use crate::devices::ioapic::{isa_irq_pin, IoApic, IoApicMessage, IOAPIC_BASE, IOAPIC_SIZE};
 use crate::devices::lapic::Lapic;
 use crate::devices::pci::{MsiMessage, PciHost};
 use crate::devices::pic::Pic;
+use crate::devices::pit::{Pit, PIT_IRQ};
 use crate::devices::pvport::PvPort;
 use crate::devices::{IoAction, PortBus};
 use crate::memory::GuestMemory;
@@ -39,14 +41,24 @@ pub struct Bus {
     mmio: Vec<MmioRange>,
     /// Set when a device asks the machine to stop (isa-debug-exit); raw host status.
     pub exit_request: Option<u32>,
+    /// Set when the guest resets the machine (the i8042's reset line).
+    pub reset_request: bool,
     /// The CPU's local APIC (one CPU).
     pub lapic: Lapic,
     /// The master/slave 8259A pair.
     pub pic: Pic,
+    /// The I/O APIC at 0xFEC00000 (typed: it delivers to the local APIC).
+    pub ioapic: IoApic,
+    /// The 8254 PIT and port 0x61 (typed: it reads the clock and drives IRQ 0).
+    pub pit: Pit,
     /// The vmscope paravirtual port (signature, instruction count, annotations).
     pub pvport: PvPort,
     /// PCI bus 0: configuration ports 0xCF8/0xCFC and the BARs of its devices.
     pub pci: PciHost,
+    /// Whether the firmware describes the machine with ACPI (QEMU's `-machine pc`, the
+    /// default) or with the MP table, `$PIR` and SMBIOS alone (`-machine pc,acpi=off`):
+    /// the memory map and PCI functions differ (see `Machine::new`).
+    pub acpi: bool,
     /// The ISA IRQ lines PCI INTx pins drive now (bit n = IRQ n).
     pci_irq_lines: u16,
     /// Where trace events go (`--fault-trace`, `--timeline`), if anywhere.
@@ -73,11 +85,15 @@ impl Bus {
             io,
             mmio: Vec::new(),
             exit_request: None,
+            reset_request: false,
             lapic: Lapic::new(0),
             pic: Pic::new(),
+            pit: Pit::new(),
+            ioapic: IoApic::new(),
             pvport: PvPort::new(),
             pci: PciHost::new(),
             pci_irq_lines: 0,
+            acpi: true,
             trace: None,
             os: OsState::new(),
             linux_task: None,
@@ -93,10 +109,63 @@ impl Bus {
         self.next_event = 0;
     }
 
-    /// Drive an ISA IRQ line (0..15) of the 8259 pair: the API for devices.
+    /// Drive an ISA IRQ line (0..15): the 8259 pair's input and the IOAPIC pin QEMU's
+    /// `pc` wires it to. The API for devices.
     pub fn set_irq(&mut self, line: u8, level: bool) {
         self.pic.set_irq(line, level);
+        let msgs = self.ioapic.set_irq(isa_irq_pin(line), level);
+        self.deliver_ioapic(msgs);
         self.kick();
+    }
+
+    /// Hand IOAPIC messages to the local APIC they name.
+    fn deliver_ioapic(&mut self, msgs: Vec<IoApicMessage>) {
+        for m in msgs {
+            if self.lapic.is_destination(m.dest, m.logical) {
+                self.lapic.raise_vector(m.vector, m.level);
+            }
+        }
+    }
+
+    /// After a local APIC access: an EOI of a level-triggered vector reaches the IOAPIC.
+    fn lapic_eoi_broadcast(&mut self) {
+        if let Some(v) = self.lapic.take_eoi_broadcast() {
+            let msgs = self.ioapic.eoi(v);
+            self.deliver_ioapic(msgs);
+        }
+    }
+
+    /// The IOAPIC's window, if `pa` falls in it.
+    #[inline]
+    fn ioapic_offset(pa: u64) -> Option<u64> {
+        let off = pa.wrapping_sub(IOAPIC_BASE);
+        (off < IOAPIC_SIZE).then_some(off)
+    }
+
+    /// Drive the IRQ lines port devices changed.
+    #[inline]
+    pub fn take_port_irqs(&mut self) {
+        if let Some(changes) = self.io.take_irq_changes() {
+            for (line, level) in changes {
+                self.set_irq(line, level);
+            }
+        }
+    }
+
+    /// Bring the PIT's channel 0 up to `now`, driving IRQ 0 at each OUT transition.
+    pub fn advance_timers(&mut self, now: u64) {
+        if self.pit.next_irq_event().is_some_and(|t| t <= now) {
+            let mut edges = Vec::new();
+            self.pit.advance(now, |level| edges.push(level));
+            for level in edges {
+                self.set_irq(PIT_IRQ, level);
+            }
+        }
+    }
+
+    /// The icount of the next device timer event (the PIT's next OUT change on IRQ 0).
+    pub fn next_device_event(&self) -> Option<u64> {
+        self.pit.next_irq_event()
     }
 
     /// The local APIC's page, if `pa` falls in it.
@@ -126,6 +195,9 @@ impl Bus {
             self.kick();
             return self.lapic.mmio_read(off, size as u8, self.now);
         }
+        if let Some(off) = Self::ioapic_offset(pa.as_u64()) {
+            return self.ioapic.mmio_read(off, size as u8);
+        }
         if let Some(v) = self.pci.mmio_read(pa.as_u64(), size as u8, &mut self.mem) {
             self.sync_pci();
             return v;
@@ -145,6 +217,13 @@ impl Bus {
         if let Some(off) = self.lapic_offset(pa.as_u64()) {
             self.kick();
             self.lapic.mmio_write(off, size as u8, val, self.now);
+            self.lapic_eoi_broadcast();
+            return;
+        }
+        if let Some(off) = Self::ioapic_offset(pa.as_u64()) {
+            let msgs = self.ioapic.mmio_write(off, size as u8, val);
+            self.deliver_ioapic(msgs);
+            self.kick();
             return;
         }
         if self
@@ -162,15 +241,32 @@ impl Bus {
     }
 
     pub fn port_read(&mut self, port: u16, size: u8) -> u32 {
+        self.io.now = self.now;
         if let Some(off) = PvPort::offset(port) {
             return self.pvport.read(off, size, self.now, self.trace.is_some());
+        }
+        if Pit::claims(port) {
+            // Byte-wide ISA device: wider accesses read the following ports' bytes.
+            let mut v = 0;
+            for i in 0..size.min(4) as u16 {
+                let p = port.wrapping_add(i);
+                let b = if Pit::claims(p) {
+                    self.pit.read(p, self.now) as u32
+                } else {
+                    self.io.read(p, 1)
+                };
+                v |= b << (8 * i);
+            }
+            return v;
         }
         if !Pic::claims(port) {
             if let Some(v) = self.pci.port_read(port, size, &mut self.mem) {
                 self.sync_pci();
                 return v;
             }
-            return self.io.read(port, size);
+            let v = self.io.read(port, size);
+            self.take_port_irqs();
+            return v;
         }
         // The 8259 is a byte-wide ISA device: a wider access is split into byte accesses.
         self.kick();
@@ -188,9 +284,27 @@ impl Bus {
     }
 
     pub fn port_write(&mut self, port: u16, size: u8, val: u32) {
+        self.io.now = self.now;
         if let Some(off) = PvPort::offset(port) {
             let action = self.pvport.write(off, size, val);
             self.act(action);
+            return;
+        }
+        if Pit::claims(port) {
+            for i in 0..size.min(4) as u16 {
+                let p = port.wrapping_add(i);
+                let b = (val >> (8 * i)) as u8;
+                if Pit::claims(p) {
+                    if let Some(level) = self.pit.write(p, b, self.now) {
+                        self.set_irq(PIT_IRQ, level);
+                    }
+                    // The next OUT transition may have moved.
+                    self.kick();
+                } else {
+                    let action = self.io.write(p, 1, b as u32);
+                    self.act(action);
+                }
+            }
             return;
         }
         if !Pic::claims(port) {
@@ -200,6 +314,7 @@ impl Bus {
             }
             let action = self.io.write(port, size, val);
             self.act(action);
+            self.take_port_irqs();
             return;
         }
         self.kick();
@@ -275,6 +390,10 @@ impl Bus {
                 self.kick();
             }
             IoAction::Irq { line, level } => self.set_irq(line, level),
+            IoAction::Reset => {
+                self.reset_request = true;
+                self.kick();
+            }
         }
     }
 }

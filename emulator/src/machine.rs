@@ -29,7 +29,9 @@ use crate::cpu::{Cpu, CpuStop, Exception, Step};
 use crate::devices::debug_exit::{self, DebugExit, DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE};
 use crate::devices::debugcon::{Debugcon, DEBUGCON_PORT};
 use crate::devices::disk::DiskImage;
-use crate::devices::uart16550::{ConsoleSink, Uart16550, COM1_PORT, COM2_PORT, UART_PORT_COUNT};
+use crate::devices::uart16550::{
+    ConsoleSink, Uart16550, COM1_IRQ, COM1_PORT, COM2_IRQ, COM2_PORT, UART_PORT_COUNT,
+};
 use crate::devices::virtio_blk::VirtioBlk;
 use crate::devices::PortBus;
 use crate::memory::{GuestMemory, MemoryError};
@@ -42,7 +44,8 @@ use std::sync::{Arc, Mutex};
 pub mod exit_status {
     /// Bad command line, unreadable or invalid kernel/initrd, RAM too small, no QEMU.
     pub const BAD_INPUT: i32 = 2;
-    /// The CPU shut down after a triple fault (QEMU with -no-reboot exits 0 here).
+    /// The CPU shut down after a triple fault, or the guest reset the machine (QEMU with
+    /// -no-reboot exits 0 for both).
     pub const TRIPLE_FAULT: i32 = 140;
     /// The guest ran an instruction vmscope does not implement.
     pub const UNIMPLEMENTED: i32 = 141;
@@ -66,6 +69,12 @@ pub struct MachineConfig {
     pub max_insns: Option<u64>,
     /// Raise #UD at unimplemented instructions instead of stopping (exit 141).
     pub ud_on_unimplemented: bool,
+    /// QEMU's `-machine pc,acpi=`: with ACPI (the default, what the built-in kernel's
+    /// tests compare against) SeaBIOS reserves the top 128 KiB of low RAM for its tables
+    /// and the PIIX4 ACPI function is on the bus; without, the F segment holds the MP
+    /// table, `$PIR` and SMBIOS (`boot::firmware_tables`), which is what a kernel that
+    /// does not come with vmscope (Linux) is given, as `--qemu` then passes `acpi=off`.
+    pub acpi: bool,
 }
 
 impl Default for MachineConfig {
@@ -76,6 +85,7 @@ impl Default for MachineConfig {
             tlb_entries: DEFAULT_TLB_ENTRIES,
             max_insns: None,
             ud_on_unimplemented: false,
+            acpi: true,
         }
     }
 }
@@ -108,6 +118,9 @@ pub enum Outcome {
     InsnLimit,
     /// The debugger ended the machine (gdb's `kill`).
     Killed,
+    /// The guest reset the machine (the i8042's reset line). QEMU with `-no-reboot` exits
+    /// 0 there, as for a triple fault, so the exit status is the same (140).
+    Reset,
 }
 
 impl Outcome {
@@ -123,6 +136,7 @@ impl Outcome {
             Outcome::Unimplemented { .. } => exit_status::UNIMPLEMENTED,
             Outcome::InsnLimit => exit_status::INSN_LIMIT,
             Outcome::Killed => exit_status::KILLED,
+            Outcome::Reset => exit_status::TRIPLE_FAULT,
         }
     }
 }
@@ -150,13 +164,18 @@ pub struct Machine {
     mc_pending: bool,
 }
 
-/// Leave PCI configuration space and the ELCR as SeaBIOS does on QEMU.
+/// Leave PCI configuration space and the ELCR as SeaBIOS does on QEMU, and without ACPI
+/// the F-segment tables that describe them.
 fn firmware_pci_setup(bus: &mut Bus) {
     let elcr = crate::devices::pci::firmware::seabios_setup(&mut bus.pci);
     bus.pic.write(crate::devices::pic::ELCR_MASTER, elcr as u8);
     bus.pic
         .write(crate::devices::pic::ELCR_SLAVE, (elcr >> 8) as u8);
     bus.sync_pci();
+    if !bus.acpi {
+        let bytes = bus.mem.size();
+        crate::boot::firmware_tables::install(&mut bus.mem, &mut bus.pci, bytes);
+    }
 }
 
 impl Machine {
@@ -166,15 +185,25 @@ impl Machine {
         io.register(
             COM1_PORT,
             UART_PORT_COUNT,
-            Box::new(Uart16550::new(console)),
+            Box::new(Uart16550::with_irq(console, COM1_IRQ)),
         );
         io.register(DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, Box::new(DebugExit));
+        io.register(
+            crate::devices::i8042::I8042_DATA_PORT,
+            crate::devices::i8042::I8042_PORTS,
+            Box::new(crate::devices::i8042::I8042::new()),
+        );
         io.register(
             crate::devices::rtc::RTC_PORT,
             crate::devices::rtc::RTC_PORTS,
             Box::new(crate::devices::rtc::Rtc::default()),
         );
         let mut bus = Bus::new(mem, io);
+        bus.acpi = config.acpi;
+        if !config.acpi {
+            // QEMU creates the PIIX4 power-management function (00:01.3) only with ACPI.
+            bus.pci.remove_function(1, 3);
+        }
         firmware_pci_setup(&mut bus);
         let mut cpu = Cpu::new(0, config.tlb_entries, config.tlb_mode);
         cpu.stop_on_unimplemented = !config.ud_on_unimplemented;
@@ -204,9 +233,11 @@ impl Machine {
     /// Add COM2 (0x2f8), as QEMU's second `-serial`. Not there by default, so that `boot`
     /// matches QEMU with one `-serial`.
     pub fn add_com2(&mut self, sink: ConsoleSink) {
-        self.bus
-            .io
-            .register(COM2_PORT, UART_PORT_COUNT, Box::new(Uart16550::new(sink)));
+        self.bus.io.register(
+            COM2_PORT,
+            UART_PORT_COUNT,
+            Box::new(Uart16550::with_irq(sink, COM2_IRQ)),
+        );
     }
 
     /// Add an isa-debugcon at 0x402; the returned buffer collects what the guest writes.
@@ -341,6 +372,9 @@ impl Machine {
         if let Some(raw) = self.bus.exit_request {
             return Some(Outcome::Exit { raw });
         }
+        if self.bus.reset_request {
+            return Some(Outcome::Reset);
+        }
         if let Some(text) = self.cpu.last_unimplemented.take() {
             return Some(Outcome::Unimplemented {
                 rip: self.cpu.insn_rip,
@@ -362,6 +396,7 @@ impl Machine {
             }
         }
         self.bus.lapic.advance(now);
+        self.bus.advance_timers(now);
         let pic_out = self.bus.pic.output();
         self.bus.lapic.set_lint0(pic_out);
 
@@ -374,6 +409,9 @@ impl Machine {
             next = next.min(at);
         }
         if let Some(t) = self.bus.lapic.next_timer_event() {
+            next = next.min(t);
+        }
+        if let Some(t) = self.bus.next_device_event() {
             next = next.min(t);
         }
         if delivered {
@@ -442,8 +480,15 @@ impl Machine {
         } else {
             None
         };
-        // Both lie in the future: `service` has processed everything up to `now`.
-        let wake = [injection, timer]
+        // A device timer (the PIT) may raise an IRQ: wake at its next event and let
+        // `service` decide whether anything is delivered (if not, the CPU sleeps again).
+        let device = if self.cpu.flag(rflags::IF) {
+            self.bus.next_device_event()
+        } else {
+            None
+        };
+        // All lie in the future: `service` has processed everything up to `now`.
+        let wake = [injection, timer, device]
             .into_iter()
             .flatten()
             .filter(|&t| t > now)
@@ -490,6 +535,9 @@ impl Machine {
             Outcome::Unimplemented { text, .. } => format!("unimplemented instruction: {text}"),
             Outcome::InsnLimit => format!("instruction limit of {} reached", self.cpu.icount),
             Outcome::Killed => "killed from gdb".to_string(),
+            Outcome::Reset => {
+                "the guest reset the machine (stopped, as QEMU -no-reboot)".to_string()
+            }
         };
         let bytes = self
             .cpu

@@ -446,6 +446,9 @@ fn machine_on_vmscope(
         tlb_entries: a.tlb_entries,
         max_insns: a.max_insns,
         ud_on_unimplemented: a.unimplemented == UnimplementedArg::Ud,
+        // The built-in kernel (borrowed from the binary) runs on the default `pc` with
+        // ACPI; any other kernel on `pc,acpi=off` with the MP table and SMBIOS.
+        acpi: matches!(kernel, Cow::Borrowed(_)),
     };
     let disks = open_disks(&a.disk)?;
     let mut m = Machine::new(config, ConsoleSink::Stdout).map_err(|e| e.to_string())?;
@@ -642,6 +645,7 @@ fn machine_on_qemu(
     if a.trace.enabled() {
         return Err("--trace works on vmscope only, not with --qemu".into());
     }
+    let kernel_arg_is_none = kernel.is_none();
     if !qemu::available() {
         return Err(format!(
             "{} not found (install the qemu-system-x86 package)",
@@ -668,7 +672,9 @@ fn machine_on_qemu(
     }
     // The same checks as on vmscope, so bad disks fail the same way.
     drop(open_disks(&a.disk)?);
-    let mut cmd = qemu::command(&kernel, initrd, cmdline, a.mem >> 20);
+    // A kernel of the user's gets the machine without ACPI, as on vmscope.
+    let acpi = kernel_arg_is_none;
+    let mut cmd = qemu::command(&kernel, initrd, cmdline, a.mem >> 20, acpi);
     for d in &a.disk {
         qemu::add_disk(&mut cmd, &d.path, d.read_only);
     }

@@ -31,9 +31,19 @@ pub fn available() -> bool {
 /// `qemu64`.
 pub const QEMU_CPU: &str = "qemu64,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,+sse4.1,+sse4.2";
 
-/// `qemu-system-x86_64` with the flags of the vmscope machine. `mem_mib` is in MiB.
-pub fn command(kernel: &Path, initrd: Option<&Path>, cmdline: &str, mem_mib: u64) -> Command {
+/// `qemu-system-x86_64` with the flags of the vmscope machine. `mem_mib` is in MiB; `acpi`
+/// false gives `-machine pc,acpi=off` (see `MachineConfig::acpi`).
+pub fn command(
+    kernel: &Path,
+    initrd: Option<&Path>,
+    cmdline: &str,
+    mem_mib: u64,
+    acpi: bool,
+) -> Command {
     let mut c = Command::new(qemu_binary());
+    if !acpi {
+        c.args(["-machine", "pc,acpi=off"]);
+    }
     c.arg("-kernel")
         .arg(kernel)
         .args([

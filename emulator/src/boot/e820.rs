@@ -40,8 +40,10 @@ pub const AMD_HT_START: u64 = 0xfd_0000_0000;
 pub const AMD_HT_END: u64 = 0x100_0000_0000;
 
 /// The map for `below_4g` bytes of RAM under 4 GiB and `above_4g` bytes from 4 GiB up,
-/// on a machine with `virtio_disks` virtio-blk disks.
-pub fn qemu_pc_map(below_4g: u64, above_4g: u64, virtio_disks: u64) -> Vec<E820Entry> {
+/// on a machine with `virtio_disks` virtio-blk disks. Without ACPI (`acpi=off`) SeaBIOS
+/// reserves nothing at the top of low RAM for its tables (measured on QEMU 7.2 with no
+/// disks; the per-disk reserve is assumed to stay).
+pub fn qemu_pc_map(below_4g: u64, above_4g: u64, virtio_disks: u64, acpi: bool) -> Vec<E820Entry> {
     let e = |addr: u64, end: u64, kind| E820Entry {
         addr,
         size: end - addr,
@@ -52,12 +54,15 @@ pub fn qemu_pc_map(below_4g: u64, above_4g: u64, virtio_disks: u64) -> Vec<E820E
         e(EBDA_START, LOW_MEM_END, E820Type::Reserved),
         e(BIOS_ROM_START, ONE_MIB, E820Type::Reserved),
     ];
-    let reserved = FIRMWARE_RESERVED_TOP + SEABIOS_VIRTIO_BLK_RESERVE * virtio_disks;
+    let firmware = if acpi { FIRMWARE_RESERVED_TOP } else { 0 };
+    let reserved = firmware + SEABIOS_VIRTIO_BLK_RESERVE * virtio_disks;
     let top = below_4g.saturating_sub(reserved);
     if top > ONE_MIB {
         map.push(e(ONE_MIB, top, E820Type::Ram));
     }
-    map.push(e(top.max(ONE_MIB), below_4g, E820Type::Reserved));
+    if below_4g > top.max(ONE_MIB) {
+        map.push(e(top.max(ONE_MIB), below_4g, E820Type::Reserved));
+    }
     map.push(e(BIOS_FLASH_START, HIGH_RAM_START, E820Type::Reserved));
     if above_4g > 0 {
         map.push(e(HIGH_RAM_START, HIGH_RAM_START + above_4g, E820Type::Ram));
@@ -79,8 +84,30 @@ mod tests {
     }
 
     #[test]
+    fn map_without_acpi_has_no_firmware_reserve() {
+        let m = qemu_pc_map(128 << 20, 0, 0, false);
+        assert_eq!(
+            m[2],
+            E820Entry {
+                addr: BIOS_ROM_START,
+                size: ONE_MIB - BIOS_ROM_START,
+                kind: E820Type::Reserved
+            }
+        );
+        assert_eq!(
+            m[3],
+            E820Entry {
+                addr: ONE_MIB,
+                size: (128 << 20) - ONE_MIB,
+                kind: E820Type::Ram
+            }
+        );
+        assert_eq!(m[4].addr, BIOS_FLASH_START);
+    }
+
+    #[test]
     fn map_128m_matches_qemu() {
-        let m = qemu_pc_map(128 << 20, 0, 0);
+        let m = qemu_pc_map(128 << 20, 0, 0, true);
         assert_eq!(usable_kib(&m), 130559);
         assert_eq!(m.iter().filter(|e| e.kind == E820Type::Ram).count(), 2);
         let reserved: u64 = m
@@ -95,7 +122,7 @@ mod tests {
     #[test]
     fn map_4g_has_high_ram() {
         let (lo, hi) = crate::memory::pc_ram_split(4 << 30);
-        let m = qemu_pc_map(lo, hi, 0);
+        let m = qemu_pc_map(lo, hi, 0, true);
         assert_eq!(usable_kib(&m), 4193791);
         assert_eq!(m.iter().filter(|e| e.kind == E820Type::Ram).count(), 3);
     }

@@ -4,4 +4,5 @@
 
 pub mod bzimage;
 pub mod e820;
+pub mod firmware_tables;
 pub mod pvh;

@@ -218,7 +218,7 @@ pub fn load(
     }
 
     // hvm_start_info, memory map, module list, command line.
-    let memmap = e820::qemu_pc_map(below, above, bus.pci.disk_stats().len() as u64);
+    let memmap = e820::qemu_pc_map(below, above, bus.pci.disk_stats().len() as u64, bus.acpi);
     debug_assert!(memmap.len() as u64 <= MAX_MEMMAP_ENTRIES);
     const _: () = assert!(MEMMAP >= START_INFO + START_INFO_SIZE);
     let m = &mut bus.mem;

@@ -101,6 +101,8 @@ pub mod efer {
 pub mod msr {
     pub const IA32_TSC: u32 = 0x10;
     pub const IA32_APIC_BASE: u32 = 0x1b;
+    /// The microcode update signature (IA32_BIOS_SIGN_ID).
+    pub const IA32_BIOS_SIGN_ID: u32 = 0x8b;
     pub const IA32_MTRRCAP: u32 = 0xfe;
     pub const IA32_SYSENTER_CS: u32 = 0x174;
     pub const IA32_SYSENTER_ESP: u32 = 0x175;

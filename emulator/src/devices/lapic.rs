@@ -232,6 +232,9 @@ pub struct Lapic {
     nmi_pending: bool,
     /// Last level seen on LINT0 (the 8259's INT output), for edge detection.
     lint0_level: bool,
+    /// The vector of the last EOI of a level-triggered interrupt, for the bus to
+    /// broadcast to the IOAPIC (SDM 10.8.5), until taken.
+    eoi_broadcast: Option<u8>,
     /// Unsupported requests already logged (one warning each).
     logged: u32,
 }
@@ -300,6 +303,7 @@ impl Lapic {
             },
             nmi_pending: false,
             lint0_level: false,
+            eoi_broadcast: None,
             logged: 0,
         }
     }
@@ -513,13 +517,21 @@ impl Lapic {
         Some(v)
     }
 
-    /// EOI: clear the highest in-service bit. With no IOAPIC there is no directed EOI to
-    /// send for a level-triggered vector.
+    /// EOI: clear the highest in-service bit. A level-triggered vector (TMR set) is
+    /// broadcast to the IOAPIC ([`Self::take_eoi_broadcast`]).
     fn eoi(&mut self) {
         if let Some(v) = highest(&self.isr) {
             set_bit(&mut self.isr, v, false);
+            if bit(&self.tmr, v) {
+                self.eoi_broadcast = Some(v);
+            }
             set_bit(&mut self.tmr, v, false);
         }
+    }
+
+    /// The vector of a level-triggered interrupt just EOIed, once.
+    pub fn take_eoi_broadcast(&mut self) -> Option<u8> {
+        self.eoi_broadcast.take()
     }
 
     /// An interrupt for this APIC's IRR (from an LVT entry or an IPI). Vectors 0..15 are
@@ -617,7 +629,7 @@ impl Lapic {
     // ---- IPIs ------------------------------------------------------------------------------
 
     /// Whether a destination in ICR high / an IOAPIC entry names this APIC (SDM 10.6.2).
-    fn is_destination(&self, dest: u8, logical: bool) -> bool {
+    pub fn is_destination(&self, dest: u8, logical: bool) -> bool {
         if dest == BROADCAST {
             return true;
         }

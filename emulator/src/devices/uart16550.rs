@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 pub const COM1_PORT: u16 = 0x3f8;
 /// Base port of COM2 (`vmscope run` sends it to stderr).
 pub const COM2_PORT: u16 = 0x2f8;
+/// The ISA IRQ lines of COM1 and COM2.
+pub const COM1_IRQ: u8 = 4;
+pub const COM2_IRQ: u8 = 3;
 /// The UART decodes 8 consecutive ports.
 pub const UART_PORT_COUNT: u16 = 8;
 
@@ -91,8 +94,28 @@ impl ConsoleSink {
     }
 }
 
+/// The receive FIFO's depth (16550A).
+const RX_FIFO_DEPTH: usize = 16;
+/// FCR bit 2: clear the transmit FIFO (it is always empty here).
+const FCR_CLEAR_XMIT: u8 = 0x04;
+/// FCR bits 7:6: the receive FIFO's interrupt trigger level.
+const FCR_TRIGGER_SHIFT: u8 = 6;
+/// IIR value for a character timeout (FIFO mode, fewer bytes than the trigger level).
+const IIR_CTI: u8 = 0x0c;
+
+/// Bytes waiting to enter a UART's receiver from outside the machine (host stdin), filled
+/// by another thread. The UART moves them into its receive FIFO as room appears (the flow
+/// control QEMU's chardev applies), so none is lost to an overrun.
+pub type SerialInput = Arc<Mutex<VecDeque<u8>>>;
+
+/// A 16550A with QEMU's interrupt semantics (hw/char/serial.c): the interrupt output is
+/// the IIR's "interrupt pending", level-driven on the UART's ISA IRQ line (4 for COM1, 3
+/// for COM2), independent of MCR OUT2 as in QEMU. Transmission completes at once: a
+/// write to THR reaches the sink, and THRE is set again with a THR-empty interrupt
+/// pending, within the same instruction.
 pub struct Uart16550 {
     sink: ConsoleSink,
+    irq_line: u8,
     dll: u8,
     dlm: u8,
     ier: u8,
@@ -101,14 +124,22 @@ pub struct Uart16550 {
     mcr: u8,
     scr: u8,
     rx: VecDeque<u8>,
-    /// THR-empty interrupt latched (cleared by reading IIR or writing THR).
+    /// THR-empty interrupt pending (cleared by reading IIR with it reported or writing THR).
     thri_pending: bool,
+    /// Host input not yet in the receive FIFO.
+    input: Option<SerialInput>,
 }
 
 impl Uart16550 {
     pub fn new(sink: ConsoleSink) -> Self {
+        Self::with_irq(sink, COM1_IRQ)
+    }
+
+    /// A UART driving ISA IRQ `irq_line`.
+    pub fn with_irq(sink: ConsoleSink, irq_line: u8) -> Self {
         Self {
             sink,
+            irq_line,
             dll: 0x0c, // 9600 baud after reset, like a PC BIOS leaves it
             dlm: 0,
             ier: 0,
@@ -118,27 +149,75 @@ impl Uart16550 {
             scr: 0,
             rx: VecDeque::new(),
             thri_pending: false,
+            input: None,
         }
     }
 
-    /// Queue bytes as if received on the line (host stdin, tests).
-    pub fn receive(&mut self, data: &[u8]) {
-        self.rx.extend(data);
+    /// Feed the receiver from `input` (host stdin).
+    pub fn set_input(&mut self, input: SerialInput) {
+        self.input = Some(input);
     }
 
-    /// True while the UART asserts its interrupt line (IRQ 4 for COM1).
+    /// Queue bytes as if received on the line (tests). Beyond the FIFO's room they wait.
+    pub fn receive(&mut self, data: &[u8]) {
+        let input = self.input.get_or_insert_with(Default::default).clone();
+        if let Ok(mut q) = input.lock() {
+            q.extend(data);
+        }
+        self.fill_rx();
+    }
+
+    fn fifo_enabled(&self) -> bool {
+        self.fcr & FCR_ENABLE_FIFO != 0
+    }
+
+    /// Room in the receiver: 16 bytes with the FIFO on, the holding register without.
+    fn rx_room(&self) -> usize {
+        let cap = if self.fifo_enabled() {
+            RX_FIFO_DEPTH
+        } else {
+            1
+        };
+        cap.saturating_sub(self.rx.len())
+    }
+
+    /// Move waiting input into the receiver, as far as it has room.
+    fn fill_rx(&mut self) {
+        // In loopback the receiver is connected to the transmitter, not the line.
+        if self.mcr & MCR_LOOP != 0 {
+            return;
+        }
+        let Some(input) = &self.input else { return };
+        let Ok(mut q) = input.lock() else { return };
+        let n = self.rx_room().min(q.len());
+        self.rx.extend(q.drain(..n));
+    }
+
+    /// The receive FIFO's interrupt trigger level in bytes.
+    fn trigger_level(&self) -> usize {
+        [1, 4, 8, 14][(self.fcr >> FCR_TRIGGER_SHIFT) as usize & 3]
+    }
+
+    /// True while the UART asserts its interrupt line.
     pub fn irq_pending(&self) -> bool {
         self.iir() & IIR_NO_INT == 0
     }
 
+    /// IIR in priority order: received data (at the trigger level, else the character
+    /// timeout, which vmscope raises at once rather than four character times later: the
+    /// line has no speed here), then THR empty.
     fn iir(&self) -> u8 {
-        let fifo = if self.fcr & FCR_ENABLE_FIFO != 0 {
+        let fifo = if self.fifo_enabled() {
             IIR_FIFO_ENABLED
         } else {
             0
         };
         let id = if self.ier & IER_RDI != 0 && !self.rx.is_empty() {
-            IIR_RDI
+            if !self.fifo_enabled() || self.rx.len() >= self.trigger_level() {
+                IIR_RDI
+            } else {
+                IIR_CTI
+            }
         } else if self.ier & IER_THRI != 0 && self.thri_pending {
             IIR_THRI
         } else {
@@ -169,11 +248,27 @@ impl PortDevice for Uart16550 {
         "uart16550a"
     }
 
+    fn irq_mask(&self) -> u16 {
+        1 << self.irq_line
+    }
+
+    fn irq_levels(&self) -> u16 {
+        u16::from(self.irq_pending()) << self.irq_line
+    }
+
+    fn poll(&mut self) {
+        self.fill_rx();
+    }
+
     fn read(&mut self, port: u16, _size: u8) -> u32 {
         let dlab = self.lcr & LCR_DLAB != 0;
         let v = match port {
             RBR_THR if dlab => self.dll,
-            RBR_THR => self.rx.pop_front().unwrap_or(0),
+            RBR_THR => {
+                let b = self.rx.pop_front().unwrap_or(0);
+                self.fill_rx();
+                b
+            }
             IER if dlab => self.dlm,
             IER => self.ier,
             IIR_FCR => {
@@ -200,29 +295,39 @@ impl PortDevice for Uart16550 {
             RBR_THR if dlab => self.dll = v,
             RBR_THR => {
                 if self.mcr & MCR_LOOP != 0 {
-                    self.rx.push_back(v);
+                    if self.rx_room() > 0 {
+                        self.rx.push_back(v);
+                    }
                 } else {
                     self.sink.put(v);
                 }
+                // Sent at once: THR is empty again and says so.
                 self.thri_pending = true;
             }
             IER if dlab => self.dlm = v,
             IER => {
-                let newly_thri = v & IER_THRI != 0 && self.ier & IER_THRI == 0;
+                let changed = (self.ier ^ v) & 0x0f;
                 self.ier = v & 0x0f;
-                if newly_thri {
-                    // The transmitter is always empty here: enabling THRI raises it at once.
-                    self.thri_pending = true;
+                // As QEMU (and Bochs): turning THRI on while THR is empty raises the
+                // THR-empty interrupt even if an IIR read had cleared it; off drops it.
+                if changed & IER_THRI != 0 {
+                    self.thri_pending = self.ier & IER_THRI != 0;
                 }
             }
             IIR_FCR => {
-                if v & FCR_CLEAR_RCVR != 0 {
+                // Toggling the FIFO enable, or a clear bit, empties the receiver.
+                if v & FCR_CLEAR_RCVR != 0 || (v ^ self.fcr) & FCR_ENABLE_FIFO != 0 {
                     self.rx.clear();
                 }
+                let _ = FCR_CLEAR_XMIT; // the transmitter is always empty
                 self.fcr = v & (FCR_ENABLE_FIFO | 0xc0);
+                self.fill_rx();
             }
             LCR => self.lcr = v,
-            MCR => self.mcr = v & 0x1f,
+            MCR => {
+                self.mcr = v & 0x1f;
+                self.fill_rx();
+            }
             SCR => self.scr = v,
             _ => {}
         }
@@ -263,5 +368,46 @@ mod tests {
         assert_eq!(u.read(RBR_THR, 1), 0x5a);
         assert_eq!(u.read(MSR, 1) & 0xf0, 0x90);
         assert!(buf.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn thr_empty_interrupt_as_qemu() {
+        let (mut u, _) = uart();
+        assert_eq!(u.irq_levels(), 0);
+        // Enabling THRI raises it at once (THR is empty).
+        u.write(IER, 1, IER_THRI as u32);
+        assert_eq!(u.read(IIR_FCR, 1) as u8, IIR_THRI);
+        // Reading IIR cleared it.
+        assert_eq!(u.irq_levels(), 0);
+        assert_eq!(u.read(IIR_FCR, 1) as u8, IIR_NO_INT);
+        // A transmitted byte raises it again.
+        u.write(RBR_THR, 1, b'x' as u32);
+        assert!(u.irq_pending());
+        // Writing IER with THRI still set does not re-raise after it was read.
+        u.read(IIR_FCR, 1);
+        u.write(IER, 1, IER_THRI as u32);
+        assert!(!u.irq_pending());
+        // Toggling it does.
+        u.write(IER, 1, 0);
+        u.write(IER, 1, IER_THRI as u32);
+        assert!(u.irq_pending());
+    }
+
+    #[test]
+    fn receive_interrupt_and_fifo_flow_control() {
+        let (mut u, _) = uart();
+        u.write(IIR_FCR, 1, (FCR_ENABLE_FIFO | 0x80) as u32); // trigger level 8
+        u.write(IER, 1, IER_RDI as u32);
+        let data: Vec<u8> = (0..40).collect();
+        u.receive(&data[..3]);
+        assert_eq!(u.read(IIR_FCR, 1) as u8, IIR_FIFO_ENABLED | IIR_CTI);
+        u.receive(&data[3..]);
+        assert_eq!(u.read(IIR_FCR, 1) as u8, IIR_FIFO_ENABLED | IIR_RDI);
+        let mut got = Vec::new();
+        while u.read(LSR, 1) as u8 & LSR_DR != 0 {
+            got.push(u.read(RBR_THR, 1) as u8);
+        }
+        assert_eq!(got, data, "nothing lost beyond the FIFO's 16 bytes");
+        assert!(!u.irq_pending());
     }
 }

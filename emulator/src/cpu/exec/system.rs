@@ -28,6 +28,37 @@ const DR_UPPER: u64 = 0xffff_ffff_0000_0000;
 /// Valid PAT memory types (0 UC, 1 WC, 4 WT, 5 WP, 6 WB, 7 UC-).
 const PAT_VALID_TYPES: [u8; 6] = [0, 1, 4, 5, 6, 7];
 
+/// VERR/VERW (SDM Vol. 2): whether the segment `sel` names could be read (written) at
+/// the current CPL and the selector's RPL. Never faults on the descriptor: a null
+/// selector, one beyond the table limit, a system descriptor or an unreadable descriptor
+/// all just give ZF=0. (Linux's MDS mitigation runs VERW on every return to user mode for
+/// its side effect of clearing CPU buffers; here it only sets ZF.)
+fn verify_segment(cpu: &mut Cpu, bus: &mut Bus, sel: u16, write: bool) -> bool {
+    const S: u64 = 1 << 44;
+    const CODE: u64 = 1 << 43;
+    const CONFORMING: u64 = 1 << 42;
+    const READ_WRITE: u64 = 1 << 41;
+    if sel & !3 == 0 {
+        return false;
+    }
+    let Ok(raw) = cpu.read_descriptor(bus, sel) else {
+        return false;
+    };
+    if raw & S == 0 {
+        return false;
+    }
+    let dpl = ((raw >> 45) & 3) as u16;
+    let conforming_code = raw & CODE != 0 && raw & CONFORMING != 0;
+    if !conforming_code && dpl < (cpu.cpl as u16).max(sel & 3) {
+        return false;
+    }
+    if write {
+        raw & CODE == 0 && raw & READ_WRITE != 0
+    } else {
+        raw & CODE == 0 || raw & READ_WRITE != 0
+    }
+}
+
 pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
     match i.mnemonic() {
         M::Rdmsr => {
@@ -101,6 +132,14 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             };
             // A register destination is zero-extended; memory gets 16 bits.
             cpu.write_op(bus, i, 0, sel as u64)?;
+        }
+        M::Verr | M::Verw => {
+            if !cpu.protected() {
+                return Err(Exception::ud());
+            }
+            let sel = cpu.read_op(bus, i, 0)? as u16;
+            let ok = verify_segment(cpu, bus, sel, i.mnemonic() == M::Verw);
+            cpu.set_flag(rflags::ZF, ok);
         }
         M::Smsw => cpu.write_op(bus, i, 0, cpu.cr0)?,
         M::Lmsw => {
@@ -438,6 +477,8 @@ fn read_msr(cpu: &Cpu, bus: &Bus, n: u32) -> Result<u64, Exception> {
         msr::IA32_TSC => cpu.tsc(),
         msr::IA32_APIC_BASE => bus.lapic.apic_base(),
         msr::IA32_MTRRCAP => 0,
+        // No microcode is ever loaded: the signature reads 0 (as QEMU TCG).
+        msr::IA32_BIOS_SIGN_ID => 0,
         msr::IA32_SYSENTER_CS => cpu.msr.sysenter_cs,
         msr::IA32_SYSENTER_ESP => cpu.msr.sysenter_esp,
         msr::IA32_SYSENTER_EIP => cpu.msr.sysenter_eip,
@@ -516,6 +557,8 @@ fn write_msr(cpu: &mut Cpu, bus: &mut Bus, n: u32, v: u64) -> ExecResult {
         msr::IA32_FS_BASE => cpu.seg[SegReg::Fs as usize].base = canonical(v)?,
         msr::IA32_GS_BASE => cpu.seg[SegReg::Gs as usize].base = canonical(v)?,
         msr::IA32_KERNEL_GS_BASE => cpu.msr.kernel_gs_base = canonical(v)?,
+        // Software writes 0 before CPUID to read the microcode revision back: ignored.
+        msr::IA32_BIOS_SIGN_ID => {}
         msr::IA32_TSC_AUX => {
             if v >> 32 != 0 {
                 return Err(Exception::gp0());

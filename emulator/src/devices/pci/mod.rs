@@ -320,6 +320,11 @@ impl PciHost {
         h
     }
 
+    /// Unplug function `dev.func` (QEMU's `acpi=off` has no PIIX4 ACPI function).
+    pub fn remove_function(&mut self, dev: u8, func: u8) {
+        self.slots.retain(|s| !(s.dev == dev && s.func == func));
+    }
+
     /// Plug `f` as function 0 of the next free device number; `None` when the bus is full.
     pub fn add_device(&mut self, f: Box<dyn PciFunction>) -> Option<u8> {
         let dev = (FIRST_FREE_SLOT..SLOTS).find(|d| !self.slots.iter().any(|s| s.dev == *d))?;
