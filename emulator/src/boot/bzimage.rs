@@ -333,7 +333,7 @@ pub fn load(
         }
     }
 
-    let memmap = e820::qemu_pc_map(below, above, bus.pci.disk_stats().len() as u64);
+    let memmap = e820::qemu_pc_map(below, above, bus.pci.disk_stats().len() as u64, bus.acpi);
     let ram_above_1m = memmap
         .iter()
         .filter(|e| e.kind == e820::E820Type::Ram && e.addr >= e820::ONE_MIB)
@@ -488,7 +488,7 @@ mod tests {
     fn zero_page_fields() {
         let img = image(4, 0x020f);
         let h = parse_header(&img, "k").unwrap();
-        let map = e820::qemu_pc_map(128 << 20, 0, 0);
+        let map = e820::qemu_pc_map(128 << 20, 0, 0, false);
         let zp = zero_page(&img, &h, &map, Some((0x700_0000, 0x1234)), 1000);
         assert_eq!(&zp[bp::HEADER..bp::HEADER + 4], HDRS);
         assert_eq!(zp[bp::TYPE_OF_LOADER], QEMU_LOADER_ID);
