@@ -60,8 +60,10 @@ pub struct TraceArgs {
     /// Disassembly syntax of the trace.
     #[arg(long, value_enum, default_value = "intel", requires = "trace")]
     pub syntax: Syntax,
-    /// Start tracing at the first instruction at this symbol or (hex) address.
-    #[arg(long, value_name = "SYM|ADDR", requires = "trace")]
+    /// Start tracing at the first instruction at this symbol or (hex) address, or with
+    /// `@N` at instruction count N (the `icount` of a fault-trace event: the trace then
+    /// shows how the kernel handled it).
+    #[arg(long, value_name = "SYM|ADDR|@N", requires = "trace")]
     pub trace_start: Option<String>,
     /// Stop tracing after the first traced instruction at this symbol or (hex) address.
     #[arg(long, value_name = "SYM|ADDR", requires = "trace")]
@@ -974,6 +976,8 @@ enum Phase {
 struct Tracer<'a> {
     syms: &'a GuestSymbols,
     start: Option<u64>,
+    /// `--trace-start @N`.
+    start_icount: Option<u64>,
     stop: Option<u64>,
     cpl: Option<u8>,
     pid: Option<u32>,
@@ -1200,7 +1204,11 @@ impl Tracer<'_> {
             }
         }
         let halted = m.cpu.halted;
-        if self.phase == Phase::Waiting && !halted && Some(m.cpu.rip) == self.start {
+        if self.phase == Phase::Waiting
+            && !halted
+            && (Some(m.cpu.rip) == self.start
+                || self.start_icount.is_some_and(|n| m.cpu.icount >= n))
+        {
             self.phase = Phase::Tracing;
         }
         if self.phase != Phase::Tracing {
@@ -1324,7 +1332,16 @@ pub fn run(
         syms.kernel = Arc::new(table);
     }
     let place = |s: &Option<String>| s.as_deref().map(|s| syms.place(s).map(|p| p.0)).transpose();
-    let start = place(&args.trace_start)?;
+    let (start, start_icount) = match args.trace_start.as_deref().map(|s| s.strip_prefix('@')) {
+        Some(Some(n)) => {
+            let n = n
+                .replace('_', "")
+                .parse::<u64>()
+                .map_err(|_| format!("--trace-start @{n}: not an instruction count"))?;
+            (None, Some(n))
+        }
+        _ => (place(&args.trace_start)?, None),
+    };
     let stop = place(&args.trace_stop)?;
     let range = args
         .trace_range
@@ -1363,13 +1380,14 @@ pub fn run(
     let mut t = Tracer {
         syms: &syms,
         start,
+        start_icount,
         stop,
         cpl: args.trace_cpl,
         pid: args.trace_pid,
         range,
         limit: args.trace_limit.unwrap_or(u64::MAX),
         lines: 0,
-        phase: if start.is_some() {
+        phase: if start.is_some() || start_icount.is_some() {
             Phase::Waiting
         } else {
             Phase::Tracing
