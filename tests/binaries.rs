@@ -118,7 +118,7 @@ fn same_under_qemu(bin: &Path, args: &[&str], a: &Output) {
     assert_same_text(
         &format!("{name} {args:?}: stdout under QEMU ({})", stderr(&b)),
         &stdout(&b),
-        &stdout(&a),
+        &stdout(a),
     );
     assert_eq!(b.status.code(), a.status.code(), "{name}: QEMU status");
 }

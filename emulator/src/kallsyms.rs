@@ -251,14 +251,14 @@ mod tests {
         let mut toks: Vec<Vec<u8>> = (0..=255u8).map(|c| vec![c]).collect();
         toks[0] = b"do_".to_vec();
         let mut img = vec![0x5au8; 64]; // something before
-        while img.len() % 8 != 0 {
+        while !img.len().is_multiple_of(8) {
             img.push(0);
         }
         for (a, _, _) in &syms {
             let off = -((a - base) as i64) - 1;
             img.extend_from_slice(&(off as i32).to_le_bytes());
         }
-        while img.len() % 8 != 0 {
+        while !img.len().is_multiple_of(8) {
             img.push(0);
         }
         img.extend_from_slice(&base.to_le_bytes());
@@ -277,13 +277,13 @@ mod tests {
             names.extend_from_slice(&enc);
         }
         img.extend_from_slice(&names);
-        while img.len() % 8 != 0 {
+        while !img.len().is_multiple_of(8) {
             img.push(0);
         }
         for m in &markers {
             img.extend_from_slice(&m.to_le_bytes());
         }
-        while img.len() % 8 != 0 {
+        while !img.len().is_multiple_of(8) {
             img.push(0);
         }
         let mut offs = Vec::new();
@@ -294,7 +294,7 @@ mod tests {
             img.push(0);
             o += t.len() as u16 + 1;
         }
-        while img.len() % 8 != 0 {
+        while !img.len().is_multiple_of(8) {
             img.push(0);
         }
         for o in offs {

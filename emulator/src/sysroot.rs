@@ -223,27 +223,6 @@ fn parse(image: &[u8]) -> Result<Elf<'_>, String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shebang_lines_parse_as_the_kernel_does() {
-        assert!(shebang(b"\x7fELF").is_none());
-        let p = |s: &[u8]| shebang(s).unwrap().unwrap();
-        assert_eq!(p(b"#!/bin/sh\necho"), ("/bin/sh".into(), None));
-        assert_eq!(
-            p(b"#!  /usr/bin/env   python3 -u  \n"),
-            ("/usr/bin/env".into(), Some("python3 -u".into()))
-        );
-        assert_eq!(
-            p(b"#!/bin/busybox\tsh"),
-            ("/bin/busybox".into(), Some("sh".into()))
-        );
-        assert!(shebang(b"#!   \n").unwrap().is_err());
-    }
-}
-
 /// The time-zone file glibc reads for `TZ` (`tzset`): a leading `:` is dropped; an absolute
 /// path is taken as it is, anything else under `/usr/share/zoneinfo`. `None` when there
 /// is no such regular file (a POSIX rule such as `EST5EDT` needs none, or the name is
@@ -263,4 +242,25 @@ pub fn zoneinfo(tz: &str, root: Root) -> Option<(String, Vec<u8>)> {
         return None;
     }
     root.read(&path).ok().map(|d| (path, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shebang_lines_parse_as_the_kernel_does() {
+        assert!(shebang(b"\x7fELF").is_none());
+        let p = |s: &[u8]| shebang(s).unwrap().unwrap();
+        assert_eq!(p(b"#!/bin/sh\necho"), ("/bin/sh".into(), None));
+        assert_eq!(
+            p(b"#!  /usr/bin/env   python3 -u  \n"),
+            ("/usr/bin/env".into(), Some("python3 -u".into()))
+        );
+        assert_eq!(
+            p(b"#!/bin/busybox\tsh"),
+            ("/bin/busybox".into(), Some("sh".into()))
+        );
+        assert!(shebang(b"#!   \n").unwrap().is_err());
+    }
 }
