@@ -15,6 +15,9 @@
 #   (e) syscalls  getpid
 #   (f) exit0     boot to the first user instruction (which exits)
 # (g) bundled programs: hello, forkcow, brk, mmap, stack, efault.
+# (h) Debian's Linux kernel (the ELF unpacked from the newest /boot/vmlinuz-*, booted through
+#     its PVH note) to a busybox /init that exits at once (`vmscope boot`; skipped without
+#     a kernel, xz or /bin/busybox).
 #
 # Usage: scripts/bench.sh [-n RUNS] [--vm PATH] [--base PATH] [--no-qemu] [--quick]
 #   --vm PATH    the vmscope binary (default target/release/vmscope, built if missing)
@@ -94,12 +97,12 @@ bench() {
     local name=$1 vs=() bs=() qs=() i insns v b mips bmips qwall ratio
     shift
     for i in $(seq "$RUNS"); do
-        vs+=("$(one_run "$work/v" "$VM" run --stats "$@")")
+        vs+=("$(one_run "$work/v" "$VM" "${SUB:-run}" --stats "$@")")
         if [ -n "$BASE" ]; then
-            bs+=("$(one_run "$work/b" "$BASE" run --stats "$@")")
+            bs+=("$(one_run "$work/b" "$BASE" "${SUB:-run}" --stats "$@")")
         fi
         if [ $QEMU = 1 ]; then
-            qs+=("$(one_run "$work/q" "$VM" run --qemu "$@")")
+            qs+=("$(one_run "$work/q" "$VM" "${SUB:-run}" --qemu "$@")")
         fi
     done
     insns=$(awk '/^instructions: /{print $2}' "$work/v.err")
@@ -134,6 +137,30 @@ bench "(f) boot 16G" --mem 16G "$work/exit0"
 for p in hello forkcow brk mmap stack efault; do
     bench "(g) $p" "$p"
 done
+# (h): bench's `vmscope run` becomes `vmscope boot` (SUB).
+linux_boot() {
+    local bz at
+    bz=$(ls /boot/vmlinuz-* 2>/dev/null | sort | tail -1)
+    if [ -z "$bz" ] || ! command -v xz >/dev/null || ! [ -x /bin/busybox ]; then
+        echo "(h) Linux boot   skipped: needs /boot/vmlinuz-* (linux-image-amd64), xz and /bin/busybox"
+        return
+    fi
+    # The xz payload of the bzImage (Linux's scripts/extract-vmlinux).
+    at=$(LC_ALL=C grep -abo $'\xfd7zXZ' "$bz" | head -1 | cut -d: -f1)
+    tail -c +$((at + 1)) "$bz" | xz -dc --single-stream > "$work/vmlinux" 2>/dev/null || true
+    mkdir -p "$work/rd/bin"
+    cp /bin/busybox "$work/rd/bin/busybox"
+    cat > "$work/rd/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox printf '\000' | /bin/busybox dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null
+INIT
+    chmod +x "$work/rd/init"
+    (cd "$work/rd" && find . | cpio -o -H newc 2>/dev/null) > "$work/linux.cpio"
+    SUB=boot bench "(h) Linux boot" --kernel "$work/vmlinux" --initrd "$work/linux.cpio" \
+        --cmdline console=ttyS0
+}
+linux_boot
 
 echo
 echo "# peak host RSS of vmscope run (boot to exit; /usr/bin/time's maximum resident set)"
