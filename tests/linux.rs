@@ -125,7 +125,6 @@ fn bad_bzimages_give_one_line_and_status_2() {
 // SKIP, unless VMSCOPE_REQUIRE_LINUX=1 (as in CI), when they fail instead.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// The bzImage to boot, if there is one.
@@ -155,34 +154,17 @@ fn debian_kernel() -> Option<PathBuf> {
     found
 }
 
-/// The ELF kernel inside a bzImage (Linux's scripts/extract-vmlinux, for xz payloads),
-/// written once per test run: its PVH note boots it without the decompressor's billions
-/// of instructions, as `qemu -kernel vmlinux` does.
+/// The ELF kernel inside a bzImage (unpacked as vmscope's loader unpacks it for its
+/// symbols), written once per test run: its PVH note boots it without the decompressor's
+/// billions of instructions, as `qemu -kernel vmlinux` does.
 fn kernel_elf(bz: &Path) -> &'static Path {
     static ELF: OnceLock<PathBuf> = OnceLock::new();
     ELF.get_or_init(|| {
         let img = std::fs::read(bz).expect("read the kernel");
-        let at = img
-            .windows(6)
-            .position(|w| w == b"\xfd7zXZ\0")
-            .expect("an xz-compressed kernel (CONFIG_KERNEL_XZ)");
+        let elf = vmscope::boot::bzimage::inner_elf(&img)
+            .expect("an xz-compressed kernel (CONFIG_KERNEL_XZ) holding an ELF");
         let out = std::env::temp_dir().join(format!("vmscope-test-{}-vmlinux", std::process::id()));
-        let mut child = Command::new("xz")
-            .args(["-dc", "--single-stream"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run xz");
-        let mut stdin = child.stdin.take().unwrap();
-        let payload = img[at..].to_vec();
-        let feeder = std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = stdin.write_all(&payload);
-        });
-        let o = child.wait_with_output().expect("xz");
-        feeder.join().unwrap();
-        assert!(o.stdout.starts_with(b"\x7fELF"), "xz gave no ELF");
-        std::fs::write(&out, &o.stdout).unwrap();
+        std::fs::write(&out, &elf).unwrap();
         out
     })
 }

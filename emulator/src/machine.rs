@@ -158,6 +158,8 @@ pub struct Machine {
     pub bus: Bus,
     pub config: MachineConfig,
     pub boot: Option<BootInfo>,
+    /// The ELF kernel unpacked from a bzImage on the host (its symbols and BTF).
+    pub kernel_elf: Option<Vec<u8>>,
     /// Scheduled injections, latest first (the next one is at the end).
     injections: Vec<(u64, Injection)>,
     /// An injected machine check waiting for the next instruction boundary.
@@ -175,6 +177,20 @@ fn firmware_pci_setup(bus: &mut Bus) {
     if !bus.acpi {
         let bytes = bus.mem.size();
         crate::boot::firmware_tables::install(&mut bus.mem, &mut bus.pci, bytes);
+    }
+}
+
+/// A Linux kernel's BTF says where its running task is, for the fault trace.
+fn linux_task_layout(elf: &[u8], name: &str) -> Option<crate::linux_task::LinuxTaskLayout> {
+    match crate::linux_task::LinuxTaskLayout::from_vmlinux(elf) {
+        Ok(l) => {
+            log::info!("{name}: Linux task layout from BTF: {l:x?}");
+            Some(l)
+        }
+        Err(e) => {
+            log::debug!("{name}: no Linux task layout: {e}");
+            None
+        }
     }
 }
 
@@ -212,6 +228,7 @@ impl Machine {
             bus,
             config,
             boot: None,
+            kernel_elf: None,
             injections: Vec::new(),
             mc_pending: false,
         })
@@ -279,6 +296,11 @@ impl Machine {
         initrd: Option<&[u8]>,
     ) -> Result<&BootInfo, MachineError> {
         if crate::boot::bzimage::is_bzimage(kernel) {
+            // The kernel inside, for its BTF (and the trace's symbols, `kernel_elf`).
+            self.kernel_elf = crate::boot::bzimage::inner_elf(kernel);
+            if let Some(elf) = &self.kernel_elf {
+                self.bus.linux_task = linux_task_layout(elf, name);
+            }
             let info = crate::boot::bzimage::load(
                 &mut self.bus,
                 &mut self.cpu,
@@ -289,15 +311,8 @@ impl Machine {
             )?;
             return Ok(self.boot.insert(info));
         }
-        // A Linux kernel's BTF says where its running task is, for the fault trace.
         if kernel.starts_with(b"\x7fELF") {
-            match crate::linux_task::LinuxTaskLayout::from_vmlinux(kernel) {
-                Ok(l) => {
-                    log::info!("{name}: Linux task layout from BTF: {l:x?}");
-                    self.bus.linux_task = Some(l);
-                }
-                Err(e) => log::debug!("{name}: no Linux task layout: {e}"),
-            }
+            self.bus.linux_task = linux_task_layout(kernel, name);
         }
         self.load_pvh(kernel, name, cmdline, initrd)
     }

@@ -479,7 +479,11 @@ fn machine_on_vmscope(
     let outcome = match a.gdb_config() {
         Some(_) if a.trace.enabled() => Err("--trace and --gdb cannot be combined".into()),
         Some(cfg) => gdb::run(&mut m, &cfg),
-        None => vmscope::itrace::run(&mut m, &a.trace, &kernel, initrd),
+        None => {
+            // A bzImage's symbols are in the kernel the loader unpacked from it.
+            let elf = m.kernel_elf.take();
+            vmscope::itrace::run(&mut m, &a.trace, elf.as_deref().unwrap_or(&kernel), initrd)
+        }
     };
     flush_consoles();
     let outcome = outcome?;

@@ -143,6 +143,31 @@ pub enum BzImageError {
     InitrdTooBig { size: u64, max: u64 },
 }
 
+/// The magic of an xz stream (the kernel's default compression on Debian, CONFIG_KERNEL_XZ).
+const XZ_MAGIC: &[u8; 6] = b"\xfd7zXZ\0";
+/// Largest kernel ELF unpacked on the host (Debian's 6.1 is 63 MiB).
+const MAX_INNER_ELF: u64 = 512 << 20;
+
+/// The ELF kernel (vmlinux) inside a bzImage whose payload is xz-compressed, unpacked on
+/// the host for what the image itself does not show: its symbols (kallsyms) and its BTF
+/// (the running task), as Linux's scripts/extract-vmlinux unpacks it. `None` for other
+/// compressions or a payload that does not unpack to an ELF.
+pub fn inner_elf(image: &[u8]) -> Option<Vec<u8>> {
+    let hdr = parse_header(image, "").ok()?;
+    let payload = &image[hdr.setup_len..];
+    let at = payload
+        .windows(XZ_MAGIC.len())
+        .position(|w| w == XZ_MAGIC)?;
+    let mut out = Vec::new();
+    let dec = xz2::read::XzDecoder::new(&payload[at..]);
+    use std::io::Read;
+    // The payload ends in the decompressor's own trailer: read one stream, then stop.
+    if dec.take(MAX_INNER_ELF).read_to_end(&mut out).is_err() && out.is_empty() {
+        return None;
+    }
+    out.starts_with(b"\x7fELF").then_some(out)
+}
+
 /// True when `image` carries a Linux/x86 setup header.
 pub fn is_bzimage(image: &[u8]) -> bool {
     image.get(bp::HEADER..bp::HEADER + 4) == Some(&HDRS[..])
@@ -482,6 +507,28 @@ mod tests {
             parse_header(&img, "k"),
             Err(BzImageError::Malformed(..))
         ));
+    }
+
+    #[test]
+    fn inner_elf_unpacks_an_xz_payload() {
+        use std::io::Write;
+        let elf = b"\x7fELF and the rest of a kernel".to_vec();
+        let mut enc = xz2::write::XzEncoder::new(Vec::new(), 6);
+        enc.write_all(&elf).unwrap();
+        let xz = enc.finish().unwrap();
+        let mut img = image(4, 0x020f);
+        let at = 5 * SECTOR + 0x300;
+        img[at..at + xz.len()].copy_from_slice(&xz);
+        // Whatever follows the stream (the decompressor's trailer) is ignored.
+        assert_eq!(inner_elf(&img), Some(elf));
+        // Not xz, or xz of something else: nothing.
+        assert_eq!(inner_elf(&image(4, 0x020f)), None);
+        let mut enc = xz2::write::XzEncoder::new(Vec::new(), 6);
+        enc.write_all(b"not an ELF").unwrap();
+        let xz = enc.finish().unwrap();
+        let mut img = image(4, 0x020f);
+        img[at..at + xz.len()].copy_from_slice(&xz);
+        assert_eq!(inner_elf(&img), None);
     }
 
     #[test]
