@@ -107,6 +107,37 @@ impl Rec {
     }
 }
 
+/// May the specialised record of `i` access memory or the bus (a memory operand other
+/// than LEA's, or the stack)? A block checks the fast TLB generation, the code-dirty queue
+/// and `next_event` after such an instruction only.
+pub(crate) fn may_access_memory(i: &Instruction) -> bool {
+    if i.mnemonic() == M::Lea {
+        return false;
+    }
+    i.stack_pointer_increment() != 0
+        || (0..i.op_count())
+            .any(|n| !matches!(i.op_kind(n), OpKind::Register) && !is_imm_kind(i.op_kind(n)))
+}
+
+/// An immediate or branch-target operand kind.
+fn is_imm_kind(k: OpKind) -> bool {
+    matches!(
+        k,
+        OpKind::Immediate8
+            | OpKind::Immediate8_2nd
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+            | OpKind::NearBranch16
+            | OpKind::NearBranch32
+            | OpKind::NearBranch64
+    )
+}
+
 /// The generic executor, on the `Instruction` kept in the record's decode-cache slot.
 fn generic(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
     // The generic executor reads and writes `rflags` directly.
