@@ -1361,7 +1361,7 @@ impl Cpu {
         let result = match self.fetch_decode(bus, rec) {
             Ok(()) => {
                 self.rip = rec.next_ip;
-                (rec.handler)(self, bus, rec)
+                (rec.handler)(self, bus, rec).map_err(|e| *e)
             }
             Err(e) => Err(e),
         };
@@ -1502,7 +1502,7 @@ impl Cpu {
                     let r = unsafe { &*r };
                     generic = r.is_generic();
                     self.rip = r.next_ip;
-                    (r.handler)(self, bus, r)
+                    (r.handler)(self, bus, r).map_err(|e| *e)
                 }
                 Err(e) => Err(e),
             };
@@ -1525,6 +1525,15 @@ impl Cpu {
     /// the per-instruction loop, which makes all of its checks again.
     #[inline(always)]
     fn run_tb(&mut self, bus: &mut Bus, bi: usize) -> Option<Step> {
+        if self.tlb.shadow || self.decode_shadow {
+            self.run_tb_impl::<true>(bus, bi)
+        } else {
+            self.run_tb_impl::<false>(bus, bi)
+        }
+    }
+
+    #[inline(always)]
+    fn run_tb_impl<const SHADOW: bool>(&mut self, bus: &mut Bus, bi: usize) -> Option<Step> {
         let b: *const Block = &self.blocks[bi];
         // SAFETY: `blocks` is a heap buffer that is never reallocated, not part of `*self`
         // itself, and a block is written only by `build_block` and `drop_written_frames`,
@@ -1532,16 +1541,16 @@ impl Cpu {
         // no handler fetches). A block's records are copies, so evicting a decode-cache
         // entry leaves them alone.
         let b = unsafe { &*b };
-        let shadow = self.tlb.shadow || self.decode_shadow;
+        let n = b.recs.len() as u64;
         self.decode_stats.blocks += 1;
+        // The fetches of instructions 1.. (the caller counted the first's) and the decode
+        // hits of all, taken back for those not run if the block stops early.
+        self.tlb.count_fast_hits(n - 1);
+        self.decode_stats.hits += n;
         let mut mem = b.mem;
         for (k, r) in b.recs.iter().enumerate() {
-            if k != 0 {
-                self.tlb.count_fast_hit();
-            }
-            self.decode_stats.hits += 1;
             self.insn_rip = self.rip;
-            if shadow {
+            if SHADOW {
                 self.block_shadow_check(bus, r, k != 0);
             }
             bus.now = self.icount;
@@ -1549,18 +1558,29 @@ impl Cpu {
             let result = (r.handler)(self, bus, r);
             self.icount += 1;
             if let Err(e) = result {
-                return Some(self.fault(bus, e));
+                self.uncount_block_rest(n - 1 - k as u64);
+                return Some(self.fault(bus, *e));
             }
             if mem & 1 != 0
                 && (self.tlb.fast_gen() != self.blk_gen
                     || bus.mem.code_dirty_pending()
                     || self.icount >= bus.next_event)
             {
+                self.uncount_block_rest(n - 1 - k as u64);
                 return None;
             }
             mem >>= 1;
         }
         None
+    }
+
+    /// A block stopped with `rest` of its instructions not run: their fetch and decode
+    /// hits, counted at its start, are taken back.
+    #[cold]
+    #[inline(never)]
+    fn uncount_block_rest(&mut self, rest: u64) {
+        self.tlb.uncount_fast_hits(rest);
+        self.decode_stats.hits -= rest;
     }
 
     /// Build (or rebuild) the block of the instruction at physical `pa`, RIP `rip`, into
@@ -1570,12 +1590,14 @@ impl Cpu {
     #[cold]
     #[inline(never)]
     fn build_block(&mut self, pa: u64, rip: u64, bi: usize, rebuilds: u8) {
-        let mut recs = Vec::new();
         let mut mem = 0u64;
         let (mut p, mut ip) = (pa, rip);
         let mut missed = false;
+        let mut len = 0;
+        let mut slots = [0u16; BLOCK_MAX];
         loop {
-            let e = &self.decode_cache[Self::decode_slot(p)];
+            let s = Self::decode_slot(p);
+            let e = &self.decode_cache[s];
             if e.key != p + 1 || e.rip != ip || e.bitness != 64 {
                 missed = true;
                 break;
@@ -1584,12 +1606,13 @@ impl Cpu {
                 break;
             }
             if exec::fast::may_access_memory(&e.instr) {
-                mem |= 1 << recs.len();
+                mem |= 1 << len;
             }
-            recs.push(e.rec);
+            slots[len] = s as u16;
+            len += 1;
             let next = e.rec.next_ip;
             if e.instr.flow_control() != iced_x86::FlowControl::Next
-                || recs.len() == BLOCK_MAX
+                || len == BLOCK_MAX
                 || next >> 12 != rip >> 12
             {
                 break;
@@ -1598,18 +1621,24 @@ impl Cpu {
             ip = next;
         }
         let old = &mut self.blocks[bi];
-        if old.key == pa + 1 && old.rip == rip && old.recs.len() >= recs.len() {
+        let valid = old.key == pa + 1 && old.rip == rip;
+        if valid && old.recs.len() >= len {
             // Still valid (its frame was not written): nothing longer to take in.
             old.rebuilds = if missed { rebuilds } else { 0 };
             return;
         }
-        if recs.is_empty() {
+        if len == 0 || (missed && len == 1 && !valid) {
+            // A first pass through new code: the block is built when it runs again.
             return;
         }
-        *old = Block {
+        let recs: Box<[exec::fast::Rec]> = slots[..len]
+            .iter()
+            .map(|&s| self.decode_cache[s as usize].rec)
+            .collect();
+        self.blocks[bi] = Block {
             key: pa + 1,
             rip,
-            recs: recs.into_boxed_slice(),
+            recs,
             mem,
             rebuilds: if missed { rebuilds } else { 0 },
         };
