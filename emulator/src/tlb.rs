@@ -241,6 +241,19 @@ impl Tlb {
         self.stats.hits += 1;
     }
 
+    /// Count `n` fast hits without the lookups (a block's fetches, see
+    /// [`Self::count_fast_hit`]).
+    #[inline(always)]
+    pub fn count_fast_hits(&mut self, n: u64) {
+        self.stats.hits += n;
+    }
+
+    /// Take back fast hits counted by [`Self::count_fast_hits`] for fetches not made.
+    #[inline(always)]
+    pub fn uncount_fast_hits(&mut self, n: u64) {
+        self.stats.hits -= n;
+    }
+
     /// A fast hit for an access of kind `kind` (as usize) at `va` under `key`: counted as
     /// a TLB hit.
     #[inline(always)]

@@ -63,6 +63,32 @@ struct DecodeEntry {
     instr: Instruction,
 }
 
+/// Most instructions in one block (the memory-access flags fit one `u64`).
+const BLOCK_MAX: usize = 64;
+/// How many times a block that ended at an instruction not yet decoded is rebuilt to take
+/// in the instructions decoded since.
+const BLOCK_REBUILDS: u8 = 4;
+
+/// A block (issue [11], stage D): the records of a straight run of specialised
+/// instructions of one code page, copied out of the decode cache, keyed like the decode
+/// cache (physical address and RIP of its first instruction, 64-bit code) and stored in
+/// the slot of its first instruction's physical address. It ends after a control transfer,
+/// before a generic instruction, at the page end, before an instruction not (yet) in the
+/// decode cache, or at `BLOCK_MAX` instructions. A frame's blocks are dropped with its
+/// decode-cache entries.
+#[derive(Clone, Default)]
+struct Block {
+    /// Physical address + 1 of the first instruction (0 = empty).
+    key: u64,
+    rip: u64,
+    recs: Box<[exec::fast::Rec]>,
+    /// Bit k: instruction k may access memory (or the bus): after it, the block stops
+    /// unless the fast TLB generation, the code-dirty queue and `next_event` allow going on.
+    mem: u64,
+    /// Rebuilds left for a block that ended before an instruction not yet decoded.
+    rebuilds: u8,
+}
+
 /// Why the CPU cannot go on (the machine stops with a report).
 #[derive(Debug, Clone)]
 pub enum CpuStop {
@@ -147,6 +173,9 @@ pub struct Cpu {
     /// The frame (physical address >> 12, plus 1; 0 = empty) of each decode-cache slot,
     /// packed so that dropping a frame's entries scans 16 KiB.
     decode_frames: Vec<u32>,
+    /// Blocks (see [`Block`]), one per decode-cache slot: a block lives in the slot of
+    /// its first instruction. The buffer is never reallocated.
+    blocks: Vec<Block>,
     /// `VMSCOPE_DECODE_SHADOW=1`: re-read and re-decode every cached instruction used and
     /// panic if the bytes now decode to another record.
     pub decode_shadow: bool,
@@ -177,6 +206,9 @@ pub struct DecodeStats {
     pub decodes: u64,
     /// Frames whose entries were dropped because they were written.
     pub frames_dropped: u64,
+    /// Blocks run whole or in part by `run_block` (stage D); their instructions count
+    /// as hits.
+    pub blocks: u64,
 }
 
 /// One memory access recorded in [`Cpu::mem_log`].
@@ -246,6 +278,7 @@ impl Cpu {
             lazy_base: alu::Lazy::default(),
             decode_cache: vec![empty; DECODE_CACHE_SLOTS + 1],
             decode_frames: vec![0; DECODE_CACHE_SLOTS],
+            blocks: vec![Block::default(); DECODE_CACHE_SLOTS],
             decode_shadow: std::env::var_os("VMSCOPE_DECODE_SHADOW").is_some_and(|v| v == "1"),
             decode_stats: DecodeStats::default(),
             unimplemented_seen: HashSet::new(),
@@ -1037,6 +1070,10 @@ impl Cpu {
                     self.decode_frames[s] = 0;
                     self.decode_cache[s].key = 0;
                 }
+                let bk = self.blocks[s].key;
+                if bk != 0 && (bk - 1) >> 12 == pa >> 12 {
+                    self.blocks[s] = Block::default();
+                }
             }
         }
     }
@@ -1324,7 +1361,7 @@ impl Cpu {
         let result = match self.fetch_decode(bus, rec) {
             Ok(()) => {
                 self.rip = rec.next_ip;
-                (rec.handler)(self, bus, rec)
+                (rec.handler)(self, bus, rec).map_err(|e| *e)
             }
             Err(e) => Err(e),
         };
@@ -1433,8 +1470,26 @@ impl Cpu {
                 };
                 self.shadow_check(bus, la, AccessKind::Fetch, h);
             }
+            // A block starting here runs whole when nothing can fire inside it.
+            let bi = Self::decode_slot(pa.as_u64());
+            let b = &self.blocks[bi];
+            let here = b.key == pa.as_u64() + 1 && b.rip == la;
+            if here {
+                if b.rebuilds != 0 {
+                    self.build_block(pa.as_u64(), la, bi, b.rebuilds - 1);
+                }
+                if bus.next_event.wrapping_sub(self.icount) >= self.blocks[bi].recs.len() as u64 {
+                    if let Some(s) = self.run_tb(bus, bi) {
+                        return s;
+                    }
+                    continue;
+                }
+            }
             let result = match self.decode_at(bus, la, pa, 64) {
                 Ok(slot) => {
+                    if !here && slot != DECODE_CACHE_SLOTS {
+                        self.build_block(pa.as_u64(), la, bi, BLOCK_REBUILDS);
+                    }
                     // The handler runs on the record in its cache entry, not on a copy.
                     let r: *const exec::fast::Rec = &self.decode_cache[slot].rec;
                     // SAFETY: the entry lives in `decode_cache`'s heap buffer, which is
@@ -1447,7 +1502,7 @@ impl Cpu {
                     let r = unsafe { &*r };
                     generic = r.is_generic();
                     self.rip = r.next_ip;
-                    (r.handler)(self, bus, r)
+                    (r.handler)(self, bus, r).map_err(|e| *e)
                 }
                 Err(e) => Err(e),
             };
@@ -1455,6 +1510,170 @@ impl Cpu {
             if let Err(e) = result {
                 return self.fault(bus, e);
             }
+        }
+    }
+
+    /// Run the block in slot `bi` (stage D), whose first instruction's fetch the caller
+    /// counted (and shadow-checked) and which fits below `bus.next_event`. Each instruction
+    /// is run as the per-instruction loop of [`Self::run_block`] runs it (the fetch counted
+    /// as a TLB hit, the decode as a cache hit, `insn_rip`, `bus.now`, RIP, the handler,
+    /// icount), without the checks that only a memory access can make fail: after an
+    /// instruction that may access memory, the block stops unless the fast TLB generation
+    /// is unchanged, no written code frame waits to be dropped (a store into this very
+    /// block included) and `icount` is still below `next_event` (an MMIO write may have
+    /// moved it). Returns the step of a fault's delivery, or `None` to go on at RIP in
+    /// the per-instruction loop, which makes all of its checks again.
+    #[inline(always)]
+    fn run_tb(&mut self, bus: &mut Bus, bi: usize) -> Option<Step> {
+        if self.tlb.shadow || self.decode_shadow {
+            self.run_tb_impl::<true>(bus, bi)
+        } else {
+            self.run_tb_impl::<false>(bus, bi)
+        }
+    }
+
+    #[inline(always)]
+    fn run_tb_impl<const SHADOW: bool>(&mut self, bus: &mut Bus, bi: usize) -> Option<Step> {
+        let b: *const Block = &self.blocks[bi];
+        // SAFETY: `blocks` is a heap buffer that is never reallocated, not part of `*self`
+        // itself, and a block is written only by `build_block` and `drop_written_frames`,
+        // which run outside handlers (in `run_block` between instructions and in fetches;
+        // no handler fetches). A block's records are copies, so evicting a decode-cache
+        // entry leaves them alone.
+        let b = unsafe { &*b };
+        let n = b.recs.len() as u64;
+        self.decode_stats.blocks += 1;
+        // The fetches of instructions 1.. (the caller counted the first's) and the decode
+        // hits of all, taken back for those not run if the block stops early.
+        self.tlb.count_fast_hits(n - 1);
+        self.decode_stats.hits += n;
+        let mut mem = b.mem;
+        for (k, r) in b.recs.iter().enumerate() {
+            self.insn_rip = self.rip;
+            if SHADOW {
+                self.block_shadow_check(bus, r, k != 0);
+            }
+            bus.now = self.icount;
+            self.rip = r.next_ip;
+            let result = (r.handler)(self, bus, r);
+            self.icount += 1;
+            if let Err(e) = result {
+                self.uncount_block_rest(n - 1 - k as u64);
+                return Some(self.fault(bus, *e));
+            }
+            if mem & 1 != 0
+                && (self.tlb.fast_gen() != self.blk_gen
+                    || bus.mem.code_dirty_pending()
+                    || self.icount >= bus.next_event)
+            {
+                self.uncount_block_rest(n - 1 - k as u64);
+                return None;
+            }
+            mem >>= 1;
+        }
+        None
+    }
+
+    /// A block stopped with `rest` of its instructions not run: their fetch and decode
+    /// hits, counted at its start, are taken back.
+    #[cold]
+    #[inline(never)]
+    fn uncount_block_rest(&mut self, rest: u64) {
+        self.tlb.uncount_fast_hits(rest);
+        self.decode_stats.hits -= rest;
+    }
+
+    /// Build (or rebuild) the block of the instruction at physical `pa`, RIP `rip`, into
+    /// slot `bi`, from decode-cache entries only: no fetch, no translation, no counter
+    /// changes. A block that ended before an instruction not yet in the cache keeps
+    /// `rebuilds` to be rebuilt when next entered.
+    #[cold]
+    #[inline(never)]
+    fn build_block(&mut self, pa: u64, rip: u64, bi: usize, rebuilds: u8) {
+        let mut mem = 0u64;
+        let (mut p, mut ip) = (pa, rip);
+        let mut missed = false;
+        let mut len = 0;
+        let mut slots = [0u16; BLOCK_MAX];
+        loop {
+            let s = Self::decode_slot(p);
+            let e = &self.decode_cache[s];
+            if e.key != p + 1 || e.rip != ip || e.bitness != 64 {
+                missed = true;
+                break;
+            }
+            if e.rec.is_generic() {
+                break;
+            }
+            if exec::fast::may_access_memory(&e.instr) {
+                mem |= 1 << len;
+            }
+            slots[len] = s as u16;
+            len += 1;
+            let next = e.rec.next_ip;
+            if e.instr.flow_control() != iced_x86::FlowControl::Next
+                || len == BLOCK_MAX
+                || next >> 12 != rip >> 12
+            {
+                break;
+            }
+            p = (p & !(PAGE_SIZE - 1)) | (next & (PAGE_SIZE - 1));
+            ip = next;
+        }
+        let old = &mut self.blocks[bi];
+        let valid = old.key == pa + 1 && old.rip == rip;
+        if valid && old.recs.len() >= len {
+            // Still valid (its frame was not written): nothing longer to take in.
+            old.rebuilds = if missed { rebuilds } else { 0 };
+            return;
+        }
+        if len == 0 || (missed && len == 1 && !valid) {
+            // A first pass through new code: the block is built when it runs again.
+            return;
+        }
+        let recs: Box<[exec::fast::Rec]> = slots[..len]
+            .iter()
+            .map(|&s| self.decode_cache[s as usize].rec)
+            .collect();
+        self.blocks[bi] = Block {
+            key: pa + 1,
+            rip,
+            recs,
+            mem,
+            rebuilds: if missed { rebuilds } else { 0 },
+        };
+    }
+
+    /// The shadow checks of a block's instruction at RIP: `VMSCOPE_TLB_SHADOW` checks
+    /// its fetch (`tlb`: not the first, which the caller checked) and
+    /// `VMSCOPE_DECODE_SHADOW=1` re-decodes its bytes, which must still give the block's
+    /// record, in a frame still marked in the code bitmap.
+    #[cold]
+    #[inline(never)]
+    fn block_shadow_check(&self, bus: &Bus, r: &exec::fast::Rec, tlb: bool) {
+        let la = self.rip;
+        let off = la & (PAGE_SIZE - 1);
+        let pa = GuestPhysAddr(self.blk_frame | off);
+        if tlb && self.tlb.shadow {
+            let h = FastHit {
+                pa,
+                host: self.blk_host + off as usize,
+            };
+            self.shadow_check(bus, la, AccessKind::Fetch, h);
+        }
+        if self.decode_shadow {
+            let n = ((PAGE_SIZE - off) as usize).min(MAX_INSN_LEN);
+            let bytes = bus.mem.slice(pa, n).map(|s| s.to_vec()).unwrap_or_default();
+            let mut dec = Decoder::with_ip(64, &bytes, la, DecoderOptions::NONE);
+            let i = dec.decode();
+            let rec = exec::fast::build(&i, 64, i.next_ip(), r.slot);
+            assert!(
+                !i.is_invalid() && rec.same(r) && bus.mem.is_code(pa),
+                "vmscope: decode shadow: block instruction at rip={la:#x} pa={pa}: the bytes \
+                 {:02x?} now decode to `{i}`, not the block's record; frame marked: {}",
+                &bytes[..i.len().min(bytes.len())],
+                bus.mem.is_code(pa)
+            );
         }
     }
 

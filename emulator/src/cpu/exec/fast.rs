@@ -28,7 +28,11 @@ use iced_x86::{Code, ConditionCode, Instruction, Mnemonic as M, OpKind, Register
 
 /// A handler: executes the instruction a record stands for. RIP already points at the
 /// next instruction.
-pub(crate) type Handler = fn(&mut Cpu, &mut Bus, &Rec) -> ExecResult;
+pub(crate) type Handler = fn(&mut Cpu, &mut Bus, &Rec) -> FastResult;
+
+/// A handler's result: the exception boxed, so that the result is one pointer returned in
+/// a register (a 32-byte `Exception` is returned through memory); faults are rare.
+pub(crate) type FastResult = Result<(), Box<Exception>>;
 
 /// No register (a memory operand without base or index).
 const NONE: u8 = 0xff;
@@ -107,15 +111,46 @@ impl Rec {
     }
 }
 
+/// May the specialised record of `i` access memory or the bus (a memory operand other
+/// than LEA's, or the stack)? A block checks the fast TLB generation, the code-dirty queue
+/// and `next_event` after such an instruction only.
+pub(crate) fn may_access_memory(i: &Instruction) -> bool {
+    if i.mnemonic() == M::Lea {
+        return false;
+    }
+    i.stack_pointer_increment() != 0
+        || (0..i.op_count())
+            .any(|n| !matches!(i.op_kind(n), OpKind::Register) && !is_imm_kind(i.op_kind(n)))
+}
+
+/// An immediate or branch-target operand kind.
+fn is_imm_kind(k: OpKind) -> bool {
+    matches!(
+        k,
+        OpKind::Immediate8
+            | OpKind::Immediate8_2nd
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+            | OpKind::NearBranch16
+            | OpKind::NearBranch32
+            | OpKind::NearBranch64
+    )
+}
+
 /// The generic executor, on the `Instruction` kept in the record's decode-cache slot.
-fn generic(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn generic(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     // The generic executor reads and writes `rflags` directly.
     cpu.materialize_flags();
     let i = cpu.decoded_instruction(r.slot);
-    super::execute(cpu, bus, &i)
+    Ok(super::execute(cpu, bus, &i)?)
 }
 
-fn nop(_: &mut Cpu, _: &mut Bus, _: &Rec) -> ExecResult {
+fn nop(_: &mut Cpu, _: &mut Bus, _: &Rec) -> FastResult {
     Ok(())
 }
 
@@ -829,7 +864,7 @@ const fn writes<const O: u8>() -> bool {
     O != op::CMP && O != op::TEST
 }
 
-fn alu_rr<const O: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn alu_rr<const O: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     let (a, b) = (get0::<S>(cpu, r), get1::<S>(cpu, r));
     let (v, l) = alu_op::<O>(cpu, a, b, S);
     if writes::<O>() {
@@ -839,7 +874,7 @@ fn alu_rr<const O: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> Exe
     Ok(())
 }
 
-fn alu_ri<const O: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn alu_ri<const O: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     let a = get0::<S>(cpu, r);
     let (v, l) = alu_op::<O>(cpu, a, r.imm, S);
     if writes::<O>() {
@@ -849,7 +884,7 @@ fn alu_ri<const O: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> Exe
     Ok(())
 }
 
-fn alu_rm<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn alu_rm<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let a = get0::<S>(cpu, r);
     let b = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
     let (v, l) = alu_op::<O>(cpu, a, b, S);
@@ -860,7 +895,7 @@ fn alu_rm<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> E
     Ok(())
 }
 
-fn alu_mr<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn alu_mr<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let at = ea(cpu, r);
     let a = if writes::<O>() {
         cpu.read_mem_rmw(bus, r.seg, at, S)?
@@ -876,7 +911,7 @@ fn alu_mr<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> E
     Ok(())
 }
 
-fn alu_mi<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn alu_mi<const O: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let at = ea(cpu, r);
     let a = if writes::<O>() {
         cpu.read_mem_rmw(bus, r.seg, at, S)?
@@ -917,7 +952,7 @@ fn imul_lazy<const S: u32>(a: u64, b: u64, lo: u64) -> Lazy {
     }
 }
 
-fn incdec_r<const INC: bool, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn incdec_r<const INC: bool, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     let a = get0::<S>(cpu, r);
     let v = if INC {
         alu::inc(a, S).0
@@ -929,7 +964,7 @@ fn incdec_r<const INC: bool, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) 
     Ok(())
 }
 
-fn incdec_m<const INC: bool, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn incdec_m<const INC: bool, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let at = ea(cpu, r);
     let a = cpu.read_mem_rmw(bus, r.seg, at, S)?;
     let v = if INC {
@@ -942,7 +977,7 @@ fn incdec_m<const INC: bool, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec
     Ok(())
 }
 
-fn imul_rr<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn imul_rr<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     let (a, b) = (get0::<S>(cpu, r), get1::<S>(cpu, r));
     let lo = alu::imul(a, b, S).0;
     set0::<S>(cpu, r, lo);
@@ -950,7 +985,7 @@ fn imul_rr<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
     Ok(())
 }
 
-fn imul_rri<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn imul_rri<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     let a = get1::<S>(cpu, r);
     let lo = alu::imul(a, r.imm, S).0;
     set0::<S>(cpu, r, lo);
@@ -958,7 +993,7 @@ fn imul_rri<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
     Ok(())
 }
 
-fn imul_rm<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn imul_rm<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let a = get0::<S>(cpu, r);
     let b = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
     let lo = alu::imul(a, b, S).0;
@@ -967,7 +1002,7 @@ fn imul_rm<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
     Ok(())
 }
 
-fn imul_rmi<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn imul_rmi<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let a = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
     let lo = alu::imul(a, r.imm, S).0;
     set0::<S>(cpu, r, lo);
@@ -980,7 +1015,7 @@ fn shift_r<const K: u8, const CL: bool, const S: u32>(
     cpu: &mut Cpu,
     _: &mut Bus,
     r: &Rec,
-) -> ExecResult {
+) -> FastResult {
     let raw = if CL { cpu.gpr[gpr::RCX] & 0xff } else { r.imm };
     let count = raw as u32 & alu::count_mask(S);
     let a = get0::<S>(cpu, r);
@@ -1011,40 +1046,40 @@ fn shift_r<const K: u8, const CL: bool, const S: u32>(
     Ok(())
 }
 
-fn mov_rr<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn mov_rr<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     let v = get1::<S>(cpu, r);
     set0::<S>(cpu, r, v);
     Ok(())
 }
 
-fn mov_ri<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn mov_ri<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     set0::<S>(cpu, r, r.imm);
     Ok(())
 }
 
-fn mov_rm<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn mov_rm<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let v = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
     set0::<S>(cpu, r, v);
     Ok(())
 }
 
-fn mov_mr<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn mov_mr<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let v = get1::<S>(cpu, r);
-    cpu.write_mem(bus, r.seg, ea(cpu, r), S, v)
+    Ok(cpu.write_mem(bus, r.seg, ea(cpu, r), S, v)?)
 }
 
-fn mov_mi<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
-    cpu.write_mem(bus, r.seg, ea(cpu, r), S, r.imm)
+fn mov_mi<const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
+    Ok(cpu.write_mem(bus, r.seg, ea(cpu, r), S, r.imm)?)
 }
 
-fn lea<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn lea<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     let a = ea(cpu, r);
     set0::<S>(cpu, r, a);
     Ok(())
 }
 
 /// MOVZX/MOVSX/MOVSXD from a register (any GPR, read as `Cpu::reg` reads it).
-fn ext_r<const SIGNED: bool, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn ext_r<const SIGNED: bool, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     let v = cpu.reg(r.sreg);
     let v = if SIGNED {
         sext(v, r.sreg.size() as u32) & mask(S)
@@ -1060,23 +1095,23 @@ fn ext_m<const SIGNED: bool, const SS: u32, const S: u32>(
     cpu: &mut Cpu,
     bus: &mut Bus,
     r: &Rec,
-) -> ExecResult {
+) -> FastResult {
     let v = cpu.read_mem(bus, r.seg, ea(cpu, r), SS)?;
     let v = if SIGNED { sext(v, SS) & mask(S) } else { v };
     set0::<S>(cpu, r, v);
     Ok(())
 }
 
-fn push_r(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn push_r(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let v = cpu.gpr[r.r0 as usize];
-    cpu.push(bus, v, 8)
+    Ok(cpu.push(bus, v, 8)?)
 }
 
-fn push_i(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
-    cpu.push(bus, r.imm, 8)
+fn push_i(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
+    Ok(cpu.push(bus, r.imm, 8)?)
 }
 
-fn pop_r(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn pop_r(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let v = cpu.pop(bus, 8)?;
     cpu.gpr[r.r0 as usize] = v;
     Ok(())
@@ -1092,20 +1127,20 @@ fn check_target(t: u64) -> ExecResult {
     }
 }
 
-fn jmp(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn jmp(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     check_target(r.imm)?;
     cpu.rip = r.imm;
     Ok(())
 }
 
-fn call(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn call(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     check_target(r.imm)?;
     cpu.push(bus, cpu.rip, 8)?;
     cpu.rip = r.imm;
     Ok(())
 }
 
-fn ret(cpu: &mut Cpu, bus: &mut Bus, _: &Rec) -> ExecResult {
+fn ret(cpu: &mut Cpu, bus: &mut Bus, _: &Rec) -> FastResult {
     // As control.rs: read the target, check it, then pop (two reads, as before).
     let target = cpu.read_mem(bus, SegReg::Ss, cpu.gpr[gpr::RSP], 8)?;
     check_target(target)?;
@@ -1152,14 +1187,14 @@ fn cond_now<const C: u8>(cpu: &Cpu) -> bool {
 
 /// CMOVcc from a register: as `data::execute`, a false 32-bit CMOV still writes its
 /// destination (the upper half zeroed).
-fn cmov_r<const C: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn cmov_r<const C: u8, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     let v = get1::<S>(cpu, r);
     cmov_commit::<C, S>(cpu, r, v);
     Ok(())
 }
 
 /// CMOVcc from memory: the source is read whatever the condition.
-fn cmov_m<const C: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn cmov_m<const C: u8, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let v = cpu.read_mem(bus, r.seg, ea(cpu, r), S)?;
     cmov_commit::<C, S>(cpu, r, v);
     Ok(())
@@ -1175,33 +1210,33 @@ fn cmov_commit<const C: u8, const S: u32>(cpu: &mut Cpu, r: &Rec, v: u64) {
     }
 }
 
-fn setcc_r<const C: u8>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn setcc_r<const C: u8>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     let v = cond_now::<C>(cpu) as u64;
     cpu.set_reg(r.reg0, v);
     Ok(())
 }
 
-fn setcc_m<const C: u8>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn setcc_m<const C: u8>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let v = cond_now::<C>(cpu) as u64;
-    cpu.write_mem(bus, r.seg, ea(cpu, r), 1, v)
+    Ok(cpu.write_mem(bus, r.seg, ea(cpu, r), 1, v)?)
 }
 
 /// JMP/CALL through a register or memory (near, 64-bit).
-fn jmp_r(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn jmp_r(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     let t = cpu.gpr[r.r0 as usize];
     check_target(t)?;
     cpu.rip = t;
     Ok(())
 }
 
-fn jmp_m(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn jmp_m(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let t = cpu.read_mem(bus, r.seg, ea(cpu, r), 8)?;
     check_target(t)?;
     cpu.rip = t;
     Ok(())
 }
 
-fn call_r(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn call_r(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let t = cpu.gpr[r.r0 as usize];
     check_target(t)?;
     cpu.push(bus, cpu.rip, 8)?;
@@ -1209,7 +1244,7 @@ fn call_r(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
     Ok(())
 }
 
-fn call_m(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
+fn call_m(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
     let t = cpu.read_mem(bus, r.seg, ea(cpu, r), 8)?;
     check_target(t)?;
     cpu.push(bus, cpu.rip, 8)?;
@@ -1217,7 +1252,7 @@ fn call_m(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> ExecResult {
     Ok(())
 }
 
-fn jcc<const C: u8>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> ExecResult {
+fn jcc<const C: u8>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
     if cond_now::<C>(cpu) {
         check_target(r.imm)?;
         cpu.rip = r.imm;

@@ -755,6 +755,23 @@ fn blocks_and_lazy_flags_match_single_steps() {
     let body = 20u64;
     let total = 3 + 64 * body;
 
+    let (longest, flag_sets, _) =
+        blocks_match_steps(&code, total, &[1, 2, 3, 5, 7, 11, 13, 40, 1, 17, 4, 6]);
+    // The flags really vary over the run (the test would be weak otherwise).
+    assert!(flag_sets > 16, "{flag_sets}");
+    // Uncut: the stage D blocks ran whole, one after the other.
+    let (_, _, blocks) = blocks_match_steps(&code, total, &[u64::MAX]);
+    assert!(blocks >= 2 * 60, "{blocks} blocks");
+    // Blocks did continue past their first instruction (up to the PUSHF or the cut).
+    assert!(longest >= 13, "longest block {longest}");
+}
+
+/// Run `code` for `total` instructions by single steps and by `Cpu::run_block` with
+/// `next_event` cut after each of `cuts` instructions in turn (a cut longer than what is
+/// left runs to the end); the state after every cut must be the single steps' state.
+/// Returns the most instructions one `run_block` call ran, how many distinct sets of status
+/// flags the run went through and how many blocks (`Cpu::run_tb`) ran.
+fn blocks_match_steps(code: &[u8], total: u64, cuts: &[u64]) -> (u64, usize, u64) {
     let state = |f: &Fixture| {
         (
             f.cpu.gpr,
@@ -766,22 +783,18 @@ fn blocks_and_lazy_flags_match_single_steps() {
             f.cpu.decode_stats.decodes,
         )
     };
-    let mut a = Fixture::new(&code);
+    let mut a = Fixture::new(code);
     let mut want = vec![state(&a)];
     for _ in 0..total {
         assert_eq!(a.step(), None);
         want.push(state(&a));
     }
-    // The flags really vary over the run (the test would be weak otherwise).
     let flag_sets: HashSet<u64> = want.iter().map(|s| s.1 & rflags::STATUS).collect();
-    assert!(flag_sets.len() > 16, "{}", flag_sets.len());
-
-    let mut b = Fixture::new(&code);
-    let cuts = [1u64, 2, 3, 5, 7, 11, 13, 40, 1, 17, 4, 6];
+    let mut b = Fixture::new(code);
     let mut longest = 0;
     let mut k = 0;
     while b.cpu.icount < total {
-        let target = (b.cpu.icount + cuts[k % cuts.len()]).min(total);
+        let target = b.cpu.icount.saturating_add(cuts[k % cuts.len()]).min(total);
         k += 1;
         b.bus.next_event = target;
         while b.cpu.icount < target {
@@ -792,6 +805,38 @@ fn blocks_and_lazy_flags_match_single_steps() {
         assert_eq!(b.cpu.icount, target, "a block ran past next_event");
         assert_eq!(state(&b), want[target as usize], "at icount {target}");
     }
-    // Blocks did continue past their first instruction (up to the PUSHF or the cut).
-    assert!(longest >= 13, "longest block {longest}");
+    (longest, flag_sets.len(), b.cpu.decode_stats.blocks)
+}
+
+/// A block that stores into a later instruction of itself (the immediate of an ADD) must
+/// stop after the store, so that the ADD runs with the byte just written, as single steps
+/// run it; and blocks that run a store into their own frame, cut anywhere, match single
+/// steps.
+#[test]
+fn a_store_into_the_running_block_is_seen_by_the_next_instruction() {
+    let mut code = vec![
+        0xba, 50, 0, 0, 0, // mov edx, 50
+        0x31, 0xc0, // xor eax, eax
+        0x31, 0xdb, // xor ebx, ebx
+    ];
+    let top = code.len();
+    code.extend_from_slice(&[
+        0xff, 0xc3, // inc ebx
+        0x88, 0x1d, 0x04, 0, 0, 0, // mov [rip+4], bl: the immediate of the ADD below
+        0xff, 0xc1, // inc ecx
+        0x83, 0xc0, 0x00, // add eax, imm8
+        0xff, 0xca, // dec edx
+        0x75, 0x00, // jnz top
+    ]);
+    let n = code.len();
+    code[n - 1] = (top as i64 - n as i64) as u8;
+    let total = 3 + 50 * 6;
+    blocks_match_steps(&code, total, &[1, 2, 3, 5, 7, 11, 13, 40, 1, 17, 4, 6]);
+    blocks_match_steps(&code, total, &[u64::MAX]);
+    let mut f = Fixture::new(&code);
+    f.bus.next_event = total;
+    while f.cpu.icount < total {
+        assert!(matches!(f.cpu.run_block(&mut f.bus), Step::Ok));
+    }
+    assert_eq!(f.cpu.gpr[gpr::RAX], (1..=50).sum::<u64>());
 }
