@@ -205,6 +205,9 @@ impl Machine {
         firmware_pci_setup(&mut bus);
         let mut cpu = Cpu::new(0, config.tlb_entries, config.tlb_mode);
         cpu.stop_on_unimplemented = !config.ud_on_unimplemented;
+        // As QEMU (and the firmware on hardware) leaves it: fast strings enabled. Linux
+        // reports "Disabled fast string operations" otherwise.
+        cpu.msr.misc_enable = crate::cpu::regs::msr::MISC_ENABLE_FAST_STRINGS;
         Ok(Machine {
             cpu,
             bus,
