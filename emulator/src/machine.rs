@@ -59,6 +59,9 @@ pub mod exit_status {
     pub const KILLED: i32 = 145;
 }
 
+/// With host input attached, how often (in instructions) a running CPU looks for it.
+const INPUT_POLL_INSNS: u64 = 1 << 20;
+
 /// How a machine is built.
 #[derive(Debug, Clone)]
 pub struct MachineConfig {
@@ -75,6 +78,9 @@ pub struct MachineConfig {
     /// table, `$PIR` and SMBIOS (`boot::firmware_tables`), which is what a kernel that
     /// does not come with vmscope (Linux) is given, as `--qemu` then passes `acpi=off`.
     pub acpi: bool,
+    /// Bytes for COM1's receiver from outside (host stdin, see `hostinput`). None: the
+    /// line is idle and the run deterministic.
+    pub com1_input: Option<crate::devices::uart16550::SerialInput>,
 }
 
 impl Default for MachineConfig {
@@ -86,6 +92,7 @@ impl Default for MachineConfig {
             max_insns: None,
             ud_on_unimplemented: false,
             acpi: true,
+            com1_input: None,
         }
     }
 }
@@ -180,11 +187,11 @@ impl Machine {
     pub fn new(config: MachineConfig, console: ConsoleSink) -> Result<Self, MachineError> {
         let mem = GuestMemory::new(config.mem_bytes)?;
         let mut io = PortBus::new();
-        io.register(
-            COM1_PORT,
-            UART_PORT_COUNT,
-            Box::new(Uart16550::with_irq(console, COM1_IRQ)),
-        );
+        let mut com1 = Uart16550::with_irq(console, COM1_IRQ);
+        if let Some(input) = &config.com1_input {
+            com1.set_input(input.clone());
+        }
+        io.register(COM1_PORT, UART_PORT_COUNT, Box::new(com1));
         io.register(DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, Box::new(DebugExit));
         io.register(
             crate::devices::i8042::I8042_DATA_PORT,
@@ -198,6 +205,7 @@ impl Machine {
         );
         let mut bus = Bus::new(mem, io);
         bus.acpi = config.acpi;
+        bus.has_input = config.com1_input.is_some();
         if !config.acpi {
             // QEMU creates the PIIX4 power-management function (00:01.3) only with ACPI.
             bus.pci.remove_function(1, 3);
@@ -365,6 +373,10 @@ impl Machine {
         }
         self.bus.lapic.advance(now);
         self.bus.advance_timers(now);
+        if self.bus.has_input {
+            self.bus.io.poll();
+            self.bus.take_port_irqs();
+        }
         let pic_out = self.bus.pic.output();
         self.bus.lapic.set_lint0(pic_out);
 
@@ -381,6 +393,9 @@ impl Machine {
         }
         if let Some(t) = self.bus.next_device_event() {
             next = next.min(t);
+        }
+        if self.bus.has_input {
+            next = next.min(now.saturating_add(INPUT_POLL_INSNS));
         }
         if delivered {
             // Look again before the handler's first instruction (another event may be
@@ -462,6 +477,12 @@ impl Machine {
             .filter(|&t| t > now)
             .min();
         let Some(at) = wake else {
+            // Only the host can wake the CPU now: wait (in real time) for input, then let
+            // `service` take the UART's interrupt, which wakes it.
+            if self.bus.has_input && self.cpu.flag(rflags::IF) && self.bus.wait_for_input() {
+                self.bus.next_event = now;
+                return None;
+            }
             return Some(Outcome::Stop(CpuStop::HaltForever));
         };
         if at >= self.limit() {
