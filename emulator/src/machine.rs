@@ -767,6 +767,31 @@ mod tests {
         assert_eq!(m.cpu.icount, 202);
     }
 
+    #[test]
+    fn pit_tick_reaches_the_cpu_through_ioapic_pin_2() {
+        // APIC on; 8259 masked; IOAPIC pin 2 -> vector 0x30; PIT channel 0 mode 2 with
+        // count 100, loaded by the OUT at icount 11; sti; hlt.
+        use crate::devices::lapic::reg;
+        let mut code = Vec::new();
+        apic_write(&mut code, reg::SVR, 0x1ff);
+        code.extend_from_slice(&[0xb0, 0xff, 0xe6, 0x21, 0xe6, 0xa1]);
+        for (off, v) in [(0u32, 0x14u32), (0x10, 0x30)] {
+            code.extend_from_slice(&[0xc7, 0x05]);
+            code.extend_from_slice(&(0xfec0_0000u32 + off).to_le_bytes());
+            code.extend_from_slice(&v.to_le_bytes());
+        }
+        for (port, v) in [(0x43u8, 0x34u8), (0x40, 100), (0x40, 0)] {
+            code.extend_from_slice(&[0xb0, v, 0xe6, port]);
+        }
+        code.extend_from_slice(&[0xfb, 0xf4]);
+        let mut m = machine(&code);
+        let o = m.run();
+        assert_eq!(exit_status(&o), Some(0x30), "{o:?}");
+        // 100 ticks of 1.193182 MHz = 83809 ns after the load, then the handler's 2.
+        let first = 11 + (100u64 * 1_000_000_000).div_ceil(crate::devices::pit::PIT_FREQ);
+        assert_eq!(m.cpu.icount, first + 2);
+    }
+
     /// A port device that drives IRQ 3 with the value written to it.
     struct IrqRaiser;
     impl crate::devices::PortDevice for IrqRaiser {
