@@ -43,6 +43,8 @@ pub struct Bus {
     pub exit_request: Option<u32>,
     /// Set when the guest resets the machine (the i8042's reset line).
     pub reset_request: bool,
+    /// Whether a port device takes input from the host (COM1 from stdin).
+    pub has_input: bool,
     /// The CPU's local APIC (one CPU).
     pub lapic: Lapic,
     /// The master/slave 8259A pair.
@@ -86,6 +88,7 @@ impl Bus {
             mmio: Vec::new(),
             exit_request: None,
             reset_request: false,
+            has_input: false,
             lapic: Lapic::new(0),
             pic: Pic::new(),
             pit: Pit::new(),
@@ -140,6 +143,24 @@ impl Bus {
     fn ioapic_offset(pa: u64) -> Option<u64> {
         let off = pa.wrapping_sub(IOAPIC_BASE);
         (off < IOAPIC_SIZE).then_some(off)
+    }
+
+    /// Block until a port device's interrupt changes with input from the host (polled
+    /// every 10 ms of real time): for a halted CPU that only host input can wake. False
+    /// when the host's input has ended (EOF) without raising anything.
+    pub fn wait_for_input(&mut self) -> bool {
+        const POLL: std::time::Duration = std::time::Duration::from_millis(10);
+        loop {
+            let closed = crate::hostinput::input_closed();
+            self.io.poll();
+            if self.io.has_irq_changes() {
+                return true;
+            }
+            if closed {
+                return false;
+            }
+            std::thread::sleep(POLL);
+        }
     }
 
     /// Drive the IRQ lines port devices changed.

@@ -18,6 +18,7 @@ pub mod cpu;
 pub mod devices;
 pub mod gdb;
 pub mod guest;
+pub mod hostinput;
 pub mod initramfs;
 pub mod interrupts;
 pub mod itrace;

@@ -59,6 +59,9 @@ pub mod exit_status {
     pub const KILLED: i32 = 145;
 }
 
+/// With host input attached, how often (in instructions) a running CPU looks for it.
+const INPUT_POLL_INSNS: u64 = 1 << 20;
+
 /// How a machine is built.
 #[derive(Debug, Clone)]
 pub struct MachineConfig {
@@ -75,6 +78,9 @@ pub struct MachineConfig {
     /// table, `$PIR` and SMBIOS (`boot::firmware_tables`), which is what a kernel that
     /// does not come with vmscope (Linux) is given, as `--qemu` then passes `acpi=off`.
     pub acpi: bool,
+    /// Bytes for COM1's receiver from outside (host stdin, see `hostinput`). None: the
+    /// line is idle and the run deterministic.
+    pub com1_input: Option<crate::devices::uart16550::SerialInput>,
 }
 
 impl Default for MachineConfig {
@@ -86,6 +92,7 @@ impl Default for MachineConfig {
             max_insns: None,
             ud_on_unimplemented: false,
             acpi: true,
+            com1_input: None,
         }
     }
 }
@@ -198,11 +205,11 @@ impl Machine {
     pub fn new(config: MachineConfig, console: ConsoleSink) -> Result<Self, MachineError> {
         let mem = GuestMemory::new(config.mem_bytes)?;
         let mut io = PortBus::new();
-        io.register(
-            COM1_PORT,
-            UART_PORT_COUNT,
-            Box::new(Uart16550::with_irq(console, COM1_IRQ)),
-        );
+        let mut com1 = Uart16550::with_irq(console, COM1_IRQ);
+        if let Some(input) = &config.com1_input {
+            com1.set_input(input.clone());
+        }
+        io.register(COM1_PORT, UART_PORT_COUNT, Box::new(com1));
         io.register(DEBUG_EXIT_PORT, DEBUG_EXIT_SIZE, Box::new(DebugExit));
         io.register(
             crate::devices::i8042::I8042_DATA_PORT,
@@ -216,6 +223,7 @@ impl Machine {
         );
         let mut bus = Bus::new(mem, io);
         bus.acpi = config.acpi;
+        bus.has_input = config.com1_input.is_some();
         if !config.acpi {
             // QEMU creates the PIIX4 power-management function (00:01.3) only with ACPI.
             bus.pci.remove_function(1, 3);
@@ -223,6 +231,9 @@ impl Machine {
         firmware_pci_setup(&mut bus);
         let mut cpu = Cpu::new(0, config.tlb_entries, config.tlb_mode);
         cpu.stop_on_unimplemented = !config.ud_on_unimplemented;
+        // As QEMU (and the firmware on hardware) leaves it: fast strings enabled. Linux
+        // reports "Disabled fast string operations" otherwise.
+        cpu.msr.misc_enable = crate::cpu::regs::msr::MISC_ENABLE_FAST_STRINGS;
         Ok(Machine {
             cpu,
             bus,
@@ -412,6 +423,10 @@ impl Machine {
         }
         self.bus.lapic.advance(now);
         self.bus.advance_timers(now);
+        if self.bus.has_input {
+            self.bus.io.poll();
+            self.bus.take_port_irqs();
+        }
         let pic_out = self.bus.pic.output();
         self.bus.lapic.set_lint0(pic_out);
 
@@ -428,6 +443,9 @@ impl Machine {
         }
         if let Some(t) = self.bus.next_device_event() {
             next = next.min(t);
+        }
+        if self.bus.has_input {
+            next = next.min(now.saturating_add(INPUT_POLL_INSNS));
         }
         if delivered {
             // Look again before the handler's first instruction (another event may be
@@ -509,6 +527,12 @@ impl Machine {
             .filter(|&t| t > now)
             .min();
         let Some(at) = wake else {
+            // Only the host can wake the CPU now: wait (in real time) for input, then let
+            // `service` take the UART's interrupt, which wakes it.
+            if self.bus.has_input && self.cpu.flag(rflags::IF) && self.bus.wait_for_input() {
+                self.bus.next_event = now;
+                return None;
+            }
             return Some(Outcome::Stop(CpuStop::HaltForever));
         };
         if at >= self.limit() {
@@ -791,6 +815,31 @@ mod tests {
         let o = m.run();
         assert_eq!(exit_status(&o), Some(0x20), "{o:?}");
         assert_eq!(m.cpu.icount, 202);
+    }
+
+    #[test]
+    fn pit_tick_reaches_the_cpu_through_ioapic_pin_2() {
+        // APIC on; 8259 masked; IOAPIC pin 2 -> vector 0x30; PIT channel 0 mode 2 with
+        // count 100, loaded by the OUT at icount 11; sti; hlt.
+        use crate::devices::lapic::reg;
+        let mut code = Vec::new();
+        apic_write(&mut code, reg::SVR, 0x1ff);
+        code.extend_from_slice(&[0xb0, 0xff, 0xe6, 0x21, 0xe6, 0xa1]);
+        for (off, v) in [(0u32, 0x14u32), (0x10, 0x30)] {
+            code.extend_from_slice(&[0xc7, 0x05]);
+            code.extend_from_slice(&(0xfec0_0000u32 + off).to_le_bytes());
+            code.extend_from_slice(&v.to_le_bytes());
+        }
+        for (port, v) in [(0x43u8, 0x34u8), (0x40, 100), (0x40, 0)] {
+            code.extend_from_slice(&[0xb0, v, 0xe6, port]);
+        }
+        code.extend_from_slice(&[0xfb, 0xf4]);
+        let mut m = machine(&code);
+        let o = m.run();
+        assert_eq!(exit_status(&o), Some(0x30), "{o:?}");
+        // 100 ticks of 1.193182 MHz = 83809 ns after the load, then the handler's 2.
+        let first = 11 + (100u64 * 1_000_000_000).div_ceil(crate::devices::pit::PIT_FREQ);
+        assert_eq!(m.cpu.icount, first + 2);
     }
 
     /// A port device that drives IRQ 3 with the value written to it.

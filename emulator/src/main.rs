@@ -195,6 +195,9 @@ enum UnimplementedArg {
 /// Machine options shared by `boot` and `run`.
 #[derive(Args)]
 struct MachineArgs {
+    /// Host stdin for COM1's receiver (set by `boot` for a kernel of the user's).
+    #[arg(skip)]
+    com1_input: Option<vmscope::devices::uart16550::SerialInput>,
     /// Guest RAM, as QEMU's -m: a number of MiB or a size with K, M, G suffix.
     #[arg(long, value_name = "SIZE", default_value = "128M", value_parser = parse_size)]
     mem: u64,
@@ -383,6 +386,7 @@ fn main() -> ExitCode {
         Cmd::Trace(t) => trace_cmd(t),
         Cmd::FaultTraceFromQemu { log, output } => convert_qemu_log(&log, output.as_deref()),
     };
+    vmscope::hostinput::restore_terminal();
     let code = code.unwrap_or_else(|msg| {
         eprintln!("vmscope: error: {msg}");
         exit_status::BAD_INPUT
@@ -390,7 +394,7 @@ fn main() -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
-fn boot(a: BootArgs) -> Result<i32, String> {
+fn boot(mut a: BootArgs) -> Result<i32, String> {
     if a.machine.qemu {
         return machine_on_qemu(
             a.kernel.as_deref(),
@@ -406,6 +410,15 @@ fn boot(a: BootArgs) -> Result<i32, String> {
         .as_deref()
         .map(|p| read_file(p, "initrd"))
         .transpose()?;
+    // A kernel of the user's gets a console it can read: host stdin (a terminal in raw
+    // mode, or a pipe) feeds COM1, as QEMU's -serial mon:stdio. The built-in kernel does
+    // not read its console, and runs with the terminal left alone.
+    if a.kernel.is_some() {
+        let input = vmscope::devices::uart16550::SerialInput::default();
+        if vmscope::hostinput::attach(input.clone()) {
+            a.machine.com1_input = Some(input);
+        }
+    }
     let outcome = machine_on_vmscope(
         kernel,
         &a.cmdline,
@@ -449,6 +462,7 @@ fn machine_on_vmscope(
         // The built-in kernel (borrowed from the binary) runs on the default `pc` with
         // ACPI; any other kernel on `pc,acpi=off` with the MP table and SMBIOS.
         acpi: matches!(kernel, Cow::Borrowed(_)),
+        com1_input: a.com1_input.clone(),
     };
     let disks = open_disks(&a.disk)?;
     let mut m = Machine::new(config, ConsoleSink::Stdout).map_err(|e| e.to_string())?;

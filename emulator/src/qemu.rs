@@ -31,6 +31,17 @@ pub fn available() -> bool {
 /// `qemu64`.
 pub const QEMU_CPU: &str = "qemu64,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,+sse4.1,+sse4.2";
 
+/// The QEMU CPU model that presents vmscope's own CPUID (cpu/cpuid.rs) for the machine
+/// without ACPI, where kernels that are not vmscope's (Linux) run and take the
+/// vendor-specific paths: GenuineIntel family 6 model 0x3a stepping 9, vmscope's brand
+/// string, its leaf 1/7/0x8000_0001 features (no SEP, PSE36 or SVM, which
+/// `qemu64` has; MOVBE, POPCNT, FSGSBASE, BMI1/2, ERMS, ABM and RDTSCP, which it lacks).
+/// PCID and INVPCID, which vmscope also advertises, are left out: QEMU 7.2's TCG cannot
+/// offer them. The built-in kernel's cross-checks keep [`QEMU_CPU`].
+pub const QEMU_CPU_MIRROR: &str = "qemu64,vendor=GenuineIntel,family=6,model=58,stepping=9,\
+model-id=vmscope virtual x86-64 CPU,-sep,-pse36,-svm,+movbe,+popcnt,+fsgsbase,\
++bmi1,+bmi2,+erms,+abm,+rdtscp,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,+sse4.1,+sse4.2";
+
 /// `qemu-system-x86_64` with the flags of the vmscope machine. `mem_mib` is in MiB; `acpi`
 /// false gives `-machine pc,acpi=off` (see `MachineConfig::acpi`).
 pub fn command(
@@ -65,7 +76,7 @@ pub fn command(
             "-rtc",
             &format!("base={},clock=vm", crate::devices::rtc::RTC_BASE),
         ])
-        .args(["-cpu", QEMU_CPU])
+        .args(["-cpu", if acpi { QEMU_CPU } else { QEMU_CPU_MIRROR }])
         .args(["-m", &format!("{mem_mib}M")])
         .args(["-append", cmdline]);
     if let Some(i) = initrd {

@@ -42,7 +42,9 @@ pub const AMD_HT_END: u64 = 0x100_0000_0000;
 /// The map for `below_4g` bytes of RAM under 4 GiB and `above_4g` bytes from 4 GiB up,
 /// on a machine with `virtio_disks` virtio-blk disks. Without ACPI (`acpi=off`) SeaBIOS
 /// reserves nothing at the top of low RAM for its tables (measured on QEMU 7.2 with no
-/// disks; the per-disk reserve is assumed to stay).
+/// disks; the per-disk reserve is assumed to stay). The machine without ACPI pairs with
+/// an Intel CPU model under QEMU (`qemu::QEMU_CPU_MIRROR`), for which QEMU reports no
+/// AMD HyperTransport hole.
 pub fn qemu_pc_map(below_4g: u64, above_4g: u64, virtio_disks: u64, acpi: bool) -> Vec<E820Entry> {
     let e = |addr: u64, end: u64, kind| E820Entry {
         addr,
@@ -67,7 +69,9 @@ pub fn qemu_pc_map(below_4g: u64, above_4g: u64, virtio_disks: u64, acpi: bool) 
     if above_4g > 0 {
         map.push(e(HIGH_RAM_START, HIGH_RAM_START + above_4g, E820Type::Ram));
     }
-    map.push(e(AMD_HT_START, AMD_HT_END, E820Type::Reserved));
+    if acpi {
+        map.push(e(AMD_HT_START, AMD_HT_END, E820Type::Reserved));
+    }
     map
 }
 
@@ -103,6 +107,7 @@ mod tests {
             }
         );
         assert_eq!(m[4].addr, BIOS_FLASH_START);
+        assert_eq!(m.len(), 5, "no AMD HyperTransport hole");
     }
 
     #[test]

@@ -10,9 +10,13 @@ mod edx1 {
     pub const TSC: u32 = 1 << 4;
     pub const MSR: u32 = 1 << 5;
     pub const PAE: u32 = 1 << 6;
-    /// Machine-check exception (#MC) and CR4.MCE; no MCA banks.
+    /// Machine-check exception (#MC) and CR4.MCE.
     pub const MCE: u32 = 1 << 7;
     pub const CX8: u32 = 1 << 8;
+    /// MTRRs (cpu/msr_ext.rs).
+    pub const MTRR: u32 = 1 << 12;
+    /// Machine-check architecture: MCG_CAP and 10 banks (cpu/msr_ext.rs).
+    pub const MCA: u32 = 1 << 14;
     pub const APIC: u32 = 1 << 9;
     pub const PGE: u32 = 1 << 13;
     pub const CMOV: u32 = 1 << 15;
@@ -117,6 +121,8 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32
                 | PAE
                 | MCE
                 | CX8
+                | MTRR
+                | MCA
                 | APIC
                 | PGE
                 | CMOV

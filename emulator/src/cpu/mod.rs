@@ -8,6 +8,7 @@ pub mod cpuid;
 pub mod exception;
 mod exec;
 pub mod fpu_state;
+pub mod msr_ext;
 pub mod regs;
 pub mod segment;
 pub mod softfp;
@@ -48,6 +49,8 @@ pub struct Msrs {
     pub sysenter_esp: u64,
     pub sysenter_eip: u64,
     pub misc_enable: u64,
+    /// The MTRR and machine-check MSRs (`msr_ext.rs`).
+    pub ext: msr_ext::ExtMsrs,
     /// Guest writes to IA32_TSC set this offset from the instruction count.
     pub tsc_offset: u64,
 }

@@ -108,6 +108,8 @@ pub mod msr {
     pub const IA32_SYSENTER_ESP: u32 = 0x175;
     pub const IA32_SYSENTER_EIP: u32 = 0x176;
     pub const IA32_MISC_ENABLE: u32 = 0x1a0;
+    /// IA32_MISC_ENABLE bit 0, fast-string operations enabled: what QEMU presents.
+    pub const MISC_ENABLE_FAST_STRINGS: u64 = 1;
     pub const IA32_PAT: u32 = 0x277;
     pub const IA32_EFER: u32 = 0xc000_0080;
     pub const IA32_STAR: u32 = 0xc000_0081;

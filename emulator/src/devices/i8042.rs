@@ -203,11 +203,12 @@ impl I8042 {
             cmd::WRITE_AUX_OBUF => self.pending = Pending::AuxObuf,
             cmd::WRITE_AUX => self.pending = Pending::Aux,
             cmd::DISABLE_A20 | cmd::ENABLE_A20 => {}
-            // Pulse output-port bits low for 6 µs: bit 0 is the CPU reset line.
+            // Pulse output-port bits low for 6 µs: bit 0 is the CPU reset line (0xFE is
+            // the usual reset command; any even pulse command resets).
+            cmd::PULSE_RESET => return IoAction::Reset,
             c if c >= cmd::PULSE_FIRST && c & OUTPORT_RESET == 0 => return IoAction::Reset,
             _ => log::debug!("i8042: command {c:#x} ignored"),
         }
-        debug_assert!(cmd::PULSE_RESET & OUTPORT_RESET == 0);
         IoAction::None
     }
 

@@ -204,7 +204,7 @@ impl IoApic {
             i if i >= REG_REDTBL => {
                 let n = (i - REG_REDTBL) as usize;
                 match self.redtbl.get(n / 2) {
-                    Some(&e) if n % 2 == 0 => e as u32,
+                    Some(&e) if n.is_multiple_of(2) => e as u32,
                     Some(&e) => (e >> 32) as u32,
                     None => 0,
                 }
@@ -222,7 +222,7 @@ impl IoApic {
                     return;
                 };
                 let old = *e;
-                let new = if n % 2 == 0 {
+                let new = if n.is_multiple_of(2) {
                     (old & !0xffff_ffff) | u64::from(v)
                 } else {
                     (old & 0xffff_ffff) | (u64::from(v) << 32)

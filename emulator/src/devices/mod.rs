@@ -136,6 +136,11 @@ impl PortBus {
         }
     }
 
+    /// Whether device IRQ changes wait to be taken.
+    pub fn has_irq_changes(&self) -> bool {
+        !self.irq_changes.is_empty()
+    }
+
     /// Let every device take input from outside (see [`PortDevice::poll`]).
     pub fn poll(&mut self) {
         for r in &mut self.ranges {

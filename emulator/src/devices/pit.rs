@@ -135,7 +135,7 @@ impl Channel {
         match self.mode() {
             0 => d >= c,
             1 => d < c,
-            2 => d % c == 0 && d != 0,
+            2 => d.is_multiple_of(c) && d != 0,
             3 => d % c < c.div_ceil(2),
             _ => d == c,
         }

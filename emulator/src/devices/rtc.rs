@@ -163,7 +163,7 @@ impl Rtc {
                     self.encode(h)
                 } else {
                     let pm = if h >= 12 { HOURS_PM } else { 0 };
-                    let h12 = if h % 12 == 0 { 12 } else { h % 12 };
+                    let h12 = if h.is_multiple_of(12) { 12 } else { h % 12 };
                     self.encode(h12) | pm
                 }
             }

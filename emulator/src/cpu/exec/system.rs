@@ -476,7 +476,6 @@ fn read_msr(cpu: &Cpu, bus: &Bus, n: u32) -> Result<u64, Exception> {
     Ok(match n {
         msr::IA32_TSC => cpu.tsc(),
         msr::IA32_APIC_BASE => bus.lapic.apic_base(),
-        msr::IA32_MTRRCAP => 0,
         // No microcode is ever loaded: the signature reads 0 (as QEMU TCG).
         msr::IA32_BIOS_SIGN_ID => 0,
         msr::IA32_SYSENTER_CS => cpu.msr.sysenter_cs,
@@ -493,10 +492,13 @@ fn read_msr(cpu: &Cpu, bus: &Bus, n: u32) -> Result<u64, Exception> {
         msr::IA32_GS_BASE => cpu.seg[SegReg::Gs as usize].base,
         msr::IA32_KERNEL_GS_BASE => cpu.msr.kernel_gs_base,
         msr::IA32_TSC_AUX => cpu.msr.tsc_aux,
-        _ => {
-            log::debug!("rdmsr of unknown MSR {n:#x}: #GP");
-            return Err(Exception::gp0());
-        }
+        _ => match cpu.msr.ext.read(n) {
+            Some(v) => v,
+            None => {
+                log::debug!("rdmsr of unknown MSR {n:#x}: #GP");
+                return Err(Exception::gp0());
+            }
+        },
     })
 }
 
@@ -565,10 +567,14 @@ fn write_msr(cpu: &mut Cpu, bus: &mut Bus, n: u32, v: u64) -> ExecResult {
             }
             cpu.msr.tsc_aux = v;
         }
-        _ => {
-            log::debug!("wrmsr of unknown MSR {n:#x} = {v:#x}: #GP");
-            return Err(Exception::gp0());
-        }
+        _ => match cpu.msr.ext.write(n, v) {
+            Some(true) => {}
+            Some(false) => return Err(Exception::gp0()),
+            None => {
+                log::debug!("wrmsr of unknown MSR {n:#x} = {v:#x}: #GP");
+                return Err(Exception::gp0());
+            }
+        },
     }
     Ok(())
 }
