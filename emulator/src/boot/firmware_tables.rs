@@ -359,6 +359,6 @@ mod tests {
         let e = smbios_entry_point(SMBIOS_TABLE_ADDR as u32, t.len() as u16, n, 0);
         assert_eq!(sum(&e[0..16]), 0);
         assert_eq!(sum(&e[16..31]), 0);
-        assert!(SMBIOS_EP_ADDR + 31 <= MP_FLOATING_ADDR);
+        const { assert!(SMBIOS_EP_ADDR + 31 <= MP_FLOATING_ADDR) };
     }
 }

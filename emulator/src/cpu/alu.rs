@@ -594,7 +594,7 @@ mod tests {
                     };
                     let all = CF | PF | AF | ZF | SF | OF;
                     // Any incoming flags: the kept ones stay, the others are `f`'s.
-                    let fl_in = (c as u64) * CF | (next() & all & !CF) | 0x202;
+                    let fl_in = ((c as u64) * CF) | (next() & all & !CF) | 0x202;
                     let eager = (fl_in & !(all & !kept)) | (f & all & !kept);
                     assert_eq!(
                         l.apply(fl_in),

@@ -154,7 +154,7 @@ mod tests {
         let mut m = ExtMsrs::default();
         assert_eq!(m.read(0xfe), Some(0x508));
         assert_eq!(m.read(MTRR_DEF_TYPE), Some(0xc06));
-        assert_eq!(m.read(0x201), Some(0xffe000_0800));
+        assert_eq!(m.read(0x201), Some(0x00ff_e000_0800));
         assert_eq!(m.read(0x26f), Some(WP8));
         assert_eq!(m.read(IA32_MCG_CAP), Some(0x100_010a));
         assert_eq!(m.write(IA32_MCG_CAP, 0), Some(false));
