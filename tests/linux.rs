@@ -192,13 +192,14 @@ printf '\000' | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null
 echo "isa-debug-exit did not stop the machine"
 "#;
 
-fn busybox_initramfs() -> Scratch {
+/// `name` keeps the scratch files of tests running at once apart.
+fn busybox_initramfs(name: &str) -> Scratch {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static (/bin/busybox)");
     let mut w = vmscope::initramfs::CpioWriter::new();
     w.dir("/bin", 0o755).unwrap();
     w.file("/bin/busybox", 0o755, &busybox).unwrap();
     w.file("/init", 0o755, INIT_SCRIPT.as_bytes()).unwrap();
-    Scratch::new("linux-initrd", &w.finish())
+    Scratch::new(&format!("linux-initrd-{name}"), &w.finish())
 }
 
 /// A console with the kernel's timestamps masked.
@@ -291,7 +292,7 @@ fn user_lines(console: &str) -> Vec<String> {
 fn debian_kernel_boots_to_busybox_init() {
     let Some(bz) = debian_kernel() else { return };
     let elf = kernel_elf(&bz);
-    let rd = busybox_initramfs();
+    let rd = busybox_initramfs("elf");
     let args = [
         "boot",
         "--kernel",
@@ -434,7 +435,7 @@ fn debian_kernel_boots_to_busybox_init() {
 #[test]
 fn debian_bzimage_boots_as_it_is() {
     let Some(bz) = debian_kernel() else { return };
-    let rd = busybox_initramfs();
+    let rd = busybox_initramfs("bz");
     let o = vmscope(&[
         "boot",
         "--kernel",
@@ -448,4 +449,86 @@ fn debian_bzimage_boots_as_it_is() {
     assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
     assert!(out.contains("Command line: console=ttyS0 nokaslr"), "{out}");
     assert!(user_lines(&out).iter().any(|l| l == "== slept"), "{out}");
+}
+
+/// The console is interactive: host stdin (here a pipe) reaches COM1, a shell on the
+/// console runs what arrives, and its output comes back.
+#[test]
+fn debian_kernel_shell_reads_host_stdin() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let Some(bz) = debian_kernel() else { return };
+    let elf = kernel_elf(&bz);
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static (/bin/busybox)");
+    let mut w = vmscope::initramfs::CpioWriter::new();
+    w.dir("/bin", 0o755).unwrap();
+    w.file("/bin/busybox", 0o755, &busybox).unwrap();
+    let init =
+        "#!/bin/busybox sh\n/bin/busybox mkdir -p /proc /dev\n/bin/busybox --install -s /bin\n\
+                export PATH=/bin\nmount -t proc proc /proc\nmount -t devtmpfs devtmpfs /dev\n\
+                echo '== shell ready'\nexec sh\n";
+    w.file("/init", 0o755, init.as_bytes()).unwrap();
+    let rd = Scratch::new("linux-shell-initrd", &w.finish());
+    let mut child = std::process::Command::new(common::VMSCOPE)
+        .args([
+            "boot",
+            "--kernel",
+            elf.to_str().unwrap(),
+            "--initrd",
+            rd.path(),
+        ])
+        .args(["--cmdline", "console=ttyS0 quiet"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run vmscope");
+    // Type only once the shell is up, as a user would: bytes that arrive while Linux's
+    // serial driver starts are dropped with the FIFO it resets (on QEMU too).
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout_pipe.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !String::from_utf8_lossy(&seen).contains("== shell ready") {
+        match rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                if std::time::Instant::now() < deadline => {}
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no shell: {e:?}\n{}", String::from_utf8_lossy(&seen));
+            }
+        }
+    }
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(
+            b"echo typed-$((6*7)); grep -c MemTotal /proc/meminfo\n\
+              printf '\\000' | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null\n",
+        )
+        .unwrap();
+    drop(input);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(rx.try_iter().flatten());
+    let out = String::from_utf8_lossy(&seen).into_owned();
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert_eq!(status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("== shell ready"), "{out}");
+    // The shell ran the line (echoed input shows `$((6*7))`, only its output shows 42).
+    assert!(out.lines().any(|l| l.trim_end() == "typed-42"), "{out}");
 }
