@@ -45,8 +45,16 @@ pub struct Bus {
     pub reset_request: bool,
     /// Whether a port device takes input from the host (COM1 from stdin).
     pub has_input: bool,
-    /// The CPU's local APIC (one CPU).
+    /// The local APIC of the CPU executing (with several CPUs the machine swaps each
+    /// CPU's APIC in here while it runs, so an access always reaches the executing
+    /// CPU's own APIC).
     pub lapic: Lapic,
+    /// With several CPUs: every CPU's local APIC by CPU number, except that the slot of
+    /// the executing CPU ([`Bus::current_cpu`]) holds a stale placeholder (its APIC is
+    /// [`Bus::lapic`]). Empty with one CPU.
+    pub parked_lapics: Vec<Lapic>,
+    /// The number of the CPU executing (0 = the BSP).
+    pub current_cpu: usize,
     /// The master/slave 8259A pair.
     pub pic: Pic,
     /// The I/O APIC at 0xFEC00000 (typed: it delivers to the local APIC).
@@ -90,6 +98,8 @@ impl Bus {
             reset_request: false,
             has_input: false,
             lapic: Lapic::new(0),
+            parked_lapics: Vec::new(),
+            current_cpu: 0,
             pic: Pic::new(),
             pit: Pit::new(),
             ioapic: IoApic::new(),
@@ -121,12 +131,45 @@ impl Bus {
         self.kick();
     }
 
-    /// Hand IOAPIC messages to the local APIC they name.
+    /// Every CPU's local APIC, in CPU order (the executing CPU's is [`Bus::lapic`]).
+    pub fn all_lapics(&mut self) -> Vec<&mut Lapic> {
+        if self.parked_lapics.is_empty() {
+            return vec![&mut self.lapic];
+        }
+        let cur = self.current_cpu;
+        let mut mine = Some(&mut self.lapic);
+        self.parked_lapics
+            .iter_mut()
+            .enumerate()
+            .map(|(i, l)| if i == cur { mine.take().unwrap() } else { l })
+            .collect()
+    }
+
+    /// The number of CPUs.
+    pub fn cpu_count(&self) -> usize {
+        self.parked_lapics.len().max(1)
+    }
+
+    /// Hand IOAPIC messages to the local APICs they name: every APIC the destination
+    /// matches for a fixed message, the one with the lowest APIC ID for a
+    /// lowest-priority one (documented in README: no arbitration on priorities).
     fn deliver_ioapic(&mut self, msgs: Vec<IoApicMessage>) {
         for m in msgs {
-            if self.lapic.is_destination(m.dest, m.logical) {
-                self.lapic.raise_vector(m.vector, m.level);
+            let mut delivered = false;
+            for l in self.all_lapics() {
+                if l.is_destination(m.dest, m.logical) && !(m.lowest && delivered) {
+                    l.raise_vector(m.vector, m.level);
+                    delivered = true;
+                }
             }
+        }
+    }
+
+    /// After a local APIC write: route the IPI it sent, if any, to the APICs it names.
+    fn route_ipi(&mut self) {
+        if let Some(ipi) = self.lapic.take_ipi() {
+            let src = self.current_cpu;
+            crate::devices::lapic::deliver_ipi(&mut self.all_lapics(), src, &ipi);
         }
     }
 
@@ -238,6 +281,7 @@ impl Bus {
         if let Some(off) = self.lapic_offset(pa.as_u64()) {
             self.kick();
             self.lapic.mmio_write(off, size as u8, val, self.now);
+            self.route_ipi();
             self.lapic_eoi_broadcast();
             return;
         }
@@ -367,8 +411,10 @@ impl Bus {
         }
     }
 
-    /// An MSI write to the local APIC's message area (SDM 10.11): with one CPU, fixed and
-    /// lowest-priority messages raise their vector here; other delivery modes are logged.
+    /// An MSI write to the local APIC's message area (SDM 10.11): fixed and
+    /// lowest-priority messages raise their vector in the APIC(s) the address names
+    /// (destination ID in bits 19:12, logical with bit 2; with one CPU, in its APIC
+    /// whatever the destination); other delivery modes are logged.
     fn deliver_msi(&mut self, msg: MsiMessage) {
         const MSI_ADDRESS_MASK: u64 = 0xfff0_0000;
         const MSI_ADDRESS_BASE: u64 = 0xfee0_0000;
@@ -378,7 +424,17 @@ impl Bus {
             return;
         }
         let level = msg.data & (1 << 15) != 0;
-        self.lapic.raise_vector(msg.data as u8, level);
+        if self.parked_lapics.is_empty() {
+            self.lapic.raise_vector(msg.data as u8, level);
+        } else {
+            self.deliver_ioapic(vec![IoApicMessage {
+                vector: msg.data as u8,
+                level,
+                dest: (msg.address >> 12) as u8,
+                logical: msg.address & 4 != 0,
+                lowest: mode == 1,
+            }]);
+        }
         self.kick();
     }
 

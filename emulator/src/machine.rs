@@ -81,6 +81,30 @@ pub struct MachineConfig {
     /// Bytes for COM1's receiver from outside (host stdin, see `hostinput`). None: the
     /// line is idle and the run deterministic.
     pub com1_input: Option<crate::devices::uart16550::SerialInput>,
+    /// The number of CPUs (1..=[`MAX_CPUS`]); APIC IDs 0..cpus-1, CPU 0 the bootstrap
+    /// processor (see "Several CPUs" in the module documentation).
+    pub cpus: usize,
+}
+
+/// The most CPUs a machine may have (`--cpus`): xAPIC IDs are 8 bits, and 0xff is the
+/// broadcast; 64 keeps the F-segment tables in their place.
+pub const MAX_CPUS: usize = 64;
+
+/// With several CPUs, the instructions a CPU executes before the next one takes its
+/// turn (a HLT ends a turn at once). The turn ends at an instruction boundary, never
+/// inside an STI or MOV SS shadow.
+pub const QUANTUM: u64 = 1000;
+
+/// What a CPU does besides executing (SDM Vol. 3A, 9.4, "Multiple-processor (MP)
+/// initialization").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    /// An application processor as the firmware leaves it (SeaBIOS parks them in a HLT
+    /// loop): only an INIT gets it going again.
+    WaitInit,
+    /// After an INIT: waiting for a start-up IPI.
+    WaitSipi,
 }
 
 impl Default for MachineConfig {
@@ -93,6 +117,7 @@ impl Default for MachineConfig {
             ud_on_unimplemented: false,
             acpi: true,
             com1_input: None,
+            cpus: 1,
         }
     }
 }
@@ -171,6 +196,16 @@ pub struct Machine {
     injections: Vec<(u64, Injection)>,
     /// An injected machine check waiting for the next instruction boundary.
     mc_pending: bool,
+    /// With several CPUs: every CPU by number, except that the slot of the executing
+    /// one ([`Self::current`]) holds a placeholder (the executing CPU is `cpu`). Empty
+    /// with one CPU.
+    parked: Vec<Cpu>,
+    /// Each CPU's run state, by number.
+    run_state: Vec<RunState>,
+    /// The number of the executing CPU.
+    current: usize,
+    /// The icount at which the executing CPU's turn ends (several CPUs).
+    quantum_end: u64,
 }
 
 /// Leave PCI configuration space and the ELCR as SeaBIOS does on QEMU, and without ACPI
@@ -183,7 +218,8 @@ fn firmware_pci_setup(bus: &mut Bus) {
     bus.sync_pci();
     if !bus.acpi {
         let bytes = bus.mem.size();
-        crate::boot::firmware_tables::install(&mut bus.mem, &mut bus.pci, bytes);
+        let cpus = bus.cpu_count();
+        crate::boot::firmware_tables::install(&mut bus.mem, &mut bus.pci, bytes, cpus);
     }
 }
 
@@ -219,11 +255,18 @@ impl Machine {
         io.register(
             crate::devices::rtc::RTC_PORT,
             crate::devices::rtc::RTC_PORTS,
-            Box::new(crate::devices::rtc::Rtc::default()),
+            Box::new(crate::devices::rtc::Rtc::with_cpus(config.cpus)),
         );
         let mut bus = Bus::new(mem, io);
         bus.acpi = config.acpi;
         bus.has_input = config.com1_input.is_some();
+        if config.cpus > 1 {
+            // Every CPU's local APIC (slot 0 stands for the BSP's, which is `bus.lapic`):
+            // before the firmware tables, which list the CPUs.
+            bus.parked_lapics = (0..config.cpus.min(MAX_CPUS))
+                .map(|i| crate::devices::lapic::Lapic::new(i as u8))
+                .collect();
+        }
         if !config.acpi {
             // QEMU creates the PIIX4 power-management function (00:01.3) only with ACPI.
             bus.pci.remove_function(1, 3);
@@ -234,6 +277,25 @@ impl Machine {
         // As QEMU (and the firmware on hardware) leaves it: fast strings enabled. Linux
         // reports "Disabled fast string operations" otherwise.
         cpu.msr.misc_enable = crate::cpu::regs::msr::MISC_ENABLE_FAST_STRINGS;
+        let n = config.cpus.clamp(1, MAX_CPUS);
+        let mut parked = Vec::new();
+        let mut run_state = vec![RunState::Running];
+        if n > 1 {
+            // Slot 0 is the BSP's, which executes first: a placeholder.
+            for i in 0..n {
+                let mut ap = Cpu::new(i as u32, config.tlb_entries, config.tlb_mode);
+                ap.drop_decode_cache();
+                ap.stop_on_unimplemented = cpu.stop_on_unimplemented;
+                ap.msr.misc_enable = cpu.msr.misc_enable;
+                // SeaBIOS sets up the MTRRs of the BSP only (QEMU's APs keep the power-up
+                // values, and Linux says so: "your CPUs had inconsistent ... MTRR").
+                ap.msr.ext = crate::cpu::msr_ext::ExtMsrs::power_on();
+                ap.halted = true;
+                parked.push(ap);
+            }
+            run_state = vec![RunState::WaitInit; n];
+            run_state[0] = RunState::Running;
+        }
         Ok(Machine {
             cpu,
             bus,
@@ -242,6 +304,10 @@ impl Machine {
             kernel_elf: None,
             injections: Vec::new(),
             mc_pending: false,
+            parked,
+            run_state,
+            current: 0,
+            quantum_end: QUANTUM,
         })
     }
 
@@ -417,8 +483,22 @@ impl Machine {
             }
             self.injections.pop();
             match what {
-                Injection::Nmi => self.bus.lapic.raise_nmi(),
+                // To the BSP, executing or not.
+                Injection::Nmi => self.bus.all_lapics()[0].raise_nmi(),
                 Injection::MachineCheck => self.mc_pending = true,
+            }
+        }
+        let smp = !self.parked.is_empty();
+        if smp {
+            // The executing CPU's turn ends at the quantum (never inside an STI or MOV SS
+            // shadow: the shadow covers this CPU's next instruction).
+            if now >= self.quantum_end && now > self.cpu.shadow_until {
+                let next = (self.current + 1) % self.parked.len();
+                self.switch_to(next);
+            }
+            self.init_sipi();
+            for l in self.bus.parked_lapics.iter_mut() {
+                l.advance(now);
             }
         }
         self.bus.lapic.advance(now);
@@ -428,7 +508,14 @@ impl Machine {
             self.bus.take_port_irqs();
         }
         let pic_out = self.bus.pic.output();
-        self.bus.lapic.set_lint0(pic_out);
+        if smp {
+            // The 8259's INT output is wired to every CPU's LINT0.
+            for l in self.bus.all_lapics() {
+                l.set_lint0(pic_out);
+            }
+        } else {
+            self.bus.lapic.set_lint0(pic_out);
+        }
 
         let delivered = match self.accept_event() {
             Ok(d) => d,
@@ -447,6 +534,10 @@ impl Machine {
         if self.bus.has_input {
             next = next.min(now.saturating_add(INPUT_POLL_INSNS));
         }
+        if smp {
+            // The end of this turn (or the next boundary, if a shadow held it up).
+            next = next.min(self.quantum_end.max(now + 1));
+        }
         if delivered {
             // Look again before the handler's first instruction (another event may be
             // acceptable there, e.g. an NMI after an interrupt through a trap gate).
@@ -459,9 +550,160 @@ impl Machine {
         None
     }
 
+    // ---- several CPUs ----------------------------------------------------------------------
+
+    /// The number of CPUs.
+    pub fn cpu_count(&self) -> usize {
+        self.parked.len().max(1)
+    }
+
+    /// The number of the CPU executing (`self.cpu`).
+    pub fn current_cpu(&self) -> usize {
+        self.current
+    }
+
+    /// CPU `i` (the executing one is `self.cpu`).
+    pub fn cpu_at(&self, i: usize) -> &Cpu {
+        if i == self.current {
+            &self.cpu
+        } else {
+            &self.parked[i]
+        }
+    }
+
+    /// The TLB counters of all CPUs together.
+    pub fn tlb_stats(&self) -> crate::tlb::TlbStats {
+        let mut t = self.cpu.tlb.stats;
+        for (j, c) in self.parked.iter().enumerate() {
+            if j == self.current {
+                continue;
+            }
+            let s = c.tlb.stats;
+            t.hits += s.hits;
+            t.misses += s.misses;
+            t.flush_invlpg += s.flush_invlpg;
+            t.flush_cr3 += s.flush_cr3;
+            t.flush_cr4 += s.flush_cr4;
+            t.flush_invpcid += s.flush_invpcid;
+            t.flush_pf += s.flush_pf;
+            t.flush_other += s.flush_other;
+            t.stale_uses += s.stale_uses;
+            t.spurious_faults += s.spurious_faults;
+        }
+        t
+    }
+
+    /// Each CPU's run state, by number.
+    pub fn run_states(&self) -> &[RunState] {
+        &self.run_state
+    }
+
+    /// Make CPU `next` the executing one: it continues at the machine's virtual time
+    /// (one clock for all CPUs, see the module documentation), with the shared decode
+    /// cache and its own local APIC in the bus.
+    fn switch_to(&mut self, next: usize) {
+        let cur = self.current;
+        let now = self.cpu.icount;
+        self.quantum_end = now.saturating_add(QUANTUM);
+        self.bus.kick();
+        if next == cur {
+            return;
+        }
+        self.cpu.swap_decode_cache(&mut self.parked[next]);
+        std::mem::swap(&mut self.cpu, &mut self.parked[cur]);
+        std::mem::swap(&mut self.cpu, &mut self.parked[next]);
+        std::mem::swap(&mut self.bus.lapic, &mut self.bus.parked_lapics[cur]);
+        std::mem::swap(&mut self.bus.lapic, &mut self.bus.parked_lapics[next]);
+        self.current = next;
+        self.bus.current_cpu = next;
+        self.cpu.icount = now;
+    }
+
+    /// INIT and start-up IPIs that reached the executing CPU (SDM 9.4 and Table 9-1):
+    /// INIT puts the registers in their INIT state (real mode, CS:IP F000:FFF0), resets
+    /// the local APIC (keeping its ID and base) and makes the CPU wait for a start-up
+    /// IPI, which starts it in real mode at VV00:0000 (vector VV). A start-up IPI that
+    /// finds the CPU anywhere else is ignored, as on hardware.
+    fn init_sipi(&mut self) {
+        let i = self.current;
+        if self.bus.lapic.take_init() {
+            let mut fresh = Cpu::new(i as u32, self.config.tlb_entries, self.config.tlb_mode);
+            fresh.drop_decode_cache();
+            fresh.swap_decode_cache(&mut self.cpu);
+            fresh.icount = self.cpu.icount;
+            fresh.stop_on_unimplemented = self.cpu.stop_on_unimplemented;
+            // INIT leaves the MSRs (MTRRs, MCA, the APIC base...) as they were.
+            fresh.msr = self.cpu.msr.clone();
+            fresh.halted = true;
+            self.cpu = fresh;
+            self.bus.lapic.reset();
+            self.run_state[i] = RunState::WaitSipi;
+            self.bus.kick();
+        }
+        if let Some(v) = self.bus.lapic.take_sipi() {
+            if self.run_state[i] == RunState::WaitSipi {
+                let cs = &mut self.cpu.seg[crate::cpu::regs::SegReg::Cs as usize];
+                cs.selector = u16::from(v) << 8;
+                cs.base = u64::from(v) << 12;
+                self.cpu.rip = 0;
+                self.cpu.halted = false;
+                self.run_state[i] = RunState::Running;
+                self.bus.kick();
+            }
+        }
+    }
+
+    /// Whether parked CPU `j` has anything to do at `now`: it is not halted, or an event
+    /// that would wake it waits (its APIC's timer is brought up to `now` first).
+    fn can_run(&mut self, j: usize, now: u64) -> bool {
+        let pic_out = self.bus.pic.output();
+        let l = &mut self.bus.parked_lapics[j];
+        l.advance(now);
+        if l.init_or_sipi_pending() {
+            return true;
+        }
+        if self.run_state[j] != RunState::Running {
+            return false;
+        }
+        let c = &self.parked[j];
+        let intr = c.flag(rflags::IF)
+            && (l.pending_interrupt().is_some() || (pic_out && l.accepts_extint()));
+        !c.halted || intr || (l.nmi_pending() && !c.nmi_blocked) || (j == 0 && self.mc_pending)
+    }
+
+    /// When every CPU is halted: the earliest future event that could wake one.
+    fn earliest_wake(&self, now: u64) -> Option<u64> {
+        let injection = self.injections.last().map(|&(at, _)| at);
+        let mut wake: Vec<Option<u64>> = vec![injection];
+        let mut any_if = false;
+        for j in 0..self.cpu_count() {
+            let (c, l) = if j == self.current {
+                (&self.cpu, &self.bus.lapic)
+            } else {
+                (&self.parked[j], &self.bus.parked_lapics[j])
+            };
+            if self.run_state[j] != RunState::Running || !c.flag(rflags::IF) {
+                continue;
+            }
+            any_if = true;
+            if l.timer_can_wake() {
+                wake.push(l.next_timer_event());
+            }
+        }
+        if any_if {
+            wake.push(self.bus.next_device_event());
+        }
+        wake.into_iter().flatten().filter(|&t| t > now).min()
+    }
+
     /// Whether an event waits that the CPU is not accepting yet.
     fn event_pending(&self) -> bool {
-        self.mc_pending || self.bus.lapic.nmi_pending() || self.intr_pending()
+        if self.run_state[self.current] != RunState::Running {
+            return false;
+        }
+        (self.mc_pending && self.current == 0)
+            || self.bus.lapic.nmi_pending()
+            || self.intr_pending()
     }
 
     /// A maskable interrupt request: the local APIC's, or the 8259's through LINT0.
@@ -473,8 +715,12 @@ impl Machine {
     /// Accept at most one event, in the priority order of SDM Table 6-2: machine check,
     /// then NMI, then maskable interrupts. `Ok(true)` if one was delivered.
     fn accept_event(&mut self) -> Result<bool, CpuStop> {
+        if self.run_state[self.current] != RunState::Running {
+            // Waiting for INIT or SIPI: no interrupt, NMI or machine check is taken.
+            return Ok(false);
+        }
         let (cpu, bus) = (&mut self.cpu, &mut self.bus);
-        if self.mc_pending {
+        if self.mc_pending && self.current == 0 {
             self.mc_pending = false;
             let mc = Exception::new(vector::MC);
             if cpu.cr4 & cr4::MCE == 0 {
@@ -506,6 +752,9 @@ impl Machine {
     /// (it runs whenever anything changed). Skip virtual time to the next event that could
     /// wake the CPU, or stop if there is none: nothing else changes while it sleeps.
     fn sleep(&mut self) -> Option<Outcome> {
+        if !self.parked.is_empty() {
+            return self.sleep_smp();
+        }
         let now = self.cpu.icount;
         let injection = self.injections.last().map(|&(at, _)| at);
         let timer = if self.cpu.flag(rflags::IF) && self.bus.lapic.timer_can_wake() {
@@ -540,6 +789,36 @@ impl Machine {
             return Some(Outcome::InsnLimit);
         }
         self.cpu.icount = at;
+        self.bus.next_event = at;
+        None
+    }
+
+    /// [`Self::sleep`] with several CPUs: a halted CPU yields at once to the next CPU
+    /// (in number order) that has anything to do; when every CPU is halted, virtual time
+    /// skips to the earliest event that could wake any of them.
+    fn sleep_smp(&mut self) -> Option<Outcome> {
+        let now = self.cpu.icount;
+        let n = self.parked.len();
+        for k in 1..n {
+            let j = (self.current + k) % n;
+            if self.can_run(j, now) {
+                self.switch_to(j);
+                return None;
+            }
+        }
+        let Some(at) = self.earliest_wake(now) else {
+            if self.bus.has_input && self.bus.wait_for_input() {
+                self.bus.next_event = now;
+                return None;
+            }
+            return Some(Outcome::Stop(CpuStop::HaltForever));
+        };
+        if at >= self.limit() {
+            self.cpu.icount = self.limit();
+            return Some(Outcome::InsnLimit);
+        }
+        self.cpu.icount = at;
+        self.quantum_end = at.saturating_add(QUANTUM);
         self.bus.next_event = at;
         None
     }

@@ -204,6 +204,12 @@ struct MachineArgs {
     /// Run the identical machine under qemu-system-x86_64 instead (the cross-check).
     #[arg(long)]
     qemu: bool,
+    /// CPUs (1-64): APIC IDs 0..N-1, CPU 0 boots, the others wait for INIT and SIPI.
+    /// They run interleaved on one host thread, QUANTUM instructions at a time, so runs
+    /// stay deterministic. With --qemu: -smp N,sockets=N,cores=1,threads=1.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=vmscope::machine::MAX_CPUS as i64))]
+    cpus: u16,
     /// TLB model.
     #[arg(long, value_enum, default_value = "on")]
     tlb: TlbArg,
@@ -463,6 +469,7 @@ fn machine_on_vmscope(
         // ACPI; any other kernel on `pc,acpi=off` with the MP table and SMBIOS.
         acpi: matches!(kernel, Cow::Borrowed(_)),
         com1_input: a.com1_input.clone(),
+        cpus: a.cpus as usize,
     };
     let disks = open_disks(&a.disk)?;
     let mut m = Machine::new(config, ConsoleSink::Stdout).map_err(|e| e.to_string())?;
@@ -514,7 +521,7 @@ fn machine_on_vmscope(
     if !matches!(outcome, Outcome::Exit { .. }) {
         eprint!("{}", m.report(&outcome));
     }
-    let t = m.cpu.tlb.stats;
+    let t = m.tlb_stats();
     if a.tlb == TlbArg::Check {
         eprintln!(
             "vmscope: tlb check: {} stale TLB uses, {} spurious page faults",
@@ -693,6 +700,7 @@ fn machine_on_qemu(
     // A kernel of the user's gets the machine without ACPI, as on vmscope.
     let acpi = kernel_arg_is_none;
     let mut cmd = qemu::command(&kernel, initrd, cmdline, a.mem >> 20, acpi);
+    qemu::add_cpus(&mut cmd, a.cpus as usize);
     for d in &a.disk {
         qemu::add_disk(&mut cmd, &d.path, d.read_only);
     }

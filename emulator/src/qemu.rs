@@ -86,6 +86,17 @@ pub fn command(
     c
 }
 
+/// `--cpus N` for N > 1: `-smp N,sockets=N,cores=1,threads=1`. One CPU per socket is
+/// what vmscope's CPUID describes (no HTT, no multi-core leaves), and SeaBIOS lists only
+/// the first logical CPU of each package in the MP table: with QEMU 7.2's default
+/// topology for `-smp 4` (one socket of four cores) a kernel without ACPI would find one
+/// CPU. Nothing is added for one CPU, so that command stays as it was.
+pub fn add_cpus(c: &mut Command, cpus: usize) {
+    if cpus > 1 {
+        c.args(["-smp", &format!("{cpus},sockets={cpus},cores=1,threads=1")]);
+    }
+}
+
 /// A `--disk`: `-drive file=PATH,format=raw,if=virtio[,readonly=on]`.
 pub fn add_disk(c: &mut Command, path: &Path, read_only: bool) {
     // In `-drive` options a comma is written as two.

@@ -51,17 +51,23 @@ fn checksum(data: &[u8]) -> u8 {
     0u8.wrapping_sub(data.iter().fold(0u8, |a, &b| a.wrapping_add(b)))
 }
 
-/// The MP configuration table (header and entries) for the machine's PCI bus 0.
-pub fn mp_config_table(pci: &mut PciHost) -> Vec<u8> {
+/// The MP configuration table (header and entries) for the machine's PCI bus 0 and
+/// `cpus` CPUs.
+pub fn mp_config_table(pci: &mut PciHost, cpus: usize) -> Vec<u8> {
     let (signature, _, _, features) = crate::cpu::cpuid::cpuid(1, 0, 0, 0, 0);
     let mut entries: Vec<u8> = Vec::new();
     let mut count: u16 = 0;
-    // The processor: APIC ID 0, enabled and the bootstrap processor.
-    entries.extend_from_slice(&[MP_PROCESSOR, 0, LAPIC_VERSION, 0x03]);
-    entries.extend_from_slice(&signature.to_le_bytes());
-    entries.extend_from_slice(&features.to_le_bytes());
-    entries.extend_from_slice(&[0; 8]);
-    count += 1;
+    // The processors, APIC IDs 0..cpus-1, enabled; APIC ID 0 the bootstrap processor.
+    // SeaBIOS lists the first logical CPU of each package only: every CPU here is a
+    // package of its own (CPUID.1:EDX.HTT is clear; `--qemu` passes sockets=N).
+    for id in 0..cpus.max(1) {
+        let flags = if id == 0 { 0x03 } else { 0x01 };
+        entries.extend_from_slice(&[MP_PROCESSOR, id as u8, LAPIC_VERSION, flags]);
+        entries.extend_from_slice(&signature.to_le_bytes());
+        entries.extend_from_slice(&features.to_le_bytes());
+        entries.extend_from_slice(&[0; 8]);
+        count += 1;
+    }
     // Bus 0 is PCI, bus 1 ISA.
     const PCI_BUS: u8 = 0;
     const ISA_BUS: u8 = 1;
@@ -302,20 +308,37 @@ pub fn smbios_entry_point(addr: u32, len: u16, count: u16, max: u16) -> [u8; 31]
 }
 
 /// Write all the tables into guest RAM (the F segment).
-pub fn install(mem: &mut GuestMemory, pci: &mut PciHost, mem_bytes: u64) {
-    let config = mp_config_table(pci);
-    mem.write_bytes(GuestPhysAddr(MP_CONFIG_ADDR), &config);
+/// How far below their one-CPU places the tables go with `cpus` CPUs: SeaBIOS
+/// allocates the MP configuration table top-down in the F segment, so each further
+/// processor entry (20 bytes) moves it, 16-byte aligned, and the floating pointer below
+/// it (on QEMU 7.2 with `-smp N,sockets=N`: 0xf5b90 for 2 CPUs, 0xf5b70 for 4, 0xf5b20
+/// for 8, as Linux prints). The `$PIR` and SMBIOS tables, whose places nothing prints,
+/// move down by as much to stay clear of it.
+pub fn mp_shift(cpus: usize) -> u64 {
+    let extra = 20 * (cpus.max(1) as u64 - 1);
+    MP_CONFIG_ADDR - ((MP_CONFIG_ADDR - extra) & !0xf)
+}
+
+pub fn install(mem: &mut GuestMemory, pci: &mut PciHost, mem_bytes: u64, cpus: usize) {
+    let shift = mp_shift(cpus);
+    let config = mp_config_table(pci, cpus);
+    mem.write_bytes(GuestPhysAddr(MP_CONFIG_ADDR - shift), &config);
     mem.write_bytes(
-        GuestPhysAddr(MP_FLOATING_ADDR),
-        &mp_floating_pointer(MP_CONFIG_ADDR as u32),
+        GuestPhysAddr(MP_FLOATING_ADDR - shift),
+        &mp_floating_pointer((MP_CONFIG_ADDR - shift) as u32),
     );
-    mem.write_bytes(GuestPhysAddr(PIR_ADDR), &pir_table());
+    mem.write_bytes(GuestPhysAddr(PIR_ADDR - shift), &pir_table());
     let mib = (mem_bytes >> 20).min(u32::MAX as u64 >> 10) as u32;
     let (table, count, max) = smbios_structures(mib);
-    mem.write_bytes(GuestPhysAddr(SMBIOS_TABLE_ADDR), &table);
+    mem.write_bytes(GuestPhysAddr(SMBIOS_TABLE_ADDR - shift), &table);
     mem.write_bytes(
-        GuestPhysAddr(SMBIOS_EP_ADDR),
-        &smbios_entry_point(SMBIOS_TABLE_ADDR as u32, table.len() as u16, count, max),
+        GuestPhysAddr(SMBIOS_EP_ADDR - shift),
+        &smbios_entry_point(
+            (SMBIOS_TABLE_ADDR - shift) as u32,
+            table.len() as u16,
+            count,
+            max,
+        ),
     );
 }
 
@@ -328,9 +351,36 @@ mod tests {
     }
 
     #[test]
+    fn mp_table_lists_every_cpu_where_seabios_puts_it() {
+        let mut pci = PciHost::new();
+        let one = mp_config_table(&mut pci, 1);
+        let four = mp_config_table(&mut pci, 4);
+        assert_eq!(sum(&four), 0);
+        assert_eq!(four.len(), one.len() + 3 * 20);
+        // Entries at 44: processor 0 is the BSP, the others enabled only.
+        for id in 0..4 {
+            let e = &four[44 + 20 * id..];
+            assert_eq!(e[0..2], [MP_PROCESSOR, id as u8]);
+            assert_eq!(e[3], if id == 0 { 3 } else { 1 });
+        }
+        // The floating pointer where QEMU 7.2 and SeaBIOS 1.16 put it.
+        for (cpus, floating) in [
+            (1, 0xf5bb0),
+            (2, 0xf5b90),
+            (3, 0xf5b80),
+            (4, 0xf5b70),
+            (8, 0xf5b20),
+        ] {
+            assert_eq!(MP_FLOATING_ADDR - mp_shift(cpus), floating, "{cpus} CPUs");
+        }
+        // 64 CPUs still fit above the start of the F segment.
+        assert!(SMBIOS_TABLE_ADDR - mp_shift(64) > 0xf0000);
+    }
+
+    #[test]
     fn mp_table_checksums_and_entries() {
         let mut pci = PciHost::new();
-        let t = mp_config_table(&mut pci);
+        let t = mp_config_table(&mut pci, 1);
         assert_eq!(sum(&t), 0);
         assert_eq!(&t[0..4], b"PCMP");
         assert_eq!(u16::from_le_bytes([t[4], t[5]]) as usize, t.len());

@@ -1054,6 +1054,26 @@ impl Cpu {
         ((pa ^ (pa >> 13)) as usize) & (DECODE_CACHE_SLOTS - 1)
     }
 
+    /// Several CPUs share one decode cache, handed to whichever CPU executes (its entries
+    /// are keyed on physical addresses and code size, so they hold for any CPU, and the
+    /// code-frame bitmap in `GuestMemory` then invalidates them for all): exchange this
+    /// CPU's cache with `other`'s.
+    pub fn swap_decode_cache(&mut self, other: &mut Cpu) {
+        std::mem::swap(&mut self.decode_cache, &mut other.decode_cache);
+        std::mem::swap(&mut self.decode_frames, &mut other.decode_frames);
+        std::mem::swap(&mut self.blocks, &mut other.blocks);
+        self.blk_page = NO_BLOCK;
+        other.blk_page = NO_BLOCK;
+    }
+
+    /// Give up this CPU's decode cache (a CPU that is not executing holds none; see
+    /// [`Self::swap_decode_cache`]). It must get one back before it executes.
+    pub fn drop_decode_cache(&mut self) {
+        self.decode_cache = Vec::new();
+        self.decode_frames = Vec::new();
+        self.blocks = Vec::new();
+    }
+
     /// The instruction decoded into slot `slot` (for the generic executor).
     #[inline(always)]
     pub(crate) fn decoded_instruction(&self, slot: u16) -> Instruction {

@@ -86,6 +86,17 @@ fn fixed_index(n: u32) -> Option<usize> {
 }
 
 impl ExtMsrs {
+    /// The power-up state (SDM Vol. 3A, Table 9-1): MTRRs disabled and zero, as on an
+    /// application processor SeaBIOS never set up (QEMU's APs under `-smp`).
+    pub fn power_on() -> Self {
+        ExtMsrs {
+            def_type: 0,
+            fixed: [0; 11],
+            var: [0; 2 * VAR_MTRRS],
+            ..Self::default()
+        }
+    }
+
     /// RDMSR of one of these MSRs; None if `n` is not one.
     pub fn read(&self, n: u32) -> Option<u64> {
         if let Some(i) = fixed_index(n) {

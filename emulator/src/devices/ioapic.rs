@@ -67,6 +67,8 @@ pub struct IoApicMessage {
     pub level: bool,
     pub dest: u8,
     pub logical: bool,
+    /// Lowest-priority delivery: one of the destinations takes it.
+    pub lowest: bool,
 }
 
 pub struct IoApic {
@@ -156,6 +158,7 @@ impl IoApic {
                 level,
                 dest: (e >> RTE_DEST_SHIFT) as u8,
                 logical: e & RTE_DEST_LOGICAL != 0,
+                lowest: mode == MODE_LOWEST,
             });
         }
         out
@@ -253,6 +256,7 @@ mod tests {
             level,
             dest: 0,
             logical: false,
+            lowest: false,
         }
     }
 

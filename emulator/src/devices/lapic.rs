@@ -237,6 +237,29 @@ pub struct Lapic {
     eoi_broadcast: Option<u8>,
     /// Unsupported requests already logged (one warning each).
     logged: u32,
+    /// The IPI just written to ICR low, for the bus to route ([`Self::take_ipi`]).
+    ipi_out: Option<Ipi>,
+    /// An INIT received and not yet taken by the machine (it resets the CPU).
+    init_pending: bool,
+    /// The vector of a start-up IPI received and not yet taken.
+    sipi_pending: Option<u8>,
+}
+
+/// An interprocessor interrupt as written to the ICR (SDM Figure 10-12), on its way to
+/// the APICs it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipi {
+    pub vector: u8,
+    /// Delivery mode ([`delivery_mode`]).
+    pub mode: u32,
+    pub level_triggered: bool,
+    /// The level bit (INIT de-assert has it clear).
+    pub assert: bool,
+    /// Destination shorthand (`ICR_SHORTHAND_*`).
+    pub shorthand: u32,
+    /// ICR high bits 31:24.
+    pub dest: u8,
+    pub logical: bool,
 }
 
 impl Default for Lapic {
@@ -305,6 +328,9 @@ impl Lapic {
             lint0_level: false,
             eoi_broadcast: None,
             logged: 0,
+            ipi_out: None,
+            init_pending: false,
+            sipi_pending: None,
         }
     }
 
@@ -646,48 +672,50 @@ impl Lapic {
         }
     }
 
-    /// Send the IPI just written to ICR low. There is one CPU: only an IPI that names
-    /// this APIC arrives anywhere. Fixed, lowest-priority and NMI are delivered; SMI,
-    /// INIT and SIPI are logged as unsupported. The send completes at once, so the
-    /// delivery-status bit always reads idle. As QEMU, NMI with the self shorthand is
-    /// delivered too (the SDM lists that combination as invalid).
+    /// Latch the IPI just written to ICR low for the bus ([`Self::take_ipi`] and
+    /// [`deliver_ipi`]). The send completes at once, so the delivery-status bit always
+    /// reads idle.
     fn send_ipi(&mut self) {
         let icr = self.icr_low;
-        let vector = (icr & 0xff) as u8;
-        let mode = (icr >> 8) & 7;
-        let level_triggered = icr & ICR_TRIGGER_LEVEL != 0;
-        let to_self = match (icr >> ICR_SHORTHAND_SHIFT) & 3 {
-            ICR_SHORTHAND_NONE => {
-                self.is_destination((self.icr_high >> 24) as u8, icr & ICR_DEST_LOGICAL != 0)
-            }
-            ICR_SHORTHAND_SELF | ICR_SHORTHAND_ALL_INCLUDING_SELF => true,
-            _ => false,
-        };
-        match mode {
-            delivery_mode::FIXED | delivery_mode::LOWEST_PRIORITY => {
-                if vector < FIRST_LEGAL_VECTOR {
-                    self.error(ESR_SEND_ILLEGAL_VECTOR);
-                }
-                if to_self {
-                    self.raise_vector(vector, level_triggered);
-                }
-            }
-            delivery_mode::NMI => {
-                if to_self {
-                    self.raise_nmi();
-                }
-            }
-            delivery_mode::INIT if icr & ICR_LEVEL_ASSERT == 0 && level_triggered => {
-                // INIT level de-assert: only synchronises arbitration IDs; nothing to do.
-            }
-            other => self.log_once(
-                1 << (8 + other),
-                &format!(
-                    "IPI with delivery mode {other} (SMI/INIT/SIPI/ExtINT) is not supported \
-                     on this single-CPU machine; ignored"
-                ),
-            ),
-        }
+        self.ipi_out = Some(Ipi {
+            vector: (icr & 0xff) as u8,
+            mode: (icr >> 8) & 7,
+            level_triggered: icr & ICR_TRIGGER_LEVEL != 0,
+            assert: icr & ICR_LEVEL_ASSERT != 0,
+            shorthand: (icr >> ICR_SHORTHAND_SHIFT) & 3,
+            dest: (self.icr_high >> 24) as u8,
+            logical: icr & ICR_DEST_LOGICAL != 0,
+        });
+    }
+
+    /// The IPI written to ICR low since the last call, once.
+    pub fn take_ipi(&mut self) -> Option<Ipi> {
+        self.ipi_out.take()
+    }
+
+    /// An INIT IPI arrived: the machine resets the CPU to its wait-for-SIPI state.
+    pub fn receive_init(&mut self) {
+        self.init_pending = true;
+    }
+
+    /// A start-up IPI arrived with vector `v` (the real-mode page `v << 12`).
+    pub fn receive_sipi(&mut self, v: u8) {
+        self.sipi_pending = Some(v);
+    }
+
+    /// An INIT waiting for the machine, once.
+    pub fn take_init(&mut self) -> bool {
+        std::mem::take(&mut self.init_pending)
+    }
+
+    /// A start-up vector waiting for the machine, once.
+    pub fn take_sipi(&mut self) -> Option<u8> {
+        self.sipi_pending.take()
+    }
+
+    /// Whether an INIT or SIPI waits for the machine.
+    pub fn init_or_sipi_pending(&self) -> bool {
+        self.init_pending || self.sipi_pending.is_some()
     }
 
     fn log_once(&mut self, key: u32, msg: &str) {
@@ -752,6 +780,63 @@ impl Lapic {
     }
 }
 
+/// Deliver `ipi`, sent by `apics[src]`, to every APIC it names (SDM 10.6): a shorthand
+/// (self, all including self, all excluding self) or the destination field as each APIC
+/// matches it ([`Lapic::is_destination`]: physical ID or broadcast, logical flat or
+/// cluster through LDR/DFR). `apics` is every CPU's APIC in CPU order.
+///
+/// Fixed interrupts set the vector in each target's IRR; a lowest-priority interrupt goes
+/// to one target only, the one with the lowest APIC ID (the SDM leaves the arbitration to
+/// the platform; this is deterministic); NMI latches each target's NMI input (as QEMU,
+/// also with the self shorthand, which the SDM calls invalid); INIT and start-up are
+/// latched for the machine, which resets or starts the CPU; an INIT level de-assert
+/// only synchronises arbitration IDs and does nothing. SMI and ExtINT are logged once
+/// and dropped.
+pub fn deliver_ipi(apics: &mut [&mut Lapic], src: usize, ipi: &Ipi) {
+    let mut targets: Vec<usize> = (0..apics.len())
+        .filter(|&i| match ipi.shorthand {
+            ICR_SHORTHAND_SELF => i == src,
+            ICR_SHORTHAND_ALL_INCLUDING_SELF => true,
+            ICR_SHORTHAND_ALL_EXCLUDING_SELF => i != src,
+            _ => apics[i].is_destination(ipi.dest, ipi.logical),
+        })
+        .collect();
+    match ipi.mode {
+        delivery_mode::FIXED | delivery_mode::LOWEST_PRIORITY => {
+            if ipi.vector < FIRST_LEGAL_VECTOR {
+                apics[src].error(ESR_SEND_ILLEGAL_VECTOR);
+            }
+            if ipi.mode == delivery_mode::LOWEST_PRIORITY {
+                targets.sort_by_key(|&i| apics[i].id());
+                targets.truncate(1);
+            }
+            for i in targets {
+                apics[i].raise_vector(ipi.vector, ipi.level_triggered);
+            }
+        }
+        delivery_mode::NMI => {
+            for i in targets {
+                apics[i].raise_nmi();
+            }
+        }
+        delivery_mode::INIT if !ipi.assert && ipi.level_triggered => {}
+        delivery_mode::INIT => {
+            for i in targets {
+                apics[i].receive_init();
+            }
+        }
+        delivery_mode::STARTUP => {
+            for i in targets {
+                apics[i].receive_sipi(ipi.vector);
+            }
+        }
+        other => apics[src].log_once(
+            1 << (8 + other),
+            &format!("IPI with delivery mode {other} (SMI/ExtINT) is not supported; ignored"),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,6 +857,14 @@ mod tests {
         a.write_register(reg::TIMER_DIVIDE_CONFIG, div, now);
         a.write_register(reg::LVT_TIMER, mode | TIMER_VECTOR as u32, now);
         a.write_register(reg::TIMER_INITIAL_COUNT, count, now);
+    }
+
+    /// Write ICR low on a lone APIC and route the IPI among the APICs there are: itself.
+    fn send_self(a: &mut Lapic, low: u32) {
+        a.write_register(reg::ICR_LOW, low, 0);
+        if let Some(ipi) = a.take_ipi() {
+            deliver_ipi(&mut [a], 0, &ipi);
+        }
     }
 
     #[test]
@@ -950,33 +1043,28 @@ mod tests {
     #[test]
     fn self_ipis_fixed_and_nmi() {
         let mut a = enabled();
-        a.write_register(
-            reg::ICR_LOW,
-            (ICR_SHORTHAND_SELF << ICR_SHORTHAND_SHIFT) | 0x41,
-            0,
-        );
+        send_self(&mut a, (ICR_SHORTHAND_SELF << ICR_SHORTHAND_SHIFT) | 0x41);
         assert!(a.irr(0x41));
         assert_eq!(a.read_register(reg::ICR_LOW, 0) & ICR_DELIVERY_STATUS, 0);
         // NMI to our own physical ID.
         a.write_register(reg::ICR_HIGH, 0, 0);
-        a.write_register(reg::ICR_LOW, delivery_mode::NMI << 8, 0);
+        send_self(&mut a, delivery_mode::NMI << 8);
         assert!(a.take_nmi());
         assert!(!a.take_nmi());
         // Someone else's ID, and all-excluding-self: nothing arrives.
         a.write_register(reg::ICR_HIGH, 5 << 24, 0);
-        a.write_register(reg::ICR_LOW, 0x42, 0);
-        a.write_register(
-            reg::ICR_LOW,
+        send_self(&mut a, 0x42);
+        send_self(
+            &mut a,
             (ICR_SHORTHAND_ALL_EXCLUDING_SELF << ICR_SHORTHAND_SHIFT) | 0x43,
-            0,
         );
         assert!(!a.irr(0x42) && !a.irr(0x43));
         // Broadcast and logical flat destination.
         a.write_register(reg::ICR_HIGH, 0xff << 24, 0);
-        a.write_register(reg::ICR_LOW, 0x44, 0);
+        send_self(&mut a, 0x44);
         a.write_register(reg::LDR, 0x02 << 24, 0);
         a.write_register(reg::ICR_HIGH, 0x03 << 24, 0);
-        a.write_register(reg::ICR_LOW, ICR_DEST_LOGICAL | 0x45, 0);
+        send_self(&mut a, ICR_DEST_LOGICAL | 0x45);
         assert!(a.irr(0x44) && a.irr(0x45));
     }
 
@@ -984,11 +1072,7 @@ mod tests {
     fn illegal_vectors_are_errors() {
         let mut a = enabled();
         a.write_register(reg::LVT_ERROR, 0xfe, 0);
-        a.write_register(
-            reg::ICR_LOW,
-            (ICR_SHORTHAND_SELF << ICR_SHORTHAND_SHIFT) | 0x05,
-            0,
-        );
+        send_self(&mut a, (ICR_SHORTHAND_SELF << ICR_SHORTHAND_SHIFT) | 0x05);
         assert!(!a.irr(0x05));
         assert!(a.irr(0xfe), "LVT error fires");
         assert_eq!(

@@ -98,6 +98,19 @@ pub struct Rtc {
     base_secs: i64,
 }
 
+/// CMOS byte QEMU's `pc` sets to the number of CPUs minus one (hw/i386/pc.c, where
+/// SeaBIOS reads it as its `CMOS_BIOS_SMP_COUNT`).
+pub const CMOS_SMP_COUNT: usize = 0x5f;
+
+impl Rtc {
+    /// The RTC/CMOS of a machine with `cpus` CPUs.
+    pub fn with_cpus(cpus: usize) -> Self {
+        let mut r = Self::default();
+        r.cmos[CMOS_SMP_COUNT] = cpus.saturating_sub(1) as u8;
+        r
+    }
+}
+
 impl Default for Rtc {
     fn default() -> Self {
         let mut cmos = [0u8; 128];
