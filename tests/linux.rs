@@ -252,7 +252,12 @@ const MOVING_LINES: &[&str] = &[
 
 /// How many kernel-log lines hold each of [`MOVING_LINES`].
 fn moving_counts(console: &str) -> Vec<usize> {
-    MOVING_LINES
+    moving_counts_of(console, MOVING_LINES)
+}
+
+/// How many kernel-log lines hold each of `patterns`.
+fn moving_counts_of(console: &str, patterns: &[&str]) -> Vec<usize> {
+    patterns
         .iter()
         .map(|p| {
             masked(console)
@@ -279,6 +284,11 @@ fn mask_input_number(line: &str) -> String {
 
 /// The kernel log of a console, timestamps masked, without [`HOST_TIMING_LINES`].
 fn kernel_log(console: &str) -> String {
+    kernel_log_without(console, &[])
+}
+
+/// [`kernel_log`], also without the lines holding one of `more`.
+fn kernel_log_without(console: &str, more: &[&str]) -> String {
     masked(console)
         .lines()
         .filter(|l| l.starts_with("[T]"))
@@ -286,6 +296,7 @@ fn kernel_log(console: &str) -> String {
             !HOST_TIMING_LINES
                 .iter()
                 .chain(MOVING_LINES)
+                .chain(more)
                 .any(|p| l.contains(p))
         })
         .map(mask_input_number)
@@ -452,6 +463,110 @@ fn debian_kernel_boots_to_busybox_init() {
             moving_counts(&out),
             moving_counts(&qout),
             "{MOVING_LINES:?}"
+        );
+    }
+}
+
+/// With several CPUs, what else follows QEMU's host timing: an AP's delay-loop
+/// calibration (vmscope's TSC is stable and calibrated, so Linux skips it), and the
+/// keyboard's input line, printed by kseriod on another CPU while rtc_cmos probes.
+const SMP_HOST_TIMING_LINES: &[&str] = &["calibrate_delay_direct()"];
+const SMP_MOVING_LINES: &[&str] = &[
+    "audit: type=2000",
+    "Freeing initrd memory",
+    "platform rtc_cmos: registered platform RTC device",
+    "input: AT Translated Set 2 keyboard",
+];
+
+/// `--cpus 4`: the BSP brings up three APs through INIT-SIPI-SIPI and the real-mode
+/// trampoline; user space sees four processors; two runs give byte-identical consoles
+/// and fault traces (the CPUs are interleaved deterministically), every CPU appears in
+/// the trace; and the console is QEMU's with `-smp 4,sockets=4`.
+#[test]
+fn debian_kernel_boots_with_4_cpus() {
+    let Some(bz) = debian_kernel() else { return };
+    let elf = kernel_elf(&bz);
+    let rd = busybox_initramfs("smp4");
+    let args = [
+        "boot",
+        "--cpus",
+        "4",
+        "--kernel",
+        elf.to_str().unwrap(),
+        "--initrd",
+        rd.path(),
+        "--cmdline",
+        "console=ttyS0",
+    ];
+    let dir = std::env::temp_dir();
+    let file = |name: &str| dir.join(format!("vmscope-test-{}-{name}", std::process::id()));
+    let (ft_a, ft_b) = (file("smp-ft-a"), file("smp-ft-b"));
+    let run = |ft: &Path| {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend_from_slice(&["--fault-trace", ft.to_str().unwrap()]);
+        vmscope(&v)
+    };
+    let o = run(&ft_a);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    assert!(out.contains("smp: Brought up 1 node, 4 CPUs"), "{out}");
+    let user = user_lines(&out);
+    assert!(user.iter().any(|l| l == "sum 5050"), "{out}");
+    assert!(user.iter().any(|l| l == "== slept"), "{out}");
+    // `grep -c ^processor /proc/cpuinfo`, printed right after the sum.
+    let sum = user.iter().position(|l| l == "sum 5050").unwrap();
+    assert_eq!(user.get(sum + 1).map(String::as_str), Some("4"), "{out}");
+    for bad in [
+        "Call Trace",
+        "unchecked MSR",
+        "BUG:",
+        "Oops",
+        "WARNING:",
+        "stuck",
+    ] {
+        assert!(!out.contains(bad), "{bad} in the kernel log:\n{out}");
+    }
+    let b = run(&ft_b);
+    assert_eq!(stdout(&b), out, "two runs printed different consoles");
+    let trace_a = std::fs::read_to_string(&ft_a).unwrap();
+    assert!(
+        trace_a == std::fs::read_to_string(&ft_b).unwrap(),
+        "two fault traces differ"
+    );
+    for cpu in 0..4 {
+        let tag = format!("\"cpu\":{cpu},");
+        assert!(trace_a.contains(&tag), "no event of CPU {cpu} in the trace");
+    }
+    for f in [ft_a, ft_b] {
+        let _ = std::fs::remove_file(f);
+    }
+
+    if common::qemu_present() {
+        let mut q = args.to_vec();
+        q.push("--qemu");
+        let qo = vmscope(&q);
+        let qout = stdout(&qo);
+        assert_eq!(qo.status.code(), Some(0), "{qout}\n{}", stderr(&qo));
+        assert!(qout.contains("smp: Brought up 1 node, 4 CPUs"), "{qout}");
+        common::assert_same_text(
+            "user-space output",
+            &user.join("\n"),
+            &user_lines(&qout).join("\n"),
+        );
+        let skip: Vec<&str> = SMP_HOST_TIMING_LINES
+            .iter()
+            .chain(SMP_MOVING_LINES)
+            .copied()
+            .collect();
+        common::assert_same_text(
+            "kernel log (timestamps masked, host-timing lines left out)",
+            &kernel_log_without(&out, &skip),
+            &kernel_log_without(&qout, &skip),
+        );
+        assert_eq!(
+            moving_counts_of(&out, SMP_MOVING_LINES),
+            moving_counts_of(&qout, SMP_MOVING_LINES),
+            "{SMP_MOVING_LINES:?}"
         );
     }
 }

@@ -1,6 +1,6 @@
-//! The machine: one CPU, guest RAM and the devices of a minimal QEMU `pc` (COM1 16550A,
-//! isa-debug-exit, the local APIC and the 8259 pair; COM2 and isa-debugcon on request),
-//! plus the run loop and the stop reports.
+//! The machine: one CPU or several, guest RAM and the devices of a minimal QEMU `pc`
+//! (COM1 16550A, isa-debug-exit, a local APIC per CPU and the 8259 pair; COM2 and
+//! isa-debugcon on request), plus the run loop and the stop reports.
 //!
 //! # Events
 //! The run loop executes one instruction per iteration and makes one comparison:
@@ -20,6 +20,31 @@
 //! vector's priority class is above the PPR, or a scheduled injection. With no such
 //! event the CPU would sleep forever, and the machine stops with
 //! [`CpuStop::HaltForever`] (exit status 142).
+//!
+//! # Several CPUs
+//! With `cpus > 1` the CPUs run on one host thread, one at a time, in turns of
+//! [`QUANTUM`] instructions in CPU-number order; a turn ends early when the CPU halts (a
+//! halted CPU yields at once), and never inside one instruction or an STI/MOV SS shadow,
+//! so a LOCKed instruction is atomic and every run interleaves the CPUs identically.
+//! `self.cpu` is the CPU executing; the others wait in `parked`, and `bus.lapic` is the
+//! executing CPU's local APIC (the bus parks the others the same way), so the CPU core,
+//! the APIC page and the IA32_APIC_BASE/CR8 paths need no CPU number: whatever executes
+//! reaches its own APIC. The decode cache is shared and handed to the executing CPU (its
+//! entries depend on physical addresses only, and the code-frame bitmap then invalidates
+//! them for every CPU).
+//!
+//! **Virtual time is one clock for the whole machine**: every CPU's icount is that clock
+//! while it executes (a CPU taking its turn continues at the time the previous one left
+//! off), so it advances by one per instruction of *any* CPU, and N busy CPUs each run
+//! at 1/N of the 1 GHz. Devices' `now`, every local APIC timer and every TSC read it, so
+//! TSCs are synchronised and time never goes back from one CPU to the next (Linux's TSC
+//! warp check passes). When every CPU is halted, time skips to the earliest event that
+//! could wake any of them. With one CPU nothing of this runs: the loop is the one above.
+//!
+//! Bring-up is the hardware's (SDM 9.4): CPU 0 starts at the kernel's entry; the others
+//! start halted as SeaBIOS leaves them, an INIT IPI puts one in the wait-for-SIPI state
+//! and a start-up IPI with vector VV starts it in real mode at VV00:0000. Events for a
+//! CPU that is not executing (an IPI, its APIC timer) wait in its APIC until its turn.
 
 use crate::boot::pvh::{self, BootError, BootInfo};
 use crate::bus::Bus;
@@ -627,6 +652,9 @@ impl Machine {
     fn init_sipi(&mut self) {
         let i = self.current;
         if self.bus.lapic.take_init() {
+            // A start-up IPI that arrived after the INIT (its latch cleared older ones)
+            // survives the APIC's reset.
+            let sipi = self.bus.lapic.take_sipi();
             let mut fresh = Cpu::new(i as u32, self.config.tlb_entries, self.config.tlb_mode);
             fresh.drop_decode_cache();
             fresh.swap_decode_cache(&mut self.cpu);
@@ -637,6 +665,9 @@ impl Machine {
             fresh.halted = true;
             self.cpu = fresh;
             self.bus.lapic.reset();
+            if let Some(v) = sipi {
+                self.bus.lapic.receive_sipi(v);
+            }
             self.run_state[i] = RunState::WaitSipi;
             self.bus.kick();
         }
@@ -861,8 +892,13 @@ impl Machine {
             .cpu
             .peek_bytes(&mut self.bus, rip, crate::cpu::MAX_INSN_LEN);
         let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let on_cpu = if self.parked.is_empty() {
+            String::new()
+        } else {
+            format!(" on CPU {} of {}", self.current, self.parked.len())
+        };
         let mut s = format!(
-            "vmscope: {what}\n  at rip={rip:#x} after {} instructions, bytes: {}\n",
+            "vmscope: {what}\n  at rip={rip:#x}{on_cpu} after {} instructions, bytes: {}\n",
             self.cpu.icount,
             if hex.is_empty() {
                 "(unmapped)".to_string()
@@ -916,8 +952,13 @@ mod tests {
     const APIC: u32 = 0xfee0_0000;
 
     fn machine(code: &[u8]) -> Machine {
+        machine_with_cpus(code, 1)
+    }
+
+    fn machine_with_cpus(code: &[u8], cpus: usize) -> Machine {
         let config = MachineConfig {
             mem_bytes: 4 << 20,
+            cpus,
             ..MachineConfig::default()
         };
         let sink = ConsoleSink::Buffer(Default::default());
@@ -1218,5 +1259,90 @@ mod tests {
         // The return address pushed: the jmp after sti; nop.
         let ret = m.bus.mem.read(GuestPhysAddr(STACK_TOP - 12), 4).unwrap();
         assert_eq!(ret, CODE + 20 + 2);
+    }
+
+    /// INIT-SIPI bring-up: the BSP (32-bit protected mode) sends INIT then a start-up IPI
+    /// with vector 0x08 to APIC 1; the AP starts in real mode at 0800:0000, reads its
+    /// APIC ID from CPUID, stores it and a flag, and halts; the BSP waits for the flag and
+    /// exits with the ID. CPU 2 is never started. Twice: the same instruction count.
+    #[test]
+    fn init_sipi_starts_an_ap_in_real_mode() {
+        use crate::devices::lapic::reg;
+        let ap_code = [
+            0x66, 0xb8, 1, 0, 0, 0, // mov eax, 1
+            0x0f, 0xa2, // cpuid
+            0x66, 0xc1, 0xeb, 0x18, // shr ebx, 24
+            0x89, 0x1e, 0x02, 0x90, // mov [0x9002], bx
+            0xc7, 0x06, 0x00, 0x90, 0x34, 0x12, // mov word [0x9000], 0x1234
+            0xfa, 0xf4, // cli; hlt
+        ];
+        let mut code = Vec::new();
+        apic_write(&mut code, reg::ICR_HIGH, 1 << 24);
+        apic_write(&mut code, reg::ICR_LOW, 0x4500); // INIT, assert
+        apic_write(&mut code, reg::ICR_LOW, 0x0608); // start-up, vector 0x08
+                                                     // spin: cmp word [0x9000], 0x1234; jne spin
+        code.extend_from_slice(&[0x66, 0x81, 0x3d, 0x00, 0x90, 0, 0, 0x34, 0x12, 0x75, 0xf5]);
+        // mov eax, [0x9002]; out 0xf4, eax
+        code.extend_from_slice(&[0xa1, 0x02, 0x90, 0, 0, 0xe7, 0xf4]);
+        let mut icounts = Vec::new();
+        for _ in 0..2 {
+            let mut m = machine_with_cpus(&code, 3);
+            m.bus.mem.write_bytes(GuestPhysAddr(0x8000), &ap_code);
+            m.config.max_insns = Some(1_000_000);
+            let o = m.run();
+            assert_eq!(
+                exit_status(&o),
+                Some(1),
+                "{o:?} {:?} {}",
+                m.run_states().to_vec(),
+                m.report(&o)
+            );
+            assert_eq!(
+                m.run_states(),
+                [RunState::Running, RunState::Running, RunState::WaitInit]
+            );
+            let ap = m.cpu_at(1);
+            assert!(ap.halted);
+            assert_eq!(ap.seg[crate::cpu::regs::SegReg::Cs as usize].base, 0x8000);
+            icounts.push(m.cpu.icount);
+        }
+        assert_eq!(icounts[0], icounts[1]);
+    }
+
+    /// A fixed IPI from the BSP wakes a halted AP, whose handler exits; a start-up IPI
+    /// to a CPU that got no INIT is ignored.
+    #[test]
+    fn a_fixed_ipi_reaches_another_cpu() {
+        use crate::devices::lapic::reg;
+        let mut code = Vec::new();
+        apic_write(&mut code, reg::ICR_HIGH, 1 << 24);
+        apic_write(&mut code, reg::ICR_LOW, 0x0608); // start-up without INIT: ignored
+        code.extend_from_slice(&[0xeb, 0xfe]); // jmp $
+        let mut m = machine_with_cpus(&code, 2);
+        m.config.max_insns = Some(10_000);
+        assert!(matches!(m.run(), Outcome::InsnLimit));
+        assert_eq!(m.run_states()[1], RunState::WaitInit);
+        // Now make CPU 1 a running, halted CPU with the same tables and IF=1 (as if it
+        // had been started), and send it vector 0x41 from the BSP.
+        let mut code = Vec::new();
+        apic_write(&mut code, reg::ICR_HIGH, 1 << 24);
+        apic_write(&mut code, reg::ICR_LOW, 0x41);
+        code.extend_from_slice(&[0xeb, 0xfe]);
+        let mut m = machine_with_cpus(&code, 2);
+        let mut ap = Cpu::new(1, 64, TlbMode::On);
+        ap.drop_decode_cache();
+        ap.cr0 = m.cpu.cr0;
+        ap.gdtr = m.cpu.gdtr;
+        ap.idtr = m.cpu.idtr;
+        ap.seg = m.cpu.seg;
+        ap.gpr[gpr::RSP] = STACK_TOP - 0x1000;
+        ap.halted = true;
+        ap.rflags |= rflags::IF;
+        m.parked[1] = ap;
+        m.run_state[1] = RunState::Running;
+        m.bus.parked_lapics[1].write_register(reg::SVR, 0x1ff, 0);
+        let o = m.run();
+        assert_eq!(exit_status(&o), Some(0x41), "{o:?}");
+        assert_eq!(m.current_cpu(), 1, "the AP ran the handler");
     }
 }

@@ -141,6 +141,16 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32
         ),
         // XSAVE: subleaf 0 lists the XCR0 bits supported and the area sizes (for the
         // enabled features, and for all); subleaf 1 the XSAVE extensions.
+        // Extended topology (x2APIC ID in EDX of every subleaf): one thread per core and
+        // one core per package, as QEMU presents it for `-smp N,sockets=N`: subleaf 0 the
+        // SMT level, 1 the core level (each a shift of 0 and one logical processor), then
+        // an invalid level. Leaf 0x1F is not offered (above the highest basic leaf; QEMU
+        // offers it only with several dies).
+        0xb => match subleaf {
+            0 => (0, 1, 0x100, apic_id),
+            1 => (0, 1, 0x201, apic_id),
+            n => (0, 0, n & 0xff, apic_id),
+        },
         0xd if subleaf == 0 => {
             use crate::cpu::fpu_state::xcr0 as x;
             let all = crate::cpu::sse::xsave_area_size(x::SUPPORTED);
@@ -200,5 +210,16 @@ mod tests {
         assert_eq!(cpuid(0xd, 0, 0, 0, 3), (3, 576, 576, 0));
         assert_eq!(cpuid(0xd, 1, 0, 0, 3).0, XSAVEOPT);
         assert_eq!(cpuid(0, 0, 0, 0, 1).0, 0xd);
+    }
+
+    /// The APIC ID of the CPU asking, in leaf 1 and in leaf 0xB.
+    #[test]
+    fn topology_leaves_name_the_cpu() {
+        for id in [0, 1, 5, 63] {
+            assert_eq!(cpuid(1, 0, id, 0, 1).1 >> 24, id);
+            assert_eq!(cpuid(0xb, 0, id, 0, 1), (0, 1, 0x100, id));
+            assert_eq!(cpuid(0xb, 1, id, 0, 1), (0, 1, 0x201, id));
+            assert_eq!(cpuid(0xb, 2, id, 0, 1), (0, 0, 2, id));
+        }
     }
 }

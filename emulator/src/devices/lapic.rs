@@ -693,9 +693,12 @@ impl Lapic {
         self.ipi_out.take()
     }
 
-    /// An INIT IPI arrived: the machine resets the CPU to its wait-for-SIPI state.
+    /// An INIT IPI arrived: the machine resets the CPU to its wait-for-SIPI state. A
+    /// start-up IPI that came before it is void (the INIT comes first); one that comes
+    /// after it, before the machine took the INIT, is kept for after the reset.
     pub fn receive_init(&mut self) {
         self.init_pending = true;
+        self.sipi_pending = None;
     }
 
     /// A start-up IPI arrived with vector `v` (the real-mode page `v << 12`).
@@ -1179,5 +1182,125 @@ mod tests {
         a.advance(u64::MAX);
         let _ = a.timer_current_count(u64::MAX);
         assert!(a.next_timer_event().is_some());
+    }
+
+    /// `n` enabled APICs with IDs 0..n.
+    fn cpus(n: u8) -> Vec<Lapic> {
+        (0..n)
+            .map(|i| {
+                let mut a = Lapic::new(i);
+                a.write_register(reg::SVR, SVR_APIC_ENABLED | 0xff, 0);
+                a
+            })
+            .collect()
+    }
+
+    /// APIC `src` writes ICR high then low; the IPI goes where the bus would route it.
+    fn send(apics: &mut [Lapic], src: usize, high: u32, low: u32) {
+        apics[src].write_register(reg::ICR_HIGH, high, 0);
+        apics[src].write_register(reg::ICR_LOW, low, 0);
+        let ipi = apics[src].take_ipi().expect("an IPI");
+        assert_eq!(apics[src].take_ipi(), None, "taken once");
+        let mut refs: Vec<&mut Lapic> = apics.iter_mut().collect();
+        deliver_ipi(&mut refs, src, &ipi);
+    }
+
+    fn who_has(apics: &[Lapic], v: u8) -> Vec<u8> {
+        apics.iter().filter(|a| a.irr(v)).map(|a| a.id()).collect()
+    }
+
+    #[test]
+    fn icr_physical_destinations_and_broadcast() {
+        let mut a = cpus(4);
+        send(&mut a, 0, 2 << 24, 0x50);
+        assert_eq!(who_has(&a, 0x50), [2]);
+        send(&mut a, 3, 0, 0x51);
+        assert_eq!(who_has(&a, 0x51), [0]);
+        // An ID nobody has: nothing; 0xff: everyone, the sender included.
+        send(&mut a, 1, 9 << 24, 0x52);
+        assert!(who_has(&a, 0x52).is_empty());
+        send(&mut a, 1, 0xff << 24, 0x53);
+        assert_eq!(who_has(&a, 0x53), [0, 1, 2, 3]);
+        // A software-disabled APIC accepts no fixed interrupt.
+        a[2].write_register(reg::SVR, 0xff, 0);
+        send(&mut a, 0, 0xff << 24, 0x54);
+        assert_eq!(who_has(&a, 0x54), [0, 1, 3]);
+    }
+
+    #[test]
+    fn icr_shorthands() {
+        let sh = |s: u32| s << ICR_SHORTHAND_SHIFT;
+        let mut a = cpus(4);
+        // The destination field is ignored with a shorthand.
+        send(&mut a, 1, 3 << 24, sh(ICR_SHORTHAND_SELF) | 0x60);
+        assert_eq!(who_has(&a, 0x60), [1]);
+        send(&mut a, 2, 0, sh(ICR_SHORTHAND_ALL_INCLUDING_SELF) | 0x61);
+        assert_eq!(who_has(&a, 0x61), [0, 1, 2, 3]);
+        send(&mut a, 2, 0, sh(ICR_SHORTHAND_ALL_EXCLUDING_SELF) | 0x62);
+        assert_eq!(who_has(&a, 0x62), [0, 1, 3]);
+        send(
+            &mut a,
+            0,
+            0,
+            sh(ICR_SHORTHAND_ALL_EXCLUDING_SELF) | (delivery_mode::NMI << 8),
+        );
+        let nmis: Vec<bool> = a.iter().map(|x| x.nmi_pending()).collect();
+        assert_eq!(nmis, [false, true, true, true]);
+    }
+
+    #[test]
+    fn icr_logical_flat_and_cluster() {
+        let mut a = cpus(4);
+        // Flat model: LDR = 1 << id (what Linux's flat APIC driver programs).
+        for (i, x) in a.iter_mut().enumerate() {
+            x.write_register(reg::LDR, (1 << i) << 24, 0);
+        }
+        send(&mut a, 0, 0b1010 << 24, ICR_DEST_LOGICAL | 0x70);
+        assert_eq!(who_has(&a, 0x70), [1, 3]);
+        // Lowest priority among logical destinations: the lowest APIC ID only.
+        send(
+            &mut a,
+            0,
+            0b1100 << 24,
+            ICR_DEST_LOGICAL | (delivery_mode::LOWEST_PRIORITY << 8) | 0x71,
+        );
+        assert_eq!(who_has(&a, 0x71), [2]);
+        // Cluster model: cluster in LDR[31:28], a bit per APIC in LDR[27:24].
+        for (i, x) in a.iter_mut().enumerate() {
+            x.write_register(reg::DFR, 0x0fff_ffff, 0);
+            let cluster = (i as u32 / 2) + 1;
+            x.write_register(reg::LDR, ((cluster << 4) | (1 << (i % 2))) << 24, 0);
+        }
+        send(&mut a, 0, 0x23 << 24, ICR_DEST_LOGICAL | 0x72);
+        assert_eq!(who_has(&a, 0x72), [2, 3]);
+        send(&mut a, 0, 0x11 << 24, ICR_DEST_LOGICAL | 0x73);
+        assert_eq!(who_has(&a, 0x73), [0]);
+    }
+
+    #[test]
+    fn init_and_startup_ipis_are_latched_for_the_machine() {
+        let mut a = cpus(3);
+        // INIT assert (level, edge as Linux sends it), then the de-assert, which does
+        // nothing, then two start-up IPIs with vector 0x9a.
+        let init = delivery_mode::INIT << 8;
+        send(
+            &mut a,
+            0,
+            1 << 24,
+            init | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL,
+        );
+        assert!(a[1].init_or_sipi_pending() && !a[2].init_or_sipi_pending());
+        assert!(a[1].take_init());
+        send(&mut a, 0, 1 << 24, init | ICR_TRIGGER_LEVEL);
+        assert!(!a[1].take_init(), "the de-assert is not an INIT");
+        send(&mut a, 0, 1 << 24, (delivery_mode::STARTUP << 8) | 0x9a);
+        send(&mut a, 0, 1 << 24, (delivery_mode::STARTUP << 8) | 0x9a);
+        assert_eq!(a[1].take_sipi(), Some(0x9a));
+        assert_eq!(a[1].take_sipi(), None);
+        assert!(!a[0].init_or_sipi_pending() && !a[2].init_or_sipi_pending());
+        // An INIT reaches a software-disabled APIC (an AP before it is set up).
+        let mut b = vec![Lapic::new(0), Lapic::new(1)];
+        send(&mut b, 0, 1 << 24, init | ICR_LEVEL_ASSERT);
+        assert!(b[1].take_init());
     }
 }
