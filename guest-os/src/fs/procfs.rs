@@ -577,7 +577,7 @@ fn maps(t: &Task) -> Vec<u8> {
 /// `VmFlags:` mnemonics of `show_smap_vma_flags`.
 fn vm_flag_names(f: mm_core::vma::VmFlags) -> String {
     use mm_core::vma::*;
-    let table: [(VmFlags, &str); 14] = [
+    let table: [(VmFlags, &str); 17] = [
         (VM_READ, "rd"),
         (VM_WRITE, "wr"),
         (VM_EXEC, "ex"),
@@ -591,7 +591,10 @@ fn vm_flag_names(f: mm_core::vma::VmFlags) -> String {
         (VM_DONTEXPAND, "de"),
         (VM_ACCOUNT, "ac"),
         (VM_NORESERVE, "nr"),
+        (VM_HUGETLB, "ht"),
         (VM_SOFTDIRTY, "sd"),
+        (VM_HUGEPAGE, "hg"),
+        (VM_NOHUGEPAGE, "nh"),
     ];
     let mut s = String::new();
     for (bit, name) in table {
