@@ -1857,6 +1857,28 @@ mod tests {
     }
 
     #[test]
+    fn update_flags_splits_at_the_edges_and_merges_back() {
+        let mut t = tree(&[anon(10, 30, RW)]);
+        // MADV_HUGEPAGE on the middle: three VMAs, the middle one flagged.
+        assert_eq!(
+            t.update_flags(va(14), 4 * P, VM_HUGEPAGE, VM_NOHUGEPAGE),
+            Ok(())
+        );
+        assert_eq!(ranges(&t), [(10, 14), (14, 18), (18, 30)]);
+        let flagged: Vec<bool> = t.iter().map(|v| v.flags.contains(VM_HUGEPAGE)).collect();
+        assert_eq!(flagged, [false, true, false]);
+        // Again on a range with a hole: ENOMEM, nothing changed.
+        assert_eq!(
+            t.update_flags(va(25), 10 * P, VM_HUGEPAGE, VM_NONE),
+            Err(VmaError::NoMemory)
+        );
+        assert_eq!(ranges(&t), [(10, 14), (14, 18), (18, 30)]);
+        // Clearing it merges the three again.
+        assert_eq!(t.update_flags(va(10), 20 * P, VM_NONE, VM_HUGEPAGE), Ok(()));
+        assert_eq!(ranges(&t), [(10, 30)]);
+    }
+
+    #[test]
     fn mprotect_checks_may_bits() {
         let no_maywrite = VM_READ | VM_MAYREAD | VM_MAYEXEC;
         let mut t = tree(&[fvma(10, 20, no_maywrite, 1, 0), anon(25, 30, RW)]);

@@ -190,6 +190,8 @@ pub fn sys_mmap(a: &Args) -> SysResult {
                 .map_err(err)?
         };
         let end = VirtAddr::new(start.as_u64() + len.next_multiple_of(PAGE_SIZE));
+        // A fixed mapping may not cut a hugetlb mapping inside a huge page.
+        check_hugetlb_edges(mm, start.as_u64(), end.as_u64())?;
         // Reserve the pool pages at mmap (`hugetlb_reserve_pages`): ENOMEM when the pool
         // cannot back the mapping.
         let resv = if hugetlb && flags & MAP_NORESERVE == 0 {
@@ -236,6 +238,7 @@ pub fn sys_mmap(a: &Args) -> SysResult {
                 return Err(err(e));
             }
         };
+        release_hugetlb_resv(mm, &old);
         mm.hugetlb_resv += resv;
         if first {
             // This address space now holds the file's page cache object once.
@@ -270,6 +273,19 @@ fn check_range(addr: u64, len: u64) -> Result<(), Errno> {
     Ok(())
 }
 
+/// The reservations of the hugetlb pages that `removed` (VMAs just taken out of the
+/// tree, their pages still mapped) never faulted go back to the pool
+/// (`hugetlb_vm_op_close`).
+fn release_hugetlb_resv(mm: &mut Mm, removed: &[Vma]) {
+    for v in removed.iter().filter(|v| v.flags.contains(VM_HUGETLB)) {
+        let (s, e) = (v.start.as_u64(), v.end.as_u64());
+        let unfaulted = ((e - s) / HPAGE_SIZE).saturating_sub(mm.hugetlb_pmds(s, e));
+        let give = unfaulted.min(mm.hugetlb_resv);
+        mm.hugetlb_resv -= give;
+        crate::mm::hugetlb::unreserve(give);
+    }
+}
+
 /// A hugetlb VMA can only be split at a 2 MiB boundary (`hugetlb_vm_op_split`): EINVAL
 /// if `start` or `end` falls inside one elsewhere.
 fn check_hugetlb_edges(mm: &Mm, start: u64, end: u64) -> Result<(), Errno> {
@@ -299,14 +315,7 @@ pub fn sys_munmap(a: &Args) -> SysResult {
             addr.saturating_add(len.next_multiple_of(PAGE_SIZE)),
         )?;
         let removed = mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)?;
-        // The reservations of the hugetlb pages never faulted go back to the pool.
-        for v in removed.iter().filter(|v| v.flags.contains(VM_HUGETLB)) {
-            let (s, e) = (v.start.as_u64(), v.end.as_u64());
-            let unfaulted = ((e - s) / HPAGE_SIZE).saturating_sub(mm.hugetlb_pmds(s, e));
-            let give = unfaulted.min(mm.hugetlb_resv);
-            mm.hugetlb_resv -= give;
-            crate::mm::hugetlb::unreserve(give);
-        }
+        release_hugetlb_resv(mm, &removed);
         Ok(removed)
     })?;
     // The range left the VMA tree: nothing can fault it in again, so its pages can go in
@@ -598,10 +607,12 @@ pub fn sys_mremap(a: &Args) -> SysResult {
             }
         }
         let dest = if flags & MREMAP_FIXED != 0 {
+            check_hugetlb_edges(mm, new_addr, new_addr.saturating_add(new_len))?;
             let removed = mm
                 .vmas
                 .unmap(VirtAddr::new(new_addr), new_len)
                 .map_err(err)?;
+            release_hugetlb_resv(mm, &removed);
             mm.unmap_vmas(&removed);
             VirtAddr::new(new_addr)
         } else {
