@@ -153,10 +153,9 @@ const fn pmd_huge(e: u64) -> bool {
 
 /// The 4 KiB view of huge PMD `e` at `va`: the subpage's frame with the PMD's flags.
 const fn huge_subpage(e: u64, va: u64) -> Pte {
-    Pte(
-        (e & pte::ADDR_MASK & !(HPAGE_SIZE - 1)) + (va & (HPAGE_SIZE - 1) & !(PAGE_SIZE - 1))
-            | (e & !pte::ADDR_MASK),
-    )
+    let base = e & pte::ADDR_MASK & !(HPAGE_SIZE - 1);
+    let offset = va & (HPAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    Pte((base + offset) | (e & !pte::ADDR_MASK))
 }
 
 /// Why a cursor operation failed.

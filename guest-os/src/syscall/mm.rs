@@ -127,7 +127,7 @@ pub fn sys_mmap(a: &Args) -> SysResult {
         let log = (flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
         if flags & MAP_ANONYMOUS == 0
             || (log != 0 && log != HUGE_2MB_LOG)
-            || (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 && addr % HPAGE_SIZE != 0)
+            || (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 && !addr.is_multiple_of(HPAGE_SIZE))
         {
             return Err(EINVAL);
         }
@@ -296,7 +296,9 @@ fn check_hugetlb_edges(mm: &Mm, start: u64, end: u64) -> Result<(), Errno> {
         .filter(|v| v.end.as_u64() > start && v.start.as_u64() < end)
     {
         let (s, e) = (v.start.as_u64(), v.end.as_u64());
-        if (start > s && start % HPAGE_SIZE != 0) || (end < e && end % HPAGE_SIZE != 0) {
+        if (start > s && !start.is_multiple_of(HPAGE_SIZE))
+            || (end < e && !end.is_multiple_of(HPAGE_SIZE))
+        {
             return Err(EINVAL);
         }
     }

@@ -383,7 +383,7 @@ fn thp(r: &mut Report, advise: bool, expect_thp: bool) {
     if !expect_thp {
         r.check(
             "one fault per 4 KiB page",
-            faults >= 16384 && faults < 16400 && got == 0,
+            (16384..16400).contains(&faults) && got == 0,
         );
         // SAFETY: not used afterwards.
         r.check("munmap", unsafe { munmap(p, LEN) }.is_ok());
