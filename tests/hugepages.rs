@@ -157,3 +157,46 @@ fn knobs_and_command_line() {
     let o = vmscope(&["run", "cat", "/sys/kernel/mm/transparent_hugepage/defrag"]);
     assert_eq!(stdout(&o), "always defer defer+madvise [madvise] never\n");
 }
+
+/// MADV_PAGEOUT reaches THPs: split first, then swapped 4 KiB at a time (as Linux splits
+/// before `add_to_swap`); the data comes back from the swap disk.
+#[test]
+fn pageout_splits_thps_before_swapping() {
+    let img = std::env::temp_dir().join(format!(
+        "vmscope-test-{}-hugepages.swap",
+        std::process::id()
+    ));
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let mkswap = ["/sbin/mkswap", "/usr/sbin/mkswap"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("mkswap (util-linux) is needed");
+    let o = std::process::Command::new(mkswap)
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mkswap: {}", stderr(&o));
+    let o = vmscope(&[
+        "run",
+        "--mem",
+        "128M",
+        "--disk",
+        img.to_str().unwrap(),
+        "--tlb",
+        "check",
+        "hugepages",
+        "pageout",
+    ]);
+    let _ = std::fs::remove_file(&img);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{}", stderr(&o));
+    assert!(
+        out.contains("pageout: thp_split_pmd +2, pswpout +1024, AnonHugePages: 4096 kB"),
+        "{out}"
+    );
+    assert!(out.contains("contents back from swap: yes"), "{out}");
+    assert!(stderr(&o).contains("tlb check: 0 stale TLB uses"));
+}

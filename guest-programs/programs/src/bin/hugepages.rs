@@ -15,6 +15,8 @@
 //!   unmap everything: AnonHugePages 0.
 //! - `always`: `enabled` set to `always`, 64 MiB without madvise: THPs again (32 faults).
 //! - `4k`: the same 64 MiB without madvise under `madvise`: 16,384 faults (the baseline).
+//! - `pageout` (needs a swap disk): 8 MiB of THPs, MADV_PAGEOUT of the first 4 MiB splits
+//!   those two THPs and swaps their pages out (pswpout), reading them back gives the data.
 //!
 //! Every phase prints `faults: N` for its touch loop (minflt from /proc/self/stat). Exit
 //! status 0 when every check held. Not for the host: it changes the machine's settings.
@@ -31,8 +33,8 @@ use vmrt::println;
 use vmrt::procfs::value;
 use vmrt::sys::fs::{close, open, write, O_CLOEXEC, O_WRONLY};
 use vmrt::sys::mm::{
-    madvise, mincore, mmap, mprotect, munmap, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_NORESERVE,
-    MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE,
+    madvise, mincore, mmap, mprotect, munmap, MADV_HUGEPAGE, MADV_PAGEOUT, MAP_ANONYMOUS,
+    MAP_NORESERVE, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE,
 };
 use vmrt::sys::proc::{exit_group, fork, wait4, Fork};
 use vmrt::sys::Errno;
@@ -507,6 +509,39 @@ fn thp(r: &mut Report, advise: bool, expect_thp: bool) {
     r.check("AnonHugePages 0", meminfo("AnonHugePages") == 0);
 }
 
+fn pageout(r: &mut Report) {
+    const N: usize = 8 << 20;
+    let Some(p) = aligned_anon(N) else {
+        r.fail();
+        return;
+    };
+    // SAFETY: advice only.
+    r.check(
+        "MADV_HUGEPAGE",
+        unsafe { madvise(p, N, MADV_HUGEPAGE) }.is_ok(),
+    );
+    touch(p, N, 0x3333);
+    r.check("4 THPs", meminfo("AnonHugePages") == 8192);
+    let (splits, out) = (vmstat("thp_split_pmd"), vmstat("pswpout"));
+    // SAFETY: reclaim only; the data comes back from swap.
+    r.check(
+        "MADV_PAGEOUT",
+        unsafe { madvise(p, N / 2, MADV_PAGEOUT) }.is_ok(),
+    );
+    let (splits, out) = (vmstat("thp_split_pmd") - splits, vmstat("pswpout") - out);
+    println!(
+        "pageout: thp_split_pmd +{splits}, pswpout +{out}, AnonHugePages: {} kB",
+        meminfo("AnonHugePages")
+    );
+    r.check(
+        "split, then swapped",
+        splits == 2 && out >= 1024 && meminfo("AnonHugePages") == 4096,
+    );
+    r.check("contents back from swap", intact(p, 0, N, 0x3333));
+    // SAFETY: not used afterwards.
+    r.check("munmap", unsafe { munmap(p, N) }.is_ok());
+}
+
 fn main() -> i32 {
     let mut r = Report::new();
     let mode = vmrt::env::arg(1).map(|a| Vec::from(a.as_bytes()));
@@ -533,6 +568,10 @@ fn main() -> i32 {
             "enabled = madvise",
             write_file(c"/sys/kernel/mm/transparent_hugepage/enabled", b"madvise\n").is_ok(),
         );
+    }
+    if mode == b"pageout" {
+        println!("== MADV_PAGEOUT of THPs");
+        pageout(&mut r);
     }
     if mode == b"4k" {
         println!("== 4 KiB pages (enabled = madvise, no madvise)");
