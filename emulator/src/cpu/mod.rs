@@ -28,8 +28,10 @@ use std::collections::HashSet;
 
 /// Longest legal x86 instruction.
 pub const MAX_INSN_LEN: usize = 15;
-/// Number of decode-cache slots (direct-mapped on the physical address).
-const DECODE_CACHE_SLOTS: usize = 8192;
+/// Number of decode-cache slots (direct-mapped on the physical address; a multiple of
+/// 4096 below 65536, as `Rec::slot` is a `u16` and the spare slot follows).
+const DECODE_CACHE_SLOTS: usize = 32768;
+const _: () = assert!(DECODE_CACHE_SLOTS % 4096 == 0 && DECODE_CACHE_SLOTS < 65535);
 /// A REP string instruction runs at most this many iterations per step, then restarts,
 /// so interrupts can be taken between chunks as on hardware.
 pub const REP_CHUNK: u64 = 4096;
@@ -1048,7 +1050,8 @@ impl Cpu {
     // ---- fetch & decode -------------------------------------------------------------------
 
     /// The decode-cache slot of physical address `pa`. A frame's 4096 addresses fill one
-    /// aligned half of the cache (`pa >> 13` is constant within a frame).
+    /// aligned 4096-slot part of the cache (`pa >> 12` and `pa >> 13` are constant within
+    /// a frame, so bits 12 and up of the slot are too).
     #[inline(always)]
     fn decode_slot(pa: u64) -> usize {
         ((pa ^ (pa >> 13)) as usize) & (DECODE_CACHE_SLOTS - 1)
