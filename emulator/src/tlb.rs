@@ -297,6 +297,22 @@ impl Tlb {
         None
     }
 
+    /// What [`Self::fast_lookup`] would give, without counting a hit (a bulk string
+    /// operation looks its pages up first and counts one hit per element it then makes).
+    #[inline(always)]
+    pub fn fast_peek(&self, va: u64, kind: usize, key: u64) -> Option<FastHit> {
+        let vpn = va >> 12;
+        let f = &self.fast[(vpn & self.mask) as usize];
+        if f.tag == vpn + 1 && f.key[kind] == key {
+            let off = va & 0xfff;
+            return Some(FastHit {
+                pa: GuestPhysAddr(f.frame | off),
+                host: f.host + off as usize,
+            });
+        }
+        None
+    }
+
     /// After the modelled entry for `va` permitted an access of kind `kind` (a write: with
     /// D set) under `key`: install the fast entry. `host` is the host offset of the 4 KiB
     /// frame `frame`, which must be RAM.
