@@ -31,7 +31,7 @@ pub const MAX_INSN_LEN: usize = 15;
 /// Number of decode-cache slots (direct-mapped on the physical address; a multiple of
 /// 4096 below 65536, as `Rec::slot` is a `u16` and the spare slot follows).
 const DECODE_CACHE_SLOTS: usize = 32768;
-const _: () = assert!(DECODE_CACHE_SLOTS % 4096 == 0 && DECODE_CACHE_SLOTS < 65535);
+const _: () = assert!(DECODE_CACHE_SLOTS.is_multiple_of(4096) && DECODE_CACHE_SLOTS < 65535);
 /// A REP string instruction runs at most this many iterations per step, then restarts,
 /// so interrupts can be taken between chunks as on hardware.
 pub const REP_CHUNK: u64 = 4096;
