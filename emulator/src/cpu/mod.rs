@@ -31,7 +31,7 @@ pub const MAX_INSN_LEN: usize = 15;
 /// Number of decode-cache slots (direct-mapped on the physical address; a multiple of
 /// 4096 below 65536, as `Rec::slot` is a `u16` and the spare slot follows).
 const DECODE_CACHE_SLOTS: usize = 32768;
-const _: () = assert!(DECODE_CACHE_SLOTS % 4096 == 0 && DECODE_CACHE_SLOTS < 65535);
+const _: () = assert!(DECODE_CACHE_SLOTS.is_multiple_of(4096) && DECODE_CACHE_SLOTS < 65535);
 /// A REP string instruction runs at most this many iterations per step, then restarts,
 /// so interrupts can be taken between chunks as on hardware.
 pub const REP_CHUNK: u64 = 4096;
@@ -555,7 +555,26 @@ impl Cpu {
 
     /// Segmentation: offset → linear address, with the checks of the current mode.
     /// `write` selects the writable-segment check; `size` the limit check.
+    #[inline(always)]
     pub fn linear(&self, seg: SegReg, off: u64, size: u32, write: bool) -> Result<u64, Exception> {
+        if self.mode64() {
+            let base = match seg {
+                SegReg::Fs | SegReg::Gs => self.seg[seg as usize].base,
+                _ => 0,
+            };
+            let la = base.wrapping_add(off);
+            if GuestVirtAddr(la).is_canonical48()
+                && GuestVirtAddr(la.wrapping_add(size as u64 - 1)).is_canonical48()
+            {
+                return Ok(la);
+            }
+        }
+        self.linear_slow(seg, off, size, write)
+    }
+
+    /// [`Self::linear`] in full (every mode, and the faults).
+    #[inline(never)]
+    fn linear_slow(&self, seg: SegReg, off: u64, size: u32, write: bool) -> Result<u64, Exception> {
         let s = &self.seg[seg as usize];
         let stack = seg == SegReg::Ss;
         let fault = || {
@@ -859,8 +878,30 @@ impl Cpu {
         Err(Exception::gp0())
     }
 
-    /// Read `size` bytes at linear address `la` (may cross a page).
+    /// Read `size` bytes at linear address `la` (may cross a page). The fast TLB hit inside
+    /// one page is inlined; everything else is [`Self::read_linear_slow`] (which looks
+    /// the fast entry up again: a miss counts nothing, so the counters are unchanged).
+    #[inline(always)]
     pub fn read_linear(
+        &mut self,
+        bus: &mut Bus,
+        la: u64,
+        size: u32,
+        kind: AccessKind,
+        implicit: bool,
+    ) -> Result<u64, Exception> {
+        if !implicit && (la & (PAGE_SIZE - 1)) + size as u64 <= PAGE_SIZE {
+            if let Some(h) = self.fast_hit(bus, la, kind) {
+                let v = bus.mem.read_host(h.host, size);
+                self.log_access(la, h.pa, size as u64, false, v);
+                return Ok(v);
+            }
+        }
+        self.read_linear_slow(bus, la, size, kind, implicit)
+    }
+
+    #[inline(never)]
+    fn read_linear_slow(
         &mut self,
         bus: &mut Bus,
         la: u64,
@@ -914,8 +955,29 @@ impl Cpu {
     }
 
     /// Write `size` bytes at linear address `la`: both pages are translated before any
-    /// byte is written, so a fault leaves memory unchanged.
+    /// byte is written, so a fault leaves memory unchanged. The fast TLB hit inside one
+    /// page is inlined, as in [`Self::read_linear`].
+    #[inline(always)]
     pub fn write_linear(
+        &mut self,
+        bus: &mut Bus,
+        la: u64,
+        size: u32,
+        val: u64,
+        implicit: bool,
+    ) -> Result<(), Exception> {
+        if !implicit && (la & (PAGE_SIZE - 1)) + size as u64 <= PAGE_SIZE {
+            if let Some(h) = self.fast_hit(bus, la, AccessKind::Write) {
+                bus.mem.write_host(h.host, size, val);
+                self.log_access(la, h.pa, size as u64, true, val);
+                return Ok(());
+            }
+        }
+        self.write_linear_slow(bus, la, size, val, implicit)
+    }
+
+    #[inline(never)]
+    fn write_linear_slow(
         &mut self,
         bus: &mut Bus,
         la: u64,
@@ -967,6 +1029,7 @@ impl Cpu {
     }
 
     /// Data read through a segment.
+    #[inline(always)]
     pub fn read_mem(
         &mut self,
         bus: &mut Bus,
@@ -980,6 +1043,7 @@ impl Cpu {
     }
 
     /// Data write through a segment.
+    #[inline(always)]
     pub fn write_mem(
         &mut self,
         bus: &mut Bus,
@@ -1014,6 +1078,7 @@ impl Cpu {
 
     /// Read for a read-modify-write: the translation is done as a write, so a fault on a
     /// read-only page reports W=1 and the dirty bit is set, as hardware does.
+    #[inline(always)]
     pub fn read_mem_rmw(
         &mut self,
         bus: &mut Bus,
@@ -1110,6 +1175,7 @@ impl Cpu {
     }
 
     /// Push onto the stack (`size` bytes).
+    #[inline(always)]
     pub fn push(&mut self, bus: &mut Bus, val: u64, size: u32) -> Result<(), Exception> {
         let ss = self.stack_size();
         let sp_mask = alu::mask(ss);
@@ -1121,6 +1187,7 @@ impl Cpu {
     }
 
     /// Pop from the stack (`size` bytes).
+    #[inline(always)]
     pub fn pop(&mut self, bus: &mut Bus, size: u32) -> Result<u64, Exception> {
         let ss = self.stack_size();
         let sp_mask = alu::mask(ss);
@@ -1517,7 +1584,8 @@ impl Cpu {
     }
 
     /// Execute a block (issue [11], stage C): one instruction as [`Self::step`] does, then
-    /// further instructions of the same code page for as long as each one before ran a
+    /// further instructions (of any code page the fast fetch entries serve under the same
+    /// key) for as long as each one before ran a
     /// specialised handler without a fault, and `icount` is below `bus.next_event`. What
     /// `Machine::run` would do between two instructions is then nothing at all (its only
     /// per-instruction check is that comparison, made here before every instruction), so
@@ -1526,9 +1594,9 @@ impl Cpu {
     ///
     /// What a continued instruction skips is only what cannot have changed: the code size
     /// and linear address (64-bit mode: CS and the mode bits are written by no specialised
-    /// handler), the canonical check (same page as the last fetch) and the fast entry's
-    /// key (CPL, CR0, CR3, CR4, EFER and RFLAGS.AC are written by no specialised handler;
-    /// they change status flags only). The fast fetch entry itself is looked up again and
+    /// handler), the canonical check (made again when the page changes) and the fast
+    /// entry's key (CPL, CR0, CR3, CR4, EFER and RFLAGS.AC are written by no specialised
+    /// handler; they change status flags and, CLI, IF only). The fast fetch entry itself is looked up again and
     /// counted as a TLB hit, as a full fetch does, so a data access that refilled its slot
     /// makes the lookup miss; then, as when a written code frame waits to be dropped, the
     /// block ends and the next full fetch does the work. Nothing outside the CPU runs
@@ -1545,7 +1613,6 @@ impl Cpu {
             if self.blk_page == NO_BLOCK
                 || generic
                 || self.icount >= bus.next_event
-                || self.rip >> 12 != self.blk_page
                 || bus.mem.code_dirty_pending()
             {
                 self.materialize_flags();
@@ -1553,11 +1620,20 @@ impl Cpu {
             }
             let la = self.rip;
             let off = la & (PAGE_SIZE - 1);
-            if self.tlb.fast_gen() == self.blk_gen {
+            if la >> 12 == self.blk_page && self.tlb.fast_gen() == self.blk_gen {
                 // No fast entry has changed since the lookup that gave `blk_frame` for
                 // this page and key hit: the lookup would hit again, with the same frame.
                 self.tlb.count_fast_hit();
             } else {
+                // Another page (a call, jump or return out of this one, or running off
+                // its end), or a fast entry changed: the fast fetch lookup of a full fetch,
+                // under the same key (what sets it, CPL, CR0/3/4, EFER and RFLAGS.AC, no
+                // specialised handler writes), after its canonical check; on a miss the
+                // next full fetch walks or faults.
+                if !GuestVirtAddr(la).is_canonical48() {
+                    self.materialize_flags();
+                    return Step::Ok;
+                }
                 let Some(h) = self
                     .tlb
                     .fast_lookup(la, AccessKind::Fetch as usize, self.blk_key)
@@ -1565,6 +1641,7 @@ impl Cpu {
                     self.materialize_flags();
                     return Step::Ok;
                 };
+                self.blk_page = la >> 12;
                 self.blk_gen = self.tlb.fast_gen();
                 self.blk_frame = h.pa.as_u64() & !(PAGE_SIZE - 1);
                 self.blk_host = h.host - off as usize;
@@ -1657,29 +1734,43 @@ impl Cpu {
         self.tlb.count_fast_hits(n - 1);
         self.decode_stats.hits += n;
         let mut mem = b.mem;
+        let mut last = self.rip;
         for (k, r) in b.recs.iter().enumerate() {
-            self.insn_rip = self.rip;
+            // Instructions before the last have no control flow: RIP is this one's.
+            let at = self.rip;
+            last = at;
+            let m = mem & 1 != 0;
+            // `insn_rip` and `bus.now` are read only by memory and bus accesses, by a
+            // fault's delivery and after the block: set before a memory instruction (and
+            // for the shadow checks), on a fault and at the end, with the values a step
+            // gives them.
+            if SHADOW || m {
+                self.insn_rip = at;
+                bus.now = self.icount;
+            }
             if SHADOW {
                 self.block_shadow_check(bus, r, k != 0);
             }
-            bus.now = self.icount;
             self.rip = r.next_ip;
             let result = (r.handler)(self, bus, r);
             self.icount += 1;
             if let Err(e) = result {
+                self.insn_rip = at;
+                bus.now = self.icount - 1;
                 self.uncount_block_rest(n - 1 - k as u64);
                 return Some(self.fault(bus, *e));
             }
-            if mem & 1 != 0
-                && (self.tlb.fast_gen() != self.blk_gen
-                    || bus.mem.code_dirty_pending()
-                    || self.icount >= bus.next_event)
+            if m && (self.tlb.fast_gen() != self.blk_gen
+                || bus.mem.code_dirty_pending()
+                || self.icount >= bus.next_event)
             {
                 self.uncount_block_rest(n - 1 - k as u64);
                 return None;
             }
             mem >>= 1;
         }
+        self.insn_rip = last;
+        bus.now = self.icount - 1;
         None
     }
 

@@ -7,7 +7,8 @@
 //! Only the hottest integer forms of 64-bit mode are specialised: MOV, ADD, OR, ADC, SBB,
 //! AND, SUB, XOR, CMP, TEST, INC, DEC, LEA, MOVZX, MOVSX(D), IMUL (two and three operands),
 //! SHL/SHR/SAR/ROL/ROR of a register, CMOVcc, SETcc, PUSH, POP, Jcc, JMP and CALL (relative,
-//! through a register or memory) and RET, with 64-bit addressing, and the no-op family.
+//! through a register or memory) and RET, XCHG, NEG, NOT, PUSHFQ and CLI, with 64-bit
+//! addressing, and the no-op family.
 //! Everything else gets [`generic`], which runs the instruction through `exec::execute`
 //! exactly as before. Each specialised handler makes the same calls in the same order as
 //! the generic executor does for that form (the same `read_mem`/`read_mem_rmw`/

@@ -841,3 +841,66 @@ fn a_store_into_the_running_block_is_seen_by_the_next_instruction() {
     }
     assert_eq!(f.cpu.gpr[gpr::RAX], (1..=50).sum::<u64>());
 }
+
+/// REP STOS/MOVS run whole pages at once when every access is a fast TLB hit
+/// (`Cpu::rep_bulk`); with a memory log attached they run element by element. Both must
+/// leave the same registers, memory, TLB counters and icount, whatever the sizes,
+/// alignments, counts (page-crossing elements, chunks of `REP_CHUNK`) and overlaps.
+#[test]
+fn rep_string_bulk_equals_single_iterations() {
+    // (prefix bytes, operand size): rep stosb/w/d/q, rep movsb/w/d/q.
+    let forms: [(&[u8], u64); 8] = [
+        (&[0xf3, 0xaa], 1),
+        (&[0xf3, 0x66, 0xab], 2),
+        (&[0xf3, 0xab], 4),
+        (&[0xf3, 0x48, 0xab], 8),
+        (&[0xf3, 0xa4], 1),
+        (&[0xf3, 0x66, 0xa5], 2),
+        (&[0xf3, 0xa5], 4),
+        (&[0xf3, 0x48, 0xa5], 8),
+    ];
+    let cases: [(u64, u64, u64); 6] = [
+        // (rdi, rsi, rcx)
+        (0x14_0000, 0x18_0000, 5000),
+        (0x14_0ffd, 0x18_0003, 3000),
+        (0x14_0001, 0x14_0800, 700),
+        (0x14_0800, 0x14_0001, 700),
+        (0x14_0000, 0x14_0010, 300),
+        (0x15_0ff8, 0x16_0ff9, 9000),
+    ];
+    for (code, size) in forms {
+        for (di, si, cx) in cases {
+            let run = |log: bool| {
+                let mut f = Fixture::new(code);
+                for k in 0..0x1_0000u64 {
+                    let pa = 0x14_0000 + k * 8;
+                    f.bus
+                        .mem
+                        .write(GuestPhysAddr(pa), 8, pa.wrapping_mul(0x9e37_79b9));
+                }
+                f.cpu.gpr[gpr::RDI] = di;
+                f.cpu.gpr[gpr::RSI] = si;
+                f.cpu.gpr[gpr::RCX] = cx;
+                f.cpu.gpr[gpr::RAX] = 0x1122_3344_5566_7788;
+                if log {
+                    f.cpu.mem_log = Some(Vec::new());
+                }
+                while f.cpu.rip == CODE {
+                    assert_eq!(f.step(), None);
+                    if let Some(l) = f.cpu.mem_log.as_mut() {
+                        l.clear();
+                    }
+                }
+                let mem: Vec<u64> = (0..0x1_0000u64)
+                    .map(|k| f.read(0x14_0000 + k * 8, 8))
+                    .collect();
+                (f.cpu.gpr, f.cpu.icount, f.cpu.tlb.stats, mem)
+            };
+            let (bulk, single) = (run(false), run(true));
+            assert!(
+                bulk == single,
+                "size {size} rdi {di:#x} rsi {si:#x} rcx {cx}: bulk and single iterations differ"
+            );
+        }
+    }
+}
