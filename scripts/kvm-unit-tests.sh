@@ -4,9 +4,12 @@
 # the suite's own runner: `run_tests.sh` with QEMU= a link named qemu-system-x86_64 to
 # vmscope, which then runs QEMU's command lines (`vmscope qemu-compat`, README).
 #
-# Usage: scripts/kvm-unit-tests.sh [--qemu] [-j N] [--timeout S] [--out DIR] [TEST...]
+# Usage: scripts/kvm-unit-tests.sh [--qemu|--qemu-where-failed] [-j N] [--timeout S]
+#                                   [--out DIR] [TEST...]
 #   TEST...      test names from x86/unittests.cfg (default: all)
 #   --qemu       also run them on qemu-system-x86_64 (TCG) and print both columns
+#   --qemu-where-failed  run on QEMU only the tests vmscope did not pass (the QEMU
+#                column says - for the others)
 #   --timeout S  per-test timeout on vmscope (default 600; QEMU gets 60, as the
 #                reference run in ../shared/third_party/README.md)
 #   --out DIR    where results go (default target/kvm-unit-tests/results)
@@ -26,6 +29,7 @@ tests=()
 while [ $# -gt 0 ]; do
     case $1 in
         --qemu) qemu=yes ;;
+        --qemu-where-failed) qemu=failed ;;
         -j) jobs=$2; shift ;;
         --timeout) timeout=$2; shift ;;
         --out) out=$2; shift ;;
@@ -73,11 +77,15 @@ run_suite() { # NAME QEMU-BINARY TIMEOUT
 }
 
 run_suite vmscope "$work/bin/qemu-system-x86_64" "$timeout"
-if [ $qemu = yes ]; then
+: >"$out/qemu.txt"
+if [ $qemu != no ]; then
     command -v qemu-system-x86_64 >/dev/null || { echo "qemu-system-x86_64 not installed" >&2; exit 2; }
-    run_suite qemu "$(command -v qemu-system-x86_64)" 60
-else
-    : >"$out/qemu.txt"
+    if [ $qemu = failed ]; then
+        mapfile -t tests < <(awk '$2 != "PASS" {print $1}' "$out/vmscope.txt")
+    fi
+    if [ $qemu = yes ] || [ ${#tests[@]} -gt 0 ]; then
+        run_suite qemu "$(command -v qemu-system-x86_64)" 60
+    fi
 fi
 join -a1 -a2 -e - -o 0,2.2,1.2 "$out/vmscope.txt" "$out/qemu.txt" | sort >"$out/table.txt"
 cat "$out/table.txt"

@@ -111,6 +111,8 @@ pub struct MachineConfig {
     pub cpus: usize,
     /// QEMU's `-device pc-testdev` (kvm-unit-tests' test device, `devices::pc_testdev`).
     pub pc_testdev: bool,
+    /// The CPU vendor (`--cpu-vendor`).
+    pub cpu_vendor: crate::cpu::cpuid::Vendor,
 }
 
 /// The most CPUs a machine may have (`--cpus`): xAPIC IDs are 8 bits, and 0xff is the
@@ -146,6 +148,7 @@ impl Default for MachineConfig {
             com1_input: None,
             cpus: 1,
             pc_testdev: false,
+            cpu_vendor: crate::cpu::cpuid::Vendor::Intel,
         }
     }
 }
@@ -347,6 +350,7 @@ impl Machine {
         firmware_pci_setup(&mut bus);
         let mut cpu = Cpu::new(0, config.tlb_entries, config.tlb_mode);
         cpu.stop_on_unimplemented = !config.ud_on_unimplemented;
+        cpu.vendor = config.cpu_vendor;
         // As QEMU (and the firmware on hardware) leaves it: fast strings enabled. Linux
         // reports "Disabled fast string operations" otherwise.
         cpu.msr.misc_enable = crate::cpu::regs::msr::MISC_ENABLE_FAST_STRINGS;
@@ -359,6 +363,7 @@ impl Machine {
                 let mut ap = Cpu::new(i as u32, config.tlb_entries, config.tlb_mode);
                 ap.drop_decode_cache();
                 ap.stop_on_unimplemented = cpu.stop_on_unimplemented;
+                ap.vendor = cpu.vendor;
                 ap.msr.misc_enable = cpu.msr.misc_enable;
                 // SeaBIOS sets up the MTRRs of the BSP only (QEMU's APs keep the power-up
                 // values, and Linux says so: "your CPUs had inconsistent ... MTRR").
@@ -736,6 +741,7 @@ impl Machine {
             fresh.swap_decode_cache(&mut self.cpu);
             fresh.icount = self.cpu.icount;
             fresh.stop_on_unimplemented = self.cpu.stop_on_unimplemented;
+            fresh.vendor = self.cpu.vendor;
             // INIT leaves the MSRs (MTRRs, MCA, the APIC base...) as they were.
             fresh.msr = self.cpu.msr.clone();
             fresh.halted = true;

@@ -200,6 +200,23 @@ enum UnimplementedArg {
     Ud,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum VendorArg {
+    /// GenuineIntel.
+    Intel,
+    /// AuthenticAMD.
+    Amd,
+}
+
+impl From<VendorArg> for vmscope::cpu::cpuid::Vendor {
+    fn from(v: VendorArg) -> Self {
+        match v {
+            VendorArg::Intel => Self::Intel,
+            VendorArg::Amd => Self::Amd,
+        }
+    }
+}
+
 /// Optional devices, as QEMU's `-device NAME`.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum DeviceArg {
@@ -237,6 +254,11 @@ struct MachineArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=vmscope::machine::MAX_CPUS as i64))]
     cpus: u16,
+    /// The CPU vendor CPUID reports, with the vendor-specific behaviour vmscope models
+    /// (SYSCALL in compatibility mode: AMD executes it, Intel raises #UD); the CPU model
+    /// is otherwise the same. With --qemu: the -cpu model's vendor=.
+    #[arg(long, value_enum, default_value = "intel")]
+    cpu_vendor: VendorArg,
     /// TLB model.
     #[arg(long, value_enum, default_value = "on")]
     tlb: TlbArg,
@@ -581,6 +603,7 @@ fn machine_on_vmscope(
         com1_input: a.com1_input.clone(),
         cpus: a.cpus as usize,
         pc_testdev: a.devices.contains(&DeviceArg::PcTestdev),
+        cpu_vendor: a.cpu_vendor.into(),
     };
     let disks = open_disks(&a.disk)?;
     let mut m = Machine::new(config, ConsoleSink::Stdout).map_err(|e| e.to_string())?;
@@ -783,6 +806,9 @@ fn machine_on_qemu(
 ) -> Result<i32, String> {
     if a.trace.enabled() {
         return Err("--trace works on vmscope only, not with --qemu".into());
+    }
+    if a.cpu_vendor != VendorArg::Intel {
+        return Err("--cpu-vendor amd has no QEMU mirror CPU model yet (--qemu)".into());
     }
     let built_in = kernel.is_none();
     if !qemu::available() {

@@ -160,6 +160,13 @@ pub fn translate(args: &[String]) -> Result<Request, Refused> {
             "cpu" => {
                 let v = value(&mut it, opt)?;
                 log::info!("qemu-compat: -cpu {v}: vmscope runs its own CPU model");
+                match v.split(',').find_map(|p| p.strip_prefix("vendor=")) {
+                    Some("AuthenticAMD") => boot.extend(["--cpu-vendor".into(), "amd".into()]),
+                    Some("GenuineIntel") | None => {}
+                    Some(other) => {
+                        return Err(Refused(format!("-cpu {v}: vendor {other} is not modelled")))
+                    }
+                }
             }
             // Host-side options with nothing to do on vmscope.
             "nodefaults" | "no-reboot" | "nographic" | "no-shutdown" => {}
@@ -221,6 +228,10 @@ mod tests {
 
     #[test]
     fn unknown_devices_and_accelerators_are_refused() {
+        assert_eq!(
+            translate(&args("-kernel k -cpu Opteron_G1,vendor=AuthenticAMD")).unwrap(),
+            Request::Boot(args("--kernel k --cpu-vendor amd"))
+        );
         assert!(translate(&args("-kernel k -device pci-testdev")).is_err());
         assert!(translate(&args("-kernel k -machine q35")).is_err());
         assert!(translate(&args("-kernel k -enable-kvm")).is_err());

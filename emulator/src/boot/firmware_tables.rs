@@ -54,7 +54,7 @@ fn checksum(data: &[u8]) -> u8 {
 /// The MP configuration table (header and entries) for the machine's PCI bus 0 and
 /// `cpus` CPUs.
 pub fn mp_config_table(pci: &mut PciHost, cpus: usize) -> Vec<u8> {
-    let (signature, _, _, features) = crate::cpu::cpuid::cpuid(1, 0, 0, 0, 0);
+    let (signature, _, _, features) = crate::cpu::cpuid::cpuid(1, 0, &Default::default());
     let mut entries: Vec<u8> = Vec::new();
     let mut count: u16 = 0;
     // The processors, APIC IDs 0..cpus-1, enabled; APIC ID 0 the bootstrap processor.
@@ -204,7 +204,7 @@ fn smbios_structure(ty: u8, handle: u16, formatted: &[u8], strings: &[&str]) -> 
 
 /// The SMBIOS structures QEMU 7.2 gives `pc-i440fx-7.2` with one CPU and `mem_mib` MiB.
 pub fn smbios_structures(mem_mib: u32) -> (Vec<u8>, u16, u16) {
-    let (signature, _, _, features) = crate::cpu::cpuid::cpuid(1, 0, 0, 0, 0);
+    let (signature, _, _, features) = crate::cpu::cpuid::cpuid(1, 0, &Default::default());
     let mut all = Vec::new();
     let mut max = 0usize;
     let mut n = 0u16;

@@ -79,23 +79,67 @@ const SIGNATURE: u32 = 0x0003_06a9;
 const CLFLUSH_LINE_QWORDS: u32 = 8;
 /// 40-bit physical, 48-bit linear addresses (CPUID.8000_0008:EAX).
 const ADDRESS_SIZES: u32 = (48 << 8) | crate::mmu::MAXPHYADDR;
-const VENDOR: &[u8; 12] = b"GenuineIntel";
+/// The CPU vendor CPUID names, and the vendor-specific behaviours vmscope models with it
+/// (SYSCALL in compatibility mode: AMD executes it, Intel raises #UD). Everything else
+/// about the CPU model is the same for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Vendor {
+    #[default]
+    Intel,
+    Amd,
+}
+
+impl Vendor {
+    fn id(self) -> &'static [u8; 12] {
+        match self {
+            Vendor::Intel => b"GenuineIntel",
+            Vendor::Amd => b"AuthenticAMD",
+        }
+    }
+}
+
+/// What CPUID's answer depends on besides the leaf: the asking CPU's APIC ID, vendor, and
+/// the control state some bits follow (OSXSAVE: CR4; the XSAVE size: XCR0; the APIC
+/// feature bit: IA32_APIC_BASE's global enable).
+#[derive(Debug, Clone, Copy)]
+pub struct CpuidState {
+    pub apic_id: u32,
+    pub vendor: Vendor,
+    pub cr4: u64,
+    pub xcr0: u64,
+    pub apic_enabled: bool,
+}
+
+impl Default for CpuidState {
+    fn default() -> Self {
+        CpuidState {
+            apic_id: 0,
+            vendor: Vendor::Intel,
+            cr4: 0,
+            xcr0: 1,
+            apic_enabled: true,
+        }
+    }
+}
 const BRAND: &[u8; 48] = b"vmscope virtual x86-64 CPU\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
 
 fn le(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// CPUID(leaf, subleaf) → (EAX, EBX, ECX, EDX) for CPU `apic_id`, whose CR4 and XCR0
-/// are `cr4` and `xcr0` (OSXSAVE and the XSAVE area size follow them).
-pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32, u32, u32, u32) {
+/// CPUID(leaf, subleaf) → (EAX, EBX, ECX, EDX) for the CPU described by `st`.
+pub fn cpuid(leaf: u32, subleaf: u32, st: &CpuidState) -> (u32, u32, u32, u32) {
     use self::{ebx7::*, ecx1::*, edx1::*, ext1::*};
+    let CpuidState {
+        apic_id, cr4, xcr0, ..
+    } = *st;
+    let vendor = st.vendor.id();
     match leaf {
         0 => (
             MAX_BASIC,
-            le(&VENDOR[0..4]),
-            le(&VENDOR[8..12]),
-            le(&VENDOR[4..8]),
+            le(&vendor[0..4]),
+            le(&vendor[8..12]),
+            le(&vendor[4..8]),
         ),
         1 => (
             SIGNATURE,
@@ -123,7 +167,7 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32
                 | CX8
                 | MTRR
                 | MCA
-                | APIC
+                | if st.apic_enabled { APIC } else { 0 }
                 | PGE
                 | CMOV
                 | PAT
@@ -162,7 +206,16 @@ pub fn cpuid(leaf: u32, subleaf: u32, apic_id: u32, cr4: u64, xcr0: u64) -> (u32
             )
         }
         0xd if subleaf == 1 => (XSAVEOPT, 0, 0, 0),
-        0x8000_0000 => (MAX_EXT, 0, 0, 0),
+        // AMD repeats the vendor here; Intel leaves these registers reserved (zero).
+        0x8000_0000 => match st.vendor {
+            Vendor::Intel => (MAX_EXT, 0, 0, 0),
+            Vendor::Amd => (
+                MAX_EXT,
+                le(&vendor[0..4]),
+                le(&vendor[8..12]),
+                le(&vendor[4..8]),
+            ),
+        },
         0x8000_0001 => (
             0,
             0,
@@ -188,11 +241,41 @@ mod tests {
     use super::*;
     use crate::cpu::regs::cr4;
 
+    fn st(apic_id: u32, cr4: u64, xcr0: u64) -> CpuidState {
+        CpuidState {
+            apic_id,
+            cr4,
+            xcr0,
+            ..CpuidState::default()
+        }
+    }
+
+    /// The vendor string in leaf 0 (and AMD's in 0x80000000); the APIC bit follows the
+    /// APIC's global enable.
+    #[test]
+    fn vendor_and_apic_enable() {
+        let amd = CpuidState {
+            vendor: Vendor::Amd,
+            ..CpuidState::default()
+        };
+        let (_, b, c, d) = cpuid(0, 0, &amd);
+        let name: Vec<u8> = [b, d, c].iter().flat_map(|r| r.to_le_bytes()).collect();
+        assert_eq!(&name, b"AuthenticAMD");
+        assert_eq!(cpuid(0x8000_0000, 0, &amd).1, b);
+        assert_eq!(cpuid(0x8000_0000, 0, &CpuidState::default()).1, 0);
+        let off = CpuidState {
+            apic_enabled: false,
+            ..CpuidState::default()
+        };
+        assert_eq!(cpuid(1, 0, &off).3 & edx1::APIC, 0);
+        assert_ne!(cpuid(1, 0, &CpuidState::default()).3 & edx1::APIC, 0);
+    }
+
     /// Leaf 1 and leaf 0xd describe exactly the FPU/SIMD state this CPU implements, and
     /// OSXSAVE follows CR4.
     #[test]
     fn simd_leaves_match_the_implementation() {
-        let (_, _, ecx, edx) = cpuid(1, 0, 0, 0, 1);
+        let (_, _, ecx, edx) = cpuid(1, 0, &st(0, 0, 1));
         let simd = edx1::FPU | edx1::MMX | edx1::FXSR | edx1::SSE | edx1::SSE2;
         assert_eq!(edx & simd, simd);
         assert_eq!(edx & (1 << 23), 1 << 23, "MMX");
@@ -205,21 +288,21 @@ mod tests {
             assert_eq!(ecx & (1 << bit), 0, "ECX bit {bit}");
         }
         assert_eq!(ecx & ecx1::OSXSAVE, 0);
-        let (_, _, ecx, _) = cpuid(1, 0, 0, cr4::OSXSAVE, 1);
+        let (_, _, ecx, _) = cpuid(1, 0, &st(0, cr4::OSXSAVE, 1));
         assert_ne!(ecx & ecx1::OSXSAVE, 0);
-        assert_eq!(cpuid(0xd, 0, 0, 0, 3), (3, 576, 576, 0));
-        assert_eq!(cpuid(0xd, 1, 0, 0, 3).0, XSAVEOPT);
-        assert_eq!(cpuid(0, 0, 0, 0, 1).0, 0xd);
+        assert_eq!(cpuid(0xd, 0, &st(0, 0, 3)), (3, 576, 576, 0));
+        assert_eq!(cpuid(0xd, 1, &st(0, 0, 3)).0, XSAVEOPT);
+        assert_eq!(cpuid(0, 0, &st(0, 0, 1)).0, 0xd);
     }
 
     /// The APIC ID of the CPU asking, in leaf 1 and in leaf 0xB.
     #[test]
     fn topology_leaves_name_the_cpu() {
         for id in [0, 1, 5, 63] {
-            assert_eq!(cpuid(1, 0, id, 0, 1).1 >> 24, id);
-            assert_eq!(cpuid(0xb, 0, id, 0, 1), (0, 1, 0x100, id));
-            assert_eq!(cpuid(0xb, 1, id, 0, 1), (0, 1, 0x201, id));
-            assert_eq!(cpuid(0xb, 2, id, 0, 1), (0, 0, 2, id));
+            assert_eq!(cpuid(1, 0, &st(id, 0, 1)).1 >> 24, id);
+            assert_eq!(cpuid(0xb, 0, &st(id, 0, 1)), (0, 1, 0x100, id));
+            assert_eq!(cpuid(0xb, 1, &st(id, 0, 1)), (0, 1, 0x201, id));
+            assert_eq!(cpuid(0xb, 2, &st(id, 0, 1)), (0, 0, 2, id));
         }
     }
 }

@@ -192,6 +192,11 @@ pub struct Cpu {
     /// Stop the machine at an unimplemented instruction (default) instead of raising #UD,
     /// which is what the guest would see on a CPU without the feature.
     pub stop_on_unimplemented: bool,
+    /// The vendor CPUID names (and its SYSCALL behaviour, see `cpuid::Vendor`).
+    pub vendor: cpuid::Vendor,
+    /// Set by SYSCALL/SYSRET: the single-step trap after this instruction follows the TF
+    /// it left (SDM vol. 3, 17.3.1.4; kvm-unit-tests' `syscall` checks it).
+    pub(crate) tf_from_end: bool,
     /// Exceptions delivered, most recent last (bounded; for the stop report).
     pub recent_exceptions: Vec<(u64, Exception)>,
     /// When `Some`, every guest memory access made through the MMU (data, stack, implicit
@@ -289,6 +294,8 @@ impl Cpu {
             unimplemented_seen: HashSet::new(),
             last_unimplemented: None,
             stop_on_unimplemented: true,
+            vendor: cpuid::Vendor::Intel,
+            tf_from_end: false,
             recent_exceptions: Vec::new(),
             #[cfg(feature = "trace-hooks")]
             mem_log: None,
@@ -1545,15 +1552,15 @@ impl Cpu {
         self.materialize_flags();
         match result {
             Ok(()) => {
+                // SYSCALL and SYSRET trap on the TF they leave, not the one they found
+                // (FMASK clears it on entry; R11 sets it on return).
+                let tf = if std::mem::take(&mut self.tf_from_end) {
+                    self.flag(rflags::TF)
+                } else {
+                    tf
+                };
                 if tf && !self.halted {
-                    self.blk_page = NO_BLOCK;
-                    // Single-step trap after the instruction (SDM 17.3.1.4): DR6.BS.
-                    self.dr[6] |= 1 << 14;
-                    if let Err(stop) =
-                        self.deliver_exception(bus, Exception::new(exception::vector::DB))
-                    {
-                        return Step::Stop(stop);
-                    }
+                    return self.single_step_trap(bus);
                 }
                 Step::Ok
             }
@@ -1696,6 +1703,25 @@ impl Cpu {
             if let Err(e) = result {
                 return self.fault(bus, e);
             }
+            if generic && self.tf_from_end {
+                // SYSCALL/SYSRET entered with TF clear may leave it set.
+                self.tf_from_end = false;
+                self.materialize_flags();
+                if self.flag(rflags::TF) && !self.halted {
+                    return self.single_step_trap(bus);
+                }
+            }
+        }
+    }
+
+    /// The single-step #DB after an instruction (SDM 17.3.1.4): DR6.BS.
+    #[cold]
+    fn single_step_trap(&mut self, bus: &mut Bus) -> Step {
+        self.blk_page = NO_BLOCK;
+        self.dr[6] |= 1 << 14;
+        match self.deliver_exception(bus, Exception::new(exception::vector::DB)) {
+            Ok(()) => Step::Ok,
+            Err(stop) => Step::Stop(stop),
         }
     }
 

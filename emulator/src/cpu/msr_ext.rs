@@ -47,6 +47,25 @@ pub struct ExtMsrs {
     mcg_ctl: u64,
     /// CTL, STATUS, ADDR, MISC per bank from 0x400.
     banks: [u64; 4 * MCA_BANKS],
+    /// AMD's legacy performance counters (`--cpu-vendor amd` only, see [`AMD_PMU`]).
+    amd_pmu: [u64; 8],
+}
+
+/// AMD's legacy performance-monitoring MSRs, PerfEvtSel0-3 (0xc0010000-3) and PerfCtr0-3
+/// (0xc0010004-7), present on every AMD64 CPU (APM vol. 2, 13.2). They keep what is
+/// written (counters 48 bits wide); events are not counted: an enabled counter stays
+/// where it was written. Intel CPUs do not have them (#GP).
+pub const AMD_PMU: std::ops::RangeInclusive<u32> = 0xc001_0000..=0xc001_0007;
+const AMD_PMU_COUNTER_MASK: u64 = (1 << 48) - 1;
+
+impl ExtMsrs {
+    pub fn amd_pmu_read(&self, n: u32) -> u64 {
+        self.amd_pmu[(n - AMD_PMU.start()) as usize & 7]
+    }
+    pub fn amd_pmu_write(&mut self, n: u32, v: u64) {
+        let i = (n - AMD_PMU.start()) as usize & 7;
+        self.amd_pmu[i] = if i >= 4 { v & AMD_PMU_COUNTER_MASK } else { v };
+    }
 }
 
 impl Default for ExtMsrs {
@@ -71,6 +90,7 @@ impl Default for ExtMsrs {
             mcg_status: 0,
             mcg_ctl: u64::MAX,
             banks,
+            amd_pmu: [0; 8],
         }
     }
 }

@@ -477,7 +477,13 @@ fn iret(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
 /// SYSCALL (64-bit mode, SDM Vol. 2): RCX/R11 save RIP/RFLAGS, CS/SS come from STAR,
 /// RIP from LSTAR, RFLAGS is masked by FMASK.
 fn syscall(cpu: &mut Cpu) -> ExecResult {
-    if cpu.efer & efer::SCE == 0 || !cpu.mode64() {
+    // Outside long mode #UD; in compatibility mode #UD on Intel, while AMD enters the
+    // 64-bit target in CSTAR (APM vol. 3, SYSCALL).
+    let compat = !cpu.mode64();
+    if cpu.efer & efer::SCE == 0
+        || !cpu.long_mode()
+        || (compat && cpu.vendor == crate::cpu::cpuid::Vendor::Intel)
+    {
         return Err(Exception::ud());
     }
     cpu.gpr[gpr::RCX] = cpu.rip;
@@ -497,7 +503,8 @@ fn syscall(cpu: &mut Cpu) -> ExecResult {
     };
     cpu.cpl = 0;
     cpu.rflags = (cpu.rflags & !cpu.msr.fmask & !rflags::RF) | rflags::FIXED;
-    cpu.rip = cpu.msr.lstar;
+    cpu.rip = if compat { cpu.msr.cstar } else { cpu.msr.lstar };
+    cpu.tf_from_end = true;
     Ok(())
 }
 
@@ -542,5 +549,6 @@ fn sysret(cpu: &mut Cpu, i: &Instruction) -> ExecResult {
     const SYSRET_FLAGS: u64 = 0x3c_7fd7;
     cpu.rflags = (cpu.gpr[gpr::R11] & SYSRET_FLAGS) | rflags::FIXED;
     cpu.rip = rip;
+    cpu.tf_from_end = true;
     Ok(())
 }

@@ -141,6 +141,51 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             let which = rflags::SF | rflags::ZF | rflags::AF | rflags::PF | rflags::CF;
             cpu.set_status_masked(ah, which);
         }
+        M::Daa | M::Das => {
+            let (al, f) = super::bcd::daa_das(cpu.gpr[0] as u8, cpu.rflags, m == M::Das);
+            cpu.set_reg(Register::AL, al as u64);
+            cpu.set_status_masked(f, rflags::STATUS);
+        }
+        M::Aaa | M::Aas => {
+            let (ax, f) = super::bcd::aaa_aas(cpu.gpr[0] as u16, cpu.rflags, m == M::Aas);
+            cpu.set_reg(Register::AX, ax as u64);
+            cpu.set_status_masked(f, rflags::STATUS);
+        }
+        M::Aam => {
+            let base = i.immediate8();
+            let (ax, f) =
+                super::bcd::aam(cpu.gpr[0] as u16, base, cpu.rflags).ok_or(Exception::de())?;
+            cpu.set_reg(Register::AX, ax as u64);
+            cpu.set_status_masked(f, rflags::STATUS);
+        }
+        M::Aad => {
+            let (ax, f) = super::bcd::aad(cpu.gpr[0] as u16, i.immediate8(), cpu.rflags);
+            cpu.set_reg(Register::AX, ax as u64);
+            cpu.set_status_masked(f, rflags::STATUS);
+        }
+        // Far pointer loads (m16:16, m16:32, m16:64): the offset, then the selector after
+        // it; the segment register is loaded (and checked) before the register.
+        M::Lds | M::Les | M::Lss | M::Lfs | M::Lgs => {
+            let seg = match m {
+                M::Lds => SegReg::Ds,
+                M::Les => SegReg::Es,
+                M::Lss => SegReg::Ss,
+                M::Lfs => SegReg::Fs,
+                _ => SegReg::Gs,
+            };
+            let size = op_size(i, 0) as u32;
+            let (ms, ea) = (cpu.mem_seg(i), cpu.ea(i));
+            let off = cpu.read_mem(bus, ms, ea, size)?;
+            let sel_at = ea.wrapping_add(size as u64) & super::addr_mask(i);
+            let sel = cpu.read_mem(bus, ms, sel_at, 2)? as u16;
+            cpu.load_data_segment(bus, seg, sel)?;
+            cpu.set_reg(i.op_register(0), off);
+        }
+        // SALC (0xd6, undocumented): AL = CF ? 0xff : 0.
+        M::Salc => {
+            let v = if cpu.flag(rflags::CF) { 0xff } else { 0 };
+            cpu.set_reg(Register::AL, v);
+        }
         M::Pusha | M::Pushad => {
             let size = if m == M::Pushad { 4 } else { 2 };
             let sp = cpu.gpr[gpr::RSP];

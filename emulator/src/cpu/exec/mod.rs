@@ -3,6 +3,7 @@
 //! helpers they share (register/memory/immediate operands, effective addresses).
 
 mod arith;
+mod bcd;
 mod control;
 mod data;
 pub(crate) mod fast;
@@ -74,6 +75,18 @@ pub(crate) fn family(code: Code) -> Family {
         | M::Cqo
         | M::Lahf
         | M::Sahf
+        | M::Daa
+        | M::Das
+        | M::Aaa
+        | M::Aas
+        | M::Aam
+        | M::Aad
+        | M::Salc
+        | M::Lds
+        | M::Les
+        | M::Lss
+        | M::Lfs
+        | M::Lgs
         | M::Cmovo
         | M::Cmovno
         | M::Cmovb

@@ -4,8 +4,9 @@
 //! the FS/GS base instructions. Anything not listed raises #UD through
 //! [`Cpu::unimplemented`], which logs the instruction once.
 
-use super::super::cpuid::cpuid;
+use super::super::cpuid::{cpuid, Vendor};
 use super::super::exception::Exception;
+use super::super::msr_ext;
 use super::super::regs::{cr0, cr4, efer, gpr, msr, rflags, SegReg};
 use super::ExecResult;
 use crate::addr::GuestVirtAddr;
@@ -198,13 +199,14 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             }
         }
         M::Cpuid => {
-            let (a, b, c, d) = cpuid(
-                cpu.gpr[gpr::RAX] as u32,
-                cpu.gpr[gpr::RCX] as u32,
-                cpu.id,
-                cpu.cr4,
-                cpu.fpu.xcr0,
-            );
+            let st = super::super::cpuid::CpuidState {
+                apic_id: cpu.id,
+                vendor: cpu.vendor,
+                cr4: cpu.cr4,
+                xcr0: cpu.fpu.xcr0,
+                apic_enabled: cpu.msr.apic_base & crate::devices::lapic::APIC_BASE_ENABLE != 0,
+            };
+            let (a, b, c, d) = cpuid(cpu.gpr[gpr::RAX] as u32, cpu.gpr[gpr::RCX] as u32, &st);
             cpu.gpr[gpr::RAX] = a as u64;
             cpu.gpr[gpr::RBX] = b as u64;
             cpu.gpr[gpr::RCX] = c as u64;
@@ -518,6 +520,9 @@ fn read_msr(cpu: &Cpu, bus: &Bus, n: u32) -> Result<u64, Exception> {
         msr::IA32_GS_BASE => cpu.seg[SegReg::Gs as usize].base,
         msr::IA32_KERNEL_GS_BASE => cpu.msr.kernel_gs_base,
         msr::IA32_TSC_AUX => cpu.msr.tsc_aux,
+        n if cpu.vendor == Vendor::Amd && msr_ext::AMD_PMU.contains(&n) => {
+            cpu.msr.ext.amd_pmu_read(n)
+        }
         _ => match cpu.msr.ext.read(n) {
             Some(v) => v,
             None => {
@@ -592,6 +597,9 @@ fn write_msr(cpu: &mut Cpu, bus: &mut Bus, n: u32, v: u64) -> ExecResult {
                 return Err(Exception::gp0());
             }
             cpu.msr.tsc_aux = v;
+        }
+        n if cpu.vendor == Vendor::Amd && msr_ext::AMD_PMU.contains(&n) => {
+            cpu.msr.ext.amd_pmu_write(n, v)
         }
         _ => match cpu.msr.ext.write(n, v) {
             Some(true) => {}
