@@ -31,6 +31,35 @@ const TSS64_IST1: u64 = 0x24;
 /// Minimum limit of a 64-bit TSS.
 const TSS64_MIN_LIMIT: u32 = 0x67;
 
+/// RF in the RFLAGS image an event pushes: set for fault-class exceptions, so that the
+/// faulting instruction, restarted by IRET, does not raise an instruction-breakpoint #DB
+/// again (SDM vol. 3, 18.3.1.1), except for #DB itself; clear for traps, aborts,
+/// interrupts and INT n. (kvm-unit-tests' idt_test checks it for #GP and #UD.)
+fn pushed_rf(vec: u8, source: EventSource) -> u64 {
+    use crate::cpu::exception::vector as v;
+    const FAULTS: [u8; 14] = [
+        v::DE,
+        v::BR,
+        v::UD,
+        v::NM,
+        v::TS,
+        v::NP,
+        v::SS,
+        v::GP,
+        v::PF,
+        v::MF,
+        v::AC,
+        v::XM,
+        20,
+        21,
+    ];
+    if source == EventSource::Exception && FAULTS.contains(&vec) {
+        rflags::RF
+    } else {
+        0
+    }
+}
+
 impl Cpu {
     /// Deliver an exception raised while executing at `self.rip`, applying the double-fault
     /// rules. `Err` means the CPU shut down.
@@ -194,7 +223,7 @@ impl Cpu {
         let mut frame = vec![
             old_ss as u64,
             old_rsp,
-            self.rflags,
+            self.rflags | pushed_rf(vec, source),
             old_cs as u64,
             return_rip,
         ];
@@ -248,6 +277,36 @@ impl Cpu {
         self.read_linear(bus, tr.base.wrapping_add(off), 8, AccessKind::Read, true)
     }
 
+    /// Real-address mode (SDM vol. 2, INT n, "REAL-ADDRESS-MODE"): the 4-byte vector
+    /// (offset, segment) at IDTR.base + 4 * vector; FLAGS, CS and IP pushed as words (no
+    /// error code); IF, TF and AC cleared.
+    fn deliver_real(&mut self, bus: &mut Bus, vec: u8, return_rip: u64) -> Result<(), Exception> {
+        const IVT_ENTRY: u64 = 4;
+        let off = vec as u64 * IVT_ENTRY;
+        if off + IVT_ENTRY - 1 > self.idtr.limit as u64 {
+            return Err(Exception::gp(idt_error_code(vec, false)));
+        }
+        let la = self.idtr.base.wrapping_add(off);
+        let entry = self.read_linear(bus, la, 4, AccessKind::Read, true)?;
+        // Write the three words below SP before anything changes (a fault leaves SP).
+        let sp_mask = crate::cpu::alu::mask(self.stack_size());
+        let sp = self.gpr[4];
+        let cs = self.seg[SegReg::Cs as usize].selector as u64;
+        let words = [self.rflags & 0xffff, cs, return_rip & 0xffff];
+        for (k, w) in words.iter().enumerate() {
+            let at = sp.wrapping_sub(2 * (k as u64 + 1)) & sp_mask;
+            self.write_mem(bus, SegReg::Ss, at, 2, *w)?;
+        }
+        self.gpr[4] = (sp & !sp_mask) | (sp.wrapping_sub(6) & sp_mask);
+        self.rflags &= !(rflags::IF | rflags::TF | rflags::AC | rflags::RF);
+        let sel = (entry >> 16) as u16;
+        let code = &mut self.seg[SegReg::Cs as usize];
+        code.selector = sel;
+        code.base = (sel as u64) << 4;
+        self.rip = entry & 0xffff;
+        Ok(())
+    }
+
     /// Protected-mode (32-bit) delivery through an interrupt or trap gate without a
     /// privilege change: what a boot trampoline can meet. Anything else faults, which
     /// escalates to a triple fault as on hardware with a broken IDT.
@@ -260,8 +319,11 @@ impl Cpu {
     ) -> Result<(), Exception> {
         let vec = e.vector;
         let idt_err = idt_error_code(vec, source != EventSource::Software);
+        if !self.protected() {
+            return self.deliver_real(bus, vec, return_rip);
+        }
         let off = vec as u64 * 8;
-        if !self.protected() || off + 7 > self.idtr.limit as u64 {
+        if off + 7 > self.idtr.limit as u64 {
             return Err(Exception::gp(idt_err));
         }
         let la = self.idtr.base.wrapping_add(off);
@@ -283,7 +345,7 @@ impl Cpu {
             return Err(Exception::gp(sel as u32 & !3));
         }
         let old_cs = self.seg[SegReg::Cs as usize].selector;
-        self.push(bus, self.rflags & 0xffff_ffff, 4)?;
+        self.push(bus, (self.rflags | pushed_rf(vec, source)) & 0xffff_ffff, 4)?;
         self.push(bus, old_cs as u64, 4)?;
         self.push(bus, return_rip, 4)?;
         if let Some(c) = e.error_code {

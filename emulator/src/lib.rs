@@ -30,6 +30,7 @@ pub mod memory;
 pub mod mmu;
 pub mod ostrace;
 pub mod qemu;
+pub mod qemu_compat;
 pub mod run;
 pub mod symbols;
 pub mod sysroot;

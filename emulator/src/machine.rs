@@ -109,6 +109,8 @@ pub struct MachineConfig {
     /// The number of CPUs (1..=[`MAX_CPUS`]); APIC IDs 0..cpus-1, CPU 0 the bootstrap
     /// processor (see "Several CPUs" in the module documentation).
     pub cpus: usize,
+    /// QEMU's `-device pc-testdev` (kvm-unit-tests' test device, `devices::pc_testdev`).
+    pub pc_testdev: bool,
 }
 
 /// The most CPUs a machine may have (`--cpus`): xAPIC IDs are 8 bits, and 0xff is the
@@ -143,6 +145,7 @@ impl Default for MachineConfig {
             acpi: true,
             com1_input: None,
             cpus: 1,
+            pc_testdev: false,
         }
     }
 }
@@ -206,6 +209,8 @@ pub enum MachineError {
     Boot(#[from] BootError),
     #[error(transparent)]
     BzImage(#[from] crate::boot::bzimage::BzImageError),
+    #[error(transparent)]
+    Multiboot(#[from] crate::boot::multiboot::MultibootError),
     #[error("too many disks: PCI bus 0 has no free slot")]
     TooManyDisks,
 }
@@ -217,6 +222,11 @@ pub struct Machine {
     pub boot: Option<BootInfo>,
     /// The ELF kernel unpacked from a bzImage on the host (its symbols and BTF).
     pub kernel_elf: Option<Vec<u8>>,
+    /// The initrd's file name: a multiboot kernel sees it as its module's command line
+    /// (QEMU's loader gives the file name too).
+    pub initrd_name: String,
+    /// The items of the fw_cfg device (ports 0x510/0x511), filled further by the loader.
+    pub fw_cfg: crate::devices::fw_cfg::FwCfgHandle,
     /// Scheduled injections, latest first (the next one is at the end).
     injections: Vec<(u64, Injection)>,
     /// An injected machine check waiting for the next instruction boundary.
@@ -282,8 +292,46 @@ impl Machine {
             crate::devices::rtc::RTC_PORTS,
             Box::new(crate::devices::rtc::Rtc::with_cpus(config.cpus)),
         );
+        let fw_cfg = crate::devices::fw_cfg::pc_items(config.mem_bytes, config.cpus as u16);
+        io.register(
+            crate::devices::fw_cfg::FW_CFG_PORT,
+            crate::devices::fw_cfg::FW_CFG_PORTS,
+            Box::new(crate::devices::fw_cfg::FwCfg::new(fw_cfg.clone())),
+        );
+        if config.acpi {
+            // The PIIX4 function's PM block, as SeaBIOS enables it at 0x600.
+            io.register(
+                crate::boot::acpi_tables::PM_BASE,
+                crate::devices::acpi_pm::PM_IO_PORTS,
+                Box::new(crate::devices::acpi_pm::AcpiPm::default()),
+            );
+        }
+        if config.pc_testdev {
+            use crate::devices::pc_testdev as t;
+            io.register(
+                t::TESTDEV_PORT,
+                t::TESTDEV_PORTS,
+                Box::new(t::PcTestdev::default()),
+            );
+            io.register(
+                t::IRQ_PORT,
+                t::IRQ_PORTS,
+                Box::new(t::PcTestdevIrq::default()),
+            );
+        }
         let mut bus = Bus::new(mem, io);
+        if config.pc_testdev {
+            use crate::devices::pc_testdev as t;
+            bus.map_mmio(
+                t::IOMEM_BASE,
+                t::IOMEM_LEN,
+                Box::new(t::PcTestdevMem::default()),
+            );
+        }
         bus.acpi = config.acpi;
+        if config.acpi {
+            crate::boot::acpi_tables::install(&mut bus.mem, config.cpus as u32);
+        }
         bus.has_input = config.com1_input.is_some();
         if config.cpus > 1 {
             // Every CPU's local APIC (slot 0 stands for the BSP's, which is `bus.lapic`):
@@ -327,6 +375,8 @@ impl Machine {
             config,
             boot: None,
             kernel_elf: None,
+            initrd_name: "initrd".into(),
+            fw_cfg,
             injections: Vec::new(),
             mc_pending: false,
             parked,
@@ -397,6 +447,19 @@ impl Machine {
         cmdline: &str,
         initrd: Option<&[u8]>,
     ) -> Result<&BootInfo, MachineError> {
+        if let crate::boot::KernelKind::Multiboot(h) = crate::boot::kernel_kind(kernel) {
+            let (info, fw) = crate::boot::multiboot::load(
+                &mut self.bus,
+                &mut self.cpu,
+                kernel,
+                h,
+                name,
+                cmdline,
+                initrd.map(|d| (self.initrd_name.as_str(), d)),
+            )?;
+            self.set_multiboot_fw_cfg(fw);
+            return Ok(self.boot.insert(info));
+        }
         if crate::boot::bzimage::is_bzimage(kernel) {
             // The kernel inside, for its BTF (and the trace's symbols, `kernel_elf`).
             self.kernel_elf = crate::boot::bzimage::inner_elf(kernel);
@@ -417,6 +480,19 @@ impl Machine {
             self.bus.linux_task = linux_task_layout(kernel, name);
         }
         self.load_pvh(kernel, name, cmdline, initrd)
+    }
+
+    /// The fw_cfg items QEMU's multiboot loader leaves for its option ROM.
+    fn set_multiboot_fw_cfg(&mut self, fw: crate::boot::multiboot::FwCfgItems) {
+        use crate::devices::fw_cfg::key;
+        let mut t = self.fw_cfg.lock().unwrap_or_else(|p| p.into_inner());
+        t.set_u32(key::KERNEL_ENTRY, fw.kernel_entry);
+        t.set_u32(key::KERNEL_ADDR, fw.kernel_addr);
+        t.set_u32(key::KERNEL_SIZE, fw.kernel_data.len() as u32);
+        t.set(key::KERNEL_DATA, fw.kernel_data);
+        t.set_u32(key::INITRD_ADDR, fw.mbi_addr);
+        t.set_u32(key::INITRD_SIZE, fw.mbi.len() as u32);
+        t.set(key::INITRD_DATA, fw.mbi);
     }
 
     /// Run until the guest exits or the CPU cannot go on.

@@ -190,6 +190,31 @@ impl GuestMemory {
         self.note_write(off, size as usize);
     }
 
+    /// Fill `len` bytes at host offset `off` with the low `size` bytes of `val` repeated
+    /// (REP STOS on RAM); `len` is a multiple of `size`.
+    pub fn fill_host(&mut self, off: usize, len: usize, size: u32, val: u64) {
+        let m: &mut [u8] = &mut self.map;
+        let dst = &mut m[off..off + len];
+        if size == 1 || val == 0 {
+            dst.fill(val as u8);
+        } else {
+            let pat = val.to_le_bytes();
+            for c in dst.chunks_exact_mut(size as usize) {
+                c.copy_from_slice(&pat[..size as usize]);
+            }
+        }
+        self.note_write(off, len);
+    }
+
+    /// Copy `len` bytes from host offset `src` to host offset `dst` (REP MOVS on RAM); the
+    /// ranges do not overlap.
+    pub fn copy_host(&mut self, src: usize, dst: usize, len: usize) {
+        debug_assert!(src + len <= dst || dst + len <= src);
+        let m: &mut [u8] = &mut self.map;
+        m.copy_within(src..src + len, dst);
+        self.note_write(dst, len);
+    }
+
     /// True if `pa..pa+len` is backed by RAM.
     pub fn is_ram(&self, pa: GuestPhysAddr, len: u64) -> bool {
         self.offset(pa, len).is_some()

@@ -6,11 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
+/// QEMU's x86-64 system emulator's name (vmscope answers to it too: `qemu_compat`).
+pub const QEMU_BINARY_NAME: &str = "qemu-system-x86_64";
+
 /// The QEMU binary (override with $VMSCOPE_QEMU).
 pub fn qemu_binary() -> PathBuf {
     std::env::var_os("VMSCOPE_QEMU")
         .map(PathBuf::from)
-        .unwrap_or_else(|| "qemu-system-x86_64".into())
+        .unwrap_or_else(|| QEMU_BINARY_NAME.into())
 }
 
 /// Whether QEMU can be started.

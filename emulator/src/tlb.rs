@@ -30,6 +30,17 @@ use crate::mmu::Translation;
 /// Default number of entries (a power of two).
 pub const DEFAULT_TLB_ENTRIES: usize = 4096;
 
+/// Region buckets of the large-page list (see `Tlb::large`).
+const LARGE_BUCKETS: usize = 1024;
+
+/// The bucket of a 4 KiB page number for the large-page list: its 1 GiB region (every
+/// page a 2 MiB or 1 GiB entry covers lies in the entry's region), folded.
+#[inline(always)]
+fn large_bucket(vpn: u64) -> u16 {
+    let r = vpn >> 18;
+    ((r ^ (r >> 10) ^ (r >> 20)) as usize & (LARGE_BUCKETS - 1)) as u16
+}
+
 /// Bits of a fast key below the epoch (see [`Tlb::fast_key`]).
 const FAST_EPOCH_SHIFT: u32 = 45;
 /// Epochs before they wrap (then every fast entry is cleared).
@@ -108,9 +119,14 @@ pub struct Tlb {
     fast: Vec<Fast>,
     mask: u64,
     /// Slots holding entries from 2 MiB / 1 GiB pages, so INVLPG and #PF check only those
-    /// instead of scanning the whole TLB. May hold slots since overwritten or flushed
-    /// (checked when used, and dropped then).
-    large: Vec<u32>,
+    /// instead of scanning the whole TLB, each with the region bucket of the entry it was
+    /// pushed for ([`large_bucket`]). May hold slots since overwritten or flushed (checked
+    /// when used, and dropped then). Invariant: every slot whose entry holds a large page
+    /// has a pair with that entry's bucket.
+    large: Vec<(u32, u16)>,
+    /// Per region bucket, the pairs of `large` with that bucket: a flush of a page whose
+    /// bucket has none cannot meet a large entry covering it and skips the scan.
+    large_count: Vec<u32>,
     /// Generation counter: advanced by every non-global flush; fills record it.
     clock: u64,
     /// Non-global entries filled before this generation are invalid (any PCID).
@@ -138,6 +154,7 @@ impl Tlb {
             fast: vec![Fast::default(); size],
             mask: size as u64 - 1,
             large: Vec::new(),
+            large_count: vec![0; LARGE_BUCKETS],
             clock: 0,
             ng_flushed: 0,
             pcid_flushed: vec![0; 4096],
@@ -201,9 +218,17 @@ impl Tlb {
         }
         let vpn = va.vpn();
         let i = (vpn & self.mask) as usize;
-        let was_large = self.entries[i].t.is_some_and(|o| o.page_shift > 12);
-        if t.page_shift > 12 && !was_large {
-            self.large.push(i as u32);
+        if t.page_shift > 12 {
+            let b = large_bucket(vpn);
+            let old = &self.entries[i];
+            let same = old.t.is_some_and(|o| o.page_shift > 12) && large_bucket(old.tag - 1) == b;
+            if !same {
+                self.large.push((i as u32, b));
+                self.large_count[b as usize] += 1;
+                if self.large.len() > 2 * self.entries.len() + 64 {
+                    self.large_compact();
+                }
+            }
         }
         self.entries[i] = Entry {
             tag: vpn + 1,
@@ -268,6 +293,22 @@ impl Tlb {
             };
             self.stats.hits += 1;
             return Some(hit);
+        }
+        None
+    }
+
+    /// What [`Self::fast_lookup`] would give, without counting a hit (a bulk string
+    /// operation looks its pages up first and counts one hit per element it then makes).
+    #[inline(always)]
+    pub fn fast_peek(&self, va: u64, kind: usize, key: u64) -> Option<FastHit> {
+        let vpn = va >> 12;
+        let f = &self.fast[(vpn & self.mask) as usize];
+        if f.tag == vpn + 1 && f.key[kind] == key {
+            let off = va & 0xfff;
+            return Some(FastHit {
+                pa: GuestPhysAddr(f.frame | off),
+                host: f.host + off as usize,
+            });
         }
         None
     }
@@ -344,28 +385,50 @@ impl Tlb {
         if self.entries[i].tag == vpn + 1 {
             self.invalidate(i);
         }
+        if self.large_count[large_bucket(vpn) as usize] == 0 {
+            // No large entry can cover this page (see `large`).
+            return;
+        }
+        self.large_scan(Some(vpn));
+    }
+
+    /// Go through `large`: drop the pairs of slots that no longer hold a large entry of
+    /// their bucket (emptying the slots of entries flushed since, as the model has them
+    /// empty) and, with `Some(vpn)`, invalidate the large entries that cover `vpn`.
+    fn large_scan(&mut self, vpn: Option<u64>) {
         let mut large = std::mem::take(&mut self.large);
-        large.retain(|&i| {
+        large.retain(|&(i, b)| {
             let e = self.entries[i as usize];
-            match self.valid(&e) {
-                Some(t) if t.page_shift > 12 => {
+            let keep = match self.valid(&e) {
+                Some(t) if t.page_shift > 12 && large_bucket(e.tag - 1) == b => {
                     let span = (t.page_shift - 12) as u64;
-                    if (e.tag - 1) >> span == vpn >> span {
+                    if vpn.is_some_and(|vpn| (e.tag - 1) >> span == vpn >> span) {
                         self.invalidate(i as usize);
                         false
                     } else {
                         true
                     }
                 }
+                // A large entry of another bucket (it has its own pair) or a small one.
                 Some(_) => false,
                 None => {
                     // Flushed since: the slot is empty in the model.
                     self.invalidate(i as usize);
                     false
                 }
+            };
+            if !keep {
+                self.large_count[b as usize] -= 1;
             }
+            keep
         });
         self.large = large;
+    }
+
+    /// Drop stale pairs from `large` (it grows when no flush scans it).
+    #[cold]
+    fn large_compact(&mut self) {
+        self.large_scan(None);
     }
 
     /// Flush all non-global entries (of `pcid` only, if given), as a CR3 load does: O(1),
@@ -386,6 +449,7 @@ impl Tlb {
         self.entries.iter_mut().for_each(|e| *e = Entry::default());
         self.fast.iter_mut().for_each(|f| f.tag = 0);
         self.large.clear();
+        self.large_count.iter_mut().for_each(|c| *c = 0);
         self.fast_flush();
     }
 

@@ -135,6 +135,9 @@ pub extern "C" fn kernel_main(start_info_phys: u64) -> ! {
     {
         mm::vmscan::SWAPPINESS.store(v, core::sync::atomic::Ordering::Relaxed);
     }
+    // `hugepages=N`, `transparent_hugepage=always|madvise|never`.
+    mm::hugetlb::init_from_cmdline(cmdline);
+    mm::huge_memory::init_from_cmdline(cmdline);
     if !selftest::run_from_cmdline(cmdline) {
         exit::exit(exit::EXIT_SELFTEST_FAILED);
     }

@@ -63,7 +63,7 @@ pub enum BootError {
     NotElf(String),
     #[error("{0}: malformed ELF: {1}")]
     BadElf(String, String),
-    #[error("{0}: no PVH entry point (ELF note \"Xen\" type 18, XEN_ELFNOTE_PHYS32_ENTRY); vmscope boots PVH kernels")]
+    #[error("{0}: no PVH entry point (ELF note \"Xen\" type 18, XEN_ELFNOTE_PHYS32_ENTRY), no multiboot header and no Linux setup header: vmscope boots PVH ELF kernels, multiboot kernels and bzImages")]
     NoPvhNote(String),
     #[error("{name}: RAM too small: segment {start:#x}..{end:#x} needs {need_mib} MiB of RAM, the machine has {have_kib} KiB")]
     RamTooSmall {
@@ -116,6 +116,12 @@ fn pvh_entry(elf: &Elf, bytes: &[u8]) -> Option<u64> {
     }
     elf.iter_note_sections(bytes, None)
         .and_then(|mut it| it.find_map(|n| n.ok().as_ref().and_then(entry_of)))
+}
+
+/// Whether `image` is an ELF with a PVH entry note.
+pub fn has_pvh_entry(image: &[u8]) -> bool {
+    image.starts_with(b"\x7fELF")
+        && Elf::parse(image).is_ok_and(|elf| pvh_entry(&elf, image).is_some())
 }
 
 /// Load `kernel` and set up `cpu` for the PVH entry. `name` is used in messages.
@@ -221,6 +227,7 @@ pub fn load(
     let memmap = e820::qemu_pc_map(below, above, bus.pci.disk_stats().len() as u64, bus.acpi);
     debug_assert!(memmap.len() as u64 <= MAX_MEMMAP_ENTRIES);
     const _: () = assert!(MEMMAP >= START_INFO + START_INFO_SIZE);
+    let bus_acpi = bus.acpi;
     let m = &mut bus.mem;
     let w32 =
         |m: &mut crate::memory::GuestMemory, a: u64, v: u32| m.write(GuestPhysAddr(a), 4, v as u64);
@@ -239,7 +246,13 @@ pub fn load(
         if initrd_range.is_some() { MODLIST } else { 0 },
     );
     w64(m, START_INFO + 24, CMDLINE);
-    w64(m, START_INFO + 32, 0); // rsdp_paddr: no ACPI tables in this machine
+    // rsdp_paddr: QEMU's PVH option ROM finds the RSDP in the BIOS area and passes it.
+    let rsdp = if bus_acpi {
+        super::acpi_tables::RSDP_ADDR
+    } else {
+        0
+    };
+    w64(m, START_INFO + 32, rsdp);
     w64(m, START_INFO + 40, MEMMAP);
     w32(m, START_INFO + 48, memmap.len() as u32);
     for (k, e) in memmap.iter().enumerate() {

@@ -28,8 +28,10 @@ use std::collections::HashSet;
 
 /// Longest legal x86 instruction.
 pub const MAX_INSN_LEN: usize = 15;
-/// Number of decode-cache slots (direct-mapped on the physical address).
-const DECODE_CACHE_SLOTS: usize = 8192;
+/// Number of decode-cache slots (direct-mapped on the physical address; a multiple of
+/// 4096 below 65536, as `Rec::slot` is a `u16` and the spare slot follows).
+const DECODE_CACHE_SLOTS: usize = 32768;
+const _: () = assert!(DECODE_CACHE_SLOTS % 4096 == 0 && DECODE_CACHE_SLOTS < 65535);
 /// A REP string instruction runs at most this many iterations per step, then restarts,
 /// so interrupts can be taken between chunks as on hardware.
 pub const REP_CHUNK: u64 = 4096;
@@ -1024,6 +1026,89 @@ impl Cpu {
         self.read_linear(bus, la, size, AccessKind::Write, false)
     }
 
+    /// May REP STOS/MOVS run whole pages at once ([`Self::rep_bulk`])? Only when nothing
+    /// observes single accesses: no memory log, no TLB shadow check, no exit request
+    /// pending (the loop re-checks it after every element), 64-bit mode.
+    pub(crate) fn rep_bulk_allowed(&self, bus: &Bus) -> bool {
+        #[cfg(feature = "trace-hooks")]
+        if self.mem_log.is_some() {
+            return false;
+        }
+        !self.tlb.shadow && bus.exit_request.is_none() && self.mode64()
+    }
+
+    /// REP STOS (`src` = `None`, storing the low `size` bytes of `val`) or REP MOVS (`src`
+    /// = the source segment and offset) on up to `max` elements from ES:`di` forward,
+    /// 64-bit addressing: as many elements as stay in the current page of each operand,
+    /// when every one of those accesses would be a fast TLB hit, so exactly what that many
+    /// single iterations do: the same checks pass (canonical addresses within one page,
+    /// alignment), the same hits are counted (one per access), the same bytes are written
+    /// in order (overlapping MOVS ranges are left to single iterations) and the same code
+    /// frames are noted as written. Returns the elements done; 0 means run one iteration
+    /// the ordinary way (which faults, walks or crosses a page as it would).
+    pub(crate) fn rep_bulk(
+        &mut self,
+        bus: &mut Bus,
+        src: Option<(SegReg, u64)>,
+        di: u64,
+        size: u32,
+        val: u64,
+        max: u64,
+    ) -> u64 {
+        let Some(ctx) = self.fast_ctx() else {
+            return 0;
+        };
+        let key = self.tlb.fast_key(ctx);
+        let ac = self.cpl == 3 && size > 1 && self.cr0 & cr0::AM != 0 && self.flag(rflags::AC);
+        let room = |la: u64| (PAGE_SIZE - (la & (PAGE_SIZE - 1))) / size as u64;
+        // ES has base 0 in 64-bit mode.
+        let Ok(dla) = self.linear(SegReg::Es, di, size, true) else {
+            return 0;
+        };
+        if ac && dla & (size as u64 - 1) != 0 {
+            return 0;
+        }
+        let mut n = room(dla).min(max);
+        let mut s_host = None;
+        if let Some((seg, si)) = src {
+            let Ok(sla) = self.linear(seg, si, size, false) else {
+                return 0;
+            };
+            if ac && sla & (size as u64 - 1) != 0 {
+                return 0;
+            }
+            n = n.min(room(sla));
+            if n == 0 {
+                return 0;
+            }
+            let Some(h) = self.tlb.fast_peek(sla, AccessKind::Read as usize, key) else {
+                return 0;
+            };
+            s_host = Some(h.host);
+        }
+        if n == 0 {
+            return 0;
+        }
+        let Some(d) = self.tlb.fast_peek(dla, AccessKind::Write as usize, key) else {
+            return 0;
+        };
+        let len = (n * size as u64) as usize;
+        match s_host {
+            None => {
+                bus.mem.fill_host(d.host, len, size, val);
+                self.tlb.count_fast_hits(n);
+            }
+            Some(s) => {
+                if s < d.host + len && d.host < s + len {
+                    return 0;
+                }
+                bus.mem.copy_host(s, d.host, len);
+                self.tlb.count_fast_hits(2 * n);
+            }
+        }
+        n
+    }
+
     /// Push onto the stack (`size` bytes).
     pub fn push(&mut self, bus: &mut Bus, val: u64, size: u32) -> Result<(), Exception> {
         let ss = self.stack_size();
@@ -1048,7 +1133,8 @@ impl Cpu {
     // ---- fetch & decode -------------------------------------------------------------------
 
     /// The decode-cache slot of physical address `pa`. A frame's 4096 addresses fill one
-    /// aligned half of the cache (`pa >> 13` is constant within a frame).
+    /// aligned 4096-slot part of the cache (`pa >> 12` and `pa >> 13` are constant within
+    /// a frame, so bits 12 and up of the slot are too).
     #[inline(always)]
     fn decode_slot(pa: u64) -> usize {
         ((pa ^ (pa >> 13)) as usize) & (DECODE_CACHE_SLOTS - 1)

@@ -143,9 +143,11 @@ impl ExtMsrs {
             IA32_MCG_CTL => self.mcg_ctl = v,
             _ if (MC0_CTL..mc_end).contains(&n) => {
                 let i = (n - MC0_CTL) as usize;
-                // As QEMU: a bank's CTL takes only all-zeros or all-ones; STATUS only 0.
+                // A bank's CTL takes only all-zeros or all-ones (SDM vol. 3 16.3.2.1;
+                // other values #GP, as KVM and kvm-unit-tests' `msr` expect, where
+                // QEMU TCG ignores them); STATUS only 0.
                 match i % 4 {
-                    0 if v != 0 && v != u64::MAX => {}
+                    0 if v != 0 && v != u64::MAX => return Some(false),
                     1 if v != 0 => return Some(false),
                     _ => self.banks[i] = v,
                 }
@@ -170,6 +172,10 @@ mod tests {
         assert_eq!(m.read(IA32_MCG_CAP), Some(0x100_010a));
         assert_eq!(m.write(IA32_MCG_CAP, 0), Some(false));
         assert_eq!(m.write(0x401, 1), Some(false));
+        // MC0_CTL: all ones or zeros only.
+        assert_eq!(m.write(0x400, 0xaaaa_aaaa_aaaa_aaaa), Some(false));
+        assert_eq!(m.write(0x400, u64::MAX), Some(true));
+        assert_eq!(m.read(0x400), Some(u64::MAX));
         assert_eq!(m.write(0x202, 5), Some(true));
         assert_eq!(m.read(0x202), Some(5));
         assert_eq!(m.read(0x428), None);

@@ -1,12 +1,15 @@
 //! Device models and the buses that route guest I/O to them. A device sees port numbers or
 //! physical addresses relative to nothing: the bus decodes which device owns an access.
 
+pub mod acpi_pm;
 pub mod debug_exit;
 pub mod debugcon;
 pub mod disk;
+pub mod fw_cfg;
 pub mod i8042;
 pub mod ioapic;
 pub mod lapic;
+pub mod pc_testdev;
 pub mod pci;
 pub mod pic;
 pub mod pit;

@@ -10,8 +10,14 @@
 //! therefore proportional to the tables present in its range, never to the range's size.
 //!
 //! The cursor touches only the user half (`[0, USER_TOP)`): the PML4 itself and its kernel
-//! slots are never written or freed. User mappings are 4 KiB pages only; a PS entry found
-//! on the way (none is ever created in the user half) is left alone.
+//! slots are never written or freed. User mappings are 4 KiB pages, or 2 MiB pages mapped
+//! by a PMD with the PS bit (transparent huge pages and hugetlb): [`Cursor::map_huge`]
+//! installs one, [`Cursor::split_huge`] turns one into a table of 512 PTEs
+//! (`__split_huge_pmd`), and the walks handle a huge PMD whole when their range covers all
+//! of it (zap, protect, copy) and leave it alone otherwise: the kernel splits a huge PMD a
+//! range cuts before the walk, as Linux's `vma_adjust_trans_huge`. `query` and `find_next`
+//! give a huge PMD as the entry of the 4 KiB subpage at the address asked for: the frame
+//! of that subpage, the PMD's flags, and [`pte::PSE`] set to tell it apart.
 //!
 //! Table memory comes through [`PtMemory`]: the kernel reaches tables through its direct
 //! map, the host tests through a `Vec`. No `unsafe` here.
@@ -52,6 +58,10 @@ pub mod pte {
 
 /// Entries per table.
 pub const ENTRIES: usize = 512;
+/// Bytes a huge PMD maps (`HPAGE_PMD_SIZE`).
+pub const HPAGE_SIZE: u64 = 2 << 20;
+/// Pages in a huge PMD (`HPAGE_PMD_NR`).
+pub const HPAGE_NR: u64 = 512;
 /// Bits of the virtual address each level indexes.
 const LEVEL_BITS: u32 = 9;
 /// The root's level (PML4).
@@ -63,6 +73,8 @@ pub const USER_TOP: u64 = 1 << 47;
 pub const TLB_SINGLE_PAGE_FLUSH_CEILING: u64 = 33;
 /// Frees an [`MmuGather`] holds before it must flush (a bounded, allocation-free batch).
 pub const GATHER_BATCH: usize = 64;
+/// Huge pages an [`MmuGather`] holds before it must flush.
+const HUGE_BATCH: usize = 8;
 
 /// Bytes one entry of a table at `level` covers (level 1: 4 KiB, 2: 2 MiB, 3: 1 GiB,
 /// 4: 512 GiB).
@@ -121,6 +133,29 @@ impl Pte {
     pub const fn flags(self) -> u64 {
         self.0 & !pte::ADDR_MASK
     }
+
+    /// A huge PMD (or the view of one of its subpages that `query`/`find_next` give):
+    /// the PS bit, which no 4 KiB user PTE or swap entry sets (it is PAT there).
+    pub const fn is_huge(self) -> bool {
+        self.0 & pte::PSE != 0 && self.0 & (pte::PRESENT | pte::PROTNONE) != 0
+    }
+
+    /// The first frame of the huge page a [`Pte::is_huge`] entry maps.
+    pub const fn huge_base(self) -> PhysAddr {
+        PhysAddr::new(self.0 & pte::ADDR_MASK & !(HPAGE_SIZE - 1))
+    }
+}
+
+/// Whether a PMD-level entry is a huge leaf (present or PROT_NONE).
+const fn pmd_huge(e: u64) -> bool {
+    Pte(e).is_huge()
+}
+
+/// The 4 KiB view of huge PMD `e` at `va`: the subpage's frame with the PMD's flags.
+const fn huge_subpage(e: u64, va: u64) -> Pte {
+    let base = e & pte::ADDR_MASK & !(HPAGE_SIZE - 1);
+    let offset = va & (HPAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    Pte((base + offset) | (e & !pte::ADDR_MASK))
 }
 
 /// Why a cursor operation failed.
@@ -150,6 +185,10 @@ pub trait PtMemory {
         for &p in pages {
             self.release_page(p);
         }
+    }
+    /// Drop the reference a huge PMD held on its 2 MiB page (after the flush).
+    fn release_huge(&mut self, page: PhysAddr) {
+        self.release_page(page);
     }
     /// INVLPG.
     fn flush_tlb_page(&mut self, va: VirtAddr);
@@ -188,7 +227,12 @@ pub struct MmuGather {
     end: u64,
     /// A table was freed: paging-structure caches must be dropped even with no leaf range.
     freed_tables: bool,
+    /// Only huge PMDs were recorded: the flush may INVLPG once per 2 MiB (Linux's
+    /// `tlb_get_unmap_shift` with `cleared_pmds` only).
+    huge_only: bool,
     pages: [PhysAddr; GATHER_BATCH],
+    huge: [PhysAddr; HUGE_BATCH],
+    nr_huge: usize,
     nr_pages: usize,
     tables: [PhysAddr; GATHER_BATCH],
     nr_tables: usize,
@@ -203,7 +247,10 @@ impl MmuGather {
             start: u64::MAX,
             end: 0,
             freed_tables: false,
+            huge_only: true,
             pages: [PhysAddr::new(0); GATHER_BATCH],
+            huge: [PhysAddr::new(0); HUGE_BATCH],
+            nr_huge: 0,
             nr_pages: 0,
             tables: [PhysAddr::new(0); GATHER_BATCH],
             nr_tables: 0,
@@ -215,6 +262,25 @@ impl MmuGather {
     pub fn add_page(&mut self, va: VirtAddr) {
         self.start = self.start.min(va.as_u64());
         self.end = self.end.max(va.as_u64() + PAGE_SIZE);
+        self.huge_only = false;
+    }
+
+    /// The translation of the 2 MiB page at `va` is stale (`tlb_remove_pmd_tlb_entry`):
+    /// one INVLPG anywhere in it drops it.
+    pub fn add_huge(&mut self, va: VirtAddr) {
+        let base = va.as_u64() & !(HPAGE_SIZE - 1);
+        self.start = self.start.min(base);
+        self.end = self.end.max(base + HPAGE_SIZE);
+    }
+
+    /// Release the 2 MiB page at `page` once the TLB no longer holds it
+    /// (`tlb_remove_page_size` with `HPAGE_PMD_SIZE`).
+    pub fn remove_huge<M: PtMemory>(&mut self, page: PhysAddr, mem: &mut M) {
+        if self.nr_huge == HUGE_BATCH {
+            self.flush(mem);
+        }
+        self.huge[self.nr_huge] = page;
+        self.nr_huge += 1;
     }
 
     /// Release `page` once the TLB no longer holds it (`tlb_remove_page`).
@@ -240,8 +306,14 @@ impl MmuGather {
     pub fn flush<M: PtMemory>(&mut self, mem: &mut M) {
         let has_range = self.start < self.end;
         if self.active && (has_range || self.freed_tables) {
+            // The stride: 2 MiB when only huge PMDs went, else 4 KiB.
+            let stride = if self.huge_only && has_range {
+                HPAGE_SIZE
+            } else {
+                PAGE_SIZE
+            };
             let pages = if has_range {
-                (self.end - self.start) >> PAGE_SHIFT
+                (self.end - self.start) / stride
             } else {
                 u64::MAX
             };
@@ -253,7 +325,7 @@ impl MmuGather {
                 let mut va = self.start;
                 while va < self.end {
                     mem.flush_tlb_page(VirtAddr::new(va));
-                    va += PAGE_SIZE;
+                    va += stride;
                 }
                 self.stats.pages += pages;
             }
@@ -261,6 +333,11 @@ impl MmuGather {
         self.start = u64::MAX;
         self.end = 0;
         self.freed_tables = false;
+        self.huge_only = true;
+        for &h in &self.huge[..self.nr_huge] {
+            mem.release_huge(h);
+        }
+        self.nr_huge = 0;
         for &t in &self.tables[..self.nr_tables] {
             mem.free_table(t);
         }
@@ -287,6 +364,9 @@ pub struct Cursor<'a, M: PtMemory> {
     stopped_at: Option<u64>,
     /// [`Self::find_next_entry`] is searching: non-present entries count too.
     any_entry: bool,
+    /// The end of the huge PMD the last find stopped in (0: none): `move_forward` steps
+    /// over the rest of it.
+    huge_end: u64,
     pub stats: WalkStats,
 }
 
@@ -310,6 +390,7 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
             budget: u64::MAX,
             stopped_at: None,
             any_entry: false,
+            huge_end: 0,
             stats: WalkStats::default(),
         })
     }
@@ -326,12 +407,19 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
             return Err(PtError::BadRange);
         }
         self.va = v;
+        self.huge_end = 0;
         Ok(())
     }
 
-    /// Step to the next page.
+    /// Step to the next page; after a find that stopped in a huge PMD, past that PMD.
     pub fn move_forward(&mut self) {
-        self.va = (self.va + PAGE_SIZE).min(self.range.end);
+        let next = if self.va < self.huge_end {
+            self.huge_end
+        } else {
+            self.va + PAGE_SIZE
+        };
+        self.huge_end = 0;
+        self.va = next.min(self.range.end);
     }
 
     /// The table at `level` (1 = PT) holding `va`'s entry, if the tables down to it exist.
@@ -348,11 +436,93 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
         Some(table)
     }
 
-    /// The entry at the cursor (`None` if no page table covers it).
+    /// The entry at the cursor (`None` if no page table covers it). In a huge PMD: the
+    /// view of the subpage at the cursor ([`Pte::is_huge`]).
     pub fn query(&mut self) -> Option<Pte> {
+        if let Some(e) = self.query_pmd().filter(|&e| pmd_huge(e)) {
+            return Some(huge_subpage(e, self.va));
+        }
         let t = self.table_of(self.va, 1)?;
         self.stats.entries += 1;
         Some(Pte(self.mem.read_entry(t, index(self.va, 1))))
+    }
+
+    /// The PMD (page-directory entry) covering the cursor, `None` if no directory does.
+    pub fn query_pmd(&mut self) -> Option<u64> {
+        let t = self.table_of(self.va, 2)?;
+        self.stats.entries += 1;
+        Some(self.mem.read_entry(t, index(self.va, 2)))
+    }
+
+    /// Replace the huge PMD covering the cursor by `new` (a huge leaf or 0); `None` (and
+    /// nothing written) if there is no huge PMD there.
+    pub fn replace_huge(&mut self, new: u64) -> Option<Pte> {
+        let t = self.table_of(self.va, 2)?;
+        let i = index(self.va, 2);
+        let old = self.mem.read_entry(t, i);
+        if !pmd_huge(old) {
+            return None;
+        }
+        self.mem.write_entry(t, i, new);
+        Some(Pte(old))
+    }
+
+    /// Map the 2 MiB page of `new` (a leaf with [`pte::PSE`]) at the cursor's 2 MiB-aligned
+    /// range, creating the upper tables (`set_pmd_at` after `pmd_alloc`). The PMD must be
+    /// empty: a page table there (even an empty one) makes it `BadRange`, as Linux falls
+    /// back to 4 KiB pages when `pmd_none` fails.
+    pub fn map_huge(&mut self, new: Pte) -> Result<(), PtError> {
+        let mut table = self.root;
+        for l in (3..=ROOT_LEVEL).rev() {
+            let i = index(self.va, l);
+            let e = self.mem.read_entry(table, i);
+            self.stats.entries += 1;
+            if e & pte::PSE != 0 {
+                return Err(PtError::BadRange);
+            }
+            table = if e & pte::PRESENT == 0 {
+                let t = self.mem.alloc_table().ok_or(PtError::NoMemory)?;
+                self.mem.write_entry(table, i, t.as_u64() | pte::USER_TABLE);
+                t
+            } else {
+                PhysAddr::new(e & pte::ADDR_MASK)
+            };
+        }
+        let i = index(self.va, 2);
+        if self.mem.read_entry(table, i) != 0 {
+            return Err(PtError::BadRange);
+        }
+        self.mem.write_entry(table, i, new.0 | pte::PSE);
+        Ok(())
+    }
+
+    /// Whether the PMD covering the cursor is empty (no table, no huge page: `pmd_none`).
+    pub fn pmd_none(&mut self) -> bool {
+        self.query_pmd().is_none_or(|e| e == 0)
+    }
+
+    /// Split the huge PMD covering the cursor into a table of 512 PTEs mapping the same
+    /// frames with the same flags (`__split_huge_pmd_locked`). Returns the old PMD, or
+    /// `Ok(None)` if there was no huge PMD. The caller flushes the old translation (one
+    /// INVLPG in the 2 MiB range) and fixes up the pages' counts.
+    pub fn split_huge(&mut self) -> Result<Option<Pte>, PtError> {
+        let Some(t) = self.table_of(self.va, 2) else {
+            return Ok(None);
+        };
+        let i = index(self.va, 2);
+        let e = self.mem.read_entry(t, i);
+        if !pmd_huge(e) {
+            return Ok(None);
+        }
+        let pt = self.mem.alloc_table().ok_or(PtError::NoMemory)?;
+        let base = e & pte::ADDR_MASK & !(HPAGE_SIZE - 1);
+        let flags = e & !pte::ADDR_MASK & !pte::PSE;
+        for j in 0..ENTRIES {
+            self.mem
+                .write_entry(pt, j, (base + j as u64 * PAGE_SIZE) | flags);
+        }
+        self.mem.write_entry(t, i, pt.as_u64() | pte::USER_TABLE);
+        Ok(Some(Pte(e)))
     }
 
     /// The first mapped page (present or PROT_NONE) at or after the cursor, within its
@@ -378,6 +548,11 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
         match r {
             Some((va, p)) => {
                 self.va = va;
+                self.huge_end = if p.is_huge() {
+                    (va & !(HPAGE_SIZE - 1)) + HPAGE_SIZE
+                } else {
+                    0
+                };
                 Some((VirtAddr::new(va), p))
             }
             None => {
@@ -401,6 +576,9 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
                 if Pte(e).is_present() || (self.any_entry && e != 0) {
                     return Some((ebase, Pte(e)));
                 }
+            } else if level == 2 && pmd_huge(e) {
+                let va = from.max(ebase);
+                return Some((va, huge_subpage(e, va)));
             } else if e & pte::PRESENT != 0 && e & pte::PSE == 0 {
                 self.stats.tables += 1;
                 let child = PhysAddr::new(e & pte::ADDR_MASK);
@@ -525,6 +703,26 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
                 if f(VirtAddr::new(ebase), p) {
                     tlb.remove_page(p.phys(), self.mem);
                 }
+            } else if level == 2 && pmd_huge(e) {
+                // A huge PMD goes whole when the range covers it (`zap_huge_pmd`); one the
+                // range cuts was split by the caller, or stays.
+                if start > ebase || end < ebase + span {
+                    kept = true;
+                    continue;
+                }
+                if self.budget == 0 {
+                    self.stopped_at = Some(ebase);
+                    return false;
+                }
+                self.budget -= 1;
+                self.mem.write_entry(table, i, 0);
+                let p = Pte(e);
+                if e & pte::PRESENT != 0 {
+                    tlb.add_huge(VirtAddr::new(ebase));
+                }
+                if f(VirtAddr::new(ebase), p) {
+                    tlb.remove_huge(p.huge_base(), self.mem);
+                }
             } else if e & pte::PRESENT != 0 && e & pte::PSE == 0 {
                 self.stats.tables += 1;
                 let child = PhysAddr::new(e & pte::ADDR_MASK);
@@ -597,6 +795,19 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
                         tlb.add_page(VirtAddr::new(ebase));
                     }
                 }
+            } else if level == 2 && pmd_huge(e) {
+                // `change_huge_pmd`: only a PMD the range covers whole.
+                if start > ebase || end < ebase + span {
+                    continue;
+                }
+                let old = Pte(e);
+                let new = Pte(f(VirtAddr::new(ebase), old).0 | pte::PSE);
+                if new != old {
+                    self.mem.write_entry(table, i, new.0);
+                    if old.is_accessible() {
+                        tlb.add_huge(VirtAddr::new(ebase));
+                    }
+                }
             } else if e & pte::PRESENT != 0 && e & pte::PSE == 0 {
                 self.stats.tables += 1;
                 let child = PhysAddr::new(e & pte::ADDR_MASK);
@@ -655,6 +866,17 @@ impl<'a, M: PtMemory> Cursor<'a, M> {
                 }
                 if p != old {
                     self.mem.write_entry(src, i, p.0);
+                }
+            } else if level == 2 && pmd_huge(e) {
+                // `copy_huge_pmd`: the child gets the PMD `f` gives (a huge leaf).
+                let old = Pte(e);
+                let mut p = old;
+                if let Some(child) = f(VirtAddr::new(ebase), &mut p) {
+                    self.mem.write_entry(dst, i, child.0 | pte::PSE);
+                    copied = true;
+                }
+                if p != old {
+                    self.mem.write_entry(src, i, p.0 | pte::PSE);
                 }
             } else if e & pte::PRESENT != 0 && e & pte::PSE == 0 {
                 self.stats.tables += 1;
@@ -1105,5 +1327,93 @@ mod tests {
                 prop_assert_eq!(m.live.len(), 2 + tables_needed(&model) + tables_needed(&model2));
             }
         }
+    }
+
+    /// A huge PMD: mapped on an empty PMD only, seen by query and find_next as its
+    /// subpages (find_next stops once, move_forward steps over it), protected and zapped
+    /// whole with one INVLPG, left alone by a range that cuts it, and split into 512 PTEs
+    /// mapping the same frames.
+    #[test]
+    fn huge_pmd_map_find_protect_split_zap() {
+        let mut m = FakeMem::new();
+        let r = root(&mut m);
+        let base = 0x4000_0000u64;
+        let frame = 0x8000_0000u64;
+        let leaf = frame | pte::PRESENT | pte::RW | pte::USER;
+        {
+            let mut c = Cursor::new(
+                &mut m,
+                r,
+                VirtAddr::new(base)..VirtAddr::new(base + HPAGE_SIZE),
+            )
+            .unwrap();
+            assert!(c.pmd_none());
+            c.map_huge(Pte(leaf)).unwrap();
+            assert!(!c.pmd_none());
+            assert_eq!(c.map_huge(Pte(leaf)), Err(PtError::BadRange));
+            c.jump(VirtAddr::new(base + 5 * PAGE_SIZE)).unwrap();
+            let q = c.query().unwrap();
+            assert!(q.is_huge());
+            assert_eq!(q.phys().as_u64(), frame + 5 * PAGE_SIZE);
+            assert_eq!(q.huge_base().as_u64(), frame);
+        }
+        // A page table next to it: find_next sees the huge PMD once, then the 4 KiB page.
+        map_page(
+            &mut m,
+            r,
+            (base + HPAGE_SIZE) >> PAGE_SHIFT,
+            0x9000_0000 | pte::PRESENT,
+        );
+        let seen = all(&mut m, r);
+        assert_eq!(seen.len(), 2);
+        assert!(Pte(seen[&(base >> PAGE_SHIFT)]).is_huge());
+        // A protect that covers it rewrites it (PS kept) with one INVLPG.
+        let mut tlb = MmuGather::new(true);
+        {
+            let mut c = Cursor::new(
+                &mut m,
+                r,
+                VirtAddr::new(base)..VirtAddr::new(base + HPAGE_SIZE),
+            )
+            .unwrap();
+            c.protect(HPAGE_SIZE, &mut tlb, &mut |_, old| Pte(old.0 & !pte::RW))
+                .unwrap();
+        }
+        let f = tlb.finish(&mut m);
+        assert_eq!(f, FlushStats { pages: 1, full: 0 });
+        // A zap of half of it leaves it alone.
+        let (_, _) = zap(&mut m, r, base, base + HPAGE_SIZE / 2, true);
+        assert!(m.released.is_empty());
+        // Split: 512 PTEs, same frames, same flags minus PS.
+        {
+            let mut c = Cursor::new(
+                &mut m,
+                r,
+                VirtAddr::new(base)..VirtAddr::new(base + HPAGE_SIZE),
+            )
+            .unwrap();
+            let old = c.split_huge().unwrap().unwrap();
+            assert_eq!(old.0, (leaf & !pte::RW) | pte::PSE);
+            assert_eq!(c.split_huge().unwrap(), None);
+        }
+        let seen = all(&mut m, r);
+        assert_eq!(seen.len(), 513);
+        for i in 0..512u64 {
+            let p = Pte(seen[&((base >> PAGE_SHIFT) + i)]);
+            assert!(!p.is_huge());
+            assert_eq!(p.0, (frame + i * PAGE_SIZE) | pte::PRESENT | pte::USER);
+        }
+        // Huge zap: map another one and unmap it whole: one INVLPG, released as one page.
+        let b2 = base + 4 * HPAGE_SIZE;
+        {
+            let mut c =
+                Cursor::new(&mut m, r, VirtAddr::new(b2)..VirtAddr::new(b2 + HPAGE_SIZE)).unwrap();
+            c.map_huge(Pte(0xa000_0000 | pte::PRESENT | pte::USER))
+                .unwrap();
+        }
+        m.owner.insert(0xa000_0000, b2);
+        let (_, f) = zap(&mut m, r, b2, b2 + HPAGE_SIZE, true);
+        assert_eq!(f, FlushStats { pages: 1, full: 0 });
+        assert_eq!(m.released, vec![0xa000_0000]);
     }
 }

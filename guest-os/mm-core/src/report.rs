@@ -165,6 +165,15 @@ pub struct MemInfoExtra {
     pub vmalloc_used: u64,
     /// Bytes: the largest free range of the vmalloc area.
     pub vmalloc_chunk: u64,
+    /// Pages of transparent huge pages mapped by a PMD (`AnonHugePages`).
+    pub anon_huge_pages: u64,
+    /// The hugetlb pool, in huge pages: total, free, reserved, surplus.
+    pub hugepages_total: u64,
+    pub hugepages_free: u64,
+    pub hugepages_rsvd: u64,
+    pub hugepages_surp: u64,
+    /// KiB of one huge page (`Hugepagesize`).
+    pub hugepage_kb: u64,
     /// Direct-map leaves by size.
     pub direct_map_4k: u64,
     pub direct_map_2m: u64,
@@ -223,6 +232,17 @@ pub fn write_meminfo<W: Write, D: DirectMap>(
     line(w, "VmallocTotal", x.vmalloc_total >> 10)?;
     line(w, "VmallocUsed", x.vmalloc_used * kb)?;
     line(w, "VmallocChunk", x.vmalloc_chunk >> 10)?;
+    line(w, "AnonHugePages", x.anon_huge_pages * kb)?;
+    line(w, "ShmemHugePages", 0)?;
+    line(w, "ShmemPmdMapped", 0)?;
+    line(w, "FileHugePages", 0)?;
+    line(w, "FilePmdMapped", 0)?;
+    writeln!(w, "HugePages_Total:   {:>5}", x.hugepages_total)?;
+    writeln!(w, "HugePages_Free:    {:>5}", x.hugepages_free)?;
+    writeln!(w, "HugePages_Rsvd:    {:>5}", x.hugepages_rsvd)?;
+    writeln!(w, "HugePages_Surp:    {:>5}", x.hugepages_surp)?;
+    line(w, "Hugepagesize", x.hugepage_kb)?;
+    line(w, "Hugetlb", x.hugepages_total * x.hugepage_kb)?;
     line(w, "DirectMap4k", x.direct_map_4k * 4)?;
     line(w, "DirectMap2M", x.direct_map_2m * 2048)?;
     line(w, "DirectMap1G", x.direct_map_1g * 1024 * 1024)

@@ -1016,6 +1016,64 @@ impl VmaTree {
         core::mem::take(&mut self.by_end).into_values().collect()
     }
 
+    /// Set `set` and clear `clear` in the flags of every VMA in `[start, start + len)`,
+    /// splitting at the range's edges and merging after, as `madvise_update_vma` does
+    /// for MADV_HUGEPAGE / MADV_NOHUGEPAGE. ENOMEM (`NoMemory`) if part of the range is
+    /// unmapped; nothing changes then.
+    pub fn update_flags(
+        &mut self,
+        start: VirtAddr,
+        len: u64,
+        set: VmFlags,
+        clear: VmFlags,
+    ) -> Result<(), VmaError> {
+        let start = start.as_u64();
+        if start & PAGE_MASK != 0 {
+            return Err(VmaError::Invalid);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let (start, end) = page_range(start, len).ok_or(VmaError::NoMemory)?;
+        let span = self.span(start, end);
+        let mut pos = start;
+        let mut pieces = Vec::with_capacity(span.affected.len() + 4);
+        pieces.extend(span.prev.map(|v| (v, false)));
+        for a in &span.affected {
+            let (s, e) = (a.start.as_u64(), a.end.as_u64());
+            if s > pos {
+                return Err(VmaError::NoMemory);
+            }
+            pos = e;
+            let flags = (a.flags & !clear) | set;
+            if flags == a.flags {
+                pieces.push((*a, false));
+                continue;
+            }
+            let lo = s.max(start);
+            let hi = e.min(end);
+            if s < lo {
+                pieces.push((a.slice(s, lo), false));
+            }
+            pieces.push((
+                Vma {
+                    flags,
+                    ..a.slice(lo, hi)
+                },
+                true,
+            ));
+            if hi < e {
+                pieces.push((a.slice(hi, e), false));
+            }
+        }
+        if pos < end {
+            return Err(VmaError::NoMemory);
+        }
+        pieces.extend(span.next.map(|v| (v, false)));
+        self.replace(&span.all(), &merge_pieces(pieces))?;
+        Ok(())
+    }
+
     /// mprotect: sets the access bits of `[start, start + PAGE_ALIGN(len))` to `prot` (only
     /// `VM_READ|VM_WRITE|VM_EXEC`; other bits are EINVAL). The range must be mapped without
     /// holes (ENOMEM) and every VMA must permit `prot` through its `VM_MAY*` bits (EACCES);
@@ -1796,6 +1854,28 @@ mod tests {
         }
         // Atomic: Linux would have changed [10, 20) before finding the hole.
         assert_eq!(t.iter().copied().collect::<Vec<_>>(), before);
+    }
+
+    #[test]
+    fn update_flags_splits_at_the_edges_and_merges_back() {
+        let mut t = tree(&[anon(10, 30, RW)]);
+        // MADV_HUGEPAGE on the middle: three VMAs, the middle one flagged.
+        assert_eq!(
+            t.update_flags(va(14), 4 * P, VM_HUGEPAGE, VM_NOHUGEPAGE),
+            Ok(())
+        );
+        assert_eq!(ranges(&t), [(10, 14), (14, 18), (18, 30)]);
+        let flagged: Vec<bool> = t.iter().map(|v| v.flags.contains(VM_HUGEPAGE)).collect();
+        assert_eq!(flagged, [false, true, false]);
+        // Again on a range with a hole: ENOMEM, nothing changed.
+        assert_eq!(
+            t.update_flags(va(25), 10 * P, VM_HUGEPAGE, VM_NONE),
+            Err(VmaError::NoMemory)
+        );
+        assert_eq!(ranges(&t), [(10, 14), (14, 18), (18, 30)]);
+        // Clearing it merges the three again.
+        assert_eq!(t.update_flags(va(10), 20 * P, VM_NONE, VM_HUGEPAGE), Ok(()));
+        assert_eq!(ranges(&t), [(10, 30)]);
     }
 
     #[test]

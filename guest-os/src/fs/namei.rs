@@ -143,6 +143,10 @@ fn lookup_depth(abs: &[u8], follow: bool, depth: &mut u32) -> Result<Node, Errno
             alloc::format!("{pid}").into_bytes(),
         )));
     }
+    if let Some(n) = procfs::lookup_sys(&norm) {
+        // The knobs of /sys/kernel/mm/transparent_hugepage (sysfs files served like /proc's).
+        return n.map(Node::Proc);
+    }
     if in_proc(&norm) || through_proc(abs) {
         if !in_proc(&norm) {
             // Left /proc again ("/proc/self/../.."): the rest is on the root.

@@ -148,12 +148,27 @@ fn resolve(parts: &[&str]) -> Result<Node, Errno> {
             )
             .into_bytes(),
         )),
+        ["sys", "vm", "nr_hugepages"] => Ok(Node::File(
+            format!("{}\n", crate::mm::hugetlb::counts().0).into_bytes(),
+        )),
         ["sys", "kernel", "randomize_va_space"] => Ok(Node::File(
             format!("{}\n", crate::mm::aslr::level()).into_bytes(),
         )),
         [name, ..] if ROOT_FILES.contains(name) => Err(ENOTDIR),
         _ => Err(ENOENT),
     }
+}
+
+/// `/sys/kernel/mm/transparent_hugepage/{enabled,defrag,hpage_pmd_size,use_zero_page}`
+/// (there is no sysfs; these files are served as /proc's are). `None` for other paths.
+pub fn lookup_sys(path: &[u8]) -> Option<Result<Node, Errno>> {
+    let p = core::str::from_utf8(path).ok()?;
+    let name = p.strip_prefix("/sys/kernel/mm/transparent_hugepage/")?;
+    Some(
+        crate::mm::huge_memory::sysfs_read(name)
+            .map(|t| Node::File(t.into_bytes()))
+            .ok_or(ENOENT),
+    )
 }
 
 /// A file in a process's or thread's directory.
@@ -418,6 +433,21 @@ fn vmstat(s: &mut String) -> core::fmt::Result {
     let majflt = filemap::PGMAJFAULT.load(Ordering::Relaxed).max(majflt);
     writeln!(s, "pgfault {}", minflt + majflt)?;
     writeln!(s, "pgmajfault {majflt}")?;
+    {
+        use crate::mm::huge_memory as thp;
+        let r = |c: &core::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        writeln!(s, "nr_anon_transparent_hugepages {}", r(&thp::NR_ANON_THPS))?;
+        writeln!(s, "thp_fault_alloc {}", r(&thp::THP_FAULT_ALLOC))?;
+        writeln!(s, "thp_fault_fallback {}", r(&thp::THP_FAULT_FALLBACK))?;
+        writeln!(
+            s,
+            "thp_fault_fallback_charge {}",
+            r(&thp::THP_FAULT_FALLBACK_CHARGE)
+        )?;
+        writeln!(s, "thp_collapse_alloc 0")?;
+        writeln!(s, "thp_split_page {}", r(&thp::THP_SPLIT_PAGE))?;
+        writeln!(s, "thp_split_pmd {}", r(&thp::THP_SPLIT_PMD))?;
+    }
     writeln!(
         s,
         "balance_dirty_pages_throttled {}",
@@ -547,7 +577,7 @@ fn maps(t: &Task) -> Vec<u8> {
 /// `VmFlags:` mnemonics of `show_smap_vma_flags`.
 fn vm_flag_names(f: mm_core::vma::VmFlags) -> String {
     use mm_core::vma::*;
-    let table: [(VmFlags, &str); 14] = [
+    let table: [(VmFlags, &str); 17] = [
         (VM_READ, "rd"),
         (VM_WRITE, "wr"),
         (VM_EXEC, "ex"),
@@ -561,7 +591,10 @@ fn vm_flag_names(f: mm_core::vma::VmFlags) -> String {
         (VM_DONTEXPAND, "de"),
         (VM_ACCOUNT, "ac"),
         (VM_NORESERVE, "nr"),
+        (VM_HUGETLB, "ht"),
         (VM_SOFTDIRTY, "sd"),
+        (VM_HUGEPAGE, "hg"),
+        (VM_NOHUGEPAGE, "nh"),
     ];
     let mut s = String::new();
     for (bit, name) in table {
@@ -590,10 +623,17 @@ fn smaps(t: &Task) -> Vec<u8> {
         let c = mm.smaps_counts(v);
         let _ = writeln!(out, "{}", v.maps_line(&ctx));
         let kb = |pages: u64| pages * 4;
+        let hugetlb = v.flags.contains(mm_core::vma::VM_HUGETLB);
+        let page_kb = if hugetlb { 2048 } else { 4 };
+        let (shared_huge, private_huge) = if v.flags.contains(mm_core::vma::VM_SHARED) {
+            (kb(c[9]), 0)
+        } else {
+            (0, kb(c[9]))
+        };
         let rows: [(&str, u64); 20] = [
             ("Size", kb(v.pages())),
-            ("KernelPageSize", 4),
-            ("MMUPageSize", 4),
+            ("KernelPageSize", page_kb),
+            ("MMUPageSize", page_kb),
             ("Rss", kb(c[0])),
             ("Pss", c[1] * 4 / 64),
             ("Shared_Clean", kb(c[2])),
@@ -603,11 +643,11 @@ fn smaps(t: &Task) -> Vec<u8> {
             ("Referenced", kb(c[6])),
             ("Anonymous", kb(c[7])),
             ("LazyFree", 0),
-            ("AnonHugePages", 0),
+            ("AnonHugePages", kb(c[8])),
             ("ShmemPmdMapped", 0),
             ("FilePmdMapped", 0),
-            ("Shared_Hugetlb", 0),
-            ("Private_Hugetlb", 0),
+            ("Shared_Hugetlb", shared_huge),
+            ("Private_Hugetlb", private_huge),
             ("Swap", 0),
             ("SwapPss", 0),
             ("Locked", 0),
@@ -616,7 +656,11 @@ fn smaps(t: &Task) -> Vec<u8> {
             let label = format!("{name}:");
             let _ = writeln!(out, "{label:<16}{val:>8} kB");
         }
-        let _ = writeln!(out, "THPeligible:    0");
+        let _ = writeln!(
+            out,
+            "THPeligible:    {}",
+            crate::mm::huge_memory::thp_eligible(v) as u8
+        );
         let _ = writeln!(out, "VmFlags: {}", vm_flag_names(v.flags));
     }
     out.into_bytes()
@@ -779,6 +823,10 @@ pub enum Sink {
     OomScoreAdj(u32),
     /// `/proc/sys/vm/swappiness`.
     Swappiness,
+    /// `/proc/sys/vm/nr_hugepages`.
+    NrHugepages,
+    /// `/sys/kernel/mm/transparent_hugepage/NAME` (enabled, defrag).
+    Thp(&'static str),
 }
 
 /// The tunable behind an absolute /proc path, if it is writable.
@@ -790,6 +838,9 @@ pub fn sink_of(path: &[u8]) -> Option<Sink> {
         .collect();
     match parts.as_slice() {
         ["proc", "sys", "vm", "swappiness"] => Some(Sink::Swappiness),
+        ["proc", "sys", "vm", "nr_hugepages"] => Some(Sink::NrHugepages),
+        ["sys", "kernel", "mm", "transparent_hugepage", "enabled"] => Some(Sink::Thp("enabled")),
+        ["sys", "kernel", "mm", "transparent_hugepage", "defrag"] => Some(Sink::Thp("defrag")),
         ["proc", pid, "oom_score_adj"] => pid_of(pid).ok().map(Sink::OomScoreAdj),
         _ => None,
     }
@@ -803,6 +854,14 @@ fn parse_int(bytes: &[u8]) -> Result<i64, Errno> {
 
 impl Sink {
     fn set(self, bytes: &[u8]) -> Result<(), Errno> {
+        if let Sink::Thp(name) = self {
+            let v = core::str::from_utf8(bytes).map_err(|_| EINVAL)?;
+            return if crate::mm::huge_memory::sysfs_write(name, v) {
+                Ok(())
+            } else {
+                Err(EINVAL)
+            };
+        }
         let v = parse_int(bytes)?;
         match self {
             Sink::OomScoreAdj(pid) => {
@@ -819,6 +878,13 @@ impl Sink {
                 }
                 crate::mm::vmscan::SWAPPINESS.store(v as u64, Ordering::Relaxed);
             }
+            Sink::NrHugepages => {
+                if v < 0 {
+                    return Err(EINVAL);
+                }
+                crate::mm::hugetlb::set_nr_hugepages(v as u64);
+            }
+            Sink::Thp(_) => {}
         }
         Ok(())
     }

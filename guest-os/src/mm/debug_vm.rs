@@ -84,6 +84,9 @@ fn walk_user(root: PhysAddr, f: &mut dyn FnMut(u64, u64, usize)) {
                 if pte_maps(e) {
                     f(va, e, lvl);
                 }
+            } else if lvl == 2 && mm_core::pgtable::Pte(e).is_huge() {
+                // A huge user PMD (THP or hugetlb), present or PROT_NONE.
+                f(va, e, lvl);
             } else if e & pte::PRESENT != 0 {
                 if lvl > 0 && e & pte::PSE != 0 {
                     f(va, e, lvl);
@@ -184,6 +187,41 @@ fn check_address_spaces(p: &mut Problems) -> Vec<Mapping> {
         let mut found: Vec<Mapping> = Vec::new();
         let mut oom = false;
         walk_user(mm.pgd.root(), &mut |va, e, lvl| {
+            if lvl == 2 {
+                // One mapping of the 2 MiB page's head; a THP is 512 pages of RSS, a
+                // hugetlb page none.
+                let head = mm_core::pgtable::Pte(e).huge_base().pfn();
+                let vma = mm.vmas.vma_lookup(super::addr::VirtAddr::new(va)).copied();
+                let hugetlb = super::hugetlb::is_pool_page(head);
+                match vma {
+                    None => p.add(format!(
+                        "pid {pid}: huge PMD {e:#x} at {va:#x} outside every VMA"
+                    )),
+                    Some(v)
+                        if v.start.as_u64() > va
+                            || v.end.as_u64() < va + mm_core::pgtable::HPAGE_SIZE
+                            || v.flags.contains(mm_core::vma::VM_HUGETLB) != hugetlb =>
+                    {
+                        p.add(format!(
+                            "pid {pid}: huge PMD {e:#x} at {va:#x} does not fit its VMA"
+                        ))
+                    }
+                    _ => {}
+                }
+                if !hugetlb {
+                    owned += mm_core::pgtable::HPAGE_NR;
+                }
+                if found.try_reserve(1).is_err() {
+                    oom = true;
+                    return;
+                }
+                found.push(Mapping {
+                    pid,
+                    pfn: head.as_u64(),
+                    va,
+                });
+                return;
+            }
             if lvl != 3 {
                 p.add(format!("pid {pid}: huge user leaf at {va:#x} ({e:#x})"));
                 return;

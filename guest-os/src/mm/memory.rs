@@ -25,9 +25,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use mm_core::gfp::Gfp;
 use mm_core::page::flags::{PG_LRU, PG_SWAPCACHE, PG_UPTODATE};
 use mm_core::page::Pages;
-use mm_core::pgtable::{pte, Cursor, MmuGather, PtError, Pte};
+use mm_core::pgtable::{pte, Cursor, MmuGather, PtError, Pte, HPAGE_NR};
 use mm_core::swap::{pte_to_swp_entry, swp_entry_to_pte, SwpEntry};
-use mm_core::vma::{Backing, Vma, VM_EXEC, VM_GROWSDOWN, VM_READ, VM_SHARED, VM_WRITE};
+use mm_core::vma::{Backing, Vma, VM_EXEC, VM_GROWSDOWN, VM_HUGETLB, VM_READ, VM_SHARED, VM_WRITE};
 
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE};
 use super::mm_struct::{page_mapcount_add, stack_rlimit, Mm, RssStat, UserPt};
@@ -174,7 +174,7 @@ fn charge_new(pfn: Pfn) -> Result<(), FaultError> {
 }
 
 /// The leaf flags of a page of `vma` (without RW, which faults decide).
-fn leaf_flags(vma: &Vma) -> u64 {
+pub(super) fn leaf_flags(vma: &Vma) -> u64 {
     pte::PRESENT
         | pte::USER
         | if vma.flags.contains(VM_EXEC) {
@@ -283,6 +283,18 @@ impl Mm {
         let writable = f.contains(VM_WRITE) || force;
         let leaf = leaf_flags(vma);
         let cur = self.query_pte(va.as_u64());
+        if let Some(e) = cur.filter(|e| e.is_huge()) {
+            return self.huge_pmd_fault(va, vma, e, write, leaf);
+        }
+        if f.contains(VM_HUGETLB) {
+            return self.hugetlb_fault(addr, vma, writable, leaf);
+        }
+        if cur.is_none() {
+            // No page table here: a THP if the VMA and the settings allow one.
+            if let Some(kind) = self.do_huge_pmd_anonymous_page(addr, vma, writable, leaf)? {
+                return Ok(kind);
+            }
+        }
         if let Some(entry) = cur.and_then(pte_to_swp_entry) {
             return self.do_swap_page(va, vma, entry, write, writable);
         }
@@ -658,6 +670,10 @@ impl Mm {
         if start >= end {
             return None;
         }
+        // A THP the range cuts is split first; one it covers goes whole.
+        if super::huge_memory::NR_ANON_THPS.load(Ordering::Relaxed) != 0 {
+            self.split_huge_edges(start, end);
+        }
         let mut pt = UserPt::default();
         let mut tlb = MmuGather::new(self.is_active());
         let mut stat = self.rss_stat;
@@ -678,6 +694,18 @@ impl Mm {
                             swapents = swapents.saturating_sub(1);
                         }
                         return false;
+                    }
+                    if p.is_huge() {
+                        // `zap_huge_pmd`: a THP (512 anonymous pages of RSS) or a
+                        // hugetlb page (not in RSS); the reference goes after the flush.
+                        let head = p.huge_base().pfn();
+                        page_alloc::with(|a| a.page_mut(head).mapcount -= 1);
+                        if !super::hugetlb::is_pool_page(head) {
+                            stat.anon = stat.anon.saturating_sub(HPAGE_NR);
+                            rss = rss.saturating_sub(HPAGE_NR);
+                            super::huge_memory::NR_ANON_THPS.fetch_sub(1, Ordering::Relaxed);
+                        }
+                        return true;
                     }
                     let pfn = p.phys().pfn();
                     if is_shared_page(pfn) {
@@ -731,7 +759,7 @@ impl Mm {
     /// reference for the caller, and where the walk stopped (`MADV_PAGEOUT`'s collection;
     /// empty tables are skipped whole).
     pub fn pages_for_pageout(
-        &self,
+        &mut self,
         from: u64,
         end: u64,
         max: usize,
@@ -740,35 +768,58 @@ impl Mm {
         if out.try_reserve(max).is_err() || from >= end {
             return (out, end);
         }
-        let mut pt = UserPt::default();
-        let Ok(mut c) = Cursor::new(
-            &mut pt,
-            self.pgd.root(),
-            VirtAddr::new(from)..VirtAddr::new(end),
-        ) else {
-            return (out, end);
-        };
-        while let Some((va, p)) = c.find_next() {
-            if out.len() >= max {
-                return (out, va.as_u64());
-            }
-            let pfn = p.phys().pfn();
-            if p.is_accessible() && !is_shared_page(pfn) {
-                let mine = page_alloc::with(|a| {
-                    let pg = a.page(pfn);
-                    let mine = pg.mapcount == 0 && pg.test(PG_LRU);
-                    if mine {
-                        a.get_page(pfn);
-                    }
-                    mine
-                });
-                if mine {
-                    out.push(pfn);
+        let mut from = from;
+        loop {
+            // A THP on the way is split first (swap-out takes 4 KiB pages, as Linux splits
+            // a THP before `add_to_swap`), then the walk resumes there.
+            let mut split_at = None;
+            let mut pt = UserPt::default();
+            let Ok(mut c) = Cursor::new(
+                &mut pt,
+                self.pgd.root(),
+                VirtAddr::new(from)..VirtAddr::new(end),
+            ) else {
+                return (out, end);
+            };
+            while let Some((va, p)) = c.find_next() {
+                if out.len() >= max {
+                    return (out, va.as_u64());
                 }
+                if p.is_huge() {
+                    if !super::hugetlb::is_pool_page(p.huge_base().pfn()) {
+                        split_at = Some(va.as_u64());
+                        break;
+                    }
+                    c.move_forward();
+                    continue;
+                }
+                let pfn = p.phys().pfn();
+                if p.is_accessible() && !is_shared_page(pfn) {
+                    let mine = page_alloc::with(|a| {
+                        let pg = a.page(pfn);
+                        let mine = pg.mapcount == 0 && pg.test(PG_LRU);
+                        if mine {
+                            a.get_page(pfn);
+                        }
+                        mine
+                    });
+                    if mine {
+                        out.push(pfn);
+                    }
+                }
+                c.move_forward();
             }
-            c.move_forward();
+            let Some(va) = split_at else {
+                return (out, end);
+            };
+            if self.split_huge_pmd(va) != Ok(true) {
+                return (out, end);
+            }
+            // The split pages wait in the LRU-add batch: put them on the lists, where
+            // reclaim takes them from.
+            super::vmscan::lru_add_drain();
+            from = va;
         }
-        (out, end)
     }
 
     /// Write-protect this address space's mappings of page `index` (frame `pfn`) of
@@ -828,6 +879,9 @@ impl Mm {
     /// VMA by VMA: private writable pages are write-protected in both (COW), pages gain a
     /// reference and a mapping each.
     pub(super) fn copy_page_range(&mut self, child: &mut Mm) -> Result<(), PtError> {
+        // THPs are split before they are shared (see `huge_memory`).
+        self.split_huge_range(0, mm_core::pgtable::USER_TOP)
+            .map_err(|_| PtError::NoMemory)?;
         let mut pt = UserPt::default();
         let mut stat = RssStat::default();
         let mut swapents = 0u64;
@@ -852,6 +906,17 @@ impl Mm {
                     }
                     if !shared && p.is_writable() {
                         p.0 &= !pte::RW;
+                    }
+                    if p.is_huge() {
+                        // A hugetlb page (THPs were split before the copy): shared, with
+                        // a reference and a mapping more, and not in RSS.
+                        let head = p.huge_base().pfn();
+                        page_alloc::with(|a| {
+                            let pg = a.page_mut(head);
+                            pg.refcount += 1;
+                            pg.mapcount += 1;
+                        });
+                        return Some(*p);
                     }
                     let pfn = p.phys().pfn();
                     if !is_shared_page(pfn) {

@@ -167,6 +167,10 @@ impl PtMemory for UserPt {
         page_alloc::free_pages(page.pfn(), 0);
     }
 
+    fn release_huge(&mut self, page: PhysAddr) {
+        super::huge_memory::put_huge_page(page.pfn());
+    }
+
     fn release_pages(&mut self, pages: &[PhysAddr]) {
         page_alloc::free_pages_batch(pages.iter().map(|p| p.pfn()));
     }
@@ -207,6 +211,9 @@ pub struct Mm {
     pub anon_id: u64,
     /// Swap entries in its page tables (`MM_SWAPENTS`: VmSwap, the OOM badness).
     pub swapents: u64,
+    /// Hugetlb pages reserved by this address space's mappings and not faulted yet
+    /// ([`super::hugetlb`]).
+    pub hugetlb_resv: u64,
 }
 
 impl Mm {
@@ -228,6 +235,7 @@ impl Mm {
             pgtables: 0,
             anon_id: super::rmap::new_id(),
             swapents: 0,
+            hugetlb_resv: 0,
         })
     }
 
@@ -327,6 +335,7 @@ impl Mm {
             crate::proc::sched::cond_resched();
         }
         super::shmem::put_all(&self.vmas);
+        super::hugetlb::unreserve(core::mem::take(&mut self.hugetlb_resv));
         // Pages whose last mapping went are held by the LRU-add batch: free them now.
         super::vmscan::lru_add_drain();
         USER_PAGETABLES.fetch_sub(1, Ordering::Relaxed);

@@ -8,6 +8,8 @@ pub mod aslr;
 pub mod debug_vm;
 pub mod filemap;
 pub mod fixmap;
+pub mod huge_memory;
+pub mod hugetlb;
 pub mod init;
 pub mod layout;
 pub mod memblock;

@@ -16,6 +16,9 @@ impl Mm {
         if len == 0 {
             return;
         }
+        // THPs move as 4 KiB pages (Linux moves a whole PMD when both sides are aligned,
+        // `move_huge_pmd`, and splits otherwise). Hugetlb mappings do not get here.
+        let _ = self.split_huge_range(from, from + len);
         let mut pt = UserPt::default();
         let mut tlb = MmuGather::new(self.is_active());
         let root = self.pgd.root();

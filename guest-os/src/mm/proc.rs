@@ -33,6 +33,7 @@ pub fn meminfo_extra() -> MemInfoExtra {
     super::vmscan::lru_add_drain();
     let lru = super::vmscan::lru_sizes();
     let (swap_total, swap_free) = super::swapfile::si_swapinfo();
+    let (huge_total, huge_free, huge_rsvd) = super::hugetlb::counts();
     // Shared memory is not on the LRU yet (it is not swapped): shown as inactive anon,
     // where Linux's LRU would have it.
     MemInfoExtra {
@@ -59,6 +60,13 @@ pub fn meminfo_extra() -> MemInfoExtra {
         vmalloc_total: vm_total,
         vmalloc_used: vm_used,
         vmalloc_chunk: vm_chunk,
+        anon_huge_pages: super::huge_memory::NR_ANON_THPS.load(Ordering::Relaxed)
+            * mm_core::pgtable::HPAGE_NR,
+        hugepages_total: huge_total,
+        hugepages_free: huge_free,
+        hugepages_rsvd: huge_rsvd,
+        hugepages_surp: 0,
+        hugepage_kb: super::hugetlb::HPAGE_SIZE >> 10,
         direct_map_4k: init::DIRECT_MAP_4K.load(Ordering::Relaxed),
         direct_map_2m: init::DIRECT_MAP_2M.load(Ordering::Relaxed),
         direct_map_1g: init::DIRECT_MAP_1G.load(Ordering::Relaxed),

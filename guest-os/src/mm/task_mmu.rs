@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use mm_core::page::flags::PG_ANON;
 use mm_core::page::Pages;
-use mm_core::pgtable::{pte, Cursor};
+use mm_core::pgtable::{pte, Cursor, Pte, HPAGE_SIZE};
 use mm_core::vma::{Backing, Vma, VM_SHARED};
 
 use super::addr::{Pfn, VirtAddr, PAGE_SIZE};
@@ -29,7 +29,17 @@ impl Mm {
             return;
         };
         while let Some((va, p)) = c.find_next() {
-            f(va.as_u64(), p);
+            if p.is_huge() {
+                // Each 4 KiB subpage of a huge PMD in the range, as its own entry.
+                let hend = ((va.as_u64() | (HPAGE_SIZE - 1)) + 1).min(end);
+                let mut a = va.as_u64();
+                while a < hend {
+                    f(a, Pte(p.0 + (a - va.as_u64())));
+                    a += PAGE_SIZE;
+                }
+            } else {
+                f(va.as_u64(), p);
+            }
             c.move_forward();
             if c.va().as_u64() <= va.as_u64() {
                 break;
@@ -38,11 +48,21 @@ impl Mm {
     }
 
     /// What `/proc/PID/smaps` reports for one VMA, in pages: (rss, pss in 1/64 pages,
-    /// shared clean, shared dirty, private clean, private dirty, referenced, anonymous).
-    pub fn smaps_counts(&self, v: &Vma) -> [u64; 8] {
-        let mut c = [0u64; 8];
+    /// shared clean, shared dirty, private clean, private dirty, referenced, anonymous,
+    /// AnonHugePages, hugetlb). A hugetlb VMA's pages count as hugetlb only, as Linux's
+    /// `smaps_hugetlb_range` (Shared_Hugetlb or Private_Hugetlb, not Rss).
+    pub fn smaps_counts(&self, v: &Vma) -> [u64; 10] {
+        let mut c = [0u64; 10];
         let anon_vma = v.backing == Backing::Anon && !v.flags.contains(VM_SHARED);
+        let hugetlb = v.flags.contains(mm_core::vma::VM_HUGETLB);
         self.for_each_mapped(v.start.as_u64(), v.end.as_u64(), &mut |_, e| {
+            if hugetlb {
+                c[9] += 1;
+                return;
+            }
+            if e.is_huge() {
+                c[8] += 1;
+            }
             let pfn = e.phys().pfn();
             // Mappers: the zero page and the vDSO count as shared by many.
             let mappers = if is_shared_page(pfn) {

@@ -2,8 +2,9 @@
 //! (splits, merges, placement, brk rules) is `mm_core::vma`; here the page tables follow.
 
 use mm_core::vma::{
-    Backing, BrkOutcome, BrkRequest, FileRef, Placement, VmFlags, Vma, VM_BRK_FLAGS, VM_EXEC,
-    VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE,
+    Backing, BrkOutcome, BrkRequest, FileRef, Placement, VmFlags, Vma, VM_BRK_FLAGS, VM_DONTEXPAND,
+    VM_EXEC, VM_GROWSDOWN, VM_HUGEPAGE, VM_HUGETLB, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE,
+    VM_MAYWRITE, VM_NOHUGEPAGE, VM_READ, VM_SHARED, VM_WRITE,
 };
 
 use super::errno::{Errno, SysResult, EACCES, EFAULT, EINVAL, ENOMEM, ESRCH};
@@ -79,7 +80,15 @@ const MAP_TYPE: u64 = 0x0f;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
 const MAP_GROWSDOWN: u64 = 0x100;
+const MAP_NORESERVE: u64 = 0x4000;
 const MAP_POPULATE: u64 = 0x8000;
+const MAP_HUGETLB: u64 = 0x4_0000;
+/// The huge page size of MAP_HUGETLB, as log2 in bits 26..32 (0: the default, 2 MiB).
+const MAP_HUGE_SHIFT: u64 = 26;
+const MAP_HUGE_MASK: u64 = 0x3f;
+/// log2 of the one huge page size there is (MAP_HUGE_2MB).
+const HUGE_2MB_LOG: u64 = 21;
+const HPAGE_SIZE: u64 = crate::mm::hugetlb::HPAGE_SIZE;
 const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
 
 fn prot_flags(prot: u64) -> VmFlags {
@@ -111,6 +120,22 @@ pub fn sys_mmap(a: &Args) -> SysResult {
     if shared {
         vflags |= VM_SHARED | VM_MAYSHARE;
     }
+    // MAP_HUGETLB (`ksys_mmap_pgoff`): anonymous memory only (there is no hugetlbfs), the
+    // 2 MiB size only, the length rounded up to it, a fixed address aligned to it.
+    let hugetlb = flags & MAP_HUGETLB != 0;
+    let len = if hugetlb {
+        let log = (flags >> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
+        if flags & MAP_ANONYMOUS == 0
+            || (log != 0 && log != HUGE_2MB_LOG)
+            || (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 && !addr.is_multiple_of(HPAGE_SIZE))
+        {
+            return Err(EINVAL);
+        }
+        vflags |= VM_HUGETLB | VM_DONTEXPAND;
+        len.checked_next_multiple_of(HPAGE_SIZE).ok_or(ENOMEM)?
+    } else {
+        len
+    };
     if flags & MAP_GROWSDOWN != 0 {
         vflags |= VM_GROWSDOWN;
     }
@@ -146,11 +171,37 @@ pub fn sys_mmap(a: &Args) -> SysResult {
             return Err(ENOMEM);
         }
         let layout = mm.layout;
-        let start = mm
-            .vmas
-            .get_unmapped_area(len, VirtAddr::new(addr), placement, &layout)
-            .map_err(err)?;
+        let start = if hugetlb && placement == Placement::Anywhere {
+            // A 2 MiB-aligned range: a gap 2 MiB longer, aligned inside
+            // (`hugetlb_get_unmapped_area`).
+            let gap = mm
+                .vmas
+                .get_unmapped_area(
+                    len.checked_add(HPAGE_SIZE).ok_or(ENOMEM)?,
+                    VirtAddr::new(0),
+                    placement,
+                    &layout,
+                )
+                .map_err(err)?;
+            VirtAddr::new(gap.as_u64().next_multiple_of(HPAGE_SIZE))
+        } else {
+            mm.vmas
+                .get_unmapped_area(len, VirtAddr::new(addr), placement, &layout)
+                .map_err(err)?
+        };
         let end = VirtAddr::new(start.as_u64() + len.next_multiple_of(PAGE_SIZE));
+        // A fixed mapping may not cut a hugetlb mapping inside a huge page.
+        check_hugetlb_edges(mm, start.as_u64(), end.as_u64())?;
+        // Reserve the pool pages at mmap (`hugetlb_reserve_pages`): ENOMEM when the pool
+        // cannot back the mapping.
+        let resv = if hugetlb && flags & MAP_NORESERVE == 0 {
+            len / HPAGE_SIZE
+        } else {
+            0
+        };
+        if !crate::mm::hugetlb::reserve(resv) {
+            return Err(ENOMEM);
+        }
         let vma = match &file {
             Some(t) => {
                 let name = core::str::from_utf8(&t.name).unwrap_or("?");
@@ -162,6 +213,9 @@ pub fn sys_mmap(a: &Args) -> SysResult {
                     off / PAGE_SIZE,
                 )
             }
+            // Hugetlb memory, private or shared, is pool pages mapped by PMDs; fork shares
+            // them (there is no hugetlbfs object behind a shared mapping).
+            None if hugetlb => Vma::anon(start, end, vflags),
             // Shared anonymous memory belongs to a shmem object, from page 0.
             None if shared => {
                 let mut v = Vma::anon(start, end, vflags);
@@ -177,12 +231,15 @@ pub fn sys_mmap(a: &Args) -> SysResult {
             Ok(old) => old,
             Err(e) => {
                 // A new shared anonymous object is held by nobody.
-                if file.is_none() {
+                if file.is_none() && !hugetlb {
                     shmem::put_removed(&mm.vmas, &shmem_vma);
                 }
+                crate::mm::hugetlb::unreserve(resv);
                 return Err(err(e));
             }
         };
+        release_hugetlb_resv(mm, &old);
+        mm.hugetlb_resv += resv;
         if first {
             // This address space now holds the file's page cache object once.
             if let Some(t) = &file {
@@ -216,13 +273,52 @@ fn check_range(addr: u64, len: u64) -> Result<(), Errno> {
     Ok(())
 }
 
+/// The reservations of the hugetlb pages that `removed` (VMAs just taken out of the
+/// tree, their pages still mapped) never faulted go back to the pool
+/// (`hugetlb_vm_op_close`).
+fn release_hugetlb_resv(mm: &mut Mm, removed: &[Vma]) {
+    for v in removed.iter().filter(|v| v.flags.contains(VM_HUGETLB)) {
+        let (s, e) = (v.start.as_u64(), v.end.as_u64());
+        let unfaulted = ((e - s) / HPAGE_SIZE).saturating_sub(mm.hugetlb_pmds(s, e));
+        let give = unfaulted.min(mm.hugetlb_resv);
+        mm.hugetlb_resv -= give;
+        crate::mm::hugetlb::unreserve(give);
+    }
+}
+
+/// A hugetlb VMA can only be split at a 2 MiB boundary (`hugetlb_vm_op_split`): EINVAL
+/// if `start` or `end` falls inside one elsewhere.
+fn check_hugetlb_edges(mm: &Mm, start: u64, end: u64) -> Result<(), Errno> {
+    for v in mm
+        .vmas
+        .iter()
+        .filter(|v| v.flags.contains(VM_HUGETLB))
+        .filter(|v| v.end.as_u64() > start && v.start.as_u64() < end)
+    {
+        let (s, e) = (v.start.as_u64(), v.end.as_u64());
+        if (start > s && !start.is_multiple_of(HPAGE_SIZE))
+            || (end < e && !end.is_multiple_of(HPAGE_SIZE))
+        {
+            return Err(EINVAL);
+        }
+    }
+    Ok(())
+}
+
 /// `munmap(addr, len)`.
 pub fn sys_munmap(a: &Args) -> SysResult {
     let (addr, len) = (a.0[0], a.0[1]);
     check_range(addr, len)?;
     let removed = with_mm(|mm| {
         vma_prealloc()?;
-        mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)
+        check_hugetlb_edges(
+            mm,
+            addr,
+            addr.saturating_add(len.next_multiple_of(PAGE_SIZE)),
+        )?;
+        let removed = mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)?;
+        release_hugetlb_resv(mm, &removed);
+        Ok(removed)
     })?;
     // The range left the VMA tree: nothing can fault it in again, so its pages can go in
     // pieces, with the mm lock dropped and the CPU offered to others in between.
@@ -254,6 +350,11 @@ pub fn sys_mprotect(a: &Args) -> SysResult {
         vma_prealloc()?;
         // Only the access bits: the VMA keeps its VM_MAY* permissions.
         let access = VmFlags(prot_flags(prot).bits() & (VM_READ | VM_WRITE | VM_EXEC).bits());
+        check_hugetlb_edges(
+            mm,
+            addr,
+            addr.saturating_add(len.next_multiple_of(PAGE_SIZE)),
+        )?;
         mm.vmas
             .mprotect(VirtAddr::new(addr), len, access)
             .map_err(err)?;
@@ -268,6 +369,9 @@ const MADV_SEQUENTIAL: u64 = 2;
 const MADV_WILLNEED: u64 = 3;
 const MADV_DONTNEED: u64 = 4;
 const MADV_FREE: u64 = 8;
+/// THP for the range (VM_HUGEPAGE), or never (VM_NOHUGEPAGE).
+const MADV_HUGEPAGE: u64 = 14;
+const MADV_NOHUGEPAGE: u64 = 15;
 /// Deactivate the range's pages (reclaim takes them first).
 const MADV_COLD: u64 = 20;
 /// Reclaim the range's pages now: swap out anonymous and shared memory, drop file pages.
@@ -291,10 +395,25 @@ pub fn sys_madvise(a: &Args) -> SysResult {
     if advice == MADV_PAGEOUT || advice == MADV_COLD {
         return madvise_cold_or_pageout(addr, end, advice == MADV_PAGEOUT);
     }
+    if advice == MADV_HUGEPAGE || advice == MADV_NOHUGEPAGE {
+        let (set, clear) = if advice == MADV_HUGEPAGE {
+            (VM_HUGEPAGE, VM_NOHUGEPAGE)
+        } else {
+            (VM_NOHUGEPAGE, VM_HUGEPAGE)
+        };
+        return with_mm(|mm| {
+            vma_prealloc()?;
+            mm.vmas
+                .update_flags(VirtAddr::new(addr), end - addr, set, clear)
+                .map_err(err)?;
+            Ok(0)
+        });
+    }
     with_mm(|mm| {
         // The whole range must be mapped (ENOMEM otherwise, after applying what is).
         let mut covered = addr;
         let mut private_anon = true;
+        let mut hugetlb = false;
         for v in mm
             .vmas
             .iter()
@@ -305,6 +424,11 @@ pub fn sys_madvise(a: &Args) -> SysResult {
             }
             covered = v.end.as_u64();
             private_anon &= v.backing == Backing::Anon && !v.flags.contains(VM_SHARED);
+            hugetlb |= v.flags.contains(VM_HUGETLB);
+        }
+        // Hugetlb pages are not dropped by madvise (as Linux before 5.18).
+        if hugetlb && (advice == MADV_DONTNEED || advice == MADV_FREE) {
+            return Err(EINVAL);
         }
         match advice {
             MADV_DONTNEED => mm.zap_range(addr, end.min(covered)),
@@ -447,6 +571,14 @@ pub fn sys_mremap(a: &Args) -> SysResult {
     );
     with_mm(|mm| {
         vma_prealloc()?;
+        // Hugetlb mappings are not remapped (`vma_to_resize`, as Linux before 5.16).
+        if mm
+            .vmas
+            .find_vma(VirtAddr::new(old))
+            .is_some_and(|v| v.start.as_u64() <= old && v.flags.contains(VM_HUGETLB))
+        {
+            return Err(EINVAL);
+        }
         if new_len > old_len && !may_expand_vm(mm, (new_len - old_len) / PAGE_SIZE) {
             return Err(ENOMEM);
         }
@@ -477,10 +609,12 @@ pub fn sys_mremap(a: &Args) -> SysResult {
             }
         }
         let dest = if flags & MREMAP_FIXED != 0 {
+            check_hugetlb_edges(mm, new_addr, new_addr.saturating_add(new_len))?;
             let removed = mm
                 .vmas
                 .unmap(VirtAddr::new(new_addr), new_len)
                 .map_err(err)?;
+            release_hugetlb_resv(mm, &removed);
             mm.unmap_vmas(&removed);
             VirtAddr::new(new_addr)
         } else {

@@ -329,9 +329,12 @@ fn null_inaccessible_segments(cpu: &mut Cpu) {
         let seg = cpu.seg[s as usize];
         let conforming_code = seg.is_code() && seg.attr & seg_attr::TYPE_DC != 0;
         if seg.present() && !conforming_code && seg.dpl() < cpu.cpl {
-            // FS/GS bases survive in 64-bit mode only if the selector is kept; the SDM
-            // loads a null selector, which in this model clears the cache as well.
+            // The SDM's pseudo-code clears the selector only: the hidden part becomes
+            // unusable but keeps its base, which 64-bit mode still uses for FS/GS
+            // (kvm-unit-tests' emulator test reads through GS after such an IRET).
+            let base = seg.base;
             cpu.seg[s as usize] = null_segment(0);
+            cpu.seg[s as usize].base = base;
         }
     }
 }

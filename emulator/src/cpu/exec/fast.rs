@@ -18,7 +18,7 @@
 
 use super::super::alu::{self, lazy, mask, sext, Lazy, Shift};
 use super::super::regs::rflags::{CF, OF, PF, SF, ZF};
-use super::super::regs::{gpr, SegReg};
+use super::super::regs::{gpr, rflags, SegReg};
 use super::{family, ExecResult, Family};
 use crate::addr::GuestVirtAddr;
 use crate::bus::Bus;
@@ -678,6 +678,59 @@ fn specialise(i: &Instruction, rec: &mut Rec) -> Option<Handler> {
                 _ => None,
             }
         }
+        M::Xchg if i.op_count() == 2 => {
+            let size = size0(i).or_else(|| match i.op_kind(1) {
+                OpKind::Register => Some(i.op_register(1).size() as u32),
+                _ => None,
+            })?;
+            if !matches!(size, 1 | 2 | 4 | 8) {
+                return None;
+            }
+            match (i.op_kind(0), i.op_kind(1)) {
+                (OpKind::Memory, OpKind::Register) => {
+                    rec.r1 = reg_op(i, 1, size)?;
+                    if i.memory_size().size() as u32 != size || !mem_op(i, rec) {
+                        return None;
+                    }
+                    Some(by_size!(xchg_m, size, false))
+                }
+                (OpKind::Register, OpKind::Memory) => {
+                    rec.r0 = reg_op(i, 0, size)?;
+                    if i.memory_size().size() as u32 != size || !mem_op(i, rec) {
+                        return None;
+                    }
+                    Some(by_size!(xchg_m, size, true))
+                }
+                (OpKind::Register, OpKind::Register) if size >= 4 => {
+                    rec.r0 = reg_op(i, 0, size)?;
+                    rec.r1 = reg_op(i, 1, size)?;
+                    Some(by_size!(xchg_rr, size))
+                }
+                _ => None,
+            }
+        }
+        M::Neg | M::Not if fam == Family::Arith && i.op_count() == 1 => {
+            let size = size0(i)?;
+            let neg = m == M::Neg;
+            match i.op_kind(0) {
+                OpKind::Register => {
+                    rec.r0 = reg_op(i, 0, size)?;
+                    Some(if neg {
+                        by_size!(negnot_r, size, true)
+                    } else {
+                        by_size!(negnot_r, size, false)
+                    })
+                }
+                OpKind::Memory if mem_op(i, rec) => Some(if neg {
+                    by_size!(negnot_m, size, true)
+                } else {
+                    by_size!(negnot_m, size, false)
+                }),
+                _ => None,
+            }
+        }
+        M::Pushfq if code == Code::Pushfq => Some(pushfq),
+        M::Cli if code == Code::Cli => Some(cli),
         _ if fam == Family::Data && is_cmov(m) => {
             if i.op_count() != 2 || i.op_kind(0) != OpKind::Register {
                 return None;
@@ -1099,6 +1152,79 @@ fn ext_m<const SIGNED: bool, const SS: u32, const S: u32>(
     let v = cpu.read_mem(bus, r.seg, ea(cpu, r), SS)?;
     let v = if SIGNED { sext(v, SS) & mask(S) } else { v };
     set0::<S>(cpu, r, v);
+    Ok(())
+}
+
+/// XCHG of memory and a register (`REG0`: the register is operand 0), as
+/// `data::execute`: the memory read for a write, the register's value stored, then the
+/// register written (a fault leaves it untouched).
+fn xchg_m<const REG0: bool, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
+    let at = ea(cpu, r);
+    let v = if REG0 {
+        get0::<S>(cpu, r)
+    } else {
+        get1::<S>(cpu, r)
+    };
+    let old = cpu.read_mem_rmw(bus, r.seg, at, S)?;
+    cpu.write_mem(bus, r.seg, at, S, v)?;
+    if REG0 {
+        set0::<S>(cpu, r, old);
+    } else if S >= 4 {
+        set::<S>(cpu, r.r1, old);
+    } else {
+        cpu.set_reg(r.reg1, old);
+    }
+    Ok(())
+}
+
+/// XCHG of two 32/64-bit registers (operand 1 written first, as `data::execute`).
+fn xchg_rr<const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
+    let (a, b) = (get0::<S>(cpu, r), get1::<S>(cpu, r));
+    set::<S>(cpu, r.r1, a);
+    set::<S>(cpu, r.r0, b);
+    Ok(())
+}
+
+/// NEG (flags as `arith::execute` merges them, eagerly) or NOT of a register.
+fn negnot_r<const NEG: bool, const S: u32>(cpu: &mut Cpu, _: &mut Bus, r: &Rec) -> FastResult {
+    let a = get0::<S>(cpu, r);
+    if NEG {
+        let (v, f) = alu::neg(a, S);
+        set0::<S>(cpu, r, v);
+        cpu.set_status(f);
+    } else {
+        set0::<S>(cpu, r, !a & mask(S));
+    }
+    Ok(())
+}
+
+/// NEG or NOT of memory.
+fn negnot_m<const NEG: bool, const S: u32>(cpu: &mut Cpu, bus: &mut Bus, r: &Rec) -> FastResult {
+    let at = ea(cpu, r);
+    let a = cpu.read_mem_rmw(bus, r.seg, at, S)?;
+    if NEG {
+        let (v, f) = alu::neg(a, S);
+        cpu.write_mem(bus, r.seg, at, S, v)?;
+        cpu.set_status(f);
+    } else {
+        cpu.write_mem(bus, r.seg, at, S, !a & mask(S))?;
+    }
+    Ok(())
+}
+
+/// PUSHFQ: RFLAGS (status flags materialized) without VM and RF.
+fn pushfq(cpu: &mut Cpu, bus: &mut Bus, _: &Rec) -> FastResult {
+    let v = cpu.flags_now() & !(rflags::VM | rflags::RF);
+    Ok(cpu.push(bus, v, 8)?)
+}
+
+/// CLI (64-bit mode, so protected): #GP above IOPL, else IF cleared. Clearing IF makes
+/// no pending event deliverable, so `next_event` needs no new look.
+fn cli(cpu: &mut Cpu, _: &mut Bus, _: &Rec) -> FastResult {
+    if cpu.cpl as u64 > (cpu.rflags & rflags::IOPL) >> rflags::IOPL_SHIFT {
+        return Err(Box::new(Exception::gp0()));
+    }
+    cpu.rflags &= !rflags::IF;
     Ok(())
 }
 

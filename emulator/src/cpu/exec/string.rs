@@ -87,6 +87,19 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
         set_address_register(cpu, r, v, amask);
     };
 
+    // REP STOS/MOVS forward with 64-bit addressing: whole runs of elements within a page
+    // at once when they are all fast TLB hits (`Cpu::rep_bulk`: the same accesses, hits,
+    // bytes and register values as single iterations).
+    let bulk = rep
+        && amask == u64::MAX
+        && step == size as u64
+        && matches!(kind, Kind::Stos | Kind::Movs)
+        && cpu.rep_bulk_allowed(bus);
+    let stos_val = if bulk && kind == Kind::Stos {
+        cpu.reg(acc)
+    } else {
+        0
+    };
     let mut done = 0u64;
     loop {
         if rep {
@@ -97,6 +110,21 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                 // Come back for the rest after pending events have had their chance.
                 cpu.rip = cpu.insn_rip;
                 return Ok(());
+            }
+        }
+        if bulk {
+            let max = cpu.gpr[gpr::RCX].min(REP_CHUNK - done);
+            let src = (kind == Kind::Movs).then(|| (src_seg, cpu.gpr[gpr::RSI]));
+            let n = cpu.rep_bulk(bus, src, cpu.gpr[gpr::RDI], size, stos_val, max);
+            if n != 0 {
+                let bytes = n * size as u64;
+                cpu.gpr[gpr::RDI] = cpu.gpr[gpr::RDI].wrapping_add(bytes);
+                if kind == Kind::Movs {
+                    cpu.gpr[gpr::RSI] = cpu.gpr[gpr::RSI].wrapping_add(bytes);
+                }
+                cpu.gpr[gpr::RCX] -= n;
+                done += n;
+                continue;
             }
         }
         let si = cpu.gpr[gpr::RSI] & amask;

@@ -265,6 +265,32 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             }
         }
         M::Ud0 | M::Ud1 | M::Ud2 => return Err(Exception::ud()),
+        // Instructions of features this CPU does not have: #UD, as on such a CPU (VMX
+        // and SMX are not reported in CPUID.1:ECX, SVM and RDPRU not in 0x80000001 /
+        // 0x80000008; VMX instructions outside VMX operation #UD in any case).
+        M::Vmcall
+        | M::Vmlaunch
+        | M::Vmresume
+        | M::Vmxoff
+        | M::Vmxon
+        | M::Vmptrld
+        | M::Vmptrst
+        | M::Vmclear
+        | M::Vmread
+        | M::Vmwrite
+        | M::Invept
+        | M::Invvpid
+        | M::Vmfunc
+        | M::Vmmcall
+        | M::Vmrun
+        | M::Vmload
+        | M::Vmsave
+        | M::Stgi
+        | M::Clgi
+        | M::Skinit
+        | M::Invlpga
+        | M::Getsec
+        | M::Rdpru => return Err(Exception::ud()),
         _ => return Err(cpu.unimplemented(i)),
     }
     Ok(())

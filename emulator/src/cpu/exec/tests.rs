@@ -741,8 +741,9 @@ fn blocks_and_lazy_flags_match_single_steps() {
         0x48, 0xc1, 0xca, 0x03, // ror rdx, 3
         0x48, 0xff, 0xc7, // inc rdi
         0x48, 0x0f, 0x47, 0xf2, // cmova rsi, rdx
-        0x9c, // pushfq (generic: reads the materialized flags)
+        0x9c, // pushfq (reads the materialized flags)
         0x41, 0x5f, // pop r15
+        0xf5, // cmc (generic: reads and writes the materialized flags)
         0x4c, 0x01, 0xf8, // add rax, r15
         0xfe, 0xc1, // inc cl
         0xfe, 0xc9, // dec cl
@@ -752,7 +753,7 @@ fn blocks_and_lazy_flags_match_single_steps() {
     ]);
     let n = code.len();
     code[n - 1] = (top as i64 - n as i64) as u8;
-    let body = 20u64;
+    let body = 21u64;
     let total = 3 + 64 * body;
 
     let (longest, flag_sets, _) =
@@ -762,7 +763,7 @@ fn blocks_and_lazy_flags_match_single_steps() {
     // Uncut: the stage D blocks ran whole, one after the other.
     let (_, _, blocks) = blocks_match_steps(&code, total, &[u64::MAX]);
     assert!(blocks >= 2 * 60, "{blocks} blocks");
-    // Blocks did continue past their first instruction (up to the PUSHF or the cut).
+    // Blocks did continue past their first instruction (up to the CMC or the cut).
     assert!(longest >= 13, "longest block {longest}");
 }
 
