@@ -598,8 +598,15 @@ impl Machine {
         if smp {
             // The executing CPU's turn ends at the quantum (never inside an STI or MOV SS
             // shadow: the shadow covers this CPU's next instruction).
+            // The turn passes to the next CPU in number order that has anything to do
+            // (halted ones with nothing to wake them are skipped: they would yield at
+            // once); if none has, the executing CPU goes on.
             if now >= self.quantum_end && now > self.cpu.shadow_until {
-                let next = (self.current + 1) % self.parked.len();
+                let (n, cur) = (self.parked.len(), self.current);
+                let next = (1..n)
+                    .map(|k| (cur + k) % n)
+                    .find(|&j| self.can_run(j, now))
+                    .unwrap_or(cur);
                 self.switch_to(next);
             }
             self.init_sipi();
