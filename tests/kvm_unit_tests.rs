@@ -36,6 +36,10 @@ const MUST_PASS: &[&str] = &[
     "rmap_chain",
     "rdpru",
     "umip",
+    "sieve",
+    "syscall",
+    "smptest",
+    "smptest3",
     // QEMU TCG fails these; vmscope passes them.
     "access",
     "emulator",
@@ -49,7 +53,7 @@ const MUST_PASS: &[&str] = &[
 
 /// Tests QEMU TCG passes that vmscope does not pass yet (the README's table gives each
 /// reason): they run and are reported, and are the only ones exempt from the QEMU check.
-const KNOWN_DIFFERENCES: &[&str] = &["pku", "pks", "syscall"];
+const KNOWN_DIFFERENCES: &[&str] = &["pku", "pks"];
 
 fn tarball() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("KUT_TARBALL") {

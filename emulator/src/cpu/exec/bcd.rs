@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn daa_das_follow_the_sdm() {
         // 0x79 + 0x35 = 0xae, DAA gives 0x14 with CF.
-        assert_eq!(daa_das(0xae, 0, false), (0x14, CF | AF));
+        assert_eq!(daa_das(0xae, 0, false), (0x14, CF | AF | PF));
         // 0x35 - 0x47 = 0xee (CF, AF), DAS gives 0x88 with CF.
         let (al, f) = daa_das(0xee, CF | AF, true);
         assert_eq!((al, f & (CF | AF)), (0x88, CF | AF));
