@@ -233,14 +233,24 @@ impl Mm {
     }
 
     /// Split the THPs that the edges of `[start, end)` cut (`vma_adjust_trans_huge`), so
-    /// that a walk of the range finds whole huge PMDs only.
-    pub fn split_huge_edges(&mut self, start: u64, end: u64) {
+    /// that a walk of the range finds whole huge PMDs only. `Err` when a page table for a
+    /// split could not be had (the THP stays whole).
+    pub fn split_huge_edges(&mut self, start: u64, end: u64) -> Result<(), FaultError> {
+        if NR_ANON_THPS.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
+        // Only running out of memory matters: an address outside user space has no THP.
+        let oom = |r: Result<bool, FaultError>| match r {
+            Err(FaultError::Oom) => Err(FaultError::Oom),
+            _ => Ok(()),
+        };
         if !start.is_multiple_of(HPAGE_SIZE) {
-            let _ = self.split_huge_pmd(start);
+            oom(self.split_huge_pmd(start))?;
         }
         if !end.is_multiple_of(HPAGE_SIZE) && end & !(HPAGE_SIZE - 1) >= start {
-            let _ = self.split_huge_pmd(end);
+            oom(self.split_huge_pmd(end))?;
         }
+        Ok(())
     }
 
     /// The 2 MiB-aligned addresses of the THP PMDs mapped in `[start, end)`.

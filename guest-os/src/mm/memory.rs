@@ -670,10 +670,9 @@ impl Mm {
         if start >= end {
             return None;
         }
-        // A THP the range cuts is split first; one it covers goes whole.
-        if super::huge_memory::NR_ANON_THPS.load(Ordering::Relaxed) != 0 {
-            self.split_huge_edges(start, end);
-        }
+        // A THP the range cuts is split first (munmap and mprotect did it before changing
+        // the VMAs); one it covers goes whole.
+        let _ = self.split_huge_edges(start, end);
         let mut pt = UserPt::default();
         let mut tlb = MmuGather::new(self.is_active());
         let mut stat = self.rss_stat;

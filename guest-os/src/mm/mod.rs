@@ -1,7 +1,7 @@
 //! Memory management: address types and the fixed layout, boot memory (memblock), the
 //! kernel page tables, the page allocator built on `mm-core`, and the process address
 //! space split as Linux's `mm/` is (mm_struct, memory, mmap, mprotect, mremap, rmap,
-//! shmem, task_mmu, oom_kill).
+//! shmem, task_mmu, oom_kill, hugetlb, huge_memory).
 
 pub mod addr;
 pub mod aslr;

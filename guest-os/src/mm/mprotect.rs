@@ -18,7 +18,7 @@ impl Mm {
     pub fn change_protection(&mut self, start: u64, end: u64) {
         // A THP the range cuts is split first (`vma_adjust_trans_huge`); one it covers is
         // changed whole (`change_huge_pmd`), as is a hugetlb PMD.
-        self.split_huge_edges(start, end);
+        let _ = self.split_huge_edges(start, end);
         let mut pt = UserPt::default();
         let mut tlb = MmuGather::new(self.is_active());
         let root = self.pgd.root();

@@ -311,11 +311,11 @@ pub fn sys_munmap(a: &Args) -> SysResult {
     check_range(addr, len)?;
     let removed = with_mm(|mm| {
         vma_prealloc()?;
-        check_hugetlb_edges(
-            mm,
-            addr,
-            addr.saturating_add(len.next_multiple_of(PAGE_SIZE)),
-        )?;
+        let end = addr.saturating_add(len.next_multiple_of(PAGE_SIZE));
+        check_hugetlb_edges(mm, addr, end)?;
+        // THPs the range cuts are split while the VMAs still describe them.
+        mm.split_huge_edges(addr, end.min(TASK_SIZE))
+            .map_err(|_| ENOMEM)?;
         let removed = mm.vmas.unmap(VirtAddr::new(addr), len).map_err(err)?;
         release_hugetlb_resv(mm, &removed);
         Ok(removed)
@@ -350,11 +350,11 @@ pub fn sys_mprotect(a: &Args) -> SysResult {
         vma_prealloc()?;
         // Only the access bits: the VMA keeps its VM_MAY* permissions.
         let access = VmFlags(prot_flags(prot).bits() & (VM_READ | VM_WRITE | VM_EXEC).bits());
-        check_hugetlb_edges(
-            mm,
-            addr,
-            addr.saturating_add(len.next_multiple_of(PAGE_SIZE)),
-        )?;
+        let end = addr.saturating_add(len.next_multiple_of(PAGE_SIZE));
+        check_hugetlb_edges(mm, addr, end)?;
+        // THPs the range cuts are split while the VMAs still describe them.
+        mm.split_huge_edges(addr, end.min(TASK_SIZE))
+            .map_err(|_| ENOMEM)?;
         mm.vmas
             .mprotect(VirtAddr::new(addr), len, access)
             .map_err(err)?;
