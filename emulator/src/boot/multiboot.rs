@@ -287,6 +287,30 @@ pub fn load(
     let cmdline_addr = add_string(&kernel_cmdline);
     let bootloader_addr = add_string(BOOTLOADER_NAME);
     let strings_end = cmdlines_offset + strings.len() as u64;
+
+    // All of it (checked before anything is allocated) must land in one usable RAM
+    // range of the firmware's map.
+    let memmap = e820::qemu_pc_map(
+        bus.mem.below_4g(),
+        bus.mem.above_4g(),
+        bus.pci.disk_stats().len() as u64,
+        bus.acpi,
+    );
+    let module_len = initrd.map_or(0, |(_, d)| page_align(d.len() as u64));
+    let end = base
+        .saturating_add(page_align(strings_end))
+        .saturating_add(module_len);
+    let usable = memmap
+        .iter()
+        .any(|e| e.kind == E820Type::Ram && base >= e.addr && end <= e.addr + e.size);
+    if !usable {
+        return Err(MultibootError::OutsideRam {
+            name: name.into(),
+            start: base,
+            end,
+        });
+    }
+
     let mut total = page_align(strings_end);
     buf.resize(total as usize, 0);
     buf[cmdlines_offset as usize..strings_end as usize].copy_from_slice(&strings);
@@ -305,27 +329,6 @@ pub fn load(
         for (k, v) in desc.iter().enumerate() {
             buf[d + 4 * k..d + 4 * k + 4].copy_from_slice(&v.to_le_bytes());
         }
-    }
-
-    // All of it must land in RAM between 1 MiB and the firmware's reserve, or below the
-    // EBDA above the boot structures (a kernel linked low).
-    let below = bus.mem.below_4g();
-    let memmap = e820::qemu_pc_map(
-        below,
-        bus.mem.above_4g(),
-        bus.pci.disk_stats().len() as u64,
-        bus.acpi,
-    );
-    let end = base + total;
-    let usable = memmap
-        .iter()
-        .any(|e| e.kind == E820Type::Ram && base >= e.addr && end <= e.addr + e.size);
-    if !usable {
-        return Err(MultibootError::OutsideRam {
-            name: name.into(),
-            start: base,
-            end,
-        });
     }
 
     // The memory map and mem_upper, as the option ROM computes them from INT 15h E820.
