@@ -1,6 +1,7 @@
 //! The page walker: 4-level IA-32e paging (SDM Vol. 3A, 4.5) with 4 KiB, 2 MiB and 1 GiB
 //! pages, reserved-bit checks, the permission rules of 4.6 (U/S, R/W, NX, CR0.WP, SMEP,
-//! SMAP with RFLAGS.AC) and accessed/dirty updates (4.8). It owns no state: the CPU hands it
+//! SMAP with RFLAGS.AC, protection keys of 4.6.2: PKU with PKRU for user-mode pages and PKS
+//! with IA32_PKRS for supervisor-mode pages) and accessed/dirty updates (4.8). It owns no state: the CPU hands it
 //! the control registers and guest memory; the TLB (tlb.rs) sits in front of it.
 
 use crate::addr::{GuestPhysAddr, GuestVirtAddr};
@@ -21,6 +22,8 @@ pub mod pte {
     /// PAT bit of a 2 MiB / 1 GiB leaf.
     pub const PAT_LARGE: u64 = 1 << 12;
     pub const NX: u64 = 1 << 63;
+    /// Protection key of a leaf entry, bits 62:59 (ignored in non-leaf entries).
+    pub const PKEY_SHIFT: u32 = 59;
 }
 
 /// #PF error code bits (SDM Vol. 3A, Figure 4-12).
@@ -87,6 +90,14 @@ pub struct PagingMode {
     /// RFLAGS.AC (only relevant with SMAP and CPL < 3).
     pub ac: bool,
     pub pge: bool,
+    /// CR4.PKE: protection keys for user-mode pages, rights in `pkru`.
+    pub pke: bool,
+    /// CR4.PKS: protection keys for supervisor-mode pages, rights in `pkrs`.
+    pub pks: bool,
+    /// PKRU: for key i, bit 2i access-disable (AD), bit 2i+1 write-disable (WD).
+    pub pkru: u32,
+    /// IA32_PKRS (bits 31:0), laid out as PKRU.
+    pub pkrs: u32,
 }
 
 /// A successful translation with the combined rights of all levels, for the TLB.
@@ -101,6 +112,8 @@ pub struct Translation {
     pub nx: bool,
     pub global: bool,
     pub dirty: bool,
+    /// Protection key of the leaf entry (bits 62:59).
+    pub pkey: u8,
 }
 
 impl Translation {
@@ -130,8 +143,63 @@ pub fn access_error_bits(acc: Access, mode: &PagingMode) -> u32 {
     e
 }
 
-/// The permission rules of SDM 4.6 applied to combined rights. Returns true if allowed.
+/// The AD/WD bits (bit 0 AD, bit 1 WD) that govern data accesses to the page of `t`: those
+/// of its key in PKRU for a user-mode page with CR4.PKE=1, in IA32_PKRS for a
+/// supervisor-mode page with CR4.PKS=1, else 0 (SDM 4.6.2). Only explicit 4-level paging
+/// reaches here (IA-32e mode), where protection keys exist.
+#[inline]
+pub fn pkey_rights(t: &Translation, mode: &PagingMode) -> u32 {
+    let reg = if t.user {
+        if !mode.pke {
+            return 0;
+        }
+        mode.pkru
+    } else {
+        if !mode.pks {
+            return 0;
+        }
+        mode.pkrs
+    };
+    (reg >> (2 * (t.pkey as u32 & 0xf))) & 3
+}
+
+/// Whether the protection key of `t` denies access `acc` (SDM 4.6.2): never an instruction
+/// fetch; AD denies every data access; WD denies a write from user mode, or from supervisor
+/// mode with CR0.WP=1. A user-mode access to a supervisor-mode page is not a key matter
+/// (it faults on U/S alone, without PK), as in QEMU.
+#[inline]
+pub fn pkey_denied(t: &Translation, acc: Access, mode: &PagingMode) -> bool {
+    if acc.kind == AccessKind::Fetch || (acc.user && !t.user) {
+        return false;
+    }
+    let r = pkey_rights(t, mode);
+    if r == 0 {
+        return false;
+    }
+    r & 1 != 0 || (r & 2 != 0 && acc.kind == AccessKind::Write && (acc.user || mode.wp))
+}
+
+/// The #PF error code for access `acc` denied by the present translation `t`: P, the
+/// access bits, and PK when the protection key denies it (whatever else also does, as the
+/// SDM's definition of PK in 4.7 and KVM's permission_fault have it).
+pub fn protection_fault_code(t: &Translation, acc: Access, mode: &PagingMode) -> u32 {
+    let mut e = access_error_bits(acc, mode) | pf_err::P;
+    if pkey_denied(t, acc, mode) {
+        e |= pf_err::PK;
+    }
+    e
+}
+
+/// The permission rules of SDM 4.6 applied to combined rights, protection keys included.
+/// Returns true if allowed.
+#[inline]
 pub fn permitted(t: &Translation, acc: Access, mode: &PagingMode) -> bool {
+    permitted_by_rights(t, acc, mode) && !pkey_denied(t, acc, mode)
+}
+
+/// [`permitted`] without protection keys.
+#[inline]
+pub fn permitted_by_rights(t: &Translation, acc: Access, mode: &PagingMode) -> bool {
     match acc.kind {
         AccessKind::Fetch => {
             if mode.nxe && t.nx {
@@ -221,10 +289,11 @@ pub fn walk(
             nx,
             global: entry & pte::G != 0 && mode.pge,
             dirty: entry & pte::D != 0 || write,
+            pkey: ((entry >> pte::PKEY_SHIFT) & 0xf) as u8,
         };
         if !permitted(&t, acc, mode) {
             return Err(PageFault {
-                error_code: acc_bits | pf_err::P,
+                error_code: protection_fault_code(&t, acc, mode),
             });
         }
         let mut new = entry | pte::A;
@@ -252,6 +321,10 @@ mod tests {
             smap: false,
             ac: false,
             pge: true,
+            pke: false,
+            pks: false,
+            pkru: 0,
+            pkrs: 0,
         }
     }
 
