@@ -402,4 +402,131 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.error_code, pf_err::U | pf_err::ID);
     }
+
+    fn pk_mode(pke: bool, pks: bool, pkru: u32, pkrs: u32, wp: bool) -> PagingMode {
+        PagingMode {
+            pke,
+            pks,
+            pkru,
+            pkrs,
+            wp,
+            ..mode()
+        }
+    }
+
+    /// A leaf with key 3 (non-leaf entries key 0): PKRU governs user pages, IA32_PKRS
+    /// supervisor pages; AD denies reads and writes, WD writes (supervisor ones only with
+    /// CR0.WP); fetches are never checked; the error code carries PK.
+    #[test]
+    fn protection_keys_follow_4_6_2() {
+        const KEY: u64 = 3 << pte::PKEY_SHIFT;
+        let ad = 1u32 << 6;
+        let wd = 2u32 << 6;
+        let va = GuestVirtAddr(0x40_0000);
+        let r = |u| Access::new(AccessKind::Read, u);
+        let w = |u| Access::new(AccessKind::Write, u);
+        let f = |u| Access::new(AccessKind::Fetch, u);
+        let user_page = pte::P | pte::RW | pte::US | KEY;
+        let sup_page = pte::P | pte::RW | KEY;
+        let run = |leaf: u64, md: &PagingMode, acc: Access| {
+            let mut m = setup(leaf);
+            walk(&mut m, md, va, acc, true).map(|t| t.pkey)
+        };
+        // The key is the leaf's.
+        assert_eq!(run(user_page, &mode(), r(true)), Ok(3));
+        // PKE off: PKRU ignored.
+        assert!(run(user_page, &pk_mode(false, true, ad, 0, true), r(true)).is_ok());
+        let pku_ad = pk_mode(true, false, ad, 0, true);
+        let pk = pf_err::P | pf_err::PK;
+        assert_eq!(run(user_page, &pku_ad, r(true)).unwrap_err().error_code, pk | pf_err::U);
+        assert_eq!(run(user_page, &pku_ad, r(false)).unwrap_err().error_code, pk);
+        assert_eq!(
+            run(user_page, &pku_ad, w(false)).unwrap_err().error_code,
+            pk | pf_err::W
+        );
+        assert!(run(user_page, &pku_ad, f(true)).is_ok());
+        // Only key 3's bits matter.
+        assert!(run(user_page, &pk_mode(true, false, !(3 << 6), 0, true), w(true)).is_ok());
+        // WD: user writes always, supervisor writes with WP only.
+        let wd1 = pk_mode(true, false, wd, 0, true);
+        let wd0 = pk_mode(true, false, wd, 0, false);
+        assert!(run(user_page, &wd1, r(true)).is_ok());
+        assert_eq!(
+            run(user_page, &wd0, w(true)).unwrap_err().error_code,
+            pk | pf_err::W | pf_err::U
+        );
+        assert_eq!(run(user_page, &wd1, w(false)).unwrap_err().error_code, pk | pf_err::W);
+        assert!(run(user_page, &wd0, w(false)).is_ok());
+        // PK is reported together with other violations (a read-only user page).
+        let ro = (user_page & !pte::RW) | KEY;
+        assert_eq!(
+            run(ro, &wd1, w(true)).unwrap_err().error_code,
+            pk | pf_err::W | pf_err::U
+        );
+        assert_eq!(
+            run(ro, &mode(), w(true)).unwrap_err().error_code,
+            pf_err::P | pf_err::W | pf_err::U
+        );
+        // PKRU does not govern supervisor pages, nor PKRS user pages.
+        assert!(run(sup_page, &pku_ad, w(false)).is_ok());
+        let pks_ad = pk_mode(false, true, 0, ad, true);
+        assert!(run(user_page, &pks_ad, w(true)).is_ok());
+        assert_eq!(run(sup_page, &pks_ad, r(false)).unwrap_err().error_code, pk);
+        assert!(run(sup_page, &pks_ad, f(false)).is_ok());
+        // A user access to a supervisor page faults on U/S, without PK.
+        assert_eq!(
+            run(sup_page, &pks_ad, r(true)).unwrap_err().error_code,
+            pf_err::P | pf_err::U
+        );
+        let pks_wd1 = pk_mode(false, true, 0, wd, true);
+        let pks_wd0 = pk_mode(false, true, 0, wd, false);
+        assert_eq!(run(sup_page, &pks_wd1, w(false)).unwrap_err().error_code, pk | pf_err::W);
+        assert!(run(sup_page, &pks_wd0, w(false)).is_ok());
+        assert!(run(sup_page, &pks_wd1, r(false)).is_ok());
+        // A faulting access leaves the leaf's A clear.
+        let mut m = setup(user_page);
+        assert!(walk(&mut m, &pku_ad, va, r(true), true).is_err());
+        assert_eq!(m.read_u64(GuestPhysAddr(0x4000)).unwrap() & pte::A, 0);
+    }
+
+    /// Keys in non-leaf entries are ignored; a 2 MiB leaf's key counts.
+    #[test]
+    fn protection_key_comes_from_the_leaf_at_every_size() {
+        let mut m = GuestMemory::new(1 << 20).unwrap();
+        let upper = pte::P | pte::RW | pte::US | (5 << pte::PKEY_SHIFT);
+        m.write(GuestPhysAddr(0x1000), 8, 0x2000 | upper);
+        m.write(GuestPhysAddr(0x2000), 8, 0x3000 | upper);
+        m.write(
+            GuestPhysAddr(0x3000 + 2 * 8),
+            8,
+            0x20_0000 | pte::P | pte::RW | pte::US | pte::PS | (7 << pte::PKEY_SHIFT),
+        );
+        let md = PagingMode {
+            pke: true,
+            pkru: 3 << 10,
+            ..mode()
+        };
+        let t = walk(
+            &mut m,
+            &md,
+            GuestVirtAddr(0x40_1000),
+            Access::new(AccessKind::Write, true),
+            true,
+        )
+        .unwrap();
+        assert_eq!((t.pkey, t.page_shift), (7, 21));
+        let md = PagingMode {
+            pkru: 1 << 14,
+            ..md
+        };
+        let e = walk(
+            &mut m,
+            &md,
+            GuestVirtAddr(0x40_1000),
+            Access::new(AccessKind::Read, true),
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(e.error_code, pf_err::P | pf_err::U | pf_err::PK);
+    }
 }

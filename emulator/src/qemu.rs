@@ -39,11 +39,14 @@ pub const QEMU_CPU: &str = "qemu64,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,
 /// vendor-specific paths: GenuineIntel family 6 model 0x3a stepping 9, vmscope's brand
 /// string, its leaf 1/7/0x8000_0001 features (no SEP, PSE36 or SVM, which
 /// `qemu64` has; MOVBE, POPCNT, FSGSBASE, BMI1/2, ERMS, ABM and RDTSCP, which it lacks).
+/// Protection keys (PKU, with the PKRU XSAVE component, and PKS), which QEMU 7.2's TCG
+/// implements, are in too: Linux enables CR4.PKE and XSAVE feature 0x200 on both.
 /// PCID and INVPCID, which vmscope also advertises, are left out: QEMU 7.2's TCG cannot
 /// offer them. The built-in kernel's cross-checks keep [`QEMU_CPU`].
 pub const QEMU_CPU_MIRROR: &str = "qemu64,vendor=GenuineIntel,family=6,model=58,stepping=9,\
 model-id=vmscope virtual x86-64 CPU,-sep,-pse36,-svm,+movbe,+popcnt,+fsgsbase,\
-+bmi1,+bmi2,+erms,+abm,+rdtscp,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,+sse4.1,+sse4.2";
++bmi1,+bmi2,+erms,+abm,+rdtscp,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,+sse4.1,+sse4.2,\
++pku,+pks";
 
 /// `qemu-system-x86_64` with the flags of the vmscope machine. `mem_mib` is in MiB; `acpi`
 /// false gives `-machine pc,acpi=off` (see `MachineConfig::acpi`).

@@ -2283,6 +2283,52 @@ mod fast_tlb_tests {
         assert_eq!(write(&mut m, 3).unwrap_err().vector, exception::vector::PF);
     }
 
+    /// Protection keys: a fast entry never lets an access skip the key check, whether the
+    /// rights change (PKRU, IA32_PKRS) or CR4.PKE/PKS does; restricted keys get none.
+    #[test]
+    fn no_fast_hit_past_a_protection_key() {
+        const KEY1: u64 = 1 << 59;
+        const AD1: u32 = 1 << 2;
+        const WD1: u32 = 1 << 3;
+        let pf_pk = |r: Result<u64, Exception>| {
+            let e = r.unwrap_err();
+            e.vector == exception::vector::PF && e.error_code.unwrap_or(0) & mmu::pf_err::PK != 0
+        };
+        // PKRU changed under an installed fast entry (as WRPKRU/XRSTOR do).
+        let mut m = machine(P | W | U | D | KEY1, 3);
+        m.cpu.cr4 |= cr4::PKE;
+        assert_eq!(read(&mut m), Ok(0));
+        assert_eq!(read(&mut m), Ok(0));
+        m.cpu.pkru = AD1;
+        m.cpu.pk_changed(0, 0);
+        assert!(pf_pk(read(&mut m)));
+        // WD: reads keep working (without fast entries), writes fault, every time.
+        m.cpu.pkru = WD1;
+        m.cpu.pk_changed(AD1, 0);
+        for _ in 0..3 {
+            assert_eq!(read(&mut m), Ok(0));
+            assert!(pf_pk(write(&mut m, 1).map(|_| 0)));
+        }
+        // CR4.PKE set under fast entries installed without it.
+        let mut m = machine(P | W | U | D | KEY1, 3);
+        m.cpu.pkru = AD1;
+        assert_eq!(read(&mut m), Ok(0));
+        assert_eq!(read(&mut m), Ok(0));
+        m.cpu.cr4 |= cr4::PKE;
+        assert!(pf_pk(read(&mut m)));
+        // PKS: IA32_PKRS for a supervisor page, WD with CR0.WP.
+        let mut m = machine(P | W | D | KEY1, 0);
+        m.cpu.cr4 |= cr4::PKS;
+        assert!(write(&mut m, 7).is_ok());
+        assert!(write(&mut m, 8).is_ok());
+        m.cpu.pkrs = WD1;
+        m.cpu.pk_changed(0, 0);
+        assert!(pf_pk(write(&mut m, 9).map(|_| 0)));
+        assert_eq!(read(&mut m), Ok(8));
+        m.cpu.cr0 &= !cr0::WP;
+        assert!(write(&mut m, 10).is_ok());
+    }
+
     #[test]
     #[should_panic(expected = "tlb shadow: fast hit")]
     fn the_shadow_check_catches_a_fast_entry_the_model_does_not_hold() {
