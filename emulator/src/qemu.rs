@@ -27,12 +27,14 @@ pub fn available() -> bool {
 }
 
 /// The QEMU CPU model closest to vmscope's: QEMU's default `qemu64` plus the paging
-/// features vmscope implements and advertises (SMEP, SMAP, 1 GiB pages) and XSAVE with
+/// features vmscope implements and advertises (SMEP, SMAP, 1 GiB pages, protection keys:
+/// PKU and PKS, which the page-permission matrix checks on both) and XSAVE with
 /// XSAVEOPT (CPUID.(0xd,1):EAX bit 0, which vmscope advertises; QEMU 7.2's TCG also never
 /// completes a CR4 write that sets OSXSAVE without it: the guest hangs on the MOV) and
 /// SSSE3, SSE4.1 and SSE4.2. NX, the x87, MMX, FXSR, SSE, SSE2 and SSE3 (`pni`) are already in
 /// `qemu64`.
-pub const QEMU_CPU: &str = "qemu64,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,+sse4.1,+sse4.2";
+pub const QEMU_CPU: &str =
+    "qemu64,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,+sse4.1,+sse4.2,+pku,+pks";
 
 /// The QEMU CPU model that presents vmscope's own CPUID (cpu/cpuid.rs) for the machine
 /// without ACPI, where kernels that are not vmscope's (Linux) run and take the
