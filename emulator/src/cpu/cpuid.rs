@@ -318,6 +318,15 @@ mod tests {
         assert_eq!(cpuid(0, 0, &st(0, 0, 1)).0, 0xd);
     }
 
+    /// Protection keys: PKU and PKS always, OSPKE as CR4.PKE.
+    #[test]
+    fn protection_key_bits() {
+        let (_, _, ecx, _) = cpuid(7, 0, &st(0, 0, 1));
+        assert_eq!(ecx, ecx7::PKU | ecx7::PKS);
+        let (_, _, ecx, _) = cpuid(7, 0, &st(0, cr4::PKE, 1));
+        assert_eq!(ecx, ecx7::PKU | ecx7::PKS | ecx7::OSPKE);
+    }
+
     /// The APIC ID of the CPU asking, in leaf 1 and in leaf 0xB.
     #[test]
     fn topology_leaves_name_the_cpu() {
