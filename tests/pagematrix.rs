@@ -1,7 +1,7 @@
 //! The page-permission matrix (`selftest=pagematrix`, guest-os/src/selftest/pagematrix.rs):
 //! every combination of U/S, R/W and NX at every paging level and leaf size, with CR0.WP,
 //! CR4.SMEP, CR4.SMAP + RFLAGS.AC, EFER.NXE, read/write/fetch and CPL 0/3. The guest checks
-//! each case against the SDM's rules; here vmscope must pass every case with no deviation,
+//! each case against the SDM's rules, and protection keys (PKU, PKS) in a matrix of their own; here vmscope must pass every case with no deviation,
 //! and QEMU must print the same lines (its known, documented deviations from the SDM are
 //! reported on one extra line, which is the only difference allowed).
 
@@ -11,12 +11,16 @@ use common::{qemu_present, stderr, stdout, vmscope};
 
 /// 8^4 + 8^3 + 8^2 page-table configurations x 144 environments.
 const CASES: u32 = (4096 + 512 + 64) * 144;
+/// Protection keys: 3 leaf sizes x U/S x R/W leaves, x 192 environments (CPL, access,
+/// CR0.WP, CR4.PKE, CR4.PKS, AD/WD of the leaf's key in PKRU and IA32_PKRS).
+const PK_CASES: u32 = 12 * 192;
 const DEVIATION_LINE: &str = "pagematrix: known deviations from the SDM";
 
 /// Whether the guest printed the all-passed summary.
 fn all_passed(out: &str) -> bool {
     let want = format!("pagematrix: {CASES} passed, 0 failed");
-    out.lines().any(|l| l == want)
+    let want_pk = format!("pagematrix-pk: {PK_CASES} passed, 0 failed");
+    out.lines().any(|l| l == want) && out.lines().any(|l| l == want_pk)
 }
 
 #[test]

@@ -401,6 +401,7 @@ const CR4_BITS: FlagBits = &[
     ("VME", 0), ("PVI", 1), ("TSD", 2), ("DE", 3), ("PSE", 4), ("PAE", 5), ("MCE", 6),
     ("PGE", 7), ("PCE", 8), ("OSFXSR", 9), ("OSXMMEXCPT", 10), ("UMIP", 11), ("LA57", 12),
     ("FSGSBASE", 16), ("PCIDE", 17), ("OSXSAVE", 18), ("SMEP", 20), ("SMAP", 21), ("PKE", 22),
+    ("PKS", 24),
 ];
 const EFER_BITS: FlagBits = &[("SCE", 0), ("LME", 8), ("LMA", 10), ("NXE", 11)];
 #[rustfmt::skip]

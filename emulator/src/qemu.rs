@@ -27,23 +27,28 @@ pub fn available() -> bool {
 }
 
 /// The QEMU CPU model closest to vmscope's: QEMU's default `qemu64` plus the paging
-/// features vmscope implements and advertises (SMEP, SMAP, 1 GiB pages) and XSAVE with
+/// features vmscope implements and advertises (SMEP, SMAP, 1 GiB pages, protection keys:
+/// PKU and PKS, which the page-permission matrix checks on both) and XSAVE with
 /// XSAVEOPT (CPUID.(0xd,1):EAX bit 0, which vmscope advertises; QEMU 7.2's TCG also never
 /// completes a CR4 write that sets OSXSAVE without it: the guest hangs on the MOV) and
 /// SSSE3, SSE4.1 and SSE4.2. NX, the x87, MMX, FXSR, SSE, SSE2 and SSE3 (`pni`) are already in
 /// `qemu64`.
-pub const QEMU_CPU: &str = "qemu64,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,+sse4.1,+sse4.2";
+pub const QEMU_CPU: &str =
+    "qemu64,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,+sse4.1,+sse4.2,+pku,+pks";
 
 /// The QEMU CPU model that presents vmscope's own CPUID (cpu/cpuid.rs) for the machine
 /// without ACPI, where kernels that are not vmscope's (Linux) run and take the
 /// vendor-specific paths: GenuineIntel family 6 model 0x3a stepping 9, vmscope's brand
 /// string, its leaf 1/7/0x8000_0001 features (no SEP, PSE36 or SVM, which
 /// `qemu64` has; MOVBE, POPCNT, FSGSBASE, BMI1/2, ERMS, ABM and RDTSCP, which it lacks).
+/// Protection keys (PKU, with the PKRU XSAVE component, and PKS), which QEMU 7.2's TCG
+/// implements, are in too: Linux enables CR4.PKE and XSAVE feature 0x200 on both.
 /// PCID and INVPCID, which vmscope also advertises, are left out: QEMU 7.2's TCG cannot
 /// offer them. The built-in kernel's cross-checks keep [`QEMU_CPU`].
 pub const QEMU_CPU_MIRROR: &str = "qemu64,vendor=GenuineIntel,family=6,model=58,stepping=9,\
 model-id=vmscope virtual x86-64 CPU,-sep,-pse36,-svm,+movbe,+popcnt,+fsgsbase,\
-+bmi1,+bmi2,+erms,+abm,+rdtscp,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,+sse4.1,+sse4.2";
++bmi1,+bmi2,+erms,+abm,+rdtscp,+smep,+smap,+pdpe1gb,+xsave,+xsaveopt,+ssse3,+sse4.1,+sse4.2,\
++pku,+pks";
 
 /// `qemu-system-x86_64` with the flags of the vmscope machine. `mem_mib` is in MiB; `acpi`
 /// false gives `-machine pc,acpi=off` (see `MachineConfig::acpi`).

@@ -348,6 +348,12 @@ impl Tlb {
         }
     }
 
+    /// Invalidate every fast entry at once (O(1)), the modelled entries staying (a change
+    /// of the protection-key rights the fast entries were installed under).
+    pub fn drop_fast_entries(&mut self) {
+        self.fast_flush();
+    }
+
     /// Invalidate every fast entry at once (O(1)).
     fn fast_flush(&mut self) {
         self.fast_gen += 1;
@@ -475,6 +481,7 @@ mod tests {
             nx: false,
             global,
             dirty: false,
+            pkey: 0,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The CPU model CPUID reports: the same leaves on every run and every host, advertising
 //! only what this emulator implements: the x87 FPU, MMX, FXSAVE, SSE, SSE2, SSE3, SSSE3,
-//! SSE4.1 and SSE4.2, XSAVE with XCR0 = x87|SSE (leaf 0xd); no AVX or later, no x2APIC.
+//! SSE4.1 and SSE4.2, XSAVE with XCR0 = x87|SSE|PKRU (leaf 0xd), protection keys (PKU,
+//! PKS); no AVX or later, no x2APIC.
 
 /// Whether SSE3 (and with it FISTTP) is advertised and implemented.
 pub const HAS_SSE3: bool = true;
@@ -54,6 +55,15 @@ mod ebx7 {
     pub const ERMS: u32 = 1 << 9;
     pub const INVPCID: u32 = 1 << 10;
     pub const SMAP: u32 = 1 << 20;
+}
+/// Leaf 7 ECX feature bits.
+mod ecx7 {
+    /// Protection keys for user-mode pages (PKRU, RDPKRU/WRPKRU, CR4.PKE).
+    pub const PKU: u32 = 1 << 3;
+    /// CR4.PKE as the OS set it.
+    pub const OSPKE: u32 = 1 << 4;
+    /// Protection keys for supervisor-mode pages (IA32_PKRS, CR4.PKS).
+    pub const PKS: u32 = 1 << 31;
 }
 /// Leaf 0x8000_0001 bits.
 mod ext1 {
@@ -180,7 +190,13 @@ pub fn cpuid(leaf: u32, subleaf: u32, st: &CpuidState) -> (u32, u32, u32, u32) {
         7 if subleaf == 0 => (
             0,
             FSGSBASE | BMI1 | SMEP | BMI2 | ERMS | INVPCID | SMAP,
-            0,
+            ecx7::PKU
+                | ecx7::PKS
+                | if cr4 & crate::cpu::regs::cr4::PKE != 0 {
+                    ecx7::OSPKE
+                } else {
+                    0
+                },
             0,
         ),
         // XSAVE: subleaf 0 lists the XCR0 bits supported and the area sizes (for the
@@ -206,6 +222,11 @@ pub fn cpuid(leaf: u32, subleaf: u32, st: &CpuidState) -> (u32, u32, u32, u32) {
             )
         }
         0xd if subleaf == 1 => (XSAVEOPT, 0, 0, 0),
+        // PKRU: size and offset in the standard format; a user state component (ECX 0).
+        0xd if subleaf == 9 => {
+            use crate::cpu::fpu_state::xcr0 as x;
+            (x::PKRU_SIZE, x::PKRU_OFFSET, 0, 0)
+        }
         // AMD repeats the vendor here; Intel leaves these registers reserved (zero).
         0x8000_0000 => match st.vendor {
             Vendor::Intel => (MAX_EXT, 0, 0, 0),
@@ -290,9 +311,20 @@ mod tests {
         assert_eq!(ecx & ecx1::OSXSAVE, 0);
         let (_, _, ecx, _) = cpuid(1, 0, &st(0, cr4::OSXSAVE, 1));
         assert_ne!(ecx & ecx1::OSXSAVE, 0);
-        assert_eq!(cpuid(0xd, 0, &st(0, 0, 3)), (3, 576, 576, 0));
+        assert_eq!(cpuid(0xd, 0, &st(0, 0, 3)), (0x203, 576, 2696, 0));
+        assert_eq!(cpuid(0xd, 0, &st(0, 0, 0x203)), (0x203, 2696, 2696, 0));
+        assert_eq!(cpuid(0xd, 9, &st(0, 0, 3)), (8, 2688, 0, 0));
         assert_eq!(cpuid(0xd, 1, &st(0, 0, 3)).0, XSAVEOPT);
         assert_eq!(cpuid(0, 0, &st(0, 0, 1)).0, 0xd);
+    }
+
+    /// Protection keys: PKU and PKS always, OSPKE as CR4.PKE.
+    #[test]
+    fn protection_key_bits() {
+        let (_, _, ecx, _) = cpuid(7, 0, &st(0, 0, 1));
+        assert_eq!(ecx, ecx7::PKU | ecx7::PKS);
+        let (_, _, ecx, _) = cpuid(7, 0, &st(0, cr4::PKE, 1));
+        assert_eq!(ecx, ecx7::PKU | ecx7::PKS | ecx7::OSPKE);
     }
 
     /// The APIC ID of the CPU asking, in leaf 1 and in leaf 0xB.

@@ -81,8 +81,14 @@ pub mod tag {
 pub mod xcr0 {
     pub const X87: u64 = 1 << 0;
     pub const SSE: u64 = 1 << 1;
+    /// State component 9, the PKRU register (SDM Vol. 1, 13.5.7).
+    pub const PKRU: u64 = 1 << 9;
     /// What this CPU supports (CPUID.(EAX=0DH,ECX=0):EAX).
-    pub const SUPPORTED: u64 = X87 | SSE;
+    pub const SUPPORTED: u64 = X87 | SSE | PKRU;
+    /// Offset of the PKRU component in the standard format (CPUID.(EAX=0DH,ECX=9):EBX).
+    pub const PKRU_OFFSET: u32 = 2688;
+    /// Size of the PKRU component (CPUID.(EAX=0DH,ECX=9):EAX): PKRU and 4 reserved bytes.
+    pub const PKRU_SIZE: u32 = 8;
 }
 
 /// FXSAVE image offsets (SDM Vol. 1, Table 10-2).

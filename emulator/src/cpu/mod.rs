@@ -135,6 +135,10 @@ pub struct Cpu {
     pub cr2: u64,
     pub cr3: u64,
     pub cr4: u64,
+    /// PKRU (protection keys for user-mode pages; SDM 4.6.2): 0 at reset and INIT.
+    pub pkru: u32,
+    /// IA32_PKRS bits 31:0 (protection keys for supervisor-mode pages; 63:32 are reserved).
+    pub pkrs: u32,
     /// The last value MOV to CR8 wrote; reads of CR8 come from the local APIC's TPR,
     /// which MMIO writes change too.
     pub cr8: u64,
@@ -263,6 +267,8 @@ impl Cpu {
             cr2: 0,
             cr3: 0,
             cr4: 0,
+            pkru: 0,
+            pkrs: 0,
             cr8: 0,
             efer: 0,
             dr: [0, 0, 0, 0, 0, 0, 0xffff_0ff0, 0x400],
@@ -365,6 +371,10 @@ impl Cpu {
             smap: self.cr4 & cr4::SMAP != 0,
             ac: self.rflags & rflags::AC != 0 && self.cpl < 3,
             pge: self.cr4 & cr4::PGE != 0,
+            pke: self.cr4 & cr4::PKE != 0,
+            pks: self.cr4 & cr4::PKS != 0,
+            pkru: self.pkru,
+            pkrs: self.pkrs,
         }
     }
 
@@ -631,9 +641,12 @@ impl Cpu {
     }
 
     /// The paging context of an explicit access, for the TLB's fast entries: the privilege
-    /// class (CPL 3), CR0.WP, CR4.SMEP/SMAP/PCIDE, EFER.NXE, RFLAGS.AC below CPL 3 and the
-    /// PCID (bits 32..43), i.e. everything besides the entry that decides a permission
-    /// check. `None` without long-mode paging (no fast entries there). Read from the
+    /// class (CPL 3), CR0.WP, CR4.SMEP/SMAP/PCIDE/PKE/PKS, EFER.NXE, RFLAGS.AC below CPL 3
+    /// and the PCID (bits 32..43), i.e. everything besides the entry and PKRU/IA32_PKRS
+    /// that decides a permission check. The protection-key registers are not part of it:
+    /// no fast entry is installed for a data access to a page whose key has an AD or WD
+    /// bit set in them ([`Self::fast_install`]), and every change to PKRU or IA32_PKRS
+    /// drops all fast entries ([`Self::pk_changed`]). `None` without long-mode paging (no fast entries there). Read from the
     /// registers on every access (a few loads), so no writer of them can leave it stale.
     #[inline(always)]
     fn fast_ctx(&self) -> Option<u64> {
@@ -653,7 +666,7 @@ impl Cpu {
         };
         Some(
             user | (self.cr0 & cr0::WP)
-                | (self.cr4 & (cr4::SMEP | cr4::SMAP | cr4::PCIDE))
+                | (self.cr4 & (cr4::SMEP | cr4::SMAP | cr4::PCIDE | cr4::PKE | cr4::PKS))
                 | (self.efer & efer::NXE)
                 | ac
                 | pcid,
@@ -698,10 +711,15 @@ impl Cpu {
     }
 
     /// Install the fast entry for an explicit access the modelled entry `t` just permitted
-    /// (for a write, `t.dirty` is set), when its frame is RAM.
+    /// (for a write, `t.dirty` is set), when its frame is RAM. Not for a data access to a
+    /// page whose protection key is restricted (AD or WD set) in the PKRU/IA32_PKRS that
+    /// applies to it: such accesses always take the modelled path, which checks the key.
     #[inline]
     fn fast_install(&mut self, bus: &Bus, la: u64, kind: AccessKind, t: &mmu::Translation) {
         if self.tlb.mode != TlbMode::On {
+            return;
+        }
+        if kind != AccessKind::Fetch && self.pkey_restricted(t) {
             return;
         }
         let Some(ctx) = self.fast_ctx() else {
@@ -711,6 +729,28 @@ impl Cpu {
             let key = self.tlb.fast_key(ctx);
             self.tlb
                 .fast_install(la, kind as usize, key, t.frame.as_u64(), host);
+        }
+    }
+
+    /// Whether the protection key of `t` has an AD or WD bit set in the register that
+    /// governs it now (see [`mmu::pkey_rights`]).
+    #[inline]
+    fn pkey_restricted(&self, t: &mmu::Translation) -> bool {
+        let (on, reg) = if t.user {
+            (self.cr4 & cr4::PKE != 0, self.pkru)
+        } else {
+            (self.cr4 & cr4::PKS != 0, self.pkrs)
+        };
+        on && (reg >> (2 * (t.pkey as u32 & 0xf))) & 3 != 0
+    }
+
+    /// PKRU or IA32_PKRS was written (WRPKRU, XRSTOR, WRMSR): when the value changed, drop
+    /// every fast entry, since they were installed under the old rights. The modelled TLB
+    /// keeps its entries: it caches the keys, not the rights (SDM 4.10.2.2), and every
+    /// access it serves is checked against the registers.
+    pub fn pk_changed(&mut self, old_pkru: u32, old_pkrs: u32) {
+        if self.pkru != old_pkru || self.pkrs != old_pkrs {
+            self.tlb.drop_fast_entries();
         }
     }
 
@@ -768,7 +808,7 @@ impl Cpu {
                     self.check_stale(bus, va, &t, acc, &mode, false);
                 }
                 self.tlb.flush_page(va, FlushCause::PageFault);
-                let code = mmu::access_error_bits(acc, &mode) | mmu::pf_err::P;
+                let code = mmu::protection_fault_code(&t, acc, &mode);
                 return Err(Exception::pf(code, la));
             }
             if kind != AccessKind::Write || t.dirty {
@@ -1515,6 +1555,8 @@ impl Cpu {
         let acc = Access::implicit(AccessKind::Read);
         let m = PagingMode {
             smap: false,
+            pke: false,
+            pks: false,
             ..mode
         };
         mmu::walk(&mut bus.mem, &m, GuestVirtAddr(la), acc, false)
@@ -2239,6 +2281,52 @@ mod fast_tlb_tests {
         assert!(write(&mut m, 2).is_ok());
         m.cpu.cr0 |= cr0::WP;
         assert_eq!(write(&mut m, 3).unwrap_err().vector, exception::vector::PF);
+    }
+
+    /// Protection keys: a fast entry never lets an access skip the key check, whether the
+    /// rights change (PKRU, IA32_PKRS) or CR4.PKE/PKS does; restricted keys get none.
+    #[test]
+    fn no_fast_hit_past_a_protection_key() {
+        const KEY1: u64 = 1 << 59;
+        const AD1: u32 = 1 << 2;
+        const WD1: u32 = 1 << 3;
+        let pf_pk = |r: Result<u64, Exception>| {
+            let e = r.unwrap_err();
+            e.vector == exception::vector::PF && e.error_code.unwrap_or(0) & mmu::pf_err::PK != 0
+        };
+        // PKRU changed under an installed fast entry (as WRPKRU/XRSTOR do).
+        let mut m = machine(P | W | U | D | KEY1, 3);
+        m.cpu.cr4 |= cr4::PKE;
+        assert_eq!(read(&mut m), Ok(0));
+        assert_eq!(read(&mut m), Ok(0));
+        m.cpu.pkru = AD1;
+        m.cpu.pk_changed(0, 0);
+        assert!(pf_pk(read(&mut m)));
+        // WD: reads keep working (without fast entries), writes fault, every time.
+        m.cpu.pkru = WD1;
+        m.cpu.pk_changed(AD1, 0);
+        for _ in 0..3 {
+            assert_eq!(read(&mut m), Ok(0));
+            assert!(pf_pk(write(&mut m, 1).map(|_| 0)));
+        }
+        // CR4.PKE set under fast entries installed without it.
+        let mut m = machine(P | W | U | D | KEY1, 3);
+        m.cpu.pkru = AD1;
+        assert_eq!(read(&mut m), Ok(0));
+        assert_eq!(read(&mut m), Ok(0));
+        m.cpu.cr4 |= cr4::PKE;
+        assert!(pf_pk(read(&mut m)));
+        // PKS: IA32_PKRS for a supervisor page, WD with CR0.WP.
+        let mut m = machine(P | W | D | KEY1, 0);
+        m.cpu.cr4 |= cr4::PKS;
+        assert!(write(&mut m, 7).is_ok());
+        assert!(write(&mut m, 8).is_ok());
+        m.cpu.pkrs = WD1;
+        m.cpu.pk_changed(0, 0);
+        assert!(pf_pk(write(&mut m, 9).map(|_| 0)));
+        assert_eq!(read(&mut m), Ok(8));
+        m.cpu.cr0 &= !cr0::WP;
+        assert!(write(&mut m, 10).is_ok());
     }
 
     #[test]

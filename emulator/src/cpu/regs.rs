@@ -66,6 +66,7 @@ pub mod cr4 {
     pub const SMEP: u64 = 1 << 20;
     pub const SMAP: u64 = 1 << 21;
     pub const PKE: u64 = 1 << 22;
+    pub const PKS: u64 = 1 << 24;
     /// The CR4 bits this CPU model implements; setting any other bit is #GP(0).
     pub const SUPPORTED: u64 = VME
         | PVI
@@ -83,7 +84,9 @@ pub mod cr4 {
         | FSGSBASE
         | PCIDE
         | SMEP
-        | SMAP;
+        | SMAP
+        | PKE
+        | PKS;
     /// Changing any of these flushes the whole TLB (SDM Vol. 3A, 4.10.4.1).
     pub const TLB_FLUSH_BITS: u64 = PGE | PAE | PSE | PCIDE | SMEP | SMAP | LA57;
 }
@@ -111,6 +114,8 @@ pub mod msr {
     /// IA32_MISC_ENABLE bit 0, fast-string operations enabled: what QEMU presents.
     pub const MISC_ENABLE_FAST_STRINGS: u64 = 1;
     pub const IA32_PAT: u32 = 0x277;
+    /// Protection keys for supervisor-mode pages (CPUID.7.0:ECX.PKS).
+    pub const IA32_PKRS: u32 = 0x6e1;
     pub const IA32_EFER: u32 = 0xc000_0080;
     pub const IA32_STAR: u32 = 0xc000_0081;
     pub const IA32_LSTAR: u32 = 0xc000_0082;

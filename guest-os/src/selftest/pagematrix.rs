@@ -7,6 +7,12 @@
 //! (Vol. 3A 4.6 access rights, 4.7 error codes, 4.8 A/D flags) says must happen; the
 //! expectation is computed here from those rules, never recorded from a run.
 //!
+//! Protection keys (SDM 4.6.2) have a matrix of their own (`pagematrix-pk` lines), when
+//! the CPU has PKU and PKS: every leaf size, a user or supervisor leaf, writable or not,
+//! the leaf with key 1 and every non-leaf entry with key 2 (whose AD and WD are always
+//! set: non-leaf keys must be ignored), read, written and executed from CPL 0 and 3 under
+//! CR0.WP, CR4.PKE, CR4.PKS and every AD/WD of key 1 in PKRU and IA32_PKRS.
+//!
 //! Output (compared between vmscope and QEMU by the system tests): one line per page-table
 //! configuration with the number of cases and a digest of every observed outcome, a full
 //! line for each failing case, and a summary. `pagematrix-verbose` prints one line per case
@@ -429,9 +435,13 @@ fn kernel_access(va: u64, kind: u64, rflags: u64) {
     }
 }
 
-/// Run one case and return its packed outcome.
-fn run_case(cfg: &Config, env: &Env) -> u32 {
+/// Run one case and return its packed outcome; with `keys`, the entries get protection
+/// keys ([`set_keys`]).
+fn run_case(cfg: &Config, env: &Env, keys: bool) -> u32 {
     let va = map_target(cfg);
+    if keys {
+        set_keys(cfg);
+    }
     // SAFETY: INVLPG only drops cached translations (and, per SDM 4.10.4.1, the
     // paging-structure caches), so the new entries are walked.
     unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
@@ -572,7 +582,7 @@ fn run_on_boot_tables(verbose: bool) -> (u32, u32) {
         for &leaf in leaves {
             for code in 0..leaf.configs() {
                 let cfg = Config::new(leaf, code);
-                let got = run_case(&cfg, &env);
+                let got = run_case(&cfg, &env, false);
                 let want = expected(&cfg, &env);
                 let dev = Deviation::ALL
                     .iter()
@@ -595,6 +605,7 @@ fn run_on_boot_tables(verbose: bool) -> (u32, u32) {
             }
         }
     }
+    let (pk_pass, pk_total) = run_pk(leaves, &mut deviations);
     // SAFETY: restoring the boot values of the control registers; unmapping slot 3.
     unsafe {
         asm!("mov cr0, {}", in(reg) cr0, options(nostack, preserves_flags));
@@ -627,5 +638,258 @@ fn run_on_boot_tables(verbose: bool) -> (u32, u32) {
         kprintln!();
     }
     kprintln!("pagematrix: {} passed, {} failed", pass, total - pass);
+    if pk_total > 0 {
+        kprintln!(
+            "pagematrix-pk: {} passed, {} failed",
+            pk_pass,
+            pk_total - pk_pass
+        );
+    }
+    (pass + pk_pass, total + pk_total)
+}
+
+// ---- protection keys (SDM 4.6.2) --------------------------------------------------------
+
+const CR4_PKE: u64 = 1 << 22;
+const CR4_PKS: u64 = 1 << 24;
+const MSR_PKRS: u32 = 0x6e1;
+const CPUID7_ECX_PKU: u32 = 1 << 3;
+const CPUID7_ECX_PKS: u32 = 1 << 31;
+const PF_PK: u32 = 1 << 5;
+/// The key of the leaf entry, and the key of every non-leaf entry (which must be ignored:
+/// its AD and WD are always set).
+const LEAF_KEY: u64 = 1;
+const UPPER_KEY: u64 = 2;
+const PTE_KEY_SHIFT: u64 = 59;
+/// 2 CPLs x 3 kinds x WP x PKE x PKS x the leaf key's (AD, WD) in PKRU and IA32_PKRS.
+const PK_ENVS: usize = 192;
+
+/// One protection-key environment.
+#[derive(Clone, Copy)]
+struct PkEnv {
+    user: bool,
+    kind: Kind,
+    wp: bool,
+    pke: bool,
+    pks: bool,
+    /// Bit 0 AD, bit 1 WD of the leaf's key (the same in PKRU and IA32_PKRS).
+    rights: u32,
+}
+
+impl PkEnv {
+    fn new(mut i: usize) -> Self {
+        let mut take = |n: usize| {
+            let v = i % n;
+            i /= n;
+            v
+        };
+        let rights = take(4) as u32;
+        let pks = take(2) == 1;
+        let pke = take(2) == 1;
+        let wp = take(2) == 1;
+        let kind = [Kind::Read, Kind::Write, Kind::Fetch][take(3)];
+        let user = take(2) == 1;
+        PkEnv {
+            user,
+            kind,
+            wp,
+            pke,
+            pks,
+            rights,
+        }
+    }
+    /// PKRU and IA32_PKRS: the leaf key's rights, AD|WD for the non-leaf key.
+    fn register(&self) -> u32 {
+        self.rights << (2 * LEAF_KEY) | 3 << (2 * UPPER_KEY)
+    }
+}
+
+/// The configurations: every leaf size, a user or supervisor leaf (every upper level is
+/// user and writable), writable or not.
+fn pk_config(leaf: Leaf, user_page: bool, writable: bool) -> Config {
+    let upper = LVL_U | LVL_W;
+    let mut bits = [upper; 4];
+    bits[leaf.levels() - 1] =
+        if user_page { LVL_U } else { 0 } | if writable { LVL_W } else { 0 };
+    Config { leaf, bits }
+}
+
+/// What the SDM says for a protection-key case (NXE on, SMEP and SMAP off).
+fn pk_expected(cfg: &Config, env: &PkEnv) -> u32 {
+    let levels = cfg.levels();
+    let n = levels.len();
+    let user_page = levels.iter().all(|b| b & LVL_U != 0);
+    let writable = levels.iter().all(|b| b & LVL_W != 0);
+    let write = env.kind == Kind::Write;
+    let mut err = 0;
+    if write {
+        err |= PF_W;
+    }
+    if env.user {
+        err |= PF_U;
+    }
+    if env.kind == Kind::Fetch {
+        err |= PF_ID;
+    }
+    let allowed = match (env.kind, env.user) {
+        (Kind::Fetch, true) | (Kind::Read, true) => user_page,
+        (Kind::Write, true) => user_page && writable,
+        (Kind::Fetch, false) | (Kind::Read, false) => true,
+        (Kind::Write, false) => writable || !env.wp,
+    };
+    // 4.6.2: data accesses only; the key of a user page is checked with CR4.PKE, of a
+    // supervisor page (by a supervisor access) with CR4.PKS; AD denies, WD denies writes
+    // from user mode or with CR0.WP. 4.7: PK reports a key violation whatever else also
+    // denies the access.
+    let checked = env.kind != Kind::Fetch
+        && if user_page { env.pke } else { env.pks && !env.user };
+    let pk = checked
+        && (env.rights & 1 != 0 || (env.rights & 2 != 0 && write && (env.user || env.wp)));
+    let upper_a = (1u32 << (n - 1)) - 1;
+    if !allowed || pk {
+        let pk_bit = if pk { PF_PK } else { 0 };
+        return OUT_FAULT | (err | PF_P | pk_bit) << 8 | upper_a;
+    }
+    let mut out = upper_a | 1 << (n - 1);
+    if write {
+        out |= OUT_D;
+    }
+    out
+}
+
+/// Set the protection-key state of `env`: PKRU (written with CR4.PKE set, so that it is
+/// in place when CR4.PKE is then cleared), IA32_PKRS, CR4.PKE/PKS, and CR0.WP.
+fn apply_pk_env(env: &PkEnv) {
+    apply_env(&Env {
+        user: env.user,
+        kind: env.kind,
+        wp: env.wp,
+        smep: false,
+        smap: false,
+        ac: false,
+        nxe: true,
+    });
+    set_pk_registers(env.register(), env.pke, env.pks);
+}
+
+fn set_pk_registers(value: u32, pke: bool, pks: bool) {
+    // SAFETY: the kernel's own pages and the user stub's have key 0, whose rights stay 0.
+    unsafe {
+        let mut cr4: u64;
+        asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack, preserves_flags));
+        cr4 |= CR4_PKE;
+        asm!("mov cr4, {}", in(reg) cr4, options(nostack, preserves_flags));
+        // WRPKRU
+        asm!(".byte 0x0f, 0x01, 0xef", in("eax") value, in("ecx") 0u32, in("edx") 0u32,
+            options(nostack, preserves_flags));
+        wrmsr(MSR_PKRS, value as u64);
+        cr4 = set(set(cr4, CR4_PKE, pke), CR4_PKS, pks);
+        asm!("mov cr4, {}", in(reg) cr4, options(nostack, preserves_flags));
+    }
+}
+
+/// Put the keys into the entries `map_target` just wrote.
+fn set_keys(cfg: &Config) {
+    let n = cfg.leaf.levels();
+    // SAFETY: single CPU; slot 3 and the T_* tables are used by nothing else.
+    unsafe {
+        let entries = [
+            pml4_entry(TARGET_BASE >> 39),
+            PAGES.entry(T_PDPT, 0),
+            PAGES.entry(T_PD, 0),
+            PAGES.entry(T_PT, 0),
+        ];
+        for (i, e) in entries.iter().enumerate().take(n) {
+            let key = if i == n - 1 { LEAF_KEY } else { UPPER_KEY };
+            let v = read_volatile(*e) & !(0xf << PTE_KEY_SHIFT);
+            write_volatile(*e, v | key << PTE_KEY_SHIFT);
+        }
+    }
+}
+
+/// The protection-key matrix, when the CPU has PKU and PKS; returns (passed, total) and
+/// prints one line per configuration, as the main matrix does.
+fn run_pk(leaves: &[Leaf], deviations: &mut [u32]) -> (u32, u32) {
+    let (_, _, ecx7, _) = cpuid(7);
+    if ecx7 & CPUID7_ECX_PKU == 0 || ecx7 & CPUID7_ECX_PKS == 0 {
+        kprintln!("pagematrix-pk: the CPU lacks PKU or PKS; skipped");
+        return (0, 0);
+    }
+    let mut configs = [(Leaf::K4, false, false); 12];
+    let mut nc = 0;
+    for &leaf in leaves {
+        for user_page in [false, true] {
+            for writable in [false, true] {
+                configs[nc] = (leaf, user_page, writable);
+                nc += 1;
+            }
+        }
+    }
+    let mut digest = [FNV_OFFSET; 12];
+    let mut failed = [0u32; 12];
+    let (mut pass, mut total) = (0u32, 0u32);
+    for e in 0..PK_ENVS {
+        let env = PkEnv::new(e);
+        apply_pk_env(&env);
+        for (k, &(leaf, user_page, writable)) in configs[..nc].iter().enumerate() {
+            let cfg = pk_config(leaf, user_page, writable);
+            let env_plain = Env {
+                user: env.user,
+                kind: env.kind,
+                wp: env.wp,
+                smep: false,
+                smap: false,
+                ac: false,
+                nxe: true,
+            };
+            let got = run_case(&cfg, &env_plain, true);
+            let want = pk_expected(&cfg, &env);
+            let dev = Deviation::ALL
+                .iter()
+                .position(|d| got != want && d.explains(&cfg, want, got));
+            total += 1;
+            if got == want || dev.is_some() {
+                pass += 1;
+            } else {
+                failed[k] += 1;
+                crate::kprint!("pagematrix-pk ");
+                print_config(&cfg);
+                crate::kprint!(
+                    " | cpl{} {} wp={} pke={} pks={} ad={} wd={}: ",
+                    if env.user { 3 } else { 0 },
+                    match env.kind {
+                        Kind::Read => "read",
+                        Kind::Write => "write",
+                        Kind::Fetch => "fetch",
+                    },
+                    env.wp as u8,
+                    env.pke as u8,
+                    env.pks as u8,
+                    env.rights & 1,
+                    env.rights >> 1
+                );
+                print_out(got, cfg.leaf.levels());
+                crate::kprint!(" FAIL (expected ");
+                print_out(want, cfg.leaf.levels());
+                kprintln!(")");
+            }
+            if let Some(d) = dev {
+                deviations[d] += 1;
+            }
+            let seen = if dev.is_some() { want } else { got };
+            digest[k] = fnv(digest[k], seen);
+        }
+    }
+    set_pk_registers(0, false, false);
+    for k in 0..nc {
+        let (leaf, user_page, writable) = configs[k];
+        crate::kprint!("pagematrix-pk ");
+        print_config(&pk_config(leaf, user_page, writable));
+        crate::kprint!(": {PK_ENVS} cases digest {:016x}", digest[k]);
+        match failed[k] {
+            0 => kprintln!(" ok"),
+            n => kprintln!(" {n} FAIL"),
+        }
+    }
     (pass, total)
 }

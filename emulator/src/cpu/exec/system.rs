@@ -223,6 +223,27 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
                 cpu.gpr[gpr::RCX] = cpu.msr.tsc_aux & 0xffff_ffff;
             }
         }
+        // RDPKRU/WRPKRU (SDM Vol. 2): any CPL; #UD without CR4.PKE, #GP(0) unless ECX (and
+        // for WRPKRU EDX) is 0.
+        M::Rdpkru | M::Wrpkru => {
+            if cpu.cr4 & cr4::PKE == 0 {
+                return Err(Exception::ud());
+            }
+            if cpu.gpr[gpr::RCX] as u32 != 0 {
+                return Err(Exception::gp0());
+            }
+            if i.mnemonic() == M::Rdpkru {
+                cpu.gpr[gpr::RAX] = cpu.pkru as u64;
+                cpu.gpr[gpr::RDX] = 0;
+            } else {
+                if cpu.gpr[gpr::RDX] as u32 != 0 {
+                    return Err(Exception::gp0());
+                }
+                let (pkru, pkrs) = (cpu.pkru, cpu.pkrs);
+                cpu.pkru = cpu.gpr[gpr::RAX] as u32;
+                cpu.pk_changed(pkru, pkrs);
+            }
+        }
         M::Invlpg => {
             cpu.require_cpl0()?;
             let la = linear_no_check(cpu, i);
@@ -520,6 +541,7 @@ fn read_msr(cpu: &Cpu, bus: &Bus, n: u32) -> Result<u64, Exception> {
         msr::IA32_GS_BASE => cpu.seg[SegReg::Gs as usize].base,
         msr::IA32_KERNEL_GS_BASE => cpu.msr.kernel_gs_base,
         msr::IA32_TSC_AUX => cpu.msr.tsc_aux,
+        msr::IA32_PKRS => cpu.pkrs as u64,
         n if cpu.vendor == Vendor::Amd && msr_ext::AMD_PMU.contains(&n) => {
             cpu.msr.ext.amd_pmu_read(n)
         }
@@ -597,6 +619,15 @@ fn write_msr(cpu: &mut Cpu, bus: &mut Bus, n: u32, v: u64) -> ExecResult {
                 return Err(Exception::gp0());
             }
             cpu.msr.tsc_aux = v;
+        }
+        msr::IA32_PKRS => {
+            // Bits 63:32 are reserved (SDM Vol. 4, Table 2-2).
+            if v >> 32 != 0 {
+                return Err(Exception::gp0());
+            }
+            let (pkru, pkrs) = (cpu.pkru, cpu.pkrs);
+            cpu.pkrs = v as u32;
+            cpu.pk_changed(pkru, pkrs);
         }
         n if cpu.vendor == Vendor::Amd && msr_ext::AMD_PMU.contains(&n) => {
             cpu.msr.ext.amd_pmu_write(n, v)

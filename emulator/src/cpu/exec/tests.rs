@@ -440,6 +440,57 @@ fn xsave_xrstor_xgetbv_and_fxrstor_checks() {
     assert_eq!(f.step().map(|e| e.vector), Some(vector::GP));
 }
 
+/// RDPKRU/WRPKRU (#UD without CR4.PKE, #GP(0) with ECX or EDX set) and PKRU as XSAVE
+/// state component 9 (offset 2688; XRSTOR with its XSTATE_BV bit clear loads 0).
+#[test]
+fn pkru_instructions_and_xsave_component() {
+    use crate::cpu::fpu_state::xcr0;
+    const AREA: u64 = 0x2_0000;
+    let abs = |op: &[u8], a: u64| {
+        let mut v = op.to_vec();
+        v.extend_from_slice(&(a as u32).to_le_bytes());
+        v
+    };
+    // wrpkru; rdpkru; xsave [AREA]; xrstor [AREA]; xrstor [AREA]
+    let mut code = vec![0x0f, 0x01, 0xef, 0x0f, 0x01, 0xee];
+    code.extend(abs(&[0x0f, 0xae, 0x24, 0x25], AREA));
+    code.extend(abs(&[0x0f, 0xae, 0x2c, 0x25], AREA));
+    code.extend(abs(&[0x0f, 0xae, 0x2c, 0x25], AREA));
+    let mut f = Fixture::new(&code);
+    assert_eq!(f.step().map(|e| e.vector), Some(vector::UD), "CR4.PKE clear");
+    for (rcx, rdx) in [(1, 0), (0, 1)] {
+        let mut f = Fixture::new(&code);
+        f.cpu.cr4 |= cr4::PKE;
+        f.cpu.gpr[gpr::RCX] = rcx;
+        f.cpu.gpr[gpr::RDX] = rdx;
+        assert_eq!(f.step().map(|e| e.vector), Some(vector::GP), "{rcx} {rdx}");
+    }
+    let mut f = Fixture::new(&code);
+    f.cpu.cr4 |= cr4::PKE | cr4::OSFXSR | cr4::OSXSAVE;
+    f.cpu.fpu.xcr0 = xcr0::X87 | xcr0::SSE | xcr0::PKRU;
+    f.cpu.gpr[gpr::RAX] = 0xffff_ffff_5555_5554;
+    f.cpu.gpr[gpr::RCX] = 0;
+    f.cpu.gpr[gpr::RDX] = 0;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.pkru, 0x5555_5554);
+    f.cpu.gpr[gpr::RAX] = u64::MAX;
+    f.cpu.gpr[gpr::RDX] = u64::MAX;
+    assert_eq!(f.step(), None);
+    assert_eq!((f.cpu.gpr[gpr::RAX], f.cpu.gpr[gpr::RDX]), (0x5555_5554, 0));
+    f.cpu.gpr[gpr::RAX] = 0x203;
+    f.cpu.gpr[gpr::RDX] = 0;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.read(AREA + 2688, 8), 0x5555_5554);
+    assert_eq!(f.read(AREA + 512, 8), 0x203, "XSTATE_BV");
+    f.cpu.pkru = 0;
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.pkru, 0x5555_5554);
+    // XSTATE_BV without bit 9: PKRU's initial value.
+    assert!(f.bus.mem.write(GuestPhysAddr(AREA + 512), 8, 3));
+    assert_eq!(f.step(), None);
+    assert_eq!(f.cpu.pkru, 0);
+}
+
 /// Random x87 and SSE instructions (random ModRM, prefixes, operands and FPU state) never
 /// panic the host: each one completes, faults or stops as unimplemented.
 #[test]

@@ -1,6 +1,6 @@
 //! MXCSR loads and stores, FXSAVE/FXRSTOR (SDM Vol. 2, FXSAVE: Table 3-53 for the 64-bit
 //! layout), XSAVE/XSAVEOPT/XRSTOR in the standard (non-compacted) format with XCR0 limited
-//! to x87|SSE, and XGETBV/XSETBV.
+//! to x87|SSE|PKRU, and XGETBV/XSETBV.
 
 use super::super::exception::{vector, Exception};
 use super::super::fpu_state::{fx, mxcsr, xcr0, FpuState};
@@ -22,9 +22,14 @@ const FXSAVE_ALIGN: u64 = 16;
 const XCOMP_COMPACTED: u64 = 1 << 63;
 
 /// Size of the XSAVE area for the features in `xcr0` (CPUID.(EAX=0DH,ECX=0):EBX): x87 and
-/// SSE both live in the legacy region.
-pub fn xsave_area_size(_xcr0: u64) -> u32 {
-    XSAVE_LEGACY_SIZE + XSAVE_HEADER_SIZE
+/// SSE both live in the legacy region; PKRU (component 9) ends the area at its standard
+/// offset.
+pub fn xsave_area_size(xcr0: u64) -> u32 {
+    if xcr0 & xcr0::PKRU != 0 {
+        xcr0::PKRU_OFFSET + xcr0::PKRU_SIZE
+    } else {
+        XSAVE_LEGACY_SIZE + XSAVE_HEADER_SIZE
+    }
 }
 
 /// #NM/#UD checks of FXSAVE/FXRSTOR (SDM Vol. 2, FXSAVE "Protected Mode Exceptions").
@@ -163,8 +168,15 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             let bv = cpu.read_linear128(bus, hdr, 8)? as u64;
             // XINUSE is reported as 1 for every saved component (allowed: SDM 13.6).
             let bv = (bv & !rfbm) | rfbm;
+            let pkru_la = la.wrapping_add(xcr0::PKRU_OFFSET as u64);
             cpu.translate(bus, hdr, crate::mmu::AccessKind::Write, false)?;
+            if rfbm & xcr0::PKRU != 0 {
+                cpu.translate(bus, pkru_la, crate::mmu::AccessKind::Write, false)?;
+            }
             write_block(cpu, bus, la, &img[..fx::END])?;
+            if rfbm & xcr0::PKRU != 0 {
+                cpu.write_linear(bus, pkru_la, 8, cpu.pkru as u64, false)?;
+            }
             cpu.write_linear(bus, hdr, 8, bv, false)?;
         }
         M::Xrstor | M::Xrstor64 => {
@@ -189,6 +201,22 @@ pub fn execute(cpu: &mut Cpu, bus: &mut Bus, i: &Instruction) -> ExecResult {
             }
             if rfbm & xcr0::SSE != 0 {
                 check_mxcsr(FpuState::image_mxcsr(&img))?;
+            }
+            // PKRU: from the area when XSTATE_BV names it, else its initial value 0.
+            let pkru = if rfbm & xcr0::PKRU != 0 {
+                Some(if bv & xcr0::PKRU != 0 {
+                    let at = la.wrapping_add(xcr0::PKRU_OFFSET as u64);
+                    cpu.read_linear128(bus, at, 4)? as u32
+                } else {
+                    0
+                })
+            } else {
+                None
+            };
+            if let Some(v) = pkru {
+                let (old_pkru, old_pkrs) = (cpu.pkru, cpu.pkrs);
+                cpu.pkru = v;
+                cpu.pk_changed(old_pkru, old_pkrs);
             }
             let rex_w = m == M::Xrstor64;
             if rfbm & xcr0::X87 != 0 {
