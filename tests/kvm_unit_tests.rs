@@ -40,6 +40,8 @@ const MUST_PASS: &[&str] = &[
     "syscall",
     "smptest",
     "smptest3",
+    "pku",
+    "pks",
     // QEMU TCG fails these; vmscope passes them.
     "access",
     "emulator",
@@ -53,7 +55,7 @@ const MUST_PASS: &[&str] = &[
 
 /// Tests QEMU TCG passes that vmscope does not pass yet (the README's table gives each
 /// reason): they run and are reported, and are the only ones exempt from the QEMU check.
-const KNOWN_DIFFERENCES: &[&str] = &["pku", "pks"];
+const KNOWN_DIFFERENCES: &[&str] = &[];
 
 fn tarball() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("KUT_TARBALL") {
