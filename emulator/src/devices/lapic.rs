@@ -544,15 +544,22 @@ impl Lapic {
     }
 
     /// EOI: clear the highest in-service bit. A level-triggered vector (TMR set) is
-    /// broadcast to the IOAPIC ([`Self::take_eoi_broadcast`]).
+    /// broadcast to the IOAPIC ([`Self::take_eoi_broadcast`]). The TMR bit stays as it
+    /// is: SDM 11.8.4 sets or clears it only when an interrupt is accepted into the IRR
+    /// (set for level, cleared for edge), so it reads set after the EOI of a
+    /// level-triggered interrupt until an edge-triggered one comes with that vector.
     fn eoi(&mut self) {
         if let Some(v) = highest(&self.isr) {
             set_bit(&mut self.isr, v, false);
             if bit(&self.tmr, v) {
                 self.eoi_broadcast = Some(v);
             }
-            set_bit(&mut self.tmr, v, false);
         }
+    }
+
+    /// Whether the trigger-mode register has `v` set (level-triggered at its acceptance).
+    pub fn tmr(&self, v: u8) -> bool {
+        bit(&self.tmr, v)
     }
 
     /// The vector of a level-triggered interrupt just EOIed, once.
@@ -1029,6 +1036,31 @@ mod tests {
         a.write_register(reg::EOI, 0, 0);
         a.write_register(reg::EOI, 0, 0); // an EOI with nothing in service is harmless
         assert_eq!(a.ppr(), 0);
+    }
+
+    #[test]
+    fn tmr_follows_the_trigger_mode_at_acceptance_and_survives_the_eoi() {
+        // SDM 11.8.4: the TMR bit is set (level) or cleared (edge) when the interrupt is
+        // accepted into the IRR; the EOI of a level-triggered vector is broadcast and
+        // leaves the bit set (kvm-unit-tests ioapic: "TMR for ioapic level/edge
+        // interrupts (expected true)").
+        let mut a = enabled();
+        let tmr_word = |a: &mut Lapic| a.read_register(reg::TMR + 0x30, 0) & (1 << 0x19);
+        a.raise_vector(0x79, true);
+        assert!(a.tmr(0x79));
+        assert_eq!(a.acknowledge(), Some(0x79));
+        assert_ne!(tmr_word(&mut a), 0, "set while in service");
+        a.write_register(reg::EOI, 0, 0);
+        assert_eq!(a.take_eoi_broadcast(), Some(0x79));
+        assert!(a.tmr(0x79), "the EOI leaves the TMR bit set");
+        assert_ne!(tmr_word(&mut a), 0);
+        // The next acceptance is edge-triggered: the bit clears, and its EOI is local.
+        a.raise_vector(0x79, false);
+        assert!(!a.tmr(0x79));
+        assert_eq!(a.acknowledge(), Some(0x79));
+        a.write_register(reg::EOI, 0, 0);
+        assert_eq!(a.take_eoi_broadcast(), None);
+        assert_eq!(tmr_word(&mut a), 0);
     }
 
     #[test]
