@@ -306,7 +306,10 @@ mod tests {
         write_entry(&mut io, 2, RTE_MASKED | 0x30);
         assert!(io.set_irq(2, true).is_empty());
         io.set_irq(2, false);
-        assert!(io.mmio_write(IOWIN, 4, 0x30).is_empty(), "unmask delivers nothing");
+        assert!(
+            io.mmio_write(IOWIN, 4, 0x30).is_empty(),
+            "unmask delivers nothing"
+        );
         assert_eq!(io.set_irq(2, true), [msg(0x30, false)]);
     }
 

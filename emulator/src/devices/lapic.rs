@@ -1083,7 +1083,11 @@ mod tests {
         let base = a.apic_base();
         a.set_apic_base(base & !APIC_BASE_ENABLE);
         a.set_apic_base(base);
-        assert_eq!(a.read_register(reg::ID, 0), 1 << 24, "power-up state: initial ID");
+        assert_eq!(
+            a.read_register(reg::ID, 0),
+            1 << 24,
+            "power-up state: initial ID"
+        );
     }
 
     #[test]
