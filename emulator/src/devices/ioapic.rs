@@ -5,7 +5,8 @@
 //! wire mode: the OS masks one or the other).
 //!
 //! Delivery follows QEMU: an edge-triggered pin latches a rising edge in its IRR bit and
-//! delivers it when unmasked; a level-triggered pin delivers while its line is high and
+//! delivers it (a rising edge on a masked pin is ignored, not held pending: 82093AA
+//! datasheet, IOREDTBL bit 16); a level-triggered pin delivers while its line is high and
 //! remote IRR is clear, sets remote IRR, and waits for an EOI for its vector (the local
 //! APIC's EOI broadcast, or a write to the EOI register). With one CPU, a fixed or
 //! lowest-priority message goes to it when the destination names it (physical: its APIC
@@ -115,13 +116,16 @@ impl IoApic {
         } else {
             self.lines &= !m;
         }
-        if self.redtbl[pin] & RTE_LEVEL != 0 {
+        let e = self.redtbl[pin];
+        if e & RTE_LEVEL != 0 {
             if level {
                 self.irr |= m;
             } else {
                 self.irr &= !m;
             }
-        } else if rising {
+        } else if rising && e & RTE_MASKED == 0 {
+            // 82093AA datasheet, IOREDTBL bit 16: "Edge-sensitive interrupts signaled on
+            // a masked interrupt pin are ignored (i.e., not delivered or held pending)."
             self.irr |= m;
         }
         self.service()
@@ -282,19 +286,41 @@ mod tests {
     }
 
     #[test]
-    fn edge_pin_delivers_on_rising_edge_and_latches_while_masked() {
+    fn edge_pin_delivers_on_rising_edge_and_ignores_edges_while_masked() {
         let mut io = IoApic::new();
         assert!(io.set_irq(2, true).is_empty(), "masked at reset");
         io.set_irq(2, false);
-        // Unmasking delivers the latched edge.
+        // Unmasking does not deliver the edge seen while masked (82093AA: not held
+        // pending).
         let m = {
             let idx = REG_REDTBL as u64 + 4;
             io.mmio_write(IOREGSEL, 4, idx);
             io.mmio_write(IOWIN, 4, 0x30)
         };
-        assert_eq!(m, [msg(0x30, false)]);
+        assert!(m.is_empty());
         assert_eq!(io.set_irq(2, true), [msg(0x30, false)]);
         assert!(io.set_irq(2, true).is_empty(), "no edge");
+        // Masked while the line rises and falls, then unmasked: one interrupt for the
+        // next rising edge (kvm-unit-tests ioapic, test_ioapic_edge_mask).
+        io.set_irq(2, false);
+        write_entry(&mut io, 2, RTE_MASKED | 0x30);
+        assert!(io.set_irq(2, true).is_empty());
+        io.set_irq(2, false);
+        assert!(
+            io.mmio_write(IOWIN, 4, 0x30).is_empty(),
+            "unmask delivers nothing"
+        );
+        assert_eq!(io.set_irq(2, true), [msg(0x30, false)]);
+    }
+
+    #[test]
+    fn masked_level_pin_delivers_when_unmasked_if_still_high() {
+        let mut io = IoApic::new();
+        write_entry(&mut io, 14, RTE_MASKED | RTE_LEVEL | 0x82);
+        assert!(io.set_irq(14, true).is_empty());
+        let m = io.mmio_write(IOWIN, 4, RTE_LEVEL | 0x82);
+        assert_eq!(m, [msg(0x82, true)]);
+        assert_ne!(io.entry(14).unwrap() & RTE_REMOTE_IRR, 0);
     }
 
     #[test]

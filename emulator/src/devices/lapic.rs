@@ -214,6 +214,8 @@ impl Timer {
 pub struct Lapic {
     apic_base: u64,
     id: u8,
+    /// The initial APIC ID (CPUID.1:EBX[31:24]), which a power-up reset restores.
+    initial_id: u8,
     tpr: u8,
     ldr: u32,
     dfr: u32,
@@ -308,6 +310,7 @@ impl Lapic {
         Lapic {
             apic_base,
             id,
+            initial_id: id,
             tpr: 0,
             ldr: 0,
             dfr: DFR_FLAT,
@@ -334,12 +337,16 @@ impl Lapic {
         }
     }
 
-    /// Back to the power-up state, keeping the base, the ID and a latched NMI (the NMI
-    /// input belongs to the core, not to the APIC's register state).
+    /// INIT reset (SDM 11.4.7.3): back to the power-up state, keeping the base, the APIC
+    /// ID as software left it ("except for the APIC ID and arbitration ID registers")
+    /// and a latched NMI (the NMI input belongs to the core, not to the APIC's
+    /// register state).
     pub fn reset(&mut self) {
+        let initial_id = self.initial_id;
         let nmi = self.nmi_pending;
         let logged = self.logged;
         *self = Self::power_up(self.apic_base, self.id);
+        self.initial_id = initial_id;
         self.nmi_pending = nmi;
         self.logged = logged;
     }
@@ -355,12 +362,16 @@ impl Lapic {
 
     /// WRMSR IA32_APIC_BASE (reserved bits already checked by the CPU). The BSP flag is
     /// read-only. Clearing the global enable returns the APIC to its power-up state
-    /// (SDM 10.4.3: "prior initialization ... may be lost"); it stops decoding its page.
+    /// (SDM 11.4.3: "prior initialization ... may be lost"), the ID included: the APIC
+    /// ID register is the initial APIC ID again (11.4.6, power-up state of 11.4.7.1;
+    /// KVM does the same, kvm-unit-tests' "correct xapic id after reset"). It stops
+    /// decoding its page.
     pub fn set_apic_base(&mut self, v: u64) {
         let was_enabled = self.enabled();
         self.apic_base = (v & !APIC_BASE_BSP) | (self.apic_base & APIC_BASE_BSP);
         if was_enabled && !self.enabled() {
             self.reset();
+            self.id = self.initial_id;
         }
     }
 
@@ -544,15 +555,22 @@ impl Lapic {
     }
 
     /// EOI: clear the highest in-service bit. A level-triggered vector (TMR set) is
-    /// broadcast to the IOAPIC ([`Self::take_eoi_broadcast`]).
+    /// broadcast to the IOAPIC ([`Self::take_eoi_broadcast`]). The TMR bit stays as it
+    /// is: SDM 11.8.4 sets or clears it only when an interrupt is accepted into the IRR
+    /// (set for level, cleared for edge), so it reads set after the EOI of a
+    /// level-triggered interrupt until an edge-triggered one comes with that vector.
     fn eoi(&mut self) {
         if let Some(v) = highest(&self.isr) {
             set_bit(&mut self.isr, v, false);
             if bit(&self.tmr, v) {
                 self.eoi_broadcast = Some(v);
             }
-            set_bit(&mut self.tmr, v, false);
         }
+    }
+
+    /// Whether the trigger-mode register has `v` set (level-triggered at its acceptance).
+    pub fn tmr(&self, v: u8) -> bool {
+        bit(&self.tmr, v)
     }
 
     /// The vector of a level-triggered interrupt just EOIed, once.
@@ -1029,6 +1047,47 @@ mod tests {
         a.write_register(reg::EOI, 0, 0);
         a.write_register(reg::EOI, 0, 0); // an EOI with nothing in service is harmless
         assert_eq!(a.ppr(), 0);
+    }
+
+    #[test]
+    fn tmr_follows_the_trigger_mode_at_acceptance_and_survives_the_eoi() {
+        // SDM 11.8.4: the TMR bit is set (level) or cleared (edge) when the interrupt is
+        // accepted into the IRR; the EOI of a level-triggered vector is broadcast and
+        // leaves the bit set (kvm-unit-tests ioapic: "TMR for ioapic level/edge
+        // interrupts (expected true)").
+        let mut a = enabled();
+        let tmr_word = |a: &mut Lapic| a.read_register(reg::TMR + 0x30, 0) & (1 << 0x19);
+        a.raise_vector(0x79, true);
+        assert!(a.tmr(0x79));
+        assert_eq!(a.acknowledge(), Some(0x79));
+        assert_ne!(tmr_word(&mut a), 0, "set while in service");
+        a.write_register(reg::EOI, 0, 0);
+        assert_eq!(a.take_eoi_broadcast(), Some(0x79));
+        assert!(a.tmr(0x79), "the EOI leaves the TMR bit set");
+        assert_ne!(tmr_word(&mut a), 0);
+        // The next acceptance is edge-triggered: the bit clears, and its EOI is local.
+        a.raise_vector(0x79, false);
+        assert!(!a.tmr(0x79));
+        assert_eq!(a.acknowledge(), Some(0x79));
+        a.write_register(reg::EOI, 0, 0);
+        assert_eq!(a.take_eoi_broadcast(), None);
+        assert_eq!(tmr_word(&mut a), 0);
+    }
+
+    #[test]
+    fn global_disable_restores_the_initial_id_and_init_keeps_the_written_one() {
+        let mut a = Lapic::new(1);
+        a.write_register(reg::ID, 2 << 24, 0);
+        a.reset(); // INIT (SDM 11.4.7.3)
+        assert_eq!(a.read_register(reg::ID, 0), 2 << 24, "INIT keeps the ID");
+        let base = a.apic_base();
+        a.set_apic_base(base & !APIC_BASE_ENABLE);
+        a.set_apic_base(base);
+        assert_eq!(
+            a.read_register(reg::ID, 0),
+            1 << 24,
+            "power-up state: initial ID"
+        );
     }
 
     #[test]
