@@ -95,7 +95,9 @@ fn kvm_unit_tests_pass_on_vmscope_where_qemu_passes() {
     let mut cmd = Command::new(root().join("scripts/kvm-unit-tests.sh"));
     cmd.env("KUT_TARBALL", &tar)
         .env("VMSCOPE", common::VMSCOPE)
-        .args(["-j", "2", "--out"])
+        // `access` runs 19 M protection-key cases (minutes of CPU): wall time on a
+        // shared host needs room; a hang still ends.
+        .args(["-j", "2", "--timeout", "1800", "--out"])
         .arg(&out);
     if common::qemu_present() {
         cmd.arg("--qemu-where-failed");
