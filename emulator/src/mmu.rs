@@ -438,15 +438,26 @@ mod tests {
         assert!(run(user_page, &pk_mode(false, true, ad, 0, true), r(true)).is_ok());
         let pku_ad = pk_mode(true, false, ad, 0, true);
         let pk = pf_err::P | pf_err::PK;
-        assert_eq!(run(user_page, &pku_ad, r(true)).unwrap_err().error_code, pk | pf_err::U);
-        assert_eq!(run(user_page, &pku_ad, r(false)).unwrap_err().error_code, pk);
+        assert_eq!(
+            run(user_page, &pku_ad, r(true)).unwrap_err().error_code,
+            pk | pf_err::U
+        );
+        assert_eq!(
+            run(user_page, &pku_ad, r(false)).unwrap_err().error_code,
+            pk
+        );
         assert_eq!(
             run(user_page, &pku_ad, w(false)).unwrap_err().error_code,
             pk | pf_err::W
         );
         assert!(run(user_page, &pku_ad, f(true)).is_ok());
         // Only key 3's bits matter.
-        assert!(run(user_page, &pk_mode(true, false, !(3 << 6), 0, true), w(true)).is_ok());
+        assert!(run(
+            user_page,
+            &pk_mode(true, false, !(3 << 6), 0, true),
+            w(true)
+        )
+        .is_ok());
         // WD: user writes always, supervisor writes with WP only.
         let wd1 = pk_mode(true, false, wd, 0, true);
         let wd0 = pk_mode(true, false, wd, 0, false);
@@ -455,7 +466,10 @@ mod tests {
             run(user_page, &wd0, w(true)).unwrap_err().error_code,
             pk | pf_err::W | pf_err::U
         );
-        assert_eq!(run(user_page, &wd1, w(false)).unwrap_err().error_code, pk | pf_err::W);
+        assert_eq!(
+            run(user_page, &wd1, w(false)).unwrap_err().error_code,
+            pk | pf_err::W
+        );
         assert!(run(user_page, &wd0, w(false)).is_ok());
         // PK is reported together with other violations (a read-only user page).
         let ro = (user_page & !pte::RW) | KEY;
@@ -480,7 +494,10 @@ mod tests {
         );
         let pks_wd1 = pk_mode(false, true, 0, wd, true);
         let pks_wd0 = pk_mode(false, true, 0, wd, false);
-        assert_eq!(run(sup_page, &pks_wd1, w(false)).unwrap_err().error_code, pk | pf_err::W);
+        assert_eq!(
+            run(sup_page, &pks_wd1, w(false)).unwrap_err().error_code,
+            pk | pf_err::W
+        );
         assert!(run(sup_page, &pks_wd0, w(false)).is_ok());
         assert!(run(sup_page, &pks_wd1, r(false)).is_ok());
         // A faulting access leaves the leaf's A clear.

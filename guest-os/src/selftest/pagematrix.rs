@@ -709,8 +709,7 @@ impl PkEnv {
 fn pk_config(leaf: Leaf, user_page: bool, writable: bool) -> Config {
     let upper = LVL_U | LVL_W;
     let mut bits = [upper; 4];
-    bits[leaf.levels() - 1] =
-        if user_page { LVL_U } else { 0 } | if writable { LVL_W } else { 0 };
+    bits[leaf.levels() - 1] = if user_page { LVL_U } else { 0 } | if writable { LVL_W } else { 0 };
     Config { leaf, bits }
 }
 
@@ -742,9 +741,13 @@ fn pk_expected(cfg: &Config, env: &PkEnv) -> u32 {
     // from user mode or with CR0.WP. 4.7: PK reports a key violation whatever else also
     // denies the access.
     let checked = env.kind != Kind::Fetch
-        && if user_page { env.pke } else { env.pks && !env.user };
-    let pk = checked
-        && (env.rights & 1 != 0 || (env.rights & 2 != 0 && write && (env.user || env.wp)));
+        && if user_page {
+            env.pke
+        } else {
+            env.pks && !env.user
+        };
+    let pk =
+        checked && (env.rights & 1 != 0 || (env.rights & 2 != 0 && write && (env.user || env.wp)));
     let upper_a = (1u32 << (n - 1)) - 1;
     if !allowed || pk {
         let pk_bit = if pk { PF_PK } else { 0 };

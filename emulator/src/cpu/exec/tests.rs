@@ -457,7 +457,11 @@ fn pkru_instructions_and_xsave_component() {
     code.extend(abs(&[0x0f, 0xae, 0x2c, 0x25], AREA));
     code.extend(abs(&[0x0f, 0xae, 0x2c, 0x25], AREA));
     let mut f = Fixture::new(&code);
-    assert_eq!(f.step().map(|e| e.vector), Some(vector::UD), "CR4.PKE clear");
+    assert_eq!(
+        f.step().map(|e| e.vector),
+        Some(vector::UD),
+        "CR4.PKE clear"
+    );
     for (rcx, rdx) in [(1, 0), (0, 1)] {
         let mut f = Fixture::new(&code);
         f.cpu.cr4 |= cr4::PKE;
