@@ -17,7 +17,7 @@ use super::{IoAction, PortDevice};
 pub const PM_IO_PORTS: u16 = 64;
 /// The PM timer's frequency (the ACPI specification's 3.579545 MHz).
 pub const PM_TIMER_HZ: u64 = 3_579_545;
-const NS_PER_SEC: u64 = 1_000_000_000;
+use super::NS_PER_SEC;
 const TIMER_MASK: u32 = 0x00ff_ffff;
 const TIMER_MSB: u32 = 1 << 23;
 const PM1_STS: u16 = 0x00;

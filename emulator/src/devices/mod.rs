@@ -1,6 +1,10 @@
 //! Device models and the buses that route guest I/O to them. A device sees port numbers or
 //! physical addresses relative to nothing: the bus decodes which device owns an access.
 
+/// Virtual nanoseconds per second: every device clock reads the instruction count, one
+/// instruction being one nanosecond.
+pub const NS_PER_SEC: u64 = 1_000_000_000;
+
 pub mod acpi_pm;
 pub mod debug_exit;
 pub mod debugcon;

@@ -39,10 +39,7 @@ fn lane_mask(port: u16, size: u8) -> (u32, u32) {
     } else {
         (1u32 << bits) - 1
     };
-    (
-        mask.wrapping_shl(shift) & (u32::MAX.wrapping_shl(shift)),
-        shift,
-    )
+    (mask.wrapping_shl(shift), shift)
 }
 
 impl PortDevice for PcTestdev {

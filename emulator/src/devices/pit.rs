@@ -23,8 +23,7 @@
 
 /// The input clock of the three counters, Hz.
 pub const PIT_FREQ: u64 = 1_193_182;
-/// Virtual nanoseconds per second (one instruction per nanosecond).
-const NS_PER_SEC: u64 = 1_000_000_000;
+use super::NS_PER_SEC;
 
 /// Channel 0's data port; channels 1 and 2 follow, then the control word port.
 pub const PIT_PORT: u16 = 0x40;

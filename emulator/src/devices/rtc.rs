@@ -64,7 +64,7 @@ const REG_B_24H: u8 = 0x02;
 const HOURS_PM: u8 = 0x80;
 /// How long before each second's update UIP reads 1 (8 cycles of the 32.768 kHz clock).
 const UIP_HOLD_NS: u64 = 8 * NS_PER_SEC / 32768;
-const NS_PER_SEC: u64 = 1_000_000_000;
+use super::NS_PER_SEC;
 const SECS_PER_DAY: i64 = 86400;
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
